@@ -1,0 +1,70 @@
+"""kwa_batch: send WhatsApp messages through Kaleyra's API to the recipients in a spreadsheet.
+
+The flow, one plain function per step::
+
+    import kwa_batch as kb
+
+    df = kb.load_recipients("sample_data/recipients.csv")
+    report = kb.validate(df, default_region="IN", sender="+911234567890")
+    with kb.Emulator() as emu:  # a local Kaleyra-compatible server
+        results = kb.send(report, emu.client(), concurrency=8)
+    kb.export_results(results, "results.xlsx")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .client import KaleyraClient, SendResult
+from .emulator import Emulator
+from .errors import (
+    ERROR_CODES,
+    AmbiguousSendError,
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    ConnectError,
+    InputError,
+    InvalidResponseError,
+    KwaBatchError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    ValidationError,
+    describe_code,
+)
+from .export import export_results
+from .phones import normalize_phone
+from .recipients import load_recipients
+from .results import STATUSES, summarize
+from .schema import ValidationReport, validate
+from .sender import send
+
+__all__ = [
+    "ERROR_CODES",
+    "STATUSES",
+    "AmbiguousSendError",
+    "ApiError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "ConnectError",
+    "Emulator",
+    "InputError",
+    "InvalidResponseError",
+    "KaleyraClient",
+    "KwaBatchError",
+    "RateLimitError",
+    "SendResult",
+    "ServerError",
+    "TransportError",
+    "ValidationError",
+    "ValidationReport",
+    "__version__",
+    "describe_code",
+    "export_results",
+    "load_recipients",
+    "normalize_phone",
+    "send",
+    "summarize",
+    "validate",
+]

@@ -1,0 +1,235 @@
+"""``kwa-batch``: the command line, a thin layer over the library.
+
+Exit codes: 0 every row sent (or valid, for ``validate``); 1 some rows rejected or failed;
+2 the input or the configuration was unusable (a one-line reason, never a traceback);
+3 incomplete: ``unknown`` or ``not_sent`` rows remain (3 wins over 1); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+import click
+import pandas as pd
+
+from . import __version__
+from .client import KaleyraClient
+from .config import ENV_API_KEY, ENV_BASE_URL, ENV_FROM, ENV_SID, credentials_from_env
+from .emulator import Emulator
+from .errors import ConfigurationError, KwaBatchError, describe_code
+from .export import export_results
+from .recipients import load_recipients
+from .results import error_counts, exit_code, summarize
+from .schema import ValidationReport, validate
+from .sender import send
+
+EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: The sender used with --emulator when none is given (the emulator accepts any valid one).
+DEMO_SENDER = "+911234567890"
+_SHOWN_PROBLEMS = 10
+
+
+def _fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(EXIT_UNUSABLE)
+
+
+def _load(path: str) -> pd.DataFrame:
+    try:
+        return load_recipients(path)
+    except KwaBatchError as exc:
+        _fail(str(exc))
+        raise AssertionError from exc  # unreachable: _fail exits
+
+
+def _print_problems(report: ValidationReport) -> None:
+    if report.ok:
+        return
+    errors = report.errors
+    click.echo(f"\n{len(report.invalid)} row(s) will not be sent:")
+    for row in errors.head(_SHOWN_PROBLEMS).itertuples(index=False):
+        where = f"line {row.line}" if pd.notna(row.line) else f"row {row.row}"
+        value = "" if pd.isna(row.value) else str(row.value)
+        if len(value) > 40:
+            value = value[:37] + "..."
+        click.echo(f"  {where:>9}  {row.column:<13} {row.error_code:<7} {value!r}: {row.message}")
+    if len(errors) > _SHOWN_PROBLEMS:
+        click.echo(f"  ... and {len(errors) - _SHOWN_PROBLEMS} more problem(s)")
+    click.echo("\nBy error code:")
+    for code, row in report.summary().iterrows():
+        click.echo(f"  {code:<7} {int(row['rows']):>6} row(s)  {describe_code(str(code))}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kwa-batch")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="How much the library logs (to stderr; phone numbers masked).",
+)
+def cli(log_level: str) -> None:
+    """Send WhatsApp messages through Kaleyra to the recipients in a CSV or XLSX file.
+
+    Start with:  kwa-batch send sample_data/recipients.csv --emulator --out results.xlsx
+    """
+    logging.basicConfig(
+        level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+@cli.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--region", metavar="CC", help="Country of numbers written without + (e.g. IN).")
+@click.option("--from", "sender", metavar="NUMBER", envvar=ENV_FROM, help="Sender for rows without one.")
+def validate_command(file: str, region: str | None, sender: str | None) -> None:
+    """Check FILE without sending anything: which rows are valid, which not and why."""
+    df = _load(file)
+    report = validate(df, default_region=region, sender=sender)
+    click.echo(f"{file}: {len(df)} row(s), {len(report.valid)} valid, {len(report.invalid)} invalid")
+    _print_problems(report)
+    sys.exit(EXIT_OK if report.ok else EXIT_ROWS)
+
+
+@cli.command("send")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--emulator", is_flag=True, help="Send to a local Kaleyra emulator: nothing leaves this machine.")
+@click.option("--from", "sender", metavar="NUMBER", help=f"Sender for rows without one [env: {ENV_FROM}].")
+@click.option("--region", metavar="CC", help="Country of numbers written without + (e.g. IN).")
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Results file (.xlsx or .csv). Default: FILE's name + .results.xlsx in the current folder.")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 256), help="Requests in flight at once.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="At most this many messages per second.")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Seconds to wait for each answer.")
+@click.option("--sid", metavar="SID", help=f"Account SID [env: {ENV_SID}].")
+@click.option("--api-key", metavar="KEY", help=f"API key [env: {ENV_API_KEY}]; prefer the variable (a flag shows in ps).")
+@click.option("--base-url", metavar="URL", help=f"API host or region (sg, in, eu, na) [env: {ENV_BASE_URL}].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary; only errors.")
+def send_command(
+    file: str,
+    emulator: bool,
+    sender: str | None,
+    region: str | None,
+    out: str | None,
+    concurrency: int,
+    rate: float | None,
+    timeout: float,
+    sid: str | None,
+    api_key: str | None,
+    base_url: str | None,
+    quiet: bool,
+) -> None:
+    """Validate FILE, send every valid row, and write one result per row."""
+    df = _load(file)
+    target = Path(out) if out else Path(Path(file).stem + ".results.xlsx")
+    if target.suffix.lower() not in (".xlsx", ".csv"):
+        _fail(f"--out {target}: use a .xlsx or .csv file name")
+    echo = (lambda *a, **k: None) if quiet else click.echo
+    with ExitStack() as stack:
+        if emulator:
+            emu = stack.enter_context(Emulator())
+            client = emu.client(timeout=timeout, sender=sender or _env_sender() or DEMO_SENDER)
+            echo(f"Using the built-in Kaleyra emulator at {emu.url}: nothing leaves this machine.")
+            if not (sender or _env_sender()):
+                echo(f"Sender: {DEMO_SENDER} (a demo number; pass --from to choose one).")
+        else:
+            try:
+                creds = credentials_from_env(sid=sid, api_key=api_key, sender=sender, base_url=base_url)
+            except ConfigurationError as exc:
+                _fail(str(exc))
+            client = KaleyraClient(
+                creds.sid, creds.api_key, sender=creds.sender, base_url=creds.base_url, timeout=timeout
+            )
+            echo(f"Sending through {client.base_url} as {creds.sid}.")
+        stack.enter_context(client)
+        report = validate(df, default_region=region, sender=sender)
+        echo(f"{file}: {len(df)} row(s), {len(report.valid)} valid, {len(report.invalid)} invalid")
+        if not quiet:
+            _print_problems(report)
+            echo("")
+        show_bar = not quiet and sys.stderr.isatty()
+        try:
+            results = send(
+                report,
+                client,
+                concurrency=concurrency,
+                rate_limit=rate,
+                sender=sender,
+                progress=show_bar,
+            )
+        except ConfigurationError as exc:
+            _fail(str(exc))
+        try:
+            export_results(results, target)
+        except KwaBatchError as exc:
+            _fail(str(exc))
+    was_interrupted = bool(results.attrs.get("run", {}).get("interrupted"))
+    if not quiet:
+        _print_summary(results, target)
+    if was_interrupted:
+        click.echo("Interrupted: run the same command again to send the rows marked not_sent.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(exit_code(results))
+
+
+def _env_sender() -> str | None:
+    import os
+
+    return os.environ.get(ENV_FROM) or None
+
+
+def _print_summary(results: pd.DataFrame, target: Path) -> None:
+    click.echo("\nOutcome:")
+    for status, row in summarize(results).iterrows():
+        if row["rows"]:
+            click.echo(f"  {status:<9} {int(row['rows']):>6}")
+    codes = error_counts(results)
+    if not codes.empty:
+        click.echo("Error codes:")
+        for row in codes.itertuples(index=False):
+            click.echo(f"  {row.error_code:<11} {int(row.rows):>6}  ({row.status}) {describe_code(row.error_code)}")
+    click.echo(f"Results: {target} ({len(results)} row(s), one per input row)")
+
+
+@cli.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=0, type=click.IntRange(0, 65535), help="Port (default: a free one).")
+@click.option("--sid", help="Account SID to accept (default: generated).")
+@click.option("--api-key", help="API key to accept (default: generated and printed).")
+@click.option("--latency", default=0.0, type=click.FloatRange(min=0), show_default=True, help="Milliseconds added before each answer.")
+def emulator_command(host: str, port: int, sid: str | None, api_key: str | None, latency: float) -> None:
+    """Run a local Kaleyra-compatible server until Ctrl-C (nothing leaves this machine)."""
+    emu = Emulator(host=host, port=port, sid=sid, api_key=api_key, latency=latency / 1000.0)
+    emu.start()
+    shown_key = "<the key you gave>" if api_key else emu.api_key
+    click.echo(f"Kaleyra emulator listening on {emu.url}")
+    click.echo(f"  endpoint: {emu.url}/v1/{emu.sid}/messages")
+    click.echo(f"  {ENV_BASE_URL}={emu.url}")
+    click.echo(f"  {ENV_SID}={emu.sid}")
+    click.echo(f"  {ENV_API_KEY}={shown_key}")
+    click.echo("Press Ctrl-C to stop.")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+        click.echo(f"Stopped; {len(emu.messages)} message(s) accepted.")
+
+
+def main() -> None:
+    """Entry point of the ``kwa-batch`` console script."""
+    try:
+        cli.main(prog_name="kwa-batch", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_UNUSABLE)
+    except KwaBatchError as exc:  # a library error the commands did not expect: still one line
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_UNUSABLE)

@@ -1,0 +1,140 @@
+"""Credentials and settings: from arguments first, else from the environment.
+
+The library never reads the environment behind the caller's back: only
+:func:`credentials_from_env` (used by ``KaleyraClient.from_env()`` and the CLI) does.
+The API key is kept in a :class:`Secret`, whose repr and str never show it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ENV_API_KEY",
+    "ENV_BASE_URL",
+    "ENV_FROM",
+    "ENV_SID",
+    "REGIONAL_BASE_URLS",
+    "Credentials",
+    "Secret",
+    "credentials_from_env",
+    "normalize_base_url",
+]
+
+DEFAULT_BASE_URL = "https://api.kaleyra.io"
+#: Kaleyra's regional API hosts; ``base_url`` also accepts these short names.
+REGIONAL_BASE_URLS = {
+    "sg": "https://api.kaleyra.io",
+    "in": "https://api.in.kaleyra.io",
+    "eu": "https://api.eu.kaleyra.io",
+    "na": "https://api.na.kaleyra.ai",
+}
+
+ENV_SID = "KALEYRA_SID"
+ENV_API_KEY = "KALEYRA_API_KEY"
+ENV_FROM = "KALEYRA_FROM"
+ENV_BASE_URL = "KALEYRA_BASE_URL"
+
+
+class Secret:
+    """A string that never shows itself in reprs, logs or exception messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret itself, for the one place that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Secret cannot be pickled")
+
+
+def normalize_base_url(base_url: str) -> str:
+    """Return ``base_url`` without a trailing slash, or the URL of a region name.
+
+    >>> normalize_base_url("in")
+    'https://api.in.kaleyra.io'
+    >>> normalize_base_url("http://127.0.0.1:8080/")
+    'http://127.0.0.1:8080'
+    """
+    value = base_url.strip()
+    if value.lower() in REGIONAL_BASE_URLS:
+        return REGIONAL_BASE_URLS[value.lower()]
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        regions = ", ".join(REGIONAL_BASE_URLS)
+        raise ConfigurationError(
+            f"base URL {value!r} is not an http(s) URL: use e.g. {DEFAULT_BASE_URL} "
+            f"or a region name ({regions})"
+        )
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """What is needed to talk to Kaleyra: account SID, API key, default sender, base URL."""
+
+    sid: str
+    api_key: Secret
+    sender: str | None = None
+    base_url: str = DEFAULT_BASE_URL
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(sid={self.sid!r}, api_key=<hidden>, sender={self.sender!r}, "
+            f"base_url={self.base_url!r})"
+        )
+
+
+def credentials_from_env(
+    *,
+    sid: str | None = None,
+    api_key: str | None = None,
+    sender: str | None = None,
+    base_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Credentials:
+    """Build :class:`Credentials` from the arguments, falling back to ``KALEYRA_*`` variables.
+
+    Raises:
+        ConfigurationError: the SID or the key is missing, or the base URL is not a URL.
+    """
+    env = os.environ if environ is None else environ
+    sid = sid or env.get(ENV_SID) or None
+    key = api_key or env.get(ENV_API_KEY) or None
+    missing = [name for name, value in ((ENV_SID, sid), (ENV_API_KEY, key)) if not value]
+    if missing:
+        raise ConfigurationError(
+            f"missing {' and '.join(missing)}: set the environment variable(s), "
+            "pass --sid/--api-key, or use --emulator to try things locally"
+        )
+    assert sid is not None and key is not None
+    return Credentials(
+        sid=sid.strip(),
+        api_key=Secret(key.strip()),
+        sender=(sender or env.get(ENV_FROM) or None),
+        base_url=normalize_base_url(base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL),
+    )

@@ -1,0 +1,279 @@
+"""Exceptions and the table of error codes.
+
+Every exception the toolkit raises on purpose derives from :class:`KwaBatchError`::
+
+    KwaBatchError
+    ├── ConfigurationError        credentials or settings missing or unusable
+    ├── InputError                a recipient file that cannot be read at all
+    ├── ValidationError           ValidationReport.raise_for_errors(): some rows are invalid
+    ├── TransportError            no usable HTTP answer came back
+    │   ├── ConnectError          the connection was never established: safe to retry
+    │   └── AmbiguousSendError    the request may have been processed: never resend blindly
+    └── ApiError                  the API answered with an error (carries code, status, raw body)
+        ├── AuthenticationError   401/403: the SID or the key is wrong; stop the run
+        ├── RateLimitError        429: too fast; safe to retry after ``retry_after`` seconds
+        ├── ServerError           5xx: 503 is safe to retry, the others are ambiguous
+        └── InvalidResponseError  a 2xx answer we cannot read: the message may have gone out
+
+:data:`ERROR_CODES` maps each code the user can see in a results file to what it means
+and what to do about it: Kaleyra's own codes (``E13008``, ``E13009``, ``E413``) and our
+local rejection codes (``KWA…``), which are given to rows refused before sending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ERROR_CODES",
+    "AmbiguousSendError",
+    "ApiError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "ConnectError",
+    "ErrorCode",
+    "InputError",
+    "InvalidResponseError",
+    "KwaBatchError",
+    "RateLimitError",
+    "ServerError",
+    "TransportError",
+    "ValidationError",
+    "describe_code",
+]
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """One entry of the code table: what went wrong and how to fix it."""
+
+    code: str
+    meaning: str
+    fix: str
+    source: str  # "kaleyra" (the API answers with it) or "local" (refused before sending)
+
+
+_TABLE = [
+    # Kaleyra's codes, from the API document.
+    ErrorCode(
+        "E13008",
+        "invalid 'from' number",
+        "Use the WhatsApp business number registered with Kaleyra, in E.164 form "
+        "(+ and country code, e.g. +911234567890).",
+        "kaleyra",
+    ),
+    ErrorCode(
+        "E13009",
+        "invalid 'to' number",
+        "Write the recipient's number in E.164 form (+ and country code, e.g. +919876543210), "
+        "or pass default_region= / --region for numbers written nationally.",
+        "kaleyra",
+    ),
+    ErrorCode(
+        "E413",
+        "HTML tags in a parameter other than body",
+        "Remove the <...> tags from this field; only 'body' may contain them.",
+        "kaleyra",
+    ),
+    # Local codes: rows refused before anything is sent.
+    ErrorCode(
+        "KWA001",
+        "text longer than the API allows",
+        "Shorten the value: ref, ref1 and ref2 hold at most 255 characters, a body at most 4,096.",
+        "local",
+    ),
+    ErrorCode(
+        "KWA002",
+        "a required field is empty",
+        "Fill the field: a text message needs 'body', a template message 'template_name'.",
+        "local",
+    ),
+    ErrorCode(
+        "KWA003",
+        "unknown message type or channel",
+        "Use type 'text' or 'template' and channel 'whatsapp' (or leave them empty).",
+        "local",
+    ),
+    ErrorCode(
+        "KWA004",
+        "number mangled by a spreadsheet",
+        "Re-export the column as text (in Excel: format the column as Text before pasting); "
+        "the value as saved is not the real number and will not be guessed.",
+        "local",
+    ),
+    ErrorCode(
+        "KWA005",
+        "callback_url is not an http(s) URL",
+        "Give a full URL such as https://example.com/kaleyra/callback, or leave it empty.",
+        "local",
+    ),
+    ErrorCode(
+        "KWA006",
+        "control characters in a field",
+        "Remove tabs, line breaks and other control characters (allowed only in 'body').",
+        "local",
+    ),
+    ErrorCode(
+        "KWA007",
+        "duplicate row: same recipient, same message",
+        "Remove the repeated row; the first one is sent (WhatsApp throttles repeats anyway).",
+        "local",
+    ),
+    ErrorCode(
+        "KWA008",
+        "malformed row in the file",
+        "The line has too many or too few fields: check its quotes and delimiters.",
+        "local",
+    ),
+    # Transport and server outcomes recorded in the results.
+    ErrorCode(
+        "HTTP401",
+        "the API refused the credentials",
+        "Check KALEYRA_SID and KALEYRA_API_KEY (and the regional base URL); then resume.",
+        "kaleyra",
+    ),
+    ErrorCode(
+        "HTTP429",
+        "rate limited by the API, retries ran out",
+        "Lower --rate or --concurrency and run again; these rows were not sent.",
+        "kaleyra",
+    ),
+    ErrorCode(
+        "HTTP5XX",
+        "server error: the message may or may not have been sent",
+        "Check the recipient's delivery status (or Kaleyra's logs) before sending again.",
+        "kaleyra",
+    ),
+    ErrorCode(
+        "TIMEOUT",
+        "no answer in time: the message may or may not have been sent",
+        "Check the recipient's delivery status before sending again; raise --timeout if the "
+        "network is slow.",
+        "local",
+    ),
+    ErrorCode(
+        "CONNECT",
+        "could not connect to the API: nothing was sent",
+        "Check the network and the base URL, then run again; these rows are safe to resend.",
+        "local",
+    ),
+    ErrorCode(
+        "BADRESPONSE",
+        "the API's answer could not be read: the message may or may not have been sent",
+        "Check the recipient's delivery status before sending again; the raw answer is kept "
+        "in error_message.",
+        "local",
+    ),
+    ErrorCode(
+        "NOTSENT",
+        "the run stopped before this row was sent",
+        "Run the same command again to send it.",
+        "local",
+    ),
+]
+
+ERROR_CODES: dict[str, ErrorCode] = {entry.code: entry for entry in _TABLE}
+
+
+def describe_code(code: str | None) -> str:
+    """Return a one-line explanation with the fix for an error ``code`` (``""`` when unknown).
+
+    >>> describe_code("E13009").startswith("invalid 'to' number")
+    True
+    """
+    if not code or code not in ERROR_CODES:
+        return ""
+    entry = ERROR_CODES[code]
+    return f"{entry.meaning}. {entry.fix}"
+
+
+class KwaBatchError(Exception):
+    """Base class of every error kwa_batch raises on purpose."""
+
+
+class ConfigurationError(KwaBatchError):
+    """Credentials or settings are missing or unusable (CLI exit code 2)."""
+
+
+class InputError(KwaBatchError):
+    """A recipient file cannot be read at all (CLI exit code 2)."""
+
+
+class ValidationError(KwaBatchError):
+    """Some rows failed validation; raised by ``ValidationReport.raise_for_errors()``."""
+
+
+class TransportError(KwaBatchError):
+    """No usable HTTP answer came back from the API."""
+
+    code = "TRANSPORT"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class ConnectError(TransportError):
+    """The connection was never established, so nothing was sent: safe to retry."""
+
+    code = "CONNECT"
+
+
+class AmbiguousSendError(TransportError):
+    """The request went out but no answer came back: it may have been processed."""
+
+    code = "TIMEOUT"
+
+
+class ApiError(KwaBatchError):
+    """The API answered with an error.
+
+    Attributes:
+        code: the API's error code (``E13009``…), or ``HTTP<status>`` when it gave none.
+        message: every reason the API gave, joined.
+        http_status: the HTTP status of the answer.
+        raw: the raw text of the answer (truncated), for the results and for support.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        http_status: int,
+        raw: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{code} (HTTP {http_status}): {message}")
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.raw = raw
+        self.details = details or {}
+
+
+class AuthenticationError(ApiError):
+    """401/403: the SID or the API key was refused. Nothing more can be sent."""
+
+
+class RateLimitError(ApiError):
+    """429: the API asks us to slow down; safe to retry after :attr:`retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(ApiError):
+    """5xx: a 503 was refused before processing (safe to retry); others may have been sent."""
+
+    @property
+    def is_safe_to_retry(self) -> bool:
+        """True for 503 Service Unavailable, which says the request was not processed."""
+        return self.http_status == 503
+
+
+class InvalidResponseError(ApiError):
+    """A 2xx answer whose body cannot be read: the message may have been sent."""

@@ -1,0 +1,128 @@
+"""Loading recipient files: every cell a string exactly as written, clear refusals."""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from openpyxl import Workbook
+
+from kwa_batch import InputError, load_recipients, validate
+from kwa_batch.recipients import line_numbers
+
+
+def test_sample_file_loads_as_strings(sample_csv: Path) -> None:
+    df = load_recipients(sample_csv)
+    assert len(df) == 20
+    assert list(df.index) == list(range(20))
+    assert all(pd.api.types.is_string_dtype(t) for t in df.dtypes)
+    assert df.loc[0, "to"] == "+919876543210"
+    assert df.loc[1, "to"] == "+91 98450 12345"
+    assert df.loc[16, "to"] == "9.19876543210E+11"
+    assert line_numbers(df).tolist() == list(range(2, 22))
+
+
+def test_cells_are_kept_exactly_and_only_empty_is_missing(write_csv) -> None:
+    path = write_csv("to,name,ref\n0044 7911 123456,NA,007\n+919876543210,,N/A\n")
+    df = load_recipients(path)
+    assert df.loc[0, "to"] == "0044 7911 123456"
+    assert df.loc[0, "name"] == "NA"
+    assert df.loc[0, "ref"] == "007"
+    assert pd.isna(df.loc[1, "name"])
+    assert df.loc[1, "ref"] == "N/A"
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_delimiters_are_detected(write_csv, delimiter: str) -> None:
+    text = delimiter.join(["to", "body"]) + "\n" + delimiter.join(["+919876543210", "Hi"]) + "\n"
+    df = load_recipients(write_csv(text))
+    assert list(df.columns) == ["to", "body"]
+    assert df.loc[0, "body"] == "Hi"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "encoding"),
+    [(b"", "utf-8"), (codecs.BOM_UTF8, "utf-8"), (b"", "utf-16"), (b"", "cp1252")],
+)
+def test_encodings(write_csv, prefix: bytes, encoding: str) -> None:
+    text = "to,body\n+919876543210,Olá José, ça va?\n".replace("Olá José, ça va?", '"Olá José, ça va?"')
+    path = write_csv(prefix + text.encode(encoding))
+    df = load_recipients(path)
+    assert df.loc[0, "body"] == "Olá José, ça va?"
+    assert df.columns[0] == "to"
+
+
+def test_line_numbers_follow_multiline_cells(write_csv) -> None:
+    df = load_recipients(write_csv('to,body\n+919876543210,"two\nlines"\n\n+447911123456,x\n'))
+    assert line_numbers(df).tolist() == [2, 5]
+
+
+@pytest.mark.parametrize("alias", ["Phone", " mobile ", "MSISDN", "WhatsApp", "phone_number"])
+def test_recipient_column_aliases(write_csv, alias: str) -> None:
+    df = load_recipients(write_csv(f"{alias},Body\n+919876543210,Hi\n"))
+    assert list(df.columns) == ["to", "body"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty"),
+        ("   \n\n", "empty"),
+        ("to,body\n", "no rows"),
+        ("name,body\nA,Hi\n", "no recipient column"),
+        ("phone,mobile\n1,2\n", "could both be the recipient column"),
+        ("to,body,Body\n1,2,3\n", "names 'body' twice"),
+        ("to,,body\n1,2,3\n", "column 2 of the header has no name"),
+        (b"\x00\x01\x02binary\x00", "binary"),
+        (b"PK\x03\x04rest-of-a-zip", "xlsx"),
+        ('to,body\n+919876543210,"unclosed\n', "unclosed quote"),
+    ],
+)
+def test_unusable_files_are_refused_in_one_line(write_csv, content, message: str) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        load_recipients(write_csv(content))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        load_recipients(tmp_path / "nope.csv")
+
+
+def test_ragged_rows_load_and_are_rejected_with_their_line(write_csv) -> None:
+    path = write_csv("to,body\n+919876543210,Hi\n+447911123456,Hi,extra\n+919845012345\n")
+    df = load_recipients(path)
+    assert len(df) == 3
+    report = validate(df, sender="+911234567890")
+    assert list(report.valid.index) == [0]
+    ragged = report.errors[report.errors["error_code"] == "KWA008"]
+    assert ragged["line"].tolist() == [3, 4]
+    assert "3 fields" in ragged["message"].iloc[0]
+
+
+def test_xlsx_numeric_cells_come_back_without_decimal(tmp_path: Path) -> None:
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["Phone", "Body", "Ref"])
+    sheet.append([919876543210, "Hi", 42])
+    sheet.append(["+447911123456", "Hello", None])
+    path = tmp_path / "r.xlsx"
+    book.save(path)
+    df = load_recipients(path)
+    assert df.loc[0, "to"] == "919876543210"
+    assert df.loc[0, "ref"] == "42"
+    assert df.loc[1, "to"] == "+447911123456"
+    assert pd.isna(df.loc[1, "ref"])
+    assert line_numbers(df).tolist() == [2, 3]
+
+
+def test_xlsx_missing_sheet(tmp_path: Path) -> None:
+    book = Workbook()
+    book.active.append(["to"])
+    book.active.append(["+919876543210"])
+    path = tmp_path / "r.xlsx"
+    book.save(path)
+    with pytest.raises(InputError, match="no sheet 'Other'"):
+        load_recipients(path, sheet_name="Other")
