@@ -19,7 +19,7 @@ from . import __version__
 from .client import KaleyraClient
 from .config import ENV_API_KEY, ENV_BASE_URL, ENV_FROM, ENV_SID, credentials_from_env
 from .emulator import Emulator
-from .errors import ConfigurationError, KwaBatchError, describe_code
+from .errors import ERROR_CODES, ConfigurationError, KwaBatchError, describe_code
 from .export import export_results
 from .recipients import load_recipients
 from .results import error_counts, exit_code, summarize
@@ -45,7 +45,7 @@ def _load(path: str) -> pd.DataFrame:
         raise AssertionError from exc  # unreachable: _fail exits
 
 
-def _print_problems(report: ValidationReport) -> None:
+def _print_problems(report: ValidationReport, *, by_code: bool) -> None:
     if report.ok:
         return
     errors = report.errors
@@ -53,14 +53,17 @@ def _print_problems(report: ValidationReport) -> None:
     for row in errors.head(_SHOWN_PROBLEMS).itertuples(index=False):
         where = f"line {row.line}" if pd.notna(row.line) else f"row {row.row}"
         value = "" if pd.isna(row.value) else str(row.value)
-        if len(value) > 40:
-            value = value[:37] + "..."
-        click.echo(f"  {where:>9}  {row.column:<13} {row.error_code:<7} {value!r}: {row.message}")
+        message = row.message
+        if repr(value) not in message:
+            shown = value if len(value) <= 40 else value[:37] + "..."
+            message = f"{shown!r}: {message}"
+        click.echo(f"  {where:>9}  {row.column:<13} {row.error_code:<7} {message}")
     if len(errors) > _SHOWN_PROBLEMS:
         click.echo(f"  ... and {len(errors) - _SHOWN_PROBLEMS} more problem(s)")
-    click.echo("\nBy error code:")
-    for code, row in report.summary().iterrows():
-        click.echo(f"  {code:<7} {int(row['rows']):>6} row(s)  {describe_code(str(code))}")
+    if by_code:
+        click.echo("\nBy error code:")
+        for code, row in report.summary().iterrows():
+            click.echo(f"  {code:<7} {int(row['rows']):>6} row(s)  {describe_code(str(code))}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,7 +94,7 @@ def validate_command(file: str, region: str | None, sender: str | None) -> None:
     df = _load(file)
     report = validate(df, default_region=region, sender=sender)
     click.echo(f"{file}: {len(df)} row(s), {len(report.valid)} valid, {len(report.invalid)} invalid")
-    _print_problems(report)
+    _print_problems(report, by_code=True)
     sys.exit(EXIT_OK if report.ok else EXIT_ROWS)
 
 
@@ -148,8 +151,8 @@ def send_command(
         report = validate(df, default_region=region, sender=sender)
         echo(f"{file}: {len(df)} row(s), {len(report.valid)} valid, {len(report.invalid)} invalid")
         if not quiet:
-            _print_problems(report)
-            echo("")
+            _print_problems(report, by_code=False)
+            echo(f"\nSending {len(report.valid)} message(s)...")
         show_bar = not quiet and sys.stderr.isatty()
         try:
             results = send(
@@ -182,16 +185,18 @@ def _env_sender() -> str | None:
 
 
 def _print_summary(results: pd.DataFrame, target: Path) -> None:
-    click.echo("\nOutcome:")
-    for status, row in summarize(results).iterrows():
-        if row["rows"]:
-            click.echo(f"  {status:<9} {int(row['rows']):>6}")
-    codes = error_counts(results)
-    if not codes.empty:
-        click.echo("Error codes:")
-        for row in codes.itertuples(index=False):
-            click.echo(f"  {row.error_code:<11} {int(row.rows):>6}  ({row.status}) {describe_code(row.error_code)}")
-    click.echo(f"Results: {target} ({len(results)} row(s), one per input row)")
+    counts = summarize(results)["rows"]
+    shown = ", ".join(f"{int(n)} {status}" for status, n in counts.items() if n)
+    click.echo(f"\nOutcome: {shown}")
+    for row in error_counts(results).itertuples(index=False):
+        meaning = ERROR_CODES[row.error_code].meaning if row.error_code in ERROR_CODES else ""
+        click.echo(f"  {row.error_code:<11} {int(row.rows):>6} {row.status:<9} {meaning}")
+    click.echo(
+        f"Results: {target} ({len(results)} rows, one per input row; "
+        "the Errors sheet says how to fix each)"
+        if target.suffix.lower() == ".xlsx"
+        else f"Results: {target} ({len(results)} rows, one per input row)"
+    )
 
 
 @cli.command("emulator")

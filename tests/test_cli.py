@@ -1,0 +1,144 @@
+"""The command line: exit codes, output, and the main job end to end."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from openpyxl import load_workbook
+
+from kwa_batch.cli import cli
+
+CLEAN = "to,body\n+919876543210,Hi\n+447911123456,Hello\n"
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for name in ("KALEYRA_SID", "KALEYRA_API_KEY", "KALEYRA_FROM", "KALEYRA_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return CliRunner()
+
+
+def test_every_command_has_help(runner: CliRunner) -> None:
+    for name, command in cli.commands.items():
+        assert command.help, name
+        result = runner.invoke(cli, [name, "--help"])
+        assert result.exit_code == 0
+        assert "Usage:" in result.output
+
+
+def test_validate_sample_lists_problems_and_exits_1(runner: CliRunner, sample_csv: Path) -> None:
+    result = runner.invoke(cli, ["validate", str(sample_csv)])
+    assert result.exit_code == 1
+    assert "20 row(s), 15 valid, 5 invalid" in result.output
+    assert re.search(r"line 17\s+to\s+E13009\s+'98765'", result.output)
+    assert "KWA004" in result.output and "scientific notation" in result.output
+
+
+def test_validate_clean_file_exits_0(runner: CliRunner, write_csv) -> None:
+    result = runner.invoke(cli, ["validate", str(write_csv(CLEAN))])
+    assert result.exit_code == 0, result.output
+    assert "2 valid, 0 invalid" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "no such file"), ("", "the file is empty"), ("name\nx\n", "no recipient column")],
+)
+def test_unusable_input_exits_2_in_one_line(runner: CliRunner, write_csv, tmp_path: Path, content, message) -> None:
+    path = tmp_path / "missing.csv" if content is None else write_csv(content)
+    for command in ("validate", "send"):
+        result = runner.invoke(cli, [command, str(path), "--emulator"] if command == "send" else [command, str(path)])
+        assert result.exit_code == 2
+        assert message in result.output
+        assert "Traceback" not in result.output
+        assert result.output.strip().count("\n") == 0
+
+
+def test_send_sample_with_emulator_writes_workbook(runner: CliRunner, sample_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results.xlsx"
+    result = runner.invoke(cli, ["send", str(sample_csv), "--emulator", "--out", str(out)])
+    assert result.exit_code == 1, result.output  # the sample holds invalid rows on purpose
+    assert "nothing leaves this machine" in result.output
+    assert re.search(r"sent\s+15", result.output) and re.search(r"rejected\s+5", result.output)
+    assert f"Results: {out}" in result.output
+    sheet = load_workbook(out)["Results"]
+    rows = list(sheet.iter_rows(values_only=True))
+    header, body = rows[0], rows[1:]
+    assert len(body) == 20
+    col = {name: i for i, name in enumerate(header)}
+    for row in body:
+        if row[col["status"]] == "sent":
+            assert row[col["message_id"]] and row[col["to"]].startswith("+")
+        else:
+            assert row[col["status"]] == "rejected" and row[col["error_code"]]
+
+
+def test_send_clean_file_exits_0_and_csv(runner: CliRunner, write_csv, tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    result = runner.invoke(cli, ["send", str(write_csv(CLEAN)), "--emulator", "--from", "+911234567890", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Sender:" not in result.output
+    assert out.read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+def test_send_without_credentials_exits_2(runner: CliRunner, write_csv) -> None:
+    result = runner.invoke(cli, ["send", str(write_csv(CLEAN))])
+    assert result.exit_code == 2
+    assert "missing KALEYRA_SID and KALEYRA_API_KEY" in result.output
+
+
+def test_send_to_unreachable_api_exits_3(runner: CliRunner, write_csv, tmp_path: Path) -> None:
+    env = {"KALEYRA_SID": "HX1", "KALEYRA_API_KEY": "secret-key-1234", "KALEYRA_FROM": "+911234567890",
+           "KALEYRA_BASE_URL": "http://127.0.0.1:9"}
+    result = runner.invoke(cli, ["send", str(write_csv(CLEAN)), "--out", str(tmp_path / "r.xlsx")], env=env)
+    assert result.exit_code == 3, result.output
+    assert "not_sent" in result.output
+    assert "secret-key-1234" not in result.output
+
+
+def test_bad_out_extension_exits_2(runner: CliRunner, write_csv) -> None:
+    result = runner.invoke(cli, ["send", str(write_csv(CLEAN)), "--emulator", "--out", "r.json"])
+    assert result.exit_code == 2
+    assert "use a .xlsx or .csv" in result.output
+
+
+def test_emulator_command_prints_how_to_connect_and_masks_a_given_key() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kwa_batch", "emulator", "--api-key", "my-secret-key", "--sid", "HXTEST"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        assert "KALEYRA_SID=HXTEST" in text
+        assert "my-secret-key" not in text
+        url = re.search(r"KALEYRA_BASE_URL=(\S+)", text).group(1)
+        import requests
+
+        answer = requests.post(
+            f"{url}/v1/HXTEST/messages",
+            data={"to": "+919876543210", "from": "+911234567890", "type": "text", "channel": "whatsapp", "body": "Hi"},
+            headers={"api-key": "my-secret-key"},
+            timeout=5,
+        )
+        assert answer.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
