@@ -12,6 +12,7 @@ import sys
 import threading
 from contextlib import ExitStack
 from pathlib import Path
+
 import click
 import pandas as pd
 
@@ -88,28 +89,65 @@ def cli(log_level: str) -> None:
 @cli.command("validate")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--region", metavar="CC", help="Country of numbers written without + (e.g. IN).")
-@click.option("--from", "sender", metavar="NUMBER", envvar=ENV_FROM, help="Sender for rows without one.")
+@click.option(
+    "--from", "sender", metavar="NUMBER", envvar=ENV_FROM, help="Sender for rows without one."
+)
 def validate_command(file: str, region: str | None, sender: str | None) -> None:
     """Check FILE without sending anything: which rows are valid, which not and why."""
     df = _load(file)
     report = validate(df, default_region=region, sender=sender)
-    click.echo(f"{file}: {len(df)} row(s), {len(report.valid)} valid, {len(report.invalid)} invalid")
+    click.echo(
+        f"{file}: {len(df)} row(s), {len(report.valid)} valid, {len(report.invalid)} invalid"
+    )
     _print_problems(report, by_code=True)
     sys.exit(EXIT_OK if report.ok else EXIT_ROWS)
 
 
 @cli.command("send")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--emulator", is_flag=True, help="Send to a local Kaleyra emulator: nothing leaves this machine.")
-@click.option("--from", "sender", metavar="NUMBER", help=f"Sender for rows without one [env: {ENV_FROM}].")
+@click.option(
+    "--emulator",
+    is_flag=True,
+    help="Send to a local Kaleyra emulator: nothing leaves this machine.",
+)
+@click.option(
+    "--from", "sender", metavar="NUMBER", help=f"Sender for rows without one [env: {ENV_FROM}]."
+)
 @click.option("--region", metavar="CC", help="Country of numbers written without + (e.g. IN).")
-@click.option("--out", "out", type=click.Path(dir_okay=False), help="Results file (.xlsx or .csv). Default: FILE's name + .results.xlsx in the current folder.")
-@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 256), help="Requests in flight at once.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="At most this many messages per second.")
-@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Seconds to wait for each answer.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False),
+    help="Results file (.xlsx or .csv) [default: FILE's name + .results.xlsx, here].",
+)
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="At most this many messages per second.",
+)
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for each answer.",
+)
 @click.option("--sid", metavar="SID", help=f"Account SID [env: {ENV_SID}].")
-@click.option("--api-key", metavar="KEY", help=f"API key [env: {ENV_API_KEY}]; prefer the variable (a flag shows in ps).")
-@click.option("--base-url", metavar="URL", help=f"API host or region (sg, in, eu, na) [env: {ENV_BASE_URL}].")
+@click.option(
+    "--api-key",
+    metavar="KEY",
+    help=f"API key [env: {ENV_API_KEY}]; prefer the variable (a flag shows in ps).",
+)
+@click.option(
+    "--base-url", metavar="URL", help=f"API host or region (sg, in, eu, na) [env: {ENV_BASE_URL}]."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary; only errors.")
 def send_command(
     file: str,
@@ -140,11 +178,17 @@ def send_command(
                 echo(f"Sender: {DEMO_SENDER} (a demo number; pass --from to choose one).")
         else:
             try:
-                creds = credentials_from_env(sid=sid, api_key=api_key, sender=sender, base_url=base_url)
+                creds = credentials_from_env(
+                    sid=sid, api_key=api_key, sender=sender, base_url=base_url
+                )
             except ConfigurationError as exc:
                 _fail(str(exc))
             client = KaleyraClient(
-                creds.sid, creds.api_key, sender=creds.sender, base_url=creds.base_url, timeout=timeout
+                creds.sid,
+                creds.api_key,
+                sender=creds.sender,
+                base_url=creds.base_url,
+                timeout=timeout,
             )
             echo(f"Sending through {client.base_url} as {creds.sid}.")
         stack.enter_context(client)
@@ -173,7 +217,9 @@ def send_command(
     if not quiet:
         _print_summary(results, target)
     if was_interrupted:
-        click.echo("Interrupted: run the same command again to send the rows marked not_sent.", err=True)
+        click.echo(
+            "Interrupted: run the same command again to send the rows marked not_sent.", err=True
+        )
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(exit_code(results))
 
@@ -201,11 +247,21 @@ def _print_summary(results: pd.DataFrame, target: Path) -> None:
 
 @cli.command("emulator")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=0, type=click.IntRange(0, 65535), help="Port (default: a free one).")
+@click.option(
+    "--port", default=0, type=click.IntRange(0, 65535), help="Port (default: a free one)."
+)
 @click.option("--sid", help="Account SID to accept (default: generated).")
 @click.option("--api-key", help="API key to accept (default: generated and printed).")
-@click.option("--latency", default=0.0, type=click.FloatRange(min=0), show_default=True, help="Milliseconds added before each answer.")
-def emulator_command(host: str, port: int, sid: str | None, api_key: str | None, latency: float) -> None:
+@click.option(
+    "--latency",
+    default=0.0,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="Milliseconds added before each answer.",
+)
+def emulator_command(
+    host: str, port: int, sid: str | None, api_key: str | None, latency: float
+) -> None:
     """Run a local Kaleyra-compatible server until Ctrl-C (nothing leaves this machine)."""
     emu = Emulator(host=host, port=port, sid=sid, api_key=api_key, latency=latency / 1000.0)
     emu.start()

@@ -46,9 +46,7 @@ def export_results(results: pd.DataFrame, path: str | Path) -> Path:
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix not in (".xlsx", ".csv"):
-        raise KwaBatchError(
-            f"cannot export to {target.name!r}: use a .xlsx or .csv file name"
-        )
+        raise KwaBatchError(f"cannot export to {target.name!r}: use a .xlsx or .csv file name")
     try:
         if suffix == ".xlsx":
             _write_xlsx(results, target)
@@ -132,7 +130,7 @@ def _text_cell(sheet: Any, value: Any) -> Any:
     from openpyxl.cell.cell import Cell
 
     if isinstance(value, str):
-        cell = Cell(sheet, value=None)
+        cell = Cell(sheet, row=1, column=1)  # append() moves it into place
         cell.value = value
         cell.data_type = "s"
         return cell

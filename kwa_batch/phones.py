@@ -72,8 +72,8 @@ def normalize_phone(value: str, default_region: str | None = None) -> PhoneCheck
     '+919876543210'
     >>> normalize_phone("098765 43210", "IN").e164
     '+919876543210'
-    >>> normalize_phone("9.19876543210E+11").reason
-    "'9.19876543210E+11' is in scientific notation: a spreadsheet turned the number into a float and its last digits are lost"
+    >>> normalize_phone("9.19876543210E+11").mangled
+    True
     """
     text = value.strip() if isinstance(value, str) else ""
     if not text:
@@ -138,9 +138,8 @@ def normalize_phones(values: pd.Series, default_region: str | None = None) -> pd
     region = default_region.upper() if default_region else None
     uniques = pd.unique(values.dropna())
     verdicts = {v: normalize_phone(v, region) for v in uniques}
-    checks = [verdicts.get(v) if isinstance(v, str) else None for v in values]
     empty = PhoneCheck(None, "the number is empty")
-    checks = [c or empty for c in checks]
+    checks = [verdicts.get(v, empty) for v in values]
     return pd.DataFrame(
         {
             "e164": pd.array([c.e164 for c in checks], dtype="str"),

@@ -7,7 +7,6 @@ a message that tells the fix). A row with any error is invalid and is never sent
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +75,7 @@ class ValidationReport:
     @property
     def ok(self) -> bool:
         """True when every row is valid."""
-        return self.invalid.empty
+        return bool(self.invalid.empty)
 
     def summary(self) -> pd.DataFrame:
         """Counts of problems by error code, with what each means and how to fix it."""
@@ -120,7 +119,7 @@ class ValidationReport:
             if len(self.errors) > len(shown)
             else ""
         )
-        return head + table + more
+        return str(head + table + more)
 
 
 def _describe(row: Any) -> str:
@@ -234,9 +233,7 @@ def validate(
     malformed = df.attrs.get("malformed") or {}
     if malformed:
         positions = {label: i for i, label in enumerate(df.index)}
-        bad = pd.Series(
-            [positions.get(label) in malformed for label in df.index], index=df.index
-        )
+        bad = pd.Series([positions.get(label) in malformed for label in df.index], index=df.index)
         reasons = pd.Series(
             [malformed.get(positions.get(label), "") for label in df.index], index=df.index
         )
@@ -379,7 +376,11 @@ def validate(
     normalised["type"] = kind
     errors_so_far = problems.frame()
     invalid_rows = set(errors_so_far["row"])
-    candidate = ~df.index.isin(list(invalid_rows)) if invalid_rows else pd.Series(True, index=df.index).to_numpy()
+    candidate = (
+        ~df.index.isin(list(invalid_rows))
+        if invalid_rows
+        else pd.Series(True, index=df.index).to_numpy()
+    )
     keys = [c for c in ("to", *MESSAGE_COLUMNS) if c in normalised.columns]
     dup = pd.Series(False, index=df.index)
     if candidate.any():
@@ -403,7 +404,9 @@ def validate(
         grouped = errors.groupby("row", sort=False)
         first_code = grouped["error_code"].first()
         reasons = grouped.apply(
-            lambda g: "; ".join(f"{c}: {m}" for c, m in zip(g["column"], g["message"], strict=True)),
+            lambda g: "; ".join(
+                f"{c}: {m}" for c, m in zip(g["column"], g["message"], strict=True)
+            ),
             include_groups=False,
         )
         invalid["error_code"] = pd.array(first_code.reindex(invalid.index).to_numpy(), dtype="str")

@@ -38,7 +38,8 @@ def test_validate_sample_lists_problems_and_exits_1(runner: CliRunner, sample_cs
     assert result.exit_code == 1
     assert "20 row(s), 15 valid, 5 invalid" in result.output
     assert re.search(r"line 17\s+to\s+E13009\s+'98765'", result.output)
-    assert "KWA004" in result.output and "scientific notation" in result.output
+    assert "KWA004" in result.output
+    assert "scientific notation" in result.output
 
 
 def test_validate_clean_file_exits_0(runner: CliRunner, write_csv) -> None:
@@ -51,22 +52,29 @@ def test_validate_clean_file_exits_0(runner: CliRunner, write_csv) -> None:
     ("content", "message"),
     [(None, "no such file"), ("", "the file is empty"), ("name\nx\n", "no recipient column")],
 )
-def test_unusable_input_exits_2_in_one_line(runner: CliRunner, write_csv, tmp_path: Path, content, message) -> None:
+def test_unusable_input_exits_2_in_one_line(
+    runner: CliRunner, write_csv, tmp_path: Path, content, message
+) -> None:
     path = tmp_path / "missing.csv" if content is None else write_csv(content)
     for command in ("validate", "send"):
-        result = runner.invoke(cli, [command, str(path), "--emulator"] if command == "send" else [command, str(path)])
+        result = runner.invoke(
+            cli, [command, str(path), "--emulator"] if command == "send" else [command, str(path)]
+        )
         assert result.exit_code == 2
         assert message in result.output
         assert "Traceback" not in result.output
         assert result.output.strip().count("\n") == 0
 
 
-def test_send_sample_with_emulator_writes_workbook(runner: CliRunner, sample_csv: Path, tmp_path: Path) -> None:
+def test_send_sample_with_emulator_writes_workbook(
+    runner: CliRunner, sample_csv: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "results.xlsx"
     result = runner.invoke(cli, ["send", str(sample_csv), "--emulator", "--out", str(out)])
     assert result.exit_code == 1, result.output  # the sample holds invalid rows on purpose
     assert "nothing leaves this machine" in result.output
-    assert re.search(r"sent\s+15", result.output) and re.search(r"rejected\s+5", result.output)
+    assert re.search(r"sent\s+15", result.output)
+    assert re.search(r"rejected\s+5", result.output)
     assert f"Results: {out}" in result.output
     sheet = load_workbook(out)["Results"]
     rows = list(sheet.iter_rows(values_only=True))
@@ -75,14 +83,19 @@ def test_send_sample_with_emulator_writes_workbook(runner: CliRunner, sample_csv
     col = {name: i for i, name in enumerate(header)}
     for row in body:
         if row[col["status"]] == "sent":
-            assert row[col["message_id"]] and row[col["to"]].startswith("+")
+            assert row[col["message_id"]]
+            assert row[col["to"]].startswith("+")
         else:
-            assert row[col["status"]] == "rejected" and row[col["error_code"]]
+            assert row[col["status"]] == "rejected"
+            assert row[col["error_code"]]
 
 
 def test_send_clean_file_exits_0_and_csv(runner: CliRunner, write_csv, tmp_path: Path) -> None:
     out = tmp_path / "r.csv"
-    result = runner.invoke(cli, ["send", str(write_csv(CLEAN)), "--emulator", "--from", "+911234567890", "--out", str(out)])
+    result = runner.invoke(
+        cli,
+        ["send", str(write_csv(CLEAN)), "--emulator", "--from", "+911234567890", "--out", str(out)],
+    )
     assert result.exit_code == 0, result.output
     assert "Sender:" not in result.output
     assert out.read_bytes().startswith(b"\xef\xbb\xbf")
@@ -95,9 +108,15 @@ def test_send_without_credentials_exits_2(runner: CliRunner, write_csv) -> None:
 
 
 def test_send_to_unreachable_api_exits_3(runner: CliRunner, write_csv, tmp_path: Path) -> None:
-    env = {"KALEYRA_SID": "HX1", "KALEYRA_API_KEY": "secret-key-1234", "KALEYRA_FROM": "+911234567890",
-           "KALEYRA_BASE_URL": "http://127.0.0.1:9"}
-    result = runner.invoke(cli, ["send", str(write_csv(CLEAN)), "--out", str(tmp_path / "r.xlsx")], env=env)
+    env = {
+        "KALEYRA_SID": "HX1",
+        "KALEYRA_API_KEY": "secret-key-1234",
+        "KALEYRA_FROM": "+911234567890",
+        "KALEYRA_BASE_URL": "http://127.0.0.1:9",
+    }
+    result = runner.invoke(
+        cli, ["send", str(write_csv(CLEAN)), "--out", str(tmp_path / "r.xlsx")], env=env
+    )
     assert result.exit_code == 3, result.output
     assert "not_sent" in result.output
     assert "secret-key-1234" not in result.output
@@ -111,7 +130,16 @@ def test_bad_out_extension_exits_2(runner: CliRunner, write_csv) -> None:
 
 def test_emulator_command_prints_how_to_connect_and_masks_a_given_key() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kwa_batch", "emulator", "--api-key", "my-secret-key", "--sid", "HXTEST"],
+        [
+            sys.executable,
+            "-m",
+            "kwa_batch",
+            "emulator",
+            "--api-key",
+            "my-secret-key",
+            "--sid",
+            "HXTEST",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -133,7 +161,13 @@ def test_emulator_command_prints_how_to_connect_and_masks_a_given_key() -> None:
 
         answer = requests.post(
             f"{url}/v1/HXTEST/messages",
-            data={"to": "+919876543210", "from": "+911234567890", "type": "text", "channel": "whatsapp", "body": "Hi"},
+            data={
+                "to": "+919876543210",
+                "from": "+911234567890",
+                "type": "text",
+                "channel": "whatsapp",
+                "body": "Hi",
+            },
             headers={"api-key": "my-secret-key"},
             timeout=5,
         )

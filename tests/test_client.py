@@ -56,7 +56,9 @@ def test_several_recipients_map_back_in_order(emulator: Emulator) -> None:
     with emulator.client(sender=SENDER) as client:
         result = client.send_message(numbers, body="Broadcast")
     assert list(result.message_ids) == numbers
-    assert [result.message_ids[n] for n in numbers] == [f"{result.request_id}:{i}" for i in range(3)]
+    assert [result.message_ids[n] for n in numbers] == [
+        f"{result.request_id}:{i}" for i in range(3)
+    ]
     assert result.message_id_for("919876543210") == f"{result.request_id}:0"
 
 
@@ -83,7 +85,8 @@ def test_wrong_key_is_an_authentication_error_without_the_key(emulator: Emulator
     with pytest.raises(AuthenticationError) as info:
         client.send_message("+919876543210", body="Hi")
     assert info.value.http_status == 401
-    assert secret not in str(info.value) and secret not in info.value.raw
+    assert secret not in str(info.value)
+    assert secret not in info.value.raw
     assert secret not in repr(client)
     client.close()
 
@@ -121,12 +124,23 @@ def test_missing_sender_is_a_configuration_error(emulator: Emulator) -> None:
         (200, '{"id": "u1:0"}', {}, {"+919876543210": "u1:0"}),
         (
             202,
-            '{"id": "u2", "data": [{"message_id": "u2:0", "recipient": "919876543210"}], "error": {}}',
+            '{"id": "u2", "data": [{"message_id": "u2:0", "recipient": "919876543210"}], '
+            '"error": {}}',
             {},
             {"+919876543210": "u2:0"},
         ),
-        (400, '{"error": {"to": "invalid number"}}', {}, (ApiError, "HTTP400", "to: invalid number")),
-        (400, '{"code": "E13009", "message": "Invalid TO"}', {}, (ApiError, "E13009", "Invalid TO")),
+        (
+            400,
+            '{"error": {"to": "invalid number"}}',
+            {},
+            (ApiError, "HTTP400", "to: invalid number"),
+        ),
+        (
+            400,
+            '{"code": "E13009", "message": "Invalid TO"}',
+            {},
+            (ApiError, "E13009", "Invalid TO"),
+        ),
         (400, '{"error": {"code": "E413", "message": "html"}}', {}, (ApiError, "E413", "html")),
         (401, "Unauthorized", {}, (AuthenticationError, "HTTP401", "Unauthorized")),
         (429, "", {"Retry-After": "3"}, (RateLimitError, "HTTP429", "empty body")),

@@ -44,7 +44,9 @@ def test_base_url_must_be_http(url: str) -> None:
 
 def test_secret_never_shows_itself() -> None:
     secret = Secret(KEY)
-    assert KEY not in repr(secret) and KEY not in str(secret) and KEY not in f"{secret}"
+    assert KEY not in repr(secret)
+    assert KEY not in str(secret)
+    assert KEY not in f"{secret}"
     with pytest.raises(TypeError):
         pickle.dumps(secret)
 

@@ -15,14 +15,19 @@ from kwa_batch.results import results_frame
 
 def results() -> pd.DataFrame:
     records = {
-        "to": ["+919876543210", "+447911123456", "=HYPERLINK(\"http://evil\")", "0044 7911"],
+        "to": ["+919876543210", "+447911123456", '=HYPERLINK("http://evil")', "0044 7911"],
         "status": ["sent", "failed", "rejected", "rejected"],
         "message_id": ["abc:0", None, None, None],
         "error_code": [None, "E13009", "E13009", "E13009"],
         "error_message": [None, "to: invalid", "-1+1 is not a number", "@mention"],
         "http_status": [200, 400, None, None],
         "attempts": [1, 1, 0, 0],
-        "sent_at": [datetime(2026, 11, 25, 10, 0, tzinfo=UTC), datetime(2026, 11, 25, 10, 1, tzinfo=UTC), None, None],
+        "sent_at": [
+            datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
+            datetime(2026, 11, 25, 10, 1, tzinfo=UTC),
+            None,
+            None,
+        ],
         "request_id": ["abc", None, None, None],
     }
     frame = results_frame(records, pd.RangeIndex(4))
@@ -45,8 +50,11 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     sheet = book["Results"]
     header = [c.value for c in sheet[1]]
     assert header[:3] == ["row", "to", "status"]
-    cells = {(r, header[c - 1]): sheet.cell(r, c) for r in range(2, 6) for c in range(1, len(header) + 1)}
-    assert cells[(2, "to")].value == "+919876543210" and cells[(2, "to")].data_type == "s"
+    cells = {
+        (r, header[c - 1]): sheet.cell(r, c) for r in range(2, 6) for c in range(1, len(header) + 1)
+    }
+    assert cells[(2, "to")].value == "+919876543210"
+    assert cells[(2, "to")].data_type == "s"
     assert cells[(4, "to")].value == '=HYPERLINK("http://evil")'
     assert all(cell.data_type != "f" for row in book["Results"].iter_rows() for cell in row)
     assert cells[(2, "sent_at")].value == datetime(2026, 11, 25, 10, 0)
@@ -56,7 +64,8 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     errors = book["Errors"]
     assert errors.max_row == 4  # header + the failed and the two rejected rows
     summary = [[c.value for c in row][:3] for row in book["Summary"].iter_rows()]
-    assert ["sent", 1, 0.25] in summary and ["rejected", 2, 0.5] in summary
+    assert ["sent", 1, 0.25] in summary
+    assert ["rejected", 2, 0.5] in summary
 
 
 def test_csv_has_bom_neutralises_formulas_and_keeps_phones(tmp_path: Path) -> None:
@@ -65,12 +74,12 @@ def test_csv_has_bom_neutralises_formulas_and_keeps_phones(tmp_path: Path) -> No
     assert raw.startswith(b"\xef\xbb\xbf")
     back = load_recipients(path)
     assert back["to"].tolist()[:2] == ["+919876543210", "+447911123456"]
-    assert back.loc[2, "to"] == "'=HYPERLINK(\"http://evil\")"
+    assert back.loc[2, "to"] == '\'=HYPERLINK("http://evil")'
     assert back.loc[2, "error_message"] == "'-1+1 is not a number"
     assert back.loc[3, "error_message"] == "'@mention"
     assert back.loc[0, "sent_at"] == "2026-11-25 10:00:00"
 
 
 def test_unknown_extension_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(KwaBatchError, match="use a .xlsx or .csv"):
+    with pytest.raises(KwaBatchError, match=r"use a \.xlsx or \.csv"):
         export_results(results(), tmp_path / "out.json")

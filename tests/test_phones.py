@@ -76,14 +76,17 @@ def test_column_normalisation_keeps_index_and_marks_missing() -> None:
     out = normalize_phones(values.astype("str"))
     assert list(out.index) == [10, 11, 12, 13]
     assert out.loc[10, "e164"] == "+919876543210"
-    assert pd.isna(out.loc[11, "e164"]) and "empty" in out.loc[11, "reason"]
+    assert pd.isna(out.loc[11, "e164"])
+    assert "empty" in out.loc[11, "reason"]
     assert pd.isna(out.loc[12, "e164"])
     assert pd.isna(out.loc[13, "reason"])
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=30), st.sampled_from([None, "IN", "GB", "US", "DE"]))
-def test_arbitrary_text_never_raises_and_valid_output_is_e164(text: str, region: str | None) -> None:
+def test_arbitrary_text_never_raises_and_valid_output_is_e164(
+    text: str, region: str | None
+) -> None:
     check = normalize_phone(text, region)
     if check.e164 is not None:
         assert E164.match(check.e164)

@@ -47,7 +47,9 @@ def test_delimiters_are_detected(write_csv, delimiter: str) -> None:
     [(b"", "utf-8"), (codecs.BOM_UTF8, "utf-8"), (b"", "utf-16"), (b"", "cp1252")],
 )
 def test_encodings(write_csv, prefix: bytes, encoding: str) -> None:
-    text = "to,body\n+919876543210,Olá José, ça va?\n".replace("Olá José, ça va?", '"Olá José, ça va?"')
+    text = "to,body\n+919876543210,Olá José, ça va?\n".replace(
+        "Olá José, ça va?", '"Olá José, ça va?"'
+    )
     path = write_csv(prefix + text.encode(encoding))
     df = load_recipients(path)
     assert df.loc[0, "body"] == "Olá José, ça va?"

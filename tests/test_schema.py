@@ -31,7 +31,11 @@ def test_valid_rows_are_normalised() -> None:
 
 def test_row_sender_wins_over_argument() -> None:
     report = validate(
-        frame(to=["+919876543210", "+447911123456"], body=["a", "b"], **{"from": ["+919845012345", None]}),
+        frame(
+            to=["+919876543210", "+447911123456"],
+            body=["a", "b"],
+            **{"from": ["+919845012345", None]},
+        ),
         sender=SENDER,
     )
     assert report.valid["from"].tolist() == ["+919845012345", SENDER]
@@ -48,7 +52,11 @@ def test_row_sender_wins_over_argument() -> None:
         ({"to": ["+919876543210"], "type": ["template"]}, "KWA002", "template_name"),
         ({"to": ["+919876543210"], "body": ["x"], "type": ["image"]}, "KWA003", "type"),
         ({"to": ["+919876543210"], "body": ["x"], "channel": ["sms"]}, "KWA003", "channel"),
-        ({"to": ["+919876543210"], "body": ["x"], "callback_url": ["example.com/cb"]}, "KWA005", "callback_url"),
+        (
+            {"to": ["+919876543210"], "body": ["x"], "callback_url": ["example.com/cb"]},
+            "KWA005",
+            "callback_url",
+        ),
         ({"to": ["+919876543210"], "body": ["x"], "ref": ["a\nb"]}, "KWA006", "ref"),
         ({"to": ["+919876543210"], "body": ["x\x07"]}, "KWA006", "body"),
     ],
@@ -56,15 +64,21 @@ def test_row_sender_wins_over_argument() -> None:
 def test_each_rule_has_its_code(columns: dict[str, list[object]], code: str, column: str) -> None:
     report = validate(frame(**columns), sender=SENDER)
     assert not report.ok
-    assert (code, column) in list(zip(report.errors["error_code"], report.errors["column"], strict=True))
+    assert (code, column) in list(
+        zip(report.errors["error_code"], report.errors["column"], strict=True)
+    )
     assert report.invalid.loc[0, "error_code"] == code
 
 
 @pytest.mark.parametrize(
-    "field", ["to", "from", "template_name", "params", "lang_code", "ref", "ref1", "ref2", "callback_url"]
+    "field",
+    ["to", "from", "template_name", "params", "lang_code", "ref", "ref1", "ref2", "callback_url"],
 )
 def test_html_is_refused_in_every_field_but_body(field: str) -> None:
-    columns: dict[str, list[object]] = {"to": ["+919876543210"], "body": ["<b>bold</b> is fine here"]}
+    columns: dict[str, list[object]] = {
+        "to": ["+919876543210"],
+        "body": ["<b>bold</b> is fine here"],
+    }
     columns[field] = [(columns.get(field, [""])[0] or "") + "<script>x</script>"]
     if field == "template_name":
         columns["type"] = ["template"]
@@ -80,7 +94,9 @@ def test_html_in_body_is_allowed() -> None:
 @pytest.mark.parametrize("field", ["ref", "ref1", "ref2"])
 @pytest.mark.parametrize(("length", "ok"), [(255, True), (256, False)])
 def test_ref_limit(field: str, length: int, ok: bool) -> None:
-    report = validate(frame(to=["+919876543210"], body=["x"], **{field: ["r" * length]}), sender=SENDER)
+    report = validate(
+        frame(to=["+919876543210"], body=["x"], **{field: ["r" * length]}), sender=SENDER
+    )
     assert report.ok is ok
     if not ok:
         assert codes(report) == ["KWA001"]
@@ -102,7 +118,9 @@ def test_duplicates_keep_the_first_and_name_it() -> None:
 
 
 def test_template_type_is_inferred_from_template_name() -> None:
-    report = validate(frame(to=["+919876543210"], template_name=["order_shipped"], params=["A,B"]), sender=SENDER)
+    report = validate(
+        frame(to=["+919876543210"], template_name=["order_shipped"], params=["A,B"]), sender=SENDER
+    )
     assert report.ok
     assert report.valid.loc[0, "type"] == "template"
 
@@ -124,7 +142,8 @@ def test_raise_for_errors_and_reprs() -> None:
         report.raise_for_errors()
     assert repr(report) == "<ValidationReport: 1 rows, 0 valid, 1 invalid>"
     html = report._repr_html_()
-    assert "<table" in html and "E13009" in html
+    assert "<table" in html
+    assert "E13009" in html
     validate(frame(to=["+919876543210"], body=["x"]), sender=SENDER).raise_for_errors()
 
 

@@ -8,14 +8,24 @@ import pandas as pd
 import pytest
 from conftest import SENDER
 
-from kwa_batch import ConfigurationError, Emulator, KaleyraClient, STATUSES, load_recipients, send, validate
+from kwa_batch import (
+    STATUSES,
+    ConfigurationError,
+    Emulator,
+    KaleyraClient,
+    load_recipients,
+    send,
+    validate,
+)
 from kwa_batch.sender import RateLimiter
 
 
 def frame(n: int, prefix: str = "+9198765") -> pd.DataFrame:
     return pd.DataFrame(
-        {"to": pd.array([f"{prefix}{i:05d}" for i in range(n)], dtype="str"),
-         "body": pd.array([f"Hello {i}" for i in range(n)], dtype="str")}
+        {
+            "to": pd.array([f"{prefix}{i:05d}" for i in range(n)], dtype="str"),
+            "body": pd.array([f"Hello {i}" for i in range(n)], dtype="str"),
+        }
     )
 
 
@@ -28,7 +38,8 @@ def test_sample_file_end_to_end(fresh_emulator: Emulator, sample_csv) -> None:
     sent = results[results["status"] == "sent"]
     assert len(sent) == len(report.valid) == 15
     assert sent["message_id"].notna().all()
-    assert (sent["http_status"] == 200).all() and (sent["attempts"] == 1).all()
+    assert (sent["http_status"] == 200).all()
+    assert (sent["attempts"] == 1).all()
     ledger = fresh_emulator.messages
     assert sorted(ledger["message_id"]) == sorted(sent["message_id"])
     assert not ledger["to"].isin(["+919811122233", "+919845012399"]).any()  # rows 17, 18
@@ -41,7 +52,16 @@ def test_sample_file_end_to_end(fresh_emulator: Emulator, sample_csv) -> None:
 
 def test_results_have_contract_columns_and_dtypes(fresh_emulator: Emulator) -> None:
     results = send(frame(3), fresh_emulator.client(sender=SENDER), progress=False)
-    for name in ("to", "status", "message_id", "error_code", "error_message", "http_status", "attempts", "sent_at"):
+    for name in (
+        "to",
+        "status",
+        "message_id",
+        "error_code",
+        "error_message",
+        "http_status",
+        "attempts",
+        "sent_at",
+    ):
         assert name in results.columns
     assert str(results["http_status"].dtype) == "Int64"
     assert str(results["attempts"].dtype) == "Int64"
@@ -50,7 +70,9 @@ def test_results_have_contract_columns_and_dtypes(fresh_emulator: Emulator) -> N
     assert results.attrs["run"]["concurrency"] == 8
 
 
-def test_a_dataframe_is_validated_first_and_invalid_rows_never_sent(fresh_emulator: Emulator) -> None:
+def test_a_dataframe_is_validated_first_and_invalid_rows_never_sent(
+    fresh_emulator: Emulator,
+) -> None:
     df = frame(4)
     df.loc[2, "to"] = "not a number"
     results = send(df, fresh_emulator.client(sender=SENDER), progress=False)
@@ -109,7 +131,13 @@ def test_rows_without_any_sender_are_a_configuration_error(fresh_emulator: Emula
 
 def test_rate_limit_is_never_exceeded_in_any_second(fresh_emulator: Emulator) -> None:
     start = time.monotonic()
-    results = send(frame(30), fresh_emulator.client(sender=SENDER), rate_limit=20, concurrency=8, progress=False)
+    results = send(
+        frame(30),
+        fresh_emulator.client(sender=SENDER),
+        rate_limit=20,
+        concurrency=8,
+        progress=False,
+    )
     elapsed = time.monotonic() - start
     assert (results["status"] == "sent").all()
     assert elapsed >= 1.0  # 30 messages at 20/s need more than one second
