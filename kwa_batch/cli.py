@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -264,21 +263,19 @@ def emulator_command(
 ) -> None:
     """Run a local Kaleyra-compatible server until Ctrl-C (nothing leaves this machine)."""
     emu = Emulator(host=host, port=port, sid=sid, api_key=api_key, latency=latency / 1000.0)
-    emu.start()
+    try:
+        emu.start()
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     shown_key = "<the key you gave>" if api_key else emu.api_key
     click.echo(f"Kaleyra emulator listening on {emu.url}")
     click.echo(f"  endpoint: {emu.url}/v1/{emu.sid}/messages")
     click.echo(f"  {ENV_BASE_URL}={emu.url}")
     click.echo(f"  {ENV_SID}={emu.sid}")
     click.echo(f"  {ENV_API_KEY}={shown_key}")
-    click.echo("Press Ctrl-C to stop.")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emu.stop()
-        click.echo(f"Stopped; {len(emu.messages)} message(s) accepted.")
+    click.echo("Nothing leaves this machine. Press Ctrl-C to stop.")
+    emu.serve_forever()
+    click.echo(f"Stopped; {len(emu.messages)} message(s) accepted.")
 
 
 def main() -> None:

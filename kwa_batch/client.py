@@ -264,9 +264,7 @@ class KaleyraClient:
     def post(self, data: Mapping[str, str]) -> SendResult:
         """Post prepared form fields (see :meth:`build_fields`) and parse the answer."""
         recipients = [r for r in data.get("to", "").split(",") if r]
-        log.debug(
-            "POST %s to %s", self.messages_url, ",".join(mask_phone(r) for r in recipients)
-        )
+        log.debug("POST %s to %s", self.messages_url, ",".join(mask_phone(r) for r in recipients))
         try:
             response = self._session().post(
                 self.messages_url,
@@ -364,8 +362,9 @@ def _messages(payload: Any) -> list[str]:
             if key in ("code", "error_code", "errorCode", "status", "data", "id"):
                 continue
             for text in _messages(value):
-                out.append(text if key in ("message", "error", "errors", "detail") else
-                           f"{key}: {text}")
+                out.append(
+                    text if key in ("message", "error", "errors", "detail") else f"{key}: {text}"
+                )
         return out
     if isinstance(payload, list):
         return [text for item in payload for text in _messages(item)]
@@ -381,8 +380,8 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
-        from email.utils import parsedate_to_datetime
         from datetime import UTC, datetime
+        from email.utils import parsedate_to_datetime
 
         try:
             when = parsedate_to_datetime(value)

@@ -131,7 +131,8 @@ def credentials_from_env(
             f"missing {' and '.join(missing)}: set the environment variable(s), "
             "pass --sid/--api-key, or use --emulator to try things locally"
         )
-    assert sid is not None and key is not None
+    assert sid is not None
+    assert key is not None
     return Credentials(
         sid=sid.strip(),
         api_key=Secret(key.strip()),

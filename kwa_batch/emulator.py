@@ -28,19 +28,21 @@ What a request may look like
   is JSON: a JSON object whose values are strings, numbers, booleans or lists (joined with
   commas). Anything else is read as URL-encoded.
 * The key comes in the ``api-key`` header or as an ``api-key`` field (production clients
-  send it as a form field). Values are trimmed of surrounding white space, so that a
-  ``+`` that a query string decoded to a space (``to=+9198...``) does no harm; an empty
-  value counts as absent.
+  send it as a form field). A field that is empty or only white space counts as absent.
+  Surrounding white space is ignored in the key, the numbers, ``channel`` and ``type``, so
+  that a ``+`` that a query string decoded to a space (``to=+9198...``) does no harm;
+  other fields (``body``, ``ref``...) are kept exactly as received.
 
 Checks, in this order (the first failing stage answers; later stages are not run)
 -------------------------------------------------------------------------------
 1. Route: any other path answers 404 ``E404``; a method other than GET or POST on the
    endpoint answers 405 ``E405`` (with ``Allow: GET, POST``).
-2. Body: a declared-JSON body that is not a JSON object, a multipart body that cannot be
-   parsed, or a body over 4 MiB answers 400 ``E400`` (413 for the size) -- but only once
-   the key has been checked, since the key may travel inside that body.
-3. Authentication: an unknown SID in the path, or a missing or wrong key, answers 401
-   ``E401``. The key is never echoed.
+2. Authentication: an unknown SID in the path, then a missing or wrong key, answers 401
+   ``E401``. The key is never echoed. (The body is read first, since the key may travel
+   in it.)
+3. Body: a declared-JSON body that is not valid JSON or not an object, a multipart body
+   that cannot be parsed, or a body over 4 MiB answers 400 ``E400`` (HTTP 413 for the
+   size).
 4. HTML: a tag (``<b>``, ``</a >``, ``<img src=x>``...) in any field except ``body``
    answers 400 ``E413``, naming every such field.
 5. ``to``: missing, more than 100 comma-joined recipients (400 ``E400``), or any number
@@ -82,9 +84,11 @@ or missing field, too many recipients, unreadable body; HTTP 413 for an oversize
 ``E401`` (SID or key), ``E404`` (path), ``E405`` (method), ``E500`` (a bug in the
 emulator itself).
 
-Each accepted recipient becomes one ledger row; a refused request adds nothing. The
-answer is delayed by ``latency`` seconds *after* the message is recorded, as a slow real
-server would: a client that gives up waiting cannot know whether it was sent.
+Each accepted recipient becomes one ledger row (:attr:`Emulator.messages`); a refused
+request adds nothing. :attr:`Emulator.requests_seen` counts every request to
+``/v1/<any SID>/messages``, refused ones included. Every answer is delayed by ``latency``
+seconds *after* the message is recorded, as a slow real server would: a client that
+gives up waiting cannot know whether it was sent.
 
 Serving
 -------
@@ -113,7 +117,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self, cast
 from urllib.parse import parse_qsl
 
 import pandas as pd
@@ -278,7 +282,7 @@ def _check_fields(fields: Mapping[str, str]) -> _Refusal | _Accepted:
             {"to": f"too many recipients: {len(numbers)} (at most {MAX_RECIPIENTS} a request)"},
         )
     recipients = [_e164_digits(number) for number in numbers]
-    bad = [repr(n) if not n else n for n, d in zip(numbers, recipients, strict=True) if d is None]
+    bad = [n or "(empty)" for n, d in zip(numbers, recipients, strict=True) if d is None]
     if bad:
         return _Refusal(400, "E13009", {"to": "invalid number: " + ", ".join(bad)})
 
@@ -290,12 +294,12 @@ def _check_fields(fields: Mapping[str, str]) -> _Refusal | _Accepted:
         return _Refusal(400, "E13008", {"from": f"invalid number: {sender_text}"})
 
     errors: dict[str, str] = {}
-    channel = fields.get("channel", "").lower()
+    channel = fields.get("channel", "").strip().lower()
     if not channel:
         errors["channel"] = "missing"
     elif channel != "whatsapp":
         errors["channel"] = f"unsupported channel {fields['channel']!r}: use whatsapp"
-    kind = fields.get("type", "").lower()
+    kind = fields.get("type", "").strip().lower()
     body = fields.get("body")
     if not kind:
         errors["type"] = "missing"
@@ -392,7 +396,7 @@ def _parse_body(raw: bytes, content_type: str) -> dict[str, str]:
 
 
 def _read_fields(request: Request) -> tuple[dict[str, str], _BadBody | None]:
-    """Query parameters overlaid with body fields, trimmed, empty ones dropped."""
+    """Query parameters overlaid with body fields; empty or blank ones count as absent."""
     fields = _last_values(request.args)
     problem: _BadBody | None = None
     try:
@@ -402,8 +406,8 @@ def _read_fields(request: Request) -> tuple[dict[str, str], _BadBody | None]:
         problem = _BadBody(f"the request body is larger than {MAX_REQUEST_BYTES} bytes", 413)
     except _BadBody as exc:
         problem = exc
-    trimmed = {name.strip(): value.strip() for name, value in fields.items()}
-    return {name: value for name, value in trimmed.items() if name and value}, problem
+    kept = {name.strip(): value for name, value in fields.items() if value.strip()}
+    return {name: value for name, value in kept.items() if name}, problem
 
 
 # -- the server ---------------------------------------------------------------------------
@@ -435,8 +439,7 @@ class _Handler(WSGIRequestHandler):
         log.debug("http %s: " + message, type, *args)
 
     def run_wsgi(self) -> None:
-        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        # "Expect: 100-continue" was answered by http.server's parse_request already.
         environ = self.environ = self.make_environ()
 
         stream: LimitedStream | DechunkedInput | None = None
@@ -451,11 +454,11 @@ class _Handler(WSGIRequestHandler):
             if length < 0:
                 self.send_error(400, "Bad Content-Length")
                 return
-            stream = LimitedStream(self.rfile, length)
+            stream = LimitedStream(cast("IO[bytes]", self.rfile), length)
             environ["wsgi.input"] = stream
             environ["wsgi.input_terminated"] = True
 
-        status = "500 INTERNAL SERVER ERROR"
+        status = "500 Internal Server Error"
         headers: list[tuple[str, str]] = []
 
         def start_response(
@@ -475,7 +478,7 @@ class _Handler(WSGIRequestHandler):
                     close()
         except Exception:
             log.exception("the emulator failed on a request")
-            status, headers = "500 INTERNAL SERVER ERROR", []
+            status = "500 Internal Server Error"
             body = json.dumps(_Refusal(500, "E500", {}).payload()).encode()
             headers = [("Content-Type", "application/json")]
             self.close_connection = True
@@ -504,18 +507,18 @@ class _Handler(WSGIRequestHandler):
         """Consume what the application left of the body, so the next request starts clean."""
         try:
             if isinstance(stream, LimitedStream):
-                if stream.limit - stream._pos > _DRAIN_LIMIT:
+                if stream.limit - stream.tell() > _DRAIN_LIMIT:
                     return False
                 stream.exhaust()
                 return True
             if isinstance(stream, DechunkedInput):
                 drained = 0
-                while not stream._done and drained <= _DRAIN_LIMIT:
+                while drained <= _DRAIN_LIMIT:
                     chunk = stream.read(8192)
                     if not chunk:
-                        break
+                        return True
                     drained += len(chunk)
-                return stream._done
+                return False
         except OSError:
             return False
         return True
@@ -767,7 +770,7 @@ class Emulator:
             status, payload, extra = 200, refusal_or_payload, []
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         start_response(
-            f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}",
+            f"{status} {HTTP_STATUS_CODES.get(status, 'Unknown')}",
             [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *extra],
         )
         return [body]
@@ -781,7 +784,7 @@ class Emulator:
         """
         match = _ENDPOINT.fullmatch(request.path)
         if match is None:
-            return _Refusal(404, "E404", {"path": f"no such endpoint: {request.path[:200]}"})
+            return _Refusal(404, "E404", {"path": "no such endpoint: use /v1/<SID>/messages"})
         with self._lock:
             self._requests_seen += 1
         if request.method not in ("GET", "POST"):
@@ -793,7 +796,7 @@ class Emulator:
             )
 
         fields, body_problem = _read_fields(request)
-        key = request.headers.get(_KEY_FIELD, "").strip() or fields.pop(_KEY_FIELD, "")
+        key = request.headers.get(_KEY_FIELD, "").strip() or fields.pop(_KEY_FIELD, "").strip()
         fields.pop(_KEY_FIELD, None)
         if match.group(1) != self.sid:
             return _Refusal(401, "E401", {"sid": "unknown account SID in the URL"})
@@ -826,8 +829,7 @@ class Emulator:
                     sender,
                     accepted.type,
                     accepted.channel,
-                    *(kept[name] for name in _KEPT_FIELDS[:-1]),
-                    kept["source"],
+                    *(kept[name] for name in _KEPT_FIELDS),
                     now,
                 )
                 for message_id, recipient in zip(message_ids, accepted.recipients, strict=True)
@@ -842,7 +844,7 @@ class Emulator:
         return {
             "id": request_id,
             "type": accepted.type,
-            "body": kept["body"] or "" if accepted.type == "text" else "",
+            "body": (kept["body"] or "") if accepted.type == "text" else "",
             "createdDateTime": now.strftime("%Y-%m-%d %H:%M:%S+00:00"),
             "totalCount": len(message_ids),
             "data": [

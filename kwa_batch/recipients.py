@@ -164,7 +164,9 @@ def load_recipients(
 
 def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, str]:
     if not raw.strip():
-        raise InputError(f"{file}: the file is empty: it needs a header row and one row per recipient")
+        raise InputError(
+            f"{file}: the file is empty: it needs a header row and one row per recipient"
+        )
     if encoding:
         try:
             return raw.decode(encoding), encoding
@@ -178,9 +180,11 @@ def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, str]:
         except UnicodeDecodeError:
             raise InputError(f"{file}: the file says it is UTF-16 but is not") from None
     if b"\x00" in raw[:_SNIFF_BYTES] or raw.startswith(b"PK\x03\x04"):
-        hint = " (it looks like an .xlsx workbook: give it the .xlsx extension)" if raw.startswith(
-            b"PK\x03\x04"
-        ) else ""
+        hint = (
+            " (it looks like an .xlsx workbook: give it the .xlsx extension)"
+            if raw.startswith(b"PK\x03\x04")
+            else ""
+        )
         raise InputError(f"{file}: is a binary file, not a CSV{hint}")
     try:
         return raw.decode("utf-8"), "utf-8"
@@ -248,7 +252,9 @@ def _read_csv(
             "(check for an unclosed quote)"
         ) from None
     if header is None:
-        raise InputError(f"{file}: the file is empty: it needs a header row and one row per recipient")
+        raise InputError(
+            f"{file}: the file is empty: it needs a header row and one row per recipient"
+        )
     if not rows:
         raise InputError(f"{file}: has a header but no rows: add one row per recipient")
     return header, rows, lines, malformed
@@ -308,7 +314,9 @@ def _read_xlsx(
         lines.append(number)
     workbook.close()
     if header is None:
-        raise InputError(f"{file}: the sheet is empty: it needs a header row and one row per recipient")
+        raise InputError(
+            f"{file}: the sheet is empty: it needs a header row and one row per recipient"
+        )
     if not rows:
         raise InputError(f"{file}: has a header but no rows: add one row per recipient")
     return header, rows, lines, malformed
@@ -318,7 +326,9 @@ def _canonical_columns(file: Path, header: list[str]) -> list[str]:
     names = [str(h).strip().lower() for h in header]
     if any(not n for n in names):
         position = names.index("") + 1
-        raise InputError(f"{file}: column {position} of the header has no name: name it or delete it")
+        raise InputError(
+            f"{file}: column {position} of the header has no name: name it or delete it"
+        )
     seen: dict[str, int] = {}
     for position, name in enumerate(names, start=1):
         if name in seen:

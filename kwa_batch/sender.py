@@ -196,7 +196,9 @@ class _Run:
                 return self._stopped(last, attempt)
         last.attempts = self.max_attempts
         if last.status == "not_sent":
-            last.error_message = f"{last.error_message} (gave up after {self.max_attempts} attempts)"
+            last.error_message = (
+                f"{last.error_message} (gave up after {self.max_attempts} attempts)"
+            )
         return last
 
     def _stopped(self, last: _Outcome, attempts: int) -> _Outcome:
@@ -313,7 +315,9 @@ def send(
     elif isinstance(data, pd.DataFrame):
         report = validate(data, default_region=default_region, sender=sender)
     else:
-        raise TypeError(f"send() takes a DataFrame or a ValidationReport, not {type(data).__name__}")
+        raise TypeError(
+            f"send() takes a DataFrame or a ValidationReport, not {type(data).__name__}"
+        )
     if concurrency < 1:
         raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
     jobs = _jobs(report.valid, sender, client)

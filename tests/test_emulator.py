@@ -7,7 +7,9 @@ ledger use ``emu``, the session emulator reset for the test.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import socket
 import threading
 import time
 import uuid
@@ -197,6 +199,20 @@ def test_html_in_body_is_accepted_verbatim(emu: Emulator, http: requests.Session
     assert emu.messages["body"].tolist() == [body]
 
 
+def test_free_text_is_kept_verbatim(emu: Emulator, http: requests.Session) -> None:
+    body = "  Dear customer,\n\tyour order has shipped.  \n"
+    fields = text_fields(to=f" {TO} ", channel=" WhatsApp ", type=" Text ", body=body, ref=" r ")
+    assert post(http, emu, fields).json()["body"] == body
+    row = emu.messages.iloc[0]
+    assert (row["to"], row["channel"], row["type"]) == (TO, "whatsapp", "text")
+    assert (row["body"], row["ref"]) == (body, " r ")
+
+
+def test_blank_optional_fields_count_as_absent(emu: Emulator, http: requests.Session) -> None:
+    assert post(http, emu, text_fields(ref="", ref1="  ", callback_url="")).status_code == 200
+    assert emu.messages[["ref", "ref1", "callback_url"]].isna().all(axis=None)
+
+
 def test_body_of_4096_characters_accepted_4097_refused(
     emu: Emulator, http: requests.Session
 ) -> None:
@@ -273,7 +289,8 @@ def test_html_in_any_field_but_body_is_e413(
 
 
 def test_not_html_is_not_e413(emu: Emulator, http: requests.Session) -> None:
-    assert post(http, emu, text_fields(ref="a < b > c", ref1="<3", ref2="x<1>")).status_code == 200
+    fields = text_fields(ref="1 < 2 and 3 > 2", ref1="<3", ref2="x<1>", template_name="a<>b")
+    assert post(http, emu, fields).status_code == 200
 
 
 def test_e413_names_every_field_with_tags(emu: Emulator, http: requests.Session) -> None:
@@ -424,8 +441,8 @@ def test_get_with_query_parameters_and_plus_decoded_as_space(
     assert response.status_code == 200, response.text
     assert [d["recipient"] for d in response.json()["data"]] == ["919876543210", "14155550123"]
     assert emu.messages["to"].tolist() == ["+919876543210", "+14155550123"]
-    assert emu.messages["body"].tolist() == ["Hi, there"]
-    assert emu.messages["callback_url"].tolist() == ["https://example.com/cb"]
+    assert emu.messages["body"].unique().tolist() == ["Hi, there"]
+    assert emu.messages["callback_url"].unique().tolist() == ["https://example.com/cb"]
 
 
 def test_get_with_key_in_query(emu: Emulator, http: requests.Session) -> None:
@@ -557,7 +574,7 @@ def test_seed_makes_ids_reproducible() -> None:
         response = Client(emu.wsgi_app).post(
             f"/v1/{emu.sid}/messages", data=text_fields(), headers={"api-key": "k"}
         )
-        return str(response.json["id"])
+        return str(json.loads(response.get_data())["id"])
 
     one, two = Emulator(seed=7, api_key="k"), Emulator(seed=7, api_key="k")
     assert one.sid == two.sid
@@ -582,21 +599,79 @@ def test_latency_delays_each_answer() -> None:
 def test_latency_comes_after_the_message_is_recorded() -> None:
     with Emulator(latency=1.0) as emu, requests.Session() as session:
         with pytest.raises(requests.exceptions.ReadTimeout):
-            post(session, emu, text_fields(), timeout=0.3)
+            session.post(
+                emu.messages_url, data=text_fields(), headers={"api-key": emu.api_key}, timeout=0.3
+            )
         assert len(emu.messages) == 1  # processed, though the client never heard back
 
 
-def test_keep_alive_reuses_one_connection(emu: Emulator) -> None:
-    with requests.Session() as session:
+def test_keep_alive_reuses_one_connection(emu: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        caplog.at_level(logging.DEBUG, logger="urllib3.connectionpool"),
+        requests.Session() as session,
+    ):
         responses = [post(session, emu, text_fields()) for _ in range(3)]
+        # An unread body on another path must not break the connection either.
         responses.append(session.get(f"{emu.url}/nope", data=b"x" * 1000, timeout=5))
-        pool = session.get_adapter(emu.url).get_connection_with_tls_context(
-            responses[0].request, verify=True
-        )
-        assert pool.num_requests == 4
-        assert pool.num_connections == 1
-    assert [r.status_code for r in responses] == [200, 200, 200, 404]
+        responses.append(post(session, emu, text_fields()))
+    opened = [r for r in caplog.records if r.getMessage().startswith("Starting new HTTP")]
+    assert len(opened) == 1
+    assert [r.status_code for r in responses] == [200, 200, 200, 404, 200]
     assert all("close" not in r.headers.get("Connection", "") for r in responses)
+
+
+def _raw_request(emu: Emulator, version: str = "HTTP/1.1", expect: bool = False) -> bytes:
+    body = b"to=919876543210&from=911234567890&type=text&channel=whatsapp&body=hi"
+    head = (
+        f"POST /v1/{emu.sid}/messages {version}\r\nHost: 127.0.0.1\r\napi-key: {emu.api_key}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
+        + ("Expect: 100-continue\r\n" if expect else "")
+        + "\r\n"
+    )
+    return head.encode() + body
+
+
+def _read_answers(sock: socket.socket, count: int) -> bytes:
+    """Read until ``count`` complete JSON answers have arrived (or the peer closes)."""
+    data = b""
+    sock.settimeout(5)
+    while data.count(b'"error": {}}') < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_pipelined_requests_on_one_connection(emu: Emulator) -> None:
+    with socket.create_connection(("127.0.0.1", emu.port)) as sock:
+        sock.sendall(_raw_request(emu) * 3)
+        data = _read_answers(sock, 3)
+    assert data.count(b"HTTP/1.1 200 OK\r\n") == 3
+    assert b"Connection: close" not in data
+    assert len(emu.messages) == 3
+
+
+def test_expect_100_continue_is_answered_once(emu: Emulator) -> None:
+    request = _raw_request(emu, expect=True)
+    head, body = request.split(b"\r\n\r\n", 1)
+    with socket.create_connection(("127.0.0.1", emu.port)) as sock:
+        sock.sendall(head + b"\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        data = _read_answers(sock, 1)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert len(emu.messages) == 1
+
+
+def test_http_1_0_connection_is_closed_after_the_answer(emu: Emulator) -> None:
+    with socket.create_connection(("127.0.0.1", emu.port)) as sock:
+        sock.sendall(_raw_request(emu, version="HTTP/1.0"))
+        data = _read_answers(sock, 1)
+        assert sock.recv(1024) == b""  # closed by the server
+    assert b"Connection: close\r\n" in data
+    assert len(emu.messages) == 1
 
 
 def test_a_large_unread_body_closes_the_connection(emu: Emulator) -> None:
@@ -648,7 +723,7 @@ def test_serve_forever_blocks_until_stopped() -> None:
 
 
 def test_busy_port_raises_oserror(emulator: Emulator) -> None:
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="in use"):
         Emulator(port=emulator.port).start()
 
 
