@@ -7,6 +7,7 @@ Exit codes: 0 every row sent (or valid, for ``validate``); 1 some rows rejected 
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from contextlib import ExitStack
@@ -21,6 +22,7 @@ from .config import ENV_API_KEY, ENV_BASE_URL, ENV_FROM, ENV_SID, credentials_fr
 from .emulator import Emulator
 from .errors import ERROR_CODES, ConfigurationError, KwaBatchError, describe_code
 from .export import export_results
+from .planner import plan_requests
 from .recipients import load_recipients
 from .results import error_counts, exit_code, summarize
 from .schema import ValidationReport, validate
@@ -30,6 +32,7 @@ EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 
 #: The sender used with --emulator when none is given (the emulator accepts any valid one).
 DEMO_SENDER = "+911234567890"
 _SHOWN_PROBLEMS = 10
+_SHOWN_REQUESTS = 5
 
 
 def _fail(message: str) -> None:
@@ -120,6 +123,12 @@ def validate_command(file: str, region: str | None, sender: str | None) -> None:
     help="Results file (.xlsx or .csv) [default: FILE's name + .results.xlsx, here].",
 )
 @click.option(
+    "--journal",
+    type=click.Path(dir_okay=False),
+    help="SQLite file recording every row's state: run the same command again with it to "
+    "resume without sending anything twice.",
+)
+@click.option(
     "--concurrency",
     default=8,
     show_default=True,
@@ -129,14 +138,38 @@ def validate_command(file: str, region: str | None, sender: str | None) -> None:
 @click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
-    help="At most this many messages per second.",
+    help="At most this many messages per second (a request to 100 recipients counts 100).",
 )
 @click.option(
     "--timeout",
     default=30.0,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
-    help="Seconds to wait for each answer.",
+    help="Seconds to wait for each answer; a request not answered in time is 'unknown'.",
+)
+@click.option(
+    "--max-recipients-per-request",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Rows sharing one message go in one request of up to this many recipients "
+    "(1: one request per row).",
+)
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="With --journal: send again the rows whose outcome is unknown (they may have been "
+    "sent already: this can send them twice).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate and print the planned requests (key masked); send nothing.",
+)
+@click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False),
+    help="Also write the outcome as JSON here (counts, error codes, exit code), for cron jobs.",
 )
 @click.option("--sid", metavar="SID", help=f"Account SID [env: {ENV_SID}].")
 @click.option(
@@ -148,25 +181,45 @@ def validate_command(file: str, region: str | None, sender: str | None) -> None:
     "--base-url", metavar="URL", help=f"API host or region (sg, in, eu, na) [env: {ENV_BASE_URL}]."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary; only errors.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="How much the library logs to stderr (phone numbers masked).",
+)
 def send_command(
     file: str,
     emulator: bool,
     sender: str | None,
     region: str | None,
     out: str | None,
+    journal: str | None,
     concurrency: int,
     rate: float | None,
     timeout: float,
+    max_recipients_per_request: int,
+    resend_unknown: bool,
+    dry_run: bool,
+    summary_json: str | None,
     sid: str | None,
     api_key: str | None,
     base_url: str | None,
     quiet: bool,
+    log_level: str | None,
 ) -> None:
-    """Validate FILE, send every valid row, and write one result per row."""
+    """Validate FILE, send every valid row, and write one result per row.
+
+    Progress goes to stderr (a bar only when stderr is a terminal). With --journal, a run
+    that was interrupted or killed can be run again, as the same command, and sends every
+    row exactly once.
+    """
+    if log_level:
+        logging.getLogger().setLevel(log_level.upper())
     df = _load(file)
     target = Path(out) if out else Path(Path(file).stem + ".results.xlsx")
     if target.suffix.lower() not in (".xlsx", ".csv"):
         _fail(f"--out {target}: use a .xlsx or .csv file name")
+    if resend_unknown and not journal:
+        _fail("--resend-unknown needs --journal (it resends what the journal knows as unknown)")
     echo = (lambda *a, **k: None) if quiet else click.echo
     with ExitStack() as stack:
         if emulator:
@@ -195,7 +248,10 @@ def send_command(
         echo(f"{file}: {len(df)} row(s), {len(report.valid)} valid, {len(report.invalid)} invalid")
         if not quiet:
             _print_problems(report, by_code=False)
-            echo(f"\nSending {len(report.valid)} message(s)...")
+        if dry_run:
+            _print_plan(report, client, sender, max_recipients_per_request)
+            sys.exit(EXIT_OK if report.ok else EXIT_ROWS)
+        echo(f"\nSending {len(report.valid)} message(s)...")
         show_bar = not quiet and sys.stderr.isatty()
         try:
             results = send(
@@ -203,8 +259,11 @@ def send_command(
                 client,
                 concurrency=concurrency,
                 rate_limit=rate,
+                journal=journal,
                 sender=sender,
                 progress=show_bar,
+                max_recipients_per_request=max_recipients_per_request,
+                resend_unknown=resend_unknown,
             )
         except ConfigurationError as exc:
             _fail(str(exc))
@@ -212,15 +271,89 @@ def send_command(
             export_results(results, target)
         except KwaBatchError as exc:
             _fail(str(exc))
-    was_interrupted = bool(results.attrs.get("run", {}).get("interrupted"))
+    run = results.attrs.get("run", {})
+    interrupted = bool(run.get("interrupted"))
+    code = EXIT_INTERRUPTED if interrupted else exit_code(results)
+    if summary_json:
+        _write_summary_json(Path(summary_json), file, target, results, code)
     if not quiet:
+        if run.get("resume"):
+            shown = ", ".join(f"{n} {what}" for what, n in run["resume"].items())
+            click.echo(f"Journal {journal}: {shown}.")
         _print_summary(results, target)
-    if was_interrupted:
-        click.echo(
-            "Interrupted: run the same command again to send the rows marked not_sent.", err=True
+    if code in (EXIT_INTERRUPTED, EXIT_INCOMPLETE):
+        pending = int(results["status"].isin(["not_sent"]).sum())
+        unknown = int((results["status"] == "unknown").sum())
+        what = "Interrupted" if interrupted else "Incomplete"
+        if journal:
+            hint = (
+                f"run the same command again to send the {pending} not_sent row(s)"
+                + (
+                    f"; the {unknown} unknown row(s) may have been sent: check them, then add "
+                    "--resend-unknown to send them again"
+                    if unknown
+                    else ""
+                )
+            )
+        else:
+            hint = (
+                f"{pending} row(s) not sent, {unknown} unknown. Running again without --journal "
+                "would send the sent rows twice: send only the not_sent rows, or use --journal "
+                "next time"
+            )
+        click.echo(f"{what}: {hint}.", err=True)
+    sys.exit(code)
+
+
+def _print_plan(
+    report: ValidationReport, client: KaleyraClient, sender: str | None, max_recipients: int
+) -> None:
+    try:
+        requests = list(
+            plan_requests(
+                report.valid, sender=sender or client.sender, max_recipients=max_recipients
+            )
         )
-        sys.exit(EXIT_INTERRUPTED)
-    sys.exit(exit_code(results))
+    except ConfigurationError as exc:
+        _fail(str(exc))
+    rows = sum(len(r) for r in requests)
+    click.echo(f"\nDry run: {rows} message(s) in {len(requests)} request(s); nothing is sent.")
+    for number, request in enumerate(requests[:_SHOWN_REQUESTS], start=1):
+        click.echo(f"\n#{number} POST {client.messages_url}  (api-key: ********)")
+        for name, value in request.form().items():
+            shown = value if len(value) <= 70 else value[:67] + "..."
+            click.echo(f"    {name}: {shown}")
+    if len(requests) > _SHOWN_REQUESTS:
+        click.echo(f"\n... and {len(requests) - _SHOWN_REQUESTS} more request(s)")
+
+
+def _write_summary_json(
+    path: Path, source: str, target: Path, results: pd.DataFrame, code: int
+) -> None:
+    run = results.attrs.get("run", {})
+    counts = summarize(results)["rows"]
+    summary = {
+        "input": source,
+        "results": str(target),
+        "rows": len(results),
+        "status": {str(k): int(v) for k, v in counts.items()},
+        "error_codes": {
+            str(row.error_code): int(row.rows)
+            for row in error_counts(results).groupby("error_code", as_index=False)["rows"]
+            .sum()
+            .itertuples(index=False)
+        },
+        "exit_code": code,
+        "interrupted": bool(run.get("interrupted")),
+        "resume": run.get("resume") or {},
+        "started_at": run.get("started_at"),
+        "finished_at": run.get("finished_at"),
+        "journal": run.get("journal"),
+    }
+    try:
+        path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def _env_sender() -> str | None:

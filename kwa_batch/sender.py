@@ -1,20 +1,29 @@
-"""``send()``: every valid row to the API, concurrently, within a rate limit, nothing twice.
+"""``send()``: every valid row to the API, fast, within a rate limit, and nothing twice.
 
-Each valid row becomes one request (grouping identical messages into one request comes
-with issue #4). Requests run on a thread pool; each thread has its own pooled session
-(see :class:`~kwa_batch.client.KaleyraClient`). The retry rule is *nothing twice*:
+Rows that share one message go in one request of up to 100 recipients (see
+:mod:`kwa_batch.planner`); requests run on a thread pool, each thread with its own pooled
+session (see :class:`~kwa_batch.client.KaleyraClient`). The retry rule is *nothing twice*:
 
 - safe to retry, with exponential backoff and jitter, up to ``max_attempts``: a connection
-  that was never established, HTTP 429 (honouring ``Retry-After``) and HTTP 503;
+  that was never established, HTTP 429 (honouring ``Retry-After``) and HTTP 503 — the
+  request was not processed;
 - ambiguous (the request may have been processed): a read timeout, a connection dropped
-  after sending, 500/502/504, an unreadable 2xx answer — the row becomes ``unknown`` and
-  is not resent (``retry_ambiguous=True`` opts in);
+  after sending, 500/502/504, an unreadable 2xx answer, a recipient missing from the
+  answer — the rows become ``unknown`` and are not resent (``retry_ambiguous=True`` opts
+  in, at the risk of sending twice);
+- a grouped request refused as a whole with a 4xx (one bad recipient spoils it) was not
+  processed: it is split and its recipients are sent one by one;
 - a 401/403 stops the run at once: the remaining rows are ``not_sent``;
 - other 4xx answers are final: ``failed`` with the API's code.
 
-Ctrl-C (or the notebook's stop button) stops submitting, waits briefly for the requests
-in flight, and returns the partial results with the rest ``not_sent``; a second Ctrl-C
-stops waiting (rows still in flight are then ``unknown``).
+With a ``journal``, every row's state is written before its request goes out and after the
+answer (see :mod:`kwa_batch.journal`), so a run that was stopped or killed can be run again
+with the same journal: rows already sent are skipped (their results come back), the rest
+are sent, and rows that were in flight when it died are reported ``unknown``.
+
+Ctrl-C (or the notebook's stop button) stops submitting, waits briefly for the requests in
+flight, and returns the partial results with the rest ``not_sent``; a second Ctrl-C stops
+waiting (rows still in flight are then ``unknown``).
 """
 
 from __future__ import annotations
@@ -24,10 +33,11 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -44,21 +54,25 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
-from .results import STATUSES, results_frame
-from .schema import MESSAGE_COLUMNS, ValidationReport, validate
+from .journal import Journal, JournalRecord
+from .planner import MAX_RECIPIENTS_PER_REQUEST, Request, _message_frame, plan_requests, row_keys
+from .results import RESULT_COLUMNS, STATUSES, results_frame
+from .schema import ValidationReport, validate
 
 __all__ = ["RateLimiter", "send"]
 
 log = logging.getLogger(__name__)
 
-_FIELDS = ("to", *MESSAGE_COLUMNS)
 _GRACE_SECONDS = 10.0
+_NOT_SENT = ("NOTSENT", "the run stopped before this row was sent")
+_INTERRUPTED = ("NOTSENT", "the run was interrupted before this row was sent")
 
 
 class RateLimiter:
     """At most ``rate`` messages in any one-second window, shared across threads.
 
-    A request to *n* recipients counts *n* messages.
+    A request to *n* recipients counts *n* messages; a request larger than the rate waits
+    for an empty window.
     """
 
     def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -87,45 +101,36 @@ class RateLimiter:
 
 
 @dataclass
-class _Outcome:
+class _Done:
+    """What became of one request: one outcome shared by its rows, or a split."""
+
+    request: Request
     status: str
-    message_id: str | None = None
     error_code: str | None = None
     error_message: str | None = None
     http_status: int | None = None
     attempts: int = 0
     sent_at: datetime | None = None
     request_id: str | None = None
+    message_ids: list[str | None] | None = None
+    split: list[Request] | None = None
 
 
 @dataclass
-class _Job:
-    label: Any
-    to: str
-    fields: dict[str, str]
-
-
 class _Run:
-    """One call of :func:`send`: the shared state of its worker threads."""
+    """One call of :func:`send`: settings and the state shared by its worker threads."""
 
-    def __init__(
-        self,
-        client: KaleyraClient,
-        *,
-        limiter: RateLimiter | None,
-        max_attempts: int,
-        retry_ambiguous: bool,
-        backoff: float,
-        max_backoff: float,
-    ) -> None:
-        self.client = client
-        self.limiter = limiter
-        self.max_attempts = max(1, max_attempts)
-        self.retry_ambiguous = retry_ambiguous
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.stop = threading.Event()
-        self.stop_reason: tuple[str, str] | None = None
+    client: KaleyraClient
+    limiter: RateLimiter | None
+    journal: Journal | None
+    max_attempts: int
+    retry_ambiguous: bool
+    backoff: float
+    max_backoff: float
+    stop: threading.Event = field(default_factory=threading.Event)
+    stop_reason: tuple[str, str] | None = None
+    retrying: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _pause(self, attempt: int, at_least: float | None = None) -> bool:
         """Sleep before the next attempt; False if the run was stopped meanwhile."""
@@ -133,137 +138,185 @@ class _Run:
         delay *= 0.5 + random.random() / 2
         if at_least is not None:
             delay = max(delay, min(at_least, self.max_backoff * 4))
-        return not self.stop.wait(delay)
+        with self._lock:
+            self.retrying += 1
+        try:
+            return not self.stop.wait(delay)
+        finally:
+            with self._lock:
+                self.retrying -= 1
 
-    def deliver(self, job: _Job) -> _Outcome:
-        """Send one job, retrying only what is safe to retry."""
-        last = _Outcome("not_sent", error_code="NOTSENT", error_message="the run stopped first")
+    def _stopped(self, request: Request, last: _Done | None, attempts: int) -> _Done:
+        code, message = self.stop_reason or _NOT_SENT
+        if last is not None and last.status == "not_sent" and last.error_code:
+            message = f"{message}; last attempt: {last.error_message}"
+        return _Done(request, "not_sent", code, message, attempts=attempts)
+
+    def deliver(self, request: Request) -> _Done:
+        """Send one request, retrying only what is safe to retry."""
+        last: _Done | None = None
         for attempt in range(1, self.max_attempts + 1):
             if self.stop.is_set():
-                return self._stopped(last, attempt - 1)
-            if self.limiter is not None and not self.limiter.acquire(1, self.stop):
-                return self._stopped(last, attempt - 1)
+                return self._stopped(request, last, attempt - 1)
+            if self.limiter is not None and not self.limiter.acquire(len(request), self.stop):
+                return self._stopped(request, last, attempt - 1)
+            if self.journal is not None:
+                self.journal.mark_in_flight(request.keys, request.numbers)
             try:
-                result = self.client.post(job.fields)
+                result = self.client.post(request.form())
             except ConnectError as exc:
-                last = _Outcome("not_sent", error_code="CONNECT", error_message=str(exc))
+                last = _Done(request, "not_sent", exc.code, str(exc), attempts=attempt)
+                wait_at_least = None
             except RateLimitError as exc:
-                last = _api_outcome("not_sent", exc)
-                if attempt < self.max_attempts and self._pause(attempt, exc.retry_after):
-                    continue
-                last.attempts = attempt
-                return last
-            except AuthenticationError as exc:
-                self.stop_reason = (exc.code, f"the run stopped: {exc}")
-                self.stop.set()
-                last = _api_outcome("not_sent", exc)
-                last.attempts = attempt
-                return last
+                last = _failure(request, "not_sent", exc, attempt)
+                wait_at_least = exc.retry_after
             except ServerError as exc:
-                if exc.is_safe_to_retry:
-                    last = _api_outcome("not_sent", exc)
-                else:
-                    out = _api_outcome("unknown", exc)
-                    out.error_message = (
-                        f"{out.error_message} — the server failed while handling the request: "
+                if not exc.is_safe_to_retry:
+                    done = _failure(request, "unknown", exc, attempt)
+                    done.error_message = (
+                        f"{done.error_message} — the server failed while handling the request: "
                         "it may have been sent; check before resending"
                     )
-                    if self.retry_ambiguous and attempt < self.max_attempts:
-                        last = out
-                        if self._pause(attempt):
-                            continue
-                    out.attempts = attempt
-                    return out
-            except InvalidResponseError as exc:
-                out = _api_outcome("unknown", exc)
-                out.attempts = attempt
-                return out
-            except ApiError as exc:
-                out = _api_outcome("failed", exc)
-                out.attempts = attempt
-                return out
-            except AmbiguousSendError as exc:
-                out = _Outcome("unknown", error_code=exc.code, error_message=str(exc))
-                if self.retry_ambiguous and attempt < self.max_attempts:
-                    last = out
-                    if self._pause(attempt):
+                    if (
+                        self.retry_ambiguous
+                        and attempt < self.max_attempts
+                        and self._pause(attempt)
+                    ):
+                        last = done
                         continue
-                out.attempts = attempt
-                return out
+                    return done
+                last = _failure(request, "not_sent", exc, attempt)
+                wait_at_least = None
+            except AuthenticationError as exc:
+                with self._lock:
+                    if self.stop_reason is None:
+                        self.stop_reason = (
+                            exc.code,
+                            f"the run stopped: the API refused the credentials ({exc.message})",
+                        )
+                self.stop.set()
+                return _failure(request, "not_sent", exc, attempt)
+            except InvalidResponseError as exc:
+                return _failure(request, "unknown", exc, attempt)
+            except ApiError as exc:
+                if len(request) > 1 and 400 <= exc.http_status < 500:
+                    log.info(
+                        "a request to %d recipients was refused (%s): sending them one by one",
+                        len(request),
+                        exc.code,
+                    )
+                    return _Done(request, "split", split=request.split(), attempts=attempt)
+                return _failure(request, "failed", exc, attempt)
+            except AmbiguousSendError as exc:
+                done = _Done(request, "unknown", exc.code, str(exc), attempts=attempt)
+                if self.retry_ambiguous and attempt < self.max_attempts and self._pause(attempt):
+                    last = done
+                    continue
+                return done
             else:
-                return _success(result, job, attempt)
-            if attempt < self.max_attempts and not self._pause(attempt):
-                return self._stopped(last, attempt)
-        last.attempts = self.max_attempts
-        if last.status == "not_sent":
-            last.error_message = (
-                f"{last.error_message} (gave up after {self.max_attempts} attempts)"
-            )
+                return _success(request, result, attempt)
+            # A safe failure: the rows were not processed; say so before waiting.
+            if self.journal is not None:
+                self.journal.record(_journal_rows(last))
+            if attempt < self.max_attempts and not self._pause(attempt, wait_at_least):
+                return self._stopped(request, last, attempt)
+        assert last is not None
+        last.error_message = f"{last.error_message} (gave up after {self.max_attempts} attempts)"
         return last
 
-    def _stopped(self, last: _Outcome, attempts: int) -> _Outcome:
-        code, message = self.stop_reason or ("NOTSENT", "the run stopped before this row was sent")
-        if last.status == "not_sent" and last.error_code not in (None, "NOTSENT"):
-            message = f"{message}; earlier attempt: {last.error_message}"
-        return _Outcome("not_sent", error_code=code, error_message=message, attempts=attempts)
 
-
-def _api_outcome(status: str, exc: ApiError) -> _Outcome:
-    return _Outcome(
+def _failure(request: Request, status: str, exc: ApiError, attempt: int) -> _Done:
+    return _Done(
+        request,
         status,
-        error_code=exc.code,
-        error_message=exc.message,
+        exc.code,
+        exc.message,
         http_status=exc.http_status,
+        attempts=attempt,
         sent_at=datetime.now(UTC),
     )
 
 
-def _success(result: SendResult, job: _Job, attempt: int) -> _Outcome:
-    now = datetime.now(UTC)
-    message_id = result.message_id_for(job.to)
-    if message_id is None:
-        return _Outcome(
-            "unknown",
-            error_code="NORECIPIENT",
-            error_message="the API accepted the request but its answer does not list this "
-            "recipient: check before resending",
-            http_status=result.http_status,
-            attempts=attempt,
-            sent_at=now,
-            request_id=result.request_id,
-        )
-    return _Outcome(
+def _success(request: Request, result: SendResult, attempt: int) -> _Done:
+    return _Done(
+        request,
         "sent",
-        message_id=message_id,
         http_status=result.http_status,
         attempts=attempt,
-        sent_at=now,
+        sent_at=datetime.now(UTC),
         request_id=result.request_id,
+        message_ids=[result.message_id_for(number) for number in request.numbers],
     )
 
 
-def _jobs(valid: pd.DataFrame, sender: str | None, client: KaleyraClient) -> list[_Job]:
-    columns = [c for c in _FIELDS if c in valid.columns]
-    frame = valid[columns].astype("object")
-    frame = frame.where(frame.notna(), None)
-    fallback = sender or client.sender
-    jobs = []
-    missing_from = []
-    for label, values in zip(frame.index, frame.itertuples(index=False, name=None), strict=True):
-        fields = {k: str(v) for k, v in zip(columns, values, strict=True) if v is not None}
-        if "from" not in fields:
-            if fallback is None:
-                missing_from.append(label)
-                continue
-            fields["from"] = fallback
-        fields.setdefault("channel", "whatsapp")
-        jobs.append(_Job(label, fields["to"], fields))
-    if missing_from:
-        raise ConfigurationError(
-            f"{len(missing_from)} row(s) have no sender (first: row {missing_from[0]}): fill the "
-            "'from' column, pass sender= (--from), or set KALEYRA_FROM"
-        )
-    return jobs
+_MISSING = (
+    "NORECIPIENT",
+    "the API accepted the request but its answer does not list this recipient: it may "
+    "have been sent; check before resending",
+)
+
+
+def _row_fields(done: _Done) -> Iterator[dict[str, Any]]:
+    """The result fields of each row of a finished request, in request order."""
+    base = {
+        "status": done.status,
+        "message_id": None,
+        "error_code": done.error_code,
+        "error_message": done.error_message,
+        "http_status": done.http_status,
+        "attempts": done.attempts,
+        "sent_at": done.sent_at,
+        "request_id": done.request_id,
+        "recipients": len(done.request),
+    }
+    if done.message_ids is None:
+        for _ in done.request.numbers:
+            yield base
+        return
+    for message_id in done.message_ids:
+        if message_id is None:
+            yield {
+                **base,
+                "status": "unknown",
+                "error_code": _MISSING[0],
+                "error_message": _MISSING[1],
+            }
+        else:
+            yield {**base, "message_id": message_id}
+
+
+def _journal_rows(done: _Done) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    return zip(done.request.keys, done.request.numbers, _row_fields(done), strict=True)
+
+
+class _Results:
+    """Column lists for the results frame, filled in place as requests finish."""
+
+    columns = (*RESULT_COLUMNS, "recipients", "from_journal")
+
+    def __init__(self, index: pd.Index) -> None:
+        n = len(index)
+        self.index = index
+        self.position = pd.Series(range(n), index=index)
+        self.data: dict[str, list[Any]] = {name: [None] * n for name in self.columns}
+        self.data["from_journal"] = [False] * n
+
+    def positions(self, labels: list[Hashable]) -> list[int]:
+        return [int(p) for p in self.position.loc[labels].to_numpy()]
+
+    def fill(
+        self, labels: list[Hashable], rows: Iterator[dict[str, Any]] | list[dict[str, Any]]
+    ) -> None:
+        data = self.data
+        for i, fields in zip(self.positions(labels), rows, strict=True):
+            for name, value in fields.items():
+                data[name][i] = value
+
+    def frame(self) -> pd.DataFrame:
+        frame = results_frame({name: self.data[name] for name in RESULT_COLUMNS}, self.index)
+        frame["recipients"] = pd.array(self.data["recipients"], dtype="Int64")
+        frame["from_journal"] = pd.array(self.data["from_journal"], dtype="bool")
+        return frame
 
 
 def send(
@@ -272,11 +325,14 @@ def send(
     *,
     concurrency: int = 8,
     rate_limit: float | None = None,
+    journal: str | Path | None = None,
     sender: str | None = None,
     default_region: str | None = None,
     progress: bool = True,
+    max_recipients_per_request: int = MAX_RECIPIENTS_PER_REQUEST,
     max_attempts: int = 4,
     retry_ambiguous: bool = False,
+    resend_unknown: bool = False,
     backoff: float = 0.5,
     max_backoff: float = 30.0,
 ) -> pd.DataFrame:
@@ -287,26 +343,36 @@ def send(
             :class:`ValidationReport`.
         client: where to send, e.g. ``KaleyraClient.from_env()`` or ``emulator.client()``.
         concurrency: requests in flight at once.
-        rate_limit: at most this many messages per second (None: no limit).
+        rate_limit: at most this many messages per second, over any one-second window (a
+            request to 100 recipients counts 100); None: no limit.
+        journal: a SQLite file recording every row's state, so that running again with the
+            same journal resumes without sending anything twice.
         sender: the ``from`` number for rows that leave it empty (before the client's).
         default_region: for validating a DataFrame: the region of national numbers.
         progress: show a progress bar (a widget in Jupyter, a text bar in a terminal).
-        max_attempts: attempts per row for failures that are safe to retry.
+        max_recipients_per_request: rows sharing one message go in one request of at most
+            this many recipients (1 turns grouping off).
+        max_attempts: attempts per request for failures that are safe to retry.
         retry_ambiguous: also retry when the request may already have been processed
             (a timeout, a dropped connection, a 500): this may send a message twice.
+        resend_unknown: with a journal, send again the rows whose outcome is unknown
+            (in flight when a run died, or ambiguous): this may send a message twice.
         backoff, max_backoff: seconds of the first retry delay, and the cap.
 
     Returns:
         A DataFrame with the input's index and the columns ``to``, ``status``,
         ``message_id``, ``error_code``, ``error_message``, ``http_status``, ``attempts``,
-        ``sent_at``, ``request_id``. ``results.attrs["run"]`` describes the run.
+        ``sent_at``, ``request_id``, ``recipients`` (in the request) and ``from_journal``
+        (True for rows whose result came from an earlier run). ``results.attrs["run"]``
+        describes the run.
 
     Raises:
-        ConfigurationError: some valid rows have no sender from any source.
+        ConfigurationError: some valid rows have no sender from any source, a setting is
+            out of range, or the journal is in use by another run.
 
     Example:
         >>> with Emulator() as emu:  # doctest: +SKIP
-        ...     results = send(report, emu.client(sender="+911234567890"))
+        ...     results = send(report, emu.client(sender="+911234567890"), journal="run.db")
     """
     if isinstance(data, ValidationReport):
         report = data
@@ -320,147 +386,259 @@ def send(
         )
     if concurrency < 1:
         raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
-    jobs = _jobs(report.valid, sender, client)
-    run = _Run(
-        client,
-        limiter=RateLimiter(rate_limit) if rate_limit else None,
-        max_attempts=max_attempts,
-        retry_ambiguous=retry_ambiguous,
-        backoff=backoff,
-        max_backoff=max_backoff,
-    )
-    started = datetime.now(UTC)
-    outcomes, interrupted = _execute(run, jobs, concurrency, progress)
-    results = _assemble(report, jobs, outcomes, run.stop_reason)
-    results.attrs["run"] = {
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    if max_attempts < 1:
+        raise ConfigurationError(f"max_attempts must be at least 1, not {max_attempts}")
+    settings = {
         "base_url": client.base_url,
         "sid": client.sid,
         "concurrency": concurrency,
         "rate_limit": rate_limit,
+        "max_recipients_per_request": max_recipients_per_request,
         "max_attempts": max_attempts,
         "retry_ambiguous": retry_ambiguous,
-        "interrupted": interrupted,
+        "resend_unknown": resend_unknown,
+        "journal": str(journal) if journal is not None else None,
         "source": report.data.attrs.get("source"),
     }
-    counts = results["status"].value_counts()
+    started = datetime.now(UTC)
+    results = _Results(report.data.index)
+    _fill_rejected(results, report)
+    valid = report.valid
+    for i, number in zip(results.positions(list(valid.index)), valid["to"], strict=True):
+        results.data["to"][i] = number
+    messages = _message_frame(valid, sender or client.sender)
+    opened = Journal(journal, settings=settings).open() if journal is not None else None
+    resume: dict[str, int] = {}
+    interrupted = False
+    try:
+        if opened is not None:
+            keys = row_keys(messages)
+            to_send, resume = _resume(opened, keys, results, resend_unknown)
+            valid, keys = valid.loc[to_send], keys.loc[to_send]
+            if resume:
+                log.info(
+                    "journal %s: %s", journal, ", ".join(f"{k} {v}" for k, v in resume.items())
+                )
+        else:
+            keys = pd.Series("", index=valid.index, dtype="str")
+        requests = plan_requests(
+            valid,
+            sender=sender or client.sender,
+            max_recipients=max_recipients_per_request,
+            keys=keys,
+        )
+        run = _Run(
+            client,
+            limiter=RateLimiter(rate_limit) if rate_limit else None,
+            journal=opened,
+            max_attempts=max_attempts,
+            retry_ambiguous=retry_ambiguous,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        )
+        interrupted = _execute(run, requests, len(valid), results, concurrency, progress)
+    finally:
+        if opened is not None:
+            opened.close()
+    frame = results.frame()
+    frame.attrs["run"] = {
+        **settings,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "interrupted": interrupted,
+        "resume": resume,
+    }
+    counts = frame["status"].value_counts()
     log.info("send finished: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return results
+    return frame
+
+
+def _fill_rejected(results: _Results, report: ValidationReport) -> None:
+    written = report.data["to"].astype("object")
+    results.data["to"] = [None if pd.isna(v) else v for v in written]
+    if report.invalid.empty:
+        return
+    labels = list(report.invalid.index)
+    rows = [
+        {"status": "rejected", "error_code": code, "error_message": reasons, "attempts": 0}
+        for code, reasons in zip(
+            report.invalid["error_code"], report.invalid["errors"], strict=True
+        )
+    ]
+    results.fill(labels, rows)
+
+
+_IN_FLIGHT = (
+    "INFLIGHT",
+    "a previous run stopped while this row was in flight: it may have been sent; check, then "
+    "pass resend_unknown=True (--resend-unknown) to send it again",
+)
+
+
+def _resume(
+    journal: Journal,
+    keys: pd.Series,
+    results: _Results,
+    resend_unknown: bool,
+) -> tuple[pd.Index, dict[str, int]]:
+    """Fill the results of rows the journal settles; return the labels still to send."""
+    records = journal.lookup(keys.tolist())
+    counts = dict.fromkeys(
+        (
+            "already sent",
+            "unknown, not resent",
+            "resending unknown",
+            "sending again (failed or not sent before)",
+            "new",
+        ),
+        0,
+    )
+    send_labels = []
+    kept_labels: list[Hashable] = []
+    kept_rows: list[dict[str, Any]] = []
+    for label, key in zip(keys.index, keys, strict=True):
+        record: JournalRecord | None = records.get(key)
+        if record is None:
+            counts["new"] += 1
+            send_labels.append(label)
+        elif record.state == "sent":
+            counts["already sent"] += 1
+            kept_labels.append(label)
+            kept_rows.append(_from_record(record))
+        elif record.state in ("unknown", "in_flight"):
+            if resend_unknown:
+                counts["resending unknown"] += 1
+                send_labels.append(label)
+            else:
+                counts["unknown, not resent"] += 1
+                kept_labels.append(label)
+                row = _from_record(record)
+                if record.state == "in_flight":
+                    row.update(
+                        status="unknown", error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1]
+                    )
+                kept_rows.append(row)
+        else:
+            counts["sending again (failed or not sent before)"] += 1
+            send_labels.append(label)
+    results.fill(kept_labels, kept_rows)
+    return pd.Index(send_labels, dtype=keys.index.dtype), {k: v for k, v in counts.items() if v}
+
+
+def _from_record(record: JournalRecord) -> dict[str, Any]:
+    return {
+        "status": record.state,
+        "message_id": record.message_id,
+        "error_code": record.error_code,
+        "error_message": record.error_message,
+        "http_status": record.http_status,
+        "attempts": record.attempts,
+        "sent_at": record.sent_at,
+        "request_id": record.request_id,
+        "recipients": record.recipients,
+        "from_journal": True,
+    }
 
 
 def _execute(
-    run: _Run, jobs: list[_Job], concurrency: int, progress: bool
-) -> tuple[dict[Any, _Outcome], bool]:
-    outcomes: dict[Any, _Outcome] = {}
-    if not jobs:
-        return outcomes, False
+    run: _Run,
+    planned: Iterator[Request],
+    total: int,
+    results: _Results,
+    concurrency: int,
+    progress: bool,
+) -> bool:
+    """Run the requests on a thread pool; fill ``results``; True if interrupted."""
     counts = dict.fromkeys(("sent", "failed", "unknown", "not_sent"), 0)
-    bar = tqdm(total=len(jobs), unit="msg", desc="sending", disable=not progress, leave=True)
-    pending: dict[Future[_Outcome], _Job] = {}
-    queue = iter(jobs)
+    if total == 0:
+        return False
+    bar = tqdm(total=total, unit="msg", desc="sending", disable=not progress, leave=True)
+    pending: dict[Future[_Done], Request] = {}
+    queue: deque[Request] = deque()
+    exhausted = False
     interrupted = False
+
+    def take() -> Request | None:
+        nonlocal exhausted
+        if queue:
+            return queue.popleft()
+        if exhausted:
+            return None
+        request = next(planned, None)
+        exhausted = request is None
+        return request
+
+    def finish(done: _Done) -> None:
+        if done.split is not None:
+            queue.extendleft(reversed(done.split))
+            return
+        rows = list(_row_fields(done))
+        results.fill(done.request.labels, rows)
+        if run.journal is not None:
+            run.journal.record(zip(done.request.keys, done.request.numbers, rows, strict=True))
+        for row in rows:
+            counts[row["status"]] += 1
+        bar.update(len(rows))
+
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kwa-send")
     try:
         try:
             while True:
                 while len(pending) < concurrency * 2 and not run.stop.is_set():
-                    job = next(queue, None)
-                    if job is None:
+                    request = take()
+                    if request is None:
                         break
-                    pending[pool.submit(run.deliver, job)] = job
+                    pending[pool.submit(run.deliver, request)] = request
                 if not pending:
                     break
                 done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
-                    job = pending.pop(future)
-                    outcome = future.result()
-                    outcomes[job.label] = outcome
-                    counts[outcome.status] += 1
-                    bar.update(1)
-                if done:
-                    bar.set_postfix(counts, refresh=False)
+                    pending.pop(future)
+                    finish(future.result())
+                bar.set_postfix(counts | {"retrying": run.retrying}, refresh=False)
         except KeyboardInterrupt:
             interrupted = True
-            run.stop_reason = ("NOTSENT", "the run was interrupted before this row was sent")
+            run.stop_reason = _INTERRUPTED
             run.stop.set()
             log.warning("interrupted: waiting for %d request(s) in flight", len(pending))
             try:
-                done, _ = wait(pending, timeout=_GRACE_SECONDS)
+                finished, _ = wait(pending, timeout=_GRACE_SECONDS)
             except KeyboardInterrupt:
-                done = set()
-            for future in list(pending):
-                job = pending.pop(future)
-                if future in done:
-                    outcomes[job.label] = future.result()
+                finished = set()
+            for future, request in list(pending.items()):
+                if future in finished:
+                    finish(future.result())
                 elif future.cancel():
-                    continue
+                    queue.append(request)  # never started: not_sent below
                 else:
-                    outcomes[job.label] = _Outcome(
-                        "unknown",
-                        error_code="INTERRUPTED",
-                        error_message="interrupted while the request was in flight: it may "
-                        "have been sent; check before resending",
+                    finish(
+                        _Done(
+                            request,
+                            "unknown",
+                            "INTERRUPTED",
+                            "interrupted while the request was in flight: it may have been "
+                            "sent; check before resending",
+                        )
                     )
+            pending.clear()
     finally:
         pool.shutdown(wait=not interrupted, cancel_futures=True)
         bar.set_postfix(counts, refresh=False)
         bar.close()
-    return outcomes, interrupted
-
-
-def _assemble(
-    report: ValidationReport,
-    jobs: list[_Job],
-    outcomes: dict[Any, _Outcome],
-    stop_reason: tuple[str, str] | None,
-) -> pd.DataFrame:
-    index = report.data.index
-    n = len(index)
-    records: dict[str, list[Any]] = {
-        name: [None] * n
-        for name in (
-            "to",
-            "status",
-            "message_id",
-            "error_code",
-            "error_message",
-            "http_status",
-            "attempts",
-            "sent_at",
-            "request_id",
-        )
-    }
-    position = {label: i for i, label in enumerate(index)}
-    written = report.data["to"].astype("object")
-    for i, value in enumerate(written):
-        records["to"][i] = None if pd.isna(value) else value
-    if not report.invalid.empty:
-        for label, code, reasons in zip(
-            report.invalid.index,
-            report.invalid["error_code"],
-            report.invalid["errors"],
-            strict=True,
-        ):
-            i = position[label]
-            records["status"][i] = "rejected"
-            records["error_code"][i] = code
-            records["error_message"][i] = reasons
-            records["attempts"][i] = 0
-    stop_reason = stop_reason or ("NOTSENT", "the run stopped before this row was sent")
-    for job in jobs:
-        i = position[job.label]
-        records["to"][i] = job.to
-        outcome = outcomes.get(job.label) or _Outcome(
-            "not_sent", error_code=stop_reason[0], error_message=stop_reason[1]
-        )
-        records["status"][i] = outcome.status
-        records["message_id"][i] = outcome.message_id
-        records["error_code"][i] = outcome.error_code
-        records["error_message"][i] = outcome.error_message
-        records["http_status"][i] = outcome.http_status
-        records["attempts"][i] = outcome.attempts
-        records["sent_at"][i] = outcome.sent_at
-        records["request_id"][i] = outcome.request_id
-    assert all(s in STATUSES for s in records["status"]), "every row has a final status"
-    return results_frame(records, index)
+    # Whatever was never attempted (stopped by a 401, or interrupted) is not_sent.
+    code, message = run.stop_reason or _NOT_SENT
+    leftover: list[Request] = list(queue)
+    if not exhausted:
+        leftover.extend(planned)
+    for request in leftover:
+        fields = {
+            "status": "not_sent",
+            "error_code": code,
+            "error_message": message,
+            "attempts": 0,
+            "recipients": len(request),
+        }
+        results.fill(request.labels, [fields] * len(request))
+    statuses = set(results.data["status"])
+    assert statuses <= set(STATUSES), f"every row ends with a known status, not {statuses}"
+    return interrupted
