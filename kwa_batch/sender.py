@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
 import threading
 import time
 from collections import deque
@@ -64,6 +65,7 @@ __all__ = ["RateLimiter", "send"]
 log = logging.getLogger(__name__)
 
 _GRACE_SECONDS = 10.0
+_POLL_SECONDS = 0.1
 _NOT_SENT = ("NOTSENT", "the run stopped before this row was sent")
 _INTERRUPTED = ("NOTSENT", "the run was interrupted before this row was sent")
 
@@ -72,13 +74,22 @@ class RateLimiter:
     """At most ``rate`` messages in any one-second window, shared across threads.
 
     A request to *n* recipients counts *n* messages; a request larger than the rate waits
-    for an empty window.
+    for an empty window. Each message holds its place for one second plus ``margin``
+    (50 ms), so that the API, which counts arrivals, never sees more than ``rate`` in a
+    second even when threads are scheduled unevenly between the limiter and the socket.
     """
 
-    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        margin: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if rate <= 0:
             raise ConfigurationError(f"rate_limit must be positive, not {rate}")
         self.rate = rate
+        self.window = 1.0 + margin
         self._clock = clock
         self._sent: deque[tuple[float, int]] = deque()
         self._in_window = 0
@@ -89,15 +100,42 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = self._clock()
-                while self._sent and self._sent[0][0] <= now - 1.0:
+                while self._sent and self._sent[0][0] <= now - self.window:
                     self._in_window -= self._sent.popleft()[1]
                 if self._in_window + count <= self.rate or not self._sent:
                     self._sent.append((now, count))
                     self._in_window += count
                     return True
-                delay = self._sent[0][0] + 1.0 - now
+                delay = self._sent[0][0] + self.window - now
             if stop.wait(max(delay, 0.001)):
                 return False
+
+
+class _StopButton:
+    """Ctrl-C (or the notebook's stop button) while sending: once, stop gracefully; twice,
+    stop waiting. The signal only sets a counter that the sending loop polls, so it never
+    lands in the middle of recording an outcome."""
+
+    def __init__(self) -> None:
+        self.pressed = 0
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.pressed += 1
+        if self.pressed == 1:
+            log.warning("stopping: press Ctrl-C again to stop waiting for requests in flight")
+
+    def __enter__(self) -> _StopButton:
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+            except ValueError:  # signals unavailable here (embedded interpreters)
+                self._previous = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 @dataclass
@@ -582,8 +620,8 @@ def _execute(
 
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kwa-send")
     try:
-        try:
-            while True:
+        with _StopButton() as button:
+            while not button.pressed:
                 while len(pending) < concurrency * 2 and not run.stop.is_set():
                     request = take()
                     if request is None:
@@ -591,36 +629,38 @@ def _execute(
                     pending[pool.submit(run.deliver, request)] = request
                 if not pending:
                     break
-                done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                done, _ = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
                 for future in done:
-                    pending.pop(future)
                     finish(future.result())
+                    del pending[future]
                 bar.set_postfix(counts | {"retrying": run.retrying}, refresh=False)
-        except KeyboardInterrupt:
-            interrupted = True
-            run.stop_reason = _INTERRUPTED
-            run.stop.set()
-            log.warning("interrupted: waiting for %d request(s) in flight", len(pending))
-            try:
-                finished, _ = wait(pending, timeout=_GRACE_SECONDS)
-            except KeyboardInterrupt:
-                finished = set()
-            for future, request in list(pending.items()):
-                if future in finished:
-                    finish(future.result())
-                elif future.cancel():
-                    queue.append(request)  # never started: not_sent below
-                else:
-                    finish(
-                        _Done(
-                            request,
-                            "unknown",
-                            "INTERRUPTED",
-                            "interrupted while the request was in flight: it may have been "
-                            "sent; check before resending",
+            if button.pressed:
+                interrupted = True
+                run.stop_reason = _INTERRUPTED
+                run.stop.set()
+                log.warning("interrupted: waiting for %d request(s) in flight", len(pending))
+                deadline = time.monotonic() + _GRACE_SECONDS
+                while pending and button.pressed < 2 and time.monotonic() < deadline:
+                    done, _ = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        finish(future.result())
+                        del pending[future]
+                for future, request in list(pending.items()):
+                    if future.done():
+                        finish(future.result())
+                    elif future.cancel():
+                        queue.append(request)  # never started: not_sent below
+                    else:
+                        finish(
+                            _Done(
+                                request,
+                                "unknown",
+                                "INTERRUPTED",
+                                "interrupted while the request was in flight: it may have been "
+                                "sent; check before resending",
+                            )
                         )
-                    )
-            pending.clear()
+                pending.clear()
     finally:
         pool.shutdown(wait=not interrupted, cancel_futures=True)
         bar.set_postfix(counts, refresh=False)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import _thread
+import json
+import threading
 import time
+import urllib.parse
 
 import pandas as pd
 import pytest
+import requests
 from conftest import SENDER
 
 from kwa_batch import (
@@ -129,28 +134,9 @@ def test_rows_without_any_sender_are_a_configuration_error(fresh_emulator: Emula
     assert fresh_emulator.requests_seen == 0
 
 
-def test_rate_limit_is_never_exceeded_in_any_second(fresh_emulator: Emulator) -> None:
-    start = time.monotonic()
-    results = send(
-        frame(30),
-        fresh_emulator.client(sender=SENDER),
-        rate_limit=20,
-        concurrency=8,
-        progress=False,
-    )
-    elapsed = time.monotonic() - start
-    assert (results["status"] == "sent").all()
-    assert elapsed >= 1.0  # 30 messages at 20/s need more than one second
-    times = results["sent_at"].sort_values().reset_index(drop=True)
-    window = pd.Timedelta(seconds=1)
-    # Answers can lag the sends, so allow the concurrency on top of the rate.
-    worst = max(((times >= t) & (times < t + window)).sum() for t in times)
-    assert worst <= 20 + 8
-
-
 def test_rate_limiter_window_is_exact() -> None:
     clock = [0.0]
-    limiter = RateLimiter(5, clock=lambda: clock[0])
+    limiter = RateLimiter(5, margin=0.0, clock=lambda: clock[0])
     import threading
 
     stop = threading.Event()
@@ -161,3 +147,157 @@ def test_rate_limiter_window_is_exact() -> None:
     clock[0] = 1.0
     stop.clear()
     assert limiter.acquire(5, stop)
+
+
+# -- grouping ------------------------------------------------------------------------------
+
+
+def test_broadcast_goes_100_recipients_per_request(fresh_emulator: Emulator) -> None:
+    df = frame(250)
+    df["body"] = "Our sale starts today"
+    results = send(df, fresh_emulator.client(sender=SENDER), progress=False)
+    assert (results["status"] == "sent").all()
+    assert fresh_emulator.requests_seen == 3
+    assert results["recipients"].tolist() == [100] * 200 + [50] * 50
+    ledger = fresh_emulator.messages.set_index("message_id")
+    # Every row got the message id of its own recipient.
+    assert (ledger.loc[results["message_id"], "to"].to_numpy() == results["to"].to_numpy()).all()
+    assert results["request_id"].nunique() == 3
+
+
+def test_grouped_request_refused_as_a_whole_is_split(fresh_emulator: Emulator) -> None:
+    df = frame(3)
+    df["body"] = "Same for all"
+    report = validate(df, sender=SENDER)
+    report.valid.loc[1, "to"] = "+12"  # the API refuses it, and with it the whole request
+    results = send(report, fresh_emulator.client(), progress=False)
+    assert results["status"].tolist() == ["sent", "failed", "sent"]
+    assert results.loc[1, "error_code"] == "E13009"
+    assert fresh_emulator.requests_seen == 4  # the grouped try, then one by one
+    assert len(fresh_emulator.messages) == 2
+
+
+class _PartialAnswer(requests.adapters.BaseAdapter):
+    """A server that acknowledges only the first recipient of each request."""
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        fields = dict(urllib.parse.parse_qsl(request.body))
+        first = fields["to"].split(",")[0].lstrip("+")
+        response = requests.models.Response()
+        response.status_code = 200
+        response._content = json.dumps(
+            {"id": "r1", "data": [{"message_id": "r1:0", "recipient": first}], "error": {}}
+        ).encode()
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_recipients_missing_from_the_answer_are_unknown() -> None:
+    def session() -> requests.Session:
+        s = requests.Session()
+        s.mount("http://partial.test/", _PartialAnswer())
+        return s
+
+    client = KaleyraClient(
+        "HX", "k", sender=SENDER, base_url="http://partial.test", session_factory=session
+    )
+    df = frame(3)
+    df["body"] = "Same"
+    results = send(df, client, progress=False)
+    assert results["status"].tolist() == ["sent", "unknown", "unknown"]
+    assert results["error_code"].tolist()[1:] == ["NORECIPIENT", "NORECIPIENT"]
+    assert results.loc[0, "message_id"] == "r1:0"
+
+
+# -- stopping ------------------------------------------------------------------------------
+
+
+class _KeyRevokedAfter(KaleyraClient):
+    """A client whose key the account revokes after ``n`` requests (a real 401 follows)."""
+
+    def __init__(self, *args, n: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self._n = n
+        self._calls = 0
+        self._calls_lock = threading.Lock()
+
+    def post(self, data):  # type: ignore[no-untyped-def]
+        with self._calls_lock:
+            self._calls += 1
+            if self._calls > self._n:
+                from kwa_batch.config import Secret
+
+                self._key = Secret("revoked")
+        return super().post(data)
+
+
+def test_401_mid_run_stops_at_once_and_the_rest_is_not_sent(fresh_emulator: Emulator) -> None:
+    client = _KeyRevokedAfter(
+        fresh_emulator.sid, fresh_emulator.api_key, sender=SENDER, base_url=fresh_emulator.url, n=10
+    )
+    results = send(frame(200), client, concurrency=4, progress=False)
+    counts = results["status"].value_counts().to_dict()
+    assert counts.get("sent") == len(fresh_emulator.messages) >= 10
+    assert counts["sent"] + counts["not_sent"] == 200
+    stopped = results[results["status"] == "not_sent"]
+    assert stopped["error_code"].eq("E401").all()
+    assert fresh_emulator.requests_seen < 30  # stopped at once, not 190 more refusals
+
+
+class _InterruptAfter(KaleyraClient):
+    """Presses Ctrl-C (a real SIGINT-like interrupt of the main thread) after ``n`` posts."""
+
+    def __init__(self, *args, n: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self._n = n
+        self._calls = 0
+        self._calls_lock = threading.Lock()
+
+    def post(self, data):  # type: ignore[no-untyped-def]
+        with self._calls_lock:
+            self._calls += 1
+            if self._calls == self._n:
+                _thread.interrupt_main()
+        return super().post(data)
+
+
+def test_ctrl_c_returns_partial_results_and_resume_finishes(
+    fresh_emulator: Emulator, tmp_path
+) -> None:
+    journal = tmp_path / "run.db"
+    client = _InterruptAfter(
+        fresh_emulator.sid, fresh_emulator.api_key, sender=SENDER, base_url=fresh_emulator.url, n=20
+    )
+    results = send(frame(300), client, concurrency=4, progress=False, journal=journal)
+    assert results.attrs["run"]["interrupted"] is True
+    counts = results["status"].value_counts().to_dict()
+    assert set(counts) <= {"sent", "not_sent", "unknown"}
+    assert counts["not_sent"] > 100
+    assert counts["sent"] == len(fresh_emulator.messages)
+    again = send(frame(300), fresh_emulator.client(sender=SENDER), progress=False, journal=journal)
+    assert (again["status"] == "sent").all()
+    ledger = fresh_emulator.messages
+    assert len(ledger) == 300
+    assert not ledger["to"].duplicated().any()
+
+
+def test_rate_limit_holds_over_every_one_second_window(fresh_emulator: Emulator) -> None:
+    stamps: list[float] = []
+
+    class Stamping(KaleyraClient):
+        def post(self, data):  # type: ignore[no-untyped-def]
+            stamps.append(time.monotonic())
+            return super().post(data)
+
+    client = Stamping(
+        fresh_emulator.sid, fresh_emulator.api_key, sender=SENDER, base_url=fresh_emulator.url
+    )
+    results = send(frame(45), client, rate_limit=20, concurrency=8, progress=False)
+    assert (results["status"] == "sent").all()
+    stamps.sort()
+    worst = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
+    assert worst <= 20
+    assert stamps[-1] - stamps[0] >= 2.0  # 45 messages at 20/s span more than two seconds
