@@ -201,11 +201,16 @@ class Journal:
                     found[row[0]] = JournalRecord(**record)
         return found
 
-    def mark_in_flight(self, keys: Sequence[str], recipients: Sequence[str]) -> None:
-        """Record, before the request goes out, that these rows are being sent."""
+    def mark_in_flight(self, requests: Iterable[tuple[Sequence[str], Sequence[str]]]) -> None:
+        """Record, before they go out, that these requests' rows are being sent.
+
+        Args:
+            requests: ``(keys, recipients)`` of each request, in one transaction.
+        """
         now = _now()
         rows = [
             (key, number, "in_flight", len(keys), self.run_id, now)
+            for keys, recipients in requests
             for key, number in zip(keys, recipients, strict=True)
         ]
         with self._lock:

@@ -35,10 +35,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import Any
 
 import pandas as pd
@@ -198,8 +199,9 @@ class _Run:
                 return self._stopped(request, last, attempt - 1)
             if self.limiter is not None and not self.limiter.acquire(len(request), self.stop):
                 return self._stopped(request, last, attempt - 1)
-            if self.journal is not None:
-                self.journal.mark_in_flight(request.keys, request.numbers)
+            if self.journal is not None and attempt > 1:
+                # The first attempt was marked by the submitting thread.
+                self.journal.mark_in_flight([(request.keys, request.numbers)])
             try:
                 result = self.client.post(request.form())
             except ConnectError as exc:
@@ -335,12 +337,19 @@ class _Results:
     def __init__(self, index: pd.Index) -> None:
         n = len(index)
         self.index = index
-        self.position = pd.Series(range(n), index=index)
+        plain = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+        # Labels of the usual 0..n-1 index are their own positions; others need a map.
+        self._position: dict[Hashable, int] | None = (
+            None if plain else {label: i for i, label in enumerate(index)}
+        )
         self.data: dict[str, list[Any]] = {name: [None] * n for name in self.columns}
         self.data["from_journal"] = [False] * n
 
     def positions(self, labels: list[Hashable]) -> list[int]:
-        return [int(p) for p in self.position.loc[labels].to_numpy()]
+        if self._position is None:
+            return labels  # type: ignore[return-value]
+        position = self._position
+        return [position[label] for label in labels]
 
     def fill(
         self, labels: list[Hashable], rows: Iterator[dict[str, Any]] | list[dict[str, Any]]
@@ -606,34 +615,68 @@ def _execute(
         exhausted = request is None
         return request
 
-    def finish(done: _Done) -> None:
+    def finish(done: _Done, journal_rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Put a finished request's rows in the results (and in ``journal_rows``)."""
         if done.split is not None:
             queue.extendleft(reversed(done.split))
             return
         rows = list(_row_fields(done))
         results.fill(done.request.labels, rows)
         if run.journal is not None:
-            run.journal.record(zip(done.request.keys, done.request.numbers, rows, strict=True))
+            journal_rows.extend(zip(done.request.keys, done.request.numbers, rows, strict=True))
         for row in rows:
             counts[row["status"]] += 1
         bar.update(len(rows))
 
+    def finish_now(done: _Done) -> None:
+        journal_rows: list[tuple[str, str, dict[str, Any]]] = []
+        finish(done, journal_rows)
+        if run.journal is not None:
+            run.journal.record(journal_rows)
+
+    completed: SimpleQueue[Future[_Done]] = SimpleQueue()
+
+    def collect(timeout: float) -> None:
+        """Record the requests that finished, waiting up to ``timeout`` for the first."""
+        try:
+            future = completed.get(timeout=timeout)
+        except Empty:
+            return
+        journal_rows: list[tuple[str, str, dict[str, Any]]] = []
+        while True:
+            finish(future.result(), journal_rows)
+            del pending[future]
+            try:
+                future = completed.get_nowait()
+            except Empty:
+                break
+        if run.journal is not None:
+            run.journal.record(journal_rows)  # one transaction for all that finished
+
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kwa-send")
     try:
         with _StopButton() as button:
+            last_postfix = 0.0
             while not button.pressed:
-                while len(pending) < concurrency * 2 and not run.stop.is_set():
+                batch: list[Request] = []
+                while len(pending) + len(batch) < concurrency * 2 and not run.stop.is_set():
                     request = take()
                     if request is None:
                         break
-                    pending[pool.submit(run.deliver, request)] = request
+                    batch.append(request)
+                if batch and run.journal is not None:
+                    # Written before the requests go out, in one transaction.
+                    run.journal.mark_in_flight([(r.keys, r.numbers) for r in batch])
+                for request in batch:
+                    future = pool.submit(run.deliver, request)
+                    pending[future] = request
+                    future.add_done_callback(completed.put)
                 if not pending:
                     break
-                done, _ = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finish(future.result())
-                    del pending[future]
-                bar.set_postfix(counts | {"retrying": run.retrying}, refresh=False)
+                collect(_POLL_SECONDS)
+                if time.monotonic() - last_postfix > 0.2:
+                    bar.set_postfix(counts | {"retrying": run.retrying}, refresh=False)
+                    last_postfix = time.monotonic()
             if button.pressed:
                 interrupted = True
                 run.stop_reason = _INTERRUPTED
@@ -641,17 +684,14 @@ def _execute(
                 log.warning("interrupted: waiting for %d request(s) in flight", len(pending))
                 deadline = time.monotonic() + _GRACE_SECONDS
                 while pending and button.pressed < 2 and time.monotonic() < deadline:
-                    done, _ = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        finish(future.result())
-                        del pending[future]
+                    collect(_POLL_SECONDS)
                 for future, request in list(pending.items()):
                     if future.done():
-                        finish(future.result())
+                        finish_now(future.result())
                     elif future.cancel():
                         queue.append(request)  # never started: not_sent below
                     else:
-                        finish(
+                        finish_now(
                             _Done(
                                 request,
                                 "unknown",

@@ -1,0 +1,147 @@
+"""Sending throughput: send() against the naive loop and a bare pooled loop, one run.
+
+    python benchmarks/bench_send.py            # the figures of issue #4 (about 1-2 minutes)
+    python benchmarks/bench_send.py --rows 600 # a quicker look
+
+Each scenario sends to a Kaleyra emulator running in its own process (`kwa-batch emulator`),
+so the client's CPU time is measured alone. The naive loop (one `requests.post` per row,
+no session) is timed on a sample and reported as messages per second, since 3,000 rows at
+50 ms each would take minutes; every other figure sends all the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import requests
+from _emulator_process import KEY, SID, emulator_process
+
+import kwa_batch as kb
+
+SENDER = "+911234567890"
+
+
+def personalised(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "to": [f"+9198{i:08d}" for i in range(n)],
+            "body": [f"Hi customer {i}, your order A{i:06d} has shipped." for i in range(n)],
+        }
+    )
+
+
+def broadcast(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"to": [f"+9198{i:08d}" for i in range(n)], "body": "Our sale starts today!"}
+    )
+
+
+def form(row: tuple[str, str]) -> dict[str, str]:
+    return {"to": row[0], "from": SENDER, "type": "text", "channel": "whatsapp", "body": row[1]}
+
+
+def naive_loop(url: str, df: pd.DataFrame) -> float:
+    """What users write today: requests.post per row, one at a time, no session."""
+    endpoint = f"{url}/v1/{SID}/messages"
+    start = time.perf_counter()
+    for row in df.itertuples(index=False, name=None):
+        requests.post(endpoint, data=form(row), headers={"api-key": KEY}, timeout=30).json()
+    return time.perf_counter() - start
+
+
+def bare_pooled_loop(url: str, df: pd.DataFrame, concurrency: int) -> float:
+    """The limit for this concurrency: a thread pool, one Session per thread, nothing else."""
+    endpoint = f"{url}/v1/{SID}/messages"
+    local = threading.local()
+
+    def post(row: tuple[str, str]) -> None:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+        session.post(endpoint, data=form(row), headers={"api-key": KEY}, timeout=30).json()
+
+    rows = list(df.itertuples(index=False, name=None))
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(post, rows))
+    return time.perf_counter() - start
+
+
+def with_send(url: str, df: pd.DataFrame, concurrency: int, journal: bool) -> tuple[float, float]:
+    """send() end to end (validation included); returns (seconds, client CPU seconds)."""
+    client = kb.KaleyraClient(SID, KEY, sender=SENDER, base_url=url)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "journal.db" if journal else None
+        cpu, start = time.process_time(), time.perf_counter()
+        results = kb.send(df, client, concurrency=concurrency, journal=path, progress=False)
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    client.close()
+    bad = results["status"] != "sent"
+    if bad.any():
+        raise RuntimeError(
+            f"{int(bad.sum())} rows not sent: {results.loc[bad, 'error_code'].unique()}"
+        )
+    return elapsed, cpu
+
+
+def best(times: list[float]) -> float:
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--naive-rows", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=2, help="best of N for each figure")
+    args = parser.parse_args()
+    n, c = args.rows, args.concurrency
+    rate = {}
+    print(f"{n} personalised messages, concurrency {c}; emulator in its own process")
+
+    with emulator_process(latency_ms=50) as url:
+        naive = naive_loop(url, personalised(args.naive_rows))
+        rate["naive"] = args.naive_rows / naive
+        bare = best([bare_pooled_loop(url, personalised(n), c) for _ in range(args.repeat)])
+        rate["bare"] = n / bare
+        runs = [with_send(url, personalised(n), c, journal=True) for _ in range(args.repeat)]
+        elapsed, cpu = min(runs)
+        rate["send"] = n / elapsed
+        cast = min(with_send(url, broadcast(n), c, journal=True) for _ in range(args.repeat))
+        rate["broadcast"] = n / cast[0]
+    print("\nat 50 ms latency:")
+    print(
+        f"  naive loop          {rate['naive']:9.1f} msg/s  ({args.naive_rows} rows, {naive:.2f} s)"
+    )
+    print(f"  bare pooled loop    {rate['bare']:9.1f} msg/s  ({bare:.2f} s)")
+    print(
+        f"  send() + journal    {rate['send']:9.1f} msg/s  ({elapsed:.2f} s, client CPU {cpu / n * 1e6:.0f} us/msg)"
+    )
+    print(f"  broadcast (grouped) {rate['broadcast']:9.1f} msg/s  ({cast[0]:.2f} s)")
+    print(f"  send / bare         {rate['send'] / rate['bare']:9.2f}x   (target >= 0.9)")
+    print(f"  send / naive        {rate['send'] / rate['naive']:9.1f}x   (target >= 13)")
+    print(f"  broadcast / naive   {rate['broadcast'] / rate['naive']:9.1f}x   (target >= 50)")
+
+    with emulator_process(latency_ms=0) as url:
+        bare0 = best([bare_pooled_loop(url, personalised(n), c) for _ in range(args.repeat)])
+        runs0 = [with_send(url, personalised(n), c, journal=True) for _ in range(args.repeat)]
+        send0, cpu0 = min(runs0)
+    print("\nat zero latency:")
+    print(f"  bare pooled loop    {n / bare0:9.1f} msg/s  ({bare0:.2f} s)")
+    print(
+        f"  send() + journal    {n / send0:9.1f} msg/s  ({send0:.2f} s, client CPU {cpu0 / n * 1e6:.0f} us/msg)"
+    )
+    print(f"  send / bare         {bare0 / send0:9.2f}x   (target >= 0.9)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak memory of this process: {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
