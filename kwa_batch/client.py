@@ -170,6 +170,15 @@ class KaleyraClient:
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers.update({"User-Agent": _USER_AGENT, "Accept": "application/json"})
+            if session.trust_env:
+                # requests re-reads proxy and CA-bundle variables on every request (a scan of
+                # os.environ each time); read them once for this session instead.
+                settings = session.merge_environment_settings(
+                    self.messages_url, {}, None, None, None
+                )
+                session.proxies.update(settings["proxies"])
+                session.verify = settings["verify"]
+                session.trust_env = False
             self._local.session = session
             with self._lock:
                 self._sessions.append(session)
