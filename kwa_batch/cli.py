@@ -386,16 +386,90 @@ def _print_summary(results: pd.DataFrame, target: Path) -> None:
 @click.option("--api-key", help="API key to accept (default: generated and printed).")
 @click.option(
     "--latency",
+    metavar="MS",
     default=0.0,
     type=click.FloatRange(min=0),
     show_default=True,
     help="Milliseconds added before each answer.",
 )
+@click.option(
+    "--jitter",
+    metavar="MS",
+    default=0.0,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="Up to this many milliseconds more per answer (uniform random).",
+)
+@click.option(
+    "--fault",
+    "fault_specs",
+    metavar="NAME=PROB",
+    multiple=True,
+    help="Inject a fault with a probability from 0 to 1, per request; repeatable, e.g. "
+    "--fault 429=0.05 --fault reset=0.01. NAME: 429 or 503 (refused, not processed), "
+    "500, reset (connection dropped) or late (answer after --late-delay): processed.",
+)
+@click.option(
+    "--retry-after",
+    metavar="SECONDS",
+    default=1.0,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="Seconds announced in Retry-After by the 429 fault.",
+)
+@click.option(
+    "--late-delay",
+    metavar="SECONDS",
+    default=5.0,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="Seconds a 'late' answer is held back (beyond the client's timeout).",
+)
+@click.option(
+    "--rate",
+    metavar="MSGS_PER_S",
+    type=click.FloatRange(min=0, min_open=True),
+    help="The server's own limit in messages per second (a request to n recipients counts "
+    "n); beyond it: 429 with Retry-After. [default: no limit]",
+)
+@click.option("--seed", metavar="N", type=int, help="Makes faults, jitter and ids reproducible.")
 def emulator_command(
-    host: str, port: int, sid: str | None, api_key: str | None, latency: float
+    host: str,
+    port: int,
+    sid: str | None,
+    api_key: str | None,
+    latency: float,
+    jitter: float,
+    fault_specs: tuple[str, ...],
+    retry_after: float,
+    late_delay: float,
+    rate: float | None,
+    seed: int | None,
 ) -> None:
     """Run a local Kaleyra-compatible server until Ctrl-C (nothing leaves this machine)."""
-    emu = Emulator(host=host, port=port, sid=sid, api_key=api_key, latency=latency / 1000.0)
+    faults: dict[str, float] = {}
+    for spec in fault_specs:
+        name, _, probability = spec.partition("=")
+        try:
+            faults[name.strip()] = float(probability)
+        except ValueError:
+            _fail(f"--fault {spec}: write NAME=PROB with PROB from 0 to 1, e.g. --fault 429=0.05")
+    try:
+        emu = Emulator(
+            host=host,
+            port=port,
+            sid=sid,
+            api_key=api_key,
+            latency=latency / 1000.0,
+            jitter=jitter / 1000.0,
+            faults=faults,
+            rate_limit=rate,
+            retry_after=retry_after,
+            late_delay=late_delay,
+            seed=seed,
+        )
+    except ValueError as exc:
+        _fail(f"--fault: {exc}" if "fault" in str(exc) else str(exc))
     try:
         emu.start()
     except OSError as exc:
@@ -406,9 +480,26 @@ def emulator_command(
     click.echo(f"  {ENV_BASE_URL}={emu.url}")
     click.echo(f"  {ENV_SID}={emu.sid}")
     click.echo(f"  {ENV_API_KEY}={shown_key}")
+    if latency or jitter:
+        click.echo(f"  latency: {latency:g} ms" + (f" + up to {jitter:g} ms" if jitter else ""))
+    active = {name: p for name, p in emu.faults.items() if p > 0}
+    if active:
+        shown = ", ".join(f"{name} {p * 100:g}%" for name, p in active.items())
+        details = [f"Retry-After {retry_after:g} s"] if "429" in active else []
+        details += [f"late answers +{late_delay:g} s"] if "late" in active else []
+        details += [f"seed {seed}"] if seed is not None else []
+        click.echo(f"  faults: {shown}" + (f" ({', '.join(details)})" if details else ""))
+    if rate is not None:
+        click.echo(f"  rate limit: {rate:g} messages per second")
     click.echo("Nothing leaves this machine. Press Ctrl-C to stop.")
     emu.serve_forever()
-    click.echo(f"Stopped; {len(emu.messages)} message(s) accepted.")
+    served = ", ".join(f"{n} x{k}" for n, k in emu.faults_injected.items() if k)
+    click.echo(
+        f"Stopped; {emu.message_count} message(s) accepted"
+        + (f"; faults served: {served}" if served else "")
+        + (f"; {emu.rate_limited} request(s) over the rate limit" if emu.rate_limited else "")
+        + "."
+    )
 
 
 def main() -> None:

@@ -81,14 +81,61 @@ an ``error`` object of ``{field: reason}``::
 
 Codes: ``E13009`` (to), ``E13008`` (from), ``E413`` (HTML tags), ``E400`` (any other bad
 or missing field, too many recipients, unreadable body; HTTP 413 for an oversized body),
-``E401`` (SID or key), ``E404`` (path), ``E405`` (method), ``E500`` (a bug in the
-emulator itself).
+``E401`` (SID or key), ``E404`` (path), ``E405`` (method), ``E429`` and ``E503`` (faults
+and the rate limit, below), ``E500`` (the fault ``"500"``, or a bug in the emulator
+itself).
 
 Each accepted recipient becomes one ledger row (:attr:`Emulator.messages`); a refused
 request adds nothing. :attr:`Emulator.requests_seen` counts every request to
 ``/v1/<any SID>/messages``, refused ones included. Every answer is delayed by ``latency``
-seconds *after* the message is recorded, as a slow real server would: a client that
-gives up waiting cannot know whether it was sent.
+seconds plus a uniform random ``0..jitter`` seconds, *after* the message is recorded, as
+a slow real server would: a client that gives up waiting cannot know whether it was sent.
+
+Faults
+------
+``Emulator(faults={name: probability})`` makes the server misbehave the way a real one
+sometimes does; :meth:`Emulator.inject` queues a fault for the next valid requests, for
+tests that need it exactly. Faults only strike requests that passed authentication (a 401
+stays a 401). Two happen *before* the message is processed, so nothing is recorded and a
+client may safely send it again:
+
+* ``"429"``: HTTP 429 ``E429`` with a ``Retry-After`` header of ``retry_after`` seconds.
+* ``"503"``: HTTP 503 ``E503`` (no ``Retry-After``).
+
+Three happen *after* the message is processed (it is in the ledger), so the client cannot
+tell whether it was sent and must not blindly send it again; they strike only valid
+requests (a 400 stays a 400):
+
+* ``"500"``: HTTP 500 ``E500``.
+* ``"reset"``: the connection is aborted without any answer (TCP RST: ``SO_LINGER`` 0);
+  the client sees a connection reset after its request went out.
+* ``"late"``: the normal 200 answer, ``late_delay`` seconds later than usual (meant to be
+  longer than the client's read timeout).
+
+Probabilities are per request and in ``[0, 1]``. ``429`` and ``503`` are drawn (one draw,
+disjoint ranges, so their probabilities add up to at most 1) for every authenticated
+request, before the body is checked: a bad request may get a 429 first, as behind a
+real gateway. ``500``, ``reset`` and ``late`` are drawn the same way (adding up to at most
+1) for valid requests, after the rate limit. Draws come from a generator seeded with
+``seed``: a client sending one request at a time sees the same faults on the same
+requests every run; concurrent clients see the same sequence of draws dealt out in
+arrival order. Injected faults are served first, in the order queued, each to the next
+valid request (a ``"429"`` or ``"503"`` injected is served after the checks, to a valid
+request, still without recording it); while any is queued no fault is drawn.
+
+``rate_limit`` is the server's own limit in messages per second (a request to n recipients
+counts n), over any one-second window of arrival times, counting only the messages it
+accepted. A valid request that would exceed it gets HTTP 429 ``E429`` with ``Retry-After``
+set to the seconds until enough capacity frees, and is not processed. A request with more
+recipients than the whole limit is accepted only when the window is empty.
+
+``Retry-After`` is written in seconds: an integer when whole (``"1"``), else a decimal
+rounded up to the millisecond (``"0.25"``); HTTP allows only integers, so a client must
+parse it as a float (:class:`~kwa_batch.client.KaleyraClient` does).
+
+:attr:`Emulator.faults_injected` counts each fault served and
+:attr:`Emulator.rate_limited` the requests refused by the rate limit; :meth:`Emulator.reset`
+zeroes them.
 
 Serving
 -------
@@ -106,13 +153,16 @@ import functools
 import io
 import json
 import logging
+import math
 import random
 import re
 import secrets
 import socket
+import struct
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -120,6 +170,7 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Self, cast
 from urllib.parse import parse_qsl
 
+import numpy as np
 import pandas as pd
 import phonenumbers
 from werkzeug.datastructures import MultiDict
@@ -135,7 +186,7 @@ if TYPE_CHECKING:
 
     from .client import KaleyraClient
 
-__all__ = ["LEDGER_COLUMNS", "MAX_RECIPIENTS", "Emulator"]
+__all__ = ["FAULTS", "LEDGER_COLUMNS", "MAX_RECIPIENTS", "Emulator"]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +198,12 @@ MAX_REF_LENGTH = 255
 MAX_BODY_LENGTH = 4096
 #: Bytes accepted in a request body.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+#: Fault names accepted by ``Emulator(faults=...)`` and :meth:`Emulator.inject`.
+FAULTS = ("429", "503", "500", "reset", "late")
+# Faults served before the message is processed (nothing recorded), and after.
+_BEFORE = ("429", "503")
+_AFTER = ("500", "reset", "late")
 
 #: Columns of :attr:`Emulator.messages`, in order.
 LEDGER_COLUMNS = (
@@ -167,7 +224,6 @@ LEDGER_COLUMNS = (
     "source",
     "received_at",
 )
-_TEXT_COLUMNS = LEDGER_COLUMNS[:-1]
 # Fields copied into the ledger as given (the others are normalised first).
 _KEPT_FIELDS = ("body", "template_name", "params", "lang_code", "ref", "ref1", "ref2",
                 "callback_url", "source")  # fmt: skip
@@ -186,13 +242,20 @@ _MESSAGES = {
     "E404": "Not found",
     "E405": "Method not allowed",
     "E413": "Invalid or In-Correct input for passing HTML tags in parameters.",
+    "E429": "Too many requests: slow down and retry after Retry-After seconds.",
+    "E503": "Service temporarily unavailable: retry later.",
     "E13008": "Invalid or in-correct input of the From number.",
     "E13009": "Invalid or in-correct input of the TO number.",
-    "E500": "Internal error in the emulator",
+    "E500": "Internal server error",
 }
 
 # How often the background server checks for stop(): the cost of stop() is up to this.
 _POLL_INTERVAL = 0.05
+# WSGI environ keys between the handler and the application, for the "reset" fault.
+_CAN_ABORT = "kwa_batch.emulator.can_abort"
+_ABORT = "kwa_batch.emulator.abort"
+# Probabilities that add up to 1 within this are taken as 1 (0.1 + 0.2 + 0.7 > 1 in floats).
+_SUM_TOLERANCE = 1e-9
 # A request body left unread by the application is drained up to this many bytes to keep
 # the connection; beyond it the connection is closed instead.
 _DRAIN_LIMIT = 64 * 1024
@@ -202,6 +265,13 @@ def _mask(number: str) -> str:
     """Mask a phone number to its last four digits (logs must not carry personal data)."""
     digits = "".join(ch for ch in number if ch.isdigit())
     return "*" * max(len(digits) - 4, 0) + digits[-4:]
+
+
+def _seconds_text(seconds: float) -> str:
+    """``Retry-After`` text: whole seconds as an integer, else rounded up to the millisecond."""
+    millis = max(math.ceil(round(seconds * 1000, 6)), 0)
+    whole, rest = divmod(millis, 1000)
+    return str(whole) if rest == 0 else f"{whole}.{rest:03d}".rstrip("0")
 
 
 @functools.lru_cache(maxsize=16384)
@@ -458,6 +528,7 @@ class _Handler(WSGIRequestHandler):
             environ["wsgi.input"] = stream
             environ["wsgi.input_terminated"] = True
 
+        environ[_CAN_ABORT] = True
         status = "500 Internal Server Error"
         headers: list[tuple[str, str]] = []
 
@@ -483,6 +554,9 @@ class _Handler(WSGIRequestHandler):
             headers = [("Content-Type", "application/json")]
             self.close_connection = True
 
+        if environ.get(_ABORT):
+            self._abort()
+            return
         if not self._drained(stream):
             self.close_connection = True
 
@@ -501,6 +575,13 @@ class _Handler(WSGIRequestHandler):
         lines.append("\r\n")
         head = "".join(lines).encode("latin-1")
         self.wfile.write(head if self.command == "HEAD" else head + body)
+
+    def _abort(self) -> None:
+        """Drop the connection without an answer: RST (linger 0), not a graceful FIN."""
+        self.close_connection = True
+        with suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.server.abort_on_close(self.connection)
 
     @staticmethod
     def _drained(stream: LimitedStream | DechunkedInput | None) -> bool:
@@ -533,6 +614,7 @@ class _Server(ThreadedWSGIServer):
 
     def __init__(self, sock: socket.socket, app: Any) -> None:
         self._open: set[socket.socket] = set()
+        self._aborted: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         host, port = sock.getsockname()[:2]
         super().__init__(host, port, app, handler=_Handler, fd=sock.fileno())
@@ -544,6 +626,21 @@ class _Server(ThreadedWSGIServer):
     def untrack(self, connection: socket.socket) -> None:
         with self._open_lock:
             self._open.discard(connection)
+
+    def abort_on_close(self, connection: socket.socket) -> None:
+        """Close ``connection`` without shutting it down first (so linger 0 sends RST)."""
+        with self._open_lock:
+            self._aborted.add(connection)
+
+    def shutdown_request(self, request: Any) -> None:
+        if self._aborted:
+            with self._open_lock:
+                aborted = request in self._aborted
+                self._aborted.discard(request)
+            if aborted:
+                self.close_request(request)  # no shutdown(SHUT_WR): it would send a FIN
+                return
+        super().shutdown_request(request)
 
     def close_connections(self) -> None:
         """Shut down kept-alive connections, whose threads would otherwise keep serving."""
@@ -563,6 +660,60 @@ class _Server(ThreadedWSGIServer):
 # -- the emulator -------------------------------------------------------------------------
 
 
+def _validated_faults(faults: Mapping[str, float] | None) -> dict[str, float]:
+    """Check ``{fault name: probability}``; return it with names as strings, in FAULTS order."""
+    if faults is None:
+        return {}
+    if not isinstance(faults, Mapping):
+        raise ValueError(
+            f"faults must map fault names to probabilities, e.g. {{'429': 0.05}}, not {faults!r}"
+        )
+    known = ", ".join(FAULTS)
+    checked: dict[str, float] = {}
+    for name, probability in faults.items():
+        key = str(name)
+        if key not in FAULTS:
+            raise ValueError(f"unknown fault {name!r}: use one of {known}")
+        try:
+            value = float(probability)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(
+                f"fault {key!r}: the probability must be a number from 0 to 1, not {probability!r}"
+            )
+        checked[key] = value
+    for stage in (_BEFORE, _AFTER):
+        total = sum(checked.get(name, 0.0) for name in stage)
+        if total > 1.0 + _SUM_TOLERANCE:
+            raise ValueError(
+                f"faults {', '.join(stage)} strike the same requests (one draw): their "
+                f"probabilities add up to {total:g}, at most 1 is possible"
+            )
+    return {name: checked[name] for name in FAULTS if name in checked}
+
+
+def _cuts(
+    probabilities: Mapping[str, float], names: Iterable[str]
+) -> tuple[tuple[float, str], ...]:
+    """Cumulative upper bounds of each fault's range of [0, 1), skipping probability 0."""
+    cuts: list[tuple[float, str]] = []
+    total = 0.0
+    for name in names:
+        probability = probabilities.get(name, 0.0)
+        if probability > 0:
+            total += probability
+            cuts.append((total, name))
+    return tuple(cuts)
+
+
+def _non_negative(name: str, value: float) -> float:
+    seconds = float(value)
+    if not (seconds >= 0 and math.isfinite(seconds)):
+        raise ValueError(f"{name} must be zero or more seconds, not {value!r}")
+    return seconds
+
+
 class Emulator:
     """A Kaleyra-compatible WhatsApp endpoint on 127.0.0.1, with a ledger of what it accepted.
 
@@ -572,12 +723,26 @@ class Emulator:
         sid: the account SID the endpoint answers to (default: a fresh ``HXEMU...``).
         api_key: the key it expects (default: a random token; read it from ``api_key``).
         latency: seconds each answer is delayed, after the message is recorded.
-        seed: makes request ids (and the default SID) reproducible.
+        jitter: up to this many seconds more per answer (uniform random, seeded).
+        faults: ``{fault: probability}`` with names from :data:`FAULTS` (``"429"``,
+            ``"503"``, ``"500"``, ``"reset"``, ``"late"``) and probabilities in
+            ``[0, 1]``; see "Faults" in the module's documentation.
+        rate_limit: the server's own limit in messages per second (a request to n
+            recipients counts n) over any one-second window; None: no limit.
+        retry_after: seconds announced in ``Retry-After`` by the fault ``"429"``.
+        late_delay: seconds added to the delay of a ``"late"`` answer.
+        seed: makes request ids (and the default SID), jitter and fault draws
+            reproducible.
+
+    Raises:
+        ValueError: a negative or non-finite number of seconds, a rate limit of 0 or less,
+            an unknown fault, or a probability outside ``[0, 1]``.
 
     Example:
         >>> with Emulator(sid="HXEMUDOC") as emu:  # doctest: +SKIP
         ...     emu.url
         'http://127.0.0.1:54321'
+        >>> Emulator(faults={"429": 0.05, "reset": 0.01}, seed=7)  # doctest: +SKIP
     """
 
     def __init__(
@@ -588,10 +753,25 @@ class Emulator:
         sid: str | None = None,
         api_key: str | None = None,
         latency: float = 0.0,
+        jitter: float = 0.0,
+        faults: Mapping[str, float] | None = None,
+        rate_limit: float | None = None,
+        retry_after: float = 1.0,
+        late_delay: float = 5.0,
         seed: int | None = None,
     ) -> None:
-        if latency < 0:
-            raise ValueError(f"latency must be zero or more seconds, not {latency!r}")
+        latency = _non_negative("latency", latency)
+        jitter = _non_negative("jitter", jitter)
+        retry_after = _non_negative("retry_after", retry_after)
+        late_delay = _non_negative("late_delay", late_delay)
+        if rate_limit is not None:
+            limit = float(rate_limit)
+            if not (limit > 0 and math.isfinite(limit)):
+                raise ValueError(
+                    f"rate_limit must be more than 0 messages per second (or None), "
+                    f"not {rate_limit!r}"
+                )
+            rate_limit = limit
         if sid is not None and not sid.strip():
             raise ValueError("sid must not be empty")
         if api_key is not None and not api_key:
@@ -601,16 +781,40 @@ class Emulator:
         self._rng = random.Random(seed)
         self.sid = sid.strip() if sid is not None else "HXEMU" + f"{self._rng.getrandbits(40):010X}"
         self.api_key = api_key if api_key is not None else secrets.token_hex(16)
-        self.latency = float(latency)
+        self.latency = latency
+        self.jitter = jitter
+        self.rate_limit: float | None = rate_limit
+        self.retry_after = retry_after
+        self.late_delay = late_delay
         self.seed = seed
 
         self._lock = threading.Lock()  # guards the ledger, the counters and the id generator
+        # One entry per accepted request: (request_id, recipients, sender, type, channel,
+        # *_KEPT_FIELDS, received_at), numbers as digits; :attr:`messages` expands it to one
+        # row per recipient (a tuple per request, not per message: 1,000,000 messages sent
+        # 100 a request take about 75 MB, not 330).
         self._ledger: list[tuple[Any, ...]] = []
+        self._message_count = 0
         self._requests_seen = 0
+
+        # Faults: separate generators, so that ids stay the same whatever the faults.
+        self._fault_rng = random.Random(None if seed is None else f"{seed}/faults")
+        self._jitter_rng = random.Random(None if seed is None else f"{seed}/jitter")
+        self._fault_lock = threading.Lock()  # guards the queue, the draws, counters, window
+        self._faults: dict[str, float] = {}
+        self._before: tuple[tuple[float, str], ...] = ()
+        self._after: tuple[tuple[float, str], ...] = ()
+        self.faults = faults or {}
+        self._queue: deque[str] = deque()
+        self._served = dict.fromkeys(FAULTS, 0)
+        self._rate_limited = 0
+        self._window: deque[tuple[float, int]] = deque()  # (arrival, messages) in the last second
+        self._window_total = 0
 
         self._state_lock = threading.Lock()  # guards starting and stopping
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # wakes "late" answers when the server stops
 
     # -- addresses ------------------------------------------------------------------------
 
@@ -640,11 +844,20 @@ class Emulator:
         return self._server is not None
 
     def __repr__(self) -> str:
-        where = self.url if self.running else "not started"
-        return (
-            f"Emulator({where}, sid={self.sid!r}, api_key=<hidden>, latency={self.latency}, "
-            f"messages={len(self._ledger)})"
-        )
+        parts = [
+            self.url if self.running else "not started",
+            f"sid={self.sid!r}",
+            "api_key=<hidden>",
+            f"latency={self.latency}",
+        ]
+        if self.jitter:
+            parts.append(f"jitter={self.jitter}")
+        if self._faults:
+            parts.append(f"faults={self._faults}")
+        if self.rate_limit is not None:
+            parts.append(f"rate_limit={self.rate_limit:g}")
+        parts.append(f"messages={self._message_count}")
+        return f"Emulator({', '.join(parts)})"
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -666,6 +879,7 @@ class Emulator:
             if self._server is not None:
                 return self
             server = self._make_server()
+            self._stopping.clear()
             thread = threading.Thread(
                 target=server.serve_forever,
                 kwargs={"poll_interval": _POLL_INTERVAL},
@@ -678,12 +892,16 @@ class Emulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving, close kept-alive connections and join the thread (idempotent)."""
+        """Stop serving, close kept-alive connections and join the thread (idempotent).
+
+        Answers held back by the fault ``"late"`` are released (to closed connections).
+        """
         with self._state_lock:
             server, thread = self._server, self._thread
             self._server = self._thread = None
         if server is None:
             return
+        self._stopping.set()
         server.shutdown()
         server.server_close()
         server.close_connections()
@@ -721,18 +939,47 @@ class Emulator:
         Columns are :data:`LEDGER_COLUMNS`; ``to`` and ``from`` are E.164 with ``+``;
         ``type`` and ``channel`` lower-cased; other fields as received, NA when absent;
         ``received_at`` is a tz-aware UTC timestamp. String columns use pandas' ``string``
-        dtype.
+        dtype. Messages answered with a fault after processing (``500``, ``reset``,
+        ``late``) are here: they were accepted.
         """
+        import pyarrow as pa  # here, not at the top: the server itself does not need it
+
         with self._lock:
-            rows = list(self._ledger)
-        frame = pd.DataFrame(
-            {
-                name: pd.array([row[i] for row in rows], dtype="string")
-                for i, name in enumerate(_TEXT_COLUMNS)
-            }
+            requests = list(self._ledger)
+        counts = np.fromiter((len(r[1]) for r in requests), dtype=np.intp, count=len(requests))
+        # Row -> request; None when every request had one recipient (nothing to repeat).
+        rows = (
+            None
+            if len(counts) == 0 or (counts == 1).all()
+            else pa.array(np.repeat(np.arange(len(requests), dtype=np.int64), counts))
         )
-        frame["received_at"] = pd.Series([row[-1] for row in rows], dtype="datetime64[us, UTC]")
-        return frame
+
+        def strings(
+            values: list[str | None], *, repeat: bool = True
+        ) -> pd.api.extensions.ExtensionArray:
+            array = pa.array(values, type=pa.large_string())  # 3x faster than pd.array(list)
+            if repeat and rows is not None:
+                array = array.take(rows)
+            return pd.array(array, dtype="string")
+
+        columns: dict[str, Any] = {
+            "message_id": strings(
+                [f"{r[0]}:{n}" for r in requests for n in range(len(r[1]))], repeat=False
+            ),
+            "request_id": strings([r[0] for r in requests]),
+            "to": strings(["+" + d for r in requests for d in r[1]], repeat=False),
+            "from": strings(["+" + r[2] for r in requests]),
+        }
+        for i, name in enumerate(LEDGER_COLUMNS[4:-1], start=3):
+            columns[name] = strings([r[i] for r in requests])
+        received = pd.DatetimeIndex([r[-1] for r in requests], dtype="datetime64[us, UTC]")
+        columns["received_at"] = (received if rows is None else received.take(rows)).array
+        return pd.DataFrame(columns)
+
+    @property
+    def message_count(self) -> int:
+        """Rows in :attr:`messages` (accepted messages), without building the DataFrame."""
+        return self._message_count
 
     @property
     def requests_seen(self) -> int:
@@ -740,11 +987,84 @@ class Emulator:
         with self._lock:
             return self._requests_seen
 
+    @property
+    def faults(self) -> dict[str, float]:
+        """The fault probabilities in force, ``{name: probability}`` (a copy).
+
+        Assign a new mapping to change them while serving (it is validated as in the
+        constructor); :meth:`clear_faults` sets them all to 0.
+        """
+        return dict(self._faults)
+
+    @faults.setter
+    def faults(self, faults: Mapping[str, float]) -> None:
+        checked = _validated_faults(faults)
+        before, after = _cuts(checked, _BEFORE), _cuts(checked, _AFTER)
+        with self._fault_lock:
+            self._faults, self._before, self._after = checked, before, after
+
+    @property
+    def faults_injected(self) -> dict[str, int]:
+        """How many times each fault was served (every name of :data:`FAULTS`, 0 included)."""
+        with self._fault_lock:
+            return dict(self._served)
+
+    @property
+    def rate_limited(self) -> int:
+        """Requests refused with 429 by :attr:`rate_limit` (not counted as faults)."""
+        with self._fault_lock:
+            return self._rate_limited
+
+    @property
+    def queued_faults(self) -> tuple[str, ...]:
+        """Faults queued by :meth:`inject` and not served yet, next first."""
+        with self._fault_lock:
+            return tuple(self._queue)
+
+    def inject(self, fault: str, times: int = 1) -> None:
+        """Serve ``fault`` to the next ``times`` valid requests, after any already queued.
+
+        Injected faults come before random draws (none is drawn while any is queued). A
+        valid request is one that passes authentication and every check: a queued
+        ``"429"`` or ``"503"`` is served to it without recording it, a ``"500"``,
+        ``"reset"`` or ``"late"`` after recording it.
+
+        Raises:
+            ValueError: an unknown fault name, or ``times`` less than 1.
+        """
+        name = str(fault)
+        if name not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}: use one of {', '.join(FAULTS)}")
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError(f"times must be a whole number, 1 or more, not {times!r}")
+        with self._fault_lock:
+            self._queue.extend([name] * times)
+
+    def clear_faults(self) -> None:
+        """No more faults: empty the :meth:`inject` queue and set every probability to 0.
+
+        The counters (:attr:`faults_injected`) and the rate limit are kept.
+        """
+        with self._fault_lock:
+            self._queue.clear()
+        self.faults = {}
+
     def reset(self) -> None:
-        """Forget every accepted message and zero the counters."""
+        """Forget every accepted message and zero the counters.
+
+        Also empties the :meth:`inject` queue and the rate limit's window; the fault
+        probabilities and the rate limit stay in force.
+        """
         with self._lock:
             self._ledger.clear()
+            self._message_count = 0
             self._requests_seen = 0
+        with self._fault_lock:
+            self._queue.clear()
+            self._served = dict.fromkeys(FAULTS, 0)
+            self._rate_limited = 0
+            self._window.clear()
+            self._window_total = 0
 
     def client(self, **kwargs: Any) -> KaleyraClient:
         """Return a :class:`~kwa_batch.client.KaleyraClient` aimed at this emulator.
@@ -759,10 +1079,27 @@ class Emulator:
     # -- the WSGI application -------------------------------------------------------------
 
     def wsgi_app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        """The WSGI callable serving the endpoint (mountable in any WSGI server)."""
-        refusal_or_payload = self._answer(_Request(environ))
-        if self.latency > 0:
-            time.sleep(self.latency)
+        """The WSGI callable serving the endpoint (mountable in any WSGI server).
+
+        Mounted elsewhere than in :meth:`start`'s server, the fault ``"reset"`` raises
+        :class:`ConnectionAbortedError` (after recording the message) instead of
+        dropping the connection.
+        """
+        refusal_or_payload, fault = self._answer(_Request(environ))
+        delay = self.latency
+        if self.jitter > 0:
+            delay += self._jitter_rng.random() * self.jitter
+        if fault == "late":
+            self._stopping.wait(delay + self.late_delay)
+        elif delay > 0:
+            time.sleep(delay)
+        if fault == "reset":
+            if not environ.get(_CAN_ABORT):
+                raise ConnectionAbortedError(
+                    "fault 'reset': the emulator dropped the connection after recording the message"
+                )
+            environ[_ABORT] = True
+            return []
         if isinstance(refusal_or_payload, _Refusal):
             status, payload = refusal_or_payload.status, refusal_or_payload.payload()
             extra = list(refusal_or_payload.headers)
@@ -775,16 +1112,15 @@ class Emulator:
         )
         return [body]
 
-    def _answer(self, request: Request) -> _Refusal | dict[str, Any]:
+    def _answer(self, request: Request) -> tuple[_Refusal | dict[str, Any], str | None]:
         """Route, authenticate, check and record one request (stages 1-7 of the docstring).
 
-        Fault injection (429, 503, dropped connections...) belongs here: before
-        :func:`_check_fields` for faults that refuse unprocessed requests, after
-        :meth:`_record` for those that lose the answer of a processed one.
+        Returns the answer and the fault that changes how it is delivered (``"reset"`` or
+        ``"late"``; the others are answers of their own).
         """
         match = _ENDPOINT.fullmatch(request.path)
         if match is None:
-            return _Refusal(404, "E404", {"path": "no such endpoint: use /v1/<SID>/messages"})
+            return _Refusal(404, "E404", {"path": "no such endpoint: use /v1/<SID>/messages"}), None
         with self._lock:
             self._requests_seen += 1
         if request.method not in ("GET", "POST"):
@@ -793,63 +1129,174 @@ class Emulator:
                 "E405",
                 {"method": f"{request.method} is not allowed: use POST (or GET)"},
                 headers=(("Allow", "GET, POST"),),
-            )
+            ), None
 
         fields, body_problem = _read_fields(request)
         key = request.headers.get(_KEY_FIELD, "").strip() or fields.pop(_KEY_FIELD, "").strip()
         fields.pop(_KEY_FIELD, None)
         if match.group(1) != self.sid:
-            return _Refusal(401, "E401", {"sid": "unknown account SID in the URL"})
+            return _Refusal(401, "E401", {"sid": "unknown account SID in the URL"}), None
         if not key:
-            return _Refusal(401, "E401", {_KEY_FIELD: "missing: send it in the api-key header"})
+            return _Refusal(
+                401, "E401", {_KEY_FIELD: "missing: send it in the api-key header"}
+            ), None
         if not secrets.compare_digest(key.encode(), self.api_key.encode()):
-            return _Refusal(401, "E401", {_KEY_FIELD: "invalid for this SID"})
+            return _Refusal(401, "E401", {_KEY_FIELD: "invalid for this SID"}), None
+
+        # Faults that refuse a request unprocessed: drawn before the checks.
+        if self._before and not self._queue:
+            drawn = self._draw_before()
+            if drawn is not None:
+                return drawn, None
         if body_problem is not None:
-            return _Refusal(body_problem.status, "E400", {"request": body_problem.reason})
+            return _Refusal(body_problem.status, "E400", {"request": body_problem.reason}), None
 
         outcome = _check_fields(fields)
         if isinstance(outcome, _Refusal):
             log.debug("refused %s: %s", outcome.code, ", ".join(outcome.errors))
-            return outcome
-        return self._record(outcome)
+            return outcome, None
+        fault: str | None = None
+        if self._queue or self._after or self.rate_limit is not None:
+            admitted = self._admit(len(outcome.recipients))
+            if isinstance(admitted, _Refusal):
+                return admitted, None
+            fault = admitted
+        payload = self._record(outcome)
+        if fault == "500":
+            return self._fault_refusal("500"), None
+        return payload, fault
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def _fault_refusal(self, fault: str) -> _Refusal:
+        if fault == "429":
+            seconds = _seconds_text(self.retry_after)
+            return _Refusal(
+                429,
+                "E429",
+                {"request": f"too many requests (fault 429): retry after {seconds} seconds"},
+                headers=(("Retry-After", seconds),),
+            )
+        if fault == "503":
+            return _Refusal(503, "E503", {"request": "service unavailable (fault 503)"})
+        return _Refusal(
+            500, "E500", {"request": "internal error (fault 500), after processing the request"}
+        )
+
+    @staticmethod
+    def _pick(cuts: tuple[tuple[float, str], ...], draw: float) -> str | None:
+        for upper, name in cuts:
+            if draw < upper:
+                return name
+        return None
+
+    def _draw_before(self) -> _Refusal | None:
+        """Draw the faults served before the checks (``429``, ``503``)."""
+        with self._fault_lock:
+            fault = self._pick(self._before, self._fault_rng.random()) if self._before else None
+            if fault is None:
+                return None
+            self._served[fault] += 1
+        log.debug("fault %s served before processing", fault)
+        return self._fault_refusal(fault)
+
+    def _admit(self, messages: int) -> _Refusal | str | None:
+        """Decide a valid request's fate: a refusal (not processed), a fault, or None.
+
+        In order: a queued ``429``/``503``; the rate limit; a queued fault served after
+        processing; a random one.
+        """
+        with self._fault_lock:
+            head = self._queue[0] if self._queue else None
+            if head in _BEFORE:
+                self._queue.popleft()
+                self._served[head] += 1
+                return self._fault_refusal(head)
+            limit = self.rate_limit
+            if limit is not None:
+                wait = self._take_capacity(messages, limit)
+                if wait is not None:
+                    self._rate_limited += 1
+                    seconds = _seconds_text(wait)
+                    return _Refusal(
+                        429,
+                        "E429",
+                        {
+                            "request": f"over the limit of {limit:g} messages per second: "
+                            f"retry after {seconds} seconds"
+                        },
+                        headers=(("Retry-After", seconds),),
+                    )
+            if head is not None:
+                self._queue.popleft()
+            elif self._after:
+                head = self._pick(self._after, self._fault_rng.random())
+            if head is not None:
+                self._served[head] += 1
+        if head is not None:
+            log.debug("fault %s served after processing", head)
+        return head
+
+    def _take_capacity(self, messages: int, limit: float) -> float | None:
+        """Count ``messages`` in the one-second window, or return the seconds to wait.
+
+        Called with the fault lock held.
+        """
+        now = time.monotonic()
+        window = self._window
+        horizon = now - 1.0
+        while window and window[0][0] <= horizon:
+            self._window_total -= window.popleft()[1]
+        if self._window_total + messages <= limit or not window:
+            window.append((now, messages))
+            self._window_total += messages
+            return None
+        excess = self._window_total + messages - limit
+        freed = 0
+        for arrived, count in window:
+            freed += count
+            if freed >= excess:
+                return arrived + 1.0 - now
+        return window[-1][0] + 1.0 - now  # more than the whole limit: wait for an empty window
+
+    # -- the ledger -----------------------------------------------------------------------
 
     def _record(self, accepted: _Accepted) -> dict[str, Any]:
-        """Append one ledger row per recipient and build the document's success answer."""
+        """Append the request to the ledger and build the document's success answer."""
         now = datetime.now(UTC)
         kept = accepted.kept
-        sender = "+" + accepted.sender
+        recipients = accepted.recipients
+        count = len(recipients)
         with self._lock:
             request_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-            message_ids = [f"{request_id}:{n}" for n in range(len(accepted.recipients))]
-            self._ledger.extend(
+            self._ledger.append(
                 (
-                    message_id,
                     request_id,
-                    "+" + recipient,
-                    sender,
+                    recipients,
+                    accepted.sender,
                     accepted.type,
                     accepted.channel,
-                    *(kept[name] for name in _KEPT_FIELDS),
+                    *[kept[name] for name in _KEPT_FIELDS],
                     now,
                 )
-                for message_id, recipient in zip(message_ids, accepted.recipients, strict=True)
             )
+            self._message_count += count
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "accepted %s %s message(s) to %s",
-                len(message_ids),
+                count,
                 accepted.type,
-                ",".join(_mask(r) for r in accepted.recipients),
+                ",".join(_mask(r) for r in recipients),
             )
         return {
             "id": request_id,
             "type": accepted.type,
             "body": (kept["body"] or "") if accepted.type == "text" else "",
             "createdDateTime": now.strftime("%Y-%m-%d %H:%M:%S+00:00"),
-            "totalCount": len(message_ids),
+            "totalCount": count,
             "data": [
-                {"message_id": message_id, "recipient": recipient}
-                for message_id, recipient in zip(message_ids, accepted.recipients, strict=True)
+                {"message_id": f"{request_id}:{n}", "recipient": recipient}
+                for n, recipient in enumerate(recipients)
             ],
             "error": {},
         }
