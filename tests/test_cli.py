@@ -175,3 +175,118 @@ def test_emulator_command_prints_how_to_connect_and_masks_a_given_key() -> None:
         proc.terminate()
         proc.wait(timeout=10)
         proc.stdout.close()
+
+
+def test_dry_run_prints_the_plan_and_sends_nothing(runner: CliRunner, write_csv) -> None:
+    text = "to,body\n" + "".join(f"+9198765432{i:02d},Same for all\n" for i in range(12))
+    result = runner.invoke(
+        cli,
+        [
+            "send",
+            str(write_csv(text)),
+            "--emulator",
+            "--dry-run",
+            "--max-recipients-per-request",
+            "5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Dry run: 12 message(s) in 3 request(s); nothing is sent." in result.output
+    assert "(api-key: ********)" in result.output
+    assert "to: +919876543200,+919876543201" in result.output
+    assert "Outcome" not in result.output
+
+
+def test_summary_json_and_journal_resume(runner: CliRunner, write_csv, tmp_path: Path) -> None:
+    import json
+
+    path = write_csv(CLEAN)
+    args = [
+        "send",
+        str(path),
+        "--emulator",
+        "--from",
+        "+911234567890",
+        "--out",
+        str(tmp_path / "r.xlsx"),
+        "--journal",
+        str(tmp_path / "j.db"),
+        "--summary-json",
+        str(tmp_path / "s.json"),
+    ]
+    first = runner.invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["status"]["sent"] == 2
+    assert summary["exit_code"] == 0
+    assert summary["rows"] == 2
+    assert summary["resume"] == {"new": 2}
+    # A second run with the same journal (a new emulator, so nothing could be resent there
+    # without it showing) skips both rows.
+    second = runner.invoke(cli, args)
+    assert second.exit_code == 0, second.output
+    assert "Journal" in second.output
+    assert "2 already sent" in second.output
+    assert json.loads((tmp_path / "s.json").read_text())["resume"] == {"already sent": 2}
+
+
+def test_resend_unknown_needs_a_journal(runner: CliRunner, write_csv) -> None:
+    result = runner.invoke(cli, ["send", str(write_csv(CLEAN)), "--emulator", "--resend-unknown"])
+    assert result.exit_code == 2
+    assert "--resend-unknown needs --journal" in result.output
+
+
+def test_ctrl_c_exits_130_writes_results_and_resume_completes(tmp_path: Path) -> None:
+    import signal
+
+    import pandas as pd
+
+    from kwa_batch import Emulator
+
+    rows = 300
+    pd.DataFrame(
+        {"to": [f"+9198{i:08d}" for i in range(rows)], "body": [f"Hi {i}" for i in range(rows)]}
+    ).to_csv(tmp_path / "c.csv", index=False)
+    with Emulator(latency=0.02) as emu:
+        env = {
+            **os.environ,
+            "KALEYRA_SID": emu.sid,
+            "KALEYRA_API_KEY": emu.api_key,
+            "KALEYRA_BASE_URL": emu.url,
+            "KALEYRA_FROM": "+911234567890",
+        }
+        args = [
+            sys.executable,
+            "-m",
+            "kwa_batch",
+            "send",
+            "c.csv",
+            "--journal",
+            "c.db",
+            "--out",
+            "c.csv.results.csv",
+            "--concurrency",
+            "2",
+        ]
+        proc = subprocess.Popen(
+            args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        deadline = time.monotonic() + 60
+        while len(emu.messages) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 130, output
+        assert "Interrupted: run the same command again" in output
+        partial = pd.read_csv(tmp_path / "c.csv.results.csv", dtype=str, encoding="utf-8-sig")
+        assert len(partial) == rows
+        assert set(partial["status"]) <= {"sent", "not_sent", "unknown"}
+        assert (partial["status"] == "not_sent").sum() > 0
+        again = subprocess.run(
+            args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        final = pd.read_csv(tmp_path / "c.csv.results.csv", dtype=str, encoding="utf-8-sig")
+        assert (final["status"] == "sent").all()
+        assert len(emu.messages) == rows
+        assert not emu.messages["to"].duplicated().any()
