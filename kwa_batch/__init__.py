@@ -15,6 +15,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .accessor import KwaAccessor
+from .charts import plot_outcomes
 from .client import KaleyraClient, SendResult
 from .emulator import Emulator
 from .errors import (
@@ -33,7 +35,7 @@ from .errors import (
     ValidationError,
     describe_code,
 )
-from .export import export_results
+from .export import export_results, load_results
 from .phones import normalize_phone
 from .recipients import load_recipients
 from .results import STATUSES, summarize
@@ -52,6 +54,7 @@ __all__ = [
     "InputError",
     "InvalidResponseError",
     "KaleyraClient",
+    "KwaAccessor",
     "KwaBatchError",
     "RateLimitError",
     "SendResult",
@@ -63,7 +66,9 @@ __all__ = [
     "describe_code",
     "export_results",
     "load_recipients",
+    "load_results",
     "normalize_phone",
+    "plot_outcomes",
     "send",
     "summarize",
     "validate",

@@ -21,7 +21,7 @@ from .client import KaleyraClient
 from .config import ENV_API_KEY, ENV_BASE_URL, ENV_FROM, ENV_SID, credentials_from_env
 from .emulator import Emulator
 from .errors import ERROR_CODES, ConfigurationError, KwaBatchError, describe_code
-from .export import export_results
+from .export import FORMATS, export_results, load_results
 from .planner import plan_requests
 from .recipients import load_recipients
 from .results import error_counts, exit_code, summarize
@@ -120,7 +120,7 @@ def validate_command(file: str, region: str | None, sender: str | None) -> None:
     "--out",
     "out",
     type=click.Path(dir_okay=False),
-    help="Results file (.xlsx or .csv) [default: FILE's name + .results.xlsx, here].",
+    help="Results file: .xlsx, .csv or .parquet [default: FILE's name + .results.xlsx, here].",
 )
 @click.option(
     "--journal",
@@ -216,8 +216,8 @@ def send_command(
         logging.getLogger().setLevel(log_level.upper())
     df = _load(file)
     target = Path(out) if out else Path(Path(file).stem + ".results.xlsx")
-    if target.suffix.lower() not in (".xlsx", ".csv"):
-        _fail(f"--out {target}: use a .xlsx or .csv file name")
+    if target.suffix.lower() not in FORMATS:
+        _fail(f"--out {target}: use a .xlsx, .csv or .parquet file name")
     if resend_unknown and not journal:
         _fail("--resend-unknown needs --journal (it resends what the journal knows as unknown)")
     echo = (lambda *a, **k: None) if quiet else click.echo
@@ -268,7 +268,7 @@ def send_command(
         except ConfigurationError as exc:
             _fail(str(exc))
         try:
-            export_results(results, target)
+            export_results(results, target, data=df)
         except KwaBatchError as exc:
             _fail(str(exc))
     run = results.attrs.get("run", {})
@@ -362,13 +362,15 @@ def _env_sender() -> str | None:
     return os.environ.get(ENV_FROM) or None
 
 
-def _print_summary(results: pd.DataFrame, target: Path) -> None:
+def _print_summary(results: pd.DataFrame, target: Path | None) -> None:
     counts = summarize(results)["rows"]
     shown = ", ".join(f"{int(n)} {status}" for status, n in counts.items() if n)
     click.echo(f"\nOutcome: {shown}")
     for row in error_counts(results).itertuples(index=False):
         meaning = ERROR_CODES[row.error_code].meaning if row.error_code in ERROR_CODES else ""
         click.echo(f"  {row.error_code:<11} {int(row.rows):>6} {row.status:<9} {meaning}")
+    if target is None:
+        return
     click.echo(
         f"Results: {target} ({len(results)} rows, one per input row; "
         "the Errors sheet says how to fix each)"
@@ -500,6 +502,24 @@ def emulator_command(
         + (f"; {emu.rate_limited} request(s) over the rate limit" if emu.rate_limited else "")
         + "."
     )
+
+
+@cli.command("report")
+@click.argument("results_file", type=click.Path(dir_okay=False))
+def report_command(results_file: str) -> None:
+    """Print the summary of an exported results file (.xlsx, .csv or .parquet).
+
+    Exits like the run that wrote it: 0 all sent, 1 some rejected or failed, 3 incomplete.
+    """
+    try:
+        results = load_results(results_file)
+    except KwaBatchError as exc:
+        _fail(str(exc))
+    run = results.attrs.get("run") or {}
+    when = f", run {run['started_at']}" if run.get("started_at") else ""
+    click.echo(f"{results_file}: {len(results)} rows{when}")
+    _print_summary(results, None)
+    sys.exit(exit_code(results))
 
 
 def main() -> None:

@@ -265,6 +265,12 @@ class _Run:
         return last
 
 
+def _now() -> datetime:
+    """Now, in UTC, to the millisecond (what a spreadsheet keeps exactly)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 def _failure(request: Request, status: str, exc: ApiError, attempt: int) -> _Done:
     return _Done(
         request,
@@ -273,7 +279,7 @@ def _failure(request: Request, status: str, exc: ApiError, attempt: int) -> _Don
         exc.message,
         http_status=exc.http_status,
         attempts=attempt,
-        sent_at=datetime.now(UTC),
+        sent_at=_now(),
     )
 
 
@@ -283,7 +289,7 @@ def _success(request: Request, result: SendResult, attempt: int) -> _Done:
         "sent",
         http_status=result.http_status,
         attempts=attempt,
-        sent_at=datetime.now(UTC),
+        sent_at=_now(),
         request_id=result.request_id,
         message_ids=[result.message_id_for(number) for number in request.numbers],
     )

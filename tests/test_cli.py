@@ -124,7 +124,7 @@ def test_send_to_unreachable_api_exits_3(runner: CliRunner, write_csv, tmp_path:
 def test_bad_out_extension_exits_2(runner: CliRunner, write_csv) -> None:
     result = runner.invoke(cli, ["send", str(write_csv(CLEAN)), "--emulator", "--out", "r.json"])
     assert result.exit_code == 2
-    assert "use a .xlsx or .csv" in result.output
+    assert "use a .xlsx, .csv or .parquet" in result.output
 
 
 def test_emulator_command_prints_how_to_connect_and_masks_a_given_key() -> None:
@@ -290,3 +290,19 @@ def test_ctrl_c_exits_130_writes_results_and_resume_completes(tmp_path: Path) ->
         assert (final["status"] == "sent").all()
         assert len(emu.messages) == rows
         assert not emu.messages["to"].duplicated().any()
+
+
+def test_report_prints_the_summary_of_an_exported_file(
+    runner: CliRunner, sample_csv: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.parquet"
+    sent = runner.invoke(cli, ["send", str(sample_csv), "--emulator", "--out", str(out)])
+    assert sent.exit_code == 1, sent.output
+    result = runner.invoke(cli, ["report", str(out)])
+    assert result.exit_code == 1
+    assert "20 rows" in result.output
+    assert "Outcome: 15 sent, 5 rejected" in result.output
+    assert "KWA004" in result.output
+    missing = runner.invoke(cli, ["report", str(tmp_path / "nope.xlsx")])
+    assert missing.exit_code == 2
+    assert "no such file" in missing.output

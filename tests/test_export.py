@@ -1,4 +1,4 @@
-"""Exports: numbers stay text, nothing becomes a formula, CSV survives Excel and comes back."""
+"""Exports: numbers stay text, nothing becomes a formula, and every format reads back."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import SENDER
 from openpyxl import load_workbook
 
-from kwa_batch import KwaBatchError, export_results, load_recipients
+from kwa_batch import Emulator, KwaBatchError, export_results, load_recipients, send, validate
+from kwa_batch.export import load_results
 from kwa_batch.results import results_frame
 
 
@@ -23,7 +25,7 @@ def results() -> pd.DataFrame:
         "http_status": [200, 400, None, None],
         "attempts": [1, 1, 0, 0],
         "sent_at": [
-            datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
+            datetime(2026, 11, 25, 10, 0, 0, 123000, tzinfo=UTC),
             datetime(2026, 11, 25, 10, 1, tzinfo=UTC),
             None,
             None,
@@ -33,6 +35,15 @@ def results() -> pd.DataFrame:
     frame = results_frame(records, pd.RangeIndex(4))
     frame.attrs["run"] = {"base_url": "http://127.0.0.1:1", "concurrency": 8}
     return frame
+
+
+@pytest.fixture(scope="module")
+def real_results(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Results of the sample file sent to the emulator, with its input."""
+    df = load_recipients(Path(__file__).resolve().parent.parent / "sample_data" / "recipients.csv")
+    with Emulator() as emu:
+        out = send(validate(df, sender=SENDER), emu.client(), progress=False)
+    return df, out
 
 
 def test_results_frame_has_contract_dtypes() -> None:
@@ -56,30 +67,80 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     assert cells[(2, "to")].value == "+919876543210"
     assert cells[(2, "to")].data_type == "s"
     assert cells[(4, "to")].value == '=HYPERLINK("http://evil")'
-    assert all(cell.data_type != "f" for row in book["Results"].iter_rows() for cell in row)
-    assert cells[(2, "sent_at")].value == datetime(2026, 11, 25, 10, 0)
+    assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
+    assert cells[(2, "sent_at")].value == datetime(2026, 11, 25, 10, 0, 0, 123000)
     assert cells[(4, "http_status")].value is None
     assert sheet.freeze_panes == "A2"
     assert sheet.auto_filter.ref == "A1:J5"
+    assert sheet.column_dimensions["B"].width >= len('=HYPERLINK("http://evil")')
     errors = book["Errors"]
     assert errors.max_row == 4  # header + the failed and the two rejected rows
+    assert [c.value for c in errors[1]][-1] == "fix"
+    assert "E.164" in errors.cell(2, errors.max_column).value
     summary = [[c.value for c in row][:3] for row in book["Summary"].iter_rows()]
     assert ["sent", 1, 0.25] in summary
     assert ["rejected", 2, 0.5] in summary
+    assert ["concurrency", "8", None] in summary
+
+
+def test_xlsx_round_trip(real_results, tmp_path: Path) -> None:
+    _, sent = real_results
+    back = load_results(export_results(sent, tmp_path / "r.xlsx"))
+    pd.testing.assert_frame_equal(back, sent, check_index_type=False)
+
+
+def test_parquet_round_trip_keeps_types_and_run(real_results, tmp_path: Path) -> None:
+    _, sent = real_results
+    back = load_results(export_results(sent, tmp_path / "r.parquet"))
+    pd.testing.assert_frame_equal(back, sent)
+    assert back.attrs["run"]["concurrency"] == sent.attrs["run"]["concurrency"]
+
+
+def test_csv_round_trip_except_neutralised_cells(real_results, tmp_path: Path) -> None:
+    _, sent = real_results
+    back = load_results(export_results(sent, tmp_path / "r.csv"))
+    pd.testing.assert_frame_equal(back, sent, check_index_type=False)
+
+
+def test_input_columns_go_alongside_the_outcome(real_results, tmp_path: Path) -> None:
+    df, sent = real_results
+    path = export_results(sent, tmp_path / "r.xlsx", data=df)
+    back = load_results(path)
+    assert list(back.columns[: len(sent.columns)]) == list(sent.columns)
+    assert back.loc[1, "to_as_written"] == "+91 98450 12345"
+    assert back.loc[1, "to"] == "+919845012345"
+    assert back.loc[0, "name"] == "Priya Sharma"
+    with pytest.raises(KwaBatchError, match="same index"):
+        export_results(sent, tmp_path / "x.xlsx", data=df.head(3))
 
 
 def test_csv_has_bom_neutralises_formulas_and_keeps_phones(tmp_path: Path) -> None:
     path = export_results(results(), tmp_path / "out.csv")
-    raw = path.read_bytes()
-    assert raw.startswith(b"\xef\xbb\xbf")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
     back = load_recipients(path)
     assert back["to"].tolist()[:2] == ["+919876543210", "+447911123456"]
     assert back.loc[2, "to"] == '\'=HYPERLINK("http://evil")'
     assert back.loc[2, "error_message"] == "'-1+1 is not a number"
     assert back.loc[3, "error_message"] == "'@mention"
-    assert back.loc[0, "sent_at"] == "2026-11-25 10:00:00"
+    assert back.loc[0, "sent_at"] == "2026-11-25 10:00:00.123000"
+
+
+def test_control_characters_become_visible_in_xlsx(tmp_path: Path) -> None:
+    frame = results()
+    frame.loc[1, "error_message"] = "bell\x07 here"
+    path = export_results(frame, tmp_path / "out.xlsx")
+    assert load_workbook(path)["Results"]["F3"].value == "bell\\x07 here"
 
 
 def test_unknown_extension_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(KwaBatchError, match=r"use a \.xlsx or \.csv"):
+    with pytest.raises(KwaBatchError, match=r"use a \.xlsx, \.csv or \.parquet"):
         export_results(results(), tmp_path / "out.json")
+
+
+def test_load_results_refuses_other_files(tmp_path: Path, sample_csv: Path) -> None:
+    from kwa_batch import InputError
+
+    with pytest.raises(InputError, match="not a kwa_batch results file"):
+        load_results(sample_csv)
+    with pytest.raises(InputError, match="no such file"):
+        load_results(tmp_path / "missing.xlsx")

@@ -1,0 +1,87 @@
+"""A picture of the outcome: rows by status and by error code (matplotlib, optional).
+
+Install the extra for it: ``pip install 'kwa-batch[charts]'``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from .errors import ERROR_CODES, KwaBatchError
+from .results import STATUSES, summarize
+
+__all__ = ["STATUS_COLORS", "plot_outcomes"]
+
+STATUS_COLORS = {
+    "sent": "#2da44e",
+    "failed": "#cf222e",
+    "unknown": "#bf8700",
+    "not_sent": "#8c959f",
+    "rejected": "#8250df",
+}
+
+
+def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
+    """Draw rows by status (left) and by error code (right); returns the matplotlib Figure.
+
+    Args:
+        results: a results frame from :func:`kwa_batch.send` or :func:`load_results`.
+        title: a title for the figure (default: the counts in words).
+
+    Raises:
+        KwaBatchError: matplotlib is not installed.
+    """
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise KwaBatchError("charts need matplotlib: pip install 'kwa-batch[charts]'") from None
+    counts = summarize(results)["rows"]
+    by_code = (
+        results.dropna(subset=["error_code"])
+        .groupby(["error_code", "status"])
+        .size()
+        .unstack("status", fill_value=0)
+        .reindex(columns=[s for s in STATUSES if s != "sent"], fill_value=0)
+    )
+    by_code = by_code.loc[by_code.sum(axis=1).sort_values().index]
+    has_codes = not by_code.empty
+    figure, axes = plt.subplots(
+        1,
+        2 if has_codes else 1,
+        figsize=(11 if has_codes else 6, 0.5 + 0.45 * max(len(STATUSES), len(by_code))),
+        squeeze=False,
+        layout="constrained",
+    )
+    left = axes[0][0]
+    order = list(reversed(STATUSES))
+    bars = left.barh(
+        order, [int(counts[s]) for s in order], color=[STATUS_COLORS[s] for s in order]
+    )
+    left.bar_label(bars, padding=3)
+    left.set_xlabel("rows")
+    left.set_title("by status")
+    left.spines[["top", "right"]].set_visible(False)
+    if has_codes:
+        right = axes[0][1]
+        bottom = pd.Series(0, index=by_code.index)
+        for status in by_code.columns:
+            values = by_code[status]
+            if values.any():
+                right.barh(
+                    by_code.index, values, left=bottom, color=STATUS_COLORS[status], label=status
+                )
+                bottom = bottom + values
+        labels = [
+            f"{code}  {ERROR_CODES[code].meaning}" if code in ERROR_CODES else code
+            for code in by_code.index
+        ]
+        right.set_yticks(range(len(by_code)), labels)
+        right.set_xlabel("rows")
+        right.set_title("by error code")
+        right.legend(frameon=False, loc="lower right")
+        right.spines[["top", "right"]].set_visible(False)
+    total = int(counts.sum())
+    figure.suptitle(title or f"{int(counts['sent'])} of {total} rows sent")
+    return figure

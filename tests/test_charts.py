@@ -1,0 +1,33 @@
+"""The outcome chart draws what the results say."""
+
+from __future__ import annotations
+
+import matplotlib
+import pandas as pd
+
+from kwa_batch import plot_outcomes
+
+matplotlib.use("Agg")
+
+
+def test_chart_bars_match_the_counts(tmp_path) -> None:
+    results = pd.DataFrame(
+        {
+            "status": ["sent"] * 5 + ["rejected", "rejected", "failed"],
+            "error_code": [None] * 5 + ["E13009", "KWA004", "E13008"],
+        }
+    )
+    figure = plot_outcomes(results)
+    left, right = figure.axes
+    widths = {bar.get_y(): bar.get_width() for bar in left.patches}
+    assert sorted(widths.values()) == [0, 0, 1, 2, 5]
+    assert figure._suptitle.get_text() == "5 of 8 rows sent"
+    labels = [t.get_text() for t in right.get_yticklabels()]
+    assert any(label.startswith("E13009") for label in labels)
+    figure.savefig(tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").stat().st_size > 1000
+
+
+def test_chart_without_errors_has_one_panel() -> None:
+    figure = plot_outcomes(pd.DataFrame({"status": ["sent"] * 3, "error_code": [None] * 3}))
+    assert len(figure.axes) == 1
