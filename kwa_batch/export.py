@@ -277,9 +277,13 @@ def load_results(path: str | Path) -> pd.DataFrame:
         index = index.astype("int64")
     else:
         index = pd.Index(frame[index_name].astype("str"))
+    run = frame.attrs.get("run")
     frame = frame.drop(columns=index_name)
     frame.index = index.rename(None if index_name == "row" else index_name)
-    return _typed(frame)
+    typed = _typed(frame)
+    if run:
+        typed.attrs["run"] = run
+    return typed
 
 
 def _check_results(source: Path, columns: pd.Index) -> None:
@@ -301,13 +305,23 @@ def _read_xlsx(source: Path) -> pd.DataFrame:
         book.close()
         raise InputError(f"{source}: has no 'Results' sheet: not a kwa_batch results workbook")
     rows = list(book["Results"].iter_rows(values_only=True))
+    run: dict[str, str] = {}
+    if "Summary" in book.sheetnames:
+        in_run = False
+        for values in book["Summary"].iter_rows(values_only=True):
+            if values and values[0] == "run":
+                in_run = True
+            elif in_run and values and values[0] not in (None, "times"):
+                run[str(values[0])] = "" if values[1] is None else str(values[1])
     book.close()
     if not rows:
         raise InputError(f"{source}: the Results sheet is empty")
     header = [str(h) for h in rows[0] if h is not None]
     width = len(header)
     body = [(list(r) + [None] * width)[:width] for r in rows[1:]]
-    return pd.DataFrame(body, columns=header, dtype="object")
+    frame = pd.DataFrame(body, columns=header, dtype="object")
+    frame.attrs["run"] = run
+    return frame
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
