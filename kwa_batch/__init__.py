@@ -37,10 +37,13 @@ from .errors import (
 )
 from .export import export_results, load_results
 from .phones import normalize_phone
+from .receipts import load_receipts, merge_receipts
+from .receiver import Receiver
 from .recipients import load_recipients
 from .results import STATUSES, summarize
 from .schema import ValidationReport, validate
 from .sender import send
+from .windows import closed_window_rows, open_windows
 
 __all__ = [
     "ERROR_CODES",
@@ -57,17 +60,22 @@ __all__ = [
     "KwaAccessor",
     "KwaBatchError",
     "RateLimitError",
+    "Receiver",
     "SendResult",
     "ServerError",
     "TransportError",
     "ValidationError",
     "ValidationReport",
     "__version__",
+    "closed_window_rows",
     "describe_code",
     "export_results",
+    "load_receipts",
     "load_recipients",
     "load_results",
+    "merge_receipts",
     "normalize_phone",
+    "open_windows",
     "plot_outcomes",
     "send",
     "summarize",

@@ -7,11 +7,15 @@ Exit codes: 0 every row sent (or valid, for ``validate``); 1 some rows rejected 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import signal
 import sys
-from contextlib import ExitStack
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
 from pathlib import Path
+from typing import Any
 
 import click
 import pandas as pd
@@ -23,6 +27,8 @@ from .emulator import Emulator
 from .errors import ERROR_CODES, ConfigurationError, KwaBatchError, describe_code
 from .export import FORMATS, export_results, load_results
 from .planner import plan_requests
+from .receipts import delivery_counts, load_receipts, merge_receipts
+from .receiver import CALLBACK_PATH, ENV_STORE, ENV_TOKEN, Receiver
 from .recipients import load_recipients
 from .results import error_counts, exit_code, summarize
 from .schema import ValidationReport, validate
@@ -57,7 +63,7 @@ def _print_problems(report: ValidationReport, *, by_code: bool) -> None:
         where = f"line {row.line}" if pd.notna(row.line) else f"row {row.row}"
         value = "" if pd.isna(row.value) else str(row.value)
         message = row.message
-        if repr(value) not in message:
+        if value and repr(value) not in message:
             shown = value if len(value) <= 40 else value[:37] + "..."
             message = f"{shown!r}: {message}"
         click.echo(f"  {where:>9}  {row.column:<13} {row.error_code:<7} {message}")
@@ -88,20 +94,103 @@ def cli(log_level: str) -> None:
     )
 
 
+def _message_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that build messages from columns, shared by ``validate`` and ``send``;
+    the command receives them together as ``messages`` (validate()'s keyword arguments)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        kwargs["messages"] = {
+            "params_from": kwargs.pop("params_from"),
+            "body_template": kwargs.pop("body_template"),
+            "template_name": kwargs.pop("template_name"),
+            "lang_code": kwargs.pop("lang_code"),
+            "callback_url": kwargs.pop("callback_url"),
+        }
+        return command(*args, **kwargs)
+
+    options = [
+        click.option(
+            "--params-from",
+            metavar="COLUMNS",
+            help="Build a template's params from these columns, in order (comma-separated, "
+            "e.g. name,order_id), for rows without params.",
+        ),
+        click.option(
+            "--body-template",
+            metavar="TEXT",
+            help='Build a text body from columns, e.g. "Hi {name}, order {order_id} has '
+            'shipped", for rows without a body.',
+        ),
+        click.option(
+            "--template",
+            "template_name",
+            metavar="NAME",
+            help="Template name for rows without one (rows with a template name are "
+            "template messages).",
+        ),
+        click.option("--lang", "lang_code", metavar="CODE", help="lang_code for rows without one."),
+        click.option("--callback-url", metavar="URL", help="callback_url for rows without one."),
+    ]
+    for option in reversed(options):
+        run = option(run)
+    return run
+
+
+def _validate(
+    df: pd.DataFrame, region: str | None, sender: str | None, messages: dict[str, Any]
+) -> ValidationReport:
+    """validate(), with a setting it cannot use reported in one line (exit 2)."""
+    try:
+        return validate(df, default_region=region, sender=sender, **messages)
+    except KwaBatchError as exc:
+        _fail(str(exc))
+        raise AssertionError from exc  # unreachable: _fail exits
+
+
 @cli.command("validate")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--region", metavar="CC", help="Country of numbers written without + (e.g. IN).")
 @click.option(
     "--from", "sender", metavar="NUMBER", envvar=ENV_FROM, help="Sender for rows without one."
 )
-def validate_command(file: str, region: str | None, sender: str | None) -> None:
-    """Check FILE without sending anything: which rows are valid, which not and why."""
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    help="Also write every problem, with its fix, to this .csv or .xlsx file.",
+)
+@_message_options
+def validate_command(
+    file: str,
+    region: str | None,
+    sender: str | None,
+    report_path: str | None,
+    messages: dict[str, Any],
+) -> None:
+    """Check FILE without sending anything: which rows are valid, which not and why.
+
+    Exit code 0 when every row is valid, 1 when some are not, 2 when FILE or a setting
+    cannot be used.
+    """
     df = _load(file)
-    report = validate(df, default_region=region, sender=sender)
+    report = _validate(df, region, sender, messages)
     click.echo(
         f"{file}: {len(df)} row(s), {len(report.valid)} valid, {len(report.invalid)} invalid"
     )
+    encoding = df.attrs.get("encoding")
+    if encoding and encoding not in ("utf-8", "utf-8-sig", "utf-16", "utf-32"):
+        click.echo(
+            f"Note: the file is not UTF-8; it was read as {encoding}. Check accented names, or "
+            "save it as 'CSV UTF-8'."
+        )
     _print_problems(report, by_code=True)
+    if report_path:
+        try:
+            written = report.save(report_path)
+        except KwaBatchError as exc:
+            _fail(str(exc))
+        click.echo(f"\nReport: {written} ({len(report.errors)} problem(s), with the fix for each)")
     sys.exit(EXIT_OK if report.ok else EXIT_ROWS)
 
 
@@ -186,6 +275,7 @@ def validate_command(file: str, region: str | None, sender: str | None) -> None:
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     help="How much the library logs to stderr (phone numbers masked).",
 )
+@_message_options
 def send_command(
     file: str,
     emulator: bool,
@@ -205,6 +295,7 @@ def send_command(
     base_url: str | None,
     quiet: bool,
     log_level: str | None,
+    messages: dict[str, Any],
 ) -> None:
     """Validate FILE, send every valid row, and write one result per row.
 
@@ -244,7 +335,7 @@ def send_command(
             )
             echo(f"Sending through {client.base_url} as {creds.sid}.")
         stack.enter_context(client)
-        report = validate(df, default_region=region, sender=sender)
+        report = _validate(df, region, sender, messages)
         echo(f"{file}: {len(df)} row(s), {len(report.valid)} valid, {len(report.invalid)} invalid")
         if not quiet:
             _print_problems(report, by_code=False)
@@ -435,6 +526,15 @@ def _print_summary(results: pd.DataFrame, target: Path | None) -> None:
     "n); beyond it: 429 with Retry-After. [default: no limit]",
 )
 @click.option("--seed", metavar="N", type=int, help="Makes faults, jitter and ids reproducible.")
+@click.option(
+    "--callback",
+    "callback_specs",
+    metavar="KEY=VALUE",
+    multiple=True,
+    help="How the callbacks to a message's callback_url are played (to this machine only); "
+    "repeatable: method=GET|POST, delay=SECONDS, delivered=SHARE, read=SHARE, reply=SHARE, "
+    "failed_code=CODE; or 'off'. [default: every message sent, then delivered; GET]",
+)
 def emulator_command(
     host: str,
     port: int,
@@ -447,8 +547,16 @@ def emulator_command(
     late_delay: float,
     rate: float | None,
     seed: int | None,
+    callback_specs: tuple[str, ...],
 ) -> None:
     """Run a local Kaleyra-compatible server until Ctrl-C (nothing leaves this machine)."""
+    callback_settings: dict[str, str] = {}
+    for spec in callback_specs:
+        key, sep, value = spec.partition("=")
+        if spec.strip().lower() != "off" and not sep:
+            _fail(f"--callback {spec}: write KEY=VALUE (e.g. --callback read=0.7) or 'off'")
+        callback_settings[key.strip()] = value.strip()
+    callbacks_off = callback_settings.pop("off", None) is not None
     faults: dict[str, float] = {}
     for spec in fault_specs:
         name, _, probability = spec.partition("=")
@@ -469,6 +577,7 @@ def emulator_command(
             retry_after=retry_after,
             late_delay=late_delay,
             seed=seed,
+            callbacks=False if callbacks_off else (callback_settings or True),
         )
     except ValueError as exc:
         _fail(f"--fault: {exc}" if "fault" in str(exc) else str(exc))
@@ -493,6 +602,13 @@ def emulator_command(
         click.echo(f"  faults: {shown}" + (f" ({', '.join(details)})" if details else ""))
     if rate is not None:
         click.echo(f"  rate limit: {rate:g} messages per second")
+    played = emu.callbacks
+    if played is not None:
+        click.echo(
+            f"  callbacks to a message's callback_url on this machine ({played.method}): "
+            f"{played.delivered * 100:g}% delivered, {played.read * 100:g}% of those read"
+            + (f", every {played.delay:g} s" if played.delay else "")
+        )
     click.echo("Nothing leaves this machine. Press Ctrl-C to stop.")
     emu.serve_forever()
     served = ", ".join(f"{n} x{k}" for n, k in emu.faults_injected.items() if k)
@@ -520,6 +636,138 @@ def report_command(results_file: str) -> None:
     click.echo(f"{results_file}: {len(results)} rows{when}")
     _print_summary(results, None)
     sys.exit(exit_code(results))
+
+
+@cli.command("receive")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface, e.g. behind a tunnel or a proxy).",
+)
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port (0: a free one). The sample data's callback_url uses 8765.",
+)
+@click.option(
+    "--store",
+    required=True,
+    envvar=ENV_STORE,
+    type=click.Path(dir_okay=False),
+    help=f"SQLite file the callbacks go in (created when missing) [env: {ENV_STORE}].",
+)
+@click.option(
+    "--token",
+    metavar="SECRET",
+    envvar=ENV_TOKEN,
+    help=f"Refuse callbacks that do not carry this token [env: {ENV_TOKEN}]; prefer the "
+    "variable (a flag shows in ps).",
+)
+def receive_command(host: str, port: int, store: str, token: str | None) -> None:
+    """Receive Kaleyra's callbacks (delivery statuses, replies) into a store until Ctrl-C.
+
+    Give Kaleyra the callback_url it prints (the callback_url column of the recipients
+    file); then `kwa-batch status RESULTS --receipts STORE` puts the statuses next to
+    each row.
+    """
+    try:
+        receiver = Receiver(store, host=host, port=port, token=token or None)
+        receiver.start()
+    except (ValueError, KwaBatchError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port} or open {store}: {exc.strerror or exc}")
+    shown_url = receiver.url + CALLBACK_PATH + ("?token=****" if token else "")
+    click.echo(f"Receiving Kaleyra callbacks on {receiver.url} into {store}")
+    click.echo(f"  callback_url: {shown_url}")
+    if token:
+        click.echo("  (**** is your token; it may also come in an X-Kwa-Token header)")
+    else:
+        click.echo("  No --token: anyone who can reach this port can add callbacks.")
+    if host in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            "  Listening on this machine only: Kaleyra reaches it through an HTTPS tunnel or "
+            "reverse proxy."
+        )
+    click.echo("Press Ctrl-C to stop.")
+    receiver_log = logging.getLogger("kwa_batch.receiver")
+    if receiver_log.getEffectiveLevel() > logging.INFO:
+        receiver_log.setLevel(logging.INFO)  # one line per callback, numbers masked
+    _serve_until_signalled(receiver)
+    stats = receiver.stats
+    counts = receiver.store.counts()
+    receiver.store.close()
+    click.echo(
+        f"Stopped; {stats['stored']} callback(s) stored, {stats['repeated']} repeated, "
+        f"{stats['refused']} refused. {store} holds {counts['status_updates']} status "
+        f"update(s) and {counts['incoming_messages']} incoming message(s)."
+    )
+
+
+def _serve_until_signalled(receiver: Receiver) -> None:
+    """Serve until Ctrl-C or SIGTERM (a process manager's stop), then stop cleanly."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        with suppress(ValueError):  # not the main thread (e.g. under a test runner's thread)
+            previous[number] = signal.signal(number, interrupt)
+    try:
+        receiver.serve_forever()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@cli.command("status")
+@click.argument("results_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--receipts",
+    "store",
+    required=True,
+    metavar="STORE",
+    type=click.Path(dir_okay=False),
+    help="The SQLite store `kwa-batch receive` writes.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Merged results: .xlsx, .csv or .parquet [default: RESULTS_FILE's name + "
+    ".status + its extension, beside it].",
+)
+def status_command(results_file: str, store: str, out: str | None) -> None:
+    """Put each message's delivery status (delivered, read, failed) next to its row.
+
+    Reads RESULTS_FILE (written by `kwa-batch send`) and the callbacks in STORE, and
+    writes the results with delivery_status, delivered_at, read_at and
+    delivery_error_code added.
+    """
+    source = Path(results_file)
+    target = Path(out) if out else source.with_name(f"{source.stem}.status{source.suffix}")
+    if target.suffix.lower() not in FORMATS:
+        _fail(f"--out {target}: use a .xlsx, .csv or .parquet file name")
+    if target.resolve() == source.resolve():
+        _fail(f"--out {target}: choose another file than the results it reads")
+    try:
+        results = load_results(source)
+        merged = merge_receipts(results, load_receipts(store))
+        export_results(merged, target)
+    except KwaBatchError as exc:
+        _fail(str(exc))
+    counts = delivery_counts(merged)
+    click.echo(f"{results_file}: {len(merged)} rows, {int(counts.sum())} with a message id")
+    shown = ", ".join(f"{int(n)} {status}" for status, n in counts.items() if n)
+    click.echo(f"Delivery: {shown or 'nothing was sent'}")
+    codes = merged["delivery_error_code"].dropna().value_counts()
+    for code, rows in codes.items():
+        meaning = ERROR_CODES[code].meaning if code in ERROR_CODES else ""
+        click.echo(f"  {code:<11} {int(rows):>6} failed {meaning}".rstrip())
+    click.echo(f"Results: {target} ({len(merged)} rows, one per input row)")
 
 
 def main() -> None:

@@ -137,14 +137,24 @@ parse it as a float (:class:`~kwa_batch.client.KaleyraClient` does).
 :attr:`Emulator.rate_limited` the requests refused by the rate limit; :meth:`Emulator.reset`
 zeroes them.
 
+Callbacks
+---------
+A message with a ``callback_url`` gets the callbacks Kaleyra would post there, from
+background threads (:mod:`kwa_batch.emulator_callbacks`): ``sent``, then ``delivered``,
+then ``read``, or ``sent`` then ``failed`` with a code, in proportions and with delays set
+by ``callbacks=`` and drawn from ``seed``; a read message may be answered by its
+recipient, and :meth:`Emulator.reply` posts a reply on demand. They go **only to loopback
+hosts** (``127.0.0.1``, ``::1``, ``localhost``): any other host is skipped and logged,
+never contacted. :meth:`Emulator.wait_for_callbacks` waits for them;
+:meth:`Emulator.stop` drops those not posted yet. A message without ``callback_url``
+costs nothing more.
+
 Serving
 -------
-Werkzeug's threaded server, one thread per connection, with HTTP/1.1 keep-alive. Werkzeug
-3 forces ``Connection: close`` on every answer (and reads for 10 ms after each one to
-drain the socket), so the handler here replaces its ``run_wsgi`` with one that reads
-exactly the request body, answers with ``Content-Length`` in a single write, and keeps the
-connection open. Werkzeug's access log is silenced (it would print phone numbers); this
-module logs through :mod:`logging` with numbers masked to their last four digits.
+Werkzeug's threaded server with real HTTP/1.1 keep-alive, from a background thread
+(:mod:`kwa_batch.serving`). Werkzeug's access log is silenced (it would print phone
+numbers); this module logs through :mod:`logging` with numbers masked to their last four
+digits.
 """
 
 from __future__ import annotations
@@ -157,17 +167,14 @@ import math
 import random
 import re
 import secrets
-import socket
-import struct
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -177,9 +184,10 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import MultiPartParser
 from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
-from werkzeug.serving import DechunkedInput, ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Request
-from werkzeug.wsgi import LimitedStream
+
+from .emulator_callbacks import CallbackPoster, CallbackSettings
+from .serving import ABORT, CAN_ABORT, BackgroundServer
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -249,16 +257,8 @@ _MESSAGES = {
     "E500": "Internal server error",
 }
 
-# How often the background server checks for stop(): the cost of stop() is up to this.
-_POLL_INTERVAL = 0.05
-# WSGI environ keys between the handler and the application, for the "reset" fault.
-_CAN_ABORT = "kwa_batch.emulator.can_abort"
-_ABORT = "kwa_batch.emulator.abort"
 # Probabilities that add up to 1 within this are taken as 1 (0.1 + 0.2 + 0.7 > 1 in floats).
 _SUM_TOLERANCE = 1e-9
-# A request body left unread by the application is drained up to this many bytes to keep
-# the connection; beyond it the connection is closed instead.
-_DRAIN_LIMIT = 64 * 1024
 
 
 def _mask(number: str) -> str:
@@ -480,183 +480,6 @@ def _read_fields(request: Request) -> tuple[dict[str, str], _BadBody | None]:
     return {name: value for name, value in kept.items() if name}, problem
 
 
-# -- the server ---------------------------------------------------------------------------
-
-
-class _Handler(WSGIRequestHandler):
-    """Werkzeug's handler with real keep-alive, one write per answer, and no access log."""
-
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        # Answers are one write; without this Nagle's algorithm can hold it back.
-        with suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self.connection)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Do nothing: the access log would print phone numbers on every request."""
-
-    def log(self, type: str, message: str, *args: Any) -> None:
-        log.debug("http %s: " + message, type, *args)
-
-    def run_wsgi(self) -> None:
-        # "Expect: 100-continue" was answered by http.server's parse_request already.
-        environ = self.environ = self.make_environ()
-
-        stream: LimitedStream | DechunkedInput | None = None
-        if "wsgi.input_terminated" in environ:  # chunked: werkzeug wrapped it already
-            stream = environ["wsgi.input"]
-        else:
-            length_text = self.headers.get("Content-Length")
-            try:
-                length = int(length_text) if length_text is not None else 0
-            except ValueError:
-                length = -1
-            if length < 0:
-                self.send_error(400, "Bad Content-Length")
-                return
-            stream = LimitedStream(cast("IO[bytes]", self.rfile), length)
-            environ["wsgi.input"] = stream
-            environ["wsgi.input_terminated"] = True
-
-        environ[_CAN_ABORT] = True
-        status = "500 Internal Server Error"
-        headers: list[tuple[str, str]] = []
-
-        def start_response(
-            status_line: str, response_headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            nonlocal status, headers
-            status, headers = status_line, list(response_headers)
-            return _no_write
-
-        try:
-            chunks = self.server.app(environ, start_response)
-            try:
-                body = b"".join(chunks)
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()
-        except Exception:
-            log.exception("the emulator failed on a request")
-            status = "500 Internal Server Error"
-            body = json.dumps(_Refusal(500, "E500", {}).payload()).encode()
-            headers = [("Content-Type", "application/json")]
-            self.close_connection = True
-
-        if environ.get(_ABORT):
-            self._abort()
-            return
-        if not self._drained(stream):
-            self.close_connection = True
-
-        lines = [
-            f"{self.protocol_version} {status}\r\n",
-            f"Server: {self.version_string()}\r\n",
-            f"Date: {self.date_time_string()}\r\n",
-        ]
-        lines.extend(f"{name}: {value}\r\n" for name, value in headers)
-        if not any(name.lower() == "content-length" for name, _ in headers):
-            lines.append(f"Content-Length: {len(body)}\r\n")
-        if self.close_connection:
-            lines.append("Connection: close\r\n")
-        elif self.request_version == "HTTP/1.0":
-            lines.append("Connection: keep-alive\r\n")
-        lines.append("\r\n")
-        head = "".join(lines).encode("latin-1")
-        self.wfile.write(head if self.command == "HEAD" else head + body)
-
-    def _abort(self) -> None:
-        """Drop the connection without an answer: RST (linger 0), not a graceful FIN."""
-        self.close_connection = True
-        with suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.server.abort_on_close(self.connection)
-
-    @staticmethod
-    def _drained(stream: LimitedStream | DechunkedInput | None) -> bool:
-        """Consume what the application left of the body, so the next request starts clean."""
-        try:
-            if isinstance(stream, LimitedStream):
-                if stream.limit - stream.tell() > _DRAIN_LIMIT:
-                    return False
-                stream.exhaust()
-                return True
-            if isinstance(stream, DechunkedInput):
-                drained = 0
-                while drained <= _DRAIN_LIMIT:
-                    chunk = stream.read(8192)
-                    if not chunk:
-                        return True
-                    drained += len(chunk)
-                return False
-        except OSError:
-            return False
-        return True
-
-
-def _no_write(data: bytes) -> None:
-    raise RuntimeError("the emulator's handler does not support the WSGI write() callable")
-
-
-class _Server(ThreadedWSGIServer):
-    """Werkzeug's threaded server on a socket we bound, tracking open connections."""
-
-    def __init__(self, sock: socket.socket, app: Any) -> None:
-        self._open: set[socket.socket] = set()
-        self._aborted: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        host, port = sock.getsockname()[:2]
-        super().__init__(host, port, app, handler=_Handler, fd=sock.fileno())
-
-    def track(self, connection: socket.socket) -> None:
-        with self._open_lock:
-            self._open.add(connection)
-
-    def untrack(self, connection: socket.socket) -> None:
-        with self._open_lock:
-            self._open.discard(connection)
-
-    def abort_on_close(self, connection: socket.socket) -> None:
-        """Close ``connection`` without shutting it down first (so linger 0 sends RST)."""
-        with self._open_lock:
-            self._aborted.add(connection)
-
-    def shutdown_request(self, request: Any) -> None:
-        if self._aborted:
-            with self._open_lock:
-                aborted = request in self._aborted
-                self._aborted.discard(request)
-            if aborted:
-                self.close_request(request)  # no shutdown(SHUT_WR): it would send a FIN
-                return
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Shut down kept-alive connections, whose threads would otherwise keep serving."""
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
-            with suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def log(self, type: str, message: str, *args: Any) -> None:
-        log.debug("http %s: " + message, type, *args)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("error while serving a connection", exc_info=True)
-
-
 # -- the emulator -------------------------------------------------------------------------
 
 
@@ -731,12 +554,19 @@ class Emulator:
             recipients counts n) over any one-second window; None: no limit.
         retry_after: seconds announced in ``Retry-After`` by the fault ``"429"``.
         late_delay: seconds added to the delay of a ``"late"`` answer.
-        seed: makes request ids (and the default SID), jitter and fault draws
-            reproducible.
+        seed: makes request ids (and the default SID), jitter, fault draws and the
+            callbacks' outcomes reproducible.
+        callbacks: the callbacks posted to a message's ``callback_url`` (loopback hosts
+            only): True for the defaults of
+            :class:`~kwa_batch.emulator_callbacks.CallbackSettings` (every message
+            ``sent`` then ``delivered``, GET, no delay), a mapping of settings to change
+            (``{"delay": 0.05, "delivered": 0.95, "read": 0.7, "method": "POST"}``), or
+            False for none. See "Callbacks" in the module's documentation.
 
     Raises:
         ValueError: a negative or non-finite number of seconds, a rate limit of 0 or less,
-            an unknown fault, or a probability outside ``[0, 1]``.
+            an unknown fault, a probability outside ``[0, 1]``, or a callback setting
+            that :class:`~kwa_batch.emulator_callbacks.CallbackSettings` refuses.
 
     Example:
         >>> with Emulator(sid="HXEMUDOC") as emu:  # doctest: +SKIP
@@ -759,6 +589,7 @@ class Emulator:
         retry_after: float = 1.0,
         late_delay: float = 5.0,
         seed: int | None = None,
+        callbacks: CallbackSettings | Mapping[str, Any] | bool = True,
     ) -> None:
         latency = _non_negative("latency", latency)
         jitter = _non_negative("jitter", jitter)
@@ -777,7 +608,6 @@ class Emulator:
         if api_key is not None and not api_key:
             raise ValueError("api_key must not be empty")
         self.host = host
-        self._port = int(port)
         self._rng = random.Random(seed)
         self.sid = sid.strip() if sid is not None else "HXEMU" + f"{self._rng.getrandbits(40):010X}"
         self.api_key = api_key if api_key is not None else secrets.token_hex(16)
@@ -787,6 +617,9 @@ class Emulator:
         self.retry_after = retry_after
         self.late_delay = late_delay
         self.seed = seed
+        settings = CallbackSettings.coerce(callbacks)
+        self._callbacks_on = settings is not None
+        self._poster = CallbackPoster(settings or CallbackSettings(), seed=seed)
 
         self._lock = threading.Lock()  # guards the ledger, the counters and the id generator
         # One entry per accepted request: (request_id, recipients, sender, type, channel,
@@ -811,9 +644,13 @@ class Emulator:
         self._window: deque[tuple[float, int]] = deque()  # (arrival, messages) in the last second
         self._window_total = 0
 
-        self._state_lock = threading.Lock()  # guards starting and stopping
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http = BackgroundServer(
+            self.wsgi_app,
+            host=host,
+            port=int(port),
+            name="kwa-emulator",
+            error_body=json.dumps(_Refusal(500, "E500", {}).payload()).encode(),
+        )
         self._stopping = threading.Event()  # wakes "late" answers when the server stops
 
     # -- addresses ------------------------------------------------------------------------
@@ -821,17 +658,16 @@ class Emulator:
     @property
     def port(self) -> int:
         """The port served (the one picked, once started with ``port=0``)."""
-        server = self._server
-        return int(server.port) if server is not None else self._port
+        return self._http.port
 
     @property
     def url(self) -> str:
-        """The base URL a client uses, e.g. ``http://127.0.0.1:54321``."""
-        port = self.port
-        if port == 0:
-            raise RuntimeError("the emulator is not started: call start() or use `with`")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{port}"
+        """The base URL a client uses, e.g. ``http://127.0.0.1:54321``.
+
+        Raises:
+            RuntimeError: the emulator was never started with port 0 (no port known yet).
+        """
+        return self._http.url
 
     @property
     def messages_url(self) -> str:
@@ -841,7 +677,7 @@ class Emulator:
     @property
     def running(self) -> bool:
         """True while the server accepts connections."""
-        return self._server is not None
+        return self._http.running
 
     def __repr__(self) -> str:
         parts = [
@@ -861,53 +697,30 @@ class Emulator:
 
     # -- life cycle -----------------------------------------------------------------------
 
-    def _make_server(self) -> _Server:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.create_server((self.host, self._port), family=family, backlog=128)
-        try:
-            return _Server(sock, self.wsgi_app)
-        finally:
-            sock.close()  # the server holds its own duplicate
-
     def start(self) -> Self:
         """Start serving in a daemon thread (no-op when already running); return self.
 
         Raises:
             OSError: the port cannot be bound (e.g. already in use).
         """
-        with self._state_lock:
-            if self._server is not None:
-                return self
-            server = self._make_server()
-            self._stopping.clear()
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": _POLL_INTERVAL},
-                name=f"kwa-emulator-{server.port}",
-                daemon=True,
-            )
-            thread.start()
-            self._server, self._thread = server, thread
-        log.info("Kaleyra emulator listening on %s (SID %s)", self.url, self.sid)
+        self._stopping.clear()
+        if self._http.start():
+            log.info("Kaleyra emulator listening on %s (SID %s)", self.url, self.sid)
         return self
 
     def stop(self) -> None:
         """Stop serving, close kept-alive connections and join the thread (idempotent).
 
-        Answers held back by the fault ``"late"`` are released (to closed connections).
+        Answers held back by the fault ``"late"`` are released (to closed connections);
+        callbacks not posted yet are dropped (:meth:`wait_for_callbacks` first to keep
+        them).
         """
-        with self._state_lock:
-            server, thread = self._server, self._thread
-            self._server = self._thread = None
-        if server is None:
-            return
+        port = self._http.port
         self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        server.close_connections()
-        if thread is not None:
-            thread.join(timeout=5)
-        log.info("Kaleyra emulator on port %s stopped", server.port)
+        stopped = self._http.stop()
+        self._poster.stop()
+        if stopped:
+            log.info("Kaleyra emulator on port %s stopped", port)
 
     def serve_forever(self) -> None:
         """Serve until Ctrl-C (or :meth:`stop` from another thread), then stop cleanly.
@@ -917,8 +730,7 @@ class Emulator:
         """
         self.start()
         try:
-            while (thread := self._thread) is not None and thread.is_alive():
-                thread.join(0.5)
+            self._http.wait()
         except KeyboardInterrupt:
             log.info("interrupted: stopping the emulator")
         finally:
@@ -1052,8 +864,9 @@ class Emulator:
     def reset(self) -> None:
         """Forget every accepted message and zero the counters.
 
-        Also empties the :meth:`inject` queue and the rate limit's window; the fault
-        probabilities and the rate limit stay in force.
+        Also empties the :meth:`inject` queue, the rate limit's window and the pending
+        callbacks; the fault probabilities, the rate limit and the callback settings stay
+        in force.
         """
         with self._lock:
             self._ledger.clear()
@@ -1065,6 +878,64 @@ class Emulator:
             self._rate_limited = 0
             self._window.clear()
             self._window_total = 0
+        self._poster.clear()
+
+    # -- callbacks ------------------------------------------------------------------------
+
+    @property
+    def callbacks(self) -> CallbackSettings | None:
+        """The callback settings in force (None: the emulator posts no status callbacks)."""
+        return self._poster.settings if self._callbacks_on else None
+
+    @property
+    def callback_stats(self) -> dict[str, int]:
+        """Callbacks ``posted`` (answered 2xx), ``failed``, ``pending``, ``dropped`` by
+        :meth:`stop`, and messages ``skipped`` for a ``callback_url`` that is not loopback.
+        """
+        return self._poster.stats
+
+    def wait_for_callbacks(self, timeout: float | None = 10.0) -> bool:
+        """Block until every callback planned so far was posted; False if ``timeout`` ran out.
+
+        Example:
+            >>> results = send(report, emu.client())  # doctest: +SKIP
+            >>> emu.wait_for_callbacks()  # doctest: +SKIP
+            True
+        """
+        return self._poster.wait(timeout)
+
+    def reply(
+        self,
+        from_number: str,
+        to_business: str,
+        body: str,
+        url: str,
+        *,
+        name: str | None = None,
+        delay: float = 0.0,
+    ) -> bool:
+        """Post an incoming-message callback to ``url``: ``from_number`` wrote ``body``.
+
+        It plays a recipient answering the business number ``to_business`` (which opens
+        their 24-hour window). Numbers are E.164, with or without ``+``. Works whatever
+        the callback settings; returns False when ``url`` is not a loopback address (the
+        callback is skipped and logged).
+
+        Raises:
+            ValueError: a number that is not plausible E.164, or a negative ``delay``.
+
+        Example:
+            >>> emu.reply("+919876543210", "+911234567890", "Yes please", receiver.callback_url)
+            ... # doctest: +SKIP
+            True
+        """
+        customer, business = _e164_digits(from_number), _e164_digits(to_business)
+        if customer is None or business is None:
+            wrong = from_number if customer is None else to_business
+            raise ValueError(f"not a plausible E.164 number: {wrong!r}")
+        return self._poster.reply(
+            customer, business, body, url, name=name, delay=_non_negative("delay", delay)
+        )
 
     def client(self, **kwargs: Any) -> KaleyraClient:
         """Return a :class:`~kwa_batch.client.KaleyraClient` aimed at this emulator.
@@ -1094,11 +965,11 @@ class Emulator:
         elif delay > 0:
             time.sleep(delay)
         if fault == "reset":
-            if not environ.get(_CAN_ABORT):
+            if not environ.get(CAN_ABORT):
                 raise ConnectionAbortedError(
                     "fault 'reset': the emulator dropped the connection after recording the message"
                 )
-            environ[_ABORT] = True
+            environ[ABORT] = True
             return []
         if isinstance(refusal_or_payload, _Refusal):
             status, payload = refusal_or_payload.status, refusal_or_payload.payload()
@@ -1281,6 +1152,12 @@ class Emulator:
                 )
             )
             self._message_count += count
+        callback_url = kept["callback_url"]
+        if callback_url is not None and self._callbacks_on:
+            refs = {name: kept[name] for name in ("ref", "ref1", "ref2")}
+            self._poster.message_accepted(
+                request_id, recipients, accepted.sender, refs, callback_url
+            )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "accepted %s %s message(s) to %s",

@@ -126,6 +126,35 @@ _TABLE = [
         "The line has too many or too few fields: check its quotes and delimiters.",
         "local",
     ),
+    ErrorCode(
+        "KWA009",
+        "a value the message is built from is empty",
+        "Fill the cell named in the report (a column used by params_from / --params-from or a "
+        "{placeholder} of body_template / --body-template), or remove the row; WhatsApp "
+        "refuses empty template parameters.",
+        "local",
+    ),
+    ErrorCode(
+        "KWA010",
+        "params is not a well-formed list of template parameters",
+        'Write the parameters comma-separated, none empty; put a value that holds a comma or '
+        'a quote in double quotes, with "" for a quote inside: "Tan, Wei Ling",A1008.',
+        "local",
+    ),
+    ErrorCode(
+        "KWA011",
+        "lang_code is not a language code",
+        "Use the template's language code as approved: 'en', 'pt_BR', 'es_MX' (language in lower "
+        "case, then _ and the country in capitals), or leave it empty.",
+        "local",
+    ),
+    ErrorCode(
+        "KWA012",
+        "no open 24-hour conversation window: free text would be refused",
+        "Send an approved template to this recipient instead (type 'template' with a "
+        "template_name); free text is allowed only within 24 hours of their last message.",
+        "local",
+    ),
     # Transport and server outcomes recorded in the results.
     ErrorCode(
         "HTTP401",
