@@ -362,6 +362,9 @@ def send_command(
             export_results(results, target, data=df)
         except KwaBatchError as exc:
             _fail(str(exc))
+        if emulator:
+            # Let the emulator post the delivery callbacks it owes before it stops.
+            emu.wait_for_callbacks(5)
     run = results.attrs.get("run", {})
     interrupted = bool(run.get("interrupted"))
     code = EXIT_INTERRUPTED if interrupted else exit_code(results)
