@@ -137,7 +137,7 @@ _TABLE = [
     ErrorCode(
         "KWA010",
         "params is not a well-formed list of template parameters",
-        'Write the parameters comma-separated, none empty; put a value that holds a comma or '
+        "Write the parameters comma-separated, none empty; put a value that holds a comma or "
         'a quote in double quotes, with "" for a quote inside: "Tan, Wei Ling",A1008.',
         "local",
     ),

@@ -1,11 +1,25 @@
 """Loading recipient files (CSV, XLSX) into a DataFrame of strings, exactly as written.
 
 Nothing is converted: ``0044…`` keeps its zeros, ``+91…`` its plus, a customer called "NA"
-stays "NA"; only an empty cell is missing. Column names are trimmed and lower-cased, and
-common names of the recipient column (``phone``, ``mobile``, ``msisdn``…) become ``to``.
-Each row's line in the file is kept in ``df.attrs["line_numbers"]`` for reports, and rows
-whose field count does not match the header in ``df.attrs["malformed"]`` (they load, and
-validation rejects them with code ``KWA008``).
+stays "NA"; only an empty cell is missing. Column names are trimmed and lower-cased; the
+API's own names are recognised however they are spaced (``Template Name`` is
+``template_name``) and common names of the recipient column (``phone``, ``mobile``,
+``msisdn``…) become ``to``.
+
+What the loader found is kept in ``df.attrs``:
+
+- ``line_numbers``: each row's line in the file (:class:`LineNumbers`), for reports;
+- ``malformed``: rows whose field count does not match the header, by index label, with
+  the reason (they load, padded or cut to the header, and validation rejects them with
+  code ``KWA008``);
+- ``encoding`` (CSV) and ``delimiter`` (CSV), ``sheet`` (XLSX), ``source`` (the path).
+
+A file that is not UTF-8 is read in the legacy encoding charset-normalizer detects
+(cp1252, latin-1…), and a warning says so: check the accents, or save it as "CSV UTF-8".
+
+Large CSV files are parsed by pyarrow (multi-threaded); a file whose quoting pyarrow might
+read differently from Python's ``csv`` module, or that has ragged rows, is read by the
+``csv`` module instead. Both give the same frame.
 """
 
 from __future__ import annotations
@@ -14,16 +28,26 @@ import codecs
 import csv
 import io
 import logging
-from collections.abc import Mapping
+import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from .errors import InputError
 
-__all__ = ["API_COLUMNS", "TO_ALIASES", "LineNumbers", "line_numbers", "load_recipients"]
+__all__ = [
+    "API_COLUMNS",
+    "TO_ALIASES",
+    "LineNumbers",
+    "RowProblems",
+    "line_numbers",
+    "load_recipients",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,30 +66,66 @@ API_COLUMNS = (
     "ref2",
     "callback_url",
 )
-#: Other names people give the recipient column.
+#: Other names people give the recipient column (compared once lower-cased, with spaces,
+#: dots and dashes read as underscores: "Mobile No." is ``mobile_no``).
 TO_ALIASES = frozenset(
     {
-        "to",
         "phone",
         "phone_number",
-        "phone number",
         "phonenumber",
+        "phone_no",
         "mobile",
         "mobile_number",
-        "mobile number",
+        "mobilenumber",
         "mobileno",
         "mobile_no",
+        "mobile_phone",
         "number",
         "msisdn",
         "whatsapp",
         "whatsapp_number",
-        "whatsapp number",
+        "whatsapp_no",
+        "wa_number",
         "recipient",
+        "recipient_number",
+        "to_number",
         "cell",
         "cellphone",
+        "cell_phone",
+        "cell_number",
+        "contact_number",
+        "telephone",
+        "tel",
     }
 )
+_API_SPELLINGS = {"ref_1": "ref1", "ref_2": "ref2", "callbackurl": "callback_url"}
 _SNIFF_BYTES = 64 * 1024
+_DELIMITERS = (",", ";", "\t", "|")
+# A record is blank when every cell is empty or holds only these (Python's csv path and the
+# pyarrow path agree on it).
+_BLANK = " \t\r\n\f\v\u00a0"
+_BLANK_CELL = re.compile(f"[{_BLANK}]*")
+_BINARY_MAGIC = {
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"\x1f\x8b": "a gzip archive",
+    b"Rar!": "a RAR archive",
+    b"7z\xbc\xaf": "a 7-Zip archive",
+    b"SQLite format 3": "a SQLite database",
+}
+
+
+class RowProblems(dict[Any, str]):
+    """``df.attrs["malformed"]``: the reason of each malformed row, by index label.
+
+    It never changes once loaded, so copies of the frame share it (pandas deep-copies
+    ``attrs`` on most operations).
+    """
+
+    def __deepcopy__(self, memo: dict[int, object]) -> RowProblems:
+        return self
 
 
 class LineNumbers:
@@ -85,6 +145,17 @@ class LineNumbers:
         if isinstance(label, int | np.integer) and 0 <= int(label) < len(self._lines):
             return int(self._lines[int(label)])
         return None
+
+    def lookup(self, labels: pd.Index) -> pd.arrays.IntegerArray:
+        """The lines of many labels at once (NA where unknown), as nullable integers."""
+        values = labels.to_numpy()
+        n = len(self._lines)
+        if values.dtype.kind in "iu":
+            inside = (values >= 0) & (values < n)
+            lines = self._lines[np.where(inside, values, 0)] if n else np.zeros(len(values))
+            return pd.arrays.IntegerArray(np.where(inside, lines, 0).astype(np.int64), ~inside)
+        found = [self.get(label) for label in values]
+        return pd.array(found, dtype="Int64")
 
     def __len__(self) -> int:
         return len(self._lines)
@@ -107,8 +178,9 @@ class LineNumbers:
 def line_numbers(df: pd.DataFrame) -> pd.Series:
     """The file line of each row of ``df`` (nullable integers; NA when not from a file)."""
     lines = df.attrs.get("line_numbers")
-    values = [lines.get(label) if isinstance(lines, LineNumbers) else None for label in df.index]
-    return pd.Series(values, index=df.index, dtype="Int64")
+    if isinstance(lines, LineNumbers):
+        return pd.Series(lines.lookup(df.index), index=df.index)
+    return pd.Series(pd.array([None] * len(df), dtype="Int64"), index=df.index)
 
 
 def load_recipients(
@@ -124,10 +196,11 @@ def load_recipients(
         path: a ``.csv`` (or ``.txt``/``.tsv``) or ``.xlsx`` file.
         sheet_name: for XLSX, the sheet to read (the first by default).
         encoding: force an encoding instead of detecting it.
-        delimiter: force a delimiter instead of detecting it (``,`` ``;`` or tab).
+        delimiter: force a delimiter instead of detecting it (``,`` ``;`` tab or ``|``).
 
     Returns:
-        A frame indexed 0, 1, 2… in file order, with column ``to`` and any others.
+        A frame indexed 0, 1, 2… in file order, with column ``to`` and any others; see the
+        module docstring for what ``df.attrs`` holds.
 
     Raises:
         InputError: the file is missing, empty, binary, has no recipient column, or cannot
@@ -143,130 +216,470 @@ def load_recipients(
         raise InputError(f"{file}: no such file")
     if file.is_dir():
         raise InputError(f"{file}: is a folder, not a recipient file")
-    if file.suffix.lower() in (".xlsx", ".xlsm"):
-        header, rows, lines, malformed = _read_xlsx(file, sheet_name)
-        source_encoding = None
-    elif file.suffix.lower() == ".xls":
+    suffix = file.suffix.lower()
+    attrs: dict[str, Any] = {"source": str(file)}
+    if suffix in (".xlsx", ".xlsm"):
+        header, columns, lines, malformed, sheet = _read_xlsx(file, sheet_name)
+        attrs["sheet"] = sheet
+    elif suffix == ".xls":
         raise InputError(f"{file}: old .xls workbooks are not supported: save it as .xlsx or .csv")
     else:
-        raw = file.read_bytes()
-        text, source_encoding = _decode(file, raw, encoding)
-        header, rows, lines, malformed = _read_csv(file, text, delimiter)
-    columns = _canonical_columns(file, header)
-    frame = _build_frame(columns, rows)
-    frame.attrs["source"] = str(file)
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{file}: cannot be read: {exc.strerror or exc}") from None
+        if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+            raise InputError(f"delimiter {delimiter!r}: use one character such as , ; or a tab")
+        source_encoding, data = _decode(file, raw, encoding)
+        del raw  # ``data`` is the same bytes when the file is UTF-8
+        found = delimiter or _sniff_delimiter(data[:_SNIFF_BYTES].decode("utf-8", "ignore"))
+        parsed = _read_csv_fast(file, data, found)
+        if parsed is None:
+            parsed = _read_csv(file, data.decode("utf-8"), found)
+        header, columns, lines, malformed = parsed
+        attrs["encoding"] = source_encoding
+        attrs["delimiter"] = found
+    names = _canonical_columns(file, header, columns)
+    frame = pd.DataFrame(
+        {name: column for name, column in zip(names, columns, strict=True) if name is not None}
+    )
+    if frame.empty and not len(frame.columns):  # pragma: no cover - header checked above
+        raise InputError(f"{file}: has no columns")
+    frame.index = pd.RangeIndex(len(frame))
+    frame.attrs.update(attrs)
     frame.attrs["line_numbers"] = LineNumbers(np.asarray(lines, dtype=np.int64))
-    frame.attrs["malformed"] = malformed
-    if source_encoding:
-        frame.attrs["encoding"] = source_encoding
+    frame.attrs["malformed"] = RowProblems(malformed)
     return frame
 
 
-def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, str]:
-    if not raw.strip():
-        raise InputError(
-            f"{file}: the file is empty: it needs a header row and one row per recipient"
-        )
+# ---------------------------------------------------------------------------------------
+# Bytes to text.
+
+
+def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, bytes]:
+    """The name of the file's encoding, and its text as UTF-8 bytes (``raw`` itself, without
+    a copy, when the file is UTF-8 already)."""
     if encoding:
         try:
-            return raw.decode(encoding), encoding
+            text = raw.decode(encoding)
         except (UnicodeDecodeError, LookupError) as exc:
             raise InputError(f"{file}: cannot be read as {encoding}: {exc}") from None
-    if raw.startswith(codecs.BOM_UTF8):
-        return raw[len(codecs.BOM_UTF8) :].decode("utf-8", errors="strict"), "utf-8-sig"
+        return encoding, _utf8(file, text.lstrip("\ufeff"))
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return _decode_as(file, raw, "utf-32")
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return raw.decode("utf-16"), "utf-16"
-        except UnicodeDecodeError:
-            raise InputError(f"{file}: the file says it is UTF-16 but is not") from None
-    if b"\x00" in raw[:_SNIFF_BYTES] or raw.startswith(b"PK\x03\x04"):
-        hint = (
-            " (it looks like an .xlsx workbook: give it the .xlsx extension)"
-            if raw.startswith(b"PK\x03\x04")
-            else ""
+        return _decode_as(file, raw, "utf-16")
+    if raw.startswith(codecs.BOM_UTF8):
+        data = raw[len(codecs.BOM_UTF8) :]
+        if _first_bad_utf8(data) is not None:
+            raise InputError(
+                f"{file}: the file says it is UTF-8 but is not: save it again as CSV UTF-8"
+            )
+        _refuse_empty(file, data)
+        _refuse_binary(file, data[:_SNIFF_BYTES].decode("utf-8", "ignore"))
+        return "utf-8-sig", data
+    for magic, what in _BINARY_MAGIC.items():
+        if raw.startswith(magic):
+            raise InputError(f"{file}: is {what}, not a CSV file")
+    if raw.startswith(b"PK\x03\x04"):
+        raise InputError(
+            f"{file}: is a binary file, not a CSV (it looks like an .xlsx workbook: give it the "
+            ".xlsx extension)"
         )
-        raise InputError(f"{file}: is a binary file, not a CSV{hint}")
-    try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(raw).best()
-    guess = best.encoding if best is not None else "cp1252"
-    if guess.lower().replace("-", "_") in ("utf_8", "ascii"):
-        guess = "cp1252"
-    try:
-        text = raw.decode(guess)
-    except (UnicodeDecodeError, LookupError):
-        guess = "latin-1"
-        text = raw.decode(guess)
+    if raw.startswith(b"\xd0\xcf\x11\xe0"):
+        raise InputError(
+            f"{file}: is a binary file, not a CSV (it looks like an old Excel .xls workbook: "
+            "save it as .xlsx or CSV UTF-8)"
+        )
+    head = raw[:_SNIFF_BYTES]
+    if b"\x00" in head:
+        utf16 = _utf16_without_bom(head)
+        if utf16 is None:
+            raise InputError(f"{file}: is a binary file, not a CSV")
+        return _decode_as(file, raw, utf16)
+    bad = _first_bad_utf8(raw)
+    if bad is None:
+        _refuse_empty(file, raw)
+        _refuse_binary(file, head.decode("utf-8", "ignore"))
+        return "utf-8", raw
+    text, guess = _decode_legacy(raw, bad)
+    _refuse_binary(file, text[:_SNIFF_BYTES])
     log.warning(
-        "%s is not UTF-8; read it as %s. Check accented names in the results, or save the file "
-        "as 'CSV UTF-8' and load it again.",
+        "%s is not UTF-8; read it as %s. Check accented names in the results, or save the "
+        "file as 'CSV UTF-8' and load it again (or pass encoding=/--encoding).",
         file,
         guess,
     )
-    return text, guess
+    return guess, _utf8(file, text)
 
 
-def _read_csv(
-    file: Path, text: str, delimiter: str | None
-) -> tuple[list[str], list[list[str]], list[int], dict[int, str]]:
-    if delimiter is None:
-        sample = text[:_SNIFF_BYTES]
+def _utf8(file: Path, text: str) -> bytes:
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(
+            f"{file}: holds characters that are not text: save it as CSV UTF-8"
+        ) from None
+    _refuse_empty(file, data)
+    return data
+
+
+def _first_bad_utf8(data: bytes) -> int | None:
+    """Where ``data`` stops being UTF-8 (None if it all is), checked in slices so that no
+    decoded copy of a large file is kept."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    step = 1 << 22
+    for start in range(0, max(len(data), 1), step):
         try:
-            delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+            decoder.decode(data[start : start + step], final=start + step >= len(data))
+        except UnicodeDecodeError as exc:
+            return max(start + exc.start, 0)
+    return None
+
+
+def _decode_as(file: Path, raw: bytes, encoding: str) -> tuple[str, bytes]:
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{file}: the file says it is {encoding.upper()} but is not: save it again as CSV UTF-8"
+        ) from None
+    text = text.lstrip("\ufeff")
+    _refuse_binary(file, text[:_SNIFF_BYTES])
+    return encoding, _utf8(file, text)
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """``utf-16-le``/``-be`` when NUL bytes sit at every other place, as in UTF-16 text."""
+    sample = head[: len(head) // 2 * 2]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
+
+
+# Windows code pages Excel writes "CSV" in, most used first (the tie-break).
+_LEGACY = ("cp1252", "cp1250", "cp1251", "cp1256", "cp1253", "cp1254", "cp1257", "cp1255")
+_PLAUSIBLE_SYMBOLS = frozenset("€–—‘’“”…°£¥©®™«»·•¿¡ºª×÷§¶¢")
+
+
+def _plausible(text: str) -> float:
+    """The share of non-ASCII characters that are letters or common typographic symbols
+    (a wrong code page turns letters into marks, controls or odd symbols)."""
+    others = [ch for ch in text if ord(ch) > 127]
+    if not others:
+        return 1.0
+    good = sum(1 for ch in others if ch.isalpha() or ch in _PLAUSIBLE_SYMBOLS)
+    return good / len(others)
+
+
+def _decode_legacy(raw: bytes, bad: int) -> tuple[str, str]:
+    """The text of a file that is not UTF-8, in the Windows code page it most plausibly is.
+
+    Each code page that decodes a sample (the start of the file, and around the first byte
+    that is not UTF-8) is scored on how plausible its non-ASCII characters are; among the
+    best, charset-normalizer's language model decides, and cp1252 wins ties. Short samples
+    cannot always be told apart (Western and Central European letters share bytes): the
+    caller reports the choice, and ``encoding=`` overrides it.
+    """
+    sample = raw[:_SNIFF_BYTES]
+    if bad >= _SNIFF_BYTES:
+        sample += b"\n" + raw[max(bad - _SNIFF_BYTES // 2, 0) : bad + _SNIFF_BYTES // 2]
+    scores: dict[str, float] = {}
+    for candidate in _LEGACY:
+        try:
+            scores[candidate] = _plausible(sample.decode(candidate))
+        except UnicodeDecodeError:
+            continue
+    best = max(scores.values(), default=0.0)
+    finalists = [c for c in _LEGACY if c in scores and scores[c] >= best - 0.02]
+    guess = finalists[0] if finalists else "latin-1"
+    if len(finalists) > 1:
+        try:
+            from charset_normalizer import from_bytes
+
+            matches = list(from_bytes(sample, cp_isolation=finalists))
+        except Exception:  # the language model is only a tie-break
+            matches = []
+        if matches:
+            top = min(
+                matches,
+                key=lambda m: (
+                    round(m.chaos, 2),
+                    -round(m.coherence, 2),
+                    finalists.index(m.encoding) if m.encoding in finalists else len(_LEGACY),
+                ),
+            )
+            if top.encoding in finalists:
+                guess = top.encoding
+    if guess != "cp1252" and "cp1252" in scores and sample.decode("cp1252") == sample.decode(guess):
+        guess = "cp1252"  # the same text either way: name the common one
+    for candidate in (guess, "latin-1"):
+        try:
+            return raw.decode(candidate), candidate
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
+
+
+_VISIBLE = re.compile(rb"[^ \t\r\n\f\v]")
+
+
+def _refuse_empty(file: Path, data: bytes) -> None:
+    if _VISIBLE.search(data) is None:
+        raise InputError(
+            f"{file}: the file is empty: it needs a header row and one row per recipient"
+        )
+
+
+def _refuse_binary(file: Path, text: str) -> None:
+    sample = text[:_SNIFF_BYTES]
+    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\r\n")
+    if controls > max(8, len(sample) // 20):
+        raise InputError(f"{file}: is a binary file, not a CSV")
+
+
+def _sniff_delimiter(text: str) -> str:
+    """The delimiter that splits the first records into the same number (>1) of fields."""
+    lines = text[:_SNIFF_BYTES].splitlines()
+    sample = "\n".join(lines[:50] if len(lines) > 1 else lines)
+    best, best_score = ",", (0, 0)
+    for candidate in _DELIMITERS:
+        try:
+            records = [
+                r
+                for r in csv.reader(io.StringIO(sample), delimiter=candidate)
+                if any(c.strip() for c in r)
+            ]
         except csv.Error:
-            first = sample.splitlines()[0] if sample else ""
-            delimiter = max(",;\t", key=first.count) if first else ","
+            continue
+        if len(lines) > 50 and len(records) > 1:
+            records = records[:-1]  # the last may be cut by the sample
+        if not records:
+            continue
+        width = len(records[0])
+        same = sum(1 for r in records if len(r) == width)
+        score = (same if width > 1 else 0, width)
+        if score > best_score:
+            best, best_score = candidate, score
+    return best
+
+
+# ---------------------------------------------------------------------------------------
+# CSV text to columns.
+
+_Parsed = tuple[list[str], list[Any], np.ndarray[Any, Any], dict[int, str]]
+
+
+def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
+    """Parse with pyarrow, or return None where Python's csv module must decide."""
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return None  # a bare carriage return ends a line for csv, not for this path
+    buf = np.frombuffer(data, dtype=np.uint8)
+    size = len(buf)
+    sep = ord(delimiter)
+    quotes = np.flatnonzero(buf == ord('"'))
+    newlines = np.flatnonzero(buf == ord("\n"))
+    if len(quotes) % 2:
+        return None  # an unclosed quote: the csv module says where
+    multiline = False
+    boundaries = newlines
+    if len(quotes):
+        # The quotes must open and close fields (or be doubled inside them) for their
+        # parity to tell which newlines are inside a value.
+        opening, closing = quotes[0::2], quotes[1::2]
+        before = np.where(opening > 0, buf[np.maximum(opening - 1, 0)], ord("\n"))
+        doubled_open = np.r_[False, opening[1:] == closing[:-1] + 1]
+        after = np.where(closing + 1 < size, buf[np.minimum(closing + 1, size - 1)], ord("\n"))
+        doubled_close = np.r_[closing[:-1] + 1 == opening[1:], False]
+        if not (
+            ((before == sep) | (before == ord("\n")) | doubled_open).all()
+            and ((after == sep) | (after == ord("\n")) | (after == ord("\r")) | doubled_close).all()
+        ):
+            return None
+        inside = np.searchsorted(quotes, newlines) % 2 == 1
+        multiline = bool(inside.any())
+        boundaries = newlines[~inside]
+    starts = np.r_[0, boundaries + 1]
+    ends = np.r_[boundaries, size]
+    has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == ord("\r"))
+    content_ends = ends - has_cr
+    filled = content_ends > starts
+    lines: np.ndarray[Any, Any] = np.asarray(np.searchsorted(newlines, starts)) + 1
+    records = np.flatnonzero(filled)
+    if not len(records):
+        return None
+    first = records[0]
+    header_text = data[starts[first] : content_ends[first]].decode("utf-8", "replace")
+    try:
+        header = next(csv.reader(io.StringIO(header_text, newline=""), delimiter=delimiter))
+    except (csv.Error, StopIteration):
+        return None
+    if not any(_BLANK_CELL.fullmatch(cell) is None for cell in header):
+        return None  # a blank first line: the csv path skips it and explains the rest
+    rows = records[1:]
+    if not len(rows):
+        return None
+    names = [f"c{i}" for i in range(len(header))]
+    odd: list[str] = []
+
+    def on_invalid_row(row: Any) -> str:
+        odd.append(row.text)
+        return "skip"
+
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(memoryview(data)[starts[rows[0]] :]),
+            read_options=pa_csv.ReadOptions(column_names=names, encoding="utf8"),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter,
+                quote_char='"',
+                double_quote=True,
+                escape_char=False,
+                newlines_in_values=multiline,
+                ignore_empty_lines=True,
+                invalid_row_handler=on_invalid_row,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.large_string()),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+                null_values=[""],
+                check_utf8=True,
+            ),
+        )
+    except (pa.ArrowException, ValueError):
+        return None
+    if odd:
+        if any(_BLANK_CELL.fullmatch(text) is None for text in odd):
+            return None  # ragged rows: the csv path loads them and says which
+        # Lines of spaces were skipped: drop them from the line numbers too.
+        texts = [data[starts[r] : content_ends[r]] for r in rows]
+        rows = np.array(
+            [
+                r
+                for r, t in zip(rows, texts, strict=True)
+                if _BLANK_CELL.fullmatch(t.decode("utf-8", "replace")) is None
+            ],
+            dtype=np.int64,
+        )
+    if table.num_rows != len(rows):
+        return None
+    columns = [table.column(i) for i in range(table.num_columns)]
+    keep = ~_blank_rows(columns)
+    if not keep.all():
+        mask = pa.array(keep)
+        columns = [c.filter(mask) for c in columns]
+    row_lines = lines[rows][keep]
+    if not len(row_lines):
+        raise InputError(f"{file}: has a header but no rows: add one row per recipient")
+    out = [pd.array(c, dtype="str") for c in columns]
+    return header, out, row_lines, {}
+
+
+def _blank_rows(columns: list[pa.Array]) -> np.ndarray[Any, Any]:
+    """Rows whose every cell is empty or blank (checked column by column, on the rows
+    still in doubt)."""
+    import pyarrow.compute as pc
+
+    n = len(columns[0]) if columns else 0
+    doubt = np.ones(n, dtype=bool)
+    pattern = f"^[{_BLANK}]*$"
+    for column in columns:
+        rows = np.flatnonzero(doubt)
+        if not len(rows):
+            break
+        values = column if len(rows) == n else column.take(pa.array(rows))
+        blank = pc.or_kleene(pc.is_null(values), pc.match_substring_regex(values, pattern))
+        doubt[rows] = np.asarray(blank.fill_null(True).to_numpy(zero_copy_only=False), dtype=bool)
+    return doubt
+
+
+def _fields(count: int) -> str:
+    return f"{count} field" if count == 1 else f"{count} fields"
+
+
+@contextmanager
+def _large_fields() -> Any:
+    """Let the csv module read fields longer than its default 128 KiB (restored after)."""
+    previous = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _read_csv(file: Path, text: str, delimiter: str) -> _Parsed:
+    """Parse with Python's csv module: the reference, and the path for ragged files."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     rows: list[list[str]] = []
     lines: list[int] = []
     malformed: dict[int, str] = {}
     start = 1
-    try:
-        for record in reader:
-            if header is None:
-                if not any(cell.strip() for cell in record):
+    with _large_fields():
+        try:
+            for record in reader:
+                blank = all(_BLANK_CELL.fullmatch(cell) for cell in record)
+                if header is None:
+                    if not blank:
+                        header = record
                     start = reader.line_num + 1
                     continue
-                header = record
+                if blank:
+                    start = reader.line_num + 1
+                    continue
+                if len(record) != len(header):
+                    malformed[len(rows)] = (
+                        f"line {start} has {_fields(len(record))} but the header has "
+                        f"{_fields(len(header))}"
+                    )
+                    record = (record + [""] * len(header))[: len(header)]
+                rows.append(record)
+                lines.append(start)
                 start = reader.line_num + 1
-                continue
-            if not any(cell.strip() for cell in record):
-                start = reader.line_num + 1
-                continue
-            if len(record) != len(header):
-                malformed[len(rows)] = (
-                    f"line {start} has {len(record)} fields but the header has {len(header)}"
-                )
-                record = (record + [""] * len(header))[: len(header)]
-            rows.append(record)
-            lines.append(start)
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise InputError(
-            f"{file}: cannot be parsed as CSV near line {reader.line_num}: {exc} "
-            "(check for an unclosed quote)"
-        ) from None
+        except csv.Error as exc:
+            hint = (
+                "a quote opened and never closed"
+                if "unexpected end of data" in str(exc) or "EOF" in str(exc)
+                else "a quoted value must end with the quote, then the delimiter"
+            )
+            raise InputError(
+                f"{file}: cannot be parsed as CSV near line {reader.line_num}: {exc} "
+                f"(check for {hint}: an unclosed quote)"
+            ) from None
     if header is None:
         raise InputError(
             f"{file}: the file is empty: it needs a header row and one row per recipient"
         )
     if not rows:
         raise InputError(f"{file}: has a header but no rows: add one row per recipient")
-    return header, rows, lines, malformed
+    columns = [
+        pd.array([row[i] if row[i] != "" else None for row in rows], dtype="str")
+        for i in range(len(header))
+    ]
+    return header, columns, np.asarray(lines, dtype=np.int64), malformed
+
+
+# ---------------------------------------------------------------------------------------
+# Workbooks.
 
 
 def _cell_text(value: object) -> str:
+    """An Excel cell as the text it shows: ``919876543210``, not ``919876543210.0``."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e16:
+            return str(int(value))
+        return repr(value)
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
     return str(value)
@@ -274,74 +687,106 @@ def _cell_text(value: object) -> str:
 
 def _read_xlsx(
     file: Path, sheet_name: str | int | None
-) -> tuple[list[str], list[list[str]], list[int], dict[int, str]]:
+) -> tuple[list[str], list[Any], np.ndarray[Any, Any], dict[int, str], str]:
     import zipfile
 
     from openpyxl import load_workbook
 
     try:
         workbook = load_workbook(file, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError, TypeError, IndexError) as exc:
         raise InputError(f"{file}: is not a readable .xlsx workbook ({exc})") from None
     try:
-        if sheet_name is None:
-            sheet = workbook.worksheets[0]
-        elif isinstance(sheet_name, int):
-            sheet = workbook.worksheets[sheet_name]
-        else:
-            sheet = workbook[sheet_name]
-    except (KeyError, IndexError):
-        names = ", ".join(workbook.sheetnames)
+        try:
+            if sheet_name is None:
+                sheet = workbook.worksheets[0]
+            elif isinstance(sheet_name, int):
+                sheet = workbook.worksheets[sheet_name]
+            else:
+                sheet = workbook[sheet_name]
+        except (KeyError, IndexError):
+            names = ", ".join(workbook.sheetnames)
+            raise InputError(f"{file}: has no sheet {sheet_name!r} (it has: {names})") from None
+        header: list[str] | None = None
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        malformed: dict[int, str] = {}
+        try:
+            records = list(sheet.iter_rows(values_only=True))
+        except (KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{file}: the sheet cannot be read ({exc})") from None
+        for number, values in enumerate(records, start=1):
+            cells = [_cell_text(v) for v in values]
+            if all(_BLANK_CELL.fullmatch(c) for c in cells):
+                continue
+            if header is None:
+                while cells and not cells[-1].strip():
+                    cells.pop()
+                header = cells
+                continue
+            extra = cells[len(header) :]
+            if any(c.strip() for c in extra):
+                malformed[len(rows)] = f"row {number} has values beyond the last header column"
+            rows.append((cells + [""] * len(header))[: len(header)])
+            lines.append(number)
+        title = str(sheet.title)
+    finally:
         workbook.close()
-        raise InputError(f"{file}: has no sheet {sheet_name!r} (it has: {names})") from None
-    header: list[str] | None = None
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    malformed: dict[int, str] = {}
-    for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
-        cells = [_cell_text(v) for v in values]
-        if not any(c.strip() for c in cells):
-            continue
-        if header is None:
-            while cells and not cells[-1].strip():
-                cells.pop()
-            header = cells
-            continue
-        extra = cells[len(header) :]
-        if any(c.strip() for c in extra):
-            malformed[len(rows)] = f"row {number} has values beyond the last header column"
-        rows.append((cells + [""] * len(header))[: len(header)])
-        lines.append(number)
-    workbook.close()
     if header is None:
         raise InputError(
             f"{file}: the sheet is empty: it needs a header row and one row per recipient"
         )
     if not rows:
         raise InputError(f"{file}: has a header but no rows: add one row per recipient")
-    return header, rows, lines, malformed
+    columns = [
+        pd.array([row[i] if row[i] != "" else None for row in rows], dtype="str")
+        for i in range(len(header))
+    ]
+    return header, columns, np.asarray(lines, dtype=np.int64), malformed, title
 
 
-def _canonical_columns(file: Path, header: list[str]) -> list[str]:
-    names = [str(h).strip().lower() for h in header]
-    if any(not n for n in names):
-        position = names.index("") + 1
-        raise InputError(
-            f"{file}: column {position} of the header has no name: name it or delete it"
-        )
+# ---------------------------------------------------------------------------------------
+# Column names.
+
+
+def _key(name: str) -> str:
+    """A name compared loosely: lower case, spaces, dots and dashes as one underscore."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def _canonical_columns(file: Path, header: list[str], columns: list[Any]) -> list[str | None]:
+    """The frame's column names (None for an unnamed, empty column, which is dropped)."""
+    names: list[str | None] = []
+    for position, raw_name in enumerate(header, start=1):
+        name = str(raw_name).strip().lower()
+        if not name:
+            if pd.Series(columns[position - 1]).notna().any():
+                raise InputError(
+                    f"{file}: column {position} of the header has no name but holds values: "
+                    "name it or delete it"
+                )
+            names.append(None)
+            continue
+        key = _key(name)
+        key = _API_SPELLINGS.get(key, key)
+        names.append(key if key in API_COLUMNS else name)
     seen: dict[str, int] = {}
-    for position, name in enumerate(names, start=1):
-        if name in seen:
+    for position, named in enumerate(names, start=1):
+        if named is None:
+            continue
+        if named in seen:
             raise InputError(
-                f"{file}: the header names {name!r} twice (columns {seen[name]} and {position}): "
-                "rename or remove one"
+                f"{file}: the header names {named!r} twice (columns {seen[named]} and "
+                f"{position}): rename or remove one"
             )
-        seen[name] = position
-    candidates = [n for n in names if n in TO_ALIASES]
+        seen[named] = position
+    if "to" in seen:
+        return names  # an explicit 'to' wins over any alias
+    candidates = [n for n in names if n is not None and _key(n) in TO_ALIASES]
     if not candidates:
+        found = ", ".join(n for n in names if n is not None)
         raise InputError(
-            f"{file}: no recipient column: name the column of phone numbers 'to' "
-            f"(found: {', '.join(names)})"
+            f"{file}: no recipient column: name the column of phone numbers 'to' (found: {found})"
         )
     if len(candidates) > 1:
         raise InputError(
@@ -349,11 +794,3 @@ def _canonical_columns(file: Path, header: list[str]) -> list[str]:
             "column: rename the one to send to as 'to'"
         )
     return ["to" if n == candidates[0] else n for n in names]
-
-
-def _build_frame(columns: list[str], rows: list[list[str]]) -> pd.DataFrame:
-    data: Mapping[str, Any] = {
-        name: pd.array([row[i] if row[i] != "" else None for row in rows], dtype="str")
-        for i, name in enumerate(columns)
-    }
-    return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))

@@ -306,3 +306,114 @@ def test_report_prints_the_summary_of_an_exported_file(
     missing = runner.invoke(cli, ["report", str(tmp_path / "nope.xlsx")])
     assert missing.exit_code == 2
     assert "no such file" in missing.output
+
+
+# --- validate: report, message-building flags, settings that cannot work ------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_validate_writes_a_report(
+    runner: CliRunner, sample_csv: Path, tmp_path: Path, suffix: str
+) -> None:
+    target = tmp_path / f"problems{suffix}"
+    result = runner.invoke(cli, ["validate", str(sample_csv), "--report", str(target)])
+    assert result.exit_code == 1, result.output
+    assert f"Report: {target} (5 problem(s), with the fix for each)" in result.output
+    assert target.exists()
+    if suffix == ".csv":
+        text = target.read_text(encoding="utf-8-sig")
+        assert text.splitlines()[0] == "row,line,column,value,check,error_code,message,fix"
+        assert "KWA004" in text
+
+
+def test_validate_report_with_a_bad_extension_exits_2(runner: CliRunner, write_csv) -> None:
+    result = runner.invoke(cli, ["validate", str(write_csv(CLEAN)), "--report", "r.json"])
+    assert result.exit_code == 2
+    assert "use .csv or .xlsx" in result.output
+
+
+def test_validate_region_reads_national_numbers(runner: CliRunner, write_csv) -> None:
+    path = write_csv("to,body\n098765 43210,Hi\n98765,Hi\n")
+    assert "0 valid, 2 invalid" in runner.invoke(cli, ["validate", str(path)]).output
+    result = runner.invoke(cli, ["validate", str(path), "--region", "IN"])
+    assert "1 valid, 1 invalid" in result.output
+    assert "is neither a valid IN number nor a valid international number" in result.output
+
+
+def test_validate_builds_template_messages_from_columns(runner: CliRunner, write_csv) -> None:
+    path = write_csv(
+        'Phone,Name,Order ID\n+919876543210,Priya,A1\n+447911123456,"Tan, Wei",A2\n'
+        "+6591234567,,A3\n"
+    )
+    result = runner.invoke(
+        cli,
+        [
+            "validate",
+            str(path),
+            "--template",
+            "order_shipped",
+            "--params-from",
+            "name,order id",
+            "--lang",
+            "en",
+            "--callback-url",
+            "https://example.com/cb",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "3 row(s), 2 valid, 1 invalid" in result.output
+    assert re.search(r"line 4\s+name\s+KWA009\s+'name' is empty", result.output)
+
+
+def test_validate_builds_text_bodies(runner: CliRunner, write_csv) -> None:
+    path = write_csv("to,name\n+919876543210,Priya\n")
+    result = runner.invoke(cli, ["validate", str(path), "--body-template", "Hi {name}!"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--body-template", "Hi {nom}"], "body_template uses {nom}, but there is no column"),
+        (["--params-from", "name,missing"], "params_from names 'missing'"),
+        (["--region", "XX"], "unknown region 'XX'"),
+    ],
+)
+def test_settings_that_cannot_work_exit_2_in_one_line(
+    runner: CliRunner, write_csv, arguments: list[str], message: str
+) -> None:
+    path = write_csv("to,name\n+919876543210,Priya\n")
+    for command in ("validate", "send"):
+        extra = ["--emulator"] if command == "send" else []
+        result = runner.invoke(cli, [command, str(path), *extra, *arguments])
+        assert result.exit_code == 2, (command, result.output)
+        assert message in result.output
+        assert "Traceback" not in result.output
+
+
+def test_send_builds_messages_too(runner: CliRunner, write_csv, tmp_path: Path) -> None:
+    path = write_csv("to,name\n+919876543210,Priya\n+447911123456,Olivia\n")
+    out = tmp_path / "r.csv"
+    result = runner.invoke(
+        cli,
+        ["send", str(path), "--emulator", "--body-template", "Hi {name}", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 valid, 0 invalid" in result.output
+
+
+def test_message_flags_are_documented_on_both_commands(runner: CliRunner) -> None:
+    for command in ("validate", "send"):
+        text = runner.invoke(cli, [command, "--help"]).output
+        for flag in ("--params-from", "--body-template", "--template", "--lang", "--callback-url"):
+            assert flag in text, (command, flag)
+    assert "--report" in runner.invoke(cli, ["validate", "--help"]).output
+
+
+def test_validate_says_when_a_file_is_not_utf8(runner: CliRunner, write_csv) -> None:
+    path = write_csv(
+        'to,name,body\n+919876543210,José Núñez,"Olá, ça va? – 5 €"\n'.encode("cp1252")
+    )
+    result = runner.invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "the file is not UTF-8; it was read as cp1252" in result.output

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import codecs
+import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openpyxl import Workbook
 
-from kwa_batch import InputError, load_recipients, validate
-from kwa_batch.recipients import line_numbers
+from kwa_batch import InputError, KwaBatchError, load_recipients, validate
+from kwa_batch.recipients import _read_csv, _read_csv_fast, line_numbers
 
 
 def test_sample_file_loads_as_strings(sample_csv: Path) -> None:
@@ -128,3 +133,125 @@ def test_xlsx_missing_sheet(tmp_path: Path) -> None:
     book.save(path)
     with pytest.raises(InputError, match="no sheet 'Other'"):
         load_recipients(path, sheet_name="Other")
+
+
+# --- Encodings are detected and reported ------------------------------------------------------
+
+
+def test_legacy_encoding_is_reported(write_csv, caplog: pytest.LogCaptureFixture) -> None:
+    text = 'to,name,body\n+919876543210,José Núñez,"Olá, ça va? Cañón – 5 €"\n'
+    with caplog.at_level(logging.WARNING, logger="kwa_batch.recipients"):
+        df = load_recipients(write_csv(text.encode("cp1252")))
+    assert df.attrs["encoding"] == "cp1252"
+    assert df.loc[0, "name"] == "José Núñez"
+    assert "is not UTF-8; read it as cp1252" in caplog.text
+
+
+def test_utf8_files_are_reported_as_such(write_csv, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        df = load_recipients(write_csv("to,body\n+919876543210,Olá\n"))
+    assert df.attrs["encoding"] == "utf-8"
+    assert df.attrs["delimiter"] == ","
+    assert caplog.text == ""
+
+
+def test_forced_encoding_and_delimiter(write_csv) -> None:
+    path = write_csv("to;body\n+919876543210;Olá\n".encode("latin-1"))
+    df = load_recipients(path, encoding="latin-1", delimiter=";")
+    assert df.loc[0, "body"] == "Olá"
+    assert df.attrs["encoding"] == "latin-1"
+    with pytest.raises(InputError, match="cannot be read as utf-8"):
+        load_recipients(path, encoding="utf-8")
+    with pytest.raises(InputError, match="use one character"):
+        load_recipients(path, delimiter=";;")
+
+
+def test_xlsx_sheet_by_name_or_position(tmp_path: Path) -> None:
+    book = Workbook()
+    book.active.append(["to"])
+    book.active.append(["+919876543210"])
+    other = book.create_sheet("Campaign")
+    other.append(["Mobile", "Body"])
+    other.append(["+447911123456", "Hi"])
+    path = tmp_path / "r.xlsx"
+    book.save(path)
+    assert load_recipients(path, sheet_name="Campaign").loc[0, "to"] == "+447911123456"
+    assert load_recipients(path, sheet_name=1).attrs["sheet"] == "Campaign"
+    assert load_recipients(path).attrs["sheet"] == "Sheet"
+
+
+def test_attrs_survive_pandas_operations_cheaply(write_csv) -> None:
+    df = load_recipients(write_csv("to,body\n+919876543210,a\n+447911123456,b,extra\n"))
+    copy = df[df["body"].notna()].copy()
+    assert copy.attrs["line_numbers"] is df.attrs["line_numbers"]
+    assert copy.attrs["malformed"] is df.attrs["malformed"]
+    assert dict(copy.attrs["malformed"]) == {1: "line 3 has 3 fields but the header has 2 fields"}
+    assert line_numbers(copy.iloc[[1]]).tolist() == [3]
+
+
+# --- Properties ---------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise_anything_but_an_input_error(data: bytes) -> None:
+    folder = Path(tempfile.mkdtemp())
+    try:
+        path = folder / "r.csv"
+        path.write_bytes(data)
+        try:
+            df = load_recipients(path)
+        except KwaBatchError:
+            return
+        assert "to" in df.columns
+        validate(df, sender="+911234567890")
+    finally:
+        shutil.rmtree(folder)
+
+
+_PLAIN = st.lists(st.sampled_from(["a", "b", " ", "é", "+91", "\t", "NA"]), max_size=4).map("".join)
+_QUOTED = st.lists(
+    st.sampled_from(["a", " ", "é", ",", ";", '""', "\n", "\r\n", "\t"]), max_size=5
+).map(lambda parts: '"' + "".join(parts) + '"')
+
+
+@st.composite
+def csv_texts(draw: st.DrawFn) -> tuple[str, str]:
+    """CSV text with two columns, quoted values (delimiters, quotes, line breaks inside),
+    blank lines, lines of spaces or of delimiters, LF or CRLF."""
+    delimiter = draw(st.sampled_from([",", ";", "\t"]))
+    end = draw(st.sampled_from(["\n", "\r\n"]))
+    field = st.one_of(_PLAIN.map(lambda t: t.replace(delimiter, "")), _QUOTED)
+    line = st.one_of(
+        st.tuples(field, field).map(lambda pair: delimiter.join(pair)),
+        st.sampled_from(["", "  ", delimiter]),
+    )
+    lines = draw(st.lists(line, max_size=6))
+    return end.join(["to" + delimiter + "body", *lines]) + draw(
+        st.sampled_from(["", end])
+    ), delimiter
+
+
+@settings(max_examples=300, deadline=None)
+@given(csv_texts())
+def test_fast_and_csv_module_paths_agree(document: tuple[str, str]) -> None:
+    text, delimiter = document
+    path = Path("unused.csv")
+
+    def read(parse, content):  # the parsed file, or the reason it was refused
+        try:
+            return parse(path, content, delimiter)
+        except InputError as exc:
+            return str(exc)
+
+    fast = read(_read_csv_fast, text.encode("utf-8"))
+    if fast is None:
+        return  # left to the csv module
+    slow = read(_read_csv, text)
+    if isinstance(fast, str) or isinstance(slow, str):
+        assert fast == slow
+        return
+    assert fast[0] == slow[0]
+    assert [list(c) for c in fast[1]] == [list(c) for c in slow[1]]
+    assert list(fast[2]) == list(slow[2])
+    assert fast[3] == slow[3]
