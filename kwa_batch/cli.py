@@ -107,6 +107,16 @@ def _message_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "lang_code": kwargs.pop("lang_code"),
             "callback_url": kwargs.pop("callback_url"),
         }
+        store = kwargs.pop("windows")
+        if store is not None:
+            from .windows import open_windows
+
+            if not Path(store).exists():
+                _fail(f"--windows {store}: no such file (the store `kwa-batch receive` writes)")
+            try:
+                kwargs["messages"]["windows"] = open_windows(store)
+            except KwaBatchError as exc:
+                _fail(f"--windows {store}: {exc}")
         return command(*args, **kwargs)
 
     options = [
@@ -131,6 +141,13 @@ def _message_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--lang", "lang_code", metavar="CODE", help="lang_code for rows without one."),
         click.option("--callback-url", metavar="URL", help="callback_url for rows without one."),
+        click.option(
+            "--windows",
+            metavar="STORE",
+            type=click.Path(dir_okay=False),
+            help="Receipts store of `kwa-batch receive`: refuse text rows to recipients with "
+            "no open 24-hour conversation window (they need a template).",
+        ),
     ]
     for option in reversed(options):
         run = option(run)

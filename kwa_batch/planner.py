@@ -157,4 +157,5 @@ def _grouped(messages: pd.DataFrame, keys: pd.Series, max_recipients: int) -> It
 
 def _python(value: Any) -> Hashable:
     """numpy scalars back to Python ones, so labels compare and hash like the index's."""
-    return value.item() if isinstance(value, np.generic) else value
+    label: Hashable = value.item() if isinstance(value, np.generic) else value
+    return label

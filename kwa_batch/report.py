@@ -48,6 +48,7 @@ _CHECK_ORDER = {
             "params_empty",
             "lang_code_format",
             "url",
+            "window_open",
             "duplicate",
         ]
     )
@@ -83,6 +84,16 @@ class ValidationReport:
     def ok(self) -> bool:
         """True when every row is valid."""
         return bool(self.invalid.empty)
+
+    def send(self, client: Any, **kwargs: Any) -> pd.DataFrame:
+        """Send the valid rows: :func:`kwa_batch.send` on this report.
+
+        The rejected rows stay in the results, so the chain
+        ``df.kwa.validate(...).send(client)`` returns one result per input row.
+        """
+        from .sender import send
+
+        return send(self, client, **kwargs)
 
     def summary(self) -> pd.DataFrame:
         """Rows with each error code, most frequent first, with what it means and the fix."""

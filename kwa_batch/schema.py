@@ -397,6 +397,7 @@ def validate(
     template_name: str | None = None,
     lang_code: str | None = None,
     callback_url: str | None = None,
+    windows: pd.DataFrame | None = None,
 ) -> ValidationReport:
     """Check every row before sending; return which rows are valid and why others are not.
 
@@ -410,6 +411,9 @@ def validate(
             ``"Hi {name}, order {order_id} has shipped"``, for rows whose ``body`` is empty.
         template_name, lang_code, callback_url: campaign-wide values for rows that leave
             these empty. A row's ``type`` is ``template`` when it has a template name.
+        windows: the open 24-hour conversation windows (:func:`kwa_batch.open_windows`);
+            text rows to recipients without one are refused with ``KWA012`` (WhatsApp only
+            lets a business start a conversation with a template).
 
     Returns:
         ValidationReport with ``.valid`` (normalised), ``.invalid``, ``.errors``, ``.ok``.
@@ -545,6 +549,20 @@ def validate(
     for column, empty in built_from.items():
         _drop_rows(problems, empty, column=column, unless="value_required")
 
+    # Free text needs an open 24-hour conversation window.
+    if windows is not None:
+        from .windows import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_window_rows
+
+        closed = closed_window_rows(prepared, windows).to_numpy()
+        problems.add(
+            np.flatnonzero(closed),
+            "to",
+            "window_open",
+            CLOSED_WINDOW_CODE,
+            CLOSED_WINDOW_MESSAGE,
+            prepared["to"][closed],
+        )
+
     # Repeats of a row already seen, among rows that are otherwise fine.
     _mark_duplicates(prepared, problems, df)
 
@@ -564,6 +582,7 @@ def validate(
         "template_name": template_name,
         "lang_code": lang_code,
         "callback_url": callback_url,
+        "windows": None if windows is None else len(windows),
     }
     return ValidationReport(
         data=df,

@@ -388,6 +388,7 @@ def send(
     resend_unknown: bool = False,
     backoff: float = 0.5,
     max_backoff: float = 30.0,
+    **validation: Any,
 ) -> pd.DataFrame:
     """Send every valid row and return one result per input row.
 
@@ -411,6 +412,9 @@ def send(
         resend_unknown: with a journal, send again the rows whose outcome is unknown
             (in flight when a run died, or ambiguous): this may send a message twice.
         backoff, max_backoff: seconds of the first retry delay, and the cap.
+        **validation: for a DataFrame, more arguments of :func:`kwa_batch.validate`
+            (``params_from``, ``body_template``, ``template_name``, ``lang_code``,
+            ``callback_url``, ``windows``).
 
     Returns:
         A DataFrame with the input's index and the columns ``to``, ``status``,
@@ -428,11 +432,18 @@ def send(
         ...     results = send(report, emu.client(sender="+911234567890"), journal="run.db")
     """
     if isinstance(data, ValidationReport):
+        if validation or default_region is not None:
+            given = ", ".join(
+                sorted([*validation, *(["default_region"] if default_region else [])])
+            )
+            raise ConfigurationError(
+                f"{given}: the report is already validated; pass these to validate() instead"
+            )
         report = data
         if sender is None:
             sender = report.sender
     elif isinstance(data, pd.DataFrame):
-        report = validate(data, default_region=default_region, sender=sender)
+        report = validate(data, default_region=default_region, sender=sender, **validation)
     else:
         raise TypeError(
             f"send() takes a DataFrame or a ValidationReport, not {type(data).__name__}"

@@ -190,3 +190,44 @@ def test_emulator_refuses_bad_callback_settings(runner: CliRunner, spec: str, me
     outcome = runner.invoke(cli, ["emulator", "--port", "0", "--callback", spec])
     assert outcome.exit_code == 2
     assert message in outcome.output
+
+
+def test_validate_with_windows_flags_text_rows_needing_a_template(tmp_path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from click.testing import CliRunner
+
+    from kwa_batch.callback_store import CallbackStore, IncomingMessage
+    from kwa_batch.cli import cli
+
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    with CallbackStore(tmp_path / "r.db") as store:
+        store.add_incoming(
+            IncomingMessage(
+                key="k",
+                customer="+919876543210",
+                business="+911234567890",
+                at=now,
+                received_at=now,
+                body="Hi",
+            )
+        )
+    (tmp_path / "c.csv").write_text("to,body\n+919876543210,Thanks!\n+447911123456,Hello\n")
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        [
+            "validate",
+            str(tmp_path / "c.csv"),
+            "--from",
+            "+911234567890",
+            "--windows",
+            str(tmp_path / "r.db"),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "1 valid, 1 invalid" in result.output
+    assert "KWA012" in result.output
+    missing = runner.invoke(cli, ["validate", str(tmp_path / "c.csv"), "--windows", "nope.db"])
+    assert missing.exit_code == 2
+    assert "no such file" in missing.output

@@ -73,3 +73,30 @@ def test_accessor_chain(fresh_emulator: kb.Emulator) -> None:
     results = df.kwa.send(fresh_emulator.client(), sender=SENDER, progress=False)
     assert results["status"].tolist() == ["sent", "rejected"]
     assert list(results.index) == list(df.index)
+
+
+def test_report_send_keeps_rejected_rows(fresh_emulator: kb.Emulator) -> None:
+    df = pd.DataFrame({"to": ["+919876543210", "bad"], "name": ["Priya", "X"]})
+    results = df.kwa.validate(
+        sender=SENDER, template_name="order_shipped", params_from=["name"]
+    ).send(fresh_emulator.client(), progress=False)
+    assert results["status"].tolist() == ["sent", "rejected"]
+    row = fresh_emulator.messages.iloc[0]
+    assert row["template_name"] == "order_shipped"
+    assert row["params"] == "Priya"
+
+
+def test_send_forwards_validation_settings_for_a_frame(fresh_emulator: kb.Emulator) -> None:
+    df = pd.DataFrame({"to": ["+919876543210"], "name": ["Priya"], "order_id": ["A1"]})
+    results = kb.send(
+        df,
+        fresh_emulator.client(),
+        sender=SENDER,
+        body_template="Hi {name}, order {order_id} has shipped",
+        progress=False,
+    )
+    assert results.loc[0, "status"] == "sent"
+    assert fresh_emulator.messages.iloc[0]["body"] == "Hi Priya, order A1 has shipped"
+    report = kb.validate(df, sender=SENDER, body_template="x {name}")
+    with pytest.raises(kb.ConfigurationError, match="already validated"):
+        kb.send(report, fresh_emulator.client(), body_template="y", progress=False)

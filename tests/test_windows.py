@@ -187,3 +187,32 @@ def test_a_message_dated_after_its_arrival_counts_from_its_arrival(tmp_path: Pat
         skewed.add_incoming(ahead)
         windows = open_windows(skewed, now=T0 + timedelta(minutes=1))
     assert windows["expires_at"].tolist() == [T0 + timedelta(hours=24)]
+
+
+def test_validate_flags_text_rows_without_a_window(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    with CallbackStore(tmp_path / "r.db") as opened:
+        opened.add_incoming(
+            IncomingMessage(
+                key="k1",
+                customer=PRIYA,
+                business=SENDER,
+                at=now - timedelta(hours=1),
+                received_at=now - timedelta(hours=1),
+                body="Hi",
+            )
+        )
+    windows = open_windows(tmp_path / "r.db")
+    df = pd.DataFrame(
+        {
+            "to": [PRIYA, OLIVIA, OLIVIA],
+            "type": ["text", "text", "template"],
+            "body": ["Thanks for writing", "Hello out of the blue", None],
+            "template_name": [None, None, "order_shipped"],
+        }
+    )
+    report = kb.validate(df, sender=SENDER, windows=windows)
+    assert list(report.valid.index) == [0, 2]
+    assert report.invalid.loc[1, "error_code"] == CLOSED_WINDOW_CODE
+    assert "template" in report.errors.loc[0, "message"]
+    assert kb.validate(df, sender=SENDER).ok  # without windows nothing is checked
