@@ -397,14 +397,11 @@ def send_command(
         unknown = int((results["status"] == "unknown").sum())
         what = "Interrupted" if interrupted else "Incomplete"
         if journal:
-            hint = (
-                f"run the same command again to send the {pending} not_sent row(s)"
-                + (
-                    f"; the {unknown} unknown row(s) may have been sent: check them, then add "
-                    "--resend-unknown to send them again"
-                    if unknown
-                    else ""
-                )
+            hint = f"run the same command again to send the {pending} not_sent row(s)" + (
+                f"; the {unknown} unknown row(s) may have been sent: check them, then add "
+                "--resend-unknown to send them again"
+                if unknown
+                else ""
             )
         else:
             hint = (
@@ -450,7 +447,8 @@ def _write_summary_json(
         "status": {str(k): int(v) for k, v in counts.items()},
         "error_codes": {
             str(row.error_code): int(row.rows)
-            for row in error_counts(results).groupby("error_code", as_index=False)["rows"]
+            for row in error_counts(results)
+            .groupby("error_code", as_index=False)["rows"]
             .sum()
             .itertuples(index=False)
         },

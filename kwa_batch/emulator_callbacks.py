@@ -378,6 +378,14 @@ class CallbackPoster:
             first = shown not in self._warned
             if first and len(self._warned) < 1000:
                 self._warned.add(shown)
+        if reason == "ConnectionError":
+            # Nobody listening is the usual case when trying the emulator out: say so quietly.
+            (log.info if first else log.debug)(
+                "nobody is listening at %s, so its callbacks are dropped (run `kwa-batch "
+                "receive` there to collect them)",
+                shown,
+            )
+            return
         (log.warning if first else log.debug)("a callback to %s failed: %s", shown, reason)
 
     # -- control --------------------------------------------------------------------------

@@ -138,6 +138,7 @@ class Journal:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA cache_size=-65536")  # 64 MiB: large campaigns stay in memory
             db.executescript(_SCHEMA)
             cursor = db.execute(
                 "INSERT INTO runs (started_at, settings) VALUES (?, ?)",

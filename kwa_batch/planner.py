@@ -9,7 +9,6 @@ broadcast fast. Personalised rows differ in their body or parameters and go one 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ __all__ = ["MAX_RECIPIENTS_PER_REQUEST", "Request", "plan_requests", "row_keys"]
 #: Kaleyra's documented cap of comma-joined recipients in one request.
 MAX_RECIPIENTS_PER_REQUEST = 100
 _NA = "\x00"
+_KEY_CHUNK = 50_000
 
 
 @dataclass
@@ -78,12 +78,19 @@ def row_keys(messages: pd.DataFrame) -> pd.Series:
     Two rows with the same key are the same message to the same person; the journal keys
     its records on this, so a row edited since the last run counts as new.
     """
-    columns = ["to", *MESSAGE_COLUMNS]
-    values = messages[columns].astype("object").where(messages[columns].notna(), None)
-    keys = [
-        hashlib.sha256(json.dumps(row, ensure_ascii=False).encode("utf-8")).hexdigest()[:32]
-        for row in values.itertuples(index=False, name=None)
-    ]
+    # Each field as "1<value>" or "0" when missing (so "" and missing differ), joined by a
+    # separator no valid row holds (validation refuses control characters other than tab
+    # and line breaks in every field).
+    sha = hashlib.sha256
+    keys: list[str] = []
+    for start in range(0, len(messages), _KEY_CHUNK):  # in chunks: bounded memory
+        chunk = messages.iloc[start : start + _KEY_CHUNK]
+        parts = [
+            ("1" + chunk[name].astype("str")).fillna("0").astype("object")
+            for name in ("to", *MESSAGE_COLUMNS)
+        ]
+        joined = parts[0].str.cat(parts[1:], sep="\x1f")
+        keys.extend(sha(text.encode("utf-8")).hexdigest()[:32] for text in joined)
     return pd.Series(keys, index=messages.index, dtype="str")
 
 
@@ -136,10 +143,12 @@ def _grouped(messages: pd.DataFrame, keys: pd.Series, max_recipients: int) -> It
     labels = messages.index.to_numpy()
     numbers = messages["to"].to_numpy()
     key_values = keys.to_numpy()
-    field_rows = messages[shared].astype("object").to_numpy()
     boundaries = np.flatnonzero(np.diff(group_ids[order])) + 1
-    for members in np.split(order, boundaries):
-        first = field_rows[members[0]]
+    groups = np.split(order, boundaries)
+    # The shared fields of each group, from its first row only (not a copy of every row).
+    firsts = np.array([members[0] for members in groups], dtype=np.int64)
+    field_rows = messages[shared].iloc[firsts].astype("object").to_numpy()
+    for members, first in zip(groups, field_rows, strict=True):
         fields = {
             name: str(value)
             for name, value in zip(shared, first, strict=True)

@@ -353,7 +353,7 @@ _RULES: dict[str, _Rule] = {
     "no_html": _Rule(
         "E413",
         lambda column, _: (
-            f"HTML tags are not allowed in '{column}' (only in body): remove the <…> tags"
+            f"HTML tags are not allowed in '{column}' (only in body): remove the <...> tags"
         ),
     ),
     "control_chars": _Rule(
