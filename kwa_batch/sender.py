@@ -478,7 +478,8 @@ def send(
         if opened is not None:
             keys = row_keys(messages)
             to_send, resume = _resume(opened, keys, results, resend_unknown)
-            valid, keys = valid.loc[to_send], keys.loc[to_send]
+            if len(to_send) < len(valid):  # a fresh journal sends everything: no copy
+                valid, keys = valid.loc[to_send], keys.loc[to_send]
             if resume:
                 log.info(
                     "journal %s: %s", journal, ", ".join(f"{k} {v}" for k, v in resume.items())
@@ -546,7 +547,7 @@ def _resume(
     resend_unknown: bool,
 ) -> tuple[pd.Index, dict[str, int]]:
     """Fill the results of rows the journal settles; return the labels still to send."""
-    records = journal.lookup(keys.tolist())
+    records = journal.lookup(keys.array)  # sliced by position, converted chunk by chunk
     counts = dict.fromkeys(
         (
             "already sent",
