@@ -61,19 +61,7 @@ REF_MAX = 255
 BODY_MAX = 4096
 #: The columns that make a message: two rows alike in all of them but ``to`` are the same
 #: message (and can share one request).
-MESSAGE_COLUMNS = (
-    "from",
-    "type",
-    "channel",
-    "body",
-    "template_name",
-    "params",
-    "lang_code",
-    "ref",
-    "ref1",
-    "ref2",
-    "callback_url",
-)
+MESSAGE_COLUMNS = tuple(name for name in API_COLUMNS if name != "to")
 KNOWN_TYPES = ("text", "template")
 # Free-text fields; 'to', 'from', 'type' and 'channel' have a stricter shape, and the report
 # names HTML or control characters in them when they fail it (see _record).
