@@ -39,6 +39,7 @@ EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 
 DEMO_SENDER = "+911234567890"
 _SHOWN_PROBLEMS = 10
 _SHOWN_REQUESTS = 5
+_PREDICATES = {"has", "is", "contains", "ends", "starts", "looks", "holds"}
 
 
 def _fail(message: str) -> None:
@@ -65,7 +66,9 @@ def _print_problems(report: ValidationReport, *, by_code: bool) -> None:
         message = row.message
         if value and repr(value) not in message:
             shown = value if len(value) <= 40 else value[:37] + "..."
-            message = f"{shown!r}: {message}"
+            # Phone reasons are predicates ("has no country code"): they read on from the value.
+            joint = " " if message.split(" ", 1)[0] in _PREDICATES else ": "
+            message = f"{shown!r}{joint}{message}"
         click.echo(f"  {where:>9}  {row.column:<13} {row.error_code:<7} {message}")
     if len(errors) > _SHOWN_PROBLEMS:
         click.echo(f"  ... and {len(errors) - _SHOWN_PROBLEMS} more problem(s)")
