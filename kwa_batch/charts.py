@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import ERROR_CODES, KwaBatchError
+from .errors import KwaBatchError, lookup_code
 from .results import STATUSES, summarize
 
 __all__ = ["STATUS_COLORS", "plot_outcomes"]
@@ -74,7 +74,7 @@ def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
                 )
                 bottom = bottom + values
         labels = [
-            f"{code}  {ERROR_CODES[code].meaning}" if code in ERROR_CODES else code
+            f"{code}  {entry.meaning}" if (entry := lookup_code(code)) else code
             for code in by_code.index
         ]
         right.set_yticks(range(len(by_code)), labels)

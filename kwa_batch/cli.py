@@ -10,10 +10,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from . import __version__
 from .client import KaleyraClient
 from .config import ENV_API_KEY, ENV_BASE_URL, ENV_FROM, ENV_SID, credentials_from_env
 from .emulator import Emulator
-from .errors import ERROR_CODES, ConfigurationError, KwaBatchError, describe_code
+from .errors import ConfigurationError, KwaBatchError, describe_code, lookup_code
 from .export import FORMATS, export_results, load_results
 from .planner import plan_requests
 from .receipts import delivery_counts, load_receipts, merge_receipts
@@ -47,9 +50,9 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_UNUSABLE)
 
 
-def _load(path: str) -> pd.DataFrame:
+def _load(path: str, encoding: str | None = None) -> pd.DataFrame:
     try:
-        return load_recipients(path)
+        return load_recipients(path, encoding=encoding)
     except KwaBatchError as exc:
         _fail(str(exc))
         raise AssertionError from exc  # unreachable: _fail exits
@@ -145,6 +148,11 @@ def _message_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--lang", "lang_code", metavar="CODE", help="lang_code for rows without one."),
         click.option("--callback-url", metavar="URL", help="callback_url for rows without one."),
         click.option(
+            "--encoding",
+            metavar="NAME",
+            help="Read FILE in this encoding (e.g. cp1252) instead of detecting it.",
+        ),
+        click.option(
             "--windows",
             metavar="STORE",
             type=click.Path(dir_okay=False),
@@ -187,21 +195,22 @@ def validate_command(
     sender: str | None,
     report_path: str | None,
     messages: dict[str, Any],
+    encoding: str | None,
 ) -> None:
     """Check FILE without sending anything: which rows are valid, which not and why.
 
     Exit code 0 when every row is valid, 1 when some are not, 2 when FILE or a setting
     cannot be used.
     """
-    df = _load(file)
+    df = _load(file, encoding)
     report = _validate(df, region, sender, messages)
     click.echo(
         f"{file}: {len(df)} row(s), {len(report.valid)} valid, {len(report.invalid)} invalid"
     )
-    encoding = df.attrs.get("encoding")
-    if encoding and encoding not in ("utf-8", "utf-8-sig", "utf-16", "utf-32"):
+    detected = df.attrs.get("encoding")
+    if not encoding and detected and detected not in ("utf-8", "utf-8-sig", "utf-16", "utf-32"):
         click.echo(
-            f"Note: the file is not UTF-8; it was read as {encoding}. Check accented names, or "
+            f"Note: the file is not UTF-8; it was read as {detected}. Check accented names, or "
             "save it as 'CSV UTF-8'."
         )
     _print_problems(report, by_code=True)
@@ -316,6 +325,7 @@ def send_command(
     quiet: bool,
     log_level: str | None,
     messages: dict[str, Any],
+    encoding: str | None,
 ) -> None:
     """Validate FILE, send every valid row, and write one result per row.
 
@@ -325,10 +335,13 @@ def send_command(
     """
     if log_level:
         logging.getLogger().setLevel(log_level.upper())
-    df = _load(file)
+    df = _load(file, encoding)
     target = Path(out) if out else Path(Path(file).stem + ".results.xlsx")
     if target.suffix.lower() not in FORMATS:
         _fail(f"--out {target}: use a .xlsx, .csv or .parquet file name")
+    _check_writable(target, "--out")
+    if summary_json:
+        _check_writable(Path(summary_json), "--summary-json")
     if resend_unknown and not journal:
         _fail("--resend-unknown needs --journal (it resends what the journal knows as unknown)")
     echo = (lambda *a, **k: None) if quiet else click.echo
@@ -378,10 +391,7 @@ def send_command(
             )
         except ConfigurationError as exc:
             _fail(str(exc))
-        try:
-            export_results(results, target, data=df)
-        except KwaBatchError as exc:
-            _fail(str(exc))
+        target = _export_or_fallback(results, target, df)
         if emulator:
             # Let the emulator post the delivery callbacks it owes before it stops.
             emu.wait_for_callbacks(5)
@@ -399,7 +409,21 @@ def send_command(
         pending = int(results["status"].isin(["not_sent"]).sum())
         unknown = int((results["status"] == "unknown").sum())
         what = "Interrupted" if interrupted else "Incomplete"
-        if journal:
+        refused = results["http_status"].isin([401, 403]).to_numpy().any()
+        if refused:
+            click.echo(
+                "Stopped: the API refused the credentials (HTTP 401/403). Check KALEYRA_SID, "
+                "KALEYRA_API_KEY and KALEYRA_BASE_URL (the key must belong to that SID and "
+                "region); nothing more was sent after the refusal.",
+                err=True,
+            )
+            what = "Once fixed"
+        if pending == 0 and unknown and journal:
+            hint = (
+                f"the {unknown} unknown row(s) may have been sent: check them, then add "
+                "--resend-unknown to send them again"
+            )
+        elif journal:
             hint = f"run the same command again to send the {pending} not_sent row(s)" + (
                 f"; the {unknown} unknown row(s) may have been sent: check them, then add "
                 "--resend-unknown to send them again"
@@ -414,6 +438,31 @@ def send_command(
             )
         click.echo(f"{what}: {hint}.", err=True)
     sys.exit(code)
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse, before anything is sent, an output path that cannot be written."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        _fail(f"{option} {path}: folder {folder} does not exist")
+    if path.is_dir():
+        _fail(f"{option} {path}: is a folder; give a file name")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        _fail(f"{option} {path}: cannot be written here (permissions)")
+
+
+def _export_or_fallback(results: pd.DataFrame, target: Path, df: pd.DataFrame) -> Path:
+    """Write the results; if that fails now that messages went out, save them elsewhere
+    rather than lose the message ids."""
+    try:
+        return export_results(results, target, data=df)
+    except KwaBatchError as exc:
+        fallback = Path(tempfile.gettempdir()) / (
+            f"{target.stem}-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
+        )
+        export_results(results, fallback, data=df)
+        click.echo(f"Error: {exc}; the results were saved to {fallback} instead.", err=True)
+        return fallback
 
 
 def _print_plan(
@@ -479,7 +528,7 @@ def _print_summary(results: pd.DataFrame, target: Path | None) -> None:
     shown = ", ".join(f"{int(n)} {status}" for status, n in counts.items() if n)
     click.echo(f"\nOutcome: {shown}")
     for row in error_counts(results).itertuples(index=False):
-        meaning = ERROR_CODES[row.error_code].meaning if row.error_code in ERROR_CODES else ""
+        meaning = entry.meaning if (entry := lookup_code(row.error_code)) else ""
         click.echo(f"  {row.error_code:<11} {int(row.rows):>6} {row.status:<9} {meaning}")
     if target is None:
         return
@@ -786,7 +835,7 @@ def status_command(results_file: str, store: str, out: str | None) -> None:
     click.echo(f"Delivery: {shown or 'nothing was sent'}")
     codes = merged["delivery_error_code"].dropna().value_counts()
     for code, rows in codes.items():
-        meaning = ERROR_CODES[code].meaning if code in ERROR_CODES else ""
+        meaning = entry.meaning if (entry := lookup_code(code)) else ""
         click.echo(f"  {code:<11} {int(rows):>6} failed {meaning}".rstrip())
     click.echo(f"Results: {target} ({len(merged)} rows, one per input row)")
 

@@ -22,6 +22,7 @@ local rejection codes (``KWA…``), which are given to rows refused before sendi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "describe_code",
+    "lookup_code",
 ]
 
 
@@ -195,6 +197,41 @@ _TABLE = [
         "local",
     ),
     ErrorCode(
+        "HTTP4XX",
+        "the API refused the request",
+        "Read error_message for the API's reason, correct the row, and send it again (it was "
+        "not processed).",
+        "kaleyra",
+    ),
+    ErrorCode(
+        "DROPPED",
+        "the connection broke after the request was sent: the message may or may not have "
+        "been sent",
+        "Check the recipient's delivery status before sending again.",
+        "local",
+    ),
+    ErrorCode(
+        "NORECIPIENT",
+        "the API accepted the request but did not list this recipient in its answer",
+        "Check the recipient's delivery status before sending again.",
+        "local",
+    ),
+    ErrorCode(
+        "INFLIGHT",
+        "an earlier run stopped while this row's request was going out: it may or may not "
+        "have been sent",
+        "Check the recipient's delivery status; to send it again anyway, run with "
+        "--resend-unknown (resend_unknown=True).",
+        "local",
+    ),
+    ErrorCode(
+        "INTERRUPTED",
+        "the run was interrupted while this row's request was in flight: it may or may not "
+        "have been sent",
+        "Check the recipient's delivery status before sending again.",
+        "local",
+    ),
+    ErrorCode(
         "NOTSENT",
         "the run stopped before this row was sent",
         "Run the same command again to send it.",
@@ -211,10 +248,33 @@ def describe_code(code: str | None) -> str:
     >>> describe_code("E13009").startswith("invalid 'to' number")
     True
     """
-    if not code or code not in ERROR_CODES:
-        return ""
-    entry = ERROR_CODES[code]
-    return f"{entry.meaning}. {entry.fix}"
+    entry = lookup_code(code)
+    return f"{entry.meaning}. {entry.fix}" if entry else ""
+
+
+_STATUS_CODE = re.compile(r"(?:HTTP|E)([1-5]\d\d)")
+
+
+def lookup_code(code: str | None) -> ErrorCode | None:
+    """The table entry for ``code``; HTTP-status codes the API may send in its own spelling
+    (``E401``, ``HTTP502``…) map to the entry of their family."""
+    if not code:
+        return None
+    if code in ERROR_CODES:
+        return ERROR_CODES[code]
+    found = _STATUS_CODE.fullmatch(code)
+    if found is None:
+        return None
+    status = int(found.group(1))
+    if status in (401, 403):
+        return ERROR_CODES["HTTP401"]
+    if status == 429:
+        return ERROR_CODES["HTTP429"]
+    if status >= 500:
+        return ERROR_CODES["HTTP5XX"]
+    if status >= 400:
+        return ERROR_CODES["HTTP4XX"]
+    return None
 
 
 class KwaBatchError(Exception):

@@ -33,7 +33,9 @@ __all__ = ["FORMATS", "export_results", "load_results"]
 
 FORMATS = (".xlsx", ".csv", ".parquet")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_PHONE = re.compile(r"\+\d{6,15}")
+# A phone number as people write it: digits and separators only, so no formula function
+# can hide in it; kept as it is in phone columns, so the file reads back the same.
+_PHONE = re.compile(r"\+[0-9 ()./\-]{6,30}")
 _PHONE_COLUMNS = ("to", "from", "to_as_written")
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _NOT_SENT = ("rejected", "failed", "unknown", "not_sent")
@@ -182,7 +184,8 @@ def _write_xlsx(frame: pd.DataFrame, results: pd.DataFrame, target: Path) -> Non
         summary.append(cells)
 
     errors = table[table["status"].isin(_NOT_SENT)].copy()
-    errors["fix"] = [describe_code(c) if isinstance(c, str) else "" for c in errors["error_code"]]
+    fixes = [describe_code(c) if isinstance(c, str) else "" for c in errors["error_code"]]
+    errors.insert(list(errors.columns).index("error_message") + 1, "fix", fixes)
     _write_table(book.create_sheet("Errors"), errors)
     book.save(target)
 
@@ -255,7 +258,10 @@ def load_results(path: str | Path) -> pd.DataFrame:
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(source)
+        try:
+            table = pq.read_table(source)
+        except Exception as exc:  # pyarrow raises several kinds for a bad file
+            raise InputError(f"{source}: is not a readable parquet file ({exc})") from None
         frame = table.to_pandas()
         raw = (table.schema.metadata or {}).get(_RUN_KEY)
         if raw:
@@ -265,9 +271,15 @@ def load_results(path: str | Path) -> pd.DataFrame:
     if suffix == ".xlsx":
         frame = _read_xlsx(source)
     elif suffix == ".csv":
-        frame = pd.read_csv(
-            source, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
-        )
+        try:
+            frame = pd.read_csv(
+                source, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
+            )
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"{source}: is not a results file written by kwa-batch ({reason})"
+            ) from None
     else:
         raise InputError(f"{source}: not a results file: use a .xlsx, .csv or .parquet file")
     _check_results(source, frame.columns)

@@ -199,8 +199,9 @@ class _Run:
                 return self._stopped(request, last, attempt - 1)
             if self.limiter is not None and not self.limiter.acquire(len(request), self.stop):
                 return self._stopped(request, last, attempt - 1)
-            if self.journal is not None and attempt > 1:
-                # The first attempt was marked by the submitting thread.
+            if self.journal is not None:
+                # Right before the request goes out (after any wait for the rate limit), so
+                # that a run killed now reports as unknown only what may really have gone.
                 self.journal.mark_in_flight([(request.keys, request.numbers)])
             try:
                 result = self.client.post(request.form())
@@ -682,9 +683,6 @@ def _execute(
                     if request is None:
                         break
                     batch.append(request)
-                if batch and run.journal is not None:
-                    # Written before the requests go out, in one transaction.
-                    run.journal.mark_in_flight([(r.keys, r.numbers) for r in batch])
                 for request in batch:
                     future = pool.submit(run.deliver, request)
                     pending[future] = request

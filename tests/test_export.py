@@ -75,8 +75,9 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     assert sheet.column_dimensions["B"].width >= len('=HYPERLINK("http://evil")')
     errors = book["Errors"]
     assert errors.max_row == 4  # header + the failed and the two rejected rows
-    assert [c.value for c in errors[1]][-1] == "fix"
-    assert "E.164" in errors.cell(2, errors.max_column).value
+    header = [c.value for c in errors[1]]
+    assert header[header.index("error_message") + 1] == "fix"  # the fix beside the reason
+    assert "E.164" in errors.cell(2, header.index("fix") + 1).value
     summary = [[c.value for c in row][:3] for row in book["Summary"].iter_rows()]
     assert ["sent", 1, 0.25] in summary
     assert ["rejected", 2, 0.5] in summary
@@ -144,3 +145,34 @@ def test_load_results_refuses_other_files(tmp_path: Path, sample_csv: Path) -> N
         load_results(sample_csv)
     with pytest.raises(InputError, match="no such file"):
         load_results(tmp_path / "missing.xlsx")
+
+
+def test_csv_keeps_phone_numbers_as_written_in_the_input_columns(
+    real_results, tmp_path: Path
+) -> None:
+    df, sent = real_results
+    back = load_recipients(export_results(sent, tmp_path / "r.csv", data=df))
+    assert back.loc[1, "to_as_written"] == "+91 98450 12345"
+    assert back.loc[3, "to_as_written"] == "+1 (202) 555-0143"
+
+
+def test_every_code_a_run_can_produce_has_a_fix() -> None:
+    from kwa_batch import describe_code
+
+    for code in (
+        "E401",
+        "HTTP403",
+        "E429",
+        "E500",
+        "HTTP502",
+        "E400",
+        "INFLIGHT",
+        "DROPPED",
+        "NORECIPIENT",
+        "INTERRUPTED",
+        "TIMEOUT",
+        "CONNECT",
+        "NOTSENT",
+    ):
+        assert describe_code(code), code
+    assert describe_code("XYZ") == ""
