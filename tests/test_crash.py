@@ -81,7 +81,7 @@ def test_sigkill_then_resume_sends_each_row_exactly_once(tmp_path: Path) -> None
         assert (by_id.loc[sent["message_id"]].to_numpy() == sent["to"].to_numpy()).all()
         # Rows in flight at the kill are 'unknown' (at most one window of requests), never resent.
         unknown = results[results["status"] == "unknown"]
-        assert len(unknown) <= 2 * CONCURRENCY
+        assert len(unknown) <= CONCURRENCY  # at most one request per worker was in flight
         assert (unknown["error_code"] == "INFLIGHT").all()
         assert len(ledger) == len(sent) + int(unknown["to"].isin(ledger["to"]).sum())
         if len(unknown):
