@@ -202,6 +202,10 @@ def validate_command(
     Exit code 0 when every row is valid, 1 when some are not, 2 when FILE or a setting
     cannot be used.
     """
+    if report_path:
+        if Path(report_path).suffix.lower() not in (".csv", ".xlsx"):
+            _fail(f"--report {report_path}: use a .csv or .xlsx file name")
+        _check_writable(Path(report_path), "--report")
     df = _load(file, encoding)
     report = _validate(df, region, sender, messages)
     click.echo(
