@@ -204,7 +204,7 @@ def validate_command(
     """
     if report_path:
         if Path(report_path).suffix.lower() not in (".csv", ".xlsx"):
-            _fail(f"--report {report_path}: use a .csv or .xlsx file name")
+            _fail(f"--report {report_path}: use .csv or .xlsx for the report")
         _check_writable(Path(report_path), "--report")
     df = _load(file, encoding)
     report = _validate(df, region, sender, messages)
