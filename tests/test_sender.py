@@ -215,8 +215,8 @@ def test_recipients_missing_from_the_answer_are_unknown() -> None:
 # -- stopping ------------------------------------------------------------------------------
 
 
-class _KeyRevokedAfter(KaleyraClient):
-    """A client whose key the account revokes after ``n`` requests (a real 401 follows)."""
+class _AfterN(KaleyraClient):
+    """A client that does something to the run when its ``n``-th request goes out."""
 
     def __init__(self, *args, n: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
@@ -224,14 +224,24 @@ class _KeyRevokedAfter(KaleyraClient):
         self._calls = 0
         self._calls_lock = threading.Lock()
 
+    def on_call(self, count: int) -> None:
+        raise NotImplementedError
+
     def post(self, data):  # type: ignore[no-untyped-def]
         with self._calls_lock:
             self._calls += 1
-            if self._calls > self._n:
-                from kwa_batch.config import Secret
-
-                self._key = Secret("revoked")
+            self.on_call(self._calls)
         return super().post(data)
+
+
+class _KeyRevokedAfter(_AfterN):
+    """The account revokes the key after ``n`` requests (a real 401 follows)."""
+
+    def on_call(self, count: int) -> None:
+        if count > self._n:
+            from kwa_batch.config import Secret
+
+            self._key = Secret("revoked")
 
 
 def test_401_mid_run_stops_at_once_and_the_rest_is_not_sent(fresh_emulator: Emulator) -> None:
@@ -247,21 +257,12 @@ def test_401_mid_run_stops_at_once_and_the_rest_is_not_sent(fresh_emulator: Emul
     assert fresh_emulator.requests_seen < 30  # stopped at once, not 190 more refusals
 
 
-class _InterruptAfter(KaleyraClient):
-    """Presses Ctrl-C (a real SIGINT-like interrupt of the main thread) after ``n`` posts."""
+class _InterruptAfter(_AfterN):
+    """Presses Ctrl-C (a real SIGINT-like interrupt of the main thread) at the n-th post."""
 
-    def __init__(self, *args, n: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self._n = n
-        self._calls = 0
-        self._calls_lock = threading.Lock()
-
-    def post(self, data):  # type: ignore[no-untyped-def]
-        with self._calls_lock:
-            self._calls += 1
-            if self._calls == self._n:
-                _thread.interrupt_main()
-        return super().post(data)
+    def on_call(self, count: int) -> None:
+        if count == self._n:
+            _thread.interrupt_main()
 
 
 def test_ctrl_c_returns_partial_results_and_resume_finishes(
