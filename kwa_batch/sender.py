@@ -469,15 +469,12 @@ def send(
     results = _Results(report.data.index)
     _fill_rejected(results, report)
     valid = report.valid
-    for i, number in zip(results.positions(list(valid.index)), valid["to"], strict=True):
-        results.data["to"][i] = number
-    messages = _message_frame(valid, sender or client.sender)
     opened = Journal(journal, settings=settings).open() if journal is not None else None
     resume: dict[str, int] = {}
     interrupted = False
     try:
         if opened is not None:
-            keys = row_keys(messages)
+            keys = row_keys(_message_frame(valid, sender or client.sender))
             to_send, resume = _resume(opened, keys, results, resend_unknown)
             if len(to_send) < len(valid):  # a fresh journal sends everything: no copy
                 valid, keys = valid.loc[to_send], keys.loc[to_send]
@@ -507,6 +504,10 @@ def send(
         if opened is not None:
             opened.close()
     frame = results.frame()
+    # ``to``: E.164 for the rows that were valid, else the value as written (vectorised).
+    to = report.data["to"].astype("str")
+    to.loc[report.valid.index] = report.valid["to"].astype("str")
+    frame["to"] = to
     frame.attrs["run"] = {
         **settings,
         "started_at": started.isoformat(timespec="seconds"),
@@ -520,8 +521,6 @@ def send(
 
 
 def _fill_rejected(results: _Results, report: ValidationReport) -> None:
-    written = report.data["to"].astype("object")
-    results.data["to"] = [None if pd.isna(v) else v for v in written]
     if report.invalid.empty:
         return
     labels = list(report.invalid.index)
