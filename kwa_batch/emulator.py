@@ -187,7 +187,7 @@ from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
 from werkzeug.wrappers import Request
 
 from .emulator_callbacks import CallbackPoster, CallbackSettings
-from .serving import ABORT, CAN_ABORT, BackgroundServer
+from .serving import ABORT, CAN_ABORT, BackgroundServer, Served
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -537,7 +537,7 @@ def _non_negative(name: str, value: float) -> float:
     return seconds
 
 
-class Emulator:
+class Emulator(Served):
     """A Kaleyra-compatible WhatsApp endpoint on 127.0.0.1, with a ledger of what it accepted.
 
     Args:
@@ -574,6 +574,8 @@ class Emulator:
         'http://127.0.0.1:54321'
         >>> Emulator(faults={"429": 0.05, "reset": 0.01}, seed=7)  # doctest: +SKIP
     """
+
+    _kind = "emulator"
 
     def __init__(
         self,
@@ -721,26 +723,6 @@ class Emulator:
         self._poster.stop()
         if stopped:
             log.info("Kaleyra emulator on port %s stopped", port)
-
-    def serve_forever(self) -> None:
-        """Serve until Ctrl-C (or :meth:`stop` from another thread), then stop cleanly.
-
-        Starts the server if it is not running yet, so a CLI may call :meth:`start`, show
-        :attr:`url`, and then call this to block.
-        """
-        self.start()
-        try:
-            self._http.wait()
-        except KeyboardInterrupt:
-            log.info("interrupted: stopping the emulator")
-        finally:
-            self.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- what it saw ----------------------------------------------------------------------
 

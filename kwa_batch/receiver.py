@@ -71,7 +71,7 @@ from werkzeug.wrappers import Request
 from .callback_store import CallbackStore, IncomingMessage, StatusUpdate
 from .client import mask_phone
 from .errors import ConfigurationError, KwaBatchError
-from .serving import BackgroundServer
+from .serving import BackgroundServer, Served
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -483,7 +483,7 @@ def app_from_env() -> CallbackApp:
     return make_app(path, token=os.environ.get(ENV_TOKEN) or None)
 
 
-class Receiver:
+class Receiver(Served):
     """A callback receiver on ``host:port`` (a real HTTP server in a background thread).
 
     Args:
@@ -500,6 +500,8 @@ class Receiver:
         ...     emu.wait_for_callbacks()
         >>> merge_receipts(results, load_receipts("receipts.db"))  # doctest: +SKIP
     """
+
+    _kind = "receiver"
 
     def __init__(
         self,
@@ -585,19 +587,3 @@ class Receiver:
             log.info("callback receiver on port %s stopped", port)
         if self._owns_store:
             self.store.close()
-
-    def serve_forever(self) -> None:
-        """Serve until Ctrl-C (or :meth:`stop` from another thread), then stop cleanly."""
-        self.start()
-        try:
-            self._http.wait()
-        except KeyboardInterrupt:
-            log.info("interrupted: stopping the receiver")
-        finally:
-            self.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -24,7 +24,7 @@ import socket
 import struct
 import threading
 from contextlib import suppress
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, Self, cast
 
 from werkzeug.serving import DechunkedInput, ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wsgi import LimitedStream
@@ -32,7 +32,14 @@ from werkzeug.wsgi import LimitedStream
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["ABORT", "CAN_ABORT", "BackgroundServer", "KeepAliveHandler", "ThreadedServer"]
+__all__ = [
+    "ABORT",
+    "CAN_ABORT",
+    "BackgroundServer",
+    "KeepAliveHandler",
+    "Served",
+    "ThreadedServer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -327,3 +334,38 @@ class BackgroundServer:
         """
         while (thread := self._thread) is not None and thread.is_alive():
             thread.join(0.5)
+
+
+class Served:
+    """What a server object built on a :class:`BackgroundServer` (held in ``_http``) shares:
+    blocking service until Ctrl-C, and use as a context manager. Subclasses provide
+    ``start()`` and ``stop()``, and name themselves in ``_kind`` for the log."""
+
+    _http: BackgroundServer
+    _kind = "server"
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def serve_forever(self) -> None:
+        """Serve until Ctrl-C (or :meth:`stop` from another thread), then stop cleanly.
+
+        Starts the server if it is not running yet, so a CLI may call :meth:`start`, show
+        its URL, and then call this to block.
+        """
+        self.start()
+        try:
+            self._http.wait()
+        except KeyboardInterrupt:
+            log.info("interrupted: stopping the %s", self._kind)
+        finally:
+            self.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
