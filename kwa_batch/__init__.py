@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 
 from .accessor import KwaAccessor
 from .charts import plot_outcomes
-from .client import KaleyraClient, SendResult
-from .emulator import Emulator
+from .sending.client import KaleyraClient, SendResult
+from .emulator.server import Emulator
 from .errors import (
     ERROR_CODES,
     AmbiguousSendError,
@@ -36,14 +36,14 @@ from .errors import (
     describe_code,
 )
 from .export import export_results, load_results
-from .phones import normalize_phone
-from .receipts import load_receipts, merge_receipts
-from .receiver import Receiver
+from .validation.phones import normalize_phone
+from .receipts.receipts import load_receipts, merge_receipts
+from .receipts.receiver import Receiver
 from .recipients import load_recipients
 from .results import STATUSES, summarize
-from .schema import ValidationReport, validate
-from .sender import send
-from .windows import closed_window_rows, open_windows
+from .validation.rules import ValidationReport, validate
+from .sending.run import send
+from .receipts.windows import closed_window_rows, open_windows
 
 __all__ = [
     "ERROR_CODES",

@@ -10,8 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from .client import KaleyraClient
-from .schema import ValidationReport, validate
+from .sending.client import KaleyraClient
+from .validation.rules import ValidationReport, validate
 
 __all__ = ["KwaAccessor"]
 
@@ -33,6 +33,6 @@ class KwaAccessor:
         Validation arguments (``default_region``, ``sender``…) and sending arguments
         (``concurrency``, ``journal``…) may be mixed.
         """
-        from .sender import send
+        from .sending.run import send
 
         return send(self._frame, client, **kwargs)

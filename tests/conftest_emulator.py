@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kwa_batch.emulator import Emulator
+from kwa_batch.emulator.server import Emulator
 
 __all__ = ["emulator", "fresh_emulator"]
 

@@ -1,0 +1,433 @@
+"""The callbacks the emulator posts, as Kaleyra would: delivery statuses and replies.
+
+When the emulator accepts a message that has a ``callback_url``, it reports the message's
+progress there, from background threads (the answer to the send does not wait):
+``sent``, then ``delivered``, then ``read``; or ``sent``, then ``failed`` with an error
+code. Which way each message goes is drawn from :class:`CallbackSettings` (``delivered``,
+``read`` and ``reply`` proportions) by a generator seeded with the emulator's ``seed``, in
+the order messages arrive; each step comes ``delay`` seconds after the previous one. A
+read message may be answered by its recipient (an incoming-message callback), and
+:meth:`CallbackPoster.reply` posts such a reply on demand.
+
+Status callbacks carry ``id`` (the ``message_id``), ``status``, ``mobile`` (the recipient,
+digits without ``+``), ``timestamp`` (Unix seconds), ``ref``/``ref1``/``ref2`` when the
+message had them, and for ``failed`` ``error_code`` and ``error``. Incoming-message
+callbacks carry ``created_at``, ``type`` (``text``), ``from`` (the recipient),
+``wanumber`` (the business number), ``body`` and ``name`` when given. They go as ``GET``
+with query parameters, or as ``POST`` with a JSON body (``method``).
+
+Callbacks go **only to loopback addresses** (``127.0.0.1`` and the rest of ``127/8``,
+``::1``, ``localhost``): a ``callback_url`` naming any other host is skipped and logged,
+and never contacted. Proxies from the environment are ignored and redirects are not
+followed, so nothing leaves the machine. A callback that fails (nobody listening, an
+error answer) is counted and logged, and not retried.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import ipaddress
+import itertools
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from urllib3.util import parse_url
+
+from ..sending.client import mask_phone
+
+__all__ = ["CallbackPoster", "CallbackSettings", "is_loopback_url"]
+
+log = logging.getLogger(__name__)
+
+_WORKERS = 4
+_METHODS = ("GET", "POST")
+_PROBABILITIES = ("delivered", "read", "reply")
+_SECONDS = ("delay", "timeout")
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    """How the emulator plays Kaleyra's callbacks.
+
+    Args:
+        method: ``"GET"`` (fields as query parameters, as Kaleyra is seen to send them)
+            or ``"POST"`` (a JSON object).
+        delay: seconds from the answer to ``sent``, and between each later step.
+        delivered: the share of messages delivered; the others fail with ``failed_code``.
+        read: the share of delivered messages that are read.
+        reply: the share of read messages whose recipient writes back (an incoming
+            message, which opens a 24-hour window).
+        failed_code: the ``error_code`` of a failed message (WhatsApp's 131026: message
+            undeliverable).
+        failed_reason: its ``error`` text.
+        reply_body: the text of a reply.
+        timeout: seconds to wait for the receiver's answer to each callback.
+
+    Raises:
+        ValueError: an unknown method, a proportion outside ``[0, 1]``, a negative or
+            infinite number of seconds, or an empty code.
+
+    Example:
+        >>> CallbackSettings(delivered=0.9, read=0.5).method
+        'GET'
+    """
+
+    method: str = "GET"
+    delay: float = 0.0
+    delivered: float = 1.0
+    read: float = 0.0
+    reply: float = 0.0
+    failed_code: str = "131026"
+    failed_reason: str = "Message undeliverable"
+    reply_body: str = "Thanks, got it!"
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        method = str(self.method).strip().upper()
+        if method not in _METHODS:
+            raise ValueError(f"callback method must be GET or POST, not {self.method!r}")
+        object.__setattr__(self, "method", method)
+        for name in _PROBABILITIES:
+            value = _float(name, getattr(self, name))
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"callbacks: {name} must be from 0 to 1, not {value!r}")
+            object.__setattr__(self, name, value)
+        for name in _SECONDS:
+            value = _float(name, getattr(self, name))
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"callbacks: {name} must be zero or more seconds, not {value!r}")
+            object.__setattr__(self, name, value)
+        if not str(self.failed_code).strip():
+            raise ValueError("callbacks: failed_code must not be empty")
+
+    @classmethod
+    def coerce(
+        cls, value: CallbackSettings | Mapping[str, Any] | bool | None
+    ) -> CallbackSettings | None:
+        """Settings from what ``Emulator(callbacks=...)`` takes; None means no callbacks.
+
+        ``True`` gives the defaults, ``False`` or ``None`` none; a mapping overrides the
+        defaults (numbers may be given as text, as a command line does).
+
+        Raises:
+            ValueError: an unknown setting name, or a value :class:`CallbackSettings`
+                refuses.
+        """
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, CallbackSettings):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                "callbacks must be True, False, a CallbackSettings or a mapping such as "
+                f"{{'delivered': 0.9, 'read': 0.5}}, not {value!r}"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in value if k not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown callback setting(s) {', '.join(unknown)}: use {', '.join(sorted(known))}"
+            )
+        return cls(**{str(k): v for k, v in value.items()})
+
+
+def _float(name: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"callbacks: {name} must be a number, not {value!r}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def is_loopback_url(url: str) -> bool:
+    """True for an http(s) URL whose host is a loopback address or ``localhost``.
+
+    The host is read by two parsers, the standard library's and urllib3's (the one that
+    dials): both must find a loopback host, so that a URL they read differently (such as
+    ``http://example.com\\@127.0.0.1/``) is refused.
+
+    >>> is_loopback_url("http://127.0.0.1:8765/cb"), is_loopback_url("https://example.com/")
+    (True, False)
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+        dialled = parse_url(url)
+    except ValueError:  # urllib3's LocationParseError is a ValueError too
+        return False
+    if parts.scheme.lower() not in ("http", "https") or dialled.scheme not in ("http", "https"):
+        return False
+    return _loopback_host(parts.hostname) and _loopback_host(dialled.host)
+
+
+def _loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _shown(url: str) -> str:
+    """A URL for the logs: without its query string, which may hold a token."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+@dataclass(order=True)
+class _Due:
+    at: float  # time.monotonic() when it is due
+    seq: int  # keeps callbacks due at the same moment in the order they were planned
+    url: str = field(compare=False)
+    fields: dict[str, str] = field(compare=False)
+    stamp: str = field(compare=False)  # the field that gets the time of posting
+
+
+class CallbackPoster:
+    """Posts planned callbacks from a few background threads when they fall due.
+
+    Threads start with the first callback; :meth:`stop` drops what is pending and joins
+    them (a later callback starts them again).
+
+    Args:
+        settings: what to post (see :class:`CallbackSettings`).
+        seed: makes the drawn outcomes reproducible.
+    """
+
+    def __init__(self, settings: CallbackSettings, *, seed: int | None = None) -> None:
+        self.settings = settings
+        self._rng = random.Random(None if seed is None else f"{seed}/callbacks")
+        self._cond = threading.Condition()  # guards everything below
+        self._heap: list[_Due] = []
+        self._seq = itertools.count()
+        self._in_flight = 0
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._stats = dict.fromkeys(("posted", "failed", "skipped", "dropped"), 0)
+        self._warned: set[str] = set()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Callbacks ``posted`` (2xx answer), ``failed``, ``pending``, ``dropped`` by stop,
+        and messages ``skipped`` for a non-loopback ``callback_url``."""
+        with self._cond:
+            return {**self._stats, "pending": len(self._heap) + self._in_flight}
+
+    # -- planning -------------------------------------------------------------------------
+
+    def message_accepted(
+        self,
+        request_id: str,
+        recipients: list[str],
+        sender: str,
+        refs: Mapping[str, str | None],
+        url: str,
+    ) -> None:
+        """Plan the status callbacks of an accepted request (numbers as digits, no ``+``)."""
+        if not self._allowed(url, len(recipients)):
+            return
+        settings = self.settings
+        extra = {name: value for name, value in refs.items() if value is not None}
+        start = time.monotonic()
+        with self._cond:
+            for n, recipient in enumerate(recipients):
+                delivered = self._rng.random() < settings.delivered
+                read = delivered and self._rng.random() < settings.read
+                replies = read and self._rng.random() < settings.reply
+                steps = ["sent", "delivered", "read"][: 2 + read] if delivered else ["sent"]
+                base = {"id": f"{request_id}:{n}", "mobile": recipient, **extra}
+                for k, status in enumerate(steps, start=1):
+                    self._push(start + k * settings.delay, url, {**base, "status": status})
+                if not delivered:
+                    failed = {
+                        **base,
+                        "status": "failed",
+                        "error_code": settings.failed_code,
+                        "error": settings.failed_reason,
+                    }
+                    self._push(start + 2 * settings.delay, url, failed)
+                if replies:
+                    fields = _incoming(recipient, sender, settings.reply_body, None)
+                    self._push(start + 4 * settings.delay, url, fields, stamp="created_at")
+            self._cond.notify_all()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("planned callbacks for %d message(s) to %s", len(recipients), _shown(url))
+
+    def reply(
+        self,
+        customer: str,
+        business: str,
+        body: str,
+        url: str,
+        *,
+        name: str | None = None,
+        delay: float = 0.0,
+    ) -> bool:
+        """Plan an incoming-message callback: ``customer`` wrote ``body`` to ``business``.
+
+        Numbers are digits without ``+``. Returns False when ``url`` is not loopback (the
+        callback is skipped and logged).
+        """
+        if not self._allowed(url, 1):
+            return False
+        with self._cond:
+            self._push(
+                time.monotonic() + delay,
+                url,
+                _incoming(customer, business, body, name),
+                stamp="created_at",
+            )
+            self._cond.notify_all()
+        log.debug("planned a reply from %s to %s", mask_phone(customer), mask_phone(business))
+        return True
+
+    def _allowed(self, url: str, messages: int) -> bool:
+        if is_loopback_url(url):
+            return True
+        host = urlsplit(url).hostname or url[:40]
+        with self._cond:
+            self._stats["skipped"] += messages
+            first = host not in self._warned
+            if first and len(self._warned) < 1000:
+                self._warned.add(host)
+        (log.warning if first else log.debug)(
+            "callback_url host %r is not a loopback address: its callbacks are skipped "
+            "(the emulator only calls this machine)",
+            host,
+        )
+        return False
+
+    def _push(self, at: float, url: str, fields: dict[str, str], stamp: str = "timestamp") -> None:
+        """Queue one callback; called with the lock held."""
+        heapq.heappush(self._heap, _Due(at, next(self._seq), url, fields, stamp))
+        self._threads = [t for t in self._threads if t.is_alive()]
+        if not self._stopping and len(self._threads) < min(_WORKERS, len(self._heap)):
+            thread = threading.Thread(target=self._work, name="kwa-emulator-callbacks", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    # -- posting --------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        session = requests.Session()
+        session.trust_env = False  # no proxy from the environment: callbacks stay local
+        try:
+            while True:
+                with self._cond:
+                    while True:
+                        if self._stopping:
+                            return
+                        if self._heap:
+                            wait = self._heap[0].at - time.monotonic()
+                            if wait <= 0:
+                                due = heapq.heappop(self._heap)
+                                self._in_flight += 1
+                                break
+                            self._cond.wait(wait)
+                        else:
+                            self._cond.wait()
+                ok = False
+                try:
+                    ok = self._post(session, due)
+                finally:
+                    with self._cond:
+                        self._in_flight -= 1
+                        self._stats["posted" if ok else "failed"] += 1
+                        self._cond.notify_all()
+        finally:
+            session.close()
+
+    def _post(self, session: requests.Session, due: _Due) -> bool:
+        payload = {**due.fields, due.stamp: str(int(time.time()))}
+        timeout = self.settings.timeout
+        try:
+            if self.settings.method == "GET":
+                response = session.get(
+                    due.url, params=payload, timeout=timeout, allow_redirects=False
+                )
+            else:
+                response = session.post(
+                    due.url, json=payload, timeout=timeout, allow_redirects=False
+                )
+        except requests.RequestException as exc:
+            self._failed(due.url, type(exc).__name__)
+            return False
+        if not 200 <= response.status_code < 300:
+            self._failed(due.url, f"HTTP {response.status_code}")
+            return False
+        return True
+
+    def _failed(self, url: str, reason: str) -> None:
+        shown = _shown(url)
+        with self._cond:
+            first = shown not in self._warned
+            if first and len(self._warned) < 1000:
+                self._warned.add(shown)
+        if reason == "ConnectionError":
+            # Nobody listening is the usual case when trying the emulator out: say so quietly.
+            (log.info if first else log.debug)(
+                "nobody is listening at %s, so its callbacks are dropped (run `kwa-batch "
+                "receive` there to collect them)",
+                shown,
+            )
+            return
+        (log.warning if first else log.debug)("a callback to %s failed: %s", shown, reason)
+
+    # -- control --------------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every planned callback was posted; False if ``timeout`` ran out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._heap or self._in_flight:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def stop(self) -> int:
+        """Drop the pending callbacks and join the threads; return how many were dropped."""
+        with self._cond:
+            dropped = len(self._heap)
+            self._heap.clear()
+            self._stats["dropped"] += dropped
+            self._stopping = True
+            threads, self._threads = self._threads, []
+            self._cond.notify_all()
+        for thread in threads:
+            thread.join(timeout=self.settings.timeout + 1)
+        with self._cond:
+            self._stopping = False
+        if dropped:
+            log.info("%d pending callback(s) dropped", dropped)
+        return dropped
+
+    def clear(self) -> None:
+        """Drop the pending callbacks and zero the counters (threads keep running)."""
+        with self._cond:
+            self._heap.clear()
+            self._stats = dict.fromkeys(self._stats, 0)
+            self._cond.notify_all()
+
+
+def _incoming(customer: str, business: str, body: str, name: str | None) -> dict[str, str]:
+    fields = {"type": "text", "from": customer, "wanumber": business, "body": body}
+    if name:
+        fields["name"] = name
+    return fields

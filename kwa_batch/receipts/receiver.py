@@ -1,0 +1,589 @@
+"""The callback receiver: a WSGI application that stores Kaleyra's callbacks as they come.
+
+Kaleyra reports each message's progress, and each reply from a recipient, to the message's
+``callback_url``. :class:`Receiver` serves :class:`CallbackApp` on a local port from a
+background thread (``kwa-batch receive`` runs one until Ctrl-C); the same application
+runs under any WSGI server, e.g. behind TLS in production::
+
+    KWA_RECEIVER_STORE=receipts.db KWA_RECEIVER_TOKEN=... \\
+        gunicorn --workers 2 --bind 127.0.0.1:8080 'kwa_batch.receiver:app_from_env()'
+
+What it accepts
+---------------
+Callbacks on any path, as ``GET`` with query parameters or ``POST`` with a JSON object,
+a form-encoded or a multipart body (query parameters are read for a ``POST`` too; a body
+field wins). Two kinds, told apart by their fields:
+
+* a **status update** has ``id`` (the ``message_id`` of the send answer) and ``status``
+  (``sent``, ``delivered``, ``read``, ``failed``, ``not-sent``; others are kept but never
+  replace these), and may carry ``mobile`` or ``phone_number`` (the recipient),
+  ``error_code``, ``error`` (text, or an object with ``code`` and ``message``), ``ref``,
+  ``ref1``, ``ref2`` and ``timestamp`` (Unix seconds or milliseconds, or ISO 8601);
+* an **incoming message** has ``from`` (the recipient who wrote) and may carry
+  ``wanumber`` (the business number written to), ``created_at`` (Unix seconds or ISO
+  8601), ``type``, ``name``, ``body`` and ``media_url``.
+
+Each is stored once (:mod:`kwa_batch.callback_store`), however often it comes, before the
+answer ``200 {"ok": true, "stored": <true when new>}`` goes back. ``GET /`` without
+callback fields is a health check: ``200 {"status": "ok"}`` while the store is usable
+(``503`` otherwise), no token needed.
+
+What it refuses
+---------------
+Every refusal is a JSON ``{"error": reason}`` and one log line (without the token or
+phone numbers); the server carries on.
+
+* With a token configured, a callback without it (in ``?token=``, an ``X-Kwa-Token``
+  header or ``Authorization: Bearer``) gets 401, a wrong one 403; tokens are compared in
+  constant time and never logged. Prefer the header behind a proxy: access logs record
+  query strings.
+* A body over ``max_body`` bytes (64 KiB by default) gets 413.
+* A body that cannot be read (invalid JSON, a JSON value that is not an object, not
+  UTF-8), or fields that make neither kind of callback, get 400.
+* A method other than GET, HEAD or POST gets 405.
+* A store that cannot be written gets 503, so that the sender tries again later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import logging
+import math
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import parse_qsl, quote
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import MultiPartParser
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wrappers import Request
+
+from .store import CallbackStore, IncomingMessage, StatusUpdate
+from ..sending.client import mask_phone
+from ..errors import ConfigurationError, KwaBatchError
+from ..serving import BackgroundServer, Served
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = [
+    "CALLBACK_PATH",
+    "ENV_STORE",
+    "ENV_TOKEN",
+    "MAX_BODY",
+    "TOKEN_HEADER",
+    "CallbackApp",
+    "CallbackError",
+    "Receiver",
+    "app_from_env",
+    "make_app",
+    "parse_callback",
+]
+
+log = logging.getLogger(__name__)
+
+#: Bytes accepted in a callback's body (a callback is a few hundred bytes).
+MAX_BODY = 64 * 1024
+#: The header that may carry the token (besides ``Authorization: Bearer`` and ``?token=``).
+TOKEN_HEADER = "X-Kwa-Token"
+#: The path :attr:`Receiver.callback_url` names (any path other than ``/`` is accepted).
+CALLBACK_PATH = "/callback"
+#: Environment variables read by :func:`app_from_env` (and ``kwa-batch receive``).
+ENV_STORE = "KWA_RECEIVER_STORE"
+ENV_TOKEN = "KWA_RECEIVER_TOKEN"
+
+_TOKEN_FIELD = "token"
+_MAX_ID = 256
+_MAX_FIELD = 16 * 1024
+_STATUS_SHAPE = re.compile(r"[a-z][a-z-]{0,31}")
+_NOT_DIGITS = re.compile(r"\D")
+# Times before this are not real callback times (a "0" or a typo): the receipt time is used.
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+# A store that cannot be written: answered 503, so that Kaleyra may try again later.
+_STORAGE_ERRORS = (sqlite3.Error, OSError, KwaBatchError)
+_INTERNAL_ERROR = "internal error: the callback was not stored"
+
+
+class CallbackError(KwaBatchError):
+    """The fields do not make a callback we can store; the message says why."""
+
+
+# -- reading a callback -------------------------------------------------------------------
+
+
+def _number(value: str | None) -> str | None:
+    """``+digits`` for a phone number written with or without ``+``, else None."""
+    if not value:
+        return None
+    digits = _NOT_DIGITS.sub("", value)
+    return "+" + digits if 7 <= len(digits) <= 15 and digits[0] != "0" else None
+
+
+def _time(value: str | None, fallback: datetime) -> datetime:
+    """A callback's time: Unix seconds (or milliseconds) or ISO 8601; else ``fallback``."""
+    if not value:
+        return fallback
+    text = value.strip()
+    parsed: datetime
+    try:
+        number = float(text)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return fallback
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+    else:
+        if not math.isfinite(number):
+            return fallback
+        if number > 1e11:  # milliseconds
+            number /= 1000
+        try:
+            parsed = datetime.fromtimestamp(number, UTC)
+        except (OverflowError, OSError, ValueError):
+            return fallback
+    return parsed if parsed >= _EARLIEST else fallback
+
+
+def _optional(fields: Mapping[str, str], name: str, limit: int = _MAX_FIELD) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if len(value) > limit:
+        raise CallbackError(f"field {name!r} is longer than {limit} characters")
+    return value
+
+
+def parse_callback(
+    fields: Mapping[str, str], *, received_at: datetime | None = None
+) -> StatusUpdate | IncomingMessage:
+    """Read one callback's fields (non-empty strings) as a status update or incoming message.
+
+    For a web framework of your own: pass the query parameters or the decoded body, and
+    store the result with :meth:`CallbackStore.add_status` or
+    :meth:`CallbackStore.add_incoming`.
+
+    Args:
+        fields: the callback's fields, without the token.
+        received_at: when it arrived (default: now); the time used when the callback
+            carries none (or one that cannot be read).
+
+    Raises:
+        CallbackError: the fields make neither kind of callback (see the module docs).
+
+    Example:
+        >>> parse_callback({"id": "3f2a:0", "status": "Delivered"}).status
+        'delivered'
+    """
+    received = received_at or datetime.now(UTC)
+    message_id = fields.get("id") or fields.get("message_id")
+    status = fields.get("status")
+    if status is not None and message_id is not None:
+        message_id = message_id.strip()
+        if len(message_id) > _MAX_ID or not message_id.isprintable():
+            raise CallbackError(f"'id' must be printable and at most {_MAX_ID} characters")
+        normal = status.strip().lower().replace("_", "-").replace(" ", "-")
+        if not _STATUS_SHAPE.fullmatch(normal):
+            raise CallbackError("'status' is not a status (letters and '-', at most 32)")
+        return StatusUpdate(
+            message_id=message_id,
+            status=normal,
+            at=_time(fields.get("timestamp"), received),
+            received_at=received,
+            recipient=_number(fields.get("mobile") or fields.get("phone_number")),
+            error_code=_optional(fields, "error_code", _MAX_ID),
+            error=_optional(fields, "error"),
+            ref=_optional(fields, "ref"),
+            ref1=_optional(fields, "ref1"),
+            ref2=_optional(fields, "ref2"),
+        )
+    if "from" in fields:
+        customer = _number(fields["from"])
+        if customer is None:
+            raise CallbackError("'from' is not a phone number")
+        canonical = json.dumps(sorted(fields.items()), ensure_ascii=False)
+        return IncomingMessage(
+            key=hashlib.sha256(canonical.encode()).hexdigest()[:32],
+            customer=customer,
+            business=_number(fields.get("wanumber")),
+            at=_time(fields.get("created_at"), received),
+            received_at=received,
+            type=_optional(fields, "type", _MAX_ID),
+            name=_optional(fields, "name"),
+            body=_optional(fields, "body"),
+            media_url=_optional(fields, "media_url"),
+        )
+    if status is not None or message_id is not None:
+        missing = "id" if status is not None else "status"
+        raise CallbackError(f"a status update needs both 'id' and 'status': no {missing!r}")
+    raise CallbackError(
+        "not a Kaleyra callback: expected a status update (id, status) or an incoming "
+        "message (from, body...)"
+    )
+
+
+def _json_fields(document: Mapping[str, Any]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for name, value in document.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            fields[name] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            fields[name] = str(value)
+        elif name == "error" and isinstance(value, dict):  # {"code": ..., "message": ...}
+            if value.get("code") is not None:
+                fields.setdefault("error_code", str(value["code"]))
+            message = value.get("message") or value.get("title")
+            fields[name] = str(message) if message else json.dumps(value, ensure_ascii=False)
+        else:
+            fields[name] = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return fields
+
+
+# -- the application ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    payload: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _refusal(status: int, reason: str, *headers: tuple[str, str]) -> _Answer:
+    return _Answer(status, {"error": reason}, headers)
+
+
+class CallbackApp:
+    """The WSGI application that stores callbacks (see the module docs for the protocol).
+
+    Args:
+        store: the :class:`~kwa_batch.callback_store.CallbackStore` (or its file) to write.
+        token: when set, every callback must carry it (``?token=``, ``X-Kwa-Token`` or
+            ``Authorization: Bearer``).
+        max_body: bytes accepted in a body; more gets 413.
+
+    Attributes:
+        stats: counts of ``stored``, ``repeated`` and ``refused`` callbacks (a copy).
+    """
+
+    def __init__(
+        self,
+        store: str | Path | CallbackStore,
+        *,
+        token: str | None = None,
+        max_body: int = MAX_BODY,
+    ) -> None:
+        if token is not None and not token:
+            raise ValueError("token must not be empty (None: no token)")
+        if max_body < 1:
+            raise ValueError(f"max_body must be 1 byte or more, not {max_body!r}")
+        self.store = store if isinstance(store, CallbackStore) else CallbackStore(store)
+        self._token = token.encode() if token is not None else None
+        self.max_body = int(max_body)
+        self._stats = {"stored": 0, "repeated": 0, "refused": 0}
+        self._stats_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        token = "<hidden>" if self._token is not None else None
+        return f"CallbackApp({self.store!r}, token={token}, max_body={self.max_body})"
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """How many callbacks were stored, repeated (already stored) and refused."""
+        with self._stats_lock:
+            return dict(self._stats)
+
+    def _count(self, what: str) -> None:
+        with self._stats_lock:
+            self._stats[what] += 1
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        # One byte more than allowed is read, to tell "exactly the limit" from "over it"
+        # (werkzeug stops silently at the limit of a chunked body).
+        request.max_content_length = self.max_body + 1
+        try:
+            answer = self._answer(request)
+        except Exception:
+            log.exception("the receiver failed on a callback")
+            answer = _refusal(500, _INTERNAL_ERROR)
+        if answer.status >= 400:
+            self._count("refused")
+        body = json.dumps(answer.payload).encode()
+        start_response(
+            f"{answer.status} {HTTP_STATUS_CODES.get(answer.status, 'Unknown')}",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+                *answer.headers,
+            ],
+        )
+        return [body]
+
+    def _answer(self, request: Request) -> _Answer:
+        client = request.remote_addr or "?"
+        if request.method not in ("GET", "HEAD", "POST"):
+            log.warning("refused a %s request from %s: method not allowed", request.method, client)
+            return _refusal(405, "use GET or POST", ("Allow", "GET, HEAD, POST"))
+        query = {k: v[-1] for k, v in request.args.lists() if v}
+        given = self._given_token(request, query.pop(_TOKEN_FIELD, None))
+        if request.method != "POST" and request.path == "/" and not _filled(query):
+            return self._health()
+
+        if self._token is not None:
+            if given is None:
+                log.warning("refused a callback from %s: no token", client)
+                return _refusal(
+                    401,
+                    f"a token is required: ?token=, {TOKEN_HEADER} or Authorization: Bearer",
+                    ("WWW-Authenticate", 'Bearer realm="kwa-batch"'),
+                )
+            if not hmac.compare_digest(given.encode(), self._token):
+                log.warning("refused a callback from %s: wrong token", client)
+                return _refusal(403, "wrong token")
+
+        fields = dict(query)
+        if request.method == "POST":
+            length = request.content_length
+            if length is not None and length > self.max_body:
+                log.warning("refused a callback from %s: body of %s bytes", client, length)
+                return _refusal(413, f"the body is larger than {self.max_body} bytes")
+            try:
+                fields.update(self._body_fields(request))
+            except RequestEntityTooLarge:
+                log.warning("refused a callback from %s: body too large", client)
+                return _refusal(413, f"the body is larger than {self.max_body} bytes")
+            except CallbackError as exc:
+                log.warning("refused a callback from %s: %s", client, exc)
+                return _refusal(400, str(exc))
+            fields.pop(_TOKEN_FIELD, None)
+        try:
+            callback = parse_callback(_filled(fields))
+        except CallbackError as exc:
+            log.warning("refused a callback from %s: %s", client, exc)
+            return _refusal(400, str(exc))
+        try:
+            if isinstance(callback, StatusUpdate):
+                new = self.store.add_status(callback)
+            else:
+                new = self.store.add_incoming(callback)
+        except _STORAGE_ERRORS as exc:
+            log.error("could not store a callback from %s: %s", client, exc)
+            return _refusal(503, "the callback could not be stored: try again later")
+        self._count("stored" if new else "repeated")
+        _log_stored(callback, new)
+        return _Answer(200, {"ok": True, "stored": new})
+
+    def _given_token(self, request: Request, from_query: str | None) -> str | None:
+        header = request.headers.get(TOKEN_HEADER)
+        if header:
+            return header.strip()
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+        return from_query or None
+
+    def _body_fields(self, request: Request) -> dict[str, str]:
+        raw = request.get_data(cache=False)
+        if len(raw) > self.max_body:
+            raise RequestEntityTooLarge()
+        if not raw.strip():
+            return {}
+        boundary = request.mimetype_params.get("boundary")
+        if request.mimetype == "multipart/form-data" and boundary:
+            parser = MultiPartParser(max_form_memory_size=self.max_body)
+            try:
+                form, _files = parser.parse(io.BytesIO(raw), boundary.encode("latin-1"), len(raw))
+            except (ValueError, UnicodeError):
+                raise CallbackError("the multipart body cannot be parsed") from None
+            return {k: v[-1] for k, v in form.lists() if v}
+        declared_json = request.mimetype == "application/json" or request.mimetype.endswith("+json")
+        if declared_json or raw.lstrip().startswith((b"{", b"[")):
+            try:
+                document = json.loads(raw)
+            except ValueError:
+                raise CallbackError("the body is not valid JSON") from None
+            if not isinstance(document, dict):
+                raise CallbackError("the JSON body must be an object of fields")
+            return _json_fields(document)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CallbackError("the body is not UTF-8 text") from None
+        return dict(parse_qsl(text, keep_blank_values=True))
+
+    def _health(self) -> _Answer:
+        try:
+            self.store.counts()
+        except _STORAGE_ERRORS as exc:
+            log.error("health check: the store is not usable: %s", exc)
+            return _refusal(503, "the store is not usable")
+        return _Answer(200, {"status": "ok"})
+
+
+def _filled(fields: Mapping[str, str]) -> dict[str, str]:
+    """Fields with names and values trimmed of white space; empty ones count as absent."""
+    out: dict[str, str] = {}
+    for name, value in fields.items():
+        key = name.strip()
+        if key and key != _TOKEN_FIELD and value.strip():
+            out[key] = value
+    return out
+
+
+def _log_stored(callback: StatusUpdate | IncomingMessage, new: bool) -> None:
+    again = "" if new else " (repeat, already stored)"
+    if isinstance(callback, StatusUpdate):
+        to = f" to {mask_phone(callback.recipient)}" if callback.recipient else ""
+        code = f" {callback.error_code}" if callback.error_code else ""
+        log.info("%s%s: message %s%s%s", callback.status, code, callback.message_id, to, again)
+    else:
+        to = f" to {mask_phone(callback.business)}" if callback.business else ""
+        kind = f"{callback.type} " if callback.type else ""
+        log.info("incoming %smessage from %s%s%s", kind, mask_phone(callback.customer), to, again)
+
+
+def make_app(
+    store: str | Path | CallbackStore, *, token: str | None = None, max_body: int = MAX_BODY
+) -> CallbackApp:
+    """The receiver as a WSGI application, for a production server (gunicorn, waitress).
+
+    Example:
+        >>> app = make_app("receipts.db", token=os.environ["KWA_RECEIVER_TOKEN"])  # doctest: +SKIP
+        >>> waitress.serve(app, host="127.0.0.1", port=8080)  # doctest: +SKIP
+    """
+    return CallbackApp(store, token=token, max_body=max_body)
+
+
+def app_from_env() -> CallbackApp:
+    """:func:`make_app` with the store and token from ``KWA_RECEIVER_STORE`` / ``_TOKEN``.
+
+    For ``gunicorn 'kwa_batch.receiver:app_from_env()'``.
+
+    Raises:
+        ConfigurationError: ``KWA_RECEIVER_STORE`` is not set.
+    """
+    path = os.environ.get(ENV_STORE, "").strip()
+    if not path:
+        raise ConfigurationError(f"set {ENV_STORE} to the SQLite file that stores the callbacks")
+    return make_app(path, token=os.environ.get(ENV_TOKEN) or None)
+
+
+class Receiver(Served):
+    """A callback receiver on ``host:port`` (a real HTTP server in a background thread).
+
+    Args:
+        store: the SQLite file to store callbacks in (created when missing), or an open
+            :class:`~kwa_batch.callback_store.CallbackStore`.
+        host: the address to listen on; the default keeps it on this machine.
+        port: the port; 0 picks a free one when it starts.
+        token: when set, callbacks must carry it (see the module docs).
+        max_body: bytes accepted in a callback's body.
+
+    Example:
+        >>> with Receiver("receipts.db") as receiver, Emulator() as emu:  # doctest: +SKIP
+        ...     results = send(df.assign(callback_url=receiver.callback_url), emu.client())
+        ...     emu.wait_for_callbacks()
+        >>> merge_receipts(results, load_receipts("receipts.db"))  # doctest: +SKIP
+    """
+
+    _kind = "receiver"
+
+    def __init__(
+        self,
+        store: str | Path | CallbackStore,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        max_body: int = MAX_BODY,
+    ) -> None:
+        self._owns_store = not isinstance(store, CallbackStore)
+        self.app = CallbackApp(store, token=token, max_body=max_body)
+        self.store = self.app.store
+        self.host = host
+        self._token = token
+        self._http = BackgroundServer(
+            self.app,
+            host=host,
+            port=port,
+            name="kwa-receiver",
+            error_body=json.dumps(
+                {"error": "internal error: the callback was not stored"}
+            ).encode(),
+        )
+
+    @property
+    def wsgi_app(self) -> CallbackApp:
+        """The WSGI application served (mountable in any WSGI server)."""
+        return self.app
+
+    @property
+    def port(self) -> int:
+        """The port served (the one picked, once started with ``port=0``)."""
+        return self._http.port
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:54321`` (``GET`` it: the health check)."""
+        return self._http.url
+
+    @property
+    def callback_url(self) -> str:
+        """The URL to give Kaleyra as ``callback_url``; it holds the token, when there is one.
+
+        Keep it secret like the token; show it with the token masked.
+        """
+        url = self.url + CALLBACK_PATH
+        return url if self._token is None else f"{url}?{_TOKEN_FIELD}={quote(self._token)}"
+
+    @property
+    def running(self) -> bool:
+        """True while the server accepts connections."""
+        return self._http.running
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """How many callbacks were stored, repeated (already stored) and refused."""
+        return self.app.stats
+
+    def __repr__(self) -> str:
+        where = self.url if self.running else "not started"
+        token = "<hidden>" if self._token is not None else None
+        return f"Receiver({where}, store={str(self.store.path)!r}, token={token})"
+
+    def start(self) -> Self:
+        """Open the store and serve in a daemon thread (no-op when running); return self.
+
+        Raises:
+            InputError: the store file is not a callback store.
+            OSError: the port cannot be bound, or the store file cannot be created.
+        """
+        if self._http.running:
+            return self
+        self.store.counts()  # opens (or creates) it now: a bad path fails here, not later
+        if self._http.start():
+            log.info("receiving Kaleyra callbacks on %s into %s", self.url, self.store.path)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and join the thread; close the store if it opened it (idempotent)."""
+        port = self._http.port
+        if self._http.stop():
+            log.info("callback receiver on port %s stopped", port)
+        if self._owns_store:
+            self.store.close()

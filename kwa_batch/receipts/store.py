@@ -1,0 +1,294 @@
+"""The callback store: a SQLite file of every distinct callback Kaleyra sent us.
+
+It holds two kinds of facts, each written once however often Kaleyra repeats it:
+
+- **status updates**, one per ``(message_id, status)``: the first ``delivered`` callback for
+  a message is kept, a repeat of it is ignored. A message's delivery status is *derived*
+  from its updates (:func:`kwa_batch.receipts.load_receipts`), never overwritten, so it
+  cannot go backwards whatever order the callbacks arrive in: ``sent < delivered < read``,
+  and ``failed`` / ``not-sent`` are final (the first final one received wins);
+- **incoming messages** (replies from recipients), one per distinct callback: they open
+  the 24-hour conversation windows (:func:`kwa_batch.windows.open_windows`).
+
+The file runs in WAL mode with ``synchronous=NORMAL``: every callback is committed before
+it is acknowledged, survives the receiver being killed, and readers (a notebook calling
+``load_receipts``) never block the receiver. Several processes may write to one store
+(e.g. gunicorn workers): SQLite serialises them, each waiting up to 5 seconds.
+
+Example:
+    >>> with CallbackStore("receipts.db") as store:  # doctest: +SKIP
+    ...     store.counts()
+    {'status_updates': 1200, 'incoming_messages': 14}
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import pandas as pd
+
+from ..errors import InputError
+
+__all__ = [
+    "DELIVERY_STATUSES",
+    "FINAL_STATUSES",
+    "STATUS_RANK",
+    "CallbackStore",
+    "IncomingMessage",
+    "StatusUpdate",
+    "opened_store",
+]
+
+#: Delivery statuses Kaleyra reports, in the order a message goes through them.
+DELIVERY_STATUSES = ("sent", "delivered", "read", "failed", "not-sent")
+#: Statuses after which nothing changes.
+FINAL_STATUSES = ("failed", "not-sent")
+#: How far along each status is; a message's status is its highest-ranked update. Other
+#: statuses (Kaleyra may add some) are kept with rank 0: they never replace a known one.
+STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4, "not-sent": 4}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS status_updates (
+    message_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    recipient TEXT,
+    error_code TEXT,
+    error TEXT,
+    ref TEXT,
+    ref1 TEXT,
+    ref2 TEXT,
+    PRIMARY KEY (message_id, status)
+);
+CREATE TABLE IF NOT EXISTS incoming_messages (
+    key TEXT PRIMARY KEY,
+    customer TEXT NOT NULL,
+    business TEXT,
+    at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    type TEXT,
+    name TEXT,
+    body TEXT,
+    media_url TEXT
+);
+CREATE INDEX IF NOT EXISTS incoming_by_pair ON incoming_messages (customer, business);
+PRAGMA user_version = 1;
+"""
+_STATUS_COLUMNS = ("message_id", "status", "at", "received_at", "recipient", "error_code",
+                   "error", "ref", "ref1", "ref2")  # fmt: skip
+_INCOMING_COLUMNS = ("key", "customer", "business", "at", "received_at", "type", "name",
+                     "body", "media_url")  # fmt: skip
+_TIMES = ("at", "received_at")
+_BUSY_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """One delivery-status callback, normalised.
+
+    Attributes:
+        message_id: the ``message_id`` the send answer gave (``<uuid>:0``).
+        status: lower case, Kaleyra's spelling (``not-sent`` with a hyphen).
+        at: when it happened (the callback's ``timestamp``, else when it was received).
+        received_at: when the receiver got it.
+        recipient: the recipient in E.164 with ``+``, when the callback said.
+    """
+
+    message_id: str
+    status: str
+    at: datetime
+    received_at: datetime
+    recipient: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    ref: str | None = None
+    ref1: str | None = None
+    ref2: str | None = None
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """One incoming-message callback (a recipient wrote to the business number).
+
+    Attributes:
+        key: identifies the callback (a digest of its fields): a repeat has the same key.
+        customer: who wrote, E.164 with ``+``.
+        business: the business number written to, E.164 with ``+``; None when the
+            callback did not say (its window then counts for every business number).
+        at: when it was written (``created_at``, else when it was received).
+    """
+
+    key: str
+    customer: str
+    business: str | None
+    at: datetime
+    received_at: datetime
+    type: str | None = None
+    name: str | None = None
+    body: str | None = None
+    media_url: str | None = None
+
+
+def _text_time(value: datetime) -> str:
+    # One fixed format, so that times sort as text too.
+    if value.tzinfo is None:
+        raise ValueError(f"a time without a time zone: {value!r} (use datetime.now(UTC))")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+class CallbackStore:
+    """A SQLite file of status updates and incoming messages (created when missing).
+
+    Safe to share between threads; the connection opens on first use and :meth:`close`
+    may be followed by more use (it reopens).
+
+    Args:
+        path: the SQLite file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"CallbackStore({str(self.path)!r})"
+
+    def _connect(self) -> sqlite3.Connection:
+        """The open connection (opening it, and creating the tables, when needed)."""
+        if self._connection is None:
+            connection = sqlite3.connect(
+                self.path,
+                timeout=_BUSY_TIMEOUT_S,
+                isolation_level=None,  # autocommit: each callback is its own transaction
+                check_same_thread=False,  # guarded by self._lock
+            )
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+                connection.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                connection.close()
+                raise InputError(f"{self.path}: not a callback store ({exc})") from None
+            self._connection = connection
+        return self._connection
+
+    def add_status(self, update: StatusUpdate) -> bool:
+        """Store a status update; False when this ``(message_id, status)`` was stored already."""
+        row = (
+            update.message_id,
+            update.status,
+            _text_time(update.at),
+            _text_time(update.received_at),
+            update.recipient,
+            update.error_code,
+            update.error,
+            update.ref,
+            update.ref1,
+            update.ref2,
+        )
+        return self._insert("status_updates", _STATUS_COLUMNS, row)
+
+    def add_incoming(self, message: IncomingMessage) -> bool:
+        """Store an incoming message; False when the same callback was stored already."""
+        row = (
+            message.key,
+            message.customer,
+            message.business,
+            _text_time(message.at),
+            _text_time(message.received_at),
+            message.type,
+            message.name,
+            message.body,
+            message.media_url,
+        )
+        return self._insert("incoming_messages", _INCOMING_COLUMNS, row)
+
+    def _insert(self, table: str, columns: tuple[str, ...], row: tuple[Any, ...]) -> bool:
+        sql = (
+            f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})"
+        )
+        with self._lock:
+            return self._connect().execute(sql, row).rowcount == 1
+
+    def status_updates(self) -> pd.DataFrame:
+        """Every stored status update, oldest received first (times as UTC timestamps)."""
+        return self._frame("status_updates", _STATUS_COLUMNS)
+
+    def incoming_messages(self) -> pd.DataFrame:
+        """Every stored incoming message, oldest received first (times as UTC timestamps)."""
+        return self._frame("incoming_messages", _INCOMING_COLUMNS)
+
+    def _frame(self, table: str, columns: tuple[str, ...]) -> pd.DataFrame:
+        with self._lock:
+            rows = (
+                self._connect()
+                .execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY received_at, rowid")
+                .fetchall()
+            )
+        values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+        frame = pd.DataFrame(
+            {
+                name: (
+                    pd.to_datetime(pd.Series(column, dtype="str"), utc=True, format="ISO8601")
+                    .astype("datetime64[us, UTC]")
+                    .array
+                    if name in _TIMES
+                    else pd.array(list(column), dtype="str")
+                )
+                for name, column in zip(columns, values, strict=True)
+            }
+        )
+        return frame
+
+    def counts(self) -> dict[str, int]:
+        """How many status updates and incoming messages are stored."""
+        with self._lock:
+            connection = self._connect()
+            updates = connection.execute("SELECT count(*) FROM status_updates").fetchone()[0]
+            incoming = connection.execute("SELECT count(*) FROM incoming_messages").fetchone()[0]
+        return {"status_updates": int(updates), "incoming_messages": int(incoming)}
+
+    def close(self) -> None:
+        """Close the connection (idempotent; using the store again reopens it)."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def opened_store(store: str | Path | CallbackStore) -> Iterator[CallbackStore]:
+    """Yield ``store`` itself, or a store opened on a path (closed afterwards).
+
+    Raises:
+        InputError: the path does not exist (a store is never created just to be read).
+    """
+    if isinstance(store, CallbackStore):
+        yield store
+        return
+    path = Path(store)
+    if not path.is_file():
+        raise InputError(
+            f"{path}: no such callback store (kwa-batch receive --store {path} creates it)"
+        )
+    opened = CallbackStore(path)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -1,0 +1,484 @@
+"""``KaleyraClient``: one WhatsApp request to Kaleyra's v1 messages endpoint, answered tolerantly.
+
+The client sends exactly one HTTP request per call and never retries on its own: whether a
+failed request may be sent again is the sender's decision (see :mod:`kwa_batch.sender`),
+because a POST that timed out may already have been processed. Each thread gets its own
+pooled ``requests.Session`` (requests never promised that one Session is thread-safe).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NameResolutionError, NewConnectionError
+from urllib3.util.retry import Retry
+
+from ..config import DEFAULT_BASE_URL, Credentials, Secret, credentials_from_env, normalize_base_url
+from ..errors import (
+    AmbiguousSendError,
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    ConnectError,
+    InvalidResponseError,
+    RateLimitError,
+    ServerError,
+)
+
+__all__ = ["KaleyraClient", "SendResult", "mask_phone"]
+
+log = logging.getLogger(__name__)
+
+#: (connect, read) seconds. Connecting is quick or hopeless; an answer may take a while.
+DEFAULT_TIMEOUT = (5.0, 30.0)
+_RAW_LIMIT = 2000
+_USER_AGENT = "kwa-batch/0.1 (+python-requests)"
+
+
+def mask_phone(number: str) -> str:
+    """Mask a phone number to its last four digits for logs (personal data).
+
+    >>> mask_phone("+919876543210")
+    '********3210'
+    """
+    digits = "".join(ch for ch in str(number) if ch.isdigit())
+    return "*" * max(len(digits) - 4, 0) + digits[-4:]
+
+
+def _digits(number: str) -> str:
+    return "".join(ch for ch in number if ch.isdigit())
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """A successful answer from the messages endpoint.
+
+    Attributes:
+        request_id: the ``id`` Kaleyra gave the request.
+        http_status: the HTTP status (200 or 202).
+        message_ids: ``message_id`` for each recipient, keyed by the number as it was sent.
+        created: the ``createdDateTime`` Kaleyra reported, as written.
+        raw: the parsed JSON answer.
+    """
+
+    request_id: str | None
+    http_status: int
+    message_ids: dict[str, str]
+    created: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def message_id_for(self, number: str) -> str | None:
+        """Return the message id for ``number`` (with or without ``+``), or None if absent."""
+        return self.message_ids.get(number) or self.message_ids.get(
+            next((k for k in self.message_ids if _digits(k) == _digits(number)), "")
+        )
+
+
+class KaleyraClient:
+    """Sends WhatsApp messages through Kaleyra's ``POST /v1/<SID>/messages``.
+
+    Args:
+        sid: the account SID.
+        api_key: the API key (kept secret: never shown in reprs, logs or errors).
+        sender: the default ``from`` number (E.164), used when a message names none.
+        base_url: the API host, e.g. ``https://api.in.kaleyra.io``, or a region name
+            (``sg``, ``in``, ``eu``, ``na``).
+        timeout: seconds, or a ``(connect, read)`` pair.
+        pool_size: connections kept alive per thread.
+        session_factory: builds the ``requests.Session`` for each thread (a seam for tests).
+
+    Example:
+        >>> client = KaleyraClient("HXAP123", "secret-key", sender="+911234567890")
+        >>> client
+        KaleyraClient(sid='HXAP123', api_key=<hidden>, sender='+911234567890', base_url='https://api.kaleyra.io')
+    """
+
+    def __init__(
+        self,
+        sid: str,
+        api_key: str | Secret,
+        *,
+        sender: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        pool_size: int = 4,
+        session_factory: Any = None,
+    ) -> None:
+        if not sid or not str(sid).strip():
+            raise ConfigurationError("the account SID is empty: pass sid= or set KALEYRA_SID")
+        self._key = api_key if isinstance(api_key, Secret) else Secret(str(api_key))
+        if not self._key:
+            raise ConfigurationError("the API key is empty: pass api_key= or set KALEYRA_API_KEY")
+        self.sid = str(sid).strip()
+        self.sender = sender
+        self.base_url = normalize_base_url(base_url)
+        self.timeout = timeout
+        self.pool_size = pool_size
+        self._session_factory = session_factory
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """Build a client from ``KALEYRA_SID``, ``KALEYRA_API_KEY``, ``KALEYRA_FROM`` and
+        ``KALEYRA_BASE_URL``; keyword arguments override them.
+
+        Raises:
+            ConfigurationError: the SID or the key is not set.
+        """
+        creds: Credentials = credentials_from_env(
+            sid=overrides.pop("sid", None),
+            api_key=overrides.pop("api_key", None),
+            sender=overrides.pop("sender", None),
+            base_url=overrides.pop("base_url", None),
+        )
+        return cls(
+            creds.sid, creds.api_key, sender=creds.sender, base_url=creds.base_url, **overrides
+        )
+
+    @property
+    def messages_url(self) -> str:
+        """The endpoint this client posts to."""
+        return f"{self.base_url}/v1/{self.sid}/messages"
+
+    def __repr__(self) -> str:
+        return (
+            f"KaleyraClient(sid={self.sid!r}, api_key=<hidden>, sender={self.sender!r}, "
+            f"base_url={self.base_url!r})"
+        )
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._session_factory() if self._session_factory else requests.Session()
+            # No retries inside urllib3: a retried POST could be sent twice.
+            adapter = HTTPAdapter(
+                pool_connections=1,
+                pool_maxsize=self.pool_size,
+                max_retries=Retry(total=0, read=False, redirect=False, raise_on_status=False),
+            )
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers.update({"User-Agent": _USER_AGENT, "Accept": "application/json"})
+            if session.trust_env:
+                # requests re-reads proxy and CA-bundle variables on every request (a scan of
+                # os.environ each time); read them once for this session instead.
+                settings = session.merge_environment_settings(
+                    self.messages_url, {}, None, None, None
+                )
+                session.proxies.update(settings["proxies"])
+                session.verify = settings["verify"]
+                session.trust_env = False
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def close(self) -> None:
+        """Close every pooled connection this client opened."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests -----------------------------------------------------------------------
+
+    def build_fields(
+        self,
+        to: str | Sequence[str],
+        *,
+        type: str = "text",
+        body: str | None = None,
+        template_name: str | None = None,
+        params: str | Sequence[str] | None = None,
+        lang_code: str | None = None,
+        sender: str | None = None,
+        ref: str | None = None,
+        ref1: str | None = None,
+        ref2: str | None = None,
+        callback_url: str | None = None,
+        channel: str = "whatsapp",
+        extra: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Return the form fields of one request (without the key), as they will be sent.
+
+        Raises:
+            ConfigurationError: no sender was given here or on the client.
+        """
+        recipients = [to] if isinstance(to, str) else list(to)
+        if not recipients:
+            raise ValueError("no recipient given")
+        from_number = sender or self.sender
+        if not from_number:
+            raise ConfigurationError(
+                "no sender number: pass sender=, set KALEYRA_FROM, or fill the 'from' column"
+            )
+        if params is not None and not isinstance(params, str):
+            params = _join_params(params)
+        fields = {
+            "to": ",".join(recipients),
+            "type": type,
+            "channel": channel,
+            "from": from_number,
+            "body": body,
+            "template_name": template_name,
+            "params": params,
+            "lang_code": lang_code,
+            "ref": ref,
+            "ref1": ref1,
+            "ref2": ref2,
+            "callback_url": callback_url,
+        }
+        if extra:
+            fields.update(extra)
+        return {k: str(v) for k, v in fields.items() if v is not None and v == v}
+
+    def send_message(self, to: str | Sequence[str], **fields: Any) -> SendResult:
+        """Send one message to one or several recipients (at most 100) in one request.
+
+        Args:
+            to: an E.164 number or a list of them.
+            **fields: ``type``, ``body``, ``template_name``, ``params`` (a string or a list of
+                values), ``lang_code``, ``sender``, ``ref``, ``ref1``, ``ref2``,
+                ``callback_url``, ``channel``, ``extra`` (other API fields).
+
+        Returns:
+            SendResult with a message id per recipient the API acknowledged.
+
+        Raises:
+            ApiError: the API refused the request (a subclass says why).
+            ConnectError: nothing was sent (safe to retry).
+            AmbiguousSendError: the request may have been processed (do not resend blindly).
+        """
+        data = self.build_fields(to, **fields)
+        return self.post(data)
+
+    def post(self, data: Mapping[str, str]) -> SendResult:
+        """Post prepared form fields (see :meth:`build_fields`) and parse the answer."""
+        recipients = [r for r in data.get("to", "").split(",") if r]
+        log.debug("POST %s to %s", self.messages_url, ",".join(mask_phone(r) for r in recipients))
+        try:
+            response = self._session().post(
+                self.messages_url,
+                data=dict(data),
+                headers={"api-key": self._key.reveal()},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.exceptions.ConnectTimeout:
+            raise ConnectError(
+                f"could not connect to {self.base_url} in time: nothing was sent"
+            ) from None
+        except requests.exceptions.ReadTimeout:
+            raise AmbiguousSendError(
+                f"no answer from {self.base_url} within the timeout: the message may have been "
+                "sent",
+                code="TIMEOUT",
+            ) from None
+        except requests.exceptions.ConnectionError as exc:
+            if _never_connected(exc):
+                raise ConnectError(
+                    f"could not connect to {self.base_url}: nothing was sent ({_reason(exc)})"
+                ) from None
+            raise AmbiguousSendError(
+                f"the connection to {self.base_url} broke after the request was sent: the "
+                f"message may have been sent ({_reason(exc)})",
+                code="DROPPED",
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise AmbiguousSendError(
+                f"the request to {self.base_url} failed: {_reason(exc)}", code="DROPPED"
+            ) from None
+        return parse_response(response.status_code, response.text, response.headers, recipients)
+
+
+def _join_params(values: Iterable[object]) -> str:
+    """Join template parameters CSV style: values holding a comma or quote are quoted."""
+    out = []
+    for value in values:
+        text = str(value)
+        if any(ch in text for ch in ',"\n'):
+            text = '"' + text.replace('"', '""') + '"'
+        out.append(text)
+    return ",".join(out)
+
+
+def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
+    """True when urllib3 failed before the request could be sent (refused, DNS, unreachable)."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        err = stack.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, NewConnectionError | NameResolutionError | ConnectionRefusedError):
+            return True
+        stack.extend([getattr(err, "reason", None), err.__cause__, err.__context__])
+        stack.extend(a for a in getattr(err, "args", ()) if isinstance(a, BaseException))
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    reason: Any = exc
+    for _ in range(4):
+        inner = getattr(reason, "reason", None) or (
+            reason.args[0] if getattr(reason, "args", None) else None
+        )
+        if not isinstance(inner, BaseException):
+            break
+        reason = inner
+    return type(reason).__name__
+
+
+def _first_code(payload: Any) -> str | None:
+    if not isinstance(payload, Mapping):
+        return None
+    for key in ("code", "error_code", "errorCode"):
+        value = payload.get(key)
+        if isinstance(value, str | int) and str(value):
+            return str(value)
+    error = payload.get("error")
+    if isinstance(error, Mapping):
+        return _first_code(error)
+    return None
+
+
+def _messages(payload: Any) -> list[str]:
+    """Every human-readable reason in an error payload, whatever its shape."""
+    if isinstance(payload, str):
+        return [payload] if payload.strip() else []
+    if isinstance(payload, Mapping):
+        out: list[str] = []
+        for key, value in payload.items():
+            if key in ("code", "error_code", "errorCode", "status", "data", "id"):
+                continue
+            for text in _messages(value):
+                out.append(
+                    text if key in ("message", "error", "errors", "detail") else f"{key}: {text}"
+                )
+        return out
+    if isinstance(payload, list):
+        return [text for item in payload for text in _messages(item)]
+    if isinstance(payload, int | float) and not isinstance(payload, bool):
+        return [str(payload)]
+    return []
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        from datetime import UTC, datetime
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def parse_response(
+    status: int, text: str, headers: Mapping[str, str], recipients: Sequence[str]
+) -> SendResult:
+    """Turn an HTTP answer into a :class:`SendResult`, or raise the matching :class:`ApiError`.
+
+    Tolerant of the shapes seen in the wild: the document's ``{"id", "data": [...]}``, a bare
+    ``{"id": "<uuid>:0"}``, and error bodies either ``{"code", "message"}`` or
+    ``{"error": {field: reason}}``. An unreadable body never crashes: it is carried raw.
+    """
+    raw = text[:_RAW_LIMIT]
+    try:
+        payload: Any = json.loads(text) if text.strip() else None
+    except ValueError:
+        payload = None
+
+    if 200 <= status < 300:
+        if not isinstance(payload, Mapping):
+            raise InvalidResponseError(
+                f"the API answered {status} with a body that is not JSON: {raw[:200]!r}",
+                code="BADRESPONSE",
+                http_status=status,
+                raw=raw,
+            )
+        error = payload.get("error")
+        ids = _message_ids(payload, recipients)
+        if error and not ids:
+            code = _first_code(payload) or f"HTTP{status}"
+            raise ApiError(
+                "; ".join(_messages(error)) or raw,
+                code=code,
+                http_status=status,
+                raw=raw,
+                details=dict(payload),
+            )
+        request_id = payload.get("id")
+        return SendResult(
+            request_id=str(request_id).split(":")[0] if request_id else None,
+            http_status=status,
+            message_ids=ids,
+            created=payload.get("createdDateTime"),
+            raw=dict(payload),
+        )
+
+    code = _first_code(payload) or f"HTTP{status}"
+    reasons = _messages(payload) if payload is not None else []
+    message = "; ".join(reasons) or (raw.strip()[:300] or f"HTTP {status} with an empty body")
+    kwargs: dict[str, Any] = {
+        "code": code,
+        "http_status": status,
+        "raw": raw,
+        "details": dict(payload) if isinstance(payload, Mapping) else {},
+    }
+    if status in (401, 403):
+        raise AuthenticationError(message, **kwargs)
+    if status == 429:
+        raise RateLimitError(message, retry_after=_retry_after(headers), **kwargs)
+    if status >= 500:
+        raise ServerError(message, **kwargs)
+    raise ApiError(message, **kwargs)
+
+
+def _message_ids(payload: Mapping[str, Any], recipients: Sequence[str]) -> dict[str, str]:
+    """Map each recipient we sent to its message id, matching on digits (the API drops '+')."""
+    by_digits = {_digits(r): r for r in recipients}
+    ids: dict[str, str] = {}
+    data = payload.get("data")
+    if isinstance(data, list):
+        for item in data:
+            if not isinstance(item, Mapping):
+                continue
+            message_id = item.get("message_id") or item.get("id")
+            recipient = str(item.get("recipient") or item.get("to") or item.get("mobile") or "")
+            key = by_digits.get(_digits(recipient))
+            if message_id and key is not None:
+                ids[key] = str(message_id)
+        if not ids and len(recipients) == 1 and len(data) == 1 and isinstance(data[0], Mapping):
+            message_id = data[0].get("message_id") or data[0].get("id")
+            if message_id:
+                ids[recipients[0]] = str(message_id)
+    elif len(recipients) == 1 and isinstance(payload.get("id"), str) and ":" in payload["id"]:
+        # Some deployments answer with just {"id": "<uuid>:0"} for a single recipient.
+        ids[recipients[0]] = payload["id"]
+    return ids

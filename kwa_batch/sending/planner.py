@@ -1,0 +1,170 @@
+"""Planning requests: which rows travel together in one API call.
+
+Rows whose message is identical in everything but ``to`` (same sender, type, body or
+template and parameters, refs and callback) are one message to several people, and Kaleyra
+takes up to 100 comma-joined recipients in one request. Grouping them is what makes a
+broadcast fast. Personalised rows differ in their body or parameters and go one per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigurationError
+from ..validation.rules import MESSAGE_COLUMNS
+
+__all__ = ["MAX_RECIPIENTS_PER_REQUEST", "Request", "plan_requests", "row_keys"]
+
+#: Kaleyra's documented cap of comma-joined recipients in one request.
+MAX_RECIPIENTS_PER_REQUEST = 100
+_NA = "\x00"
+_KEY_CHUNK = 50_000
+
+
+@dataclass
+class Request:
+    """One planned API call: the rows it serves, their numbers, and the shared fields.
+
+    Attributes:
+        labels: the index labels of the rows, in the order of ``numbers``.
+        numbers: the E.164 recipients, one per row.
+        fields: the form fields shared by every row (``to`` excluded).
+        keys: the content key of each row (see :func:`row_keys`), for the journal.
+    """
+
+    labels: list[Hashable]
+    numbers: list[str]
+    fields: dict[str, str]
+    keys: list[str]
+
+    def form(self) -> dict[str, str]:
+        """The form fields of the request, ``to`` included."""
+        return {"to": ",".join(self.numbers), **self.fields}
+
+    def split(self) -> list[Request]:
+        """One request per recipient (after a grouped request was refused as a whole)."""
+        return [
+            Request([label], [number], dict(self.fields), [key])
+            for label, number, key in zip(self.labels, self.numbers, self.keys, strict=True)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+
+def _message_frame(valid: pd.DataFrame, sender: str | None) -> pd.DataFrame:
+    """The sendable fields of each valid row, with the sender filled and channel defaulted."""
+    frame = pd.DataFrame(index=valid.index)
+    for name in ("to", *MESSAGE_COLUMNS):
+        if name in valid.columns:
+            frame[name] = valid[name].astype("str")
+        else:
+            frame[name] = pd.Series(pd.NA, index=valid.index, dtype="str")
+    if sender:
+        frame["from"] = frame["from"].fillna(sender)
+    frame["channel"] = frame["channel"].fillna("whatsapp")
+    return frame
+
+
+def row_keys(messages: pd.DataFrame) -> pd.Series:
+    """A stable content key per row: the recipient and every field of the message.
+
+    Two rows with the same key are the same message to the same person; the journal keys
+    its records on this, so a row edited since the last run counts as new.
+    """
+    # Each field as "1<value>" or "0" when missing (so "" and missing differ), joined by a
+    # separator no valid row holds (validation refuses control characters other than tab
+    # and line breaks in every field).
+    sha = hashlib.sha256
+    keys: list[str] = []
+    for start in range(0, len(messages), _KEY_CHUNK):  # in chunks: bounded memory
+        chunk = messages.iloc[start : start + _KEY_CHUNK]
+        parts = [
+            ("1" + chunk[name].astype("str")).fillna("0").astype("object")
+            for name in ("to", *MESSAGE_COLUMNS)
+        ]
+        joined = parts[0].str.cat(parts[1:], sep="\x1f")
+        keys.extend(sha(text.encode("utf-8")).hexdigest()[:32] for text in joined)
+    return pd.Series(keys, index=messages.index, dtype="str")
+
+
+def plan_requests(
+    valid: pd.DataFrame,
+    *,
+    sender: str | None = None,
+    max_recipients: int = MAX_RECIPIENTS_PER_REQUEST,
+    keys: pd.Series | None = None,
+) -> Iterator[Request]:
+    """Group valid rows into requests of at most ``max_recipients`` recipients.
+
+    Args:
+        valid: validated rows (``ValidationReport.valid``): ``to`` in E.164.
+        sender: the ``from`` for rows that have none (the caller resolves its fallbacks).
+        max_recipients: 1 sends every row on its own.
+        keys: precomputed :func:`row_keys` (computed here when None).
+
+    Yields:
+        Requests in the order of the first row of each group.
+
+    Raises:
+        ConfigurationError: some rows have no sender at all, or ``max_recipients`` is out of
+            range.
+    """
+    if not 1 <= max_recipients <= MAX_RECIPIENTS_PER_REQUEST:
+        raise ConfigurationError(
+            f"max_recipients_per_request must be between 1 and {MAX_RECIPIENTS_PER_REQUEST}, "
+            f"not {max_recipients}"
+        )
+    messages = _message_frame(valid, sender)
+    no_sender = messages["from"].isna()
+    if no_sender.any():
+        first = messages.index[no_sender.to_numpy()][0]
+        raise ConfigurationError(
+            f"{int(no_sender.sum())} row(s) have no sender (first: row {first}): fill the "
+            "'from' column, pass sender= (--from), or set KALEYRA_FROM"
+        )
+    if keys is None:
+        keys = row_keys(messages)
+    return _grouped(messages, keys, max_recipients)
+
+
+def _grouped(messages: pd.DataFrame, keys: pd.Series, max_recipients: int) -> Iterator[Request]:
+    shared = list(MESSAGE_COLUMNS)
+    if messages.empty:
+        return
+    group_ids = messages[shared].fillna(_NA).groupby(shared, sort=False).ngroup().to_numpy()
+    order = np.argsort(group_ids, kind="stable")
+    labels = messages.index.to_numpy()
+    numbers = messages["to"].to_numpy()
+    key_values = keys.to_numpy()
+    boundaries = np.flatnonzero(np.diff(group_ids[order])) + 1
+    groups = np.split(order, boundaries)
+    # The shared fields of each group, from its first row only (not a copy of every row).
+    firsts = np.array([members[0] for members in groups], dtype=np.int64)
+    field_rows = messages[shared].iloc[firsts].astype("object").to_numpy()
+    for members, first in zip(groups, field_rows, strict=True):
+        fields = {
+            name: str(value)
+            for name, value in zip(shared, first, strict=True)
+            if value is not None and not (isinstance(value, float) and np.isnan(value))
+        }
+        for start in range(0, len(members), max_recipients):
+            chunk = members[start : start + max_recipients]
+            yield Request(
+                labels=[_python(labels[i]) for i in chunk],
+                numbers=[str(numbers[i]) for i in chunk],
+                fields=dict(fields),
+                keys=[str(key_values[i]) for i in chunk],
+            )
+
+
+def _python(value: Any) -> Hashable:
+    """numpy scalars back to Python ones, so labels compare and hash like the index's."""
+    label: Hashable = value.item() if isinstance(value, np.generic) else value
+    return label

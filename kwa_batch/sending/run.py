@@ -1,0 +1,739 @@
+"""``send()``: every valid row to the API, fast, within a rate limit, and nothing twice.
+
+Rows that share one message go in one request of up to 100 recipients (see
+:mod:`kwa_batch.planner`); requests run on a thread pool, each thread with its own pooled
+session (see :class:`~kwa_batch.client.KaleyraClient`). The retry rule is *nothing twice*:
+
+- safe to retry, with exponential backoff and jitter, up to ``max_attempts``: a connection
+  that was never established, HTTP 429 (honouring ``Retry-After``) and HTTP 503 — the
+  request was not processed;
+- ambiguous (the request may have been processed): a read timeout, a connection dropped
+  after sending, 500/502/504, an unreadable 2xx answer, a recipient missing from the
+  answer — the rows become ``unknown`` and are not resent (``retry_ambiguous=True`` opts
+  in, at the risk of sending twice);
+- a grouped request refused as a whole with a 4xx (one bad recipient spoils it) was not
+  processed: it is split and its recipients are sent one by one;
+- a 401/403 stops the run at once: the remaining rows are ``not_sent``;
+- other 4xx answers are final: ``failed`` with the API's code.
+
+With a ``journal``, every row's state is written before its request goes out and after the
+answer (see :mod:`kwa_batch.journal`), so a run that was stopped or killed can be run again
+with the same journal: rows already sent are skipped (their results come back), the rest
+are sent, and rows that were in flight when it died are reported ``unknown``.
+
+Ctrl-C (or the notebook's stop button) stops submitting, waits briefly for the requests in
+flight, and returns the partial results with the rest ``not_sent``; a second Ctrl-C stops
+waiting (rows still in flight are then ``unknown``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from queue import Empty, SimpleQueue
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .client import KaleyraClient, SendResult
+from ..errors import (
+    AmbiguousSendError,
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    ConnectError,
+    InvalidResponseError,
+    RateLimitError,
+    ServerError,
+)
+from .journal import Journal, JournalRecord
+from .planner import MAX_RECIPIENTS_PER_REQUEST, Request, _message_frame, plan_requests, row_keys
+from ..results import RESULT_COLUMNS, STATUSES, results_frame
+from ..validation.rules import ValidationReport, validate
+
+__all__ = ["RateLimiter", "send"]
+
+log = logging.getLogger(__name__)
+
+_GRACE_SECONDS = 10.0
+_POLL_SECONDS = 0.1
+_NOT_SENT = ("NOTSENT", "the run stopped before this row was sent")
+_INTERRUPTED = ("NOTSENT", "the run was interrupted before this row was sent")
+
+
+class RateLimiter:
+    """At most ``rate`` messages in any one-second window, shared across threads.
+
+    A request to *n* recipients counts *n* messages; a request larger than the rate waits
+    for an empty window. Each message holds its place for one second plus ``margin``
+    (50 ms), so that the API, which counts arrivals, never sees more than ``rate`` in a
+    second even when threads are scheduled unevenly between the limiter and the socket.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        margin: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate <= 0:
+            raise ConfigurationError(f"rate_limit must be positive, not {rate}")
+        self.rate = rate
+        self.window = 1.0 + margin
+        self._clock = clock
+        self._sent: deque[tuple[float, int]] = deque()
+        self._in_window = 0
+        self._lock = threading.Lock()
+
+    def acquire(self, count: int, stop: threading.Event) -> bool:
+        """Wait until ``count`` messages may go; False if ``stop`` was set while waiting."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and self._sent[0][0] <= now - self.window:
+                    self._in_window -= self._sent.popleft()[1]
+                if self._in_window + count <= self.rate or not self._sent:
+                    self._sent.append((now, count))
+                    self._in_window += count
+                    return True
+                delay = self._sent[0][0] + self.window - now
+            if stop.wait(max(delay, 0.001)):
+                return False
+
+
+class _StopButton:
+    """Ctrl-C (or the notebook's stop button) while sending: once, stop gracefully; twice,
+    stop waiting. The signal only sets a counter that the sending loop polls, so it never
+    lands in the middle of recording an outcome."""
+
+    def __init__(self) -> None:
+        self.pressed = 0
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.pressed += 1
+        if self.pressed == 1:
+            log.warning("stopping: press Ctrl-C again to stop waiting for requests in flight")
+
+    def __enter__(self) -> _StopButton:
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+            except ValueError:  # signals unavailable here (embedded interpreters)
+                self._previous = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@dataclass
+class _Done:
+    """What became of one request: one outcome shared by its rows, or a split."""
+
+    request: Request
+    status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    http_status: int | None = None
+    attempts: int = 0
+    sent_at: datetime | None = None
+    request_id: str | None = None
+    message_ids: list[str | None] | None = None
+    split: list[Request] | None = None
+
+
+@dataclass
+class _Run:
+    """One call of :func:`send`: settings and the state shared by its worker threads."""
+
+    client: KaleyraClient
+    limiter: RateLimiter | None
+    journal: Journal | None
+    max_attempts: int
+    retry_ambiguous: bool
+    backoff: float
+    max_backoff: float
+    stop: threading.Event = field(default_factory=threading.Event)
+    stop_reason: tuple[str, str] | None = None
+    retrying: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _pause(self, attempt: int, at_least: float | None = None) -> bool:
+        """Sleep before the next attempt; False if the run was stopped meanwhile."""
+        delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        delay *= 0.5 + random.random() / 2
+        if at_least is not None:
+            delay = max(delay, min(at_least, self.max_backoff * 4))
+        with self._lock:
+            self.retrying += 1
+        try:
+            return not self.stop.wait(delay)
+        finally:
+            with self._lock:
+                self.retrying -= 1
+
+    def _stopped(self, request: Request, last: _Done | None, attempts: int) -> _Done:
+        code, message = self.stop_reason or _NOT_SENT
+        if last is not None and last.status == "not_sent" and last.error_code:
+            message = f"{message}; last attempt: {last.error_message}"
+        return _Done(request, "not_sent", code, message, attempts=attempts)
+
+    def deliver(self, request: Request) -> _Done:
+        """Send one request, retrying only what is safe to retry."""
+        last: _Done | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            if self.stop.is_set():
+                return self._stopped(request, last, attempt - 1)
+            if self.limiter is not None and not self.limiter.acquire(len(request), self.stop):
+                return self._stopped(request, last, attempt - 1)
+            if self.journal is not None:
+                # Right before the request goes out (after any wait for the rate limit), so
+                # that a run killed now reports as unknown only what may really have gone.
+                self.journal.mark_in_flight([(request.keys, request.numbers)])
+            try:
+                result = self.client.post(request.form())
+            except ConnectError as exc:
+                last = _Done(request, "not_sent", exc.code, str(exc), attempts=attempt)
+                wait_at_least = None
+            except RateLimitError as exc:
+                last = _failure(request, "not_sent", exc, attempt)
+                wait_at_least = exc.retry_after
+            except ServerError as exc:
+                if not exc.is_safe_to_retry:
+                    done = _failure(request, "unknown", exc, attempt)
+                    done.error_message = (
+                        f"{done.error_message} — the server failed while handling the request: "
+                        "it may have been sent; check before resending"
+                    )
+                    if (
+                        self.retry_ambiguous
+                        and attempt < self.max_attempts
+                        and self._pause(attempt)
+                    ):
+                        last = done
+                        continue
+                    return done
+                last = _failure(request, "not_sent", exc, attempt)
+                wait_at_least = None
+            except AuthenticationError as exc:
+                with self._lock:
+                    if self.stop_reason is None:
+                        self.stop_reason = (
+                            exc.code,
+                            f"the run stopped: the API refused the credentials ({exc.message})",
+                        )
+                self.stop.set()
+                return _failure(request, "not_sent", exc, attempt)
+            except InvalidResponseError as exc:
+                return _failure(request, "unknown", exc, attempt)
+            except ApiError as exc:
+                if len(request) > 1 and 400 <= exc.http_status < 500:
+                    log.info(
+                        "a request to %d recipients was refused (%s): sending them one by one",
+                        len(request),
+                        exc.code,
+                    )
+                    return _Done(request, "split", split=request.split(), attempts=attempt)
+                return _failure(request, "failed", exc, attempt)
+            except AmbiguousSendError as exc:
+                done = _Done(request, "unknown", exc.code, str(exc), attempts=attempt)
+                if self.retry_ambiguous and attempt < self.max_attempts and self._pause(attempt):
+                    last = done
+                    continue
+                return done
+            else:
+                return _success(request, result, attempt)
+            # A safe failure: the rows were not processed; say so before waiting.
+            if self.journal is not None:
+                self.journal.record(_journal_rows(last))
+            if attempt < self.max_attempts and not self._pause(attempt, wait_at_least):
+                return self._stopped(request, last, attempt)
+        assert last is not None
+        last.error_message = f"{last.error_message} (gave up after {self.max_attempts} attempts)"
+        return last
+
+
+def _now() -> datetime:
+    """Now, in UTC, to the millisecond (what a spreadsheet keeps exactly)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _failure(request: Request, status: str, exc: ApiError, attempt: int) -> _Done:
+    return _Done(
+        request,
+        status,
+        exc.code,
+        exc.message,
+        http_status=exc.http_status,
+        attempts=attempt,
+        sent_at=_now(),
+    )
+
+
+def _success(request: Request, result: SendResult, attempt: int) -> _Done:
+    return _Done(
+        request,
+        "sent",
+        http_status=result.http_status,
+        attempts=attempt,
+        sent_at=_now(),
+        request_id=result.request_id,
+        message_ids=[result.message_id_for(number) for number in request.numbers],
+    )
+
+
+_MISSING = (
+    "NORECIPIENT",
+    "the API accepted the request but its answer does not list this recipient: it may "
+    "have been sent; check before resending",
+)
+
+
+def _row_fields(done: _Done) -> Iterator[dict[str, Any]]:
+    """The result fields of each row of a finished request, in request order."""
+    base = {
+        "status": done.status,
+        "message_id": None,
+        "error_code": done.error_code,
+        "error_message": done.error_message,
+        "http_status": done.http_status,
+        "attempts": done.attempts,
+        "sent_at": done.sent_at,
+        "request_id": done.request_id,
+        "recipients": len(done.request),
+    }
+    if done.message_ids is None:
+        for _ in done.request.numbers:
+            yield base
+        return
+    for message_id in done.message_ids:
+        if message_id is None:
+            yield {
+                **base,
+                "status": "unknown",
+                "error_code": _MISSING[0],
+                "error_message": _MISSING[1],
+            }
+        else:
+            yield {**base, "message_id": message_id}
+
+
+def _journal_rows(done: _Done) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    return zip(done.request.keys, done.request.numbers, _row_fields(done), strict=True)
+
+
+class _Results:
+    """Column lists for the results frame, filled in place as requests finish."""
+
+    columns = (*RESULT_COLUMNS, "recipients", "from_journal")
+
+    def __init__(self, index: pd.Index) -> None:
+        n = len(index)
+        self.index = index
+        plain = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+        # Labels of the usual 0..n-1 index are their own positions; others need a map.
+        self._position: dict[Hashable, int] | None = (
+            None if plain else {label: i for i, label in enumerate(index)}
+        )
+        self.data: dict[str, list[Any]] = {name: [None] * n for name in self.columns}
+        self.data["from_journal"] = [False] * n
+
+    def positions(self, labels: list[Hashable]) -> list[int]:
+        if self._position is None:
+            return labels  # type: ignore[return-value]
+        position = self._position
+        return [position[label] for label in labels]
+
+    def fill(
+        self, labels: list[Hashable], rows: Iterator[dict[str, Any]] | list[dict[str, Any]]
+    ) -> None:
+        data = self.data
+        for i, fields in zip(self.positions(labels), rows, strict=True):
+            for name, value in fields.items():
+                data[name][i] = value
+
+    def frame(self) -> pd.DataFrame:
+        frame = results_frame({name: self.data[name] for name in RESULT_COLUMNS}, self.index)
+        frame["recipients"] = pd.array(self.data["recipients"], dtype="Int64")
+        frame["from_journal"] = pd.array(self.data["from_journal"], dtype="bool")
+        return frame
+
+
+def send(
+    data: pd.DataFrame | ValidationReport,
+    client: KaleyraClient,
+    *,
+    concurrency: int = 8,
+    rate_limit: float | None = None,
+    journal: str | Path | None = None,
+    sender: str | None = None,
+    default_region: str | None = None,
+    progress: bool = True,
+    max_recipients_per_request: int = MAX_RECIPIENTS_PER_REQUEST,
+    max_attempts: int = 4,
+    retry_ambiguous: bool = False,
+    resend_unknown: bool = False,
+    backoff: float = 0.5,
+    max_backoff: float = 30.0,
+    **validation: Any,
+) -> pd.DataFrame:
+    """Send every valid row and return one result per input row.
+
+    Args:
+        data: recipients (validated first; invalid rows are never sent) or a
+            :class:`ValidationReport`.
+        client: where to send, e.g. ``KaleyraClient.from_env()`` or ``emulator.client()``.
+        concurrency: requests in flight at once.
+        rate_limit: at most this many messages per second, over any one-second window (a
+            request to 100 recipients counts 100); None: no limit.
+        journal: a SQLite file recording every row's state, so that running again with the
+            same journal resumes without sending anything twice.
+        sender: the ``from`` number for rows that leave it empty (before the client's).
+        default_region: for validating a DataFrame: the region of national numbers.
+        progress: show a progress bar (a widget in Jupyter, a text bar in a terminal).
+        max_recipients_per_request: rows sharing one message go in one request of at most
+            this many recipients (1 turns grouping off).
+        max_attempts: attempts per request for failures that are safe to retry.
+        retry_ambiguous: also retry when the request may already have been processed
+            (a timeout, a dropped connection, a 500): this may send a message twice.
+        resend_unknown: with a journal, send again the rows whose outcome is unknown
+            (in flight when a run died, or ambiguous): this may send a message twice.
+        backoff, max_backoff: seconds of the first retry delay, and the cap.
+        **validation: for a DataFrame, more arguments of :func:`kwa_batch.validate`
+            (``params_from``, ``body_template``, ``template_name``, ``lang_code``,
+            ``callback_url``, ``windows``).
+
+    Returns:
+        A DataFrame with the input's index and the columns ``to``, ``status``,
+        ``message_id``, ``error_code``, ``error_message``, ``http_status``, ``attempts``,
+        ``sent_at``, ``request_id``, ``recipients`` (in the request) and ``from_journal``
+        (True for rows whose result came from an earlier run). ``results.attrs["run"]``
+        describes the run.
+
+    Raises:
+        ConfigurationError: some valid rows have no sender from any source, a setting is
+            out of range, or the journal is in use by another run.
+
+    Example:
+        >>> with Emulator() as emu:  # doctest: +SKIP
+        ...     results = send(report, emu.client(sender="+911234567890"), journal="run.db")
+    """
+    if isinstance(data, ValidationReport):
+        if validation or default_region is not None:
+            given = ", ".join(
+                sorted([*validation, *(["default_region"] if default_region else [])])
+            )
+            raise ConfigurationError(
+                f"{given}: the report is already validated; pass these to validate() instead"
+            )
+        report = data
+        if sender is None:
+            sender = report.sender
+    elif isinstance(data, pd.DataFrame):
+        report = validate(data, default_region=default_region, sender=sender, **validation)
+    else:
+        raise TypeError(
+            f"send() takes a DataFrame or a ValidationReport, not {type(data).__name__}"
+        )
+    if concurrency < 1:
+        raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
+    if max_attempts < 1:
+        raise ConfigurationError(f"max_attempts must be at least 1, not {max_attempts}")
+    settings = {
+        "base_url": client.base_url,
+        "sid": client.sid,
+        "concurrency": concurrency,
+        "rate_limit": rate_limit,
+        "max_recipients_per_request": max_recipients_per_request,
+        "max_attempts": max_attempts,
+        "retry_ambiguous": retry_ambiguous,
+        "resend_unknown": resend_unknown,
+        "journal": str(journal) if journal is not None else None,
+        "source": report.data.attrs.get("source"),
+    }
+    started = datetime.now(UTC)
+    results = _Results(report.data.index)
+    _fill_rejected(results, report)
+    valid = report.valid
+    opened = Journal(journal, settings=settings).open() if journal is not None else None
+    resume: dict[str, int] = {}
+    interrupted = False
+    try:
+        if opened is not None:
+            keys = row_keys(_message_frame(valid, sender or client.sender))
+            to_send, resume = _resume(opened, keys, results, resend_unknown)
+            if len(to_send) < len(valid):  # a fresh journal sends everything: no copy
+                valid, keys = valid.loc[to_send], keys.loc[to_send]
+            if resume:
+                log.info(
+                    "journal %s: %s", journal, ", ".join(f"{k} {v}" for k, v in resume.items())
+                )
+        else:
+            keys = pd.Series("", index=valid.index, dtype="str")
+        requests = plan_requests(
+            valid,
+            sender=sender or client.sender,
+            max_recipients=max_recipients_per_request,
+            keys=keys,
+        )
+        run = _Run(
+            client,
+            limiter=RateLimiter(rate_limit) if rate_limit else None,
+            journal=opened,
+            max_attempts=max_attempts,
+            retry_ambiguous=retry_ambiguous,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        )
+        interrupted = _execute(run, requests, len(valid), results, concurrency, progress)
+    finally:
+        if opened is not None:
+            opened.close()
+    frame = results.frame()
+    # ``to``: E.164 for the rows that were valid, else the value as written (vectorised).
+    to = report.data["to"].astype("str")
+    to.loc[report.valid.index] = report.valid["to"].astype("str")
+    frame["to"] = to
+    frame.attrs["run"] = {
+        **settings,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "interrupted": interrupted,
+        "resume": resume,
+    }
+    counts = frame["status"].value_counts()
+    log.info("send finished: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return frame
+
+
+def _fill_rejected(results: _Results, report: ValidationReport) -> None:
+    if report.invalid.empty:
+        return
+    labels = list(report.invalid.index)
+    rows = [
+        {"status": "rejected", "error_code": code, "error_message": reasons, "attempts": 0}
+        for code, reasons in zip(
+            report.invalid["error_code"], report.invalid["errors"], strict=True
+        )
+    ]
+    results.fill(labels, rows)
+
+
+_IN_FLIGHT = (
+    "INFLIGHT",
+    "a previous run stopped while this row was in flight: it may have been sent; check, then "
+    "pass resend_unknown=True (--resend-unknown) to send it again",
+)
+
+
+def _resume(
+    journal: Journal,
+    keys: pd.Series,
+    results: _Results,
+    resend_unknown: bool,
+) -> tuple[pd.Index, dict[str, int]]:
+    """Fill the results of rows the journal settles; return the labels still to send."""
+    records = journal.lookup(keys.array)  # sliced by position, converted chunk by chunk
+    counts = dict.fromkeys(
+        (
+            "already sent",
+            "unknown, not resent",
+            "resending unknown",
+            "sending again (failed or not sent before)",
+            "new",
+        ),
+        0,
+    )
+    send_labels = []
+    kept_labels: list[Hashable] = []
+    kept_rows: list[dict[str, Any]] = []
+    for label, key in zip(keys.index, keys, strict=True):
+        record: JournalRecord | None = records.get(key)
+        if record is None:
+            counts["new"] += 1
+            send_labels.append(label)
+        elif record.state == "sent":
+            counts["already sent"] += 1
+            kept_labels.append(label)
+            kept_rows.append(_from_record(record))
+        elif record.state in ("unknown", "in_flight"):
+            if resend_unknown:
+                counts["resending unknown"] += 1
+                send_labels.append(label)
+            else:
+                counts["unknown, not resent"] += 1
+                kept_labels.append(label)
+                row = _from_record(record)
+                if record.state == "in_flight":
+                    row.update(
+                        status="unknown", error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1]
+                    )
+                kept_rows.append(row)
+        else:
+            counts["sending again (failed or not sent before)"] += 1
+            send_labels.append(label)
+    results.fill(kept_labels, kept_rows)
+    return pd.Index(send_labels, dtype=keys.index.dtype), {k: v for k, v in counts.items() if v}
+
+
+def _from_record(record: JournalRecord) -> dict[str, Any]:
+    return {
+        "status": record.state,
+        "message_id": record.message_id,
+        "error_code": record.error_code,
+        "error_message": record.error_message,
+        "http_status": record.http_status,
+        "attempts": record.attempts,
+        "sent_at": record.sent_at,
+        "request_id": record.request_id,
+        "recipients": record.recipients,
+        "from_journal": True,
+    }
+
+
+def _execute(
+    run: _Run,
+    planned: Iterator[Request],
+    total: int,
+    results: _Results,
+    concurrency: int,
+    progress: bool,
+) -> bool:
+    """Run the requests on a thread pool; fill ``results``; True if interrupted."""
+    counts = dict.fromkeys(("sent", "failed", "unknown", "not_sent"), 0)
+    if total == 0:
+        return False
+    bar = tqdm(total=total, unit="msg", desc="sending", disable=not progress, leave=True)
+    pending: dict[Future[_Done], Request] = {}
+    queue: deque[Request] = deque()
+    exhausted = False
+    interrupted = False
+
+    def take() -> Request | None:
+        nonlocal exhausted
+        if queue:
+            return queue.popleft()
+        if exhausted:
+            return None
+        request = next(planned, None)
+        exhausted = request is None
+        return request
+
+    def finish(done: _Done, journal_rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Put a finished request's rows in the results (and in ``journal_rows``)."""
+        if done.split is not None:
+            queue.extendleft(reversed(done.split))
+            return
+        rows = list(_row_fields(done))
+        results.fill(done.request.labels, rows)
+        if run.journal is not None:
+            journal_rows.extend(zip(done.request.keys, done.request.numbers, rows, strict=True))
+        for row in rows:
+            counts[row["status"]] += 1
+        bar.update(len(rows))
+
+    def finish_now(done: _Done) -> None:
+        journal_rows: list[tuple[str, str, dict[str, Any]]] = []
+        finish(done, journal_rows)
+        if run.journal is not None:
+            run.journal.record(journal_rows)
+
+    completed: SimpleQueue[Future[_Done]] = SimpleQueue()
+
+    def collect(timeout: float) -> None:
+        """Record the requests that finished, waiting up to ``timeout`` for the first."""
+        try:
+            future = completed.get(timeout=timeout)
+        except Empty:
+            return
+        journal_rows: list[tuple[str, str, dict[str, Any]]] = []
+        while True:
+            finish(future.result(), journal_rows)
+            del pending[future]
+            try:
+                future = completed.get_nowait()
+            except Empty:
+                break
+        if run.journal is not None:
+            run.journal.record(journal_rows)  # one transaction for all that finished
+
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kwa-send")
+    try:
+        with _StopButton() as button:
+            last_postfix = 0.0
+            while not button.pressed:
+                batch: list[Request] = []
+                while len(pending) + len(batch) < concurrency * 2 and not run.stop.is_set():
+                    request = take()
+                    if request is None:
+                        break
+                    batch.append(request)
+                for request in batch:
+                    future = pool.submit(run.deliver, request)
+                    pending[future] = request
+                    future.add_done_callback(completed.put)
+                if not pending:
+                    break
+                collect(_POLL_SECONDS)
+                if time.monotonic() - last_postfix > 0.2:
+                    bar.set_postfix(counts | {"retrying": run.retrying}, refresh=False)
+                    last_postfix = time.monotonic()
+            if button.pressed:
+                interrupted = True
+                run.stop_reason = _INTERRUPTED
+                run.stop.set()
+                log.warning("interrupted: waiting for %d request(s) in flight", len(pending))
+                deadline = time.monotonic() + _GRACE_SECONDS
+                while pending and button.pressed < 2 and time.monotonic() < deadline:
+                    collect(_POLL_SECONDS)
+                for future, request in list(pending.items()):
+                    if future.done():
+                        finish_now(future.result())
+                    elif future.cancel():
+                        queue.append(request)  # never started: not_sent below
+                    else:
+                        finish_now(
+                            _Done(
+                                request,
+                                "unknown",
+                                "INTERRUPTED",
+                                "interrupted while the request was in flight: it may have been "
+                                "sent; check before resending",
+                            )
+                        )
+                pending.clear()
+    finally:
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
+        bar.set_postfix(counts, refresh=False)
+        bar.close()
+    # Whatever was never attempted (stopped by a 401, or interrupted) is not_sent.
+    code, message = run.stop_reason or _NOT_SENT
+    leftover: list[Request] = list(queue)
+    if not exhausted:
+        leftover.extend(planned)
+    for request in leftover:
+        fields = {
+            "status": "not_sent",
+            "error_code": code,
+            "error_message": message,
+            "attempts": 0,
+            "recipients": len(request),
+        }
+        results.fill(request.labels, [fields] * len(request))
+    statuses = set(results.data["status"])
+    assert statuses <= set(STATUSES), f"every row ends with a known status, not {statuses}"
+    return interrupted

@@ -1,0 +1,801 @@
+"""Validation of recipient rows before anything is sent: ``validate()`` → ``ValidationReport``.
+
+``validate`` works in three steps, each vectorised over the whole frame:
+
+1. **Build** each message as the API will receive it: ``to`` and ``from`` normalised to
+   E.164 (:mod:`kwa_batch.phones`), campaign-wide settings filled into rows that leave them
+   empty, ``params`` and ``body`` built from other columns when asked, ``type`` inferred.
+2. **Check** the built rows against pandera models — :class:`TextMessage` for text rows,
+   :class:`TemplateMessage` for template rows, :class:`MessageRow` for rows of an unknown
+   type — lazily, so that every problem of every row is found in one pass.
+3. **Report**: each failure becomes one line of the long-form ``errors`` frame (row, line in
+   the file, column, value, check, code, and a message that tells the fix), with the facts
+   only the whole frame knows: ragged rows from the file (``KWA008``), empty values a
+   message was built from (``KWA009``) and repeated rows (``KWA007``). A row with any
+   error is invalid and is never sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow as pa_arrow
+import pyarrow.compute as pc
+from pandera.errors import SchemaErrors
+from pandera.typing import Series
+
+from ..errors import InputError, KwaBatchError
+from .compose import SPACE as _SPACE
+from .compose import (
+    build_body,
+    build_params,
+    choose,
+    empty_strings,
+    is_blank,
+    placeholders,
+    resolve_column,
+    strings,
+)
+from .phones import E164_PATTERN, PhoneCheck, check_region, normalize_phone, normalize_phones
+from ..recipients import API_COLUMNS
+from .report import Problems, ValidationReport, assemble, file_lines, row_reasons
+
+__all__ = [
+    "BODY_MAX",
+    "MESSAGE_COLUMNS",
+    "REF_MAX",
+    "MessageRow",
+    "TemplateMessage",
+    "TextMessage",
+    "ValidationReport",
+    "validate",
+]
+
+
+REF_MAX = 255
+BODY_MAX = 4096
+#: The columns that make a message: two rows alike in all of them but ``to`` are the same
+#: message (and can share one request).
+MESSAGE_COLUMNS = tuple(name for name in API_COLUMNS if name != "to")
+KNOWN_TYPES = ("text", "template")
+# Free-text fields; 'to', 'from', 'type' and 'channel' have a stricter shape, and the report
+# names HTML or control characters in them when they fail it (see _record).
+_FREE_TEXT = ("template_name", "params", "lang_code", "ref", "ref1", "ref2", "callback_url")
+_SHAPED = ("to", "from", "type", "channel")
+# RE2 patterns (pyarrow runs them); no \s, \d or \w, which RE2 reads as ASCII only.
+_HTML_TAG = rf"<[{_SPACE}]*/?[{_SPACE}]*[A-Za-z!][^<>]*>"
+_URL = rf"https?://[^{_SPACE}/?#]+[^{_SPACE}]*"
+# A params value: comma-separated fields, each plain (no quote, no comma) or double-quoted
+# CSV style with "" for a quote inside; "filled" when every field has a visible character.
+_PARAM_FIELD = r'(?:"(?:[^"]|"")*"|[^",]*)'
+_PARAMS_SHAPE = rf"{_PARAM_FIELD}(?:,{_PARAM_FIELD})*"
+_PARAM_FILLED = rf'(?:"(?:[^"]|"")*(?:[^"{_SPACE}]|"")(?:[^"]|"")*"|[^",]*[^",{_SPACE}][^",]*)'
+_PARAMS_FILLED = rf"{_PARAM_FILLED}(?:,{_PARAM_FILLED})*"
+_LANG_CODE = r"[a-z]{2,3}(?:_[A-Z]{2})?"
+
+
+# ---------------------------------------------------------------------------------------
+# The models: what a row must look like to be sent.
+
+
+def _check(*columns: str, ignore_na: bool = True) -> Callable[[Any], Any]:
+    """A vectorised pandera check named after its method (the name the report keys on).
+
+    ``n_failure_cases=1``: the report is built from each check's full boolean output, so
+    pandera need not collect and format every failing value (slow on large frames).
+    """
+
+    def decorate(method: Any) -> Any:
+        name = method.__name__
+        return pa.check(*columns, name=name, ignore_na=ignore_na, n_failure_cases=1)(method)
+
+    return decorate
+
+
+def _arrow(values: pd.Series) -> pa_arrow.Array | pa_arrow.ChunkedArray:
+    return pa_arrow.array(values.array)
+
+
+def _bools(result: Any, index: pd.Index) -> pd.Series:
+    out = np.asarray(result.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    return pd.Series(out, index=index)
+
+
+def _regex(values: pd.Series, pattern: str, *, full: bool = False) -> pd.Series:
+    """Whether each value matches ``pattern`` (anywhere, or ``full``y); NA never does.
+
+    Run in pyarrow (RE2) directly: the checks below use no construct where RE2 and
+    Python's ``re`` differ. A column that is empty, or one value repeated (a campaign-wide
+    setting), is checked once.
+    """
+    array = _arrow(values)
+    if array.null_count == len(array):
+        return pd.Series(np.zeros(len(array), dtype=bool), index=values.index)
+    expression = f"^(?:{pattern})$" if full else pattern
+    present = pc.drop_null(array)
+    first = present[0]
+    if bool(pc.all(pc.equal(present, first)).as_py()):
+        hit = bool(pc.match_substring_regex(pa_arrow.array([first.as_py()]), expression)[0].as_py())
+        return _bools(pc.is_valid(array), values.index) & hit
+    return _bools(pc.match_substring_regex(array, expression), values.index)
+
+
+def _byte_table(codes: Any) -> np.ndarray[Any, Any]:
+    table = np.zeros(256, dtype=bool)
+    table[list(codes)] = True
+    return table
+
+
+_CONTROL_BYTES = _byte_table([*range(0x20), 0x7F])
+_CONTROL_BYTES_IN_BODY = _byte_table(  # a body may break lines and hold tabs
+    [b for b in [*range(0x20), 0x7F] if b not in (0x09, 0x0A, 0x0D)]
+)
+_LESS_THAN = _byte_table([ord("<")])
+
+
+def _has_byte(values: pd.Series, table: np.ndarray[Any, Any]) -> pd.Series:
+    """Whether each value holds a byte of ``table`` (its UTF-8 bytes, read with numpy).
+
+    Exact for ASCII bytes, which never occur inside a multi-byte UTF-8 character; much
+    faster than a regular expression on a large clean column.
+    """
+    array = _arrow(values)
+    chunks = array.chunks if isinstance(array, pa_arrow.ChunkedArray) else [array]
+    out = np.zeros(len(array), dtype=bool)
+    start = 0
+    for chunk in chunks:
+        chunk = chunk.cast(pa_arrow.large_string())
+        n = len(chunk)
+        buffers = chunk.buffers()
+        if n and buffers[2] is not None:
+            offsets = np.frombuffer(buffers[1], dtype=np.int64)[chunk.offset : chunk.offset + n + 1]
+            data = np.frombuffer(buffers[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+            hits = np.flatnonzero(table[data])
+            if len(hits):
+                rows = np.searchsorted(offsets, hits + offsets[0], side="right") - 1
+                out[start + rows] = True
+        start += n
+    out &= np.asarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=bool)
+    return pd.Series(out, index=values.index)
+
+
+def _html(values: pd.Series) -> pd.Series:
+    """Whether each value holds an HTML tag (only values with a '<' are searched)."""
+    candidates = _has_byte(values, _LESS_THAN)
+    if not candidates.any():
+        return candidates
+    found = _regex(values[candidates], _HTML_TAG)
+    out = candidates.copy()
+    out[candidates] = found.to_numpy()
+    return out
+
+
+def _filled(values: pd.Series) -> pd.Series:
+    """Whether each value holds something other than whitespace."""
+    array = _arrow(values)
+    empty = pc.or_kleene(pc.equal(pc.utf8_length(array), 0), pc.utf8_is_space(array))
+    return _bools(pc.invert(empty), values.index)
+
+
+class MessageRow(pa.DataFrameModel):
+    """A message as it will be sent, whatever its type: the checks every row must pass.
+
+    Columns are the API's field names. :func:`validate` normalised ``to`` and ``from`` to
+    E.164 first: ``to`` is null where the number could not be read (the report gives the
+    reason), ``from`` is null where the row leaves the sender to the client.
+    """
+
+    to: Series[str] = pa.Field(nullable=True)
+    type: Series[str] = pa.Field(nullable=True)
+    # Optional: validate() leaves out a column that is empty in every row it checks.
+    from_: Series[str] = pa.Field(nullable=True, required=False, alias="from")
+    channel: Series[str] = pa.Field(nullable=True, required=False)
+    body: Series[str] = pa.Field(nullable=True, required=False)
+    template_name: Series[str] = pa.Field(nullable=True, required=False)
+    params: Series[str] = pa.Field(nullable=True, required=False)
+    lang_code: Series[str] = pa.Field(nullable=True, required=False)
+    ref: Series[str] = pa.Field(nullable=True, required=False)
+    ref1: Series[str] = pa.Field(nullable=True, required=False)
+    ref2: Series[str] = pa.Field(nullable=True, required=False)
+    callback_url: Series[str] = pa.Field(nullable=True, required=False)
+
+    class Config:
+        strict = False
+        coerce = False
+
+    @_check("to", ignore_na=False)
+    def phone_valid(cls, to: Series[str]) -> pd.Series:
+        """E13009 (KWA004 when a spreadsheet mangled it): a valid number, in E.164."""
+        return _regex(to, E164_PATTERN, full=True)
+
+    @_check("from")
+    def sender_valid(cls, sender: Series[str]) -> pd.Series:
+        """E13008: the sender, when there is one, is a valid number in E.164."""
+        # Senders are few distinct values (usually one): check each once.
+        distinct = [v for v in sender.dropna().unique() if normalize_phone(v).e164 == v]
+        return sender.isin(distinct)
+
+    @_check("type", ignore_na=False)
+    def type_known(cls, kind: Series[str]) -> pd.Series:
+        """KWA003: 'text' or 'template'."""
+        return kind.isin(KNOWN_TYPES)
+
+    @_check("channel")
+    def channel_known(cls, channel: Series[str]) -> pd.Series:
+        """KWA003: WhatsApp, or empty."""
+        return _regex(channel, f"(?i)[{_SPACE}]*whatsapp[{_SPACE}]*", full=True)
+
+    @_check(*_FREE_TEXT)
+    def no_html(cls, values: Series[str]) -> pd.Series:
+        """E413: no HTML tag outside the body (the API refuses them)."""
+        return ~_html(values)
+
+    @_check(*_FREE_TEXT)
+    def control_chars(cls, values: Series[str]) -> pd.Series:
+        """KWA006: no tab, line break or other control character outside the body."""
+        return ~_has_byte(values, _CONTROL_BYTES)
+
+    @_check("body")
+    def body_control_chars(cls, body: Series[str]) -> pd.Series:
+        """KWA006: a body may break lines and hold tabs, nothing else."""
+        return ~_has_byte(body, _CONTROL_BYTES_IN_BODY)
+
+    @_check("body")
+    def body_length(cls, body: Series[str]) -> pd.Series:
+        """KWA001: at most 4,096 characters."""
+        return body.str.len() <= BODY_MAX
+
+    @_check("ref", "ref1", "ref2")
+    def ref_length(cls, ref: Series[str]) -> pd.Series:
+        """KWA001: at most 255 characters each."""
+        return ref.str.len() <= REF_MAX
+
+    @_check("params")
+    def params_format(cls, params: Series[str]) -> pd.Series:
+        """KWA010: comma-separated, CSV-quoted where a value holds a comma."""
+        return _regex(params, _PARAMS_SHAPE, full=True)
+
+    @_check("params")
+    def params_empty(cls, params: Series[str]) -> pd.Series:
+        """KWA010: no empty parameter (WhatsApp refuses them)."""
+        return ~_regex(params, _PARAMS_SHAPE, full=True) | _regex(params, _PARAMS_FILLED, full=True)
+
+    @_check("lang_code")
+    def lang_code_format(cls, lang_code: Series[str]) -> pd.Series:
+        """KWA011: a language code such as 'en' or 'pt_BR'."""
+        return _regex(lang_code, _LANG_CODE, full=True)
+
+    @_check("callback_url")
+    def url(cls, url: Series[str]) -> pd.Series:
+        """KWA005: a full http(s) URL."""
+        return _regex(url, _URL, full=True)
+
+
+class TextMessage(MessageRow):
+    """A text message: it needs a ``body`` (at most 4,096 characters)."""
+
+    @_check("body", ignore_na=False)
+    def body_required(cls, body: Series[str]) -> pd.Series:
+        """KWA002: a text message has a body."""
+        return _filled(body)
+
+
+class TemplateMessage(MessageRow):
+    """A template message: it needs the ``template_name`` of an approved template."""
+
+    @_check("template_name", ignore_na=False)
+    def template_required(cls, name: Series[str]) -> pd.Series:
+        """KWA002: a template message names its template."""
+        return _filled(name)
+
+
+# ---------------------------------------------------------------------------------------
+# What each check's failure means for the user: its code and how to fix it.
+
+_Message = Callable[[str, pd.Series], "str | pd.Series"]
+
+
+@dataclass(frozen=True)
+class _Rule:
+    code: str
+    message: str | _Message
+
+
+def _length_message(limit: int) -> _Message:
+    def message(column: str, values: pd.Series) -> pd.Series:
+        lengths = values.str.len().astype("Int64").astype("str")
+        return (
+            f"'{column}' has "
+            + lengths
+            + f" characters; the limit is {limit:,}: shorten it"
+            + (" (or split the message)" if column == "body" else "")
+        )
+
+    return message
+
+
+_RULES: dict[str, _Rule] = {
+    "type_known": _Rule("KWA003", "unknown type: use 'text' or 'template' (or leave it empty)"),
+    "channel_known": _Rule(
+        "KWA003",
+        "this toolkit sends WhatsApp messages only: use channel 'whatsapp' or leave it empty",
+    ),
+    "body_required": _Rule(
+        "KWA002",
+        "a text message needs a body: fill it, or give a template_name to send a template",
+    ),
+    "body_length": _Rule("KWA001", _length_message(BODY_MAX)),
+    "body_control_chars": _Rule(
+        "KWA006",
+        "the body holds control characters (other than line breaks and tabs): remove them",
+    ),
+    "template_required": _Rule(
+        "KWA002",
+        "a template message needs a template_name: give the name of an approved template",
+    ),
+    "no_html": _Rule(
+        "E413",
+        lambda column, _: (
+            f"HTML tags are not allowed in '{column}' (only in body): remove the <...> tags"
+        ),
+    ),
+    "control_chars": _Rule(
+        "KWA006",
+        lambda column, _: f"'{column}' holds control characters (tabs, line breaks…): remove them",
+    ),
+    "ref_length": _Rule("KWA001", _length_message(REF_MAX)),
+    "params_format": _Rule(
+        "KWA010",
+        "params must be comma-separated values; a value that holds a comma or a quote goes in "
+        'double quotes, with "" for a quote inside (e.g. "Tan, Wei Ling",A1008)',
+    ),
+    "params_empty": _Rule(
+        "KWA010",
+        "params has an empty value (two commas in a row, or one at an end): WhatsApp refuses "
+        "empty template parameters, so fill it or remove the extra comma",
+    ),
+    "lang_code_format": _Rule(
+        "KWA011",
+        "lang_code must look like 'en' or 'pt_BR' (the language in lower case, then _ and the "
+        "country in capitals)",
+    ),
+    "url": _Rule(
+        "KWA005",
+        "callback_url must be a full http:// or https:// URL, without spaces",
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# validate()
+
+
+def validate(
+    df: pd.DataFrame,
+    *,
+    default_region: str | None = None,
+    sender: str | None = None,
+    params_from: Sequence[str] | None = None,
+    body_template: str | None = None,
+    template_name: str | None = None,
+    lang_code: str | None = None,
+    callback_url: str | None = None,
+    windows: pd.DataFrame | None = None,
+) -> ValidationReport:
+    """Check every row before sending; return which rows are valid and why others are not.
+
+    Args:
+        df: recipients, one row each, with the API's column names (``to`` required).
+        default_region: ISO country code for numbers written without ``+`` (``"IN"``).
+        sender: the ``from`` number for rows that leave it empty.
+        params_from: columns whose values, in this order, make a template's ``params``
+            (CSV-quoted where a value holds a comma), for rows whose ``params`` is empty.
+        body_template: a text body with ``{column}`` placeholders, e.g.
+            ``"Hi {name}, order {order_id} has shipped"``, for rows whose ``body`` is empty.
+        template_name, lang_code, callback_url: campaign-wide values for rows that leave
+            these empty. A row's ``type`` is ``template`` when it has a template name.
+        windows: the open 24-hour conversation windows (:func:`kwa_batch.open_windows`);
+            text rows to recipients without one are refused with ``KWA012`` (WhatsApp only
+            lets a business start a conversation with a template).
+
+    Returns:
+        ValidationReport with ``.valid`` (normalised), ``.invalid``, ``.errors``, ``.ok``.
+
+    Raises:
+        InputError: there is no ``to`` column, or a cell cannot be read as text.
+        ConfigurationError: a setting cannot be used: unknown region, a column named by
+            ``params_from`` or a placeholder of ``body_template`` that does not exist.
+        ValueError: the frame's index repeats labels.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"to": ["+919876543210", "12"], "body": ["Hi", "Hi"]})
+        >>> report = validate(df, sender="+911234567890")
+        >>> report
+        <ValidationReport: 2 rows, 1 valid, 1 invalid>
+        >>> report.errors.loc[0, "error_code"]
+        'E13009'
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"validate() takes a DataFrame, not {type(df).__name__}")
+    if "to" not in df.columns:
+        raise InputError(
+            "no 'to' column: name the column of phone numbers 'to' "
+            f"(columns: {', '.join(map(str, df.columns))})"
+        )
+    repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()] if c in API_COLUMNS})
+    if repeated:
+        raise InputError(
+            f"the frame has more than one column named {', '.join(map(repr, repeated))}: "
+            "keep one of each"
+        )
+    if not df.index.is_unique:
+        raise ValueError(
+            "the frame's index has repeated labels, so results could not be matched back to "
+            "rows: call df.reset_index(drop=True) first"
+        )
+    region = check_region(default_region)
+    if isinstance(params_from, str):
+        params_from = [p.strip() for p in params_from.split(",") if p.strip()]
+    params_columns = [resolve_column(df, name, "params_from") for name in params_from or ()]
+    pieces = placeholders(body_template) if body_template is not None else []
+    template_columns = {
+        name: resolve_column(df, name, "body_template") for _, name in pieces if name is not None
+    }
+    n = len(df)
+    problems = Problems()
+
+    # 1. Build the messages, positionally (index 0..n-1) and as strings.
+    columns: dict[str, pd.Series] = {}
+    for name in API_COLUMNS:
+        if name in df.columns:
+            columns[name] = strings(df[name], name).reset_index(drop=True)
+        else:
+            columns[name] = empty_strings(n)
+    for name, value in (
+        ("template_name", template_name),
+        ("lang_code", lang_code),
+        ("callback_url", callback_url),
+    ):
+        if value is not None and value != "":
+            blank = is_blank(columns[name])
+            if blank.any():
+                columns[name] = columns[name].mask(blank, value)
+    kind = columns["type"].str.strip().str.lower()
+    inferred = choose(is_blank(columns["template_name"]), "text", "template")
+    columns["type"] = kind.where(~is_blank(kind), inferred)
+
+    built_from: dict[str, np.ndarray[Any, Any]] = {}
+    if params_columns:
+        rows = (columns["type"] == "template").to_numpy() & is_blank(columns["params"])
+        columns["params"], built_from["params"] = build_params(
+            df, params_columns, rows, columns["params"], problems
+        )
+    if body_template is not None:
+        rows = (columns["type"] == "text").to_numpy() & is_blank(columns["body"])
+        columns["body"], built_from["body"] = build_body(
+            df, pieces, template_columns, rows, columns["body"], problems
+        )
+
+    # Recipient and sender, normalised.
+    written_to = columns["to"]
+    phones = normalize_phones(written_to, region)
+    columns["to"] = phones["e164"]
+    row_from = columns["from"]
+    own_from = ~is_blank(row_from)
+    from_values = row_from
+    from_e164 = empty_strings(n)
+    from_reason = empty_strings(n)
+    if own_from.any():
+        checked = normalize_phones(row_from, region)
+        from_e164 = checked["e164"].where(own_from)
+        from_reason = checked["reason"].where(own_from)
+    if sender:
+        check: PhoneCheck = normalize_phone(sender, region)
+        use = ~own_from
+        from_values = row_from.mask(use, sender)
+        if check.ok:
+            from_e164 = from_e164.mask(use, check.e164)
+        else:
+            from_reason = from_reason.mask(use, check.reason)
+    has_from = own_from | bool(sender)
+    columns["from"] = from_e164.where(from_e164.notna(), from_values.where(has_from))
+    prepared = pd.DataFrame(columns)
+
+    # 2. Check them with the model of their type.
+    _run_models(prepared, problems, phones, from_reason, written_to)
+
+    # 3. What only the frame knows: ragged rows from the file.
+    malformed = df.attrs.get("malformed") or {}
+    if malformed:
+        labels = list(malformed)
+        where = df.index.get_indexer(pd.Index(labels, dtype=object))
+        found = where >= 0
+        reasons = pd.Series(
+            [malformed[label] for label, ok in zip(labels, found, strict=True) if ok],
+            dtype="str",
+        )
+        # A ragged row's cells may sit in the wrong columns: its shape is its only problem.
+        ragged = np.zeros(n, dtype=bool)
+        ragged[where[found]] = True
+        _drop_rows(problems, ragged)
+        problems.add(
+            where[found],
+            "*",
+            "row_shape",
+            "KWA008",
+            reasons + ": check its quotes and delimiters",
+            empty_strings(int(found.sum())),
+        )
+
+    # A message built from an empty value reports the empty value, not what it made.
+    for column, empty in built_from.items():
+        _drop_rows(problems, empty, column=column, unless="value_required")
+
+    # Free text needs an open 24-hour conversation window.
+    if windows is not None:
+        from ..receipts.windows import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_window_rows
+
+        closed = closed_window_rows(prepared, windows).to_numpy()
+        problems.add(
+            np.flatnonzero(closed),
+            "to",
+            "window_open",
+            CLOSED_WINDOW_CODE,
+            CLOSED_WINDOW_MESSAGE,
+            prepared["to"][closed],
+        )
+
+    # Repeats of a row already seen, among rows that are otherwise fine.
+    _mark_duplicates(prepared, problems, df)
+
+    errors, positions = assemble(problems, df)
+    is_bad = problems.mask(n)
+    invalid = _rows(df, is_bad)
+    first_code, reasons_text = row_reasons(errors, positions)
+    invalid = invalid.assign(error_code=first_code, errors=reasons_text)
+    valid = _valid_frame(df, prepared, ~is_bad, sender_given=bool(sender))
+    for frame in (valid, invalid):
+        frame.attrs = dict(df.attrs)
+    settings = {
+        "default_region": region,
+        "sender": sender,
+        "params_from": list(params_from) if params_from else None,
+        "body_template": body_template,
+        "template_name": template_name,
+        "lang_code": lang_code,
+        "callback_url": callback_url,
+        "windows": None if windows is None else len(windows),
+    }
+    return ValidationReport(
+        data=df,
+        valid=valid,
+        invalid=invalid,
+        errors=errors,
+        default_region=region,
+        sender=sender,
+        settings=settings,
+    )
+
+
+def _drop_rows(
+    problems: Problems,
+    rows: np.ndarray[Any, Any],
+    *,
+    column: str | None = None,
+    unless: str | None = None,
+) -> None:
+    """Forget the problems found so far in ``rows`` (a mask): all of them, or those of one
+    ``column`` but for the check named ``unless``."""
+    kept = []
+    for part in problems.parts:
+        concerned = (column is None or part["column"] == column) and part["check"] != unless
+        drop = rows[part["pos"]] if concerned else np.zeros(len(part["pos"]), dtype=bool)
+        if drop.any():
+            part = dict(part)
+            for key in ("code", "message", "value"):
+                if isinstance(part[key], pd.Series):
+                    part[key] = part[key][~drop]
+            part["pos"] = part["pos"][~drop]
+            if not len(part["pos"]):
+                continue
+        kept.append(part)
+    problems.parts = kept
+
+
+def _run_models(
+    prepared: pd.DataFrame,
+    problems: Problems,
+    phones: pd.DataFrame,
+    from_reason: pd.Series,
+    written_to: pd.Series,
+) -> None:
+    kinds = prepared["type"]
+    for model, mask, needed in (
+        (TextMessage, (kinds == "text").to_numpy(), "body"),
+        (TemplateMessage, (kinds == "template").to_numpy(), "template_name"),
+        (MessageRow, ~kinds.isin(KNOWN_TYPES).to_numpy(), None),
+    ):
+        if not mask.any():
+            continue
+        subset = prepared if mask.all() else prepared[mask]
+        # A column empty in every row passes its checks: leave it out (pandera's work per
+        # column adds up), but for the ones a model requires.
+        kept = [c for c in subset.columns if c in ("to", "type", needed) or subset[c].notna().any()]
+        subset = subset[kept]
+        try:
+            # inplace: nothing is coerced, so pandera need not copy the frame first.
+            model.validate(subset, lazy=True, inplace=True)
+        except SchemaErrors as exc:
+            for error in exc.schema_errors:
+                _record(error, prepared, problems, phones, from_reason, written_to)
+
+
+def _record(
+    error: Any,
+    prepared: pd.DataFrame,
+    problems: Problems,
+    phones: pd.DataFrame,
+    from_reason: pd.Series,
+    written_to: pd.Series,
+) -> None:
+    check = error.check
+    name = getattr(check, "name", None) or str(check)
+    column = str(getattr(error.schema, "name", "") or "*")
+    output = error.check_output
+    if output is None or not isinstance(output, pd.Series):
+        raise KwaBatchError(f"validation could not run check {name!r} on {column!r}: {error}")
+    failed = output.index[~output.to_numpy(dtype=bool, na_value=False)].to_numpy()
+    if len(failed) == 0:
+        return
+    values = prepared[column].iloc[failed] if column in prepared.columns else None
+    assert values is not None
+    if name == "phone_valid":
+        values = written_to.iloc[failed]
+        reasons = phones["reason"].iloc[failed]
+        mangled = phones["mangled"].to_numpy()[failed]
+        if not mangled.any():
+            problems.add(failed, column, name, "E13009", reasons, values)
+        else:
+            plain = ~mangled
+            problems.add(failed[plain], column, name, "E13009", reasons[plain], values[plain])
+            problems.add(
+                failed[mangled],
+                column,
+                "phone_mangled",
+                "KWA004",
+                reasons[mangled] + ": re-export the column as text; the number will not be guessed",
+                values[mangled],
+            )
+    elif name == "sender_valid":
+        reason = from_reason.iloc[failed].fillna("is not a valid number").reset_index(drop=True)
+        message = (
+            "the sender " + reason + ": use your WhatsApp business number with + and country code"
+        )
+        problems.add(failed, column, name, "E13008", message, values)
+    else:
+        _add_rule(problems, name, failed, column, values)
+    if column in _SHAPED:
+        # A value that fails its shape may also hold HTML (E413, as the API would answer)
+        # or control characters: say so too, they are what to remove.
+        for check, test in (
+            ("no_html", _html),
+            ("control_chars", lambda v: _has_byte(v, _CONTROL_BYTES)),
+        ):
+            hit = test(values).to_numpy()
+            if hit.any():
+                _add_rule(problems, check, failed[hit], column, values[hit])
+
+
+def _add_rule(
+    problems: Problems, name: str, failed: np.ndarray[Any, Any], column: str, values: pd.Series
+) -> None:
+    rule = _RULES.get(name)
+    if rule is None:  # a check without a rule is a bug here, not the user's problem
+        raise KwaBatchError(f"validation check {name!r} has no error code")
+    message_value = rule.message if isinstance(rule.message, str) else rule.message(column, values)
+    if isinstance(message_value, pd.Series):
+        message_value = message_value.reset_index(drop=True)
+    problems.add(failed, column, name, rule.code, message_value, values)
+
+
+def _mark_duplicates(prepared: pd.DataFrame, problems: Problems, df: pd.DataFrame) -> None:
+    n = len(prepared)
+    candidate = ~problems.mask(n)
+    if candidate.sum() < 2:
+        return
+    # Only rows whose number repeats can repeat a message; numbers compare as integers.
+    numbers = pc.cast(
+        pc.utf8_slice_codeunits(_arrow(prepared["to"][candidate]), 1), pa_arrow.int64()
+    )
+    repeats = pd.Series(numbers.to_numpy(zero_copy_only=False)).duplicated(keep=False).to_numpy()
+    if not repeats.any():
+        return
+    candidate[np.flatnonzero(candidate)[~repeats]] = False
+    keys = ["to", *MESSAGE_COLUMNS]
+    subset = prepared.loc[candidate, keys]
+    used = [c for c in keys if subset[c].notna().any()]
+    if len(used) == 1:
+        joined = subset[used[0]]
+    else:
+        parts = []
+        for name in used:
+            array = pa_arrow.array(subset[name].array)
+            if isinstance(array, pa_arrow.ChunkedArray):
+                array = array.combine_chunks()
+            parts.append(array.cast(pa_arrow.large_string()).fill_null("\x1e"))
+        joined_array = pc.binary_join_element_wise(
+            *parts, pa_arrow.scalar("\x1f", type=pa_arrow.large_string())
+        )
+        joined = pd.Series(pd.array(joined_array, dtype="str"))
+    codes, _ = pd.factorize(joined)
+    _, first_index = np.unique(codes, return_index=True)
+    first_of = first_index[codes]
+    repeated = first_of != np.arange(len(codes))
+    if not repeated.any():
+        return
+    positions = np.flatnonzero(candidate)
+    dup_positions = positions[repeated]
+    firsts = positions[first_of[repeated]]
+    lines = file_lines(df, df.index[firsts])
+    where = [
+        f"line {line}" if pd.notna(line) else f"row {label}"
+        for line, label in zip(lines, df.index[firsts], strict=True)
+    ]
+    message = pd.Series(
+        [
+            f"the same message to the same recipient appears earlier ({w}): remove this row"
+            for w in where
+        ],
+        dtype="str",
+    )
+    problems.add(
+        dup_positions,
+        "to",
+        "duplicate",
+        "KWA007",
+        message,
+        prepared["to"].iloc[dup_positions],
+    )
+
+
+def _rows(df: pd.DataFrame, mask: np.ndarray[Any, Any]) -> pd.DataFrame:
+    """``df[mask]``, column by column (pyarrow filters a column faster than pandas takes a
+    frame), with the index and attrs kept."""
+    if mask.all():
+        return df.copy(deep=False)
+    index = df.index[mask]
+    out = pd.DataFrame({i: df.iloc[:, i][mask] for i in range(df.shape[1])}, index=index)
+    out.columns = df.columns
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def _valid_frame(
+    df: pd.DataFrame, prepared: pd.DataFrame, keep: np.ndarray[Any, Any], *, sender_given: bool
+) -> pd.DataFrame:
+    """The rows that pass, as they will be sent: the input's columns, with the API's
+    columns replaced by (or extended with) the built ones."""
+    out = _rows(df, keep)
+    built = {}
+    for name in API_COLUMNS:
+        values = prepared[name]
+        wanted = (
+            name in df.columns
+            or name == "type"
+            or (name == "from" and sender_given)
+            or (name in _FILLED and bool(values.notna().any()))
+        )
+        if wanted:
+            kept = values[keep]
+            kept.index = out.index
+            built[name] = kept
+    return out.assign(**built)
+
+
+_FILLED = ("body", "params", "template_name", "lang_code", "callback_url")

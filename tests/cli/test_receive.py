@@ -1,0 +1,233 @@
+"""`kwa-batch receive` and `kwa-batch status`: callbacks in, delivery statuses next to rows."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+from click.testing import CliRunner
+from conftest import SENDER
+
+import kwa_batch as kb
+from kwa_batch.cli import cli
+
+TOKEN = "cli-t0ken"
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for name in ("KWA_RECEIVER_STORE", "KWA_RECEIVER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return CliRunner()
+
+
+@pytest.fixture
+def run_files(tmp_path: Path) -> tuple[Path, Path, pd.DataFrame]:
+    """A results file of a run through the emulator, its callback store, and the merge."""
+    store = tmp_path / "receipts.db"
+    df = pd.DataFrame(
+        {"to": [f"+9198765{i:05d}" for i in range(8)] + ["12"], "body": "Your order shipped"}
+    )
+    with (
+        kb.Receiver(store) as receiver,
+        kb.Emulator(seed=2, callbacks={"delivered": 0.5, "failed_code": "131026"}) as emu,
+    ):
+        results = kb.send(
+            df.assign(callback_url=receiver.callback_url),
+            emu.client(),
+            sender=SENDER,
+            progress=False,
+        )
+        assert emu.wait_for_callbacks(20)
+    path = tmp_path / "results.csv"
+    kb.export_results(results, path)
+    return path, store, kb.merge_receipts(results, store)
+
+
+def test_status_writes_the_merged_results(
+    runner: CliRunner, run_files: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    results, store, merged = run_files
+    out = tmp_path / "merged.xlsx"
+    outcome = runner.invoke(
+        cli, ["status", str(results), "--receipts", str(store), "--out", str(out)]
+    )
+    assert outcome.exit_code == 0, outcome.output
+    delivered = int((merged["delivery_status"] == "delivered").sum())
+    failed = int((merged["delivery_status"] == "failed").sum())
+    assert delivered + failed == 8
+    assert outcome.output.splitlines() == [
+        f"{results}: 9 rows, 8 with a message id",
+        f"Delivery: {delivered} delivered, {failed} failed",
+        f"  131026      {failed:>6} failed",
+        f"Results: {out} (9 rows, one per input row)",
+    ]
+    written = kb.load_results(out)
+    assert written["delivery_status"].tolist() == merged["delivery_status"].tolist()
+    assert written.index.tolist() == merged.index.tolist()
+
+
+def test_status_writes_beside_the_results_by_default(
+    runner: CliRunner, run_files: tuple[Path, Path, pd.DataFrame]
+) -> None:
+    results, store, _ = run_files
+    outcome = runner.invoke(cli, ["status", str(results), "--receipts", str(store)])
+    assert outcome.exit_code == 0, outcome.output
+    written = results.with_name("results.status.csv")
+    assert f"Results: {written} " in outcome.output
+    assert "delivery_status" in kb.load_results(written).columns
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--receipts", "{tmp}/missing.db"], "no such callback store"),
+        (["--receipts", "{store}", "--out", "{results}"], "choose another file"),
+        (["--receipts", "{store}", "--out", "{tmp}/merged.txt"], "use a .xlsx, .csv or .parquet"),
+    ],
+)
+def test_status_refuses_what_it_cannot_use(
+    runner: CliRunner,
+    run_files: tuple[Path, Path, pd.DataFrame],
+    tmp_path: Path,
+    args: list[str],
+    message: str,
+) -> None:
+    results, store, _ = run_files
+    filled = [a.format(tmp=tmp_path, store=store, results=results) for a in args]
+    outcome = runner.invoke(cli, ["status", str(results), *filled])
+    assert outcome.exit_code == 2
+    assert message in outcome.output
+    assert "Traceback" not in outcome.output
+
+
+def test_status_needs_message_ids(runner: CliRunner, tmp_path: Path) -> None:
+    results = tmp_path / "results.csv"
+    results.write_text("row,to,status\n0,+919876543210,sent\n", encoding="utf-8")
+    store = tmp_path / "receipts.db"
+    kb.Receiver(store).start().stop()  # an empty store
+    outcome = runner.invoke(cli, ["status", str(results), "--receipts", str(store)])
+    assert outcome.exit_code == 2
+    assert "no message_id column" in outcome.output
+
+
+def test_receive_refuses_a_port_in_use(runner: CliRunner, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        outcome = runner.invoke(
+            cli, ["receive", "--port", str(port), "--store", str(tmp_path / "r.db")]
+        )
+    assert outcome.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in outcome.output
+
+
+def test_receive_refuses_a_file_that_is_not_a_store(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("not a database " * 100)
+    outcome = runner.invoke(cli, ["receive", "--port", "0", "--store", str(path)])
+    assert outcome.exit_code == 2
+    assert "not a callback store" in outcome.output
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_receive_serves_until_stopped(tmp_path: Path, stop: signal.Signals) -> None:
+    store = tmp_path / "receipts.db"
+    env = {**os.environ, "KWA_RECEIVER_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    args = [sys.executable, "-m", "kwa_batch", "receive", "--port", "0", "--store", str(store)]
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 30
+        while not any("callback_url:" in line for line in lines):
+            assert time.monotonic() < deadline, lines
+            line = proc.stdout.readline()
+            assert line, lines  # the process ended early
+            lines.append(line)
+        shown = next(line for line in lines if "callback_url:" in line).split()[-1]
+        assert shown.endswith("/callback?token=****")
+        url = shown.replace("****", TOKEN)
+        fields = {"id": "m:0", "status": "read", "mobile": "919876543210"}
+        assert requests.get(url, params=fields, timeout=10).json()["stored"] is True
+        refused = requests.get(url.split("?")[0], params=fields, timeout=10)
+        assert refused.status_code == 401
+        proc.send_signal(stop)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = "".join(lines) + output
+    assert proc.returncode == 0, output
+    assert "Stopped; 1 callback(s) stored, 0 repeated, 1 refused." in output
+    assert "read: message m:0 to ********3210" in output
+    assert TOKEN not in output
+    assert "9876543210" not in output
+    assert kb.load_receipts(store)["status"].tolist() == ["read"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("read", "write KEY=VALUE"),
+        ("read=2", "read must be from 0 to 1"),
+        ("colour=blue", "unknown callback setting"),
+    ],
+)
+def test_emulator_refuses_bad_callback_settings(runner: CliRunner, spec: str, message: str) -> None:
+    outcome = runner.invoke(cli, ["emulator", "--port", "0", "--callback", spec])
+    assert outcome.exit_code == 2
+    assert message in outcome.output
+
+
+def test_validate_with_windows_flags_text_rows_needing_a_template(tmp_path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from click.testing import CliRunner
+
+    from kwa_batch.receipts.store import CallbackStore, IncomingMessage
+    from kwa_batch.cli import cli
+
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    with CallbackStore(tmp_path / "r.db") as store:
+        store.add_incoming(
+            IncomingMessage(
+                key="k",
+                customer="+919876543210",
+                business="+911234567890",
+                at=now,
+                received_at=now,
+                body="Hi",
+            )
+        )
+    (tmp_path / "c.csv").write_text("to,body\n+919876543210,Thanks!\n+447911123456,Hello\n")
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        [
+            "validate",
+            str(tmp_path / "c.csv"),
+            "--from",
+            "+911234567890",
+            "--windows",
+            str(tmp_path / "r.db"),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "1 valid, 1 invalid" in result.output
+    assert "KWA012" in result.output
+    missing = runner.invoke(cli, ["validate", str(tmp_path / "c.csv"), "--windows", "nope.db"])
+    assert missing.exit_code == 2
+    assert "no such file" in missing.output

@@ -1,0 +1,117 @@
+"""The journal: resume without sending twice, the run lock, and no secrets stored."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SENDER
+
+from kwa_batch import Emulator, KaleyraClient, send
+from kwa_batch.sending.journal import Journal, JournalLockedError
+
+
+def frame(n: int, body: str = "Hello {i}") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "to": [f"+9198765{i:05d}" for i in range(n)],
+            "body": [body.format(i=i) for i in range(n)],
+        }
+    )
+
+
+def test_second_run_skips_what_was_sent_and_returns_its_ids(
+    fresh_emulator: Emulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.db"
+    client = fresh_emulator.client(sender=SENDER)
+    first = send(frame(20), client, journal=journal, progress=False)
+    assert (first["status"] == "sent").all()
+    assert first.attrs["run"]["resume"] == {"new": 20}
+    second = send(frame(20), client, journal=journal, progress=False)
+    assert len(fresh_emulator.messages) == 20  # nothing sent twice
+    assert second["message_id"].tolist() == first["message_id"].tolist()
+    assert second["from_journal"].all()
+    assert second.attrs["run"]["resume"] == {"already sent": 20}
+
+
+def test_not_sent_rows_are_sent_on_resume(fresh_emulator: Emulator, tmp_path: Path) -> None:
+    journal = tmp_path / "run.db"
+    down = KaleyraClient("HX", "key", sender=SENDER, base_url="http://127.0.0.1:9")
+    first = send(frame(5), down, journal=journal, progress=False, max_attempts=1)
+    assert (first["status"] == "not_sent").all()
+    second = send(frame(5), fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
+    assert (second["status"] == "sent").all()
+    assert second.attrs["run"]["resume"] == {"sending again (failed or not sent before)": 5}
+
+
+def test_edited_rows_count_as_new(fresh_emulator: Emulator, tmp_path: Path) -> None:
+    journal = tmp_path / "run.db"
+    client = fresh_emulator.client(sender=SENDER)
+    send(frame(4), client, journal=journal, progress=False)
+    edited = frame(4)
+    edited.loc[2, "body"] = "Hello 2, with a fix"
+    results = send(edited, client, journal=journal, progress=False)
+    assert results["from_journal"].tolist() == [True, True, False, True]
+    assert results.attrs["run"]["resume"] == {"already sent": 3, "new": 1}
+    assert len(fresh_emulator.messages) == 5
+
+
+def test_in_flight_rows_come_back_unknown_unless_resent(
+    fresh_emulator: Emulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.db"
+    client = fresh_emulator.client(sender=SENDER)
+    send(frame(3), client, journal=journal, progress=False)
+    # As if the process had died with row 1 in flight.
+    with sqlite3.connect(journal) as db:
+        db.execute(
+            "UPDATE rows SET state = 'in_flight', message_id = NULL WHERE recipient = ?",
+            ("+919876500001",),
+        )
+    again = send(frame(3), client, journal=journal, progress=False)
+    assert again["status"].tolist() == ["sent", "unknown", "sent"]
+    assert again.loc[1, "error_code"] == "INFLIGHT"
+    assert "resend_unknown" in again.loc[1, "error_message"]
+    assert len(fresh_emulator.messages) == 3
+    forced = send(frame(3), client, journal=journal, progress=False, resend_unknown=True)
+    assert forced["status"].tolist() == ["sent", "sent", "sent"]
+    assert forced.attrs["run"]["resume"] == {"already sent": 2, "resending unknown": 1}
+    assert len(fresh_emulator.messages) == 4
+
+
+def test_two_runs_on_one_journal_are_refused(fresh_emulator: Emulator, tmp_path: Path) -> None:
+    journal = tmp_path / "run.db"
+    with Journal(journal), pytest.raises(JournalLockedError, match="in use by another run"):
+        send(frame(2), fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
+    assert fresh_emulator.requests_seen == 0
+    # Released afterwards.
+    results = send(frame(2), fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
+    assert (results["status"] == "sent").all()
+
+
+def test_the_key_is_never_stored(fresh_emulator: Emulator, tmp_path: Path) -> None:
+    journal = tmp_path / "run.db"
+    send(frame(3), fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
+    for path in tmp_path.iterdir():
+        assert fresh_emulator.api_key.encode() not in path.read_bytes(), path.name
+
+
+def test_journal_records_every_row_state(fresh_emulator: Emulator, tmp_path: Path) -> None:
+    journal = tmp_path / "run.db"
+    df = frame(3)
+    df.loc[1, "to"] = "bad"
+    send(df, fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
+    with Journal(journal) as j:
+        assert j.counts() == {"sent": 2}  # rejected rows are not the journal's business
+
+
+def test_not_a_journal_is_a_configuration_error(fresh_emulator: Emulator, tmp_path: Path) -> None:
+    from kwa_batch import ConfigurationError
+
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("just some text, not a database\n" * 100)
+    with pytest.raises(ConfigurationError, match="cannot be used"):
+        send(frame(1), fresh_emulator.client(sender=SENDER), journal=bogus, progress=False)
