@@ -17,7 +17,6 @@ __version__ = "0.1.0"
 
 from .accessor import KwaAccessor
 from .charts import plot_outcomes
-from .sending.client import KaleyraClient, SendResult
 from .emulator.server import Emulator
 from .errors import (
     ERROR_CODES,
@@ -36,14 +35,15 @@ from .errors import (
     describe_code,
 )
 from .export import export_results, load_results
-from .validation.phones import normalize_phone
 from .receipts.receipts import load_receipts, merge_receipts
 from .receipts.receiver import Receiver
+from .receipts.windows import closed_window_rows, open_windows
 from .recipients import load_recipients
 from .results import STATUSES, summarize
-from .validation.rules import ValidationReport, validate
+from .sending.client import KaleyraClient, SendResult
 from .sending.run import send
-from .receipts.windows import closed_window_rows, open_windows
+from .validation.phones import normalize_phone
+from .validation.rules import ValidationReport, validate
 
 __all__ = [
     "ERROR_CODES",

@@ -24,18 +24,18 @@ import click
 import pandas as pd
 
 from .. import __version__
-from ..sending.client import KaleyraClient
 from ..config import ENV_API_KEY, ENV_BASE_URL, ENV_FROM, ENV_SID, credentials_from_env
 from ..emulator.server import Emulator
 from ..errors import ConfigurationError, KwaBatchError, describe_code, lookup_code
 from ..export import FORMATS, export_results, load_results
-from ..sending.planner import plan_requests
 from ..receipts.receipts import delivery_counts, load_receipts, merge_receipts
 from ..receipts.receiver import CALLBACK_PATH, ENV_STORE, ENV_TOKEN, Receiver
 from ..recipients import load_recipients
 from ..results import error_counts, exit_code, summarize
-from ..validation.rules import ValidationReport, validate
+from ..sending.client import KaleyraClient
+from ..sending.planner import plan_requests
 from ..sending.run import send
+from ..validation.rules import ValidationReport, validate
 
 EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 #: The sender used with --emulator when none is given (the emulator accepts any valid one).

@@ -186,8 +186,8 @@ from werkzeug.formparser import MultiPartParser
 from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
 from werkzeug.wrappers import Request
 
-from .callbacks import CallbackPoster, CallbackSettings
 from ..serving import ABORT, CAN_ABORT, BackgroundServer, Served
+from .callbacks import CallbackPoster, CallbackSettings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

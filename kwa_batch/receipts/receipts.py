@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import KwaBatchError
 from .store import DELIVERY_STATUSES, FINAL_STATUSES, STATUS_RANK, CallbackStore
 from .store import opened_store as _opened_store
-from ..errors import KwaBatchError
 
 __all__ = [
     "DELIVERY_COLUMNS",

@@ -68,10 +68,10 @@ from werkzeug.formparser import MultiPartParser
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
 
-from .store import CallbackStore, IncomingMessage, StatusUpdate
-from ..sending.client import mask_phone
 from ..errors import ConfigurationError, KwaBatchError
+from ..sending.client import mask_phone
 from ..serving import BackgroundServer, Served
+from .store import CallbackStore, IncomingMessage, StatusUpdate
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

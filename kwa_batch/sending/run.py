@@ -45,7 +45,6 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .client import KaleyraClient, SendResult
 from ..errors import (
     AmbiguousSendError,
     ApiError,
@@ -56,10 +55,11 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from .journal import Journal, JournalRecord
-from .planner import MAX_RECIPIENTS_PER_REQUEST, Request, _message_frame, plan_requests, row_keys
 from ..results import RESULT_COLUMNS, STATUSES, results_frame
 from ..validation.rules import ValidationReport, validate
+from .client import KaleyraClient, SendResult
+from .journal import Journal, JournalRecord
+from .planner import MAX_RECIPIENTS_PER_REQUEST, Request, _message_frame, plan_requests, row_keys
 
 __all__ = ["RateLimiter", "send"]
 

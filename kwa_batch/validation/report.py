@@ -17,8 +17,8 @@ import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
 from ..errors import KwaBatchError, ValidationError, describe_code
-from .phones import E164_PATTERN
 from ..recipients import API_COLUMNS, LineNumbers
+from .phones import E164_PATTERN
 
 __all__ = ["ValidationReport"]
 

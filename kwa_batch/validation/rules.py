@@ -30,6 +30,7 @@ from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
 from ..errors import InputError, KwaBatchError
+from ..recipients import API_COLUMNS
 from .compose import SPACE as _SPACE
 from .compose import (
     build_body,
@@ -42,7 +43,6 @@ from .compose import (
     strings,
 )
 from .phones import E164_PATTERN, PhoneCheck, check_region, normalize_phone, normalize_phones
-from ..recipients import API_COLUMNS
 from .report import Problems, ValidationReport, assemble, file_lines, row_reasons
 
 __all__ = [

@@ -197,8 +197,8 @@ def test_validate_with_windows_flags_text_rows_needing_a_template(tmp_path) -> N
 
     from click.testing import CliRunner
 
-    from kwa_batch.receipts.store import CallbackStore, IncomingMessage
     from kwa_batch.cli import cli
+    from kwa_batch.receipts.store import CallbackStore, IncomingMessage
 
     now = datetime.now(UTC) - timedelta(minutes=5)
     with CallbackStore(tmp_path / "r.db") as store:

@@ -22,9 +22,9 @@ import pytest
 import requests
 from werkzeug.test import Client
 
-from kwa_batch.sending.client import KaleyraClient
 from kwa_batch.emulator.server import LEDGER_COLUMNS, Emulator
 from kwa_batch.errors import ApiError, AuthenticationError
+from kwa_batch.sending.client import KaleyraClient
 
 TO = "+919876543210"
 SENDER = "+911234567890"

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kwa_batch.receipts.store import STATUS_RANK, CallbackStore, StatusUpdate
 from kwa_batch.errors import InputError, KwaBatchError
 from kwa_batch.receipts.receipts import (
     DELIVERY_COLUMNS,
@@ -24,6 +23,7 @@ from kwa_batch.receipts.receipts import (
     load_receipts,
     merge_receipts,
 )
+from kwa_batch.receipts.store import STATUS_RANK, CallbackStore, StatusUpdate
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

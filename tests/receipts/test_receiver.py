@@ -19,7 +19,6 @@ import pytest
 import requests
 from werkzeug.test import Client
 
-from kwa_batch.receipts.store import CallbackStore, IncomingMessage, StatusUpdate
 from kwa_batch.errors import ConfigurationError
 from kwa_batch.receipts.receipts import load_receipts
 from kwa_batch.receipts.receiver import (
@@ -31,6 +30,7 @@ from kwa_batch.receipts.receiver import (
     make_app,
     parse_callback,
 )
+from kwa_batch.receipts.store import CallbackStore, IncomingMessage, StatusUpdate
 
 TOKEN = "s3cret-t0ken"
 MESSAGE_ID = "5f2c9a52-8d8e-4f8e-9a57-4c1b8f3a2d10:0"

@@ -13,8 +13,8 @@ from conftest import SENDER
 
 import kwa_batch as kb
 from kwa_batch import errors
-from kwa_batch.receipts.store import CallbackStore, IncomingMessage
 from kwa_batch.errors import ERROR_CODES, describe_code
+from kwa_batch.receipts.store import CallbackStore, IncomingMessage
 from kwa_batch.receipts.windows import (
     CLOSED_WINDOW_CODE,
     WINDOW_COLUMNS,
