@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,16 +27,11 @@ import pandas as pd
 
 from .errors import InputError, KwaBatchError, describe_code
 from .results import error_counts, summarize
+from .tables import Sheet, atomic_write, plain, write_csv, write_xlsx
 
 __all__ = ["FORMATS", "export_results", "load_results"]
 
 FORMATS = (".xlsx", ".csv", ".parquet")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-# A phone number as people write it: digits and separators only, so no formula function
-# can hide in it; kept as it is in phone columns, so the file reads back the same.
-_PHONE = re.compile(r"\+[0-9 ()./\-]{6,30}")
-_PHONE_COLUMNS = ("to", "from", "to_as_written")
-_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _NOT_SENT = ("rejected", "failed", "unknown", "not_sent")
 _TYPES = {
     "http_status": "Int64",
@@ -74,15 +68,12 @@ def export_results(
             f"cannot export to {target.name!r}: use a .xlsx, .csv or .parquet file name"
         )
     frame = _with_input(results, data)
-    try:
-        if suffix == ".xlsx":
-            _write_xlsx(frame, results, target)
-        elif suffix == ".csv":
-            _write_csv(frame, target)
-        else:
-            _write_parquet(frame, target)
-    except OSError as exc:
-        raise KwaBatchError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if suffix == ".xlsx":
+        _write_xlsx(frame, results, target)
+    elif suffix == ".csv":
+        write_csv(plain(frame), target, date_format="%Y-%m-%d %H:%M:%S.%f")
+    else:
+        _write_parquet(frame, target)
     return target
 
 
@@ -102,35 +93,6 @@ def _with_input(results: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataFram
     return combined
 
 
-def _index_name(frame: pd.DataFrame) -> str:
-    return str(frame.index.name) if frame.index.name is not None else "row"
-
-
-def _plain(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with its index as a column and times as naive UTC (for spreadsheets)."""
-    out = frame.reset_index(names=_index_name(frame))
-    for name in out.columns:
-        if isinstance(out[name].dtype, pd.DatetimeTZDtype):
-            out[name] = out[name].dt.tz_convert(UTC).dt.tz_localize(None)
-    return out
-
-
-def _neutralise(value: object, column: str) -> object:
-    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
-        return value
-    if column in _PHONE_COLUMNS and _PHONE.fullmatch(value):
-        return value
-    return "'" + value
-
-
-def _write_csv(frame: pd.DataFrame, target: Path) -> None:
-    out = _plain(frame)
-    for name in out.columns:
-        if pd.api.types.is_string_dtype(out[name].dtype) or out[name].dtype == object:
-            out[name] = out[name].map(lambda v, c=name: _neutralise(v, c)).astype("object")
-    out.to_csv(target, index=False, encoding="utf-8-sig", date_format="%Y-%m-%d %H:%M:%S.%f")
-
-
 def _write_parquet(frame: pd.DataFrame, target: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -138,31 +100,34 @@ def _write_parquet(frame: pd.DataFrame, target: Path) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=True)
     metadata = dict(table.schema.metadata or {})
     metadata[_RUN_KEY] = json.dumps(frame.attrs.get("run") or {}, default=str).encode()
-    pq.write_table(table.replace_schema_metadata(metadata), target)
-
-
-def _xml_safe(value: str) -> str:
-    """Control characters cannot be stored in a workbook: show them as ``\\xNN`` instead."""
-    return _ILLEGAL_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    table = table.replace_schema_metadata(metadata)
+    atomic_write(target, lambda path: pq.write_table(table, path))
 
 
 def _write_xlsx(frame: pd.DataFrame, results: pd.DataFrame, target: Path) -> None:
-    from openpyxl import Workbook
+    table = plain(frame)
+    errors = table[table["status"].isin(_NOT_SENT)].copy()
+    fixes = [describe_code(c) if isinstance(c, str) else "" for c in errors["error_code"]]
+    errors.insert(list(errors.columns).index("error_message") + 1, "fix", fixes)
+    write_xlsx(
+        target,
+        [Sheet("Results", table), _summary_sheet(results), Sheet("Errors", errors)],
+    )
 
-    book = Workbook(write_only=True)
-    table = _plain(frame)
-    _write_table(book.create_sheet("Results"), table)
 
-    summary = book.create_sheet("Summary")
+def _summary_sheet(results: pd.DataFrame) -> Sheet:
     counts = summarize(results)
     rows: list[list[Any]] = [["status", "rows", "share"]]
     rows += [[status, int(r["rows"]), float(r["share"])] for status, r in counts.iterrows()]
     rows.append(["total", len(results), 1.0 if len(results) else 0.0])
+    shares = {(number, 2): "0.0%" for number in range(1, len(rows))}
     rows.append([])
+    bold = {0, len(rows)}
     rows.append(["status", "error_code", "rows", "meaning and fix"])
     for row in error_counts(results).itertuples(index=False):
         rows.append([row.status, row.error_code, int(row.rows), describe_code(row.error_code)])
     rows.append([])
+    bold.add(len(rows))
     rows.append(["run", "value"])
     rows.append(["times", "UTC"])
     run = dict(results.attrs.get("run") or {})
@@ -171,72 +136,7 @@ def _write_xlsx(frame: pd.DataFrame, results: pd.DataFrame, target: Path) -> Non
         if isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items())
         rows.append([key, "" if value is None else str(value)])
-    summary.column_dimensions["A"].width = 24
-    summary.column_dimensions["B"].width = 22
-    summary.column_dimensions["C"].width = 10
-    summary.column_dimensions["D"].width = 100
-    for number, values in enumerate(rows):
-        cells = [_cell(summary, v) for v in values]
-        if number in (0,) or (values and values[0] in ("status", "run") and number > 0):
-            cells = [_cell(summary, v, bold=True) for v in values]
-        elif 1 <= number <= len(counts) + 1 and len(values) == 3:
-            cells[2] = _cell(summary, values[2], number_format="0.0%")
-        summary.append(cells)
-
-    errors = table[table["status"].isin(_NOT_SENT)].copy()
-    fixes = [describe_code(c) if isinstance(c, str) else "" for c in errors["error_code"]]
-    errors.insert(list(errors.columns).index("error_message") + 1, "fix", fixes)
-    _write_table(book.create_sheet("Errors"), errors)
-    book.save(target)
-
-
-def _cell(sheet: Any, value: Any, *, bold: bool = False, number_format: str | None = None) -> Any:
-    """A write-only cell; strings are always text (a leading ``=`` never makes a formula)."""
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-
-    if isinstance(value, str):
-        value = _xml_safe(value)
-    cell = WriteOnlyCell(sheet, value=value)
-    if isinstance(value, str):
-        cell.data_type = "s"
-    if bold:
-        cell.font = Font(bold=True)
-    if number_format:
-        cell.number_format = number_format
-    return cell
-
-
-def _write_table(sheet: Any, frame: pd.DataFrame) -> None:
-    from openpyxl.utils import get_column_letter
-
-    columns = [str(c) for c in frame.columns]
-    widths = []
-    for name in columns:
-        sample = frame[name].head(500).astype("str")
-        longest = max([len(name), *(len(v) for v in sample if isinstance(v, str))])
-        widths.append(min(max(longest + 2, 8), 60))
-    for position, width in enumerate(widths, start=1):
-        sheet.column_dimensions[get_column_letter(position)].width = width
-    sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = f"A1:{get_column_letter(max(len(columns), 1))}{len(frame) + 1}"
-    sheet.append([_cell(sheet, name, bold=True) for name in columns])
-    dates = {
-        i for i, name in enumerate(columns) if pd.api.types.is_datetime64_any_dtype(frame[name])
-    }
-    values = frame.astype("object").where(frame.notna(), None)
-    for row in values.itertuples(index=False, name=None):
-        cells: list[Any] = []
-        for i, value in enumerate(row):
-            if isinstance(value, str) and (value.startswith("=") or _ILLEGAL_XML.search(value)):
-                cells.append(_cell(sheet, value))
-            elif i in dates and value is not None:
-                cells.append(
-                    _cell(sheet, value.to_pydatetime(), number_format="yyyy-mm-dd hh:mm:ss")
-                )
-            else:
-                cells.append(value)
-        sheet.append(cells)
+    return Sheet("Summary", rows=rows, bold=bold, formats=shares, widths=(24, 22, 10, 100))
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

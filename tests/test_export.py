@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 
 from kwa_batch import Emulator, KwaBatchError, export_results, load_recipients, send, validate
 from kwa_batch.export import load_results
-from kwa_batch.results import results_frame
+from kwa_batch.results import ResultsBuilder
 
 
 def results() -> pd.DataFrame:
@@ -32,7 +32,12 @@ def results() -> pd.DataFrame:
         ],
         "request_id": ["abc", None, None, None],
     }
-    frame = results_frame(records, pd.RangeIndex(4))
+    builder = ResultsBuilder(pd.RangeIndex(4))
+    builder.fill(
+        list(range(4)),
+        [dict(zip(records, row, strict=True)) for row in zip(*records.values(), strict=True)],
+    )
+    frame = builder.frame()
     frame.attrs["run"] = {"base_url": "http://127.0.0.1:1", "concurrency": 8}
     return frame
 
@@ -71,7 +76,7 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     assert cells[(2, "sent_at")].value == datetime(2026, 11, 25, 10, 0, 0, 123000)
     assert cells[(4, "http_status")].value is None
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:J5"
+    assert sheet.auto_filter.ref == "A1:L5"
     assert sheet.column_dimensions["B"].width >= len('=HYPERLINK("http://evil")')
     errors = book["Errors"]
     assert errors.max_row == 4  # header + the failed and the two rejected rows

@@ -186,6 +186,7 @@ from werkzeug.formparser import MultiPartParser
 from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
 from werkzeug.wrappers import Request
 
+from ..privacy import mask_phone
 from ..serving import ABORT, CAN_ABORT, BackgroundServer, Served
 from .callbacks import CallbackPoster, CallbackSettings
 
@@ -259,12 +260,6 @@ _MESSAGES = {
 
 # Probabilities that add up to 1 within this are taken as 1 (0.1 + 0.2 + 0.7 > 1 in floats).
 _SUM_TOLERANCE = 1e-9
-
-
-def _mask(number: str) -> str:
-    """Mask a phone number to its last four digits (logs must not carry personal data)."""
-    digits = "".join(ch for ch in number if ch.isdigit())
-    return "*" * max(len(digits) - 4, 0) + digits[-4:]
 
 
 def _seconds_text(seconds: float) -> str:
@@ -1145,7 +1140,7 @@ class Emulator(Served):
                 "accepted %s %s message(s) to %s",
                 count,
                 accepted.type,
-                ",".join(_mask(r) for r in recipients),
+                ",".join(mask_phone(r) for r in recipients),
             )
         return {
             "id": request_id,

@@ -68,8 +68,9 @@ from werkzeug.formparser import MultiPartParser
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
 
+from ..config import CALLBACK_PATH, ENV_STORE, ENV_TOKEN
 from ..errors import ConfigurationError, KwaBatchError
-from ..sending.client import mask_phone
+from ..privacy import mask_phone
 from ..serving import BackgroundServer, Served
 from .store import CallbackStore, IncomingMessage, StatusUpdate
 
@@ -96,11 +97,9 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 #: The header that may carry the token (besides ``Authorization: Bearer`` and ``?token=``).
 TOKEN_HEADER = "X-Kwa-Token"
-#: The path :attr:`Receiver.callback_url` names (any path other than ``/`` is accepted).
-CALLBACK_PATH = "/callback"
-#: Environment variables read by :func:`app_from_env` (and ``kwa-batch receive``).
-ENV_STORE = "KWA_RECEIVER_STORE"
-ENV_TOKEN = "KWA_RECEIVER_TOKEN"
+# CALLBACK_PATH (the path :attr:`Receiver.callback_url` names; any path other than ``/``
+# is accepted) and ENV_STORE/ENV_TOKEN (read by :func:`app_from_env` and
+# ``kwa-batch receive``) live in kwa_batch.config, which the command line reads cheaply.
 
 _TOKEN_FIELD = "token"
 _MAX_ID = 256

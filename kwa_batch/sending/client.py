@@ -31,8 +31,9 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
+from ..privacy import mask_phone
 
-__all__ = ["KaleyraClient", "SendResult", "mask_phone"]
+__all__ = ["KaleyraClient", "SendResult"]
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +41,6 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = (5.0, 30.0)
 _RAW_LIMIT = 2000
 _USER_AGENT = "kwa-batch/0.1 (+python-requests)"
-
-
-def mask_phone(number: str) -> str:
-    """Mask a phone number to its last four digits for logs (personal data).
-
-    >>> mask_phone("+919876543210")
-    '********3210'
-    """
-    digits = "".join(ch for ch in str(number) if ch.isdigit())
-    return "*" * max(len(digits) - 4, 0) + digits[-4:]
 
 
 def _digits(number: str) -> str:

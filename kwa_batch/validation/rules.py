@@ -1,23 +1,15 @@
-"""Validation of recipient rows before anything is sent: ``validate()`` → ``ValidationReport``.
+"""The rules a row must pass to be sent: pandera models per message type, and what each
+failure means for the user (its code and its fix).
 
-``validate`` works in three steps, each vectorised over the whole frame:
-
-1. **Build** each message as the API will receive it: ``to`` and ``from`` normalised to
-   E.164 (:mod:`kwa_batch.phones`), campaign-wide settings filled into rows that leave them
-   empty, ``params`` and ``body`` built from other columns when asked, ``type`` inferred.
-2. **Check** the built rows against pandera models — :class:`TextMessage` for text rows,
-   :class:`TemplateMessage` for template rows, :class:`MessageRow` for rows of an unknown
-   type — lazily, so that every problem of every row is found in one pass.
-3. **Report**: each failure becomes one line of the long-form ``errors`` frame (row, line in
-   the file, column, value, check, code, and a message that tells the fix), with the facts
-   only the whole frame knows: ragged rows from the file (``KWA008``), empty values a
-   message was built from (``KWA009``) and repeated rows (``KWA007``). A row with any
-   error is invalid and is never sent.
+:class:`TextMessage` checks text rows, :class:`TemplateMessage` template rows and
+:class:`MessageRow` rows of an unknown type; :func:`check_models` runs them lazily over the
+built messages (every problem of every row in one pass) and records each failure in the
+validation's :class:`~kwa_batch.validation.report.Problems`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,40 +21,20 @@ import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
-from ..errors import InputError, KwaBatchError
-from ..recipients import API_COLUMNS
+from ..errors import KwaBatchError
+from ..fields import BODY_MAX, KNOWN_TYPES, REF_MAX
 from .compose import SPACE as _SPACE
-from .compose import (
-    build_body,
-    build_params,
-    choose,
-    empty_strings,
-    is_blank,
-    placeholders,
-    resolve_column,
-    strings,
-)
-from .phones import E164_PATTERN, PhoneCheck, check_region, normalize_phone, normalize_phones
-from .report import Problems, ValidationReport, assemble, file_lines, row_reasons
+from .phones import E164_PATTERN, normalize_phone
+from .report import Problems
 
 __all__ = [
-    "BODY_MAX",
-    "MESSAGE_COLUMNS",
-    "REF_MAX",
     "MessageRow",
     "TemplateMessage",
     "TextMessage",
-    "ValidationReport",
-    "validate",
+    "check_models",
 ]
 
 
-REF_MAX = 255
-BODY_MAX = 4096
-#: The columns that make a message: two rows alike in all of them but ``to`` are the same
-#: message (and can share one request).
-MESSAGE_COLUMNS = tuple(name for name in API_COLUMNS if name != "to")
-KNOWN_TYPES = ("text", "template")
 # Free-text fields; 'to', 'from', 'type' and 'channel' have a stricter shape, and the report
 # names HTML or control characters in them when they fail it (see _record).
 _FREE_TEXT = ("template_name", "params", "lang_code", "ref", "ref1", "ref2", "callback_url")
@@ -371,244 +343,7 @@ _RULES: dict[str, _Rule] = {
 }
 
 
-# ---------------------------------------------------------------------------------------
-# validate()
-
-
-def validate(
-    df: pd.DataFrame,
-    *,
-    default_region: str | None = None,
-    sender: str | None = None,
-    params_from: Sequence[str] | None = None,
-    body_template: str | None = None,
-    template_name: str | None = None,
-    lang_code: str | None = None,
-    callback_url: str | None = None,
-    windows: pd.DataFrame | None = None,
-) -> ValidationReport:
-    """Check every row before sending; return which rows are valid and why others are not.
-
-    Args:
-        df: recipients, one row each, with the API's column names (``to`` required).
-        default_region: ISO country code for numbers written without ``+`` (``"IN"``).
-        sender: the ``from`` number for rows that leave it empty.
-        params_from: columns whose values, in this order, make a template's ``params``
-            (CSV-quoted where a value holds a comma), for rows whose ``params`` is empty.
-        body_template: a text body with ``{column}`` placeholders, e.g.
-            ``"Hi {name}, order {order_id} has shipped"``, for rows whose ``body`` is empty.
-        template_name, lang_code, callback_url: campaign-wide values for rows that leave
-            these empty. A row's ``type`` is ``template`` when it has a template name.
-        windows: the open 24-hour conversation windows (:func:`kwa_batch.open_windows`);
-            text rows to recipients without one are refused with ``KWA012`` (WhatsApp only
-            lets a business start a conversation with a template).
-
-    Returns:
-        ValidationReport with ``.valid`` (normalised), ``.invalid``, ``.errors``, ``.ok``.
-
-    Raises:
-        InputError: there is no ``to`` column, or a cell cannot be read as text.
-        ConfigurationError: a setting cannot be used: unknown region, a column named by
-            ``params_from`` or a placeholder of ``body_template`` that does not exist.
-        ValueError: the frame's index repeats labels.
-
-    Example:
-        >>> import pandas as pd
-        >>> df = pd.DataFrame({"to": ["+919876543210", "12"], "body": ["Hi", "Hi"]})
-        >>> report = validate(df, sender="+911234567890")
-        >>> report
-        <ValidationReport: 2 rows, 1 valid, 1 invalid>
-        >>> report.errors.loc[0, "error_code"]
-        'E13009'
-    """
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"validate() takes a DataFrame, not {type(df).__name__}")
-    if "to" not in df.columns:
-        raise InputError(
-            "no 'to' column: name the column of phone numbers 'to' "
-            f"(columns: {', '.join(map(str, df.columns))})"
-        )
-    repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()] if c in API_COLUMNS})
-    if repeated:
-        raise InputError(
-            f"the frame has more than one column named {', '.join(map(repr, repeated))}: "
-            "keep one of each"
-        )
-    if not df.index.is_unique:
-        raise ValueError(
-            "the frame's index has repeated labels, so results could not be matched back to "
-            "rows: call df.reset_index(drop=True) first"
-        )
-    region = check_region(default_region)
-    if isinstance(params_from, str):
-        params_from = [p.strip() for p in params_from.split(",") if p.strip()]
-    params_columns = [resolve_column(df, name, "params_from") for name in params_from or ()]
-    pieces = placeholders(body_template) if body_template is not None else []
-    template_columns = {
-        name: resolve_column(df, name, "body_template") for _, name in pieces if name is not None
-    }
-    n = len(df)
-    problems = Problems()
-
-    # 1. Build the messages, positionally (index 0..n-1) and as strings.
-    columns: dict[str, pd.Series] = {}
-    for name in API_COLUMNS:
-        if name in df.columns:
-            columns[name] = strings(df[name], name).reset_index(drop=True)
-        else:
-            columns[name] = empty_strings(n)
-    for name, value in (
-        ("template_name", template_name),
-        ("lang_code", lang_code),
-        ("callback_url", callback_url),
-    ):
-        if value is not None and value != "":
-            blank = is_blank(columns[name])
-            if blank.any():
-                columns[name] = columns[name].mask(blank, value)
-    kind = columns["type"].str.strip().str.lower()
-    inferred = choose(is_blank(columns["template_name"]), "text", "template")
-    columns["type"] = kind.where(~is_blank(kind), inferred)
-
-    built_from: dict[str, np.ndarray[Any, Any]] = {}
-    if params_columns:
-        rows = (columns["type"] == "template").to_numpy() & is_blank(columns["params"])
-        columns["params"], built_from["params"] = build_params(
-            df, params_columns, rows, columns["params"], problems
-        )
-    if body_template is not None:
-        rows = (columns["type"] == "text").to_numpy() & is_blank(columns["body"])
-        columns["body"], built_from["body"] = build_body(
-            df, pieces, template_columns, rows, columns["body"], problems
-        )
-
-    # Recipient and sender, normalised.
-    written_to = columns["to"]
-    phones = normalize_phones(written_to, region)
-    columns["to"] = phones["e164"]
-    row_from = columns["from"]
-    own_from = ~is_blank(row_from)
-    from_values = row_from
-    from_e164 = empty_strings(n)
-    from_reason = empty_strings(n)
-    if own_from.any():
-        checked = normalize_phones(row_from, region)
-        from_e164 = checked["e164"].where(own_from)
-        from_reason = checked["reason"].where(own_from)
-    if sender:
-        check: PhoneCheck = normalize_phone(sender, region)
-        use = ~own_from
-        from_values = row_from.mask(use, sender)
-        if check.ok:
-            from_e164 = from_e164.mask(use, check.e164)
-        else:
-            from_reason = from_reason.mask(use, check.reason)
-    has_from = own_from | bool(sender)
-    columns["from"] = from_e164.where(from_e164.notna(), from_values.where(has_from))
-    prepared = pd.DataFrame(columns)
-
-    # 2. Check them with the model of their type.
-    _run_models(prepared, problems, phones, from_reason, written_to)
-
-    # 3. What only the frame knows: ragged rows from the file.
-    malformed = df.attrs.get("malformed") or {}
-    if malformed:
-        labels = list(malformed)
-        where = df.index.get_indexer(pd.Index(labels, dtype=object))
-        found = where >= 0
-        reasons = pd.Series(
-            [malformed[label] for label, ok in zip(labels, found, strict=True) if ok],
-            dtype="str",
-        )
-        # A ragged row's cells may sit in the wrong columns: its shape is its only problem.
-        ragged = np.zeros(n, dtype=bool)
-        ragged[where[found]] = True
-        _drop_rows(problems, ragged)
-        problems.add(
-            where[found],
-            "*",
-            "row_shape",
-            "KWA008",
-            reasons + ": check its quotes and delimiters",
-            empty_strings(int(found.sum())),
-        )
-
-    # A message built from an empty value reports the empty value, not what it made.
-    for column, empty in built_from.items():
-        _drop_rows(problems, empty, column=column, unless="value_required")
-
-    # Free text needs an open 24-hour conversation window.
-    if windows is not None:
-        from ..receipts.windows import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_window_rows
-
-        closed = closed_window_rows(prepared, windows).to_numpy()
-        problems.add(
-            np.flatnonzero(closed),
-            "to",
-            "window_open",
-            CLOSED_WINDOW_CODE,
-            CLOSED_WINDOW_MESSAGE,
-            prepared["to"][closed],
-        )
-
-    # Repeats of a row already seen, among rows that are otherwise fine.
-    _mark_duplicates(prepared, problems, df)
-
-    errors, positions = assemble(problems, df)
-    is_bad = problems.mask(n)
-    invalid = _rows(df, is_bad)
-    first_code, reasons_text = row_reasons(errors, positions)
-    invalid = invalid.assign(error_code=first_code, errors=reasons_text)
-    valid = _valid_frame(df, prepared, ~is_bad, sender_given=bool(sender))
-    for frame in (valid, invalid):
-        frame.attrs = dict(df.attrs)
-    settings = {
-        "default_region": region,
-        "sender": sender,
-        "params_from": list(params_from) if params_from else None,
-        "body_template": body_template,
-        "template_name": template_name,
-        "lang_code": lang_code,
-        "callback_url": callback_url,
-        "windows": None if windows is None else len(windows),
-    }
-    return ValidationReport(
-        data=df,
-        valid=valid,
-        invalid=invalid,
-        errors=errors,
-        default_region=region,
-        sender=sender,
-        settings=settings,
-    )
-
-
-def _drop_rows(
-    problems: Problems,
-    rows: np.ndarray[Any, Any],
-    *,
-    column: str | None = None,
-    unless: str | None = None,
-) -> None:
-    """Forget the problems found so far in ``rows`` (a mask): all of them, or those of one
-    ``column`` but for the check named ``unless``."""
-    kept = []
-    for part in problems.parts:
-        concerned = (column is None or part["column"] == column) and part["check"] != unless
-        drop = rows[part["pos"]] if concerned else np.zeros(len(part["pos"]), dtype=bool)
-        if drop.any():
-            part = dict(part)
-            for key in ("code", "message", "value"):
-                if isinstance(part[key], pd.Series):
-                    part[key] = part[key][~drop]
-            part["pos"] = part["pos"][~drop]
-            if not len(part["pos"]):
-                continue
-        kept.append(part)
-    problems.parts = kept
-
-
-def _run_models(
+def check_models(
     prepared: pd.DataFrame,
     problems: Problems,
     phones: pd.DataFrame,
@@ -702,100 +437,3 @@ def _add_rule(
     if isinstance(message_value, pd.Series):
         message_value = message_value.reset_index(drop=True)
     problems.add(failed, column, name, rule.code, message_value, values)
-
-
-def _mark_duplicates(prepared: pd.DataFrame, problems: Problems, df: pd.DataFrame) -> None:
-    n = len(prepared)
-    candidate = ~problems.mask(n)
-    if candidate.sum() < 2:
-        return
-    # Only rows whose number repeats can repeat a message; numbers compare as integers.
-    numbers = pc.cast(
-        pc.utf8_slice_codeunits(_arrow(prepared["to"][candidate]), 1), pa_arrow.int64()
-    )
-    repeats = pd.Series(numbers.to_numpy(zero_copy_only=False)).duplicated(keep=False).to_numpy()
-    if not repeats.any():
-        return
-    candidate[np.flatnonzero(candidate)[~repeats]] = False
-    keys = ["to", *MESSAGE_COLUMNS]
-    subset = prepared.loc[candidate, keys]
-    used = [c for c in keys if subset[c].notna().any()]
-    if len(used) == 1:
-        joined = subset[used[0]]
-    else:
-        parts = []
-        for name in used:
-            array = pa_arrow.array(subset[name].array)
-            if isinstance(array, pa_arrow.ChunkedArray):
-                array = array.combine_chunks()
-            parts.append(array.cast(pa_arrow.large_string()).fill_null("\x1e"))
-        joined_array = pc.binary_join_element_wise(
-            *parts, pa_arrow.scalar("\x1f", type=pa_arrow.large_string())
-        )
-        joined = pd.Series(pd.array(joined_array, dtype="str"))
-    codes, _ = pd.factorize(joined)
-    _, first_index = np.unique(codes, return_index=True)
-    first_of = first_index[codes]
-    repeated = first_of != np.arange(len(codes))
-    if not repeated.any():
-        return
-    positions = np.flatnonzero(candidate)
-    dup_positions = positions[repeated]
-    firsts = positions[first_of[repeated]]
-    lines = file_lines(df, df.index[firsts])
-    where = [
-        f"line {line}" if pd.notna(line) else f"row {label}"
-        for line, label in zip(lines, df.index[firsts], strict=True)
-    ]
-    message = pd.Series(
-        [
-            f"the same message to the same recipient appears earlier ({w}): remove this row"
-            for w in where
-        ],
-        dtype="str",
-    )
-    problems.add(
-        dup_positions,
-        "to",
-        "duplicate",
-        "KWA007",
-        message,
-        prepared["to"].iloc[dup_positions],
-    )
-
-
-def _rows(df: pd.DataFrame, mask: np.ndarray[Any, Any]) -> pd.DataFrame:
-    """``df[mask]``, column by column (pyarrow filters a column faster than pandas takes a
-    frame), with the index and attrs kept."""
-    if mask.all():
-        return df.copy(deep=False)
-    index = df.index[mask]
-    out = pd.DataFrame({i: df.iloc[:, i][mask] for i in range(df.shape[1])}, index=index)
-    out.columns = df.columns
-    out.attrs = dict(df.attrs)
-    return out
-
-
-def _valid_frame(
-    df: pd.DataFrame, prepared: pd.DataFrame, keep: np.ndarray[Any, Any], *, sender_given: bool
-) -> pd.DataFrame:
-    """The rows that pass, as they will be sent: the input's columns, with the API's
-    columns replaced by (or extended with) the built ones."""
-    out = _rows(df, keep)
-    built = {}
-    for name in API_COLUMNS:
-        values = prepared[name]
-        wanted = (
-            name in df.columns
-            or name == "type"
-            or (name == "from" and sender_given)
-            or (name in _FILLED and bool(values.notna().any()))
-        )
-        if wanted:
-            kept = values[keep]
-            kept.index = out.index
-            built[name] = kept
-    return out.assign(**built)
-
-
-_FILLED = ("body", "params", "template_name", "lang_code", "callback_url")

@@ -329,7 +329,7 @@ def test_validate_writes_a_report(
 def test_validate_report_with_a_bad_extension_exits_2(runner: CliRunner, write_csv) -> None:
     result = runner.invoke(cli, ["validate", str(write_csv(CLEAN)), "--report", "r.json"])
     assert result.exit_code == 2
-    assert "use .csv or .xlsx" in result.output
+    assert "use a .csv or .xlsx file name" in result.output
 
 
 def test_validate_region_reads_national_numbers(runner: CliRunner, write_csv) -> None:

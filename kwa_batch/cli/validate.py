@@ -1,0 +1,53 @@
+"""``kwa-batch validate``: check a file without sending anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import EXIT_OK, EXIT_ROWS, load_and_validate, resolve_sender
+from .options import encoding_option, message_options, output_path, region_option, sender_option
+from .render import print_encoding_note, print_problems
+
+__all__ = ["validate_command"]
+
+
+@click.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@region_option
+@sender_option
+@output_path(
+    "--report",
+    (".csv", ".xlsx"),
+    dest="report_path",
+    help="Also write every problem, with its fix, to this .csv or .xlsx file.",
+)
+@encoding_option
+@message_options
+def validate_command(
+    file: str,
+    region: str | None,
+    sender: str | None,
+    report_path: Path | None,
+    encoding: str | None,
+    messages: dict[str, object],
+) -> None:
+    """Check FILE without sending anything: which rows are valid, which not and why.
+
+    Exit code 0 when every row is valid, 1 when some are not, 2 when FILE or a setting
+    cannot be used.
+    """
+    sender, _ = resolve_sender(sender, region)
+    df, report = load_and_validate(
+        file, encoding=encoding, region=region, sender=sender, messages=messages
+    )
+    click.echo(
+        f"{file}: {len(df)} row(s), {len(report.valid)} valid, {len(report.invalid)} invalid"
+    )
+    print_encoding_note(df, encoding)
+    print_problems(report, by_code=True)
+    if report_path:
+        written = report.save(report_path)
+        click.echo(f"\nReport: {written} ({len(report.errors)} problem(s), with the fix for each)")
+    raise SystemExit(EXIT_OK if report.ok else EXIT_ROWS)
