@@ -154,7 +154,9 @@ def _emulator(
     callback_settings = _specs(callback_specs, "--callback", "KEY=VALUE", "read=0.7")
     callbacks_off = callback_settings.pop("off", None) is not None
     faults: dict[str, float] = {}
-    for name, probability in _specs(fault_specs, "--fault", "NAME=PROB with PROB from 0 to 1", "429=0.05").items():
+    for name, probability in _specs(
+        fault_specs, "--fault", "NAME=PROB with PROB from 0 to 1", "429=0.05"
+    ).items():
         try:
             faults[name] = float(probability)
         except ValueError:
