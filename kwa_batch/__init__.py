@@ -18,16 +18,15 @@ loaded only for them). The ``df.kwa`` accessor is registered as soon as pandas i
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import sys
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
     from .accessor import KwaAccessor
     from .charts import plot_outcomes
     from .emulator.server import Emulator
@@ -153,16 +152,20 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
-class _RegisterAccessor(importlib.abc.MetaPathFinder):
-    """Registers ``df.kwa`` right after pandas is imported, whoever imports it."""
+class _RegisterAccessor:
+    """A meta path finder (importlib.abc.MetaPathFinder's protocol, without importing it:
+    that costs more than all of this package's start-up) that registers ``df.kwa`` right
+    after pandas is imported, whoever imports it."""
 
     def find_spec(
         self, fullname: str, path: Any, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
+    ) -> ModuleSpec | None:
         if fullname != "pandas":
             return None
         sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("pandas")
+        from importlib.util import find_spec
+
+        spec = find_spec("pandas")
         loader = spec.loader if spec is not None else None
         if loader is None:
             return spec

@@ -26,18 +26,13 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError, KwaBatchError, describe_code
-from .results import error_counts, summarize
+from .results import coerce_results, error_counts, summarize
 from .tables import Sheet, atomic_write, plain, write_csv, write_xlsx
 
 __all__ = ["FORMATS", "export_results", "load_results"]
 
 FORMATS = (".xlsx", ".csv", ".parquet")
 _NOT_SENT = ("rejected", "failed", "unknown", "not_sent")
-_TYPES = {
-    "http_status": "Int64",
-    "attempts": "Int64",
-    "recipients": "Int64",
-}
 _RUN_KEY = b"kwa_batch.run"
 
 
@@ -192,7 +187,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
     run = frame.attrs.get("run")
     frame = frame.drop(columns=index_name)
     frame.index = index.rename(None if index_name == "row" else index_name)
-    typed = _typed(frame)
+    typed = coerce_results(frame)
     if run:
         typed.attrs["run"] = run
     return typed
@@ -234,29 +229,3 @@ def _read_xlsx(source: Path) -> pd.DataFrame:
     frame = pd.DataFrame(body, columns=header, dtype="object")
     frame.attrs["run"] = run
     return frame
-
-
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    for name in out.columns:
-        column = out[name]
-        if name in _TYPES:
-            out[name] = pd.to_numeric(column, errors="coerce").astype(_TYPES[name])
-        elif name == "sent_at":
-            out[name] = pd.to_datetime(column, utc=True, format="mixed").astype(
-                "datetime64[us, UTC]"
-            )
-        elif name == "from_journal":
-            out[name] = column.map(lambda v: str(v).lower() in ("true", "1")).astype("bool")
-        else:
-            out[name] = column.map(lambda v: v if v is None or isinstance(v, str) else _text(v))
-            out[name] = out[name].astype("str")
-    return out
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)

@@ -8,6 +8,7 @@ Every other module takes these names from here: the loader maps a file's headers
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -19,6 +20,7 @@ __all__ = [
     "MESSAGE_COLUMNS",
     "REF_MAX",
     "message_frame",
+    "request_form",
     "row_keys",
 ]
 
@@ -69,6 +71,20 @@ def message_frame(valid: pd.DataFrame) -> pd.DataFrame:
             frame[name] = pd.Series(pd.NA, index=valid.index, dtype="str")
     frame["channel"] = frame["channel"].fillna("whatsapp")
     return frame
+
+
+def request_form(numbers: Sequence[str], fields: Mapping[str, object]) -> dict[str, str]:
+    """The form of one request: ``to`` (the recipients comma-joined), then the message's
+    fields as text, those that are missing (None, NA) left out.
+
+    >>> request_form(["+919876543210", "+14155550123"], {"type": "text", "ref": None})
+    {'to': '+919876543210,+14155550123', 'type': 'text'}
+    """
+    form = {"to": ",".join(numbers)}
+    for name, value in fields.items():
+        if name != "to" and value is not None and not pd.isna(value):
+            form[name] = str(value)
+    return form
 
 
 def row_keys(messages: pd.DataFrame) -> pd.Series:

@@ -181,3 +181,26 @@ def test_every_code_a_run_can_produce_has_a_fix() -> None:
     ):
         assert describe_code(code), code
     assert describe_code("XYZ") == ""
+
+
+@pytest.mark.parametrize("written", ["+1", "-5", "+91 (98765) 43210", "+44.7911/123456", "(0)-1"])
+def test_a_value_that_cannot_hold_a_formula_reads_back_as_written(
+    tmp_path: Path, written: str
+) -> None:
+    """One formula-injection rule: digits, spaces and + ( ) - . / are never altered, so
+    ``load_recipients`` reads every exported ``to`` back as it was written."""
+    builder = ResultsBuilder(pd.RangeIndex(2))
+    builder.fill(
+        [0, 1], [{"to": written, "status": "rejected"}, {"to": "=1+1", "status": "rejected"}]
+    )
+    path = export_results(builder.frame(), tmp_path / "out.csv")
+    back = load_recipients(path)
+    assert back.loc[0, "to"] == written
+    assert back.loc[1, "to"] == "'=1+1"  # a formula stays neutralised
+
+
+def test_the_report_and_the_results_share_the_rule(tmp_path: Path) -> None:
+    df = pd.DataFrame({"to": ["+1", "=HYPERLINK(1)"], "body": ["Hi", "Hi"]})
+    report = validate(df, sender=SENDER)
+    saved = pd.read_csv(report.save(tmp_path / "problems.csv"), dtype=str, encoding="utf-8-sig")
+    assert set(saved["value"]) == {"+1", "'=HYPERLINK(1)"}

@@ -262,10 +262,11 @@ def _export_or_fallback(results: pd.DataFrame, target: Path, df: pd.DataFrame) -
 def _exit_code(results: pd.DataFrame) -> int:
     """3/1/0 from the statuses, or 128 + the signal that stopped the run."""
     from ..results import exit_code
+    from ..sending.stopping import exit_status
 
     stopped_by = (results.attrs.get("run") or {}).get("stopped_by")
     if stopped_by:
-        return 128 + int(getattr(signal, stopped_by, signal.SIGINT))
+        return exit_status(getattr(signal, stopped_by, signal.SIGINT))
     return exit_code(results)
 
 

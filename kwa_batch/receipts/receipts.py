@@ -68,7 +68,7 @@ def load_receipts(store: str | Path | CallbackStore) -> pd.DataFrame:
 
     Args:
         store: the SQLite file a :class:`~kwa_batch.Receiver` writes, or an open
-            :class:`~kwa_batch.callback_store.CallbackStore`.
+            :class:`~kwa_batch.receipts.store.CallbackStore`.
 
     Returns:
         A DataFrame with the columns :data:`RECEIPT_COLUMNS`, one row per message id, in
@@ -175,7 +175,7 @@ def merge_receipts(
 def delivery_counts(merged: pd.DataFrame) -> pd.Series:
     """Count the rows that have a message id by delivery status.
 
-    Every status of :data:`~kwa_batch.callback_store.DELIVERY_STATUSES` is listed (zeros
+    Every status of :data:`~kwa_batch.receipts.store.DELIVERY_STATUSES` is listed (zeros
     included), then any other status a callback reported, then :data:`NO_RECEIPT` for
     messages no callback has reported on yet. Rows never sent are not counted.
 

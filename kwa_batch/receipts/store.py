@@ -8,7 +8,7 @@ It holds two kinds of facts, each written once however often Kaleyra repeats it:
   cannot go backwards whatever order the callbacks arrive in: ``sent < delivered < read``,
   and ``failed`` / ``not-sent`` are final (the first final one received wins);
 - **incoming messages** (replies from recipients), one per distinct callback: they open
-  the 24-hour conversation windows (:func:`kwa_batch.windows.open_windows`).
+  the 24-hour conversation windows (:func:`kwa_batch.receipts.windows.open_windows`).
 
 The file runs in WAL mode with ``synchronous=NORMAL``: every callback is committed before
 it is acknowledged, survives the receiver being killed, and readers (a notebook calling

@@ -46,7 +46,7 @@ def open_windows(
 
     Args:
         store: the SQLite file a :class:`~kwa_batch.Receiver` writes, or an open
-            :class:`~kwa_batch.callback_store.CallbackStore`.
+            :class:`~kwa_batch.receipts.store.CallbackStore`.
         now: the moment to look at (default: now); naive times are taken as UTC.
 
     Returns:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigurationError
-from ..fields import MAX_RECIPIENTS_PER_REQUEST, MESSAGE_COLUMNS, row_keys
+from ..fields import MAX_RECIPIENTS_PER_REQUEST, MESSAGE_COLUMNS, request_form, row_keys
 
 __all__ = ["Request", "plan_requests"]
 
@@ -41,7 +41,7 @@ class Request:
 
     def form(self) -> dict[str, str]:
         """The form fields of the request, ``to`` included."""
-        return {"to": ",".join(self.numbers), **self.fields}
+        return request_form(self.numbers, self.fields)
 
     def split(self) -> list[Request]:
         """One request per recipient (after a grouped request was refused as a whole)."""

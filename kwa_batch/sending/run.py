@@ -466,6 +466,11 @@ def _validated(
         raise ConfigurationError(
             f"{given}: the report is already validated; pass these to validate() instead"
         )
+    if sender and data.sender and sender != data.sender:
+        raise ConfigurationError(
+            f"sender={sender!r}: the report was validated with sender {data.sender!r}; "
+            "validate again with the sender you want, or leave sender= out of send()"
+        )
     effective = sender or data.sender or client.sender
     if not effective or effective == data.sender:
         return data

@@ -236,7 +236,19 @@ def test_resend_unknown_needs_a_journal(runner: CliRunner, write_csv) -> None:
     assert "--resend-unknown needs --journal" in result.output
 
 
-def test_ctrl_c_exits_130_writes_results_and_resume_completes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [
+        ("SIGINT", 130, "Interrupted: run the same command again"),
+        ("SIGTERM", 143, "Stopped by SIGTERM: run the same command again"),
+        ("SIGHUP", 129, "Stopped by SIGHUP: run the same command again"),
+    ],
+)
+def test_a_stop_signal_writes_results_and_summary_and_resume_completes(
+    tmp_path: Path, stop: str, code: int, said: str
+) -> None:
+    """Ctrl-C, cron's or docker's SIGTERM, a closed terminal's SIGHUP: the same graceful stop."""
+    import json
     import signal
 
     import pandas as pd
@@ -267,6 +279,8 @@ def test_ctrl_c_exits_130_writes_results_and_resume_completes(tmp_path: Path) ->
             "c.csv.results.csv",
             "--concurrency",
             "2",
+            "--summary-json",
+            "s.json",
         ]
         proc = subprocess.Popen(
             args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -274,14 +288,19 @@ def test_ctrl_c_exits_130_writes_results_and_resume_completes(tmp_path: Path) ->
         deadline = time.monotonic() + 60
         while len(emu.messages) < 40 and time.monotonic() < deadline:
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))
         output, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 130, output
-        assert "Interrupted: run the same command again" in output
+        assert proc.returncode == code, output
+        assert said in output
         partial = pd.read_csv(tmp_path / "c.csv.results.csv", dtype=str, encoding="utf-8-sig")
         assert len(partial) == rows
         assert set(partial["status"]) <= {"sent", "not_sent", "unknown"}
         assert (partial["status"] == "not_sent").sum() > 0
+        assert (partial["status"] == "unknown").sum() == 0  # in-flight requests were awaited
+        summary = json.loads((tmp_path / "s.json").read_text())
+        assert summary["exit_code"] == code
+        assert summary["stopped_by"] == stop
+        assert summary["status"]["sent"] == (partial["status"] == "sent").sum()
         again = subprocess.run(
             args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
         )
@@ -417,3 +436,34 @@ def test_validate_says_when_a_file_is_not_utf8(runner: CliRunner, write_csv) -> 
     result = runner.invoke(cli, ["validate", str(path)])
     assert result.exit_code == 0, result.output
     assert "the file is not UTF-8; it was read as cp1252" in result.output
+
+
+def test_validate_and_send_agree_on_the_sender_from_the_environment(
+    runner: CliRunner, write_csv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KALEYRA_FROM", "+447911123456")
+    path = write_csv(CLEAN)
+    checked = runner.invoke(cli, ["validate", str(path)])
+    sent = runner.invoke(
+        cli, ["send", str(path), "--emulator", "--out", str(tmp_path / "r.csv"), "--dry-run"]
+    )
+    assert checked.exit_code == sent.exit_code == 0, checked.output + sent.output
+    assert "2 row(s), 2 valid, 0 invalid" in checked.output
+    assert "2 row(s), 2 valid, 0 invalid" in sent.output
+    assert "from: +447911123456" in sent.output  # the environment's, not the demo number
+
+
+@pytest.mark.parametrize("command", ["validate", "send"])
+@pytest.mark.parametrize("where", ["--from", "KALEYRA_FROM"])
+def test_an_invalid_sender_is_one_line_before_anything_else(
+    runner: CliRunner, write_csv, monkeypatch: pytest.MonkeyPatch, command: str, where: str
+) -> None:
+    args = [command, str(write_csv(CLEAN))] + (["--emulator"] if command == "send" else [])
+    if where == "--from":
+        args += ["--from", "12345"]
+    else:
+        monkeypatch.setenv("KALEYRA_FROM", "12345")
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1, result.output
+    assert result.output.startswith(f"Error: {where} '12345': the sender")
