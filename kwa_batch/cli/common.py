@@ -6,6 +6,7 @@ Nothing here imports pandas: ``kwa-batch --help`` must start at once.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -27,6 +28,7 @@ __all__ = [
     "Unusable",
     "check_writable",
     "fail",
+    "in_flags",
     "load_and_validate",
     "resolve_sender",
 ]
@@ -36,13 +38,33 @@ EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_INCOMPLETE = 0, 1, 2, 3
 DEMO_SENDER = "+911234567890"
 
 
+# The library's messages name its parameters, often with the flag beside them
+# ("pass default_region= (--region)"); on the command line only the flag makes sense.
+_PARAMETER_AND_FLAG = re.compile(
+    r"\b[a-z_]+=(?:True)?\s*(?:\(\s*(?P<paren>--[a-z-]+)\)|/\s*(?P<slash>--[a-z-]+))"
+)
+_FLAGS = {"sender=": "--from", "sid=": "--sid", "api_key=": "--api-key"}
+
+
+def in_flags(text: str) -> str:
+    """A library message worded for the command line: flags, never Python parameters.
+
+    >>> in_flags("or pass default_region= (--region) for national numbers")
+    'or pass --region for national numbers'
+    """
+    text = _PARAMETER_AND_FLAG.sub(lambda m: m["paren"] or m["slash"], text)
+    for parameter, flag in _FLAGS.items():
+        text = re.sub(rf"\b{re.escape(parameter)}(?=[\s,.;)]|$)", flag, text)
+    return text
+
+
 class Unusable(click.ClickException):
     """The input or the configuration cannot be used: one line, exit 2."""
 
     exit_code = EXIT_UNUSABLE
 
     def show(self, file: object = None) -> None:
-        click.echo(f"Error: {self.format_message()}", err=True)
+        click.echo(f"Error: {in_flags(self.format_message())}", err=True)
 
 
 def fail(message: str) -> NoReturn:

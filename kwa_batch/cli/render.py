@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import describe_code, lookup_code
-from .common import fail
+from .common import fail, in_flags
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,7 +49,7 @@ def print_problems(report: ValidationReport, *, by_code: bool) -> None:
     for row in errors.head(_SHOWN_PROBLEMS).itertuples(index=False):
         where = f"line {row.line}" if pd.notna(row.line) else f"row {row.row}"
         value = "" if pd.isna(row.value) else str(row.value)
-        message = row.message
+        message = in_flags(row.message)
         if value and repr(value) not in message:
             shown = value if len(value) <= 40 else value[:37] + "..."
             joint = " " if message.split(" ", 1)[0] in _PREDICATES else ": "

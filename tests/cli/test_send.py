@@ -467,3 +467,11 @@ def test_an_invalid_sender_is_one_line_before_anything_else(
     assert result.exit_code == 2
     assert result.output.count("\n") == 1, result.output
     assert result.output.startswith(f"Error: {where} '12345': the sender")
+
+
+def test_the_command_line_names_flags_never_python_parameters(
+    runner: CliRunner, sample_csv: Path
+) -> None:
+    result = runner.invoke(cli, ["validate", str(sample_csv)])
+    assert "or pass --region for national numbers" in result.output
+    assert "default_region=" not in result.output
