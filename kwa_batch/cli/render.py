@@ -60,7 +60,9 @@ def print_problems(report: ValidationReport, *, by_code: bool) -> None:
     if by_code:
         click.echo("\nBy error code:")
         for code, row in report.summary().iterrows():
-            click.echo(f"  {code:<7} {int(row['rows']):>6} row(s)  {describe_code(str(code))}")
+            click.echo(
+                f"  {code:<7} {int(row['rows']):>6} row(s)  {in_flags(describe_code(str(code)))}"
+            )
 
 
 def print_encoding_note(df: pd.DataFrame, encoding: str | None) -> None:
