@@ -113,7 +113,7 @@ def _write_xlsx(frame: pd.DataFrame, results: pd.DataFrame, target: Path) -> Non
 def _summary_sheet(results: pd.DataFrame) -> Sheet:
     counts = summarize(results)
     rows: list[list[Any]] = [["status", "rows", "share"]]
-    rows += [[status, int(r["rows"]), float(r["share"])] for status, r in counts.iterrows()]
+    rows += [[status, int(r["rows"]), r["percent"] / 100] for status, r in counts.iterrows()]
     rows.append(["total", len(results), 1.0 if len(results) else 0.0])
     shares = {(number, 2): "0.0%" for number in range(1, len(rows))}
     rows.append([])

@@ -34,17 +34,18 @@ __all__ = [
 STATUSES = ("sent", "failed", "unknown", "not_sent", "rejected")
 INCOMPLETE_STATUSES = ("unknown", "not_sent")
 #: Every column of a results frame, in order, with its dtype: the one definition that the
-#: sender, the journal, the exports and :func:`kwa_batch.load_results` derive from.
+#: sender, the journal, the exports and :func:`kwa_batch.load_results` derive from. Text is
+#: ``string`` (missing is ``<NA>``, as in the integer columns: one missing marker).
 RESULT_DTYPES: dict[str, str] = {
-    "to": "str",
-    "status": "str",
-    "message_id": "str",
-    "error_code": "str",
-    "error_message": "str",
+    "to": "string",
+    "status": "string",
+    "message_id": "string",
+    "error_code": "string",
+    "error_message": "string",
     "http_status": "Int64",
     "attempts": "Int64",
     "sent_at": "datetime64[us, UTC]",
-    "request_id": "str",
+    "request_id": "string",
     "recipients": "Int64",  # recipients in the row's request
     "from_journal": "bool",  # the outcome came from an earlier run's journal
 }
@@ -70,7 +71,7 @@ def coerce_results(frame: pd.DataFrame) -> pd.DataFrame:
         elif name == "from_journal":
             out[name] = column.map(lambda v: str(v).lower() in ("true", "1")).astype("bool")
         else:
-            out[name] = column.map(_text).astype("str")
+            out[name] = column.map(_text).astype("string")
     return out
 
 
@@ -140,18 +141,20 @@ class ResultsBuilder:
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Count rows by status (every status listed, zeros included) with their share.
+    """Count rows by status (every status listed, zeros included) with their percentage.
 
     Example:
         >>> import pandas as pd
-        >>> summarize(pd.DataFrame({"status": ["sent", "sent", "rejected"]}))["rows"].to_dict()
-        {'sent': 2, 'failed': 0, 'unknown': 0, 'not_sent': 0, 'rejected': 1}
+        >>> summarize(pd.DataFrame({"status": ["sent", "sent", "rejected"]})).to_dict("index")
+        ... # doctest: +NORMALIZE_WHITESPACE
+        {'sent': {'rows': 2, 'percent': 66.7}, 'failed': {'rows': 0, 'percent': 0.0},
+         'unknown': {'rows': 0, 'percent': 0.0}, 'not_sent': {'rows': 0, 'percent': 0.0},
+         'rejected': {'rows': 1, 'percent': 33.3}}
     """
     counts = results["status"].value_counts().reindex(list(STATUSES), fill_value=0)
     total = int(counts.sum())
-    out = pd.DataFrame(
-        {"rows": counts.astype("int64"), "share": (counts / total if total else counts * 0.0)}
-    )
+    share = counts / total * 100 if total else counts * 0.0
+    out = pd.DataFrame({"rows": counts.astype("int64"), "percent": share.astype(float).round(1)})
     out.index.name = "status"
     return out
 

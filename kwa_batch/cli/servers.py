@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,16 +31,19 @@ if TYPE_CHECKING:
 __all__ = ["emulator_command", "receive_command", "serve_until_stopped"]
 
 
-def serve_until_stopped(server: Any) -> None:
-    """Run a started server until a stop signal arrives, then stop it."""
+def serve_until_stopped(
+    server: Any, start: Callable[[], None], announce: Callable[[], None]
+) -> None:
+    """Start a server, say where it listens, and serve until a stop signal arrives; the
+    button is up before the server starts, so a signal at any moment stops it cleanly."""
     from ..sending.stopping import StopButton
 
     with StopButton() as button:
+        start()
         try:
+            announce()
             while not button.pressed and server.running:
                 time.sleep(0.1)
-        except KeyboardInterrupt:  # a signal that arrived before the button was up
-            pass
         finally:
             server.stop()
 
@@ -120,12 +124,14 @@ def _specs(specs: tuple[str, ...], option: str, shape: str, example: str) -> dic
 def emulator_command(**options: Any) -> None:
     """Run a local Kaleyra-compatible server until stopped (nothing leaves this machine)."""
     emu = _emulator(**options)
-    try:
-        emu.start()
-    except OSError as exc:
-        fail(f"cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}")
-    _print_emulator(emu, options)
-    serve_until_stopped(emu)
+
+    def start() -> None:
+        try:
+            emu.start()
+        except OSError as exc:
+            fail(f"cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}")
+
+    serve_until_stopped(emu, start, lambda: _print_emulator(emu, options))
     served = ", ".join(f"{n} x{k}" for n, k in emu.faults_injected.items() if k)
     click.echo(
         f"Stopped; {emu.message_count} message(s) accepted"
@@ -242,16 +248,19 @@ def receive_command(host: str, port: int, store: str, token: str | None) -> None
 
     try:
         receiver = Receiver(store, host=host, port=port, token=token or None)
-        receiver.start()
     except ValueError as exc:
         fail(str(exc))
-    except OSError as exc:
-        fail(f"cannot listen on {host}:{port} or open {store}: {exc.strerror or exc}")
-    _print_receiver(receiver.url, store, host, token)
+
+    def start() -> None:
+        try:
+            receiver.start()
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port} or open {store}: {exc.strerror or exc}")
+
     receiver_log = logging.getLogger("kwa_batch.receipts.receiver")
     if receiver_log.getEffectiveLevel() > logging.INFO:
         receiver_log.setLevel(logging.INFO)  # one line per callback, numbers masked
-    serve_until_stopped(receiver)
+    serve_until_stopped(receiver, start, lambda: _print_receiver(receiver.url, store, host, token))
     stats = receiver.stats
     counts = receiver.store.counts()
     receiver.store.close()

@@ -24,6 +24,7 @@ from .store import opened_store as _opened_store
 
 __all__ = [
     "DELIVERY_COLUMNS",
+    "NO_CALLBACK_URL",
     "NO_RECEIPT",
     "RECEIPT_COLUMNS",
     "delivery_counts",
@@ -51,6 +52,8 @@ RECEIPT_COLUMNS = (
 DELIVERY_COLUMNS = ("delivery_status", "delivered_at", "read_at", "delivery_error_code")
 #: How :func:`delivery_counts` names sent rows that no callback has reported on yet.
 NO_RECEIPT = "no receipt yet"
+#: How :func:`delivery_counts` counts messages sent without a callback_url.
+NO_CALLBACK_URL = "no callback_url"
 
 _TIME = "datetime64[us, UTC]"
 _TEXT = ("message_id", "status", "recipient", "error_code", "error", "ref", "ref1", "ref2")
@@ -164,10 +167,10 @@ def merge_receipts(
     ids = results["message_id"].astype("str").str.strip()
     matched = table.reindex(pd.Index(ids.array))
     out = results.drop(columns=[c for c in DELIVERY_COLUMNS if c in results.columns])
-    out["delivery_status"] = pd.array(matched["status"].array, dtype="str")
+    out["delivery_status"] = pd.array(matched["status"].array, dtype="string")
     out["delivered_at"] = pd.array(matched["delivered_at"].array, dtype=_TIME)
     out["read_at"] = pd.array(matched["read_at"].array, dtype=_TIME)
-    out["delivery_error_code"] = pd.array(matched["error_code"].array, dtype="str")
+    out["delivery_error_code"] = pd.array(matched["error_code"].array, dtype="string")
     out.attrs = dict(results.attrs)
     return out
 
@@ -177,7 +180,9 @@ def delivery_counts(merged: pd.DataFrame) -> pd.Series:
 
     Every status of :data:`~kwa_batch.receipts.store.DELIVERY_STATUSES` is listed (zeros
     included), then any other status a callback reported, then :data:`NO_RECEIPT` for
-    messages no callback has reported on yet. Rows never sent are not counted.
+    messages no callback has reported on yet, and :data:`NO_CALLBACK_URL` for messages sent
+    without a ``callback_url`` (when the results carry that column: no callback will ever
+    come for them). Rows never sent are not counted.
 
     Example:
         >>> import pandas as pd
@@ -187,8 +192,13 @@ def delivery_counts(merged: pd.DataFrame) -> pd.Series:
         >>> delivery_counts(merged).to_dict()
         {'sent': 0, 'delivered': 0, 'read': 1, 'failed': 0, 'not-sent': 0, 'no receipt yet': 1}
     """
-    statuses = merged.loc[merged["message_id"].notna(), "delivery_status"]
+    sent = merged["message_id"].notna()
+    statuses = merged.loc[sent, "delivery_status"].astype("object")
+    if "callback_url" in merged.columns:
+        unasked = merged.loc[sent, "callback_url"].isna() & statuses.isna()
+        statuses = statuses.mask(unasked, NO_CALLBACK_URL)
     counts = statuses.fillna(NO_RECEIPT).value_counts()
-    others = [s for s in counts.index if s not in DELIVERY_STATUSES and s != NO_RECEIPT]
-    order = [*DELIVERY_STATUSES, *sorted(others), NO_RECEIPT]
+    waiting = (NO_RECEIPT, NO_CALLBACK_URL) if "callback_url" in merged.columns else (NO_RECEIPT,)
+    others = [s for s in counts.index if s not in DELIVERY_STATUSES and s not in waiting]
+    order = [*DELIVERY_STATUSES, *sorted(others), *waiting]
     return counts.reindex(order, fill_value=0).astype("int64").rename("rows")

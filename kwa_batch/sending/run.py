@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -565,13 +566,23 @@ def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame
     statuses = results.statuses()
     assert statuses <= set(STATUSES), f"every row ends with a known status, not {statuses}"
     frame = results.frame()
-    to = report.data["to"].astype("str")
-    to.loc[report.valid.index] = report.valid["to"].astype("str")
+    to = report.data["to"].astype("string")
+    to.loc[report.valid.index] = report.valid["to"].astype("string")
     frame["to"] = to
     return frame
 
 
 _JournalRows = list[tuple[str, str, dict[str, Any]]]
+_SHORT = {"not_sent": "not sent", "retrying": "retrying"}
+
+
+def postfix(counts: dict[str, int]) -> str:
+    """The non-zero counts, briefly (the progress bar must fit 80 columns).
+
+    >>> postfix({"sent": 1200, "failed": 0, "unknown": 2, "not_sent": 0, "retrying": 1})
+    'sent 1,200 · unknown 2 · retrying 1'
+    """
+    return " · ".join(f"{_SHORT.get(k, k)} {v:,}" for k, v in counts.items() if v)
 
 
 class _Loop:
@@ -609,21 +620,26 @@ class _Loop:
             total=self.total, unit="msg", desc="sending", disable=not self.progress, leave=True
         )
         stopped_by: int | None = None
+        started = time.monotonic()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="kwa-send")
         try:
-            with StopButton(
-                first_warning="stopping: waiting for the requests in flight (send the signal "
-                "again, or interrupt again, to stop waiting)"
-            ) as button:
+            with StopButton() as button:
                 self._submit_until_done(pool, button)
                 if button.pressed:
                     stopped_by = button.first
                     self._wind_down(button)
         finally:
             pool.shutdown(wait=stopped_by is None, cancel_futures=True)
-            self.bar.set_postfix(self.counts, refresh=False)
+            self.bar.set_postfix_str(postfix(self.counts), refresh=False)
             self.bar.close()
         self._mark_never_attempted()
+        if self.progress:  # a plain line: what a saved notebook shows when its widget is gone
+            took = time.monotonic() - started
+            notebook = type(self.bar).__module__.startswith("tqdm.notebook")
+            self.bar.write(
+                f"sending: {postfix(self.counts) or 'nothing sent'} in {took:.1f} s",
+                file=sys.stdout if notebook else sys.stderr,
+            )
         return stopped_by
 
     def _take(self) -> Request | None:
@@ -653,7 +669,8 @@ class _Loop:
                 return
             self._collect(_POLL_SECONDS)
             if time.monotonic() - last_postfix > 0.2:
-                self.bar.set_postfix(self.counts | {"retrying": run.retrying}, refresh=False)
+                counts = self.counts | {"retrying": run.retrying}
+                self.bar.set_postfix_str(postfix(counts), refresh=False)
                 last_postfix = time.monotonic()
 
     def _wind_down(self, button: StopButton) -> None:
@@ -662,7 +679,13 @@ class _Loop:
         run = self.run_
         run.stop_reason = _INTERRUPTED
         run.stop.set()
-        log.warning("stopped: waiting for %d request(s) in flight", len(self.pending))
+        log.warning(
+            "%s: stopping; no new requests. Waiting up to %.0f s for the %d request(s) in "
+            "flight; interrupt again (Ctrl-C, or the notebook's stop button) to stop waiting",
+            signal_name(button.first),
+            _GRACE_SECONDS,
+            len(self.pending),
+        )
         deadline = time.monotonic() + _GRACE_SECONDS
         while self.pending and button.pressed < 2 and time.monotonic() < deadline:
             self._collect(_POLL_SECONDS)
