@@ -5,12 +5,17 @@
   code, when and how the run happened — never the key) and an ``Errors`` sheet (every row
   that was not sent, with the fix). Every text is written as text — phone numbers keep
   their ``+`` and digits, ids are never turned into numbers — and no cell is ever a
-  formula, whatever the data holds. Times are written in UTC (Excel has no time zones);
-  the header is frozen, with an autofilter and column widths that fit.
-- ``.csv``: UTF-8 with a BOM (so Excel shows accents and emoji), with text cells that
-  start with ``= + - @``, a tab or a carriage return prefixed by ``'`` against formula
-  injection (OWASP). Phone numbers (``+`` then digits) are kept exactly, so
-  ``load_recipients`` reads the file back to the same numbers.
+  formula, whatever the data holds. Times are written in UTC (Excel has no time zones)
+  and their headers say so (``sent_at (UTC)``); the file's ``line`` comes first; the
+  input's own numeric columns (an amount) are written as numbers, those whose name says
+  they identify something (``order_id``, ``pincode``, a phone) stay text. The header is
+  frozen, with an autofilter and column widths that fit; every sheet prints landscape, one
+  page wide, the header repeated on each page. Once receipts are merged, the Summary has a
+  delivery block; run facts keep their type.
+- ``.csv``: UTF-8 with a BOM (so Excel shows accents and emoji), made formula-safe by the
+  one rule of :mod:`kwa_batch.tables` (phone numbers as written are never altered, so
+  ``load_recipients`` reads the file back to the same numbers). Spreadsheets that open a
+  CSV drop the ``+`` of phone numbers: for people, prefer ``.xlsx``.
 - ``.parquet`` (pyarrow): every column with its type, for the next program.
 
 :func:`load_results` reads any of them back into a results DataFrame.
@@ -19,6 +24,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError, KwaBatchError, describe_code
-from .results import coerce_results, error_counts, summarize
+from .results import coerce_results, delivery_counts, error_counts, summarize
 from .tables import Sheet, atomic_write, plain, write_csv, write_xlsx
 
 __all__ = ["FORMATS", "export_results", "load_results"]
@@ -34,6 +40,18 @@ __all__ = ["FORMATS", "export_results", "load_results"]
 FORMATS = (".xlsx", ".csv", ".parquet")
 _NOT_SENT = ("rejected", "failed", "unknown", "not_sent")
 _RUN_KEY = b"kwa_batch.run"
+#: Appended to the header of every time column: spreadsheets have no time zones.
+UTC_MARK = " (UTC)"
+# An input column whose name says it identifies something stays text even when it is all
+# digits (order ids, phone numbers, postcodes keep their leading zeros and their length).
+_ID_LIKE = re.compile(
+    r"(?:^|[^a-z])(?:id|ids|no|nr|num|number|phone|mobile|msisdn|whatsapp|tel|code|zip|pin|"
+    r"pincode|zipcode|postcode|postal|account|ref\d?|sku|iban|ean|upc)(?:$|[^a-z])",
+    re.IGNORECASE,
+)
+# A plain decimal number as people type amounts: no leading zero, no exponent, not too long
+# to stay exact in a spreadsheet (15 significant digits).
+_PLAIN_NUMBER = r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,10})?"
 
 
 def export_results(
@@ -62,19 +80,40 @@ def export_results(
         raise KwaBatchError(
             f"cannot export to {target.name!r}: use a .xlsx, .csv or .parquet file name"
         )
-    frame = _with_input(results, data)
+    frame, user_columns = _with_input(results, data)
     if suffix == ".xlsx":
-        _write_xlsx(frame, results, target)
+        _write_xlsx(_for_people(frame, user_columns), results, target)
     elif suffix == ".csv":
-        write_csv(plain(frame), target, date_format="%Y-%m-%d %H:%M:%S.%f")
+        table = plain(_for_people(frame, ()))
+        write_csv(table, target, date_format="%Y-%m-%d %H:%M:%S.%f")
     else:
         _write_parquet(frame, target)
     return target
 
 
-def _with_input(results: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataFrame:
+def _for_people(frame: pd.DataFrame, user_columns: tuple[str, ...]) -> pd.DataFrame:
+    """The frame as a colleague reads it: ``line`` first, time columns marked UTC, and the
+    user's own numeric columns as numbers (so they can be summed)."""
+    out = frame.copy()
+    if "line" in out.columns:
+        out.insert(0, "line", out.pop("line"))
+    for name in user_columns:
+        if _ID_LIKE.search(str(name)):
+            continue
+        text = out[name].astype("string")
+        filled = text.dropna().str.strip()
+        if len(filled) and bool(filled.str.fullmatch(_PLAIN_NUMBER).all()):
+            out[name] = pd.to_numeric(text.str.strip(), errors="coerce")
+    times = [c for c in out.columns if isinstance(out[c].dtype, pd.DatetimeTZDtype)]
+    return out.rename(columns={c: f"{c}{UTC_MARK}" for c in times})
+
+
+def _with_input(
+    results: pd.DataFrame, data: pd.DataFrame | None
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The results with the input's own columns beside them (and which those are)."""
     if data is None:
-        return results
+        return results, ()
     if not data.index.equals(results.index):
         raise KwaBatchError(
             "data= must be the frame the results came from (same index): the results have "
@@ -85,7 +124,7 @@ def _with_input(results: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataFram
         extra.insert(0, "to_as_written", data["to"])
     combined = results.join(extra)
     combined.attrs = dict(results.attrs)
-    return combined
+    return combined, tuple(c for c in extra.columns if c != "to_as_written")
 
 
 def _write_parquet(frame: pd.DataFrame, target: Path) -> None:
@@ -121,6 +160,15 @@ def _summary_sheet(results: pd.DataFrame) -> Sheet:
     rows.append(["status", "error_code", "rows", "meaning and fix"])
     for row in error_counts(results).itertuples(index=False):
         rows.append([row.status, row.error_code, int(row.rows), describe_code(row.error_code)])
+    if "delivery_status" in results.columns:  # receipts were merged: what became of the sent
+        rows.append([])
+        bold.add(len(rows))
+        rows.append(["delivery", "rows", "share"])
+        counts = delivery_counts(results)
+        total = max(int(counts.sum()), 1)
+        for status, count in counts.items():
+            shares[(len(rows), 2)] = "0.0%"
+            rows.append([status, int(count), int(count) / total])
     rows.append([])
     bold.add(len(rows))
     rows.append(["run", "value"])
@@ -130,7 +178,9 @@ def _summary_sheet(results: pd.DataFrame) -> Sheet:
     for key, value in run.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items())
-        rows.append([key, "" if value is None else str(value)])
+        elif not isinstance(value, bool | int | float) and value is not None:
+            value = str(value)  # numbers and yes/no stay typed: a colleague can use them
+        rows.append([key, value])
     return Sheet("Summary", rows=rows, bold=bold, formats=shares, widths=(24, 22, 10, 100))
 
 
@@ -177,6 +227,10 @@ def load_results(path: str | Path) -> pd.DataFrame:
             ) from None
     else:
         raise InputError(f"{source}: not a results file: use a .xlsx, .csv or .parquet file")
+    frame.columns = [
+        c[: -len(UTC_MARK)] if isinstance(c, str) and c.endswith(UTC_MARK) else c
+        for c in frame.columns
+    ]
     _check_results(source, frame.columns)
     index_name = frame.columns[0]
     index = pd.Index(pd.to_numeric(frame[index_name], errors="coerce"))
@@ -187,6 +241,9 @@ def load_results(path: str | Path) -> pd.DataFrame:
     run = frame.attrs.get("run")
     frame = frame.drop(columns=index_name)
     frame.index = index.rename(None if index_name == "row" else index_name)
+    if "line" in frame.columns and "from_journal" in frame.columns:  # back in its place
+        line = frame.pop("line")
+        frame.insert(list(frame.columns).index("from_journal") + 1, "line", line)
     typed = coerce_results(frame)
     if run:
         typed.attrs["run"] = run
@@ -212,14 +269,14 @@ def _read_xlsx(source: Path) -> pd.DataFrame:
         book.close()
         raise InputError(f"{source}: has no 'Results' sheet: not a kwa_batch results workbook")
     rows = list(book["Results"].iter_rows(values_only=True))
-    run: dict[str, str] = {}
+    run: dict[str, Any] = {}
     if "Summary" in book.sheetnames:
         in_run = False
         for values in book["Summary"].iter_rows(values_only=True):
             if values and values[0] == "run":
                 in_run = True
             elif in_run and values and values[0] not in (None, "times"):
-                run[str(values[0])] = "" if values[1] is None else str(values[1])
+                run[str(values[0])] = values[1] if len(values) > 1 else None
     book.close()
     if not rows:
         raise InputError(f"{source}: the Results sheet is empty")

@@ -19,13 +19,18 @@ from typing import Any
 import pandas as pd
 
 __all__ = [
+    "DELIVERY_COLUMNS",
+    "DELIVERY_STATUSES",
     "INCOMPLETE_STATUSES",
+    "NO_CALLBACK_URL",
+    "NO_RECEIPT",
     "OUTCOME_FIELDS",
     "RESULT_COLUMNS",
     "RESULT_DTYPES",
     "STATUSES",
     "ResultsBuilder",
     "coerce_results",
+    "delivery_counts",
     "error_counts",
     "exit_code",
     "summarize",
@@ -48,12 +53,21 @@ RESULT_DTYPES: dict[str, str] = {
     "request_id": "string",
     "recipients": "Int64",  # recipients in the row's request
     "from_journal": "bool",  # the outcome came from an earlier run's journal
+    "line": "Int64",  # the row's line in the input file (NA for a frame not from a file)
 }
 #: The contract's columns (DESIGN.md), in order.
 RESULT_COLUMNS = tuple(RESULT_DTYPES)[:9]
 #: What a run records of each row's outcome (in the journal too): all but ``to`` and
 #: ``from_journal``, which the run knows otherwise.
-OUTCOME_FIELDS = tuple(name for name in RESULT_DTYPES if name not in ("to", "from_journal"))
+OUTCOME_FIELDS = tuple(name for name in RESULT_DTYPES if name not in ("to", "from_journal", "line"))
+#: Delivery statuses Kaleyra reports, in the order a message goes through them.
+DELIVERY_STATUSES = ("sent", "delivered", "read", "failed", "not-sent")
+#: The columns :func:`kwa_batch.merge_receipts` adds to results.
+DELIVERY_COLUMNS = ("delivery_status", "delivered_at", "read_at", "delivery_error_code")
+#: How :func:`delivery_counts` names sent rows that no callback has reported on yet.
+NO_RECEIPT = "no receipt yet"
+#: How :func:`delivery_counts` counts messages sent without a callback_url.
+NO_CALLBACK_URL = "no callback_url"
 _INTEGERS = tuple(name for name, dtype in RESULT_DTYPES.items() if dtype == "Int64")
 _TIMES = tuple(name for name, dtype in RESULT_DTYPES.items() if dtype.startswith("datetime"))
 
@@ -174,3 +188,32 @@ def exit_code(results: pd.DataFrame) -> int:
     if statuses & {"rejected", "failed"}:
         return 1
     return 0
+
+
+def delivery_counts(merged: pd.DataFrame) -> pd.Series:
+    """Count the rows that have a message id by delivery status.
+
+    Every status of :data:`DELIVERY_STATUSES` is listed (zeros
+    included), then any other status a callback reported, then :data:`NO_RECEIPT` for
+    messages no callback has reported on yet, and :data:`NO_CALLBACK_URL` for messages sent
+    without a ``callback_url`` (when the results carry that column: no callback will ever
+    come for them). Rows never sent are not counted.
+
+    Example:
+        >>> import pandas as pd
+        >>> merged = pd.DataFrame(
+        ...     {"message_id": ["a:0", "b:0", None], "delivery_status": ["read", None, None]}
+        ... )
+        >>> delivery_counts(merged).to_dict()
+        {'sent': 0, 'delivered': 0, 'read': 1, 'failed': 0, 'not-sent': 0, 'no receipt yet': 1}
+    """
+    sent = merged["message_id"].notna()
+    statuses = merged.loc[sent, "delivery_status"].astype("object")
+    if "callback_url" in merged.columns:
+        unasked = merged.loc[sent, "callback_url"].isna() & statuses.isna()
+        statuses = statuses.mask(unasked, NO_CALLBACK_URL)
+    counts = statuses.fillna(NO_RECEIPT).value_counts()
+    waiting = (NO_RECEIPT, NO_CALLBACK_URL) if "callback_url" in merged.columns else (NO_RECEIPT,)
+    others = [s for s in counts.index if s not in DELIVERY_STATUSES and s not in waiting]
+    order = [*DELIVERY_STATUSES, *sorted(others), *waiting]
+    return counts.reindex(order, fill_value=0).astype("int64").rename("rows")

@@ -179,6 +179,7 @@ def _write_rows(sheet: Any, spec: Sheet) -> None:
     from openpyxl.utils import get_column_letter
 
     assert spec.rows is not None
+    _print_layout(sheet)
     for position, width in enumerate(spec.widths, start=1):
         sheet.column_dimensions[get_column_letter(position)].width = width
     for number, values in enumerate(spec.rows):
@@ -195,9 +196,21 @@ def _write_rows(sheet: Any, spec: Sheet) -> None:
         )
 
 
+def _print_layout(sheet: Any) -> None:
+    """Landscape, as wide as one page, the header row repeated on every page."""
+    from openpyxl.worksheet.properties import PageSetupProperties
+
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0  # as many pages down as it takes
+    sheet.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    sheet.print_title_rows = "1:1"
+
+
 def _write_table(sheet: Any, frame: pd.DataFrame) -> None:
     from openpyxl.utils import get_column_letter
 
+    _print_layout(sheet)
     columns = [str(c) for c in frame.columns]
     widths = []
     for name in columns:

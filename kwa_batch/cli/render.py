@@ -100,6 +100,12 @@ def print_summary(results: pd.DataFrame, target: Path | None) -> None:
         click.echo(f"  {row.error_code:<11} {int(row.rows):>6} {row.status:<9} {meaning}")
     if target is None:
         return
+    if target.suffix.lower() == ".csv":
+        click.echo(
+            "Note: Excel and LibreOffice drop the + of phone numbers when they open a CSV "
+            "(and read them as numbers); write --out results.xlsx for colleagues, or import "
+            "the CSV with its columns as text."
+        )
     click.echo(
         f"Results: {target} ({len(results)} rows, one per input row; "
         "the Errors sheet says how to fix each)"

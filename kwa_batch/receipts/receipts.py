@@ -19,15 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import KwaBatchError
-from .store import DELIVERY_STATUSES, FINAL_STATUSES, STATUS_RANK, CallbackStore
+from ..results import DELIVERY_COLUMNS
+from .store import FINAL_STATUSES, STATUS_RANK, CallbackStore
 from .store import opened_store as _opened_store
 
 __all__ = [
-    "DELIVERY_COLUMNS",
-    "NO_CALLBACK_URL",
-    "NO_RECEIPT",
     "RECEIPT_COLUMNS",
-    "delivery_counts",
     "load_receipts",
     "merge_receipts",
 ]
@@ -48,12 +45,6 @@ RECEIPT_COLUMNS = (
     "ref2",
     "updated_at",
 )
-#: Columns :func:`merge_receipts` adds to a results frame.
-DELIVERY_COLUMNS = ("delivery_status", "delivered_at", "read_at", "delivery_error_code")
-#: How :func:`delivery_counts` names sent rows that no callback has reported on yet.
-NO_RECEIPT = "no receipt yet"
-#: How :func:`delivery_counts` counts messages sent without a callback_url.
-NO_CALLBACK_URL = "no callback_url"
 
 _TIME = "datetime64[us, UTC]"
 _TEXT = ("message_id", "status", "recipient", "error_code", "error", "ref", "ref1", "ref2")
@@ -173,32 +164,3 @@ def merge_receipts(
     out["delivery_error_code"] = pd.array(matched["error_code"].array, dtype="string")
     out.attrs = dict(results.attrs)
     return out
-
-
-def delivery_counts(merged: pd.DataFrame) -> pd.Series:
-    """Count the rows that have a message id by delivery status.
-
-    Every status of :data:`~kwa_batch.receipts.store.DELIVERY_STATUSES` is listed (zeros
-    included), then any other status a callback reported, then :data:`NO_RECEIPT` for
-    messages no callback has reported on yet, and :data:`NO_CALLBACK_URL` for messages sent
-    without a ``callback_url`` (when the results carry that column: no callback will ever
-    come for them). Rows never sent are not counted.
-
-    Example:
-        >>> import pandas as pd
-        >>> merged = pd.DataFrame(
-        ...     {"message_id": ["a:0", "b:0", None], "delivery_status": ["read", None, None]}
-        ... )
-        >>> delivery_counts(merged).to_dict()
-        {'sent': 0, 'delivered': 0, 'read': 1, 'failed': 0, 'not-sent': 0, 'no receipt yet': 1}
-    """
-    sent = merged["message_id"].notna()
-    statuses = merged.loc[sent, "delivery_status"].astype("object")
-    if "callback_url" in merged.columns:
-        unasked = merged.loc[sent, "callback_url"].isna() & statuses.isna()
-        statuses = statuses.mask(unasked, NO_CALLBACK_URL)
-    counts = statuses.fillna(NO_RECEIPT).value_counts()
-    waiting = (NO_RECEIPT, NO_CALLBACK_URL) if "callback_url" in merged.columns else (NO_RECEIPT,)
-    others = [s for s in counts.index if s not in DELIVERY_STATUSES and s not in waiting]
-    order = [*DELIVERY_STATUSES, *sorted(others), *waiting]
-    return counts.reindex(order, fill_value=0).astype("int64").rename("rows")

@@ -37,7 +37,6 @@ import pandas as pd
 from ..errors import InputError
 
 __all__ = [
-    "DELIVERY_STATUSES",
     "FINAL_STATUSES",
     "STATUS_RANK",
     "CallbackStore",
@@ -46,8 +45,6 @@ __all__ = [
     "opened_store",
 ]
 
-#: Delivery statuses Kaleyra reports, in the order a message goes through them.
-DELIVERY_STATUSES = ("sent", "delivered", "read", "failed", "not-sent")
 #: Statuses after which nothing changes.
 FINAL_STATUSES = ("failed", "not-sent")
 #: How far along each status is; a message's status is its highest-ranked update. Other

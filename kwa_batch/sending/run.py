@@ -64,6 +64,7 @@ from ..errors import (
     ServerError,
 )
 from ..fields import MAX_RECIPIENTS_PER_REQUEST, message_frame, row_keys
+from ..recipients import line_numbers
 from ..results import STATUSES, ResultsBuilder
 from ..validation import ValidationReport, validate
 from .client import KaleyraClient, SendResult
@@ -565,6 +566,7 @@ def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame
     as written (vectorised)."""
     statuses = results.statuses()
     assert statuses <= set(STATUSES), f"every row ends with a known status, not {statuses}"
+    results.data["line"] = list(line_numbers(report.data).array)
     frame = results.frame()
     to = report.data["to"].astype("string")
     to.loc[report.valid.index] = report.valid["to"].astype("string")

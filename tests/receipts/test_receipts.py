@@ -14,17 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kwa_batch.errors import InputError, KwaBatchError
-from kwa_batch.receipts.receipts import (
-    DELIVERY_COLUMNS,
-    NO_CALLBACK_URL,
-    NO_RECEIPT,
-    RECEIPT_COLUMNS,
-    _receipts,
-    delivery_counts,
-    load_receipts,
-    merge_receipts,
-)
+from kwa_batch.receipts.receipts import RECEIPT_COLUMNS, _receipts, load_receipts, merge_receipts
 from kwa_batch.receipts.store import STATUS_RANK, CallbackStore, StatusUpdate
+from kwa_batch.results import DELIVERY_COLUMNS, NO_CALLBACK_URL, NO_RECEIPT, delivery_counts
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
