@@ -244,9 +244,7 @@ def test_a_workbook_a_colleague_can_use(tmp_path: Path, write_csv) -> None:
 
 
 def test_the_summary_has_a_delivery_block_once_receipts_are_merged(tmp_path: Path) -> None:
-    merged = results().assign(
-        delivery_status=pd.array(["read", None, None, None], dtype="string")
-    )
+    merged = results().assign(delivery_status=pd.array(["read", None, None, None], dtype="string"))
     path = export_results(merged, tmp_path / "m.xlsx")
     rows = [[c.value for c in r] for r in load_workbook(path)["Summary"].iter_rows()]
     start = next(i for i, r in enumerate(rows) if r[0] == "delivery")

@@ -12,6 +12,7 @@ rows remain (3 wins over 1); 130, 143, 129: stopped by Ctrl-C, SIGTERM, SIGHUP.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import Any
@@ -20,7 +21,9 @@ import click
 
 from .. import __version__
 from ..errors import KwaBatchError
-from .common import EXIT_UNUSABLE, Unusable
+from .common import EXIT_UNUSABLE, Unusable, in_flags
+from .options import SUMMARY_KEY
+from .render import write_json
 from .results import report_command, status_command
 from .send import send_command
 from .servers import emulator_command, receive_command
@@ -32,13 +35,25 @@ EXIT_INTERRUPTED = 130
 
 
 class _Group(click.Group):
-    """Turns a library error inside any command into one line and exit 2."""
+    """Turns a library error inside any command into one line and exit 2 (and, with
+    ``--summary-json``, a JSON summary that says so)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except KwaBatchError as exc:
+            _failure_json(ctx, str(exc))
             raise Unusable(str(exc)) from None
+        except Unusable as exc:
+            _failure_json(ctx, exc.format_message())
+            raise
+
+
+def _failure_json(ctx: click.Context, message: str) -> None:
+    path = ctx.meta.get(SUMMARY_KEY)
+    if path is not None:
+        with contextlib.suppress(click.ClickException):  # the one-line error says enough
+            write_json(path, {"exit_code": EXIT_UNUSABLE, "error": in_flags(message)})
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,7 +68,10 @@ class _Group(click.Group):
 def cli(log_level: str) -> None:
     """Send WhatsApp messages through Kaleyra to the recipients in a CSV or XLSX file.
 
-    Start with:  kwa-batch send sample_data/recipients.csv --emulator --out results.xlsx
+    \b
+    Start with your own file (a 'to' column of numbers, a 'body' column of text):
+      kwa-batch validate recipients.csv
+      kwa-batch send recipients.csv --emulator   (to a local Kaleyra)
     """
     logging.basicConfig(
         level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr

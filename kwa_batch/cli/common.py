@@ -5,8 +5,11 @@ Nothing here imports pandas: ``kwa-batch --help`` must start at once.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -124,5 +127,30 @@ def load_and_validate(
     from ..recipients import load_recipients
     from ..validation import validate
 
-    df = load_recipients(file, encoding=encoding)
-    return df, validate(df, default_region=region, sender=sender, **messages)
+    with warnings_as_notes():
+        df = load_recipients(file, encoding=encoding)
+        return df, validate(df, default_region=region, sender=sender, **messages)
+
+
+@contextlib.contextmanager
+def warnings_as_notes() -> Iterator[None]:
+    """The library's warnings meanwhile, printed once each as notes in the command line's
+    words (flags, not parameters) instead of as log lines."""
+    logger = logging.getLogger("kwa_batch")
+    notes: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            notes.append(record.getMessage())
+
+    handler = _Collect(logging.WARNING)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        for note in dict.fromkeys(notes):
+            click.echo(f"Note: {in_flags(note)}", err=True)

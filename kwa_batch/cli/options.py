@@ -25,6 +25,7 @@ __all__ = [
     "region_option",
     "sender_option",
     "server_options",
+    "summary_json_option",
 ]
 
 Command = Callable[..., Any]
@@ -148,6 +149,33 @@ def output_path(
         is_eager=False,
         help=help,
     )
+
+
+#: Where ``--summary-json`` is kept for the run (``ctx.meta`` is shared by every context),
+#: so that a failure anywhere, even in another option's check, still writes the JSON.
+SUMMARY_KEY = "kwa_batch.summary_json"
+
+
+def summary_json_option(command: Command) -> Command:
+    """``--summary-json PATH``: the outcome as JSON for cron jobs, checked first (eager) so
+    that even an unusable input or setting (exit 2) writes it."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+        if value is None:
+            return None
+        path = Path(value)
+        check_writable(path, "--summary-json")
+        ctx.meta[SUMMARY_KEY] = path
+        return path
+
+    return click.option(
+        "--summary-json",
+        type=click.Path(dir_okay=False),
+        callback=check,
+        is_eager=True,
+        help="Also write the outcome as JSON here (counts, error codes, exit code), for cron "
+        "jobs; written on an unusable input (exit 2) too.",
+    )(command)
 
 
 def account_options(command: Command) -> Command:

@@ -24,10 +24,11 @@ if TYPE_CHECKING:
     from ..validation import ValidationReport
 
 __all__ = [
-    "print_encoding_note",
     "print_plan",
     "print_problems",
     "print_summary",
+    "write_json",
+    "write_report_json",
     "write_summary_json",
 ]
 
@@ -35,7 +36,6 @@ _SHOWN_PROBLEMS = 10
 _SHOWN_REQUESTS = 5
 # Phone reasons are predicates ("has no country code"): they read on from the value.
 _PREDICATES = {"has", "is", "contains", "ends", "starts", "looks", "holds"}
-_UNICODE = ("utf-8", "utf-8-sig", "utf-16", "utf-32")
 
 
 def print_problems(report: ValidationReport, *, by_code: bool) -> None:
@@ -63,16 +63,6 @@ def print_problems(report: ValidationReport, *, by_code: bool) -> None:
             click.echo(
                 f"  {code:<7} {int(row['rows']):>6} row(s)  {in_flags(describe_code(str(code)))}"
             )
-
-
-def print_encoding_note(df: pd.DataFrame, encoding: str | None) -> None:
-    """Say so when a file was not UTF-8 and no --encoding was given."""
-    detected = df.attrs.get("encoding")
-    if not encoding and detected and detected not in _UNICODE:
-        click.echo(
-            f"Note: the file is not UTF-8; it was read as {detected}. Check accented names, or "
-            "save it as 'CSV UTF-8'."
-        )
 
 
 def print_plan(requests: list[Request], client: KaleyraClient) -> None:
@@ -114,6 +104,27 @@ def print_summary(results: pd.DataFrame, target: Path | None) -> None:
     )
 
 
+def write_json(path: Path, summary: dict[str, Any]) -> None:
+    """Write a JSON summary (one line of failure if it cannot be written)."""
+    try:
+        path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def write_report_json(path: Path, source: str, report: ValidationReport, code: int) -> None:
+    """What ``validate`` found, as JSON."""
+    summary = {
+        "input": source,
+        "rows": len(report.data),
+        "valid": len(report.valid),
+        "invalid": len(report.invalid),
+        "error_codes": {str(code): int(row["rows"]) for code, row in report.summary().iterrows()},
+        "exit_code": code,
+    }
+    write_json(path, summary)
+
+
 def write_summary_json(
     path: Path, source: str, target: Path, results: pd.DataFrame, code: int
 ) -> None:
@@ -137,7 +148,4 @@ def write_summary_json(
         "finished_at": run.get("finished_at"),
         "journal": run.get("journal"),
     }
-    try:
-        path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}")
+    write_json(path, summary)

@@ -15,7 +15,7 @@ from .render import print_summary
 __all__ = ["report_command", "status_command"]
 
 
-@click.command("report")
+@click.command("report", short_help="Print the summary of a results file.")
 @click.argument("results_file", type=click.Path(dir_okay=False))
 def report_command(results_file: str) -> None:
     """Print the summary of an exported results file (.xlsx, .csv or .parquet).
@@ -33,7 +33,7 @@ def report_command(results_file: str) -> None:
     sys.exit(exit_code(results))
 
 
-@click.command("status")
+@click.command("status", short_help="Put delivery statuses next to each row of a results file.")
 @click.argument("results_file", type=click.Path(dir_okay=False))
 @click.option(
     "--receipts",

@@ -24,6 +24,7 @@ from .options import (
     output_path,
     region_option,
     sender_option,
+    summary_json_option,
 )
 from .render import print_plan, print_problems, print_summary, write_summary_json
 
@@ -65,7 +66,7 @@ class _Options:
     messages: dict[str, Any]
 
 
-@click.command("send")
+@click.command("send", short_help="Validate a file, send every valid row, write the results.")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(
     "--emulator",
@@ -123,11 +124,7 @@ class _Options:
     is_flag=True,
     help="Validate and print the planned requests (key masked); send nothing.",
 )
-@output_path(
-    "--summary-json",
-    (".json",),
-    help="Also write the outcome as JSON here (counts, error codes, exit code), for cron jobs.",
-)
+@summary_json_option
 @account_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary; only errors.")
 @click.option(

@@ -59,7 +59,7 @@ def _specs(specs: tuple[str, ...], option: str, shape: str, example: str) -> dic
     return out
 
 
-@click.command("emulator")
+@click.command("emulator", short_help="Run a local Kaleyra to try things on (nothing leaves here).")
 @server_options(0, "Port (default: a free one).", "Address to listen on.")
 @click.option("--sid", help="Account SID to accept (default: generated).")
 @click.option("--api-key", help="API key to accept (default: generated and printed).")
@@ -217,7 +217,7 @@ def _print_emulator(emu: Emulator, options: dict[str, Any]) -> None:
     click.echo("Nothing leaves this machine. Press Ctrl-C to stop.")
 
 
-@click.command("receive")
+@click.command("receive", short_help="Collect Kaleyra's delivery callbacks and replies.")
 @server_options(
     8765,
     "Port (0: a free one). The sample data's callback_url uses 8765.",

@@ -7,13 +7,20 @@ from pathlib import Path
 import click
 
 from .common import EXIT_OK, EXIT_ROWS, load_and_validate, resolve_sender
-from .options import encoding_option, message_options, output_path, region_option, sender_option
-from .render import print_encoding_note, print_problems
+from .options import (
+    encoding_option,
+    message_options,
+    output_path,
+    region_option,
+    sender_option,
+    summary_json_option,
+)
+from .render import print_problems, write_report_json
 
 __all__ = ["validate_command"]
 
 
-@click.command("validate")
+@click.command("validate", short_help="Check a file without sending anything.")
 @click.argument("file", type=click.Path(dir_okay=False))
 @region_option
 @sender_option
@@ -23,6 +30,8 @@ __all__ = ["validate_command"]
     dest="report_path",
     help="Also write every problem, with its fix, to this .csv or .xlsx file.",
 )
+@summary_json_option
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors; the exit code says.")
 @encoding_option
 @message_options
 def validate_command(
@@ -30,6 +39,8 @@ def validate_command(
     region: str | None,
     sender: str | None,
     report_path: Path | None,
+    summary_json: Path | None,
+    quiet: bool,
     encoding: str | None,
     messages: dict[str, object],
 ) -> None:
@@ -42,12 +53,16 @@ def validate_command(
     df, report = load_and_validate(
         file, encoding=encoding, region=region, sender=sender, messages=messages
     )
-    click.echo(
-        f"{file}: {len(df)} row(s), {len(report.valid)} valid, {len(report.invalid)} invalid"
-    )
-    print_encoding_note(df, encoding)
-    print_problems(report, by_code=True)
+    code = EXIT_OK if report.ok else EXIT_ROWS
+    if summary_json:
+        write_report_json(summary_json, file, report, code)
     if report_path:
-        written = report.save(report_path)
-        click.echo(f"\nReport: {written} ({len(report.errors)} problem(s), with the fix for each)")
-    raise SystemExit(EXIT_OK if report.ok else EXIT_ROWS)
+        report.save(report_path)
+    if not quiet:
+        valid, invalid = len(report.valid), len(report.invalid)
+        click.echo(f"{file}: {len(df)} row(s), {valid} valid, {invalid} invalid")
+        print_problems(report, by_code=True)
+        if report_path:
+            problems = len(report.errors)
+            click.echo(f"\nReport: {report_path} ({problems} problem(s), with the fix for each)")
+    raise SystemExit(code)

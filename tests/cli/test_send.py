@@ -435,7 +435,9 @@ def test_validate_says_when_a_file_is_not_utf8(runner: CliRunner, write_csv) -> 
     )
     result = runner.invoke(cli, ["validate", str(path)])
     assert result.exit_code == 0, result.output
-    assert "the file is not UTF-8; it was read as cp1252" in result.output
+    assert result.output.count("is not UTF-8; read it as cp1252") == 1  # said once
+    assert "--encoding" in result.output
+    assert "encoding=" not in result.output
 
 
 def test_validate_and_send_agree_on_the_sender_from_the_environment(
@@ -475,3 +477,41 @@ def test_the_command_line_names_flags_never_python_parameters(
     result = runner.invoke(cli, ["validate", str(sample_csv)])
     assert "or pass --region for national numbers" in result.output
     assert "default_region=" not in result.output
+
+
+def test_validate_quiet_and_summary_json(runner: CliRunner, sample_csv: Path, tmp_path) -> None:
+    import json
+
+    out = tmp_path / "v.json"
+    result = runner.invoke(cli, ["validate", str(sample_csv), "-q", "--summary-json", str(out)])
+    assert result.exit_code == 1
+    assert result.output == ""
+    summary = json.loads(out.read_text())
+    assert summary["rows"] == 20
+    assert summary["valid"] == 15
+    assert summary["invalid"] == 5
+    assert summary["exit_code"] == 1
+    assert summary["error_codes"]["KWA007"] == 1
+
+
+@pytest.mark.parametrize("command", ["validate", "send"])
+def test_an_unusable_input_still_writes_the_json_summary(
+    runner: CliRunner, tmp_path: Path, command: str
+) -> None:
+    import json
+
+    out = tmp_path / "s.json"
+    args = [command, str(tmp_path / "missing.csv"), "--summary-json", str(out)]
+    result = runner.invoke(cli, [*args, "--emulator"] if command == "send" else args)
+    assert result.exit_code == 2
+    summary = json.loads(out.read_text())
+    assert summary["exit_code"] == 2
+    assert "no such file" in summary["error"]
+
+
+def test_the_command_list_shows_whole_descriptions(runner: CliRunner) -> None:
+    listing = runner.invoke(cli, ["--help"], terminal_width=80).output
+    commands = listing.split("Commands:")[1].strip().splitlines()
+    assert len(commands) == len(cli.commands)
+    assert not any(line.rstrip().endswith("...") for line in commands), commands
+    assert all(len(line) <= 80 for line in listing.splitlines())
