@@ -158,8 +158,10 @@ def send_command(**options: Any) -> None:
             print_problems(report, by_code=False)
         if o.dry_run:
             _dry_run(report, client, o.max_recipients_per_request)
-        echo(f"\nSending {len(report.valid)} message(s)...")
+        echo("")
         results = _send(report, client, o)
+        if not sys.stderr.isatty():  # with a bar, the run said it before sending
+            echo(results.attrs["run"]["headline"])
         target = _export_or_fallback(results, target, df)
         if emu is not None:
             emu.wait_for_callbacks(5)  # the delivery callbacks it owes, before it stops
@@ -274,13 +276,33 @@ def _finish(results: pd.DataFrame, target: Path, o: _Options) -> None:
     if o.summary_json:
         write_summary_json(o.summary_json, o.file, target, results, code)
     if not o.quiet:
-        if run.get("resume"):
-            shown = ", ".join(f"{n} {what}" for what, n in run["resume"].items())
-            click.echo(f"Journal {o.journal}: {shown}.")
         print_summary(results, target)
+    everything_sent_before(results, o.journal)
     if code != EXIT_OK and code != EXIT_ROWS:
         click.echo(_what_now(results, o.journal, run.get("stopped_by")), err=True)
     sys.exit(code)
+
+
+def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
+    """Say it loudly (even with --quiet) when the journal had sent every row already: a
+    recurring campaign that reuses yesterday's journal sends nothing."""
+    if not journal:
+        return
+    valid = results[results["status"] != "rejected"]
+    if valid.empty or not (valid["from_journal"] & (valid["status"] == "sent")).all():
+        return
+    first, last = valid["sent_at"].min(), valid["sent_at"].max()
+    when = (
+        f"{first:%Y-%m-%d %H:%M} UTC"
+        if first.date() == last.date()
+        else (f"between {first:%Y-%m-%d} and {last:%Y-%m-%d}")
+    )
+    click.echo(
+        f"All {len(valid):,} row(s) were already sent on {when} by this journal ({journal}): "
+        "nothing was sent now. A new campaign needs a journal of its own, e.g. "
+        f"--journal {Path(journal).stem}-{datetime.now(UTC):%Y-%m-%d}.db",
+        err=True,
+    )
 
 
 def _what_now(results: pd.DataFrame, journal: str | None, stopped_by: str | None) -> str:

@@ -404,6 +404,7 @@ def send(
     opened = Journal(journal, settings=settings).open() if journal is not None else None
     resume: dict[str, int] = {}
     stopped_by: int | None = None
+    said = headline(len(messages), resume)
     try:
         if opened is not None:
             messages, keys, resume = _resume(opened, messages, results, resend_unknown)
@@ -419,7 +420,9 @@ def send(
             backoff=backoff,
             max_backoff=max_backoff,
         )
-        stopped_by = _Loop(run, requests, len(messages), results, concurrency, progress).run()
+        loop = _Loop(run, requests, len(messages), results, concurrency, progress)
+        said = headline(len(messages), resume)
+        stopped_by = loop.run(said)
     finally:
         if opened is not None:
             opened.close()
@@ -431,6 +434,7 @@ def send(
         "interrupted": stopped_by is not None,
         "stopped_by": signal_name(stopped_by),
         "resume": resume,
+        "headline": said,
     }
     counts = frame["status"].value_counts()
     log.info("send finished: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -574,6 +578,20 @@ def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame
     return frame
 
 
+def headline(to_send: int, resume: dict[str, int]) -> str:
+    """What a run is about to do, counted after the journal.
+
+    >>> headline(2780, {"already sent": 220, "new": 2780})
+    'Sending 2,780 message(s) (220 already sent, by the journal)'
+    >>> headline(0, {"already sent": 3000})
+    'Nothing to send (3,000 already sent, by the journal)'
+    """
+    settled = {k: v for k, v in resume.items() if k in ("already sent", "unknown, not resent")}
+    known = ", ".join(f"{v:,} {k}" for k, v in settled.items())
+    what = f"Sending {to_send:,} message(s)" if to_send else "Nothing to send"
+    return f"{what} ({known}, by the journal)" if known else what
+
+
 _JournalRows = list[tuple[str, str, dict[str, Any]]]
 _SHORT = {"not_sent": "not sent", "retrying": "retrying"}
 
@@ -614,8 +632,11 @@ class _Loop:
         self.exhausted = False
         self.bar: Any = None
 
-    def run(self) -> int | None:
-        """Send everything (or until stopped); the signal that stopped the run, if any."""
+    def run(self, headline: str) -> int | None:
+        """Send everything (or until stopped); the signal that stopped the run, if any.
+        With progress shown, ``headline`` (what is about to be sent) comes first."""
+        if self.progress:
+            tqdm.write(headline, file=sys.stderr)
         if self.total == 0:
             return None
         self.bar = tqdm(

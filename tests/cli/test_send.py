@@ -225,9 +225,15 @@ def test_summary_json_and_journal_resume(runner: CliRunner, write_csv, tmp_path:
     # without it showing) skips both rows.
     second = runner.invoke(cli, args)
     assert second.exit_code == 0, second.output
-    assert "Journal" in second.output
-    assert "2 already sent" in second.output
+    assert "Nothing to send (2 already sent, by the journal)" in second.output
+    assert "Sending" not in second.output
     assert json.loads((tmp_path / "s.json").read_text())["resume"] == {"already sent": 2}
+    # A recurring campaign that reuses the journal is told so, loudly, even with --quiet.
+    third = runner.invoke(cli, [*args, "--quiet"])
+    assert third.exit_code == 0
+    assert "All 2 row(s) were already sent on" in third.output
+    assert "by this journal" in third.output
+    assert "A new campaign needs a journal of its own" in third.output
 
 
 def test_resend_unknown_needs_a_journal(runner: CliRunner, write_csv) -> None:
