@@ -1,9 +1,9 @@
 """Validation: every row checked before anything is sent.
 
 ``phones`` and ``numbering`` read phone numbers (libphonenumber, vectorised); ``compose``
-builds messages from columns; ``rules`` holds the pandera models and what each failure
-means; ``windows`` the conversation-window rule; ``validate`` runs them all; ``report`` is
-the verdict, :class:`ValidationReport`.
+builds messages from columns; ``rules`` holds the check table (also as pandera models) and
+what each failure means; ``windows`` the conversation-window rule; ``validate`` runs them
+all; ``report`` is the verdict, :class:`ValidationReport`.
 """
 
 from __future__ import annotations

@@ -1,37 +1,44 @@
-"""The rules a row must pass to be sent: pandera models per message type, and what each
-failure means for the user (its code and its fix).
+"""The rules a row must pass to be sent, per message type, and what each failure means for
+the user (its code and its fix).
 
-:class:`TextMessage` checks text rows, :class:`TemplateMessage` template rows and
-:class:`MessageRow` rows of an unknown type; :func:`check_models` runs them lazily over the
+The rules are one table of :class:`Check` (a name, the columns, a vectorised test):
+:data:`TEXT_CHECKS` for text rows, :data:`TEMPLATE_CHECKS` for template rows and
+:data:`MESSAGE_CHECKS` for rows of an unknown type. :func:`check_models` runs them over the
 built messages (every problem of every row in one pass) and records each failure in the
 validation's :class:`~kwa_batch.validation.report.Problems`.
+
+The same table is offered as pandera models — ``MessageRow``, ``TextMessage``,
+``TemplateMessage`` — built on first use, for a pipeline of your own
+(``TextMessage.validate(frame, lazy=True)``). ``validate()`` runs the table directly: pandera
+would cost more to import and run than all of a small file's validation, and a command
+that checks 20 rows should start about as fast as pandas does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
-from pandera.errors import SchemaErrors
-from pandera.typing import Series
 
 from ..errors import KwaBatchError
-from ..fields import BODY_MAX, KNOWN_TYPES, REF_MAX
+from ..fields import API_COLUMNS, BODY_MAX, KNOWN_TYPES, REF_MAX
 from .compose import SPACE as _SPACE
 from .phones import E164_PATTERN, normalize_phone
 from .report import Problems
 
-__all__ = [
-    "MessageRow",
-    "TemplateMessage",
-    "TextMessage",
+__all__ = [  # and, built on first use, the pandera models MessageRow, TextMessage,
+    # TemplateMessage (see __getattr__)
+    "MESSAGE_CHECKS",
+    "TEMPLATE_CHECKS",
+    "TEXT_CHECKS",
+    "Check",
     "check_models",
+    "failures",
 ]
 
 
@@ -53,20 +60,6 @@ _LANG_CODE = r"[a-z]{2,3}(?:_[A-Z]{2})?"
 
 # ---------------------------------------------------------------------------------------
 # The models: what a row must look like to be sent.
-
-
-def _check(*columns: str, ignore_na: bool = True) -> Callable[[Any], Any]:
-    """A vectorised pandera check named after its method (the name the report keys on).
-
-    ``n_failure_cases=1``: the report is built from each check's full boolean output, so
-    pandera need not collect and format every failing value (slow on large frames).
-    """
-
-    def decorate(method: Any) -> Any:
-        name = method.__name__
-        return pa.check(*columns, name=name, ignore_na=ignore_na, n_failure_cases=1)(method)
-
-    return decorate
 
 
 def _arrow(values: pd.Series) -> pa_arrow.Array | pa_arrow.ChunkedArray:
@@ -154,116 +147,218 @@ def _filled(values: pd.Series) -> pd.Series:
     return _bools(pc.invert(empty), values.index)
 
 
-class MessageRow(pa.DataFrameModel):
-    """A message as it will be sent, whatever its type: the checks every row must pass.
+@dataclass(frozen=True)
+class Check:
+    """One rule a row must pass: ``test`` takes a column's values and says, row by row,
+    whether each passes (True) or not.
 
-    Columns are the API's field names. :func:`validate` normalised ``to`` and ``from`` to
-    E.164 first: ``to`` is null where the number could not be read (the report gives the
-    reason), ``from`` is null where the row leaves the sender to the client.
+    Attributes:
+        name: the check's name (its error code and message are in ``_RULES``).
+        columns: the columns it applies to, each on its own.
+        test: the vectorised test.
+        ignore_na: missing values pass (the check is about values that are there).
+        doc: what it requires, with its code.
     """
 
-    to: Series[str] = pa.Field(nullable=True)
-    type: Series[str] = pa.Field(nullable=True)
-    # Optional: validate() leaves out a column that is empty in every row it checks.
-    from_: Series[str] = pa.Field(nullable=True, required=False, alias="from")
-    channel: Series[str] = pa.Field(nullable=True, required=False)
-    body: Series[str] = pa.Field(nullable=True, required=False)
-    template_name: Series[str] = pa.Field(nullable=True, required=False)
-    params: Series[str] = pa.Field(nullable=True, required=False)
-    lang_code: Series[str] = pa.Field(nullable=True, required=False)
-    ref: Series[str] = pa.Field(nullable=True, required=False)
-    ref1: Series[str] = pa.Field(nullable=True, required=False)
-    ref2: Series[str] = pa.Field(nullable=True, required=False)
-    callback_url: Series[str] = pa.Field(nullable=True, required=False)
-
-    class Config:
-        strict = False
-        coerce = False
-
-    @_check("to", ignore_na=False)
-    def phone_valid(cls, to: Series[str]) -> pd.Series:
-        """E13009 (KWA004 when a spreadsheet mangled it): a valid number, in E.164."""
-        return _regex(to, E164_PATTERN, full=True)
-
-    @_check("from")
-    def sender_valid(cls, sender: Series[str]) -> pd.Series:
-        """E13008: the sender, when there is one, is a valid number in E.164."""
-        # Senders are few distinct values (usually one): check each once.
-        distinct = [v for v in sender.dropna().unique() if normalize_phone(v).e164 == v]
-        return sender.isin(distinct)
-
-    @_check("type", ignore_na=False)
-    def type_known(cls, kind: Series[str]) -> pd.Series:
-        """KWA003: 'text' or 'template'."""
-        return kind.isin(KNOWN_TYPES)
-
-    @_check("channel")
-    def channel_known(cls, channel: Series[str]) -> pd.Series:
-        """KWA003: WhatsApp, or empty."""
-        return _regex(channel, f"(?i)[{_SPACE}]*whatsapp[{_SPACE}]*", full=True)
-
-    @_check(*_FREE_TEXT)
-    def no_html(cls, values: Series[str]) -> pd.Series:
-        """E413: no HTML tag outside the body (the API refuses them)."""
-        return ~_html(values)
-
-    @_check(*_FREE_TEXT)
-    def control_chars(cls, values: Series[str]) -> pd.Series:
-        """KWA006: no tab, line break or other control character outside the body."""
-        return ~_has_byte(values, _CONTROL_BYTES)
-
-    @_check("body")
-    def body_control_chars(cls, body: Series[str]) -> pd.Series:
-        """KWA006: a body may break lines and hold tabs, nothing else."""
-        return ~_has_byte(body, _CONTROL_BYTES_IN_BODY)
-
-    @_check("body")
-    def body_length(cls, body: Series[str]) -> pd.Series:
-        """KWA001: at most 4,096 characters."""
-        return body.str.len() <= BODY_MAX
-
-    @_check("ref", "ref1", "ref2")
-    def ref_length(cls, ref: Series[str]) -> pd.Series:
-        """KWA001: at most 255 characters each."""
-        return ref.str.len() <= REF_MAX
-
-    @_check("params")
-    def params_format(cls, params: Series[str]) -> pd.Series:
-        """KWA010: comma-separated, CSV-quoted where a value holds a comma."""
-        return _regex(params, _PARAMS_SHAPE, full=True)
-
-    @_check("params")
-    def params_empty(cls, params: Series[str]) -> pd.Series:
-        """KWA010: no empty parameter (WhatsApp refuses them)."""
-        return ~_regex(params, _PARAMS_SHAPE, full=True) | _regex(params, _PARAMS_FILLED, full=True)
-
-    @_check("lang_code")
-    def lang_code_format(cls, lang_code: Series[str]) -> pd.Series:
-        """KWA011: a language code such as 'en' or 'pt_BR'."""
-        return _regex(lang_code, _LANG_CODE, full=True)
-
-    @_check("callback_url")
-    def url(cls, url: Series[str]) -> pd.Series:
-        """KWA005: a full http(s) URL."""
-        return _regex(url, _URL, full=True)
+    name: str
+    columns: tuple[str, ...]
+    test: Callable[[pd.Series], pd.Series]
+    doc: str
+    ignore_na: bool = True
 
 
-class TextMessage(MessageRow):
-    """A text message: it needs a ``body`` (at most 4,096 characters)."""
-
-    @_check("body", ignore_na=False)
-    def body_required(cls, body: Series[str]) -> pd.Series:
-        """KWA002: a text message has a body."""
-        return _filled(body)
+def _sender_valid(sender: pd.Series) -> pd.Series:
+    # Senders are few distinct values (usually one): check each once.
+    distinct = [v for v in sender.dropna().unique() if normalize_phone(v).e164 == v]
+    return sender.isin(distinct)
 
 
-class TemplateMessage(MessageRow):
-    """A template message: it needs the ``template_name`` of an approved template."""
+def _params_filled(params: pd.Series) -> pd.Series:
+    shaped = _regex(params, _PARAMS_SHAPE, full=True)
+    return ~shaped | _regex(params, _PARAMS_FILLED, full=True)
 
-    @_check("template_name", ignore_na=False)
-    def template_required(cls, name: Series[str]) -> pd.Series:
-        """KWA002: a template message names its template."""
-        return _filled(name)
+
+#: The checks every row passes, whatever its type. Columns are the API's field names;
+#: validate() normalised ``to`` and ``from`` to E.164 first: ``to`` is null where the number
+#: could not be read (the report gives the reason), ``from`` is null where the row leaves
+#: the sender to the client.
+MESSAGE_CHECKS: tuple[Check, ...] = (
+    Check(
+        "phone_valid",
+        ("to",),
+        lambda to: _regex(to, E164_PATTERN, full=True),
+        "E13009 (KWA004 when a spreadsheet mangled it): a valid number, in E.164.",
+        ignore_na=False,
+    ),
+    Check(
+        "sender_valid",
+        ("from",),
+        _sender_valid,
+        "E13008: the sender, when there is one, is a valid number in E.164.",
+    ),
+    Check(
+        "type_known",
+        ("type",),
+        lambda kind: kind.isin(KNOWN_TYPES),
+        "KWA003: 'text' or 'template'.",
+        ignore_na=False,
+    ),
+    Check(
+        "channel_known",
+        ("channel",),
+        lambda channel: _regex(channel, f"(?i)[{_SPACE}]*whatsapp[{_SPACE}]*", full=True),
+        "KWA003: WhatsApp, or empty.",
+    ),
+    Check(
+        "no_html",
+        _FREE_TEXT,
+        lambda values: ~_html(values),
+        "E413: no HTML tag outside the body (the API refuses them).",
+    ),
+    Check(
+        "control_chars",
+        _FREE_TEXT,
+        lambda values: ~_has_byte(values, _CONTROL_BYTES),
+        "KWA006: no tab, line break or other control character outside the body.",
+    ),
+    Check(
+        "body_control_chars",
+        ("body",),
+        lambda body: ~_has_byte(body, _CONTROL_BYTES_IN_BODY),
+        "KWA006: a body may break lines and hold tabs, nothing else.",
+    ),
+    Check(
+        "body_length",
+        ("body",),
+        lambda body: body.str.len() <= BODY_MAX,
+        "KWA001: at most 4,096 characters.",
+    ),
+    Check(
+        "ref_length",
+        ("ref", "ref1", "ref2"),
+        lambda ref: ref.str.len() <= REF_MAX,
+        "KWA001: at most 255 characters each.",
+    ),
+    Check(
+        "params_format",
+        ("params",),
+        lambda params: _regex(params, _PARAMS_SHAPE, full=True),
+        "KWA010: comma-separated, CSV-quoted where a value holds a comma.",
+    ),
+    Check(
+        "params_empty",
+        ("params",),
+        _params_filled,
+        "KWA010: no empty parameter (WhatsApp refuses them).",
+    ),
+    Check(
+        "lang_code_format",
+        ("lang_code",),
+        lambda lang_code: _regex(lang_code, _LANG_CODE, full=True),
+        "KWA011: a language code such as 'en' or 'pt_BR'.",
+    ),
+    Check(
+        "url",
+        ("callback_url",),
+        lambda url: _regex(url, _URL, full=True),
+        "KWA005: a full http(s) URL.",
+    ),
+)
+#: A text message also needs a ``body``.
+TEXT_CHECKS = (
+    *MESSAGE_CHECKS,
+    Check(
+        "body_required",
+        ("body",),
+        _filled,
+        "KWA002: a text message has a body.",
+        ignore_na=False,
+    ),
+)
+#: A template message also names its template.
+TEMPLATE_CHECKS = (
+    *MESSAGE_CHECKS,
+    Check(
+        "template_required",
+        ("template_name",),
+        _filled,
+        "KWA002: a template message names its template.",
+        ignore_na=False,
+    ),
+)
+# The checks of each message type, and the column that type requires.
+_BY_TYPE: tuple[tuple[str | None, tuple[Check, ...], str | None], ...] = (
+    ("text", TEXT_CHECKS, "body"),
+    ("template", TEMPLATE_CHECKS, "template_name"),
+    (None, MESSAGE_CHECKS, None),  # an unknown type: the checks every row passes
+)
+
+
+def failures(frame: pd.DataFrame, checks: Sequence[Check]) -> Iterator[tuple[str, str, Any]]:
+    """``(check, column, failed labels)`` for every check a column of ``frame`` fails.
+
+    A column the frame does not have is not checked; a check that ignores missing values
+    looks only at the values that are there.
+    """
+    for check in checks:
+        for column in check.columns:
+            if column not in frame.columns:
+                continue
+            values = frame[column]
+            if check.ignore_na:
+                present = values.notna().to_numpy()
+                if not present.any():
+                    continue
+                if not present.all():
+                    values = values[present]
+            passed = np.asarray(check.test(values), dtype=bool)
+            if not passed.all():
+                yield check.name, column, values.index[~passed].to_numpy()
+
+
+_PANDERA_MODELS = {
+    "MessageRow": (MESSAGE_CHECKS, "A message as it will be sent, whatever its type."),
+    "TextMessage": (TEXT_CHECKS, "A text message: it needs a ``body``."),
+    "TemplateMessage": (TEMPLATE_CHECKS, "A template message: it needs a ``template_name``."),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``MessageRow``, ``TextMessage`` and ``TemplateMessage``: the same checks as pandera
+    ``DataFrameModel`` classes, built on first use (validate() itself never imports
+    pandera: it costs more than all of a small file's validation)."""
+    if name not in _PANDERA_MODELS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    model = _pandera_model(name, *_PANDERA_MODELS[name])
+    globals()[name] = model
+    return model
+
+
+def _pandera_model(name: str, checks: Sequence[Check], doc: str) -> Any:
+    import pandera.pandas as pa
+    from pandera.typing import Series
+
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__doc__": doc, "__module__": __name__}
+    for column in API_COLUMNS:
+        attribute = "from_" if column == "from" else column
+        annotations[attribute] = Series[str]
+        namespace[attribute] = pa.Field(
+            nullable=True, required=column in ("to", "type"), alias=column
+        )
+    for check in checks:
+
+        def method(cls: Any, values: Any, _test: Any = check.test) -> Any:
+            return _test(values)
+
+        method.__name__ = check.name
+        method.__doc__ = check.doc
+        namespace[check.name] = pa.check(
+            *check.columns, name=check.name, ignore_na=check.ignore_na
+        )(method)
+    namespace["__annotations__"] = annotations
+    namespace["Config"] = type("Config", (), {"strict": False, "coerce": False})
+    return type(name, (pa.DataFrameModel,), namespace)
 
 
 # ---------------------------------------------------------------------------------------
@@ -350,46 +445,32 @@ def check_models(
     from_reason: pd.Series,
     written_to: pd.Series,
 ) -> None:
+    """Run the checks of each row's type over the built messages (``prepared``, indexed
+    0..n-1) and record every failure in ``problems``."""
     kinds = prepared["type"]
-    for model, mask, needed in (
-        (TextMessage, (kinds == "text").to_numpy(), "body"),
-        (TemplateMessage, (kinds == "template").to_numpy(), "template_name"),
-        (MessageRow, ~kinds.isin(KNOWN_TYPES).to_numpy(), None),
-    ):
+    for kind, checks, needed in _BY_TYPE:
+        mask = (kinds == kind).to_numpy() if kind else ~kinds.isin(KNOWN_TYPES).to_numpy()
         if not mask.any():
             continue
         subset = prepared if mask.all() else prepared[mask]
-        # A column empty in every row passes its checks: leave it out (pandera's work per
-        # column adds up), but for the ones a model requires.
+        # A column empty in every row passes its checks: leave it out, but for the ones
+        # every row of this type must fill.
         kept = [c for c in subset.columns if c in ("to", "type", needed) or subset[c].notna().any()]
-        subset = subset[kept]
-        try:
-            # inplace: nothing is coerced, so pandera need not copy the frame first.
-            model.validate(subset, lazy=True, inplace=True)
-        except SchemaErrors as exc:
-            for error in exc.schema_errors:
-                _record(error, prepared, problems, phones, from_reason, written_to)
+        for name, column, failed in failures(subset[kept], checks):
+            _record(name, column, failed, prepared, problems, phones, from_reason, written_to)
 
 
 def _record(
-    error: Any,
+    name: str,
+    column: str,
+    failed: np.ndarray[Any, Any],
     prepared: pd.DataFrame,
     problems: Problems,
     phones: pd.DataFrame,
     from_reason: pd.Series,
     written_to: pd.Series,
 ) -> None:
-    check = error.check
-    name = getattr(check, "name", None) or str(check)
-    column = str(getattr(error.schema, "name", "") or "*")
-    output = error.check_output
-    if output is None or not isinstance(output, pd.Series):
-        raise KwaBatchError(f"validation could not run check {name!r} on {column!r}: {error}")
-    failed = output.index[~output.to_numpy(dtype=bool, na_value=False)].to_numpy()
-    if len(failed) == 0:
-        return
-    values = prepared[column].iloc[failed] if column in prepared.columns else None
-    assert values is not None
+    values = prepared[column].iloc[failed]
     if name == "phone_valid":
         values = written_to.iloc[failed]
         reasons = phones["reason"].iloc[failed]

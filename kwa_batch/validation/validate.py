@@ -6,7 +6,7 @@
    E.164 (:mod:`~kwa_batch.validation.phones`), campaign-wide settings filled into rows
    that leave them empty, ``params`` and ``body`` built from other columns when asked
    (:mod:`~kwa_batch.validation.compose`), ``type`` inferred.
-2. **Check** the built rows against the pandera models of
+2. **Check** the built rows against the check table of
    :mod:`~kwa_batch.validation.rules`, lazily, so that every problem of every row is found
    in one pass.
 3. **Report**: each failure becomes one line of the long-form ``errors`` frame (row, line in
