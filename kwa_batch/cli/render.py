@@ -83,11 +83,11 @@ def print_summary(results: pd.DataFrame, target: Path | None) -> None:
     from ..results import error_counts, summarize
 
     counts = summarize(results)["rows"]
-    shown = ", ".join(f"{int(n)} {status}" for status, n in counts.items() if n)
+    shown = ", ".join(f"{int(n):,} {status}" for status, n in counts.items() if n)
     click.echo(f"\nOutcome: {shown}")
     for row in error_counts(results).itertuples(index=False):
         meaning = entry.meaning if (entry := lookup_code(row.error_code)) else ""
-        click.echo(f"  {row.error_code:<11} {int(row.rows):>6} {row.status:<9} {meaning}")
+        click.echo(f"  {row.error_code:<11} {int(row.rows):>6,} {row.status:<9} {meaning}")
     if target is None:
         return
     if target.suffix.lower() == ".csv":
@@ -97,10 +97,9 @@ def print_summary(results: pd.DataFrame, target: Path | None) -> None:
             "the CSV with its columns as text."
         )
     click.echo(
-        f"Results: {target} ({len(results)} rows, one per input row; "
-        "the Errors sheet says how to fix each)"
+        f"Results: {target} ({len(results):,} rows, one per input row; fixes on the Errors sheet)"
         if target.suffix.lower() == ".xlsx"
-        else f"Results: {target} ({len(results)} rows, one per input row)"
+        else f"Results: {target} ({len(results):,} rows, one per input row)"
     )
 
 

@@ -153,7 +153,7 @@ def send_command(**options: Any) -> None:
     with ExitStack() as stack:
         client, emu = _client(stack, o, sender, source, echo)
         valid, invalid = len(report.valid), len(report.invalid)
-        echo(f"{o.file}: {len(df)} row(s), {valid} valid, {invalid} invalid")
+        echo(f"{o.file}: {len(df):,} row(s), {valid:,} valid, {invalid:,} invalid")
         if not o.quiet:
             print_problems(report, by_code=False)
         if o.dry_run:
@@ -321,13 +321,13 @@ def _what_now(results: pd.DataFrame, journal: str | None, stopped_by: str | None
         )
         what = "Once fixed"
     resend = (
-        f"the {unknown} unknown row(s) may have been sent: check them, then add "
+        f"the {unknown:,} unknown row(s) may have been sent: check them, then add "
         "--resend-unknown to send them again"
     )
     if pending == 0 and unknown and journal:
         hint = resend
     elif journal:
-        hint = f"run the same command again to send the {pending} not_sent row(s)" + (
+        hint = f"run the same command again to send the {pending:,} not_sent row(s)" + (
             f"; {resend}" if unknown else ""
         )
     else:

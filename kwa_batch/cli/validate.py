@@ -60,7 +60,7 @@ def validate_command(
         report.save(report_path)
     if not quiet:
         valid, invalid = len(report.valid), len(report.invalid)
-        click.echo(f"{file}: {len(df)} row(s), {valid} valid, {invalid} invalid")
+        click.echo(f"{file}: {len(df):,} row(s), {valid:,} valid, {invalid:,} invalid")
         print_problems(report, by_code=True)
         if report_path:
             problems = len(report.errors)

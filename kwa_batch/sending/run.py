@@ -703,8 +703,8 @@ class _Loop:
         run.stop_reason = _INTERRUPTED
         run.stop.set()
         log.warning(
-            "%s: stopping; no new requests. Waiting up to %.0f s for the %d request(s) in "
-            "flight; interrupt again (Ctrl-C, or the notebook's stop button) to stop waiting",
+            "stopping (%s): waiting up to %.0f s for %d request(s) in flight; interrupt "
+            "again (Ctrl-C, or Interrupt the kernel) to stop waiting",
             signal_name(button.first),
             _GRACE_SECONDS,
             len(self.pending),
@@ -780,3 +780,4 @@ class _Loop:
                 "recipients": len(request),
             }
             self.results.fill(request.labels, [fields] * len(request))
+            self.counts["not_sent"] += len(request)
