@@ -214,10 +214,16 @@ class KeepAliveHandler(WSGIRequestHandler):
         Returns the stream left on the socket, to drain after the answer (None: read all).
         """
         max_body = self.server.max_body
-        codings = [c.lower() for c in parse_set_header(self.headers.get("Transfer-Encoding"))]
+        lengths = set(self.headers.get_all("Content-Length") or [])
+        if len(lengths) > 1:
+            raise _Refused(400, "conflicting Content-Length headers")
+        coding_text = ", ".join(self.headers.get_all("Transfer-Encoding") or [])
+        codings = [c.lower() for c in parse_set_header(coding_text)]
         if codings:
             if codings != ["chunked"]:
                 raise _Refused(400, "unsupported Transfer-Encoding: send chunked or Content-Length")
+            if lengths:  # both: chunked wins, and the connection closes (RFC 9112, 6.3)
+                self.close_connection = True
             try:
                 data, complete = read_chunked(cast("IO[bytes]", self.rfile), max_body)
             except BadChunkedBody as exc:
@@ -226,8 +232,7 @@ class KeepAliveHandler(WSGIRequestHandler):
                 self.close_connection = True  # the rest of the body is still on the socket
             self._hand_over(environ, data)
             return None
-        length_text = self.headers.get("Content-Length")
-        length = _content_length(length_text)
+        length = _content_length(next(iter(lengths), None))
         if length is None:
             raise _Refused(400, "bad Content-Length: a number of bytes is expected")
         if length > max_body:  # the application refuses it unread (its limit is lower)

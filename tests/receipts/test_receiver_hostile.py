@@ -259,6 +259,34 @@ def test_another_transfer_coding_gets_400(quick: Receiver) -> None:
         assert read_all(sock).startswith(b"HTTP/1.1 400 Bad Request\r\n")
 
 
+def test_conflicting_content_lengths_get_400(quick: Receiver) -> None:
+    with connect(quick.port) as sock:
+        sock.sendall(
+            request_head().replace(
+                b"\r\n\r\n", b"\r\nContent-Length: 2\r\nContent-Length: 30\r\n\r\n"
+            )
+            + b"{}"
+        )
+        assert read_all(sock).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+def test_chunked_with_a_content_length_is_answered_and_closed(quick: Receiver) -> None:
+    body = json.dumps(STATUS).encode()
+    smuggled = f"GET /callback?token={TOKEN}&id=smuggled:0&status=read HTTP/1.1\r\n\r\n"
+    with connect(quick.port) as sock:
+        sock.sendall(
+            request_head(Transfer_Encoding="chunked", Content_Length="3")
+            + f"{len(body):x}\r\n".encode()
+            + body
+            + b"\r\n0\r\n\r\n"
+            + smuggled.encode()
+        )
+        data = read_all(sock)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.count(b"HTTP/1.1") == 1  # what followed the body was not served
+    assert b"Connection: close" in data
+
+
 def chunked(data: bytes, size: int = 7) -> Iterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
