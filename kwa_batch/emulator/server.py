@@ -530,7 +530,7 @@ def _read_fields(request: Request) -> tuple[dict[str, str], _BadBody | None]:
         for name in unreadable:
             del kept[name]
         shown = ", ".join(
-            repr(name.encode("utf-8", "backslashreplace").decode()) for name in unreadable
+            repr(name[:40].encode("utf-8", "backslashreplace").decode()) for name in unreadable
         )
         problem = problem or _BadBody(f"not valid Unicode (a lone surrogate) in {shown}")
     return {name: value for name, value in kept.items() if name}, problem

@@ -8,6 +8,7 @@ suite.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import Client
 
+from kwa_batch.chunked import read_chunked
 from kwa_batch.receipts.receiver import Receiver, make_app
 
 TOKEN = "t0ken-Sekr1t-xyz"
@@ -257,6 +259,27 @@ def test_another_transfer_coding_gets_400(quick: Receiver) -> None:
     with connect(quick.port) as sock:
         sock.sendall(request_head(Transfer_Encoding="gzip, chunked") + b"0\r\n\r\n")
         assert read_all(sock).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+@given(
+    data=st.binary(max_size=300),
+    sizes=st.lists(st.integers(1, 50), min_size=1),
+    limit=st.integers(0, 400),
+)
+def test_read_chunked_decodes_what_was_encoded_within_its_limit(
+    data: bytes, sizes: list[int], limit: int
+) -> None:
+    encoded, start = b"", 0
+    while start < len(data):
+        piece = data[start : start + sizes[start % len(sizes)]]
+        encoded += f"{len(piece):X}\r\n".encode() + piece + b"\r\n"
+        start += len(piece)
+    encoded += b"0\r\nX-Trailer: 1\r\n\r\n"
+    decoded, complete = read_chunked(io.BytesIO(encoded), limit)
+    if len(data) <= limit:
+        assert (decoded, complete) == (data, True)
+    else:
+        assert (decoded, complete) == (data[: limit + 1], False)
 
 
 def test_conflicting_content_lengths_get_400(quick: Receiver) -> None:
