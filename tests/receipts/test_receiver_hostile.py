@@ -466,3 +466,20 @@ def test_no_log_line_carries_the_token(
         text = record.getMessage() + (record.exc_text or "")
         assert TOKEN not in text
         assert "919876543210" not in text
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("read_timeout", 0),
+        ("read_timeout", -1),
+        ("read_timeout", float("nan")),
+        ("read_timeout", float("inf")),
+        ("max_connections", 0),
+        ("max_connections", True),
+        ("max_connections", 1.5),
+    ],
+)
+def test_bad_server_settings_are_refused(store_path: Path, setting: str, value: object) -> None:
+    with pytest.raises(ValueError, match=setting):
+        Receiver(store_path, **{setting: value})  # type: ignore[arg-type]
