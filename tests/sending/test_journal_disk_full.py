@@ -1,0 +1,93 @@
+"""A journal on a disk that fills up mid-run: a distinct error, the database left consistent,
+and no message sent that the journal did not record as going out.
+
+The disk is real: a small tmpfs (the ``small_tmpfs`` fixture), which needs root; elsewhere
+these tests are skipped and say why.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SENDER
+
+from kwa_batch import Emulator, send
+from kwa_batch.errors import JournalWriteError
+from kwa_batch.sending.journal import Journal
+
+REASON = "x" * 300  # outcomes with a long message fill the disk sooner
+
+
+def outcome(i: int) -> tuple[str, str, dict[str, object]]:
+    fields = {"status": "failed", "error_code": "E13009", "error_message": REASON}
+    return f"{i:064x}", f"+9198{i:08d}", fields
+
+
+def copy_journal(folder: Path, target: Path) -> Path:
+    """The journal with its -wal file, copied to a disk with room (to read it back)."""
+    target.mkdir()
+    for path in folder.glob("j.db*"):
+        shutil.copy(path, target / path.name)
+    return target / "j.db"
+
+
+def fill(journal: Journal, recorded: list[int]) -> None:
+    """Record batches of ten outcomes until the disk is full."""
+    for batch in range(10_000):
+        rows = range(batch * 10, batch * 10 + 10)
+        journal.record(outcome(i) for i in rows)
+        recorded.extend(rows)
+
+
+def test_a_full_disk_raises_journal_write_error_and_keeps_what_was_recorded(
+    small_tmpfs: Path, tmp_path: Path
+) -> None:
+    recorded: list[int] = []
+    with Journal(small_tmpfs / "j.db") as journal:
+        with pytest.raises(JournalWriteError) as caught:
+            fill(journal, recorded)
+        # Still full: the next write says the same, whichever method it is.
+        with pytest.raises(JournalWriteError):
+            journal.mark_in_flight([([f"k{i}" for i in range(500)], ["+919876500000"] * 500)])
+    # ... and closing did not raise: the run is stopping anyway.
+    assert recorded, "the disk must fill mid-run, not at once"
+    error = caught.value
+    assert str(error).startswith(f"journal {small_tmpfs / 'j.db'} cannot be written any more")
+    assert "the disk is full" in str(error)
+    assert "what it recorded before is intact" in str(error)
+    assert error.reason == "the disk is full"
+    assert "\n" not in str(error)
+
+    with Journal(copy_journal(small_tmpfs, tmp_path / "room")) as reread:  # quick_check: ok
+        assert reread.counts() == {"failed": len(recorded)}
+        keys = [outcome(i)[0] for i in range(len(recorded) + 10)]
+        found = reread.lookup(keys)
+    assert set(found) == set(keys[: len(recorded)])  # the failed batch: all or nothing
+
+
+@pytest.mark.parametrize("small_tmpfs", ["512k"], indirect=True)
+def test_a_run_whose_journal_fills_the_disk_sends_nothing_unrecorded(
+    small_tmpfs: Path, tmp_path: Path, emulator: Emulator
+) -> None:
+    """The run stops with JournalWriteError; every message the API accepted is in the
+    journal as sent or in flight, so running again sends none of them twice."""
+    rows = 3000
+    df = pd.DataFrame(
+        {"to": [f"+9198{i:08d}" for i in range(rows)], "body": [f"Hi {i}" for i in range(rows)]}
+    )
+    emulator.reset()
+    with pytest.raises(JournalWriteError, match="the disk is full"):
+        send(df, emulator.client(sender=SENDER), journal=small_tmpfs / "j.db", progress=False)
+    accepted = set(emulator.messages["to"])
+    print(f"the disk filled after {len(accepted)} of {rows} messages")
+    assert 0 < len(accepted) < rows, "the disk must fill mid-run"
+    with Journal(copy_journal(small_tmpfs, tmp_path / "room")) as reread:
+        known = dict(
+            reread.db.execute(
+                "SELECT recipient, state FROM rows WHERE state IN ('sent', 'in_flight')"
+            ).fetchall()
+        )
+    assert accepted <= set(known), "a message went out that the journal did not record"
