@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..errors import JournalError, JournalLockedError, JournalWriteError
+from ..results import STATUSES
 
 __all__ = [
     "APPLICATION_ID",
@@ -107,6 +108,9 @@ _TABLES = {
     "runs": ("id", "started_at", "finished_at", "settings"),
     "rows": ("key", "recipient", *_FIELDS, "run_id", "updated_at"),
 }
+#: What a row's state can be: ``in_flight`` before the answer, then an outcome. Any other
+#: value is damage, and taking it for "not sent" would send the row again.
+_STATES = frozenset({"in_flight", *STATUSES} - {"rejected"})
 _COLUMNS_OF = "SELECT name FROM pragma_table_info(?) ORDER BY cid"
 _CHUNK = 500  # keys per query: under SQLite's limit of host parameters
 
@@ -177,11 +181,20 @@ class Journal:
     Args:
         path: the database file (created if missing).
         settings: what the run was asked to do (recorded per run; never the key).
+        checkpoint_every: at most how often, in seconds, what was committed is copied into
+            the main file (``None``: only by SQLite's auto-checkpoint, every 1,000 pages).
     """
 
-    def __init__(self, path: str | Path, *, settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        settings: dict[str, Any] | None = None,
+        checkpoint_every: float | None = CHECKPOINT_SECONDS,
+    ) -> None:
         self.path = Path(path)
         self.settings = settings or {}
+        self.checkpoint_every = checkpoint_every
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._dirty = False
@@ -218,11 +231,15 @@ class Journal:
             raise error from None
         self._db = db
         self.run_id = run_id
-        self._closing.clear()
-        self._checkpointer = threading.Thread(
-            target=self._checkpoint_loop, name="kwa-journal-checkpoint", daemon=True
-        )
-        self._checkpointer.start()
+        if self.checkpoint_every is not None:
+            self._closing.clear()
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop,
+                args=(self.checkpoint_every,),
+                name="kwa-journal-checkpoint",
+                daemon=True,
+            )
+            self._checkpointer.start()
         return self
 
     def _start(self, db: sqlite3.Connection) -> int | None:
@@ -354,8 +371,8 @@ class Journal:
 
     # -- keeping the main file current ---------------------------------------------------
 
-    def _checkpoint_loop(self) -> None:
-        while not self._closing.wait(CHECKPOINT_SECONDS):
+    def _checkpoint_loop(self, every: float) -> None:
+        while not self._closing.wait(every):
             with self._lock:
                 if self._dirty and self._db is not None:
                     self._checkpoint(self._db)
@@ -390,11 +407,13 @@ class Journal:
                         f"SELECT {columns} FROM rows WHERE key IN ({marks})", chunk
                     ):
                         record = dict(zip(("key", "recipient", *_FIELDS), row, strict=True))
+                        if record["state"] not in _STATES:
+                            raise ValueError(f"a row in an unknown state {record['state']!r}")
                         record["sent_at"] = _parse_time(record["sent_at"])
                         found[row[0]] = JournalRecord(**record)
             except (sqlite3.Error, UnicodeDecodeError) as exc:
                 raise self._unusable(exc) from None
-            except (TypeError, ValueError) as exc:  # a time that does not parse
+            except (TypeError, ValueError) as exc:  # a time or a state that does not parse
                 raise self._error(f"it is damaged ({exc})", _DAMAGED) from None
         return found
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import threading
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -211,3 +214,32 @@ def test_sent_summary_spans_days(tmp_path: Path) -> None:
         summary.describe()
         == "2 of the 3 rows were sent between 2026-11-30 and 2026-12-01 by this journal"
     )
+
+
+def main_file_alone(journal: Path, copy: Path) -> int:
+    """How many rows the journal's main file holds on its own (as if its -wal were lost)."""
+    shutil.copyfile(journal, copy)
+    with closing(sqlite3.connect(copy)) as db:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'rows'").fetchone():
+            return 0  # not even the table yet
+        return int(db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
+
+
+def test_outcomes_reach_the_main_file_without_further_writes(tmp_path: Path) -> None:
+    """The last answers of a run that then waits (a slow request, a stall) reach the main
+    file anyway: the checkpoint is timed, not triggered by the next write."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        journal.record([("k", "+919876500001", {"status": "sent", "message_id": "m"})])
+        deadline = time.monotonic() + 30  # generous: about a second is expected
+        while main_file_alone(path, tmp_path / "copy.db") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert main_file_alone(path, tmp_path / "copy.db") == 1
+    assert not [t for t in threading.enumerate() if t.name == "kwa-journal-checkpoint"]
+
+
+def test_two_journals_can_be_open_at_once(tmp_path: Path) -> None:
+    with Journal(tmp_path / "a.db") as a, Journal(tmp_path / "b.db") as b:
+        a.record([("k", "+919876500001", {"status": "sent"})])
+        b.record([("k", "+919876500001", {"status": "failed"})])
+        assert (a.counts(), b.counts()) == ({"sent": 1}, {"failed": 1})
