@@ -525,10 +525,13 @@ class Journal:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany(statement, rows)
                 db.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except BaseException as exc:
+                # A KeyboardInterrupt too: a transaction left open would fail every write after.
                 if db.in_transaction:
                     with contextlib.suppress(sqlite3.Error):  # else SQLite rolled it back
                         db.execute("ROLLBACK")
+                if not isinstance(exc, sqlite3.Error):
+                    raise
                 reason = "the disk is full" if "full" in str(exc) else str(exc)
                 raise JournalWriteError(
                     f"journal {self.path} cannot be written any more ({reason}): what it "

@@ -1,12 +1,15 @@
-"""A journal on a disk that fills up mid-run: a distinct error, the database left consistent,
-and no message sent that the journal did not record as going out.
+"""Journal writes that fail: a disk that fills up mid-run (a distinct error, the database
+left consistent, no message sent that the journal did not record as going out), a full
+disk at open, and an interrupt in the middle of a write.
 
 The disk is real: a small tmpfs (the ``small_tmpfs`` fixture), which needs root; elsewhere
-these tests are skipped and say why.
+those tests are skipped and say why.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -15,15 +18,32 @@ import pytest
 from conftest import SENDER
 
 from kwa_batch import Emulator, send
-from kwa_batch.errors import JournalWriteError
+from kwa_batch.errors import JournalError, JournalWriteError
 from kwa_batch.sending.journal import Journal
 
 REASON = "x" * 300  # outcomes with a long message fill the disk sooner
 
 
+def frame(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"to": [f"+9198{i:08d}" for i in range(n)], "body": "Hi"})
+
+
 def outcome(i: int) -> tuple[str, str, dict[str, object]]:
     fields = {"status": "failed", "error_code": "E13009", "error_message": REASON}
     return f"{i:064x}", f"+9198{i:08d}", fields
+
+
+def fill_disk(filler: Path) -> None:
+    """Write to ``filler`` until the disk is full."""
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+    finally:
+        os.close(fd)
 
 
 def copy_journal(folder: Path, target: Path) -> Path:
@@ -91,3 +111,34 @@ def test_a_run_whose_journal_fills_the_disk_sends_nothing_unrecorded(
             ).fetchall()
         )
     assert accepted <= set(known), "a message went out that the journal did not record"
+
+
+def test_a_new_journal_on_a_full_disk_is_refused_at_open_and_leaves_no_file(
+    small_tmpfs: Path, emulator: Emulator
+) -> None:
+    fill_disk(small_tmpfs / "filler")
+    emulator.reset()
+    with pytest.raises(JournalError, match="cannot be used: the disk is full; free some space"):
+        send(frame(3), emulator.client(sender=SENDER), journal=small_tmpfs / "j.db", progress=False)
+    assert emulator.requests_seen == 0
+    assert [path.name for path in small_tmpfs.iterdir()] == ["filler"]
+
+
+def test_an_interrupted_write_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """A KeyboardInterrupt (Jupyter's stop button) in the middle of a write: that write is
+    rolled back and the next one works."""
+    journal = Journal(tmp_path / "j.db").open()
+
+    class Interrupting:
+        """A value whose conversion for SQLite is where the interrupt lands (mid-write)."""
+
+        def __conform__(self, protocol: object) -> str:
+            raise KeyboardInterrupt
+
+    key, number, fields = outcome(3)
+    with pytest.raises(KeyboardInterrupt):
+        journal.record([outcome(1), (key, number, {**fields, "message_id": Interrupting()})])
+    journal.mark_in_flight([([outcome(2)[0]], [outcome(2)[1]])])
+    journal.close()
+    with Journal(tmp_path / "j.db") as reread:
+        assert reread.counts() == {"in_flight": 1}
