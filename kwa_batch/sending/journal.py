@@ -354,9 +354,9 @@ class Journal:
         if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
             return JournalLockedError(
                 f"journal {self.path} is in use by another run (under this name or another "
-                "link to the same file) or open in another program: wait for it to finish or "
-                "close it, or choose another journal (--journal); two runs on one journal "
-                "could send the same message twice",
+                "link to the same file) or open elsewhere (another program or connection): "
+                "wait for it to finish or close it, or choose another journal (--journal); two "
+                "runs on one journal could send the same message twice",
                 path=str(self.path),
             )
         if name.startswith("SQLITE_NOTADB"):
