@@ -6,7 +6,7 @@
 1. Writes as the send loop makes them (a ``mark_in_flight`` then a ``record`` per request of
    one row), timed with the checkpoint every second (as shipped) and with it off (the WAL
    is then copied to the main file only every 1,000 pages, by SQLite's auto-checkpoint).
-2. ``Journal.open()`` on journals of growing size: ``PRAGMA quick_check`` reads the whole
+2. ``Journal.open()`` on journals of growing size: ``PRAGMA integrity_check`` reads the whole
    file, so it costs in proportion to it.
 
 The journals are written in a temporary folder on the disk of the working directory (pass
@@ -75,7 +75,7 @@ def main() -> None:
         print(f"  checkpoint every second  {args.rows / on:9.0f} req/s  ({on:.2f} s)")
         print(f"  checkpoint off           {args.rows / off:9.0f} req/s  ({off:.2f} s)")
         print(f"  on / off                 {off / on:9.2f}x")
-        print("\nJournal.open() (quick_check, schema and version checks), best of 3:")
+        print("\nJournal.open() (integrity_check, schema and version checks), best of 3:")
         for rows in args.open_rows:
             seconds, size = open_time(folder, rows)
             print(f"  {rows:>9,} rows ({size:6.1f} MB)  {seconds * 1000:8.1f} ms")

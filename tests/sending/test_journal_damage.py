@@ -92,7 +92,7 @@ def future_version(path: Path) -> Path:
 
 
 def edited(sql: str) -> Callable[[Path], Path]:
-    """A journal whose structure is sound but whose values are not (quick_check passes)."""
+    """A journal whose structure is sound but whose values are not (integrity_check passes)."""
 
     def build(path: Path) -> Path:
         with Emulator() as emu:  # the rows of frame(), as a run records them
@@ -102,6 +102,27 @@ def edited(sql: str) -> Callable[[Path], Path]:
         return path
 
     return build
+
+
+def key_garbled_in_the_table_only(path: Path) -> Path:
+    """One row's key changed in the table but not in its index: PRAGMA quick_check passes
+    it, and a lookup through the index would then miss the row (and send it again)."""
+    journal_of(path, rows=ROWS)
+    key = f"{5:064x}".encode()
+    with closing(sqlite3.connect(path)) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        leaves = db.execute("SELECT pageno FROM dbstat WHERE name = 'rows' AND pagetype = 'leaf'")
+        pages = [page for (page,) in leaves]
+    data = bytearray(path.read_bytes())
+    for page in pages:
+        at = data.find(key, (page - 1) * page_size, page * page_size)
+        if at >= 0:
+            data[at + len(key) - 1] = ord("z")
+            break
+    else:
+        raise AssertionError("the key was not found in the table's pages")
+    path.write_bytes(bytes(data))
+    return path
 
 
 def a_folder(path: Path) -> Path:
@@ -123,6 +144,11 @@ CASES = [
 ] + [
     pytest.param(truncated(0.5), r"it is damaged \(", id="truncated-half"),
     pytest.param(truncated(0.01), r"it is damaged \(", id="truncated-to-its-header"),
+    pytest.param(
+        key_garbled_in_the_table_only,
+        r"it is damaged \(row \d+ missing from index",
+        id="table-and-index-disagree",
+    ),
     pytest.param(csv_renamed, r"it is not a journal \(not a SQLite database\)", id="csv"),
     pytest.param(empty_file, "it is an empty file, not a journal; delete it", id="empty"),
     pytest.param(other_program, r"not a kwa_batch journal \(tables: contacts\)", id="foreign"),

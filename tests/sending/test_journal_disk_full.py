@@ -81,7 +81,7 @@ def test_a_full_disk_raises_journal_write_error_and_keeps_what_was_recorded(
     assert error.reason == "the disk is full"
     assert "\n" not in str(error)
 
-    with Journal(copy_journal(small_tmpfs, tmp_path / "room")) as reread:  # quick_check: ok
+    with Journal(copy_journal(small_tmpfs, tmp_path / "room")) as reread:  # integrity_check: ok
         assert reread.counts() == {"failed": len(recorded)}
         keys = [outcome(i)[0] for i in range(len(recorded) + 10)]
         found = reread.lookup(keys)
