@@ -558,11 +558,14 @@ def _check_place(path: Path) -> None:
     def refuse(what: str, fix: str) -> JournalError:
         return JournalError(f"journal {path} cannot be used: {what}; {fix}", path=str(path))
 
-    folder = path.parent
+    try:
+        folder = path.resolve().parent  # a symlink's -wal file goes beside its target
+    except (OSError, RuntimeError):  # a symlink loop: path.stat() below says so
+        folder = path.parent
     if not folder.is_dir():
         raise refuse(f"folder {folder} does not exist", "create it, or " + _ELSEWHERE)
     try:
-        mode = path.stat().st_mode
+        found = path.stat()
     except FileNotFoundError:
         if os.statvfs(folder).f_flag & os.ST_RDONLY:
             raise refuse(f"folder {folder} is on a read-only filesystem", _WRITABLE) from None
@@ -571,11 +574,11 @@ def _check_place(path: Path) -> None:
         return  # a new journal
     except OSError as exc:
         raise refuse(f"it cannot be read ({exc.strerror})", _ELSEWHERE) from None
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(found.st_mode):
         raise refuse("it is a folder", f"give a file name, e.g. {path / 'journal.db'}")
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(found.st_mode):
         raise refuse("it is not a regular file", _ELSEWHERE)
-    if path.stat().st_size == 0:
+    if found.st_size == 0:
         # An empty file may be a journal that lost its contents (a copy to a full disk):
         # taking it for a new one would send again everything it held.
         raise refuse(

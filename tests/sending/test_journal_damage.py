@@ -279,12 +279,20 @@ def read_only(tmp_path: Path) -> Iterator[tuple[Path, Callable[[], None]]]:
         subprocess.run(["umount", str(folder)], check=True)
 
 
-@pytest.mark.parametrize("existing", [True, False], ids=["existing-journal", "new-journal"])
+@pytest.mark.parametrize(
+    "how", ["existing-journal", "new-journal", "symlink-to-it", "symlink-to-a-new-one"]
+)
 def test_a_journal_in_a_read_only_place_is_refused(
-    emulator: Emulator, read_only: tuple[Path, Callable[[], None]], existing: bool
+    emulator: Emulator, read_only: tuple[Path, Callable[[], None]], how: str
 ) -> None:
     folder, freeze = read_only
-    path = journal_of(folder / "j.db", rows=3) if existing else folder / "j.db"
+    path = folder / "j.db"
+    if how in ("existing-journal", "symlink-to-it"):
+        journal_of(path, rows=3)
+    if how.startswith("symlink"):  # from a folder that can be written, to one that cannot
+        link = folder.parent / "link.db"
+        link.symlink_to(path)
+        path = link
     freeze()
     emulator.reset()
     reason = "on a read-only filesystem" if os.geteuid() == 0 else r"cannot be written \(perm"
