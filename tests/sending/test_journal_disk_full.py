@@ -88,31 +88,6 @@ def test_a_full_disk_raises_journal_write_error_and_keeps_what_was_recorded(
     assert set(found) == set(keys[: len(recorded)])  # the failed batch: all or nothing
 
 
-@pytest.mark.parametrize("small_tmpfs", ["512k"], indirect=True)
-def test_a_run_whose_journal_fills_the_disk_sends_nothing_unrecorded(
-    small_tmpfs: Path, tmp_path: Path, emulator: Emulator
-) -> None:
-    """The run stops with JournalWriteError; every message the API accepted is in the
-    journal as sent or in flight, so running again sends none of them twice."""
-    rows = 3000
-    df = pd.DataFrame(
-        {"to": [f"+9198{i:08d}" for i in range(rows)], "body": [f"Hi {i}" for i in range(rows)]}
-    )
-    emulator.reset()
-    with pytest.raises(JournalWriteError, match="the disk is full"):
-        send(df, emulator.client(sender=SENDER), journal=small_tmpfs / "j.db", progress=False)
-    accepted = set(emulator.messages["to"])
-    print(f"the disk filled after {len(accepted)} of {rows} messages")
-    assert 0 < len(accepted) < rows, "the disk must fill mid-run"
-    with Journal(copy_journal(small_tmpfs, tmp_path / "room")) as reread:
-        known = dict(
-            reread.db.execute(
-                "SELECT recipient, state FROM rows WHERE state IN ('sent', 'in_flight')"
-            ).fetchall()
-        )
-    assert accepted <= set(known), "a message went out that the journal did not record"
-
-
 def test_a_new_journal_on_a_full_disk_is_refused_at_open_and_leaves_no_file(
     small_tmpfs: Path, emulator: Emulator
 ) -> None:
@@ -142,3 +117,29 @@ def test_an_interrupted_write_leaves_no_transaction_open(tmp_path: Path) -> None
     journal.close()
     with Journal(tmp_path / "j.db") as reread:
         assert reread.counts() == {"in_flight": 1}
+
+
+@pytest.mark.parametrize("small_tmpfs", ["512k"], indirect=True)
+def test_a_run_whose_journal_fills_the_disk_stops_cleanly(
+    small_tmpfs: Path, tmp_path: Path, emulator: Emulator
+) -> None:
+    """send() returns: the rows answered have their outcome, the rest are not_sent with
+    the journal's error, and attrs say why (the CLI exits 3 and writes the results)."""
+    rows = 3000
+    emulator.reset()
+    results = send(
+        frame(rows), emulator.client(sender=SENDER), journal=small_tmpfs / "j.db", progress=False
+    )
+    error = results.attrs["run"]["journal_error"]
+    assert "cannot be written any more (the disk is full)" in error
+    accepted = emulator.messages
+    assert 0 < len(accepted) < rows, "the disk must fill mid-run"
+    sent = results[results["status"] == "sent"]
+    assert set(sent["to"]) == set(accepted["to"])  # in-flight answers kept, none lost
+    assert set(results["status"]) <= {"sent", "not_sent"}
+    not_sent = results[results["status"] == "not_sent"]
+    assert len(not_sent) > 0
+    assert not_sent["error_message"].str.startswith("the run stopped: journal").all()
+    with Journal(copy_journal(small_tmpfs, tmp_path / "room")) as reread:
+        known = set(reread.db.execute("SELECT recipient FROM rows WHERE state != 'not_sent'"))
+    assert {(to,) for to in accepted["to"]} <= known
