@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,6 +60,7 @@ from ..errors import (
     ConfigurationError,
     ConnectError,
     InvalidResponseError,
+    JournalWriteError,
     RateLimitError,
     ServerError,
 )
@@ -152,6 +153,7 @@ class _Run:
     max_backoff: float
     stop: threading.Event = field(default_factory=threading.Event)
     stop_reason: tuple[str, str] | None = None
+    journal_error: JournalWriteError | None = None
     retrying: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -168,6 +170,24 @@ class _Run:
         finally:
             with self._lock:
                 self.retrying -= 1
+
+    def record(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        """Journal these outcomes; if the journal fails (disk full), stop the run."""
+        if self.journal is None or self.journal_error is not None:
+            return
+        try:
+            self.journal.record(rows)
+        except JournalWriteError as exc:
+            self.journal_failed(exc)
+
+    def journal_failed(self, exc: JournalWriteError) -> None:
+        """Stop sending: outcomes could no longer be kept. In-flight requests are awaited."""
+        with self._lock:
+            if self.journal_error is None:
+                self.journal_error = exc
+                self.stop_reason = ("NOTSENT", f"the run stopped: {exc}")
+                log.error("%s", exc)
+        self.stop.set()
 
     def _stopped(self, request: Request, last: _Done | None, attempts: int) -> _Done:
         code, message = self.stop_reason or _NOT_SENT
@@ -186,7 +206,11 @@ class _Run:
             if self.journal is not None:
                 # Right before the request goes out (after any wait for the rate limit), so
                 # that a run killed now reports as unknown only what may really have gone.
-                self.journal.mark_in_flight([(request.keys, request.numbers)])
+                try:
+                    self.journal.mark_in_flight([(request.keys, request.numbers)])
+                except JournalWriteError as exc:
+                    self.journal_failed(exc)  # not recorded as going out: it must not go
+                    return self._stopped(request, last, attempt - 1)
             try:
                 result = self.client.post(request.form())
             except ConnectError as exc:
@@ -241,8 +265,7 @@ class _Run:
             else:
                 return _success(request, result, attempt)
             # A safe failure: the rows were not processed; say so before waiting.
-            if self.journal is not None:
-                self.journal.record(_journal_rows(last))
+            self.record(_journal_rows(last))
             if attempt < self.max_attempts and not self._pause(attempt, wait_at_least):
                 return self._stopped(request, last, attempt)
         assert last is not None
@@ -435,6 +458,7 @@ def send(
         "stopped_by": signal_name(stopped_by),
         "resume": resume,
         "headline": said,
+        "journal_error": str(run.journal_error) if run.journal_error else None,
     }
     counts = frame["status"].value_counts()
     log.info("send finished: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -745,8 +769,7 @@ class _Loop:
     def _finish_now(self, done: _Done) -> None:
         journal_rows: _JournalRows = []
         self._finish(done, journal_rows)
-        if self.run_.journal is not None:
-            self.run_.journal.record(journal_rows)
+        self.run_.record(journal_rows)
 
     def _collect(self, timeout: float) -> None:
         """Record the requests that finished, waiting up to ``timeout`` for the first."""
@@ -762,8 +785,7 @@ class _Loop:
                 future = self.completed.get_nowait()
             except Empty:
                 break
-        if self.run_.journal is not None:
-            self.run_.journal.record(journal_rows)  # one transaction for all that finished
+        self.run_.record(journal_rows)  # one transaction for all that finished
 
     def _mark_never_attempted(self) -> None:
         """Whatever was never attempted (stopped by a 401, or a signal) is not_sent."""
