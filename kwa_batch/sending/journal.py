@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..errors import JournalError, JournalLockedError, JournalWriteError
-from ..results import STATUSES
+from ..results import OUTCOME_FIELDS, STATUSES
 
 __all__ = [
     "APPLICATION_ID",
@@ -92,20 +92,20 @@ CREATE TABLE IF NOT EXISTS rows (
     updated_at TEXT NOT NULL
 );
 """
-_FIELDS = (
-    "state",
-    "message_id",
-    "error_code",
-    "error_message",
-    "http_status",
-    "attempts",
-    "sent_at",
-    "request_id",
-    "recipients",
+# A row's outcome, as the results name it (results.OUTCOME_FIELDS), with the status stored
+# as its "state" (which may also be in_flight).
+_OUTCOME = OUTCOME_FIELDS[1:]
+_FIELDS = ("state", *_OUTCOME)
+_SENT_AT = _OUTCOME.index("sent_at")
+_COLUMNS = ("key", "recipient", *_FIELDS, "run_id", "updated_at")
+_RECORD = (
+    f"INSERT INTO rows ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT(key) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS if name != "key")
 )
 _TABLES = {
     "runs": ("id", "started_at", "finished_at", "settings"),
-    "rows": ("key", "recipient", *_FIELDS, "run_id", "updated_at"),
+    "rows": _COLUMNS,
 }
 #: What a row's state can be: ``in_flight`` before the answer, then an outcome. Any other
 #: value is damage, and taking it for "not sent" would send the row again.
@@ -485,36 +485,10 @@ class Journal:
         now = _now()
         rows = []
         for key, number, fields in outcomes:
-            sent_at = fields.get("sent_at")
-            rows.append(
-                (
-                    key,
-                    number,
-                    fields["status"],
-                    fields.get("message_id"),
-                    fields.get("error_code"),
-                    fields.get("error_message"),
-                    fields.get("http_status"),
-                    fields.get("attempts"),
-                    sent_at.isoformat() if isinstance(sent_at, datetime) else None,
-                    fields.get("request_id"),
-                    fields.get("recipients"),
-                    self.run_id,
-                    now,
-                )
-            )
-        self._write(
-            "INSERT INTO rows (key, recipient, state, message_id, error_code, error_message, "
-            "http_status, attempts, sent_at, request_id, recipients, run_id, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
-            "state = excluded.state, message_id = excluded.message_id, "
-            "error_code = excluded.error_code, error_message = excluded.error_message, "
-            "http_status = excluded.http_status, attempts = excluded.attempts, "
-            "sent_at = excluded.sent_at, request_id = excluded.request_id, "
-            "recipients = excluded.recipients, run_id = excluded.run_id, "
-            "updated_at = excluded.updated_at",
-            rows,
-        )
+            values = [fields.get(name) for name in _OUTCOME]
+            values[_SENT_AT] = _time_text(values[_SENT_AT])
+            rows.append((key, number, fields["status"], *values, self.run_id, now))
+        self._write(_RECORD, rows)
 
     def _write(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
         """Run ``statement`` over ``rows`` in one transaction; all or nothing."""
@@ -600,6 +574,10 @@ def _check_place(path: Path) -> None:
 
 def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _time_text(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None
 
 
 def _now() -> str:

@@ -66,7 +66,7 @@ from ..errors import (
 )
 from ..fields import MAX_RECIPIENTS_PER_REQUEST, message_frame, row_keys
 from ..recipients import line_numbers
-from ..results import STATUSES, ResultsBuilder
+from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder
 from ..validation import ValidationReport, validate
 from .client import KaleyraClient, SendResult
 from .journal import Journal, JournalRecord
@@ -575,18 +575,8 @@ def _resume(
 
 
 def _from_record(record: JournalRecord) -> dict[str, Any]:
-    return {
-        "status": record.state,
-        "message_id": record.message_id,
-        "error_code": record.error_code,
-        "error_message": record.error_message,
-        "http_status": record.http_status,
-        "attempts": record.attempts,
-        "sent_at": record.sent_at,
-        "request_id": record.request_id,
-        "recipients": record.recipients,
-        "from_journal": True,
-    }
+    fields = {name: getattr(record, name) for name in OUTCOME_FIELDS[1:]}
+    return {"status": record.state, **fields, "from_journal": True}
 
 
 def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame:

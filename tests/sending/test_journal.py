@@ -243,3 +243,19 @@ def test_two_journals_can_be_open_at_once(tmp_path: Path) -> None:
         a.record([("k", "+919876500001", {"status": "sent"})])
         b.record([("k", "+919876500001", {"status": "failed"})])
         assert (a.counts(), b.counts()) == ({"sent": 1}, {"failed": 1})
+
+
+def test_the_journal_keeps_the_results_outcome_fields() -> None:
+    """One shape: what the journal stores of a row is the results' outcome, by name."""
+    from dataclasses import fields
+
+    from kwa_batch.results import OUTCOME_FIELDS
+    from kwa_batch.sending.journal import JournalRecord
+
+    assert OUTCOME_FIELDS[0] == "status"
+    assert [f.name for f in fields(JournalRecord)] == [
+        "key",
+        "recipient",
+        "state",
+        *OUTCOME_FIELDS[1:],
+    ]
