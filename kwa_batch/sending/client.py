@@ -308,6 +308,119 @@ class KaleyraClient:
             ) from None
         return parse_response(response.status_code, response.text, response.headers, recipients)
 
+    # -- the template catalogue ---------------------------------------------------------
+
+    def templates(self, waba_id: str, *, limit: int | None = None, max_pages: int = 1000) -> Any:
+        """The WhatsApp templates of a business account, as :func:`kwa_batch.load_templates`
+        returns them: ``GET /v2/<SID>/whatsapp/<waba_id>/message_templates``, every page.
+
+        Paging follows ``paging.next`` when the answer gives it (only to this client's own
+        host: the key is never sent elsewhere), else ``paging.cursors.after``.
+
+        Args:
+            waba_id: the WhatsApp Business Account id.
+            limit: templates per page to ask for (the API's default when None).
+            max_pages: a guard against an API that pages forever.
+
+        Raises:
+            ApiError: the API refused the request (:class:`AuthenticationError` for 401/403).
+            ConnectError, AmbiguousSendError: no usable answer came back.
+            InvalidResponseError: an answer that is not the template list.
+        """
+        from urllib.parse import quote, urlsplit
+
+        from ..validation.templates import load_templates
+
+        waba = str(waba_id).strip()
+        if not waba:
+            raise ConfigurationError("the WhatsApp Business Account id is empty: pass waba_id=")
+        url: str | None = f"{self.base_url}/v2/{self.sid}/whatsapp/{quote(waba, safe='')}"
+        url = f"{url}/message_templates"
+        params: dict[str, str] = {} if limit is None else {"limit": str(int(limit))}
+        own = urlsplit(self.base_url)
+        items: list[Any] = []
+        seen: set[str] = set()
+        while url is not None:
+            if len(seen) >= max_pages:
+                raise InvalidResponseError(
+                    f"the template list did not end after {max_pages} pages",
+                    code="BADRESPONSE",
+                    http_status=200,
+                )
+            seen.add(url + repr(sorted(params.items())))
+            page = self._get_json(url, params)
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise InvalidResponseError(
+                    "the template list has no 'data' list", code="BADRESPONSE", http_status=200
+                )
+            items.extend(data)
+            paging = page.get("paging") if isinstance(page.get("paging"), Mapping) else {}
+            assert isinstance(paging, Mapping)
+            cursors = paging.get("cursors") if isinstance(paging.get("cursors"), Mapping) else {}
+            assert isinstance(cursors, Mapping)
+            after = cursors.get("after")
+            following = paging.get("next")
+            url = None
+            if isinstance(following, str) and following:
+                target = urlsplit(following)
+                if (target.scheme, target.netloc) != (own.scheme, own.netloc):
+                    raise InvalidResponseError(
+                        f"the template list's next page is on another host ({target.netloc}): "
+                        "not followed, so that the API key is not sent there",
+                        code="BADRESPONSE",
+                        http_status=200,
+                    )
+                url, params = following, {}
+            elif data and isinstance(after, str) and after:
+                url = f"{self.base_url}/v2/{self.sid}/whatsapp/{quote(waba, safe='')}"
+                url = f"{url}/message_templates"
+                params = {**({} if limit is None else {"limit": str(int(limit))}), "after": after}
+            if url is not None and url + repr(sorted(params.items())) in seen:
+                break  # the same page again: the list is complete
+        log.debug("%d template(s) fetched for WABA %s in %d page(s)", len(items), waba, len(seen))
+        return load_templates({"data": items})
+
+    def _get_json(self, url: str, params: Mapping[str, str]) -> Mapping[str, Any]:
+        """GET ``url`` with the key in the header; the answer as JSON, or the matching error."""
+        try:
+            response = self._session().get(
+                url,
+                params=dict(params),
+                headers={"api-key": self._key.reveal()},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.exceptions.ConnectTimeout:
+            raise ConnectError(f"could not connect to {self.base_url} in time") from None
+        except requests.exceptions.ReadTimeout:
+            raise AmbiguousSendError(
+                f"no answer from {self.base_url} within the timeout", code="TIMEOUT"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            if isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc):
+                raise ConnectError(
+                    f"could not connect to {self.base_url} ({_reason(exc)})"
+                ) from None
+            raise AmbiguousSendError(
+                f"the request to {self.base_url} failed: {_reason(exc)}", code="DROPPED"
+            ) from None
+        if not 200 <= response.status_code < 300:
+            parse_response(response.status_code, response.text, response.headers, [])
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, Mapping):
+            raise InvalidResponseError(
+                f"the API answered {response.status_code} with a body that is not a JSON "
+                f"object: {response.text[:200]!r}",
+                code="BADRESPONSE",
+                http_status=response.status_code,
+                raw=response.text[:_RAW_LIMIT],
+            )
+        return payload
+
 
 def _join_params(values: Iterable[object]) -> str:
     """Join template parameters CSV style: values holding a comma or quote are quoted."""
