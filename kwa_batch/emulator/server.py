@@ -188,6 +188,7 @@ from werkzeug.wrappers import Request
 
 from ..serving import ABORT, CAN_ABORT, BackgroundServer, Served
 from .callbacks import CallbackPoster, CallbackSettings
+from .templates import EmulatedTemplates
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -562,6 +563,10 @@ class Emulator(Served):
             ``sent`` then ``delivered``, GET, no delay), a mapping of settings to change
             (``{"delay": 0.05, "delivered": 0.95, "read": 0.7, "method": "POST"}``), or
             False for none. See "Callbacks" in the module's documentation.
+        templates: a template catalogue to play (a frame from
+            :func:`kwa_batch.load_templates`, WhatsApp's JSON or a ``.json`` path): it
+            serves the v2 template list, and template sends that do not match it get a
+            ``failed`` callback with WhatsApp's code (:mod:`kwa_batch.emulator.templates`).
 
     Raises:
         ValueError: a negative or non-finite number of seconds, a rate limit of 0 or less,
@@ -592,6 +597,7 @@ class Emulator(Served):
         late_delay: float = 5.0,
         seed: int | None = None,
         callbacks: CallbackSettings | Mapping[str, Any] | bool = True,
+        templates: Any = None,
     ) -> None:
         latency = _non_negative("latency", latency)
         jitter = _non_negative("jitter", jitter)
@@ -622,6 +628,8 @@ class Emulator(Served):
         settings = CallbackSettings.coerce(callbacks)
         self._callbacks_on = settings is not None
         self._poster = CallbackPoster(settings or CallbackSettings(), seed=seed)
+        #: The template catalogue played (:mod:`kwa_batch.emulator.templates`), or None.
+        self.templates = None if templates is None else EmulatedTemplates(templates)
 
         self._lock = threading.Lock()  # guards the ledger, the counters and the id generator
         # One entry per accepted request: (request_id, recipients, sender, type, channel,
@@ -971,6 +979,12 @@ class Emulator(Served):
         Returns the answer and the fault that changes how it is delivered (``"reset"`` or
         ``"late"``; the others are answers of their own).
         """
+        listed = self.templates and self.templates.route(request, self.sid, self.api_key)
+        if listed:
+            status, answer = listed
+            return (
+                answer if status == 200 else _Refusal(status, answer["code"], answer["error"])
+            ), None
         match = _ENDPOINT.fullmatch(request.path)
         if match is None:
             return _Refusal(404, "E404", {"path": "no such endpoint: use /v1/<SID>/messages"}), None
@@ -1014,7 +1028,8 @@ class Emulator(Served):
             if isinstance(admitted, _Refusal):
                 return admitted, None
             fault = admitted
-        payload = self._record(outcome)
+        failure = self.templates and self.templates.failure(outcome.type, fields)
+        payload = self._record(outcome, failure or None)
         if fault == "500":
             return self._fault_refusal("500"), None
         return payload, fault
@@ -1114,7 +1129,9 @@ class Emulator(Served):
 
     # -- the ledger -----------------------------------------------------------------------
 
-    def _record(self, accepted: _Accepted) -> dict[str, Any]:
+    def _record(
+        self, accepted: _Accepted, failure: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
         """Append the request to the ledger and build the document's success answer."""
         now = datetime.now(UTC)
         kept = accepted.kept
@@ -1134,11 +1151,13 @@ class Emulator(Served):
                 )
             )
             self._message_count += count
+        if failure is not None and self.templates is not None:
+            self.templates.note(request_id, recipients, kept, failure)
         callback_url = kept["callback_url"]
         if callback_url is not None and self._callbacks_on:
             refs = {name: kept[name] for name in ("ref", "ref1", "ref2")}
             self._poster.message_accepted(
-                request_id, recipients, accepted.sender, refs, callback_url
+                request_id, recipients, accepted.sender, refs, callback_url, failure=failure
             )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
