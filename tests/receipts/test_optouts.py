@@ -135,3 +135,20 @@ def test_the_emulator_s_stop_reply_and_131050_reach_opt_outs(tmp_path: Path) -> 
     assert found.index.tolist() == ["+447911123456", "+919876543210"]
     assert found.loc["+447911123456", ["how", "detail"]].tolist() == ["131050", "user stopped"]
     assert found.loc["+919876543210", ["how", "detail"]].tolist() == ["reply", "STOP"]
+
+
+def test_a_journal_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    import sqlite3
+
+    journal = tmp_path / "campaign.db"
+    with sqlite3.connect(journal) as db:
+        db.execute("CREATE TABLE rows (id INTEGER)")
+    with pytest.raises(InputError, match="not a callback store"):
+        opt_outs(journal)
+    with sqlite3.connect(journal) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master")]
+    assert tables == ["rows"]
+    text = tmp_path / "numbers.csv"
+    text.write_text("+919876543210\n")
+    with pytest.raises(InputError, match="not a SQLite file"):
+        kb.open_windows(text)
