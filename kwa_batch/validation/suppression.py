@@ -134,10 +134,7 @@ def _from_file(file: Path, region: str | None) -> pd.DataFrame:
         with file.open("rb") as handle:
             head = handle.read(16)
         if head == _SQLITE:
-            from ..receipts.store import CallbackStore
-
-            with CallbackStore(file) as store:
-                return _from_store(store)
+            return _from_store(file)  # a journal or other database is refused there
         if file.suffix.lower() in (".xlsx", ".xlsm"):
             table = pd.read_excel(file, dtype=str, header=None, keep_default_na=False)
         else:
@@ -209,6 +206,8 @@ def _from_table(
             for p, reason in zip(positions[:3], checked["reason"][bad][:3], strict=False)
         ]
         more = f" and {len(positions) - 3} more" if len(positions) > 3 else ""
+        if offset == 1 and positions[0] == 0:
+            more += " (if line 1 is a header, name its column of numbers 'phone' or 'number')"
         raise InputError(
             f"{where}: {len(positions)} value(s) are not valid numbers: {'; '.join(shown)}"
             f"{more}. Fix them (with + and the country code, or pass default_region) or "

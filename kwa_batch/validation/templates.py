@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -136,20 +137,27 @@ def load_templates(
         if suffix in (".xlsx", ".xlsm"):
             table = pd.read_excel(file, dtype=str, keep_default_na=False, engine="openpyxl")
         elif suffix in (".csv", ".txt", ".tsv"):
+            text = file.read_text(encoding="utf-8-sig")
             table = pd.read_csv(
-                file, dtype=str, keep_default_na=False, sep=None, engine="python",
-                encoding="utf-8-sig",
-            )  # fmt: skip
+                io.StringIO(text), dtype=str, keep_default_na=False, sep=_delimiter(text)
+            )
         else:
             raise InputError(f"{file}: a template catalogue is a .csv, .xlsx or .json file")
-    except (OSError, ValueError, UnicodeError) as exc:
-        if isinstance(exc, InputError):
-            raise
+    except UnicodeError:
+        raise InputError(f"{file}: not UTF-8 text: save it as \"CSV UTF-8\"") from None
+    except (OSError, ValueError) as exc:
         raise InputError(f"{file}: cannot be read as a template catalogue ({exc})") from None
     return _from_table(table, str(file), first_line=2)
 
 
 # -- a table of templates ---------------------------------------------------------------
+
+
+def _delimiter(text: str) -> str:
+    """The header line's delimiter (bodies hold commas and semicolons: only the header,
+    made of column names, tells)."""
+    header = text.split("\n", 1)[0]
+    return max(",;\t|", key=header.count)
 
 
 def _key(name: object) -> str:

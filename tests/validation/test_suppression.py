@@ -132,3 +132,20 @@ def test_suppressed_rows_say_since_when_and_why() -> None:
     mask, messages = suppressed_rows(to, load_suppression())
     assert not mask.any()
     assert messages.empty
+
+
+def test_a_journal_is_not_taken_for_a_receipts_store(tmp_path: Path) -> None:
+    import sqlite3
+
+    journal = tmp_path / "campaign.db"
+    with sqlite3.connect(journal) as db:
+        db.execute("CREATE TABLE runs (id INTEGER)")
+    before = journal.read_bytes()
+    with pytest.raises(InputError, match=r"not a callback store.*journal"):
+        load_suppression(journal)
+    assert journal.read_bytes() == before  # nothing was written into it
+
+
+def test_an_unknown_header_gets_a_hint(write_csv) -> None:
+    with pytest.raises(InputError, match="if line 1 is a header, name its column"):
+        load_suppression(write_csv("Kunde\n+919876543210\n", name="dnc.csv"))

@@ -169,3 +169,26 @@ def test_json_round_trip_through_a_file(tmp_path: Path) -> None:
 )
 def test_count_placeholders(text: str | None, count: int) -> None:
     assert count_placeholders(text) == count
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        'template_name,lang_code,status,body\nx,en,approved,"Hi {{1}}; order {{2}}; thanks"\n',
+        'template_name;lang_code;status;body\nx;en;approved;"Hi {{1}}, order {{2}}, thanks"\n',
+        "template_name\tlang_code\tstatus\tbody\nx\ten\tapproved\tHi {{1}}, order {{2}}; ok\n",
+    ],
+)
+def test_the_delimiter_comes_from_the_header_not_the_bodies(write_csv, content: str) -> None:
+    row = load_templates(write_csv(content, name="templates.csv")).iloc[0]
+    assert (row["template_name"], row["body_params"]) == ("x", 2)
+
+
+def test_a_file_that_is_not_utf8(write_csv) -> None:
+    path = write_csv(
+        "template_name,lang_code,status,body\nx,pt_BR,approved,Olá {{1}}\n",
+        name="templates.csv",
+        encoding="cp1252",
+    )
+    with pytest.raises(InputError, match="not UTF-8 text"):
+        load_templates(path)
