@@ -250,6 +250,13 @@ class CallbackStore:
         )
         return frame
 
+    def opt_outs(self, **options: Any) -> pd.DataFrame:
+        """Who opted out and is still opted out: :func:`kwa_batch.opt_outs` on this store
+        (so that ``validate(suppress=store)`` reads it)."""
+        from .optouts import opt_outs
+
+        return opt_outs(self, **options)
+
     def counts(self) -> dict[str, int]:
         """How many status updates and incoming messages are stored."""
         with self._lock:

@@ -58,9 +58,7 @@ def as_catalogue(templates: Any) -> pd.DataFrame:
 
 
 def _is_source(item: Any) -> bool:
-    from ..receipts.store import CallbackStore  # receipts sit above validation: lazily
-
-    if isinstance(item, CallbackStore | pd.DataFrame | Path):
+    if isinstance(item, pd.DataFrame | Path) or callable(getattr(item, "opt_outs", None)):
         return True
     return isinstance(item, str) and Path(item).is_file()
 

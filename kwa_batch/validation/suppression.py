@@ -3,8 +3,10 @@ of a campaign that would reach them.
 
 :func:`load_suppression` reads numbers however they come: a list or Series, a CSV, XLSX
 or text file (one number a line, or a column named like ``to``/``phone``/``number``, with
-optional ``since`` and ``reason`` columns), a receipts store (its opt-outs,
-:func:`kwa_batch.receipts.optouts.opt_outs`), or a frame of any of these shapes. Each
+optional ``since`` and ``reason`` columns), the opt-outs of a receipts store (the frame
+:func:`kwa_batch.opt_outs` returns, or an open store, whose ``opt_outs()`` gives it), or a
+frame of any of these shapes. Validation sits below the receipts side, so a *path* to a
+store is read by the caller (``kb.opt_outs(path)``; the CLI's ``--suppress`` does it). Each
 number is normalised as :func:`kwa_batch.validate` does it (``+91 98765-43210`` and
 ``919876543210`` are the same person); one that cannot be read is an error, never
 dropped, since it is someone who asked not to be messaged.
@@ -44,6 +46,8 @@ _NUMBER_NAMES = {"to", "number", "numbers", "msisdn", "wa_id", *TO_ALIASES}
 _SINCE_NAMES = ("since", "opted_out_at", "date", "at", "when")
 _REASON_NAMES = ("reason", "why", "how", "detail", "source")
 _SQLITE = b"SQLite format 3\x00"
+# The columns of kwa_batch.opt_outs (receipts sit above validation: not imported).
+_OPT_OUT_COLUMNS = ("number", "opted_out_at", "how", "detail")
 
 
 def load_suppression(*sources: Any, default_region: str | None = None) -> pd.DataFrame:
@@ -51,7 +55,7 @@ def load_suppression(*sources: Any, default_region: str | None = None) -> pd.Dat
 
     Args:
         *sources: each a list/tuple/set/Series of numbers, a path to a CSV, XLSX or text
-            file of numbers, a path to a receipts store (or an open
+            file of numbers, a frame of :func:`kwa_batch.opt_outs` (or an open
             :class:`~kwa_batch.receipts.store.CallbackStore`), or a DataFrame.
         default_region: ISO country code for numbers written nationally (``"IN"``).
 
@@ -60,8 +64,9 @@ def load_suppression(*sources: Any, default_region: str | None = None) -> pd.Dat
         when the source does not say) and ``reason``, sorted by number.
 
     Raises:
-        InputError: a file is missing or unreadable, or holds a value that is not a
-            valid number (the message names the line and the value).
+        InputError: a file is missing or unreadable, is a receipts store (pass
+            ``kb.opt_outs(path)``), or holds a value that is not a valid number (the
+            message names the line and the value).
 
     Example:
         >>> load_suppression(["+91 98765 43210", "919876543210"])["number"].tolist()
@@ -87,10 +92,10 @@ def _empty() -> pd.DataFrame:
 
 
 def _one(source: Any, region: str | None) -> pd.DataFrame:
-    from ..receipts.store import CallbackStore  # receipts sit above validation: lazily
-
-    if isinstance(source, CallbackStore):
-        return _from_store(source)
+    if callable(getattr(source, "opt_outs", None)):  # an open receipts store
+        return _from_opt_outs(source.opt_outs())
+    if isinstance(source, pd.DataFrame) and set(_OPT_OUT_COLUMNS) <= set(source.columns):
+        return _from_opt_outs(source)
     if isinstance(source, pd.DataFrame):
         return _from_table(source, "the suppression frame", region, first_line=None)
     if isinstance(source, str | Path):
@@ -111,10 +116,7 @@ def _as_text(value: Any) -> Any:
     return str(value)
 
 
-def _from_store(store: Any) -> pd.DataFrame:
-    from ..receipts.optouts import opt_outs
-
-    found = opt_outs(store)
+def _from_opt_outs(found: pd.DataFrame) -> pd.DataFrame:
     reason = ("replied '" + found["detail"] + "'").where(
         found["how"] == "reply", "a message failed with 131050: " + found["detail"]
     )
@@ -134,7 +136,11 @@ def _from_file(file: Path, region: str | None) -> pd.DataFrame:
         with file.open("rb") as handle:
             head = handle.read(16)
         if head == _SQLITE:
-            return _from_store(file)  # a journal or other database is refused there
+            raise InputError(
+                f"{file} is a SQLite file, not a list of numbers: for the opt-outs of a "
+                f"receipts store pass kb.opt_outs({str(file)!r}) (on the command line, "
+                f"--suppress {file} reads it)"
+            )
         if file.suffix.lower() in (".xlsx", ".xlsm"):
             table = pd.read_excel(file, dtype=str, header=None, keep_default_na=False)
         else:

@@ -144,7 +144,7 @@ def load_templates(
         else:
             raise InputError(f"{file}: a template catalogue is a .csv, .xlsx or .json file")
     except UnicodeError:
-        raise InputError(f"{file}: not UTF-8 text: save it as \"CSV UTF-8\"") from None
+        raise InputError(f'{file}: not UTF-8 text: save it as "CSV UTF-8"') from None
     except (OSError, ValueError) as exc:
         raise InputError(f"{file}: cannot be read as a template catalogue ({exc})") from None
     return _from_table(table, str(file), first_line=2)

@@ -10,6 +10,7 @@ import pytest
 from conftest import SENDER
 
 from kwa_batch.errors import InputError
+from kwa_batch.receipts.optouts import opt_outs
 from kwa_batch.receipts.store import CallbackStore, IncomingMessage
 from kwa_batch.validation.suppression import (
     SUPPRESSION_COLUMNS,
@@ -75,11 +76,14 @@ def test_a_store_gives_its_opt_outs_and_sources_combine(tmp_path: Path, write_cs
     with CallbackStore(path) as store:
         store.add_incoming(IncomingMessage("k", PRIYA, SENDER, at, at, "text", None, "STOP"))
     older = write_csv("number,since\n+919876543210,2026-10-01\n+12025550143,\n", name="old.csv")
-    for source in (path, CallbackStore(path)):
+    for source in (opt_outs(path), CallbackStore(path)):
         sup = load_suppression(source).set_index("number")
         assert sup.loc[PRIYA, "reason"] == "replied 'STOP'"
         assert sup.loc[PRIYA, "since"] == pd.Timestamp(at)
-    both = load_suppression(path, older).set_index("number")
+    # Validation sits below the receipts side: a path to a store is read by the caller.
+    with pytest.raises(InputError, match=r"pass kb.opt_outs\("):
+        load_suppression(path)
+    both = load_suppression(CallbackStore(path), older).set_index("number")
     assert both.index.tolist() == ["+12025550143", PRIYA]
     # The earliest known date wins.
     assert both.loc[PRIYA, "since"] == pd.Timestamp("2026-10-01", tz="UTC")
@@ -141,7 +145,7 @@ def test_a_journal_is_not_taken_for_a_receipts_store(tmp_path: Path) -> None:
     with sqlite3.connect(journal) as db:
         db.execute("CREATE TABLE runs (id INTEGER)")
     before = journal.read_bytes()
-    with pytest.raises(InputError, match=r"not a callback store.*journal"):
+    with pytest.raises(InputError, match="is a SQLite file, not a list of numbers"):
         load_suppression(journal)
     assert journal.read_bytes() == before  # nothing was written into it
 
