@@ -457,11 +457,12 @@ def split_params(params: str | None) -> list[str]:
     return next(csv.reader([str(params)]), [])
 
 
-def render_messages(messages: pd.DataFrame, catalogue: Any, rows: int = 5) -> pd.DataFrame:
+def render_messages(messages: pd.DataFrame, catalogue: Any = None, rows: int = 5) -> pd.DataFrame:
     """The first ``rows`` messages as their recipients will read them.
 
     A template row shows its header, body and footer with the parameters filled in; a text
-    row its body; a row whose template is not in the catalogue shows NA.
+    row its body; a template row whose template is not in the catalogue (or without a
+    catalogue) shows NA.
 
     Returns:
         A frame indexed like the first ``rows`` of ``messages``, with ``to``, ``template``
@@ -475,8 +476,9 @@ def render_messages(messages: pd.DataFrame, catalogue: Any, rows: int = 5) -> pd
         ['Hi Ana!']
     """
     head = messages.head(rows)
-    table = _catalogue(catalogue).set_index(["template_name", "lang_code"])
-    langs = check_templates(head, table.reset_index()).lang_code
+    frame = _catalogue(catalogue if catalogue is not None else {"data": []})
+    table = frame.set_index(["template_name", "lang_code"])
+    langs = check_templates(head, frame).lang_code
     shown: list[Any] = []
     names: list[Any] = []
     for i, (_, row) in enumerate(head.iterrows()):  # a few rows: a loop is fine

@@ -245,3 +245,10 @@ def test_render_shows_the_message_as_the_recipient_reads_it() -> None:
     assert shown.loc[12, "message"] == "Plain text"
     assert pd.isna(shown.loc[12, "template"])
     assert pd.isna(shown.loc[13, "message"])
+
+
+def test_render_without_a_catalogue_shows_text_only() -> None:
+    rows = pd.DataFrame({"to": ["+1", "+2"], "body": ["Hi", None], "template_name": [None, "x"]})
+    shown = render_messages(rows)
+    assert shown["message"].iloc[0] == "Hi"
+    assert pd.isna(shown["message"].iloc[1])
