@@ -42,7 +42,7 @@ from typing import Any
 import pandas as pd
 from werkzeug.wrappers import Request
 
-__all__ = ["FAILURE_REASONS", "EmulatedTemplates"]
+__all__ = ["FAILURE_REASONS", "TEMPLATE_KINDS", "EmulatedTemplates"]
 
 #: WhatsApp's codes for a template message that does not match, with their text.
 FAILURE_REASONS = {
@@ -54,6 +54,8 @@ FAILURE_REASONS = {
     "permanently disabled",
     "132018": "There was an issue with the parameters in your template",
 }
+#: Message types that send a template (the others are left alone).
+TEMPLATE_KINDS = ("template", "mediatemplate", "authenticationtemplate")
 _PATH = re.compile(r"/v2/([^/]+)/whatsapp/([^/]+)/message_templates/?")
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 _BAD_VALUE = re.compile(r"[\t\r\n]| {5,}")
@@ -224,7 +226,7 @@ class EmulatedTemplates:
     def failure(self, kind: str, fields: Mapping[str, str]) -> tuple[str, str] | None:
         """WhatsApp's ``(code, reason)`` for a template message that does not match the
         catalogue; None when it matches, or is not a template message."""
-        if kind != "template":
+        if kind not in TEMPLATE_KINDS:
             return None
         name = fields.get("template_name", "").strip()
         languages = self._languages.get(name)
@@ -239,9 +241,12 @@ class EmulatedTemplates:
         if found.status != "APPROVED":
             return _reason({"PAUSED": "132015", "DISABLED": "132016"}.get(found.status, "132001"))
         params = next(csv.reader([fields["params"]]), []) if fields.get("params") else []
+        if kind == "authenticationtemplate":  # the code fills the body's one placeholder
+            params = [fields["verification_code"]] if fields.get("verification_code") else []
         if len(params) != found.body:
             return _reason("132000")
-        if found.header_format in _MEDIA and not fields.get("media_url"):
+        media = fields.get("media_url") or fields.get("media")  # a link or a file part
+        if found.header_format in _MEDIA and not media:
             return _reason("132012")
         extras = [fields.get("param_header")] if found.header else []
         extras += [fields.get("param_url")] if found.url else []
