@@ -42,6 +42,7 @@ __all__ = [
     "TEMPLATE_COLUMNS",
     "count_placeholders",
     "load_templates",
+    "save_templates",
 ]
 
 #: Columns of :func:`load_templates`, in order.
@@ -148,6 +149,41 @@ def load_templates(
     except (OSError, ValueError) as exc:
         raise InputError(f"{file}: cannot be read as a template catalogue ({exc})") from None
     return _from_table(table, str(file), first_line=2)
+
+
+def save_templates(catalogue: pd.DataFrame, path: str | Path) -> Path:
+    """Write a catalogue to ``.csv`` (UTF-8) or ``.xlsx`` (every cell text), the way
+    :func:`load_templates` reads it back.
+
+    Raises:
+        InputError: the extension is not .csv or .xlsx, or the file cannot be written.
+    """
+    target = Path(path)
+    suffix = target.suffix.lower()
+    frame = catalogue[[c for c in TEMPLATE_COLUMNS if c in catalogue.columns]]
+    try:
+        if suffix == ".csv":
+            frame.to_csv(target, index=False, encoding="utf-8")
+        elif suffix == ".xlsx":
+            from openpyxl import Workbook
+
+            book = Workbook()
+            sheet = book.active
+            assert sheet is not None
+            sheet.title = "Templates"
+            sheet.append(list(frame.columns))
+            for record in frame.astype("object").itertuples(index=False, name=None):
+                sheet.append([None if pd.isna(v) else v for v in record])
+            for row in sheet.iter_rows(min_row=2):
+                for cell in row:
+                    if isinstance(cell.value, str):
+                        cell.data_type = "s"  # text, never a formula
+            book.save(target)
+        else:
+            raise InputError(f"cannot write a catalogue to {target.name!r}: use .csv or .xlsx")
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    return target
 
 
 # -- a table of templates ---------------------------------------------------------------

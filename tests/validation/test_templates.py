@@ -192,3 +192,16 @@ def test_a_file_that_is_not_utf8(write_csv) -> None:
     )
     with pytest.raises(InputError, match="not UTF-8 text"):
         load_templates(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_save_then_load_gives_the_same_catalogue(tmp_path: Path, suffix: str) -> None:
+    from kwa_batch.validation.templates import save_templates
+
+    catalogue = load_templates(SAMPLE_JSON)
+    tricky = catalogue.copy()
+    tricky.loc[0, "body"] = "=HYPERLINK({{1}}) 0012, {{2}}"  # stays text, not a formula
+    path = save_templates(tricky, tmp_path / f"catalogue{suffix}")
+    pd.testing.assert_frame_equal(load_templates(path), load_templates(tricky))
+    with pytest.raises(InputError, match=r"use \.csv or \.xlsx"):
+        save_templates(catalogue, tmp_path / "catalogue.json")
