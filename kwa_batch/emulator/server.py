@@ -54,9 +54,12 @@ Checks, in this order (the first failing stage answers; later stages are not run
    ``E13008``.
 7. The rest, reported together as 400 ``E400`` with one entry per field:
    ``channel`` missing or not ``whatsapp`` (any case); ``type`` missing or other than
-   ``text``/``template`` (any case); a text without ``body``; a ``body`` over 4,096
-   characters (WhatsApp's limit, not in the document); a template without
-   ``template_name``; a ``ref``, ``ref1`` or ``ref2`` over 255 characters.
+   ``text``/``template``/``media``/``mediatemplate``/``authenticationtemplate`` (any
+   case); a text without ``body``; a ``body`` over 4,096 characters (WhatsApp's limit,
+   not in the document); a template without ``template_name``; a media message without
+   ``media_url`` or a ``media`` file part, an authentication template without
+   ``verification_code`` (:mod:`kwa_batch.emulator.media`); a ``ref``, ``ref1`` or
+   ``ref2`` over 255 characters.
    ``params``, ``lang_code``, ``callback_url``, ``source`` (e.g. ``sandbox``) and
    ``preview_url`` are accepted as given; unknown fields are ignored.
 
@@ -188,6 +191,7 @@ from werkzeug.wrappers import Request
 
 from ..serving import ABORT, CAN_ABORT, BackgroundServer, Served
 from .callbacks import CallbackPoster, CallbackSettings
+from .media import MEDIA_FIELDS, MEDIA_TYPES, media_errors
 from .templates import EmulatedTemplates
 
 if TYPE_CHECKING:
@@ -231,11 +235,12 @@ LEDGER_COLUMNS = (
     "ref2",
     "callback_url",
     "source",
+    *MEDIA_FIELDS,
     "received_at",
 )
 # Fields copied into the ledger as given (the others are normalised first).
 _KEPT_FIELDS = ("body", "template_name", "params", "lang_code", "ref", "ref1", "ref2",
-                "callback_url", "source")  # fmt: skip
+                "callback_url", "source", *MEDIA_FIELDS)  # fmt: skip
 
 _ENDPOINT = re.compile(r"/v1/([^/]+)/messages/?")
 _HTML_TAG = re.compile(r"<\s*/?\s*[A-Za-z][^>]*>")
@@ -382,8 +387,13 @@ def _check_fields(fields: Mapping[str, str]) -> _Refusal | _Accepted:
     elif kind == "template":
         if "template_name" not in fields:
             errors["template_name"] = "missing: a template message needs template_name"
+    elif kind in MEDIA_TYPES:  # media messages and templates (emulator/media.py)
+        errors.update(media_errors(kind, fields))
     else:
-        errors["type"] = f"unsupported message type {fields['type']!r}: use text or template"
+        errors["type"] = (
+            f"unsupported message type {fields['type']!r}: use text, template, media, "
+            "mediatemplate or authenticationtemplate"
+        )
     for name in ("ref", "ref1", "ref2"):
         value = fields.get(name)
         if value is not None and len(value) > MAX_REF_LENGTH:
@@ -444,12 +454,17 @@ def _parse_body(raw: bytes, content_type: str) -> dict[str, str]:
         boundary = raw[2 : raw.find(b"\n")].strip().decode("latin-1")
     if boundary:
         try:
-            form, _files = MultiPartParser(max_form_memory_size=MAX_REQUEST_BYTES).parse(
+            form, files = MultiPartParser(max_form_memory_size=MAX_REQUEST_BYTES).parse(
                 io.BytesIO(raw), boundary.encode("latin-1"), len(raw)
             )
         except (ValueError, RequestEntityTooLarge) as exc:
             raise _BadBody(f"the multipart body cannot be parsed ({exc})") from None
-        return _last_values(form)
+        fields = _last_values(form)
+        if "media" in files:  # a file part: only that it came is recorded
+            fields["media"] = files["media"].filename or "media"
+        for upload in files.values():
+            upload.close()
+        return fields
     declared_json = mimetype == "application/json" or mimetype.endswith("+json")
     if declared_json or raw.lstrip().startswith(b"{"):
         try:
