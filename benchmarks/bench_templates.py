@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kwa_batch.catalogue import load_templates
 from kwa_batch.validation.suppression import load_suppression, suppressed_rows
 from kwa_batch.validation.template_checks import check_templates
-from kwa_batch.validation.templates import load_templates
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = [

@@ -320,7 +320,7 @@ class KaleyraClient:
         """
         from urllib.parse import quote, urlsplit
 
-        from ..validation.templates import load_templates
+        from ..catalogue import load_templates
 
         waba = str(waba_id).strip()
         if not waba:

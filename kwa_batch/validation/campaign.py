@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..catalogue import TEMPLATE_COLUMNS, load_templates
 from .suppression import SUPPRESSED_CODE, SUPPRESSION_COLUMNS, load_suppression, suppressed_rows
 from .template_checks import Finding, check_templates
-from .templates import TEMPLATE_COLUMNS, load_templates
 
 __all__ = [
     "TEMPLATE_FIELDS",

@@ -1,4 +1,4 @@
-"""Template rows checked against the catalogue (:func:`.templates.load_templates`), and the
+"""Template rows checked against the catalogue (:func:`kwa_batch.catalogue.load_templates`), and the
 message as the recipient will read it.
 
 :func:`check_templates` finds, for every template row at once (grouped by template and
@@ -40,7 +40,7 @@ import pandas as pd
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
-from .templates import MEDIA_FORMATS, TEMPLATE_COLUMNS, load_templates
+from ..catalogue import MEDIA_FORMATS, TEMPLATE_COLUMNS, load_templates
 
 __all__ = ["TEMPLATE_TYPES", "Finding", "TemplateCheck", "check_templates", "render_messages"]
 

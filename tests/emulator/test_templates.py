@@ -12,10 +12,10 @@ import requests
 from conftest import ROOT, SENDER
 
 import kwa_batch as kb
+from kwa_batch.catalogue import load_templates
 from kwa_batch.emulator.server import Emulator
 from kwa_batch.emulator.templates import EmulatedTemplates
 from kwa_batch.receipts.receiver import Receiver
-from kwa_batch.validation.templates import load_templates
 
 SAMPLE_JSON = ROOT / "sample_data" / "templates.json"
 CATALOGUE = load_templates(SAMPLE_JSON)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
+from kwa_batch.catalogue import TEMPLATE_COLUMNS, count_placeholders, load_templates
 from kwa_batch.errors import InputError
-from kwa_batch.validation.templates import TEMPLATE_COLUMNS, count_placeholders, load_templates
 
 SAMPLE_CSV = ROOT / "sample_data" / "templates.csv"
 SAMPLE_JSON = ROOT / "sample_data" / "templates.json"
@@ -196,7 +196,7 @@ def test_a_file_that_is_not_utf8(write_csv) -> None:
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
 def test_save_then_load_gives_the_same_catalogue(tmp_path: Path, suffix: str) -> None:
-    from kwa_batch.validation.templates import save_templates
+    from kwa_batch.catalogue import save_templates
 
     catalogue = load_templates(SAMPLE_JSON)
     tricky = catalogue.copy()

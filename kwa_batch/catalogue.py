@@ -1,6 +1,10 @@
 """The template catalogue: which WhatsApp templates exist, in which languages, and what
 each one needs; loaded from a file the user keeps or from WhatsApp's template JSON.
 
+It sits with the loaders, below validation: the client returns its frame
+(:meth:`~kwa_batch.sending.client.KaleyraClient.templates`), and the client must not
+reach validation (the emulator, which builds clients, never uses the client's checks).
+
 WhatsApp checks a template message only after Kaleyra has answered ``sent``: a wrong
 parameter count, a language the template was not approved in or a paused template come
 back later as a ``failed`` callback (132000, 132001, 132015…). :func:`load_templates`
@@ -34,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import InputError
+from .errors import InputError
 
 __all__ = [
     "HEADER_FORMATS",
