@@ -15,7 +15,7 @@ __all__ = ["templates_command"]
 _SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "templates.json"
 
 
-@click.command("templates")
+@click.command("templates", short_help="Write an account's WhatsApp templates to a catalogue file.")
 @click.option("--waba-id", required=True, metavar="ID", help="The WhatsApp Business Account id.")
 @output_path(
     "--out",
