@@ -88,13 +88,15 @@ _TABLE = [
     ErrorCode(
         "KWA002",
         "a required field is empty",
-        "Fill the field: a text message needs 'body', a template message 'template_name'.",
+        "Fill the field: a text message needs 'body', a template message 'template_name', a "
+        "media message 'media_url', an authentication template 'verification_code'.",
         "local",
     ),
     ErrorCode(
         "KWA003",
         "unknown message type or channel",
-        "Use type 'text' or 'template' and channel 'whatsapp' (or leave them empty).",
+        "Use type 'text', 'template', 'media', 'mediatemplate' or 'authenticationtemplate' "
+        "and channel 'whatsapp' (or leave them empty).",
         "local",
     ),
     ErrorCode(
@@ -244,6 +246,12 @@ _TABLE = [
         "the recipient opted out (on the suppression list)",
         "Do not send to this number: remove the row. If they opted in again (replied START), "
         "take them off the suppression list [131050].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA026",
+        "media_url is not an http(s) link",
+        "Give a full public link such as https://cdn.example.com/invoice.pdf.",
         "local",
     ),
     # Transport and server outcomes recorded in the results.
