@@ -879,6 +879,8 @@ class Emulator(Served):
             self._window.clear()
             self._window_total = 0
         self._poster.clear()
+        if self.templates is not None:
+            self.templates.clear()
 
     # -- callbacks ------------------------------------------------------------------------
 

@@ -144,3 +144,14 @@ def test_the_catalogue_as_a_frame_json_or_path_serves_the_same_list() -> None:
     assert lists[0] == lists[1] == lists[2]
     with pytest.raises(ValueError, match="templates must be a catalogue frame"):
         EmulatedTemplates(42)
+
+
+def test_reset_forgets_the_failures() -> None:
+    with Emulator(templates=CATALOGUE, callbacks=False) as emu:
+        emu.client(sender=SENDER).send_message(
+            "+919876543210", type="template", template_name="spring_sale"
+        )
+        assert emu.templates is not None
+        assert len(emu.templates.failures) == 1
+        emu.reset()
+        assert emu.templates.failures.empty
