@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .store import CallbackStore
 from .store import opened_store as _opened_store
@@ -69,19 +71,23 @@ OPT_OUT_CODE = "131050"
 OPT_OUT_COLUMNS = ("number", "opted_out_at", "how", "detail")
 
 _TIME = "datetime64[us, UTC]"
-_EDGE_PUNCTUATION = r"^[\s.!¡?¿,;:'\"“”‘’()\-]+|[\s.!¡?¿,;:'\"“”‘’()\-]+$"
+# RE2 (run by pyarrow): punctuation, symbols (emoji, skin tones) and emoji joiners at
+# either end; combining marks (Devanagari vowel signs) are kept.
+_EDGE = r"[\s\p{P}\p{S}\x{FE0F}\x{200D}]+"
+_EDGES = rf"^{_EDGE}|{_EDGE}$"
 
 
 def normalize_reply(values: pd.Series) -> pd.Series:
     """Replies as compared with keywords: NFKC, case-folded, spaces collapsed, and the
-    punctuation around them dropped (``" Stop! "`` is ``"stop"``).
+    punctuation and emoji around them dropped (``" Stop! 🛑"`` is ``"stop"``).
 
     >>> normalize_reply(pd.Series(["  STOP ALL. ", "Stop  the van"])).tolist()
     ['stop all', 'stop the van']
     """
     text = values.astype("str").str.normalize("NFKC").str.casefold()
-    text = text.str.replace(r"\s+", " ", regex=True)
-    return text.str.replace(_EDGE_PUNCTUATION, "", regex=True)
+    array = pc.replace_substring_regex(pa.array(text.array), r"\s+", " ")
+    array = pc.replace_substring_regex(array, _EDGES, "")
+    return pd.Series(pd.array(array, dtype="str"), index=values.index)
 
 
 def _keywords(words: Iterable[str] | None, default: frozenset[str]) -> set[str]:

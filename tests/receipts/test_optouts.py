@@ -38,7 +38,8 @@ def write(
     "body",
     ["STOP", "stop", "  Stop!  ", "STOP ALL", "stop   all", "Unsubscribe", "UNSUBSCRIBE.",
      "बंद करो", "रुको", "PARAR", "Pare", "Baja", "darme de baja", "STOPP", "Abmelden",
-     "ARRÊT", "désabonner", "ｓｔｏｐ"],
+     "ARRÊT", "désabonner", "ｓｔｏｐ", "STOP 🛑", "🛑 stop", "Stop 🙏🏽", "¡Baja!",
+     "stop\u00a0all", "STOP ✋️"],
 )  # fmt: skip
 def test_opt_out_keywords_in_several_languages(tmp_path: Path, body: str) -> None:
     found = opt_outs(write(tmp_path / "r.db", [("+919876543210", body, 5)]))
