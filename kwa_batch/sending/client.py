@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 import requests
@@ -241,14 +242,19 @@ class KaleyraClient:
             fields.update(extra)
         return request_form(recipients, fields)
 
-    def send_message(self, to: str | Sequence[str], **fields: Any) -> SendResult:
+    def send_message(
+        self, to: str | Sequence[str], *, media_file: str | Path | None = None, **fields: Any
+    ) -> SendResult:
         """Send one message to one or several recipients (at most 100) in one request.
 
         Args:
             to: an E.164 number or a list of them.
             **fields: ``type``, ``body``, ``template_name``, ``params`` (a string or a list of
                 values), ``lang_code``, ``sender``, ``ref``, ``ref1``, ``ref2``,
-                ``callback_url``, ``channel``, ``extra`` (other API fields).
+                ``callback_url``, ``channel``, ``extra`` (other API fields, e.g.
+                ``{"media_url": ..., "caption": ...}`` for ``type="media"``).
+            media_file: a local file sent as the ``media`` part of a multipart request
+                (``type="media"`` or ``"mediatemplate"``), as production gateways do.
 
         Returns:
             SendResult with a message id per recipient the API acknowledged.
@@ -259,16 +265,27 @@ class KaleyraClient:
             AmbiguousSendError: the request may have been processed (do not resend blindly).
         """
         data = self.build_fields(to, **fields)
-        return self.post(data)
+        if media_file is None:
+            return self.post(data)
+        file = Path(media_file)
+        try:
+            content = file.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"media_file {file}: {exc.strerror or exc}") from None
+        return self.post(data, files={"media": (file.name, content)})
 
-    def post(self, data: Mapping[str, str]) -> SendResult:
-        """Post prepared form fields (see :meth:`build_fields`) and parse the answer."""
+    def post(
+        self, data: Mapping[str, str], *, files: Mapping[str, tuple[str, bytes]] | None = None
+    ) -> SendResult:
+        """Post prepared form fields (see :meth:`build_fields`), and file parts (multipart)
+        when given, and parse the answer."""
         recipients = [r for r in data.get("to", "").split(",") if r]
         log.debug("POST %s to %s", self.messages_url, ",".join(mask_phone(r) for r in recipients))
         try:
             response = self._session().post(
                 self.messages_url,
                 data=dict(data),
+                files=dict(files) if files else None,
                 headers={"api-key": self._key.reveal()},
                 timeout=self.timeout,
                 allow_redirects=False,
