@@ -101,7 +101,7 @@ class ValidationReport:
     def preview(self, rows: int = 3) -> pd.DataFrame:
         """The first valid messages as their recipients will read them: template bodies
         with the parameters filled in (with the catalogue validate was given)."""
-        from .template_checks import render_messages
+        from .preview import render_messages
 
         return render_messages(self.valid, self.arguments.get("templates"), rows)
 

@@ -1,5 +1,5 @@
-"""Template rows checked against the catalogue (:func:`kwa_batch.catalogue.load_templates`), and the
-message as the recipient will read it.
+"""Template rows checked against the catalogue (:func:`kwa_batch.catalogue.load_templates`);
+:mod:`.preview` shows the messages as their recipients will read them.
 
 :func:`check_templates` finds, for every template row at once (grouped by template and
 language, never a Python loop per row), what WhatsApp would refuse after Kaleyra said
@@ -30,7 +30,6 @@ tabs, line breaks and empty values in it are :func:`kwa_batch.validate`'s own ch
 
 from __future__ import annotations
 
-import csv
 import difflib
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +41,7 @@ import pyarrow.compute as pc
 
 from ..catalogue import MEDIA_FORMATS, TEMPLATE_COLUMNS, load_templates
 
-__all__ = ["TEMPLATE_TYPES", "Finding", "TemplateCheck", "check_templates", "render_messages"]
+__all__ = ["TEMPLATE_TYPES", "Finding", "TemplateCheck", "catalogue_frame", "check_templates"]
 
 #: Message types that name a template.
 TEMPLATE_TYPES = ("template", "mediatemplate", "authenticationtemplate")
@@ -102,6 +101,11 @@ def _column(
     values = messages[name] if positions is None else messages[name].iloc[positions]
     text = values.reset_index(drop=True).astype("str").str.strip()
     return text.mask(text == "")
+
+
+def catalogue_frame(catalogue: pd.DataFrame | Any) -> pd.DataFrame:
+    """``catalogue`` as :func:`load_templates`' frame (itself when it is one already)."""
+    return _catalogue(catalogue)
 
 
 def _catalogue(catalogue: pd.DataFrame | Any) -> pd.DataFrame:
@@ -450,86 +454,3 @@ def _add(
 
 def _article(word: str) -> str:
     return ("an " if word[:1] in "aeiou" else "a ") + word
-
-
-# -- the message as the recipient reads it ------------------------------------------------
-
-
-def split_params(params: str | None) -> list[str]:
-    """``params`` as values (CSV style: ``"Tan, Wei Ling",A1008``)."""
-    if params is None or (isinstance(params, float) and params != params) or params is pd.NA:
-        return []
-    return next(csv.reader([str(params)]), [])
-
-
-def render_messages(messages: pd.DataFrame, catalogue: Any = None, rows: int = 5) -> pd.DataFrame:
-    """The first ``rows`` messages as their recipients will read them.
-
-    A template row shows its header, body and footer with the parameters filled in; a text
-    row its body; a template row whose template is not in the catalogue (or without a
-    catalogue) shows NA.
-
-    Returns:
-        A frame indexed like the first ``rows`` of ``messages``, with ``to``, ``template``
-        (``name (lang)``, NA for text) and ``message``.
-
-    Example:
-        >>> catalogue = load_templates({"data": [{"name": "hi", "language": "en",
-        ...     "status": "approved", "components": [{"type": "BODY", "text": "Hi {{1}}!"}]}]})
-        >>> render_messages(pd.DataFrame({"template_name": ["hi"], "params": ["Ana"]}),
-        ...                 catalogue)["message"].tolist()
-        ['Hi Ana!']
-    """
-    head = messages.head(rows)
-    frame = _catalogue(catalogue if catalogue is not None else {"data": []})
-    table = frame.set_index(["template_name", "lang_code"])
-    langs = check_templates(head, frame).lang_code
-    shown: list[Any] = []
-    names: list[Any] = []
-    for i, (_, row) in enumerate(head.iterrows()):  # a few rows: a loop is fine
-        name = row.get("template_name")
-        lang = langs.iloc[i] if langs is not None else None
-        if not isinstance(name, str) or not name.strip():
-            names.append(pd.NA)
-            shown.append(row.get("body") if isinstance(row.get("body"), str) else pd.NA)
-            continue
-        key = (name.strip(), lang)
-        names.append(f"{key[0]} ({lang if isinstance(lang, str) else 'no language'})")
-        if not isinstance(lang, str) or key not in table.index:
-            shown.append(pd.NA)
-            continue
-        shown.append(_render(table.loc[key], row))
-    return pd.DataFrame(
-        {
-            "to": head["to"] if "to" in head.columns else pd.NA,
-            "template": pd.array(names, dtype="str"),
-            "message": pd.array(shown, dtype="str"),
-        },
-        index=head.index,
-    )
-
-
-def _fill(text: str, values: list[str]) -> str:
-    for number, value in enumerate(values, start=1):
-        text = text.replace("{{" + str(number) + "}}", value)
-    return text
-
-
-def _render(template: pd.Series, row: pd.Series) -> str:
-    parts = []
-    header = template["header_format"]
-    if header == "TEXT" and isinstance(template["header_text"], str):
-        value = row.get("param_header")
-        parts.append(_fill(template["header_text"], [value] if isinstance(value, str) else []))
-    elif header in MEDIA_FORMATS:
-        link = row.get("media_url")
-        parts.append(f"[{header.lower()}: {link if isinstance(link, str) else 'missing'}]")
-    parts.append(_fill(str(template["body"]), split_params(row.get("params"))))
-    if isinstance(template["footer"], str):
-        parts.append(template["footer"])
-    if isinstance(template["url_button"], str):
-        value = row.get("param_url")
-        parts.append(
-            "[" + _fill(template["url_button"], [value] if isinstance(value, str) else []) + "]"
-        )
-    return "\n".join(parts)

@@ -8,7 +8,8 @@ from conftest import ROOT
 
 from kwa_batch.catalogue import load_templates
 from kwa_batch.errors import ERROR_CODES
-from kwa_batch.validation.template_checks import check_templates, render_messages
+from kwa_batch.validation.preview import render_messages
+from kwa_batch.validation.template_checks import check_templates
 
 CATALOGUE = load_templates(ROOT / "sample_data" / "templates.csv")
 GOOD = {"template_name": "order_shipped", "lang_code": "en", "params": "Priya,A1005,2436.50"}
