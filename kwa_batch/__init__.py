@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from .accessor import KwaAccessor
+    from .catalogue import load_templates
     from .charts import plot_outcomes
     from .emulator.server import Emulator
     from .errors import (
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         describe_code,
     )
     from .export import export_results, load_results
+    from .receipts.optouts import opt_outs
     from .receipts.receipts import load_receipts, merge_receipts
     from .receipts.receiver import Receiver
     from .receipts.windows import open_windows
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     from .sending.run import send
     from .validation.phones import normalize_phone
     from .validation.report import ValidationReport
+    from .validation.suppression import load_suppression
     from .validation.validate import validate
     from .validation.windows import closed_window_rows
 
@@ -83,12 +86,14 @@ _HOMES = {
         ),
         "errors",
     ),
+    "load_templates": "catalogue",
     "export_results": "export",
     "load_results": "export",
     "load_receipts": "receipts.receipts",
     "merge_receipts": "receipts.receipts",
     "Receiver": "receipts.receiver",
     "open_windows": "receipts.windows",
+    "opt_outs": "receipts.optouts",
     "load_recipients": "recipients",
     "STATUSES": "results",
     "summarize": "results",
@@ -97,6 +102,7 @@ _HOMES = {
     "send": "sending.run",
     "normalize_phone": "validation.phones",
     "ValidationReport": "validation.report",
+    "load_suppression": "validation.suppression",
     "validate": "validation.validate",
     "closed_window_rows": "validation.windows",
 }
@@ -129,9 +135,12 @@ __all__ = [
     "load_receipts",
     "load_recipients",
     "load_results",
+    "load_suppression",
+    "load_templates",
     "merge_receipts",
     "normalize_phone",
     "open_windows",
+    "opt_outs",
     "plot_outcomes",
     "send",
     "summarize",

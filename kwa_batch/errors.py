@@ -94,13 +94,15 @@ _TABLE = [
     ErrorCode(
         "KWA002",
         "a required field is empty",
-        "Fill the field: a text message needs 'body', a template message 'template_name'.",
+        "Fill the field: a text message needs 'body', a template message 'template_name', a "
+        "media message 'media_url', an authentication template 'verification_code'.",
         "local",
     ),
     ErrorCode(
         "KWA003",
         "unknown message type or channel",
-        "Use type 'text' or 'template' and channel 'whatsapp' (or leave them empty).",
+        "Use type 'text', 'template', 'media', 'mediatemplate' or 'authenticationtemplate' "
+        "and channel 'whatsapp' (or leave them empty).",
         "local",
     ),
     ErrorCode(
@@ -161,6 +163,101 @@ _TABLE = [
         "no open 24-hour conversation window: free text would be refused",
         "Send an approved template to this recipient instead (type 'template' with a "
         "template_name); free text is allowed only within 24 hours of their last message.",
+        "local",
+    ),
+    # Template and opt-out checks against the catalogue (issue #12); WhatsApp's code for
+    # the same failure, when sent anyway, in brackets.
+    ErrorCode(
+        "KWA013",
+        "the template is not in the catalogue",
+        "Use the name of a template of your WhatsApp account as approved (names are lower "
+        "case with underscores), or update the catalogue (kwa-batch templates) [132001].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA014",
+        "lang_code is empty and the template exists in several languages",
+        "Fill lang_code with one of the languages the report names.",
+        "local",
+    ),
+    ErrorCode(
+        "KWA015",
+        "the template does not exist in this language",
+        "Use one of the template's languages that the report names, or have the template "
+        "translated and approved in this one [132001].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA016",
+        "the template is not approved (pending, rejected…)",
+        "Wait for WhatsApp to approve it, or use an approved template [132001].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA017",
+        "the template is paused for low quality",
+        "WhatsApp paused it after negative feedback (3 hours, then 6): wait, or use another "
+        "approved template [132015].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA018",
+        "the template is disabled",
+        "WhatsApp disabled it for repeated low quality: use another approved template [132016].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA019",
+        "params does not have as many values as the template's body has placeholders",
+        "Give exactly one value per {{n}} placeholder of the template's body, "
+        "comma-separated [132000].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA020",
+        "the template has a media header but the row has no media_url",
+        "Fill media_url with a public https link to the image, video or document the "
+        "header shows [132012].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA021",
+        "media_url is not the kind of media the template's header takes",
+        "Link a file of the header's kind (IMAGE: .jpg/.png, VIDEO: .mp4/.3gp, DOCUMENT: "
+        ".pdf…) [132012].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA022",
+        "the template's text header has a placeholder but the row has no param_header",
+        "Fill param_header with the header's value [132000].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA023",
+        "the template has a dynamic URL button but the row has no param_url",
+        "Fill param_url with the end of the button's link (what replaces {{1}}) [132000].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA024",
+        "a template parameter is empty or holds a line break, a tab or more than four "
+        "spaces in a row",
+        "Write each parameter on one line, without tabs, with at most four spaces in a row "
+        "(WhatsApp refuses such parameters) [132018].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA025",
+        "the recipient opted out (on the suppression list)",
+        "Do not send to this number: remove the row. If they opted in again (replied START), "
+        "take them off the suppression list [131050].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA026",
+        "media_url is not an http(s) link",
+        "Give a full public link such as https://cdn.example.com/invoice.pdf.",
         "local",
     ),
     # Transport and server outcomes recorded in the results.

@@ -19,6 +19,7 @@ __all__ = [
     "MAX_RECIPIENTS_PER_REQUEST",
     "MESSAGE_COLUMNS",
     "REF_MAX",
+    "SESSION_TYPES",
     "message_frame",
     "request_form",
     "row_keys",
@@ -38,12 +39,20 @@ API_COLUMNS = (
     "ref1",
     "ref2",
     "callback_url",
+    # Media messages and media and authentication templates (issue #12).
+    "media_url",
+    "caption",
+    "param_header",
+    "param_url",
+    "verification_code",
 )
 #: The columns that make a message: two rows alike in all of them but ``to`` are the same
 #: message (and can share one request).
 MESSAGE_COLUMNS = tuple(name for name in API_COLUMNS if name != "to")
 #: Message types the API document describes.
-KNOWN_TYPES = ("text", "template")
+KNOWN_TYPES = ("text", "template", "media", "mediatemplate", "authenticationtemplate")
+#: The session message types: allowed only inside an open 24-hour conversation window.
+SESSION_TYPES = ("text", "media")
 #: The longest ``ref``, ``ref1``, ``ref2`` the API takes, in characters.
 REF_MAX = 255
 #: The longest text ``body``, in characters.

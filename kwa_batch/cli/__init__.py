@@ -27,6 +27,7 @@ from .render import write_json
 from .results import report_command, status_command
 from .send import send_command
 from .servers import emulator_command, receive_command
+from .templates import templates_command
 from .validate import validate_command
 
 __all__ = ["cli", "main"]
@@ -85,6 +86,7 @@ for _command in (
     receive_command,
     status_command,
     emulator_command,
+    templates_command,
 ):
     cli.add_command(_command)
 

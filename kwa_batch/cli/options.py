@@ -83,6 +83,10 @@ def message_options(command: Command) -> Command:
             if not Path(store).exists():
                 fail(f"--windows {store}: no such file (the store `kwa-batch receive` writes)")
             kwargs["messages"]["windows"] = open_windows(store)
+        lists = campaign_lists(
+            kwargs.pop("templates"), kwargs.pop("suppress"), kwargs.get("region")
+        )
+        kwargs["messages"].update(lists)
         return command(*args, **kwargs)
 
     return _apply(
@@ -120,8 +124,49 @@ def message_options(command: Command) -> Command:
                 help="Receipts store of `kwa-batch receive`: refuse text rows to recipients "
                 "with no open 24-hour conversation window (they need a template).",
             ),
+            click.option(
+                "--templates",
+                metavar="PATH",
+                type=click.Path(dir_okay=False),
+                help="Template catalogue (.csv/.xlsx, or WhatsApp's .json; `kwa-batch "
+                "templates` writes one): refuse template rows that do not match it.",
+            ),
+            click.option(
+                "--suppress",
+                metavar="FILE_OR_STORE",
+                multiple=True,
+                type=click.Path(dir_okay=False),
+                help="Numbers not to message: a .csv/.xlsx/.txt of numbers, or a receipts "
+                "store (its opt-outs: STOP replies, 131050). Repeatable.",
+            ),
         ],
     )
+
+
+def campaign_lists(
+    templates: str | None, suppress: tuple[str, ...], region: str | None
+) -> dict[str, Any]:
+    """``--templates`` and ``--suppress`` read into validate()'s ``templates`` and
+    ``suppress`` (a receipts store gives its opt-outs)."""
+    out: dict[str, Any] = {}
+    if templates is not None:
+        from ..catalogue import load_templates
+
+        out["templates"] = load_templates(templates)
+    if suppress:
+        from ..receipts.optouts import opt_outs
+        from ..validation.suppression import load_suppression
+
+        sources: list[Any] = []
+        for value in suppress:
+            path = Path(value)
+            if not path.is_file():
+                fail(f"--suppress {value}: no such file")
+            with path.open("rb") as handle:
+                is_store = handle.read(16) == b"SQLite format 3\x00"
+            sources.append(opt_outs(path) if is_store else path)
+        out["suppress"] = load_suppression(*sources, default_region=region)
+    return out
 
 
 def output_path(

@@ -121,6 +121,13 @@ def _specs(specs: tuple[str, ...], option: str, shape: str, example: str) -> dic
     "repeatable: method=GET|POST, delay=SECONDS, delivered=SHARE, read=SHARE, reply=SHARE, "
     "failed_code=CODE; or 'off'. [default: every message sent, then delivered; GET]",
 )
+@click.option(
+    "--templates",
+    metavar="PATH",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Play this template catalogue (.csv/.xlsx/.json): serve the v2 template list and "
+    "fail template messages that do not match it (WhatsApp's codes, in callbacks).",
+)
 def emulator_command(**options: Any) -> None:
     """Run a local Kaleyra-compatible server until stopped (nothing leaves this machine)."""
     emu = _emulator(**options)
@@ -154,8 +161,15 @@ def _emulator(
     rate: float | None,
     seed: int | None,
     callback_specs: tuple[str, ...],
+    templates: str | None = None,
 ) -> Emulator:
     from ..emulator.server import Emulator
+
+    catalogue: Any = None
+    if templates is not None:
+        from ..catalogue import load_templates
+
+        catalogue = load_templates(templates)
 
     callback_settings = _specs(callback_specs, "--callback", "KEY=VALUE", "read=0.7")
     callbacks_off = callback_settings.pop("off", None) is not None
@@ -181,6 +195,7 @@ def _emulator(
             late_delay=late_delay,
             seed=seed,
             callbacks=False if callbacks_off else (callback_settings or True),
+            templates=catalogue,
         )
     except ValueError as exc:
         fail(f"--fault: {exc}" if "fault" in str(exc) else str(exc))
@@ -191,6 +206,11 @@ def _print_emulator(emu: Emulator, options: dict[str, Any]) -> None:
     latency, jitter = options["latency"], options["jitter"]
     click.echo(f"Kaleyra emulator listening on {emu.url}")
     click.echo(f"  endpoint: {emu.url}/v1/{emu.sid}/messages")
+    if emu.templates is not None:
+        count = len(emu.templates.data)
+        click.echo(
+            f"  templates: {count}, at {emu.url}/v2/{emu.sid}/whatsapp/<WABA id>/message_templates"
+        )
     click.echo("Point kwa-batch at it (paste these in another shell):")
     click.echo(f"  export {ENV_BASE_URL}={emu.url}")
     click.echo(f"  export {ENV_SID}={emu.sid}")

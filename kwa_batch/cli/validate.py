@@ -62,6 +62,11 @@ def validate_command(
         valid, invalid = len(report.valid), len(report.invalid)
         click.echo(f"{file}: {len(df):,} row(s), {valid:,} valid, {invalid:,} invalid")
         print_problems(report, by_code=True)
+        if messages.get("templates") is not None and not report.valid.empty:
+            click.echo("\nHow the first valid messages read:")
+            for row in report.preview().itertuples():
+                text = str(row.message).replace("\n", "\n    ")
+                click.echo(f"  to {row.to} ({row.template}):\n    {text}")
         if report_path:
             problems = len(report.errors)
             click.echo(f"\nReport: {report_path} ({problems} problem(s), with the fix for each)")

@@ -237,8 +237,11 @@ class CallbackPoster:
         sender: str,
         refs: Mapping[str, str | None],
         url: str,
+        *,
+        failure: tuple[str, str] | None = None,
     ) -> None:
-        """Plan the status callbacks of an accepted request (numbers as digits, no ``+``)."""
+        """Plan the status callbacks of an accepted request (numbers as digits, no ``+``);
+        a ``failure`` ``(code, reason)`` makes every recipient's ``sent`` then ``failed``."""
         if not self._allowed(url, len(recipients)):
             return
         settings = self.settings
@@ -246,7 +249,7 @@ class CallbackPoster:
         start = time.monotonic()
         with self._cond:
             for n, recipient in enumerate(recipients):
-                delivered = self._rng.random() < settings.delivered
+                delivered = self._rng.random() < settings.delivered and failure is None
                 read = delivered and self._rng.random() < settings.read
                 replies = read and self._rng.random() < settings.reply
                 steps = ["sent", "delivered", "read"][: 2 + read] if delivered else ["sent"]
@@ -257,8 +260,8 @@ class CallbackPoster:
                     failed = {
                         **base,
                         "status": "failed",
-                        "error_code": settings.failed_code,
-                        "error": settings.failed_reason,
+                        "error_code": failure[0] if failure else settings.failed_code,
+                        "error": failure[1] if failure else settings.failed_reason,
                     }
                     self._push(start + 2 * settings.delay, url, failed)
                 if replies:

@@ -54,9 +54,12 @@ Checks, in this order (the first failing stage answers; later stages are not run
    ``E13008``.
 7. The rest, reported together as 400 ``E400`` with one entry per field:
    ``channel`` missing or not ``whatsapp`` (any case); ``type`` missing or other than
-   ``text``/``template`` (any case); a text without ``body``; a ``body`` over 4,096
-   characters (WhatsApp's limit, not in the document); a template without
-   ``template_name``; a ``ref``, ``ref1`` or ``ref2`` over 255 characters.
+   ``text``/``template``/``media``/``mediatemplate``/``authenticationtemplate`` (any
+   case); a text without ``body``; a ``body`` over 4,096 characters (WhatsApp's limit,
+   not in the document); a template without ``template_name``; a media message without
+   ``media_url`` or a ``media`` file part, an authentication template without
+   ``verification_code`` (:mod:`kwa_batch.emulator.media`); a ``ref``, ``ref1`` or
+   ``ref2`` over 255 characters.
    ``params``, ``lang_code``, ``callback_url``, ``source`` (e.g. ``sandbox``) and
    ``preview_url`` are accepted as given; unknown fields are ignored.
 
@@ -198,6 +201,8 @@ from werkzeug.wrappers import Request
 from ..privacy import mask_phone
 from ..serving import ABORT, CAN_ABORT, DEFAULT_READ_TIMEOUT, BackgroundServer, Served
 from .callbacks import CallbackPoster, CallbackSettings
+from .media import MEDIA_FIELDS, MEDIA_TYPES, media_errors
+from .templates import EmulatedTemplates
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -240,11 +245,12 @@ LEDGER_COLUMNS = (
     "ref2",
     "callback_url",
     "source",
+    *MEDIA_FIELDS,
     "received_at",
 )
 # Fields copied into the ledger as given (the others are normalised first).
 _KEPT_FIELDS = ("body", "template_name", "params", "lang_code", "ref", "ref1", "ref2",
-                "callback_url", "source")  # fmt: skip
+                "callback_url", "source", *MEDIA_FIELDS)  # fmt: skip
 
 _ENDPOINT = re.compile(r"/v1/([^/]+)/messages/?")
 # What a tag looks like, for the E413 check: ``<``, optional white space, an optional
@@ -420,8 +426,13 @@ def _check_fields(fields: Mapping[str, str]) -> _Refusal | _Accepted:
     elif kind == "template":
         if "template_name" not in fields:
             errors["template_name"] = "missing: a template message needs template_name"
+    elif kind in MEDIA_TYPES:  # media messages and templates (emulator/media.py)
+        errors.update(media_errors(kind, fields))
     else:
-        errors["type"] = f"unsupported message type {fields['type']!r}: use text or template"
+        errors["type"] = (
+            f"unsupported message type {fields['type']!r}: use text, template, media, "
+            "mediatemplate or authenticationtemplate"
+        )
     for name in ("ref", "ref1", "ref2"):
         value = fields.get(name)
         if value is not None and len(value) > MAX_REF_LENGTH:
@@ -484,12 +495,17 @@ def _parse_body(raw: bytes, content_type: str) -> dict[str, str]:
         raise _BadBody(f"the multipart boundary is longer than {_MAX_BOUNDARY} characters")
     if boundary:
         try:
-            form, _files = MultiPartParser(max_form_memory_size=MAX_REQUEST_BYTES).parse(
+            form, files = MultiPartParser(max_form_memory_size=MAX_REQUEST_BYTES).parse(
                 io.BytesIO(raw), boundary.encode("latin-1"), len(raw)
             )
         except (ValueError, RequestEntityTooLarge) as exc:
             raise _BadBody(f"the multipart body cannot be parsed ({exc})") from None
-        return _last_values(form)
+        fields = _last_values(form)
+        if "media" in files:  # a file part: only that it came is recorded
+            fields["media"] = files["media"].filename or "media"
+        for upload in files.values():
+            upload.close()
+        return fields
     declared_json = mimetype == "application/json" or mimetype.endswith("+json")
     if declared_json or raw.lstrip().startswith(b"{"):
         try:
@@ -626,6 +642,10 @@ class Emulator(Served):
             its request; see "Serving" in the module's documentation.
         max_connections: connections open at once (None: half the free file
             descriptors, at most 1,000); at the cap the connection idle longest is closed.
+        templates: a template catalogue to play (a frame from
+            :func:`kwa_batch.load_templates`, WhatsApp's JSON or a ``.json`` path): it
+            serves the v2 template list, and template sends that do not match it get a
+            ``failed`` callback with WhatsApp's code (:mod:`kwa_batch.emulator.templates`).
 
     Raises:
         ValueError: a negative or non-finite number of seconds, a rate limit of 0 or less,
@@ -658,6 +678,7 @@ class Emulator(Served):
         callbacks: CallbackSettings | Mapping[str, Any] | bool = True,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         max_connections: int | None = None,
+        templates: Any = None,
     ) -> None:
         latency = _non_negative("latency", latency)
         jitter = _non_negative("jitter", jitter)
@@ -688,6 +709,8 @@ class Emulator(Served):
         settings = CallbackSettings.coerce(callbacks)
         self._callbacks_on = settings is not None
         self._poster = CallbackPoster(settings or CallbackSettings(), seed=seed)
+        #: The template catalogue played (:mod:`kwa_batch.emulator.templates`), or None.
+        self.templates = None if templates is None else EmulatedTemplates(templates)
 
         self._lock = threading.Lock()  # guards the ledger, the counters and the id generator
         # One entry per accepted request: (request_id, recipients, sender, type, channel,
@@ -932,6 +955,8 @@ class Emulator(Served):
             self._window.clear()
             self._window_total = 0
         self._poster.clear()
+        if self.templates is not None:
+            self.templates.clear()
 
     # -- callbacks ------------------------------------------------------------------------
 
@@ -1042,6 +1067,12 @@ class Emulator(Served):
         Returns the answer and the fault that changes how it is delivered (``"reset"`` or
         ``"late"``; the others are answers of their own).
         """
+        listed = self.templates and self.templates.route(request, self.sid, self.api_key)
+        if listed:
+            status, answer = listed
+            return (
+                answer if status == 200 else _Refusal(status, answer["code"], answer["error"])
+            ), None
         match = _ENDPOINT.fullmatch(request.path)
         if match is None:
             return _Refusal(404, "E404", {"path": "no such endpoint: use /v1/<SID>/messages"}), None
@@ -1085,7 +1116,8 @@ class Emulator(Served):
             if isinstance(admitted, _Refusal):
                 return admitted, None
             fault = admitted
-        payload = self._record(outcome)
+        failure = self.templates and self.templates.failure(outcome.type, fields)
+        payload = self._record(outcome, failure or None)
         if fault == "500":
             return self._fault_refusal("500"), None
         return payload, fault
@@ -1185,7 +1217,9 @@ class Emulator(Served):
 
     # -- the ledger -----------------------------------------------------------------------
 
-    def _record(self, accepted: _Accepted) -> dict[str, Any]:
+    def _record(
+        self, accepted: _Accepted, failure: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
         """Append the request to the ledger and build the document's success answer."""
         now = datetime.now(UTC)
         kept = accepted.kept
@@ -1205,11 +1239,13 @@ class Emulator(Served):
                 )
             )
             self._message_count += count
+        if failure is not None and self.templates is not None:
+            self.templates.note(request_id, recipients, kept, failure)
         callback_url = kept["callback_url"]
         if callback_url is not None and self._callbacks_on:
             refs = {name: kept[name] for name in ("ref", "ref1", "ref2")}
             self._poster.message_accepted(
-                request_id, recipients, accepted.sender, refs, callback_url
+                request_id, recipients, accepted.sender, refs, callback_url, failure=failure
             )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

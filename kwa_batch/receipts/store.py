@@ -247,6 +247,13 @@ class CallbackStore:
         )
         return frame
 
+    def opt_outs(self, **options: Any) -> pd.DataFrame:
+        """Who opted out and is still opted out: :func:`kwa_batch.opt_outs` on this store
+        (so that ``validate(suppress=store)`` reads it)."""
+        from .optouts import opt_outs
+
+        return opt_outs(self, **options)
+
     def counts(self) -> dict[str, int]:
         """How many status updates and incoming messages are stored."""
         with self._lock:
@@ -284,8 +291,39 @@ def opened_store(store: str | Path | CallbackStore) -> Iterator[CallbackStore]:
         raise InputError(
             f"{path}: no such callback store (kwa-batch receive --store {path} creates it)"
         )
+    refuse_foreign_database(path)
     opened = CallbackStore(path)
     try:
         yield opened
     finally:
         opened.close()
+
+
+def refuse_foreign_database(path: Path) -> None:
+    """Raise :class:`InputError` when ``path`` is a file but not a callback store (a run's
+    journal, another SQLite file, a CSV…), before anything writes tables into it.
+
+    An empty file is accepted (it becomes a store).
+    """
+    if path.stat().st_size == 0:
+        return
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+        if head != b"SQLite format 3\x00":
+            raise InputError(f"{path}: not a callback store (not a SQLite file)")
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {
+                row[0]
+                for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        finally:
+            connection.close()
+    except (OSError, sqlite3.DatabaseError) as exc:
+        raise InputError(f"{path}: not a callback store ({exc})") from None
+    if tables and not {"status_updates", "incoming_messages"} <= tables:
+        raise InputError(
+            f"{path}: a SQLite file, but not a callback store (tables: "
+            f"{', '.join(sorted(tables))}); is it a run's journal? Give the receiver's store"
+        )

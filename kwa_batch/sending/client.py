@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 import requests
@@ -241,14 +242,19 @@ class KaleyraClient:
             fields.update(extra)
         return request_form(recipients, fields)
 
-    def send_message(self, to: str | Sequence[str], **fields: Any) -> SendResult:
+    def send_message(
+        self, to: str | Sequence[str], *, media_file: str | Path | None = None, **fields: Any
+    ) -> SendResult:
         """Send one message to one or several recipients (at most 100) in one request.
 
         Args:
             to: an E.164 number or a list of them.
             **fields: ``type``, ``body``, ``template_name``, ``params`` (a string or a list of
                 values), ``lang_code``, ``sender``, ``ref``, ``ref1``, ``ref2``,
-                ``callback_url``, ``channel``, ``extra`` (other API fields).
+                ``callback_url``, ``channel``, ``extra`` (other API fields, e.g.
+                ``{"media_url": ..., "caption": ...}`` for ``type="media"``).
+            media_file: a local file sent as the ``media`` part of a multipart request
+                (``type="media"`` or ``"mediatemplate"``), as production gateways do.
 
         Returns:
             SendResult with a message id per recipient the API acknowledged.
@@ -259,16 +265,27 @@ class KaleyraClient:
             AmbiguousSendError: the request may have been processed (do not resend blindly).
         """
         data = self.build_fields(to, **fields)
-        return self.post(data)
+        if media_file is None:
+            return self.post(data)
+        file = Path(media_file)
+        try:
+            content = file.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"media_file {file}: {exc.strerror or exc}") from None
+        return self.post(data, files={"media": (file.name, content)})
 
-    def post(self, data: Mapping[str, str]) -> SendResult:
-        """Post prepared form fields (see :meth:`build_fields`) and parse the answer."""
+    def post(
+        self, data: Mapping[str, str], *, files: Mapping[str, tuple[str, bytes]] | None = None
+    ) -> SendResult:
+        """Post prepared form fields (see :meth:`build_fields`), and file parts (multipart)
+        when given, and parse the answer."""
         recipients = [r for r in data.get("to", "").split(",") if r]
         log.debug("POST %s to %s", self.messages_url, ",".join(mask_phone(r) for r in recipients))
         try:
             response = self._session().post(
                 self.messages_url,
                 data=dict(data),
+                files=dict(files) if files else None,
                 headers={"api-key": self._key.reveal()},
                 timeout=self.timeout,
                 allow_redirects=False,
@@ -298,6 +315,119 @@ class KaleyraClient:
                 f"the request to {self.base_url} failed: {_reason(exc)}", code="DROPPED"
             ) from None
         return parse_response(response.status_code, response.text, response.headers, recipients)
+
+    # -- the template catalogue ---------------------------------------------------------
+
+    def templates(self, waba_id: str, *, limit: int | None = None, max_pages: int = 1000) -> Any:
+        """The WhatsApp templates of a business account, as :func:`kwa_batch.load_templates`
+        returns them: ``GET /v2/<SID>/whatsapp/<waba_id>/message_templates``, every page.
+
+        Paging follows ``paging.next`` when the answer gives it (only to this client's own
+        host: the key is never sent elsewhere), else ``paging.cursors.after``.
+
+        Args:
+            waba_id: the WhatsApp Business Account id.
+            limit: templates per page to ask for (the API's default when None).
+            max_pages: a guard against an API that pages forever.
+
+        Raises:
+            ApiError: the API refused the request (:class:`AuthenticationError` for 401/403).
+            ConnectError, AmbiguousSendError: no usable answer came back.
+            InvalidResponseError: an answer that is not the template list.
+        """
+        from urllib.parse import quote, urlsplit
+
+        from ..catalogue import load_templates
+
+        waba = str(waba_id).strip()
+        if not waba:
+            raise ConfigurationError("the WhatsApp Business Account id is empty: pass waba_id=")
+        url: str | None = f"{self.base_url}/v2/{self.sid}/whatsapp/{quote(waba, safe='')}"
+        url = f"{url}/message_templates"
+        params: dict[str, str] = {} if limit is None else {"limit": str(int(limit))}
+        own = urlsplit(self.base_url)
+        items: list[Any] = []
+        seen: set[str] = set()
+        while url is not None:
+            if len(seen) >= max_pages:
+                raise InvalidResponseError(
+                    f"the template list did not end after {max_pages} pages",
+                    code="BADRESPONSE",
+                    http_status=200,
+                )
+            seen.add(url + repr(sorted(params.items())))
+            page = self._get_json(url, params)
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise InvalidResponseError(
+                    "the template list has no 'data' list", code="BADRESPONSE", http_status=200
+                )
+            items.extend(data)
+            paging = page.get("paging") if isinstance(page.get("paging"), Mapping) else {}
+            assert isinstance(paging, Mapping)
+            cursors = paging.get("cursors") if isinstance(paging.get("cursors"), Mapping) else {}
+            assert isinstance(cursors, Mapping)
+            after = cursors.get("after")
+            following = paging.get("next")
+            url = None
+            if isinstance(following, str) and following:
+                target = urlsplit(following)
+                if (target.scheme, target.netloc) != (own.scheme, own.netloc):
+                    raise InvalidResponseError(
+                        f"the template list's next page is on another host ({target.netloc}): "
+                        "not followed, so that the API key is not sent there",
+                        code="BADRESPONSE",
+                        http_status=200,
+                    )
+                url, params = following, {}
+            elif data and isinstance(after, str) and after:
+                url = f"{self.base_url}/v2/{self.sid}/whatsapp/{quote(waba, safe='')}"
+                url = f"{url}/message_templates"
+                params = {**({} if limit is None else {"limit": str(int(limit))}), "after": after}
+            if url is not None and url + repr(sorted(params.items())) in seen:
+                break  # the same page again: the list is complete
+        log.debug("%d template(s) fetched for WABA %s in %d page(s)", len(items), waba, len(seen))
+        return load_templates({"data": items})
+
+    def _get_json(self, url: str, params: Mapping[str, str]) -> Mapping[str, Any]:
+        """GET ``url`` with the key in the header; the answer as JSON, or the matching error."""
+        try:
+            response = self._session().get(
+                url,
+                params=dict(params),
+                headers={"api-key": self._key.reveal()},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.exceptions.ConnectTimeout:
+            raise ConnectError(f"could not connect to {self.base_url} in time") from None
+        except requests.exceptions.ReadTimeout:
+            raise AmbiguousSendError(
+                f"no answer from {self.base_url} within the timeout", code="TIMEOUT"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            if isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc):
+                raise ConnectError(
+                    f"could not connect to {self.base_url} ({_reason(exc)})"
+                ) from None
+            raise AmbiguousSendError(
+                f"the request to {self.base_url} failed: {_reason(exc)}", code="DROPPED"
+            ) from None
+        if not 200 <= response.status_code < 300:
+            parse_response(response.status_code, response.text, response.headers, [])
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, Mapping):
+            raise InvalidResponseError(
+                f"the API answered {response.status_code} with a body that is not a JSON "
+                f"object: {response.text[:200]!r}",
+                code="BADRESPONSE",
+                http_status=response.status_code,
+                raw=response.text[:_RAW_LIMIT],
+            )
+        return payload
 
 
 def _join_params(values: Iterable[object]) -> str:

@@ -98,6 +98,13 @@ class ValidationReport:
 
         return send(self, client, **kwargs)
 
+    def preview(self, rows: int = 3) -> pd.DataFrame:
+        """The first valid messages as their recipients will read them: template bodies
+        with the parameters filled in (with the catalogue validate was given)."""
+        from .preview import render_messages
+
+        return render_messages(self.valid, self.arguments.get("templates"), rows)
+
     def summary(self) -> pd.DataFrame:
         """Rows with each error code, most frequent first, with what it means and the fix."""
         if self.errors.empty:

@@ -44,7 +44,8 @@ __all__ = [  # and, built on first use, the pandera models MessageRow, TextMessa
 
 # Free-text fields; 'to', 'from', 'type' and 'channel' have a stricter shape, and the report
 # names HTML or control characters in them when they fail it (see _record).
-_FREE_TEXT = ("template_name", "params", "lang_code", "ref", "ref1", "ref2", "callback_url")
+_FREE_TEXT = ("template_name", "params", "lang_code", "ref", "ref1", "ref2", "callback_url",
+              "media_url", "param_header", "param_url", "verification_code")  # fmt: skip
 _SHAPED = ("to", "from", "type", "channel")
 # RE2 patterns (pyarrow runs them); no \s, \d or \w, which RE2 reads as ASCII only.
 _HTML_TAG = rf"<[{_SPACE}]*/?[{_SPACE}]*[A-Za-z!][^<>]*>"
@@ -200,7 +201,7 @@ MESSAGE_CHECKS: tuple[Check, ...] = (
         "type_known",
         ("type",),
         lambda kind: kind.isin(KNOWN_TYPES),
-        "KWA003: 'text' or 'template'.",
+        "KWA003: one of fields.KNOWN_TYPES.",
         ignore_na=False,
     ),
     Check(
@@ -286,11 +287,39 @@ TEMPLATE_CHECKS = (
         ignore_na=False,
     ),
 )
+_MEDIA_URL = Check(
+    "media_url_format",
+    ("media_url",),
+    lambda url: _regex(url, _URL, full=True),
+    "KWA026: a full http(s) link.",
+)
+#: A media message needs a link to its media (a session message, like text).
+MEDIA_CHECKS = (
+    *MESSAGE_CHECKS,
+    _MEDIA_URL,
+    Check("media_required", ("media_url",), _filled, "KWA002: a media link.", ignore_na=False),
+)
+#: A media template may link its header's media.
+MEDIA_TEMPLATE_CHECKS = (*TEMPLATE_CHECKS, _MEDIA_URL)
+#: An authentication template also needs the code it sends.
+AUTH_CHECKS = (
+    *TEMPLATE_CHECKS,
+    Check(
+        "code_required",
+        ("verification_code",),
+        _filled,
+        "KWA002: the code to send.",
+        ignore_na=False,
+    ),
+)
 # The checks of each message type, and the column that type requires.
-_BY_TYPE: tuple[tuple[str | None, tuple[Check, ...], str | None], ...] = (
-    ("text", TEXT_CHECKS, "body"),
-    ("template", TEMPLATE_CHECKS, "template_name"),
-    (None, MESSAGE_CHECKS, None),  # an unknown type: the checks every row passes
+_BY_TYPE: tuple[tuple[str | None, tuple[Check, ...], tuple[str, ...]], ...] = (
+    ("text", TEXT_CHECKS, ("body",)),
+    ("template", TEMPLATE_CHECKS, ("template_name",)),
+    ("media", MEDIA_CHECKS, ("media_url",)),
+    ("mediatemplate", MEDIA_TEMPLATE_CHECKS, ("template_name",)),
+    ("authenticationtemplate", AUTH_CHECKS, ("template_name", "verification_code")),
+    (None, MESSAGE_CHECKS, ()),  # an unknown type: the checks every row passes
 )
 
 
@@ -387,7 +416,20 @@ def _length_message(limit: int) -> _Message:
 
 
 _RULES: dict[str, _Rule] = {
-    "type_known": _Rule("KWA003", "unknown type: use 'text' or 'template' (or leave it empty)"),
+    "type_known": _Rule(
+        "KWA003",
+        "unknown type: use text, template, media, mediatemplate or authenticationtemplate (or "
+        "leave it empty)",
+    ),
+    "media_required": _Rule(
+        "KWA002", "a media message needs media_url: give a full https link to the file"
+    ),
+    "media_url_format": _Rule(
+        "KWA026", "media_url must be a full http:// or https:// link, without spaces"
+    ),
+    "code_required": _Rule(
+        "KWA002", "an authentication template needs verification_code: the code to send"
+    ),
     "channel_known": _Rule(
         "KWA003",
         "this toolkit sends WhatsApp messages only: use channel 'whatsapp' or leave it empty",
@@ -455,7 +497,9 @@ def check_models(
         subset = prepared if mask.all() else prepared[mask]
         # A column empty in every row passes its checks: leave it out, but for the ones
         # every row of this type must fill.
-        kept = [c for c in subset.columns if c in ("to", "type", needed) or subset[c].notna().any()]
+        kept = [
+            c for c in subset.columns if c in ("to", "type", *needed) or subset[c].notna().any()
+        ]
         for name, column, failed in failures(subset[kept], checks):
             _record(name, column, failed, prepared, problems, phones, from_reason, written_to)
 

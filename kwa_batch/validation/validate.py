@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from ..errors import InputError
 from ..fields import API_COLUMNS, MESSAGE_COLUMNS
+from .campaign import campaign_findings
 from .compose import (
     build_body,
     build_params,
@@ -68,6 +69,8 @@ def validate(
     lang_code: str | None = None,
     callback_url: str | None = None,
     windows: pd.DataFrame | None = None,
+    templates: Any = None,
+    suppress: Any = None,
 ) -> ValidationReport:
     """Check every row before sending; return which rows are valid and why others are not.
 
@@ -84,6 +87,12 @@ def validate(
         windows: the open 24-hour conversation windows (:func:`kwa_batch.open_windows`);
             text rows to recipients without one are refused with ``KWA012`` (WhatsApp only
             lets a business start a conversation with a template).
+        templates: the template catalogue (:func:`kwa_batch.load_templates`, or a file it
+            reads): template rows must match it (``KWA013``-``KWA024``); an empty
+            ``lang_code`` takes the template's only language.
+        suppress: numbers not to message (:func:`kwa_batch.load_suppression`: numbers, a
+            file of them, :func:`kwa_batch.opt_outs`' frame, or a list of these): their
+            rows are refused with ``KWA025``, saying since when and why.
 
     Returns:
         ValidationReport with ``.valid`` (normalised), ``.invalid``, ``.errors``, ``.ok``.
@@ -112,6 +121,8 @@ def validate(
         "lang_code": lang_code,
         "callback_url": callback_url,
         "windows": windows,
+        "templates": templates,
+        "suppress": suppress,
     }
     _check_frame(df)
     region = check_region(default_region)
@@ -137,8 +148,30 @@ def validate(
             CLOSED_WINDOW_MESSAGE,
             prepared["to"][closed],
         )
+    if templates is not None or suppress is not None:  # the catalogue and the opt-outs
+        _campaign(prepared, df, problems, arguments, region)
     _mark_duplicates(prepared, problems, df)
     return _verdict(df, prepared, problems, region, arguments)
+
+
+def _campaign(
+    prepared: pd.DataFrame,
+    df: pd.DataFrame,
+    problems: Problems,
+    arguments: dict[str, Any],
+    region: str | None,
+) -> None:
+    """What the platform would refuse after saying ``sent`` (see validation/campaign.py);
+    the catalogue and the list, once read, replace the arguments (no second read)."""
+    found = campaign_findings(
+        prepared, df, templates=arguments["templates"], suppress=arguments["suppress"],
+        default_region=region,
+    )  # fmt: skip
+    for f in found.findings:
+        problems.add(f.positions, f.column, f.check, f.code, f.message, f.values)
+    if found.lang_code is not None:
+        prepared["lang_code"] = found.lang_code
+    arguments["templates"], arguments["suppress"] = found.catalogue, found.suppression
 
 
 def _check_frame(df: pd.DataFrame) -> None:
@@ -292,6 +325,10 @@ def _verdict(
         "default_region": region,
         "params_from": list(params_from) if params_from else None,
         "windows": None if windows is None else len(windows),
+        **{
+            k: None if arguments[k] is None else len(arguments[k])
+            for k in ("templates", "suppress")
+        },
     }
     return ValidationReport(
         data=df,

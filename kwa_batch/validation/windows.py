@@ -14,6 +14,8 @@ from datetime import datetime
 
 import pandas as pd
 
+from ..fields import SESSION_TYPES
+
 __all__ = [
     "CLOSED_WINDOW_CODE",
     "CLOSED_WINDOW_MESSAGE",
@@ -91,7 +93,9 @@ def closed_window_rows(
     )
     to_ok = to.str.fullmatch(_E164).fillna(False).astype(bool)
     sender_ok = sender.str.fullmatch(_E164).fillna(False).astype(bool)
-    judged = (kind == "text").fillna(False).astype(bool) & to_ok & (sender_ok | sender.isna())
+    judged = (
+        kind.isin(SESSION_TYPES).fillna(False).astype(bool) & to_ok & (sender_ok | sender.isna())
+    )
 
     live = windows.loc[(pd.to_datetime(windows["expires_at"], utc=True) > at).to_numpy()]
     business = live["business_number"].astype("str")

@@ -1,0 +1,62 @@
+"""``kwa-batch templates``: fetch the WhatsApp templates of a business account into a
+catalogue file for ``validate --templates`` and ``send --templates``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import EXIT_OK
+from .options import account_options, output_path
+
+__all__ = ["templates_command"]
+
+_SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "templates.json"
+
+
+@click.command("templates", short_help="Write an account's WhatsApp templates to a catalogue file.")
+@click.option("--waba-id", required=True, metavar="ID", help="The WhatsApp Business Account id.")
+@output_path(
+    "--out",
+    (".csv", ".xlsx"),
+    help="Write the catalogue here, one row per template and language [default: templates.csv].",
+)
+@click.option(
+    "--emulator",
+    is_flag=True,
+    help="Ask a built-in emulator that plays sample_data/templates.json (nothing leaves "
+    "this machine).",
+)
+@account_options
+def templates_command(
+    waba_id: str,
+    out: Path | None,
+    emulator: bool,
+    sid: str | None,
+    api_key: str | None,
+    base_url: str | None,
+) -> None:
+    """Fetch every template of WABA ID (all pages) and write them as a catalogue.
+
+    Exit code 0 when written, 2 when the account, the answer or the file cannot be used.
+    """
+    from ..catalogue import save_templates
+    from ..config import credentials_from_env
+    from ..sending.client import KaleyraClient
+
+    target = out or Path("templates.csv")
+    if emulator:
+        from ..emulator.server import Emulator
+
+        with Emulator(templates=_SAMPLE, callbacks=False) as emu, emu.client() as client:
+            catalogue = client.templates(waba_id)
+    else:
+        creds = credentials_from_env(sid=sid, api_key=api_key, base_url=base_url)
+        with KaleyraClient(creds.sid, creds.api_key, base_url=creds.base_url) as client:
+            catalogue = client.templates(waba_id)
+    save_templates(catalogue, target)
+    counts = catalogue["status"].value_counts()
+    shown = ", ".join(f"{count} {status}" for status, count in counts.items()) or "none"
+    click.echo(f"{len(catalogue)} template(s) of WABA {waba_id} ({shown}) written to {target}")
+    raise SystemExit(EXIT_OK)

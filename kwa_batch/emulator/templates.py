@@ -1,0 +1,307 @@
+"""The emulator's template catalogue: the v2 template list, and template sends that do
+not match it failing the way WhatsApp fails them.
+
+``Emulator(templates=catalogue)`` plays a WhatsApp Business Account with these templates:
+
+- ``GET /v2/<SID>/whatsapp/<any WABA id>/message_templates`` (``api-key`` header) answers
+  WhatsApp's format, ``{"data": [...], "paging": {"cursors": {"before", "after"},
+  "next"}}``, ``limit`` templates a page (25 by default) from the ``after`` cursor on.
+  :attr:`EmulatedTemplates.paging` chooses what the answer gives to reach the next page:
+  ``"both"`` (default), ``"next"`` only or ``"cursors"`` only (Kaleyra's pages do not say
+  which; clients must cope with either);
+- a template message (``type=template``) is accepted as usual (HTTP 200, in the ledger),
+  then, when it does not match the catalogue, its callbacks are ``sent`` and ``failed``
+  with WhatsApp's code: 132001 (no such template, or not in that language, or not
+  approved), 132015 (paused), 132016 (disabled), 132000 (the number of ``params`` is not
+  the body's number of placeholders; a header or link placeholder without
+  ``param_header``/``param_url``), 132012 (a media header without ``media_url``), 132018
+  (a parameter with a line break, a tab or more than four spaces in a row).
+  :attr:`EmulatedTemplates.failures` lists them, callbacks or not.
+
+It reads the catalogue on its own (a frame with the columns of
+:func:`kwa_batch.load_templates`, WhatsApp's JSON, or a path to a ``.json`` file) and
+matches sends with its own small rules: it never imports the client's validation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import json
+import re
+import secrets
+import threading
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from werkzeug.wrappers import Request
+
+__all__ = ["FAILURE_REASONS", "TEMPLATE_KINDS", "EmulatedTemplates"]
+
+#: WhatsApp's codes for a template message that does not match, with their text.
+FAILURE_REASONS = {
+    "132000": "Number of parameters does not match the expected number of params",
+    "132001": "Template name does not exist in the translation",
+    "132012": "Parameter format does not match format in the created template",
+    "132015": "Template is paused due to low quality so it cannot be sent in a template message",
+    "132016": "Template has been paused too many times due to low quality and is now "
+    "permanently disabled",
+    "132018": "There was an issue with the parameters in your template",
+}
+#: Message types that send a template (the others are left alone).
+TEMPLATE_KINDS = ("template", "mediatemplate", "authenticationtemplate")
+_PATH = re.compile(r"/v2/([^/]+)/whatsapp/([^/]+)/message_templates/?")
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
+_BAD_VALUE = re.compile(r"[\t\r\n]| {5,}")
+_MEDIA = ("IMAGE", "VIDEO", "DOCUMENT")
+_DEFAULT_LIMIT = 25
+_MAX_LIMIT = 1000
+_PAGING = ("both", "next", "cursors")
+_FAILURE_COLUMNS = ("message_id", "to", "template_name", "lang_code", "error_code", "error", "at")
+
+
+@dataclass(frozen=True)
+class _Template:
+    status: str
+    body: int
+    header_format: str
+    header: int
+    url: int
+
+
+def _count(text: Any) -> int:
+    return len(set(_PLACEHOLDER.findall(text))) if isinstance(text, str) else 0
+
+
+def _cell(value: Any) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _from_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """WhatsApp template objects from a catalogue frame."""
+    out = []
+    for record in frame.to_dict("records"):
+        get = {str(k): _cell(v) for k, v in record.items()}.get
+        components: list[dict[str, Any]] = []
+        header = (get("header_format") or ("TEXT" if get("header_text") else "NONE")).upper()
+        if header != "NONE":
+            part: dict[str, Any] = {"type": "HEADER", "format": header}
+            if header == "TEXT" and get("header_text"):
+                part["text"] = get("header_text")
+            components.append(part)
+        components.append({"type": "BODY", "text": get("body") or ""})
+        if get("footer"):
+            components.append({"type": "FOOTER", "text": get("footer")})
+        buttons = [{"type": "URL", "text": "Open", "url": get("url_button")}]
+        buttons = buttons if get("url_button") else []
+        for written in (get("buttons") or "").split("; "):  # "URL: …; QUICK_REPLY: Stop"
+            kind, _, text = written.partition(": ")
+            if kind.strip() and kind.strip().upper() != "URL":
+                buttons.append({"type": kind.strip().upper(), "text": text.strip()})
+        if buttons:
+            components.append({"type": "BUTTONS", "buttons": buttons})
+        out.append(
+            {
+                "name": get("template_name") or get("name"),
+                "language": get("lang_code") or get("language"),
+                "status": (get("status") or "").upper(),
+                "category": (get("category") or "").upper() or None,
+                "id": str(zlib.crc32(f"{get('template_name')}/{get('lang_code')}".encode())),
+                "components": components,
+            }
+        )
+    return out
+
+
+def _objects(catalogue: Any) -> list[dict[str, Any]]:
+    if isinstance(catalogue, pd.DataFrame):
+        return _from_frame(catalogue)
+    if isinstance(catalogue, str | Path):
+        catalogue = json.loads(Path(catalogue).read_text(encoding="utf-8-sig"))
+    if isinstance(catalogue, Mapping):
+        catalogue = catalogue.get("data")
+    if not isinstance(catalogue, list):
+        raise ValueError(
+            "templates must be a catalogue frame, WhatsApp's template JSON "
+            '({"data": [...]}) or a path to a .json file'
+        )
+    return [dict(item) for item in catalogue if isinstance(item, Mapping)]
+
+
+def _summary(item: Mapping[str, Any]) -> _Template:
+    body = header = url = 0
+    header_format = "NONE"
+    for part in item.get("components") or []:
+        if not isinstance(part, Mapping):
+            continue
+        kind = str(part.get("type", "")).upper()
+        if kind == "BODY":
+            body = _count(part.get("text"))
+        elif kind == "HEADER":
+            header_format = str(part.get("format") or "TEXT").upper()
+            header = _count(part.get("text")) if header_format == "TEXT" else 0
+        elif kind == "BUTTONS":
+            url += sum(
+                _count(b.get("url"))
+                for b in part.get("buttons") or []
+                if isinstance(b, Mapping) and str(b.get("type", "")).upper() == "URL"
+            )
+    return _Template(str(item.get("status", "")).strip().upper(), body, header_format, header, url)
+
+
+def _language(value: Any) -> str:
+    if isinstance(value, Mapping):
+        value = value.get("code")
+    return str(value or "").strip()
+
+
+class EmulatedTemplates:
+    """The templates an :class:`~kwa_batch.Emulator` knows; see the module docstring.
+
+    Args:
+        catalogue: a catalogue frame, WhatsApp's template JSON, or a ``.json`` path.
+
+    Raises:
+        ValueError: the catalogue is none of these.
+    """
+
+    def __init__(self, catalogue: Any) -> None:
+        self.data = _objects(catalogue)
+        self.paging = "both"
+        self._by_key: dict[tuple[str, str], _Template] = {}
+        self._languages: dict[str, list[str]] = {}
+        for item in self.data:
+            name, lang = str(item.get("name") or "").strip(), _language(item.get("language"))
+            self._by_key[(name, lang)] = _summary(item)
+            self._languages.setdefault(name, []).append(lang)
+        self._lock = threading.Lock()
+        self._failures: list[tuple[Any, ...]] = []
+
+    def __repr__(self) -> str:
+        return f"EmulatedTemplates({len(self.data)} templates)"
+
+    # -- the v2 list ----------------------------------------------------------------------
+
+    def route(self, request: Request, sid: str, api_key: str) -> tuple[int, dict[str, Any]] | None:
+        """Answer a request for the template list: ``(HTTP status, JSON payload)``; None
+        when the path is not the template list's. Errors carry ``code`` and ``error``."""
+        match = _PATH.fullmatch(request.path)
+        if match is None:
+            return None
+        if request.method != "GET":
+            return 405, {"code": "E405", "error": {"method": "use GET"}}
+        key = request.headers.get("api-key", "").strip()
+        if match.group(1) != sid:
+            return 401, {"code": "E401", "error": {"sid": "unknown account SID in the URL"}}
+        if not key or not secrets.compare_digest(key.encode(), api_key.encode()):
+            return 401, {"code": "E401", "error": {"api-key": "missing or invalid for this SID"}}
+        try:
+            limit = int(request.args.get("limit", _DEFAULT_LIMIT))
+            start = _offset(request.args.get("after"))
+        except ValueError as exc:
+            return 400, {"code": "E400", "error": {"request": str(exc)}}
+        if not 1 <= limit <= _MAX_LIMIT:
+            return 400, {"code": "E400", "error": {"limit": f"must be from 1 to {_MAX_LIMIT}"}}
+        page = self.data[start : start + limit]
+        paging: dict[str, Any] = {}
+        if self.paging in ("both", "cursors"):
+            paging["cursors"] = {"before": _cursor(start), "after": _cursor(start + len(page))}
+        more = start + len(page) < len(self.data)
+        if more and self.paging in ("both", "next"):
+            base = request.host_url.rstrip("/") + request.path
+            paging["next"] = f"{base}?limit={limit}&after={_cursor(start + len(page))}"
+        return 200, {"data": page, "paging": paging}
+
+    # -- template sends -------------------------------------------------------------------
+
+    def failure(self, kind: str, fields: Mapping[str, str]) -> tuple[str, str] | None:
+        """WhatsApp's ``(code, reason)`` for a template message that does not match the
+        catalogue; None when it matches, or is not a template message."""
+        if kind not in TEMPLATE_KINDS:
+            return None
+        name = fields.get("template_name", "").strip()
+        languages = self._languages.get(name)
+        if not languages:
+            return _reason("132001")
+        lang = fields.get("lang_code", "").strip()
+        if not lang and len(languages) == 1:
+            lang = languages[0]
+        found = self._by_key.get((name, lang))
+        if found is None:
+            return _reason("132001")
+        if found.status != "APPROVED":
+            return _reason({"PAUSED": "132015", "DISABLED": "132016"}.get(found.status, "132001"))
+        params = next(csv.reader([fields["params"]]), []) if fields.get("params") else []
+        if kind == "authenticationtemplate":  # the code fills the body's one placeholder
+            params = [fields["verification_code"]] if fields.get("verification_code") else []
+        if len(params) != found.body:
+            return _reason("132000")
+        media = fields.get("media_url") or fields.get("media")  # a link or a file part
+        if found.header_format in _MEDIA and not media:
+            return _reason("132012")
+        extras = [fields.get("param_header")] if found.header else []
+        extras += [fields.get("param_url")] if found.url else []
+        if any(value is None for value in extras):
+            return _reason("132000")
+        values = [*params, *(v for v in extras if v is not None)]
+        if any(not v.strip() or _BAD_VALUE.search(v) for v in values):
+            return _reason("132018")
+        return None
+
+    def note(self, request_id: str, recipients: list[str], fields: Mapping[str, Any],
+             failure: tuple[str, str]) -> None:  # fmt: skip
+        """Record the failure of an accepted request (numbers as digits)."""
+        now = datetime.now(UTC)
+        with self._lock:
+            for n, recipient in enumerate(recipients):
+                self._failures.append(
+                    (f"{request_id}:{n}", "+" + recipient, fields.get("template_name"),
+                     fields.get("lang_code"), *failure, now)
+                )  # fmt: skip
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        """The accepted template messages that failed, one row per recipient, oldest first:
+        ``message_id``, ``to``, ``template_name``, ``lang_code``, ``error_code``,
+        ``error`` and ``at`` (UTC)."""
+        with self._lock:
+            rows = list(self._failures)
+        frame = pd.DataFrame(rows, columns=list(_FAILURE_COLUMNS))
+        text = [c for c in _FAILURE_COLUMNS if c != "at"]
+        frame = frame.astype(dict.fromkeys(text, "str"))
+        frame["at"] = pd.to_datetime(frame["at"], utc=True).astype("datetime64[us, UTC]")
+        return frame
+
+    def clear(self) -> None:
+        """Forget the failures recorded so far."""
+        with self._lock:
+            self._failures.clear()
+
+
+def _reason(code: str) -> tuple[str, str]:
+    return code, FAILURE_REASONS[code]
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeError):
+        raise ValueError(f"invalid after cursor {cursor[:40]!r}") from None
+    if not re.fullmatch(r"o:[0-9]{1,9}", text):
+        raise ValueError(f"invalid after cursor {cursor[:40]!r}")
+    return int(text[2:])

@@ -1,0 +1,170 @@
+"""Opt-outs: who asked not to be messaged any more, when, and how, from the callback store.
+
+Sending to someone who opted out breaches WhatsApp's policy and lowers the business
+number's quality rating. The :class:`~kwa_batch.Receiver` stores what tells us:
+
+- **a reply that is an opt-out keyword** as the whole message (``STOP``, ``Unsubscribe``,
+  ``stop all``, ``PARAR``, ``ABMELDEN``…: case, accents as written, surrounding spaces and
+  punctuation ignored; "please stop the deliveries" is not one);
+- **a status callback ``failed`` with WhatsApp's 131050** (the user stopped marketing
+  messages from this business).
+
+A later reply that is a start keyword (``START``, ``UNSTOP``…) lifts every opt-out before it.
+
+Example:
+    >>> opt_outs("receipts.db")  # doctest: +SKIP
+              number              opted_out_at    how detail
+    0  +919876543210 2026-11-30 14:02:11+00:00  reply   STOP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .store import CallbackStore
+from .store import opened_store as _opened_store
+
+__all__ = [
+    "OPT_IN_KEYWORDS",
+    "OPT_OUT_CODE",
+    "OPT_OUT_COLUMNS",
+    "OPT_OUT_KEYWORDS",
+    "normalize_reply",
+    "opt_outs",
+]
+
+log = logging.getLogger(__name__)
+
+#: Replies that opt out, compared after :func:`normalize_reply`.
+OPT_OUT_KEYWORDS = frozenset(
+    {
+        # English
+        "stop", "stop all", "stopall", "unsubscribe", "cancel", "end", "quit", "opt out",
+        "optout", "opt-out", "stop messages", "remove me", "no more",
+        # Hindi (Devanagari and as typed in Latin letters)
+        "रुको", "बंद", "बंद करो", "बन्द करो", "बंद करें", "band karo", "band kro",
+        # Portuguese
+        "parar", "pare", "sair", "cancelar", "descadastrar", "não quero", "nao quero",
+        # Spanish
+        "baja", "darme de baja", "alto", "detener", "no más", "no mas",
+        # German
+        "stopp", "abmelden", "abbestellen", "austragen",
+        # French
+        "arrêt", "arret", "arrêter", "arreter", "désabonner", "desabonner", "désinscrire",
+        "desinscrire",
+    }
+)  # fmt: skip
+#: Replies that opt back in, lifting earlier opt-outs.
+OPT_IN_KEYWORDS = frozenset(
+    {"start", "unstop", "subscribe", "resume", "iniciar", "começar", "comecar", "anmelden",
+     "reprendre", "शुरू", "shuru"}
+)  # fmt: skip
+#: WhatsApp's code for a message refused because the user stopped marketing messages.
+OPT_OUT_CODE = "131050"
+#: Columns of :func:`opt_outs`, in order.
+OPT_OUT_COLUMNS = ("number", "opted_out_at", "how", "detail")
+
+_TIME = "datetime64[us, UTC]"
+# RE2 (run by pyarrow): punctuation, symbols (emoji, skin tones) and emoji joiners at
+# either end; combining marks (Devanagari vowel signs) are kept.
+_EDGE = r"[\s\p{P}\p{S}\x{FE0F}\x{200D}]+"
+_EDGES = rf"^{_EDGE}|{_EDGE}$"
+
+
+def normalize_reply(values: pd.Series) -> pd.Series:
+    """Replies as compared with keywords: NFKC, case-folded, spaces collapsed, and the
+    punctuation and emoji around them dropped (``" Stop! 🛑"`` is ``"stop"``).
+
+    >>> normalize_reply(pd.Series(["  STOP ALL. ", "Stop  the van"])).tolist()
+    ['stop all', 'stop the van']
+    """
+    text = values.astype("str").str.normalize("NFKC").str.casefold()
+    array = pc.replace_substring_regex(pa.array(text.array), r"\s+", " ")
+    array = pc.replace_substring_regex(array, _EDGES, "")
+    return pd.Series(pd.array(array, dtype="str"), index=values.index)
+
+
+def _keywords(words: Iterable[str] | None, default: frozenset[str]) -> set[str]:
+    if words is None:
+        return set(default)
+    if isinstance(words, str):
+        words = [words]
+    return set(normalize_reply(pd.Series(list(words), dtype="str")).dropna())
+
+
+def opt_outs(
+    store: str | Path | CallbackStore,
+    *,
+    keywords: Iterable[str] | None = None,
+    start_keywords: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Who opted out and is still opted out, from a callback store.
+
+    Args:
+        store: the SQLite file a :class:`~kwa_batch.Receiver` writes, or an open store.
+        keywords: the opt-out replies (default :data:`OPT_OUT_KEYWORDS`); pass
+            ``OPT_OUT_KEYWORDS | {"no thanks"}`` to add some.
+        start_keywords: the replies that lift an opt-out (default :data:`OPT_IN_KEYWORDS`).
+
+    Returns:
+        A frame with :data:`OPT_OUT_COLUMNS`, one row per number (E.164 with ``+``),
+        sorted by number: ``opted_out_at`` (UTC; the first opt-out since their last start
+        reply), ``how`` (``reply`` or ``131050``) and ``detail`` (the reply as written, or
+        the error text).
+
+    Raises:
+        InputError: the store does not exist or is not a callback store.
+    """
+    stops = _keywords(keywords, OPT_OUT_KEYWORDS)
+    starts = _keywords(start_keywords, OPT_IN_KEYWORDS)
+    with _opened_store(store) as opened:
+        incoming = opened.incoming_messages()
+        updates = opened.status_updates()
+    said = normalize_reply(incoming["body"])
+    replies = pd.DataFrame(
+        {
+            "number": incoming["customer"],
+            "at": incoming["at"],
+            "how": "reply",
+            "detail": incoming["body"].str.strip(),
+            "start": said.isin(starts),
+        }
+    )
+    replies = replies[said.isin(stops).to_numpy() | replies["start"].to_numpy()]
+    failed = (updates["status"] == "failed") & (updates["error_code"].str.strip() == OPT_OUT_CODE)
+    failed = failed.fillna(False).astype(bool)
+    unknown = failed & updates["recipient"].isna()
+    if unknown.any():
+        log.warning(
+            "%d callback(s) failed with %s without naming the recipient: they cannot be "
+            "counted as opt-outs (check the receiver gets 'mobile')",
+            int(unknown.sum()),
+            OPT_OUT_CODE,
+        )
+    failures = updates[failed & ~unknown]
+    refused = pd.DataFrame(
+        {
+            "number": failures["recipient"],
+            "at": failures["at"],
+            "how": OPT_OUT_CODE,
+            "detail": failures["error"].fillna("the user stopped marketing messages"),
+            "start": False,
+        }
+    )
+    events = pd.concat([replies, refused], ignore_index=True)
+    events = events.astype({"number": "str", "how": "str", "detail": "str", "start": bool})
+    events["at"] = pd.to_datetime(events["at"], utc=True).astype(_TIME)
+    last_start = events[events["start"]].groupby("number")["at"].max()
+    events = events[~events["start"]]
+    started = last_start.reindex(pd.Index(events["number"])).to_numpy()
+    lifted = (events["at"].to_numpy() <= started) & ~pd.isna(started)
+    events = events[~lifted]
+    first = events.sort_values(["number", "at"], kind="stable").drop_duplicates("number")
+    out = first.rename(columns={"at": "opted_out_at"})[list(OPT_OUT_COLUMNS)]
+    return out.reset_index(drop=True)

@@ -1,0 +1,155 @@
+"""load_suppression and suppressed_rows: numbers written any way, files, stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SENDER
+
+from kwa_batch.errors import InputError
+from kwa_batch.receipts.optouts import opt_outs
+from kwa_batch.receipts.store import CallbackStore, IncomingMessage
+from kwa_batch.validation.suppression import (
+    SUPPRESSION_COLUMNS,
+    load_suppression,
+    suppressed_rows,
+)
+
+PRIYA = "+919876543210"
+
+
+def test_numbers_written_any_way_are_one_person() -> None:
+    sup = load_suppression(
+        ["+91 98765 43210", "919876543210", "+91-98765-43210", "098765 43210", 447911123456],
+        default_region="IN",
+    )
+    assert list(sup.columns) == list(SUPPRESSION_COLUMNS)
+    assert sup["number"].tolist() == ["+447911123456", PRIYA]
+    assert sup["since"].isna().all()
+    assert (sup["reason"] == "on the suppression list").all()
+
+
+def test_series_set_and_tuple(tmp_path: Path) -> None:
+    for source in (pd.Series([PRIYA, None]), {PRIYA}, (PRIYA,)):
+        assert load_suppression(source)["number"].tolist() == [PRIYA]
+    assert load_suppression().empty
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("dnc.txt", "+91 98765 43210\n\n+44 7911 123456\n"),
+        ("dnc.csv", "phone\n+91 98765 43210\n+447911123456\n"),
+        ("dnc.csv", "Name;Mobile No.\nPriya;+91 98765 43210\nOlivia;+44 7911 123456\n"),
+        ("dnc.csv", "\ufeffto,reason\n+919876543210,\n+447911123456,complained\n"),
+    ],
+)
+def test_files_of_numbers(write_csv, name: str, content: str) -> None:
+    sup = load_suppression(write_csv(content, name=name))
+    assert sup["number"].tolist() == ["+447911123456", PRIYA]
+
+
+def test_a_file_s_since_and_reason_columns(write_csv) -> None:
+    path = write_csv(
+        "number,since,reason\n+919876543210,2026-11-02,asked by phone\n+447911123456,,\n",
+        name="dnc.csv",
+    )
+    sup = load_suppression(path).set_index("number")
+    assert sup.loc[PRIYA, "since"] == pd.Timestamp("2026-11-02", tz="UTC")
+    assert sup.loc[PRIYA, "reason"] == "asked by phone"
+    assert pd.isna(sup.loc["+447911123456", "since"])
+    assert sup.loc["+447911123456", "reason"] == "on the suppression list dnc.csv"
+
+
+def test_xlsx(tmp_path: Path) -> None:
+    path = tmp_path / "dnc.xlsx"
+    pd.DataFrame({"Phone": ["+91 98765 43210", "+447911123456"]}).to_excel(path, index=False)
+    assert load_suppression(path)["number"].tolist() == ["+447911123456", PRIYA]
+
+
+def test_a_store_gives_its_opt_outs_and_sources_combine(tmp_path: Path, write_csv) -> None:
+    path = tmp_path / "receipts.db"
+    at = datetime(2026, 11, 30, 14, 2, tzinfo=UTC)
+    with CallbackStore(path) as store:
+        store.add_incoming(IncomingMessage("k", PRIYA, SENDER, at, at, "text", None, "STOP"))
+    older = write_csv("number,since\n+919876543210,2026-10-01\n+12025550143,\n", name="old.csv")
+    for source in (opt_outs(path), CallbackStore(path)):
+        sup = load_suppression(source).set_index("number")
+        assert sup.loc[PRIYA, "reason"] == "replied 'STOP'"
+        assert sup.loc[PRIYA, "since"] == pd.Timestamp(at)
+    # Validation sits below the receipts side: a path to a store is read by the caller.
+    with pytest.raises(InputError, match=r"pass kb.opt_outs\("):
+        load_suppression(path)
+    both = load_suppression(CallbackStore(path), older).set_index("number")
+    assert both.index.tolist() == ["+12025550143", PRIYA]
+    # The earliest known date wins.
+    assert both.loc[PRIYA, "since"] == pd.Timestamp("2026-10-01", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("+919876543210\n98123\n", r"line 2: '98123'"),
+        ("phone\n+919876543210\n9.19876543210E+11\n", r"line 3: '9\.19876543210E\+11'"),
+        ("number,since\n+919876543210,next tuesday\n", "since 'next tuesday' is not a date"),
+        ("name,city\nPriya,Pune\n", "not valid numbers: line 1: 'name'"),
+    ],
+)
+def test_a_value_that_is_not_a_number_is_refused_never_dropped(
+    write_csv, content: str, expected: str
+) -> None:
+    with pytest.raises(InputError, match=expected):
+        load_suppression(write_csv(content, name="dnc.csv"))
+
+
+def test_bad_sources(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such suppression file"):
+        load_suppression(tmp_path / "nope.csv")
+    with pytest.raises(TypeError, match="cannot read numbers to suppress from int"):
+        load_suppression(919876543210)
+    with pytest.raises(InputError, match="item 2: '12'"):
+        load_suppression(["+919876543210", "12"])
+
+
+def test_suppressed_rows_say_since_when_and_why() -> None:
+    sup = pd.concat(
+        [
+            load_suppression(
+                pd.DataFrame(
+                    {"to": [PRIYA], "since": ["2026-11-30 14:02"], "reason": ["replied 'STOP'"]}
+                )
+            ),
+            load_suppression(["+447911123456"]),
+        ]
+    )
+    to = pd.Series([PRIYA, None, "+12025550143", "+447911123456"], index=[7, 8, 9, 10])
+    mask, messages = suppressed_rows(to, sup)
+    assert mask.tolist() == [True, False, False, True]
+    assert messages.tolist() == [
+        "this recipient opted out since 2026-11-30 14:02 UTC (replied 'STOP'): do not message "
+        "them, remove the row",
+        "this recipient opted out (on the suppression list): do not message them, remove the row",
+    ]
+    mask, messages = suppressed_rows(to, load_suppression())
+    assert not mask.any()
+    assert messages.empty
+
+
+def test_a_journal_is_not_taken_for_a_receipts_store(tmp_path: Path) -> None:
+    import sqlite3
+
+    journal = tmp_path / "campaign.db"
+    with sqlite3.connect(journal) as db:
+        db.execute("CREATE TABLE runs (id INTEGER)")
+    before = journal.read_bytes()
+    with pytest.raises(InputError, match="is a SQLite file, not a list of numbers"):
+        load_suppression(journal)
+    assert journal.read_bytes() == before  # nothing was written into it
+
+
+def test_an_unknown_header_gets_a_hint(write_csv) -> None:
+    with pytest.raises(InputError, match="if line 1 is a header, name its column"):
+        load_suppression(write_csv("Kunde\n+919876543210\n", name="dnc.csv"))
