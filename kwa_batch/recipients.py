@@ -17,9 +17,12 @@ What the loader found is kept in ``df.attrs``:
 A file that is not UTF-8 is read in the legacy encoding charset-normalizer detects
 (cp1252, latin-1…), and a warning says so: check the accents, or save it as "CSV UTF-8".
 
-Large CSV files are parsed by pyarrow (multi-threaded); a file whose quoting pyarrow might
-read differently from Python's ``csv`` module, or that has ragged rows, is read by the
-``csv`` module instead. Both give the same frame.
+CSV files are parsed by pyarrow; a file whose quoting pyarrow might read differently from
+Python's ``csv`` module, or that has ragged rows, is read by the ``csv`` module instead. Both
+give the same frame. pyarrow reads on the calling thread (``use_threads=False``): its threaded
+reader releases our Python buffer from a worker thread, which aborts the process
+(``terminate called without an active exception``, exit 134) when that happens while the
+interpreter exits (apache/arrow#34314); on a 1M-row file the serial read is as fast here.
 """
 
 from __future__ import annotations
@@ -534,7 +537,8 @@ def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
     try:
         table = pa_csv.read_csv(
             pa.py_buffer(memoryview(data)[starts[rows[0]] :]),
-            read_options=pa_csv.ReadOptions(column_names=names, encoding="utf8"),
+            # Serial: see the module docstring (a worker thread must never hold our buffer).
+            read_options=pa_csv.ReadOptions(column_names=names, encoding="utf8", use_threads=False),
             parse_options=pa_csv.ParseOptions(
                 delimiter=delimiter,
                 quote_char='"',
