@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,7 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from kwa_batch import InputError, KwaBatchError, load_recipients, validate
-from kwa_batch.recipients import _read_csv, _read_csv_fast, line_numbers
+from kwa_batch.recipients import MAX_FILE_BYTES, _read_csv, _read_csv_fast, line_numbers
 
 
 def test_sample_file_loads_as_strings(sample_csv: Path) -> None:
@@ -257,6 +262,90 @@ def test_fast_and_csv_module_paths_agree(document: tuple[str, str]) -> None:
     assert [list(c) for c in fast[1]] == [list(c) for c in slow[1]]
     assert list(fast[2]) == list(slow[2])
     assert fast[3] == slow[3]
+
+
+# --- Only regular files ---------------------------------------------------------------------
+
+
+def _load_within(path: Path, seconds: float = 30) -> BaseException | None:
+    """Load in a thread: the error raised, or fail if it is still blocked at the deadline."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            load_recipients(path)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        # Unblock the reader so the thread ends, then fail.
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)
+        pytest.fail(f"load_recipients({path}) was still blocked after {seconds} s")
+    return outcome[0]
+
+
+@pytest.mark.parametrize("name", ["f.csv", "f.xlsx"])
+def test_a_fifo_is_refused_at_once(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    os.mkfifo(path)
+    error = _load_within(path)
+    assert isinstance(error, InputError)
+    assert "named pipe (FIFO)" in str(error)
+    assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("/dev/zero", "character device"), ("/dev/null", "character device")],
+)
+def test_a_link_to_a_device_is_refused(tmp_path: Path, target: str, message: str) -> None:
+    link = tmp_path / "r.csv"
+    link.symlink_to(target)
+    error = _load_within(link)
+    assert isinstance(error, InputError)
+    assert message in str(error)
+    assert f"links to {target}" in str(error)
+
+
+def test_folders_and_links_to_folders_and_broken_links(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").mkdir()
+    (tmp_path / "l.csv").symlink_to(tmp_path / "d.csv")
+    (tmp_path / "b.csv").symlink_to(tmp_path / "gone.csv")
+    with pytest.raises(InputError, match="is a folder"):
+        load_recipients(tmp_path / "d.csv")
+    with pytest.raises(InputError, match=r"is a folder, not a recipient file \(it links to"):
+        load_recipients(tmp_path / "l.csv")
+    with pytest.raises(InputError, match=r"no such file \(a broken link"):
+        load_recipients(tmp_path / "b.csv")
+
+
+def test_a_file_over_the_size_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as out:
+        out.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used, nothing read
+    with pytest.raises(InputError, match="over the 2 GiB a recipient file may be"):
+        load_recipients(path)
+
+
+def test_the_cli_refuses_a_fifo_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    os.mkfifo(path)
+    done = subprocess.run(
+        [sys.executable, "-m", "kwa_batch", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a deadline against the hang this test is about
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0
+    assert "named pipe (FIFO)" in done.stderr
 
 
 # --- The exit path --------------------------------------------------------------------------
