@@ -16,6 +16,11 @@ What the loader found is kept in ``df.attrs``:
 
 A file that is not UTF-8 is read in the legacy encoding charset-normalizer detects
 (cp1252, latin-1…), and a warning says so: check the accents, or save it as "CSV UTF-8".
+A file with UTF-8 lines and lines in another encoding is refused, naming the lines that are
+not UTF-8 (read whole in a code page, its UTF-8 names would come out garbled).
+
+Only regular files are read (a FIFO or a device is refused before it is opened), up to
+:data:`MAX_FILE_BYTES`; workbooks are read by :mod:`kwa_batch.sheets`, within its limits.
 
 CSV files are parsed by pyarrow; a file whose quoting pyarrow might read differently from
 Python's ``csv`` module, or that has ragged rows, is read by the ``csv`` module instead. Both
@@ -341,8 +346,10 @@ def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, bytes]:
     if raw.startswith(codecs.BOM_UTF8):
         data = raw[len(codecs.BOM_UTF8) :]
         if _first_bad_utf8(data) is not None:
+            lines = _shown_lines(_lines_not_utf8(data)[0])
             raise InputError(
-                f"{file}: the file says it is UTF-8 but is not: save it again as CSV UTF-8"
+                f"{file}: the file says it is UTF-8 but is not ({lines} not): save it again as "
+                "CSV UTF-8"
             )
         _refuse_empty(file, data)
         _refuse_binary(file, data[:_SNIFF_BYTES].decode("utf-8", "ignore"))
@@ -371,6 +378,7 @@ def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, bytes]:
         _refuse_empty(file, raw)
         _refuse_binary(file, head.decode("utf-8", "ignore"))
         return "utf-8", raw
+    _refuse_mixed(file, raw)
     text, guess = _decode_legacy(raw, bad)
     _refuse_binary(file, text[:_SNIFF_BYTES])
     log.warning(
@@ -380,6 +388,50 @@ def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, bytes]:
         guess,
     )
     return guess, _utf8(file, text)
+
+
+_SHOWN_LINES = 10
+
+
+def _lines_not_utf8(raw: bytes) -> tuple[list[int], bool]:
+    """The lines (1-based) that do not decode as UTF-8, and whether some other line holds
+    non-ASCII text that does (the sign of a file whose rows were saved in two encodings)."""
+    bad: list[int] = []
+    utf8_text = False
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if line.isascii():
+            continue
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(number)
+        else:
+            utf8_text = True
+    return bad, utf8_text
+
+
+def _shown_lines(lines: list[int]) -> str:
+    """``line 5 is`` or ``lines 5, 9 and 3 more are``."""
+    shown = ", ".join(str(n) for n in lines[:_SHOWN_LINES])
+    more = f" and {len(lines) - _SHOWN_LINES:,} more" if len(lines) > _SHOWN_LINES else ""
+    return f"line {shown} is" if len(lines) == 1 else f"lines {shown}{more} are"
+
+
+def _refuse_mixed(file: Path, raw: bytes) -> None:
+    """Refuse a file with UTF-8 lines and lines in another encoding.
+
+    Read whole in one code page, its UTF-8 lines come out garbled (``JosĂ©``); read as UTF-8,
+    the others would. Which code page a lone line is in cannot be told from a name or two,
+    so the file is refused with the lines that are not UTF-8, rather than guessed.
+    """
+    bad, utf8_text = _lines_not_utf8(raw)
+    if bad and utf8_text:
+        raise InputError(
+            f"{file}: mixes encodings: its accented text is UTF-8 but {_shown_lines(bad)} "
+            "not (saved in another encoding, such as Windows cp1252): fix those lines and save "
+            "the file again as CSV UTF-8, or pass encoding=/--encoding to read the whole file "
+            "in one encoding"
+        )
 
 
 def _utf8(file: Path, text: str) -> bytes:

@@ -348,6 +348,40 @@ def test_the_cli_refuses_a_fifo_with_exit_2(tmp_path: Path) -> None:
     assert "named pipe (FIFO)" in done.stderr
 
 
+# --- Mixed encodings ------------------------------------------------------------------------
+
+
+def test_utf8_rows_with_a_cp1252_row_are_refused_naming_the_line(write_csv) -> None:
+    data = (
+        "to,name\n+919876543210,José Núñez\n".encode()
+        + "+447911123456,Renée Müller\n".encode("cp1252")
+        + "+919845012345,François\n+919845012346,Zoë\n".encode()
+        + "+919845012347,Ægir\n".encode("cp1252")
+    )
+    with pytest.raises(InputError) as info:
+        load_recipients(write_csv(data))
+    message = str(info.value)
+    assert "mixes encodings" in message
+    assert "lines 3, 6 are not" in message
+    assert "CSV UTF-8" in message
+    assert "--encoding" in message
+    assert "\n" not in message
+    forced = load_recipients(write_csv(data), encoding="cp1252")  # the way out it names
+    assert forced.loc[1, "name"] == "Renée Müller"
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "cp1251", "cp1250"])
+def test_a_file_wholly_in_one_code_page_still_loads(write_csv, encoding: str) -> None:
+    names = {
+        "cp1252": ["José Núñez", "Renée Müller", "Ægir Ø"],
+        "cp1251": ["Віктор Іванів", "Київ", "Ґанна Єва"],
+        "cp1250": ["Łukasz Żółć", "Dvořák", "Győző"],
+    }[encoding]
+    text = "to,name\n" + "".join(f"+91987654321{i},{n}\n" for i, n in enumerate(names))
+    df = load_recipients(write_csv(text.encode(encoding)))
+    assert df["name"].tolist() == names
+
+
 # --- The exit path --------------------------------------------------------------------------
 
 
