@@ -57,6 +57,7 @@ __all__ = [
     "TO_ALIASES",
     "LineNumbers",
     "RowProblems",
+    "check_regular_file",
     "line_numbers",
     "load_recipients",
 ]
@@ -282,6 +283,31 @@ def _refuse_special(file: Path, mode: int) -> None:
     raise InputError(f"{file}: {what}{link}{fix}")
 
 
+def check_regular_file(path: str | Path) -> None:
+    """Refuse, before anything opens it, a path that is not a regular file of a sane size.
+
+    For readers that open the path themselves (pyarrow, pandas, openpyxl): a FIFO would block
+    them forever and a link to ``/dev/zero`` would fill memory.
+
+    Raises:
+        InputError: the path is missing, a folder, a FIFO, a device or a socket (or a link to
+            one), or larger than :data:`MAX_FILE_BYTES`.
+
+    Example:
+        >>> check_regular_file("sample_data/recipients.csv")  # doctest: +SKIP
+    """
+    file = Path(path)
+    try:
+        info = os.stat(file)
+    except FileNotFoundError:
+        broken = " (a broken link)" if file.is_symlink() else ""
+        raise InputError(f"{file}: no such file{broken}") from None
+    except OSError as exc:
+        raise InputError(f"{file}: cannot be read: {exc.strerror or exc}") from None
+    _refuse_special(file, info.st_mode)
+    _refuse_large(file, info.st_size)
+
+
 def _open_regular(file: Path) -> IO[bytes]:
     """The file opened for reading, once it is known to be a regular file of a sane size.
 
@@ -289,8 +315,8 @@ def _open_regular(file: Path) -> IO[bytes]:
     without blocking, and checked again on the open descriptor (the path may have changed
     in between).
     """
+    check_regular_file(file)
     try:
-        _refuse_special(file, os.stat(file).st_mode)
         fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
         broken = " (a broken link)" if file.is_symlink() else ""

@@ -22,7 +22,13 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from kwa_batch import InputError, KwaBatchError, load_recipients, validate
-from kwa_batch.recipients import MAX_FILE_BYTES, _read_csv, _read_csv_fast, line_numbers
+from kwa_batch.recipients import (
+    MAX_FILE_BYTES,
+    _read_csv,
+    _read_csv_fast,
+    check_regular_file,
+    line_numbers,
+)
 
 
 def test_sample_file_loads_as_strings(sample_csv: Path) -> None:
@@ -403,3 +409,14 @@ def test_pyarrow_reads_csv_on_the_calling_thread(
     df = load_recipients(write_csv("to,body\n+919876543210,Hi\n+447911123456,Hello\n"))
     assert len(df) == 2
     assert seen == [False]
+
+
+def test_check_regular_file_is_for_readers_that_open_paths_themselves(
+    tmp_path: Path, sample_csv: Path
+) -> None:
+    check_regular_file(sample_csv)
+    os.mkfifo(tmp_path / "f.csv")
+    with pytest.raises(InputError, match="named pipe"):
+        check_regular_file(tmp_path / "f.csv")
+    with pytest.raises(InputError, match="no such file"):
+        check_regular_file(tmp_path / "nope.csv")
