@@ -49,9 +49,9 @@ MAX_COLUMNS = 1_024
 MAX_CELL_CHARS = 32_767
 #: Characters of text in the whole table (shared strings counted once per cell using them).
 MAX_TOTAL_CHARS = 256 * 2**20
-#: Cells in a sheet or its shared-string table, and cells of the loaded table (rows x
-#: header columns).
-MAX_CELLS = 2**25
+#: Cells in a sheet (empty ones included) or its shared-string table, and cells of the
+#: loaded table (rows x header columns): 1,048,576 rows of 16 columns.
+MAX_CELLS = 2**24
 #: Uncompressed bytes of one XML part (a zip bomb stops here).
 MAX_PART_BYTES = 2**30
 _MAX_DEPTH = 64
@@ -258,6 +258,7 @@ def _stream(file: Path, source: _Limited, wanted: str) -> Iterator[tuple[ET.Elem
     """Each complete ``wanted`` element with its parent; every other finished element is
     dropped from the tree at once, so memory holds one element at a time."""
     stack: list[ET.Element] = []
+    names: dict[str, str] = {}  # tag -> local name, computed once per tag
     for event, element in ET.iterparse(source, events=("start", "end")):
         if event == "start":
             stack.append(element)
@@ -265,7 +266,9 @@ def _stream(file: Path, source: _Limited, wanted: str) -> Iterator[tuple[ET.Elem
                 raise InputError(f"{file}: its XML nests deeper than {_MAX_DEPTH} levels")
             continue
         stack.pop()
-        if _local(element.tag) == wanted and stack:
+        tag = element.tag
+        name = names.get(tag) or names.setdefault(tag, _local(tag))
+        if name == wanted and stack:
             yield element, stack[-1]
         elif stack and not _inside(stack, wanted):
             stack[-1].remove(element)
@@ -326,7 +329,7 @@ class _Cells:
             self.cells += 1
             if self.cells > MAX_CELLS:
                 self._refuse(f"more than {MAX_CELLS:,} cells", "split the file")
-            text = self._text(cell, number, column)
+            text = self._text(cell, number, column) if len(cell) else ""
             row.remove(cell)
             if text:
                 self._count(text, number, column)

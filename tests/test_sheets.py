@@ -331,3 +331,12 @@ def test_strict_ooxml_and_shared_rich_text(tmp_path: Path) -> None:
     df = load_recipients(path)
     assert df.loc[0, "to"] == OK
     assert line_numbers(df).tolist() == [3]
+
+
+def test_empty_cells_count_against_the_cell_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sheets_module, "MAX_CELLS", 1_000)
+    rows = header_row() + f'<row r="2">{cell("A2", OK)}{"<c/>" * 1_000}</row>'
+    with pytest.raises(InputError, match="more than 1,000 cells"):
+        load_recipients(write_xlsx(tmp_path / "r.xlsx", rows))
