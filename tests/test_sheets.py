@@ -340,3 +340,12 @@ def test_empty_cells_count_against_the_cell_limit(
     rows = header_row() + f'<row r="2">{cell("A2", OK)}{"<c/>" * 1_000}</row>'
     with pytest.raises(InputError, match="more than 1,000 cells"):
         load_recipients(write_xlsx(tmp_path / "r.xlsx", rows))
+
+
+def test_rows_beyond_an_understated_dimension_are_not_dropped(tmp_path: Path) -> None:
+    """openpyxl's read-only mode stopped at the claimed dimension: these rows were lost."""
+    rows = header_row() + "".join(
+        f'<row r="{n}">{cell(f"A{n}", f"+9198765432{n:02}")}</row>' for n in range(2, 6)
+    )
+    df = load_recipients(write_xlsx(tmp_path / "r.xlsx", rows, dimension="A1"))
+    assert line_numbers(df).tolist() == [2, 3, 4, 5]
