@@ -254,6 +254,8 @@ def _export_or_fallback(results: pd.DataFrame, target: Path, df: pd.DataFrame) -
             f"{target.stem}-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
         )
         export_results(results, fallback, data=df)
+        # Never exit 0 on it: the results are not where the job said they would be.
+        results.attrs["run"]["export_error"] = f"{exc}; saved to {fallback} instead"
         click.echo(f"Error: {exc}; the results were saved to {fallback} instead.", err=True)
         return fallback
 
@@ -275,6 +277,8 @@ def _finish(results: pd.DataFrame, target: Path, o: _Options) -> None:
     run = results.attrs.get("run", {})
     if run.get("journal_error") and code in (EXIT_OK, EXIT_ROWS):
         code = EXIT_INCOMPLETE  # the journal may not know how the last requests went
+    if run.get("export_error") and code in (EXIT_OK, EXIT_ROWS):
+        code = EXIT_INCOMPLETE  # the results are not where --out said
     if o.summary_json:
         write_summary_json(o.summary_json, o.file, target, results, code)
     if run.get("journal_error"):  # the run stopped on it: said even with --quiet
