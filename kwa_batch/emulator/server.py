@@ -149,6 +149,14 @@ never contacted. :meth:`Emulator.wait_for_callbacks` waits for them;
 :meth:`Emulator.stop` drops those not posted yet. A message without ``callback_url``
 costs nothing more.
 
+Limits
+------
+``throughput=`` (messages per second per sender number) and ``pair_interval=`` (seconds
+between two messages to one recipient) play WhatsApp's limits, answered by a ``failed``
+callback with 130429 or 131056 (``limit_answer="api"``: a 429), and counted in
+``emu.limits.violations``: see :mod:`kwa_batch.emulator.limits`. ``latency`` may be changed
+while serving (``emu.latency = 0.5``): it is read for every answer.
+
 Serving
 -------
 Werkzeug's threaded server with real HTTP/1.1 keep-alive, from a background thread
@@ -188,6 +196,7 @@ from werkzeug.wrappers import Request
 
 from ..serving import ABORT, CAN_ABORT, BackgroundServer, Served
 from .callbacks import CallbackPoster, CallbackSettings
+from .limits import LIMIT_CODES, EmulatedLimits
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -255,6 +264,7 @@ _MESSAGES = {
     "E13008": "Invalid or in-correct input of the From number.",
     "E13009": "Invalid or in-correct input of the TO number.",
     "E500": "Internal server error",
+    **LIMIT_CODES,
 }
 
 # Probabilities that add up to 1 within this are taken as 1 (0.1 + 0.2 + 0.7 > 1 in floats).
@@ -562,6 +572,8 @@ class Emulator(Served):
             ``sent`` then ``delivered``, GET, no delay), a mapping of settings to change
             (``{"delay": 0.05, "delivered": 0.95, "read": 0.7, "method": "POST"}``), or
             False for none. See "Callbacks" in the module's documentation.
+        throughput, pair_interval, limit_answer: WhatsApp's limits per sender number (off
+            by default; see :mod:`kwa_batch.emulator.limits`), counted in ``limits``.
 
     Raises:
         ValueError: a negative or non-finite number of seconds, a rate limit of 0 or less,
@@ -592,6 +604,9 @@ class Emulator(Served):
         late_delay: float = 5.0,
         seed: int | None = None,
         callbacks: CallbackSettings | Mapping[str, Any] | bool = True,
+        throughput: float | None = None,
+        pair_interval: float | None = None,
+        limit_answer: str = "callback",
     ) -> None:
         latency = _non_negative("latency", latency)
         jitter = _non_negative("jitter", jitter)
@@ -622,6 +637,9 @@ class Emulator(Served):
         settings = CallbackSettings.coerce(callbacks)
         self._callbacks_on = settings is not None
         self._poster = CallbackPoster(settings or CallbackSettings(), seed=seed)
+        self.limits = EmulatedLimits(
+            throughput=throughput, pair_interval=pair_interval, answer=limit_answer
+        )
 
         self._lock = threading.Lock()  # guards the ledger, the counters and the id generator
         # One entry per accepted request: (request_id, recipients, sender, type, channel,
@@ -861,6 +879,7 @@ class Emulator(Served):
             self._window.clear()
             self._window_total = 0
         self._poster.clear()
+        self.limits.reset()
 
     # -- callbacks ------------------------------------------------------------------------
 
@@ -1014,7 +1033,12 @@ class Emulator(Served):
             if isinstance(admitted, _Refusal):
                 return admitted, None
             fault = admitted
-        payload = self._record(outcome)
+        limited = self.limits.admit(outcome.sender, outcome.recipients)
+        if limited.refusal is not None:
+            code, reason, wait = limited.refusal
+            headers = (("Retry-After", _seconds_text(wait)),)
+            return _Refusal(429, code, {"request": reason}, headers=headers), None
+        payload = self._record(outcome, limited.failures)
         if fault == "500":
             return self._fault_refusal("500"), None
         return payload, fault
@@ -1114,7 +1138,9 @@ class Emulator(Served):
 
     # -- the ledger -----------------------------------------------------------------------
 
-    def _record(self, accepted: _Accepted) -> dict[str, Any]:
+    def _record(
+        self, accepted: _Accepted, failures: Mapping[int, tuple[str, str]] | None = None
+    ) -> dict[str, Any]:
         """Append the request to the ledger and build the document's success answer."""
         now = datetime.now(UTC)
         kept = accepted.kept
@@ -1138,7 +1164,7 @@ class Emulator(Served):
         if callback_url is not None and self._callbacks_on:
             refs = {name: kept[name] for name in ("ref", "ref1", "ref2")}
             self._poster.message_accepted(
-                request_id, recipients, accepted.sender, refs, callback_url
+                request_id, recipients, accepted.sender, refs, callback_url, failures
             )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
