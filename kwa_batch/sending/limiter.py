@@ -11,6 +11,14 @@ sets the margin from the round trips it observes (four mean deviations, as TCP's
 retransmission timer does), between :data:`MIN_MARGIN` and :data:`MAX_MARGIN`. The margin
 costs throughput: a run reaches ``rate / (1 + margin)``, at worst 0.95x the rate.
 
+The window alone would let ``rate`` messages leave at once, then none for a second: a burst
+that queues at the server and spreads the arrival delays (so the margin would have to be
+larger). So the window also paces (``smooth=True``): messages leave ``(1 + margin) / rate``
+seconds apart on a theoretical schedule (GCRA, as ATM networks and many rate limiters do),
+each allowed up to :data:`TOLERANCE` early so that a thread woken a little late does not
+lose its slot for good. The schedule alone never fills the window; the window remains the
+guarantee.
+
 :class:`Backpressure` is the rate in force: the platform's "too fast" (HTTP 429, WhatsApp's
 130429) multiplies it by ``decrease`` (not below ``floor``), at most once per ``hold``
 seconds (a burst of refusals from one window is one signal); after ``hold`` seconds it climbs
@@ -43,6 +51,8 @@ __all__ = [
 MAX_MARGIN = 0.05
 #: The least margin, whatever the round trips look like (clock and scheduling granularity).
 MIN_MARGIN = 0.002
+#: Seconds a message may leave before its place on the smooth schedule.
+TOLERANCE = 0.02
 
 Clock = Callable[[], float]
 # Seconds between two looks at the stop event (and at a rate in force that may rise).
@@ -111,15 +121,25 @@ class SlidingWindow:
     Args:
         rate: messages per second, 1 or more.
         margin: seconds each message holds its place beyond one second (settable).
+        smooth: also space messages evenly (see the module's documentation).
         clock: seconds, monotonic (a seam for tests).
 
     Raises:
         ConfigurationError: ``rate`` below 1 or not finite.
     """
 
-    def __init__(self, rate: float, *, margin: float = MAX_MARGIN, clock: Clock = time.monotonic):
+    def __init__(
+        self,
+        rate: float,
+        *,
+        margin: float = MAX_MARGIN,
+        smooth: bool = True,
+        clock: Clock = time.monotonic,
+    ):
         self.rate = _check_rate(rate)
         self.margin = margin
+        self.smooth = smooth
+        self._due = -math.inf  # when the next message is due on the smooth schedule
         self._clock = clock
         self._sent: deque[tuple[float, int]] = deque()
         self._in_window = 0
@@ -155,11 +175,14 @@ class SlidingWindow:
         limit = self.rate if budget is None else min(budget, self.rate)
         with self._lock:
             now = self._clock()
+            if self.smooth and now < self._due - TOLERANCE:
+                return None, self._due - TOLERANCE - now
             self._expire(now)
             sent = self._sent
             if self._in_window + count <= limit or not sent:
                 sent.append((now, count))
                 self._in_window += count
+                self._due = max(now, self._due) + count * (1.0 + self.margin) / limit
                 return now, 0.0
             # The wait until enough places free (or the window empties, for a large request).
             excess = self._in_window + count - limit

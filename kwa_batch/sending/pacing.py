@@ -26,6 +26,7 @@ upgrade: pass ``rate_limit=1000``), one message per 6 s to one recipient.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -63,14 +64,22 @@ _HEADROOM = 1.25
 _PRIOR_LATENCY = 0.1  # seconds, before any answer came back
 _ALPHA_UP, _ALPHA_DOWN = 0.5, 0.1
 _LOOKAHEAD = 10_000
+_RANGE_SECONDS = 2.0  # the round trips whose spread sets the margin
+_MARGIN_EVERY = 0.1  # seconds between two computations of the margin
 
 
 class ConcurrencyController:
     """How many requests should be in flight to reach a rate, from the latencies observed.
 
+    The latency is a moving average of the round trips (departure to answer) plus two
+    mean deviations; while answers are late (after a jump in latency, or before the first
+    one), twice the median age of the requests in flight stands in for it, so the pool
+    grows at once rather than one round trip later.
+
     Args:
         max_concurrency: the most it ever says.
         pinned: a fixed answer (``concurrency=``), whatever the latency.
+        clock: seconds, monotonic.
 
     Example:
         >>> c = ConcurrencyController(256)
@@ -80,7 +89,9 @@ class ConcurrencyController:
         48
     """
 
-    def __init__(self, max_concurrency: int, *, pinned: int | None = None) -> None:
+    def __init__(
+        self, max_concurrency: int, *, pinned: int | None = None, clock: Clock = time.monotonic
+    ) -> None:
         if max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be at least 1, not {max_concurrency}")
         if pinned is not None and pinned < 1:
@@ -91,10 +102,25 @@ class ConcurrencyController:
         self.deviation = 0.0
         self.recipients = 1.0
         self.observed = 0
+        self._clock = clock
         self._lock = threading.Lock()
+        self._outstanding: list[float] = []  # departures not answered yet, about in order
+        self._recent: deque[tuple[float, float]] = deque()  # (answered at, round trip)
+        self._margin = (-math.inf, MAX_MARGIN)  # (computed at, value)
+
+    def departed(self, at: float) -> None:
+        """A request left at ``at`` (its answer is awaited)."""
+        with self._lock:
+            self._outstanding.append(at)
+
+    def settled(self, at: float) -> None:
+        """The request that left at ``at`` ended, with an answer or without."""
+        with self._lock, contextlib.suppress(ValueError):
+            self._outstanding.remove(at)
 
     def observe(self, latency: float, recipients: int) -> None:
         """One request took ``latency`` seconds from departure to answer."""
+        now = self._clock()
         with self._lock:
             if self.observed == 0:
                 self.latency, self.deviation, self.recipients = latency, latency / 2, recipients
@@ -104,6 +130,10 @@ class ConcurrencyController:
                 self.latency += alpha * (latency - self.latency)
                 self.recipients += 0.1 * (recipients - self.recipients)
             self.observed += 1
+            recent = self._recent
+            recent.append((now, latency))
+            while recent[0][0] < now - _RANGE_SECONDS:
+                recent.popleft()
 
     def target(self, rate: float | None) -> int:
         """Requests to keep in flight for ``rate`` messages per second (None: no limit)."""
@@ -111,24 +141,42 @@ class ConcurrencyController:
             return self.pinned
         if rate is None:
             return min(UNLIMITED_CONCURRENCY, self.max_concurrency)
+        now = self._clock()
         with self._lock:
             seconds = self.latency + 2 * self.deviation
+            outstanding = self._outstanding
+            if outstanding:
+                seconds = max(seconds, 2 * (now - outstanding[len(outstanding) // 2]))
             needed = rate * seconds / max(self.recipients, 1.0) * _HEADROOM
         return max(1, min(self.max_concurrency, math.ceil(needed) + 1))
 
     def margin(self) -> float:
-        """The window's margin: four mean deviations of the round trip, within bounds."""
-        if self.observed < 8:
-            return MAX_MARGIN
+        """The window's margin: the spread of the round trips of the last two seconds.
+
+        The spread of the departure-to-arrival delays is part of it. Before eight answers,
+        and at most, :data:`~kwa_batch.sending.limiter.MAX_MARGIN`; at least
+        :data:`~kwa_batch.sending.limiter.MIN_MARGIN`.
+        """
+        now = self._clock()
         with self._lock:
-            return min(MAX_MARGIN, max(MIN_MARGIN, 4 * self.deviation))
+            at, value = self._margin
+            if now - at < _MARGIN_EVERY:
+                return value
+            if self.observed < 8 or not self._recent:
+                value = MAX_MARGIN
+            else:
+                trips = [trip for _, trip in self._recent]
+                value = min(MAX_MARGIN, max(MIN_MARGIN, max(trips) - min(trips)))
+            self._margin = (now, value)
+            return value
 
 
 class RecipientSpacing:
     """Keeps messages to one number ``interval`` seconds apart (by their departures).
 
     A number is *busy* from the moment a request to it is taken until it finishes; then
-    *spaced* until ``interval`` after that request's last departure, if the request may
+    *spaced* until ``interval`` (plus :data:`~kwa_batch.sending.limiter.MAX_MARGIN`, since
+    the platform counts arrivals) after that request's last departure, if the request may
     have reached the platform (sent or unknown). A request that surely did not (refused,
     not sent) gives the number back as it was.
     """
@@ -140,6 +188,7 @@ class RecipientSpacing:
             )
         self.interval = interval
         self.enabled = interval > 0
+        self._hold = interval + MAX_MARGIN
         self._clock = clock
         self._last: dict[str, float] = {}  # number -> departure of its last message
         self._order: deque[tuple[float, str]] = deque()  # (departure, number), to forget
@@ -157,7 +206,7 @@ class RecipientSpacing:
                     return math.inf
                 last = self._last.get(number)
                 if last is not None:
-                    at = max(at, last + self.interval)
+                    at = max(at, last + self._hold)
         return at
 
     def take(self, numbers: Sequence[str]) -> None:
@@ -192,7 +241,7 @@ class RecipientSpacing:
 
     def _forget(self, now: float) -> None:
         """Drop numbers whose spacing is over (memory stays bounded by rate x interval)."""
-        horizon = now - self.interval
+        horizon = now - self._hold
         order, last = self._order, self._last
         while order and order[0][0] <= horizon:
             at, number = order.popleft()
@@ -296,7 +345,7 @@ class Pacer:
     ) -> None:
         self.window = SlidingWindow(rate_limit, clock=clock) if rate_limit is not None else None
         self.backpressure = Backpressure(rate_limit, clock=clock) if rate_limit else None
-        self.controller = ConcurrencyController(max_concurrency, pinned=concurrency)
+        self.controller = ConcurrencyController(max_concurrency, pinned=concurrency, clock=clock)
         self.spacing = RecipientSpacing(per_recipient_interval, clock=clock)
         self._clock = clock
 
@@ -326,11 +375,15 @@ class Pacer:
             at = self.window.acquire(len(numbers), stop, self.rate_in_force)
         if at is not None:
             self.spacing.departed(numbers, at)
+            self.controller.departed(at)
         return at
 
-    def answered(self, departed: float, recipients: int) -> None:
-        """An answer (any answer) came back for a request that left at ``departed``."""
-        self.controller.observe(self._clock() - departed, recipients)
+    def answered(self, departed: float, recipients: int, *, observed: bool = True) -> None:
+        """The attempt that left at ``departed`` ended: with an HTTP answer (any answer) when
+        ``observed``, else without one (a timeout, a dropped connection: not a latency)."""
+        self.controller.settled(departed)
+        if observed:
+            self.controller.observe(self._clock() - departed, recipients)
 
     def throttled(self, retry_after: float | None = None) -> None:
         """The platform said "too fast" (HTTP 429, or WhatsApp's 130429)."""

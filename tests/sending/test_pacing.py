@@ -89,18 +89,41 @@ def test_it_grows_fast_when_latency_jumps_and_shrinks_slowly() -> None:
     assert before < settled * 0.9 <= controller.target(150)
 
 
-def test_margin_follows_the_spread_of_round_trips() -> None:
-    controller = ConcurrencyController(256)
+def test_margin_is_the_spread_of_the_last_two_seconds_of_round_trips() -> None:
+    clock = Clock()
+    controller = ConcurrencyController(256, clock=clock)
     assert controller.margin() == MAX_MARGIN  # nothing observed yet: the safe side
     steady(controller, 0.25)
+    clock.now = 0.5
     assert controller.margin() == MIN_MARGIN
-    for i in range(60):
-        controller.observe(0.25 + (0.02 if i % 2 else -0.02), 1)
-    assert controller.margin() == MAX_MARGIN  # 4 x 20 ms of spread, capped at 50 ms
+    clock.now = 1.0
+    for trip in (0.25, 0.262, 0.247):
+        controller.observe(trip, 1)
+    assert controller.margin() == pytest.approx(0.015)
+    clock.now = 1.05  # computed at most every 100 ms
+    controller.observe(0.4, 1)
+    assert controller.margin() == pytest.approx(0.015)
+    clock.now = 1.2
+    assert controller.margin() == MAX_MARGIN  # 153 ms of spread, capped
+    clock.now = 3.3
     steady(controller, 0.25)
-    for i in range(60):
-        controller.observe(0.25 + (0.005 if i % 2 else -0.005), 1)
-    assert controller.margin() == pytest.approx(0.02, abs=0.002)
+    clock.now = 3.5
+    assert controller.margin() == MIN_MARGIN  # the slow one is older than two seconds
+
+
+def test_requests_late_to_answer_grow_the_pool_before_their_answers() -> None:
+    clock = Clock()
+    controller = ConcurrencyController(256, clock=clock)
+    steady(controller, 0.05)
+    assert controller.target(150) == 11
+    for i in range(20):  # the latency jumped: nothing answers any more
+        controller.departed(i * 0.01)
+    clock.now = 0.4
+    assert controller.target(150) >= 150 * 0.3  # twice the median age, 0.3 s: no answer yet
+    for i in range(20):
+        controller.settled(i * 0.01)
+    controller.settled(99.0)  # unknown: ignored
+    assert controller.target(150) == 11
 
 
 @pytest.mark.parametrize("settings", [{"max_concurrency": 0}, {"concurrency": 0}])
@@ -122,7 +145,7 @@ def test_a_number_is_busy_then_spaced_by_its_last_departure() -> None:
     spacing.departed(["+1"], 2.5)  # a retry: the last departure counts
     clock.now = 3.0
     spacing.finish(["+1"], reached=True)
-    assert spacing.ready_at(["+1"]) == 8.5
+    assert spacing.ready_at(["+1"]) == pytest.approx(8.5 + MAX_MARGIN)
     assert spacing.ready_at(["+2"]) == -math.inf
 
 
@@ -171,9 +194,9 @@ def test_a_row_whose_recipient_is_not_ready_is_skipped_not_waited_on() -> None:
     assert ahead.next_ready() == math.inf  # +1 still in flight
     spacing.departed(["+1"], 0.0)
     spacing.finish(["+1"], reached=True)
-    assert ahead.next_ready() == 6.0
-    assert ahead.take(5.9) is None
-    assert name(ahead.take(6.0)) == "a2"
+    assert ahead.next_ready() == 6.0 + MAX_MARGIN
+    assert ahead.take(6.0) is None
+    assert name(ahead.take(6.0 + MAX_MARGIN)) == "a2"
     assert [r.name for r in ahead.rest()] == ["a3"]
     assert not ahead
 
@@ -244,5 +267,5 @@ def test_acquire_stamps_the_departure_for_the_spacing() -> None:
     clock.now = 10.5
     pacer.answered(10.0, 1)
     pacer.finished(["+1"], reached=True)
-    assert pacer.spacing.ready_at(["+1"]) == 16.0
+    assert pacer.spacing.ready_at(["+1"]) == 16.0 + MAX_MARGIN
     assert pacer.controller.latency == pytest.approx(0.5)
