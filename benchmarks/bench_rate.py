@@ -243,10 +243,12 @@ def main() -> None:
         serve(args)
         return
     scale = 0.4 if args.quick else 1.0
-    print("emulator in its own process; client in this one\n")
+    load = os.getloadavg()[0]
+    print(f"emulator in its own process; client in this one; load average {load:.1f}\n")
     rate_at_latencies(int(1500 * scale), 150.0)
     latency_jump(int(2000 * scale), 150.0)
     platform_limits(int(1000 * scale), int(150 * scale), 3)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f} (the figures need idle cores)")
 
 
 if __name__ == "__main__":

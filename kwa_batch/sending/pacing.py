@@ -348,6 +348,8 @@ class Pacer:
         self.controller = ConcurrencyController(max_concurrency, pinned=concurrency, clock=clock)
         self.spacing = RecipientSpacing(per_recipient_interval, clock=clock)
         self._clock = clock
+        self.peak_in_flight = 0
+        self.lowest_rate = math.inf if rate_limit is None else float(rate_limit)
 
     @property
     def rate_limit(self) -> float | None:
@@ -389,6 +391,22 @@ class Pacer:
         """The platform said "too fast" (HTTP 429, or WhatsApp's 130429)."""
         if self.backpressure is not None:
             self.backpressure.throttled(retry_after)
+            self.lowest_rate = min(self.lowest_rate, self.backpressure.rate_in_force())
+
+    def in_flight(self, count: int) -> None:
+        """The loop has ``count`` requests in flight (for the peak in :meth:`stats`)."""
+        self.peak_in_flight = max(self.peak_in_flight, count)
+
+    def stats(self) -> dict[str, float | int | None]:
+        """What the pacing did: ``peak_in_flight``, ``throttles`` ("too fast" answers),
+        ``lowest_rate`` in force (None without a limit), ``latency`` (seconds, averaged)."""
+        bp = self.backpressure
+        return {
+            "peak_in_flight": self.peak_in_flight,
+            "throttles": bp.throttles if bp is not None else 0,
+            "lowest_rate": round(self.lowest_rate, 1) if bp is not None else None,
+            "latency": round(self.controller.latency, 4),
+        }
 
     def finished(self, numbers: Sequence[str], *, reached: bool) -> None:
         """A request finished (see :meth:`RecipientSpacing.finish`)."""

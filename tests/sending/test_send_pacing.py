@@ -1,0 +1,164 @@
+"""send() paced by the rate: WhatsApp's limits kept, the pool sized from the latency,
+backpressure on "too fast", rows for one customer spaced without holding others back.
+
+Against the real emulator playing the limits (``throughput=``, ``pair_interval=``); the
+assertions are on what the server counted and on the order of arrivals, never on speed.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pandas as pd
+import pytest
+from conftest import SENDER
+
+from kwa_batch import ConfigurationError, Emulator, send
+
+NO_VIOLATIONS = {"130429": 0, "131056": 0}
+
+
+def frame(n: int, prefix: str = "+9198765", start: int = 0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "to": pd.array([f"{prefix}{i:05d}" for i in range(start, start + n)], dtype="str"),
+            "body": pd.array([f"Hello {i}" for i in range(start, start + n)], dtype="str"),
+        }
+    )
+
+
+def repeated(customers: int, rows_each: int) -> pd.DataFrame:
+    """Several personalised rows for each customer, customer after customer."""
+    return pd.DataFrame(
+        {
+            "to": [f"+91987650{i:04d}" for i in range(customers) for _ in range(rows_each)],
+            "body": [
+                f"Reminder {k} for customer {i}" for i in range(customers) for k in range(rows_each)
+            ],
+        }
+    )
+
+
+def test_defaults_are_whatsapps_limits() -> None:
+    defaults = {
+        name: p.default for name, p in inspect.signature(send).parameters.items() if p.default
+    }
+    assert defaults["rate_limit"] == 80.0
+    assert defaults["per_recipient_interval"] == 6.0
+    assert inspect.signature(send).parameters["concurrency"].default is None
+
+
+def test_a_campaign_stays_within_the_throughput_and_the_pair_rate() -> None:
+    df = pd.concat(
+        [frame(60).assign(body="Our sale starts today"), repeated(8, 3)], ignore_index=True
+    )
+    with Emulator(throughput=30, pair_interval=1.0, latency=0.02) as emu:
+        results = send(
+            df,
+            emu.client(sender=SENDER),
+            rate_limit=30,
+            per_recipient_interval=1.0,
+            progress=False,
+        )
+        assert emu.limits.violations == NO_VIOLATIONS
+        assert emu.limits.peak <= 30
+    assert (results["status"] == "sent").all()
+    assert results["recipients"].max() == 30  # a request may not exceed the rate
+
+
+def test_rows_for_one_customer_are_spaced_and_others_are_not_held_back() -> None:
+    others = frame(20, prefix="+9198766")
+    df = pd.concat([repeated(1, 3), others], ignore_index=True)  # the customer first
+    with Emulator(pair_interval=0.5) as emu:
+        results = send(
+            df, emu.client(sender=SENDER), rate_limit=None, per_recipient_interval=0.5,
+            concurrency=4, progress=False,
+        )  # fmt: skip
+        ledger = emu.messages
+        assert emu.limits.violations == NO_VIOLATIONS
+    assert (results["status"] == "sent").all()
+    customer = ledger[ledger["to"] == "+919876500000"]["received_at"].sort_values()
+    assert len(customer) == 3
+    assert (customer.diff().dropna() >= pd.Timedelta(seconds=0.5)).all()
+    others = ledger[ledger["to"] != "+919876500000"]["received_at"]
+    assert others.max() < customer.iloc[1]  # all twenty went while the customer waited
+
+
+def test_the_pool_grows_with_the_latency_unless_pinned() -> None:
+    with Emulator(latency=0.4) as emu:
+        driven = send(frame(60), emu.client(sender=SENDER), rate_limit=60, progress=False)
+        pinned = send(
+            frame(12, start=100), emu.client(sender=SENDER), rate_limit=60, concurrency=3,
+            progress=False,
+        )  # fmt: skip
+    assert (driven["status"] == "sent").all()
+    # Little's law: 60 messages/s x 0.4 s = 24 in flight; 8 (the old default) would give 20/s.
+    assert driven.attrs["run"]["pacing"]["peak_in_flight"] >= 20
+    assert pinned.attrs["run"]["pacing"]["peak_in_flight"] <= 3
+
+
+def test_429_answers_lower_the_rate_in_force() -> None:
+    # The account allows 10 messages per second; the run asks for 40.
+    with Emulator(rate_limit=10) as emu:
+        results = send(
+            frame(40), emu.client(sender=SENDER), rate_limit=40, progress=False, max_attempts=8,
+            backoff=0.05,
+        )  # fmt: skip
+        refused = emu.rate_limited
+    assert (results["status"] == "sent").all()
+    pacing = results.attrs["run"]["pacing"]
+    assert refused > 0
+    assert pacing["throttles"] == refused
+    assert pacing["lowest_rate"] <= 20  # halved at least once
+
+
+def test_whatsapp_130429_passed_on_is_retried_and_slows_the_run() -> None:
+    with Emulator(throughput=5, limit_answer="api") as emu:
+        results = send(
+            frame(15), emu.client(sender=SENDER), rate_limit=20, progress=False, max_attempts=10,
+            backoff=0.05,
+        )  # fmt: skip
+        violations = emu.limits.violations["130429"]
+    assert (results["status"] == "sent").all()
+    assert violations > 0
+    assert results.attrs["run"]["pacing"]["throttles"] == violations
+
+
+def test_a_broadcast_is_grouped_to_pack_the_rate() -> None:
+    df = frame(300).assign(body="Our sale starts today")
+    with Emulator() as emu:
+        results = send(df, emu.client(sender=SENDER), rate_limit=150, progress=False)
+    assert results["recipients"].tolist() == [75] * 300  # two requests fill a second
+
+
+@pytest.mark.parametrize(
+    ("settings", "word"),
+    [
+        ({"rate_limit": 0}, "rate_limit"),
+        ({"rate_limit": 0.5}, "rate_limit"),
+        ({"rate_limit": float("nan")}, "rate_limit"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"per_recipient_interval": -1}, "per_recipient_interval"),
+    ],
+)
+def test_bad_pacing_settings_are_refused_before_sending(
+    emulator: Emulator, settings: dict[str, float], word: str
+) -> None:
+    emulator.reset()
+    with pytest.raises(ConfigurationError, match=word):
+        send(frame(2), emulator.client(sender=SENDER), progress=False, **settings)
+    assert emulator.requests_seen == 0
+
+
+def test_the_progress_bar_shows_the_pace_within_80_columns(
+    emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TQDM_NCOLS", "80")
+    monkeypatch.setenv("TQDM_MININTERVAL", "0")
+    send(frame(2000), emulator.client(sender=SENDER), rate_limit=None, progress=True)
+    lines = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line]
+    final = lines[-1]
+    assert "sent=2000" in final
+    assert " x" in final  # requests in flight
+    assert max(len(line) for line in lines) <= 80
