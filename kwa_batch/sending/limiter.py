@@ -60,8 +60,11 @@ _POLL = 0.25
 
 
 def _check_rate(rate: float) -> float:
-    value = float(rate)
-    if not (value >= 1 and math.isfinite(value)):
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(rate, bool) or not (value >= 1 and math.isfinite(value)):
         raise ConfigurationError(
             f"rate_limit must be at least 1 message per second (or None for no limit), not {rate!r}"
         )

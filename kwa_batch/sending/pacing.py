@@ -68,6 +68,10 @@ _RANGE_SECONDS = 2.0  # the round trips whose spread sets the margin
 _MARGIN_EVERY = 0.1  # seconds between two computations of the margin
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 class ConcurrencyController:
     """How many requests should be in flight to reach a rate, from the latencies observed.
 
@@ -92,10 +96,14 @@ class ConcurrencyController:
     def __init__(
         self, max_concurrency: int, *, pinned: int | None = None, clock: Clock = time.monotonic
     ) -> None:
-        if max_concurrency < 1:
-            raise ConfigurationError(f"max_concurrency must be at least 1, not {max_concurrency}")
-        if pinned is not None and pinned < 1:
-            raise ConfigurationError(f"concurrency must be at least 1, not {pinned}")
+        if not _whole(max_concurrency):
+            raise ConfigurationError(
+                f"max_concurrency must be a whole number, at least 1, not {max_concurrency!r}"
+            )
+        if pinned is not None and not _whole(pinned):
+            raise ConfigurationError(
+                f"concurrency must be a whole number, at least 1 (or None), not {pinned!r}"
+            )
         self.max_concurrency = max_concurrency
         self.pinned = pinned
         self.latency = _PRIOR_LATENCY
@@ -182,11 +190,16 @@ class RecipientSpacing:
     """
 
     def __init__(self, interval: float, *, clock: Clock = time.monotonic) -> None:
-        if not (interval >= 0 and math.isfinite(interval)):
+        try:
+            seconds = float(interval)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if isinstance(interval, bool) or not (seconds >= 0 and math.isfinite(seconds)):
             raise ConfigurationError(
-                f"per_recipient_interval must be zero or more seconds, not {interval!r}"
+                f"per_recipient_interval must be zero or more seconds (0: no spacing), "
+                f"not {interval!r}"
             )
-        self.interval = interval
+        self.interval = interval = seconds
         self.enabled = interval > 0
         self._hold = interval + MAX_MARGIN
         self._clock = clock

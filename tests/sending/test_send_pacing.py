@@ -7,13 +7,18 @@ assertions are on what the server counted and on the order of arrivals, never on
 
 from __future__ import annotations
 
+import functools
 import inspect
+import json
+from typing import Any
 
 import pandas as pd
 import pytest
 from conftest import SENDER
+from werkzeug.wrappers import Request, Response
 
-from kwa_batch import ConfigurationError, Emulator, send
+from kwa_batch import ConfigurationError, Emulator, KaleyraClient, send
+from kwa_batch.serving import BackgroundServer
 
 NO_VIOLATIONS = {"130429": 0, "131056": 0}
 
@@ -124,6 +129,42 @@ def test_whatsapp_130429_passed_on_is_retried_and_slows_the_run() -> None:
     assert results.attrs["run"]["pacing"]["throttles"] == violations
 
 
+class WhatsAppPassedOn:
+    """A real HTTP server that answers like a Kaleyra passing WhatsApp's "too fast" on
+    synchronously (HTTP 400 with the code), then accepts (the emulator answers 429 instead)."""
+
+    def __init__(self, code: str, refusals: int) -> None:
+        self.code, self.refusals, self.seen = code, refusals, 0
+        self.server = BackgroundServer(self.app, host="127.0.0.1", port=0, name="passed-on")
+
+    def app(self, environ: Any, start_response: Any) -> Any:
+        self.seen += 1
+        to = Request(environ).form["to"].lstrip("+")
+        if self.seen <= self.refusals:
+            body = {"code": self.code, "message": "Rate limit hit", "error": {"to": "throttled"}}
+            return Response(json.dumps(body), 400, mimetype="application/json")(
+                environ, start_response
+            )
+        body = {"id": "r1", "data": [{"message_id": "r1:0", "recipient": to}], "error": {}}
+        return Response(json.dumps(body), 200, mimetype="application/json")(environ, start_response)
+
+
+@pytest.mark.parametrize("code", ["130429", "131056"])
+def test_a_whatsapp_code_in_a_400_is_retried_as_too_fast(code: str) -> None:
+    fake = WhatsAppPassedOn(code, refusals=2)
+    fake.server.start()
+    try:
+        client = KaleyraClient("HX1", "key-1", sender=SENDER, base_url=fake.server.url)
+        results = send(
+            frame(1), client, rate_limit=10, backoff=0.01, progress=False, max_attempts=4
+        )
+    finally:
+        fake.server.stop()
+    assert results.loc[0, "status"] == "sent"
+    assert results.loc[0, "attempts"] == 3
+    assert results.attrs["run"]["pacing"]["throttles"] == 2
+
+
 def test_a_broadcast_is_grouped_to_pack_the_rate() -> None:
     df = frame(300).assign(body="Our sale starts today")
     with Emulator() as emu:
@@ -137,9 +178,15 @@ def test_a_broadcast_is_grouped_to_pack_the_rate() -> None:
         ({"rate_limit": 0}, "rate_limit"),
         ({"rate_limit": 0.5}, "rate_limit"),
         ({"rate_limit": float("nan")}, "rate_limit"),
+        ({"rate_limit": "fast"}, "rate_limit"),
+        ({"rate_limit": True}, "rate_limit"),
         ({"concurrency": 0}, "concurrency"),
+        ({"concurrency": 2.5}, "concurrency"),
         ({"max_concurrency": 0}, "max_concurrency"),
+        ({"max_concurrency": "many"}, "max_concurrency"),
         ({"per_recipient_interval": -1}, "per_recipient_interval"),
+        ({"per_recipient_interval": None}, "per_recipient_interval"),
+        ({"per_recipient_interval": float("inf")}, "per_recipient_interval"),
     ],
 )
 def test_bad_pacing_settings_are_refused_before_sending(
@@ -154,11 +201,11 @@ def test_bad_pacing_settings_are_refused_before_sending(
 def test_the_progress_bar_shows_the_pace_within_80_columns(
     emulator: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TQDM_NCOLS", "80")
-    monkeypatch.setenv("TQDM_MININTERVAL", "0")
-    send(frame(2000), emulator.client(sender=SENDER), rate_limit=None, progress=True)
+    import kwa_batch.sending.run as run
+
+    monkeypatch.setattr(run, "tqdm", functools.partial(run.tqdm, ncols=80, mininterval=0))
+    send(frame(2000), emulator.client(sender=SENDER), rate_limit=5000, progress=True)
     lines = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line]
-    final = lines[-1]
-    assert "sent=2000" in final
-    assert " x" in final  # requests in flight
-    assert max(len(line) for line in lines) <= 80
+    bars = [line for line in lines if "|" in line]
+    assert "sent 2,000 · 5000/s x0" in bars[-1]  # the counts, the rate in force, in flight
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
