@@ -1,4 +1,5 @@
-"""``df.kwa``: the flow as DataFrame methods, registered when kwa_batch is imported.
+"""``df.kwa``: the flow as DataFrame methods, registered when kwa_batch and pandas are both
+imported (in either order).
 
 results = df.kwa.validate(sender="+911234567890").send(client)
 df.kwa.send(client)           # validate and send in one call
@@ -6,12 +7,13 @@ df.kwa.send(client)           # validate and send in one call
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .sending.client import KaleyraClient
-from .validation.rules import ValidationReport, validate
+if TYPE_CHECKING:
+    from .sending.client import KaleyraClient
+    from .validation.report import ValidationReport
 
 __all__ = ["KwaAccessor"]
 
@@ -25,6 +27,8 @@ class KwaAccessor:
 
     def validate(self, **kwargs: Any) -> ValidationReport:
         """:func:`kwa_batch.validate` on this frame; keyword arguments as there."""
+        from .validation.validate import validate
+
         return validate(self._frame, **kwargs)
 
     def send(self, client: KaleyraClient, **kwargs: Any) -> pd.DataFrame:

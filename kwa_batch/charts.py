@@ -35,6 +35,7 @@ def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
     """
     try:
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise KwaBatchError("charts need matplotlib: pip install 'kwa-batch[charts]'") from None
     counts = summarize(results)["rows"]
@@ -60,6 +61,8 @@ def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
         order, [int(counts[s]) for s in order], color=[STATUS_COLORS[s] for s in order]
     )
     left.bar_label(bars, padding=3)
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 rows
+    left.set_xlim(0, max(1, int(counts.max())) * 1.15)  # room for the labels
     left.set_xlabel("rows")
     left.set_title("by status")
     left.spines[["top", "right"]].set_visible(False)
@@ -73,6 +76,16 @@ def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
                     by_code.index, values, left=bottom, color=STATUS_COLORS[status], label=status
                 )
                 bottom = bottom + values
+        for position, total in enumerate(bottom):  # each code's count, past its bar
+            right.annotate(
+                f"{int(total)}",
+                (total, position),
+                xytext=(3, 0),
+                textcoords="offset points",
+                va="center",
+            )
+        right.xaxis.set_major_locator(MaxNLocator(integer=True))
+        right.set_xlim(0, max(1, int(bottom.max())) * 1.15)
         labels = [
             f"{code}  {entry.meaning}" if (entry := lookup_code(code)) else code
             for code in by_code.index
@@ -80,7 +93,7 @@ def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
         right.set_yticks(range(len(by_code)), labels)
         right.set_xlabel("rows")
         right.set_title("by error code")
-        right.legend(frameon=False, loc="lower right")
+        right.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
         right.spines[["top", "right"]].set_visible(False)
     total = int(counts.sum())
     figure.suptitle(title or f"{int(counts['sent'])} of {total} rows sent")

@@ -15,11 +15,14 @@ from urllib.parse import urlsplit
 from .errors import ConfigurationError
 
 __all__ = [
+    "CALLBACK_PATH",
     "DEFAULT_BASE_URL",
     "ENV_API_KEY",
     "ENV_BASE_URL",
     "ENV_FROM",
     "ENV_SID",
+    "ENV_STORE",
+    "ENV_TOKEN",
     "REGIONAL_BASE_URLS",
     "Credentials",
     "Secret",
@@ -40,6 +43,11 @@ ENV_SID = "KALEYRA_SID"
 ENV_API_KEY = "KALEYRA_API_KEY"
 ENV_FROM = "KALEYRA_FROM"
 ENV_BASE_URL = "KALEYRA_BASE_URL"
+#: The receiver's store and token, for ``kwa-batch receive`` and a WSGI server's config.
+ENV_STORE = "KWA_RECEIVER_STORE"
+ENV_TOKEN = "KWA_RECEIVER_TOKEN"
+#: The path on a receiver that Kaleyra's callbacks go to.
+CALLBACK_PATH = "/callback"
 
 
 class Secret:

@@ -5,12 +5,17 @@
   code, when and how the run happened — never the key) and an ``Errors`` sheet (every row
   that was not sent, with the fix). Every text is written as text — phone numbers keep
   their ``+`` and digits, ids are never turned into numbers — and no cell is ever a
-  formula, whatever the data holds. Times are written in UTC (Excel has no time zones);
-  the header is frozen, with an autofilter and column widths that fit.
-- ``.csv``: UTF-8 with a BOM (so Excel shows accents and emoji), with text cells that
-  start with ``= + - @``, a tab or a carriage return prefixed by ``'`` against formula
-  injection (OWASP). Phone numbers (``+`` then digits) are kept exactly, so
-  ``load_recipients`` reads the file back to the same numbers.
+  formula, whatever the data holds. Times are written in UTC (Excel has no time zones)
+  and their headers say so (``sent_at (UTC)``); the file's ``line`` comes first; the
+  input's own numeric columns (an amount) are written as numbers, those whose name says
+  they identify something (``order_id``, ``pincode``, a phone) stay text. The header is
+  frozen, with an autofilter and column widths that fit; every sheet prints landscape, one
+  page wide, the header repeated on each page. Once receipts are merged, the Summary has a
+  delivery block; run facts keep their type.
+- ``.csv``: UTF-8 with a BOM (so Excel shows accents and emoji), made formula-safe by the
+  one rule of :mod:`kwa_batch.tables` (phone numbers as written are never altered, so
+  ``load_recipients`` reads the file back to the same numbers). Spreadsheets that open a
+  CSV drop the ``+`` of phone numbers: for people, prefer ``.xlsx``.
 - ``.parquet`` (pyarrow): every column with its type, for the next program.
 
 :func:`load_results` reads any of them back into a results DataFrame.
@@ -27,24 +32,26 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError, KwaBatchError, describe_code
-from .results import error_counts, summarize
+from .results import coerce_results, delivery_counts, error_counts, summarize
+from .tables import Sheet, atomic_write, plain, write_csv, write_xlsx
 
 __all__ = ["FORMATS", "export_results", "load_results"]
 
 FORMATS = (".xlsx", ".csv", ".parquet")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-# A phone number as people write it: digits and separators only, so no formula function
-# can hide in it; kept as it is in phone columns, so the file reads back the same.
-_PHONE = re.compile(r"\+[0-9 ()./\-]{6,30}")
-_PHONE_COLUMNS = ("to", "from", "to_as_written")
-_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _NOT_SENT = ("rejected", "failed", "unknown", "not_sent")
-_TYPES = {
-    "http_status": "Int64",
-    "attempts": "Int64",
-    "recipients": "Int64",
-}
 _RUN_KEY = b"kwa_batch.run"
+#: Appended to the header of every time column: spreadsheets have no time zones.
+UTC_MARK = " (UTC)"
+# An input column whose name says it identifies something stays text even when it is all
+# digits (order ids, phone numbers, postcodes keep their leading zeros and their length).
+_ID_LIKE = re.compile(
+    r"(?:^|[^a-z])(?:id|ids|no|nr|num|number|phone|mobile|msisdn|whatsapp|tel|code|zip|pin|"
+    r"pincode|zipcode|postcode|postal|account|ref\d?|sku|iban|ean|upc)(?:$|[^a-z])",
+    re.IGNORECASE,
+)
+# A plain decimal number as people type amounts: no leading zero, no exponent, not too long
+# to stay exact in a spreadsheet (15 significant digits).
+_PLAIN_NUMBER = r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,10})?"
 
 
 def export_results(
@@ -73,22 +80,40 @@ def export_results(
         raise KwaBatchError(
             f"cannot export to {target.name!r}: use a .xlsx, .csv or .parquet file name"
         )
-    frame = _with_input(results, data)
-    try:
-        if suffix == ".xlsx":
-            _write_xlsx(frame, results, target)
-        elif suffix == ".csv":
-            _write_csv(frame, target)
-        else:
-            _write_parquet(frame, target)
-    except OSError as exc:
-        raise KwaBatchError(f"cannot write {target}: {exc.strerror or exc}") from None
+    frame, user_columns = _with_input(results, data)
+    if suffix == ".xlsx":
+        _write_xlsx(_for_people(frame, user_columns), results, target)
+    elif suffix == ".csv":
+        table = plain(_for_people(frame, ()))
+        write_csv(table, target, date_format="%Y-%m-%d %H:%M:%S.%f")
+    else:
+        _write_parquet(frame, target)
     return target
 
 
-def _with_input(results: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataFrame:
+def _for_people(frame: pd.DataFrame, user_columns: tuple[str, ...]) -> pd.DataFrame:
+    """The frame as a colleague reads it: ``line`` first, time columns marked UTC, and the
+    user's own numeric columns as numbers (so they can be summed)."""
+    out = frame.copy()
+    if "line" in out.columns:
+        out.insert(0, "line", out.pop("line"))
+    for name in user_columns:
+        if _ID_LIKE.search(str(name)):
+            continue
+        text = out[name].astype("string")
+        filled = text.dropna().str.strip()
+        if len(filled) and bool(filled.str.fullmatch(_PLAIN_NUMBER).all()):
+            out[name] = pd.to_numeric(text.str.strip(), errors="coerce")
+    times = [c for c in out.columns if isinstance(out[c].dtype, pd.DatetimeTZDtype)]
+    return out.rename(columns={c: f"{c}{UTC_MARK}" for c in times})
+
+
+def _with_input(
+    results: pd.DataFrame, data: pd.DataFrame | None
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The results with the input's own columns beside them (and which those are)."""
     if data is None:
-        return results
+        return results, ()
     if not data.index.equals(results.index):
         raise KwaBatchError(
             "data= must be the frame the results came from (same index): the results have "
@@ -99,36 +124,7 @@ def _with_input(results: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataFram
         extra.insert(0, "to_as_written", data["to"])
     combined = results.join(extra)
     combined.attrs = dict(results.attrs)
-    return combined
-
-
-def _index_name(frame: pd.DataFrame) -> str:
-    return str(frame.index.name) if frame.index.name is not None else "row"
-
-
-def _plain(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with its index as a column and times as naive UTC (for spreadsheets)."""
-    out = frame.reset_index(names=_index_name(frame))
-    for name in out.columns:
-        if isinstance(out[name].dtype, pd.DatetimeTZDtype):
-            out[name] = out[name].dt.tz_convert(UTC).dt.tz_localize(None)
-    return out
-
-
-def _neutralise(value: object, column: str) -> object:
-    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
-        return value
-    if column in _PHONE_COLUMNS and _PHONE.fullmatch(value):
-        return value
-    return "'" + value
-
-
-def _write_csv(frame: pd.DataFrame, target: Path) -> None:
-    out = _plain(frame)
-    for name in out.columns:
-        if pd.api.types.is_string_dtype(out[name].dtype) or out[name].dtype == object:
-            out[name] = out[name].map(lambda v, c=name: _neutralise(v, c)).astype("object")
-    out.to_csv(target, index=False, encoding="utf-8-sig", date_format="%Y-%m-%d %H:%M:%S.%f")
+    return combined, tuple(c for c in extra.columns if c != "to_as_written")
 
 
 def _write_parquet(frame: pd.DataFrame, target: Path) -> None:
@@ -138,31 +134,43 @@ def _write_parquet(frame: pd.DataFrame, target: Path) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=True)
     metadata = dict(table.schema.metadata or {})
     metadata[_RUN_KEY] = json.dumps(frame.attrs.get("run") or {}, default=str).encode()
-    pq.write_table(table.replace_schema_metadata(metadata), target)
-
-
-def _xml_safe(value: str) -> str:
-    """Control characters cannot be stored in a workbook: show them as ``\\xNN`` instead."""
-    return _ILLEGAL_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    table = table.replace_schema_metadata(metadata)
+    atomic_write(target, lambda path: pq.write_table(table, path))
 
 
 def _write_xlsx(frame: pd.DataFrame, results: pd.DataFrame, target: Path) -> None:
-    from openpyxl import Workbook
+    table = plain(frame)
+    errors = table[table["status"].isin(_NOT_SENT)].copy()
+    fixes = [describe_code(c) if isinstance(c, str) else "" for c in errors["error_code"]]
+    errors.insert(list(errors.columns).index("error_message") + 1, "fix", fixes)
+    write_xlsx(
+        target,
+        [Sheet("Results", table), _summary_sheet(results), Sheet("Errors", errors)],
+    )
 
-    book = Workbook(write_only=True)
-    table = _plain(frame)
-    _write_table(book.create_sheet("Results"), table)
 
-    summary = book.create_sheet("Summary")
+def _summary_sheet(results: pd.DataFrame) -> Sheet:
     counts = summarize(results)
     rows: list[list[Any]] = [["status", "rows", "share"]]
-    rows += [[status, int(r["rows"]), float(r["share"])] for status, r in counts.iterrows()]
+    rows += [[status, int(r["rows"]), r["percent"] / 100] for status, r in counts.iterrows()]
     rows.append(["total", len(results), 1.0 if len(results) else 0.0])
+    shares = {(number, 2): "0.0%" for number in range(1, len(rows))}
     rows.append([])
+    bold = {0, len(rows)}
     rows.append(["status", "error_code", "rows", "meaning and fix"])
     for row in error_counts(results).itertuples(index=False):
         rows.append([row.status, row.error_code, int(row.rows), describe_code(row.error_code)])
+    if "delivery_status" in results.columns:  # receipts were merged: what became of the sent
+        rows.append([])
+        bold.add(len(rows))
+        rows.append(["delivery", "rows", "share"])
+        counts = delivery_counts(results)
+        total = max(int(counts.sum()), 1)
+        for status, count in counts.items():
+            shares[(len(rows), 2)] = "0.0%"
+            rows.append([status, int(count), int(count) / total])
     rows.append([])
+    bold.add(len(rows))
     rows.append(["run", "value"])
     rows.append(["times", "UTC"])
     run = dict(results.attrs.get("run") or {})
@@ -170,73 +178,10 @@ def _write_xlsx(frame: pd.DataFrame, results: pd.DataFrame, target: Path) -> Non
     for key, value in run.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items())
-        rows.append([key, "" if value is None else str(value)])
-    summary.column_dimensions["A"].width = 24
-    summary.column_dimensions["B"].width = 22
-    summary.column_dimensions["C"].width = 10
-    summary.column_dimensions["D"].width = 100
-    for number, values in enumerate(rows):
-        cells = [_cell(summary, v) for v in values]
-        if number in (0,) or (values and values[0] in ("status", "run") and number > 0):
-            cells = [_cell(summary, v, bold=True) for v in values]
-        elif 1 <= number <= len(counts) + 1 and len(values) == 3:
-            cells[2] = _cell(summary, values[2], number_format="0.0%")
-        summary.append(cells)
-
-    errors = table[table["status"].isin(_NOT_SENT)].copy()
-    fixes = [describe_code(c) if isinstance(c, str) else "" for c in errors["error_code"]]
-    errors.insert(list(errors.columns).index("error_message") + 1, "fix", fixes)
-    _write_table(book.create_sheet("Errors"), errors)
-    book.save(target)
-
-
-def _cell(sheet: Any, value: Any, *, bold: bool = False, number_format: str | None = None) -> Any:
-    """A write-only cell; strings are always text (a leading ``=`` never makes a formula)."""
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-
-    if isinstance(value, str):
-        value = _xml_safe(value)
-    cell = WriteOnlyCell(sheet, value=value)
-    if isinstance(value, str):
-        cell.data_type = "s"
-    if bold:
-        cell.font = Font(bold=True)
-    if number_format:
-        cell.number_format = number_format
-    return cell
-
-
-def _write_table(sheet: Any, frame: pd.DataFrame) -> None:
-    from openpyxl.utils import get_column_letter
-
-    columns = [str(c) for c in frame.columns]
-    widths = []
-    for name in columns:
-        sample = frame[name].head(500).astype("str")
-        longest = max([len(name), *(len(v) for v in sample if isinstance(v, str))])
-        widths.append(min(max(longest + 2, 8), 60))
-    for position, width in enumerate(widths, start=1):
-        sheet.column_dimensions[get_column_letter(position)].width = width
-    sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = f"A1:{get_column_letter(max(len(columns), 1))}{len(frame) + 1}"
-    sheet.append([_cell(sheet, name, bold=True) for name in columns])
-    dates = {
-        i for i, name in enumerate(columns) if pd.api.types.is_datetime64_any_dtype(frame[name])
-    }
-    values = frame.astype("object").where(frame.notna(), None)
-    for row in values.itertuples(index=False, name=None):
-        cells: list[Any] = []
-        for i, value in enumerate(row):
-            if isinstance(value, str) and (value.startswith("=") or _ILLEGAL_XML.search(value)):
-                cells.append(_cell(sheet, value))
-            elif i in dates and value is not None:
-                cells.append(
-                    _cell(sheet, value.to_pydatetime(), number_format="yyyy-mm-dd hh:mm:ss")
-                )
-            else:
-                cells.append(value)
-        sheet.append(cells)
+        elif not isinstance(value, bool | int | float) and value is not None:
+            value = str(value)  # numbers and yes/no stay typed: a colleague can use them
+        rows.append([key, value])
+    return Sheet("Summary", rows=rows, bold=bold, formats=shares, widths=(24, 22, 10, 100))
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
@@ -282,6 +227,10 @@ def load_results(path: str | Path) -> pd.DataFrame:
             ) from None
     else:
         raise InputError(f"{source}: not a results file: use a .xlsx, .csv or .parquet file")
+    frame.columns = [
+        c[: -len(UTC_MARK)] if isinstance(c, str) and c.endswith(UTC_MARK) else c
+        for c in frame.columns
+    ]
     _check_results(source, frame.columns)
     index_name = frame.columns[0]
     index = pd.Index(pd.to_numeric(frame[index_name], errors="coerce"))
@@ -292,7 +241,10 @@ def load_results(path: str | Path) -> pd.DataFrame:
     run = frame.attrs.get("run")
     frame = frame.drop(columns=index_name)
     frame.index = index.rename(None if index_name == "row" else index_name)
-    typed = _typed(frame)
+    if "line" in frame.columns and "from_journal" in frame.columns:  # back in its place
+        line = frame.pop("line")
+        frame.insert(list(frame.columns).index("from_journal") + 1, "line", line)
+    typed = coerce_results(frame)
     if run:
         typed.attrs["run"] = run
     return typed
@@ -317,14 +269,14 @@ def _read_xlsx(source: Path) -> pd.DataFrame:
         book.close()
         raise InputError(f"{source}: has no 'Results' sheet: not a kwa_batch results workbook")
     rows = list(book["Results"].iter_rows(values_only=True))
-    run: dict[str, str] = {}
+    run: dict[str, Any] = {}
     if "Summary" in book.sheetnames:
         in_run = False
         for values in book["Summary"].iter_rows(values_only=True):
             if values and values[0] == "run":
                 in_run = True
             elif in_run and values and values[0] not in (None, "times"):
-                run[str(values[0])] = "" if values[1] is None else str(values[1])
+                run[str(values[0])] = values[1] if len(values) > 1 else None
     book.close()
     if not rows:
         raise InputError(f"{source}: the Results sheet is empty")
@@ -334,29 +286,3 @@ def _read_xlsx(source: Path) -> pd.DataFrame:
     frame = pd.DataFrame(body, columns=header, dtype="object")
     frame.attrs["run"] = run
     return frame
-
-
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    for name in out.columns:
-        column = out[name]
-        if name in _TYPES:
-            out[name] = pd.to_numeric(column, errors="coerce").astype(_TYPES[name])
-        elif name == "sent_at":
-            out[name] = pd.to_datetime(column, utc=True, format="mixed").astype(
-                "datetime64[us, UTC]"
-            )
-        elif name == "from_journal":
-            out[name] = column.map(lambda v: str(v).lower() in ("true", "1")).astype("bool")
-        else:
-            out[name] = column.map(lambda v: v if v is None or isinstance(v, str) else _text(v))
-            out[name] = out[name].astype("str")
-    return out
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)

@@ -39,9 +39,9 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from .errors import InputError
+from .fields import API_COLUMNS
 
 __all__ = [
-    "API_COLUMNS",
     "TO_ALIASES",
     "LineNumbers",
     "RowProblems",
@@ -51,21 +51,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The API's own field names, which are also the CSV's column names.
-API_COLUMNS = (
-    "to",
-    "from",
-    "type",
-    "channel",
-    "body",
-    "template_name",
-    "params",
-    "lang_code",
-    "ref",
-    "ref1",
-    "ref2",
-    "callback_url",
-)
 #: Other names people give the recipient column (compared once lower-cased, with spaces,
 #: dots and dashes read as underscores: "Mobile No." is ``mobile_no``).
 TO_ALIASES = frozenset(

@@ -13,66 +13,162 @@ Statuses (see DESIGN.md):
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
+
 import pandas as pd
 
 __all__ = [
+    "DELIVERY_COLUMNS",
+    "DELIVERY_STATUSES",
     "INCOMPLETE_STATUSES",
+    "NO_CALLBACK_URL",
+    "NO_RECEIPT",
+    "OUTCOME_FIELDS",
     "RESULT_COLUMNS",
+    "RESULT_DTYPES",
     "STATUSES",
+    "ResultsBuilder",
+    "coerce_results",
+    "delivery_counts",
+    "error_counts",
     "exit_code",
     "summarize",
 ]
 
 STATUSES = ("sent", "failed", "unknown", "not_sent", "rejected")
 INCOMPLETE_STATUSES = ("unknown", "not_sent")
-RESULT_COLUMNS = (
-    "to",
-    "status",
-    "message_id",
-    "error_code",
-    "error_message",
-    "http_status",
-    "attempts",
-    "sent_at",
-    "request_id",
-)
-_DTYPES = {
-    "to": "str",
-    "status": "str",
-    "message_id": "str",
-    "error_code": "str",
-    "error_message": "str",
+#: Every column of a results frame, in order, with its dtype: the one definition that the
+#: sender, the journal, the exports and :func:`kwa_batch.load_results` derive from. Text is
+#: ``string`` (missing is ``<NA>``, as in the integer columns: one missing marker).
+RESULT_DTYPES: dict[str, str] = {
+    "to": "string",
+    "status": "string",
+    "message_id": "string",
+    "error_code": "string",
+    "error_message": "string",
     "http_status": "Int64",
     "attempts": "Int64",
     "sent_at": "datetime64[us, UTC]",
-    "request_id": "str",
+    "request_id": "string",
+    "recipients": "Int64",  # recipients in the row's request
+    "from_journal": "bool",  # the outcome came from an earlier run's journal
+    "line": "Int64",  # the row's line in the input file (NA for a frame not from a file)
 }
+#: The contract's columns (DESIGN.md), in order.
+RESULT_COLUMNS = tuple(RESULT_DTYPES)[:9]
+#: What a run records of each row's outcome (in the journal too): all but ``to`` and
+#: ``from_journal``, which the run knows otherwise.
+OUTCOME_FIELDS = tuple(name for name in RESULT_DTYPES if name not in ("to", "from_journal", "line"))
+#: Delivery statuses Kaleyra reports, in the order a message goes through them.
+DELIVERY_STATUSES = ("sent", "delivered", "read", "failed", "not-sent")
+#: The columns :func:`kwa_batch.merge_receipts` adds to results.
+DELIVERY_COLUMNS = ("delivery_status", "delivered_at", "read_at", "delivery_error_code")
+#: How :func:`delivery_counts` names sent rows that no callback has reported on yet.
+NO_RECEIPT = "no receipt yet"
+#: How :func:`delivery_counts` counts messages sent without a callback_url.
+NO_CALLBACK_URL = "no callback_url"
+_INTEGERS = tuple(name for name, dtype in RESULT_DTYPES.items() if dtype == "Int64")
+_TIMES = tuple(name for name, dtype in RESULT_DTYPES.items() if dtype.startswith("datetime"))
 
 
-def results_frame(records: dict[str, list[object]], index: pd.Index) -> pd.DataFrame:
-    """Build a results frame with the contract's columns and dtypes from column lists."""
-    columns: dict[str, pd.Series] = {}
-    for name in RESULT_COLUMNS:
-        values = records[name]
-        if name == "sent_at":
-            values = pd.to_datetime(pd.Series(values, dtype="object"), utc=True).to_numpy()
-        columns[name] = pd.Series(values, index=index, dtype="object").astype(_DTYPES[name])
-    return pd.DataFrame(columns, index=index)
+def coerce_results(frame: pd.DataFrame) -> pd.DataFrame:
+    """The contract's dtypes for the result columns a frame holds (read back from a file,
+    where integers may come as floats or text and times as text); other columns as text."""
+    out = frame.copy()
+    for name in out.columns:
+        column = out[name]
+        if name in _INTEGERS:
+            out[name] = pd.to_numeric(column, errors="coerce").astype("Int64")
+        elif name in _TIMES:
+            out[name] = pd.to_datetime(column, utc=True, format="mixed").astype(RESULT_DTYPES[name])
+        elif name == "from_journal":
+            out[name] = column.map(lambda v: str(v).lower() in ("true", "1")).astype("bool")
+        else:
+            out[name] = column.map(_text).astype("string")
+    return out
+
+
+def _text(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class ResultsBuilder:
+    """The columns of a results frame, filled in place as rows are settled.
+
+    Rows start with no status; :meth:`fill` sets fields of rows by index label (in O(1)
+    per row), :meth:`frame` builds the typed frame with the input's index.
+    """
+
+    def __init__(self, index: pd.Index) -> None:
+        n = len(index)
+        self.index = index
+        plain = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+        # Labels of the usual 0..n-1 index are their own positions; others need a map.
+        self._position: dict[Hashable, int] | None = (
+            None if plain else {label: i for i, label in enumerate(index)}
+        )
+        self.data: dict[str, list[Any]] = {name: [None] * n for name in RESULT_DTYPES}
+        self.data["from_journal"] = [False] * n
+
+    def positions(self, labels: list[Hashable]) -> list[int]:
+        """Positions of these index labels."""
+        if self._position is None:
+            return labels  # type: ignore[return-value]
+        position = self._position
+        return [position[label] for label in labels]
+
+    def fill(self, labels: list[Hashable], rows: Iterable[Mapping[str, Any]]) -> None:
+        """Set the given fields of each row (one mapping per label)."""
+        data = self.data
+        for i, fields in zip(self.positions(labels), rows, strict=True):
+            for name, value in fields.items():
+                data[name][i] = value
+
+    def reject(self, invalid: pd.DataFrame) -> None:
+        """Mark the rows validation refused (``error_code`` and ``errors`` columns)."""
+        if invalid.empty:
+            return
+        rows = [
+            {"status": "rejected", "error_code": code, "error_message": reasons, "attempts": 0}
+            for code, reasons in zip(invalid["error_code"], invalid["errors"], strict=True)
+        ]
+        self.fill(list(invalid.index), rows)
+
+    def statuses(self) -> set[str]:
+        """The statuses given so far (None for rows not settled yet)."""
+        return set(self.data["status"])
+
+    def frame(self) -> pd.DataFrame:
+        """The results frame: the input's index, every column with its dtype."""
+        columns: dict[str, Any] = {}
+        for name, dtype in RESULT_DTYPES.items():
+            values = self.data[name]
+            if name in _TIMES:
+                values = pd.to_datetime(pd.Series(values, dtype="object"), utc=True).to_numpy()
+            columns[name] = pd.Series(values, index=self.index, dtype="object").astype(dtype)
+        return pd.DataFrame(columns, index=self.index)
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Count rows by status (every status listed, zeros included) with their share.
+    """Count rows by status (every status listed, zeros included) with their percentage.
 
     Example:
         >>> import pandas as pd
-        >>> summarize(pd.DataFrame({"status": ["sent", "sent", "rejected"]}))["rows"].to_dict()
-        {'sent': 2, 'failed': 0, 'unknown': 0, 'not_sent': 0, 'rejected': 1}
+        >>> summarize(pd.DataFrame({"status": ["sent", "sent", "rejected"]})).to_dict("index")
+        ... # doctest: +NORMALIZE_WHITESPACE
+        {'sent': {'rows': 2, 'percent': 66.7}, 'failed': {'rows': 0, 'percent': 0.0},
+         'unknown': {'rows': 0, 'percent': 0.0}, 'not_sent': {'rows': 0, 'percent': 0.0},
+         'rejected': {'rows': 1, 'percent': 33.3}}
     """
     counts = results["status"].value_counts().reindex(list(STATUSES), fill_value=0)
     total = int(counts.sum())
-    out = pd.DataFrame(
-        {"rows": counts.astype("int64"), "share": (counts / total if total else counts * 0.0)}
-    )
+    share = counts / total * 100 if total else counts * 0.0
+    out = pd.DataFrame({"rows": counts.astype("int64"), "percent": share.astype(float).round(1)})
     out.index.name = "status"
     return out
 
@@ -92,3 +188,32 @@ def exit_code(results: pd.DataFrame) -> int:
     if statuses & {"rejected", "failed"}:
         return 1
     return 0
+
+
+def delivery_counts(merged: pd.DataFrame) -> pd.Series:
+    """Count the rows that have a message id by delivery status.
+
+    Every status of :data:`DELIVERY_STATUSES` is listed (zeros
+    included), then any other status a callback reported, then :data:`NO_RECEIPT` for
+    messages no callback has reported on yet, and :data:`NO_CALLBACK_URL` for messages sent
+    without a ``callback_url`` (when the results carry that column: no callback will ever
+    come for them). Rows never sent are not counted.
+
+    Example:
+        >>> import pandas as pd
+        >>> merged = pd.DataFrame(
+        ...     {"message_id": ["a:0", "b:0", None], "delivery_status": ["read", None, None]}
+        ... )
+        >>> delivery_counts(merged).to_dict()
+        {'sent': 0, 'delivered': 0, 'read': 1, 'failed': 0, 'not-sent': 0, 'no receipt yet': 1}
+    """
+    sent = merged["message_id"].notna()
+    statuses = merged.loc[sent, "delivery_status"].astype("object")
+    if "callback_url" in merged.columns:
+        unasked = merged.loc[sent, "callback_url"].isna() & statuses.isna()
+        statuses = statuses.mask(unasked, NO_CALLBACK_URL)
+    counts = statuses.fillna(NO_RECEIPT).value_counts()
+    waiting = (NO_RECEIPT, NO_CALLBACK_URL) if "callback_url" in merged.columns else (NO_RECEIPT,)
+    others = [s for s in counts.index if s not in DELIVERY_STATUSES and s not in waiting]
+    order = [*DELIVERY_STATUSES, *sorted(others), *waiting]
+    return counts.reindex(order, fill_value=0).astype("int64").rename("rows")

@@ -31,3 +31,17 @@ def test_chart_bars_match_the_counts(tmp_path) -> None:
 def test_chart_without_errors_has_one_panel() -> None:
     figure = plot_outcomes(pd.DataFrame({"status": ["sent"] * 3, "error_code": [None] * 3}))
     assert len(figure.axes) == 1
+
+
+def test_counts_have_integer_ticks_and_labels_in_both_panels() -> None:
+    results = pd.DataFrame(
+        {"status": ["sent", "rejected", "failed"], "error_code": [None, "E13009", "E13008"]}
+    )
+    figure = plot_outcomes(results)
+    figure.canvas.draw()
+    for axis in figure.axes:
+        ticks = [t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= axis.get_xlim()[1]]
+        assert all(float(t).is_integer() for t in ticks), ticks
+    left, right = figure.axes
+    assert {t.get_text() for t in left.texts} >= {"1"}  # bar labels
+    assert sorted(t.get_text() for t in right.texts) == ["1", "1"]

@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 
 from kwa_batch import Emulator, KwaBatchError, export_results, load_recipients, send, validate
 from kwa_batch.export import load_results
-from kwa_batch.results import results_frame
+from kwa_batch.results import ResultsBuilder
 
 
 def results() -> pd.DataFrame:
@@ -32,7 +32,12 @@ def results() -> pd.DataFrame:
         ],
         "request_id": ["abc", None, None, None],
     }
-    frame = results_frame(records, pd.RangeIndex(4))
+    builder = ResultsBuilder(pd.RangeIndex(4))
+    builder.fill(
+        list(range(4)),
+        [dict(zip(records, row, strict=True)) for row in zip(*records.values(), strict=True)],
+    )
+    frame = builder.frame()
     frame.attrs["run"] = {"base_url": "http://127.0.0.1:1", "concurrency": 8}
     return frame
 
@@ -60,7 +65,7 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     assert book.sheetnames == ["Results", "Summary", "Errors"]
     sheet = book["Results"]
     header = [c.value for c in sheet[1]]
-    assert header[:3] == ["row", "to", "status"]
+    assert header[:4] == ["row", "line", "to", "status"]
     cells = {
         (r, header[c - 1]): sheet.cell(r, c) for r in range(2, 6) for c in range(1, len(header) + 1)
     }
@@ -68,11 +73,11 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     assert cells[(2, "to")].data_type == "s"
     assert cells[(4, "to")].value == '=HYPERLINK("http://evil")'
     assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
-    assert cells[(2, "sent_at")].value == datetime(2026, 11, 25, 10, 0, 0, 123000)
+    assert cells[(2, "sent_at (UTC)")].value == datetime(2026, 11, 25, 10, 0, 0, 123000)
     assert cells[(4, "http_status")].value is None
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:J5"
-    assert sheet.column_dimensions["B"].width >= len('=HYPERLINK("http://evil")')
+    assert sheet.auto_filter.ref == "A1:M5"
+    assert sheet.column_dimensions["C"].width >= len('=HYPERLINK("http://evil")')
     errors = book["Errors"]
     assert errors.max_row == 4  # header + the failed and the two rejected rows
     header = [c.value for c in errors[1]]
@@ -81,7 +86,7 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     summary = [[c.value for c in row][:3] for row in book["Summary"].iter_rows()]
     assert ["sent", 1, 0.25] in summary
     assert ["rejected", 2, 0.5] in summary
-    assert ["concurrency", "8", None] in summary
+    assert ["concurrency", 8, None] in summary  # run facts typed: a number stays a number
 
 
 def test_xlsx_round_trip(real_results, tmp_path: Path) -> None:
@@ -123,14 +128,15 @@ def test_csv_has_bom_neutralises_formulas_and_keeps_phones(tmp_path: Path) -> No
     assert back.loc[2, "to"] == '\'=HYPERLINK("http://evil")'
     assert back.loc[2, "error_message"] == "'-1+1 is not a number"
     assert back.loc[3, "error_message"] == "'@mention"
-    assert back.loc[0, "sent_at"] == "2026-11-25 10:00:00.123000"
+    (sent_at,) = [c for c in back.columns if str(c).lower() == "sent_at (utc)"]
+    assert back.loc[0, sent_at] == "2026-11-25 10:00:00.123000"
 
 
 def test_control_characters_become_visible_in_xlsx(tmp_path: Path) -> None:
     frame = results()
     frame.loc[1, "error_message"] = "bell\x07 here"
     path = export_results(frame, tmp_path / "out.xlsx")
-    assert load_workbook(path)["Results"]["F3"].value == "bell\\x07 here"
+    assert load_workbook(path)["Results"]["G3"].value == "bell\\x07 here"
 
 
 def test_unknown_extension_is_refused(tmp_path: Path) -> None:
@@ -176,3 +182,70 @@ def test_every_code_a_run_can_produce_has_a_fix() -> None:
     ):
         assert describe_code(code), code
     assert describe_code("XYZ") == ""
+
+
+@pytest.mark.parametrize("written", ["+1", "-5", "+91 (98765) 43210", "+44.7911/123456", "(0)-1"])
+def test_a_value_that_cannot_hold_a_formula_reads_back_as_written(
+    tmp_path: Path, written: str
+) -> None:
+    """One formula-injection rule: digits, spaces and + ( ) - . / are never altered, so
+    ``load_recipients`` reads every exported ``to`` back as it was written."""
+    builder = ResultsBuilder(pd.RangeIndex(2))
+    builder.fill(
+        [0, 1], [{"to": written, "status": "rejected"}, {"to": "=1+1", "status": "rejected"}]
+    )
+    path = export_results(builder.frame(), tmp_path / "out.csv")
+    back = load_recipients(path)
+    assert back.loc[0, "to"] == written
+    assert back.loc[1, "to"] == "'=1+1"  # a formula stays neutralised
+
+
+def test_the_report_and_the_results_share_the_rule(tmp_path: Path) -> None:
+    df = pd.DataFrame({"to": ["+1", "=HYPERLINK(1)"], "body": ["Hi", "Hi"]})
+    report = validate(df, sender=SENDER)
+    saved = pd.read_csv(report.save(tmp_path / "problems.csv"), dtype=str, encoding="utf-8-sig")
+    assert set(saved["value"]) == {"+1", "'=HYPERLINK(1)"}
+
+
+def test_a_workbook_a_colleague_can_use(tmp_path: Path, write_csv) -> None:
+    source = write_csv(
+        "Phone,Name,Amount,Order ID,Pincode\n"
+        "+919876543210,Priya,2436.50,00123,560001\n"
+        "+44 7911 123456,Olivia,12,00124,\n"
+        "12,Bad,7,00125,560002\n"
+    )
+    df = load_recipients(source)
+    with Emulator() as emu:
+        results = send(df, emu.client(sender=SENDER), body_template="Hi {name}", progress=False)
+    path = export_results(results, tmp_path / "r.xlsx", data=df)
+    book = load_workbook(path)
+    sheet = book["Results"]
+    header = [c.value for c in sheet[1]]
+    assert header[:3] == ["row", "line", "to"]
+    assert [sheet.cell(r, 2).value for r in (2, 3, 4)] == [2, 3, 4]  # the file's lines
+    assert "sent_at (UTC)" in header
+    column = {name: header.index(name) + 1 for name in header}
+    amount = [sheet.cell(r, column["amount"]).value for r in (2, 3, 4)]
+    assert amount == [2436.5, 12, 7]  # numbers a colleague can sum
+    assert sheet.cell(2, column["order id"]).value == "00123"  # an id stays text
+    assert sheet.cell(2, column["pincode"]).value == "560001"
+    for name in ("Results", "Summary", "Errors"):
+        setup = book[name].page_setup
+        assert setup.orientation == "landscape"
+        assert setup.fitToWidth == 1
+        assert book[name].print_title_rows == "$1:$1"
+    errors = book["Errors"]
+    errors_header = [c.value for c in errors[1]]
+    assert errors_header[1] == "line"
+    assert errors.cell(2, 2).value == 4
+    back = load_results(path)
+    assert back["line"].tolist() == [2, 3, 4]
+    assert str(back["sent_at"].dtype) == "datetime64[us, UTC]"
+
+
+def test_the_summary_has_a_delivery_block_once_receipts_are_merged(tmp_path: Path) -> None:
+    merged = results().assign(delivery_status=pd.array(["read", None, None, None], dtype="string"))
+    path = export_results(merged, tmp_path / "m.xlsx")
+    rows = [[c.value for c in r] for r in load_workbook(path)["Summary"].iter_rows()]
+    start = next(i for i, r in enumerate(rows) if r[0] == "delivery")
+    assert rows[start + 3][:2] == ["read", 1]

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 import requests
 from urllib3.util import parse_url
 
-from ..sending.client import mask_phone
+from ..privacy import mask_phone
 
 __all__ = ["CallbackPoster", "CallbackSettings", "is_loopback_url"]
 

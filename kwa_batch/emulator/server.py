@@ -131,7 +131,7 @@ recipients than the whole limit is accepted only when the window is empty.
 
 ``Retry-After`` is written in seconds: an integer when whole (``"1"``), else a decimal
 rounded up to the millisecond (``"0.25"``); HTTP allows only integers, so a client must
-parse it as a float (:class:`~kwa_batch.client.KaleyraClient` does).
+parse it as a float (:class:`~kwa_batch.sending.client.KaleyraClient` does).
 
 :attr:`Emulator.faults_injected` counts each fault served and
 :attr:`Emulator.rate_limited` the requests refused by the rate limit; :meth:`Emulator.reset`
@@ -140,7 +140,7 @@ zeroes them.
 Callbacks
 ---------
 A message with a ``callback_url`` gets the callbacks Kaleyra would post there, from
-background threads (:mod:`kwa_batch.emulator_callbacks`): ``sent``, then ``delivered``,
+background threads (:mod:`kwa_batch.emulator.callbacks`): ``sent``, then ``delivered``,
 then ``read``, or ``sent`` then ``failed`` with a code, in proportions and with delays set
 by ``callbacks=`` and drawn from ``seed``; a read message may be answered by its
 recipient, and :meth:`Emulator.reply` posts a reply on demand. They go **only to loopback
@@ -194,6 +194,7 @@ from werkzeug.formparser import MultiPartParser
 from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
 from werkzeug.wrappers import Request
 
+from ..privacy import mask_phone
 from ..serving import ABORT, CAN_ABORT, BackgroundServer, Served
 from .callbacks import CallbackPoster, CallbackSettings
 from .limits import LIMIT_CODES, EmulatedLimits
@@ -269,12 +270,6 @@ _MESSAGES = {
 
 # Probabilities that add up to 1 within this are taken as 1 (0.1 + 0.2 + 0.7 > 1 in floats).
 _SUM_TOLERANCE = 1e-9
-
-
-def _mask(number: str) -> str:
-    """Mask a phone number to its last four digits (logs must not carry personal data)."""
-    digits = "".join(ch for ch in number if ch.isdigit())
-    return "*" * max(len(digits) - 4, 0) + digits[-4:]
 
 
 def _seconds_text(seconds: float) -> str:
@@ -568,7 +563,7 @@ class Emulator(Served):
             callbacks' outcomes reproducible.
         callbacks: the callbacks posted to a message's ``callback_url`` (loopback hosts
             only): True for the defaults of
-            :class:`~kwa_batch.emulator_callbacks.CallbackSettings` (every message
+            :class:`~kwa_batch.emulator.callbacks.CallbackSettings` (every message
             ``sent`` then ``delivered``, GET, no delay), a mapping of settings to change
             (``{"delay": 0.05, "delivered": 0.95, "read": 0.7, "method": "POST"}``), or
             False for none. See "Callbacks" in the module's documentation.
@@ -578,7 +573,7 @@ class Emulator(Served):
     Raises:
         ValueError: a negative or non-finite number of seconds, a rate limit of 0 or less,
             an unknown fault, a probability outside ``[0, 1]``, or a callback setting
-            that :class:`~kwa_batch.emulator_callbacks.CallbackSettings` refuses.
+            that :class:`~kwa_batch.emulator.callbacks.CallbackSettings` refuses.
 
     Example:
         >>> with Emulator(sid="HXEMUDOC") as emu:  # doctest: +SKIP
@@ -939,7 +934,7 @@ class Emulator(Served):
         )
 
     def client(self, **kwargs: Any) -> KaleyraClient:
-        """Return a :class:`~kwa_batch.client.KaleyraClient` aimed at this emulator.
+        """Return a :class:`~kwa_batch.sending.client.KaleyraClient` aimed at this emulator.
 
         Keyword arguments go to the client (``sender=``, ``timeout=``...). No sender is
         set by default: pass one, as with the real API.
@@ -1171,7 +1166,7 @@ class Emulator(Served):
                 "accepted %s %s message(s) to %s",
                 count,
                 accepted.type,
-                ",".join(_mask(r) for r in recipients),
+                ",".join(mask_phone(r) for r in recipients),
             )
         return {
             "id": request_id,

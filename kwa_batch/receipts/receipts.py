@@ -19,14 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import KwaBatchError
-from .store import DELIVERY_STATUSES, FINAL_STATUSES, STATUS_RANK, CallbackStore
+from ..results import DELIVERY_COLUMNS
+from .store import FINAL_STATUSES, STATUS_RANK, CallbackStore
 from .store import opened_store as _opened_store
 
 __all__ = [
-    "DELIVERY_COLUMNS",
-    "NO_RECEIPT",
     "RECEIPT_COLUMNS",
-    "delivery_counts",
     "load_receipts",
     "merge_receipts",
 ]
@@ -47,10 +45,6 @@ RECEIPT_COLUMNS = (
     "ref2",
     "updated_at",
 )
-#: Columns :func:`merge_receipts` adds to a results frame.
-DELIVERY_COLUMNS = ("delivery_status", "delivered_at", "read_at", "delivery_error_code")
-#: How :func:`delivery_counts` names sent rows that no callback has reported on yet.
-NO_RECEIPT = "no receipt yet"
 
 _TIME = "datetime64[us, UTC]"
 _TEXT = ("message_id", "status", "recipient", "error_code", "error", "ref", "ref1", "ref2")
@@ -68,7 +62,7 @@ def load_receipts(store: str | Path | CallbackStore) -> pd.DataFrame:
 
     Args:
         store: the SQLite file a :class:`~kwa_batch.Receiver` writes, or an open
-            :class:`~kwa_batch.callback_store.CallbackStore`.
+            :class:`~kwa_batch.receipts.store.CallbackStore`.
 
     Returns:
         A DataFrame with the columns :data:`RECEIPT_COLUMNS`, one row per message id, in
@@ -164,31 +158,9 @@ def merge_receipts(
     ids = results["message_id"].astype("str").str.strip()
     matched = table.reindex(pd.Index(ids.array))
     out = results.drop(columns=[c for c in DELIVERY_COLUMNS if c in results.columns])
-    out["delivery_status"] = pd.array(matched["status"].array, dtype="str")
+    out["delivery_status"] = pd.array(matched["status"].array, dtype="string")
     out["delivered_at"] = pd.array(matched["delivered_at"].array, dtype=_TIME)
     out["read_at"] = pd.array(matched["read_at"].array, dtype=_TIME)
-    out["delivery_error_code"] = pd.array(matched["error_code"].array, dtype="str")
+    out["delivery_error_code"] = pd.array(matched["error_code"].array, dtype="string")
     out.attrs = dict(results.attrs)
     return out
-
-
-def delivery_counts(merged: pd.DataFrame) -> pd.Series:
-    """Count the rows that have a message id by delivery status.
-
-    Every status of :data:`~kwa_batch.callback_store.DELIVERY_STATUSES` is listed (zeros
-    included), then any other status a callback reported, then :data:`NO_RECEIPT` for
-    messages no callback has reported on yet. Rows never sent are not counted.
-
-    Example:
-        >>> import pandas as pd
-        >>> merged = pd.DataFrame(
-        ...     {"message_id": ["a:0", "b:0", None], "delivery_status": ["read", None, None]}
-        ... )
-        >>> delivery_counts(merged).to_dict()
-        {'sent': 0, 'delivered': 0, 'read': 1, 'failed': 0, 'not-sent': 0, 'no receipt yet': 1}
-    """
-    statuses = merged.loc[merged["message_id"].notna(), "delivery_status"]
-    counts = statuses.fillna(NO_RECEIPT).value_counts()
-    others = [s for s in counts.index if s not in DELIVERY_STATUSES and s != NO_RECEIPT]
-    order = [*DELIVERY_STATUSES, *sorted(others), NO_RECEIPT]
-    return counts.reindex(order, fill_value=0).astype("int64").rename("rows")

@@ -6,7 +6,7 @@ background thread (``kwa-batch receive`` runs one until Ctrl-C); the same applic
 runs under any WSGI server, e.g. behind TLS in production::
 
     KWA_RECEIVER_STORE=receipts.db KWA_RECEIVER_TOKEN=... \\
-        gunicorn --workers 2 --bind 127.0.0.1:8080 'kwa_batch.receiver:app_from_env()'
+        gunicorn --workers 2 --bind 127.0.0.1:8080 'kwa_batch.receipts.receiver:app_from_env()'
 
 What it accepts
 ---------------
@@ -23,7 +23,7 @@ field wins). Two kinds, told apart by their fields:
   ``wanumber`` (the business number written to), ``created_at`` (Unix seconds or ISO
   8601), ``type``, ``name``, ``body`` and ``media_url``.
 
-Each is stored once (:mod:`kwa_batch.callback_store`), however often it comes, before the
+Each is stored once (:mod:`kwa_batch.receipts.store`), however often it comes, before the
 answer ``200 {"ok": true, "stored": <true when new>}`` goes back. ``GET /`` without
 callback fields is a health check: ``200 {"status": "ok"}`` while the store is usable
 (``503`` otherwise), no token needed.
@@ -68,8 +68,9 @@ from werkzeug.formparser import MultiPartParser
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
 
+from ..config import CALLBACK_PATH, ENV_STORE, ENV_TOKEN
 from ..errors import ConfigurationError, KwaBatchError
-from ..sending.client import mask_phone
+from ..privacy import mask_phone
 from ..serving import BackgroundServer, Served
 from .store import CallbackStore, IncomingMessage, StatusUpdate
 
@@ -96,11 +97,9 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 #: The header that may carry the token (besides ``Authorization: Bearer`` and ``?token=``).
 TOKEN_HEADER = "X-Kwa-Token"
-#: The path :attr:`Receiver.callback_url` names (any path other than ``/`` is accepted).
-CALLBACK_PATH = "/callback"
-#: Environment variables read by :func:`app_from_env` (and ``kwa-batch receive``).
-ENV_STORE = "KWA_RECEIVER_STORE"
-ENV_TOKEN = "KWA_RECEIVER_TOKEN"
+# CALLBACK_PATH (the path :attr:`Receiver.callback_url` names; any path other than ``/``
+# is accepted) and ENV_STORE/ENV_TOKEN (read by :func:`app_from_env` and
+# ``kwa-batch receive``) live in kwa_batch.config, which the command line reads cheaply.
 
 _TOKEN_FIELD = "token"
 _MAX_ID = 256
@@ -270,7 +269,7 @@ class CallbackApp:
     """The WSGI application that stores callbacks (see the module docs for the protocol).
 
     Args:
-        store: the :class:`~kwa_batch.callback_store.CallbackStore` (or its file) to write.
+        store: the :class:`~kwa_batch.receipts.store.CallbackStore` (or its file) to write.
         token: when set, every callback must carry it (``?token=``, ``X-Kwa-Token`` or
             ``Authorization: Bearer``).
         max_body: bytes accepted in a body; more gets 413.
@@ -472,7 +471,7 @@ def make_app(
 def app_from_env() -> CallbackApp:
     """:func:`make_app` with the store and token from ``KWA_RECEIVER_STORE`` / ``_TOKEN``.
 
-    For ``gunicorn 'kwa_batch.receiver:app_from_env()'``.
+    For ``gunicorn 'kwa_batch.receipts.receiver:app_from_env()'``.
 
     Raises:
         ConfigurationError: ``KWA_RECEIVER_STORE`` is not set.
@@ -488,7 +487,7 @@ class Receiver(Served):
 
     Args:
         store: the SQLite file to store callbacks in (created when missing), or an open
-            :class:`~kwa_batch.callback_store.CallbackStore`.
+            :class:`~kwa_batch.receipts.store.CallbackStore`.
         host: the address to listen on; the default keeps it on this machine.
         port: the port; 0 picks a free one when it starts.
         token: when set, callbacks must carry it (see the module docs).

@@ -8,7 +8,7 @@ It holds two kinds of facts, each written once however often Kaleyra repeats it:
   cannot go backwards whatever order the callbacks arrive in: ``sent < delivered < read``,
   and ``failed`` / ``not-sent`` are final (the first final one received wins);
 - **incoming messages** (replies from recipients), one per distinct callback: they open
-  the 24-hour conversation windows (:func:`kwa_batch.windows.open_windows`).
+  the 24-hour conversation windows (:func:`kwa_batch.receipts.windows.open_windows`).
 
 The file runs in WAL mode with ``synchronous=NORMAL``: every callback is committed before
 it is acknowledged, survives the receiver being killed, and readers (a notebook calling
@@ -37,7 +37,6 @@ import pandas as pd
 from ..errors import InputError
 
 __all__ = [
-    "DELIVERY_STATUSES",
     "FINAL_STATUSES",
     "STATUS_RANK",
     "CallbackStore",
@@ -46,8 +45,6 @@ __all__ = [
     "opened_store",
 ]
 
-#: Delivery statuses Kaleyra reports, in the order a message goes through them.
-DELIVERY_STATUSES = ("sent", "delivered", "read", "failed", "not-sent")
 #: Statuses after which nothing changes.
 FINAL_STATUSES = ("failed", "not-sent")
 #: How far along each status is; a message's status is its highest-ranked update. Other

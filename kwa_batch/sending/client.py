@@ -1,7 +1,7 @@
 """``KaleyraClient``: one WhatsApp request to Kaleyra's v1 messages endpoint, answered tolerantly.
 
 The client sends exactly one HTTP request per call and never retries on its own: whether a
-failed request may be sent again is the sender's decision (see :mod:`kwa_batch.sender`),
+failed request may be sent again is the sender's decision (see :mod:`kwa_batch.sending.run`),
 because a POST that timed out may already have been processed. Each thread gets its own
 pooled ``requests.Session`` (requests never promised that one Session is thread-safe).
 """
@@ -31,8 +31,10 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
+from ..fields import request_form
+from ..privacy import mask_phone
 
-__all__ = ["KaleyraClient", "SendResult", "mask_phone"]
+__all__ = ["KaleyraClient", "SendResult"]
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +42,6 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = (5.0, 30.0)
 _RAW_LIMIT = 2000
 _USER_AGENT = "kwa-batch/0.1 (+python-requests)"
-
-
-def mask_phone(number: str) -> str:
-    """Mask a phone number to its last four digits for logs (personal data).
-
-    >>> mask_phone("+919876543210")
-    '********3210'
-    """
-    digits = "".join(ch for ch in str(number) if ch.isdigit())
-    return "*" * max(len(digits) - 4, 0) + digits[-4:]
 
 
 def _digits(number: str) -> str:
@@ -233,7 +225,6 @@ class KaleyraClient:
         if params is not None and not isinstance(params, str):
             params = _join_params(params)
         fields = {
-            "to": ",".join(recipients),
             "type": type,
             "channel": channel,
             "from": from_number,
@@ -248,7 +239,7 @@ class KaleyraClient:
         }
         if extra:
             fields.update(extra)
-        return {k: str(v) for k, v in fields.items() if v is not None and v == v}
+        return request_form(recipients, fields)
 
     def send_message(self, to: str | Sequence[str], **fields: Any) -> SendResult:
         """Send one message to one or several recipients (at most 100) in one request.

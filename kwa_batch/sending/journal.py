@@ -1,7 +1,7 @@
 """The journal: a SQLite checkpoint of every row's state, so a run can resume safely.
 
 Each row is keyed by its content (recipient and message, see
-:func:`kwa_batch.planner.row_keys`). Its state is written as ``in_flight`` *before* its
+:func:`kwa_batch.fields.row_keys`). Its state is written as ``in_flight`` *before* its
 request goes out and replaced by the outcome after the answer. So when a process dies:
 
 - rows recorded ``sent`` are skipped next time (their message ids come back in the results);

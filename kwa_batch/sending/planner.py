@@ -8,7 +8,6 @@ broadcast fast. Personalised rows differ in their body or parameters and go one 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,14 +16,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigurationError
-from ..validation.rules import MESSAGE_COLUMNS
+from ..fields import MAX_RECIPIENTS_PER_REQUEST, MESSAGE_COLUMNS, request_form, row_keys
 
-__all__ = ["MAX_RECIPIENTS_PER_REQUEST", "Request", "plan_requests", "row_keys"]
+__all__ = ["Request", "plan_requests"]
 
-#: Kaleyra's documented cap of comma-joined recipients in one request.
-MAX_RECIPIENTS_PER_REQUEST = 100
 _NA = "\x00"
-_KEY_CHUNK = 50_000
 
 
 @dataclass
@@ -45,7 +41,7 @@ class Request:
 
     def form(self) -> dict[str, str]:
         """The form fields of the request, ``to`` included."""
-        return {"to": ",".join(self.numbers), **self.fields}
+        return request_form(self.numbers, self.fields)
 
     def split(self) -> list[Request]:
         """One request per recipient (after a grouped request was refused as a whole)."""
@@ -58,56 +54,19 @@ class Request:
         return len(self.numbers)
 
 
-def _message_frame(valid: pd.DataFrame, sender: str | None) -> pd.DataFrame:
-    """The sendable fields of each valid row, with the sender filled and channel defaulted."""
-    frame = pd.DataFrame(index=valid.index)
-    for name in ("to", *MESSAGE_COLUMNS):
-        if name in valid.columns:
-            frame[name] = valid[name].astype("str")
-        else:
-            frame[name] = pd.Series(pd.NA, index=valid.index, dtype="str")
-    if sender:
-        frame["from"] = frame["from"].fillna(sender)
-    frame["channel"] = frame["channel"].fillna("whatsapp")
-    return frame
-
-
-def row_keys(messages: pd.DataFrame) -> pd.Series:
-    """A stable content key per row: the recipient and every field of the message.
-
-    Two rows with the same key are the same message to the same person; the journal keys
-    its records on this, so a row edited since the last run counts as new.
-    """
-    # Each field as "1<value>" or "0" when missing (so "" and missing differ), joined by a
-    # separator no valid row holds (validation refuses control characters other than tab
-    # and line breaks in every field).
-    sha = hashlib.sha256
-    keys: list[str] = []
-    for start in range(0, len(messages), _KEY_CHUNK):  # in chunks: bounded memory
-        chunk = messages.iloc[start : start + _KEY_CHUNK]
-        parts = [
-            ("1" + chunk[name].astype("str")).fillna("0").astype("object")
-            for name in ("to", *MESSAGE_COLUMNS)
-        ]
-        joined = parts[0].str.cat(parts[1:], sep="\x1f")
-        keys.extend(sha(text.encode("utf-8")).hexdigest()[:32] for text in joined)
-    return pd.Series(keys, index=messages.index, dtype="str")
-
-
 def plan_requests(
-    valid: pd.DataFrame,
+    messages: pd.DataFrame,
     *,
-    sender: str | None = None,
     max_recipients: int = MAX_RECIPIENTS_PER_REQUEST,
     keys: pd.Series | None = None,
 ) -> Iterator[Request]:
-    """Group valid rows into requests of at most ``max_recipients`` recipients.
+    """Group messages into requests of at most ``max_recipients`` recipients.
 
     Args:
-        valid: validated rows (``ValidationReport.valid``): ``to`` in E.164.
-        sender: the ``from`` for rows that have none (the caller resolves its fallbacks).
+        messages: the run's message frame (:func:`kwa_batch.fields.message_frame` of the
+            validated rows): ``to`` in E.164, ``from`` resolved.
         max_recipients: 1 sends every row on its own.
-        keys: precomputed :func:`row_keys` (computed here when None).
+        keys: precomputed :func:`~kwa_batch.fields.row_keys` (computed here when None).
 
     Yields:
         Requests in the order of the first row of each group.
@@ -121,7 +80,6 @@ def plan_requests(
             f"max_recipients_per_request must be between 1 and {MAX_RECIPIENTS_PER_REQUEST}, "
             f"not {max_recipients}"
         )
-    messages = _message_frame(valid, sender)
     no_sender = messages["from"].isna()
     if no_sender.any():
         first = messages.index[no_sender.to_numpy()][0]

@@ -1,8 +1,8 @@
 """``send()``: every valid row to the API, fast, within a rate limit, and nothing twice.
 
 Rows that share one message go in one request of up to 100 recipients (see
-:mod:`kwa_batch.planner`); requests run on a thread pool, each thread with its own pooled
-session (see :class:`~kwa_batch.client.KaleyraClient`). The retry rule is *nothing twice*:
+:mod:`~kwa_batch.sending.planner`); requests run on a thread pool, each thread with its own pooled
+session (see :class:`~kwa_batch.sending.client.KaleyraClient`). The retry rule is *nothing twice*:
 
 - safe to retry, with exponential backoff and jitter, up to ``max_attempts``: a connection
   that was never established, HTTP 429 (honouring ``Retry-After``) and HTTP 503 — the
@@ -17,13 +17,20 @@ session (see :class:`~kwa_batch.client.KaleyraClient`). The retry rule is *nothi
 - other 4xx answers are final: ``failed`` with the API's code.
 
 With a ``journal``, every row's state is written before its request goes out and after the
-answer (see :mod:`kwa_batch.journal`), so a run that was stopped or killed can be run again
+answer (see :mod:`~kwa_batch.sending.journal`), so a run that was stopped or killed can be run again
 with the same journal: rows already sent are skipped (their results come back), the rest
 are sent, and rows that were in flight when it died are reported ``unknown``.
 
-Ctrl-C (or the notebook's stop button) stops submitting, waits briefly for the requests in
-flight, and returns the partial results with the rest ``not_sent``; a second Ctrl-C stops
-waiting (rows still in flight are then ``unknown``).
+Ctrl-C (or the notebook's stop button), SIGTERM and SIGHUP stop the run the same way (see
+:mod:`~kwa_batch.sending.stopping`): no new requests, the ones in flight awaited for up to
+10 seconds, and the partial results returned with the rest ``not_sent``; a second signal
+stops waiting (rows still in flight are then ``unknown``). ``results.attrs["run"]``
+says which signal stopped it.
+
+The sender of every row is resolved once, before anything is sent: the row's ``from``, else
+``send(sender=)`` or the sender the report was validated with, else the client's; rows
+whose sender comes from ``send`` or the client are validated with it, so an invalid sender
+rejects them locally (``E13008``) rather than at the API.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -55,11 +63,14 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from ..results import RESULT_COLUMNS, STATUSES, results_frame
-from ..validation.rules import ValidationReport, validate
+from ..fields import MAX_RECIPIENTS_PER_REQUEST, message_frame, row_keys
+from ..recipients import line_numbers
+from ..results import STATUSES, ResultsBuilder
+from ..validation import ValidationReport, validate
 from .client import KaleyraClient, SendResult
 from .journal import Journal, JournalRecord
-from .planner import MAX_RECIPIENTS_PER_REQUEST, Request, _message_frame, plan_requests, row_keys
+from .planner import Request, plan_requests
+from .stopping import StopButton
 
 __all__ = ["RateLimiter", "send"]
 
@@ -110,33 +121,6 @@ class RateLimiter:
                 delay = self._sent[0][0] + self.window - now
             if stop.wait(max(delay, 0.001)):
                 return False
-
-
-class _StopButton:
-    """Ctrl-C (or the notebook's stop button) while sending: once, stop gracefully; twice,
-    stop waiting. The signal only sets a counter that the sending loop polls, so it never
-    lands in the middle of recording an outcome."""
-
-    def __init__(self) -> None:
-        self.pressed = 0
-        self._previous: Any = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.pressed += 1
-        if self.pressed == 1:
-            log.warning("stopping: press Ctrl-C again to stop waiting for requests in flight")
-
-    def __enter__(self) -> _StopButton:
-        if threading.current_thread() is threading.main_thread():
-            try:
-                self._previous = signal.signal(signal.SIGINT, self._handle)
-            except ValueError:  # signals unavailable here (embedded interpreters)
-                self._previous = None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 @dataclass
@@ -336,43 +320,6 @@ def _journal_rows(done: _Done) -> Iterator[tuple[str, str, dict[str, Any]]]:
     return zip(done.request.keys, done.request.numbers, _row_fields(done), strict=True)
 
 
-class _Results:
-    """Column lists for the results frame, filled in place as requests finish."""
-
-    columns = (*RESULT_COLUMNS, "recipients", "from_journal")
-
-    def __init__(self, index: pd.Index) -> None:
-        n = len(index)
-        self.index = index
-        plain = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
-        # Labels of the usual 0..n-1 index are their own positions; others need a map.
-        self._position: dict[Hashable, int] | None = (
-            None if plain else {label: i for i, label in enumerate(index)}
-        )
-        self.data: dict[str, list[Any]] = {name: [None] * n for name in self.columns}
-        self.data["from_journal"] = [False] * n
-
-    def positions(self, labels: list[Hashable]) -> list[int]:
-        if self._position is None:
-            return labels  # type: ignore[return-value]
-        position = self._position
-        return [position[label] for label in labels]
-
-    def fill(
-        self, labels: list[Hashable], rows: Iterator[dict[str, Any]] | list[dict[str, Any]]
-    ) -> None:
-        data = self.data
-        for i, fields in zip(self.positions(labels), rows, strict=True):
-            for name, value in fields.items():
-                data[name][i] = value
-
-    def frame(self) -> pd.DataFrame:
-        frame = results_frame({name: self.data[name] for name in RESULT_COLUMNS}, self.index)
-        frame["recipients"] = pd.array(self.data["recipients"], dtype="Int64")
-        frame["from_journal"] = pd.array(self.data["from_journal"], dtype="bool")
-        return frame
-
-
 def send(
     data: pd.DataFrame | ValidationReport,
     client: KaleyraClient,
@@ -402,7 +349,8 @@ def send(
             request to 100 recipients counts 100); None: no limit.
         journal: a SQLite file recording every row's state, so that running again with the
             same journal resumes without sending anything twice.
-        sender: the ``from`` number for rows that leave it empty (before the client's).
+        sender: the ``from`` number for rows that leave it empty (before the client's); it
+            is validated like a row's own, so an invalid one rejects those rows (E13008).
         default_region: for validating a DataFrame: the region of national numbers.
         progress: show a progress bar (a widget in Jupyter, a text bar in a terminal).
         max_recipients_per_request: rows sharing one message go in one request of at most
@@ -418,11 +366,11 @@ def send(
             ``callback_url``, ``windows``).
 
     Returns:
-        A DataFrame with the input's index and the columns ``to``, ``status``,
-        ``message_id``, ``error_code``, ``error_message``, ``http_status``, ``attempts``,
-        ``sent_at``, ``request_id``, ``recipients`` (in the request) and ``from_journal``
-        (True for rows whose result came from an earlier run). ``results.attrs["run"]``
-        describes the run.
+        A DataFrame with the input's index and the columns of
+        :data:`kwa_batch.results.RESULT_DTYPES`: ``to``, ``status``, ``message_id``,
+        ``error_code``, ``error_message``, ``http_status``, ``attempts``, ``sent_at``,
+        ``request_id``, ``recipients`` (in the request) and ``from_journal`` (True for rows
+        whose result came from an earlier run). ``results.attrs["run"]`` describes the run.
 
     Raises:
         ConfigurationError: some valid rows have no sender from any source, a setting is
@@ -432,23 +380,7 @@ def send(
         >>> with Emulator() as emu:  # doctest: +SKIP
         ...     results = send(report, emu.client(sender="+911234567890"), journal="run.db")
     """
-    if isinstance(data, ValidationReport):
-        if validation or default_region is not None:
-            given = ", ".join(
-                sorted([*validation, *(["default_region"] if default_region else [])])
-            )
-            raise ConfigurationError(
-                f"{given}: the report is already validated; pass these to validate() instead"
-            )
-        report = data
-        if sender is None:
-            sender = report.sender
-    elif isinstance(data, pd.DataFrame):
-        report = validate(data, default_region=default_region, sender=sender, **validation)
-    else:
-        raise TypeError(
-            f"send() takes a DataFrame or a ValidationReport, not {type(data).__name__}"
-        )
+    report = _validated(data, client, sender, default_region, validation)
     if concurrency < 1:
         raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
     if max_attempts < 1:
@@ -466,30 +398,19 @@ def send(
         "source": report.data.attrs.get("source"),
     }
     started = datetime.now(UTC)
-    results = _Results(report.data.index)
-    _fill_rejected(results, report)
-    valid = report.valid
+    results = ResultsBuilder(report.data.index)
+    results.reject(report.invalid)
+    messages = message_frame(report.valid)  # the one message frame of this run
     opened = Journal(journal, settings=settings).open() if journal is not None else None
     resume: dict[str, int] = {}
-    interrupted = False
+    stopped_by: int | None = None
+    said = headline(len(messages), resume)
     try:
         if opened is not None:
-            keys = row_keys(_message_frame(valid, sender or client.sender))
-            to_send, resume = _resume(opened, keys, results, resend_unknown)
-            if len(to_send) < len(valid):  # a fresh journal sends everything: no copy
-                valid, keys = valid.loc[to_send], keys.loc[to_send]
-            if resume:
-                log.info(
-                    "journal %s: %s", journal, ", ".join(f"{k} {v}" for k, v in resume.items())
-                )
+            messages, keys, resume = _resume(opened, messages, results, resend_unknown)
         else:
-            keys = pd.Series("", index=valid.index, dtype="str")
-        requests = plan_requests(
-            valid,
-            sender=sender or client.sender,
-            max_recipients=max_recipients_per_request,
-            keys=keys,
-        )
+            keys = pd.Series("", index=messages.index, dtype="str")
+        requests = plan_requests(messages, max_recipients=max_recipients_per_request, keys=keys)
         run = _Run(
             client,
             limiter=RateLimiter(rate_limit) if rate_limit else None,
@@ -499,38 +420,71 @@ def send(
             backoff=backoff,
             max_backoff=max_backoff,
         )
-        interrupted = _execute(run, requests, len(valid), results, concurrency, progress)
+        loop = _Loop(run, requests, len(messages), results, concurrency, progress)
+        said = headline(len(messages), resume)
+        stopped_by = loop.run(said)
     finally:
         if opened is not None:
             opened.close()
-    frame = results.frame()
-    # ``to``: E.164 for the rows that were valid, else the value as written (vectorised).
-    to = report.data["to"].astype("str")
-    to.loc[report.valid.index] = report.valid["to"].astype("str")
-    frame["to"] = to
+    frame = _finished(results, report)
     frame.attrs["run"] = {
         **settings,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "interrupted": interrupted,
+        "interrupted": stopped_by is not None,
+        "stopped_by": signal_name(stopped_by),
         "resume": resume,
+        "headline": said,
     }
     counts = frame["status"].value_counts()
     log.info("send finished: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return frame
 
 
-def _fill_rejected(results: _Results, report: ValidationReport) -> None:
-    if report.invalid.empty:
-        return
-    labels = list(report.invalid.index)
-    rows = [
-        {"status": "rejected", "error_code": code, "error_message": reasons, "attempts": 0}
-        for code, reasons in zip(
-            report.invalid["error_code"], report.invalid["errors"], strict=True
+def signal_name(signum: int | None) -> str | None:
+    """``SIGTERM`` for 15, None for None."""
+    if signum is None:
+        return None
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def _validated(
+    data: pd.DataFrame | ValidationReport,
+    client: KaleyraClient,
+    sender: str | None,
+    default_region: str | None,
+    validation: dict[str, Any],
+) -> ValidationReport:
+    """The report to send, validated with the one sender that applies (see the module)."""
+    if isinstance(data, pd.DataFrame):
+        return validate(
+            data, default_region=default_region, sender=sender or client.sender, **validation
         )
-    ]
-    results.fill(labels, rows)
+    if not isinstance(data, ValidationReport):
+        raise TypeError(
+            f"send() takes a DataFrame or a ValidationReport, not {type(data).__name__}"
+        )
+    if validation or default_region is not None:
+        given = ", ".join(sorted([*validation, *(["default_region"] if default_region else [])]))
+        raise ConfigurationError(
+            f"{given}: the report is already validated; pass these to validate() instead"
+        )
+    if sender and data.sender and sender != data.sender:
+        raise ConfigurationError(
+            f"sender={sender!r}: the report was validated with sender {data.sender!r}; "
+            "validate again with the sender you want, or leave sender= out of send()"
+        )
+    effective = sender or data.sender or client.sender
+    if not effective or effective == data.sender:
+        return data
+    if "from" in data.valid.columns and data.valid["from"].notna().all():
+        return data  # every valid row has its own sender: nothing to fill
+    arguments = data.arguments or {"default_region": data.default_region}
+    log.info("validating again with the sender of %s", "send()" if sender else "the client")
+    return validate(data.data, **{**arguments, "sender": effective})
 
 
 _IN_FLIGHT = (
@@ -538,26 +492,26 @@ _IN_FLIGHT = (
     "a previous run stopped while this row was in flight: it may have been sent; check, then "
     "pass resend_unknown=True (--resend-unknown) to send it again",
 )
+_RESUME_COUNTS = (
+    "already sent",
+    "unknown, not resent",
+    "resending unknown",
+    "sending again (failed or not sent before)",
+    "new",
+)
 
 
 def _resume(
     journal: Journal,
-    keys: pd.Series,
-    results: _Results,
+    messages: pd.DataFrame,
+    results: ResultsBuilder,
     resend_unknown: bool,
-) -> tuple[pd.Index, dict[str, int]]:
-    """Fill the results of rows the journal settles; return the labels still to send."""
+) -> tuple[pd.DataFrame, pd.Series, dict[str, int]]:
+    """Fill the results of rows the journal settles; return the messages still to send,
+    their keys, and what the journal said (counts)."""
+    keys = row_keys(messages)
     records = journal.lookup(keys.array)  # sliced by position, converted chunk by chunk
-    counts = dict.fromkeys(
-        (
-            "already sent",
-            "unknown, not resent",
-            "resending unknown",
-            "sending again (failed or not sent before)",
-            "new",
-        ),
-        0,
-    )
+    counts = dict.fromkeys(_RESUME_COUNTS, 0)
     send_labels = []
     kept_labels: list[Hashable] = []
     kept_rows: list[dict[str, Any]] = []
@@ -587,7 +541,13 @@ def _resume(
             counts["sending again (failed or not sent before)"] += 1
             send_labels.append(label)
     results.fill(kept_labels, kept_rows)
-    return pd.Index(send_labels, dtype=keys.index.dtype), {k: v for k, v in counts.items() if v}
+    resume = {k: v for k, v in counts.items() if v}
+    if resume:
+        log.info("journal %s: %s", journal.path, ", ".join(f"{k} {v}" for k, v in resume.items()))
+    if len(send_labels) < len(messages):  # a fresh journal sends everything: no copy
+        to_send = pd.Index(send_labels, dtype=keys.index.dtype)
+        messages, keys = messages.loc[to_send], keys.loc[to_send]
+    return messages, keys, resume
 
 
 def _from_record(record: JournalRecord) -> dict[str, Any]:
@@ -605,135 +565,219 @@ def _from_record(record: JournalRecord) -> dict[str, Any]:
     }
 
 
-def _execute(
-    run: _Run,
-    planned: Iterator[Request],
-    total: int,
-    results: _Results,
-    concurrency: int,
-    progress: bool,
-) -> bool:
-    """Run the requests on a thread pool; fill ``results``; True if interrupted."""
-    counts = dict.fromkeys(("sent", "failed", "unknown", "not_sent"), 0)
-    if total == 0:
-        return False
-    bar = tqdm(total=total, unit="msg", desc="sending", disable=not progress, leave=True)
-    pending: dict[Future[_Done], Request] = {}
-    queue: deque[Request] = deque()
-    exhausted = False
-    interrupted = False
+def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame:
+    """The results frame, with ``to`` in E.164 for the rows that were valid, else the value
+    as written (vectorised)."""
+    statuses = results.statuses()
+    assert statuses <= set(STATUSES), f"every row ends with a known status, not {statuses}"
+    results.data["line"] = list(line_numbers(report.data).array)
+    frame = results.frame()
+    to = report.data["to"].astype("string")
+    to.loc[report.valid.index] = report.valid["to"].astype("string")
+    frame["to"] = to
+    return frame
 
-    def take() -> Request | None:
-        nonlocal exhausted
-        if queue:
-            return queue.popleft()
-        if exhausted:
+
+def headline(to_send: int, resume: dict[str, int]) -> str:
+    """What a run is about to do, counted after the journal.
+
+    >>> headline(2780, {"already sent": 220, "new": 2780})
+    'Sending 2,780 message(s) (220 already sent, by the journal)'
+    >>> headline(0, {"already sent": 3000})
+    'Nothing to send (3,000 already sent, by the journal)'
+    """
+    settled = {k: v for k, v in resume.items() if k in ("already sent", "unknown, not resent")}
+    known = ", ".join(f"{v:,} {k}" for k, v in settled.items())
+    what = f"Sending {to_send:,} message(s)" if to_send else "Nothing to send"
+    return f"{what} ({known}, by the journal)" if known else what
+
+
+_JournalRows = list[tuple[str, str, dict[str, Any]]]
+_SHORT = {"not_sent": "not sent", "retrying": "retrying"}
+
+
+def postfix(counts: dict[str, int]) -> str:
+    """The non-zero counts, briefly (the progress bar must fit 80 columns).
+
+    >>> postfix({"sent": 1200, "failed": 0, "unknown": 2, "not_sent": 0, "retrying": 1})
+    'sent 1,200 · unknown 2 · retrying 1'
+    """
+    return " · ".join(f"{_SHORT.get(k, k)} {v:,}" for k, v in counts.items() if v)
+
+
+class _Loop:
+    """The sending loop of one run: submit requests to a thread pool, keep about
+    ``2 × concurrency`` queued, record what finished (results, journal, progress), and stop
+    when the stop button is pressed."""
+
+    def __init__(
+        self,
+        run: _Run,
+        planned: Iterator[Request],
+        total: int,
+        results: ResultsBuilder,
+        concurrency: int,
+        progress: bool,
+    ) -> None:
+        self.run_ = run
+        self.planned = planned
+        self.total = total
+        self.results = results
+        self.concurrency = concurrency
+        self.progress = progress
+        self.counts = dict.fromkeys(("sent", "failed", "unknown", "not_sent"), 0)
+        self.pending: dict[Future[_Done], Request] = {}
+        self.queue: deque[Request] = deque()
+        self.completed: SimpleQueue[Future[_Done]] = SimpleQueue()
+        self.exhausted = False
+        self.bar: Any = None
+
+    def run(self, headline: str) -> int | None:
+        """Send everything (or until stopped); the signal that stopped the run, if any.
+        With progress shown, ``headline`` (what is about to be sent) comes first."""
+        if self.progress:
+            tqdm.write(headline, file=sys.stderr)
+        if self.total == 0:
             return None
-        request = next(planned, None)
-        exhausted = request is None
+        self.bar = tqdm(
+            total=self.total, unit="msg", desc="sending", disable=not self.progress, leave=True
+        )
+        stopped_by: int | None = None
+        started = time.monotonic()
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="kwa-send")
+        try:
+            with StopButton() as button:
+                self._submit_until_done(pool, button)
+                if button.pressed:
+                    stopped_by = button.first
+                    self._wind_down(button)
+        finally:
+            pool.shutdown(wait=stopped_by is None, cancel_futures=True)
+            self.bar.set_postfix_str(postfix(self.counts), refresh=False)
+            self.bar.close()
+        self._mark_never_attempted()
+        if self.progress:  # a plain line: what a saved notebook shows when its widget is gone
+            took = time.monotonic() - started
+            notebook = type(self.bar).__module__.startswith("tqdm.notebook")
+            self.bar.write(
+                f"sending: {postfix(self.counts) or 'nothing sent'} in {took:.1f} s",
+                file=sys.stdout if notebook else sys.stderr,
+            )
+        return stopped_by
+
+    def _take(self) -> Request | None:
+        if self.queue:
+            return self.queue.popleft()
+        if self.exhausted:
+            return None
+        request = next(self.planned, None)
+        self.exhausted = request is None
         return request
 
-    def finish(done: _Done, journal_rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+    def _submit_until_done(self, pool: ThreadPoolExecutor, button: StopButton) -> None:
+        run = self.run_
+        last_postfix = 0.0
+        while not button.pressed:
+            batch: list[Request] = []
+            while len(self.pending) + len(batch) < self.concurrency * 2 and not run.stop.is_set():
+                request = self._take()
+                if request is None:
+                    break
+                batch.append(request)
+            for request in batch:
+                future = pool.submit(run.deliver, request)
+                self.pending[future] = request
+                future.add_done_callback(self.completed.put)
+            if not self.pending:
+                return
+            self._collect(_POLL_SECONDS)
+            if time.monotonic() - last_postfix > 0.2:
+                counts = self.counts | {"retrying": run.retrying}
+                self.bar.set_postfix_str(postfix(counts), refresh=False)
+                last_postfix = time.monotonic()
+
+    def _wind_down(self, button: StopButton) -> None:
+        """Stopped: no new requests; wait for those in flight (until the grace period ends
+        or a second signal comes); what never started is not_sent, the rest unknown."""
+        run = self.run_
+        run.stop_reason = _INTERRUPTED
+        run.stop.set()
+        log.warning(
+            "stopping (%s): waiting up to %.0f s for %d request(s) in flight; interrupt "
+            "again (Ctrl-C, or Interrupt the kernel) to stop waiting",
+            signal_name(button.first),
+            _GRACE_SECONDS,
+            len(self.pending),
+        )
+        deadline = time.monotonic() + _GRACE_SECONDS
+        while self.pending and button.pressed < 2 and time.monotonic() < deadline:
+            self._collect(_POLL_SECONDS)
+        for future, request in list(self.pending.items()):
+            if future.done():
+                self._finish_now(future.result())
+            elif future.cancel():
+                self.queue.append(request)  # never started: not_sent below
+            else:
+                self._finish_now(
+                    _Done(
+                        request,
+                        "unknown",
+                        "INTERRUPTED",
+                        "interrupted while the request was in flight: it may have been "
+                        "sent; check before resending",
+                    )
+                )
+        self.pending.clear()
+
+    def _finish(self, done: _Done, journal_rows: _JournalRows) -> None:
         """Put a finished request's rows in the results (and in ``journal_rows``)."""
         if done.split is not None:
-            queue.extendleft(reversed(done.split))
+            self.queue.extendleft(reversed(done.split))
             return
         rows = list(_row_fields(done))
-        results.fill(done.request.labels, rows)
-        if run.journal is not None:
+        self.results.fill(done.request.labels, rows)
+        if self.run_.journal is not None:
             journal_rows.extend(zip(done.request.keys, done.request.numbers, rows, strict=True))
         for row in rows:
-            counts[row["status"]] += 1
-        bar.update(len(rows))
+            self.counts[row["status"]] += 1
+        self.bar.update(len(rows))
 
-    def finish_now(done: _Done) -> None:
-        journal_rows: list[tuple[str, str, dict[str, Any]]] = []
-        finish(done, journal_rows)
-        if run.journal is not None:
-            run.journal.record(journal_rows)
+    def _finish_now(self, done: _Done) -> None:
+        journal_rows: _JournalRows = []
+        self._finish(done, journal_rows)
+        if self.run_.journal is not None:
+            self.run_.journal.record(journal_rows)
 
-    completed: SimpleQueue[Future[_Done]] = SimpleQueue()
-
-    def collect(timeout: float) -> None:
+    def _collect(self, timeout: float) -> None:
         """Record the requests that finished, waiting up to ``timeout`` for the first."""
         try:
-            future = completed.get(timeout=timeout)
+            future = self.completed.get(timeout=timeout)
         except Empty:
             return
-        journal_rows: list[tuple[str, str, dict[str, Any]]] = []
+        journal_rows: _JournalRows = []
         while True:
-            finish(future.result(), journal_rows)
-            del pending[future]
+            self._finish(future.result(), journal_rows)
+            del self.pending[future]
             try:
-                future = completed.get_nowait()
+                future = self.completed.get_nowait()
             except Empty:
                 break
-        if run.journal is not None:
-            run.journal.record(journal_rows)  # one transaction for all that finished
+        if self.run_.journal is not None:
+            self.run_.journal.record(journal_rows)  # one transaction for all that finished
 
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kwa-send")
-    try:
-        with _StopButton() as button:
-            last_postfix = 0.0
-            while not button.pressed:
-                batch: list[Request] = []
-                while len(pending) + len(batch) < concurrency * 2 and not run.stop.is_set():
-                    request = take()
-                    if request is None:
-                        break
-                    batch.append(request)
-                for request in batch:
-                    future = pool.submit(run.deliver, request)
-                    pending[future] = request
-                    future.add_done_callback(completed.put)
-                if not pending:
-                    break
-                collect(_POLL_SECONDS)
-                if time.monotonic() - last_postfix > 0.2:
-                    bar.set_postfix(counts | {"retrying": run.retrying}, refresh=False)
-                    last_postfix = time.monotonic()
-            if button.pressed:
-                interrupted = True
-                run.stop_reason = _INTERRUPTED
-                run.stop.set()
-                log.warning("interrupted: waiting for %d request(s) in flight", len(pending))
-                deadline = time.monotonic() + _GRACE_SECONDS
-                while pending and button.pressed < 2 and time.monotonic() < deadline:
-                    collect(_POLL_SECONDS)
-                for future, request in list(pending.items()):
-                    if future.done():
-                        finish_now(future.result())
-                    elif future.cancel():
-                        queue.append(request)  # never started: not_sent below
-                    else:
-                        finish_now(
-                            _Done(
-                                request,
-                                "unknown",
-                                "INTERRUPTED",
-                                "interrupted while the request was in flight: it may have been "
-                                "sent; check before resending",
-                            )
-                        )
-                pending.clear()
-    finally:
-        pool.shutdown(wait=not interrupted, cancel_futures=True)
-        bar.set_postfix(counts, refresh=False)
-        bar.close()
-    # Whatever was never attempted (stopped by a 401, or interrupted) is not_sent.
-    code, message = run.stop_reason or _NOT_SENT
-    leftover: list[Request] = list(queue)
-    if not exhausted:
-        leftover.extend(planned)
-    for request in leftover:
-        fields = {
-            "status": "not_sent",
-            "error_code": code,
-            "error_message": message,
-            "attempts": 0,
-            "recipients": len(request),
-        }
-        results.fill(request.labels, [fields] * len(request))
-    statuses = set(results.data["status"])
-    assert statuses <= set(STATUSES), f"every row ends with a known status, not {statuses}"
-    return interrupted
+    def _mark_never_attempted(self) -> None:
+        """Whatever was never attempted (stopped by a 401, or a signal) is not_sent."""
+        code, message = self.run_.stop_reason or _NOT_SENT
+        leftover: list[Request] = list(self.queue)
+        if not self.exhausted:
+            leftover.extend(self.planned)
+        for request in leftover:
+            fields = {
+                "status": "not_sent",
+                "error_code": code,
+                "error_message": message,
+                "attempts": 0,
+                "recipients": len(request),
+            }
+            self.results.fill(request.labels, [fields] * len(request))
+            self.counts["not_sent"] += len(request)

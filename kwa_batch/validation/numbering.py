@@ -6,7 +6,7 @@ apart the regions sharing a country code — is compiled into RE2 expressions an
 tables, and run by pyarrow over the column, following ``parse`` and ``is_valid_number``
 step by step. Nothing is hand-written: the tables come from phonenumbers (and
 ``_test_number_length`` itself is tabulated, per length). Rows this cannot follow exactly
-are marked ``undecided`` and :mod:`kwa_batch.phones` checks them one by one.
+are marked ``undecided`` and :mod:`kwa_batch.validation.phones` checks them one by one.
 
 Strings here are pyarrow ``large_string`` arrays of ASCII digits, read through their
 buffers with numpy where that is faster than a compute call.

@@ -330,6 +330,49 @@ def normalize_phones(values: pd.Series, default_region: str | None = None) -> pd
     raw = _as_arrow(values)
     n = len(raw)
     present = ~np.asarray(raw.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    compact, fast, plus = _compacted(raw, present)
+    first = byte_at(compact, 0)
+    idd = ~plus & (first == ord("0")) & (byte_at(compact, 1) == ord("0"))
+    international = fast & (plus | idd)
+    national = fast & ~international
+
+    e164: list[tuple[np.ndarray[Any, Any], pa.Array]] = []
+    reasons = _Reasons(n)
+    slow = present & ~fast
+    if international.any():
+        rows = np.flatnonzero(international)
+        subset = drop_prefix(_rows(compact, rows), np.where(plus[rows], 1, 2))
+        _settle(rows, international_column(subset), None, e164, reasons, slow)
+    if national.any():
+        rows = np.flatnonzero(national)
+        reading = _national(_rows(compact, rows), region)
+        _settle(rows, reading, _neither(region) if region else _NO_REGION, e164, reasons, slow)
+    mangled = np.zeros(n, dtype=bool)
+    if slow.any():
+        rows = np.flatnonzero(slow)
+        checks = [normalize_phone(v, region) for v in raw.take(pa.array(rows)).to_pylist()]
+        e164.append((rows, pa.array([c.e164 for c in checks], type=pa.large_string())))
+        for row, check in zip(rows, checks, strict=True):
+            if not check.ok:
+                reasons.rows[row] = reasons.id(check.reason)
+        mangled[rows] = [c.mangled for c in checks]
+    if not present.all():
+        reasons.set(np.flatnonzero(~present), _EMPTY)
+    return pd.DataFrame(
+        {
+            "e164": pd.array(scatter(n, e164), dtype="str"),
+            "reason": pd.array(reasons.column(), dtype="str"),
+            "mangled": mangled,
+        },
+        index=values.index,
+    )
+
+
+def _compacted(
+    raw: pa.Array, present: np.ndarray[Any, Any]
+) -> tuple[pa.Array, np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The values without separators where that is all that stands between them and
+    digits; which rows are now plain ('+' and digits, or digits); which start with '+'."""
     # Most values are '+' and digits, or digits: one pass finds them; the others lose
     # their separators first, and what is still not digits goes the slow way.
     fast = present & digits_only(raw)
@@ -342,77 +385,50 @@ def normalize_phones(values: pd.Series, default_region: str | None = None) -> pd
         plain &= match(squeezed, _FAST_COMPACT)
         compact = pc.replace_with_mask(raw, pa.array(other), squeezed)
         fast[np.flatnonzero(other)[plain]] = True
-    first = byte_at(compact, 0)
-    plus = first == ord("+")
-    idd = ~plus & (first == ord("0")) & (byte_at(compact, 1) == ord("0"))
-    international = fast & (plus | idd)
-    national = fast & ~international
+    return compact, fast, byte_at(compact, 0) == ord("+")
 
-    e164: list[tuple[np.ndarray[Any, Any], pa.Array]] = []
-    reasons = _Reasons(n)
-    slow = present & ~fast
 
-    if international.any():
-        rows = np.flatnonzero(international)
-        subset = drop_prefix(_rows(compact, rows), np.where(plus[rows], 1, 2))
-        reading = international_column(subset)
-        slow[rows[reading.undecided]] = True
-        keep = ~reading.undecided
-        if not keep.all():
-            rows, reading = rows[keep], reading.select(keep)
-        e164.append((rows, reading.e164))
-        reasons.reading(rows, reading, None)
+def _national(subset: pa.Array, region: str | None) -> Reading:
+    """Numbers written without '+': read in ``region``, else (or when that fails) as
+    international numbers that lost their '+'."""
+    if region:
+        reading = national_column(subset, region)
+    else:
+        m = len(subset)
+        reading = Reading(
+            null_strings(m),
+            np.zeros(m, dtype=bool),
+            np.zeros(m, dtype=np.int64),
+            np.zeros(m, dtype=np.int64),
+            np.zeros(m, dtype=bool),
+        )
+    rest = ~reading.valid & ~reading.undecided
+    if rest.any():
+        other = international_column(take(subset, rest))
+        reading.e164 = pc.replace_with_mask(reading.e164, pa.array(rest), other.e164)
+        reading.valid[rest] = other.valid
+        reading.undecided[rest] = other.undecided
+        earlier = reading.bounds[rest]
+        reading.bounds[rest] = np.where(earlier > 0, earlier, other.bounds)
+    return reading
 
-    if national.any():
-        rows = np.flatnonzero(national)
-        subset = _rows(compact, rows)
-        if region:
-            reading = national_column(subset, region)
-        else:
-            m = len(rows)
-            reading = Reading(
-                null_strings(m),
-                np.zeros(m, dtype=bool),
-                np.zeros(m, dtype=np.int64),
-                np.zeros(m, dtype=np.int64),
-                np.zeros(m, dtype=bool),
-            )
-        rest = ~reading.valid & ~reading.undecided
-        if rest.any():
-            other = international_column(take(subset, rest))
-            reading.e164 = pc.replace_with_mask(reading.e164, pa.array(rest), other.e164)
-            reading.valid[rest] = other.valid
-            reading.undecided[rest] = other.undecided
-            earlier = reading.bounds[rest]
-            reading.bounds[rest] = np.where(earlier > 0, earlier, other.bounds)
-        slow[rows[reading.undecided]] = True
-        keep = ~reading.undecided
-        if not keep.all():
-            rows, reading = rows[keep], reading.select(keep)
-        e164.append((rows, reading.e164))
-        reasons.reading(rows, reading, _neither(region) if region else _NO_REGION)
 
-    mangled = np.zeros(n, dtype=bool)
-    if slow.any():
-        rows = np.flatnonzero(slow)
-        checks = [normalize_phone(v, region) for v in raw.take(pa.array(rows)).to_pylist()]
-        e164.append((rows, pa.array([c.e164 for c in checks], type=pa.large_string())))
-        for row, check in zip(rows, checks, strict=True):
-            if not check.ok:
-                reasons.rows[row] = reasons.id(check.reason)
-        mangled[rows] = [c.mangled for c in checks]
-
-    if not present.all():
-        reasons.set(np.flatnonzero(~present), _EMPTY)
-
-    return pd.DataFrame(
-        {
-            "e164": pd.array(scatter(n, e164), dtype="str"),
-            "reason": pd.array(reasons.column(), dtype="str"),
-            "mangled": mangled,
-        },
-        index=values.index,
-    )
+def _settle(
+    rows: np.ndarray[Any, Any],
+    reading: Reading,
+    otherwise: str | None,
+    e164: list[tuple[np.ndarray[Any, Any], pa.Array]],
+    reasons: _Reasons,
+    slow: np.ndarray[Any, Any],
+) -> None:
+    """Keep the decided rows of a reading (their number or their reason); mark the
+    undecided ones for the slow path."""
+    slow[rows[reading.undecided]] = True
+    keep = ~reading.undecided
+    if not keep.all():
+        rows, reading = rows[keep], reading.select(keep)
+    e164.append((rows, reading.e164))
+    reasons.reading(rows, reading, otherwise)
 
 
 def _rows(values: pa.Array, rows: np.ndarray[Any, Any]) -> pa.Array:

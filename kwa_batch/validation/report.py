@@ -1,8 +1,7 @@
 """The verdict of :func:`kwa_batch.validate`: :class:`ValidationReport`, and how the
 problems found column by column become its long-form ``errors`` frame.
 
-Internal to validation except :class:`ValidationReport`, which :mod:`kwa_batch.schema`
-re-exports.
+Internal to validation except :class:`ValidationReport`.
 """
 
 from __future__ import annotations
@@ -17,8 +16,9 @@ import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
 from ..errors import KwaBatchError, ValidationError, describe_code
-from ..recipients import API_COLUMNS, LineNumbers
-from .phones import E164_PATTERN
+from ..fields import API_COLUMNS
+from ..recipients import LineNumbers
+from ..tables import Sheet, write_csv, write_xlsx
 
 __all__ = ["ValidationReport"]
 
@@ -69,7 +69,9 @@ class ValidationReport:
         errors: one line per problem: ``row`` (the input's index label), ``line`` (in the
             file), ``column``, ``value``, ``check``, ``error_code``, ``message``.
         default_region, sender: the settings the rows were checked with.
-        settings: every setting ``validate`` was given.
+        settings: every setting ``validate`` was given (as text and counts, for records).
+        arguments: the arguments themselves, to validate the same data again with another
+            sender (see :func:`kwa_batch.send`).
     """
 
     data: pd.DataFrame
@@ -79,6 +81,7 @@ class ValidationReport:
     default_region: str | None = None
     sender: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    arguments: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -130,14 +133,9 @@ class ValidationReport:
         problems = self.errors.copy()
         problems["fix"] = pd.array([describe_code(c) for c in problems["error_code"]], "str")
         summary = self.summary().reset_index()
-        try:
-            if suffix == ".csv":
-                _safe_text(problems).to_csv(target, index=False, encoding="utf-8-sig")
-            else:
-                _write_workbook(target, {"Problems": problems, "Summary": summary})
-        except OSError as exc:
-            raise KwaBatchError(f"cannot write {target}: {exc.strerror or exc}") from None
-        return target
+        if suffix == ".csv":
+            return write_csv(problems, target)
+        return write_xlsx(target, [Sheet("Problems", problems), Sheet("Summary", summary)])
 
     def __repr__(self) -> str:
         return (
@@ -181,48 +179,6 @@ def _describe(row: Any) -> str:
     value = "" if pd.isna(row.value) else str(row.value)
     shown = value if len(value) <= 40 else value[:37] + "..."
     return f"{where}, column {row.column!r} = {shown!r}: {row.message}"
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _safe_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Cells that a spreadsheet would run as formulas get a leading ``'`` (OWASP), except
-    E.164 numbers in ``value``."""
-    out = frame.copy()
-    for name in ("value", "message"):
-        values = out[name].astype("str")
-        risky = values.str.startswith(_FORMULA_START) & ~values.str.fullmatch(E164_PATTERN)
-        out[name] = values.where(~risky, "'" + values)
-    return out
-
-
-def _write_workbook(target: Path, sheets: dict[str, pd.DataFrame]) -> None:
-    from openpyxl import Workbook
-    from openpyxl.cell.cell import Cell
-    from openpyxl.styles import Font
-
-    book = Workbook()
-    book.remove(book.active)  # type: ignore[arg-type]
-    for title, frame in sheets.items():
-        sheet = book.create_sheet(title)
-        sheet.append([str(c) for c in frame.columns])
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        values = frame.astype("object").where(frame.notna(), None)
-        for record in values.itertuples(index=False, name=None):
-            cells: list[Any] = []
-            for value in record:
-                if isinstance(value, str):
-                    cell = Cell(sheet, row=1, column=1)
-                    cell.value = value
-                    cell.data_type = "s"  # text, never a formula
-                    cells.append(cell)
-                else:
-                    cells.append(value)
-            sheet.append(cells)
-        sheet.freeze_panes = "A2"
-    book.save(target)
 
 
 @dataclass

@@ -1,68 +1,47 @@
-"""Validation of recipient rows before anything is sent: ``validate()`` → ``ValidationReport``.
+"""The rules a row must pass to be sent, per message type, and what each failure means for
+the user (its code and its fix).
 
-``validate`` works in three steps, each vectorised over the whole frame:
+The rules are one table of :class:`Check` (a name, the columns, a vectorised test):
+:data:`TEXT_CHECKS` for text rows, :data:`TEMPLATE_CHECKS` for template rows and
+:data:`MESSAGE_CHECKS` for rows of an unknown type. :func:`check_models` runs them over the
+built messages (every problem of every row in one pass) and records each failure in the
+validation's :class:`~kwa_batch.validation.report.Problems`.
 
-1. **Build** each message as the API will receive it: ``to`` and ``from`` normalised to
-   E.164 (:mod:`kwa_batch.phones`), campaign-wide settings filled into rows that leave them
-   empty, ``params`` and ``body`` built from other columns when asked, ``type`` inferred.
-2. **Check** the built rows against pandera models — :class:`TextMessage` for text rows,
-   :class:`TemplateMessage` for template rows, :class:`MessageRow` for rows of an unknown
-   type — lazily, so that every problem of every row is found in one pass.
-3. **Report**: each failure becomes one line of the long-form ``errors`` frame (row, line in
-   the file, column, value, check, code, and a message that tells the fix), with the facts
-   only the whole frame knows: ragged rows from the file (``KWA008``), empty values a
-   message was built from (``KWA009``) and repeated rows (``KWA007``). A row with any
-   error is invalid and is never sent.
+The same table is offered as pandera models — ``MessageRow``, ``TextMessage``,
+``TemplateMessage`` — built on first use, for a pipeline of your own
+(``TextMessage.validate(frame, lazy=True)``). ``validate()`` runs the table directly: pandera
+would cost more to import and run than all of a small file's validation, and a command
+that checks 20 rows should start about as fast as pandas does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
-from pandera.errors import SchemaErrors
-from pandera.typing import Series
 
-from ..errors import InputError, KwaBatchError
-from ..recipients import API_COLUMNS
+from ..errors import KwaBatchError
+from ..fields import API_COLUMNS, BODY_MAX, KNOWN_TYPES, REF_MAX
 from .compose import SPACE as _SPACE
-from .compose import (
-    build_body,
-    build_params,
-    choose,
-    empty_strings,
-    is_blank,
-    placeholders,
-    resolve_column,
-    strings,
-)
-from .phones import E164_PATTERN, PhoneCheck, check_region, normalize_phone, normalize_phones
-from .report import Problems, ValidationReport, assemble, file_lines, row_reasons
+from .phones import E164_PATTERN, normalize_phone
+from .report import Problems
 
-__all__ = [
-    "BODY_MAX",
-    "MESSAGE_COLUMNS",
-    "REF_MAX",
-    "MessageRow",
-    "TemplateMessage",
-    "TextMessage",
-    "ValidationReport",
-    "validate",
+__all__ = [  # and, built on first use, the pandera models MessageRow, TextMessage,
+    # TemplateMessage (see __getattr__)
+    "MESSAGE_CHECKS",
+    "TEMPLATE_CHECKS",
+    "TEXT_CHECKS",
+    "Check",
+    "check_models",
+    "failures",
 ]
 
 
-REF_MAX = 255
-BODY_MAX = 4096
-#: The columns that make a message: two rows alike in all of them but ``to`` are the same
-#: message (and can share one request).
-MESSAGE_COLUMNS = tuple(name for name in API_COLUMNS if name != "to")
-KNOWN_TYPES = ("text", "template")
 # Free-text fields; 'to', 'from', 'type' and 'channel' have a stricter shape, and the report
 # names HTML or control characters in them when they fail it (see _record).
 _FREE_TEXT = ("template_name", "params", "lang_code", "ref", "ref1", "ref2", "callback_url")
@@ -81,20 +60,6 @@ _LANG_CODE = r"[a-z]{2,3}(?:_[A-Z]{2})?"
 
 # ---------------------------------------------------------------------------------------
 # The models: what a row must look like to be sent.
-
-
-def _check(*columns: str, ignore_na: bool = True) -> Callable[[Any], Any]:
-    """A vectorised pandera check named after its method (the name the report keys on).
-
-    ``n_failure_cases=1``: the report is built from each check's full boolean output, so
-    pandera need not collect and format every failing value (slow on large frames).
-    """
-
-    def decorate(method: Any) -> Any:
-        name = method.__name__
-        return pa.check(*columns, name=name, ignore_na=ignore_na, n_failure_cases=1)(method)
-
-    return decorate
 
 
 def _arrow(values: pd.Series) -> pa_arrow.Array | pa_arrow.ChunkedArray:
@@ -182,116 +147,218 @@ def _filled(values: pd.Series) -> pd.Series:
     return _bools(pc.invert(empty), values.index)
 
 
-class MessageRow(pa.DataFrameModel):
-    """A message as it will be sent, whatever its type: the checks every row must pass.
+@dataclass(frozen=True)
+class Check:
+    """One rule a row must pass: ``test`` takes a column's values and says, row by row,
+    whether each passes (True) or not.
 
-    Columns are the API's field names. :func:`validate` normalised ``to`` and ``from`` to
-    E.164 first: ``to`` is null where the number could not be read (the report gives the
-    reason), ``from`` is null where the row leaves the sender to the client.
+    Attributes:
+        name: the check's name (its error code and message are in ``_RULES``).
+        columns: the columns it applies to, each on its own.
+        test: the vectorised test.
+        ignore_na: missing values pass (the check is about values that are there).
+        doc: what it requires, with its code.
     """
 
-    to: Series[str] = pa.Field(nullable=True)
-    type: Series[str] = pa.Field(nullable=True)
-    # Optional: validate() leaves out a column that is empty in every row it checks.
-    from_: Series[str] = pa.Field(nullable=True, required=False, alias="from")
-    channel: Series[str] = pa.Field(nullable=True, required=False)
-    body: Series[str] = pa.Field(nullable=True, required=False)
-    template_name: Series[str] = pa.Field(nullable=True, required=False)
-    params: Series[str] = pa.Field(nullable=True, required=False)
-    lang_code: Series[str] = pa.Field(nullable=True, required=False)
-    ref: Series[str] = pa.Field(nullable=True, required=False)
-    ref1: Series[str] = pa.Field(nullable=True, required=False)
-    ref2: Series[str] = pa.Field(nullable=True, required=False)
-    callback_url: Series[str] = pa.Field(nullable=True, required=False)
-
-    class Config:
-        strict = False
-        coerce = False
-
-    @_check("to", ignore_na=False)
-    def phone_valid(cls, to: Series[str]) -> pd.Series:
-        """E13009 (KWA004 when a spreadsheet mangled it): a valid number, in E.164."""
-        return _regex(to, E164_PATTERN, full=True)
-
-    @_check("from")
-    def sender_valid(cls, sender: Series[str]) -> pd.Series:
-        """E13008: the sender, when there is one, is a valid number in E.164."""
-        # Senders are few distinct values (usually one): check each once.
-        distinct = [v for v in sender.dropna().unique() if normalize_phone(v).e164 == v]
-        return sender.isin(distinct)
-
-    @_check("type", ignore_na=False)
-    def type_known(cls, kind: Series[str]) -> pd.Series:
-        """KWA003: 'text' or 'template'."""
-        return kind.isin(KNOWN_TYPES)
-
-    @_check("channel")
-    def channel_known(cls, channel: Series[str]) -> pd.Series:
-        """KWA003: WhatsApp, or empty."""
-        return _regex(channel, f"(?i)[{_SPACE}]*whatsapp[{_SPACE}]*", full=True)
-
-    @_check(*_FREE_TEXT)
-    def no_html(cls, values: Series[str]) -> pd.Series:
-        """E413: no HTML tag outside the body (the API refuses them)."""
-        return ~_html(values)
-
-    @_check(*_FREE_TEXT)
-    def control_chars(cls, values: Series[str]) -> pd.Series:
-        """KWA006: no tab, line break or other control character outside the body."""
-        return ~_has_byte(values, _CONTROL_BYTES)
-
-    @_check("body")
-    def body_control_chars(cls, body: Series[str]) -> pd.Series:
-        """KWA006: a body may break lines and hold tabs, nothing else."""
-        return ~_has_byte(body, _CONTROL_BYTES_IN_BODY)
-
-    @_check("body")
-    def body_length(cls, body: Series[str]) -> pd.Series:
-        """KWA001: at most 4,096 characters."""
-        return body.str.len() <= BODY_MAX
-
-    @_check("ref", "ref1", "ref2")
-    def ref_length(cls, ref: Series[str]) -> pd.Series:
-        """KWA001: at most 255 characters each."""
-        return ref.str.len() <= REF_MAX
-
-    @_check("params")
-    def params_format(cls, params: Series[str]) -> pd.Series:
-        """KWA010: comma-separated, CSV-quoted where a value holds a comma."""
-        return _regex(params, _PARAMS_SHAPE, full=True)
-
-    @_check("params")
-    def params_empty(cls, params: Series[str]) -> pd.Series:
-        """KWA010: no empty parameter (WhatsApp refuses them)."""
-        return ~_regex(params, _PARAMS_SHAPE, full=True) | _regex(params, _PARAMS_FILLED, full=True)
-
-    @_check("lang_code")
-    def lang_code_format(cls, lang_code: Series[str]) -> pd.Series:
-        """KWA011: a language code such as 'en' or 'pt_BR'."""
-        return _regex(lang_code, _LANG_CODE, full=True)
-
-    @_check("callback_url")
-    def url(cls, url: Series[str]) -> pd.Series:
-        """KWA005: a full http(s) URL."""
-        return _regex(url, _URL, full=True)
+    name: str
+    columns: tuple[str, ...]
+    test: Callable[[pd.Series], pd.Series]
+    doc: str
+    ignore_na: bool = True
 
 
-class TextMessage(MessageRow):
-    """A text message: it needs a ``body`` (at most 4,096 characters)."""
-
-    @_check("body", ignore_na=False)
-    def body_required(cls, body: Series[str]) -> pd.Series:
-        """KWA002: a text message has a body."""
-        return _filled(body)
+def _sender_valid(sender: pd.Series) -> pd.Series:
+    # Senders are few distinct values (usually one): check each once.
+    distinct = [v for v in sender.dropna().unique() if normalize_phone(v).e164 == v]
+    return sender.isin(distinct)
 
 
-class TemplateMessage(MessageRow):
-    """A template message: it needs the ``template_name`` of an approved template."""
+def _params_filled(params: pd.Series) -> pd.Series:
+    shaped = _regex(params, _PARAMS_SHAPE, full=True)
+    return ~shaped | _regex(params, _PARAMS_FILLED, full=True)
 
-    @_check("template_name", ignore_na=False)
-    def template_required(cls, name: Series[str]) -> pd.Series:
-        """KWA002: a template message names its template."""
-        return _filled(name)
+
+#: The checks every row passes, whatever its type. Columns are the API's field names;
+#: validate() normalised ``to`` and ``from`` to E.164 first: ``to`` is null where the number
+#: could not be read (the report gives the reason), ``from`` is null where the row leaves
+#: the sender to the client.
+MESSAGE_CHECKS: tuple[Check, ...] = (
+    Check(
+        "phone_valid",
+        ("to",),
+        lambda to: _regex(to, E164_PATTERN, full=True),
+        "E13009 (KWA004 when a spreadsheet mangled it): a valid number, in E.164.",
+        ignore_na=False,
+    ),
+    Check(
+        "sender_valid",
+        ("from",),
+        _sender_valid,
+        "E13008: the sender, when there is one, is a valid number in E.164.",
+    ),
+    Check(
+        "type_known",
+        ("type",),
+        lambda kind: kind.isin(KNOWN_TYPES),
+        "KWA003: 'text' or 'template'.",
+        ignore_na=False,
+    ),
+    Check(
+        "channel_known",
+        ("channel",),
+        lambda channel: _regex(channel, f"(?i)[{_SPACE}]*whatsapp[{_SPACE}]*", full=True),
+        "KWA003: WhatsApp, or empty.",
+    ),
+    Check(
+        "no_html",
+        _FREE_TEXT,
+        lambda values: ~_html(values),
+        "E413: no HTML tag outside the body (the API refuses them).",
+    ),
+    Check(
+        "control_chars",
+        _FREE_TEXT,
+        lambda values: ~_has_byte(values, _CONTROL_BYTES),
+        "KWA006: no tab, line break or other control character outside the body.",
+    ),
+    Check(
+        "body_control_chars",
+        ("body",),
+        lambda body: ~_has_byte(body, _CONTROL_BYTES_IN_BODY),
+        "KWA006: a body may break lines and hold tabs, nothing else.",
+    ),
+    Check(
+        "body_length",
+        ("body",),
+        lambda body: body.str.len() <= BODY_MAX,
+        "KWA001: at most 4,096 characters.",
+    ),
+    Check(
+        "ref_length",
+        ("ref", "ref1", "ref2"),
+        lambda ref: ref.str.len() <= REF_MAX,
+        "KWA001: at most 255 characters each.",
+    ),
+    Check(
+        "params_format",
+        ("params",),
+        lambda params: _regex(params, _PARAMS_SHAPE, full=True),
+        "KWA010: comma-separated, CSV-quoted where a value holds a comma.",
+    ),
+    Check(
+        "params_empty",
+        ("params",),
+        _params_filled,
+        "KWA010: no empty parameter (WhatsApp refuses them).",
+    ),
+    Check(
+        "lang_code_format",
+        ("lang_code",),
+        lambda lang_code: _regex(lang_code, _LANG_CODE, full=True),
+        "KWA011: a language code such as 'en' or 'pt_BR'.",
+    ),
+    Check(
+        "url",
+        ("callback_url",),
+        lambda url: _regex(url, _URL, full=True),
+        "KWA005: a full http(s) URL.",
+    ),
+)
+#: A text message also needs a ``body``.
+TEXT_CHECKS = (
+    *MESSAGE_CHECKS,
+    Check(
+        "body_required",
+        ("body",),
+        _filled,
+        "KWA002: a text message has a body.",
+        ignore_na=False,
+    ),
+)
+#: A template message also names its template.
+TEMPLATE_CHECKS = (
+    *MESSAGE_CHECKS,
+    Check(
+        "template_required",
+        ("template_name",),
+        _filled,
+        "KWA002: a template message names its template.",
+        ignore_na=False,
+    ),
+)
+# The checks of each message type, and the column that type requires.
+_BY_TYPE: tuple[tuple[str | None, tuple[Check, ...], str | None], ...] = (
+    ("text", TEXT_CHECKS, "body"),
+    ("template", TEMPLATE_CHECKS, "template_name"),
+    (None, MESSAGE_CHECKS, None),  # an unknown type: the checks every row passes
+)
+
+
+def failures(frame: pd.DataFrame, checks: Sequence[Check]) -> Iterator[tuple[str, str, Any]]:
+    """``(check, column, failed labels)`` for every check a column of ``frame`` fails.
+
+    A column the frame does not have is not checked; a check that ignores missing values
+    looks only at the values that are there.
+    """
+    for check in checks:
+        for column in check.columns:
+            if column not in frame.columns:
+                continue
+            values = frame[column]
+            if check.ignore_na:
+                present = values.notna().to_numpy()
+                if not present.any():
+                    continue
+                if not present.all():
+                    values = values[present]
+            passed = np.asarray(check.test(values), dtype=bool)
+            if not passed.all():
+                yield check.name, column, values.index[~passed].to_numpy()
+
+
+_PANDERA_MODELS = {
+    "MessageRow": (MESSAGE_CHECKS, "A message as it will be sent, whatever its type."),
+    "TextMessage": (TEXT_CHECKS, "A text message: it needs a ``body``."),
+    "TemplateMessage": (TEMPLATE_CHECKS, "A template message: it needs a ``template_name``."),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``MessageRow``, ``TextMessage`` and ``TemplateMessage``: the same checks as pandera
+    ``DataFrameModel`` classes, built on first use (validate() itself never imports
+    pandera: it costs more than all of a small file's validation)."""
+    if name not in _PANDERA_MODELS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    model = _pandera_model(name, *_PANDERA_MODELS[name])
+    globals()[name] = model
+    return model
+
+
+def _pandera_model(name: str, checks: Sequence[Check], doc: str) -> Any:
+    import pandera.pandas as pa
+    from pandera.typing import Series
+
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__doc__": doc, "__module__": __name__}
+    for column in API_COLUMNS:
+        attribute = "from_" if column == "from" else column
+        annotations[attribute] = Series[str]
+        namespace[attribute] = pa.Field(
+            nullable=True, required=column in ("to", "type"), alias=column
+        )
+    for check in checks:
+
+        def method(cls: Any, values: Any, _test: Any = check.test) -> Any:
+            return _test(values)
+
+        method.__name__ = check.name
+        method.__doc__ = check.doc
+        namespace[check.name] = pa.check(
+            *check.columns, name=check.name, ignore_na=check.ignore_na
+        )(method)
+    namespace["__annotations__"] = annotations
+    namespace["Config"] = type("Config", (), {"strict": False, "coerce": False})
+    return type(name, (pa.DataFrameModel,), namespace)
 
 
 # ---------------------------------------------------------------------------------------
@@ -371,290 +438,39 @@ _RULES: dict[str, _Rule] = {
 }
 
 
-# ---------------------------------------------------------------------------------------
-# validate()
-
-
-def validate(
-    df: pd.DataFrame,
-    *,
-    default_region: str | None = None,
-    sender: str | None = None,
-    params_from: Sequence[str] | None = None,
-    body_template: str | None = None,
-    template_name: str | None = None,
-    lang_code: str | None = None,
-    callback_url: str | None = None,
-    windows: pd.DataFrame | None = None,
-) -> ValidationReport:
-    """Check every row before sending; return which rows are valid and why others are not.
-
-    Args:
-        df: recipients, one row each, with the API's column names (``to`` required).
-        default_region: ISO country code for numbers written without ``+`` (``"IN"``).
-        sender: the ``from`` number for rows that leave it empty.
-        params_from: columns whose values, in this order, make a template's ``params``
-            (CSV-quoted where a value holds a comma), for rows whose ``params`` is empty.
-        body_template: a text body with ``{column}`` placeholders, e.g.
-            ``"Hi {name}, order {order_id} has shipped"``, for rows whose ``body`` is empty.
-        template_name, lang_code, callback_url: campaign-wide values for rows that leave
-            these empty. A row's ``type`` is ``template`` when it has a template name.
-        windows: the open 24-hour conversation windows (:func:`kwa_batch.open_windows`);
-            text rows to recipients without one are refused with ``KWA012`` (WhatsApp only
-            lets a business start a conversation with a template).
-
-    Returns:
-        ValidationReport with ``.valid`` (normalised), ``.invalid``, ``.errors``, ``.ok``.
-
-    Raises:
-        InputError: there is no ``to`` column, or a cell cannot be read as text.
-        ConfigurationError: a setting cannot be used: unknown region, a column named by
-            ``params_from`` or a placeholder of ``body_template`` that does not exist.
-        ValueError: the frame's index repeats labels.
-
-    Example:
-        >>> import pandas as pd
-        >>> df = pd.DataFrame({"to": ["+919876543210", "12"], "body": ["Hi", "Hi"]})
-        >>> report = validate(df, sender="+911234567890")
-        >>> report
-        <ValidationReport: 2 rows, 1 valid, 1 invalid>
-        >>> report.errors.loc[0, "error_code"]
-        'E13009'
-    """
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"validate() takes a DataFrame, not {type(df).__name__}")
-    if "to" not in df.columns:
-        raise InputError(
-            "no 'to' column: name the column of phone numbers 'to' "
-            f"(columns: {', '.join(map(str, df.columns))})"
-        )
-    repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()] if c in API_COLUMNS})
-    if repeated:
-        raise InputError(
-            f"the frame has more than one column named {', '.join(map(repr, repeated))}: "
-            "keep one of each"
-        )
-    if not df.index.is_unique:
-        raise ValueError(
-            "the frame's index has repeated labels, so results could not be matched back to "
-            "rows: call df.reset_index(drop=True) first"
-        )
-    region = check_region(default_region)
-    if isinstance(params_from, str):
-        params_from = [p.strip() for p in params_from.split(",") if p.strip()]
-    params_columns = [resolve_column(df, name, "params_from") for name in params_from or ()]
-    pieces = placeholders(body_template) if body_template is not None else []
-    template_columns = {
-        name: resolve_column(df, name, "body_template") for _, name in pieces if name is not None
-    }
-    n = len(df)
-    problems = Problems()
-
-    # 1. Build the messages, positionally (index 0..n-1) and as strings.
-    columns: dict[str, pd.Series] = {}
-    for name in API_COLUMNS:
-        if name in df.columns:
-            columns[name] = strings(df[name], name).reset_index(drop=True)
-        else:
-            columns[name] = empty_strings(n)
-    for name, value in (
-        ("template_name", template_name),
-        ("lang_code", lang_code),
-        ("callback_url", callback_url),
-    ):
-        if value is not None and value != "":
-            blank = is_blank(columns[name])
-            if blank.any():
-                columns[name] = columns[name].mask(blank, value)
-    kind = columns["type"].str.strip().str.lower()
-    inferred = choose(is_blank(columns["template_name"]), "text", "template")
-    columns["type"] = kind.where(~is_blank(kind), inferred)
-
-    built_from: dict[str, np.ndarray[Any, Any]] = {}
-    if params_columns:
-        rows = (columns["type"] == "template").to_numpy() & is_blank(columns["params"])
-        columns["params"], built_from["params"] = build_params(
-            df, params_columns, rows, columns["params"], problems
-        )
-    if body_template is not None:
-        rows = (columns["type"] == "text").to_numpy() & is_blank(columns["body"])
-        columns["body"], built_from["body"] = build_body(
-            df, pieces, template_columns, rows, columns["body"], problems
-        )
-
-    # Recipient and sender, normalised.
-    written_to = columns["to"]
-    phones = normalize_phones(written_to, region)
-    columns["to"] = phones["e164"]
-    row_from = columns["from"]
-    own_from = ~is_blank(row_from)
-    from_values = row_from
-    from_e164 = empty_strings(n)
-    from_reason = empty_strings(n)
-    if own_from.any():
-        checked = normalize_phones(row_from, region)
-        from_e164 = checked["e164"].where(own_from)
-        from_reason = checked["reason"].where(own_from)
-    if sender:
-        check: PhoneCheck = normalize_phone(sender, region)
-        use = ~own_from
-        from_values = row_from.mask(use, sender)
-        if check.ok:
-            from_e164 = from_e164.mask(use, check.e164)
-        else:
-            from_reason = from_reason.mask(use, check.reason)
-    has_from = own_from | bool(sender)
-    columns["from"] = from_e164.where(from_e164.notna(), from_values.where(has_from))
-    prepared = pd.DataFrame(columns)
-
-    # 2. Check them with the model of their type.
-    _run_models(prepared, problems, phones, from_reason, written_to)
-
-    # 3. What only the frame knows: ragged rows from the file.
-    malformed = df.attrs.get("malformed") or {}
-    if malformed:
-        labels = list(malformed)
-        where = df.index.get_indexer(pd.Index(labels, dtype=object))
-        found = where >= 0
-        reasons = pd.Series(
-            [malformed[label] for label, ok in zip(labels, found, strict=True) if ok],
-            dtype="str",
-        )
-        # A ragged row's cells may sit in the wrong columns: its shape is its only problem.
-        ragged = np.zeros(n, dtype=bool)
-        ragged[where[found]] = True
-        _drop_rows(problems, ragged)
-        problems.add(
-            where[found],
-            "*",
-            "row_shape",
-            "KWA008",
-            reasons + ": check its quotes and delimiters",
-            empty_strings(int(found.sum())),
-        )
-
-    # A message built from an empty value reports the empty value, not what it made.
-    for column, empty in built_from.items():
-        _drop_rows(problems, empty, column=column, unless="value_required")
-
-    # Free text needs an open 24-hour conversation window.
-    if windows is not None:
-        from ..receipts.windows import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_window_rows
-
-        closed = closed_window_rows(prepared, windows).to_numpy()
-        problems.add(
-            np.flatnonzero(closed),
-            "to",
-            "window_open",
-            CLOSED_WINDOW_CODE,
-            CLOSED_WINDOW_MESSAGE,
-            prepared["to"][closed],
-        )
-
-    # Repeats of a row already seen, among rows that are otherwise fine.
-    _mark_duplicates(prepared, problems, df)
-
-    errors, positions = assemble(problems, df)
-    is_bad = problems.mask(n)
-    invalid = _rows(df, is_bad)
-    first_code, reasons_text = row_reasons(errors, positions)
-    invalid = invalid.assign(error_code=first_code, errors=reasons_text)
-    valid = _valid_frame(df, prepared, ~is_bad, sender_given=bool(sender))
-    for frame in (valid, invalid):
-        frame.attrs = dict(df.attrs)
-    settings = {
-        "default_region": region,
-        "sender": sender,
-        "params_from": list(params_from) if params_from else None,
-        "body_template": body_template,
-        "template_name": template_name,
-        "lang_code": lang_code,
-        "callback_url": callback_url,
-        "windows": None if windows is None else len(windows),
-    }
-    return ValidationReport(
-        data=df,
-        valid=valid,
-        invalid=invalid,
-        errors=errors,
-        default_region=region,
-        sender=sender,
-        settings=settings,
-    )
-
-
-def _drop_rows(
-    problems: Problems,
-    rows: np.ndarray[Any, Any],
-    *,
-    column: str | None = None,
-    unless: str | None = None,
-) -> None:
-    """Forget the problems found so far in ``rows`` (a mask): all of them, or those of one
-    ``column`` but for the check named ``unless``."""
-    kept = []
-    for part in problems.parts:
-        concerned = (column is None or part["column"] == column) and part["check"] != unless
-        drop = rows[part["pos"]] if concerned else np.zeros(len(part["pos"]), dtype=bool)
-        if drop.any():
-            part = dict(part)
-            for key in ("code", "message", "value"):
-                if isinstance(part[key], pd.Series):
-                    part[key] = part[key][~drop]
-            part["pos"] = part["pos"][~drop]
-            if not len(part["pos"]):
-                continue
-        kept.append(part)
-    problems.parts = kept
-
-
-def _run_models(
+def check_models(
     prepared: pd.DataFrame,
     problems: Problems,
     phones: pd.DataFrame,
     from_reason: pd.Series,
     written_to: pd.Series,
 ) -> None:
+    """Run the checks of each row's type over the built messages (``prepared``, indexed
+    0..n-1) and record every failure in ``problems``."""
     kinds = prepared["type"]
-    for model, mask, needed in (
-        (TextMessage, (kinds == "text").to_numpy(), "body"),
-        (TemplateMessage, (kinds == "template").to_numpy(), "template_name"),
-        (MessageRow, ~kinds.isin(KNOWN_TYPES).to_numpy(), None),
-    ):
+    for kind, checks, needed in _BY_TYPE:
+        mask = (kinds == kind).to_numpy() if kind else ~kinds.isin(KNOWN_TYPES).to_numpy()
         if not mask.any():
             continue
         subset = prepared if mask.all() else prepared[mask]
-        # A column empty in every row passes its checks: leave it out (pandera's work per
-        # column adds up), but for the ones a model requires.
+        # A column empty in every row passes its checks: leave it out, but for the ones
+        # every row of this type must fill.
         kept = [c for c in subset.columns if c in ("to", "type", needed) or subset[c].notna().any()]
-        subset = subset[kept]
-        try:
-            # inplace: nothing is coerced, so pandera need not copy the frame first.
-            model.validate(subset, lazy=True, inplace=True)
-        except SchemaErrors as exc:
-            for error in exc.schema_errors:
-                _record(error, prepared, problems, phones, from_reason, written_to)
+        for name, column, failed in failures(subset[kept], checks):
+            _record(name, column, failed, prepared, problems, phones, from_reason, written_to)
 
 
 def _record(
-    error: Any,
+    name: str,
+    column: str,
+    failed: np.ndarray[Any, Any],
     prepared: pd.DataFrame,
     problems: Problems,
     phones: pd.DataFrame,
     from_reason: pd.Series,
     written_to: pd.Series,
 ) -> None:
-    check = error.check
-    name = getattr(check, "name", None) or str(check)
-    column = str(getattr(error.schema, "name", "") or "*")
-    output = error.check_output
-    if output is None or not isinstance(output, pd.Series):
-        raise KwaBatchError(f"validation could not run check {name!r} on {column!r}: {error}")
-    failed = output.index[~output.to_numpy(dtype=bool, na_value=False)].to_numpy()
-    if len(failed) == 0:
-        return
-    values = prepared[column].iloc[failed] if column in prepared.columns else None
-    assert values is not None
+    values = prepared[column].iloc[failed]
     if name == "phone_valid":
         values = written_to.iloc[failed]
         reasons = phones["reason"].iloc[failed]
@@ -702,100 +518,3 @@ def _add_rule(
     if isinstance(message_value, pd.Series):
         message_value = message_value.reset_index(drop=True)
     problems.add(failed, column, name, rule.code, message_value, values)
-
-
-def _mark_duplicates(prepared: pd.DataFrame, problems: Problems, df: pd.DataFrame) -> None:
-    n = len(prepared)
-    candidate = ~problems.mask(n)
-    if candidate.sum() < 2:
-        return
-    # Only rows whose number repeats can repeat a message; numbers compare as integers.
-    numbers = pc.cast(
-        pc.utf8_slice_codeunits(_arrow(prepared["to"][candidate]), 1), pa_arrow.int64()
-    )
-    repeats = pd.Series(numbers.to_numpy(zero_copy_only=False)).duplicated(keep=False).to_numpy()
-    if not repeats.any():
-        return
-    candidate[np.flatnonzero(candidate)[~repeats]] = False
-    keys = ["to", *MESSAGE_COLUMNS]
-    subset = prepared.loc[candidate, keys]
-    used = [c for c in keys if subset[c].notna().any()]
-    if len(used) == 1:
-        joined = subset[used[0]]
-    else:
-        parts = []
-        for name in used:
-            array = pa_arrow.array(subset[name].array)
-            if isinstance(array, pa_arrow.ChunkedArray):
-                array = array.combine_chunks()
-            parts.append(array.cast(pa_arrow.large_string()).fill_null("\x1e"))
-        joined_array = pc.binary_join_element_wise(
-            *parts, pa_arrow.scalar("\x1f", type=pa_arrow.large_string())
-        )
-        joined = pd.Series(pd.array(joined_array, dtype="str"))
-    codes, _ = pd.factorize(joined)
-    _, first_index = np.unique(codes, return_index=True)
-    first_of = first_index[codes]
-    repeated = first_of != np.arange(len(codes))
-    if not repeated.any():
-        return
-    positions = np.flatnonzero(candidate)
-    dup_positions = positions[repeated]
-    firsts = positions[first_of[repeated]]
-    lines = file_lines(df, df.index[firsts])
-    where = [
-        f"line {line}" if pd.notna(line) else f"row {label}"
-        for line, label in zip(lines, df.index[firsts], strict=True)
-    ]
-    message = pd.Series(
-        [
-            f"the same message to the same recipient appears earlier ({w}): remove this row"
-            for w in where
-        ],
-        dtype="str",
-    )
-    problems.add(
-        dup_positions,
-        "to",
-        "duplicate",
-        "KWA007",
-        message,
-        prepared["to"].iloc[dup_positions],
-    )
-
-
-def _rows(df: pd.DataFrame, mask: np.ndarray[Any, Any]) -> pd.DataFrame:
-    """``df[mask]``, column by column (pyarrow filters a column faster than pandas takes a
-    frame), with the index and attrs kept."""
-    if mask.all():
-        return df.copy(deep=False)
-    index = df.index[mask]
-    out = pd.DataFrame({i: df.iloc[:, i][mask] for i in range(df.shape[1])}, index=index)
-    out.columns = df.columns
-    out.attrs = dict(df.attrs)
-    return out
-
-
-def _valid_frame(
-    df: pd.DataFrame, prepared: pd.DataFrame, keep: np.ndarray[Any, Any], *, sender_given: bool
-) -> pd.DataFrame:
-    """The rows that pass, as they will be sent: the input's columns, with the API's
-    columns replaced by (or extended with) the built ones."""
-    out = _rows(df, keep)
-    built = {}
-    for name in API_COLUMNS:
-        values = prepared[name]
-        wanted = (
-            name in df.columns
-            or name == "type"
-            or (name == "from" and sender_given)
-            or (name in _FILLED and bool(values.notna().any()))
-        )
-        if wanted:
-            kept = values[keep]
-            kept.index = out.index
-            built[name] = kept
-    return out.assign(**built)
-
-
-_FILLED = ("body", "params", "template_name", "lang_code", "callback_url")

@@ -225,9 +225,15 @@ def test_summary_json_and_journal_resume(runner: CliRunner, write_csv, tmp_path:
     # without it showing) skips both rows.
     second = runner.invoke(cli, args)
     assert second.exit_code == 0, second.output
-    assert "Journal" in second.output
-    assert "2 already sent" in second.output
+    assert "Nothing to send (2 already sent, by the journal)" in second.output
+    assert "Sending" not in second.output
     assert json.loads((tmp_path / "s.json").read_text())["resume"] == {"already sent": 2}
+    # A recurring campaign that reuses the journal is told so, loudly, even with --quiet.
+    third = runner.invoke(cli, [*args, "--quiet"])
+    assert third.exit_code == 0
+    assert "All 2 row(s) were already sent on" in third.output
+    assert "by this journal" in third.output
+    assert "A new campaign needs a journal of its own" in third.output
 
 
 def test_resend_unknown_needs_a_journal(runner: CliRunner, write_csv) -> None:
@@ -236,7 +242,19 @@ def test_resend_unknown_needs_a_journal(runner: CliRunner, write_csv) -> None:
     assert "--resend-unknown needs --journal" in result.output
 
 
-def test_ctrl_c_exits_130_writes_results_and_resume_completes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [
+        ("SIGINT", 130, "Interrupted: run the same command again"),
+        ("SIGTERM", 143, "Stopped by SIGTERM: run the same command again"),
+        ("SIGHUP", 129, "Stopped by SIGHUP: run the same command again"),
+    ],
+)
+def test_a_stop_signal_writes_results_and_summary_and_resume_completes(
+    tmp_path: Path, stop: str, code: int, said: str
+) -> None:
+    """Ctrl-C, cron's or docker's SIGTERM, a closed terminal's SIGHUP: the same graceful stop."""
+    import json
     import signal
 
     import pandas as pd
@@ -267,6 +285,8 @@ def test_ctrl_c_exits_130_writes_results_and_resume_completes(tmp_path: Path) ->
             "c.csv.results.csv",
             "--concurrency",
             "2",
+            "--summary-json",
+            "s.json",
         ]
         proc = subprocess.Popen(
             args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -274,14 +294,19 @@ def test_ctrl_c_exits_130_writes_results_and_resume_completes(tmp_path: Path) ->
         deadline = time.monotonic() + 60
         while len(emu.messages) < 40 and time.monotonic() < deadline:
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))
         output, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 130, output
-        assert "Interrupted: run the same command again" in output
+        assert proc.returncode == code, output
+        assert said in output
         partial = pd.read_csv(tmp_path / "c.csv.results.csv", dtype=str, encoding="utf-8-sig")
         assert len(partial) == rows
         assert set(partial["status"]) <= {"sent", "not_sent", "unknown"}
         assert (partial["status"] == "not_sent").sum() > 0
+        assert (partial["status"] == "unknown").sum() == 0  # in-flight requests were awaited
+        summary = json.loads((tmp_path / "s.json").read_text())
+        assert summary["exit_code"] == code
+        assert summary["stopped_by"] == stop
+        assert summary["status"]["sent"] == (partial["status"] == "sent").sum()
         again = subprocess.run(
             args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
         )
@@ -329,7 +354,7 @@ def test_validate_writes_a_report(
 def test_validate_report_with_a_bad_extension_exits_2(runner: CliRunner, write_csv) -> None:
     result = runner.invoke(cli, ["validate", str(write_csv(CLEAN)), "--report", "r.json"])
     assert result.exit_code == 2
-    assert "use .csv or .xlsx" in result.output
+    assert "use a .csv or .xlsx file name" in result.output
 
 
 def test_validate_region_reads_national_numbers(runner: CliRunner, write_csv) -> None:
@@ -416,4 +441,83 @@ def test_validate_says_when_a_file_is_not_utf8(runner: CliRunner, write_csv) -> 
     )
     result = runner.invoke(cli, ["validate", str(path)])
     assert result.exit_code == 0, result.output
-    assert "the file is not UTF-8; it was read as cp1252" in result.output
+    assert result.output.count("is not UTF-8; read it as cp1252") == 1  # said once
+    assert "--encoding" in result.output
+    assert "encoding=" not in result.output
+
+
+def test_validate_and_send_agree_on_the_sender_from_the_environment(
+    runner: CliRunner, write_csv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KALEYRA_FROM", "+447911123456")
+    path = write_csv(CLEAN)
+    checked = runner.invoke(cli, ["validate", str(path)])
+    sent = runner.invoke(
+        cli, ["send", str(path), "--emulator", "--out", str(tmp_path / "r.csv"), "--dry-run"]
+    )
+    assert checked.exit_code == sent.exit_code == 0, checked.output + sent.output
+    assert "2 row(s), 2 valid, 0 invalid" in checked.output
+    assert "2 row(s), 2 valid, 0 invalid" in sent.output
+    assert "from: +447911123456" in sent.output  # the environment's, not the demo number
+
+
+@pytest.mark.parametrize("command", ["validate", "send"])
+@pytest.mark.parametrize("where", ["--from", "KALEYRA_FROM"])
+def test_an_invalid_sender_is_one_line_before_anything_else(
+    runner: CliRunner, write_csv, monkeypatch: pytest.MonkeyPatch, command: str, where: str
+) -> None:
+    args = [command, str(write_csv(CLEAN))] + (["--emulator"] if command == "send" else [])
+    if where == "--from":
+        args += ["--from", "12345"]
+    else:
+        monkeypatch.setenv("KALEYRA_FROM", "12345")
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1, result.output
+    assert result.output.startswith(f"Error: {where} '12345': the sender")
+
+
+def test_the_command_line_names_flags_never_python_parameters(
+    runner: CliRunner, sample_csv: Path
+) -> None:
+    result = runner.invoke(cli, ["validate", str(sample_csv)])
+    assert "or pass --region for national numbers" in result.output
+    assert "default_region=" not in result.output
+
+
+def test_validate_quiet_and_summary_json(runner: CliRunner, sample_csv: Path, tmp_path) -> None:
+    import json
+
+    out = tmp_path / "v.json"
+    result = runner.invoke(cli, ["validate", str(sample_csv), "-q", "--summary-json", str(out)])
+    assert result.exit_code == 1
+    assert result.output == ""
+    summary = json.loads(out.read_text())
+    assert summary["rows"] == 20
+    assert summary["valid"] == 15
+    assert summary["invalid"] == 5
+    assert summary["exit_code"] == 1
+    assert summary["error_codes"]["KWA007"] == 1
+
+
+@pytest.mark.parametrize("command", ["validate", "send"])
+def test_an_unusable_input_still_writes_the_json_summary(
+    runner: CliRunner, tmp_path: Path, command: str
+) -> None:
+    import json
+
+    out = tmp_path / "s.json"
+    args = [command, str(tmp_path / "missing.csv"), "--summary-json", str(out)]
+    result = runner.invoke(cli, [*args, "--emulator"] if command == "send" else args)
+    assert result.exit_code == 2
+    summary = json.loads(out.read_text())
+    assert summary["exit_code"] == 2
+    assert "no such file" in summary["error"]
+
+
+def test_the_command_list_shows_whole_descriptions(runner: CliRunner) -> None:
+    listing = runner.invoke(cli, ["--help"], terminal_width=80).output
+    commands = listing.split("Commands:")[1].strip().splitlines()
+    assert len(commands) == len(cli.commands)
+    assert not any(line.rstrip().endswith("...") for line in commands), commands
+    assert all(len(line) <= 80 for line in listing.splitlines())

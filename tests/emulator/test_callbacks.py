@@ -21,8 +21,8 @@ from conftest import SENDER
 import kwa_batch as kb
 from kwa_batch.emulator.callbacks import CallbackSettings, is_loopback_url
 from kwa_batch.emulator.server import Emulator
-from kwa_batch.receipts.receipts import delivery_counts
 from kwa_batch.receipts.receiver import Receiver
+from kwa_batch.results import delivery_counts
 
 TOKEN = "loop-token"
 DEADLINE = 20.0

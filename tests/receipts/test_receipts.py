@@ -14,16 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kwa_batch.errors import InputError, KwaBatchError
-from kwa_batch.receipts.receipts import (
-    DELIVERY_COLUMNS,
-    NO_RECEIPT,
-    RECEIPT_COLUMNS,
-    _receipts,
-    delivery_counts,
-    load_receipts,
-    merge_receipts,
-)
+from kwa_batch.receipts.receipts import RECEIPT_COLUMNS, _receipts, load_receipts, merge_receipts
 from kwa_batch.receipts.store import STATUS_RANK, CallbackStore, StatusUpdate
+from kwa_batch.results import DELIVERY_COLUMNS, NO_CALLBACK_URL, NO_RECEIPT, delivery_counts
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -243,3 +236,18 @@ def test_delivery_counts(store: CallbackStore, results: pd.DataFrame) -> None:
         "deleted": 1,
         NO_RECEIPT: 1,
     }
+
+
+def test_messages_sent_without_a_callback_url_are_told_apart() -> None:
+    merged = pd.DataFrame(
+        {
+            "message_id": ["a:0", "b:0", "c:0", None],
+            "callback_url": ["http://127.0.0.1:8765/callback", None, "http://x/cb", None],
+            "delivery_status": pd.array(["read", None, None, None], dtype="string"),
+        }
+    )
+    counts = delivery_counts(merged)
+    assert counts["read"] == 1
+    assert counts[NO_RECEIPT] == 1  # asked for, not come yet
+    assert counts[NO_CALLBACK_URL] == 1  # will never come
+    assert counts.sum() == 3  # the row never sent is not counted

@@ -302,3 +302,58 @@ def test_rate_limit_holds_over_every_one_second_window(fresh_emulator: Emulator)
     worst = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
     assert worst <= 20
     assert stamps[-1] - stamps[0] >= 2.0  # 45 messages at 20/s span more than two seconds
+
+
+# -- the sender, resolved once ---------------------------------------------------------
+
+
+def test_a_clients_invalid_sender_rejects_rows_locally_never_at_the_api(
+    fresh_emulator: Emulator,
+) -> None:
+    report = validate(frame(3))  # no sender here: rows without 'from' count valid for now
+    results = send(report, fresh_emulator.client(sender="12345"), progress=False)
+    assert (results["status"] == "rejected").all()
+    assert (results["error_code"] == "E13008").all()
+    assert fresh_emulator.requests_seen == 0
+
+
+def test_send_sender_is_validated_like_validates(fresh_emulator: Emulator) -> None:
+    report = validate(frame(2))
+    given = send(report, fresh_emulator.client(), sender="12345", progress=False)
+    direct = validate(frame(2), sender="12345")
+    assert given["status"].tolist() == ["rejected"] * 2
+    assert given["error_message"].tolist() == direct.invalid["errors"].tolist()
+    assert fresh_emulator.requests_seen == 0
+
+
+@pytest.mark.parametrize(
+    ("validated", "given", "client", "expected"),
+    [
+        (None, None, SENDER, SENDER),  # the client's fills what nobody else did
+        ("+14155550123", None, SENDER, "+14155550123"),  # validate()'s before the client's
+        (None, "+447911123456", SENDER, "+447911123456"),  # send()'s before the client's
+    ],
+)
+def test_sender_precedence(fresh_emulator: Emulator, validated, given, client, expected) -> None:
+    df = frame(2).assign(**{"from": [pd.NA, "+919845012345"]})
+    report = validate(df, sender=validated)
+    results = send(report, fresh_emulator.client(sender=client), sender=given, progress=False)
+    assert (results["status"] == "sent").all()
+    ledger = fresh_emulator.messages.set_index("to")["from"]
+    assert ledger["+919876500000"] == expected
+    assert ledger["+919876500001"] == "+919845012345"  # the row's own always wins
+
+
+def test_send_refuses_a_sender_that_contradicts_the_reports(fresh_emulator: Emulator) -> None:
+    report = validate(frame(1), sender=SENDER)
+    with pytest.raises(ConfigurationError, match="validated with sender"):
+        send(report, fresh_emulator.client(), sender="+447911123456", progress=False)
+    assert fresh_emulator.requests_seen == 0
+
+
+def test_a_clients_invalid_sender_rejects_a_frames_rows_too(
+    fresh_emulator: Emulator,
+) -> None:
+    results = send(frame(2), fresh_emulator.client(sender="0000"), progress=False)
+    assert (results["error_code"] == "E13008").all()
+    assert fresh_emulator.requests_seen == 0

@@ -505,3 +505,46 @@ def test_repeated_api_columns_are_an_input_error() -> None:
     df = pd.DataFrame([["+919876543210", "x", "y"]], columns=["to", "body", "body"])
     with pytest.raises(InputError, match="more than one column named 'body'"):
         validate(df)
+
+
+def test_validate_runs_without_pandera_and_the_models_agree() -> None:
+    """validate() runs the check table itself (fast start); the pandera models built from
+    the same table flag the same rows."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, pandas as pd\n"
+        "from kwa_batch import validate\n"
+        "validate(pd.DataFrame({'to': ['+919876543210', 'x'], 'body': ['Hi', None]}),"
+        " sender='+911234567890')\n"
+        "print('pandera' in sys.modules)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "False", loaded.stderr
+
+    import pandera.errors
+
+    from kwa_batch.validation.rules import TextMessage
+
+    df = frame(
+        to=["+919876543210", "+14155550123", "+447911123456"],
+        body=["<b>x</b> ok", "", "fine"],
+        ref=["<i>r</i>", None, "a" * 300],
+    )
+    report = validate(df, sender=SENDER)
+    ours = {(int(r.row), r.check) for r in report.errors.itertuples() if r.check != "phone_valid"}
+    prepared = report.valid.reindex(df.index).assign(
+        to=["+919876543210", "+14155550123", "+447911123456"],
+        body=df["body"].replace("", None),
+        ref=df["ref"],
+        type="text",
+    )
+    with pytest.raises(pandera.errors.SchemaErrors) as caught:
+        TextMessage.validate(prepared, lazy=True)
+    theirs = {
+        (int(i), str(e.check.name))
+        for e in caught.value.schema_errors
+        for i in e.check_output.index[~e.check_output.to_numpy(dtype=bool, na_value=False)]
+    }
+    assert ours == theirs

@@ -1,0 +1,156 @@
+"""What every command shares: exit codes, the one-line failure, and the sender's resolution.
+
+Nothing here imports pandas: ``kwa-batch --help`` must start at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from ..config import ENV_FROM
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..validation import ValidationReport
+
+__all__ = [
+    "DEMO_SENDER",
+    "EXIT_INCOMPLETE",
+    "EXIT_OK",
+    "EXIT_ROWS",
+    "EXIT_UNUSABLE",
+    "Unusable",
+    "check_writable",
+    "fail",
+    "in_flags",
+    "load_and_validate",
+    "resolve_sender",
+]
+
+EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_INCOMPLETE = 0, 1, 2, 3
+#: The sender used with --emulator when none is given (the emulator accepts any valid one).
+DEMO_SENDER = "+911234567890"
+
+
+# The library's messages name its parameters, often with the flag beside them
+# ("pass default_region= (--region)"); on the command line only the flag makes sense.
+_PARAMETER_AND_FLAG = re.compile(
+    r"\b[a-z_]+=(?:True)?\s*(?:\(\s*(?P<paren>--[a-z-]+)\)|/\s*(?P<slash>--[a-z-]+))"
+)
+_FLAGS = {"sender=": "--from", "sid=": "--sid", "api_key=": "--api-key"}
+
+
+def in_flags(text: str) -> str:
+    """A library message worded for the command line: flags, never Python parameters.
+
+    >>> in_flags("or pass default_region= (--region) for national numbers")
+    'or pass --region for national numbers'
+    """
+    text = _PARAMETER_AND_FLAG.sub(lambda m: m["paren"] or m["slash"], text)
+    for parameter, flag in _FLAGS.items():
+        text = re.sub(rf"\b{re.escape(parameter)}(?=[\s,.;)]|$)", flag, text)
+    return text
+
+
+class Unusable(click.ClickException):
+    """The input or the configuration cannot be used: one line, exit 2."""
+
+    exit_code = EXIT_UNUSABLE
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"Error: {in_flags(self.format_message())}", err=True)
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the command with a one-line reason and exit code 2 (never a traceback)."""
+    raise Unusable(message)
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Refuse, before anything is read or sent, an output path that cannot be written."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        fail(f"{option} {path}: folder {folder} does not exist")
+    if path.is_dir():
+        fail(f"{option} {path}: is a folder; give a file name")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        fail(f"{option} {path}: cannot be written here (permissions)")
+
+
+def resolve_sender(
+    option: str | None, region: str | None = None, *, emulator: bool = False
+) -> tuple[str | None, str]:
+    """The sender for rows without their own, and where it came from: ``--from``, then
+    ``KALEYRA_FROM``, then (with ``--emulator`` only) the demo number.
+
+    A sender that is given but is not a valid number stops the command here, in one line
+    about ``--from``, before the file is even read: every row would be refused for it.
+    """
+    if option:
+        sender, source = option, "--from"
+    elif os.environ.get(ENV_FROM):
+        sender, source = os.environ[ENV_FROM], ENV_FROM
+    elif emulator:
+        return DEMO_SENDER, "demo"
+    else:
+        return None, "none"
+    from ..validation.phones import normalize_phone
+
+    check = normalize_phone(sender, region)
+    if not check.ok:
+        fail(
+            f"{source} {sender!r}: the sender {check.reason}: use your WhatsApp business "
+            "number with + and the country code (e.g. --from +911234567890)"
+        )
+    return sender, source
+
+
+def load_and_validate(
+    file: str,
+    *,
+    encoding: str | None,
+    region: str | None,
+    sender: str | None,
+    messages: dict[str, Any],
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """The file loaded and validated, as ``validate`` and ``send`` both do (so they give
+    the same verdicts on the same file and environment)."""
+    from ..recipients import load_recipients
+    from ..validation import validate
+
+    with warnings_as_notes():
+        df = load_recipients(file, encoding=encoding)
+        return df, validate(df, default_region=region, sender=sender, **messages)
+
+
+@contextlib.contextmanager
+def warnings_as_notes() -> Iterator[None]:
+    """The library's warnings meanwhile, printed once each as notes in the command line's
+    words (flags, not parameters) instead of as log lines."""
+    logger = logging.getLogger("kwa_batch")
+    notes: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            notes.append(record.getMessage())
+
+    handler = _Collect(logging.WARNING)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        for note in dict.fromkeys(notes):
+            click.echo(f"Note: {in_flags(note)}", err=True)

@@ -1,0 +1,221 @@
+"""Option groups shared by several commands, as decorators (sqlite-utils' pattern).
+
+Each group adds its options and hands the command one value built from them, so a command
+reads as: options → one library call → rendering.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config import ENV_API_KEY, ENV_BASE_URL, ENV_FROM, ENV_SID
+from .common import check_writable, fail
+
+__all__ = [
+    "RESULT_FORMATS",
+    "account_options",
+    "encoding_option",
+    "message_options",
+    "output_path",
+    "region_option",
+    "sender_option",
+    "server_options",
+    "summary_json_option",
+]
+
+Command = Callable[..., Any]
+#: The results formats, by extension (export.FORMATS, without importing pandas here).
+RESULT_FORMATS = (".xlsx", ".csv", ".parquet")
+
+
+def _apply(command: Command, options: list[Callable[[Command], Command]]) -> Command:
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def sender_option(command: Command) -> Command:
+    """``--from NUMBER``: the sender of rows without their own (then KALEYRA_FROM)."""
+    return click.option(
+        "--from",
+        "sender",
+        metavar="NUMBER",
+        help=f"Sender for rows without one, with + and country code [env: {ENV_FROM}].",
+    )(command)
+
+
+def region_option(command: Command) -> Command:
+    """``--region CC``: the country of numbers written without ``+``."""
+    return click.option(
+        "--region", metavar="CC", help="Country of numbers written without + (e.g. IN)."
+    )(command)
+
+
+def encoding_option(command: Command) -> Command:
+    """``--encoding NAME``: read the file in this encoding instead of detecting it."""
+    return click.option(
+        "--encoding",
+        metavar="NAME",
+        help="Read FILE in this encoding (e.g. cp1252) instead of detecting it.",
+    )(command)
+
+
+def message_options(command: Command) -> Command:
+    """The options that build messages from columns, shared by ``validate`` and ``send``;
+    the command receives them together as ``messages`` (validate()'s keyword arguments)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        kwargs["messages"] = {
+            name: kwargs.pop(name)
+            for name in ("params_from", "body_template", "template_name", "lang_code")
+        }
+        kwargs["messages"]["callback_url"] = kwargs.pop("callback_url")
+        store = kwargs.pop("windows")
+        if store is not None:
+            from ..receipts.windows import open_windows
+
+            if not Path(store).exists():
+                fail(f"--windows {store}: no such file (the store `kwa-batch receive` writes)")
+            kwargs["messages"]["windows"] = open_windows(store)
+        return command(*args, **kwargs)
+
+    return _apply(
+        run,
+        [
+            click.option(
+                "--params-from",
+                metavar="COLUMNS",
+                help="Build a template's params from these columns, in order "
+                "(comma-separated, e.g. name,order_id), for rows without params.",
+            ),
+            click.option(
+                "--body-template",
+                metavar="TEXT",
+                help='Build a text body from columns, e.g. "Hi {name}, order {order_id} has '
+                'shipped", for rows without a body.',
+            ),
+            click.option(
+                "--template",
+                "template_name",
+                metavar="NAME",
+                help="Template name for rows without one (rows with a template name are "
+                "template messages).",
+            ),
+            click.option(
+                "--lang", "lang_code", metavar="CODE", help="lang_code for rows without one."
+            ),
+            click.option(
+                "--callback-url", metavar="URL", help="callback_url for rows without one."
+            ),
+            click.option(
+                "--windows",
+                metavar="STORE",
+                type=click.Path(dir_okay=False),
+                help="Receipts store of `kwa-batch receive`: refuse text rows to recipients "
+                "with no open 24-hour conversation window (they need a template).",
+            ),
+        ],
+    )
+
+
+def output_path(
+    option: str, formats: tuple[str, ...], *, help: str, dest: str | None = None
+) -> Callable[[Command], Command]:
+    """An output file option whose extension and writability are checked before the
+    command does anything else; the command receives a ``Path`` (or None)."""
+    name = dest or option.lstrip("-").replace("-", "_")
+    shown = ", ".join(formats[:-1]) + f" or {formats[-1]}" if len(formats) > 1 else formats[0]
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+        if value is None:
+            return None
+        path = Path(value)
+        if path.suffix.lower() not in formats:
+            fail(f"{option} {value}: use a {shown} file name")
+        check_writable(path, option)
+        return path
+
+    return click.option(
+        option,
+        name,
+        type=click.Path(dir_okay=False),
+        callback=check,
+        is_eager=False,
+        help=help,
+    )
+
+
+#: Where ``--summary-json`` is kept for the run (``ctx.meta`` is shared by every context),
+#: so that a failure anywhere, even in another option's check, still writes the JSON.
+SUMMARY_KEY = "kwa_batch.summary_json"
+
+
+def summary_json_option(command: Command) -> Command:
+    """``--summary-json PATH``: the outcome as JSON for cron jobs, checked first (eager) so
+    that even an unusable input or setting (exit 2) writes it."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+        if value is None:
+            return None
+        path = Path(value)
+        check_writable(path, "--summary-json")
+        ctx.meta[SUMMARY_KEY] = path
+        return path
+
+    return click.option(
+        "--summary-json",
+        type=click.Path(dir_okay=False),
+        callback=check,
+        is_eager=True,
+        help="Also write the outcome as JSON here (counts, error codes, exit code), for cron "
+        "jobs; written on an unusable input (exit 2) too.",
+    )(command)
+
+
+def account_options(command: Command) -> Command:
+    """``--sid``, ``--api-key``, ``--base-url``: the account, else the environment."""
+    return _apply(
+        command,
+        [
+            click.option("--sid", metavar="SID", help=f"Account SID [env: {ENV_SID}]."),
+            click.option(
+                "--api-key",
+                metavar="KEY",
+                help=f"API key [env: {ENV_API_KEY}]; prefer the variable (a flag shows in ps).",
+            ),
+            click.option(
+                "--base-url",
+                metavar="URL",
+                help=f"API host or region (sg, in, eu, na) [env: {ENV_BASE_URL}].",
+            ),
+        ],
+    )
+
+
+def server_options(
+    default_port: int, port_help: str, host_help: str
+) -> Callable[[Command], Command]:
+    """``--host`` and ``--port`` of a server command."""
+
+    def decorate(command: Command) -> Command:
+        return _apply(
+            command,
+            [
+                click.option("--host", default="127.0.0.1", show_default=True, help=host_help),
+                click.option(
+                    "--port",
+                    default=default_port,
+                    show_default=default_port != 0,
+                    type=click.IntRange(0, 65535),
+                    help=port_help,
+                ),
+            ],
+        )
+
+    return decorate

@@ -1,0 +1,150 @@
+"""What the commands print: problems, plans, outcomes, and the JSON summary for cron.
+
+Only the command line prints (the library logs); everything here takes the library's
+frames and writes text. pandas is imported by the library calls that made the frames, never
+by this module at import time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import describe_code, lookup_code
+from .common import fail, in_flags
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..sending.client import KaleyraClient
+    from ..sending.planner import Request
+    from ..validation import ValidationReport
+
+__all__ = [
+    "print_plan",
+    "print_problems",
+    "print_summary",
+    "write_json",
+    "write_report_json",
+    "write_summary_json",
+]
+
+_SHOWN_PROBLEMS = 10
+_SHOWN_REQUESTS = 5
+# Phone reasons are predicates ("has no country code"): they read on from the value.
+_PREDICATES = {"has", "is", "contains", "ends", "starts", "looks", "holds"}
+
+
+def print_problems(report: ValidationReport, *, by_code: bool) -> None:
+    """The first problems, one line each (line, column, code, value and reason)."""
+    import pandas as pd
+
+    if report.ok:
+        return
+    errors = report.errors
+    click.echo(f"\n{len(report.invalid)} row(s) will not be sent:")
+    for row in errors.head(_SHOWN_PROBLEMS).itertuples(index=False):
+        where = f"line {row.line}" if pd.notna(row.line) else f"row {row.row}"
+        value = "" if pd.isna(row.value) else str(row.value)
+        message = in_flags(row.message)
+        if value and repr(value) not in message:
+            shown = value if len(value) <= 40 else value[:37] + "..."
+            joint = " " if message.split(" ", 1)[0] in _PREDICATES else ": "
+            message = f"{shown!r}{joint}{message}"
+        click.echo(f"  {where:>9}  {row.column:<13} {row.error_code:<7} {message}")
+    if len(errors) > _SHOWN_PROBLEMS:
+        click.echo(f"  ... and {len(errors) - _SHOWN_PROBLEMS} more problem(s)")
+    if by_code:
+        click.echo("\nBy error code:")
+        for code, row in report.summary().iterrows():
+            click.echo(
+                f"  {code:<7} {int(row['rows']):>6} row(s)  {in_flags(describe_code(str(code)))}"
+            )
+
+
+def print_plan(requests: list[Request], client: KaleyraClient) -> None:
+    """The planned requests (first few in full, key masked)."""
+    rows = sum(len(r) for r in requests)
+    click.echo(f"\nDry run: {rows} message(s) in {len(requests)} request(s); nothing is sent.")
+    for number, request in enumerate(requests[:_SHOWN_REQUESTS], start=1):
+        click.echo(f"\n#{number} POST {client.messages_url}  (api-key: ********)")
+        for name, value in request.form().items():
+            shown = value if len(value) <= 70 else value[:67] + "..."
+            click.echo(f"    {name}: {shown}")
+    if len(requests) > _SHOWN_REQUESTS:
+        click.echo(f"\n... and {len(requests) - _SHOWN_REQUESTS} more request(s)")
+
+
+def print_summary(results: pd.DataFrame, target: Path | None) -> None:
+    """The outcome by status, then by error code with its meaning, then where it went."""
+    from ..results import error_counts, summarize
+
+    counts = summarize(results)["rows"]
+    shown = ", ".join(f"{int(n):,} {status}" for status, n in counts.items() if n)
+    click.echo(f"\nOutcome: {shown}")
+    for row in error_counts(results).itertuples(index=False):
+        meaning = entry.meaning if (entry := lookup_code(row.error_code)) else ""
+        click.echo(f"  {row.error_code:<11} {int(row.rows):>6,} {row.status:<9} {meaning}")
+    if target is None:
+        return
+    if target.suffix.lower() == ".csv":
+        click.echo(
+            "Note: Excel and LibreOffice drop the + of phone numbers when they open a CSV "
+            "(and read them as numbers); write --out results.xlsx for colleagues, or import "
+            "the CSV with its columns as text."
+        )
+    click.echo(
+        f"Results: {target} ({len(results):,} rows, one per input row; fixes on the Errors sheet)"
+        if target.suffix.lower() == ".xlsx"
+        else f"Results: {target} ({len(results):,} rows, one per input row)"
+    )
+
+
+def write_json(path: Path, summary: dict[str, Any]) -> None:
+    """Write a JSON summary (one line of failure if it cannot be written)."""
+    try:
+        path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def write_report_json(path: Path, source: str, report: ValidationReport, code: int) -> None:
+    """What ``validate`` found, as JSON."""
+    summary = {
+        "input": source,
+        "rows": len(report.data),
+        "valid": len(report.valid),
+        "invalid": len(report.invalid),
+        "error_codes": {str(code): int(row["rows"]) for code, row in report.summary().iterrows()},
+        "exit_code": code,
+    }
+    write_json(path, summary)
+
+
+def write_summary_json(
+    path: Path, source: str, target: Path, results: pd.DataFrame, code: int
+) -> None:
+    """The outcome as JSON (counts, error codes, exit code), for cron jobs."""
+    from ..results import error_counts, summarize
+
+    run = results.attrs.get("run", {})
+    counts = summarize(results)["rows"]
+    codes = error_counts(results).groupby("error_code", as_index=False)["rows"].sum()
+    summary: dict[str, Any] = {
+        "input": source,
+        "results": str(target),
+        "rows": len(results),
+        "status": {str(k): int(v) for k, v in counts.items()},
+        "error_codes": {str(r.error_code): int(r.rows) for r in codes.itertuples(index=False)},
+        "exit_code": code,
+        "interrupted": bool(run.get("interrupted")),
+        "stopped_by": run.get("stopped_by"),
+        "resume": run.get("resume") or {},
+        "started_at": run.get("started_at"),
+        "finished_at": run.get("finished_at"),
+        "journal": run.get("journal"),
+    }
+    write_json(path, summary)

@@ -1,0 +1,79 @@
+"""Commands over a results file: ``kwa-batch report`` and ``kwa-batch status``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import lookup_code
+from .common import fail
+from .options import RESULT_FORMATS, output_path
+from .render import print_summary
+
+__all__ = ["report_command", "status_command"]
+
+
+@click.command("report", short_help="Print the summary of a results file.")
+@click.argument("results_file", type=click.Path(dir_okay=False))
+def report_command(results_file: str) -> None:
+    """Print the summary of an exported results file (.xlsx, .csv or .parquet).
+
+    Exits like the run that wrote it: 0 all sent, 1 some rejected or failed, 3 incomplete.
+    """
+    from ..export import load_results
+    from ..results import exit_code
+
+    results = load_results(results_file)
+    run = results.attrs.get("run") or {}
+    when = f", run {run['started_at']}" if run.get("started_at") else ""
+    click.echo(f"{results_file}: {len(results)} rows{when}")
+    print_summary(results, None)
+    sys.exit(exit_code(results))
+
+
+@click.command("status", short_help="Put delivery statuses next to each row of a results file.")
+@click.argument("results_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--receipts",
+    "store",
+    required=True,
+    metavar="STORE",
+    type=click.Path(dir_okay=False),
+    help="The SQLite store `kwa-batch receive` writes.",
+)
+@output_path(
+    "--out",
+    RESULT_FORMATS,
+    help="Merged results: .xlsx, .csv or .parquet [default: RESULTS_FILE's name + "
+    ".status + its extension, beside it].",
+)
+def status_command(results_file: str, store: str, out: Path | None) -> None:
+    """Put each message's delivery status (delivered, read, failed) next to its row.
+
+    Reads RESULTS_FILE (written by `kwa-batch send`) and the callbacks in STORE, and
+    writes the results with delivery_status, delivered_at, read_at and
+    delivery_error_code added.
+    """
+    from ..export import export_results, load_results
+    from ..receipts.receipts import load_receipts, merge_receipts
+    from ..results import delivery_counts
+
+    source = Path(results_file)
+    target = out or source.with_name(f"{source.stem}.status{source.suffix}")
+    if target.suffix.lower() not in RESULT_FORMATS:
+        fail(f"--out {target}: use a .xlsx, .csv or .parquet file name")
+    if target.resolve() == source.resolve():
+        fail(f"--out {target}: choose another file than the results it reads")
+    merged = merge_receipts(load_results(source), load_receipts(store))
+    export_results(merged, target)
+    counts = delivery_counts(merged)
+    click.echo(f"{results_file}: {len(merged)} rows, {int(counts.sum())} with a message id")
+    shown = ", ".join(f"{int(n)} {status}" for status, n in counts.items() if n)
+    click.echo(f"Delivery: {shown or 'nothing was sent'}")
+    codes = merged["delivery_error_code"].dropna().value_counts()
+    for code, rows in codes.items():
+        meaning = entry.meaning if (entry := lookup_code(code)) else ""
+        click.echo(f"  {code:<11} {int(rows):>6} failed {meaning}".rstrip())
+    click.echo(f"Results: {target} ({len(merged)} rows, one per input row)")

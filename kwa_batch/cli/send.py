@@ -1,0 +1,339 @@
+"""``kwa-batch send``: validate a file, send every valid row, write one result per row."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .common import EXIT_OK, EXIT_ROWS, fail, load_and_validate, resolve_sender
+from .options import (
+    RESULT_FORMATS,
+    account_options,
+    encoding_option,
+    message_options,
+    output_path,
+    region_option,
+    sender_option,
+    summary_json_option,
+)
+from .render import print_plan, print_problems, print_summary, write_summary_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..emulator.server import Emulator
+    from ..sending.client import KaleyraClient
+    from ..validation import ValidationReport
+
+__all__ = ["send_command"]
+
+_LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The options of one ``send`` command."""
+
+    file: str
+    emulator: bool
+    sender: str | None
+    region: str | None
+    out: Path | None
+    journal: str | None
+    concurrency: int
+    rate: float | None
+    timeout: float
+    max_recipients_per_request: int
+    resend_unknown: bool
+    dry_run: bool
+    summary_json: Path | None
+    sid: str | None
+    api_key: str | None
+    base_url: str | None
+    quiet: bool
+    log_level: str | None
+    encoding: str | None
+    messages: dict[str, Any]
+
+
+@click.command("send", short_help="Validate a file, send every valid row, write the results.")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--emulator",
+    is_flag=True,
+    help="Send to a local Kaleyra emulator: nothing leaves this machine.",
+)
+@sender_option
+@region_option
+@output_path(
+    "--out",
+    RESULT_FORMATS,
+    help="Results file: .xlsx, .csv or .parquet [default: FILE's name + .results.xlsx, here].",
+)
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False),
+    help="SQLite file recording every row's state: run the same command again with it to "
+    "resume without sending anything twice.",
+)
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="At most this many messages per second (a request to 100 recipients counts 100).",
+)
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for each answer; a request not answered in time is 'unknown'.",
+)
+@click.option(
+    "--max-recipients-per-request",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Rows sharing one message go in one request of up to this many recipients "
+    "(1: one request per row).",
+)
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="With --journal: send again the rows whose outcome is unknown (they may have been "
+    "sent already: this can send them twice).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate and print the planned requests (key masked); send nothing.",
+)
+@summary_json_option
+@account_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary; only errors.")
+@click.option(
+    "--log-level", type=_LOG_LEVELS, help="How much the library logs to stderr (numbers masked)."
+)
+@encoding_option
+@message_options
+def send_command(**options: Any) -> None:
+    """Validate FILE, send every valid row, and write one result per row.
+
+    Progress goes to stderr (a bar only when stderr is a terminal). With --journal, a run
+    that was interrupted (Ctrl-C, SIGTERM, SIGHUP) or killed can be run again, as the same
+    command, and sends every row exactly once.
+    """
+    o = _Options(**options)
+    if o.log_level:
+        logging.getLogger().setLevel(o.log_level.upper())
+    if o.resend_unknown and not o.journal:
+        fail("--resend-unknown needs --journal (it resends what the journal knows as unknown)")
+    target = o.out or _default_target(o.file)
+    sender, source = resolve_sender(o.sender, o.region, emulator=o.emulator)
+    echo: Callable[[str], None] = (lambda text: None) if o.quiet else click.echo
+    df, report = load_and_validate(
+        o.file, encoding=o.encoding, region=o.region, sender=sender, messages=o.messages
+    )
+    with ExitStack() as stack:
+        client, emu = _client(stack, o, sender, source, echo)
+        valid, invalid = len(report.valid), len(report.invalid)
+        echo(f"{o.file}: {len(df):,} row(s), {valid:,} valid, {invalid:,} invalid")
+        if not o.quiet:
+            print_problems(report, by_code=False)
+        if o.dry_run:
+            _dry_run(report, client, o.max_recipients_per_request)
+        echo("")
+        results = _send(report, client, o)
+        if not sys.stderr.isatty():  # with a bar, the run said it before sending
+            echo(results.attrs["run"]["headline"])
+        target = _export_or_fallback(results, target, df)
+        if emu is not None:
+            emu.wait_for_callbacks(5)  # the delivery callbacks it owes, before it stops
+    _finish(results, target, o)
+
+
+def _default_target(file: str) -> Path:
+    from .common import check_writable
+
+    target = Path(Path(file).stem + ".results.xlsx")
+    check_writable(target, "--out")
+    return target
+
+
+def _client(
+    stack: ExitStack,
+    o: _Options,
+    sender: str | None,
+    source: str,
+    echo: Callable[[str], None],
+) -> tuple[KaleyraClient, Emulator | None]:
+    """The client to send with: the emulator's, the account's, or (for a dry run without
+    credentials) a placeholder that is never used to send."""
+    from ..config import DEFAULT_BASE_URL, credentials_from_env
+    from ..errors import ConfigurationError
+    from ..sending.client import KaleyraClient
+
+    if o.emulator:
+        from ..emulator.server import Emulator
+
+        emu = stack.enter_context(Emulator())
+        client = stack.enter_context(emu.client(timeout=o.timeout, sender=sender))
+        echo(f"Using the built-in Kaleyra emulator at {emu.url}: nothing leaves this machine.")
+        if source == "demo":
+            echo(f"Sender: {sender} (a demo number; pass --from to choose one).")
+        return client, emu
+    try:
+        creds = credentials_from_env(
+            sid=o.sid, api_key=o.api_key, sender=sender, base_url=o.base_url
+        )
+    except ConfigurationError:
+        if not o.dry_run:
+            raise
+        echo("Dry run without credentials: the requests are shown for a placeholder account.")
+        placeholder = KaleyraClient(
+            "YOUR_SID", "placeholder", sender=sender, base_url=o.base_url or DEFAULT_BASE_URL
+        )
+        return stack.enter_context(placeholder), None
+    client = KaleyraClient(
+        creds.sid, creds.api_key, sender=creds.sender, base_url=creds.base_url, timeout=o.timeout
+    )
+    echo(f"Sending through {client.base_url} as {creds.sid}.")
+    return stack.enter_context(client), None
+
+
+def _dry_run(report: ValidationReport, client: KaleyraClient, max_recipients: int) -> None:
+    from ..fields import message_frame
+    from ..sending.planner import plan_requests
+
+    requests = list(plan_requests(message_frame(report.valid), max_recipients=max_recipients))
+    print_plan(requests, client)
+    sys.exit(EXIT_OK if report.ok else EXIT_ROWS)
+
+
+def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.DataFrame:
+    from ..sending.run import send
+
+    return send(
+        report,
+        client,
+        concurrency=o.concurrency,
+        rate_limit=o.rate,
+        journal=o.journal,
+        progress=not o.quiet and sys.stderr.isatty(),
+        max_recipients_per_request=o.max_recipients_per_request,
+        resend_unknown=o.resend_unknown,
+    )
+
+
+def _export_or_fallback(results: pd.DataFrame, target: Path, df: pd.DataFrame) -> Path:
+    """Write the results; if that fails now that messages went out, save them elsewhere
+    rather than lose the message ids."""
+    from ..errors import KwaBatchError
+    from ..export import export_results
+
+    try:
+        return export_results(results, target, data=df)
+    except KwaBatchError as exc:
+        fallback = Path(tempfile.gettempdir()) / (
+            f"{target.stem}-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
+        )
+        export_results(results, fallback, data=df)
+        click.echo(f"Error: {exc}; the results were saved to {fallback} instead.", err=True)
+        return fallback
+
+
+def _exit_code(results: pd.DataFrame) -> int:
+    """3/1/0 from the statuses, or 128 + the signal that stopped the run."""
+    from ..results import exit_code
+    from ..sending.stopping import exit_status
+
+    stopped_by = (results.attrs.get("run") or {}).get("stopped_by")
+    if stopped_by:
+        return exit_status(getattr(signal, stopped_by, signal.SIGINT))
+    return exit_code(results)
+
+
+def _finish(results: pd.DataFrame, target: Path, o: _Options) -> None:
+    """The summary (JSON and printed), what to do about rows left, and the exit code."""
+    code = _exit_code(results)
+    run = results.attrs.get("run", {})
+    if o.summary_json:
+        write_summary_json(o.summary_json, o.file, target, results, code)
+    if not o.quiet:
+        print_summary(results, target)
+    everything_sent_before(results, o.journal)
+    if code != EXIT_OK and code != EXIT_ROWS:
+        click.echo(_what_now(results, o.journal, run.get("stopped_by")), err=True)
+    sys.exit(code)
+
+
+def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
+    """Say it loudly (even with --quiet) when the journal had sent every row already: a
+    recurring campaign that reuses yesterday's journal sends nothing."""
+    if not journal:
+        return
+    valid = results[results["status"] != "rejected"]
+    if valid.empty or not (valid["from_journal"] & (valid["status"] == "sent")).all():
+        return
+    first, last = valid["sent_at"].min(), valid["sent_at"].max()
+    when = (
+        f"{first:%Y-%m-%d %H:%M} UTC"
+        if first.date() == last.date()
+        else (f"between {first:%Y-%m-%d} and {last:%Y-%m-%d}")
+    )
+    click.echo(
+        f"All {len(valid):,} row(s) were already sent on {when} by this journal ({journal}): "
+        "nothing was sent now. A new campaign needs a journal of its own, e.g. "
+        f"--journal {Path(journal).stem}-{datetime.now(UTC):%Y-%m-%d}.db",
+        err=True,
+    )
+
+
+def _what_now(results: pd.DataFrame, journal: str | None, stopped_by: str | None) -> str:
+    """What to do about the rows that are unknown or not sent."""
+    pending = int((results["status"] == "not_sent").sum())
+    unknown = int((results["status"] == "unknown").sum())
+    what = "Incomplete"
+    if stopped_by:
+        what = "Interrupted" if stopped_by == "SIGINT" else f"Stopped by {stopped_by}"
+    prefix = ""
+    if results["http_status"].isin([401, 403]).to_numpy().any():
+        prefix = (
+            "Stopped: the API refused the credentials (HTTP 401/403). Check KALEYRA_SID, "
+            "KALEYRA_API_KEY and KALEYRA_BASE_URL (the key must belong to that SID and "
+            "region); nothing more was sent after the refusal.\n"
+        )
+        what = "Once fixed"
+    resend = (
+        f"the {unknown:,} unknown row(s) may have been sent: check them, then add "
+        "--resend-unknown to send them again"
+    )
+    if pending == 0 and unknown and journal:
+        hint = resend
+    elif journal:
+        hint = f"run the same command again to send the {pending:,} not_sent row(s)" + (
+            f"; {resend}" if unknown else ""
+        )
+    else:
+        hint = (
+            f"{pending} row(s) not sent, {unknown} unknown. Running again without --journal "
+            "would send the sent rows twice: send only the not_sent rows, or use --journal "
+            "next time"
+        )
+    return f"{prefix}{what}: {hint}."

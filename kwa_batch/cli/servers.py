@@ -1,0 +1,287 @@
+"""The servers of the command line: ``kwa-batch emulator`` and ``kwa-batch receive``.
+
+Both serve until a stop signal (Ctrl-C, SIGTERM from a process manager, SIGHUP), pressed
+on the same :class:`~kwa_batch.sending.stopping.StopButton` as a run's, then stop cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..config import (
+    CALLBACK_PATH,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_FROM,
+    ENV_SID,
+    ENV_STORE,
+    ENV_TOKEN,
+)
+from .common import DEMO_SENDER, fail
+from .options import server_options
+
+if TYPE_CHECKING:
+    from ..emulator.server import Emulator
+
+__all__ = ["emulator_command", "receive_command", "serve_until_stopped"]
+
+
+def serve_until_stopped(
+    server: Any, start: Callable[[], None], announce: Callable[[], None]
+) -> None:
+    """Start a server, say where it listens, and serve until a stop signal arrives; the
+    button is up before the server starts, so a signal at any moment stops it cleanly."""
+    from ..sending.stopping import StopButton
+
+    with StopButton() as button:
+        start()
+        try:
+            announce()
+            while not button.pressed and server.running:
+                time.sleep(0.1)
+        finally:
+            server.stop()
+
+
+def _specs(specs: tuple[str, ...], option: str, shape: str, example: str) -> dict[str, str]:
+    """``KEY=VALUE`` options as a dict; ``off`` alone is kept as a key."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if spec.strip().lower() != "off" and not sep:
+            fail(f"{option} {spec}: write {shape} (e.g. {option} {example})")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@click.command("emulator", short_help="Run a local Kaleyra to try things on (nothing leaves here).")
+@server_options(0, "Port (default: a free one).", "Address to listen on.")
+@click.option("--sid", help="Account SID to accept (default: generated).")
+@click.option("--api-key", help="API key to accept (default: generated and printed).")
+@click.option(
+    "--latency",
+    metavar="MS",
+    default=0.0,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="Milliseconds added before each answer.",
+)
+@click.option(
+    "--jitter",
+    metavar="MS",
+    default=0.0,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="Up to this many milliseconds more per answer (uniform random).",
+)
+@click.option(
+    "--fault",
+    "fault_specs",
+    metavar="NAME=PROB",
+    multiple=True,
+    help="Inject a fault with a probability from 0 to 1, per request; repeatable, e.g. "
+    "--fault 429=0.05 --fault reset=0.01. NAME: 429 or 503 (refused, not processed), "
+    "500, reset (connection dropped) or late (answer after --late-delay): processed.",
+)
+@click.option(
+    "--retry-after",
+    metavar="SECONDS",
+    default=1.0,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="Seconds announced in Retry-After by the 429 fault.",
+)
+@click.option(
+    "--late-delay",
+    metavar="SECONDS",
+    default=5.0,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="Seconds a 'late' answer is held back (beyond the client's timeout).",
+)
+@click.option(
+    "--rate",
+    metavar="MSGS_PER_S",
+    type=click.FloatRange(min=0, min_open=True),
+    help="The server's own limit in messages per second (a request to n recipients counts "
+    "n); beyond it: 429 with Retry-After. [default: no limit]",
+)
+@click.option("--seed", metavar="N", type=int, help="Makes faults, jitter and ids reproducible.")
+@click.option(
+    "--callback",
+    "callback_specs",
+    metavar="KEY=VALUE",
+    multiple=True,
+    help="How the callbacks to a message's callback_url are played (to this machine only); "
+    "repeatable: method=GET|POST, delay=SECONDS, delivered=SHARE, read=SHARE, reply=SHARE, "
+    "failed_code=CODE; or 'off'. [default: every message sent, then delivered; GET]",
+)
+def emulator_command(**options: Any) -> None:
+    """Run a local Kaleyra-compatible server until stopped (nothing leaves this machine)."""
+    emu = _emulator(**options)
+
+    def start() -> None:
+        try:
+            emu.start()
+        except OSError as exc:
+            fail(f"cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}")
+
+    serve_until_stopped(emu, start, lambda: _print_emulator(emu, options))
+    served = ", ".join(f"{n} x{k}" for n, k in emu.faults_injected.items() if k)
+    click.echo(
+        f"Stopped; {emu.message_count} message(s) accepted"
+        + (f"; faults served: {served}" if served else "")
+        + (f"; {emu.rate_limited} request(s) over the rate limit" if emu.rate_limited else "")
+        + "."
+    )
+
+
+def _emulator(
+    host: str,
+    port: int,
+    sid: str | None,
+    api_key: str | None,
+    latency: float,
+    jitter: float,
+    fault_specs: tuple[str, ...],
+    retry_after: float,
+    late_delay: float,
+    rate: float | None,
+    seed: int | None,
+    callback_specs: tuple[str, ...],
+) -> Emulator:
+    from ..emulator.server import Emulator
+
+    callback_settings = _specs(callback_specs, "--callback", "KEY=VALUE", "read=0.7")
+    callbacks_off = callback_settings.pop("off", None) is not None
+    faults: dict[str, float] = {}
+    for name, probability in _specs(
+        fault_specs, "--fault", "NAME=PROB with PROB from 0 to 1", "429=0.05"
+    ).items():
+        try:
+            faults[name] = float(probability)
+        except ValueError:
+            fail(f"--fault {name}={probability}: write NAME=PROB with PROB from 0 to 1")
+    try:
+        return Emulator(
+            host=host,
+            port=port,
+            sid=sid,
+            api_key=api_key,
+            latency=latency / 1000.0,
+            jitter=jitter / 1000.0,
+            faults=faults,
+            rate_limit=rate,
+            retry_after=retry_after,
+            late_delay=late_delay,
+            seed=seed,
+            callbacks=False if callbacks_off else (callback_settings or True),
+        )
+    except ValueError as exc:
+        fail(f"--fault: {exc}" if "fault" in str(exc) else str(exc))
+
+
+def _print_emulator(emu: Emulator, options: dict[str, Any]) -> None:
+    shown_key = "<the key you gave>" if options["api_key"] else emu.api_key
+    latency, jitter = options["latency"], options["jitter"]
+    click.echo(f"Kaleyra emulator listening on {emu.url}")
+    click.echo(f"  endpoint: {emu.url}/v1/{emu.sid}/messages")
+    click.echo("Point kwa-batch at it (paste these in another shell):")
+    click.echo(f"  export {ENV_BASE_URL}={emu.url}")
+    click.echo(f"  export {ENV_SID}={emu.sid}")
+    click.echo(f"  export {ENV_API_KEY}={shown_key}")
+    click.echo(f"  export {ENV_FROM}={DEMO_SENDER}")
+    if latency or jitter:
+        click.echo(f"  latency: {latency:g} ms" + (f" + up to {jitter:g} ms" if jitter else ""))
+    active = {name: p for name, p in emu.faults.items() if p > 0}
+    if active:
+        shown = ", ".join(f"{name} {p * 100:g}%" for name, p in active.items())
+        details = [f"Retry-After {options['retry_after']:g} s"] if "429" in active else []
+        details += [f"late answers +{options['late_delay']:g} s"] if "late" in active else []
+        details += [f"seed {options['seed']}"] if options["seed"] is not None else []
+        click.echo(f"  faults: {shown}" + (f" ({', '.join(details)})" if details else ""))
+    if options["rate"] is not None:
+        click.echo(f"  rate limit: {options['rate']:g} messages per second")
+    played = emu.callbacks
+    if played is not None:
+        click.echo(
+            f"  callbacks to a message's callback_url on this machine ({played.method}): "
+            f"{played.delivered * 100:g}% delivered, {played.read * 100:g}% of those read"
+            + (f", every {played.delay:g} s" if played.delay else "")
+        )
+    click.echo("Nothing leaves this machine. Press Ctrl-C to stop.")
+
+
+@click.command("receive", short_help="Collect Kaleyra's delivery callbacks and replies.")
+@server_options(
+    8765,
+    "Port (0: a free one). The sample data's callback_url uses 8765.",
+    "Address to listen on (0.0.0.0: every interface, e.g. behind a tunnel or a proxy).",
+)
+@click.option(
+    "--store",
+    required=True,
+    envvar=ENV_STORE,
+    type=click.Path(dir_okay=False),
+    help=f"SQLite file the callbacks go in (created when missing) [env: {ENV_STORE}].",
+)
+@click.option(
+    "--token",
+    metavar="SECRET",
+    envvar=ENV_TOKEN,
+    help=f"Refuse callbacks that do not carry this token [env: {ENV_TOKEN}]; prefer the "
+    "variable (a flag shows in ps).",
+)
+def receive_command(host: str, port: int, store: str, token: str | None) -> None:
+    """Receive Kaleyra's callbacks (delivery statuses, replies) into a store until stopped.
+
+    Give Kaleyra the callback_url it prints (the callback_url column of the recipients
+    file); then `kwa-batch status RESULTS --receipts STORE` puts the statuses next to
+    each row.
+    """
+    from ..receipts.receiver import Receiver
+
+    try:
+        receiver = Receiver(store, host=host, port=port, token=token or None)
+    except ValueError as exc:
+        fail(str(exc))
+
+    def start() -> None:
+        try:
+            receiver.start()
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port} or open {store}: {exc.strerror or exc}")
+
+    receiver_log = logging.getLogger("kwa_batch.receipts.receiver")
+    if receiver_log.getEffectiveLevel() > logging.INFO:
+        receiver_log.setLevel(logging.INFO)  # one line per callback, numbers masked
+    serve_until_stopped(receiver, start, lambda: _print_receiver(receiver.url, store, host, token))
+    stats = receiver.stats
+    counts = receiver.store.counts()
+    receiver.store.close()
+    click.echo(
+        f"Stopped; {stats['stored']} callback(s) stored, {stats['repeated']} repeated, "
+        f"{stats['refused']} refused. {store} holds {counts['status_updates']} status "
+        f"update(s) and {counts['incoming_messages']} incoming message(s)."
+    )
+
+
+def _print_receiver(url: str, store: str, host: str, token: str | None) -> None:
+    shown_url = url + CALLBACK_PATH + ("?token=****" if token else "")
+    click.echo(f"Receiving Kaleyra callbacks on {url} into {store}")
+    click.echo(f"  callback_url: {shown_url}")
+    if token:
+        click.echo("  (**** is your token; it may also come in an X-Kwa-Token header)")
+    else:
+        click.echo("  No --token: anyone who can reach this port can add callbacks.")
+    if host in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            "  Listening on this machine only: Kaleyra reaches it through an HTTPS tunnel or "
+            "reverse proxy."
+        )
+    click.echo("Press Ctrl-C to stop.")

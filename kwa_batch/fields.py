@@ -1,0 +1,111 @@
+"""The API's fields: the columns of a recipient file, their limits, and the one message frame.
+
+Every other module takes these names from here: the loader maps a file's headers onto
+:data:`API_COLUMNS`, validation checks them, the planner groups rows on
+:data:`MESSAGE_COLUMNS` and the journal keys its records with :func:`row_keys`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+__all__ = [
+    "API_COLUMNS",
+    "BODY_MAX",
+    "KNOWN_TYPES",
+    "MAX_RECIPIENTS_PER_REQUEST",
+    "MESSAGE_COLUMNS",
+    "REF_MAX",
+    "message_frame",
+    "request_form",
+    "row_keys",
+]
+
+#: The API's own field names, which are also the CSV's column names.
+API_COLUMNS = (
+    "to",
+    "from",
+    "type",
+    "channel",
+    "body",
+    "template_name",
+    "params",
+    "lang_code",
+    "ref",
+    "ref1",
+    "ref2",
+    "callback_url",
+)
+#: The columns that make a message: two rows alike in all of them but ``to`` are the same
+#: message (and can share one request).
+MESSAGE_COLUMNS = tuple(name for name in API_COLUMNS if name != "to")
+#: Message types the API document describes.
+KNOWN_TYPES = ("text", "template")
+#: The longest ``ref``, ``ref1``, ``ref2`` the API takes, in characters.
+REF_MAX = 255
+#: The longest text ``body``, in characters.
+BODY_MAX = 4096
+#: Kaleyra's documented cap of comma-joined recipients in one request.
+MAX_RECIPIENTS_PER_REQUEST = 100
+
+_KEY_CHUNK = 50_000
+# The fields every content key is made of, in this order, whatever API_COLUMNS grows into:
+# journals written by earlier versions must keep matching their rows. A field added later
+# enters a key only where a row fills it.
+_KEY_FIELDS = API_COLUMNS[:12]
+
+
+def message_frame(valid: pd.DataFrame) -> pd.DataFrame:
+    """The sendable fields of each validated row, as strings, with ``channel`` defaulted.
+
+    One frame per run: the planner groups on it and the journal keys on it.
+    """
+    frame = pd.DataFrame(index=valid.index)
+    for name in API_COLUMNS:
+        if name in valid.columns:
+            frame[name] = valid[name].astype("str")
+        else:
+            frame[name] = pd.Series(pd.NA, index=valid.index, dtype="str")
+    frame["channel"] = frame["channel"].fillna("whatsapp")
+    return frame
+
+
+def request_form(numbers: Sequence[str], fields: Mapping[str, object]) -> dict[str, str]:
+    """The form of one request: ``to`` (the recipients comma-joined), then the message's
+    fields as text, those that are missing (None, NA) left out.
+
+    >>> request_form(["+919876543210", "+14155550123"], {"type": "text", "ref": None})
+    {'to': '+919876543210,+14155550123', 'type': 'text'}
+    """
+    form = {"to": ",".join(numbers)}
+    for name, value in fields.items():
+        if name != "to" and value is not None and not pd.isna(value):
+            form[name] = str(value)
+    return form
+
+
+def row_keys(messages: pd.DataFrame) -> pd.Series:
+    """A stable content key per row: the recipient and every field of the message.
+
+    Two rows with the same key are the same message to the same person; the journal keys
+    its records on this, so a row edited since the last run counts as new.
+    """
+    # Each field as "1<value>" or "0" when missing (so "" and missing differ), joined by a
+    # separator no valid row holds (validation refuses control characters other than tab
+    # and line breaks in every field).
+    sha = hashlib.sha256
+    keys: list[str] = []
+    for start in range(0, len(messages), _KEY_CHUNK):  # in chunks: bounded memory
+        chunk = messages.iloc[start : start + _KEY_CHUNK]
+        parts = [
+            ("1" + chunk[name].astype("str")).fillna("0").astype("object") for name in _KEY_FIELDS
+        ]
+        joined = parts[0].str.cat(parts[1:], sep="\x1f")
+        for name in API_COLUMNS[len(_KEY_FIELDS) :]:
+            if name in chunk.columns and chunk[name].notna().any():
+                joined = joined + (f"\x1e{name}=" + chunk[name].astype("str")).fillna("")
+        keys.extend(sha(text.encode("utf-8")).hexdigest()[:32] for text in joined)
+    return pd.Series(keys, index=messages.index, dtype="str")

@@ -1,0 +1,240 @@
+"""Frames to the files people open in Excel or LibreOffice: one writer, one safety rule.
+
+Both the results (:func:`kwa_batch.export_results`) and the validation report
+(:meth:`kwa_batch.ValidationReport.save`) are written here, so they share:
+
+- **one formula-injection rule** (OWASP): in a CSV, a text cell that starts with
+  ``= + - @``, a tab or a carriage return gets a leading ``'`` — unless it is made only of
+  digits, spaces and ``+ ( ) - . /``, which cannot hold a formula (a phone number as
+  written, ``+1``, ``-5``): those are never altered, so ``load_recipients`` reads every
+  exported number back as written. In a workbook every string is typed as text, so no
+  cell is ever a formula and nothing needs altering.
+- **atomic writes**: the file is written next to its target under a temporary name,
+  flushed to disk and renamed into place, so a failed write (a full disk, a killed
+  process) never leaves a truncated file where the user expects results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import KwaBatchError
+
+__all__ = ["Sheet", "atomic_write", "csv_safe", "plain", "write_csv", "write_xlsx"]
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Only digits, spaces (also the non-breaking ones) and + ( ) - . /: no formula fits in it.
+_HARMLESS = r"[0-9+ \u00a0\u202f\u2007()\-./]*"
+_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_MAX_WIDTH = 60
+
+
+def csv_safe(values: pd.Series) -> pd.Series:
+    """Text cells a spreadsheet would run as formulas, with a leading ``'`` (vectorised).
+
+    >>> csv_safe(pd.Series(["=1+1", "+91 98765 43210", "+1", "@SUM(A1)", "hi"])).tolist()
+    ["'=1+1", '+91 98765 43210', '+1', "'@SUM(A1)", 'hi']
+    """
+    text = values.astype("str")
+    risky = text.str.startswith(_FORMULA_START) & ~text.str.fullmatch(_HARMLESS)
+    risky = risky.fillna(False).astype(bool)
+    if not risky.any():
+        return values
+    return text.where(~risky, "'" + text)
+
+
+def plain(frame: pd.DataFrame, index_name: str = "row") -> pd.DataFrame:
+    """The frame with its index as the first column and times as naive UTC (spreadsheets
+    have no time zones)."""
+    name = str(frame.index.name) if frame.index.name is not None else index_name
+    out = frame.reset_index(names=name)
+    for column in out.columns:
+        if isinstance(out[column].dtype, pd.DatetimeTZDtype):
+            out[column] = out[column].dt.tz_convert(UTC).dt.tz_localize(None)
+    return out
+
+
+def atomic_write(target: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary_path)``, then move the file to ``target`` in one step.
+
+    Raises:
+        KwaBatchError: the file could not be written (the target is left as it was).
+    """
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise KwaBatchError(f"cannot write {target}: {exc.strerror or exc}") from None
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as done:
+            os.fsync(done.fileno())
+        os.replace(temporary, target)
+    except OSError as exc:
+        raise KwaBatchError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+    return target
+
+
+def write_csv(frame: pd.DataFrame, target: Path, *, date_format: str | None = None) -> Path:
+    """Write ``frame`` (no index) as UTF-8 CSV with a BOM (Excel then reads accents and
+    emoji), text cells made formula-safe, atomically."""
+    out = frame.copy()
+    for name in out.columns:
+        if pd.api.types.is_string_dtype(out[name].dtype) or out[name].dtype == object:
+            out[name] = csv_safe(out[name])
+
+    def write(path: Path) -> None:
+        out.to_csv(path, index=False, encoding="utf-8-sig", date_format=date_format)
+
+    return atomic_write(target, write)
+
+
+class Sheet:
+    """One sheet of a workbook to write: a table (a frame) or free rows (a summary).
+
+    Args:
+        title: the sheet's name.
+        frame: a table, written with a bold frozen header, an autofilter and widths that
+            fit; datetime columns as dates.
+        rows: free rows instead (lists of values); ``bold`` are the indices of header
+            rows; ``formats`` maps ``(row, column)`` to a number format.
+        widths: column widths for free rows.
+    """
+
+    def __init__(
+        self,
+        title: str,
+        frame: pd.DataFrame | None = None,
+        *,
+        rows: Sequence[Sequence[Any]] | None = None,
+        bold: Iterable[int] = (),
+        formats: dict[tuple[int, int], str] | None = None,
+        widths: Sequence[float] = (),
+    ) -> None:
+        if (frame is None) == (rows is None):
+            raise ValueError("a sheet holds a frame or rows, not both")
+        self.title = title
+        self.frame = frame
+        self.rows = rows
+        self.bold = set(bold)
+        self.formats = formats or {}
+        self.widths = list(widths)
+
+
+def write_xlsx(target: Path, sheets: Sequence[Sheet]) -> Path:
+    """Write the sheets to an ``.xlsx`` workbook, atomically; every string is text."""
+    from openpyxl import Workbook
+
+    def write(path: Path) -> None:
+        book = Workbook(write_only=True)
+        for sheet in sheets:
+            out = book.create_sheet(sheet.title)
+            if sheet.frame is not None:
+                _write_table(out, sheet.frame)
+            else:
+                _write_rows(out, sheet)
+        book.save(path)
+
+    return atomic_write(target, write)
+
+
+def _cell(sheet: Any, value: Any, *, bold: bool = False, number_format: str | None = None) -> Any:
+    """A write-only cell; strings are always text (a leading ``=`` never makes a formula)."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+    if isinstance(value, str):
+        value = _xml_safe(value)
+    cell = WriteOnlyCell(sheet, value=value)
+    if isinstance(value, str):
+        cell.data_type = "s"
+    if bold:
+        cell.font = Font(bold=True)
+    if number_format:
+        cell.number_format = number_format
+    return cell
+
+
+def _xml_safe(value: str) -> str:
+    """Control characters cannot be stored in a workbook: show them as ``\\xNN`` instead."""
+    return _ILLEGAL_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+
+
+def _write_rows(sheet: Any, spec: Sheet) -> None:
+    from openpyxl.utils import get_column_letter
+
+    assert spec.rows is not None
+    _print_layout(sheet)
+    for position, width in enumerate(spec.widths, start=1):
+        sheet.column_dimensions[get_column_letter(position)].width = width
+    for number, values in enumerate(spec.rows):
+        sheet.append(
+            [
+                _cell(
+                    sheet,
+                    value,
+                    bold=number in spec.bold,
+                    number_format=spec.formats.get((number, column)),
+                )
+                for column, value in enumerate(values)
+            ]
+        )
+
+
+def _print_layout(sheet: Any) -> None:
+    """Landscape, as wide as one page, the header row repeated on every page."""
+    from openpyxl.worksheet.properties import PageSetupProperties
+
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0  # as many pages down as it takes
+    sheet.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    sheet.print_title_rows = "1:1"
+
+
+def _write_table(sheet: Any, frame: pd.DataFrame) -> None:
+    from openpyxl.utils import get_column_letter
+
+    _print_layout(sheet)
+    columns = [str(c) for c in frame.columns]
+    widths = []
+    for name in columns:
+        sample = frame[name].head(500).astype("str")
+        longest = max([len(name), *(len(v) for v in sample if isinstance(v, str))])
+        widths.append(min(max(longest + 2, 8), _MAX_WIDTH))
+    for position, width in enumerate(widths, start=1):
+        sheet.column_dimensions[get_column_letter(position)].width = width
+    sheet.freeze_panes = "A2"
+    sheet.auto_filter.ref = f"A1:{get_column_letter(max(len(columns), 1))}{len(frame) + 1}"
+    sheet.append([_cell(sheet, name, bold=True) for name in columns])
+    dates = {
+        i for i, name in enumerate(columns) if pd.api.types.is_datetime64_any_dtype(frame[name])
+    }
+    values = frame.astype("object").where(frame.notna(), None)
+    for row in values.itertuples(index=False, name=None):
+        cells: list[Any] = []
+        for i, value in enumerate(row):
+            if isinstance(value, str) and (value.startswith("=") or _ILLEGAL_XML.search(value)):
+                cells.append(_cell(sheet, value))
+            elif i in dates and value is not None:
+                cells.append(
+                    _cell(sheet, value.to_pydatetime(), number_format="yyyy-mm-dd hh:mm:ss")
+                )
+            else:
+                cells.append(value)
+        sheet.append(cells)

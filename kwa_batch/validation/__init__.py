@@ -1,0 +1,14 @@
+"""Validation: every row checked before anything is sent.
+
+``phones`` and ``numbering`` read phone numbers (libphonenumber, vectorised); ``compose``
+builds messages from columns; ``rules`` holds the check table (also as pandera models) and
+what each failure means; ``windows`` the conversation-window rule; ``validate`` runs them
+all; ``report`` is the verdict, :class:`ValidationReport`.
+"""
+
+from __future__ import annotations
+
+from .report import ValidationReport
+from .validate import validate
+
+__all__ = ["ValidationReport", "validate"]

@@ -1,0 +1,425 @@
+"""``validate()``: every row checked before anything is sent.
+
+``validate`` works in three steps, each vectorised over the whole frame:
+
+1. **Build** each message as the API will receive it: ``to`` and ``from`` normalised to
+   E.164 (:mod:`~kwa_batch.validation.phones`), campaign-wide settings filled into rows
+   that leave them empty, ``params`` and ``body`` built from other columns when asked
+   (:mod:`~kwa_batch.validation.compose`), ``type`` inferred.
+2. **Check** the built rows against the check table of
+   :mod:`~kwa_batch.validation.rules`, lazily, so that every problem of every row is found
+   in one pass.
+3. **Report**: each failure becomes one line of the long-form ``errors`` frame (row, line in
+   the file, column, value, check, code, and a message that tells the fix), with the facts
+   only the whole frame knows: ragged rows from the file (``KWA008``), empty values a
+   message was built from (``KWA009``), closed conversation windows (``KWA012``) and
+   repeated rows (``KWA007``). A row with any error is invalid and is never sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa_arrow
+import pyarrow.compute as pc
+
+from ..errors import InputError
+from ..fields import API_COLUMNS, MESSAGE_COLUMNS
+from .compose import (
+    build_body,
+    build_params,
+    choose,
+    empty_strings,
+    is_blank,
+    placeholders,
+    resolve_column,
+    strings,
+)
+from .phones import check_region, normalize_phone, normalize_phones
+from .report import Problems, ValidationReport, assemble, file_lines, row_reasons
+from .rules import check_models
+from .windows import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_window_rows
+
+__all__ = ["validate"]
+
+_FILLED = ("body", "params", "template_name", "lang_code", "callback_url")
+
+
+@dataclass
+class _Built:
+    """The messages as the API will receive them, positionally (0..n-1), as strings."""
+
+    columns: dict[str, pd.Series]
+    built_from: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+
+
+def validate(
+    df: pd.DataFrame,
+    *,
+    default_region: str | None = None,
+    sender: str | None = None,
+    params_from: Sequence[str] | str | None = None,
+    body_template: str | None = None,
+    template_name: str | None = None,
+    lang_code: str | None = None,
+    callback_url: str | None = None,
+    windows: pd.DataFrame | None = None,
+) -> ValidationReport:
+    """Check every row before sending; return which rows are valid and why others are not.
+
+    Args:
+        df: recipients, one row each, with the API's column names (``to`` required).
+        default_region: ISO country code for numbers written without ``+`` (``"IN"``).
+        sender: the ``from`` number for rows that leave it empty.
+        params_from: columns whose values, in this order, make a template's ``params``
+            (CSV-quoted where a value holds a comma), for rows whose ``params`` is empty.
+        body_template: a text body with ``{column}`` placeholders, e.g.
+            ``"Hi {name}, order {order_id} has shipped"``, for rows whose ``body`` is empty.
+        template_name, lang_code, callback_url: campaign-wide values for rows that leave
+            these empty. A row's ``type`` is ``template`` when it has a template name.
+        windows: the open 24-hour conversation windows (:func:`kwa_batch.open_windows`);
+            text rows to recipients without one are refused with ``KWA012`` (WhatsApp only
+            lets a business start a conversation with a template).
+
+    Returns:
+        ValidationReport with ``.valid`` (normalised), ``.invalid``, ``.errors``, ``.ok``.
+
+    Raises:
+        InputError: there is no ``to`` column, or a cell cannot be read as text.
+        ConfigurationError: a setting cannot be used: unknown region, a column named by
+            ``params_from`` or a placeholder of ``body_template`` that does not exist.
+        ValueError: the frame's index repeats labels.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"to": ["+919876543210", "12"], "body": ["Hi", "Hi"]})
+        >>> report = validate(df, sender="+911234567890")
+        >>> report
+        <ValidationReport: 2 rows, 1 valid, 1 invalid>
+        >>> report.errors.loc[0, "error_code"]
+        'E13009'
+    """
+    arguments = {
+        "default_region": default_region,
+        "sender": sender,
+        "params_from": params_from,
+        "body_template": body_template,
+        "template_name": template_name,
+        "lang_code": lang_code,
+        "callback_url": callback_url,
+        "windows": windows,
+    }
+    _check_frame(df)
+    region = check_region(default_region)
+    if isinstance(params_from, str):
+        params_from = [p.strip() for p in params_from.split(",") if p.strip()]
+    problems = Problems()
+    built = _build(df, problems, params_from, body_template, template_name, lang_code, callback_url)
+    written_to = built.columns["to"]
+    phones, from_reason = _normalise_numbers(built.columns, region, sender)
+    prepared = pd.DataFrame(built.columns)
+    check_models(prepared, problems, phones, from_reason, written_to)
+    _ragged_rows(df, problems)
+    # A message built from an empty value reports the empty value, not what it made.
+    for column, empty in built.built_from.items():
+        _drop_rows(problems, empty, column=column, unless="value_required")
+    if windows is not None:  # free text needs an open 24-hour conversation window
+        closed = closed_window_rows(prepared, windows).to_numpy()
+        problems.add(
+            np.flatnonzero(closed),
+            "to",
+            "window_open",
+            CLOSED_WINDOW_CODE,
+            CLOSED_WINDOW_MESSAGE,
+            prepared["to"][closed],
+        )
+    _mark_duplicates(prepared, problems, df)
+    return _verdict(df, prepared, problems, region, arguments)
+
+
+def _check_frame(df: pd.DataFrame) -> None:
+    """Refuse a frame that cannot be validated at all."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"validate() takes a DataFrame, not {type(df).__name__}")
+    if "to" not in df.columns:
+        raise InputError(
+            "no 'to' column: name the column of phone numbers 'to' "
+            f"(columns: {', '.join(map(str, df.columns))})"
+        )
+    repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()] if c in API_COLUMNS})
+    if repeated:
+        raise InputError(
+            f"the frame has more than one column named {', '.join(map(repr, repeated))}: "
+            "keep one of each"
+        )
+    if not df.index.is_unique:
+        raise ValueError(
+            "the frame's index has repeated labels, so results could not be matched back to "
+            "rows: call df.reset_index(drop=True) first"
+        )
+
+
+def _build(
+    df: pd.DataFrame,
+    problems: Problems,
+    params_from: Sequence[str] | None,
+    body_template: str | None,
+    template_name: str | None,
+    lang_code: str | None,
+    callback_url: str | None,
+) -> _Built:
+    """Step 1: the API's columns as strings, campaign settings and built fields filled in."""
+    params_columns = [resolve_column(df, name, "params_from") for name in params_from or ()]
+    pieces = placeholders(body_template) if body_template is not None else []
+    template_columns = {
+        name: resolve_column(df, name, "body_template") for _, name in pieces if name is not None
+    }
+    n = len(df)
+    columns: dict[str, pd.Series] = {}
+    for name in API_COLUMNS:
+        if name in df.columns:
+            columns[name] = strings(df[name], name).reset_index(drop=True)
+        else:
+            columns[name] = empty_strings(n)
+    for name, value in (
+        ("template_name", template_name),
+        ("lang_code", lang_code),
+        ("callback_url", callback_url),
+    ):
+        if value is not None and value != "":
+            blank = is_blank(columns[name])
+            if blank.any():
+                columns[name] = columns[name].mask(blank, value)
+    kind = columns["type"].str.strip().str.lower()
+    inferred = choose(is_blank(columns["template_name"]), "text", "template")
+    columns["type"] = kind.where(~is_blank(kind), inferred)
+
+    built = _Built(columns)
+    if params_columns:
+        rows = (columns["type"] == "template").to_numpy() & is_blank(columns["params"])
+        columns["params"], built.built_from["params"] = build_params(
+            df, params_columns, rows, columns["params"], problems
+        )
+    if body_template is not None:
+        rows = (columns["type"] == "text").to_numpy() & is_blank(columns["body"])
+        columns["body"], built.built_from["body"] = build_body(
+            df, pieces, template_columns, rows, columns["body"], problems
+        )
+    return built
+
+
+def _normalise_numbers(
+    columns: dict[str, pd.Series], region: str | None, sender: str | None
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Recipient and sender in E.164 (in ``columns``); the sender given fills rows without
+    their own. Returns the recipients' readings and the reason of each unusable sender."""
+    n = len(columns["to"])
+    phones = normalize_phones(columns["to"], region)
+    columns["to"] = phones["e164"]
+    row_from = columns["from"]
+    own_from = ~is_blank(row_from)
+    from_values = row_from
+    from_e164 = empty_strings(n)
+    from_reason = empty_strings(n)
+    if own_from.any():
+        checked = normalize_phones(row_from, region)
+        from_e164 = checked["e164"].where(own_from)
+        from_reason = checked["reason"].where(own_from)
+    if sender:
+        check = normalize_phone(sender, region)
+        use = ~own_from
+        from_values = row_from.mask(use, sender)
+        if check.ok:
+            from_e164 = from_e164.mask(use, check.e164)
+        else:
+            from_reason = from_reason.mask(use, check.reason)
+    has_from = own_from | bool(sender)
+    columns["from"] = from_e164.where(from_e164.notna(), from_values.where(has_from))
+    return phones, from_reason
+
+
+def _ragged_rows(df: pd.DataFrame, problems: Problems) -> None:
+    """Rows of the file with too many or too few fields: their shape is their only problem
+    (their cells may sit in the wrong columns)."""
+    malformed = df.attrs.get("malformed") or {}
+    if not malformed:
+        return
+    labels = list(malformed)
+    where = df.index.get_indexer(pd.Index(labels, dtype=object))
+    found = where >= 0
+    reasons = pd.Series(
+        [malformed[label] for label, ok in zip(labels, found, strict=True) if ok],
+        dtype="str",
+    )
+    ragged = np.zeros(len(df), dtype=bool)
+    ragged[where[found]] = True
+    _drop_rows(problems, ragged)
+    problems.add(
+        where[found],
+        "*",
+        "row_shape",
+        "KWA008",
+        reasons + ": check its quotes and delimiters",
+        empty_strings(int(found.sum())),
+    )
+
+
+def _verdict(
+    df: pd.DataFrame,
+    prepared: pd.DataFrame,
+    problems: Problems,
+    region: str | None,
+    arguments: dict[str, Any],
+) -> ValidationReport:
+    """Step 3: the long-form errors, the invalid rows with their reasons, the valid rows."""
+    errors, positions = assemble(problems, df)
+    is_bad = problems.mask(len(df))
+    invalid = _rows(df, is_bad)
+    first_code, reasons_text = row_reasons(errors, positions)
+    invalid = invalid.assign(error_code=first_code, errors=reasons_text)
+    sender = arguments["sender"]
+    valid = _valid_frame(df, prepared, ~is_bad, sender_given=bool(sender))
+    for frame in (valid, invalid):
+        frame.attrs = dict(df.attrs)
+    params_from = arguments["params_from"]
+    windows = arguments["windows"]
+    settings = {
+        **arguments,
+        "default_region": region,
+        "params_from": list(params_from) if params_from else None,
+        "windows": None if windows is None else len(windows),
+    }
+    return ValidationReport(
+        data=df,
+        valid=valid,
+        invalid=invalid,
+        errors=errors,
+        default_region=region,
+        sender=sender,
+        settings=settings,
+        arguments=arguments,
+    )
+
+
+def _drop_rows(
+    problems: Problems,
+    rows: np.ndarray[Any, Any],
+    *,
+    column: str | None = None,
+    unless: str | None = None,
+) -> None:
+    """Forget the problems found so far in ``rows`` (a mask): all of them, or those of one
+    ``column`` but for the check named ``unless``."""
+    kept = []
+    for part in problems.parts:
+        concerned = (column is None or part["column"] == column) and part["check"] != unless
+        drop = rows[part["pos"]] if concerned else np.zeros(len(part["pos"]), dtype=bool)
+        if drop.any():
+            part = dict(part)
+            for key in ("code", "message", "value"):
+                if isinstance(part[key], pd.Series):
+                    part[key] = part[key][~drop]
+            part["pos"] = part["pos"][~drop]
+            if not len(part["pos"]):
+                continue
+        kept.append(part)
+    problems.parts = kept
+
+
+def _mark_duplicates(prepared: pd.DataFrame, problems: Problems, df: pd.DataFrame) -> None:
+    n = len(prepared)
+    candidate = ~problems.mask(n)
+    if candidate.sum() < 2:
+        return
+    # Only rows whose number repeats can repeat a message; numbers compare as integers.
+    numbers = pc.cast(
+        pc.utf8_slice_codeunits(pa_arrow.array(prepared["to"][candidate].array), 1),
+        pa_arrow.int64(),
+    )
+    repeats = pd.Series(numbers.to_numpy(zero_copy_only=False)).duplicated(keep=False).to_numpy()
+    if not repeats.any():
+        return
+    candidate[np.flatnonzero(candidate)[~repeats]] = False
+    keys = ["to", *MESSAGE_COLUMNS]
+    subset = prepared.loc[candidate, keys]
+    used = [c for c in keys if subset[c].notna().any()]
+    if len(used) == 1:
+        joined = subset[used[0]]
+    else:
+        parts = []
+        for name in used:
+            array = pa_arrow.array(subset[name].array)
+            if isinstance(array, pa_arrow.ChunkedArray):
+                array = array.combine_chunks()
+            parts.append(array.cast(pa_arrow.large_string()).fill_null("\x1e"))
+        joined_array = pc.binary_join_element_wise(
+            *parts, pa_arrow.scalar("\x1f", type=pa_arrow.large_string())
+        )
+        joined = pd.Series(pd.array(joined_array, dtype="str"))
+    codes, _ = pd.factorize(joined)
+    _, first_index = np.unique(codes, return_index=True)
+    first_of = first_index[codes]
+    repeated = first_of != np.arange(len(codes))
+    if not repeated.any():
+        return
+    positions = np.flatnonzero(candidate)
+    dup_positions = positions[repeated]
+    firsts = positions[first_of[repeated]]
+    lines = file_lines(df, df.index[firsts])
+    where = [
+        f"line {line}" if pd.notna(line) else f"row {label}"
+        for line, label in zip(lines, df.index[firsts], strict=True)
+    ]
+    message = pd.Series(
+        [
+            f"the same message to the same recipient appears earlier ({w}): remove this row"
+            for w in where
+        ],
+        dtype="str",
+    )
+    problems.add(
+        dup_positions,
+        "to",
+        "duplicate",
+        "KWA007",
+        message,
+        prepared["to"].iloc[dup_positions],
+    )
+
+
+def _rows(df: pd.DataFrame, mask: np.ndarray[Any, Any]) -> pd.DataFrame:
+    """``df[mask]``, column by column (pyarrow filters a column faster than pandas takes a
+    frame), with the index and attrs kept."""
+    if mask.all():
+        return df.copy(deep=False)
+    index = df.index[mask]
+    out = pd.DataFrame({i: df.iloc[:, i][mask] for i in range(df.shape[1])}, index=index)
+    out.columns = df.columns
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def _valid_frame(
+    df: pd.DataFrame, prepared: pd.DataFrame, keep: np.ndarray[Any, Any], *, sender_given: bool
+) -> pd.DataFrame:
+    """The rows that pass, as they will be sent: the input's columns, with the API's
+    columns replaced by (or extended with) the built ones."""
+    out = _rows(df, keep)
+    built = {}
+    for name in API_COLUMNS:
+        values = prepared[name]
+        wanted = (
+            name in df.columns
+            or name == "type"
+            or (name == "from" and sender_given)
+            or (name in _FILLED and bool(values.notna().any()))
+        )
+        if wanted:
+            kept = values[keep]
+            kept.index = out.index
+            built[name] = kept
+    return out.assign(**built)
