@@ -7,7 +7,6 @@ assertions are on what the server counted and on the order of arrivals, never on
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 from typing import Any
@@ -203,7 +202,13 @@ def test_the_progress_bar_shows_the_pace_within_80_columns(
 ) -> None:
     import kwa_batch.sending.run as run
 
-    monkeypatch.setattr(run, "tqdm", functools.partial(run.tqdm, ncols=80, mininterval=0))
+    class Narrow(run.tqdm):  # type: ignore[misc,name-defined]
+        """An 80-column terminal."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "ncols": 80, "mininterval": 0})
+
+    monkeypatch.setattr(run, "tqdm", Narrow)
     send(frame(2000), emulator.client(sender=SENDER), rate_limit=5000, progress=True)
     lines = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line]
     bars = [line for line in lines if "|" in line]
