@@ -180,13 +180,16 @@ class ConcurrencyController:
 
 
 class RecipientSpacing:
-    """Keeps messages to one number ``interval`` seconds apart (by their departures).
+    """Keeps messages to one number at least ``interval`` seconds apart, as they arrive.
 
     A number is *busy* from the moment a request to it is taken until it finishes; then
-    *spaced* until ``interval`` (plus :data:`~kwa_batch.sending.limiter.MAX_MARGIN`, since
-    the platform counts arrivals) after that request's last departure, if the request may
-    have reached the platform (sent or unknown). A request that surely did not (refused,
-    not sent) gives the number back as it was.
+    *spaced* for ``interval`` seconds from the moment it finished, if it may have reached
+    the platform (it left, and was sent or is unknown). The end of a request, not its
+    departure, is the anchor: its answer is the one moment the client knows the message
+    has arrived, so the next one arrives at least ``interval`` later whatever the delays
+    on the way (at the cost of one round trip per repeated number; other rows go
+    meanwhile). A request that surely did not reach it (refused, not sent) gives the
+    number back as it was.
     """
 
     def __init__(self, interval: float, *, clock: Clock = time.monotonic) -> None:
@@ -201,11 +204,10 @@ class RecipientSpacing:
             )
         self.interval = interval = seconds
         self.enabled = interval > 0
-        self._hold = interval + MAX_MARGIN
         self._clock = clock
-        self._last: dict[str, float] = {}  # number -> departure of its last message
-        self._order: deque[tuple[float, str]] = deque()  # (departure, number), to forget
-        self._busy: dict[str, float | None] = {}  # number -> departure of this attempt
+        self._last: dict[str, float] = {}  # number -> when its last message finished
+        self._order: deque[tuple[float, str]] = deque()  # (finished, number), to forget
+        self._busy: dict[str, bool] = {}  # number -> its request has left (at least once)
         self._lock = threading.Lock()
 
     def ready_at(self, numbers: Sequence[str]) -> float:
@@ -219,7 +221,7 @@ class RecipientSpacing:
                     return math.inf
                 last = self._last.get(number)
                 if last is not None:
-                    at = max(at, last + self._hold)
+                    at = max(at, last + self.interval)
         return at
 
     def take(self, numbers: Sequence[str]) -> None:
@@ -228,16 +230,16 @@ class RecipientSpacing:
             return
         with self._lock:
             for number in numbers:
-                self._busy[number] = None
+                self._busy[number] = False
 
-    def departed(self, numbers: Sequence[str], at: float) -> None:
-        """An attempt of that request left at ``at``."""
+    def departed(self, numbers: Sequence[str]) -> None:
+        """An attempt of that request left."""
         if not self.enabled:
             return
         with self._lock:
             for number in numbers:
                 if number in self._busy:
-                    self._busy[number] = at
+                    self._busy[number] = True
 
     def finish(self, numbers: Sequence[str], *, reached: bool) -> None:
         """The request finished; ``reached``: it may have reached the platform."""
@@ -247,14 +249,14 @@ class RecipientSpacing:
         with self._lock:
             self._forget(now)
             for number in numbers:
-                at = self._busy.pop(number, None)
-                if reached and at is not None:
-                    self._last[number] = at
-                    self._order.append((at, number))
+                left = self._busy.pop(number, False)
+                if reached and left:
+                    self._last[number] = now
+                    self._order.append((now, number))
 
     def _forget(self, now: float) -> None:
         """Drop numbers whose spacing is over (memory stays bounded by rate x interval)."""
-        horizon = now - self._hold
+        horizon = now - self.interval
         order, last = self._order, self._last
         while order and order[0][0] <= horizon:
             at, number = order.popleft()
@@ -389,7 +391,7 @@ class Pacer:
             self.window.margin = self.controller.margin()
             at = self.window.acquire(len(numbers), stop, self.rate_in_force)
         if at is not None:
-            self.spacing.departed(numbers, at)
+            self.spacing.departed(numbers)
             self.controller.departed(at)
         return at
 

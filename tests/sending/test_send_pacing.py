@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import time
 from typing import Any
 
 import pandas as pd
@@ -86,6 +87,22 @@ def test_rows_for_one_customer_are_spaced_and_others_are_not_held_back() -> None
     assert (customer.diff().dropna() >= pd.Timedelta(seconds=0.5)).all()
     others = ledger[ledger["to"] != "+919876500000"]["received_at"]
     assert others.max() < customer.iloc[1]  # all twenty went while the customer waited
+
+
+def test_spacing_holds_at_the_server_when_a_message_is_slow_to_leave() -> None:
+    class Stalling(KaleyraClient):
+        def post(self, data: Any) -> Any:
+            if data["body"].startswith("Reminder 0"):
+                time.sleep(0.3)  # between the limiter and the wire: a GC pause, a slow disk
+            return super().post(data)
+
+    with Emulator(pair_interval=1.0) as emu:
+        client = Stalling(emu.sid, emu.api_key, sender=SENDER, base_url=emu.url)
+        results = send(
+            repeated(1, 2), client, rate_limit=None, per_recipient_interval=1.0, progress=False
+        )
+        assert emu.limits.violations == NO_VIOLATIONS
+    assert (results["status"] == "sent").all()
 
 
 def test_the_pool_grows_with_the_latency_unless_pinned() -> None:
