@@ -7,9 +7,11 @@ left one second apart may arrive 0.99 s apart when the first was slower on its w
 message holds its place for one second plus ``margin``, and ``margin`` only has to cover the
 *spread* of the departure-to-arrival delay, not the delay itself. That spread cannot be seen
 from the client, but it is part of the whole round trip, so :mod:`kwa_batch.sending.pacing`
-sets the margin from the round trips it observes (four mean deviations, as TCP's
-retransmission timer does), between :data:`MIN_MARGIN` and :data:`MAX_MARGIN`. The margin
-costs throughput: a run reaches ``rate / (1 + margin)``, at worst 0.95x the rate.
+sets the margin from the round trips it observes (their range over the last two seconds),
+between :data:`MIN_MARGIN` and :data:`MAX_MARGIN`. The margin costs throughput: a run reaches
+``rate / (1 + margin)``, at worst 0.95x the rate. A delay the client can see between the
+limiter and the wire (a journal write, a pause) is not left to the margin: the message's
+place is moved to when it really leaves (:meth:`SlidingWindow.restamp`).
 
 The window alone would let ``rate`` messages leave at once, then none for a second: a burst
 that queues at the server and spreads the arrival delays (so the margin would have to be
@@ -196,6 +198,22 @@ class SlidingWindow:
                 if freed >= excess:
                     return None, max(at + hold - now, 1e-4)
             return None, max(sent[-1][0] + hold - now, 1e-4)
+
+    def restamp(self, departure: float) -> None:
+        """The message stamped ``departure`` only leaves now: hold its place from now.
+
+        Whatever came between the limiter and the wire (a journal write, a pause of the
+        process) would otherwise shorten the gap the platform sees. The place has not
+        freed yet (that takes more than a second), so no later admission relied on it.
+        """
+        with self._lock:
+            now = self._clock()
+            sent = self._sent
+            for i, (at, count) in enumerate(sent):
+                if at == departure:
+                    del sent[i]
+                    sent.append((now, count))  # the latest stamp: the deque stays in order
+                    return
 
     def acquire(
         self,

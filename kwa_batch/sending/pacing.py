@@ -395,6 +395,15 @@ class Pacer:
             self.controller.departed(at)
         return at
 
+    def leaving(self, departed: float) -> None:
+        """The request that was let go at ``departed`` is about to be written now.
+
+        A delay in between (more than :data:`~kwa_batch.sending.limiter.MIN_MARGIN`) moves
+        its place in the window to now (see :meth:`SlidingWindow.restamp`).
+        """
+        if self.window is not None and self._clock() - departed > MIN_MARGIN:
+            self.window.restamp(departed)
+
     def answered(self, departed: float, recipients: int, *, observed: bool = True) -> None:
         """The attempt that left at ``departed`` ended: with an HTTP answer (any answer) when
         ``observed``, else without one (a timeout, a dropped connection: not a latency)."""

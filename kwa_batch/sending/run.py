@@ -145,6 +145,7 @@ class _Run:
 
     def _post(self, request: Request, departed: float) -> SendResult:
         """Post, telling the pacer how long the answer took and whether it said "too fast"."""
+        self.pacer.leaving(departed)
         try:
             result = self.client.post(request.form())
         except TransportError:

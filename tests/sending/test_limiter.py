@@ -90,6 +90,23 @@ def test_smooth_pacing_spreads_the_window_evenly() -> None:
     assert max_in_any_window(times, width=0.0303) <= 3 + 2  # three slots, two early
 
 
+def test_a_message_slow_to_leave_holds_its_place_from_when_it_left() -> None:
+    clock = Clock()
+    window = SlidingWindow(2, margin=0.0, smooth=False, clock=clock)
+    first, _ = window.try_acquire(1)
+    clock.now += 0.1
+    window.try_acquire(1)
+    clock.now += 0.3
+    assert first is not None
+    window.restamp(first)  # it only left now, 0.4 s after the limiter let it go
+    window.restamp(12345.0)  # unknown: nothing moves
+    clock.now = 1001.1
+    assert window.try_acquire(1)[0] is not None  # the second's place freed
+    assert window.try_acquire(1)[0] is None  # the first holds until 1001.4
+    clock.now = 1001.4
+    assert window.try_acquire(1)[0] is not None
+
+
 def test_a_request_larger_than_the_rate_is_refused() -> None:
     with pytest.raises(ValueError, match="101 recipients cannot fit a rate of 100"):
         SlidingWindow(100).try_acquire(101)

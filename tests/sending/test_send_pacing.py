@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,6 +19,7 @@ from conftest import SENDER
 from werkzeug.wrappers import Request, Response
 
 from kwa_batch import ConfigurationError, Emulator, KaleyraClient, send
+from kwa_batch.sending.journal import Journal
 from kwa_batch.serving import BackgroundServer
 
 NO_VIOLATIONS = {"130429": 0, "131056": 0}
@@ -101,6 +103,30 @@ def test_spacing_holds_at_the_server_when_a_message_is_slow_to_leave() -> None:
         results = send(
             repeated(1, 2), client, rate_limit=None, per_recipient_interval=1.0, progress=False
         )
+        assert emu.limits.violations == NO_VIOLATIONS
+    assert (results["status"] == "sent").all()
+
+
+def test_the_window_holds_at_the_server_when_the_journal_is_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A write that takes 0.3 s between the limiter and the wire (a slow disk) must not let
+    # the platform see more than the rate in a second.
+    mark = Journal.mark_in_flight
+    calls = []
+
+    def slow_first(self: Journal, *args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.3)
+        return mark(self, *args)
+
+    monkeypatch.setattr(Journal, "mark_in_flight", slow_first)
+    with Emulator(throughput=5) as emu:
+        results = send(
+            frame(8), emu.client(sender=SENDER), rate_limit=5, journal=tmp_path / "j.db",
+            progress=False,
+        )  # fmt: skip
         assert emu.limits.violations == NO_VIOLATIONS
     assert (results["status"] == "sent").all()
 
