@@ -673,11 +673,16 @@ class _Loop:
             )
         return stopped_by
 
+    def _in_flight(self) -> int:
+        """Requests running (a pinned pool also keeps as many queued)."""
+        pinned = self.run_.pacer.controller.pinned
+        return len(self.pending) if pinned is None else min(len(self.pending), pinned)
+
     def _postfix(self) -> str:
         """The counts, then the rate in force and the requests in flight: ``sent 900 ·
         150/s x12``."""
         counts = postfix(self.counts | {"retrying": self.run_.retrying})
-        pace = self.run_.pacer.postfix(len(self.pending))
+        pace = self.run_.pacer.postfix(self._in_flight())
         return f"{counts} · {pace}" if counts else pace
 
     def _submit_until_done(self, pool: ThreadPoolExecutor, button: StopButton) -> None:
@@ -685,6 +690,8 @@ class _Loop:
         last_postfix = 0.0
         while not button.pressed:
             target = run.pacer.target()
+            if run.pacer.controller.pinned:  # a queue as deep again: no worker waits for us
+                target *= 2
             while len(self.pending) < target and not run.stop.is_set():
                 request = self.ahead.take(time.monotonic())
                 if request is None:
@@ -692,7 +699,7 @@ class _Loop:
                 future = pool.submit(run.deliver, request)
                 self.pending[future] = request
                 future.add_done_callback(self.completed.put)
-            run.pacer.in_flight(len(self.pending))
+            run.pacer.in_flight(self._in_flight())
             if time.monotonic() - last_postfix > 0.2:
                 self.bar.set_postfix_str(self._postfix(), refresh=False)
                 last_postfix = time.monotonic()
