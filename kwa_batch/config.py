@@ -7,10 +7,13 @@ The API key is kept in a :class:`Secret`, whose repr and str never show it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from urllib3.util import parse_url
 
 from .errors import ConfigurationError
 
@@ -83,6 +86,12 @@ class Secret:
 def normalize_base_url(base_url: str) -> str:
     """Return ``base_url`` without a trailing slash, or the URL of a region name.
 
+    The key travels in every request, so plain ``http`` is accepted only for a loopback
+    host (``127.0.0.0/8``, ``::1``, ``localhost``: the emulator, a local proxy).
+
+    Raises:
+        ConfigurationError: not an http(s) URL, or plain ``http`` to another host.
+
     >>> normalize_base_url("in")
     'https://api.in.kaleyra.io'
     >>> normalize_base_url("http://127.0.0.1:8080/")
@@ -92,13 +101,60 @@ def normalize_base_url(base_url: str) -> str:
     if value.lower() in REGIONAL_BASE_URLS:
         return REGIONAL_BASE_URLS[value.lower()]
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    scheme = parts.scheme.lower()
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a port that is not one)
+    except ValueError:
+        scheme = ""
+    if scheme not in ("http", "https") or not parts.netloc:
         regions = ", ".join(REGIONAL_BASE_URLS)
         raise ConfigurationError(
             f"base URL {value!r} is not an http(s) URL: use e.g. {DEFAULT_BASE_URL} "
             f"or a region name ({regions})"
         )
+    if scheme == "http" and not _loopback_url(value):
+        secure = "https" + value[len(parts.scheme) :]
+        raise ConfigurationError(
+            f"base URL {_masked(value)!r} is plain http: the API key would travel "
+            f"unencrypted. Use {_masked(secure).rstrip('/')!r} (plain http is "
+            "accepted only for a loopback host: 127.0.0.1, ::1, localhost)"
+        )
     return value.rstrip("/")
+
+
+def _loopback_url(url: str) -> bool:
+    """True when both the standard library and urllib3 (which dials) see a loopback host.
+
+    Two readers, so that a URL they read differently (``http://api.kaleyra.io\\@127.0.0.1``)
+    is not taken for a local one.
+    """
+    try:
+        ours = urlsplit(url).hostname
+        dialled = parse_url(url).host
+    except ValueError:  # urllib3's LocationParseError is a ValueError too
+        return False
+    return _loopback_host(ours) and _loopback_host(dialled)
+
+
+def _loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _masked(url: str) -> str:
+    """``url`` with the password of ``user:password@`` masked (a message must not show it)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}").geturl()
 
 
 @dataclass(frozen=True, repr=False)

@@ -4,6 +4,9 @@ Every exception the toolkit raises on purpose derives from :class:`KwaBatchError
 
     KwaBatchError
     ├── ConfigurationError        credentials or settings missing or unusable
+    │   └── JournalError          the journal is damaged, foreign, newer, or unwritable
+    │       └── JournalLockedError  another run holds the journal
+    ├── JournalWriteError         the journal failed mid-run (disk full): stop the run, exit 3
     ├── InputError                a recipient file that cannot be read at all
     ├── ValidationError           ValidationReport.raise_for_errors(): some rows are invalid
     ├── TransportError            no usable HTTP answer came back
@@ -36,6 +39,9 @@ __all__ = [
     "ErrorCode",
     "InputError",
     "InvalidResponseError",
+    "JournalError",
+    "JournalLockedError",
+    "JournalWriteError",
     "KwaBatchError",
     "RateLimitError",
     "ServerError",
@@ -366,3 +372,31 @@ class ServerError(ApiError):
 
 class InvalidResponseError(ApiError):
     """A 2xx answer whose body cannot be read: the message may have been sent."""
+
+
+class JournalError(ConfigurationError):
+    """The journal cannot be used at all: damaged, not a journal, another program's database,
+    a newer version's, or in a place that cannot be written (CLI exit code 2, before
+    anything is sent)."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class JournalLockedError(JournalError):
+    """Another run holds the journal (under this name or another): running both could send
+    the same rows twice."""
+
+
+class JournalWriteError(KwaBatchError):
+    """The journal could not record a run's progress mid-run (a full disk, an I/O error).
+
+    What it recorded before is intact (the failed transaction is rolled back); the run must
+    stop without sending more, since the outcomes of new requests could not be kept.
+    """
+
+    def __init__(self, message: str, *, path: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason

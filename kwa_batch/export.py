@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError, KwaBatchError, describe_code
-from .results import coerce_results, delivery_counts, error_counts, summarize
+from .results import RESULT_DTYPES, coerce_results, delivery_counts, error_counts, summarize
 from .tables import Sheet, atomic_write, plain, write_csv, write_xlsx
 
 __all__ = ["FORMATS", "export_results", "load_results"]
@@ -91,12 +91,23 @@ def export_results(
     return target
 
 
+# The columns a reader needs first (and on paper); long texts and technical ones go last
+# (in the file, off the printed page).
+_READING_ORDER = ("line", "status", "to", "error_code", "error_message", "message_id", "sent_at")
+_LONG = ("to_as_written", "body", "params", "callback_url")
+_TECHNICAL = ("http_status", "attempts", "request_id", "recipients", "from_journal")
+_OFF_PAPER = (*_LONG, *_TECHNICAL)
+
+
 def _for_people(frame: pd.DataFrame, user_columns: tuple[str, ...]) -> pd.DataFrame:
-    """The frame as a colleague reads it: ``line`` first, time columns marked UTC, and the
-    user's own numeric columns as numbers (so they can be summed)."""
-    out = frame.copy()
-    if "line" in out.columns:
-        out.insert(0, "line", out.pop("line"))
+    """The frame as a colleague reads it: the outcome first (line, to, status, the error,
+    the message id, the time), then the user's own columns, then the technical ones; time
+    columns marked UTC, and the user's numeric columns as numbers (so they can be summed)."""
+    first = [c for c in _READING_ORDER if c in frame.columns]
+    last = [c for c in _OFF_PAPER if c in frame.columns]
+    middle = [c for c in frame.columns if c not in first and c not in last]
+    out = frame[[*first, *middle, *last]].copy()
+    out.attrs = dict(frame.attrs)
     for name in user_columns:
         if _ID_LIKE.search(str(name)):
             continue
@@ -143,10 +154,23 @@ def _write_xlsx(frame: pd.DataFrame, results: pd.DataFrame, target: Path) -> Non
     errors = table[table["status"].isin(_NOT_SENT)].copy()
     fixes = [describe_code(c) if isinstance(c, str) else "" for c in errors["error_code"]]
     errors.insert(list(errors.columns).index("error_message") + 1, "fix", fixes)
+    printed = _printed(table)
     write_xlsx(
         target,
-        [Sheet("Results", table), _summary_sheet(results), Sheet("Errors", errors)],
+        [
+            Sheet("Results", table, printed=printed),
+            _summary_sheet(results),
+            Sheet("Errors", errors, printed=_printed(errors)),
+        ],
     )
+
+
+def _printed(table: pd.DataFrame) -> int:
+    """How many first columns go on paper: those before the long texts and the technical
+    columns (see :func:`_for_people`'s order)."""
+    columns = list(table.columns)
+    off_paper = [i for i, c in enumerate(columns) if c in _OFF_PAPER]
+    return off_paper[0] if off_paper else len(columns)
 
 
 def _summary_sheet(results: pd.DataFrame) -> Sheet:
@@ -241,9 +265,9 @@ def load_results(path: str | Path) -> pd.DataFrame:
     run = frame.attrs.get("run")
     frame = frame.drop(columns=index_name)
     frame.index = index.rename(None if index_name == "row" else index_name)
-    if "line" in frame.columns and "from_journal" in frame.columns:  # back in its place
-        line = frame.pop("line")
-        frame.insert(list(frame.columns).index("from_journal") + 1, "line", line)
+    # The result columns back in the contract's order, the input's own after them.
+    ours = [c for c in RESULT_DTYPES if c in frame.columns]
+    frame = frame[[*ours, *(c for c in frame.columns if c not in RESULT_DTYPES)]]
     typed = coerce_results(frame)
     if run:
         typed.attrs["run"] = run

@@ -9,7 +9,27 @@ Werkzeug's threaded server runs one thread per connection. Werkzeug 3 forces
 socket), so :class:`KeepAliveHandler` replaces its ``run_wsgi`` with one that reads exactly
 the request body, answers with ``Content-Length`` in a single write, and keeps the
 connection open. Werkzeug's access log is silenced: it would print phone numbers and
-secrets passed in query strings.
+secrets passed in query strings; every other log line goes through :func:`redact`.
+
+Idle, slow and hostile clients (:mod:`kwa_batch.connections` keeps the books):
+
+* **Read timeout.** A connection waiting for a request gets ``read_timeout`` seconds for
+  its request line, then ``read_timeout`` more for its headers and body; a kept-alive
+  connection waiting for its next request too. Past it, an idle connection is closed
+  without an answer, one caught mid-request gets ``408``. The application's own time
+  (the emulator's latency) does not count.
+* **Connection cap.** At most ``max_connections`` connections are open (by default half
+  the file descriptors still free at start, at most 1,000). A new connection at the cap,
+  or when the process is out of descriptors, **closes the connection idle longest** (one
+  waiting for a request; failing that, the one slowest to send its request, which gets
+  ``503``); when every connection is busy with a request, the new one gets ``503`` with
+  ``Retry-After: 1`` at once. Real clients are never starved by idle ones.
+* **Bodies** are read by the server before the application runs: ``Content-Length`` or
+  ``Transfer-Encoding: chunked``, the latter decoded by :func:`kwa_batch.chunked.read_chunked`.
+  A chunked body is capped like a declared one: past ``max_body`` bytes the application
+  is handed ``max_body + 1`` bytes (its own size check answers 413) and the connection is
+  closed. A malformed chunked body, another transfer coding, or a bad ``Content-Length``
+  gets ``400`` at once.
 
 An application may drop a connection without answering (TCP RST), as the emulator's
 ``"reset"`` fault does: when ``environ[CAN_ABORT]`` is true it sets ``environ[ABORT] =
@@ -18,16 +38,26 @@ True`` and returns no body.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 import socket
 import struct
 import threading
+import traceback
+from collections.abc import Callable, Iterable
 from contextlib import suppress
+from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any, Self, cast
+from urllib.parse import quote, quote_plus
 
-from werkzeug.serving import DechunkedInput, ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.http import parse_set_header
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wsgi import LimitedStream
+
+from .chunked import BadChunkedBody, read_chunked
+from .connections import TIMED_OUT, Connections, default_max_connections
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -35,10 +65,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ABORT",
     "CAN_ABORT",
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_READ_TIMEOUT",
     "BackgroundServer",
     "KeepAliveHandler",
     "Served",
     "ThreadedServer",
+    "json_refusal",
+    "redact",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,12 +81,56 @@ log = logging.getLogger(__name__)
 CAN_ABORT = "kwa_batch.serving.can_abort"
 #: WSGI environ key an application sets to True to drop the connection without an answer.
 ABORT = "kwa_batch.serving.abort"
-# How often the background server checks for stop(): the cost of stop() is up to this.
+#: Seconds a client has to send its request line, and then the rest of its request.
+DEFAULT_READ_TIMEOUT = 10.0
+#: Bytes of a chunked body the server reads before handing it over as too large.
+DEFAULT_MAX_BODY = 1024 * 1024
+# How often the background server checks for stop() and for overdue connections.
 _POLL_INTERVAL = 0.05
 # A request body left unread by the application is drained up to this many bytes to keep
 # the connection; beyond it the connection is closed instead.
 _DRAIN_LIMIT = 64 * 1024
 _DEFAULT_ERROR_BODY = json.dumps({"error": "internal server error"}).encode()
+
+# What a log line must not carry: query strings (tokens, phone numbers), key=value secrets
+# and bearer credentials. Linear patterns only (no nested repetition).
+_QUERY = re.compile(r"\?[^\s'\"]*")
+_SECRET_PAIR = re.compile(
+    r"(?i)\b(token|api[-_]?key|apikey|secret|password|authorization|x-kwa-token)([=:]\s*)"
+    r"[^\s&'\",;]+"
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[^\s'\",;]+")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` fit for a log: without query strings, ``token=``-like values or ``secrets``.
+
+    >>> redact("Bad request syntax ('GET /callback?token=s3cret&id=1 HTTP/1.1 x')")
+    "Bad request syntax ('GET /callback?<query hidden> HTTP/1.1 x')"
+    >>> redact("api-key: abc123, ok")
+    'api-key: <hidden>, ok'
+    """
+    for secret in secrets:
+        if secret:
+            for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+                text = text.replace(form, "<hidden>")
+    text = _QUERY.sub("?<query hidden>", text)
+    text = _SECRET_PAIR.sub(r"\1\2<hidden>", text)
+    return _BEARER.sub(r"\1 <hidden>", text)
+
+
+def json_refusal(status: int, reason: str) -> bytes:
+    """The body of an answer the server gives on its own: ``{"error": reason}``."""
+    return json.dumps({"error": reason}).encode()
+
+
+class _Refused(Exception):
+    """A request the server answers itself (400, 408, 413...), closing the connection."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 class KeepAliveHandler(WSGIRequestHandler):
@@ -63,43 +141,119 @@ class KeepAliveHandler(WSGIRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # A bound on every send and receive (a client that stops reading its answer); the
+        # request deadlines themselves are kept by the server, to the 50 ms.
+        self.connection.settimeout(2 * self.server.read_timeout)
         # Answers are one write; without this Nagle's algorithm can hold it back.
         with suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection)
 
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self.connection)
+    def handle_one_request(self) -> None:
+        self.server.connections.waiting(self.connection)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        # The request line came: the headers and the body get a deadline of their own.
+        self.server.connections.reading(self.connection)
+        return super().parse_request()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Do nothing: the access log would print phone numbers on every request."""
 
     def log(self, type: str, message: str, *args: Any) -> None:
-        log.debug("http %s: " + message, type, *args)
+        self.server.log(type, message, *args)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer an unreadable request (bad request line, headers...) in JSON and close.
+
+        Always a 4xx: http.server's 505 for an unknown HTTP version becomes 400 (what the
+        client sent is at fault, and a 5xx would read as a server failure).
+        """
+        self.log_error("code %d, message %s", code, message)
+        code = code if code < 500 else 400
+        self._answer_and_close(code, redact(message or _phrase(code), self.server.secrets))
+
+    def _answer_and_close(self, code: int, reason: str, *headers: tuple[str, str]) -> None:
+        self.close_connection = True
+        body = self.server.refusal(code, reason)
+        lines = [
+            f"HTTP/1.1 {code} {_phrase(code)}\r\n",
+            f"Server: {self.version_string()}\r\n",
+            f"Date: {self.date_time_string()}\r\n",
+            "Content-Type: application/json\r\n",
+            f"Content-Length: {len(body)}\r\n",
+            *(f"{name}: {value}\r\n" for name, value in headers),
+            "Connection: close\r\n\r\n",
+        ]
+        with suppress(OSError):
+            head = "".join(lines).encode("latin-1")
+            self.wfile.write(head if getattr(self, "command", None) == "HEAD" else head + body)
 
     def run_wsgi(self) -> None:
         # "Expect: 100-continue" was answered by http.server's parse_request already.
         environ = self.environ = self.make_environ()
+        refused: _Refused | None = None
+        stream: LimitedStream | None = None
+        try:
+            stream = self._read_body(environ)
+        except _Refused as exc:
+            refused = exc
+        dropped = self.server.connections.busy(self.connection)
+        if dropped is not None:  # too slow, or closed to make room, in mid-request
+            status = 408 if dropped == TIMED_OUT else 503
+            refused = _Refused(status, f"the request was not read in time ({dropped})")
+        if refused is not None:
+            self.log_error("refused a request: %s", refused.reason)
+            self._answer_and_close(refused.status, refused.reason)
+            return
+        self._run_app(environ, stream)
 
-        stream: LimitedStream | DechunkedInput | None = None
-        if "wsgi.input_terminated" in environ:  # chunked: werkzeug wrapped it already
-            stream = environ["wsgi.input"]
-        else:
-            length_text = self.headers.get("Content-Length")
+    def _read_body(self, environ: dict[str, Any]) -> LimitedStream | None:
+        """Read the body into ``wsgi.input``; a declared one over ``max_body`` stays a stream.
+
+        Returns the stream left on the socket, to drain after the answer (None: read all).
+        """
+        max_body = self.server.max_body
+        lengths = set(self.headers.get_all("Content-Length") or [])
+        if len(lengths) > 1:
+            raise _Refused(400, "conflicting Content-Length headers")
+        coding_text = ", ".join(self.headers.get_all("Transfer-Encoding") or [])
+        codings = [c.lower() for c in parse_set_header(coding_text)]
+        if codings:
+            if codings != ["chunked"]:
+                raise _Refused(400, "unsupported Transfer-Encoding: send chunked or Content-Length")
+            if lengths:  # both: chunked wins, and the connection closes (RFC 9112, 6.3)
+                self.close_connection = True
             try:
-                length = int(length_text) if length_text is not None else 0
-            except ValueError:
-                length = -1
-            if length < 0:
-                self.send_error(400, "Bad Content-Length")
-                return
+                data, complete = read_chunked(cast("IO[bytes]", self.rfile), max_body)
+            except BadChunkedBody as exc:
+                raise _Refused(400, f"malformed chunked body: {exc}") from None
+            if not complete:
+                self.close_connection = True  # the rest of the body is still on the socket
+            self._hand_over(environ, data)
+            return None
+        length = _content_length(next(iter(lengths), None))
+        if length is None:
+            raise _Refused(400, "bad Content-Length: a number of bytes is expected")
+        if length > max_body:  # the application refuses it unread (its limit is lower)
             stream = LimitedStream(cast("IO[bytes]", self.rfile), length)
             environ["wsgi.input"] = stream
             environ["wsgi.input_terminated"] = True
+            return stream
+        data = self.rfile.read(length) if length else b""
+        if len(data) < length:
+            raise _Refused(400, f"the body ended after {len(data)} of {length} bytes")
+        self._hand_over(environ, data)
+        return None
 
+    @staticmethod
+    def _hand_over(environ: dict[str, Any], data: bytes) -> None:
+        environ["wsgi.input"] = io.BytesIO(data)
+        environ["wsgi.input_terminated"] = True
+        environ["CONTENT_LENGTH"] = str(len(data))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+    def _run_app(self, environ: dict[str, Any], stream: LimitedStream | None) -> None:
         environ[CAN_ABORT] = True
         status = "500 Internal Server Error"
         headers: list[tuple[str, str]] = []
@@ -120,7 +274,7 @@ class KeepAliveHandler(WSGIRequestHandler):
                 if close is not None:
                     close()
         except Exception:
-            log.exception("the application failed on a request")
+            self.server.log("error", "the application failed on a request:\n%s", _traceback())
             status = "500 Internal Server Error"
             body = self.server.error_body
             headers = [("Content-Type", "application/json")]
@@ -131,7 +285,9 @@ class KeepAliveHandler(WSGIRequestHandler):
             return
         if not self._drained(stream):
             self.close_connection = True
+        self._write_answer(status, headers, body)
 
+    def _write_answer(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
         lines = [
             f"{self.protocol_version} {status}\r\n",
             f"Server: {self.version_string()}\r\n",
@@ -156,25 +312,36 @@ class KeepAliveHandler(WSGIRequestHandler):
         self.server.abort_on_close(self.connection)
 
     @staticmethod
-    def _drained(stream: LimitedStream | DechunkedInput | None) -> bool:
+    def _drained(stream: LimitedStream | None) -> bool:
         """Consume what the application left of the body, so the next request starts clean."""
+        if stream is None:
+            return True
         try:
-            if isinstance(stream, LimitedStream):
-                if stream.limit - stream.tell() > _DRAIN_LIMIT:
-                    return False
-                stream.exhaust()
-                return True
-            if isinstance(stream, DechunkedInput):
-                drained = 0
-                while drained <= _DRAIN_LIMIT:
-                    chunk = stream.read(8192)
-                    if not chunk:
-                        return True
-                    drained += len(chunk)
+            if stream.limit - stream.tell() > _DRAIN_LIMIT:
                 return False
+            stream.exhaust()
         except OSError:
             return False
         return True
+
+
+def _content_length(text: str | None) -> int | None:
+    """The declared body length (0 when absent), or None when it is not a byte count."""
+    if text is None:
+        return 0
+    value = text.strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"
+
+
+def _traceback() -> str:
+    return traceback.format_exc(limit=20)
 
 
 def _no_write(data: bytes) -> None:
@@ -182,34 +349,81 @@ def _no_write(data: bytes) -> None:
 
 
 class ThreadedServer(ThreadedWSGIServer):
-    """Werkzeug's threaded server on a socket we bound, tracking open connections."""
+    """Werkzeug's threaded server on a socket we bound, guarding its connections.
+
+    Args:
+        sock: the bound, listening socket (the server serves a duplicate of it).
+        app: the WSGI application.
+        error_body: the JSON body answered with HTTP 500 when ``app`` raises.
+        refusal: builds the body of the answers the server gives itself (400, 408, 503...).
+        max_body: bytes of a body read before it is handed over as too large.
+        read_timeout: seconds for a request line, then for the rest of the request.
+        max_connections: connections open at once (see the module docs for what happens
+            at the cap).
+        secrets: strings never written to a log line (the emulator's key, a token).
+    """
 
     def __init__(
-        self, sock: socket.socket, app: Any, *, error_body: bytes = _DEFAULT_ERROR_BODY
+        self,
+        sock: socket.socket,
+        app: Any,
+        *,
+        error_body: bytes = _DEFAULT_ERROR_BODY,
+        refusal: Callable[[int, str], bytes] = json_refusal,
+        max_body: int = DEFAULT_MAX_BODY,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_connections: int = 1000,
+        secrets: Iterable[str] = (),
     ) -> None:
         self.error_body = error_body
-        self._open: set[socket.socket] = set()
+        self.refusal = refusal
+        self.max_body = max_body
+        self.read_timeout = read_timeout
+        self.secrets = tuple(s for s in secrets if s)
+        self.connections = Connections(max_connections, read_timeout, self.log)
         self._aborted: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
+        self._aborted_lock = threading.Lock()
         host, port = sock.getsockname()[:2]
         super().__init__(host, port, app, handler=KeepAliveHandler, fd=sock.fileno())
 
-    def track(self, connection: socket.socket) -> None:
-        with self._open_lock:
-            self._open.add(connection)
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().get_request()
+        except OSError as exc:
+            self.connections.out_of_descriptors(exc)
+            raise
 
-    def untrack(self, connection: socket.socket) -> None:
-        with self._open_lock:
-            self._open.discard(connection)
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.connections.admit(request):
+            self._refuse_busy(request)
+            return
+        super().process_request(request, client_address)
+
+    def _refuse_busy(self, request: socket.socket) -> None:
+        """Answer 503 from the accepting thread (a few bytes to a fresh socket) and close."""
+        body = self.refusal(503, "every connection is busy: retry in a second")
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        )
+        with suppress(OSError):
+            request.settimeout(1.0)
+            request.sendall(head.encode("latin-1") + body)
+        self.close_request(request)
+
+    def service_actions(self) -> None:
+        """Called by ``serve_forever`` every poll: drop the connections past their deadline."""
+        self.connections.reap()
 
     def abort_on_close(self, connection: socket.socket) -> None:
         """Close ``connection`` without shutting it down first (so linger 0 sends RST)."""
-        with self._open_lock:
+        with self._aborted_lock:
             self._aborted.add(connection)
 
     def shutdown_request(self, request: Any) -> None:
+        self.connections.forget(request)
         if self._aborted:
-            with self._open_lock:
+            with self._aborted_lock:
                 aborted = request in self._aborted
                 self._aborted.discard(request)
             if aborted:
@@ -219,17 +433,18 @@ class ThreadedServer(ThreadedWSGIServer):
 
     def close_connections(self) -> None:
         """Shut down kept-alive connections, whose threads would otherwise keep serving."""
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
-            with suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
+        self.connections.shutdown_all()
 
     def log(self, type: str, message: str, *args: Any) -> None:
-        log.debug("http %s: " + message, type, *args)
+        if log.isEnabledFor(logging.DEBUG):
+            try:
+                text = message % args if args else message
+            except (TypeError, ValueError):
+                text = f"{message} {args!r}"
+            log.debug("http %s: %s", type, redact(text, self.secrets))
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("error while serving a connection", exc_info=True)
+        self.log("error", "error while serving a connection:\n%s", _traceback())
 
 
 class BackgroundServer:
@@ -241,6 +456,19 @@ class BackgroundServer:
         port: the port; 0 picks a free one when the server starts.
         name: names the thread and the log lines (``"kwa-emulator"``...).
         error_body: the JSON body answered with HTTP 500 when ``app`` raises.
+        refusal: builds the body of the answers the server gives itself, from the HTTP
+            status and a reason (default: ``{"error": reason}``).
+        max_body: bytes of a chunked body read before it is handed over as too large
+            (set it to the application's own limit).
+        read_timeout: seconds a client has for its request line, then for the rest of its
+            request (see the module docs).
+        max_connections: connections open at once; None: half the file descriptors free
+            when the server starts, at most 1,000.
+        secrets: strings that must never appear in a log line.
+
+    Raises:
+        ValueError: a ``read_timeout``, ``max_body`` or ``max_connections`` that is not
+            positive.
     """
 
     def __init__(
@@ -251,15 +479,43 @@ class BackgroundServer:
         port: int,
         name: str,
         error_body: bytes = _DEFAULT_ERROR_BODY,
+        refusal: Callable[[int, str], bytes] = json_refusal,
+        max_body: int = DEFAULT_MAX_BODY,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_connections: int | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
+        timeout = float(read_timeout)
+        if not 0 < timeout < float("inf"):
+            raise ValueError(
+                f"read_timeout must be a number of seconds above 0, not {read_timeout!r}"
+            )
+        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
+            raise ValueError(f"max_body must be 1 byte or more, not {max_body!r}")
+        if max_connections is not None and (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise ValueError(
+                f"max_connections must be 1 or more (or None), not {max_connections!r}"
+            )
         self.app = app
         self.host = host
         self._port = int(port)
         self.name = name
         self.error_body = error_body
+        self.refusal = refusal
+        self.max_body = max_body
+        self.read_timeout = timeout
+        self.max_connections = max_connections
+        self._secrets = tuple(secrets)
         self._lock = threading.Lock()  # guards starting and stopping
         self._server: ThreadedServer | None = None
         self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"BackgroundServer({self.name!r}, host={self.host!r}, port={self.port})"
 
     @property
     def port(self) -> int:
@@ -285,6 +541,12 @@ class BackgroundServer:
         """True while the server accepts connections."""
         return self._server is not None
 
+    @property
+    def open_connections(self) -> int:
+        """Connections open right now (0 when not running)."""
+        server = self._server
+        return server.connections.count if server is not None else 0
+
     def start(self) -> bool:
         """Bind and serve in a daemon thread; False when it was running already.
 
@@ -297,7 +559,16 @@ class BackgroundServer:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             sock = socket.create_server((self.host, self._port), family=family, backlog=128)
             try:
-                server = ThreadedServer(sock, self.app, error_body=self.error_body)
+                server = ThreadedServer(
+                    sock,
+                    self.app,
+                    error_body=self.error_body,
+                    refusal=self.refusal,
+                    max_body=self.max_body,
+                    read_timeout=self.read_timeout,
+                    max_connections=self.max_connections or default_max_connections(),
+                    secrets=self._secrets,
+                )
             finally:
                 sock.close()  # the server holds its own duplicate
             thread = threading.Thread(

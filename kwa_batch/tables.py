@@ -35,7 +35,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # Only digits, spaces (also the non-breaking ones) and + ( ) - . /: no formula fits in it.
 _HARMLESS = r"[0-9+ \u00a0\u202f\u2007()\-./]*"
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-_MAX_WIDTH = 60
+_MAX_WIDTH = 50
 
 
 def csv_safe(values: pd.Series) -> pd.Series:
@@ -114,6 +114,8 @@ class Sheet:
         rows: free rows instead (lists of values); ``bold`` are the indices of header
             rows; ``formats`` maps ``(row, column)`` to a number format.
         widths: column widths for free rows.
+        printed: how many of a table's first columns are printed (all when None): the
+            rest stay in the file for whoever filters or sorts, off the page.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class Sheet:
         bold: Iterable[int] = (),
         formats: dict[tuple[int, int], str] | None = None,
         widths: Sequence[float] = (),
+        printed: int | None = None,
     ) -> None:
         if (frame is None) == (rows is None):
             raise ValueError("a sheet holds a frame or rows, not both")
@@ -134,6 +137,7 @@ class Sheet:
         self.bold = set(bold)
         self.formats = formats or {}
         self.widths = list(widths)
+        self.printed = printed
 
 
 def write_xlsx(target: Path, sheets: Sequence[Sheet]) -> Path:
@@ -145,7 +149,7 @@ def write_xlsx(target: Path, sheets: Sequence[Sheet]) -> Path:
         for sheet in sheets:
             out = book.create_sheet(sheet.title)
             if sheet.frame is not None:
-                _write_table(out, sheet.frame)
+                _write_table(out, sheet.frame, sheet.printed)
             else:
                 _write_rows(out, sheet)
         book.save(path)
@@ -207,10 +211,12 @@ def _print_layout(sheet: Any) -> None:
     sheet.print_title_rows = "1:1"
 
 
-def _write_table(sheet: Any, frame: pd.DataFrame) -> None:
+def _write_table(sheet: Any, frame: pd.DataFrame, printed: int | None = None) -> None:
     from openpyxl.utils import get_column_letter
 
     _print_layout(sheet)
+    if printed is not None and 0 < printed < frame.shape[1]:
+        sheet.print_area = f"A1:{get_column_letter(printed)}{len(frame) + 1}"
     columns = [str(c) for c in frame.columns]
     widths = []
     for name in columns:

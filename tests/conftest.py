@@ -30,3 +30,33 @@ def write_csv(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture
+def small_tmpfs(request: pytest.FixtureRequest, tmp_path: Path):
+    """A real, small filesystem (a tmpfs, 256 KiB unless the test's indirect parameter gives
+    another ``size=``), mounted on a fresh folder and unmounted at the end: a real full disk.
+
+    Mounting needs root; elsewhere the test is skipped and says why.
+    """
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("a real full disk needs a tmpfs of its own, and mounting one needs root")
+    size = getattr(request, "param", None) or "256k"
+    mount_point = tmp_path / "small_tmpfs"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        # Lazily if a file there is still open (a failed test): it goes when that closes.
+        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode:
+            subprocess.run(["umount", "--lazy", str(mount_point)], check=True)

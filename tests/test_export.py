@@ -65,7 +65,7 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     assert book.sheetnames == ["Results", "Summary", "Errors"]
     sheet = book["Results"]
     header = [c.value for c in sheet[1]]
-    assert header[:4] == ["row", "line", "to", "status"]
+    assert header[:4] == ["row", "line", "status", "to"]
     cells = {
         (r, header[c - 1]): sheet.cell(r, c) for r in range(2, 6) for c in range(1, len(header) + 1)
     }
@@ -77,7 +77,7 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     assert cells[(4, "http_status")].value is None
     assert sheet.freeze_panes == "A2"
     assert sheet.auto_filter.ref == "A1:M5"
-    assert sheet.column_dimensions["C"].width >= len('=HYPERLINK("http://evil")')
+    assert sheet.column_dimensions["D"].width >= len('=HYPERLINK("http://evil")')
     errors = book["Errors"]
     assert errors.max_row == 4  # header + the failed and the two rejected rows
     header = [c.value for c in errors[1]]
@@ -136,7 +136,7 @@ def test_control_characters_become_visible_in_xlsx(tmp_path: Path) -> None:
     frame = results()
     frame.loc[1, "error_message"] = "bell\x07 here"
     path = export_results(frame, tmp_path / "out.xlsx")
-    assert load_workbook(path)["Results"]["G3"].value == "bell\\x07 here"
+    assert load_workbook(path)["Results"]["F3"].value == "bell\\x07 here"
 
 
 def test_unknown_extension_is_refused(tmp_path: Path) -> None:
@@ -221,7 +221,7 @@ def test_a_workbook_a_colleague_can_use(tmp_path: Path, write_csv) -> None:
     book = load_workbook(path)
     sheet = book["Results"]
     header = [c.value for c in sheet[1]]
-    assert header[:3] == ["row", "line", "to"]
+    assert header[:4] == ["row", "line", "status", "to"]
     assert [sheet.cell(r, 2).value for r in (2, 3, 4)] == [2, 3, 4]  # the file's lines
     assert "sent_at (UTC)" in header
     column = {name: header.index(name) + 1 for name in header}

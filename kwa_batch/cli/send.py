@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..sending.pacing import DEFAULT_MAX_CONCURRENCY, DEFAULT_PER_RECIPIENT_INTERVAL
-from .common import EXIT_OK, EXIT_ROWS, fail, load_and_validate, resolve_sender
+from .common import EXIT_INCOMPLETE, EXIT_OK, EXIT_ROWS, fail, load_and_validate, resolve_sender
 from .options import (
     RESULT_FORMATS,
     account_options,
@@ -324,8 +324,12 @@ def _finish(results: pd.DataFrame, target: Path, o: _Options) -> None:
     """The summary (JSON and printed), what to do about rows left, and the exit code."""
     code = _exit_code(results)
     run = results.attrs.get("run", {})
+    if run.get("journal_error") and code in (EXIT_OK, EXIT_ROWS):
+        code = EXIT_INCOMPLETE  # the journal may not know how the last requests went
     if o.summary_json:
         write_summary_json(o.summary_json, o.file, target, results, code)
+    if run.get("journal_error"):  # the run stopped on it: said even with --quiet
+        click.echo(f"Error: {run['journal_error']} (results: {target})", err=True)
     if not o.quiet:
         print_summary(results, target)
     everything_sent_before(results, o.journal)

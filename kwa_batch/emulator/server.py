@@ -162,7 +162,16 @@ Serving
 Werkzeug's threaded server with real HTTP/1.1 keep-alive, from a background thread
 (:mod:`kwa_batch.serving`). Werkzeug's access log is silenced (it would print phone
 numbers); this module logs through :mod:`logging` with numbers masked to their last four
-digits.
+digits, and no log line carries the key.
+
+Idle and slow clients cannot starve real ones: a client has ``read_timeout`` seconds (10
+by default) for its request line and as many again for the rest of its request, a
+kept-alive connection as long for its next request; at most ``max_connections`` are open,
+and a new one at the cap closes the connection idle longest (every connection busy: ``503
+E503`` with ``Retry-After: 1``). The server reads the body before the checks: a chunked
+body is capped at 4 MiB like a declared one (413), and a malformed one (a size line that
+is not hexadecimal...) gets ``400 E400`` at once. Any request the emulator cannot read
+gets a 4xx, never a 500 (a 500 is the fault ``"500"``, or a bug).
 """
 
 from __future__ import annotations
@@ -195,7 +204,7 @@ from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
 from werkzeug.wrappers import Request
 
 from ..privacy import mask_phone
-from ..serving import ABORT, CAN_ABORT, BackgroundServer, Served
+from ..serving import ABORT, CAN_ABORT, DEFAULT_READ_TIMEOUT, BackgroundServer, Served
 from .callbacks import CallbackPoster, CallbackSettings
 from .limits import LIMIT_CODES, EmulatedLimits
 
@@ -247,7 +256,13 @@ _KEPT_FIELDS = ("body", "template_name", "params", "lang_code", "ref", "ref1", "
                 "callback_url", "source")  # fmt: skip
 
 _ENDPOINT = re.compile(r"/v1/([^/]+)/messages/?")
-_HTML_TAG = re.compile(r"<\s*/?\s*[A-Za-z][^>]*>")
+# What a tag looks like, for the E413 check: ``<``, optional white space, an optional
+# ``/``, optional white space, an ASCII letter, and a ``>`` somewhere after it (what the
+# regex ``<\s*/?\s*[A-Za-z][^>]*>`` finds, without its quadratic backtracking).
+_SPACES = re.compile(r"\s*")
+_ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+# RFC 2046 allows 70 characters; a longer "boundary" is not one.
+_MAX_BOUNDARY = 200
 _E164_SHAPE = re.compile(r"\+?[1-9][0-9]{6,14}")
 _KEY_FIELD = "api-key"
 # Fields in the document's order: errors name them in this order, then any others.
@@ -319,6 +334,12 @@ class _Refusal:
         }
 
 
+def _server_refusal(status: int, reason: str) -> bytes:
+    """The body of an answer the server gives before the emulator sees the request."""
+    code = "E503" if status == 503 else "E400"
+    return json.dumps(_Refusal(status, code, {"request": reason}).payload()).encode()
+
+
 @dataclass(frozen=True)
 class _Accepted:
     """A request that passed every check, normalised for the ledger."""
@@ -336,12 +357,35 @@ def _ordered(names: Iterable[str]) -> list[str]:
     return documented + sorted(names.difference(_DOCUMENTED_ORDER))
 
 
+def _has_html_tag(text: str) -> bool:
+    """True when ``text`` holds something shaped like an HTML tag; linear in its length.
+
+    Each ``<`` is looked at once and the white space after it skipped once (the next
+    ``<`` is searched from where the skip stopped), so no input costs more than a pass.
+
+    >>> _has_html_tag("a <b> c"), _has_html_tag("< / a >"), _has_html_tag("1 < 2 > 0")
+    (True, True, False)
+    """
+    last_close = text.rfind(">")
+    if last_close < 0:
+        return False
+    start = text.find("<", 0, last_close)
+    while start >= 0:
+        at = _SPACES.match(text, start + 1).end()  # type: ignore[union-attr]
+        if at < last_close and text[at] == "/":
+            at = _SPACES.match(text, at + 1).end()  # type: ignore[union-attr]
+        if at < last_close and text[at] in _ASCII_LETTERS:
+            return True  # a letter, and a '>' after it
+        start = text.find("<", at, last_close)
+    return False
+
+
 def _check_fields(fields: Mapping[str, str]) -> _Refusal | _Accepted:
     """Run stages 4-7 of the module docstring on authenticated, trimmed, non-empty fields."""
     html = {
         name: "HTML tags are not allowed in this parameter"
         for name in _ordered(fields)
-        if name != "body" and _HTML_TAG.search(fields[name])
+        if name != "body" and _has_html_tag(fields[name])
     }
     if html:
         return _Refusal(400, "E413", html)
@@ -445,7 +489,9 @@ def _parse_body(raw: bytes, content_type: str) -> dict[str, str]:
     mimetype, options = parse_options_header(content_type)
     boundary = options.get("boundary")
     if boundary is None and raw.startswith(b"--"):
-        boundary = raw[2 : raw.find(b"\n")].strip().decode("latin-1")
+        boundary = raw[2 : raw.find(b"\n", 0, _MAX_BOUNDARY + 4)].strip().decode("latin-1")
+    if boundary and len(boundary) > _MAX_BOUNDARY:
+        raise _BadBody(f"the multipart boundary is longer than {_MAX_BOUNDARY} characters")
     if boundary:
         try:
             form, _files = MultiPartParser(max_form_memory_size=MAX_REQUEST_BYTES).parse(
@@ -458,6 +504,8 @@ def _parse_body(raw: bytes, content_type: str) -> dict[str, str]:
     if declared_json or raw.lstrip().startswith(b"{"):
         try:
             document = json.loads(raw)
+        except RecursionError:
+            raise _BadBody("the JSON body is nested too deeply") from None
         except ValueError:
             if declared_json:
                 raise _BadBody("the body is not valid JSON") from None
@@ -482,7 +530,24 @@ def _read_fields(request: Request) -> tuple[dict[str, str], _BadBody | None]:
     except _BadBody as exc:
         problem = exc
     kept = {name.strip(): value for name, value in fields.items() if value.strip()}
+    unreadable = [name for name, value in kept.items() if not _is_unicode(name + value)]
+    if unreadable:  # lone surrogates (JSON's "\ud800"): text no answer or ledger can hold
+        for name in unreadable:
+            del kept[name]
+        shown = ", ".join(
+            repr(name[:40].encode("utf-8", "backslashreplace").decode()) for name in unreadable
+        )
+        problem = problem or _BadBody(f"not valid Unicode (a lone surrogate) in {shown}")
     return {name: value for name, value in kept.items() if name}, problem
+
+
+def _is_unicode(text: str) -> bool:
+    """False when ``text`` holds a lone surrogate, which UTF-8 cannot encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # -- the emulator -------------------------------------------------------------------------
@@ -567,6 +632,10 @@ class Emulator(Served):
             ``sent`` then ``delivered``, GET, no delay), a mapping of settings to change
             (``{"delay": 0.05, "delivered": 0.95, "read": 0.7, "method": "POST"}``), or
             False for none. See "Callbacks" in the module's documentation.
+        read_timeout: seconds a client has for its request line, then for the rest of
+            its request; see "Serving" in the module's documentation.
+        max_connections: connections open at once (None: half the free file
+            descriptors, at most 1,000); at the cap the connection idle longest is closed.
         throughput, pair_interval, limit_answer: WhatsApp's limits per sender number (off
             by default; see :mod:`kwa_batch.emulator.limits`), counted in ``limits``.
 
@@ -599,6 +668,8 @@ class Emulator(Served):
         late_delay: float = 5.0,
         seed: int | None = None,
         callbacks: CallbackSettings | Mapping[str, Any] | bool = True,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_connections: int | None = None,
         throughput: float | None = None,
         pair_interval: float | None = None,
         limit_answer: str = "callback",
@@ -665,6 +736,11 @@ class Emulator(Served):
             port=int(port),
             name="kwa-emulator",
             error_body=json.dumps(_Refusal(500, "E500", {}).payload()).encode(),
+            refusal=_server_refusal,
+            max_body=MAX_REQUEST_BYTES,
+            read_timeout=read_timeout,
+            max_connections=max_connections,
+            secrets=(self.api_key,),
         )
         self._stopping = threading.Event()  # wakes "late" answers when the server stops
 

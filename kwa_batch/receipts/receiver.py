@@ -18,7 +18,9 @@ field wins). Two kinds, told apart by their fields:
   (``sent``, ``delivered``, ``read``, ``failed``, ``not-sent``; others are kept but never
   replace these), and may carry ``mobile`` or ``phone_number`` (the recipient),
   ``error_code``, ``error`` (text, or an object with ``code`` and ``message``), ``ref``,
-  ``ref1``, ``ref2`` and ``timestamp`` (Unix seconds or milliseconds, or ISO 8601);
+  ``ref1``, ``ref2`` and ``timestamp`` (Unix seconds or milliseconds, or ISO 8601; a time
+  that cannot be read, before 2000 or more than a day ahead is replaced by the time of
+  receipt);
 * an **incoming message** has ``from`` (the recipient who wrote) and may carry
   ``wanumber`` (the business number written to), ``created_at`` (Unix seconds or ISO
   8601), ``type``, ``name``, ``body`` and ``media_url``.
@@ -26,7 +28,8 @@ field wins). Two kinds, told apart by their fields:
 Each is stored once (:mod:`kwa_batch.receipts.store`), however often it comes, before the
 answer ``200 {"ok": true, "stored": <true when new>}`` goes back. ``GET /`` without
 callback fields is a health check: ``200 {"status": "ok"}`` while the store is usable
-(``503`` otherwise), no token needed.
+(``503`` otherwise), no token needed. ``HEAD`` on any path is that health check too: it
+never stores a callback, whatever its query.
 
 What it refuses
 ---------------
@@ -42,6 +45,15 @@ phone numbers); the server carries on.
   UTF-8), or fields that make neither kind of callback, get 400.
 * A method other than GET, HEAD or POST gets 405.
 * A store that cannot be written gets 503, so that the sender tries again later.
+* Whatever else cannot be read (JSON nested too deeply, a lone surrogate such as
+  ``"\\ud800"``) gets 400: a 500 means a bug.
+
+Served by :class:`Receiver` (:mod:`kwa_batch.serving`), a client has ``read_timeout``
+seconds for its request line and as many for the rest of its request; at most
+``max_connections`` are open, a new one at the cap closing the connection idle longest;
+chunked bodies are capped like declared ones and a malformed one gets 400 at once. No log
+line carries the token. Under gunicorn, its own ``--timeout``/``--keep-alive`` and worker
+limits play that part.
 """
 
 from __future__ import annotations
@@ -58,8 +70,9 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from traceback import format_exc
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, quote
 
@@ -71,7 +84,7 @@ from werkzeug.wrappers import Request
 from ..config import CALLBACK_PATH, ENV_STORE, ENV_TOKEN
 from ..errors import ConfigurationError, KwaBatchError
 from ..privacy import mask_phone
-from ..serving import BackgroundServer, Served
+from ..serving import DEFAULT_READ_TIMEOUT, BackgroundServer, Served, redact
 from .store import CallbackStore, IncomingMessage, StatusUpdate
 
 if TYPE_CHECKING:
@@ -108,6 +121,8 @@ _STATUS_SHAPE = re.compile(r"[a-z][a-z-]{0,31}")
 _NOT_DIGITS = re.compile(r"\D")
 # Times before this are not real callback times (a "0" or a typo): the receipt time is used.
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+# Nor are times this far after the receipt (year 9999, a clock gone wrong).
+_LATEST_AHEAD = timedelta(days=1)
 # A store that cannot be written: answered 503, so that Kaleyra may try again later.
 _STORAGE_ERRORS = (sqlite3.Error, OSError, KwaBatchError)
 _INTERNAL_ERROR = "internal error: the callback was not stored"
@@ -129,7 +144,11 @@ def _number(value: str | None) -> str | None:
 
 
 def _time(value: str | None, fallback: datetime) -> datetime:
-    """A callback's time: Unix seconds (or milliseconds) or ISO 8601; else ``fallback``."""
+    """A callback's time: Unix seconds (or milliseconds) or ISO 8601, in UTC.
+
+    ``fallback`` (the receipt time) when there is none, or it cannot be read, or it is
+    before 2000 or more than a day after ``fallback``: no real callback time is.
+    """
     if not value:
         return fallback
     text = value.strip()
@@ -139,10 +158,11 @@ def _time(value: str | None, fallback: datetime) -> datetime:
     except ValueError:
         try:
             parsed = datetime.fromisoformat(text)
-        except ValueError:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            parsed = parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
             return fallback
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
     else:
         if not math.isfinite(number):
             return fallback
@@ -152,7 +172,9 @@ def _time(value: str | None, fallback: datetime) -> datetime:
             parsed = datetime.fromtimestamp(number, UTC)
         except (OverflowError, OSError, ValueError):
             return fallback
-    return parsed if parsed >= _EARLIEST else fallback
+    if parsed < _EARLIEST or parsed - fallback > _LATEST_AHEAD:
+        return fallback
+    return parsed
 
 
 def _optional(fields: Mapping[str, str], name: str, limit: int = _MAX_FIELD) -> str | None:
@@ -305,6 +327,9 @@ class CallbackApp:
         with self._stats_lock:
             return dict(self._stats)
 
+    def _secrets(self) -> list[str]:
+        return [self._token.decode()] if self._token is not None else []
+
     def _count(self, what: str) -> None:
         with self._stats_lock:
             self._stats[what] += 1
@@ -317,7 +342,8 @@ class CallbackApp:
         try:
             answer = self._answer(request)
         except Exception:
-            log.exception("the receiver failed on a callback")
+            trace = redact(format_exc(), self._secrets())
+            log.error("the receiver failed on a callback:\n%s", trace)
             answer = _refusal(500, _INTERNAL_ERROR)
         if answer.status >= 400:
             self._count("refused")
@@ -336,11 +362,14 @@ class CallbackApp:
     def _answer(self, request: Request) -> _Answer:
         client = request.remote_addr or "?"
         if request.method not in ("GET", "HEAD", "POST"):
-            log.warning("refused a %s request from %s: method not allowed", request.method, client)
+            method = redact(request.method[:16], self._secrets())
+            log.warning("refused a %r request from %s: method not allowed", method, client)
             return _refusal(405, "use GET or POST", ("Allow", "GET, HEAD, POST"))
+        if request.method == "HEAD":  # a probe (a monitor, a link checker): never stored
+            return self._health()
         query = {k: v[-1] for k, v in request.args.lists() if v}
         given = self._given_token(request, query.pop(_TOKEN_FIELD, None))
-        if request.method != "POST" and request.path == "/" and not _filled(query):
+        if request.method == "GET" and request.path == "/" and not _filled(query):
             return self._health()
 
         if self._token is not None:
@@ -369,9 +398,12 @@ class CallbackApp:
             except CallbackError as exc:
                 log.warning("refused a callback from %s: %s", client, exc)
                 return _refusal(400, str(exc))
+            except RecursionError:
+                log.warning("refused a callback from %s: JSON nested too deeply", client)
+                return _refusal(400, "the JSON body is nested too deeply")
             fields.pop(_TOKEN_FIELD, None)
         try:
-            callback = parse_callback(_filled(fields))
+            callback = parse_callback(_readable(_filled(fields)))
         except CallbackError as exc:
             log.warning("refused a callback from %s: %s", client, exc)
             return _refusal(400, str(exc))
@@ -444,6 +476,24 @@ def _filled(fields: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def _readable(fields: dict[str, str]) -> dict[str, str]:
+    """``fields`` when every name and value is valid Unicode (JSON may carry "\\ud800").
+
+    Raises:
+        CallbackError: a lone surrogate, which the store (UTF-8) cannot hold.
+    """
+    for name, value in fields.items():
+        try:
+            name.encode("utf-8")
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = name[:40].encode("utf-8", "backslashreplace").decode()
+            raise CallbackError(
+                f"field {shown!r} is not valid Unicode (a lone surrogate): send UTF-8 text"
+            ) from None
+    return fields
+
+
 def _log_stored(callback: StatusUpdate | IncomingMessage, new: bool) -> None:
     again = "" if new else " (repeat, already stored)"
     if isinstance(callback, StatusUpdate):
@@ -492,6 +542,11 @@ class Receiver(Served):
         port: the port; 0 picks a free one when it starts.
         token: when set, callbacks must carry it (see the module docs).
         max_body: bytes accepted in a callback's body.
+        read_timeout: seconds a client has for its request line, then for the rest of
+            its request (an idle kept-alive connection as long for its next one).
+        max_connections: connections open at once (None: half the free file
+            descriptors, at most 1,000). At the cap, a new connection closes the one
+            idle longest; when all are busy it gets 503 with ``Retry-After: 1``.
 
     Example:
         >>> with Receiver("receipts.db") as receiver, Emulator() as emu:  # doctest: +SKIP
@@ -510,6 +565,8 @@ class Receiver(Served):
         port: int = 0,
         token: str | None = None,
         max_body: int = MAX_BODY,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_connections: int | None = None,
     ) -> None:
         self._owns_store = not isinstance(store, CallbackStore)
         self.app = CallbackApp(store, token=token, max_body=max_body)
@@ -521,9 +578,12 @@ class Receiver(Served):
             host=host,
             port=port,
             name="kwa-receiver",
-            error_body=json.dumps(
-                {"error": "internal error: the callback was not stored"}
-            ).encode(),
+            error_body=json.dumps({"error": _INTERNAL_ERROR}).encode(),
+            # One byte over the limit reaches the application, which answers 413.
+            max_body=self.app.max_body,
+            read_timeout=read_timeout,
+            max_connections=max_connections,
+            secrets=[token] if token else [],
         )
 
     @property

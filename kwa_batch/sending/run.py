@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,13 +60,14 @@ from ..errors import (
     ConfigurationError,
     ConnectError,
     InvalidResponseError,
+    JournalWriteError,
     RateLimitError,
     ServerError,
     TransportError,
 )
 from ..fields import MAX_RECIPIENTS_PER_REQUEST, message_frame, row_keys
 from ..recipients import line_numbers
-from ..results import STATUSES, ResultsBuilder
+from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder
 from ..validation import ValidationReport, validate
 from .client import KaleyraClient, SendResult
 from .journal import Journal, JournalRecord
@@ -120,6 +121,7 @@ class _Run:
     max_backoff: float
     stop: threading.Event = field(default_factory=threading.Event)
     stop_reason: tuple[str, str] | None = None
+    journal_error: JournalWriteError | None = None
     retrying: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -136,6 +138,24 @@ class _Run:
         finally:
             with self._lock:
                 self.retrying -= 1
+
+    def record(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        """Journal these outcomes; if the journal fails (disk full), stop the run."""
+        if self.journal is None or self.journal_error is not None:
+            return
+        try:
+            self.journal.record(rows)
+        except JournalWriteError as exc:
+            self.journal_failed(exc)
+
+    def journal_failed(self, exc: JournalWriteError) -> None:
+        """Stop sending: outcomes could no longer be kept. In-flight requests are awaited."""
+        with self._lock:
+            if self.journal_error is None:
+                self.journal_error = exc
+                self.stop_reason = ("NOTSENT", f"the run stopped: {exc}")
+                log.error("%s", exc)
+        self.stop.set()
 
     def _stopped(self, request: Request, last: _Done | None, attempts: int) -> _Done:
         code, message = self.stop_reason or _NOT_SENT
@@ -175,7 +195,12 @@ class _Run:
             if self.journal is not None:
                 # Right before the request goes out (after any wait for the rate limit), so
                 # that a run killed now reports as unknown only what may really have gone.
-                self.journal.mark_in_flight([(request.keys, request.numbers)])
+                try:
+                    self.journal.mark_in_flight([(request.keys, request.numbers)])
+                except JournalWriteError as exc:
+                    self.journal_failed(exc)  # not recorded as going out: it must not go
+                    self.pacer.answered(departed, len(request), observed=False)
+                    return self._stopped(request, last, attempt - 1)
             try:
                 result = self._post(request, departed)
             except ConnectError as exc:
@@ -230,8 +255,7 @@ class _Run:
             else:
                 return _success(request, result, attempt)
             # A safe failure: the rows were not processed; say so before waiting.
-            if self.journal is not None:
-                self.journal.record(_journal_rows(last))
+            self.record(_journal_rows(last))
             if attempt < self.max_attempts and not self._pause(attempt, wait_at_least):
                 return self._stopped(request, last, attempt)
         assert last is not None
@@ -444,6 +468,7 @@ def send(
         "resume": resume,
         "headline": said,
         "pacing": pacer.stats(),
+        "journal_error": str(run.journal_error) if run.journal_error else None,
     }
     counts = frame["status"].value_counts()
     log.info("send finished: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -560,18 +585,8 @@ def _resume(
 
 
 def _from_record(record: JournalRecord) -> dict[str, Any]:
-    return {
-        "status": record.state,
-        "message_id": record.message_id,
-        "error_code": record.error_code,
-        "error_message": record.error_message,
-        "http_status": record.http_status,
-        "attempts": record.attempts,
-        "sent_at": record.sent_at,
-        "request_id": record.request_id,
-        "recipients": record.recipients,
-        "from_journal": True,
-    }
+    fields = {name: getattr(record, name) for name in OUTCOME_FIELDS[1:]}
+    return {"status": record.state, **fields, "from_journal": True}
 
 
 def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame:
@@ -760,8 +775,7 @@ class _Loop:
     def _finish_now(self, done: _Done) -> None:
         journal_rows: _JournalRows = []
         self._finish(done, journal_rows)
-        if self.run_.journal is not None:
-            self.run_.journal.record(journal_rows)
+        self.run_.record(journal_rows)
 
     def _collect(self, timeout: float) -> None:
         """Record the requests that finished, waiting up to ``timeout`` for the first."""
@@ -777,8 +791,7 @@ class _Loop:
                 future = self.completed.get_nowait()
             except Empty:
                 break
-        if self.run_.journal is not None:
-            self.run_.journal.record(journal_rows)  # one transaction for all that finished
+        self.run_.record(journal_rows)  # one transaction for all that finished
 
     def _mark_never_attempted(self) -> None:
         """Whatever was never attempted (stopped by a 401, or a signal) is not_sent."""

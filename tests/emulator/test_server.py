@@ -674,11 +674,13 @@ def test_http_1_0_connection_is_closed_after_the_answer(emu: Emulator) -> None:
     assert len(emu.messages) == 1
 
 
-def test_a_large_unread_body_closes_the_connection(emu: Emulator) -> None:
+def test_a_large_unread_body_keeps_the_connection(emu: Emulator) -> None:
+    # The server reads the body before the application runs: what the application leaves
+    # unread does not stay on the connection.
     with requests.Session() as session:
         response = session.put(emu.messages_url, data=b"x" * 200_000, timeout=5)
         assert response.status_code == 405
-        assert response.headers["Connection"] == "close"
+        assert "close" not in response.headers.get("Connection", "")
         assert post(session, emu, text_fields()).status_code == 200
 
 

@@ -1,4 +1,6 @@
-"""A run killed with SIGKILL mid-flight, then run again with its journal: none twice, none lost."""
+"""Real `kwa-batch send --journal` processes: killed with SIGKILL mid-flight then run again
+(none twice, none lost, even when the -wal file is lost), and two at once on one journal
+under two names (refused)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from kwa_batch import Emulator
+from kwa_batch.sending.journal import Journal
 
 ROWS = 400
 CONCURRENCY = 4
@@ -35,14 +39,24 @@ def run_cli(args: list[str], emu: Emulator, cwd: Path) -> subprocess.Popen[str]:
     )
 
 
-def test_sigkill_then_resume_sends_each_row_exactly_once(tmp_path: Path) -> None:
-    recipients = tmp_path / "campaign.csv"
+def write_campaign(path: Path, rows: int = ROWS) -> Path:
     pd.DataFrame(
         {
-            "to": [f"+9198{i:08d}" for i in range(ROWS)],
-            "body": [f"Hi {i}, your order has shipped" for i in range(ROWS)],
+            "to": [f"+9198{i:08d}" for i in range(rows)],
+            "body": [f"Hi {i}, your order has shipped" for i in range(rows)],
         }
-    ).to_csv(recipients, index=False)
+    ).to_csv(path, index=False)
+    return path
+
+
+def wait_for_messages(emu: Emulator, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(emu.messages) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_sigkill_then_resume_sends_each_row_exactly_once(tmp_path: Path) -> None:
+    recipients = write_campaign(tmp_path / "campaign.csv")
     args = [
         str(recipients),
         "--journal",
@@ -55,9 +69,7 @@ def test_sigkill_then_resume_sends_each_row_exactly_once(tmp_path: Path) -> None
     ]
     with Emulator(latency=0.02) as emu:
         first = run_cli(args, emu, tmp_path)
-        deadline = time.monotonic() + 60
-        while len(emu.messages) < ROWS // 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_messages(emu, ROWS // 4)
         os.kill(first.pid, signal.SIGKILL)
         first.communicate(timeout=30)
         assert first.returncode == -signal.SIGKILL
@@ -86,3 +98,70 @@ def test_sigkill_then_resume_sends_each_row_exactly_once(tmp_path: Path) -> None
         assert len(ledger) == len(sent) + int(unknown["to"].isin(ledger["to"]).sum())
         if len(unknown):
             assert "--resend-unknown" in output
+
+
+RATE = 20  # messages per second: one second of answers is about 20 rows
+
+
+def test_losing_the_wal_file_after_a_crash_resends_at_most_the_last_seconds(
+    tmp_path: Path,
+) -> None:
+    """The main file alone (its -wal deleted, or the file copied alone) knows all but the
+    last second or so: a run with it re-sends only those rows."""
+    recipients = write_campaign(tmp_path / "campaign.csv")
+    args = [str(recipients), "--journal", "j.db", "--out", "results.csv", "--quiet"]
+    args += ["--concurrency", str(CONCURRENCY)]
+    with Emulator(latency=0.02) as emu:
+        first = run_cli([*args, "--rate", str(RATE)], emu, tmp_path)
+        wait_for_messages(emu, 6 * RATE)  # six seconds in
+        os.kill(first.pid, signal.SIGKILL)
+        first.communicate(timeout=30)
+        killed_at = len(emu.messages)
+        assert 6 * RATE <= killed_at < ROWS, "the kill must land mid-run"
+        for lost in ("j.db-wal", "j.db-shm"):
+            (tmp_path / lost).unlink(missing_ok=True)
+
+        second = run_cli(args, emu, tmp_path)
+        output, _ = second.communicate(timeout=120)
+        assert second.returncode in (0, 3), output
+        ledger = emu.messages
+    twice = int(ledger["to"].duplicated().sum())
+    print(f"killed after {killed_at} messages; {twice} sent twice after losing the -wal file")
+    # Before, the main file held nothing and all killed_at rows went twice. Now at most
+    # about a second of answers (RATE rows) plus the requests in flight; three seconds'
+    # worth is the bound, so that a busy machine does not make it flaky.
+    assert twice <= 3 * RATE, f"{twice} of {killed_at} rows sent twice"
+    assert ledger["to"].nunique() == ROWS  # and none lost
+
+
+@pytest.mark.parametrize("how", ["symlink", "hardlink"])
+def test_two_runs_on_two_names_of_one_journal(tmp_path: Path, how: str) -> None:
+    """`ln -s j.db alias.db` (or `ln`), then a run with each name: the second is refused."""
+    recipients = write_campaign(tmp_path / "campaign.csv", rows=200)
+    journal = tmp_path / "j.db"
+    Journal(journal).open().close()  # the journal exists, so the alias can point at it
+    alias = tmp_path / "alias.db"
+    if how == "symlink":
+        alias.symlink_to(journal.name)
+    else:
+        alias.hardlink_to(journal)
+    common = [str(recipients), "--quiet", "--concurrency", "2", "--rate", str(RATE)]
+    with Emulator(latency=0.02) as emu:
+        first = run_cli([*common, "--journal", "j.db", "--out", "first.csv"], emu, tmp_path)
+        wait_for_messages(emu, 10)
+        second = run_cli([*common, "--journal", "alias.db", "--out", "second.csv"], emu, tmp_path)
+        refused, _ = second.communicate(timeout=60)
+        assert second.returncode == 2, refused
+        assert refused.count("\n") == 1, refused  # one line, no traceback
+        assert "alias.db is in use by another run" in refused
+        output, _ = first.communicate(timeout=120)
+        assert first.returncode == 0, output
+        ledger = emu.messages
+    assert not ledger["to"].duplicated().any()
+    assert len(ledger) == 200
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "alias.db",
+        "campaign.csv",
+        "first.csv",
+        "j.db",
+    ]  # no lock file left behind

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import threading
+import time
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -66,7 +70,7 @@ def test_in_flight_rows_come_back_unknown_unless_resent(
     client = fresh_emulator.client(sender=SENDER)
     send(frame(3), client, journal=journal, progress=False)
     # As if the process had died with row 1 in flight.
-    with sqlite3.connect(journal) as db:
+    with closing(sqlite3.connect(journal)) as db, db:
         db.execute(
             "UPDATE rows SET state = 'in_flight', message_id = NULL WHERE recipient = ?",
             ("+919876500001",),
@@ -113,5 +117,145 @@ def test_not_a_journal_is_a_configuration_error(fresh_emulator: Emulator, tmp_pa
 
     bogus = tmp_path / "notes.txt"
     bogus.write_text("just some text, not a database\n" * 100)
-    with pytest.raises(ConfigurationError, match="cannot be used"):
+    with pytest.raises(ConfigurationError, match="cannot be used: it is not a journal"):
         send(frame(1), fresh_emulator.client(sender=SENDER), journal=bogus, progress=False)
+    assert fresh_emulator.requests_seen == 0
+
+
+def alias(journal: Path, how: str) -> Path:
+    """Another name for the same journal file: a symlink or a hard link."""
+    other = journal.with_name("alias.db")
+    if how == "symlink":
+        other.symlink_to(journal.name)
+    else:
+        other.hardlink_to(journal)
+    return other
+
+
+@pytest.mark.parametrize("how", ["symlink", "hardlink"])
+def test_another_name_for_the_journal_is_the_same_journal(
+    fresh_emulator: Emulator, tmp_path: Path, how: str
+) -> None:
+    journal = tmp_path / "run.db"
+    send(frame(2), fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
+    other = alias(journal, how)
+    with (
+        Journal(journal),
+        pytest.raises(JournalLockedError, match=r"alias\.db is in use by another run"),
+    ):
+        send(frame(4), fresh_emulator.client(sender=SENDER), journal=other, progress=False)
+    assert fresh_emulator.requests_seen == 2
+    # And the other way round: held under the alias, refused under the name.
+    with Journal(other), pytest.raises(JournalLockedError, match="another link to the same"):
+        Journal(journal).open()
+
+
+def test_the_lock_leaves_no_file_behind(fresh_emulator: Emulator, tmp_path: Path) -> None:
+    journal = tmp_path / "run.db"
+    send(frame(2), fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
+    assert [path.name for path in tmp_path.iterdir()] == ["run.db"]
+
+
+def test_a_lock_error_is_a_journal_error_and_a_configuration_error() -> None:
+    from kwa_batch.errors import ConfigurationError, JournalError
+
+    assert issubclass(JournalLockedError, JournalError)
+    assert issubclass(JournalError, ConfigurationError)  # the CLI exits 2
+
+
+def test_sent_summary_says_when_everything_was_sent(
+    fresh_emulator: Emulator, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.db"
+    client = fresh_emulator.client(sender=SENDER)
+    first = send(frame(3), client, journal=journal, progress=False)
+    with Journal(journal) as j:
+        keys = [key for (key,) in j.db.execute("SELECT key FROM rows")]
+        summary = j.sent_summary(keys)
+        assert (summary.rows, summary.sent, summary.all_sent) == (3, 3, True)
+        assert summary.first_sent_at == first["sent_at"].min()
+        assert summary.last_sent_at == first["sent_at"].max()
+        day = f"{first['sent_at'].min():%Y-%m-%d}"
+        assert summary.describe() == (
+            f"all 3 rows were sent on {day} by this journal: nothing to send"
+        )
+        partly = j.sent_summary([*keys, "a new row", "a new row"])
+        assert (partly.rows, partly.sent, partly.all_sent) == (4, 3, False)
+        assert partly.describe() == f"3 of the 4 rows were sent on {day} by this journal"
+        assert j.sent_summary(["nothing"]).describe() == (
+            "none of the 1 row was sent by this journal"
+        )
+        assert not j.sent_summary([]).all_sent
+
+
+def test_sent_summary_spans_days(tmp_path: Path) -> None:
+    with Journal(tmp_path / "run.db") as j:
+        j.record(
+            [
+                (
+                    "a",
+                    "+919876500001",
+                    {"status": "sent", "sent_at": pd.Timestamp("2026-11-30T09:00Z")},
+                ),
+                (
+                    "b",
+                    "+919876500002",
+                    {"status": "sent", "sent_at": pd.Timestamp("2026-12-01T10:00Z")},
+                ),
+                (
+                    "c",
+                    "+919876500003",
+                    {"status": "failed", "sent_at": pd.Timestamp("2026-12-02T10:00Z")},
+                ),
+            ]
+        )
+        summary = j.sent_summary(["a", "b", "c"])
+    assert (
+        summary.describe()
+        == "2 of the 3 rows were sent between 2026-11-30 and 2026-12-01 by this journal"
+    )
+
+
+def main_file_alone(journal: Path, copy: Path) -> int:
+    """How many rows the journal's main file holds on its own (as if its -wal were lost)."""
+    shutil.copyfile(journal, copy)
+    with closing(sqlite3.connect(copy)) as db:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'rows'").fetchone():
+            return 0  # not even the table yet
+        return int(db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
+
+
+def test_outcomes_reach_the_main_file_without_further_writes(tmp_path: Path) -> None:
+    """The last answers of a run that then waits (a slow request, a stall) reach the main
+    file anyway: the checkpoint is timed, not triggered by the next write."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        journal.record([("k", "+919876500001", {"status": "sent", "message_id": "m"})])
+        deadline = time.monotonic() + 30  # generous: about a second is expected
+        while main_file_alone(path, tmp_path / "copy.db") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert main_file_alone(path, tmp_path / "copy.db") == 1
+    assert not [t for t in threading.enumerate() if t.name == "kwa-journal-checkpoint"]
+
+
+def test_two_journals_can_be_open_at_once(tmp_path: Path) -> None:
+    with Journal(tmp_path / "a.db") as a, Journal(tmp_path / "b.db") as b:
+        a.record([("k", "+919876500001", {"status": "sent"})])
+        b.record([("k", "+919876500001", {"status": "failed"})])
+        assert (a.counts(), b.counts()) == ({"sent": 1}, {"failed": 1})
+
+
+def test_the_journal_keeps_the_results_outcome_fields() -> None:
+    """One shape: what the journal stores of a row is the results' outcome, by name."""
+    from dataclasses import fields
+
+    from kwa_batch.results import OUTCOME_FIELDS
+    from kwa_batch.sending.journal import JournalRecord
+
+    assert OUTCOME_FIELDS[0] == "status"
+    assert [f.name for f in fields(JournalRecord)] == [
+        "key",
+        "recipient",
+        "state",
+        *OUTCOME_FIELDS[1:],
+    ]

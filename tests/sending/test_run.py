@@ -183,11 +183,11 @@ class _PartialAnswer(requests.adapters.BaseAdapter):
 def test_recipients_missing_from_the_answer_are_unknown() -> None:
     def session() -> requests.Session:
         s = requests.Session()
-        s.mount("http://partial.test/", _PartialAnswer())
+        s.mount("https://partial.test/", _PartialAnswer())
         return s
 
     client = KaleyraClient(
-        "HX", "k", sender=SENDER, base_url="http://partial.test", session_factory=session
+        "HX", "k", sender=SENDER, base_url="https://partial.test", session_factory=session
     )
     df = frame(3)
     df["body"] = "Same"
