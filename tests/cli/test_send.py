@@ -536,7 +536,8 @@ def test_out_on_a_full_disk_leaves_no_truncated_file_and_never_exits_0(
         {"to": [f"+9198{i:08d}" for i in range(rows)], "body": [f"Hi {i}" for i in range(rows)]}
     ).to_csv(source, index=False)
     target = small_tmpfs / f"results{suffix}"
-    result = runner.invoke(cli, ["send", str(source), "--emulator", "--out", str(target)])
+    args = ["send", str(source), "--emulator", "--out", str(target), "--rate", "none"]
+    result = runner.invoke(cli, args)
     assert result.exit_code == 3, result.output
     assert not target.exists()  # never a truncated file where the user looks
     assert list(small_tmpfs.iterdir()) == []  # nor the temporary one
