@@ -602,6 +602,13 @@ def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame
     return frame
 
 
+def _progress_stream() -> Any:
+    """Where the plain progress lines go: beside the bar in a terminal (stderr), as plain
+    output in a notebook (where stderr reads as an error)."""
+    notebook = any(cls.__module__ == "tqdm.notebook" for cls in type.mro(tqdm))
+    return sys.stdout if notebook else sys.stderr
+
+
 def headline(to_send: int, resume: dict[str, int]) -> str:
     """What a run is about to do, counted after the journal.
 
@@ -657,7 +664,7 @@ class _Loop:
         """Send everything (or until stopped); the signal that stopped the run, if any.
         With progress shown, ``headline`` (what is about to be sent) comes first."""
         if self.progress:
-            tqdm.write(headline, file=sys.stderr)
+            tqdm.write(headline, file=_progress_stream())
         if self.total == 0:
             return None
         self.bar = tqdm(
@@ -681,10 +688,9 @@ class _Loop:
         self._mark_never_attempted()
         if self.progress:  # a plain line: what a saved notebook shows when its widget is gone
             took = time.monotonic() - started
-            notebook = type(self.bar).__module__.startswith("tqdm.notebook")
             self.bar.write(
                 f"sending: {postfix(self.counts) or 'nothing sent'} in {took:.1f} s",
-                file=sys.stdout if notebook else sys.stderr,
+                file=_progress_stream(),
             )
         return stopped_by
 
