@@ -180,7 +180,6 @@ gets a 4xx, never a 500 (a 500 is the fault ``"500"``, or a bug).
 from __future__ import annotations
 
 import functools
-import io
 import json
 import logging
 import math
@@ -195,19 +194,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import parse_qsl
 
 import numpy as np
 import pandas as pd
 import phonenumbers
-from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.formparser import MultiPartParser
-from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
+from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
 
 from ..privacy import mask_phone
 from ..serving import ABORT, CAN_ABORT, DEFAULT_READ_TIMEOUT, BackgroundServer, Served
+from .bodies import MAX_REQUEST_BYTES, EmulatorRequest, read_fields
 from .callbacks import CallbackPoster, CallbackSettings
 from .limits import LIMIT_CODES, EmulatedLimits
 from .media import MEDIA_FIELDS, MEDIA_TYPES, media_errors
@@ -228,8 +224,6 @@ MAX_RECIPIENTS = 100
 MAX_REF_LENGTH = 255
 #: Characters allowed in a text ``body`` (WhatsApp's limit).
 MAX_BODY_LENGTH = 4096
-#: Bytes accepted in a request body.
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 #: Fault names accepted by ``Emulator(faults=...)`` and :meth:`Emulator.inject`.
 FAULTS = ("429", "503", "500", "reset", "late")
@@ -267,8 +261,6 @@ _ENDPOINT = re.compile(r"/v1/([^/]+)/messages/?")
 # regex ``<\s*/?\s*[A-Za-z][^>]*>`` finds, without its quadratic backtracking).
 _SPACES = re.compile(r"\s*")
 _ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-# RFC 2046 allows 70 characters; a longer "boundary" is not one.
-_MAX_BOUNDARY = 200
 _E164_SHAPE = re.compile(r"\+?[1-9][0-9]{6,14}")
 _KEY_FIELD = "api-key"
 # Fields in the document's order: errors name them in this order, then any others.
@@ -457,113 +449,6 @@ def _check_fields(fields: Mapping[str, str]) -> _Refusal | _Accepted:
         channel=channel,
         kept={name: fields.get(name) for name in _KEPT_FIELDS},
     )
-
-
-# -- reading a request --------------------------------------------------------------------
-
-
-class _BadBody(Exception):
-    """The request body cannot be read; answered after authentication."""
-
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-
-
-class _Request(Request):
-    max_content_length = MAX_REQUEST_BYTES
-
-
-def _last_values(multi: MultiDict[str, str]) -> dict[str, str]:
-    return {key: values[-1] for key, values in multi.lists() if values}
-
-
-def _json_value(name: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    if isinstance(value, list) and all(
-        isinstance(item, str | int | float) and not isinstance(item, bool) for item in value
-    ):
-        return ",".join(str(item) for item in value)
-    raise _BadBody(f"field {name!r} must be a string, a number or a list of them")
-
-
-def _parse_body(raw: bytes, content_type: str) -> dict[str, str]:
-    """Read form fields from a body, by what it is rather than by what it claims to be."""
-    if not raw.strip():
-        return {}
-    mimetype, options = parse_options_header(content_type)
-    boundary = options.get("boundary")
-    if boundary is None and raw.startswith(b"--"):
-        boundary = raw[2 : raw.find(b"\n", 0, _MAX_BOUNDARY + 4)].strip().decode("latin-1")
-    if boundary and len(boundary) > _MAX_BOUNDARY:
-        raise _BadBody(f"the multipart boundary is longer than {_MAX_BOUNDARY} characters")
-    if boundary:
-        try:
-            form, files = MultiPartParser(max_form_memory_size=MAX_REQUEST_BYTES).parse(
-                io.BytesIO(raw), boundary.encode("latin-1"), len(raw)
-            )
-        except (ValueError, RequestEntityTooLarge) as exc:
-            raise _BadBody(f"the multipart body cannot be parsed ({exc})") from None
-        fields = _last_values(form)
-        if "media" in files:  # a file part: only that it came is recorded
-            fields["media"] = files["media"].filename or "media"
-        for upload in files.values():
-            upload.close()
-        return fields
-    declared_json = mimetype == "application/json" or mimetype.endswith("+json")
-    if declared_json or raw.lstrip().startswith(b"{"):
-        try:
-            document = json.loads(raw)
-        except RecursionError:
-            raise _BadBody("the JSON body is nested too deeply") from None
-        except ValueError:
-            if declared_json:
-                raise _BadBody("the body is not valid JSON") from None
-        else:
-            if not isinstance(document, dict):
-                raise _BadBody("the JSON body must be an object of fields")
-            converted = {name: _json_value(name, value) for name, value in document.items()}
-            return {name: value for name, value in converted.items() if value is not None}
-    text = raw.decode("utf-8", "replace")
-    return dict(parse_qsl(text, keep_blank_values=True))
-
-
-def _read_fields(request: Request) -> tuple[dict[str, str], _BadBody | None]:
-    """Query parameters overlaid with body fields; empty or blank ones count as absent."""
-    fields = _last_values(request.args)
-    problem: _BadBody | None = None
-    try:
-        raw = request.get_data(cache=False)
-        fields.update(_parse_body(raw, request.headers.get("Content-Type", "")))
-    except RequestEntityTooLarge:
-        problem = _BadBody(f"the request body is larger than {MAX_REQUEST_BYTES} bytes", 413)
-    except _BadBody as exc:
-        problem = exc
-    kept = {name.strip(): value for name, value in fields.items() if value.strip()}
-    unreadable = [name for name, value in kept.items() if not _is_unicode(name + value)]
-    if unreadable:  # lone surrogates (JSON's "\ud800"): text no answer or ledger can hold
-        for name in unreadable:
-            del kept[name]
-        shown = ", ".join(
-            repr(name[:40].encode("utf-8", "backslashreplace").decode()) for name in unreadable
-        )
-        problem = problem or _BadBody(f"not valid Unicode (a lone surrogate) in {shown}")
-    return {name: value for name, value in kept.items() if name}, problem
-
-
-def _is_unicode(text: str) -> bool:
-    """False when ``text`` holds a lone surrogate, which UTF-8 cannot encode."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # -- the emulator -------------------------------------------------------------------------
@@ -1053,7 +938,7 @@ class Emulator(Served):
         :class:`ConnectionAbortedError` (after recording the message) instead of
         dropping the connection.
         """
-        refusal_or_payload, fault = self._answer(_Request(environ))
+        refusal_or_payload, fault = self._answer(EmulatorRequest(environ))
         delay = self.latency
         if self.jitter > 0:
             delay += self._jitter_rng.random() * self.jitter
@@ -1105,7 +990,7 @@ class Emulator(Served):
                 headers=(("Allow", "GET, POST"),),
             ), None
 
-        fields, body_problem = _read_fields(request)
+        fields, body_problem = read_fields(request)
         key = request.headers.get(_KEY_FIELD, "").strip() or fields.pop(_KEY_FIELD, "").strip()
         fields.pop(_KEY_FIELD, None)
         if match.group(1) != self.sid:
