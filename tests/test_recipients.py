@@ -92,12 +92,12 @@ def test_recipient_column_aliases(write_csv, alias: str) -> None:
         ("   \n\n", "empty"),
         ("to,body\n", "no rows"),
         ("name,body\nA,Hi\n", "no recipient column"),
-        ("phone,mobile\n1,2\n", "could both be the recipient column"),
+        ("phone,telephone\n1,2\n", "could each be the recipient column"),
         ("to,body,Body\n1,2,3\n", "names 'body' twice"),
         ("to,,body\n1,2,3\n", "column 2 of the header has no name"),
         (b"\x00\x01\x02binary\x00", "binary"),
         (b"PK\x03\x04rest-of-a-zip", "xlsx"),
-        ('to,body\n+919876543210,"unclosed\n', "unclosed quote"),
+        ('to,body\n+919876543210,"unclosed\n', "never closed"),
     ],
 )
 def test_unusable_files_are_refused_in_one_line(write_csv, content, message: str) -> None:
