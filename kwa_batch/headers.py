@@ -238,7 +238,7 @@ def _find_recipient(
         )
     _, chosen = min(tied)
     out.names[chosen] = "to"
-    others = [written[p] for _, p in candidates if p != chosen]
+    others = [written[p] for _, p in pool if p != chosen]  # the empty ones are no choice
     if others:
         note = (
             f"{written[chosen]!r} taken as the recipient column ({_RANKS[best]} column; the "

@@ -217,7 +217,7 @@ def load_recipients(
     try:
         named = read_header(file, header, values, columns)
     except InputError as exc:
-        raise _other_sheets(exc, others) from None
+        raise _other_sheets(exc, attrs.get("sheet", ""), others) from None
     frame = pd.DataFrame(
         {name: value for name, value in zip(named.names, values, strict=True) if name is not None}
     )
@@ -754,9 +754,15 @@ def _read_csv(file: Path, text: str, delimiter: str) -> _Parsed:
                     start = reader.line_num + 1
                     continue
                 if len(record) != len(header):
+                    why = (
+                        f"a value that holds a {_DELIMITER_NAMES.get(delimiter, delimiter)} "
+                        "needs double quotes"
+                        if len(record) > len(header)
+                        else "a field is missing"
+                    )
                     malformed[len(rows)] = (
                         f"line {start} has {_fields(len(record))} but the header has "
-                        f"{_fields(len(header))}"
+                        f"{_fields(len(header))} ({why})"
                     )
                     record = (record + [""] * len(header))[: len(header)]
                 rows.append(record)
@@ -844,6 +850,7 @@ def _read_xlsx(
                 f"{file}: the sheet is empty ({sheet.title!r}): it needs a header row and one "
                 "row per recipient"
             ),
+            sheet.title,
             others,
         )
     if not rows:
@@ -852,6 +859,7 @@ def _read_xlsx(
                 f"{file}: has a header but no rows (sheet {sheet.title!r}): add one row per "
                 "recipient"
             ),
+            sheet.title,
             others,
         )
     columns = []
@@ -865,7 +873,7 @@ def _read_xlsx(
     return header, columns, np.asarray(lines, dtype=np.int64), malformed, sheet.title, others
 
 
-def _other_sheets(error: InputError, others: list[str]) -> InputError:
+def _other_sheets(error: InputError, title: str, others: list[str]) -> InputError:
     """``error``, naming the workbook's other sheets when the first one was read by default
     (its data may be on another: instructions often come first)."""
     if not others:
@@ -873,6 +881,6 @@ def _other_sheets(error: InputError, others: list[str]) -> InputError:
     shown = ", ".join(repr(name) for name in others[:10])
     more = f" and {len(others) - 10} more" if len(others) > 10 else ""
     return InputError(
-        f"{error} (this is the first sheet; the workbook also has {shown}{more}: read another "
-        "with --sheet NAME / sheet_name=)"
+        f"{error} (read from the first sheet, {title!r}; the workbook also has {shown}{more}: "
+        "read another with --sheet NAME / sheet_name=)"
     )

@@ -198,7 +198,10 @@ def test_attrs_survive_pandas_operations_cheaply(write_csv) -> None:
     copy = df[df["body"].notna()].copy()
     assert copy.attrs["line_numbers"] is df.attrs["line_numbers"]
     assert copy.attrs["malformed"] is df.attrs["malformed"]
-    assert dict(copy.attrs["malformed"]) == {1: "line 3 has 3 fields but the header has 2 fields"}
+    assert dict(copy.attrs["malformed"]) == {
+        1: "line 3 has 3 fields but the header has 2 fields (a value that holds a comma needs "
+        "double quotes)"
+    }
     assert line_numbers(copy.iloc[[1]]).tolist() == [3]
 
 
@@ -420,3 +423,33 @@ def test_check_regular_file_is_for_readers_that_open_paths_themselves(
         check_regular_file(tmp_path / "f.csv")
     with pytest.raises(InputError, match="no such file"):
         check_regular_file(tmp_path / "nope.csv")
+
+
+def test_an_unclosed_quote_is_named_with_its_line_and_the_fix(write_csv) -> None:
+    path = write_csv('to,body\n+919876543210,Hi\n+447911123456,"Hello\n+919845012345,Hey\n')
+    with pytest.raises(InputError) as info:
+        load_recipients(path)
+    assert str(info.value) == (
+        f"{path}: line 3 opens a quoted value that is never closed (the rest of the file, to "
+        'line 4, would be inside it): add the missing closing quote ("), or remove the stray one'
+    )
+
+
+def test_text_after_a_closing_quote_is_named_with_its_line_and_the_fix(write_csv) -> None:
+    path = write_csv('to;body\n+919876543210;"Hi" there\n')
+    with pytest.raises(InputError) as info:
+        load_recipients(path)
+    assert str(info.value) == (
+        f"{path}: line 2 has a quoted value followed by more text before the next semicolon: "
+        'quote the whole value and double each quote inside it ("like ""this""")'
+    )
+
+
+def test_too_many_fields_loads_and_is_refused_with_its_line(write_csv) -> None:
+    path = write_csv("to,body\n+919876543210,Hi,there\n+447911123456,Hello\n")
+    report = validate(load_recipients(path), sender="+911234567890")
+    (message,) = report.errors["message"]
+    assert message == (
+        "line 2 has 3 fields but the header has 2 fields (a value that holds a comma needs "
+        "double quotes): check its quotes and delimiters"
+    )

@@ -50,7 +50,7 @@ _PARAMETER_AND_FLAG = re.compile(
 )
 _FLAGS = {"sender=": "--from", "sid=": "--sid", "api_key=": "--api-key", "columns=": "--column"}
 # "--column to=NAME / columns={'to': NAME}", "--sheet NAME / sheet_name=": the flag alone.
-_FLAG_AND_PARAMETER = re.compile(r"(--[a-z-]+(?: [^\s/]+)?) / [a-z_]+=(?:\{[^}]*\})?")
+_FLAG_AND_PARAMETER = re.compile(r"(--[a-z-]+(?: [^\s/']*(?:'[^']*')?)?) / [a-z_]+=(?:\{[^}]*\})?")
 
 
 def in_flags(text: str) -> str:
