@@ -49,7 +49,7 @@ _MOBILE = frozenset(
 #: Other names of a phone column (Outlook's fixed-line ones among them).
 _OTHER = frozenset(
     {"phone", "phone_number", "phonenumber", "phone_no", "number", "msisdn", "recipient",
-     "recipient_number", "to_number", "contact_number", "contact_no", "contact",
+     "recipient_number", "to_number", "contact_number", "contact_no",
      "telephone", "tel", "primary_phone", "business_phone", "business_phone_2", "home_phone",
      "home_phone_2", "other_phone", "company_main_phone", "car_phone"}
 )  # fmt: skip

@@ -204,6 +204,13 @@ def load_recipients(
             )
             raw = None
         else:
+            if sheet_name is not None:
+                log.warning(
+                    "%s: --sheet %r / sheet_name= is for .xlsx workbooks: a CSV file has one "
+                    "table, and it is read",
+                    file,
+                    sheet_name,
+                )
             raw = _read_all(file, handle)
     if raw is not None:
         attrs["encoding"], data = _decode(file, raw, encoding)

@@ -241,3 +241,13 @@ def test_notes_survive_validation_and_frames_stay_plain(write_csv) -> None:
     report = validate(df, sender=SENDER, body_template="Hi")
     assert report.valid.attrs["notes"] == df.attrs["notes"]
     assert isinstance(df, pd.DataFrame)
+
+
+def test_a_sheet_for_a_csv_file_is_said_not_dropped(
+    write_csv, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_csv("to\n+919876543210\n")
+    with caplog.at_level(logging.WARNING, logger="kwa_batch"):
+        df = load_recipients(path, sheet_name="Recipients")
+    assert len(df) == 1
+    assert f"{path}: --sheet 'Recipients' / sheet_name= is for .xlsx workbooks" in caplog.text

@@ -132,3 +132,13 @@ def test_send_takes_both_options(runner: CliRunner, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "sent" in out.read_text(encoding="utf-8")
+
+
+def test_sheet_on_a_csv_file_is_a_note(runner: CliRunner, write_csv) -> None:
+    path = write_csv("to,body\n+919876543210,Hi\n")
+    result = runner.invoke(cli, ["validate", str(path), "--from", SENDER, "--sheet", "X"])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"Note: {path}: --sheet 'X' is for .xlsx workbooks: a CSV file has one table, and it "
+        "is read\n"
+    ) in result.output
