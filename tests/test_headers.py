@@ -90,7 +90,11 @@ def test_google_contacts_export_loads_without_a_flag(caplog: pytest.LogCaptureFi
     assert list(report.valid.index) == [0, 2]
     several = report.errors.set_index("row").loc[1]
     assert several["error_code"] == "KWA032"
-    assert "holds several numbers in one cell" in several["message"]
+    assert several["message"] == (
+        "holds several numbers in one cell: put one number per row (a row for each "
+        "recipient), or map the column that holds one with --column to=NAME / "
+        "columns={'to': NAME}"
+    )
 
 
 def test_outlook_export_takes_the_mobile_phone() -> None:

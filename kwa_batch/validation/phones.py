@@ -56,7 +56,14 @@ from .numbering import (
     take,
 )
 
-__all__ = ["E164_PATTERN", "PhoneCheck", "check_region", "normalize_phone", "normalize_phones"]
+__all__ = [
+    "E164_PATTERN",
+    "SEVERAL_FIX",
+    "PhoneCheck",
+    "check_region",
+    "normalize_phone",
+    "normalize_phones",
+]
 
 #: What every accepted number looks like once normalised.
 E164_PATTERN = r"\+[1-9][0-9]{6,14}"
@@ -115,10 +122,13 @@ _APOSTROPHE_REASON = (
     "starts with an apostrophe, Excel's mark for text: remove it and keep the number as text"
 )
 _PLUS_REASON = "has a '+' that is not at the start"
-_SEVERAL_REASON = (
-    "holds several numbers in one cell: put one number per row (a row for each), or choose "
-    "the column with just one with --column to=NAME / columns={'to': NAME}"
+#: The fix of a recipient cell of several numbers, which validation adds (a sender's is
+#: different: one business number).
+SEVERAL_FIX = (
+    "put one number per row (a row for each recipient), or map the column that holds one "
+    "with --column to=NAME / columns={'to': NAME}"
 )
+_SEVERAL_REASON = "holds several numbers in one cell"
 _NO_DIGITS = "has no digits"
 _NO_COUNTRY_CODE = (
     "does not start with a country code: after the + (or 00) comes the country code, "

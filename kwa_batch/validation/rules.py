@@ -29,7 +29,7 @@ from ..errors import KwaBatchError
 from ..fields import API_COLUMNS, BODY_MAX, KNOWN_TYPES, REF_MAX
 from .compose import SPACE as _SPACE
 from .compose import body_hint
-from .phones import E164_PATTERN, normalize_phone
+from .phones import E164_PATTERN, SEVERAL_FIX, normalize_phone
 from .report import Problems
 
 __all__ = [  # and, built on first use, the pandera models MessageRow, TextMessage,
@@ -529,7 +529,8 @@ def _record(
         mangled = phones["mangled"].to_numpy()[failed]
         several = phones["several"].to_numpy()[failed]
         if several.any():  # a cell of several numbers (KWA032): never split, never guessed
-            problems.add(failed[several], column, "phone_several", "KWA032", reasons[several],
+            message = reasons[several] + ": " + SEVERAL_FIX
+            problems.add(failed[several], column, "phone_several", "KWA032", message,
                          values[several])  # fmt: skip
             failed, reasons, values = failed[~several], reasons[~several], values[~several]
             mangled = mangled[~several]

@@ -291,9 +291,7 @@ def test_a_cell_of_several_numbers_is_refused_saying_so(value: str, region: str 
     column = normalize_phones(pd.Series([value, "+919876543210"], dtype="str"), region)
     assert one.e164 is None
     assert one.several
-    assert one.reason.startswith(_SEVERAL)
-    assert "one number per row" in one.reason
-    assert "--column to=" in one.reason
+    assert one.reason == _SEVERAL
     assert column["reason"].iloc[0] == one.reason
     assert column["several"].tolist() == [True, False]
     assert column["e164"].iloc[1] == "+919876543210"
