@@ -260,6 +260,14 @@ _TABLE = [
         "Give a full public link such as https://cdn.example.com/invoice.pdf.",
         "local",
     ),
+    ErrorCode(
+        "KWA032",
+        "the recipient cell holds several numbers",
+        "Put one number per row (a row for each recipient), or pick the column that holds one "
+        "number with --column to=NAME / columns={'to': NAME}; a cell is never split into "
+        "several recipients.",
+        "local",
+    ),
     # Transport and server outcomes recorded in the results.
     ErrorCode(
         "HTTP401",

@@ -1,10 +1,12 @@
 """Loading recipient files (CSV, XLSX) into a DataFrame of strings, exactly as written.
 
 Nothing is converted: ``0044…`` keeps its zeros, ``+91…`` its plus, a customer called "NA"
-stays "NA"; only an empty cell is missing. Column names are trimmed and lower-cased; the
-API's own names are recognised however they are spaced (``Template Name`` is
-``template_name``) and common names of the recipient column (``phone``, ``mobile``,
-``msisdn``…) become ``to``.
+stays "NA"; only an empty cell is missing. Headers are read by :mod:`kwa_batch.headers`:
+the user's own are kept as written (trimmed), the API's own names are recognised however
+they are cased and spaced (``Template Name`` is ``template_name``), ``columns=`` maps any
+field from any column, and the common names of the recipient column (``Phone``,
+``Mobile No.``, Google Contacts' ``Phone 1 - Value``, Outlook's ``Mobile Phone``…) become
+``to``.
 
 What the loader found is kept in ``df.attrs``:
 
@@ -12,7 +14,9 @@ What the loader found is kept in ``df.attrs``:
 - ``malformed``: rows whose field count does not match the header, by index label, with
   the reason (they load, padded or cut to the header, and validation rejects them with
   code ``KWA008``);
-- ``encoding`` (CSV) and ``delimiter`` (CSV), ``sheet`` (XLSX), ``source`` (the path).
+- ``encoding`` (CSV) and ``delimiter`` (CSV), ``sheet`` (XLSX), ``source`` (the path);
+- ``columns``: the fields mapped by ``columns=`` and the header each came from;
+- ``notes``: what the loader chose and says so (the recipient column among several).
 
 A file that is not UTF-8 is read in the legacy encoding charset-normalizer detects
 (cp1252, latin-1…), and a warning says so: check the accents, or save it as "CSV UTF-8".
@@ -39,6 +43,7 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -49,7 +54,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from .errors import InputError
-from .fields import API_COLUMNS
+from .headers import TO_ALIASES, read_header
 from .sheets import MAX_CELLS, read_sheet
 
 __all__ = [
@@ -64,41 +69,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Other names people give the recipient column (compared once lower-cased, with spaces,
-#: dots and dashes read as underscores: "Mobile No." is ``mobile_no``).
-TO_ALIASES = frozenset(
-    {
-        "phone",
-        "phone_number",
-        "phonenumber",
-        "phone_no",
-        "mobile",
-        "mobile_number",
-        "mobilenumber",
-        "mobileno",
-        "mobile_no",
-        "mobile_phone",
-        "number",
-        "msisdn",
-        "whatsapp",
-        "whatsapp_number",
-        "whatsapp_no",
-        "wa_number",
-        "recipient",
-        "recipient_number",
-        "to_number",
-        "cell",
-        "cellphone",
-        "cell_phone",
-        "cell_number",
-        "contact_number",
-        "telephone",
-        "tel",
-    }
-)
 #: The largest recipient file read; a larger one is refused before a byte is read.
 MAX_FILE_BYTES = 2 * 2**30
-_API_SPELLINGS = {"ref_1": "ref1", "ref_2": "ref2", "callbackurl": "callback_url"}
 _SNIFF_BYTES = 64 * 1024
 _DELIMITERS = (",", ";", "\t", "|")
 # A record is blank when every cell is empty or holds only these (Python's csv path and the
@@ -189,6 +161,7 @@ def load_recipients(
     sheet_name: str | int | None = None,
     encoding: str | None = None,
     delimiter: str | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Load a recipient file into a DataFrame of strings, every cell exactly as written.
 
@@ -197,19 +170,24 @@ def load_recipients(
         sheet_name: for XLSX, the sheet to read (the first by default).
         encoding: force an encoding instead of detecting it.
         delimiter: force a delimiter instead of detecting it (``,`` ``;`` tab or ``|``).
+        columns: API field -> the file's column, named as its header writes it, e.g.
+            ``{"to": "Phone 1 - Value", "body": "Message"}`` (see :mod:`kwa_batch.headers`
+            for what is recognised without it).
 
     Returns:
-        A frame indexed 0, 1, 2… in file order, with column ``to`` and any others; see the
-        module docstring for what ``df.attrs`` holds.
+        A frame indexed 0, 1, 2… in file order, with column ``to`` and any others (the
+        user's own headers as written); see the module docstring for what ``df.attrs`` holds.
 
     Raises:
         InputError: the file is missing, empty, binary, has no recipient column, or cannot
-            be parsed; the message says which and what to do.
+            be parsed; ``columns`` names a field or a column that does not exist; the
+            message says which and what to do.
 
     Example:
         >>> df = load_recipients("sample_data/recipients.csv")  # doctest: +SKIP
         >>> df.attrs["line_numbers"].get(0)  # doctest: +SKIP
         2
+        >>> load_recipients("contacts.csv", columns={"to": "Phone 1 - Value"})  # doctest: +SKIP
     """
     file = Path(path)
     suffix = file.suffix.lower()
@@ -218,11 +196,21 @@ def load_recipients(
     if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
         raise InputError(f"delimiter {delimiter!r}: use one character such as , ; or a tab")
     attrs: dict[str, Any] = {"source": str(file)}
+    others: list[str] = []
     with _open_regular(file) as handle:
         if suffix in (".xlsx", ".xlsm"):
-            header, columns, lines, malformed, attrs["sheet"] = _read_xlsx(file, handle, sheet_name)
+            header, values, lines, malformed, attrs["sheet"], others = _read_xlsx(
+                file, handle, sheet_name
+            )
             raw = None
         else:
+            if sheet_name is not None:
+                log.warning(
+                    "%s: --sheet %r / sheet_name= is for .xlsx workbooks: a CSV file has one "
+                    "table, and it is read",
+                    file,
+                    sheet_name,
+                )
             raw = _read_all(file, handle)
     if raw is not None:
         attrs["encoding"], data = _decode(file, raw, encoding)
@@ -231,11 +219,14 @@ def load_recipients(
         parsed = _read_csv_fast(file, data, found)
         if parsed is None:
             parsed = _read_csv(file, data.decode("utf-8"), found)
-        header, columns, lines, malformed = parsed
+        header, values, lines, malformed = parsed
         attrs["delimiter"] = found
-    names = _canonical_columns(file, header, columns)
+    try:
+        named = read_header(file, header, values, columns)
+    except InputError as exc:
+        raise _other_sheets(exc, attrs.get("sheet", ""), others) from None
     frame = pd.DataFrame(
-        {name: column for name, column in zip(names, columns, strict=True) if name is not None}
+        {name: value for name, value in zip(named.names, values, strict=True) if name is not None}
     )
     if frame.empty and not len(frame.columns):  # pragma: no cover - header checked above
         raise InputError(f"{file}: has no columns")
@@ -243,6 +234,8 @@ def load_recipients(
     frame.attrs.update(attrs)
     frame.attrs["line_numbers"] = LineNumbers(np.asarray(lines, dtype=np.int64))
     frame.attrs["malformed"] = RowProblems(malformed)
+    frame.attrs["columns"] = named.mapped
+    frame.attrs["notes"] = named.notes
     return frame
 
 
@@ -768,24 +761,22 @@ def _read_csv(file: Path, text: str, delimiter: str) -> _Parsed:
                     start = reader.line_num + 1
                     continue
                 if len(record) != len(header):
+                    why = (
+                        f"a value that holds a {_DELIMITER_NAMES.get(delimiter, delimiter)} "
+                        "needs double quotes"
+                        if len(record) > len(header)
+                        else "a field is missing"
+                    )
                     malformed[len(rows)] = (
                         f"line {start} has {_fields(len(record))} but the header has "
-                        f"{_fields(len(header))}"
+                        f"{_fields(len(header))} ({why})"
                     )
                     record = (record + [""] * len(header))[: len(header)]
                 rows.append(record)
                 lines.append(start)
                 start = reader.line_num + 1
         except csv.Error as exc:
-            hint = (
-                "a quote opened and never closed"
-                if "unexpected end of data" in str(exc) or "EOF" in str(exc)
-                else "a quoted value must end with the quote, then the delimiter"
-            )
-            raise InputError(
-                f"{file}: cannot be parsed as CSV near line {reader.line_num}: {exc} "
-                f"(check for {hint}: an unclosed quote)"
-            ) from None
+            raise _unparsable(file, exc, start, reader.line_num, delimiter) from None
     if header is None:
         raise InputError(
             f"{file}: the file is empty: it needs a header row and one row per recipient"
@@ -799,19 +790,46 @@ def _read_csv(file: Path, text: str, delimiter: str) -> _Parsed:
     return header, columns, np.asarray(lines, dtype=np.int64), malformed
 
 
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+
+
+def _unparsable(file: Path, exc: csv.Error, start: int, line: int, delimiter: str) -> InputError:
+    """A plain sentence for what Python's csv module could not parse, and the fix."""
+    text = str(exc)
+    if "unexpected end of data" in text or "EOF" in text:
+        rest = f" (the rest of the file, to line {line}, would be inside it)"
+        rest = "" if line == start else rest
+        return InputError(
+            f"{file}: line {start} opens a quoted value that is never closed{rest}: add the "
+            'missing closing quote ("), or remove the stray one'
+        )
+    if "expected after" in text:
+        name = _DELIMITER_NAMES.get(delimiter, repr(delimiter))
+        return InputError(
+            f"{file}: line {line} has a quoted value followed by more text before the next "
+            f"{name}: quote the whole value and double each quote inside it "
+            '("like ""this""")'
+        )
+    return InputError(
+        f"{file}: line {line} cannot be read as CSV ({text}): check its quotes and delimiters"
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # Workbooks.
 
 
 def _read_xlsx(
     file: Path, handle: IO[bytes], sheet_name: str | int | None
-) -> tuple[list[str], list[Any], np.ndarray[Any, Any], dict[int, str], str]:
-    """The sheet's table: the first row with text is the header, the rest are rows.
+) -> tuple[list[str], list[Any], np.ndarray[Any, Any], dict[int, str], str, list[str]]:
+    """The sheet's table: the first row with text is the header, the rest are rows; and,
+    when no sheet was asked for, the workbook's other sheets (for the messages).
 
     Built from the cells present (:mod:`kwa_batch.sheets`), so what it costs follows the
     cells in the file, not the size the sheet claims.
     """
     sheet = read_sheet(file, handle, sheet_name)
+    others = [name for name in sheet.sheets if name != sheet.title] if sheet_name is None else []
     header: list[str] | None = None
     rows: list[dict[int, str]] = []
     lines: list[int] = []
@@ -834,11 +852,23 @@ def _read_xlsx(
                 "or save it as CSV UTF-8"
             )
     if header is None:
-        raise InputError(
-            f"{file}: the sheet is empty: it needs a header row and one row per recipient"
+        raise _other_sheets(
+            InputError(
+                f"{file}: the sheet is empty ({sheet.title!r}): it needs a header row and one "
+                "row per recipient"
+            ),
+            sheet.title,
+            others,
         )
     if not rows:
-        raise InputError(f"{file}: has a header but no rows: add one row per recipient")
+        raise _other_sheets(
+            InputError(
+                f"{file}: has a header but no rows (sheet {sheet.title!r}): add one row per "
+                "recipient"
+            ),
+            sheet.title,
+            others,
+        )
     columns = []
     for position in range(1, len(header) + 1):
         values: list[str | None] = [None] * len(rows)
@@ -847,55 +877,17 @@ def _read_xlsx(
             if text:
                 values[i] = text
         columns.append(pd.array(values, dtype="str"))
-    return header, columns, np.asarray(lines, dtype=np.int64), malformed, sheet.title
+    return header, columns, np.asarray(lines, dtype=np.int64), malformed, sheet.title, others
 
 
-# ---------------------------------------------------------------------------------------
-# Column names.
-
-
-def _key(name: str) -> str:
-    """A name compared loosely: lower case, spaces, dots and dashes as one underscore."""
-    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
-
-
-def _canonical_columns(file: Path, header: list[str], columns: list[Any]) -> list[str | None]:
-    """The frame's column names (None for an unnamed, empty column, which is dropped)."""
-    names: list[str | None] = []
-    for position, raw_name in enumerate(header, start=1):
-        name = str(raw_name).strip().lower()
-        if not name:
-            if pd.Series(columns[position - 1]).notna().any():
-                raise InputError(
-                    f"{file}: column {position} of the header has no name but holds values: "
-                    "name it or delete it"
-                )
-            names.append(None)
-            continue
-        key = _key(name)
-        key = _API_SPELLINGS.get(key, key)
-        names.append(key if key in API_COLUMNS else name)
-    seen: dict[str, int] = {}
-    for position, named in enumerate(names, start=1):
-        if named is None:
-            continue
-        if named in seen:
-            raise InputError(
-                f"{file}: the header names {named!r} twice (columns {seen[named]} and "
-                f"{position}): rename or remove one"
-            )
-        seen[named] = position
-    if "to" in seen:
-        return names  # an explicit 'to' wins over any alias
-    candidates = [n for n in names if n is not None and _key(n) in TO_ALIASES]
-    if not candidates:
-        found = ", ".join(n for n in names if n is not None)
-        raise InputError(
-            f"{file}: no recipient column: name the column of phone numbers 'to' (found: {found})"
-        )
-    if len(candidates) > 1:
-        raise InputError(
-            f"{file}: {' and '.join(repr(c) for c in candidates)} could both be the recipient "
-            "column: rename the one to send to as 'to'"
-        )
-    return ["to" if n == candidates[0] else n for n in names]
+def _other_sheets(error: InputError, title: str, others: list[str]) -> InputError:
+    """``error``, naming the workbook's other sheets when the first one was read by default
+    (its data may be on another: instructions often come first)."""
+    if not others:
+        return error
+    shown = ", ".join(repr(name) for name in others[:10])
+    more = f" and {len(others) - 10} more" if len(others) > 10 else ""
+    return InputError(
+        f"{error} (read from the first sheet, {title!r}; the workbook also has {shown}{more}: "
+        "read another with --sheet NAME / sheet_name=)"
+    )

@@ -69,10 +69,12 @@ class SheetRows:
         title: the sheet's name.
         rows: ``(row number, {column number: text})`` in file order, 1-based, for each row
             with at least one cell holding text (an empty cell is absent).
+        sheets: the names of every worksheet of the workbook, in order.
     """
 
     title: str
     rows: list[tuple[int, dict[int, str]]]
+    sheets: tuple[str, ...] = ()
 
 
 def read_sheet(file: Path, stream: IO[bytes], sheet_name: str | int | None) -> SheetRows:
@@ -203,7 +205,8 @@ class _Workbook:
             self._date_styles(styles) if styles in self.names else {},
             date1904,
         )
-        return SheetRows(title, list(cells.rows(self._open(part, MAX_PART_BYTES))))
+        rows = list(cells.rows(self._open(part, MAX_PART_BYTES)))
+        return SheetRows(title, rows, tuple(name for name, _ in sheets))
 
     def _choose(
         self, sheets: list[tuple[str, str]], sheet_name: str | int | None

@@ -233,10 +233,10 @@ def test_a_workbook_a_colleague_can_use(tmp_path: Path, write_csv) -> None:
     assert [sheet.cell(r, 2).value for r in (2, 3, 4)] == [2, 3, 4]  # the file's lines
     assert "sent_at (UTC)" in header
     column = {name: header.index(name) + 1 for name in header}
-    amount = [sheet.cell(r, column["amount"]).value for r in (2, 3, 4)]
+    amount = [sheet.cell(r, column["Amount"]).value for r in (2, 3, 4)]  # headers as written
     assert amount == [2436.5, 12, 7]  # numbers a colleague can sum
-    assert sheet.cell(2, column["order id"]).value == "00123"  # an id stays text
-    assert sheet.cell(2, column["pincode"]).value == "560001"
+    assert sheet.cell(2, column["Order ID"]).value == "00123"  # an id stays text
+    assert sheet.cell(2, column["Pincode"]).value == "560001"
     for name in ("Results", "Summary", "Errors"):
         setup = book[name].page_setup
         assert setup.orientation == "landscape"

@@ -92,12 +92,12 @@ def test_recipient_column_aliases(write_csv, alias: str) -> None:
         ("   \n\n", "empty"),
         ("to,body\n", "no rows"),
         ("name,body\nA,Hi\n", "no recipient column"),
-        ("phone,mobile\n1,2\n", "could both be the recipient column"),
+        ("phone,telephone\n1,2\n", "could each be the recipient column"),
         ("to,body,Body\n1,2,3\n", "names 'body' twice"),
         ("to,,body\n1,2,3\n", "column 2 of the header has no name"),
         (b"\x00\x01\x02binary\x00", "binary"),
         (b"PK\x03\x04rest-of-a-zip", "xlsx"),
-        ('to,body\n+919876543210,"unclosed\n', "unclosed quote"),
+        ('to,body\n+919876543210,"unclosed\n', "never closed"),
     ],
 )
 def test_unusable_files_are_refused_in_one_line(write_csv, content, message: str) -> None:
@@ -198,7 +198,10 @@ def test_attrs_survive_pandas_operations_cheaply(write_csv) -> None:
     copy = df[df["body"].notna()].copy()
     assert copy.attrs["line_numbers"] is df.attrs["line_numbers"]
     assert copy.attrs["malformed"] is df.attrs["malformed"]
-    assert dict(copy.attrs["malformed"]) == {1: "line 3 has 3 fields but the header has 2 fields"}
+    assert dict(copy.attrs["malformed"]) == {
+        1: "line 3 has 3 fields but the header has 2 fields (a value that holds a comma needs "
+        "double quotes)"
+    }
     assert line_numbers(copy.iloc[[1]]).tolist() == [3]
 
 
@@ -420,3 +423,33 @@ def test_check_regular_file_is_for_readers_that_open_paths_themselves(
         check_regular_file(tmp_path / "f.csv")
     with pytest.raises(InputError, match="no such file"):
         check_regular_file(tmp_path / "nope.csv")
+
+
+def test_an_unclosed_quote_is_named_with_its_line_and_the_fix(write_csv) -> None:
+    path = write_csv('to,body\n+919876543210,Hi\n+447911123456,"Hello\n+919845012345,Hey\n')
+    with pytest.raises(InputError) as info:
+        load_recipients(path)
+    assert str(info.value) == (
+        f"{path}: line 3 opens a quoted value that is never closed (the rest of the file, to "
+        'line 4, would be inside it): add the missing closing quote ("), or remove the stray one'
+    )
+
+
+def test_text_after_a_closing_quote_is_named_with_its_line_and_the_fix(write_csv) -> None:
+    path = write_csv('to;body\n+919876543210;"Hi" there\n')
+    with pytest.raises(InputError) as info:
+        load_recipients(path)
+    assert str(info.value) == (
+        f"{path}: line 2 has a quoted value followed by more text before the next semicolon: "
+        'quote the whole value and double each quote inside it ("like ""this""")'
+    )
+
+
+def test_too_many_fields_loads_and_is_refused_with_its_line(write_csv) -> None:
+    path = write_csv("to,body\n+919876543210,Hi,there\n+447911123456,Hello\n")
+    report = validate(load_recipients(path), sender="+911234567890")
+    (message,) = report.errors["message"]
+    assert message == (
+        "line 2 has 3 fields but the header has 2 fields (a value that holds a comma needs "
+        "double quotes): check its quotes and delimiters"
+    )

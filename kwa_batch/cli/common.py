@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_INCOMPLETE = 0, 1, 2, 3
+# ``--column`` and ``--sheet`` (see options.file_options; the key is its FILE_KEY).
+_FILE_KEY = "kwa_batch.file_options"
 #: The sender used with --emulator when none is given (the emulator accepts any valid one).
 DEMO_SENDER = "+911234567890"
 
@@ -46,7 +48,9 @@ DEMO_SENDER = "+911234567890"
 _PARAMETER_AND_FLAG = re.compile(
     r"\b[a-z_]+=(?:True)?\s*(?:\(\s*(?P<paren>--[a-z-]+)\)|/\s*(?P<slash>--[a-z-]+))"
 )
-_FLAGS = {"sender=": "--from", "sid=": "--sid", "api_key=": "--api-key"}
+_FLAGS = {"sender=": "--from", "sid=": "--sid", "api_key=": "--api-key", "columns=": "--column"}
+# "--column to=NAME / columns={'to': NAME}", "--sheet NAME / sheet_name=": the flag alone.
+_FLAG_AND_PARAMETER = re.compile(r"(--[a-z-]+(?: [^\s/']*(?:'[^']*')?)?) / [a-z_]+=(?:\{[^}]*\})?")
 
 
 def in_flags(text: str) -> str:
@@ -56,6 +60,7 @@ def in_flags(text: str) -> str:
     'or pass --region for national numbers'
     """
     text = _PARAMETER_AND_FLAG.sub(lambda m: m["paren"] or m["slash"], text)
+    text = _FLAG_AND_PARAMETER.sub(r"\1", text)
     for parameter, flag in _FLAGS.items():
         text = re.sub(rf"\b{re.escape(parameter)}(?=[\s,.;)]|$)", flag, text)
     return text
@@ -127,8 +132,14 @@ def load_and_validate(
     from ..recipients import load_recipients
     from ..validation import validate
 
+    context = click.get_current_context(silent=True)
+    how = context.meta.get(_FILE_KEY, {}) if context is not None else {}
     with warnings_as_notes():
-        df = load_recipients(file, encoding=encoding)
+        df = load_recipients(
+            file, encoding=encoding, columns=how.get("columns"), sheet_name=how.get("sheet_name")
+        )
+        for note in df.attrs.get("notes", ()):
+            logging.getLogger("kwa_batch.headers").warning("%s", note)
         return df, validate(df, default_region=region, sender=sender, **messages)
 
 

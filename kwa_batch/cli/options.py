@@ -20,6 +20,7 @@ __all__ = [
     "RESULT_FORMATS",
     "account_options",
     "encoding_option",
+    "file_options",
     "message_options",
     "output_path",
     "region_option",
@@ -63,6 +64,58 @@ def encoding_option(command: Command) -> Command:
         metavar="NAME",
         help="Read FILE in this encoding (e.g. cp1252) instead of detecting it.",
     )(command)
+
+
+#: Where ``--column`` and ``--sheet`` are kept for the command (``ctx.meta``), so that
+#: ``load_and_validate`` reads them without every command passing them along.
+FILE_KEY = "kwa_batch.file_options"
+
+
+def _columns(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    mapping: dict[str, str] = {}
+    for item in value:
+        name, equals, column = item.partition("=")
+        if not equals or not name.strip() or not column.strip():
+            fail(
+                f'--column {item!r}: write FIELD=COLUMN, e.g. --column to="Phone 1 - Value" '
+                "(the API field, then the header as the file writes it)"
+            )
+        if name.strip() in mapping:
+            fail(f"--column {name.strip()} is given twice: map each field once")
+        mapping[name.strip()] = column.strip()
+    ctx.meta.setdefault(FILE_KEY, {})["columns"] = mapping or None
+
+
+def _sheet(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    ctx.meta.setdefault(FILE_KEY, {})["sheet_name"] = value
+
+
+def file_options(command: Command) -> Command:
+    """``--column FIELD=COLUMN`` (repeatable) and ``--sheet NAME``: how to read FILE
+    (load_recipients()' ``columns=`` and ``sheet_name=``), kept for ``load_and_validate``."""
+    return _apply(
+        command,
+        [
+            click.option(
+                "--column",
+                "file_columns",
+                metavar="FIELD=COLUMN",
+                multiple=True,
+                callback=_columns,
+                expose_value=False,
+                help='Read an API field from a column of FILE, e.g. --column to="Phone 1 - '
+                'Value" --column body=Message. Repeatable.',
+            ),
+            click.option(
+                "--sheet",
+                "file_sheet",
+                metavar="NAME",
+                callback=_sheet,
+                expose_value=False,
+                help="The sheet of an .xlsx FILE to read (the first by default).",
+            ),
+        ],
+    )
 
 
 def message_options(command: Command) -> Command:

@@ -22,6 +22,7 @@ from .options import (
     RESULT_FORMATS,
     account_options,
     encoding_option,
+    file_options,
     message_options,
     output_path,
     region_option,
@@ -180,6 +181,7 @@ class _Options:
     "--log-level", type=_LOG_LEVELS, help="How much the library logs to stderr (numbers masked)."
 )
 @encoding_option
+@file_options
 @message_options
 def send_command(**options: Any) -> None:
     """Validate FILE, send every valid row, and write one result per row.

@@ -9,6 +9,7 @@ import click
 from .common import EXIT_OK, EXIT_ROWS, load_and_validate, resolve_sender
 from .options import (
     encoding_option,
+    file_options,
     message_options,
     output_path,
     region_option,
@@ -33,6 +34,7 @@ __all__ = ["validate_command"]
 @summary_json_option
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors; the exit code says.")
 @encoding_option
+@file_options
 @message_options
 def validate_command(
     file: str,

@@ -8,7 +8,9 @@ anything runs; an empty value makes its row invalid (``KWA009``).
 
 from __future__ import annotations
 
+import shlex
 import string
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -78,6 +80,39 @@ def resolve_column(df: pd.DataFrame, name: str, setting: str) -> Any:
     raise ConfigurationError(
         f"{setting} {what}, but there is no column {name!r}: use one of {columns}"
     )
+
+
+#: Headers people give the text of a message (compared as :func:`_key` spells them).
+_BODY_NAMES = frozenset(
+    {"message", "messages", "text", "content", "msg", "message_text", "text_message",
+     "message_body", "body_text", "sms", "sms_text", "whatsapp_message", "wa_message"}
+)  # fmt: skip
+
+
+def body_hint(columns: Iterable[object]) -> str:
+    """The end of "a text message needs a body" when the frame has no ``body`` column but
+    one that looks like it (``Message``, ``Text``, ``Content``…): how to map it. Computed
+    once per set of columns, not per row.
+
+    >>> body_hint(["to", "Name", "Message"])[:50]
+    "; the file has a 'Message' column: map it with --c"
+    """
+    names = [str(c) for c in columns]
+    if "body" in names:
+        return ""
+    found = [name for name in names if _key(name) in _BODY_NAMES]
+    if len(found) == 1:
+        return (
+            f"; the file has a {found[0]!r} column: map it with --column "
+            f"body={shlex.quote(found[0])} / columns={{'body': {found[0]!r}}}"
+        )
+    if found:
+        shown = " and ".join(repr(name) for name in found)
+        return (
+            f"; the file has {shown} columns: map the one to send with --column body=NAME / "
+            "columns={'body': NAME}"
+        )
+    return ""
 
 
 def _key(name: str) -> str:

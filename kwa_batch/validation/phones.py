@@ -56,7 +56,14 @@ from .numbering import (
     take,
 )
 
-__all__ = ["E164_PATTERN", "PhoneCheck", "check_region", "normalize_phone", "normalize_phones"]
+__all__ = [
+    "E164_PATTERN",
+    "SEVERAL_FIX",
+    "PhoneCheck",
+    "check_region",
+    "normalize_phone",
+    "normalize_phones",
+]
 
 #: What every accepted number looks like once normalised.
 E164_PATTERN = r"\+[1-9][0-9]{6,14}"
@@ -72,16 +79,28 @@ _FAST_TEXT = "^[0-9+" + _SPACES + r"()\-./]+$"
 _FAST_COMPACT = r"^\+?[0-9]+$"
 _FAST_SEPARATORS = "[" + _SPACES + r"()\-./]"
 _ENDS_IN_ZERO = r"\.0+[" + _SPACES + "]*$"
+# Several numbers in one cell: two or more runs of at least 7 digits (E.164's fewest), split
+# by Google Contacts' ' ::: ', a slash, a semicolon, a comma, a bar or a line break. The
+# same expression for RE2 (the column) and Python's re (one value): no construct where
+# they differ. A slash inside one number ('0171/1234567') leaves a run shorter than 7.
+_INSIDE = "[" + _SPACES + r"\t()\-.]*"
+_ONE_NUMBER = _INSIDE + r"\+?" + _INSIDE + "[0-9](?:" + _INSIDE + "[0-9]){6,}" + _INSIDE
+_EDGE = "[" + _SPACES + r"\t\r\n]*"
+_SEVERAL_PATTERN = (
+    "^" + _EDGE + _ONE_NUMBER + r"(?:(?::{1,3}|[/;,|]|[\r\n]+)" + _ONE_NUMBER + ")+" + _EDGE + "$"
+)
+_SEVERAL = re.compile(_SEVERAL_PATTERN)
 
 
 @dataclass(frozen=True)
 class PhoneCheck:
     """The verdict on one value: ``e164`` when valid, else a ``reason`` (and whether a
-    spreadsheet ``mangled`` it)."""
+    spreadsheet ``mangled`` it, or it holds ``several`` numbers)."""
 
     e164: str | None
     reason: str = ""
     mangled: bool = False
+    several: bool = False
 
     @property
     def ok(self) -> bool:
@@ -103,6 +122,13 @@ _APOSTROPHE_REASON = (
     "starts with an apostrophe, Excel's mark for text: remove it and keep the number as text"
 )
 _PLUS_REASON = "has a '+' that is not at the start"
+#: The fix of a recipient cell of several numbers, which validation adds (a sender's is
+#: different: one business number).
+SEVERAL_FIX = (
+    "put one number per row (a row for each recipient), or map the column that holds one "
+    "with --column to=NAME / columns={'to': NAME}"
+)
+_SEVERAL_REASON = "holds several numbers in one cell"
 _NO_DIGITS = "has no digits"
 _NO_COUNTRY_CODE = (
     "does not start with a country code: after the + (or 00) comes the country code, "
@@ -186,6 +212,8 @@ def _text_refusal(text: str) -> PhoneCheck | None:
     """The refusal of a value that is not written as a number at all, else None."""
     if not text:
         return PhoneCheck(None, _EMPTY)
+    if _SEVERAL.fullmatch(text):
+        return PhoneCheck(None, _SEVERAL_REASON, several=True)
     if _SCIENTIFIC.fullmatch(text):
         return PhoneCheck(None, _SCIENTIFIC_REASON, mangled=True)
     if _TRAILING_ZERO.fullmatch(text):
@@ -316,7 +344,7 @@ def normalize_phones(values: pd.Series, default_region: str | None = None) -> pd
 
     Returns:
         A frame with the input's index and columns ``e164`` (NA when invalid), ``reason``
-        (NA when valid) and ``mangled`` (bool).
+        (NA when valid), ``mangled`` and ``several`` (bool: a cell of several numbers).
 
     Raises:
         ConfigurationError: ``default_region`` is not a known region.
@@ -330,7 +358,7 @@ def normalize_phones(values: pd.Series, default_region: str | None = None) -> pd
     raw = _as_arrow(values)
     n = len(raw)
     present = ~np.asarray(raw.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    compact, fast, plus = _compacted(raw, present)
+    compact, fast, plus, several = _compacted(raw, present)
     first = byte_at(compact, 0)
     idd = ~plus & (first == ord("0")) & (byte_at(compact, 1) == ord("0"))
     international = fast & (plus | idd)
@@ -338,7 +366,9 @@ def normalize_phones(values: pd.Series, default_region: str | None = None) -> pd
 
     e164: list[tuple[np.ndarray[Any, Any], pa.Array]] = []
     reasons = _Reasons(n)
-    slow = present & ~fast
+    slow = present & ~fast & ~several
+    if several.any():
+        reasons.set(np.flatnonzero(several), _SEVERAL_REASON)
     if international.any():
         rows = np.flatnonzero(international)
         subset = drop_prefix(_rows(compact, rows), np.where(plus[rows], 1, 2))
@@ -356,6 +386,7 @@ def normalize_phones(values: pd.Series, default_region: str | None = None) -> pd
             if not check.ok:
                 reasons.rows[row] = reasons.id(check.reason)
         mangled[rows] = [c.mangled for c in checks]
+        several[rows] = [c.several for c in checks]
     if not present.all():
         reasons.set(np.flatnonzero(~present), _EMPTY)
     return pd.DataFrame(
@@ -363,6 +394,7 @@ def normalize_phones(values: pd.Series, default_region: str | None = None) -> pd
             "e164": pd.array(scatter(n, e164), dtype="str"),
             "reason": pd.array(reasons.column(), dtype="str"),
             "mangled": mangled,
+            "several": several,
         },
         index=values.index,
     )
@@ -370,22 +402,26 @@ def normalize_phones(values: pd.Series, default_region: str | None = None) -> pd
 
 def _compacted(
     raw: pa.Array, present: np.ndarray[Any, Any]
-) -> tuple[pa.Array, np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+) -> tuple[pa.Array, np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """The values without separators where that is all that stands between them and
-    digits; which rows are now plain ('+' and digits, or digits); which start with '+'."""
+    digits; which rows are now plain ('+' and digits, or digits); which start with '+';
+    which hold several numbers."""
     # Most values are '+' and digits, or digits: one pass finds them; the others lose
     # their separators first, and what is still not digits goes the slow way.
     fast = present & digits_only(raw)
+    several = np.zeros(len(raw), dtype=bool)
     compact = raw
     other = present & ~fast
     if other.any():
         written = take(raw, other)
-        plain = match(written, _FAST_TEXT) & ~match(written, _ENDS_IN_ZERO)
+        many = match(written, _SEVERAL_PATTERN)
+        several[np.flatnonzero(other)[many]] = True
+        plain = match(written, _FAST_TEXT) & ~match(written, _ENDS_IN_ZERO) & ~many
         squeezed = pc.replace_substring_regex(written, _FAST_SEPARATORS, "")
         plain &= match(squeezed, _FAST_COMPACT)
         compact = pc.replace_with_mask(raw, pa.array(other), squeezed)
         fast[np.flatnonzero(other)[plain]] = True
-    return compact, fast, byte_at(compact, 0) == ord("+")
+    return compact, fast, byte_at(compact, 0) == ord("+"), several
 
 
 def _national(subset: pa.Array, region: str | None) -> Reading:

@@ -28,7 +28,8 @@ import pyarrow.compute as pc
 from ..errors import KwaBatchError
 from ..fields import API_COLUMNS, BODY_MAX, KNOWN_TYPES, REF_MAX
 from .compose import SPACE as _SPACE
-from .phones import E164_PATTERN, normalize_phone
+from .compose import body_hint
+from .phones import E164_PATTERN, SEVERAL_FIX, normalize_phone
 from .report import Problems
 
 __all__ = [  # and, built on first use, the pandera models MessageRow, TextMessage,
@@ -486,9 +487,12 @@ def check_models(
     phones: pd.DataFrame,
     from_reason: pd.Series,
     written_to: pd.Series,
+    source_columns: Sequence[object] = (),
 ) -> None:
     """Run the checks of each row's type over the built messages (``prepared``, indexed
-    0..n-1) and record every failure in ``problems``."""
+    0..n-1) and record every failure in ``problems``; ``source_columns`` (the input's)
+    name a ``Message`` column in the fix of a missing body."""
+    hint = body_hint(source_columns)
     kinds = prepared["type"]
     for kind, checks, needed in _BY_TYPE:
         mask = (kinds == kind).to_numpy() if kind else ~kinds.isin(KNOWN_TYPES).to_numpy()
@@ -501,6 +505,10 @@ def check_models(
             c for c in subset.columns if c in ("to", "type", *needed) or subset[c].notna().any()
         ]
         for name, column, failed in failures(subset[kept], checks):
+            if name == "body_required" and hint:
+                message = f"{_RULES[name].message}{hint}"
+                problems.add(failed, column, name, "KWA002", message, prepared[column].iloc[failed])
+                continue
             _record(name, column, failed, prepared, problems, phones, from_reason, written_to)
 
 
@@ -519,6 +527,13 @@ def _record(
         values = written_to.iloc[failed]
         reasons = phones["reason"].iloc[failed]
         mangled = phones["mangled"].to_numpy()[failed]
+        several = phones["several"].to_numpy()[failed]
+        if several.any():  # a cell of several numbers (KWA032): never split, never guessed
+            message = reasons[several] + ": " + SEVERAL_FIX
+            problems.add(failed[several], column, "phone_several", "KWA032", message,
+                         values[several])  # fmt: skip
+            failed, reasons, values = failed[~several], reasons[~several], values[~several]
+            mangled = mangled[~several]
         if not mangled.any():
             problems.add(failed, column, name, "E13009", reasons, values)
         else:

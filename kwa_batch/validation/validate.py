@@ -133,7 +133,7 @@ def validate(
     written_to = built.columns["to"]
     phones, from_reason = _normalise_numbers(built.columns, region, sender)
     prepared = pd.DataFrame(built.columns)
-    check_models(prepared, problems, phones, from_reason, written_to)
+    check_models(prepared, problems, phones, from_reason, written_to, df.columns)
     _ragged_rows(df, problems)
     # A message built from an empty value reports the empty value, not what it made.
     for column, empty in built.built_from.items():

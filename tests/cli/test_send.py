@@ -387,7 +387,7 @@ def test_validate_builds_template_messages_from_columns(runner: CliRunner, write
     )
     assert result.exit_code == 1, result.output
     assert "3 row(s), 2 valid, 1 invalid" in result.output
-    assert re.search(r"line 4\s+name\s+KWA009\s+'name' is empty", result.output)
+    assert re.search(r"line 4\s+Name\s+KWA009\s+'Name' is empty", result.output)
 
 
 def test_validate_builds_text_bodies(runner: CliRunner, write_csv) -> None:

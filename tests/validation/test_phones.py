@@ -265,3 +265,58 @@ def test_agreement_on_national_readings() -> None:
         column = normalize_phones(pd.Series(values, dtype="str"), region)
         for value, e164 in zip(values, column["e164"], strict=True):
             assert (None if pd.isna(e164) else e164) == normalize_phone(value, region).e164
+
+
+# --- A cell with several numbers (issue #14) --------------------------------------------
+
+_SEVERAL = "holds several numbers in one cell"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+91 98765 43210 ::: +91 91234 56789",  # Google Contacts' separator
+        "+91 98765 43210 / +91 91234 56789",
+        "98765 43210 / 91234 56789",  # no '+': squeezed, 20 digits
+        "+919876543210; +447911123456",
+        "+919876543210,+447911123456",
+        "020 7946 0958, 020 7946 0959",
+        "+447911123456\n+447911123457",
+        " +91 98765 43210 | +91 91234 56789\n",
+    ],
+)
+@pytest.mark.parametrize("region", [None, "IN"])
+def test_a_cell_of_several_numbers_is_refused_saying_so(value: str, region: str | None) -> None:
+    one = normalize_phone(value, region)
+    column = normalize_phones(pd.Series([value, "+919876543210"], dtype="str"), region)
+    assert one.e164 is None
+    assert one.several
+    assert one.reason == _SEVERAL
+    assert column["reason"].iloc[0] == one.reason
+    assert column["several"].tolist() == [True, False]
+    assert column["e164"].iloc[1] == "+919876543210"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0171/1234567", "98765/43210", "+91 98765 43210 / 11", "1, 2", "+91 (0) 98765-43210"],
+)
+def test_one_number_with_a_slash_or_a_short_tail_is_not_several(value: str) -> None:
+    for region in (None, "IN", "DE"):
+        assert not normalize_phone(value, region).several
+        assert not normalize_phones(pd.Series([value], dtype="str"), region)["several"].iloc[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(written_numbers(), min_size=2, max_size=3),
+    st.sampled_from([" ::: ", "/", " / ", ";", ", ", "\n", " | "]),
+    st.sampled_from([None, "IN", "GB"]),
+)
+def test_several_numbers_agree_on_both_paths(parts: list[str], sep: str, region) -> None:
+    value = sep.join(parts)
+    one = normalize_phone(value, region)
+    column = normalize_phones(pd.Series([value], dtype="str"), region)
+    assert bool(column["several"].iloc[0]) is one.several, value
+    reason = column["reason"].iloc[0]
+    assert (None if pd.isna(reason) else reason) == (one.reason or None), value
