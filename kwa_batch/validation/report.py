@@ -32,6 +32,7 @@ _CHECK_ORDER = {
         [
             "row_shape",
             "phone_mangled",
+            "phone_several",
             "phone_valid",
             "sender_valid",
             "type_known",
