@@ -71,6 +71,7 @@ from ..validation import ValidationReport, validate
 from .client import KaleyraClient, SendResult
 from .journal import Journal, JournalRecord
 from .planner import Request, plan_requests
+from .schedule import EXPIRED, Pacing, apply_pacing
 from .stopping import StopButton
 
 __all__ = ["RateLimiter", "send"]
@@ -359,6 +360,13 @@ def send(
     resend_unknown: bool = False,
     backoff: float = 0.5,
     max_backoff: float = 30.0,
+    # Pacing (issue #13, see schedule.py): what holds rows back, and the planning clock.
+    quiet_hours: str | None = None,
+    not_before: datetime | None = None,
+    expires: datetime | str | None = None,
+    daily_limit: int | None = None,
+    history: str | Path | None = None,
+    now: datetime | None = None,
     **validation: Any,
 ) -> pd.DataFrame:
     """Send every valid row and return one result per input row.
@@ -384,6 +392,11 @@ def send(
         resend_unknown: with a journal, send again the rows whose outcome is unknown
             (in flight when a run died, or ambiguous): this may send a message twice.
         backoff, max_backoff: seconds of the first retry delay, and the cap.
+        quiet_hours, not_before, expires, daily_limit, history, now: pacing (see
+            :mod:`kwa_batch.sending.schedule`): e.g. ``quiet_hours="21:00-09:00"`` in each
+            recipient's time, ``expires="6h"``, ``daily_limit=250`` unique recipients in 24 h
+            with the journals of ``history`` (a folder); held rows are ``not_sent`` with a
+            code saying until when; ``now`` plans as if it were that time.
         **validation: for a DataFrame, more arguments of :func:`kwa_batch.validate`
             (``params_from``, ``body_template``, ``template_name``, ``lang_code``,
             ``callback_url``, ``windows``).
@@ -404,6 +417,10 @@ def send(
         ...     results = send(report, emu.client(sender="+911234567890"), journal="run.db")
     """
     report = _validated(data, client, sender, default_region, validation)
+    pacing = Pacing.make(
+        now=now, quiet_hours=quiet_hours, not_before=not_before, expires=expires,
+        daily_limit=daily_limit, history=history,
+    )  # fmt: skip
     if concurrency < 1:
         raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
     if max_attempts < 1:
@@ -433,6 +450,7 @@ def send(
             messages, keys, resume = _resume(opened, messages, results, resend_unknown)
         else:
             keys = pd.Series("", index=messages.index, dtype="str")
+        messages, keys, held = apply_pacing(pacing, messages, keys, results, opened)
         requests = plan_requests(messages, max_recipients=max_recipients_per_request, keys=keys)
         run = _Run(
             client,
@@ -445,6 +463,7 @@ def send(
         )
         loop = _Loop(run, requests, len(messages), results, concurrency, progress)
         said = headline(len(messages), resume)
+        said += f"; {held.describe()}" if held.counts else ""
         stopped_by = loop.run(said)
     finally:
         if opened is not None:
@@ -459,6 +478,7 @@ def send(
         "resume": resume,
         "headline": said,
         "journal_error": str(run.journal_error) if run.journal_error else None,
+        "held": dict(held.counts),
     }
     counts = frame["status"].value_counts()
     log.info("send finished: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -522,6 +542,7 @@ _RESUME_COUNTS = (
     "resending unknown",
     "sending again (failed or not sent before)",
     "new",
+    "expired, never sent",
 )
 
 
@@ -561,6 +582,10 @@ def _resume(
                         status="unknown", error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1]
                     )
                 kept_rows.append(row)
+        elif record.state == "not_sent" and record.error_code == EXPIRED:  # terminal
+            counts["expired, never sent"] += 1
+            kept_labels.append(label)
+            kept_rows.append(_from_record(record))
         else:
             counts["sending again (failed or not sent before)"] += 1
             send_labels.append(label)
@@ -600,7 +625,11 @@ def headline(to_send: int, resume: dict[str, int]) -> str:
     >>> headline(0, {"already sent": 3000})
     'Nothing to send (3,000 already sent, by the journal)'
     """
-    settled = {k: v for k, v in resume.items() if k in ("already sent", "unknown, not resent")}
+    settled = {
+        k: v
+        for k, v in resume.items()
+        if k in ("already sent", "unknown, not resent", "expired, never sent")
+    }
     known = ", ".join(f"{v:,} {k}" for k, v in settled.items())
     what = f"Sending {to_send:,} message(s)" if to_send else "Nothing to send"
     return f"{what} ({known}, by the journal)" if known else what
