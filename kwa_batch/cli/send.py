@@ -26,6 +26,7 @@ from .options import (
     sender_option,
     summary_json_option,
 )
+from .pacing import needs_journal, pacing_options
 from .render import print_plan, print_problems, print_summary, write_summary_json
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class _Options:
     log_level: str | None
     encoding: str | None
     messages: dict[str, Any]
+    pacing: dict[str, Any]  # issue #13: cli/pacing.py
 
 
 @click.command("send", short_help="Validate a file, send every valid row, write the results.")
@@ -132,6 +134,7 @@ class _Options:
 )
 @encoding_option
 @message_options
+@pacing_options
 def send_command(**options: Any) -> None:
     """Validate FILE, send every valid row, and write one result per row.
 
@@ -144,6 +147,8 @@ def send_command(**options: Any) -> None:
         logging.getLogger().setLevel(o.log_level.upper())
     if o.resend_unknown and not o.journal:
         fail("--resend-unknown needs --journal (it resends what the journal knows as unknown)")
+    if why := needs_journal(o.pacing, o.journal, o.dry_run):  # issue #13
+        fail(why)
     target = o.out or _default_target(o.file)
     sender, source = resolve_sender(o.sender, o.region, emulator=o.emulator)
     echo: Callable[[str], None] = (lambda text: None) if o.quiet else click.echo
@@ -157,6 +162,7 @@ def send_command(**options: Any) -> None:
         if not o.quiet:
             print_problems(report, by_code=False)
         if o.dry_run:
+            _estimate(report, o, echo)  # issue #13: cost, duration, rows held back
             _dry_run(report, client, o.max_recipients_per_request)
         echo("")
         results = _send(report, client, o)
@@ -238,7 +244,19 @@ def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.Da
         progress=not o.quiet and sys.stderr.isatty(),
         max_recipients_per_request=o.max_recipients_per_request,
         resend_unknown=o.resend_unknown,
+        **{k: v for k, v in o.pacing.items() if k != "rate_card"},  # issue #13
     )
+
+
+def _estimate(report: ValidationReport, o: _Options, echo: Callable[[str], None]) -> None:
+    from ..pricing import describe, estimate
+
+    pacing = {k: v for k, v in o.pacing.items() if k != "rate_card"}
+    found = estimate(report, rates=o.pacing["rate_card"], rate_limit=o.rate, **pacing)
+    for line in describe(found.attrs["summary"]):
+        echo(f"Estimate: {line}")
+    if o.pacing["rate_card"] and not found.empty:
+        echo(found.to_string(index=False))
 
 
 def _export_or_fallback(results: pd.DataFrame, target: Path, df: pd.DataFrame) -> Path:
