@@ -235,7 +235,9 @@ def _dry_run(report: ValidationReport, client: KaleyraClient, max_recipients: in
 def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.DataFrame:
     from ..sending.run import send
 
-    return send(
+    pacing = {k: v for k, v in o.pacing.items() if k != "rate_card"}  # issue #13
+    estimated = _estimate(report, o, None) if o.pacing["rate_card"] else None
+    results = send(
         report,
         client,
         concurrency=o.concurrency,
@@ -244,19 +246,28 @@ def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.Da
         progress=not o.quiet and sys.stderr.isatty(),
         max_recipients_per_request=o.max_recipients_per_request,
         resend_unknown=o.resend_unknown,
-        **{k: v for k, v in o.pacing.items() if k != "rate_card"},  # issue #13
+        **pacing,
     )
+    if estimated is not None:  # issue #13: on the Summary sheet too (made before sending)
+        results.attrs["estimate"] = estimated
+    return results
 
 
-def _estimate(report: ValidationReport, o: _Options, echo: Callable[[str], None]) -> None:
+def _estimate(
+    report: ValidationReport, o: _Options, echo: Callable[[str], None] | None
+) -> dict[str, Any]:
+    """kwa_batch.estimate()'s summary for this command (printed when ``echo`` is given)."""
     from ..pricing import describe, estimate
 
     pacing = {k: v for k, v in o.pacing.items() if k != "rate_card"}
     found = estimate(report, rates=o.pacing["rate_card"], rate_limit=o.rate, **pacing)
-    for line in describe(found.attrs["summary"]):
-        echo(f"Estimate: {line}")
-    if o.pacing["rate_card"] and not found.empty:
-        echo(found.to_string(index=False))
+    summary: dict[str, Any] = found.attrs["summary"]
+    if echo is not None:
+        for line in describe(summary):
+            echo(f"Estimate: {line}")
+        if o.pacing["rate_card"] and not found.empty:
+            echo(found.to_string(index=False))
+    return summary
 
 
 def _export_or_fallback(results: pd.DataFrame, target: Path, df: pd.DataFrame) -> Path:

@@ -113,3 +113,27 @@ def test_dry_run_prints_the_estimate(runner: CliRunner, write_csv) -> None:
     )
     assert "Estimate: cost: 0.0122 USD" in result.output
     assert "Estimate: held back now (KWA027): 1" in result.output
+
+
+def test_the_estimate_and_the_held_rows_are_on_the_summary_sheet(
+    runner: CliRunner, write_csv, tmp_path: Path
+) -> None:
+    from openpyxl import load_workbook
+
+    out = tmp_path / "r.xlsx"
+    args = [
+        "send", str(write_csv(CAMPAIGN)), "--emulator", "--from", "+911234567890",
+        "--out", str(out), "--journal", str(tmp_path / "j.db"), "--quiet-hours", "21:00-09:00",
+        "--now", "2027-06-01T12:00Z", "--rate-card", str(SAMPLE / "rate_card.csv"),
+        "--templates", str(SAMPLE / "templates.csv"),
+    ]  # fmt: skip
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 3, result.output
+    book = load_workbook(out, read_only=True)
+    rows = [tuple(r[:2]) for r in book["Summary"].iter_rows(values_only=True) if r]
+    book.close()
+    assert ("estimate", "value") in rows
+    assert ("cost", 0.0122) in rows
+    assert ("held_back", "KWA027: 1") in rows  # what the estimate expected
+    assert ("held", "KWA027: 1") in rows  # what the run held back
+    assert ("not_sent", "KWA027") in rows
