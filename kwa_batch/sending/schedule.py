@@ -130,6 +130,21 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[found.group(2).lower()]: float(found.group(1))})
 
 
+def _moment_or_duration(text: str) -> datetime | timedelta:
+    """``"6h"`` → 6 hours; ``"2026-12-01T18:00+05:30"`` → that time."""
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"expires={text!r}: give a duration from now (30m, 6h or 2d), a time with its "
+            "offset (2026-12-01T18:00+05:30) or a timezone-aware datetime"
+        ) from None
+
+
 def _aware(value: datetime, name: str) -> datetime:
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ConfigurationError(
@@ -165,7 +180,7 @@ class Pacing:
         (a timedelta or text like ``"6h"``)."""
         clock = _aware(now, "now") if now is not None else datetime.now(UTC)
         if isinstance(expires, str):
-            expires = parse_duration(expires)
+            expires = _moment_or_duration(expires)
         if isinstance(expires, timedelta):
             expires = clock + expires
         if daily_limit is not None and (isinstance(daily_limit, bool) or daily_limit < 1):
@@ -381,6 +396,12 @@ def apply_pacing(
     go, held = hold_back(messages, pacing, sent_before)
     if not held.fields:
         return messages, keys, held
+    if journal is None:
+        log.warning(
+            "pacing held %d row(s) back without a journal: running again would send the "
+            "others twice; pass journal= so that a later run sends only these",
+            len(held.fields),
+        )
     labels = list(held.fields)
     results.fill(labels, [held.fields[label] for label in labels])
     if journal is not None:

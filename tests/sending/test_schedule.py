@@ -231,6 +231,7 @@ def test_history_skips_files_that_are_not_journals(
         ({"now": datetime(2027, 6, 1, 12)}, "timezone-aware"),
         ({"not_before": datetime(2027, 6, 1, 12)}, "timezone-aware"),
         ({"expires": "soon"}, "30m, 6h or 2d"),
+        ({"expires": "2027-06-01T18:00"}, "timezone-aware"),
         ({"daily_limit": 0}, "positive"),
         ({"history": "/nonexistent/folder"}, "not a folder"),
     ],
@@ -248,3 +249,38 @@ def test_parsers() -> None:
     assert str(QuietHours.parse(" 21:00 - 09:00 ")) == "21:00-09:00"
     assert parse_duration("6h") == timedelta(hours=6)
     assert parse_duration("1.5d") == timedelta(hours=36)
+
+
+def test_a_history_journal_left_by_a_killed_run_is_still_counted(
+    fresh_emulator: Emulator, tmp_path: Path
+) -> None:
+    """Killed mid-run: its last sends are only in the -wal file, which a read-only reader
+    must still see (else the limit is exceeded)."""
+    import subprocess
+    import sys
+
+    at = (NOON - timedelta(hours=2)).isoformat()
+    code = (
+        "import os, datetime\n"
+        "from kwa_batch.sending.journal import Journal\n"
+        f"j = Journal({str(tmp_path / 'killed.db')!r}, checkpoint_every=None).open()\n"
+        f"j.record([('k', {UK[0]!r}, {{'status': 'sent', 'sent_at': "
+        f"datetime.datetime.fromisoformat({at!r})}})])\n"
+        "os._exit(9)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=False, timeout=60)
+    assert (tmp_path / "killed.db-wal").exists()
+    report = validate(campaign(UK[1:]), sender=SENDER)
+    results = send(
+        report, fresh_emulator.client(), daily_limit=1, history=tmp_path, now=NOON, progress=False
+    )
+    assert results.loc[0, "error_code"] == "KWA030"
+    assert "room from 2027-06-02 10:00 UTC" in results.loc[0, "error_message"]
+
+
+def test_expires_as_a_time_in_text(fresh_emulator: Emulator) -> None:
+    report = validate(campaign(INDIA[:1]), sender=SENDER)
+    results = send(
+        report, fresh_emulator.client(), expires="2027-06-01T11:00Z", now=NOON, progress=False
+    )
+    assert results.loc[0, "error_code"] == "KWA029"
