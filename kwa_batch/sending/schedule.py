@@ -271,21 +271,27 @@ def hold_back(
         return messages.index[:0], held
     go = pd.Series(True, index=messages.index)
     if pacing.quiet_hours is not None:
-        for number, group in messages.groupby("to", sort=False).groups.items():
-            code, message = _quiet(str(number), pacing.quiet_hours, now, pacing.expires)
+        # Judged once per set of zones (a campaign has few), then mapped onto the rows.
+        numbers = messages["to"].astype("str")
+        zones = {number: _zones(number) for number in numbers.unique()}
+        verdicts = {
+            found: _quiet(found, pacing.quiet_hours, now, pacing.expires)
+            for found in set(zones.values())
+        }
+        verdict = numbers.map({n: verdicts[z] for n, z in zones.items()})
+        for (code, message), rows in verdict.groupby(verdict, sort=False).groups.items():
             if code is not None:
-                held.add(list(group), code, message)
-                go.loc[group] = False
+                held.add(list(rows), code, message)
+                go.loc[rows] = False
     if pacing.daily_limit is not None:
         _limit(messages[go.to_numpy()], pacing, sent_before, held, go)
     return messages.index[go.to_numpy()], held
 
 
 def _quiet(
-    number: str, quiet: QuietHours, now: datetime, expires: datetime | None
+    zones: tuple[ZoneInfo, ...], quiet: QuietHours, now: datetime, expires: datetime | None
 ) -> tuple[str | None, str]:
-    """(code, message) to hold this number now, or (None, "") when it may go."""
-    zones = _zones(number)
+    """(code, message) to hold a number in these zones now, or (None, "") when it may go."""
     if not zones:
         return NO_ZONE, (
             f"quiet hours {quiet}: the time zone of this number is unknown, and it is not "
@@ -363,18 +369,21 @@ def _limit(
     # window: those of the history first, then those this run sends (24 h after now).
     leaving = sorted([*leaving, *([now] * len(admitted))])
     free = max(0, len(leaving) - pacing.daily_limit)
-    for number, group in business.groupby("to", sort=False).groups.items():
-        if str(number) not in over:
-            continue
-        k = free + over[str(number)]
-        at = leaving[k] + _DAY if k < len(leaving) else now + _DAY
-        held.add(
-            list(group),
-            LIMIT,
+    numbers = business["to"].astype("str")
+    waiting = numbers[numbers.isin(over.keys())]
+    order = waiting.map(over).to_numpy() + free
+    times = [leaving[k] + _DAY if k < len(leaving) else now + _DAY for k in order]
+    texts = pd.Series(
+        [
             f"daily messaging limit of {pacing.daily_limit:,} unique recipients in 24 h "
-            f"reached: room from {_when(at)}",
-        )
-        go.loc[group] = False
+            f"reached: room from {_when(at)}"
+            for at in times
+        ],
+        index=waiting.index,
+    )
+    for text, rows in texts.groupby(texts, sort=False).groups.items():
+        held.add(list(rows), LIMIT, str(text))
+    go.loc[waiting.index] = False
 
 
 def apply_pacing(
