@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import JournalLockedError
@@ -49,9 +49,14 @@ def recent_recipients(
     for path, db in sources:
         rows = _read(path) if db is None else _rows(db)
         for recipient, text in rows:
-            if not text:
+            try:
+                moment = datetime.fromisoformat(text or "")
+            except (TypeError, ValueError):
+                if text:  # a damaged time: that row cannot be placed in the window
+                    log.warning("history %s: a sent_at that is not a time: %r", path, text)
                 continue
-            moment = datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
             if moment > since and (recipient not in latest or latest[recipient] < moment):
                 latest[recipient] = moment
     return latest

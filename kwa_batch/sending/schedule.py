@@ -183,7 +183,9 @@ class Pacing:
             expires = _moment_or_duration(expires)
         if isinstance(expires, timedelta):
             expires = clock + expires
-        if daily_limit is not None and (isinstance(daily_limit, bool) or daily_limit < 1):
+        if daily_limit is not None and (
+            isinstance(daily_limit, bool) or not isinstance(daily_limit, int) or daily_limit < 1
+        ):
             raise ConfigurationError(
                 f"daily_limit must be a positive number of recipients, not {daily_limit!r}"
             )

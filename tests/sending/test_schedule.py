@@ -233,6 +233,7 @@ def test_history_skips_files_that_are_not_journals(
         ({"expires": "soon"}, "30m, 6h or 2d"),
         ({"expires": "2027-06-01T18:00"}, "timezone-aware"),
         ({"daily_limit": 0}, "positive"),
+        ({"daily_limit": "250"}, "positive"),
         ({"history": "/nonexistent/folder"}, "not a folder"),
     ],
 )
