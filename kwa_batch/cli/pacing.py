@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import click
 
-from .options import Command, _apply
+from .options import Command
 
 __all__ = ["needs_journal", "pacing_options", "parse_moment"]
 
@@ -50,6 +51,12 @@ def _expiry(ctx: click.Context, param: click.Parameter, value: str | None) -> An
             "(2026-12-01T18:00+05:30)",
             param_hint="--expire-after",
         ) from None
+
+
+def _apply(command: Command, options: list[Callable[[Command], Command]]) -> Command:
+    for option in reversed(options):  # the first listed shows first in --help
+        command = option(command)
+    return command
 
 
 def needs_journal(pacing: dict[str, Any], journal: str | None, dry_run: bool) -> str | None:
