@@ -295,7 +295,10 @@ def _exit_code(results: pd.DataFrame) -> int:
     stopped_by = (results.attrs.get("run") or {}).get("stopped_by")
     if stopped_by:
         return exit_status(getattr(signal, stopped_by, signal.SIGINT))
-    return exit_code(results)
+    from ..sending.schedule import EXPIRED  # issue #13: expired rows never go: not exit 3
+
+    expired = (results["status"] == "not_sent") & (results["error_code"] == EXPIRED)
+    return exit_code(results.assign(status=results["status"].mask(expired, "failed")))
 
 
 def _finish(results: pd.DataFrame, target: Path, o: _Options) -> None:

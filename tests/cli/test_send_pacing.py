@@ -137,3 +137,16 @@ def test_the_estimate_and_the_held_rows_are_on_the_summary_sheet(
     assert ("held_back", "KWA027: 1") in rows  # what the estimate expected
     assert ("held", "KWA027: 1") in rows  # what the run held back
     assert ("not_sent", "KWA027") in rows
+
+
+def test_expired_rows_do_not_keep_the_exit_code_at_3(
+    runner: CliRunner, write_csv, tmp_path: Path
+) -> None:
+    file = write_csv(CAMPAIGN)
+    expiry = ["--expire-after", "2027-06-01T03:30Z"]
+    code, output = _send(runner, file, tmp_path, "--now", "2027-06-01T03:00Z", *expiry)
+    assert code == 3, output  # 08:30 in India, 23:00 in New York, 00:00 in Sao Paulo: held
+    code, output = _send(runner, file, tmp_path, "--now", "2027-06-01T04:00Z", *expiry)
+    assert code == 1, output  # all expired: nothing is left to send later
+    results = pd.read_csv(tmp_path / "r.csv", dtype="str")
+    assert set(results["error_code"]) == {"KWA029"}
