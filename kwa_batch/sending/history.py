@@ -1,8 +1,9 @@
 """The recipients earlier runs sent to, read from their journals, for the daily limit.
 
 ``history=`` names a folder of journals (``*.db`` files). Each is opened read-only, never
-written. The run's own journal may be among them: it is read through the run's connection
-(the run holds its lock). A journal in use by another running send is locked: its sends
+written. The run's own journal always counts (a campaign resumed within 24 hours shares the
+limit with its earlier runs); in the folder or not, it is read once, through the run's
+connection (the run holds its lock). A journal in use by another running send is locked: its sends
 cannot be counted, and counting without them could go over the limit, so the run refuses
 to start (:class:`~kwa_batch.errors.JournalLockedError`), saying which file.
 

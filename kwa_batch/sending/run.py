@@ -436,6 +436,7 @@ def send(
         "resend_unknown": resend_unknown,
         "journal": str(journal) if journal is not None else None,
         "source": report.data.attrs.get("source"),
+        **pacing.settings(),  # issue #13: what a later run of the campaign reads back
     }
     started = datetime.now(UTC)
     results = ResultsBuilder(report.data.index)

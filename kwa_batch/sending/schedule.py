@@ -24,13 +24,16 @@ at the real time they happen.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import logging
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
@@ -164,6 +167,9 @@ class Pacing:
     expires: datetime | None = None
     daily_limit: int | None = None
     history: Path | None = None
+    #: ``expires`` was given as a duration: a later run of the campaign (same journal)
+    #: keeps the first run's expiry instead of counting the duration from its own start.
+    expires_relative: bool = False
 
     @classmethod
     def make(
@@ -181,6 +187,7 @@ class Pacing:
         clock = _aware(now, "now") if now is not None else datetime.now(UTC)
         if isinstance(expires, str):
             expires = _moment_or_duration(expires)
+        relative = isinstance(expires, timedelta)
         if isinstance(expires, timedelta):
             expires = clock + expires
         if daily_limit is not None and (
@@ -202,7 +209,37 @@ class Pacing:
             expires=_aware(expires, "expires") if expires is not None else None,
             daily_limit=daily_limit,
             history=folder,
+            expires_relative=relative,
         )
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as the journal records them per run (times in ISO 8601)."""
+        found: dict[str, Any] = {}
+        if self.active:
+            found["now"] = self.now.isoformat(timespec="seconds")
+        for name in ("quiet_hours", "not_before", "expires", "daily_limit", "history"):
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                found[name] = value.isoformat()
+            elif value is not None:
+                found[name] = value if isinstance(value, int) else str(value)
+        return found
+
+    def anchored(self, journal: Journal | None) -> Pacing:
+        """With an expiry given as a duration, the earliest expiry the journal's runs
+        recorded: ``--expire-after 6h`` run from cron counts from the campaign's first run."""
+        if not self.expires_relative or journal is None or self.expires is None:
+            return self
+        earliest = self.expires
+        for (text,) in journal.db.execute("SELECT settings FROM runs"):
+            try:
+                recorded = json.loads(text).get("expires")
+                moment = datetime.fromisoformat(recorded) if recorded else None
+            except (TypeError, ValueError, AttributeError):
+                continue  # a run without pacing, or settings that do not parse
+            if moment is not None and moment.tzinfo is not None and moment < earliest:
+                earliest = moment
+        return dataclasses.replace(self, expires=earliest)
 
     @property
     def active(self) -> bool:
@@ -401,6 +438,7 @@ def apply_pacing(
     held = Held()
     if pacing is None or not pacing.active or messages.empty:
         return messages, keys, held
+    pacing = pacing.anchored(journal)
     sent_before: dict[str, datetime] = {}
     if pacing.daily_limit is not None:
         sent_before = recent_recipients(pacing.history, pacing.now - _DAY, journal)

@@ -285,3 +285,20 @@ def test_expires_as_a_time_in_text(fresh_emulator: Emulator) -> None:
         report, fresh_emulator.client(), expires="2027-06-01T11:00Z", now=NOON, progress=False
     )
     assert results.loc[0, "error_code"] == "KWA029"
+
+
+def test_an_expiry_given_as_a_duration_counts_from_the_campaigns_first_run(
+    fresh_emulator: Emulator, tmp_path: Path
+) -> None:
+    """cron runs `--expire-after 6h` every 15 minutes: the 6 h start with the first run."""
+    report = validate(campaign(INDIA), sender=SENDER)
+    start = datetime(2027, 6, 1, 3, 0, tzinfo=UTC)  # 08:30 in India: quiet until 09:00
+    common = {"quiet_hours": "21:00-09:00", "journal": tmp_path / "run.db", "progress": False}
+    first = send(report, fresh_emulator.client(), now=start, expires="20m", **common)
+    assert set(first["error_code"]) == {"KWA027"}
+    assert first.attrs["run"]["expires"] == "2027-06-01T03:20:00+00:00"
+    later = send(
+        report, fresh_emulator.client(), now=start + timedelta(minutes=40), expires="20m", **common
+    )
+    assert set(later["error_code"]) == {"KWA029"}  # not 04:00: the first run's 03:20
+    assert fresh_emulator.messages.empty
