@@ -82,7 +82,9 @@ def with_send(
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "journal.db" if journal else None
         cpu, start = time.process_time(), time.perf_counter()
-        results = kb.send(data, client, concurrency=concurrency, journal=path, progress=False)
+        results = kb.send(
+            data, client, concurrency=concurrency, rate_limit=None, journal=path, progress=False
+        )
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     client.close()
     bad = results["status"] != "sent"

@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError, KwaBatchError, describe_code
+from .recipients import check_regular_file
 from .results import RESULT_DTYPES, coerce_results, delivery_counts, error_counts, summarize
 from .tables import Sheet, atomic_write, plain, write_csv, write_xlsx
 
@@ -233,8 +234,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
         InputError: the file is missing or is not a results file.
     """
     source = Path(path)
-    if not source.exists():
-        raise InputError(f"{source}: no such file")
+    check_regular_file(source)  # no FIFO, device or folder: one line, at once
     suffix = source.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq

@@ -16,10 +16,18 @@ What the loader found is kept in ``df.attrs``:
 
 A file that is not UTF-8 is read in the legacy encoding charset-normalizer detects
 (cp1252, latin-1…), and a warning says so: check the accents, or save it as "CSV UTF-8".
+A file with UTF-8 lines and lines in another encoding is refused, naming the lines that are
+not UTF-8 (read whole in a code page, its UTF-8 names would come out garbled).
 
-Large CSV files are parsed by pyarrow (multi-threaded); a file whose quoting pyarrow might
-read differently from Python's ``csv`` module, or that has ragged rows, is read by the
-``csv`` module instead. Both give the same frame.
+Only regular files are read (a FIFO or a device is refused before it is opened), up to
+:data:`MAX_FILE_BYTES`; workbooks are read by :mod:`kwa_batch.sheets`, within its limits.
+
+CSV files are parsed by pyarrow; a file whose quoting pyarrow might read differently from
+Python's ``csv`` module, or that has ragged rows, is read by the ``csv`` module instead. Both
+give the same frame. pyarrow reads on the calling thread (``use_threads=False``): its threaded
+reader releases our Python buffer from a worker thread, which aborts the process
+(``terminate called without an active exception``, exit 134) when that happens while the
+interpreter exits (apache/arrow#34314); on a 1M-row file the serial read is as fast here.
 """
 
 from __future__ import annotations
@@ -28,10 +36,12 @@ import codecs
 import csv
 import io
 import logging
+import os
 import re
+import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -40,11 +50,14 @@ import pyarrow.csv as pa_csv
 
 from .errors import InputError
 from .fields import API_COLUMNS
+from .sheets import MAX_CELLS, read_sheet
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "TO_ALIASES",
     "LineNumbers",
     "RowProblems",
+    "check_regular_file",
     "line_numbers",
     "load_recipients",
 ]
@@ -83,6 +96,8 @@ TO_ALIASES = frozenset(
         "tel",
     }
 )
+#: The largest recipient file read; a larger one is refused before a byte is read.
+MAX_FILE_BYTES = 2 * 2**30
 _API_SPELLINGS = {"ref_1": "ref1", "ref_2": "ref2", "callbackurl": "callback_url"}
 _SNIFF_BYTES = 64 * 1024
 _DELIMITERS = (",", ";", "\t", "|")
@@ -197,32 +212,26 @@ def load_recipients(
         2
     """
     file = Path(path)
-    if not file.exists():
-        raise InputError(f"{file}: no such file")
-    if file.is_dir():
-        raise InputError(f"{file}: is a folder, not a recipient file")
     suffix = file.suffix.lower()
-    attrs: dict[str, Any] = {"source": str(file)}
-    if suffix in (".xlsx", ".xlsm"):
-        header, columns, lines, malformed, sheet = _read_xlsx(file, sheet_name)
-        attrs["sheet"] = sheet
-    elif suffix == ".xls":
+    if suffix == ".xls":
         raise InputError(f"{file}: old .xls workbooks are not supported: save it as .xlsx or .csv")
-    else:
-        try:
-            raw = file.read_bytes()
-        except OSError as exc:
-            raise InputError(f"{file}: cannot be read: {exc.strerror or exc}") from None
-        if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
-            raise InputError(f"delimiter {delimiter!r}: use one character such as , ; or a tab")
-        source_encoding, data = _decode(file, raw, encoding)
+    if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise InputError(f"delimiter {delimiter!r}: use one character such as , ; or a tab")
+    attrs: dict[str, Any] = {"source": str(file)}
+    with _open_regular(file) as handle:
+        if suffix in (".xlsx", ".xlsm"):
+            header, columns, lines, malformed, attrs["sheet"] = _read_xlsx(file, handle, sheet_name)
+            raw = None
+        else:
+            raw = _read_all(file, handle)
+    if raw is not None:
+        attrs["encoding"], data = _decode(file, raw, encoding)
         del raw  # ``data`` is the same bytes when the file is UTF-8
         found = delimiter or _sniff_delimiter(data[:_SNIFF_BYTES].decode("utf-8", "ignore"))
         parsed = _read_csv_fast(file, data, found)
         if parsed is None:
             parsed = _read_csv(file, data.decode("utf-8"), found)
         header, columns, lines, malformed = parsed
-        attrs["encoding"] = source_encoding
         attrs["delimiter"] = found
     names = _canonical_columns(file, header, columns)
     frame = pd.DataFrame(
@@ -235,6 +244,97 @@ def load_recipients(
     frame.attrs["line_numbers"] = LineNumbers(np.asarray(lines, dtype=np.int64))
     frame.attrs["malformed"] = RowProblems(malformed)
     return frame
+
+
+# ---------------------------------------------------------------------------------------
+# Only regular files.
+
+_SPECIAL = (
+    (stat.S_ISDIR, "is a folder, not a recipient file"),
+    (stat.S_ISFIFO, "is a named pipe (FIFO), not a file"),
+    (stat.S_ISCHR, "is a character device, not a file"),
+    (stat.S_ISBLK, "is a block device, not a file"),
+    (stat.S_ISSOCK, "is a socket, not a file"),
+)
+
+
+def _refuse_special(file: Path, mode: int) -> None:
+    """Refuse anything but a regular file (reading a FIFO or a device never ends)."""
+    if stat.S_ISREG(mode):
+        return
+    what = next((text for test, text in _SPECIAL if test(mode)), "is not a regular file")
+    link = f" (it links to {os.path.realpath(file)})" if file.is_symlink() else ""
+    fix = "" if stat.S_ISDIR(mode) else ": save the recipients as a .csv or .xlsx file first"
+    raise InputError(f"{file}: {what}{link}{fix}")
+
+
+def check_regular_file(path: str | Path) -> None:
+    """Refuse, before anything opens it, a path that is not a regular file of a sane size.
+
+    For readers that open the path themselves (pyarrow, pandas, openpyxl): a FIFO would block
+    them forever and a link to ``/dev/zero`` would fill memory.
+
+    Raises:
+        InputError: the path is missing, a folder, a FIFO, a device or a socket (or a link to
+            one), or larger than :data:`MAX_FILE_BYTES`.
+
+    Example:
+        >>> check_regular_file("sample_data/recipients.csv")  # doctest: +SKIP
+    """
+    file = Path(path)
+    try:
+        info = os.stat(file)
+    except FileNotFoundError:
+        broken = " (a broken link)" if file.is_symlink() else ""
+        raise InputError(f"{file}: no such file{broken}") from None
+    except OSError as exc:
+        raise InputError(f"{file}: cannot be read: {exc.strerror or exc}") from None
+    _refuse_special(file, info.st_mode)
+    _refuse_large(file, info.st_size)
+
+
+def _open_regular(file: Path) -> IO[bytes]:
+    """The file opened for reading, once it is known to be a regular file of a sane size.
+
+    It is checked before it is opened (opening a FIFO blocks until a writer comes), opened
+    without blocking, and checked again on the open descriptor (the path may have changed
+    in between).
+    """
+    check_regular_file(file)
+    try:
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        broken = " (a broken link)" if file.is_symlink() else ""
+        raise InputError(f"{file}: no such file{broken}") from None
+    except OSError as exc:
+        raise InputError(f"{file}: cannot be read: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        _refuse_special(file, info.st_mode)
+        _refuse_large(file, info.st_size)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _refuse_large(file: Path, size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise InputError(
+            f"{file}: is {size / 2**30:.1f} GiB, over the {MAX_FILE_BYTES / 2**30:.0f} GiB "
+            "a recipient file may be: split it into smaller files"
+        )
+
+
+def _read_all(file: Path, handle: IO[bytes]) -> bytes:
+    """The file's bytes, never more than the limit (a file may grow while it is read)."""
+    try:
+        raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{file}: cannot be read: {exc.strerror or exc}") from None
+    _refuse_large(file, len(raw))
+    return raw
 
 
 # ---------------------------------------------------------------------------------------
@@ -257,8 +357,10 @@ def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, bytes]:
     if raw.startswith(codecs.BOM_UTF8):
         data = raw[len(codecs.BOM_UTF8) :]
         if _first_bad_utf8(data) is not None:
+            lines = _shown_lines(_lines_not_utf8(data)[0])
             raise InputError(
-                f"{file}: the file says it is UTF-8 but is not: save it again as CSV UTF-8"
+                f"{file}: the file says it is UTF-8 but is not ({lines} not): save it again as "
+                "CSV UTF-8"
             )
         _refuse_empty(file, data)
         _refuse_binary(file, data[:_SNIFF_BYTES].decode("utf-8", "ignore"))
@@ -287,6 +389,7 @@ def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, bytes]:
         _refuse_empty(file, raw)
         _refuse_binary(file, head.decode("utf-8", "ignore"))
         return "utf-8", raw
+    _refuse_mixed(file, raw)
     text, guess = _decode_legacy(raw, bad)
     _refuse_binary(file, text[:_SNIFF_BYTES])
     log.warning(
@@ -296,6 +399,50 @@ def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, bytes]:
         guess,
     )
     return guess, _utf8(file, text)
+
+
+_SHOWN_LINES = 10
+
+
+def _lines_not_utf8(raw: bytes) -> tuple[list[int], bool]:
+    """The lines (1-based) that do not decode as UTF-8, and whether some other line holds
+    non-ASCII text that does (the sign of a file whose rows were saved in two encodings)."""
+    bad: list[int] = []
+    utf8_text = False
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if line.isascii():
+            continue
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(number)
+        else:
+            utf8_text = True
+    return bad, utf8_text
+
+
+def _shown_lines(lines: list[int]) -> str:
+    """``line 5 is`` or ``lines 5, 9 and 3 more are``."""
+    shown = ", ".join(str(n) for n in lines[:_SHOWN_LINES])
+    more = f" and {len(lines) - _SHOWN_LINES:,} more" if len(lines) > _SHOWN_LINES else ""
+    return f"line {shown} is" if len(lines) == 1 else f"lines {shown}{more} are"
+
+
+def _refuse_mixed(file: Path, raw: bytes) -> None:
+    """Refuse a file with UTF-8 lines and lines in another encoding.
+
+    Read whole in one code page, its UTF-8 lines come out garbled (``JosĂ©``); read as UTF-8,
+    the others would. Which code page a lone line is in cannot be told from a name or two,
+    so the file is refused with the lines that are not UTF-8, rather than guessed.
+    """
+    bad, utf8_text = _lines_not_utf8(raw)
+    if bad and utf8_text:
+        raise InputError(
+            f"{file}: mixes encodings: its accented text is UTF-8 but {_shown_lines(bad)} "
+            "not (saved in another encoding, such as Windows cp1252): fix those lines and save "
+            "the file again as CSV UTF-8, or pass encoding=/--encoding to read the whole file "
+            "in one encoding"
+        )
 
 
 def _utf8(file: Path, text: str) -> bytes:
@@ -519,7 +666,8 @@ def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
     try:
         table = pa_csv.read_csv(
             pa.py_buffer(memoryview(data)[starts[rows[0]] :]),
-            read_options=pa_csv.ReadOptions(column_names=names, encoding="utf8"),
+            # Serial: see the module docstring (a worker thread must never hold our buffer).
+            read_options=pa_csv.ReadOptions(column_names=names, encoding="utf8", use_threads=False),
             parse_options=pa_csv.ParseOptions(
                 delimiter=delimiter,
                 quote_char='"',
@@ -655,79 +803,51 @@ def _read_csv(file: Path, text: str, delimiter: str) -> _Parsed:
 # Workbooks.
 
 
-def _cell_text(value: object) -> str:
-    """An Excel cell as the text it shows: ``919876543210``, not ``919876543210.0``."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e16:
-            return str(int(value))
-        return repr(value)
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    return str(value)
-
-
 def _read_xlsx(
-    file: Path, sheet_name: str | int | None
+    file: Path, handle: IO[bytes], sheet_name: str | int | None
 ) -> tuple[list[str], list[Any], np.ndarray[Any, Any], dict[int, str], str]:
-    import zipfile
+    """The sheet's table: the first row with text is the header, the rest are rows.
 
-    from openpyxl import load_workbook
-
-    try:
-        workbook = load_workbook(file, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError, TypeError, IndexError) as exc:
-        raise InputError(f"{file}: is not a readable .xlsx workbook ({exc})") from None
-    try:
-        try:
-            if sheet_name is None:
-                sheet = workbook.worksheets[0]
-            elif isinstance(sheet_name, int):
-                sheet = workbook.worksheets[sheet_name]
-            else:
-                sheet = workbook[sheet_name]
-        except (KeyError, IndexError):
-            names = ", ".join(workbook.sheetnames)
-            raise InputError(f"{file}: has no sheet {sheet_name!r} (it has: {names})") from None
-        header: list[str] | None = None
-        rows: list[list[str]] = []
-        lines: list[int] = []
-        malformed: dict[int, str] = {}
-        try:
-            records = list(sheet.iter_rows(values_only=True))
-        except (KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
-            raise InputError(f"{file}: the sheet cannot be read ({exc})") from None
-        for number, values in enumerate(records, start=1):
-            cells = [_cell_text(v) for v in values]
-            if all(_BLANK_CELL.fullmatch(c) for c in cells):
-                continue
-            if header is None:
-                while cells and not cells[-1].strip():
-                    cells.pop()
-                header = cells
-                continue
-            extra = cells[len(header) :]
-            if any(c.strip() for c in extra):
-                malformed[len(rows)] = f"row {number} has values beyond the last header column"
-            rows.append((cells + [""] * len(header))[: len(header)])
-            lines.append(number)
-        title = str(sheet.title)
-    finally:
-        workbook.close()
+    Built from the cells present (:mod:`kwa_batch.sheets`), so what it costs follows the
+    cells in the file, not the size the sheet claims.
+    """
+    sheet = read_sheet(file, handle, sheet_name)
+    header: list[str] | None = None
+    rows: list[dict[int, str]] = []
+    lines: list[int] = []
+    malformed: dict[int, str] = {}
+    for number, cells in sheet.rows:
+        if all(_BLANK_CELL.fullmatch(text) for text in cells.values()):
+            continue
+        if header is None:
+            width = max(c for c, text in cells.items() if text.strip())
+            header = [cells.get(c, "") for c in range(1, width + 1)]
+            continue
+        if any(c > len(header) and text.strip() for c, text in cells.items()):
+            malformed[len(rows)] = f"row {number} has values beyond the last header column"
+        rows.append(cells)
+        lines.append(number)
+        if len(rows) * len(header) > MAX_CELLS:
+            raise InputError(
+                f"{file}: the sheet's table passes {MAX_CELLS:,} cells ({len(header):,} "
+                f"columns, {len(rows):,} rows by row {number}), the limit: split the file, "
+                "or save it as CSV UTF-8"
+            )
     if header is None:
         raise InputError(
             f"{file}: the sheet is empty: it needs a header row and one row per recipient"
         )
     if not rows:
         raise InputError(f"{file}: has a header but no rows: add one row per recipient")
-    columns = [
-        pd.array([row[i] if row[i] != "" else None for row in rows], dtype="str")
-        for i in range(len(header))
-    ]
-    return header, columns, np.asarray(lines, dtype=np.int64), malformed, title
+    columns = []
+    for position in range(1, len(header) + 1):
+        values: list[str | None] = [None] * len(rows)
+        for i, cells in enumerate(rows):
+            text = cells.get(position)
+            if text:
+                values[i] = text
+        columns.append(pd.array(values, dtype="str"))
+    return header, columns, np.asarray(lines, dtype=np.int64), malformed, sheet.title
 
 
 # ---------------------------------------------------------------------------------------

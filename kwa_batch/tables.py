@@ -17,6 +17,7 @@ Both the results (:func:`kwa_batch.export_results`) and the validation report
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import tempfile
@@ -146,15 +147,36 @@ def write_xlsx(target: Path, sheets: Sequence[Sheet]) -> Path:
 
     def write(path: Path) -> None:
         book = Workbook(write_only=True)
-        for sheet in sheets:
-            out = book.create_sheet(sheet.title)
-            if sheet.frame is not None:
-                _write_table(out, sheet.frame, sheet.printed)
-            else:
-                _write_rows(out, sheet)
-        book.save(path)
+        try:
+            for sheet in sheets:
+                out = book.create_sheet(sheet.title)
+                if sheet.frame is not None:
+                    _write_table(out, sheet.frame, sheet.printed)
+                else:
+                    _write_rows(out, sheet)
+            # Zipped in memory, then written in one go: a full disk then fails our write,
+            # not zipfile's, which leaves a half-closed archive behind to fail again later.
+            zipped = io.BytesIO()
+            book.save(zipped)
+        except BaseException:
+            _discard(book)
+            raise
+        path.write_bytes(zipped.getbuffer())
 
     return atomic_write(target, write)
+
+
+def _discard(book: Any) -> None:
+    """After a failed save (a full disk): close what openpyxl's streaming sheets still hold
+    open, so that nothing fails later, at garbage collection, on a closed file."""
+    for sheet in book.worksheets:
+        rows, writer = getattr(sheet, "_rows", None), getattr(sheet, "_writer", None)
+        with contextlib.suppress(Exception):
+            if rows is not None:
+                rows.close()
+        with contextlib.suppress(Exception):
+            if writer is not None:
+                writer.close()
 
 
 def _cell(sheet: Any, value: Any, *, bold: bool = False, number_format: str | None = None) -> Any:

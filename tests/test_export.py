@@ -10,7 +10,15 @@ import pytest
 from conftest import SENDER
 from openpyxl import load_workbook
 
-from kwa_batch import Emulator, KwaBatchError, export_results, load_recipients, send, validate
+from kwa_batch import (
+    Emulator,
+    InputError,
+    KwaBatchError,
+    export_results,
+    load_recipients,
+    send,
+    validate,
+)
 from kwa_batch.export import load_results
 from kwa_batch.results import ResultsBuilder
 
@@ -249,3 +257,12 @@ def test_the_summary_has_a_delivery_block_once_receipts_are_merged(tmp_path: Pat
     rows = [[c.value for c in r] for r in load_workbook(path)["Summary"].iter_rows()]
     start = next(i for i, r in enumerate(rows) if r[0] == "delivery")
     assert rows[start + 3][:2] == ["read", 1]
+
+
+def test_load_results_refuses_a_fifo_at_once(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "results.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"not a regular file|FIFO|pipe"):
+        load_results(fifo)

@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pyarrow.csv as pa_csv
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from kwa_batch import InputError, KwaBatchError, load_recipients, validate
-from kwa_batch.recipients import _read_csv, _read_csv_fast, line_numbers
+from kwa_batch.recipients import (
+    MAX_FILE_BYTES,
+    _read_csv,
+    _read_csv_fast,
+    check_regular_file,
+    line_numbers,
+)
 
 
 def test_sample_file_loads_as_strings(sample_csv: Path) -> None:
@@ -255,3 +268,155 @@ def test_fast_and_csv_module_paths_agree(document: tuple[str, str]) -> None:
     assert [list(c) for c in fast[1]] == [list(c) for c in slow[1]]
     assert list(fast[2]) == list(slow[2])
     assert fast[3] == slow[3]
+
+
+# --- Only regular files ---------------------------------------------------------------------
+
+
+def _load_within(path: Path, seconds: float = 30) -> BaseException | None:
+    """Load in a thread: the error raised, or fail if it is still blocked at the deadline."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            load_recipients(path)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        # Unblock the reader so the thread ends, then fail.
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)
+        pytest.fail(f"load_recipients({path}) was still blocked after {seconds} s")
+    return outcome[0]
+
+
+@pytest.mark.parametrize("name", ["f.csv", "f.xlsx"])
+def test_a_fifo_is_refused_at_once(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    os.mkfifo(path)
+    error = _load_within(path)
+    assert isinstance(error, InputError)
+    assert "named pipe (FIFO)" in str(error)
+    assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("/dev/zero", "character device"), ("/dev/null", "character device")],
+)
+def test_a_link_to_a_device_is_refused(tmp_path: Path, target: str, message: str) -> None:
+    link = tmp_path / "r.csv"
+    link.symlink_to(target)
+    error = _load_within(link)
+    assert isinstance(error, InputError)
+    assert message in str(error)
+    assert f"links to {target}" in str(error)
+
+
+def test_folders_and_links_to_folders_and_broken_links(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").mkdir()
+    (tmp_path / "l.csv").symlink_to(tmp_path / "d.csv")
+    (tmp_path / "b.csv").symlink_to(tmp_path / "gone.csv")
+    with pytest.raises(InputError, match="is a folder"):
+        load_recipients(tmp_path / "d.csv")
+    with pytest.raises(InputError, match=r"is a folder, not a recipient file \(it links to"):
+        load_recipients(tmp_path / "l.csv")
+    with pytest.raises(InputError, match=r"no such file \(a broken link"):
+        load_recipients(tmp_path / "b.csv")
+
+
+def test_a_file_over_the_size_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as out:
+        out.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used, nothing read
+    with pytest.raises(InputError, match="over the 2 GiB a recipient file may be"):
+        load_recipients(path)
+
+
+def test_the_cli_refuses_a_fifo_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    os.mkfifo(path)
+    done = subprocess.run(
+        [sys.executable, "-m", "kwa_batch", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a deadline against the hang this test is about
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0
+    assert "named pipe (FIFO)" in done.stderr
+
+
+# --- Mixed encodings ------------------------------------------------------------------------
+
+
+def test_utf8_rows_with_a_cp1252_row_are_refused_naming_the_line(write_csv) -> None:
+    data = (
+        "to,name\n+919876543210,José Núñez\n".encode()
+        + "+447911123456,Renée Müller\n".encode("cp1252")
+        + "+919845012345,François\n+919845012346,Zoë\n".encode()
+        + "+919845012347,Ægir\n".encode("cp1252")
+    )
+    with pytest.raises(InputError) as info:
+        load_recipients(write_csv(data))
+    message = str(info.value)
+    assert "mixes encodings" in message
+    assert "lines 3, 6 are not" in message
+    assert "CSV UTF-8" in message
+    assert "--encoding" in message
+    assert "\n" not in message
+    forced = load_recipients(write_csv(data), encoding="cp1252")  # the way out it names
+    assert forced.loc[1, "name"] == "Renée Müller"
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "cp1251", "cp1250"])
+def test_a_file_wholly_in_one_code_page_still_loads(write_csv, encoding: str) -> None:
+    names = {
+        "cp1252": ["José Núñez", "Renée Müller", "Ægir Ø"],
+        "cp1251": ["Віктор Іванів", "Київ", "Ґанна Єва"],
+        "cp1250": ["Łukasz Żółć", "Dvořák", "Győző"],
+    }[encoding]
+    text = "to,name\n" + "".join(f"+91987654321{i},{n}\n" for i, n in enumerate(names))
+    df = load_recipients(write_csv(text.encode(encoding)))
+    assert df["name"].tolist() == names
+
+
+# --- The exit path --------------------------------------------------------------------------
+
+
+def test_pyarrow_reads_csv_on_the_calling_thread(
+    write_csv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyarrow's threaded reader drops our Python buffer on a worker thread; when that
+    happens as the interpreter exits, the process aborts (exit 134, apache/arrow#34314: 2-5%
+    of `kwa-batch send` runs that stop on missing credentials). The race itself cannot be
+    forced in a test, so this holds the cause: every read is serial."""
+    seen: list[bool] = []
+    real = pa_csv.read_csv
+
+    def spy(source: Any, **options: Any) -> Any:
+        seen.append(options["read_options"].use_threads)
+        return real(source, **options)
+
+    monkeypatch.setattr(pa_csv, "read_csv", spy)
+    df = load_recipients(write_csv("to,body\n+919876543210,Hi\n+447911123456,Hello\n"))
+    assert len(df) == 2
+    assert seen == [False]
+
+
+def test_check_regular_file_is_for_readers_that_open_paths_themselves(
+    tmp_path: Path, sample_csv: Path
+) -> None:
+    check_regular_file(sample_csv)
+    os.mkfifo(tmp_path / "f.csv")
+    with pytest.raises(InputError, match="named pipe"):
+        check_regular_file(tmp_path / "f.csv")
+    with pytest.raises(InputError, match="no such file"):
+        check_regular_file(tmp_path / "nope.csv")

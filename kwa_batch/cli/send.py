@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import tempfile
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..sending.pacing import DEFAULT_MAX_CONCURRENCY, DEFAULT_PER_RECIPIENT_INTERVAL
 from .common import EXIT_INCOMPLETE, EXIT_OK, EXIT_ROWS, fail, load_and_validate, resolve_sender
 from .options import (
     RESULT_FORMATS,
@@ -41,6 +43,32 @@ __all__ = ["send_command"]
 _LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 
 
+class _Rate(click.ParamType):  # type: ignore[type-arg]
+    """``--rate``: messages per second, 1 or more, or ``none`` for no limit.
+
+    (``ParamType`` is generic only from click 8.2: not subscripted, for click 8.1.)
+    """
+
+    name = "N|none"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        if text == "none":
+            return None
+        try:
+            rate = float(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a rate: give messages per second (e.g. 80) or none")
+        if not (rate >= 1 and math.isfinite(rate)):
+            self.fail(f"{value!r}: give at least 1 message per second, or none for no limit")
+        return rate
+
+
+RATE = _Rate()
+
+
 @dataclass(frozen=True)
 class _Options:
     """The options of one ``send`` command."""
@@ -51,8 +79,10 @@ class _Options:
     region: str | None
     out: Path | None
     journal: str | None
-    concurrency: int
+    concurrency: int | None
+    max_concurrency: int
     rate: float | None
+    per_recipient_interval: float
     timeout: float
     max_recipients_per_request: int
     resend_unknown: bool
@@ -89,16 +119,35 @@ class _Options:
     "resume without sending anything twice.",
 )
 @click.option(
-    "--concurrency",
-    default=8,
+    "--rate",
+    default="80",
     show_default=True,
-    type=click.IntRange(1, 256),
-    help="Requests in flight at once.",
+    type=RATE,
+    help="At most N messages per second, over any second (a request to 100 recipients counts "
+    "100). 80 is WhatsApp's default per business number; --rate 1000 after an upgrade, "
+    "--rate none for no limit. A 429 lowers it for a while.",
 )
 @click.option(
-    "--rate",
-    type=click.FloatRange(min=0, min_open=True),
-    help="At most this many messages per second (a request to 100 recipients counts 100).",
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    help="Requests in flight at once, pinned [default: as many as --rate needs at the "
+    "latency seen].",
+)
+@click.option(
+    "--max-concurrency",
+    default=DEFAULT_MAX_CONCURRENCY,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="The most requests in flight that the rate may open.",
+)
+@click.option(
+    "--per-recipient-interval",
+    default=DEFAULT_PER_RECIPIENT_INTERVAL,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Seconds between two messages to the same number (WhatsApp's pair rate); other "
+    "rows go meanwhile. 0: none.",
 )
 @click.option(
     "--timeout",
@@ -241,7 +290,9 @@ def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.Da
         report,
         client,
         concurrency=o.concurrency,
+        max_concurrency=o.max_concurrency,
         rate_limit=o.rate,
+        per_recipient_interval=o.per_recipient_interval,
         journal=o.journal,
         progress=not o.quiet and sys.stderr.isatty(),
         max_recipients_per_request=o.max_recipients_per_request,
@@ -283,6 +334,8 @@ def _export_or_fallback(results: pd.DataFrame, target: Path, df: pd.DataFrame) -
             f"{target.stem}-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
         )
         export_results(results, fallback, data=df)
+        # Never exit 0 on it: the results are not where the job said they would be.
+        results.attrs["run"]["export_error"] = f"{exc}; saved to {fallback} instead"
         click.echo(f"Error: {exc}; the results were saved to {fallback} instead.", err=True)
         return fallback
 
@@ -307,6 +360,8 @@ def _finish(results: pd.DataFrame, target: Path, o: _Options) -> None:
     run = results.attrs.get("run", {})
     if run.get("journal_error") and code in (EXIT_OK, EXIT_ROWS):
         code = EXIT_INCOMPLETE  # the journal may not know how the last requests went
+    if run.get("export_error") and code in (EXIT_OK, EXIT_ROWS):
+        code = EXIT_INCOMPLETE  # the results are not where --out said
     if o.summary_json:
         write_summary_json(o.summary_json, o.file, target, results, code)
     if run.get("journal_error"):  # the run stopped on it: said even with --quiet

@@ -237,11 +237,17 @@ class CallbackPoster:
         sender: str,
         refs: Mapping[str, str | None],
         url: str,
+        failures: Mapping[int, tuple[str, str]] | None = None,
         *,
         failure: tuple[str, str] | None = None,
     ) -> None:
-        """Plan the status callbacks of an accepted request (numbers as digits, no ``+``);
-        a ``failure`` ``(code, reason)`` makes every recipient's ``sent`` then ``failed``."""
+        """Plan the status callbacks of an accepted request (numbers as digits, no ``+``).
+
+        ``failures`` maps positions in ``recipients`` to ``(error_code, reason)``: those
+        messages get a single ``failed`` callback (a platform limit, before ``sent``). A
+        ``failure`` ``(code, reason)`` makes every other recipient's ``sent`` then
+        ``failed`` (a template the platform refuses once it tries to deliver it).
+        """
         if not self._allowed(url, len(recipients)):
             return
         settings = self.settings
@@ -254,6 +260,11 @@ class CallbackPoster:
                 replies = read and self._rng.random() < settings.reply
                 steps = ["sent", "delivered", "read"][: 2 + read] if delivered else ["sent"]
                 base = {"id": f"{request_id}:{n}", "mobile": recipient, **extra}
+                if failures and n in failures:
+                    code, reason = failures[n]
+                    fields = {**base, "status": "failed", "error_code": code, "error": reason}
+                    self._push(start + settings.delay, url, fields)
+                    continue
                 for k, status in enumerate(steps, start=1):
                     self._push(start + k * settings.delay, url, {**base, "status": status})
                 if not delivered:

@@ -152,6 +152,14 @@ never contacted. :meth:`Emulator.wait_for_callbacks` waits for them;
 :meth:`Emulator.stop` drops those not posted yet. A message without ``callback_url``
 costs nothing more.
 
+Limits
+------
+``throughput=`` (messages per second per sender number) and ``pair_interval=`` (seconds
+between two messages to one recipient) play WhatsApp's limits, answered by a ``failed``
+callback with 130429 or 131056 (``limit_answer="api"``: a 429), and counted in
+``emu.limits.violations``: see :mod:`kwa_batch.emulator.limits`. ``latency`` may be changed
+while serving (``emu.latency = 0.5``): it is read for every answer.
+
 Serving
 -------
 Werkzeug's threaded server with real HTTP/1.1 keep-alive, from a background thread
@@ -201,6 +209,7 @@ from werkzeug.wrappers import Request
 from ..privacy import mask_phone
 from ..serving import ABORT, CAN_ABORT, DEFAULT_READ_TIMEOUT, BackgroundServer, Served
 from .callbacks import CallbackPoster, CallbackSettings
+from .limits import LIMIT_CODES, EmulatedLimits
 from .media import MEDIA_FIELDS, MEDIA_TYPES, media_errors
 from .templates import EmulatedTemplates
 
@@ -277,6 +286,7 @@ _MESSAGES = {
     "E13008": "Invalid or in-correct input of the From number.",
     "E13009": "Invalid or in-correct input of the TO number.",
     "E500": "Internal server error",
+    **LIMIT_CODES,
 }
 
 # Probabilities that add up to 1 within this are taken as 1 (0.1 + 0.2 + 0.7 > 1 in floats).
@@ -646,6 +656,8 @@ class Emulator(Served):
             :func:`kwa_batch.load_templates`, WhatsApp's JSON or a ``.json`` path): it
             serves the v2 template list, and template sends that do not match it get a
             ``failed`` callback with WhatsApp's code (:mod:`kwa_batch.emulator.templates`).
+        throughput, pair_interval, limit_answer: WhatsApp's limits per sender number (off
+            by default; see :mod:`kwa_batch.emulator.limits`), counted in ``limits``.
 
     Raises:
         ValueError: a negative or non-finite number of seconds, a rate limit of 0 or less,
@@ -679,6 +691,9 @@ class Emulator(Served):
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         max_connections: int | None = None,
         templates: Any = None,
+        throughput: float | None = None,
+        pair_interval: float | None = None,
+        limit_answer: str = "callback",
     ) -> None:
         latency = _non_negative("latency", latency)
         jitter = _non_negative("jitter", jitter)
@@ -711,6 +726,9 @@ class Emulator(Served):
         self._poster = CallbackPoster(settings or CallbackSettings(), seed=seed)
         #: The template catalogue played (:mod:`kwa_batch.emulator.templates`), or None.
         self.templates = None if templates is None else EmulatedTemplates(templates)
+        self.limits = EmulatedLimits(
+            throughput=throughput, pair_interval=pair_interval, answer=limit_answer
+        )
 
         self._lock = threading.Lock()  # guards the ledger, the counters and the id generator
         # One entry per accepted request: (request_id, recipients, sender, type, channel,
@@ -957,6 +975,7 @@ class Emulator(Served):
         self._poster.clear()
         if self.templates is not None:
             self.templates.clear()
+        self.limits.reset()
 
     # -- callbacks ------------------------------------------------------------------------
 
@@ -1116,8 +1135,13 @@ class Emulator(Served):
             if isinstance(admitted, _Refusal):
                 return admitted, None
             fault = admitted
+        limited = self.limits.admit(outcome.sender, outcome.recipients)
+        if limited.refusal is not None:
+            code, reason, wait = limited.refusal
+            headers = (("Retry-After", _seconds_text(wait)),)
+            return _Refusal(429, code, {"request": reason}, headers=headers), None
         failure = self.templates and self.templates.failure(outcome.type, fields)
-        payload = self._record(outcome, failure or None)
+        payload = self._record(outcome, limited.failures, failure or None)
         if fault == "500":
             return self._fault_refusal("500"), None
         return payload, fault
@@ -1218,7 +1242,10 @@ class Emulator(Served):
     # -- the ledger -----------------------------------------------------------------------
 
     def _record(
-        self, accepted: _Accepted, failure: tuple[str, str] | None = None
+        self,
+        accepted: _Accepted,
+        failures: Mapping[int, tuple[str, str]] | None = None,
+        failure: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
         """Append the request to the ledger and build the document's success answer."""
         now = datetime.now(UTC)
@@ -1245,7 +1272,13 @@ class Emulator(Served):
         if callback_url is not None and self._callbacks_on:
             refs = {name: kept[name] for name in ("ref", "ref1", "ref2")}
             self._poster.message_accepted(
-                request_id, recipients, accepted.sender, refs, callback_url, failure=failure
+                request_id,
+                recipients,
+                accepted.sender,
+                refs,
+                callback_url,
+                failures,
+                failure=failure,
             )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,6 +63,7 @@ from ..errors import (
     JournalWriteError,
     RateLimitError,
     ServerError,
+    TransportError,
 )
 from ..fields import MAX_RECIPIENTS_PER_REQUEST, message_frame, row_keys
 from ..recipients import line_numbers
@@ -70,11 +71,19 @@ from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder
 from ..validation import ValidationReport, validate
 from .client import KaleyraClient, SendResult
 from .journal import Journal, JournalRecord
+from .limiter import recipients_per_request
+from .pacing import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_PER_RECIPIENT_INTERVAL,
+    DEFAULT_RATE,
+    THROTTLE_CODES,
+    Pacer,
+)
 from .planner import Request, plan_requests
 from .schedule import EXPIRED, Pacing, apply_pacing
 from .stopping import StopButton
 
-__all__ = ["RateLimiter", "send"]
+__all__ = ["send"]
 
 log = logging.getLogger(__name__)
 
@@ -82,47 +91,6 @@ _GRACE_SECONDS = 10.0
 _POLL_SECONDS = 0.1
 _NOT_SENT = ("NOTSENT", "the run stopped before this row was sent")
 _INTERRUPTED = ("NOTSENT", "the run was interrupted before this row was sent")
-
-
-class RateLimiter:
-    """At most ``rate`` messages in any one-second window, shared across threads.
-
-    A request to *n* recipients counts *n* messages; a request larger than the rate waits
-    for an empty window. Each message holds its place for one second plus ``margin``
-    (50 ms), so that the API, which counts arrivals, never sees more than ``rate`` in a
-    second even when threads are scheduled unevenly between the limiter and the socket.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        *,
-        margin: float = 0.05,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if rate <= 0:
-            raise ConfigurationError(f"rate_limit must be positive, not {rate}")
-        self.rate = rate
-        self.window = 1.0 + margin
-        self._clock = clock
-        self._sent: deque[tuple[float, int]] = deque()
-        self._in_window = 0
-        self._lock = threading.Lock()
-
-    def acquire(self, count: int, stop: threading.Event) -> bool:
-        """Wait until ``count`` messages may go; False if ``stop`` was set while waiting."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                while self._sent and self._sent[0][0] <= now - self.window:
-                    self._in_window -= self._sent.popleft()[1]
-                if self._in_window + count <= self.rate or not self._sent:
-                    self._sent.append((now, count))
-                    self._in_window += count
-                    return True
-                delay = self._sent[0][0] + self.window - now
-            if stop.wait(max(delay, 0.001)):
-                return False
 
 
 @dataclass
@@ -146,7 +114,7 @@ class _Run:
     """One call of :func:`send`: settings and the state shared by its worker threads."""
 
     client: KaleyraClient
-    limiter: RateLimiter | None
+    pacer: Pacer
     journal: Journal | None
     max_attempts: int
     retry_ambiguous: bool
@@ -196,13 +164,34 @@ class _Run:
             message = f"{message}; last attempt: {last.error_message}"
         return _Done(request, "not_sent", code, message, attempts=attempts)
 
+    def _post(self, request: Request, departed: float) -> SendResult:
+        """Post, telling the pacer how long the answer took and whether it said "too fast"."""
+        self.pacer.leaving(departed)
+        try:
+            result = self.client.post(request.form())
+        except TransportError:
+            self.pacer.answered(departed, len(request), observed=False)
+            raise
+        except ApiError as exc:
+            self.pacer.answered(departed, len(request))
+            if isinstance(exc, RateLimitError) or exc.code in THROTTLE_CODES:
+                self.pacer.throttled(getattr(exc, "retry_after", None))
+            if exc.code in THROTTLE_CODES and not isinstance(exc, RateLimitError):
+                raise RateLimitError(
+                    exc.message, code=exc.code, http_status=exc.http_status, raw=exc.raw
+                ) from exc  # WhatsApp's "too fast", passed on: not sent, safe to retry
+            raise
+        self.pacer.answered(departed, len(request))
+        return result
+
     def deliver(self, request: Request) -> _Done:
         """Send one request, retrying only what is safe to retry."""
         last: _Done | None = None
         for attempt in range(1, self.max_attempts + 1):
             if self.stop.is_set():
                 return self._stopped(request, last, attempt - 1)
-            if self.limiter is not None and not self.limiter.acquire(len(request), self.stop):
+            departed = self.pacer.acquire(request.numbers, self.stop)
+            if departed is None:
                 return self._stopped(request, last, attempt - 1)
             if self.journal is not None:
                 # Right before the request goes out (after any wait for the rate limit), so
@@ -211,9 +200,10 @@ class _Run:
                     self.journal.mark_in_flight([(request.keys, request.numbers)])
                 except JournalWriteError as exc:
                     self.journal_failed(exc)  # not recorded as going out: it must not go
+                    self.pacer.answered(departed, len(request), observed=False)
                     return self._stopped(request, last, attempt - 1)
             try:
-                result = self.client.post(request.form())
+                result = self._post(request, departed)
             except ConnectError as exc:
                 last = _Done(request, "not_sent", exc.code, str(exc), attempts=attempt)
                 wait_at_least = None
@@ -348,8 +338,10 @@ def send(
     data: pd.DataFrame | ValidationReport,
     client: KaleyraClient,
     *,
-    concurrency: int = 8,
-    rate_limit: float | None = None,
+    concurrency: int | None = None,
+    rate_limit: float | None = DEFAULT_RATE,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    per_recipient_interval: float = DEFAULT_PER_RECIPIENT_INTERVAL,
     journal: str | Path | None = None,
     sender: str | None = None,
     default_region: str | None = None,
@@ -375,9 +367,18 @@ def send(
         data: recipients (validated first; invalid rows are never sent) or a
             :class:`ValidationReport`.
         client: where to send, e.g. ``KaleyraClient.from_env()`` or ``emulator.client()``.
-        concurrency: requests in flight at once.
+        concurrency: requests in flight at once, pinned; None (the default): as many as
+            ``rate_limit`` needs at the latency observed, up to ``max_concurrency`` (16
+            without a rate limit). See :mod:`kwa_batch.sending.pacing`.
         rate_limit: at most this many messages per second, over any one-second window (a
-            request to 100 recipients counts 100); None: no limit.
+            request to 100 recipients counts 100). The default, 80, is WhatsApp's default
+            throughput per business number (Meta's docs; up to 1,000 after an upgrade:
+            pass 1000); None: no limit. A 429 (or WhatsApp's 130429) lowers the rate in
+            force for a while (AIMD).
+        max_concurrency: the most requests in flight rate-driven concurrency opens.
+        per_recipient_interval: seconds between two messages to the same number
+            (WhatsApp's pair rate, error 131056); rows waiting for it are skipped over,
+            not waited on. 0: no spacing.
         journal: a SQLite file recording every row's state, so that running again with the
             same journal resumes without sending anything twice.
         sender: the ``from`` number for rows that leave it empty (before the client's); it
@@ -421,8 +422,14 @@ def send(
         now=now, quiet_hours=quiet_hours, not_before=not_before, expires=expires,
         daily_limit=daily_limit, history=history,
     )  # fmt: skip
-    if concurrency < 1:
-        raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
+    pacer = Pacer(
+        rate_limit,
+        concurrency=concurrency,
+        max_concurrency=max_concurrency,
+        per_recipient_interval=per_recipient_interval,
+    )
+    if rate_limit is not None and 1 <= max_recipients_per_request <= MAX_RECIPIENTS_PER_REQUEST:
+        max_recipients_per_request = recipients_per_request(rate_limit, max_recipients_per_request)
     if max_attempts < 1:
         raise ConfigurationError(f"max_attempts must be at least 1, not {max_attempts}")
     settings = {
@@ -430,6 +437,8 @@ def send(
         "sid": client.sid,
         "concurrency": concurrency,
         "rate_limit": rate_limit,
+        "max_concurrency": max_concurrency,
+        "per_recipient_interval": per_recipient_interval,
         "max_recipients_per_request": max_recipients_per_request,
         "max_attempts": max_attempts,
         "retry_ambiguous": retry_ambiguous,
@@ -455,14 +464,14 @@ def send(
         requests = plan_requests(messages, max_recipients=max_recipients_per_request, keys=keys)
         run = _Run(
             client,
-            limiter=RateLimiter(rate_limit) if rate_limit else None,
+            pacer=pacer,
             journal=opened,
             max_attempts=max_attempts,
             retry_ambiguous=retry_ambiguous,
             backoff=backoff,
             max_backoff=max_backoff,
         )
-        loop = _Loop(run, requests, len(messages), results, concurrency, progress)
+        loop = _Loop(run, requests, len(messages), results, progress)
         said = headline(len(messages), resume)
         said += f"; {held.describe()}" if held.counts else ""
         stopped_by = loop.run(said)
@@ -478,6 +487,7 @@ def send(
         "stopped_by": signal_name(stopped_by),
         "resume": resume,
         "headline": said,
+        "pacing": pacer.stats(),
         "journal_error": str(run.journal_error) if run.journal_error else None,
         "held": dict(held.counts),
     }
@@ -650,9 +660,9 @@ def postfix(counts: dict[str, int]) -> str:
 
 
 class _Loop:
-    """The sending loop of one run: submit requests to a thread pool, keep about
-    ``2 × concurrency`` queued, record what finished (results, journal, progress), and stop
-    when the stop button is pressed."""
+    """The sending loop of one run: submit requests to a thread pool, keep as many in flight
+    as the pacer says (the next ready one first, see :class:`~.pacing.Lookahead`), record
+    what finished (results, journal, progress), and stop when the stop button is pressed."""
 
     def __init__(
         self,
@@ -660,20 +670,17 @@ class _Loop:
         planned: Iterator[Request],
         total: int,
         results: ResultsBuilder,
-        concurrency: int,
         progress: bool,
     ) -> None:
         self.run_ = run
-        self.planned = planned
         self.total = total
         self.results = results
-        self.concurrency = concurrency
         self.progress = progress
         self.counts = dict.fromkeys(("sent", "failed", "unknown", "not_sent"), 0)
         self.pending: dict[Future[_Done], Request] = {}
-        self.queue: deque[Request] = deque()
+        self.queue: deque[Request] = deque()  # cancelled at a stop: not_sent
+        self.ahead = run.pacer.requests(planned)  # spaced rows skipped over, not waited on
         self.completed: SimpleQueue[Future[_Done]] = SimpleQueue()
-        self.exhausted = False
         self.bar: Any = None
 
     def run(self, headline: str) -> int | None:
@@ -688,7 +695,9 @@ class _Loop:
         )
         stopped_by: int | None = None
         started = time.monotonic()
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="kwa-send")
+        controller = self.run_.pacer.controller
+        workers = controller.pinned or controller.max_concurrency  # threads start as needed
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kwa-send")
         try:
             with StopButton() as button:
                 self._submit_until_done(pool, button)
@@ -697,7 +706,7 @@ class _Loop:
                     self._wind_down(button)
         finally:
             pool.shutdown(wait=stopped_by is None, cancel_futures=True)
-            self.bar.set_postfix_str(postfix(self.counts), refresh=False)
+            self.bar.set_postfix_str(self._postfix(), refresh=False)
             self.bar.close()
         self._mark_never_attempted()
         if self.progress:  # a plain line: what a saved notebook shows when its widget is gone
@@ -709,36 +718,41 @@ class _Loop:
             )
         return stopped_by
 
-    def _take(self) -> Request | None:
-        if self.queue:
-            return self.queue.popleft()
-        if self.exhausted:
-            return None
-        request = next(self.planned, None)
-        self.exhausted = request is None
-        return request
+    def _in_flight(self) -> int:
+        """Requests running (a pinned pool also keeps as many queued)."""
+        pinned = self.run_.pacer.controller.pinned
+        return len(self.pending) if pinned is None else min(len(self.pending), pinned)
+
+    def _postfix(self) -> str:
+        """The counts, then the rate in force and the requests in flight: ``sent 900 ·
+        150/s x12``."""
+        counts = postfix(self.counts | {"retrying": self.run_.retrying})
+        pace = self.run_.pacer.postfix(self._in_flight())
+        return f"{counts} · {pace}" if counts else pace
 
     def _submit_until_done(self, pool: ThreadPoolExecutor, button: StopButton) -> None:
         run = self.run_
         last_postfix = 0.0
         while not button.pressed:
-            batch: list[Request] = []
-            while len(self.pending) + len(batch) < self.concurrency * 2 and not run.stop.is_set():
-                request = self._take()
+            target = run.pacer.target()
+            if run.pacer.controller.pinned:  # a queue as deep again: no worker waits for us
+                target *= 2
+            while len(self.pending) < target and not run.stop.is_set():
+                request = self.ahead.take(time.monotonic())
                 if request is None:
                     break
-                batch.append(request)
-            for request in batch:
                 future = pool.submit(run.deliver, request)
                 self.pending[future] = request
                 future.add_done_callback(self.completed.put)
-            if not self.pending:
-                return
-            self._collect(_POLL_SECONDS)
+            run.pacer.in_flight(self._in_flight())
             if time.monotonic() - last_postfix > 0.2:
-                counts = self.counts | {"retrying": run.retrying}
-                self.bar.set_postfix_str(postfix(counts), refresh=False)
+                self.bar.set_postfix_str(self._postfix(), refresh=False)
                 last_postfix = time.monotonic()
+            if not self.pending and (run.stop.is_set() or not self.ahead):
+                return
+            # Nothing in flight: every row left waits for its recipient's spacing.
+            wait = self.ahead.next_ready() - time.monotonic() if not self.pending else 1.0
+            self._collect(min(max(wait, 0.001), _POLL_SECONDS))
 
     def _wind_down(self, button: StopButton) -> None:
         """Stopped: no new requests; wait for those in flight (until the grace period ends
@@ -760,6 +774,7 @@ class _Loop:
             if future.done():
                 self._finish_now(future.result())
             elif future.cancel():
+                self.run_.pacer.finished(request.numbers, reached=False)
                 self.queue.append(request)  # never started: not_sent below
             else:
                 self._finish_now(
@@ -775,8 +790,9 @@ class _Loop:
 
     def _finish(self, done: _Done, journal_rows: _JournalRows) -> None:
         """Put a finished request's rows in the results (and in ``journal_rows``)."""
+        self.run_.pacer.finished(done.request.numbers, reached=done.status in ("sent", "unknown"))
         if done.split is not None:
-            self.queue.extendleft(reversed(done.split))
+            self.ahead.push_front(done.split)
             return
         rows = list(_row_fields(done))
         self.results.fill(done.request.labels, rows)
@@ -810,9 +826,7 @@ class _Loop:
     def _mark_never_attempted(self) -> None:
         """Whatever was never attempted (stopped by a 401, or a signal) is not_sent."""
         code, message = self.run_.stop_reason or _NOT_SENT
-        leftover: list[Request] = list(self.queue)
-        if not self.exhausted:
-            leftover.extend(self.planned)
+        leftover: list[Request] = [*self.queue, *self.ahead.rest()]
         for request in leftover:
             fields = {
                 "status": "not_sent",

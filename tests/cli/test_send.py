@@ -521,3 +521,28 @@ def test_the_command_list_shows_whole_descriptions(runner: CliRunner) -> None:
     assert len(commands) == len(cli.commands)
     assert not any(line.rstrip().endswith("...") for line in commands), commands
     assert all(len(line) <= 80 for line in listing.splitlines())
+
+
+@pytest.mark.parametrize("small_tmpfs", ["64k"], indirect=True)
+@pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
+def test_out_on_a_full_disk_leaves_no_truncated_file_and_never_exits_0(
+    runner: CliRunner, tmp_path: Path, small_tmpfs: Path, suffix: str
+) -> None:
+    import pandas as pd
+
+    rows = 2000
+    source = tmp_path / "c.csv"
+    pd.DataFrame(
+        {"to": [f"+9198{i:08d}" for i in range(rows)], "body": [f"Hi {i}" for i in range(rows)]}
+    ).to_csv(source, index=False)
+    target = small_tmpfs / f"results{suffix}"
+    args = ["send", str(source), "--emulator", "--out", str(target), "--rate", "none"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 3, result.output
+    assert not target.exists()  # never a truncated file where the user looks
+    assert list(small_tmpfs.iterdir()) == []  # nor the temporary one
+    saved = re.search(r"the results were saved to (\S+) instead", result.output)
+    assert saved, result.output
+    fallback = Path(saved.group(1))
+    assert len(pd.read_csv(fallback, dtype=str, encoding="utf-8-sig")) == rows
+    fallback.unlink()

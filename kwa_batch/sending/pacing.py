@@ -1,0 +1,446 @@
+"""Pacing a run: how many requests in flight, which one next, and when it may leave.
+
+A user knows their limits, not their latency. Given a rate (messages per second), the
+:class:`Pacer` keeps as many requests in flight as that rate needs, from what it observes:
+
+- **Rate-driven concurrency** (:class:`ConcurrencyController`): by Little's law, reaching
+  *rate* messages per second with requests of *k* recipients that take *L* seconds needs
+  ``rate * L / k`` requests in flight. *L* and *k* are moving averages of what the run sees
+  (latency grows fast and shrinks slowly: underestimating it costs throughput,
+  overestimating it only idle threads), plus two mean deviations and 25 % of headroom, up
+  to ``max_concurrency``. ``concurrency=`` pins it instead.
+- **The exact limit** (:class:`~kwa_batch.sending.limiter.SlidingWindow`), whose margin
+  follows the spread of the observed round trips, and **backpressure**
+  (:class:`~kwa_batch.sending.limiter.Backpressure`): a 429 or a 130429 halves the rate in
+  force, which then climbs back.
+- **Per-recipient spacing** (:class:`RecipientSpacing`, :class:`Lookahead`): two messages to
+  one number leave at least ``per_recipient_interval`` seconds apart (WhatsApp's pair rate,
+  about one per 6 s, error 131056). A request whose recipient is not ready is skipped over,
+  not waited on: the next ready request goes instead, and the skipped one when its turn
+  comes.
+
+The defaults are WhatsApp's (see ``kaleyra-facts.md``, "WhatsApp's platform rules", from
+Meta's documentation): 80 messages per second per business number (up to 1,000 after an
+upgrade: pass ``rate_limit=1000``), one message per 6 s to one recipient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Generic, Protocol, TypeVar
+
+from ..errors import ConfigurationError
+from .limiter import MAX_MARGIN, MIN_MARGIN, Backpressure, Clock, SlidingWindow
+
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_PER_RECIPIENT_INTERVAL",
+    "DEFAULT_RATE",
+    "THROTTLE_CODES",
+    "ConcurrencyController",
+    "Lookahead",
+    "Pacer",
+    "RecipientSpacing",
+]
+
+#: WhatsApp's default throughput per business number, messages per second (Meta's docs).
+DEFAULT_RATE = 80.0
+#: WhatsApp's pair rate: about one message per 6 s to the same recipient (error 131056).
+DEFAULT_PER_RECIPIENT_INTERVAL = 6.0
+#: The most requests in flight that rate-driven concurrency opens (rate 150 at 1 s of
+#: latency, one recipient a request, needs about 190).
+DEFAULT_MAX_CONCURRENCY = 256
+#: Requests in flight when there is no rate to drive concurrency (``rate_limit=None``).
+UNLIMITED_CONCURRENCY = 16
+#: WhatsApp's "too fast" codes: throughput reached, pair rate reached.
+THROTTLE_CODES = frozenset({"130429", "131056"})
+
+_HEADROOM = 1.25
+_PRIOR_LATENCY = 0.1  # seconds, before any answer came back
+_ALPHA_UP, _ALPHA_DOWN = 0.5, 0.1
+_LOOKAHEAD = 10_000
+_RANGE_SECONDS = 2.0  # the round trips whose spread sets the margin
+_MARGIN_EVERY = 0.1  # seconds between two computations of the margin
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+class ConcurrencyController:
+    """How many requests should be in flight to reach a rate, from the latencies observed.
+
+    The latency is a moving average of the round trips (departure to answer) plus two
+    mean deviations; while answers are late (after a jump in latency, or before the first
+    one), twice the median age of the requests in flight stands in for it, so the pool
+    grows at once rather than one round trip later.
+
+    Args:
+        max_concurrency: the most it ever says.
+        pinned: a fixed answer (``concurrency=``), whatever the latency.
+        clock: seconds, monotonic.
+
+    Example:
+        >>> c = ConcurrencyController(256)
+        >>> for _ in range(50):
+        ...     c.observe(0.25, 1)
+        >>> c.target(150.0)
+        48
+    """
+
+    def __init__(
+        self, max_concurrency: int, *, pinned: int | None = None, clock: Clock = time.monotonic
+    ) -> None:
+        if not _whole(max_concurrency):
+            raise ConfigurationError(
+                f"max_concurrency must be a whole number, at least 1, not {max_concurrency!r}"
+            )
+        if pinned is not None and not _whole(pinned):
+            raise ConfigurationError(
+                f"concurrency must be a whole number, at least 1 (or None), not {pinned!r}"
+            )
+        self.max_concurrency = max_concurrency
+        self.pinned = pinned
+        self.latency = _PRIOR_LATENCY
+        self.deviation = 0.0
+        self.recipients = 1.0
+        self.observed = 0
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._outstanding: list[float] = []  # departures not answered yet, about in order
+        self._recent: deque[tuple[float, float]] = deque()  # (answered at, round trip)
+        self._margin = (-math.inf, MAX_MARGIN)  # (computed at, value)
+
+    def departed(self, at: float) -> None:
+        """A request left at ``at`` (its answer is awaited)."""
+        with self._lock:
+            self._outstanding.append(at)
+
+    def settled(self, at: float) -> None:
+        """The request that left at ``at`` ended, with an answer or without."""
+        with self._lock, contextlib.suppress(ValueError):
+            self._outstanding.remove(at)
+
+    def observe(self, latency: float, recipients: int) -> None:
+        """One request took ``latency`` seconds from departure to answer."""
+        now = self._clock()
+        with self._lock:
+            if self.observed == 0:
+                self.latency, self.deviation, self.recipients = latency, latency / 2, recipients
+            else:
+                alpha = _ALPHA_UP if latency > self.latency else _ALPHA_DOWN
+                self.deviation += 0.25 * (abs(latency - self.latency) - self.deviation)
+                self.latency += alpha * (latency - self.latency)
+                self.recipients += 0.1 * (recipients - self.recipients)
+            self.observed += 1
+            recent = self._recent
+            recent.append((now, latency))
+            while recent[0][0] < now - _RANGE_SECONDS:
+                recent.popleft()
+
+    def target(self, rate: float | None) -> int:
+        """Requests to keep in flight for ``rate`` messages per second (None: no limit)."""
+        if self.pinned is not None:
+            return self.pinned
+        if rate is None:
+            return min(UNLIMITED_CONCURRENCY, self.max_concurrency)
+        now = self._clock()
+        with self._lock:
+            seconds = self.latency + 2 * self.deviation
+            outstanding = self._outstanding
+            if outstanding:
+                seconds = max(seconds, 2 * (now - outstanding[len(outstanding) // 2]))
+            needed = rate * seconds / max(self.recipients, 1.0) * _HEADROOM
+        return max(1, min(self.max_concurrency, math.ceil(needed) + 1))
+
+    def margin(self) -> float:
+        """The window's margin: the spread of the round trips of the last two seconds.
+
+        The spread of the departure-to-arrival delays is part of it. Before eight answers,
+        and at most, :data:`~kwa_batch.sending.limiter.MAX_MARGIN`; at least
+        :data:`~kwa_batch.sending.limiter.MIN_MARGIN`.
+        """
+        now = self._clock()
+        with self._lock:
+            at, value = self._margin
+            if now - at < _MARGIN_EVERY:
+                return value
+            if self.observed < 8 or not self._recent:
+                value = MAX_MARGIN
+            else:
+                trips = [trip for _, trip in self._recent]
+                value = min(MAX_MARGIN, max(MIN_MARGIN, max(trips) - min(trips)))
+            self._margin = (now, value)
+            return value
+
+
+class RecipientSpacing:
+    """Keeps messages to one number at least ``interval`` seconds apart, as they arrive.
+
+    A number is *busy* from the moment a request to it is taken until it finishes; then
+    *spaced* for ``interval`` seconds from the moment it finished, if it may have reached
+    the platform (it left, and was sent or is unknown). The end of a request, not its
+    departure, is the anchor: its answer is the one moment the client knows the message
+    has arrived, so the next one arrives at least ``interval`` later whatever the delays
+    on the way (at the cost of one round trip per repeated number; other rows go
+    meanwhile). A request that surely did not reach it (refused, not sent) gives the
+    number back as it was.
+    """
+
+    def __init__(self, interval: float, *, clock: Clock = time.monotonic) -> None:
+        try:
+            seconds = float(interval)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if isinstance(interval, bool) or not (seconds >= 0 and math.isfinite(seconds)):
+            raise ConfigurationError(
+                f"per_recipient_interval must be zero or more seconds (0: no spacing), "
+                f"not {interval!r}"
+            )
+        self.interval = interval = seconds
+        self.enabled = interval > 0
+        self._clock = clock
+        self._last: dict[str, float] = {}  # number -> when its last message finished
+        self._order: deque[tuple[float, str]] = deque()  # (finished, number), to forget
+        self._busy: dict[str, bool] = {}  # number -> its request has left (at least once)
+        self._lock = threading.Lock()
+
+    def ready_at(self, numbers: Sequence[str]) -> float:
+        """When every number may receive again (``inf`` while one is busy)."""
+        at = -math.inf
+        if not self.enabled:
+            return at
+        with self._lock:
+            for number in numbers:
+                if number in self._busy:
+                    return math.inf
+                last = self._last.get(number)
+                if last is not None:
+                    at = max(at, last + self.interval)
+        return at
+
+    def take(self, numbers: Sequence[str]) -> None:
+        """A request to ``numbers`` was handed to a worker."""
+        if not self.enabled:
+            return
+        with self._lock:
+            for number in numbers:
+                self._busy[number] = False
+
+    def departed(self, numbers: Sequence[str]) -> None:
+        """An attempt of that request left."""
+        if not self.enabled:
+            return
+        with self._lock:
+            for number in numbers:
+                if number in self._busy:
+                    self._busy[number] = True
+
+    def finish(self, numbers: Sequence[str], *, reached: bool) -> None:
+        """The request finished; ``reached``: it may have reached the platform."""
+        if not self.enabled:
+            return
+        now = self._clock()
+        with self._lock:
+            self._forget(now)
+            for number in numbers:
+                left = self._busy.pop(number, False)
+                if reached and left:
+                    self._last[number] = now
+                    self._order.append((now, number))
+
+    def _forget(self, now: float) -> None:
+        """Drop numbers whose spacing is over (memory stays bounded by rate x interval)."""
+        horizon = now - self.interval
+        order, last = self._order, self._last
+        while order and order[0][0] <= horizon:
+            at, number = order.popleft()
+            if last.get(number) == at:
+                del last[number]
+
+
+class _HasNumbers(Protocol):
+    @property
+    def numbers(self) -> list[str]: ...
+
+
+T = TypeVar("T", bound=_HasNumbers)
+
+
+class Lookahead(Generic[T]):
+    """The next request whose recipients are ready, skipping over those that are not.
+
+    Reads the planned requests lazily, holding at most ``lookahead`` skipped ones (a file
+    of thousands of rows for one number then waits, rather than reading everything).
+    """
+
+    def __init__(
+        self, planned: Iterable[T], spacing: RecipientSpacing, *, lookahead: int = _LOOKAHEAD
+    ) -> None:
+        self._planned: Iterator[T] = iter(planned)
+        self._spacing = spacing
+        self._held: deque[T] = deque()
+        self._lookahead = lookahead
+        self.exhausted = False
+
+    def push_front(self, requests: Sequence[T]) -> None:
+        """Put requests back at the head (e.g. a grouped request split after a refusal)."""
+        self._held.extendleft(reversed(requests))
+
+    def __bool__(self) -> bool:
+        """True while requests remain (held or still planned)."""
+        if self._held:
+            return True
+        self._fill(1)
+        return bool(self._held)
+
+    def _fill(self, size: int) -> bool:
+        while len(self._held) < size and not self.exhausted:
+            request = next(self._planned, None)
+            if request is None:
+                self.exhausted = True
+                return False
+            self._held.append(request)
+        return len(self._held) >= size
+
+    def take(self, now: float) -> T | None:
+        """The first request ready at ``now`` (marked busy), or None."""
+        spacing = self._spacing
+        index = 0
+        while index < len(self._held) or self._fill(index + 1):
+            if index >= self._lookahead:
+                return None
+            request = self._held[index]
+            if spacing.ready_at(request.numbers) <= now:
+                del self._held[index]
+                spacing.take(request.numbers)
+                return request
+            index += 1
+        return None
+
+    def next_ready(self) -> float:
+        """When the first held request may go (``inf``: it waits for one in flight)."""
+        return min((self._spacing.ready_at(r.numbers) for r in self._held), default=math.inf)
+
+    def rest(self) -> list[T]:
+        """Every request not taken (held, then still planned); empties the lookahead."""
+        rest = [*self._held, *self._planned]
+        self._held.clear()
+        self.exhausted = True
+        return rest
+
+
+class Pacer:
+    """The pacing of one run: the limit, the rate in force, concurrency and spacing.
+
+    Args:
+        rate_limit: messages per second over any one-second window (None: no limit).
+        concurrency: requests in flight, pinned (None: driven by the rate).
+        max_concurrency: the most requests in flight rate-driven concurrency opens.
+        per_recipient_interval: seconds between two messages to one number (0: none).
+        clock: seconds, monotonic.
+
+    Raises:
+        ConfigurationError: a setting out of range.
+    """
+
+    def __init__(
+        self,
+        rate_limit: float | None = DEFAULT_RATE,
+        *,
+        concurrency: int | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        per_recipient_interval: float = DEFAULT_PER_RECIPIENT_INTERVAL,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.window = SlidingWindow(rate_limit, clock=clock) if rate_limit is not None else None
+        self.backpressure = Backpressure(rate_limit, clock=clock) if rate_limit else None
+        self.controller = ConcurrencyController(max_concurrency, pinned=concurrency, clock=clock)
+        self.spacing = RecipientSpacing(per_recipient_interval, clock=clock)
+        self._clock = clock
+        self.peak_in_flight = 0
+        self.lowest_rate = math.inf if rate_limit is None else float(rate_limit)
+
+    @property
+    def rate_limit(self) -> float | None:
+        """The configured rate (None: no limit)."""
+        return self.window.rate if self.window is not None else None
+
+    def rate_in_force(self) -> float | None:
+        """The rate allowed now (lowered after "too fast" answers), None without a limit."""
+        return self.backpressure.rate_in_force() if self.backpressure is not None else None
+
+    def target(self) -> int:
+        """Requests to keep in flight now."""
+        return self.controller.target(self.rate_in_force())
+
+    def requests(self, planned: Iterable[T]) -> Lookahead[T]:
+        """The planned requests, handed out in an order that respects the spacing."""
+        return Lookahead(planned, self.spacing)
+
+    def acquire(self, numbers: Sequence[str], stop: threading.Event) -> float | None:
+        """Wait for the limit; return the departure time, None if ``stop`` was set."""
+        if self.window is None:
+            at: float | None = self._clock()
+        else:
+            self.window.margin = self.controller.margin()
+            at = self.window.acquire(len(numbers), stop, self.rate_in_force)
+        if at is not None:
+            self.spacing.departed(numbers)
+            self.controller.departed(at)
+        return at
+
+    def leaving(self, departed: float) -> None:
+        """The request that was let go at ``departed`` is about to be written now.
+
+        A delay in between (more than :data:`~kwa_batch.sending.limiter.MIN_MARGIN`) moves
+        its place in the window to now (see :meth:`SlidingWindow.restamp`).
+        """
+        if self.window is not None and self._clock() - departed > MIN_MARGIN:
+            self.window.restamp(departed)
+
+    def answered(self, departed: float, recipients: int, *, observed: bool = True) -> None:
+        """The attempt that left at ``departed`` ended: with an HTTP answer (any answer) when
+        ``observed``, else without one (a timeout, a dropped connection: not a latency)."""
+        self.controller.settled(departed)
+        if observed:
+            self.controller.observe(self._clock() - departed, recipients)
+
+    def throttled(self, retry_after: float | None = None) -> None:
+        """The platform said "too fast" (HTTP 429, or WhatsApp's 130429)."""
+        if self.backpressure is not None:
+            self.backpressure.throttled(retry_after)
+            self.lowest_rate = min(self.lowest_rate, self.backpressure.rate_in_force())
+
+    def in_flight(self, count: int) -> None:
+        """The loop has ``count`` requests in flight (for the peak in :meth:`stats`)."""
+        self.peak_in_flight = max(self.peak_in_flight, count)
+
+    def stats(self) -> dict[str, float | int | None]:
+        """What the pacing did: ``peak_in_flight``, ``throttles`` ("too fast" answers),
+        ``lowest_rate`` in force (None without a limit), ``latency`` (seconds, averaged)."""
+        bp = self.backpressure
+        return {
+            "peak_in_flight": self.peak_in_flight,
+            "throttles": bp.throttles if bp is not None else 0,
+            "lowest_rate": round(self.lowest_rate, 1) if bp is not None else None,
+            "latency": round(self.controller.latency, 4),
+        }
+
+    def finished(self, numbers: Sequence[str], *, reached: bool) -> None:
+        """A request finished (see :meth:`RecipientSpacing.finish`)."""
+        self.spacing.finish(numbers, reached=reached)
+
+    def postfix(self, in_flight: int) -> str:
+        """A short summary for a progress bar: ``80/s x12`` (rate in force, in flight).
+
+        >>> Pacer(150).postfix(12), Pacer(None).postfix(16)
+        ('150/s x12', 'x16')
+        """
+        rate = self.rate_in_force()
+        return f"x{in_flight}" if rate is None else f"{rate:.0f}/s x{in_flight}"
