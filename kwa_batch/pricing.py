@@ -25,8 +25,9 @@ import phonenumbers
 
 from .catalogue import TEMPLATE_COLUMNS
 from .errors import ConfigurationError
-from .fields import message_frame
+from .fields import MAX_RECIPIENTS_PER_REQUEST, message_frame
 from .sending.history import recent_recipients
+from .sending.limiter import recipients_per_request
 from .sending.planner import plan_requests
 from .sending.schedule import BUSINESS_INITIATED, Pacing, hold_back
 from .validation import ValidationReport
@@ -173,7 +174,10 @@ def estimate(
     table["cost"] = table["messages"] * table["price"]
     table = table[list(ESTIMATE_COLUMNS)]
     rate = rate_limit or _DEFAULT_RATE
-    requests = sum(1 for _ in plan_requests(messages)) if len(messages) else 0
+    # Grouped as send() groups them: at a set rate, requests sized to fill its windows.
+    most = recipients_per_request(rate_limit, MAX_RECIPIENTS_PER_REQUEST) if rate_limit else None
+    planned = plan_requests(messages, max_recipients=most or MAX_RECIPIENTS_PER_REQUEST)
+    requests = sum(1 for _ in planned) if len(messages) else 0
     pacing = Pacing.make(
         now=now,
         quiet_hours=quiet_hours,

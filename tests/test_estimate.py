@@ -65,7 +65,10 @@ def test_the_estimate_matches_a_hand_count_on_the_sample_rate_card() -> None:
     assert summary["messages"] == 10
     assert summary["recipients"] == 9
     assert summary["duration_seconds"] == 5.0  # 10 messages at 2/s
-    assert summary["requests"] == len(list(plan_requests(message_frame(report.valid))))
+    # As send() groups them at 2/s (groups of 2): the six rows of one marketing message in
+    # 3 requests, the other marketing row 1, the two utility rows (same params) 1, the text 1.
+    assert summary["requests"] == 6
+    assert len(list(plan_requests(message_frame(report.valid)))) == 4  # unlimited: groups of 100
     assert summary["held_back"] == {"KWA027": 3}  # the three US zones at 12:00 UTC
     assert "cost: 0.2104 USD" in describe(summary)
     html = result._repr_html_()

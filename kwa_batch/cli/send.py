@@ -28,8 +28,8 @@ from .options import (
     sender_option,
     summary_json_option,
 )
-from .pacing import needs_journal, pacing_options
 from .render import print_plan, print_problems, print_summary, write_summary_json
+from .schedule import needs_journal, schedule_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,7 +95,7 @@ class _Options:
     log_level: str | None
     encoding: str | None
     messages: dict[str, Any]
-    pacing: dict[str, Any]  # issue #13: cli/pacing.py
+    pacing: dict[str, Any]  # issue #13: cli/schedule.py
 
 
 @click.command("send", short_help="Validate a file, send every valid row, write the results.")
@@ -183,7 +183,7 @@ class _Options:
 )
 @encoding_option
 @message_options
-@pacing_options
+@schedule_options
 def send_command(**options: Any) -> None:
     """Validate FILE, send every valid row, and write one result per row.
 

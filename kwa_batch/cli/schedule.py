@@ -1,4 +1,4 @@
-"""``send``'s pacing options (issue #13): quiet hours, the schedule, the daily limit, and the
+"""``send``'s schedule options (issue #13): quiet hours, the schedule, the daily limit, and the
 rate card of the dry-run estimate; handed to the command as one ``pacing`` dict of
 :func:`kwa_batch.send`'s keyword arguments (plus ``rate_card``)."""
 
@@ -14,7 +14,7 @@ import click
 
 from .options import Command
 
-__all__ = ["needs_journal", "pacing_options", "parse_moment"]
+__all__ = ["needs_journal", "parse_moment", "schedule_options"]
 
 _NAMES = ("quiet_hours", "not_before", "expires", "daily_limit", "history", "now", "rate_card")
 _DURATION = re.compile(r"\s*\d+(?:\.\d+)?\s*[smhd]\s*", re.IGNORECASE)
@@ -76,7 +76,7 @@ def needs_journal(pacing: dict[str, Any], journal: str | None, dry_run: bool) ->
     )
 
 
-def pacing_options(command: Command) -> Command:
+def schedule_options(command: Command) -> Command:
     """``--quiet-hours``, ``--not-before``, ``--expire-after``, ``--daily-limit``,
     ``--history``, ``--now`` and ``--rate-card``, gathered as ``pacing``."""
 
