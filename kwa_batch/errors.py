@@ -260,6 +260,41 @@ _TABLE = [
         "Give a full public link such as https://cdn.example.com/invoice.pdf.",
         "local",
     ),
+    # Pacing (issue #13): rows held back by quiet hours, the schedule or the daily limit.
+    ErrorCode(
+        "KWA027",
+        "held back: quiet hours in the recipient's time zone",
+        "Nothing to fix: run the same command again after the time in the message (e.g. from "
+        "cron every 15 minutes); the journal sends only what is left.",
+        "local",
+    ),
+    ErrorCode(
+        "KWA028",
+        "held back: the campaign does not start yet (not_before / --not-before)",
+        "Run the same command again after the start time given in the message.",
+        "local",
+    ),
+    ErrorCode(
+        "KWA029",
+        "expired: not sent by the campaign's expiry (expires / --expire-after)",
+        "This row is never sent by this campaign, even on resume: if it is still worth "
+        "sending, start a new campaign (another journal) for it.",
+        "local",
+    ),
+    ErrorCode(
+        "KWA030",
+        "held back: the daily messaging limit (unique recipients in 24 h) is reached",
+        "Run the same command again after the time in the message, when room comes back; "
+        "or ask for a higher messaging tier [131064].",
+        "local",
+    ),
+    ErrorCode(
+        "KWA031",
+        "held back: the recipient's time zone is unknown or has no time outside the quiet hours",
+        "Quiet hours cannot be kept for this number: send it in a run without quiet hours if "
+        "that is acceptable, or remove the row.",
+        "local",
+    ),
     ErrorCode(
         "KWA032",
         "the recipient cell holds several numbers",

@@ -194,6 +194,18 @@ def _summary_sheet(results: pd.DataFrame) -> Sheet:
         for status, count in counts.items():
             shares[(len(rows), 2)] = "0.0%"
             rows.append([status, int(count), int(count) / total])
+    estimate = results.attrs.get("estimate")
+    if estimate:  # issue #13: kwa_batch.estimate()'s summary, e.g. set by send --rate-card
+        rows.append([])
+        bold.add(len(rows))
+        rows.append(["estimate", "value"])
+        for key, value in estimate.items():
+            shown = (
+                ", ".join(f"{k}: {v}" for k, v in value.items())
+                if isinstance(value, dict)
+                else value
+            )
+            rows.append([key, shown])
     rows.append([])
     bold.add(len(rows))
     rows.append(["run", "value"])

@@ -32,6 +32,7 @@ PUBLIC = [
     "__version__",
     "closed_window_rows",
     "describe_code",
+    "estimate",
     "export_results",
     "load_receipts",
     "load_recipients",

@@ -30,6 +30,7 @@ from .options import (
     summary_json_option,
 )
 from .render import print_plan, print_problems, print_summary, write_summary_json
+from .schedule import needs_journal, schedule_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,6 +96,7 @@ class _Options:
     log_level: str | None
     encoding: str | None
     messages: dict[str, Any]
+    pacing: dict[str, Any]  # issue #13: cli/schedule.py
 
 
 @click.command("send", short_help="Validate a file, send every valid row, write the results.")
@@ -183,6 +185,7 @@ class _Options:
 @encoding_option
 @file_options
 @message_options
+@schedule_options
 def send_command(**options: Any) -> None:
     """Validate FILE, send every valid row, and write one result per row.
 
@@ -195,6 +198,8 @@ def send_command(**options: Any) -> None:
         logging.getLogger().setLevel(o.log_level.upper())
     if o.resend_unknown and not o.journal:
         fail("--resend-unknown needs --journal (it resends what the journal knows as unknown)")
+    if why := needs_journal(o.pacing, o.journal, o.dry_run):  # issue #13
+        fail(why)
     target = o.out or _default_target(o.file)
     sender, source = resolve_sender(o.sender, o.region, emulator=o.emulator)
     echo: Callable[[str], None] = (lambda text: None) if o.quiet else click.echo
@@ -208,6 +213,7 @@ def send_command(**options: Any) -> None:
         if not o.quiet:
             print_problems(report, by_code=False)
         if o.dry_run:
+            _estimate(report, o, echo)  # issue #13: cost, duration, rows held back
             _dry_run(report, client, o.max_recipients_per_request)
         echo("")
         results = _send(report, client, o)
@@ -280,7 +286,9 @@ def _dry_run(report: ValidationReport, client: KaleyraClient, max_recipients: in
 def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.DataFrame:
     from ..sending.run import send
 
-    return send(
+    pacing = {k: v for k, v in o.pacing.items() if k != "rate_card"}  # issue #13
+    estimated = _estimate(report, o, None) if o.pacing["rate_card"] else None
+    results = send(
         report,
         client,
         concurrency=o.concurrency,
@@ -291,7 +299,28 @@ def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.Da
         progress=not o.quiet and sys.stderr.isatty(),
         max_recipients_per_request=o.max_recipients_per_request,
         resend_unknown=o.resend_unknown,
+        **pacing,
     )
+    if estimated is not None:  # issue #13: on the Summary sheet too (made before sending)
+        results.attrs["estimate"] = estimated
+    return results
+
+
+def _estimate(
+    report: ValidationReport, o: _Options, echo: Callable[[str], None] | None
+) -> dict[str, Any]:
+    """kwa_batch.estimate()'s summary for this command (printed when ``echo`` is given)."""
+    from ..pricing import describe, estimate
+
+    pacing = {k: v for k, v in o.pacing.items() if k != "rate_card"}
+    found = estimate(report, rates=o.pacing["rate_card"], rate_limit=o.rate, **pacing)
+    summary: dict[str, Any] = found.attrs["summary"]
+    if echo is not None:
+        for line in describe(summary):
+            echo(f"Estimate: {line}")
+        if o.pacing["rate_card"] and not found.empty:
+            echo(found.to_string(index=False))
+    return summary
 
 
 def _export_or_fallback(results: pd.DataFrame, target: Path, df: pd.DataFrame) -> Path:
@@ -321,7 +350,10 @@ def _exit_code(results: pd.DataFrame) -> int:
     stopped_by = (results.attrs.get("run") or {}).get("stopped_by")
     if stopped_by:
         return exit_status(getattr(signal, stopped_by, signal.SIGINT))
-    return exit_code(results)
+    from ..sending.schedule import EXPIRED  # issue #13: expired rows never go: not exit 3
+
+    expired = (results["status"] == "not_sent") & (results["error_code"] == EXPIRED)
+    return exit_code(results.assign(status=results["status"].mask(expired, "failed")))
 
 
 def _finish(results: pd.DataFrame, target: Path, o: _Options) -> None:

@@ -80,6 +80,7 @@ from .pacing import (
     Pacer,
 )
 from .planner import Request, plan_requests
+from .schedule import EXPIRED, Pacing, apply_pacing
 from .stopping import StopButton
 
 __all__ = ["send"]
@@ -351,6 +352,13 @@ def send(
     resend_unknown: bool = False,
     backoff: float = 0.5,
     max_backoff: float = 30.0,
+    # Pacing (issue #13, see schedule.py): what holds rows back, and the planning clock.
+    quiet_hours: str | None = None,
+    not_before: datetime | None = None,
+    expires: datetime | str | None = None,
+    daily_limit: int | None = None,
+    history: str | Path | None = None,
+    now: datetime | None = None,
     **validation: Any,
 ) -> pd.DataFrame:
     """Send every valid row and return one result per input row.
@@ -385,6 +393,11 @@ def send(
         resend_unknown: with a journal, send again the rows whose outcome is unknown
             (in flight when a run died, or ambiguous): this may send a message twice.
         backoff, max_backoff: seconds of the first retry delay, and the cap.
+        quiet_hours, not_before, expires, daily_limit, history, now: pacing (see
+            :mod:`kwa_batch.sending.schedule`): e.g. ``quiet_hours="21:00-09:00"`` in each
+            recipient's time, ``expires="6h"``, ``daily_limit=250`` unique recipients in 24 h
+            with the journals of ``history`` (a folder); held rows are ``not_sent`` with a
+            code saying until when; ``now`` plans as if it were that time.
         **validation: for a DataFrame, more arguments of :func:`kwa_batch.validate`
             (``params_from``, ``body_template``, ``template_name``, ``lang_code``,
             ``callback_url``, ``windows``).
@@ -405,6 +418,10 @@ def send(
         ...     results = send(report, emu.client(sender="+911234567890"), journal="run.db")
     """
     report = _validated(data, client, sender, default_region, validation)
+    pacing = Pacing.make(
+        now=now, quiet_hours=quiet_hours, not_before=not_before, expires=expires,
+        daily_limit=daily_limit, history=history,
+    )  # fmt: skip
     pacer = Pacer(
         rate_limit,
         concurrency=concurrency,
@@ -428,51 +445,78 @@ def send(
         "resend_unknown": resend_unknown,
         "journal": str(journal) if journal is not None else None,
         "source": report.data.attrs.get("source"),
+        **pacing.settings(),  # issue #13: what a later run of the campaign reads back
     }
     started = datetime.now(UTC)
     results = ResultsBuilder(report.data.index)
     results.reject(report.invalid)
     messages = message_frame(report.valid)  # the one message frame of this run
-    opened = Journal(journal, settings=settings).open() if journal is not None else None
-    resume: dict[str, int] = {}
-    stopped_by: int | None = None
-    said = headline(len(messages), resume)
+    run = _Run(
+        client,
+        pacer=pacer,
+        journal=Journal(journal, settings=settings).open() if journal is not None else None,
+        max_attempts=max_attempts,
+        retry_ambiguous=retry_ambiguous,
+        backoff=backoff,
+        max_backoff=max_backoff,
+    )
     try:
-        if opened is not None:
-            messages, keys, resume = _resume(opened, messages, results, resend_unknown)
-        else:
-            keys = pd.Series("", index=messages.index, dtype="str")
-        requests = plan_requests(messages, max_recipients=max_recipients_per_request, keys=keys)
-        run = _Run(
-            client,
-            pacer=pacer,
-            journal=opened,
-            max_attempts=max_attempts,
-            retry_ambiguous=retry_ambiguous,
-            backoff=backoff,
-            max_backoff=max_backoff,
-        )
-        loop = _Loop(run, requests, len(messages), results, progress)
-        said = headline(len(messages), resume)
-        stopped_by = loop.run(said)
+        done = _send_rows(run, messages, results, pacing, max_recipients_per_request,
+                          resend_unknown=resend_unknown, progress=progress)  # fmt: skip
     finally:
-        if opened is not None:
-            opened.close()
+        if run.journal is not None:
+            run.journal.close()
     frame = _finished(results, report)
     frame.attrs["run"] = {
         **settings,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "interrupted": stopped_by is not None,
-        "stopped_by": signal_name(stopped_by),
-        "resume": resume,
-        "headline": said,
+        "interrupted": done.stopped_by is not None,
+        "stopped_by": signal_name(done.stopped_by),
+        "resume": done.resume,
+        "headline": done.headline,
         "pacing": pacer.stats(),
         "journal_error": str(run.journal_error) if run.journal_error else None,
+        "held": dict(done.held.counts),
     }
     counts = frame["status"].value_counts()
     log.info("send finished: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return frame
+
+
+@dataclass
+class _Sent:
+    """What the sending part of a run did."""
+
+    stopped_by: int | None
+    resume: dict[str, int]
+    headline: str
+    held: Any
+
+
+def _send_rows(
+    run: _Run,
+    messages: pd.DataFrame,
+    results: ResultsBuilder,
+    pacing: Pacing,
+    max_recipients: int,
+    *,
+    resend_unknown: bool,
+    progress: bool,
+) -> _Sent:
+    """Settle what the journal knows, hold back what must wait, plan the requests and
+    send them; the results are filled in place."""
+    resume: dict[str, int] = {}
+    if run.journal is not None:
+        messages, keys, resume = _resume(run.journal, messages, results, resend_unknown)
+    else:
+        keys = pd.Series("", index=messages.index, dtype="str")
+    messages, keys, held = apply_pacing(pacing, messages, keys, results, run.journal)
+    requests = plan_requests(messages, max_recipients=max_recipients, keys=keys)
+    said = headline(len(messages), resume)
+    said += f"; {held.describe()}" if held.counts else ""
+    stopped_by = _Loop(run, requests, len(messages), results, progress).run(said)
+    return _Sent(stopped_by, resume, said, held)
 
 
 def signal_name(signum: int | None) -> str | None:
@@ -532,6 +576,7 @@ _RESUME_COUNTS = (
     "resending unknown",
     "sending again (failed or not sent before)",
     "new",
+    "expired, never sent",
 )
 
 
@@ -571,6 +616,10 @@ def _resume(
                         status="unknown", error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1]
                     )
                 kept_rows.append(row)
+        elif record.state == "not_sent" and record.error_code == EXPIRED:  # terminal
+            counts["expired, never sent"] += 1
+            kept_labels.append(label)
+            kept_rows.append(_from_record(record))
         else:
             counts["sending again (failed or not sent before)"] += 1
             send_labels.append(label)
@@ -617,7 +666,11 @@ def headline(to_send: int, resume: dict[str, int]) -> str:
     >>> headline(0, {"already sent": 3000})
     'Nothing to send (3,000 already sent, by the journal)'
     """
-    settled = {k: v for k, v in resume.items() if k in ("already sent", "unknown, not resent")}
+    settled = {
+        k: v
+        for k, v in resume.items()
+        if k in ("already sent", "unknown, not resent", "expired, never sent")
+    }
     known = ", ".join(f"{v:,} {k}" for k, v in settled.items())
     what = f"Sending {to_send:,} message(s)" if to_send else "Nothing to send"
     return f"{what} ({known}, by the journal)" if known else what

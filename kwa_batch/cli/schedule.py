@@ -1,0 +1,136 @@
+"""``send``'s schedule options (issue #13): quiet hours, the schedule, the daily limit, and the
+rate card of the dry-run estimate; handed to the command as one ``pacing`` dict of
+:func:`kwa_batch.send`'s keyword arguments (plus ``rate_card``)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import click
+
+from .options import Command
+
+__all__ = ["needs_journal", "parse_moment", "schedule_options"]
+
+_NAMES = ("quiet_hours", "not_before", "expires", "daily_limit", "history", "now", "rate_card")
+_DURATION = re.compile(r"\s*\d+(?:\.\d+)?\s*[smhd]\s*", re.IGNORECASE)
+
+
+def parse_moment(value: str, option: str) -> datetime:
+    """An ISO 8601 time with its offset, e.g. ``2026-12-01T09:00+05:30``; else a one-line
+    error saying how to write it."""
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise click.BadParameter(
+            f"{value!r}: write a time with its offset, e.g. 2026-12-01T09:00+05:30 or "
+            "2026-12-01T03:30Z (without one it is ambiguous)",
+            param_hint=option,
+        )
+    return moment
+
+
+def _moment(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    return None if value is None else parse_moment(value, f"--{param.name}".replace("_", "-"))
+
+
+def _expiry(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None or _DURATION.fullmatch(value):
+        return value  # a duration from now: send() reads it
+    try:
+        return parse_moment(value, "--expire-after")
+    except click.BadParameter:
+        raise click.BadParameter(
+            f"{value!r}: write a duration from now (30m, 6h, 2d) or a time with its offset "
+            "(2026-12-01T18:00+05:30)",
+            param_hint="--expire-after",
+        ) from None
+
+
+def _apply(command: Command, options: list[Callable[[Command], Command]]) -> Command:
+    for option in reversed(options):  # the first listed shows first in --help
+        command = option(command)
+    return command
+
+
+def needs_journal(pacing: dict[str, Any], journal: str | None, dry_run: bool) -> str | None:
+    """Why these options need ``--journal`` (None when they do not): held rows go in a later
+    run, and only a journal keeps that run from sending the rest twice."""
+    holding = [
+        f"--{name.replace('_', '-')}"
+        for name in ("quiet_hours", "not_before", "expires", "daily_limit")
+        if pacing.get(name) is not None
+    ]
+    if not holding or journal or dry_run:
+        return None
+    return (
+        f"{', '.join(holding).replace('--expires', '--expire-after')} hold rows back for a "
+        "later run: add --journal FILE, so that the later run sends only what was held back "
+        "(and nothing twice)"
+    )
+
+
+def schedule_options(command: Command) -> Command:
+    """``--quiet-hours``, ``--not-before``, ``--expire-after``, ``--daily-limit``,
+    ``--history``, ``--now`` and ``--rate-card``, gathered as ``pacing``."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        kwargs["pacing"] = {name: kwargs.pop(name) for name in _NAMES}
+        return command(*args, **kwargs)
+
+    return _apply(
+        run,
+        [
+            click.option(
+                "--quiet-hours",
+                metavar="HH:MM-HH:MM",
+                help="Send nobody anything in these hours of their own time zone (every zone "
+                "of the number), e.g. 21:00-09:00; held rows go in a later run (exit 3).",
+            ),
+            click.option(
+                "--not-before",
+                metavar="TIME",
+                callback=_moment,
+                help="Send nothing before this time (ISO 8601 with its offset).",
+            ),
+            click.option(
+                "--expire-after",
+                "expires",
+                metavar="DURATION|TIME",
+                callback=_expiry,
+                help="Rows not sent by then (6h, 90m, 2d from now, or a time) are never sent, "
+                "even on resume.",
+            ),
+            click.option(
+                "--daily-limit",
+                type=click.IntRange(min=1),
+                help="At most this many unique recipients of templates in any 24 hours (your "
+                "messaging tier: 250, 2000, 10000, 100000), counting --history.",
+            ),
+            click.option(
+                "--history",
+                metavar="DIR",
+                type=click.Path(file_okay=False, exists=True),
+                help="Folder of journals of earlier runs (read only) that share the daily limit.",
+            ),
+            click.option(
+                "--now",
+                metavar="TIME",
+                callback=_moment,
+                help="Plan as if it were this time (previews, tests); sends still go now.",
+            ),
+            click.option(
+                "--rate-card",
+                metavar="FILE",
+                type=click.Path(dir_okay=False, exists=True),
+                help="CSV of region,category,price,currency: --dry-run estimates the cost.",
+            ),
+        ],
+    )

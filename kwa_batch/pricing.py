@@ -1,0 +1,229 @@
+"""What a campaign will cost and how long it will take, before anything is sent.
+
+:func:`estimate` counts the valid rows of a report by region (the ISO country of the number;
+one the rate card does not list is priced as the main country of its calling code, so a
+Guernsey +44 number is billed as GB)
+and category (the template catalogue's ``category`` for template rows; text and media
+messages are ``service``; authentication templates are ``authentication``), prices them
+with the user's rate card, and says in ``attrs["summary"]`` how many requests the run makes,
+how long they take at the rate, and how many rows pacing (quiet hours, the schedule, the
+daily limit, see :mod:`~kwa_batch.sending.schedule`) will hold back now.
+
+No price is built in: WhatsApp prices each delivered template by category and country, and
+providers bill their own rates on top; the rate card is the user's (``sample_data/
+rate_card.csv`` is an example with its source and date).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import phonenumbers
+
+from .catalogue import TEMPLATE_COLUMNS
+from .errors import ConfigurationError
+from .fields import MAX_RECIPIENTS_PER_REQUEST, message_frame
+from .sending.history import recent_recipients
+from .sending.limiter import recipients_per_request
+from .sending.planner import plan_requests
+from .sending.schedule import BUSINESS_INITIATED, Pacing, hold_back
+from .validation import ValidationReport
+
+__all__ = ["ESTIMATE_COLUMNS", "Estimate", "describe", "estimate", "load_rate_card"]
+
+#: The columns of an estimate, in order.
+ESTIMATE_COLUMNS = ("region", "category", "messages", "recipients", "price", "cost", "currency")
+_RATE_COLUMNS = ("region", "category", "price", "currency")
+_DEFAULT_RATE = 80.0  # WhatsApp's default throughput per business number (messages/s)
+
+
+def load_rate_card(rates: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """A rate card (CSV file or DataFrame) with ``region, category, price, currency``.
+
+    Lines starting with ``#`` in a CSV are comments (where the figures come from).
+
+    Raises:
+        ConfigurationError: a column is missing, or a price is not a number (row named).
+    """
+    if isinstance(rates, pd.DataFrame):
+        card, where = rates.copy(), "the rate card"
+    else:
+        where = f"rate card {rates}"
+        try:
+            card = pd.read_csv(rates, comment="#", dtype="str", skipinitialspace=True)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"{where} cannot be read: {exc}") from None
+    missing = [c for c in _RATE_COLUMNS if c not in card.columns]
+    if missing:
+        raise ConfigurationError(
+            f"{where}: missing column(s) {', '.join(missing)}; it needs "
+            f"{', '.join(_RATE_COLUMNS)} (region as an ISO code such as IN, category as "
+            "marketing, utility, authentication or service)"
+        )
+    card = card[list(_RATE_COLUMNS)].astype("str")
+    price = pd.to_numeric(card["price"].str.strip(), errors="coerce")
+    bad = price.isna() | (price < 0)
+    if bad.any():
+        i = int(bad.to_numpy().argmax())
+        raise ConfigurationError(
+            f"{where}, row {i + 1}: price {card['price'].iloc[i]!r} is not a number >= 0; "
+            "write it as a plain number such as 0.0107 (no currency sign)"
+        )
+    card["region"] = card["region"].str.strip().str.upper()
+    card["category"] = card["category"].str.strip().str.lower()
+    card["currency"] = card["currency"].str.strip().str.upper()
+    card["price"] = price.astype("float64")
+    return card.drop_duplicates(["region", "category"], keep="last")
+
+
+class Estimate(pd.DataFrame):  # type: ignore[misc]  # pandas is untyped here
+    """The estimate frame; in a notebook it shows its summary above the table (pandas'
+    documented way of subclassing: derived frames are plain DataFrames)."""
+
+    @property
+    def _constructor(self) -> Any:
+        return pd.DataFrame
+
+    def _repr_html_(self) -> str:
+        summary = pd.Series(self.attrs.get("summary", {}), dtype="object").to_frame("")
+        table = pd.DataFrame(self).to_html(index=False)
+        return f"{summary.to_html(header=False)}{table}"
+
+
+def _regions(numbers: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The ISO region of each number, and the main region of its country calling code
+    (+44 7911 is Guernsey, GG; its code's main region is GB)."""
+    unique = numbers.drop_duplicates()
+    parsed = {n: phonenumbers.parse(n) for n in unique}
+    own = {n: phonenumbers.region_code_for_number(p) or "ZZ" for n, p in parsed.items()}
+    main = {
+        n: phonenumbers.region_code_for_country_code(p.country_code or 0) for n, p in parsed.items()
+    }
+    return numbers.map(own).astype("str"), numbers.map(main).astype("str")
+
+
+def _categories(messages: pd.DataFrame, templates: Any) -> pd.Series:
+    kind = messages["type"].fillna("text").str.lower()
+    category = pd.Series("service", index=messages.index, dtype="str")
+    category[kind == "authenticationtemplate"] = "authentication"
+    templated = kind.isin(BUSINESS_INITIATED) & (kind != "authenticationtemplate")
+    named: dict[str, str] = {}
+    if isinstance(templates, pd.DataFrame) and set(TEMPLATE_COLUMNS[:3]) <= set(templates):
+        for name, cat in zip(templates["template_name"], templates["category"], strict=True):
+            if isinstance(name, str) and isinstance(cat, str):
+                named.setdefault(name.lower(), cat.lower())
+    names = messages["template_name"].fillna("").str.lower()
+    category[templated] = names[templated].map(named).fillna("unknown")
+    return category
+
+
+def estimate(
+    report: ValidationReport,
+    *,
+    rates: str | Path | pd.DataFrame | None = None,
+    rate_limit: float | None = None,
+    templates: Any = None,
+    quiet_hours: str | None = None,
+    not_before: datetime | None = None,
+    expires: datetime | str | None = None,
+    daily_limit: int | None = None,
+    history: str | Path | None = None,
+    now: datetime | None = None,
+) -> Estimate:
+    """Count, price and time the valid rows of ``report`` (nothing is sent).
+
+    Args:
+        report: from :func:`kwa_batch.validate`.
+        rates: the rate card (see :func:`load_rate_card`); None: no cost (NA).
+        rate_limit: messages per second of the run (default 80, WhatsApp's default).
+        templates: the catalogue for categories (default: the one the report was
+            validated with, ``report.arguments["templates"]``).
+        quiet_hours, not_before, expires, daily_limit, history, now: as for
+            :func:`kwa_batch.send`: how many rows would be held back if it ran at ``now``.
+
+    Returns:
+        One row per region and category with :data:`ESTIMATE_COLUMNS`; ``attrs["summary"]``
+        holds the totals, requests, duration and rows held back.
+
+    Example:
+        >>> estimate(report, rates="sample_data/rate_card.csv")  # doctest: +SKIP
+    """
+    messages = message_frame(report.valid)
+    if templates is None:
+        templates = (report.arguments or {}).get("templates")
+    own, main = _regions(messages["to"])
+    category = _categories(messages, templates)
+    card = load_rate_card(rates) if rates is not None else None
+    if card is not None:  # a region off the card is billed as its calling code's main one
+        priced = pd.MultiIndex.from_frame(card[["region", "category"]])
+        listed = pd.MultiIndex.from_arrays([own, category]).isin(priced)
+        own = own.where(listed, main)
+    frame = pd.DataFrame({"region": own, "category": category, "to": messages["to"]})
+    table = (
+        frame.groupby(["region", "category"], sort=True)
+        .agg(messages=("to", "size"), recipients=("to", "nunique"))
+        .reset_index()
+    )
+    if card is not None:
+        table = table.merge(card, on=["region", "category"], how="left")
+    else:
+        table["price"], table["currency"] = float("nan"), pd.NA
+    table["cost"] = table["messages"] * table["price"]
+    table = table[list(ESTIMATE_COLUMNS)]
+    rate = rate_limit or _DEFAULT_RATE
+    # Grouped as send() groups them: at a set rate, requests sized to fill its windows.
+    most = recipients_per_request(rate_limit, MAX_RECIPIENTS_PER_REQUEST) if rate_limit else None
+    planned = plan_requests(messages, max_recipients=most or MAX_RECIPIENTS_PER_REQUEST)
+    requests = sum(1 for _ in planned) if len(messages) else 0
+    pacing = Pacing.make(
+        now=now,
+        quiet_hours=quiet_hours,
+        not_before=not_before,
+        expires=expires,
+        daily_limit=daily_limit,
+        history=history,
+    )
+    held: dict[str, int] = {}
+    if pacing.active and len(messages):
+        since = pacing.now - timedelta(hours=24)
+        before = recent_recipients(pacing.history, since) if daily_limit else {}
+        held = hold_back(messages, pacing, before)[1].counts
+    currencies = sorted(set(table["currency"].dropna()))
+    unpriced = int(table.loc[table["price"].isna(), "messages"].sum())
+    summary = {
+        "messages": int(table["messages"].sum()),
+        "recipients": int(frame["to"].nunique()),
+        "requests": requests,
+        "rate_limit": rate,
+        "duration_seconds": round(len(messages) / rate, 1),
+        # One total only in one currency: a sum of rupees and dollars means nothing.
+        "cost": round(float(table["cost"].sum()), 6)
+        if card is not None and len(currencies) == 1
+        else None,
+        "currency": ", ".join(currencies) or None,
+        "unpriced_messages": unpriced,
+        "held_back": held,
+        "planned_at": pacing.now.isoformat(timespec="minutes"),
+    }
+    result = Estimate(table)
+    result.attrs["summary"] = summary
+    return result
+
+
+def describe(summary: dict[str, Any]) -> list[str]:
+    """The summary as lines for the CLI and the workbook."""
+    lines = [
+        f"{summary['messages']:,} message(s) to {summary['recipients']:,} recipient(s) in "
+        f"{summary['requests']:,} request(s): about {summary['duration_seconds']:,} s at "
+        f"{summary['rate_limit']:g}/s"
+    ]
+    if summary["cost"] is not None:
+        lines.append(f"cost: {summary['cost']:,.4f} {summary['currency'] or ''}".rstrip())
+    if summary["unpriced_messages"]:
+        lines.append(f"{summary['unpriced_messages']:,} message(s) not on the rate card")
+    for code, count in summary["held_back"].items():
+        lines.append(f"held back now ({code}): {count:,}")
+    return lines

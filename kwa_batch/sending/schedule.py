@@ -1,0 +1,463 @@
+"""Pacing a campaign: which rows may leave now, and until when the others are held back.
+
+A run never sleeps for hours: it sends what may go now and reports the rest ``not_sent``
+with a code and a message saying when they can go; the same command run later (cron every
+15 minutes) sends them, the journal carrying them over. The checks, in order:
+
+- **expiry** (``expires=``): from then on, every row not sent yet is ``not_sent`` with
+  ``KWA029`` and recorded so in the journal, which never sends it again (a terminal state);
+- **the start** (``not_before=``): before it nothing leaves (``KWA028``);
+- **quiet hours** (``quiet_hours="21:00-09:00"``) in the recipient's local time, for every
+  time zone libphonenumber gives the number (a country or a toll-free range spanning several
+  zones is sent only when it is outside the quiet hours in all of them: never wake anybody).
+  A number whose zone is unknown is *not guessed* (a country's zones can span half a day):
+  it is held with ``KWA031``, as is a number whose zones share no time outside the quiet
+  hours within two days (``KWA027`` is the ordinary hold);
+- **the daily messaging limit** (``daily_limit=N``): unique recipients of business-initiated
+  messages (the template types) in any moving 24 hours, counting those the journals in
+  ``history=`` recorded as sent (see :mod:`~kwa_batch.sending.history`) and those this run
+  sends; the rest wait for room (``KWA030``).
+
+``now=`` plans as if it were that time (the clock of every check); sends are still recorded
+at the real time they happen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import re
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+import phonenumbers
+from phonenumbers import timezone as phone_timezones
+
+from ..errors import ConfigurationError
+from ..results import ResultsBuilder
+from .history import recent_recipients
+from .journal import Journal
+
+__all__ = [
+    "BUSINESS_INITIATED",
+    "EXPIRED",
+    "Held",
+    "Pacing",
+    "QuietHours",
+    "apply_pacing",
+    "hold_back",
+    "parse_duration",
+]
+
+log = logging.getLogger(__name__)
+
+#: The codes of rows held back (see :data:`kwa_batch.errors.ERROR_CODES`).
+QUIET, NOT_YET, EXPIRED, LIMIT, NO_ZONE = "KWA027", "KWA028", "KWA029", "KWA030", "KWA031"
+#: Message types that open a conversation (counted by the daily messaging limit).
+BUSINESS_INITIATED = frozenset({"template", "mediatemplate", "authenticationtemplate"})
+_DAY = timedelta(hours=24)
+_SEARCH = timedelta(hours=48)
+_HOURS = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A daily span of local time when nothing is sent, e.g. 21:00 to 09:00 (may wrap)."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, text: str | QuietHours) -> QuietHours:
+        """``"21:00-09:00"`` → QuietHours(21:00, 09:00).
+
+        >>> QuietHours.parse("21:00-09:00")
+        QuietHours(start=datetime.time(21, 0), end=datetime.time(9, 0))
+        """
+        if isinstance(text, QuietHours):
+            return text
+        found = _HOURS.fullmatch(str(text))
+        bounds = None
+        if found:
+            h1, m1, h2, m2 = (int(g) for g in found.groups())
+            if h1 < 24 and h2 < 24 and m1 < 60 and m2 < 60:
+                bounds = (time(h1, m1), time(h2, m2))
+        if bounds is None or bounds[0] == bounds[1]:
+            raise ConfigurationError(
+                f"quiet hours {text!r}: write them as HH:MM-HH:MM in the recipient's local "
+                "time, e.g. 21:00-09:00 (from 21:00 to 09:00 the next morning); the two times "
+                "must differ"
+            )
+        return cls(*bounds)
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+    def is_quiet(self, local: datetime) -> bool:
+        """Whether this local time falls in the quiet hours (start included, end excluded)."""
+        now = local.time().replace(tzinfo=None)
+        if self.start < self.end:
+            return self.start <= now < self.end
+        return now >= self.start or now < self.end
+
+    def next_end(self, local: datetime) -> datetime:
+        """The first end of the quiet hours at or after ``local`` (same zone)."""
+        end = local.replace(
+            hour=self.end.hour, minute=self.end.minute, second=0, microsecond=0, fold=0
+        )
+        return (
+            end if end >= local else (end.replace(tzinfo=None) + _DAY).replace(tzinfo=local.tzinfo)
+        )
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"6h"`` → 6 hours (units s, m, h, d).
+
+    >>> parse_duration("90m")
+    datetime.timedelta(seconds=5400)
+    """
+    found = _DURATION.fullmatch(text)
+    if not found:
+        raise ConfigurationError(
+            f"duration {text!r}: write a number and a unit, e.g. 30m, 6h or 2d"
+        )
+    return timedelta(**{_UNITS[found.group(2).lower()]: float(found.group(1))})
+
+
+def _moment_or_duration(text: str) -> datetime | timedelta:
+    """``"6h"`` → 6 hours; ``"2026-12-01T18:00+05:30"`` → that time."""
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"expires={text!r}: give a duration from now (30m, 6h or 2d), a time with its "
+            "offset (2026-12-01T18:00+05:30) or a timezone-aware datetime"
+        ) from None
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ConfigurationError(
+            f"{name}={value!r}: give a timezone-aware datetime, e.g. "
+            "datetime(2026, 12, 1, 9, 0, tzinfo=UTC) (a naive one is ambiguous)"
+        )
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """What holds rows back in one run (see the module). Build with :meth:`make`."""
+
+    now: datetime
+    quiet_hours: QuietHours | None = None
+    not_before: datetime | None = None
+    expires: datetime | None = None
+    daily_limit: int | None = None
+    history: Path | None = None
+    #: ``expires`` was given as a duration: a later run of the campaign (same journal)
+    #: keeps the first run's expiry instead of counting the duration from its own start.
+    expires_relative: bool = False
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        now: datetime | None = None,
+        quiet_hours: str | QuietHours | None = None,
+        not_before: datetime | None = None,
+        expires: datetime | timedelta | str | None = None,
+        daily_limit: int | None = None,
+        history: str | Path | None = None,
+    ) -> Pacing:
+        """Check and normalise the settings; ``expires`` may be a duration from ``now``
+        (a timedelta or text like ``"6h"``)."""
+        clock = _aware(now, "now") if now is not None else datetime.now(UTC)
+        if isinstance(expires, str):
+            expires = _moment_or_duration(expires)
+        relative = isinstance(expires, timedelta)
+        if isinstance(expires, timedelta):
+            expires = clock + expires
+        if daily_limit is not None and (
+            isinstance(daily_limit, bool) or not isinstance(daily_limit, int) or daily_limit < 1
+        ):
+            raise ConfigurationError(
+                f"daily_limit must be a positive number of recipients, not {daily_limit!r}"
+            )
+        folder = Path(history) if history is not None else None
+        if folder is not None and not folder.is_dir():
+            raise ConfigurationError(
+                f"history {folder}: not a folder; give the folder that holds the journals "
+                "of earlier runs (--history DIR)"
+            )
+        return cls(
+            now=clock,
+            quiet_hours=QuietHours.parse(quiet_hours) if quiet_hours is not None else None,
+            not_before=_aware(not_before, "not_before") if not_before is not None else None,
+            expires=_aware(expires, "expires") if expires is not None else None,
+            daily_limit=daily_limit,
+            history=folder,
+            expires_relative=relative,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as the journal records them per run (times in ISO 8601)."""
+        found: dict[str, Any] = {}
+        if self.active:
+            found["now"] = self.now.isoformat(timespec="seconds")
+        for name in ("quiet_hours", "not_before", "expires", "daily_limit", "history"):
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                found[name] = value.isoformat()
+            elif value is not None:
+                found[name] = value if isinstance(value, int) else str(value)
+        return found
+
+    def anchored(self, journal: Journal | None) -> Pacing:
+        """With an expiry given as a duration, the earliest expiry the journal's runs
+        recorded: ``--expire-after 6h`` run from cron counts from the campaign's first run."""
+        if not self.expires_relative or journal is None or self.expires is None:
+            return self
+        earliest = self.expires
+        for (text,) in journal.db.execute("SELECT settings FROM runs"):
+            try:
+                recorded = json.loads(text).get("expires")
+                moment = datetime.fromisoformat(recorded) if recorded else None
+            except (TypeError, ValueError, AttributeError):
+                continue  # a run without pacing, or settings that do not parse
+            if moment is not None and moment.tzinfo is not None and moment < earliest:
+                earliest = moment
+        return dataclasses.replace(self, expires=earliest)
+
+    @property
+    def active(self) -> bool:
+        """Whether anything may be held back at all."""
+        return any(v is not None for v in (self.quiet_hours, self.not_before, self.expires)) or (
+            self.daily_limit is not None
+        )
+
+
+@dataclass
+class Held:
+    """The rows held back by one run: results fields per label, and counts per code."""
+
+    fields: dict[Hashable, dict[str, object]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, labels: list[Hashable], code: str, message: str) -> None:
+        """Hold these rows with this code and message."""
+        row = {"status": "not_sent", "error_code": code, "error_message": message, "attempts": 0}
+        for label in labels:
+            self.fields[label] = row
+        if labels:
+            self.counts[code] = self.counts.get(code, 0) + len(labels)
+
+    def describe(self) -> str:
+        """One line for the headline, e.g. ``held back: 3 quiet hours, 2 daily limit``."""
+        if not self.counts:
+            return ""
+        parts = ", ".join(f"{n:,} {_REASONS[c]}" for c, n in sorted(self.counts.items()))
+        return f"held back: {parts}"
+
+
+_REASONS = {
+    QUIET: "in quiet hours",
+    NOT_YET: "before the start",
+    EXPIRED: "expired",
+    LIMIT: "over the daily limit",
+    NO_ZONE: "time zone unknown",
+}
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def hold_back(
+    messages: pd.DataFrame, pacing: Pacing, sent_before: dict[str, datetime]
+) -> tuple[pd.Index, Held]:
+    """Split the messages to send into those that may go now and those held back.
+
+    Args:
+        messages: the message frame of the rows still to send (``to`` in E.164, ``type``).
+        pacing: the settings and the clock.
+        sent_before: recipient → latest time a business-initiated message was recorded
+            sent to them (from the history journals), for the daily limit.
+
+    Returns:
+        The labels that may go now, and the rows held back.
+    """
+    held = Held()
+    now = pacing.now
+    labels = list(messages.index)
+    if pacing.expires is not None and now >= pacing.expires:
+        held.add(labels, EXPIRED, f"the campaign expired at {_when(pacing.expires)}: never sent")
+        return messages.index[:0], held
+    if pacing.not_before is not None and now < pacing.not_before:
+        held.add(labels, NOT_YET, f"the campaign starts at {_when(pacing.not_before)}")
+        return messages.index[:0], held
+    go = pd.Series(True, index=messages.index)
+    if pacing.quiet_hours is not None:
+        # Judged once per set of zones (a campaign has few), then mapped onto the rows.
+        numbers = messages["to"].astype("str")
+        zones = {number: _zones(number) for number in numbers.unique()}
+        verdicts = {
+            found: _quiet(found, pacing.quiet_hours, now, pacing.expires)
+            for found in set(zones.values())
+        }
+        verdict = numbers.map({n: verdicts[z] for n, z in zones.items()})
+        for (code, message), rows in verdict.groupby(verdict, sort=False).groups.items():
+            if code is not None:
+                held.add(list(rows), code, message)
+                go.loc[rows] = False
+    if pacing.daily_limit is not None:
+        _limit(messages[go.to_numpy()], pacing, sent_before, held, go)
+    return messages.index[go.to_numpy()], held
+
+
+def _quiet(
+    zones: tuple[ZoneInfo, ...], quiet: QuietHours, now: datetime, expires: datetime | None
+) -> tuple[str | None, str]:
+    """(code, message) to hold a number in these zones now, or (None, "") when it may go."""
+    if not zones:
+        return NO_ZONE, (
+            f"quiet hours {quiet}: the time zone of this number is unknown, and it is not "
+            "guessed; send it without quiet hours, or remove it"
+        )
+    local = [now.astimezone(zone) for zone in zones]
+    if not any(quiet.is_quiet(t) for t in local):
+        return None, ""
+    # The first moment every zone is out of the quiet hours: one of the zones' ends.
+    candidates = sorted(quiet.next_end(t).astimezone(UTC) for t in local)
+    for _ in range(3):  # the ends of the next days too, when zones overlap badly
+        for moment in candidates:
+            if moment - now <= _SEARCH and not any(
+                quiet.is_quiet(moment.astimezone(z)) for z in zones
+            ):
+                shown = moment.astimezone(zones[0])
+                names = ", ".join(str(z) for z in zones[:3]) + (" …" if len(zones) > 3 else "")
+                message = (
+                    f"quiet hours {quiet} in {names}: can go from "
+                    f"{shown:%Y-%m-%d %H:%M} {zones[0]} ({_when(moment)})"
+                )
+                if expires is not None and moment >= expires:
+                    message += f", after the campaign expires at {_when(expires)}"
+                return QUIET, message
+        candidates = [c + _DAY for c in candidates]
+    return NO_ZONE, (
+        f"quiet hours {quiet}: this number's time zones ({len(zones)}) share no time outside "
+        "them in the next two days; send it without quiet hours, or remove it"
+    )
+
+
+@functools.lru_cache(maxsize=65_536)
+def _zones(number: str) -> tuple[ZoneInfo, ...]:
+    """The time zones libphonenumber gives this E.164 number (empty when unknown)."""
+    try:
+        names = phone_timezones.time_zones_for_number(phonenumbers.parse(number))
+    except phonenumbers.NumberParseException:
+        return ()
+    zones = []
+    for name in names:
+        try:
+            zones.append(ZoneInfo(name))
+        except (ZoneInfoNotFoundError, ValueError):
+            continue  # "Etc/Unknown", or a zone this system's tz database lacks
+    return tuple(zones)
+
+
+def _limit(
+    candidates: pd.DataFrame,
+    pacing: Pacing,
+    sent_before: dict[str, datetime],
+    held: Held,
+    go: pd.Series,
+) -> None:
+    """Hold the business-initiated rows to new recipients beyond the daily limit."""
+    assert pacing.daily_limit is not None
+    now = pacing.now
+    window = {r: t for r, t in sent_before.items() if now - _DAY < t}
+    leaving = sorted(window.values())  # when each counted recipient leaves the window
+    room = pacing.daily_limit - len(window)
+    business = candidates[candidates["type"].fillna("text").str.lower().isin(BUSINESS_INITIATED)]
+    over: dict[str, int] = {}
+    admitted: set[str] = set()
+    for number in dict.fromkeys(business["to"].astype("str")):
+        if number in window or number in admitted:
+            continue
+        if room > 0:
+            admitted.add(number)
+            room -= 1
+        else:
+            over[number] = len(over)
+    if not over:
+        return
+    # The k-th recipient over the limit gets room when the k-th counted one leaves the
+    # window: those of the history first, then those this run sends (24 h after now).
+    leaving = sorted([*leaving, *([now] * len(admitted))])
+    free = max(0, len(leaving) - pacing.daily_limit)
+    numbers = business["to"].astype("str")
+    waiting = numbers[numbers.isin(over.keys())]
+    order = waiting.map(over).to_numpy() + free
+    times = [leaving[k] + _DAY if k < len(leaving) else now + _DAY for k in order]
+    texts = pd.Series(
+        [
+            f"daily messaging limit of {pacing.daily_limit:,} unique recipients in 24 h "
+            f"reached: room from {_when(at)}"
+            for at in times
+        ],
+        index=waiting.index,
+    )
+    for text, rows in texts.groupby(texts, sort=False).groups.items():
+        held.add(list(rows), LIMIT, str(text))
+    go.loc[waiting.index] = False
+
+
+def apply_pacing(
+    pacing: Pacing | None,
+    messages: pd.DataFrame,
+    keys: pd.Series,
+    results: ResultsBuilder,
+    journal: Journal | None,
+) -> tuple[pd.DataFrame, pd.Series, Held]:
+    """The hook of :func:`~kwa_batch.sending.run.send`: fill the results of the rows held
+    back, record the expired ones in the journal (never sent again), and return the messages
+    and keys that may go now."""
+    held = Held()
+    if pacing is None or not pacing.active or messages.empty:
+        return messages, keys, held
+    pacing = pacing.anchored(journal)
+    sent_before: dict[str, datetime] = {}
+    if pacing.daily_limit is not None:
+        sent_before = recent_recipients(pacing.history, pacing.now - _DAY, journal)
+    go, held = hold_back(messages, pacing, sent_before)
+    if not held.fields:
+        return messages, keys, held
+    if journal is None:
+        log.warning(
+            "pacing held %d row(s) back without a journal: running again would send the "
+            "others twice; pass journal= so that a later run sends only these",
+            len(held.fields),
+        )
+    labels = list(held.fields)
+    results.fill(labels, [held.fields[label] for label in labels])
+    if journal is not None:
+        expired = [label for label in labels if held.fields[label]["error_code"] == EXPIRED]
+        journal.record(
+            (str(keys.loc[label]), str(messages.at[label, "to"]), held.fields[label])
+            for label in expired
+        )
+    log.info("pacing: %s", held.describe())
+    return messages.loc[go], keys.loc[go], held

@@ -1,0 +1,152 @@
+"""``kwa-batch send`` with pacing: held rows reported with when they can go, exit 3, the same
+command later sends them; the dry run prints the estimate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from kwa_batch.cli import cli
+
+SAMPLE = Path(__file__).parent.parent.parent / "sample_data"
+CAMPAIGN = (
+    "to,type,template_name,params,lang_code\n"
+    '+919876500001,template,order_shipped,"Ana,A-1,500",en\n'
+    '+12125550101,template,order_shipped,"Bo,A-2,700",en\n'
+    '+5511987650001,template,order_shipped,"Cy,A-3,900",en\n'
+)
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for name in ("KALEYRA_SID", "KALEYRA_API_KEY", "KALEYRA_FROM", "KALEYRA_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return CliRunner()
+
+
+def _send(runner: CliRunner, file: Path, tmp_path: Path, *more: str) -> tuple[int, str]:
+    args = [
+        "send", str(file), "--emulator", "--from", "+911234567890",
+        "--out", str(tmp_path / "r.csv"), "--journal", str(tmp_path / "j.db"),
+        "--quiet-hours", "21:00-09:00", "--daily-limit", "1", *more,
+    ]  # fmt: skip
+    result = runner.invoke(cli, args)
+    return result.exit_code, result.output
+
+
+def test_held_rows_exit_3_then_the_same_command_later_sends_them(
+    runner: CliRunner, write_csv, tmp_path: Path
+) -> None:
+    file = write_csv(CAMPAIGN)
+    code, output = _send(runner, file, tmp_path, "--now", "2027-06-01T12:00Z")
+    assert code == 3, output
+    assert "held back: 1 in quiet hours, 1 over the daily limit" in output
+    results = pd.read_csv(tmp_path / "r.csv", dtype="str").set_index("to")
+    assert results["status"].to_dict() == {
+        "+919876500001": "sent",
+        "+12125550101": "not_sent",
+        "+5511987650001": "not_sent",
+    }
+    assert results.loc["+12125550101", "error_code"] == "KWA027"
+    assert "2027-06-01 13:00 UTC" in results.loc["+12125550101", "error_message"]
+    assert "room from 2027-06-02 12:00 UTC" in results.loc["+5511987650001", "error_message"]
+    # A day and a bit later (the journals' real send times are long past by then).
+    code, output = _send(runner, file, tmp_path, "--now", "2027-06-02T13:00Z", "--daily-limit", "5")
+    assert code == 0, output
+    results = pd.read_csv(tmp_path / "r.csv", dtype="str")
+    assert set(results["status"]) == {"sent"}
+    assert results["from_journal"].tolist().count("True") == 1
+
+
+def test_pacing_without_a_journal_is_refused(runner: CliRunner, write_csv) -> None:
+    result = runner.invoke(
+        cli, ["send", str(write_csv(CAMPAIGN)), "--emulator", "--quiet-hours", "21:00-09:00"]
+    )
+    assert result.exit_code == 2
+    assert "--quiet-hours hold rows back for a later run: add --journal FILE" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--not-before", "2027-06-01 09:00"], "write a time with its offset"),
+        (["--expire-after", "soon"], "write a duration from now (30m, 6h, 2d) or a time"),
+        (["--quiet-hours", "late"], "HH:MM-HH:MM"),
+    ],
+)
+def test_bad_pacing_options_exit_2_in_one_line(
+    runner: CliRunner, write_csv, tmp_path: Path, args: list[str], match: str
+) -> None:
+    result = runner.invoke(
+        cli,
+        [
+            "send",
+            str(write_csv(CAMPAIGN)),
+            "--emulator",
+            "--journal",
+            str(tmp_path / "j.db"),
+            *args,
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert match in result.output
+    assert "Traceback" not in result.output
+
+
+def test_dry_run_prints_the_estimate(runner: CliRunner, write_csv) -> None:
+    result = runner.invoke(
+        cli,
+        [
+            "send", str(write_csv(CAMPAIGN)), "--dry-run", "--from", "+911234567890",
+            "--templates", str(SAMPLE / "templates.csv"), "--rate-card",
+            str(SAMPLE / "rate_card.csv"), "--quiet-hours", "21:00-09:00",
+            "--now", "2027-06-01T12:00Z", "--rate", "1",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # utility: IN 0.0014 + US 0.0040 + BR 0.0068 = 0.0122 USD
+    assert "Estimate: 3 message(s) to 3 recipient(s) in 3 request(s): about 3.0 s at 1/s" in (
+        result.output
+    )
+    assert "Estimate: cost: 0.0122 USD" in result.output
+    assert "Estimate: held back now (KWA027): 1" in result.output
+
+
+def test_the_estimate_and_the_held_rows_are_on_the_summary_sheet(
+    runner: CliRunner, write_csv, tmp_path: Path
+) -> None:
+    from openpyxl import load_workbook
+
+    out = tmp_path / "r.xlsx"
+    args = [
+        "send", str(write_csv(CAMPAIGN)), "--emulator", "--from", "+911234567890",
+        "--out", str(out), "--journal", str(tmp_path / "j.db"), "--quiet-hours", "21:00-09:00",
+        "--now", "2027-06-01T12:00Z", "--rate-card", str(SAMPLE / "rate_card.csv"),
+        "--templates", str(SAMPLE / "templates.csv"),
+    ]  # fmt: skip
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 3, result.output
+    book = load_workbook(out, read_only=True)
+    rows = [tuple(r[:2]) for r in book["Summary"].iter_rows(values_only=True) if r]
+    book.close()
+    assert ("estimate", "value") in rows
+    assert ("cost", 0.0122) in rows
+    assert ("held_back", "KWA027: 1") in rows  # what the estimate expected
+    assert ("held", "KWA027: 1") in rows  # what the run held back
+    assert ("not_sent", "KWA027") in rows
+
+
+def test_expired_rows_do_not_keep_the_exit_code_at_3(
+    runner: CliRunner, write_csv, tmp_path: Path
+) -> None:
+    file = write_csv(CAMPAIGN)
+    expiry = ["--expire-after", "2027-06-01T03:30Z"]
+    code, output = _send(runner, file, tmp_path, "--now", "2027-06-01T03:00Z", *expiry)
+    assert code == 3, output  # 08:30 in India, 23:00 in New York, 00:00 in Sao Paulo: held
+    code, output = _send(runner, file, tmp_path, "--now", "2027-06-01T04:00Z", *expiry)
+    assert code == 1, output  # all expired: nothing is left to send later
+    results = pd.read_csv(tmp_path / "r.csv", dtype="str")
+    assert set(results["error_code"]) == {"KWA029"}
