@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from urllib3.util import parse_url
-
 from .errors import ConfigurationError
 
 __all__ = [
@@ -128,6 +126,8 @@ def _loopback_url(url: str) -> bool:
     Two readers, so that a URL they read differently (``http://api.kaleyra.io\\@127.0.0.1``)
     is not taken for a local one.
     """
+    from urllib3.util import parse_url  # here: the command line starts without urllib3
+
     try:
         ours = urlsplit(url).hostname
         dialled = parse_url(url).host

@@ -144,7 +144,9 @@ def test_help_and_version_load_neither_pandas_nor_pandera() -> None:
             "try:\n    main()\nexcept SystemExit:\n    pass"
         )
         assert "kwa_batch.cli" in modules
-        assert not {"pandas", "pandera", "werkzeug", "pyarrow"} & modules, flag
+        assert not {"pandas", "pandera", "werkzeug", "pyarrow", "urllib3", "requests"} & modules, (
+            flag
+        )
 
 
 def test_the_accessor_is_registered_whichever_is_imported_first() -> None:
