@@ -55,7 +55,6 @@ import pyarrow.csv as pa_csv
 
 from .errors import InputError
 from .headers import TO_ALIASES, read_header
-from .sheets import MAX_CELLS, read_sheet
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -828,6 +827,8 @@ def _read_xlsx(
     Built from the cells present (:mod:`kwa_batch.sheets`), so what it costs follows the
     cells in the file, not the size the sheet claims.
     """
+    from .sheets import MAX_CELLS, read_sheet  # only for workbooks
+
     sheet = read_sheet(file, handle, sheet_name)
     others = [name for name in sheet.sheets if name != sheet.title] if sheet_name is None else []
     header: list[str] | None = None

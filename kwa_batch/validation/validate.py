@@ -29,7 +29,6 @@ import pyarrow.compute as pc
 
 from ..errors import InputError
 from ..fields import API_COLUMNS, MESSAGE_COLUMNS
-from .campaign import campaign_findings
 from .compose import (
     build_body,
     build_params,
@@ -163,6 +162,8 @@ def _campaign(
 ) -> None:
     """What the platform would refuse after saying ``sent`` (see validation/campaign.py);
     the catalogue and the list, once read, replace the arguments (no second read)."""
+    from .campaign import campaign_findings  # only for campaigns that give them
+
     found = campaign_findings(
         prepared, df, templates=arguments["templates"], suppress=arguments["suppress"],
         default_region=region,
