@@ -48,7 +48,7 @@ ENV_BASE_URL = "KALEYRA_BASE_URL"
 ENV_STORE = "KWA_RECEIVER_STORE"
 ENV_TOKEN = "KWA_RECEIVER_TOKEN"
 #: The path on a receiver that Kaleyra's callbacks go to.
-CALLBACK_PATH = "/callback"
+CALLBACK_PATH = "/kaleyra/callback"  # as the sample data and the docs write it
 
 
 class Secret:

@@ -231,3 +231,13 @@ def test_validate_with_windows_flags_text_rows_needing_a_template(tmp_path) -> N
     missing = runner.invoke(cli, ["validate", str(tmp_path / "c.csv"), "--windows", "nope.db"])
     assert missing.exit_code == 2
     assert "no such file" in missing.output
+
+
+def test_one_callback_path_everywhere(sample_csv: Path) -> None:
+    """The receiver prints the path the sample data and the docs use."""
+    from kwa_batch.config import CALLBACK_PATH
+
+    assert CALLBACK_PATH == "/kaleyra/callback"
+    assert f"http://127.0.0.1:8765{CALLBACK_PATH}" in sample_csv.read_text()
+    readme = (sample_csv.parent.parent / "README.md").read_text()
+    assert "/callback" not in readme.replace(CALLBACK_PATH, "")
