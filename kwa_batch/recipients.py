@@ -603,6 +603,55 @@ def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
     """Parse with pyarrow, or return None where Python's csv module must decide."""
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         return None  # a bare carriage return ends a line for csv, not for this path
+    found = _line_bounds(data, delimiter)
+    if found is None:
+        return None
+    starts, content_ends, lines, records, multiline = found
+    first = records[0]
+    header_text = data[starts[first] : content_ends[first]].decode("utf-8", "replace")
+    try:
+        header = next(csv.reader(io.StringIO(header_text, newline=""), delimiter=delimiter))
+    except (csv.Error, StopIteration):
+        return None
+    if not any(_BLANK_CELL.fullmatch(cell) is None for cell in header):
+        return None  # a blank first line: the csv path skips it and explains the rest
+    rows = records[1:]
+    if not len(rows):
+        return None
+    read = _arrow_rows(data, int(starts[rows[0]]), len(header), delimiter, multiline)
+    if read is None:
+        return None
+    table, odd = read
+    if odd:
+        if any(_BLANK_CELL.fullmatch(text) is None for text in odd):
+            return None  # ragged rows: the csv path loads them and says which
+        # Lines of spaces were skipped: drop them from the line numbers too.
+        texts = [data[starts[r] : content_ends[r]] for r in rows]
+        rows = np.array(
+            [
+                r
+                for r, t in zip(rows, texts, strict=True)
+                if _BLANK_CELL.fullmatch(t.decode("utf-8", "replace")) is None
+            ],
+            dtype=np.int64,
+        )
+    if table.num_rows != len(rows):
+        return None
+    columns = [table.column(i) for i in range(table.num_columns)]
+    keep = ~_blank_rows(columns)
+    if not keep.all():
+        mask = pa.array(keep)
+        columns = [c.filter(mask) for c in columns]
+    row_lines = lines[rows][keep]
+    if not len(row_lines):
+        raise InputError(f"{file}: has a header but no rows: add one row per recipient")
+    out = [pd.array(c, dtype="str") for c in columns]
+    return header, out, row_lines, {}
+
+
+def _line_bounds(data: bytes, delimiter: str) -> tuple[Any, Any, Any, Any, bool] | None:
+    """Where each record starts and ends, its line in the file, the non-empty records, and
+    whether values span lines; None where quotes do not open and close fields cleanly."""
     buf = np.frombuffer(data, dtype=np.uint8)
     size = len(buf)
     sep = ord(delimiter)
@@ -632,23 +681,19 @@ def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
     ends = np.r_[boundaries, size]
     has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == ord("\r"))
     content_ends = ends - has_cr
-    filled = content_ends > starts
-    lines: np.ndarray[Any, Any] = np.asarray(np.searchsorted(newlines, starts)) + 1
-    records = np.flatnonzero(filled)
+    lines = np.asarray(np.searchsorted(newlines, starts)) + 1
+    records = np.flatnonzero(content_ends > starts)
     if not len(records):
         return None
-    first = records[0]
-    header_text = data[starts[first] : content_ends[first]].decode("utf-8", "replace")
-    try:
-        header = next(csv.reader(io.StringIO(header_text, newline=""), delimiter=delimiter))
-    except (csv.Error, StopIteration):
-        return None
-    if not any(_BLANK_CELL.fullmatch(cell) is None for cell in header):
-        return None  # a blank first line: the csv path skips it and explains the rest
-    rows = records[1:]
-    if not len(rows):
-        return None
-    names = [f"c{i}" for i in range(len(header))]
+    return starts, content_ends, lines, records, multiline
+
+
+def _arrow_rows(
+    data: bytes, start: int, width: int, delimiter: str, multiline: bool
+) -> tuple[pa.Table, list[str]] | None:
+    """The rows after the header, read by pyarrow as text, and the rows it found ragged
+    (None where pyarrow cannot read them)."""
+    names = [f"c{i}" for i in range(width)]
     odd: list[str] = []
 
     def on_invalid_row(row: Any) -> str:
@@ -657,7 +702,7 @@ def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
 
     try:
         table = pa_csv.read_csv(
-            pa.py_buffer(memoryview(data)[starts[rows[0]] :]),
+            pa.py_buffer(memoryview(data)[start:]),
             # Serial: see the module docstring (a worker thread must never hold our buffer).
             read_options=pa_csv.ReadOptions(column_names=names, encoding="utf8", use_threads=False),
             parse_options=pa_csv.ParseOptions(
@@ -679,31 +724,7 @@ def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
         )
     except (pa.ArrowException, ValueError):
         return None
-    if odd:
-        if any(_BLANK_CELL.fullmatch(text) is None for text in odd):
-            return None  # ragged rows: the csv path loads them and says which
-        # Lines of spaces were skipped: drop them from the line numbers too.
-        texts = [data[starts[r] : content_ends[r]] for r in rows]
-        rows = np.array(
-            [
-                r
-                for r, t in zip(rows, texts, strict=True)
-                if _BLANK_CELL.fullmatch(t.decode("utf-8", "replace")) is None
-            ],
-            dtype=np.int64,
-        )
-    if table.num_rows != len(rows):
-        return None
-    columns = [table.column(i) for i in range(table.num_columns)]
-    keep = ~_blank_rows(columns)
-    if not keep.all():
-        mask = pa.array(keep)
-        columns = [c.filter(mask) for c in columns]
-    row_lines = lines[rows][keep]
-    if not len(row_lines):
-        raise InputError(f"{file}: has a header but no rows: add one row per recipient")
-    out = [pd.array(c, dtype="str") for c in columns]
-    return header, out, row_lines, {}
+    return table, odd
 
 
 def _blank_rows(columns: list[pa.Array]) -> np.ndarray[Any, Any]:
