@@ -501,6 +501,25 @@ def _cuts(
     return tuple(cuts)
 
 
+def _rate(rate_limit: float | None) -> float | None:
+    """The server's own limit in messages per second: more than 0, finite, or None."""
+    if rate_limit is None:
+        return None
+    limit = float(rate_limit)
+    if not (limit > 0 and math.isfinite(limit)):
+        raise ValueError(
+            f"rate_limit must be more than 0 messages per second (or None), not {rate_limit!r}"
+        )
+    return limit
+
+
+def _check_account(sid: str | None, api_key: str | None) -> None:
+    if sid is not None and not sid.strip():
+        raise ValueError("sid must not be empty")
+    if api_key is not None and not api_key:
+        raise ValueError("api_key must not be empty")
+
+
 def _non_negative(name: str, value: float) -> float:
     seconds = float(value)
     if not (seconds >= 0 and math.isfinite(seconds)):
@@ -584,18 +603,8 @@ class Emulator(Served):
         jitter = _non_negative("jitter", jitter)
         retry_after = _non_negative("retry_after", retry_after)
         late_delay = _non_negative("late_delay", late_delay)
-        if rate_limit is not None:
-            limit = float(rate_limit)
-            if not (limit > 0 and math.isfinite(limit)):
-                raise ValueError(
-                    f"rate_limit must be more than 0 messages per second (or None), "
-                    f"not {rate_limit!r}"
-                )
-            rate_limit = limit
-        if sid is not None and not sid.strip():
-            raise ValueError("sid must not be empty")
-        if api_key is not None and not api_key:
-            raise ValueError("api_key must not be empty")
+        rate_limit = _rate(rate_limit)
+        _check_account(sid, api_key)
         self.host = host
         self._rng = random.Random(seed)
         self.sid = sid.strip() if sid is not None else "HXEMU" + f"{self._rng.getrandbits(40):010X}"
