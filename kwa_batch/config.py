@@ -7,6 +7,7 @@ The API key is kept in a :class:`Secret`, whose repr and str never show it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "Credentials",
     "Secret",
     "credentials_from_env",
+    "is_loopback_url",
     "normalize_base_url",
 ]
 
@@ -110,7 +112,7 @@ def normalize_base_url(base_url: str) -> str:
             f"base URL {value!r} is not an http(s) URL: use e.g. {DEFAULT_BASE_URL} "
             f"or a region name ({regions})"
         )
-    if scheme == "http" and not _loopback_url(value):
+    if scheme == "http" and not is_loopback_url(value):
         secure = "https" + value[len(parts.scheme) :]
         raise ConfigurationError(
             f"base URL {_masked(value)!r} is plain http: the API key would travel "
@@ -120,20 +122,29 @@ def normalize_base_url(base_url: str) -> str:
     return value.rstrip("/")
 
 
-def _loopback_url(url: str) -> bool:
-    """True when both the standard library and urllib3 (which dials) see a loopback host.
+@functools.lru_cache(maxsize=1024)
+def is_loopback_url(url: str) -> bool:
+    """True for an http(s) URL whose host is a loopback address or ``localhost`` (where a
+    plain-http base URL is allowed, and the only place the emulator posts callbacks).
 
-    Two readers, so that a URL they read differently (``http://api.kaleyra.io\\@127.0.0.1``)
-    is not taken for a local one.
+    The host is read by two parsers, the standard library's and urllib3's (the one that
+    dials): both must find a loopback host, so that a URL they read differently (such as
+    ``http://example.com\\@127.0.0.1/``) is refused.
+
+    >>> is_loopback_url("http://127.0.0.1:8765/cb"), is_loopback_url("https://example.com/")
+    (True, False)
     """
     from urllib3.util import parse_url  # here: the command line starts without urllib3
 
     try:
-        ours = urlsplit(url).hostname
-        dialled = parse_url(url).host
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+        dialled = parse_url(url)
     except ValueError:  # urllib3's LocationParseError is a ValueError too
         return False
-    return _loopback_host(ours) and _loopback_host(dialled)
+    if parts.scheme.lower() not in ("http", "https") or dialled.scheme not in ("http", "https"):
+        return False
+    return _loopback_host(parts.hostname) and _loopback_host(dialled.host)
 
 
 def _loopback_host(host: str | None) -> bool:

@@ -25,9 +25,7 @@ error answer) is counted and logged, and not retried.
 
 from __future__ import annotations
 
-import functools
 import heapq
-import ipaddress
 import itertools
 import logging
 import math
@@ -40,8 +38,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from urllib3.util import parse_url
 
+from ..config import is_loopback_url
 from ..privacy import mask_phone
 
 __all__ = ["CallbackPoster", "CallbackSettings", "is_loopback_url"]
@@ -147,40 +145,6 @@ def _float(name: str, value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise ValueError(f"callbacks: {name} must be a number, not {value!r}") from None
-
-
-@functools.lru_cache(maxsize=1024)
-def is_loopback_url(url: str) -> bool:
-    """True for an http(s) URL whose host is a loopback address or ``localhost``.
-
-    The host is read by two parsers, the standard library's and urllib3's (the one that
-    dials): both must find a loopback host, so that a URL they read differently (such as
-    ``http://example.com\\@127.0.0.1/``) is refused.
-
-    >>> is_loopback_url("http://127.0.0.1:8765/cb"), is_loopback_url("https://example.com/")
-    (True, False)
-    """
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises ValueError for a bad port)
-        dialled = parse_url(url)
-    except ValueError:  # urllib3's LocationParseError is a ValueError too
-        return False
-    if parts.scheme.lower() not in ("http", "https") or dialled.scheme not in ("http", "https"):
-        return False
-    return _loopback_host(parts.hostname) and _loopback_host(dialled.host)
-
-
-def _loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    name = host.strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _shown(url: str) -> str:
