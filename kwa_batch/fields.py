@@ -73,11 +73,11 @@ def message_frame(valid: pd.DataFrame) -> pd.DataFrame:
     One frame per run: the planner groups on it and the journal keys on it.
     """
     frame = pd.DataFrame(index=valid.index)
+    # One all-missing column shared by every field the rows do not use (copy-on-write keeps
+    # them apart if one is ever written): 1M rows would otherwise hold ~8 MiB per field.
+    missing = pd.Series(pd.NA, index=valid.index, dtype="str")
     for name in API_COLUMNS:
-        if name in valid.columns:
-            frame[name] = valid[name].astype("str")
-        else:
-            frame[name] = pd.Series(pd.NA, index=valid.index, dtype="str")
+        frame[name] = valid[name].astype("str") if name in valid.columns else missing
     frame["channel"] = frame["channel"].fillna("whatsapp")
     return frame
 
