@@ -60,3 +60,21 @@ def small_tmpfs(request: pytest.FixtureRequest, tmp_path: Path):
         # Lazily if a file there is still open (a failed test): it goes when that closes.
         if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode:
             subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch):
+    """A click CliRunner with none of the environment's account or receiver settings: each
+    test sets what it needs."""
+    from click.testing import CliRunner
+
+    for name in (
+        "KALEYRA_SID",
+        "KALEYRA_API_KEY",
+        "KALEYRA_FROM",
+        "KALEYRA_BASE_URL",
+        "KWA_RECEIVER_STORE",
+        "KWA_RECEIVER_TOKEN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return CliRunner()

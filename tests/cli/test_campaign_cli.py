@@ -18,13 +18,6 @@ SAMPLES = ROOT / "sample_data"
 CAMPAIGN = str(SAMPLES / "template_campaign.csv")
 
 
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in ("KALEYRA_SID", "KALEYRA_API_KEY", "KALEYRA_FROM", "KALEYRA_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return CliRunner()
-
-
 def store_with_stop(path: Path, number: str) -> Path:
     at = datetime(2026, 11, 30, 14, 2, tzinfo=UTC)
     with CallbackStore(path) as store:

@@ -14,13 +14,6 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 SENDER = "+911234567890"
 
 
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in ("KALEYRA_SID", "KALEYRA_API_KEY", "KALEYRA_FROM", "KALEYRA_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return CliRunner()
-
-
 def test_validate_maps_columns(runner: CliRunner, write_csv) -> None:
     path = write_csv("Name,Phone 1 - Value,Message\nPriya,+91 98765 43210,Hi\n")
     args = ["validate", str(path), "--from", SENDER, "--column", "to=Phone 1 - Value"]

@@ -23,13 +23,6 @@ TOKEN = "cli-t0ken"
 
 
 @pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in ("KWA_RECEIVER_STORE", "KWA_RECEIVER_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    return CliRunner()
-
-
-@pytest.fixture
 def run_files(tmp_path: Path) -> tuple[Path, Path, pd.DataFrame]:
     """A results file of a run through the emulator, its callback store, and the merge."""
     store = tmp_path / "receipts.db"

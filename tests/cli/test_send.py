@@ -18,13 +18,6 @@ from kwa_batch.cli import cli
 CLEAN = "to,body\n+919876543210,Hi\n+447911123456,Hello\n"
 
 
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in ("KALEYRA_SID", "KALEYRA_API_KEY", "KALEYRA_FROM", "KALEYRA_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return CliRunner()
-
-
 def test_every_command_has_help(runner: CliRunner) -> None:
     for name, command in cli.commands.items():
         assert command.help, name

@@ -14,13 +14,6 @@ from kwa_batch.cli import cli
 CLEAN = "to,body\n+919876543210,Hi\n+447911123456,Hello\n+919876543210,Again\n"
 
 
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in ("KALEYRA_SID", "KALEYRA_API_KEY", "KALEYRA_FROM", "KALEYRA_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return CliRunner()
-
-
 def send(runner: CliRunner, path: Path, out: Path, *options: str) -> dict[str, object]:
     args = ["send", str(path), "--emulator", "--from", "+911234567890", "--out", str(out)]
     result = runner.invoke(cli, [*args, *options])

@@ -20,13 +20,6 @@ CAMPAIGN = (
 )
 
 
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in ("KALEYRA_SID", "KALEYRA_API_KEY", "KALEYRA_FROM", "KALEYRA_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return CliRunner()
-
-
 def _send(runner: CliRunner, file: Path, tmp_path: Path, *more: str) -> tuple[int, str]:
     args = [
         "send", str(file), "--emulator", "--from", "+911234567890",
