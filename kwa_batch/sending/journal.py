@@ -57,7 +57,6 @@ __all__ = [
     "JournalLockedError",
     "JournalRecord",
     "JournalWriteError",
-    "SentSummary",
 ]
 
 log = logging.getLogger(__name__)
@@ -136,42 +135,6 @@ class JournalRecord:
     sent_at: datetime | None
     request_id: str | None
     recipients: int | None
-
-
-@dataclass(frozen=True)
-class SentSummary:
-    """How many of some rows a journal records as sent, and when (for a recurring campaign).
-
-    Attributes:
-        rows: how many distinct rows were asked about.
-        sent: how many of them the journal records as ``sent``.
-        first_sent_at, last_sent_at: the earliest and latest ``sent_at`` among them (UTC).
-    """
-
-    rows: int
-    sent: int
-    first_sent_at: datetime | None
-    last_sent_at: datetime | None
-
-    @property
-    def all_sent(self) -> bool:
-        """True when there are rows and every one was sent already: nothing to send."""
-        return self.rows > 0 and self.sent == self.rows
-
-    def describe(self) -> str:
-        """One line for the user, e.g. ``all 2 rows were sent on 2026-12-01 by this journal:
-        nothing to send`` (or how many of the rows were)."""
-        rows = "the 1 row" if self.rows == 1 else f"the {self.rows} rows"
-        if self.first_sent_at is None or self.last_sent_at is None:
-            return f"none of {rows} was sent by this journal"
-        first, last = (f"{t:%Y-%m-%d}" for t in (self.first_sent_at, self.last_sent_at))
-        when = f"on {first}" if first == last else f"between {first} and {last}"
-        if self.all_sent:
-            every = rows if self.rows == 1 else f"all {self.rows} rows"
-            verb = "was" if self.rows == 1 else "were"
-            return f"{every} {verb} sent {when} by this journal: nothing to send"
-        verb = "was" if self.sent == 1 else "were"
-        return f"{self.sent} of {rows} {verb} sent {when} by this journal"
 
 
 class Journal:
@@ -417,37 +380,6 @@ class Journal:
             except (TypeError, ValueError) as exc:  # a time or a state that does not parse
                 raise self._error(f"it is damaged ({exc})", _DAMAGED) from None
         return found
-
-    def sent_summary(self, keys: Iterable[str]) -> SentSummary:
-        """How many of these rows were already sent by this journal, and when.
-
-        For a recurring campaign: when :attr:`SentSummary.all_sent`, running again sends
-        nothing, and :meth:`SentSummary.describe` says so.
-        """
-        unique = list(dict.fromkeys(keys))
-        sent = 0
-        times: list[str] = []
-        with self._lock:
-            try:
-                for start in range(0, len(unique), _CHUNK):
-                    chunk = unique[start : start + _CHUNK]
-                    marks = ",".join("?" * len(chunk))
-                    count, first, last = self.db.execute(
-                        "SELECT COUNT(*), MIN(sent_at), MAX(sent_at) FROM rows "
-                        f"WHERE state = 'sent' AND key IN ({marks})",
-                        chunk,
-                    ).fetchone()
-                    sent += count
-                    times.extend(t for t in (first, last) if t)
-            except (sqlite3.Error, UnicodeDecodeError) as exc:
-                raise self._unusable(exc) from None
-        # ISO 8601 in UTC, all written by _now()/isoformat(): they sort as text.
-        return SentSummary(
-            len(unique),
-            sent,
-            _parse_time(min(times)) if times else None,
-            _parse_time(max(times)) if times else None,
-        )
 
     def mark_in_flight(self, requests: Iterable[tuple[Sequence[str], Sequence[str]]]) -> None:
         """Record, before they go out, that these requests' rows are being sent.

@@ -163,59 +163,6 @@ def test_a_lock_error_is_a_journal_error_and_a_configuration_error() -> None:
     assert issubclass(JournalError, ConfigurationError)  # the CLI exits 2
 
 
-def test_sent_summary_says_when_everything_was_sent(
-    fresh_emulator: Emulator, tmp_path: Path
-) -> None:
-    journal = tmp_path / "run.db"
-    client = fresh_emulator.client(sender=SENDER)
-    first = send(frame(3), client, journal=journal, progress=False)
-    with Journal(journal) as j:
-        keys = [key for (key,) in j.db.execute("SELECT key FROM rows")]
-        summary = j.sent_summary(keys)
-        assert (summary.rows, summary.sent, summary.all_sent) == (3, 3, True)
-        assert summary.first_sent_at == first["sent_at"].min()
-        assert summary.last_sent_at == first["sent_at"].max()
-        day = f"{first['sent_at'].min():%Y-%m-%d}"
-        assert summary.describe() == (
-            f"all 3 rows were sent on {day} by this journal: nothing to send"
-        )
-        partly = j.sent_summary([*keys, "a new row", "a new row"])
-        assert (partly.rows, partly.sent, partly.all_sent) == (4, 3, False)
-        assert partly.describe() == f"3 of the 4 rows were sent on {day} by this journal"
-        assert j.sent_summary(["nothing"]).describe() == (
-            "none of the 1 row was sent by this journal"
-        )
-        assert not j.sent_summary([]).all_sent
-
-
-def test_sent_summary_spans_days(tmp_path: Path) -> None:
-    with Journal(tmp_path / "run.db") as j:
-        j.record(
-            [
-                (
-                    "a",
-                    "+919876500001",
-                    {"status": "sent", "sent_at": pd.Timestamp("2026-11-30T09:00Z")},
-                ),
-                (
-                    "b",
-                    "+919876500002",
-                    {"status": "sent", "sent_at": pd.Timestamp("2026-12-01T10:00Z")},
-                ),
-                (
-                    "c",
-                    "+919876500003",
-                    {"status": "failed", "sent_at": pd.Timestamp("2026-12-02T10:00Z")},
-                ),
-            ]
-        )
-        summary = j.sent_summary(["a", "b", "c"])
-    assert (
-        summary.describe()
-        == "2 of the 3 rows were sent between 2026-11-30 and 2026-12-01 by this journal"
-    )
-
-
 def main_file_alone(journal: Path, copy: Path) -> int:
     """How many rows the journal's main file holds on its own (as if its -wal were lost)."""
     shutil.copyfile(journal, copy)
