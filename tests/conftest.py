@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,38 @@ def runner(monkeypatch: pytest.MonkeyPatch):
     ):
         monkeypatch.delenv(name, raising=False)
     return CliRunner()
+
+
+class WallClock:
+    """The run's wall clock (:func:`kwa_batch.sending.clock.now`), set by a test: a real send
+    refuses ``now=``, so a test that must stand at a given moment sets the clock itself.
+
+    ``set(moment)`` stands still at ``moment``; ``set(moment, speed=60)`` starts there and
+    moves 60 times faster than real time (a minute a second), as a long campaign would.
+    """
+
+    def __init__(self) -> None:
+        import time
+
+        self._monotonic = time.monotonic
+        self._start: datetime | None = None
+        self._origin = 0.0
+        self.speed = 0.0
+
+    def set(self, moment: datetime, *, speed: float = 0.0) -> None:
+        self._start, self._origin, self.speed = moment, self._monotonic(), speed
+
+    def now(self) -> datetime:
+        assert self._start is not None, "set the clock first"
+        return self._start + timedelta(seconds=(self._monotonic() - self._origin) * self.speed)
+
+
+@pytest.fixture
+def wall_clock(monkeypatch: pytest.MonkeyPatch) -> WallClock:
+    """A settable wall clock for the sending side (see :class:`WallClock`)."""
+    from kwa_batch.sending import clock
+
+    found = WallClock()
+    found.set(clock.now(), speed=1.0)
+    monkeypatch.setattr(clock, "now", found.now)
+    return found

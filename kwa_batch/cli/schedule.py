@@ -124,7 +124,8 @@ def schedule_options(command: Command) -> Command:
                 "--now",
                 metavar="TIME",
                 callback=_moment,
-                help="Plan as if it were this time (previews, tests); sends still go now.",
+                help="With --dry-run: plan as if it were this time (the estimate, the rows held "
+                "back); a real send refuses it and goes by the real clock.",
             ),
             click.option(
                 "--rate-card",

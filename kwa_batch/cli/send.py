@@ -200,6 +200,11 @@ def send_command(**options: Any) -> None:
         fail("--resend-unknown needs --journal (it resends what the journal knows as unknown)")
     if why := needs_journal(o.pacing, o.journal, o.dry_run):  # issue #13
         fail(why)
+    if o.pacing.get("now") is not None and not o.dry_run:  # issue #17
+        fail(
+            "--now only plans (with --dry-run); a real send goes by the real clock, so that "
+            "quiet hours, the expiry and the daily limit hold when each message leaves"
+        )
     target = o.out or _default_target(o.file)
     sender, source = resolve_sender(o.sender, o.region, emulator=o.emulator)
     echo: Callable[[str], None] = (lambda text: None) if o.quiet else click.echo
@@ -350,9 +355,9 @@ def _exit_code(results: pd.DataFrame) -> int:
     stopped_by = (results.attrs.get("run") or {}).get("stopped_by")
     if stopped_by:
         return exit_status(getattr(signal, stopped_by, signal.SIGINT))
-    from ..sending.schedule import EXPIRED  # issue #13: expired rows never go: not exit 3
+    from ..sending.departure import NEVER_SENT  # expired or opted out: not exit 3
 
-    expired = (results["status"] == "not_sent") & (results["error_code"] == EXPIRED)
+    expired = (results["status"] == "not_sent") & results["error_code"].isin(NEVER_SENT)
     return exit_code(results.assign(status=results["status"].mask(expired, "failed")))
 
 

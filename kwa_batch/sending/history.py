@@ -1,15 +1,25 @@
-"""The recipients earlier runs sent to, read from their journals, for the daily limit.
+"""The recipients earlier runs may have reached, read from their journals, for the daily limit.
 
-``history=`` names a folder of journals (``*.db`` files). Each is opened read-only, never
-written. The run's own journal always counts (a campaign resumed within 24 hours shares the
-limit with its earlier runs); in the folder or not, it is read once, through the run's
-connection (the run holds its lock). A journal in use by another running send is locked: its sends
-cannot be counted, and counting without them could go over the limit, so the run refuses
-to start (:class:`~kwa_batch.errors.JournalLockedError`), saying which file.
+``history=`` names a folder of journals. Every file in it and in its sub-folders is looked at:
+a kwa_batch journal (whatever its name: ``*.db``, ``*.sqlite``…) is counted; any other SQLite
+file, and a ``*.db``/``*.sqlite``/``*.sqlite3`` file that is not SQLite at all, is refused
+(it may be a damaged journal, or a store that does not belong there); other files (a results
+workbook, a CSV) are passed over. Each journal is opened read-only, never written, and must
+be read *fully*: a file that cannot be (damaged pages, a time that is not a time) stops the
+run before anything is sent, since counting without it could go over the limit
+(:class:`~kwa_batch.errors.JournalError`, exit 2). A journal in use by another running send
+is locked: its sends cannot be counted, so the run refuses to start as well
+(:class:`~kwa_batch.errors.JournalLockedError`).
 
-The journal does not record a row's message type, so every row recorded as ``sent`` is
-counted as business-initiated: this can only under-use the limit, never exceed it.
-Times are those the journals recorded (the real time of each send), whatever ``now=`` says.
+The run's own journal always counts (a campaign resumed within 24 hours shares the limit with
+its earlier runs); in the folder or not, it is read once, through the run's connection (the
+run holds its lock).
+
+**What counts.** A row recorded ``sent``, and also one ``in_flight`` (a run died while its
+request was out) or ``unknown`` (no clear answer): either may have reached the recipient, so
+each is counted at the time it was recorded (its ``sent_at``, else when the journal last
+wrote it). The journal does not record a row's message type, so every such row counts as
+business-initiated. Both choices can only under-use the limit, never exceed it.
 """
 
 from __future__ import annotations
@@ -20,47 +30,76 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import JournalLockedError
+from ..errors import JournalError, JournalLockedError
 from .journal import APPLICATION_ID, Journal
 
-__all__ = ["recent_recipients"]
+__all__ = ["COUNTED_STATES", "recent_recipients"]
 
 log = logging.getLogger(__name__)
 
-_QUERY = "SELECT recipient, MAX(sent_at) FROM rows WHERE state = 'sent' GROUP BY recipient"
+#: Journal states counted by the daily limit: what may have reached the recipient.
+COUNTED_STATES = ("sent", "in_flight", "unknown")
+_QUERY = (
+    "SELECT recipient, MAX(COALESCE(sent_at, updated_at)) FROM rows "
+    f"WHERE state IN ({', '.join(repr(s) for s in COUNTED_STATES)}) GROUP BY recipient"
+)
+_SQLITE = b"SQLite format 3\x00"
+_DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
+_SIDECARS = ("-wal", "-shm", "-journal")
 
 
 def recent_recipients(
     folder: Path | None, since: datetime, journal: Journal | None = None
 ) -> dict[str, datetime]:
-    """Recipient → the latest time a message to them was recorded sent after ``since``,
-    over the journals in ``folder`` (and the run's own ``journal``, when it is open).
+    """Recipient → the latest time a message to them may have gone after ``since``, over
+    the journals under ``folder`` (and the run's own ``journal``, when it is open).
 
     Raises:
         JournalLockedError: a journal in the folder is in use by a running send.
+        JournalError: a file in the folder cannot be read fully, or does not belong there.
     """
     latest: dict[str, datetime] = {}
     own = _identity(journal.path) if journal is not None else None
     sources: list[tuple[Path, sqlite3.Connection | None]] = []
     if journal is not None:
         sources.append((journal.path, journal.db))
-    for path in sorted(folder.glob("*.db")) if folder is not None else []:
-        if path.is_file() and _identity(path) != own:
+    for path in _journals(folder) if folder is not None else []:
+        if _identity(path) != own:
             sources.append((path, None))
     for path, db in sources:
-        rows = _read(path) if db is None else _rows(db)
-        for recipient, text in rows:
-            try:
-                moment = datetime.fromisoformat(text or "")
-            except (TypeError, ValueError):
-                if text:  # a damaged time: that row cannot be placed in the window
-                    log.warning("history %s: a sent_at that is not a time: %r", path, text)
-                continue
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
+        rows = _read(path) if db is None else _rows(db, path)
+        for recipient, moment in rows:
             if moment > since and (recipient not in latest or latest[recipient] < moment):
                 latest[recipient] = moment
     return latest
+
+
+def _journals(folder: Path) -> list[Path]:
+    """The files under ``folder`` that must be read as journals (see the module)."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.name.endswith(_SIDECARS) or not path.is_file():
+            continue
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(len(_SQLITE))
+        except OSError as exc:
+            raise _unreadable(path, exc.strerror or str(exc)) from None
+        if head == _SQLITE:
+            found.append(path)
+        elif path.suffix.lower() in _DATABASE_SUFFIXES:
+            raise _unreadable(path, "it is not a SQLite file (a damaged journal?)")
+        else:
+            log.debug("history %s: not a journal, passed over", path)
+    return found
+
+
+def _unreadable(path: Path, why: str) -> JournalError:
+    return JournalError(
+        f"history {path} cannot be read fully ({why}): the daily limit cannot be counted "
+        "without it; repair or remove it from the history folder (nothing was sent)",
+        path=str(path),
+    )
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -71,23 +110,31 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
-def _rows(db: sqlite3.Connection) -> list[tuple[str, str | None]]:
-    return list(db.execute(_QUERY))
+def _rows(db: sqlite3.Connection, path: Path) -> list[tuple[str, datetime]]:
+    out = []
+    for recipient, text in db.execute(_QUERY):
+        try:
+            moment = datetime.fromisoformat(text)
+        except (TypeError, ValueError):
+            raise _unreadable(path, f"a recorded time is not a time: {text!r}") from None
+        out.append((str(recipient), moment if moment.tzinfo else moment.replace(tzinfo=UTC)))
+    return out
 
 
-def _read(path: Path) -> list[tuple[str, str | None]]:
-    """The sent rows of one journal, opened read-only; [] (with a warning) for a file that is
-    not a journal."""
+def _read(path: Path) -> list[tuple[str, datetime]]:
+    """The counted rows of one journal, opened read-only."""
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0)
     except sqlite3.Error as exc:
-        log.warning("history %s: skipped, it cannot be opened (%s)", path, exc)
-        return []
+        raise _unreadable(path, str(exc)) from None
     try:
         if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            log.warning("history %s: skipped, it is not a kwa_batch journal", path)
-            return []
-        return _rows(db)
+            raise JournalError(
+                f"history {path} is a SQLite file but not a kwa_batch journal: move it out of "
+                "the history folder (only the journals of earlier runs belong there)",
+                path=str(path),
+            )
+        return _rows(db, path)
     except sqlite3.Error as exc:
         name = getattr(exc, "sqlite_errorname", "")
         if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
@@ -97,7 +144,6 @@ def _read(path: Path) -> list[tuple[str, str | None]]:
                 "file out of the history folder if it does not share the limit",
                 path=str(path),
             ) from None
-        log.warning("history %s: skipped, it cannot be read (%s)", path, exc)
-        return []
+        raise _unreadable(path, str(exc)) from None
     finally:
         db.close()

@@ -42,12 +42,13 @@ import stat
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
 from ..errors import JournalError, JournalLockedError, JournalWriteError
 from ..results import OUTCOME_FIELDS, STATUSES
+from . import clock
 
 __all__ = [
     "APPLICATION_ID",
@@ -513,4 +514,4 @@ def _time_text(value: Any) -> str | None:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return clock.now().isoformat(timespec="milliseconds")

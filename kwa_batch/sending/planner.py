@@ -8,7 +8,7 @@ broadcast fast. Personalised rows differ in their body or parameters and go one 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,15 @@ class Request:
             Request([label], [number], dict(self.fields), [key])
             for label, number, key in zip(self.labels, self.numbers, self.keys, strict=True)
         ]
+
+    def subset(self, positions: Sequence[int]) -> Request:
+        """The request to these recipients only (positions in ``numbers``)."""
+        return Request(
+            [self.labels[i] for i in positions],
+            [self.numbers[i] for i in positions],
+            dict(self.fields),
+            [self.keys[i] for i in positions],
+        )
 
     def __len__(self) -> int:
         return len(self.numbers)

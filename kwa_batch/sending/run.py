@@ -69,7 +69,9 @@ from ..fields import MAX_RECIPIENTS_PER_REQUEST, message_frame, row_keys
 from ..recipients import line_numbers
 from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder
 from ..validation import ValidationReport, validate
+from . import clock
 from .client import KaleyraClient, SendResult
+from .departure import Departure, LiveOptOuts, Verdict
 from .journal import Journal, JournalRecord
 from .limiter import recipients_per_request
 from .pacing import (
@@ -80,7 +82,7 @@ from .pacing import (
     Pacer,
 )
 from .planner import Request, plan_requests
-from .schedule import EXPIRED, Pacing, apply_pacing
+from .schedule import EXPIRED, Held, Pacing, apply_pacing, recent
 from .stopping import StopButton
 
 __all__ = ["send"]
@@ -88,6 +90,10 @@ __all__ = ["send"]
 log = logging.getLogger(__name__)
 
 _GRACE_SECONDS = 10.0
+# A request that waited longer than this for the rate limit is checked again before it
+# leaves (the campaign's rules at that moment: see departure.py); a shorter wait is the
+# same moment, for rules whose resolution is a second.
+_RECHECK_AFTER = 0.002
 _POLL_SECONDS = 0.1
 _NOT_SENT = ("NOTSENT", "the run stopped before this row was sent")
 _INTERRUPTED = ("NOTSENT", "the run was interrupted before this row was sent")
@@ -107,6 +113,8 @@ class _Done:
     request_id: str | None = None
     message_ids: list[str | None] | None = None
     split: list[Request] | None = None
+    #: Held at departure by the campaign's rules (never reached the wire).
+    held: bool = False
 
 
 @dataclass
@@ -120,6 +128,7 @@ class _Run:
     retry_ambiguous: bool
     backoff: float
     max_backoff: float
+    departure: Departure | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     stop_reason: tuple[str, str] | None = None
     journal_error: JournalWriteError | None = None
@@ -164,6 +173,23 @@ class _Run:
             message = f"{message}; last attempt: {last.error_message}"
         return _Done(request, "not_sent", code, message, attempts=attempts)
 
+    def _hold(self, request: Request, attempts: int) -> _Done | None:
+        """The campaign's rules at this moment (see :mod:`~kwa_batch.sending.departure`):
+        None when every row may go; else the request finished as held (every row held),
+        or split into the rows that may go and the others, each decided again."""
+        if self.departure is None:
+            return None
+        verdicts = self.departure.check(request.numbers, request.fields.get("type"))
+        held = [i for i, verdict in enumerate(verdicts) if verdict is not None]
+        if not held:
+            return None
+        if len(held) < len(request) or len(set(verdicts)) > 1:
+            go = [i for i, verdict in enumerate(verdicts) if verdict is None]
+            parts = [request.subset(go)] if go else []
+            return _Done(request, "split", split=[*parts, *request.subset(held).split()])
+        self.departure.count(verdicts)
+        return _held(request, [v for v in verdicts if v is not None], attempts)
+
     def _post(self, request: Request, departed: float) -> SendResult:
         """Post, telling the pacer how long the answer took and whether it said "too fast"."""
         self.pacer.leaving(departed)
@@ -190,9 +216,18 @@ class _Run:
         for attempt in range(1, self.max_attempts + 1):
             if self.stop.is_set():
                 return self._stopped(request, last, attempt - 1)
+            held = self._hold(request, attempt - 1)  # before waiting for the rate
+            if held is not None:
+                return held
+            checked = time.monotonic()
             departed = self.pacer.acquire(request.numbers, self.stop)
             if departed is None:
                 return self._stopped(request, last, attempt - 1)
+            if time.monotonic() - checked > _RECHECK_AFTER:  # again, at the moment it leaves
+                held = self._hold(request, attempt - 1)
+                if held is not None:
+                    self.pacer.answered(departed, len(request), observed=False)
+                    return held
             if self.journal is not None:
                 # Right before the request goes out (after any wait for the rate limit), so
                 # that a run killed now reports as unknown only what may really have gone.
@@ -264,10 +299,11 @@ class _Run:
         return last
 
 
-def _now() -> datetime:
-    """Now, in UTC, to the millisecond (what a spreadsheet keeps exactly)."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+def _held(request: Request, verdicts: list[Verdict], attempts: int) -> _Done:
+    """A request none of whose rows may leave now: ``not_sent`` with the verdict's code (one
+    request per verdict: a request held for different reasons was split before)."""
+    first = verdicts[0]
+    return _Done(request, "not_sent", first.code, first.message, attempts=attempts, held=True)
 
 
 def _failure(request: Request, status: str, exc: ApiError, attempt: int) -> _Done:
@@ -278,7 +314,7 @@ def _failure(request: Request, status: str, exc: ApiError, attempt: int) -> _Don
         exc.message,
         http_status=exc.http_status,
         attempts=attempt,
-        sent_at=_now(),
+        sent_at=clock.stamp(),
     )
 
 
@@ -288,7 +324,7 @@ def _success(request: Request, result: SendResult, attempt: int) -> _Done:
         "sent",
         http_status=result.http_status,
         attempts=attempt,
-        sent_at=_now(),
+        sent_at=clock.stamp(),
         request_id=result.request_id,
         message_ids=[result.message_id_for(number) for number in request.numbers],
     )
@@ -393,11 +429,15 @@ def send(
         resend_unknown: with a journal, send again the rows whose outcome is unknown
             (in flight when a run died, or ambiguous): this may send a message twice.
         backoff, max_backoff: seconds of the first retry delay, and the cap.
-        quiet_hours, not_before, expires, daily_limit, history, now: pacing (see
+        quiet_hours, not_before, expires, daily_limit, history: pacing (see
             :mod:`kwa_batch.sending.schedule`): e.g. ``quiet_hours="21:00-09:00"`` in each
             recipient's time, ``expires="6h"``, ``daily_limit=250`` unique recipients in 24 h
             with the journals of ``history`` (a folder); held rows are ``not_sent`` with a
-            code saying until when; ``now`` plans as if it were that time.
+            code saying until when. Each is decided again when a request is about to leave
+            (see :mod:`kwa_batch.sending.departure`), as are the opt-outs of a receipts
+            store the report was validated with (``suppress=store``), read again every 2 s.
+        now: refused: a set clock only plans (:func:`kwa_batch.estimate`); a real send goes
+            by the real clock.
         **validation: for a DataFrame, more arguments of :func:`kwa_batch.validate`
             (``params_from``, ``body_template``, ``template_name``, ``lang_code``,
             ``callback_url``, ``windows``).
@@ -417,9 +457,15 @@ def send(
         >>> with Emulator() as emu:  # doctest: +SKIP
         ...     results = send(report, emu.client(sender="+911234567890"), journal="run.db")
     """
+    if now is not None:
+        raise ConfigurationError(
+            f"now={now!r}: a set clock only plans (kb.estimate(now=...), kwa-batch send "
+            "--dry-run --now); a real send goes by the real clock, so that quiet hours, the "
+            "expiry and the daily limit hold when each message really leaves"
+        )
     report = _validated(data, client, sender, default_region, validation)
     pacing = Pacing.make(
-        now=now, quiet_hours=quiet_hours, not_before=not_before, expires=expires,
+        quiet_hours=quiet_hours, not_before=not_before, expires=expires,
         daily_limit=daily_limit, history=history,
     )  # fmt: skip
     pacer = Pacer(
@@ -460,10 +506,17 @@ def send(
         backoff=backoff,
         max_backoff=max_backoff,
     )
+    live = (
+        LiveOptOuts(report.live_opt_outs, report.default_region) if report.live_opt_outs else None
+    )
     try:
-        done = _send_rows(run, messages, results, pacing, max_recipients_per_request,
+        if live is not None:
+            live.start()
+        done = _send_rows(run, messages, results, pacing, live, max_recipients_per_request,
                           resend_unknown=resend_unknown, progress=progress)  # fmt: skip
     finally:
+        if live is not None:
+            live.stop()
         if run.journal is not None:
             run.journal.close()
     frame = _finished(results, report)
@@ -477,7 +530,7 @@ def send(
         "headline": done.headline,
         "pacing": pacer.stats(),
         "journal_error": str(run.journal_error) if run.journal_error else None,
-        "held": dict(done.held.counts),
+        "held": done.held_counts(run.departure),
     }
     counts = frame["status"].value_counts()
     log.info("send finished: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -491,7 +544,14 @@ class _Sent:
     stopped_by: int | None
     resume: dict[str, int]
     headline: str
-    held: Any
+    held: Held
+
+    def held_counts(self, departure: Departure | None) -> dict[str, int]:
+        """Rows held back by code: before sending, and when they were about to leave."""
+        counts = dict(self.held.counts)
+        for code, n in (departure.counts if departure is not None else {}).items():
+            counts[code] = counts.get(code, 0) + n
+        return counts
 
 
 def _send_rows(
@@ -499,19 +559,24 @@ def _send_rows(
     messages: pd.DataFrame,
     results: ResultsBuilder,
     pacing: Pacing,
+    live: LiveOptOuts | None,
     max_recipients: int,
     *,
     resend_unknown: bool,
     progress: bool,
 ) -> _Sent:
     """Settle what the journal knows, hold back what must wait, plan the requests and
-    send them; the results are filled in place."""
+    send them, each decided again when it leaves; the results are filled in place."""
     resume: dict[str, int] = {}
     if run.journal is not None:
         messages, keys, resume = _resume(run.journal, messages, results, resend_unknown)
     else:
         keys = pd.Series("", index=messages.index, dtype="str")
-    messages, keys, held = apply_pacing(pacing, messages, keys, results, run.journal)
+    pacing = pacing.anchored(run.journal)
+    sent_before = recent(pacing, run.journal)
+    messages, keys, held = apply_pacing(pacing, messages, keys, results, run.journal, sent_before)
+    if pacing.active or live is not None:
+        run.departure = Departure(pacing, sent_before, live)
     requests = plan_requests(messages, max_recipients=max_recipients, keys=keys)
     said = headline(len(messages), resume)
     said += f"; {held.describe()}" if held.counts else ""
@@ -763,6 +828,8 @@ class _Loop:
         run = self.run_
         last_postfix = 0.0
         while not button.pressed:
+            if run.departure is not None and (closed := run.departure.closed()) is not None:
+                self._close(closed)  # expired: what is left never goes, and is not waited on
             target = run.pacer.target()
             if run.pacer.controller.pinned:  # a queue as deep again: no worker waits for us
                 target *= 2
@@ -817,9 +884,11 @@ class _Loop:
                 )
         self.pending.clear()
 
-    def _finish(self, done: _Done, journal_rows: _JournalRows) -> None:
+    def _finish(self, done: _Done, journal_rows: _JournalRows, *, release: bool = True) -> None:
         """Put a finished request's rows in the results (and in ``journal_rows``)."""
-        self.run_.pacer.finished(done.request.numbers, reached=done.status in ("sent", "unknown"))
+        if release:
+            reached = done.status in ("sent", "unknown")
+            self.run_.pacer.finished(done.request.numbers, reached=reached)
         if done.split is not None:
             self.ahead.push_front(done.split)
             return
@@ -851,6 +920,16 @@ class _Loop:
             except Empty:
                 break
         self.run_.record(journal_rows)  # one transaction for all that finished
+
+    def _close(self, verdict: Verdict) -> None:
+        """Hold every request not handed to a worker yet with ``verdict`` (the campaign
+        expired, or may not send at all any more): finished at once, in the journal too."""
+        assert self.run_.departure is not None
+        journal_rows: _JournalRows = []
+        for request in self.ahead.rest():  # never taken: no spacing to release
+            self.run_.departure.count([verdict] * len(request))
+            self._finish(_held(request, [verdict], 0), journal_rows, release=False)
+        self.run_.record(journal_rows)
 
     def _mark_never_attempted(self) -> None:
         """Whatever was never attempted (stopped by a 401, or a signal) is not_sent."""

@@ -18,8 +18,10 @@ with a code and a message saying when they can go; the same command run later (c
   ``history=`` recorded as sent (see :mod:`~kwa_batch.sending.history`) and those this run
   sends; the rest wait for room (``KWA030``).
 
-``now=`` plans as if it were that time (the clock of every check); sends are still recorded
-at the real time they happen.
+These checks run before anything is sent (to plan, and to say what the run will do), and
+again for every request at the moment it leaves (:mod:`~kwa_batch.sending.departure`).
+``Pacing.make(now=...)`` plans as if it were that time (``kb.estimate``, a dry run); a real
+send goes by :func:`kwa_batch.sending.clock.now` and refuses a set clock.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from phonenumbers import timezone as phone_timezones
 
 from ..errors import ConfigurationError
 from ..results import ResultsBuilder
+from . import clock
 from .history import recent_recipients
 from .journal import Journal
 
@@ -54,6 +57,10 @@ __all__ = [
     "apply_pacing",
     "hold_back",
     "parse_duration",
+    "quiet_verdict",
+    "recent",
+    "when",
+    "zones_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,6 +70,10 @@ QUIET, NOT_YET, EXPIRED, LIMIT, NO_ZONE = "KWA027", "KWA028", "KWA029", "KWA030"
 #: Message types that open a conversation (counted by the daily messaging limit).
 BUSINESS_INITIATED = frozenset({"template", "mediatemplate", "authenticationtemplate"})
 _DAY = timedelta(hours=24)
+#: The longest expiry given as a duration.
+_LONGEST = timedelta(days=366)
+#: The farthest a time setting may be from the real now, either way.
+_FARTHEST = timedelta(days=3653)
 _SEARCH = timedelta(hours=48)
 _HOURS = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", re.IGNORECASE)
@@ -102,7 +113,7 @@ class QuietHours:
     def __str__(self) -> str:
         return f"{self.start:%H:%M}-{self.end:%H:%M}"
 
-    def is_quiet(self, local: datetime) -> bool:
+    def isquiet_verdict(self, local: datetime) -> bool:
         """Whether this local time falls in the quiet hours (start included, end excluded)."""
         now = local.time().replace(tzinfo=None)
         if self.start < self.end:
@@ -111,12 +122,19 @@ class QuietHours:
 
     def next_end(self, local: datetime) -> datetime:
         """The first end of the quiet hours at or after ``local`` (same zone)."""
-        end = local.replace(
-            hour=self.end.hour, minute=self.end.minute, second=0, microsecond=0, fold=0
-        )
-        return (
-            end if end >= local else (end.replace(tzinfo=None) + _DAY).replace(tzinfo=local.tzinfo)
-        )
+        return _next(local, self.end)
+
+    def next_start(self, local: datetime) -> datetime:
+        """The first start of the quiet hours after ``local`` (same zone)."""
+        return _next(local, self.start, strictly=True)
+
+
+def _next(local: datetime, at: time, *, strictly: bool = False) -> datetime:
+    """The first ``at`` (local wall time) at or after ``local`` (after, when ``strictly``)."""
+    moment = local.replace(hour=at.hour, minute=at.minute, second=0, microsecond=0, fold=0)
+    if moment > local or (moment == local and not strictly):
+        return moment
+    return (moment.replace(tzinfo=None) + _DAY).replace(tzinfo=local.tzinfo)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -130,7 +148,20 @@ def parse_duration(text: str) -> timedelta:
         raise ConfigurationError(
             f"duration {text!r}: write a number and a unit, e.g. 30m, 6h or 2d"
         )
-    return timedelta(**{_UNITS[found.group(2).lower()]: float(found.group(1))})
+    try:
+        duration = timedelta(**{_UNITS[found.group(2).lower()]: float(found.group(1))})
+    except OverflowError:
+        duration = _LONGEST * 2
+    return _bounded_duration(duration, repr(text))
+
+
+def _bounded_duration(duration: timedelta, shown: str) -> timedelta:
+    if not timedelta(0) <= duration <= _LONGEST:
+        raise ConfigurationError(
+            f"duration {shown}: a campaign's expiry is from 0 to {_LONGEST.days} days away; "
+            "leave the expiry out for a campaign that never expires"
+        )
+    return duration
 
 
 def _moment_or_duration(text: str) -> datetime | timedelta:
@@ -139,22 +170,34 @@ def _moment_or_duration(text: str) -> datetime | timedelta:
         return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         pass
-    try:
-        return parse_duration(text)
-    except ConfigurationError:
-        raise ConfigurationError(
-            f"expires={text!r}: give a duration from now (30m, 6h or 2d), a time with its "
-            "offset (2026-12-01T18:00+05:30) or a timezone-aware datetime"
-        ) from None
+    if _DURATION.fullmatch(text):
+        return parse_duration(text)  # a duration out of range says so
+    raise ConfigurationError(
+        f"expires={text!r}: give a duration from now (30m, 6h or 2d), a time with its "
+        "offset (2026-12-01T18:00+05:30) or a timezone-aware datetime"
+    )
 
 
 def _aware(value: datetime, name: str) -> datetime:
+    """``value`` in UTC, refused when naive or more than :data:`_FARTHEST` from now."""
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ConfigurationError(
             f"{name}={value!r}: give a timezone-aware datetime, e.g. "
             "datetime(2026, 12, 1, 9, 0, tzinfo=UTC) (a naive one is ambiguous)"
         )
-    return value.astimezone(UTC)
+    real = clock.now()
+    try:
+        moment = value.astimezone(UTC)
+        near = abs(moment - real) <= _FARTHEST
+    except OverflowError:
+        near = False
+    if not near:
+        raise ConfigurationError(
+            f"{name}={value.isoformat()}: more than {_FARTHEST.days // 365} years from now "
+            f"({real:%Y-%m-%d}); give a time within them (a campaign that never expires: "
+            "leave the expiry out)"
+        )
+    return moment
 
 
 @dataclass(frozen=True)
@@ -184,12 +227,12 @@ class Pacing:
     ) -> Pacing:
         """Check and normalise the settings; ``expires`` may be a duration from ``now``
         (a timedelta or text like ``"6h"``)."""
-        clock = _aware(now, "now") if now is not None else datetime.now(UTC)
+        at = _aware(now, "now") if now is not None else clock.now()
         if isinstance(expires, str):
             expires = _moment_or_duration(expires)
         relative = isinstance(expires, timedelta)
         if isinstance(expires, timedelta):
-            expires = clock + expires
+            expires = at + _bounded_duration(expires, str(expires))
         if daily_limit is not None and (
             isinstance(daily_limit, bool) or not isinstance(daily_limit, int) or daily_limit < 1
         ):
@@ -203,7 +246,7 @@ class Pacing:
                 "of earlier runs (--history DIR)"
             )
         return cls(
-            now=clock,
+            now=at,
             quiet_hours=QuietHours.parse(quiet_hours) if quiet_hours is not None else None,
             not_before=_aware(not_before, "not_before") if not_before is not None else None,
             expires=_aware(expires, "expires") if expires is not None else None,
@@ -281,7 +324,7 @@ _REASONS = {
 }
 
 
-def _when(moment: datetime) -> str:
+def when(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
@@ -303,18 +346,18 @@ def hold_back(
     now = pacing.now
     labels = list(messages.index)
     if pacing.expires is not None and now >= pacing.expires:
-        held.add(labels, EXPIRED, f"the campaign expired at {_when(pacing.expires)}: never sent")
+        held.add(labels, EXPIRED, f"the campaign expired at {when(pacing.expires)}: never sent")
         return messages.index[:0], held
     if pacing.not_before is not None and now < pacing.not_before:
-        held.add(labels, NOT_YET, f"the campaign starts at {_when(pacing.not_before)}")
+        held.add(labels, NOT_YET, f"the campaign starts at {when(pacing.not_before)}")
         return messages.index[:0], held
     go = pd.Series(True, index=messages.index)
     if pacing.quiet_hours is not None:
         # Judged once per set of zones (a campaign has few), then mapped onto the rows.
         numbers = messages["to"].astype("str")
-        zones = {number: _zones(number) for number in numbers.unique()}
+        zones = {number: zones_of(number) for number in numbers.unique()}
         verdicts = {
-            found: _quiet(found, pacing.quiet_hours, now, pacing.expires)
+            found: quiet_verdict(found, pacing.quiet_hours, now, pacing.expires)
             for found in set(zones.values())
         }
         verdict = numbers.map({n: verdicts[z] for n, z in zones.items()})
@@ -327,7 +370,7 @@ def hold_back(
     return messages.index[go.to_numpy()], held
 
 
-def _quiet(
+def quiet_verdict(
     zones: tuple[ZoneInfo, ...], quiet: QuietHours, now: datetime, expires: datetime | None
 ) -> tuple[str | None, str]:
     """(code, message) to hold a number in these zones now, or (None, "") when it may go."""
@@ -337,23 +380,23 @@ def _quiet(
             "guessed; send it without quiet hours, or remove it"
         )
     local = [now.astimezone(zone) for zone in zones]
-    if not any(quiet.is_quiet(t) for t in local):
+    if not any(quiet.isquiet_verdict(t) for t in local):
         return None, ""
     # The first moment every zone is out of the quiet hours: one of the zones' ends.
     candidates = sorted(quiet.next_end(t).astimezone(UTC) for t in local)
     for _ in range(3):  # the ends of the next days too, when zones overlap badly
         for moment in candidates:
             if moment - now <= _SEARCH and not any(
-                quiet.is_quiet(moment.astimezone(z)) for z in zones
+                quiet.isquiet_verdict(moment.astimezone(z)) for z in zones
             ):
                 shown = moment.astimezone(zones[0])
                 names = ", ".join(str(z) for z in zones[:3]) + (" …" if len(zones) > 3 else "")
                 message = (
                     f"quiet hours {quiet} in {names}: can go from "
-                    f"{shown:%Y-%m-%d %H:%M} {zones[0]} ({_when(moment)})"
+                    f"{shown:%Y-%m-%d %H:%M} {zones[0]} ({when(moment)})"
                 )
                 if expires is not None and moment >= expires:
-                    message += f", after the campaign expires at {_when(expires)}"
+                    message += f", after the campaign expires at {when(expires)}"
                 return QUIET, message
         candidates = [c + _DAY for c in candidates]
     return NO_ZONE, (
@@ -363,7 +406,7 @@ def _quiet(
 
 
 @functools.lru_cache(maxsize=65_536)
-def _zones(number: str) -> tuple[ZoneInfo, ...]:
+def zones_of(number: str) -> tuple[ZoneInfo, ...]:
     """The time zones libphonenumber gives this E.164 number (empty when unknown)."""
     try:
         names = phone_timezones.time_zones_for_number(phonenumbers.parse(number))
@@ -415,7 +458,7 @@ def _limit(
     texts = pd.Series(
         [
             f"daily messaging limit of {pacing.daily_limit:,} unique recipients in 24 h "
-            f"reached: room from {_when(at)}"
+            f"reached: room from {when(at)}"
             for at in times
         ],
         index=waiting.index,
@@ -425,23 +468,33 @@ def _limit(
     go.loc[waiting.index] = False
 
 
+def recent(pacing: Pacing, journal: Journal | None) -> dict[str, datetime]:
+    """Recipient → when a message to them may last have gone, within the 24 hours before
+    ``pacing.now``, from the history and the run's journal (empty without a daily limit)."""
+    if pacing.daily_limit is None:
+        return {}
+    return recent_recipients(pacing.history, pacing.now - _DAY, journal)
+
+
 def apply_pacing(
-    pacing: Pacing | None,
+    pacing: Pacing,
     messages: pd.DataFrame,
     keys: pd.Series,
     results: ResultsBuilder,
     journal: Journal | None,
+    sent_before: dict[str, datetime],
 ) -> tuple[pd.DataFrame, pd.Series, Held]:
-    """The hook of :func:`~kwa_batch.sending.run.send`: fill the results of the rows held
-    back, record the expired ones in the journal (never sent again), and return the messages
-    and keys that may go now."""
+    """The hook of :func:`~kwa_batch.sending.run.send`, before anything is sent: fill the
+    results of the rows held back, record the expired ones in the journal (never sent
+    again), and return the messages and keys that may go now.
+
+    Args:
+        pacing: the settings, anchored to the journal (:meth:`Pacing.anchored`).
+        sent_before: what :func:`recent` read.
+    """
     held = Held()
-    if pacing is None or not pacing.active or messages.empty:
+    if not pacing.active or messages.empty:
         return messages, keys, held
-    pacing = pacing.anchored(journal)
-    sent_before: dict[str, datetime] = {}
-    if pacing.daily_limit is not None:
-        sent_before = recent_recipients(pacing.history, pacing.now - _DAY, journal)
     go, held = hold_back(messages, pacing, sent_before)
     if not held.fields:
         return messages, keys, held

@@ -26,6 +26,7 @@ __all__ = [
     "as_catalogue",
     "as_suppression",
     "campaign_findings",
+    "live_sources",
 ]
 
 #: Template fields beyond the text endpoint's columns, read from the input when present.
@@ -61,6 +62,13 @@ def _is_source(item: Any) -> bool:
     if isinstance(item, pd.DataFrame | Path) or callable(getattr(item, "opt_outs", None)):
         return True
     return isinstance(item, str) and Path(item).is_file()
+
+
+def live_sources(suppress: Any) -> tuple[Any, ...]:
+    """The sources of ``validate(suppress=...)`` that change while a campaign runs: those
+    with an ``opt_outs()`` method (receipts stores), read again by :func:`kwa_batch.send`."""
+    items = suppress if isinstance(suppress, list | tuple) else [suppress]
+    return tuple(item for item in items if callable(getattr(item, "opt_outs", None)))
 
 
 def as_suppression(suppress: Any, default_region: str | None = None) -> pd.DataFrame:

@@ -73,6 +73,8 @@ class ValidationReport:
         settings: every setting ``validate`` was given (as text and counts, for records).
         arguments: the arguments themselves, to validate the same data again with another
             sender (see :func:`kwa_batch.send`).
+        live_opt_outs: the suppression sources that change while a campaign runs (receipts
+            stores): :func:`kwa_batch.send` reads them again while it sends.
     """
 
     data: pd.DataFrame
@@ -83,6 +85,7 @@ class ValidationReport:
     sender: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     arguments: dict[str, Any] = field(default_factory=dict, repr=False)
+    live_opt_outs: tuple[Any, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -150,7 +150,12 @@ def validate(
     if templates is not None or suppress is not None:  # the catalogue and the opt-outs
         _campaign(prepared, df, problems, arguments, region)
     _mark_duplicates(prepared, problems, df)
-    return _verdict(df, prepared, problems, region, arguments)
+    report = _verdict(df, prepared, problems, region, arguments)
+    if suppress is not None:  # receipts stores: read again while sending (see send())
+        from .campaign import live_sources
+
+        report.live_opt_outs = live_sources(suppress)
+    return report
 
 
 def _campaign(

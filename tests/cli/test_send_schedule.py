@@ -3,11 +3,13 @@ command later sends them; the dry run prints the estimate."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import WallClock
 
 from kwa_batch.cli import cli
 
@@ -31,10 +33,11 @@ def _send(runner: CliRunner, file: Path, tmp_path: Path, *more: str) -> tuple[in
 
 
 def test_held_rows_exit_3_then_the_same_command_later_sends_them(
-    runner: CliRunner, write_csv, tmp_path: Path
+    runner: CliRunner, write_csv, tmp_path: Path, wall_clock: WallClock
 ) -> None:
     file = write_csv(CAMPAIGN)
-    code, output = _send(runner, file, tmp_path, "--now", "2027-06-01T12:00Z")
+    wall_clock.set(datetime(2027, 6, 1, 12, tzinfo=UTC))
+    code, output = _send(runner, file, tmp_path)
     assert code == 3, output
     assert "held back: 1 in quiet hours, 1 over the daily limit" in output
     results = pd.read_csv(tmp_path / "r.csv", dtype="str").set_index("to")
@@ -46,12 +49,46 @@ def test_held_rows_exit_3_then_the_same_command_later_sends_them(
     assert results.loc["+12125550101", "error_code"] == "KWA027"
     assert "2027-06-01 13:00 UTC" in results.loc["+12125550101", "error_message"]
     assert "room from 2027-06-02 12:00 UTC" in results.loc["+5511987650001", "error_message"]
-    # A day and a bit later (the journals' real send times are long past by then).
-    code, output = _send(runner, file, tmp_path, "--now", "2027-06-02T13:00Z", "--daily-limit", "5")
+    # A day and a bit later: the first send left the 24-hour window at 12:00.
+    wall_clock.set(datetime(2027, 6, 2, 13, tzinfo=UTC))
+    code, output = _send(runner, file, tmp_path, "--daily-limit", "5")
     assert code == 0, output
     results = pd.read_csv(tmp_path / "r.csv", dtype="str")
     assert set(results["status"]) == {"sent"}
     assert results["from_journal"].tolist().count("True") == 1
+
+
+def test_a_set_clock_plans_but_never_sends(runner: CliRunner, write_csv, tmp_path: Path) -> None:
+    """--now on a real send is refused in one line (it once sent to India at 03:35 local
+    time); with --dry-run it plans."""
+    file = write_csv(CAMPAIGN)
+    code, output = _send(runner, file, tmp_path, "--now", "2026-12-05T06:00Z")
+    assert code == 2, output
+    assert "--now only plans (with --dry-run)" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "r.csv").exists()
+    code, output = _send(runner, file, tmp_path, "--now", "2026-12-05T06:00Z", "--dry-run")
+    assert code == 0, output
+
+
+def test_nothing_leaves_after_the_expiry_and_the_rest_exits_1(
+    runner: CliRunner, write_csv, tmp_path: Path
+) -> None:
+    """12 UK rows, --rate 4, expiring after 1 s: it once said "12 sent", exit 0."""
+    rows = "".join(f"+4479111234{i:02d},Hello\n" for i in range(12))
+    file = write_csv("to,body\n" + rows)
+    args = [
+        "send", str(file), "--emulator", "--from", "+911234567890", "--rate", "4",
+        "--expire-after", "1s", "--out", str(tmp_path / "r.csv"),
+        "--journal", str(tmp_path / "j.db"),
+    ]  # fmt: skip
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    results = pd.read_csv(tmp_path / "r.csv", dtype="str")
+    expired = results[results["status"] == "not_sent"]
+    assert 0 < len(expired) < 12
+    assert set(expired["error_code"]) == {"KWA029"}
+    assert f"{12 - len(expired)} sent" in result.output
 
 
 def test_pacing_without_a_journal_is_refused(runner: CliRunner, write_csv) -> None:
@@ -109,15 +146,16 @@ def test_dry_run_prints_the_estimate(runner: CliRunner, write_csv) -> None:
 
 
 def test_the_estimate_and_the_held_rows_are_on_the_summary_sheet(
-    runner: CliRunner, write_csv, tmp_path: Path
+    runner: CliRunner, write_csv, tmp_path: Path, wall_clock: WallClock
 ) -> None:
     from openpyxl import load_workbook
 
+    wall_clock.set(datetime(2027, 6, 1, 12, tzinfo=UTC))
     out = tmp_path / "r.xlsx"
     args = [
         "send", str(write_csv(CAMPAIGN)), "--emulator", "--from", "+911234567890",
         "--out", str(out), "--journal", str(tmp_path / "j.db"), "--quiet-hours", "21:00-09:00",
-        "--now", "2027-06-01T12:00Z", "--rate-card", str(SAMPLE / "rate_card.csv"),
+        "--rate-card", str(SAMPLE / "rate_card.csv"),
         "--templates", str(SAMPLE / "templates.csv"),
     ]  # fmt: skip
     result = runner.invoke(cli, args)
@@ -133,13 +171,15 @@ def test_the_estimate_and_the_held_rows_are_on_the_summary_sheet(
 
 
 def test_expired_rows_do_not_keep_the_exit_code_at_3(
-    runner: CliRunner, write_csv, tmp_path: Path
+    runner: CliRunner, write_csv, tmp_path: Path, wall_clock: WallClock
 ) -> None:
     file = write_csv(CAMPAIGN)
     expiry = ["--expire-after", "2027-06-01T03:30Z"]
-    code, output = _send(runner, file, tmp_path, "--now", "2027-06-01T03:00Z", *expiry)
+    wall_clock.set(datetime(2027, 6, 1, 3, tzinfo=UTC))
+    code, output = _send(runner, file, tmp_path, *expiry)
     assert code == 3, output  # 08:30 in India, 23:00 in New York, 00:00 in Sao Paulo: held
-    code, output = _send(runner, file, tmp_path, "--now", "2027-06-01T04:00Z", *expiry)
+    wall_clock.set(datetime(2027, 6, 1, 4, tzinfo=UTC))
+    code, output = _send(runner, file, tmp_path, *expiry)
     assert code == 1, output  # all expired: nothing is left to send later
     results = pd.read_csv(tmp_path / "r.csv", dtype="str")
     assert set(results["error_code"]) == {"KWA029"}

@@ -1,0 +1,303 @@
+"""The campaign's rules, decided again at the moment each request leaves.
+
+A campaign of 100,000 rows at 80/s takes 21 minutes, a million three and a half hours: the
+holds of :mod:`~kwa_batch.sending.schedule` (expiry, ``not_before``, quiet hours, the daily
+limit) and the opt-outs cannot be decided once, when the run starts. :class:`Departure` decides
+them for each request twice: when a worker picks it up (so that a row that may not go does
+not wait for the rate limit at all) and again right after the rate limit let it go, just
+before the journal marks it in flight and it is written to the wire — against the clock of
+that moment (:func:`kwa_batch.sending.clock.now`).
+
+- **Expiry**: from the expiry on, nothing leaves; the rows still queued are ``not_sent``
+  ``KWA029`` (never sent, not even by a later run).
+- **not_before**: before it nothing leaves (``KWA028``).
+- **Quiet hours**, in every time zone of the number (``KWA027``, ``KWA031``): judged per set
+  of zones and kept until the verdict can change (the next start of the quiet hours in any
+  of the zones), so the check costs a dictionary look-up per recipient.
+- **The daily limit** (``KWA030``): a moving 24-hour window of unique recipients, started
+  from the journals (sent, in flight, unknown: see :mod:`~kwa_batch.sending.history`) and
+  updated, under a lock, by every business-initiated request that leaves: two workers can
+  never both take the last place.
+- **Opt-outs that arrive while the run sends** (``KWA025``): a live source (a receipts store
+  given to ``validate(suppress=...)``, see :class:`LiveOptOuts`) is read again every
+  :data:`OPT_OUT_SECONDS` in a background thread; a STOP stored at minute 10 holds that
+  customer's rows still queued at minute 10. A read that fails stops the run (the rows left
+  are ``not_sent``): sending on without knowing who opted out could message one of them.
+
+A request whose recipients all may go leaves; one whose recipients all may not is finished at
+once with their codes; a grouped request with both is split (see
+:func:`~kwa_batch.sending.run.send`), and each part is decided again when it leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from . import clock
+from .schedule import (
+    BUSINESS_INITIATED,
+    EXPIRED,
+    LIMIT,
+    NOT_YET,
+    Pacing,
+    quiet_verdict,
+    when,
+    zones_of,
+)
+
+__all__ = ["NEVER_SENT", "OPT_OUT_SECONDS", "Departure", "LiveOptOuts", "Verdict"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two reads of a live opt-out source.
+OPT_OUT_SECONDS = 2.0
+#: The code of a row to a number that opted out while the run was sending.
+OPTED_OUT = "KWA025"
+#: Codes of rows held at departure that no later run sends (expired; opted out): a run
+#: that left only these is complete (exit 1 for them, not 3).
+NEVER_SENT = frozenset({EXPIRED, OPTED_OUT})
+#: The code of the rows left when a live opt-out source could no longer be read.
+UNREADABLE = "NOTSENT"
+_DAY = timedelta(hours=24)
+# A quiet-hours verdict is kept at most this long, whatever its zones say (leap seconds,
+# tz database quirks): a bound on how stale it can be.
+_KEEP = timedelta(minutes=15)
+_HELD_AGAIN = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why a row may not leave now: its code and the message for the results."""
+
+    code: str
+    message: str
+
+
+class LiveOptOuts:
+    """Opt-out sources read again while the run sends.
+
+    Args:
+        sources: objects whose ``opt_outs()`` returns :func:`kwa_batch.opt_outs`' frame (an
+            open :class:`~kwa_batch.receipts.store.CallbackStore`, or
+            :class:`kwa_batch.receipts.optouts.OptOutSource` for a store's path).
+        default_region: for numbers written nationally (as in validation).
+        every: seconds between two reads.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Any],
+        default_region: str | None = None,
+        every: float = OPT_OUT_SECONDS,
+    ) -> None:
+        self.sources = tuple(sources)
+        self.default_region = default_region
+        self.every = every
+        self.failure: str | None = None
+        self.reads = 0
+        self._numbers: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"LiveOptOuts({list(self.sources)!r}, every={self.every})"
+
+    def start(self) -> LiveOptOuts:
+        """Read once now (an unreadable source raises), then every ``every`` seconds."""
+        self._numbers = self._read()
+        self._thread = threading.Thread(target=self._loop, name="kwa-opt-outs", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop reading (idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def message(self, number: str) -> str | None:
+        """Why this number may not be messaged now (None: it may)."""
+        return self._numbers.get(number)
+
+    def _read(self) -> dict[str, str]:
+        from ..validation.suppression import load_suppression
+
+        frame = load_suppression(*self.sources, default_region=self.default_region)
+        self.reads += 1
+        since = frame["since"].dt.strftime(" since %Y-%m-%d %H:%M UTC").fillna("")
+        texts = (
+            "this recipient opted out" + since + " (" + frame["reason"] + "), while the run "
+            "was sending: not sent; remove the row"
+        )
+        return dict(zip(frame["number"], texts, strict=True))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                found = self._read()
+            except Exception as exc:
+                self.failure = (
+                    f"the opt-outs of {', '.join(map(repr, self.sources))} could not be read "
+                    f"again ({exc}): the rest was not sent, so that nobody who opted out is "
+                    "messaged; run the same command again"
+                )
+                log.error("%s", self.failure)
+                return
+            self._numbers = found  # one assignment: readers see the old or the new dict
+
+
+class _Window:
+    """The moving 24 hours of the daily limit: unique recipients and when each leaves it."""
+
+    def __init__(self, limit: int, recent: dict[str, datetime]) -> None:
+        self.limit = limit
+        self.latest = dict(recent)
+        self.order: deque[tuple[datetime, str]] = deque(
+            sorted((at, number) for number, at in recent.items())
+        )
+
+    def _expire(self, now: datetime) -> None:
+        edge = now - _DAY
+        while self.order and self.order[0][0] <= edge:
+            at, number = self.order.popleft()
+            if self.latest.get(number) == at:
+                del self.latest[number]
+
+    def admit(self, numbers: Sequence[str], now: datetime) -> list[bool]:
+        """Which of these numbers may go now (nothing is recorded)."""
+        self._expire(now)
+        room = self.limit - len(self.latest)
+        new: set[str] = set()
+        out = []
+        for number in numbers:
+            if number in self.latest or number in new:
+                out.append(True)
+            elif room > 0:
+                new.add(number)
+                room -= 1
+                out.append(True)
+            else:
+                out.append(False)
+        return out
+
+    def record(self, numbers: Sequence[str], now: datetime) -> None:
+        for number in numbers:
+            self.latest[number] = now
+            self.order.append((now, number))
+
+    def room_from(self, now: datetime) -> datetime:
+        return self.order[0][0] + _DAY if self.order else now
+
+
+class Departure:
+    """Decides, at the moment a request leaves, which of its rows may go (see the module).
+
+    Args:
+        pacing: the run's holds (anchored to the journal's first run).
+        recent: recipient → when a message to them may last have gone (history and journal).
+        opt_outs: live opt-out sources, started (or None).
+    """
+
+    def __init__(
+        self,
+        pacing: Pacing,
+        recent: dict[str, datetime] | None = None,
+        opt_outs: LiveOptOuts | None = None,
+    ) -> None:
+        self.pacing = pacing
+        self.opt_outs = opt_outs
+        limit = pacing.daily_limit
+        self._window = _Window(limit, recent or {}) if limit is not None else None
+        self._quiet: dict[tuple[ZoneInfo, ...], tuple[Verdict | None, datetime]] = {}
+        self._lock = threading.Lock()
+        #: Rows held at departure, by code.
+        self.counts: dict[str, int] = {}
+
+    @property
+    def active(self) -> bool:
+        """Whether anything can hold a row at departure."""
+        return self.pacing.active or self.opt_outs is not None
+
+    def closed(self) -> Verdict | None:
+        """A verdict for every row left, now (expired, not started, opt-outs unreadable),
+        or None."""
+        now = clock.now()
+        pacing = self.pacing
+        if self.opt_outs is not None and self.opt_outs.failure is not None:
+            return Verdict(UNREADABLE, self.opt_outs.failure)
+        if pacing.expires is not None and now >= pacing.expires:
+            return Verdict(EXPIRED, f"the campaign expired at {when(pacing.expires)}: never sent")
+        if pacing.not_before is not None and now < pacing.not_before:
+            return Verdict(NOT_YET, f"the campaign starts at {when(pacing.not_before)}")
+        return None
+
+    def check(self, numbers: Sequence[str], message_type: str | None) -> list[Verdict | None]:
+        """The verdict on each recipient of a request about to leave (None: it may go).
+
+        When every recipient may go, the business-initiated ones take their place in the
+        daily limit's window (atomically): the caller must then send the request.
+        """
+        closed = self.closed()
+        if closed is not None:
+            return [closed] * len(numbers)
+        now = clock.now()
+        verdicts: list[Verdict | None] = [None] * len(numbers)
+        if self.opt_outs is not None:
+            for i, number in enumerate(numbers):
+                text = self.opt_outs.message(number)
+                if text is not None:
+                    verdicts[i] = Verdict(OPTED_OUT, text)
+        if self.pacing.quiet_hours is not None:
+            for i, number in enumerate(numbers):
+                if verdicts[i] is None:
+                    verdicts[i] = self._quiet_verdict(number, now)
+        business = (message_type or "text").lower() in BUSINESS_INITIATED
+        if self._window is None or not business:
+            return verdicts
+        with self._lock:
+            now = clock.now()
+            go = [i for i, v in enumerate(verdicts) if v is None]
+            admitted = self._window.admit([numbers[i] for i in go], now)
+            for i, ok in zip(go, admitted, strict=True):
+                if not ok:
+                    verdicts[i] = Verdict(
+                        LIMIT,
+                        f"daily messaging limit of {self._window.limit:,} unique recipients in "
+                        f"24 h reached while the run was sending: room from "
+                        f"{when(self._window.room_from(now))}",
+                    )
+            if all(v is None for v in verdicts):
+                self._window.record(numbers, now)
+        return verdicts
+
+    def count(self, verdicts: Sequence[Verdict | None]) -> None:
+        """Count these rows as held at departure (for the run's ``held`` counts)."""
+        with self._lock:
+            for verdict in verdicts:
+                if verdict is not None:
+                    self.counts[verdict.code] = self.counts.get(verdict.code, 0) + 1
+
+    def _quiet_verdict(self, number: str, now: datetime) -> Verdict | None:
+        zones = zones_of(number)
+        cached = self._quiet.get(zones)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        quiet = self.pacing.quiet_hours
+        assert quiet is not None
+        code, message = quiet_verdict(zones, quiet, now, self.pacing.expires)
+        if code is None:
+            # It may go until the quiet hours start in one of its zones.
+            starts = [quiet.next_start(now.astimezone(zone)) for zone in zones]
+            until = min([*starts, now + _KEEP])
+            verdict = None
+        else:
+            until, verdict = now + _HELD_AGAIN, Verdict(code, message)
+        self._quiet[zones] = (verdict, until)
+        return verdict
