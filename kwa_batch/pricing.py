@@ -116,7 +116,8 @@ def _categories(messages: pd.DataFrame, templates: Any) -> pd.Series:
             if isinstance(name, str) and isinstance(cat, str):
                 named.setdefault(name.lower(), cat.lower())
     names = messages["template_name"].fillna("").str.lower()
-    category[templated] = names[templated].map(named).fillna("unknown")
+    # A mapping with no match (or no catalogue) yields floats: fill before typing as text.
+    category[templated] = names[templated].map(named).astype("object").fillna("unknown")
     return category
 
 

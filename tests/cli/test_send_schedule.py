@@ -69,6 +69,7 @@ def test_a_set_clock_plans_but_never_sends(runner: CliRunner, write_csv, tmp_pat
     assert not (tmp_path / "r.csv").exists()
     code, output = _send(runner, file, tmp_path, "--now", "2026-12-05T06:00Z", "--dry-run")
     assert code == 0, output
+    assert "Estimate: held back now (KWA027): 2" in output  # 01:00 in New York, 03:00 in Sao Paulo
 
 
 def test_nothing_leaves_after_the_expiry_and_the_rest_exits_1(
