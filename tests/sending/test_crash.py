@@ -165,3 +165,63 @@ def test_two_runs_on_two_names_of_one_journal(tmp_path: Path, how: str) -> None:
         "first.csv",
         "j.db",
     ]  # no lock file left behind
+
+
+def test_a_run_killed_mid_flight_never_lets_the_next_exceed_the_daily_limit(
+    tmp_path: Path,
+) -> None:
+    """Issue #17: run 1 (templates, 0.3 s latency, many requests in flight) killed with -9;
+    run 2, another campaign, with --daily-limit N and run 1's journal in --history: the unique
+    recipients that
+    reached the server in 24 h never exceed N, since rows left in flight may have gone."""
+    rows = 600
+    for name, prefix in (("campaign.csv", "+9198"), ("next.csv", "+9197")):
+        pd.DataFrame(
+            {
+                "to": [f"{prefix}{i:08d}" for i in range(rows)],
+                "type": "template",
+                "template_name": "promo",
+                "params": [f"Customer {i}" for i in range(rows)],
+                "lang_code": "en",
+            }
+        ).to_csv(tmp_path / name, index=False)
+    history = tmp_path / "history"
+    history.mkdir()
+    first_args = [
+        "campaign.csv", "--journal", "history/run1.db", "--out", "r1.csv",
+        "--rate", "200", "--quiet",
+    ]  # fmt: skip
+    with Emulator(latency=0.3) as emu:
+        first = run_cli(first_args, emu, tmp_path)
+        wait_for_messages(emu, 60)
+        os.kill(first.pid, signal.SIGKILL)
+        first.communicate(timeout=30)
+        time.sleep(0.5)  # requests already on the wire arrive
+        reached = set(emu.messages["to"])
+        with Journal(history / "run1.db") as journal:
+            in_flight = journal.db.execute(
+                "SELECT count(*) FROM rows WHERE state = 'in_flight'"
+            ).fetchone()[0]
+        assert in_flight > 0, "the kill must leave rows in flight"
+        limit = len(reached) + 5
+        second = run_cli(
+            [
+                "next.csv",
+                "--journal",
+                "run2.db",
+                "--out",
+                "r2.csv",
+                "--quiet",
+                "--daily-limit",
+                str(limit),
+                "--history",
+                "history",
+                "--rate",
+                "200",
+            ],  # fmt: skip
+            emu,
+            tmp_path,
+        )
+        output, _ = second.communicate(timeout=120)
+        assert second.returncode == 3, output  # the rest waits for room
+        assert len(set(emu.messages["to"])) <= limit
