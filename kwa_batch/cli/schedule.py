@@ -33,6 +33,13 @@ def parse_moment(value: str, option: str) -> datetime:
             "2026-12-01T03:30Z (without one it is ambiguous)",
             param_hint=option,
         )
+    from ..errors import ConfigurationError
+    from ..sending.schedule import check_moment
+
+    try:
+        check_moment(moment, option)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc).removeprefix(f"{option}="), param_hint=option) from None
     return moment
 
 
@@ -41,16 +48,26 @@ def _moment(ctx: click.Context, param: click.Parameter, value: str | None) -> da
 
 
 def _expiry(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    if value is None or _DURATION.fullmatch(value):
+    if value is None:
+        return None
+    if _DURATION.fullmatch(value):
+        from ..errors import ConfigurationError
+        from ..sending.schedule import parse_duration
+
+        try:
+            parse_duration(value)  # in range
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--expire-after") from None
         return value  # a duration from now: send() reads it
     try:
-        return parse_moment(value, "--expire-after")
-    except click.BadParameter:
+        datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
         raise click.BadParameter(
             f"{value!r}: write a duration from now (30m, 6h, 2d) or a time with its offset "
             "(2026-12-01T18:00+05:30)",
             param_hint="--expire-after",
         ) from None
+    return parse_moment(value, "--expire-after")
 
 
 def _apply(command: Command, options: list[Callable[[Command], Command]]) -> Command:

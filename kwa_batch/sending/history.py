@@ -96,8 +96,8 @@ def _journals(folder: Path) -> list[Path]:
 
 def _unreadable(path: Path, why: str) -> JournalError:
     return JournalError(
-        f"history {path} cannot be read fully ({why}): the daily limit cannot be counted "
-        "without it; repair or remove it from the history folder (nothing was sent)",
+        f"history {path} cannot be read fully: {why}. The daily limit cannot be counted "
+        "without it: repair it, or move it out of the history folder (nothing was sent)",
         path=str(path),
     )
 

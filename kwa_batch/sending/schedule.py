@@ -55,6 +55,7 @@ __all__ = [
     "Pacing",
     "QuietHours",
     "apply_pacing",
+    "check_moment",
     "hold_back",
     "parse_duration",
     "quiet_verdict",
@@ -192,12 +193,18 @@ def _aware(value: datetime, name: str) -> datetime:
     except OverflowError:
         near = False
     if not near:
+        hint = " (a campaign that never expires: leave the expiry out)" if name == "expires" else ""
         raise ConfigurationError(
             f"{name}={value.isoformat()}: more than {_FARTHEST.days // 365} years from now "
-            f"({real:%Y-%m-%d}); give a time within them (a campaign that never expires: "
-            "leave the expiry out)"
+            f"({real:%Y-%m-%d}); give a time within them{hint}"
         )
     return moment
+
+
+def check_moment(value: datetime, name: str) -> datetime:
+    """``value`` in UTC, or a one-line :class:`ConfigurationError` saying why not (naive, or
+    more than ten years from now): for the command line to check an option early."""
+    return _aware(value, name)
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,11 @@ def test_pacing_without_a_journal_is_refused(runner: CliRunner, write_csv) -> No
         (["--not-before", "2027-06-01 09:00"], "write a time with its offset"),
         (["--expire-after", "soon"], "write a duration from now (30m, 6h, 2d) or a time"),
         (["--quiet-hours", "late"], "HH:MM-HH:MM"),
+        # Once OverflowError tracebacks (issue #17).
+        (["--not-before", "0001-01-01T00:00:00+14:00"], "more than 10 years from now"),
+        (["--expire-after", "99999999999d"], "from 0 to 366 days away"),
+        (["--expire-after", "9999-12-31T23:59:59-14:00"], "more than 10 years from now"),
+        (["--now", "9999-12-31T23:59:59-14:00", "--dry-run"], "more than 10 years from now"),
     ],
 )
 def test_bad_pacing_options_exit_2_in_one_line(
