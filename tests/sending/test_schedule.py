@@ -242,10 +242,10 @@ def test_history_counts_every_journal_under_the_folder(
 @pytest.mark.parametrize(
     ("name", "content", "match"),
     [
-        ("notes.db", b"not sqlite at all", r"notes\.db cannot be read fully \(it is not a SQLite"),
+        ("notes.db", b"not sqlite at all", r"notes\.db cannot be read fully: it is not a SQLite"),
         ("other.db", None, r"other\.db is a SQLite file but not a kwa_batch journal"),
         ("damaged.db", "damage", r"damaged\.db cannot be read fully"),
-        ("bad-time.db", "time", r"bad-time\.db cannot be read fully \(a recorded time"),
+        ("bad-time.db", "time", r"bad-time\.db cannot be read fully: a recorded time"),
     ],
 )
 def test_a_history_source_that_cannot_be_read_fully_stops_the_run(
