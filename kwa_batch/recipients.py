@@ -62,6 +62,7 @@ __all__ = [
     "LineNumbers",
     "RowProblems",
     "check_regular_file",
+    "decode_text",
     "line_numbers",
     "load_recipients",
 ]
@@ -391,6 +392,29 @@ def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, bytes]:
         guess,
     )
     return guess, _utf8(file, text)
+
+
+def decode_text(path: str | Path, raw: bytes, encoding: str | None = None) -> tuple[str, str]:
+    """A file's bytes as text, its encoding detected as a recipient file's is (for other
+    lists read from files: one detector for the whole package).
+
+    Args:
+        path: the file, for messages.
+        raw: its bytes.
+        encoding: force an encoding instead of detecting it.
+
+    Returns:
+        The encoding's name and the text (without a byte-order mark).
+
+    Raises:
+        InputError: the bytes are empty, binary, mix encodings or do not match their BOM.
+
+    Example:
+        >>> decode_text("dnc.csv", "+44 7911 123456;résilié".encode("utf-16"))
+        ('utf-16', '+44 7911 123456;résilié')
+    """
+    name, data = _decode(Path(path), raw, encoding)
+    return name, data.decode("utf-8")
 
 
 _SHOWN_LINES = 10

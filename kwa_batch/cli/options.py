@@ -6,8 +6,10 @@ reads as: options → one library call → rendering.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +191,9 @@ def message_options(command: Command) -> Command:
                 metavar="FILE_OR_STORE",
                 multiple=True,
                 type=click.Path(dir_okay=False),
-                help="Numbers not to message: a .csv/.xlsx/.txt of numbers, or a receipts "
-                "store (its opt-outs: STOP replies, 131050). Repeatable.",
+                help="Numbers not to message: a .csv/.xlsx/.txt of numbers (every sheet of "
+                "an .xlsx is read; a list with no numbers is refused), or a receipts store "
+                "(its opt-outs: STOP replies, 131050). Repeatable.",
             ),
         ],
     )
@@ -200,15 +203,18 @@ def campaign_lists(
     templates: str | None, suppress: tuple[str, ...], region: str | None
 ) -> dict[str, Any]:
     """``--templates`` and ``--suppress`` read into validate()'s ``templates`` and
-    ``suppress`` (a receipts store gives its opt-outs)."""
+    ``suppress``. A receipts store given to ``--suppress`` is an
+    :class:`~kwa_batch.receipts.optouts.OptOutSource` (its opt-outs, read again whenever
+    the list is); opt-outs whose number cannot be read are printed as one line to stderr
+    (they do not stop the command)."""
     out: dict[str, Any] = {}
     if templates is not None:
         from ..catalogue import load_templates
 
         out["templates"] = load_templates(templates)
     if suppress:
-        from ..receipts.optouts import opt_outs
-        from ..validation.suppression import load_suppression
+        from ..receipts.optouts import OptOutSource
+        from ..validation.suppression import load_suppression, unreadable_note
 
         sources: list[Any] = []
         for value in suppress:
@@ -217,9 +223,39 @@ def campaign_lists(
                 fail(f"--suppress {value}: no such file")
             with path.open("rb") as handle:
                 is_store = handle.read(16) == b"SQLite format 3\x00"
-            sources.append(opt_outs(path) if is_store else path)
-        out["suppress"] = load_suppression(*sources, default_region=region)
+            sources.append(OptOutSource(path) if is_store else path)
+        with _said_here():
+            found = load_suppression(*sources, default_region=region)
+        if found.attrs.get("unreadable"):
+            click.echo(
+                f"Warning: {unreadable_note(found.attrs['unreadable'], '--suppress')}", err=True
+            )
+        out["suppress"] = found
     return out
+
+
+class _SaidHere(logging.Filter):
+    """Drops the library's warnings on unreadable opt-outs: ``campaign_lists`` prints them
+    itself, once, from the frame (``attrs["unreadable"]``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not hasattr(record, "unreadable")
+
+
+@contextlib.contextmanager
+def _said_here() -> Iterator[None]:
+    loggers = [
+        logging.getLogger(name)
+        for name in ("kwa_batch.receipts.optouts", "kwa_batch.validation.suppression")
+    ]
+    said = _SaidHere()
+    for logger in loggers:
+        logger.addFilter(said)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(said)
 
 
 def output_path(

@@ -11,6 +11,17 @@ number's quality rating. The :class:`~kwa_batch.Receiver` stores what tells us:
 
 A later reply that is a start keyword (``START``, ``UNSTOP``…) lifts every opt-out before it.
 
+Numbers are read as recipients are (E.164), and WhatsApp's ``wa_id`` forms as the number
+they stand for (:func:`~kwa_batch.validation.phones.wa_id_forms`: ``5215512345678`` is
+``+52 55 1234 5678``, ``551187654321`` is ``+55 11 98765 4321``), so that a STOP and a
+later START, or a reply and a 131050 failure, of one person are counted as one. An opt-out
+whose number cannot be read is never dropped quietly: it is logged as a warning and kept in
+``attrs["unreadable"]`` of the frame.
+
+:class:`OptOutSource` is a store as a suppression source that is read again at each call
+(``validate(suppress=OptOutSource(path))``; the CLI's ``--suppress STORE``): a store with no
+opt-outs yet is a live source, not an empty list.
+
 Example:
     >>> opt_outs("receipts.db")  # doctest: +SKIP
               number              opted_out_at    how detail
@@ -27,6 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..validation.suppression import normalize_suppressed, unreadable_note
 from .store import CallbackStore
 from .store import opened_store as _opened_store
 
@@ -35,6 +47,7 @@ __all__ = [
     "OPT_OUT_CODE",
     "OPT_OUT_COLUMNS",
     "OPT_OUT_KEYWORDS",
+    "OptOutSource",
     "normalize_reply",
     "opt_outs",
 ]
@@ -113,14 +126,29 @@ def opt_outs(
         start_keywords: the replies that lift an opt-out (default :data:`OPT_IN_KEYWORDS`).
 
     Returns:
-        A frame with :data:`OPT_OUT_COLUMNS`, one row per number (E.164 with ``+``),
-        sorted by number: ``opted_out_at`` (UTC; the first opt-out since their last start
-        reply), ``how`` (``reply`` or ``131050``) and ``detail`` (the reply as written, or
-        the error text).
+        A frame with :data:`OPT_OUT_COLUMNS`, one row per number (E.164 with ``+``, a
+        ``wa_id`` form read as the number it stands for), sorted by number:
+        ``opted_out_at`` (UTC; the first opt-out since their last start reply), ``how``
+        (``reply`` or ``131050``) and ``detail`` (the reply as written, or the error text).
+        ``attrs["unreadable"]`` holds the numbers, as stored, of opt-outs that cannot be
+        read (logged as a warning too).
 
     Raises:
         InputError: the store does not exist or is not a callback store.
     """
+    found = _opt_outs(store, keywords, start_keywords)
+    unreadable = found.attrs["unreadable"]
+    if unreadable:
+        where = str(store.path if isinstance(store, CallbackStore) else store)
+        log.warning("%s", unreadable_note(unreadable, where), extra={"unreadable": unreadable})
+    return found
+
+
+def _opt_outs(
+    store: str | Path | CallbackStore,
+    keywords: Iterable[str] | None,
+    start_keywords: Iterable[str] | None,
+) -> pd.DataFrame:
     stops = _keywords(keywords, OPT_OUT_KEYWORDS)
     starts = _keywords(start_keywords, OPT_IN_KEYWORDS)
     with _opened_store(store) as opened:
@@ -160,6 +188,11 @@ def opt_outs(
     events = pd.concat([replies, refused], ignore_index=True)
     events = events.astype({"number": "str", "how": "str", "detail": "str", "start": bool})
     events["at"] = pd.to_datetime(events["at"], utc=True).astype(_TIME)
+    # One person, one number: as recipients are normalised, wa_id forms included.
+    numbers = normalize_suppressed(events["number"])["e164"]
+    lost = numbers.isna().to_numpy()
+    unreadable = tuple(dict.fromkeys(events["number"][lost & ~events["start"].to_numpy()]))
+    events = events[~lost].assign(number=numbers[~lost].astype("str"))
     last_start = events[events["start"]].groupby("number")["at"].max()
     events = events[~events["start"]]
     started = last_start.reindex(pd.Index(events["number"])).to_numpy()
@@ -167,4 +200,58 @@ def opt_outs(
     events = events[~lifted]
     first = events.sort_values(["number", "at"], kind="stable").drop_duplicates("number")
     out = first.rename(columns={"at": "opted_out_at"})[list(OPT_OUT_COLUMNS)]
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs["unreadable"] = unreadable
+    return out
+
+
+class OptOutSource:
+    """A callback store as a suppression source that is read again at each call: the
+    opt-outs of the moment, for a run that re-reads its suppression list while it sends.
+
+    A store with no opt-outs yet is fine (STOP replies may come later); a path that is no
+    callback store is refused at the first read. Warnings about opt-outs whose number
+    cannot be read are logged once for each new one, however often the store is read.
+
+    Args:
+        path: the SQLite file a :class:`~kwa_batch.Receiver` writes.
+        keywords: as for :func:`opt_outs`.
+        start_keywords: as for :func:`opt_outs`.
+
+    Example:
+        >>> source = OptOutSource("receipts.db")
+        >>> source
+        OptOutSource('receipts.db')
+        >>> kb.validate(df, suppress=source)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        keywords: Iterable[str] | None = None,
+        start_keywords: Iterable[str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._keywords = keywords
+        self._start_keywords = start_keywords
+        self._told: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"OptOutSource({str(self.path)!r})"
+
+    def opt_outs(self) -> pd.DataFrame:
+        """The store's opt-outs now, as :func:`opt_outs` gives them (the store is opened
+        for this read and closed after it).
+
+        Raises:
+            InputError: the store does not exist or is not a callback store.
+        """
+        found = _opt_outs(self.path, self._keywords, self._start_keywords)
+        new = [v for v in found.attrs["unreadable"] if v not in self._told]
+        if new:
+            self._told.update(new)
+            log.warning(
+                "%s", unreadable_note(new, str(self.path)), extra={"unreadable": tuple(new)}
+            )
+        return found

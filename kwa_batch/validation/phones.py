@@ -24,6 +24,10 @@ toll-free numbers valid, which no international number can be.
 column). Values that path cannot decide (odd characters, mangled values, a national number
 that starts with its region's international prefix) go through :func:`normalize_phone`
 one by one. Both give the same answers; the tests hold them to it.
+
+:func:`wa_id_forms` gives the other forms WhatsApp's ``wa_id`` writes some numbers in
+(Mexican ``+52 1…``, Brazilian mobiles without the ninth digit): an opt-out read from a
+reply matches the number in either form.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ __all__ = [
     "check_region",
     "normalize_phone",
     "normalize_phones",
+    "wa_id_forms",
 ]
 
 #: What every accepted number looks like once normalised.
@@ -472,3 +477,47 @@ def _rows(values: pa.Array, rows: np.ndarray[Any, Any]) -> pa.Array:
     if len(rows) == len(values):
         return values
     return values.take(pa.array(rows))
+
+
+# WhatsApp's id for a user (wa_id) is not always the number a business sends to: Mexican
+# mobiles as +52 1 and ten digits (the 1 Mexico dropped in 2019), Brazilian accounts older
+# than the ninth digit as +55, the area code and the eight digits of a mobile (6 to 9).
+_MX_WITH_ONE = re.compile(r"\+521([0-9]{10})")
+_MX = re.compile(r"\+52([0-9]{10})")
+_BR_NINE = re.compile(r"\+55([1-9]{2})9([6-9][0-9]{7})")
+_BR_EIGHT = re.compile(r"\+55([1-9]{2})([6-9][0-9]{7})")
+
+
+def wa_id_forms(e164: str) -> tuple[str, ...]:
+    """The number and the other forms WhatsApp's ``wa_id`` gives the same account, in that
+    order; the number alone when it has no other form.
+
+    WhatsApp's id for a user is not always the E.164 number a business sends to: Mexican
+    mobiles appear as ``+52 1`` and the ten digits of ``+52`` and ten digits, and Brazilian
+    accounts older than the ninth digit as ``+55``, the area code and the eight digits of
+    a mobile (6 to 9) for ``+55``, the area code, ``9`` and those eight. An opt-out must
+    match the number in either form. The forms are only written here, not checked:
+    libphonenumber calls ``+5215512345678`` and ``+551187654321`` invalid, while
+    ``+551177654321`` and ``+5511977654321`` are both valid numbers.
+
+    Args:
+        e164: a number as ``+`` and digits.
+
+    >>> wa_id_forms("+5215512345678")
+    ('+5215512345678', '+525512345678')
+    >>> wa_id_forms("+5511987654321")
+    ('+5511987654321', '+551187654321')
+    >>> wa_id_forms("+551187654321")
+    ('+551187654321', '+5511987654321')
+    >>> wa_id_forms("+919876543210")
+    ('+919876543210',)
+    """
+    if found := _MX_WITH_ONE.fullmatch(e164):
+        return e164, "+52" + found[1]
+    if found := _MX.fullmatch(e164):
+        return e164, "+521" + found[1]
+    if found := _BR_NINE.fullmatch(e164):
+        return e164, "+55" + found[1] + found[2]
+    if found := _BR_EIGHT.fullmatch(e164):
+        return e164, "+55" + found[1] + "9" + found[2]
+    return (e164,)

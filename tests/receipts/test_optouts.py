@@ -12,7 +12,12 @@ from conftest import SENDER
 import kwa_batch as kb
 from kwa_batch.emulator.server import Emulator
 from kwa_batch.errors import InputError
-from kwa_batch.receipts.optouts import OPT_OUT_COLUMNS, OPT_OUT_KEYWORDS, opt_outs
+from kwa_batch.receipts.optouts import (
+    OPT_OUT_COLUMNS,
+    OPT_OUT_KEYWORDS,
+    OptOutSource,
+    opt_outs,
+)
 from kwa_batch.receipts.receiver import Receiver
 from kwa_batch.receipts.store import CallbackStore, IncomingMessage, StatusUpdate
 
@@ -62,8 +67,8 @@ def test_a_later_start_lifts_it_and_a_later_stop_counts_again(tmp_path: Path) ->
     path = write(
         tmp_path / "r.db",
         [
-            ("+911111111111", "STOP", 1),
-            ("+911111111111", "START", 2),  # lifted
+            ("+919811111111", "STOP", 1),
+            ("+919811111111", "START", 2),  # lifted
             ("+912222222222", "STOP", 1),
             ("+912222222222", "start", 2),
             ("+912222222222", "Stop", 3),  # opted out again, since minute 3
@@ -99,16 +104,16 @@ def test_failed_with_131050_is_an_opt_out(tmp_path: Path) -> None:
 
 def test_keywords_are_configurable(tmp_path: Path) -> None:
     path = write(
-        tmp_path / "r.db", [("+911111111111", "No thanks!", 1), ("+912222222222", "STOP", 1)]
+        tmp_path / "r.db", [("+919811111111", "No thanks!", 1), ("+912222222222", "STOP", 1)]
     )
-    assert opt_outs(path, keywords=["no thanks"])["number"].tolist() == ["+911111111111"]
+    assert opt_outs(path, keywords=["no thanks"])["number"].tolist() == ["+919811111111"]
     both = opt_outs(path, keywords=OPT_OUT_KEYWORDS | {"NO THANKS"})
-    assert both["number"].tolist() == ["+911111111111", "+912222222222"]
+    assert both["number"].tolist() == ["+912222222222", "+919811111111"]
     assert opt_outs(path, start_keywords=["stop"]).empty  # a stop that is also a start lifts
 
 
 def test_an_open_store_and_a_missing_one(tmp_path: Path) -> None:
-    path = write(tmp_path / "r.db", [("+911111111111", "STOP", 1)])
+    path = write(tmp_path / "r.db", [("+919811111111", "STOP", 1)])
     with CallbackStore(path) as store:
         assert len(opt_outs(store)) == 1
     with pytest.raises(InputError, match="no such callback store"):
@@ -153,3 +158,106 @@ def test_a_journal_is_refused_and_left_untouched(tmp_path: Path) -> None:
     text.write_text("+919876543210\n")
     with pytest.raises(InputError, match="not a SQLite file"):
         kb.open_windows(text)
+
+
+# -- issue 17: opt-outs normalised like recipients, wa_id forms, nothing dropped -----------
+
+MEXICO = "+52 55 1234 5678"  # +525512345678; WhatsApp's wa_id may be 5215512345678
+BRAZIL = "+55 11 98765 4321"  # +5511987654321; an older account's wa_id is 551187654321
+
+
+def test_stop_replies_from_wa_id_forms_hold_the_recipients(tmp_path: Path) -> None:
+    import requests
+
+    store = tmp_path / "receipts.db"
+    with Receiver(store) as receiver:
+        # Kaleyra's incoming-message callback, as WhatsApp gives the wa_id: digits, no '+'.
+        for wa_id in ("5215512345678", "551187654321"):
+            fields = {"from": wa_id, "wanumber": SENDER, "type": "text", "body": "STOP"}
+            answer = requests.post(receiver.callback_url, json=fields, timeout=DEADLINE)
+            assert answer.status_code == 200, answer.text
+    found = opt_outs(store)
+    assert found["number"].tolist() == ["+525512345678", "+5511987654321"]
+    assert found.attrs["unreadable"] == ()
+    df = pd.DataFrame({"to": [MEXICO, BRAZIL, "+91 98765 43210"], "body": ["Hi"] * 3})
+    for suppress in (found, OptOutSource(store), CallbackStore(store)):
+        report = kb.validate(df, sender=SENDER, suppress=suppress)
+        assert report.invalid["to"].tolist() == [MEXICO, BRAZIL], suppress
+        assert report.valid["to"].tolist() == ["+919876543210"]
+
+
+def test_a_start_in_the_other_form_lifts_the_stop(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "r.db",
+        [("+5215512345678", "STOP", 1), ("+525512345678", "START", 2),
+         ("+551187654321", "START", 5)],
+        failed=[("+5511987654321", "131050", 3)],
+    )  # fmt: skip
+    assert opt_outs(path).empty
+
+
+def test_either_form_of_a_number_with_two_valid_forms(tmp_path: Path) -> None:
+    # +55 11 7765 4321 and +55 11 97765 4321 are both valid: a STOP from one holds the other.
+    path = write(tmp_path / "r.db", [("551177654321", "STOP", 1)])
+    df = pd.DataFrame({"to": ["+55 11 97765 4321", "+55 11 7765 4321"], "body": ["Hi"] * 2})
+    report = kb.validate(df, sender=SENDER, suppress=OptOutSource(path))
+    assert report.valid.empty
+    assert report.errors["error_code"].unique().tolist() == ["KWA025"]
+
+
+def test_an_opt_out_that_cannot_be_read_is_reported_never_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kwa_batch.receipts.receiver import parse_callback
+
+    path = tmp_path / "r.db"
+    with CallbackStore(path) as store:
+        for i, number in enumerate(["1234567", "+919876543210", "99998887776"]):
+            store.add_incoming(parse_callback({"from": number, "body": "STOP", "id": str(i)}))
+        store.add_incoming(parse_callback({"from": "5550001", "body": "Hello"}))  # no opt-out
+    with caplog.at_level("WARNING", logger="kwa_batch"):
+        found = opt_outs(path)
+    assert found["number"].tolist() == ["+919876543210"]
+    assert found.attrs["unreadable"] == ("+1234567", "+99998887776")
+    [record] = [r for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        f"{path}: 2 opt-out(s) name a number that cannot be read (***4567, *******7776): they "
+        "suppress nobody; check what the receiver stores as the sender ('from') and the "
+        "recipient ('mobile')"
+    )
+    # It does not stop the campaign: the readable opt-outs hold, the rest is kept visible.
+    sup = kb.load_suppression(OptOutSource(path))
+    assert sup["number"].tolist() == ["+919876543210"]
+    assert sup.attrs["unreadable"] == ("+1234567", "+99998887776")
+    report = kb.validate(
+        pd.DataFrame({"to": ["+919876543210", "+447911123456"], "body": ["Hi", "Hi"]}),
+        sender=SENDER,
+        suppress=OptOutSource(path),
+    )
+    assert report.valid["to"].tolist() == ["+447911123456"]
+
+
+def test_an_opt_out_source_reads_the_store_again_at_each_call(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path / "r.db", [("+12025550143", "Thanks", 1)])
+    source = OptOutSource(path)
+    assert source.path == path
+    assert repr(source) == f"OptOutSource({str(path)!r})"
+    # No opt-outs yet is a live source, not an empty list: accepted.
+    assert source.opt_outs().empty
+    assert kb.load_suppression(source).empty
+    with CallbackStore(path) as store:
+        at = T0 + timedelta(minutes=10)
+        store.add_incoming(
+            IncomingMessage("late", "+919876543210", SENDER, at, at, "text", None, "STOP")
+        )
+        store.add_incoming(IncomingMessage("bad", "+1234567", SENDER, at, at, "text", None, "STOP"))
+    with caplog.at_level("WARNING", logger="kwa_batch"):
+        for _ in range(3):
+            assert source.opt_outs()["number"].tolist() == ["+919876543210"]
+    # The unreadable one is said once, not at every read.
+    assert sum("cannot be read" in r.getMessage() for r in caplog.records) == 1
+    with pytest.raises(InputError, match="no such callback store"):
+        OptOutSource(tmp_path / "missing.db").opt_outs()

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 from conftest import SENDER
 
+import kwa_batch as kb
 from kwa_batch.errors import InputError
 from kwa_batch.receipts.optouts import opt_outs
 from kwa_batch.receipts.store import CallbackStore, IncomingMessage
+from kwa_batch.validation.phones import wa_id_forms
 from kwa_batch.validation.suppression import (
     SUPPRESSION_COLUMNS,
     load_suppression,
@@ -153,3 +155,150 @@ def test_a_journal_is_not_taken_for_a_receipts_store(tmp_path: Path) -> None:
 def test_an_unknown_header_gets_a_hint(write_csv) -> None:
     with pytest.raises(InputError, match="if line 1 is a header, name its column"):
         load_suppression(write_csv("Kunde\n+919876543210\n", name="dnc.csv"))
+
+
+# -- issue 17: sources that cannot say "nobody" --------------------------------------------
+
+
+def workbook(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
+    """A real .xlsx written by openpyxl: each sheet's rows, in order (an empty list: an
+    empty sheet)."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    for title, rows in sheets.items():
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    book.save(path)
+    return path
+
+
+def test_every_sheet_of_a_workbook_is_read(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path / "do_not_contact.xlsx",
+        {
+            "Sheet1": [],
+            "OptOuts": [["Name", "Phone", "Reason"], ["Priya", "+91 98765 43210", "STOP by SMS"]],
+            "Notes": [],
+            "More": [["+44 7911 123456"], [12025550143]],
+        },
+    )
+    sup = load_suppression(path).set_index("number")
+    assert sup.index.tolist() == ["+12025550143", "+447911123456", PRIYA]
+    assert sup.loc[PRIYA, "reason"] == "STOP by SMS"
+    assert (
+        sup.loc["+447911123456", "reason"]
+        == "on the suppression list do_not_contact.xlsx, sheet 'More'"
+    )
+    # The list reaches validation: the opted-out number is refused, not messaged.
+    df = pd.DataFrame({"to": ["+91 98765 43210", "+91 98670 07788"], "body": ["Hi", "Hi"]})
+    report = kb.validate(df, sender=SENDER, suppress=str(path))
+    assert report.invalid["to"].tolist() == ["+91 98765 43210"]
+
+
+def test_one_sheet_by_name(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path / "dnc.xlsx", {"Old": [["phone"], ["+447911123456"]], "OptOuts": [[PRIYA]]}
+    )
+    assert load_suppression(path, sheet="OptOuts")["number"].tolist() == [PRIYA]
+    with pytest.raises(InputError, match=r"has no sheet 'Gone' \(it has: Old, OptOuts\)"):
+        load_suppression(path, sheet="Gone")
+
+
+def test_a_bad_value_names_the_sheet_the_line_and_the_value(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path / "dnc.xlsx",
+        {"Sheet1": [], "OptOuts": [["phone"], [PRIYA], [None], ["call me maybe"]]},
+    )
+    with pytest.raises(InputError) as caught:
+        load_suppression(path)
+    message = str(caught.value)
+    assert message.startswith("dnc.xlsx, sheet 'OptOuts': 1 value(s) are not valid numbers: ")
+    assert "line 4: 'call me maybe'" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "why"),
+    [
+        ("dnc.csv", b"", "the file is empty"),
+        ("dnc.txt", b"\n \n\t\n", "the file is empty"),
+        ("dnc.csv", b"\xef\xbb\xbf", "the file is empty"),
+        ("dnc.csv", "\r\n".encode("utf-16"), "the file is empty"),
+        ("dnc.csv", b"phone\n", "it has a header and no numbers under it"),
+        ("dnc.csv", b"name,phone,reason\nPriya,,\n", "it has a header and no numbers under it"),
+    ],
+)
+def test_a_list_file_with_no_numbers_is_refused(
+    write_csv, name: str, content: bytes, why: str
+) -> None:
+    path = write_csv(content, name=name)
+    with pytest.raises(InputError) as caught:
+        load_suppression(path)
+    assert str(caught.value) == (
+        f"{path}: a suppression list with no numbers would suppress nobody: {why}: put the "
+        "numbers not to message in it (one a line, or in a column named 'phone' or "
+        "'number'), or leave it out"
+    )
+
+
+def test_a_workbook_of_empty_sheets_is_refused_naming_them(tmp_path: Path) -> None:
+    path = workbook(tmp_path / "dnc.xlsx", {"Sheet1": [], "OptOuts": [["Phone", "Reason"]]})
+    with pytest.raises(InputError, match=r"none of its sheets \('Sheet1', 'OptOuts'\) holds a"):
+        load_suppression(path)
+
+
+def test_an_empty_python_list_is_taken_as_written() -> None:
+    # Deliberate code, not a file that lost its rows: it suppresses nobody, as asked.
+    for source in ([], (), pd.Series([], dtype="str"), pd.DataFrame({"to": []})):
+        assert load_suppression(source).empty
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom"),
+    [("utf-16", b""), ("utf-16-le", b"\xff\xfe"), ("utf-8", b"\xef\xbb\xbf"), ("cp1252", b"")],
+)
+def test_lists_in_the_encodings_recipient_files_load_in(
+    write_csv, encoding: str, bom: bytes
+) -> None:
+    text = "phone;reason\r\n+91 98765 43210;résilié à la caisse\r\n+44 7911 123456;\r\n"
+    path = write_csv(bom + text.encode(encoding), name="dnc.csv")
+    sup = load_suppression(path).set_index("number")
+    assert sup.index.tolist() == ["+447911123456", PRIYA]
+    assert sup.loc[PRIYA, "reason"] == "résilié à la caisse"
+
+
+@pytest.mark.parametrize(
+    ("number", "forms"),
+    [
+        ("+5215512345678", ("+5215512345678", "+525512345678")),
+        ("+525512345678", ("+525512345678", "+5215512345678")),
+        ("+551187654321", ("+551187654321", "+5511987654321")),
+        ("+5511987654321", ("+5511987654321", "+551187654321")),
+        ("+551133334444", ("+551133334444",)),  # a São Paulo landline: no ninth digit
+        ("+5511933334444", ("+5511933334444",)),
+        (PRIYA, (PRIYA,)),
+        ("+447911123456", ("+447911123456",)),
+    ],
+)
+def test_wa_id_forms(number: str, forms: tuple[str, ...]) -> None:
+    assert wa_id_forms(number) == forms
+
+
+def test_a_wa_id_form_in_a_list_is_the_number_it_stands_for() -> None:
+    sup = load_suppression(["5215512345678", "+55 11 8765 4321", "+52 1 55 1234 5678"])
+    assert sup["number"].tolist() == ["+525512345678", "+5511987654321"]
+
+
+def test_a_number_with_two_valid_forms_suppresses_both() -> None:
+    # libphonenumber calls both valid: the old eight-digit form (a radio number once) and
+    # the mobile with its ninth digit. An opt-out in one form holds the other too.
+    for written in ("+55 11 7765 4321", "+55 11 97765 4321"):
+        sup = load_suppression([written], ["+447911123456"])
+        assert sup["number"].tolist() == ["+447911123456", "+551177654321", "+5511977654321"]
+        assert sup.attrs["unreadable"] == ()
+        to = pd.Series(["+551177654321", "+5511977654321", PRIYA])
+        mask, _ = suppressed_rows(to, sup)
+        assert mask.tolist() == [True, True, False]
