@@ -230,7 +230,9 @@ def campaign_lists(
             click.echo(
                 f"Warning: {unreadable_note(found.attrs['unreadable'], '--suppress')}", err=True
             )
-        out["suppress"] = found
+        # The stores again, as sources: send() reads them while it sends (issue #17).
+        live = [source for source in sources if isinstance(source, OptOutSource)]
+        out["suppress"] = [found, *live] if live else found
     return out
 
 

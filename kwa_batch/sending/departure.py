@@ -43,6 +43,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pandas as pd
+
 from . import clock
 from .schedule import (
     BUSINESS_INITIATED,
@@ -134,7 +136,8 @@ class LiveOptOuts:
 
         frame = load_suppression(*self.sources, default_region=self.default_region)
         self.reads += 1
-        since = frame["since"].dt.strftime(" since %Y-%m-%d %H:%M UTC").fillna("")
+        stamps = pd.to_datetime(frame["since"], utc=True)  # empty: not typed as times
+        since = stamps.dt.strftime(" since %Y-%m-%d %H:%M UTC").fillna("")
         texts = (
             "this recipient opted out" + since + " (" + frame["reason"] + "), while the run "
             "was sending: not sent; remove the row"

@@ -189,3 +189,44 @@ def test_expired_rows_do_not_keep_the_exit_code_at_3(
     assert code == 1, output  # all expired: nothing is left to send later
     results = pd.read_csv(tmp_path / "r.csv", dtype="str")
     assert set(results["error_code"]) == {"KWA029"}
+
+
+def test_a_stop_received_while_the_command_sends_holds_that_row(
+    runner: CliRunner, write_csv, tmp_path: Path
+) -> None:
+    """--suppress STORE is read again while sending: a STOP stored one second into the run
+    holds that customer's row (KWA025, never sent: exit 1, not 3)."""
+    import threading
+    import time
+
+    from kwa_batch.receipts.store import CallbackStore, IncomingMessage
+
+    numbers = [f"+4479111234{i:02d}" for i in range(8)]
+    file = write_csv("to,body\n" + "".join(f"{n},Hello\n" for n in numbers))
+    store = tmp_path / "receipts.db"
+    with CallbackStore(store) as opened:
+        opened.counts()  # no opt-outs yet
+
+    def stop_reply() -> None:
+        time.sleep(1.0)
+        at = datetime.now(UTC)
+        with CallbackStore(store) as opened:
+            opened.add_incoming(
+                IncomingMessage("k", numbers[-1], None, at, at, "text", None, "STOP")
+            )
+
+    writer = threading.Thread(target=stop_reply)
+    writer.start()
+    result = runner.invoke(
+        cli,
+        [
+            "send", str(file), "--emulator", "--from", "+911234567890", "--rate", "2",
+            "--suppress", str(store), "--out", str(tmp_path / "r.csv"),
+        ],
+    )  # fmt: skip
+    writer.join()
+    assert result.exit_code == 1, (result.output, result.exception)
+    results = pd.read_csv(tmp_path / "r.csv", dtype="str").set_index("to")
+    assert results.loc[numbers[-1], "status"] == "not_sent"
+    assert results.loc[numbers[-1], "error_code"] == "KWA025"
+    assert (results.loc[numbers[:4], "status"] == "sent").all()
