@@ -218,7 +218,7 @@ def test_a_run_killed_mid_flight_never_lets_the_next_exceed_the_daily_limit(
                 "history",
                 "--rate",
                 "200",
-            ],  # fmt: skip
+            ],
             emu,
             tmp_path,
         )
