@@ -17,6 +17,8 @@ import pytest
 from kwa_batch import Emulator
 from kwa_batch.sending.journal import Journal
 
+pytestmark = pytest.mark.slow  # real processes and filesystems: seconds each
+
 ROWS = 400
 CONCURRENCY = 4
 

@@ -34,6 +34,7 @@ def campaign(numbers: list[str], type_: str = "template") -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.slow
 def test_nothing_leaves_after_the_expiry(fresh_emulator: Emulator, tmp_path: Path) -> None:
     """12 rows at 4/s expiring after 1 s: what was not sent by then never goes, and the run
     ends at once rather than pacing the expired rows through the rate limit."""
@@ -65,6 +66,7 @@ def test_nothing_leaves_after_the_expiry(fresh_emulator: Emulator, tmp_path: Pat
     assert len(fresh_emulator.messages) == sent.sum()
 
 
+@pytest.mark.slow
 def test_quiet_hours_that_start_while_the_run_sends_hold_the_rest(
     fresh_emulator: Emulator, wall_clock: WallClock
 ) -> None:
@@ -120,6 +122,7 @@ def test_a_grouped_request_is_split_by_the_verdicts_at_departure(
     assert sorted(fresh_emulator.messages["to"]) == sorted([UK[0], UK[1]])
 
 
+@pytest.mark.slow
 def test_an_opt_out_received_while_the_run_sends_holds_that_customers_rows(
     fresh_emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -153,6 +156,7 @@ def test_an_opt_out_received_while_the_run_sends_holds_that_customers_rows(
     assert (results["status"].iloc[:4] == "sent").all()
 
 
+@pytest.mark.slow
 def test_a_live_opt_out_source_that_can_no_longer_be_read_stops_the_sending(
     fresh_emulator: Emulator, tmp_path: Path
 ) -> None:

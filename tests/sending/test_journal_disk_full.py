@@ -21,6 +21,8 @@ from kwa_batch import Emulator, send
 from kwa_batch.errors import JournalError, JournalWriteError
 from kwa_batch.sending.journal import Journal
 
+pytestmark = pytest.mark.slow  # real processes and filesystems: seconds each
+
 REASON = "x" * 300  # outcomes with a long message fill the disk sooner
 
 
