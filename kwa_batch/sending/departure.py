@@ -34,6 +34,7 @@ once with their codes; a grouped request with both is split (see
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -226,7 +227,8 @@ class Departure:
         self.opt_outs = opt_outs
         limit = pacing.daily_limit
         self._window = _Window(limit, recent or {}) if limit is not None else None
-        self._quiet: dict[tuple[ZoneInfo, ...], tuple[Verdict | None, datetime]] = {}
+        # Zones -> (verdict, when it was decided, until when it holds).
+        self._quiet: dict[tuple[ZoneInfo, ...], tuple[Verdict | None, datetime, datetime]] = {}
         self._lock = threading.Lock()
         #: Rows held at departure, by code.
         self.counts: dict[str, int] = {}
@@ -248,6 +250,12 @@ class Departure:
         if pacing.not_before is not None and now < pacing.not_before:
             return Verdict(NOT_YET, f"the campaign starts at {when(pacing.not_before)}")
         return None
+
+    def seconds_open(self) -> float:
+        """Seconds until the campaign expires (``inf`` without an expiry; 0 once it has)."""
+        if self.pacing.expires is None:
+            return math.inf
+        return max(0.0, (self.pacing.expires - clock.now()).total_seconds())
 
     def check(self, numbers: Sequence[str], message_type: str | None) -> list[Verdict | None]:
         """The verdict on each recipient of a request about to leave (None: it may go).
@@ -298,7 +306,7 @@ class Departure:
     def _quiet_verdict(self, number: str, now: datetime) -> Verdict | None:
         zones = zones_of(number)
         cached = self._quiet.get(zones)
-        if cached is not None and now < cached[1]:
+        if cached is not None and cached[1] <= now < cached[2]:  # the clock may step back
             return cached[0]
         quiet = self.pacing.quiet_hours
         assert quiet is not None
@@ -310,5 +318,5 @@ class Departure:
             verdict = None
         else:
             until, verdict = now + _HELD_AGAIN, Verdict(code, message)
-        self._quiet[zones] = (verdict, until)
+        self._quiet[zones] = (verdict, now, until)
         return verdict

@@ -1,6 +1,7 @@
 """The recipients earlier runs may have reached, read from their journals, for the daily limit.
 
-``history=`` names a folder of journals. Every file in it and in its sub-folders is looked at:
+``history=`` names a folder of journals. Every file in it and in its sub-folders (linked ones
+too; a folder that cannot be listed stops the run) is looked at:
 a kwa_batch journal (whatever its name: ``*.db``, ``*.sqlite``…) is counted; any other SQLite
 file, and a ``*.db``/``*.sqlite``/``*.sqlite3`` file that is not SQLite at all, is refused
 (it may be a damaged journal, or a store that does not belong there); other files (a results
@@ -74,10 +75,31 @@ def recent_recipients(
     return latest
 
 
+def _files(folder: Path) -> list[Path]:
+    """Every file under ``folder``, through linked folders too (each folder once); a folder
+    that cannot be listed is refused, never passed over."""
+    seen: set[tuple[int, int]] = set()
+    found: list[Path] = []
+
+    def refuse(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else folder
+        raise _unreadable(where, f"it cannot be listed ({exc.strerror or exc})")
+
+    for root, folders, names in os.walk(folder, onerror=refuse, followlinks=True):
+        identity = _identity(Path(root))
+        if identity in seen:  # a link back up: already walked
+            folders[:] = []
+            continue
+        if identity is not None:
+            seen.add(identity)
+        found.extend(Path(root) / name for name in names)
+    return sorted(found)
+
+
 def _journals(folder: Path) -> list[Path]:
     """The files under ``folder`` that must be read as journals (see the module)."""
     found = []
-    for path in sorted(folder.rglob("*")):
+    for path in _files(folder):
         if path.name.endswith(_SIDECARS) or not path.is_file():
             continue
         try:

@@ -94,6 +94,8 @@ _GRACE_SECONDS = 10.0
 # leaves (the campaign's rules at that moment: see departure.py); a shorter wait is the
 # same moment, for rules whose resolution is a second.
 _RECHECK_AFTER = 0.002
+# Rows held at once when the campaign closes, written to the journal per transaction.
+_CLOSE_CHUNK = 2_000
 _POLL_SECONDS = 0.1
 _NOT_SENT = ("NOTSENT", "the run stopped before this row was sent")
 _INTERRUPTED = ("NOTSENT", "the run was interrupted before this row was sent")
@@ -136,11 +138,14 @@ class _Run:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _pause(self, attempt: int, at_least: float | None = None) -> bool:
-        """Sleep before the next attempt; False if the run was stopped meanwhile."""
+        """Sleep before the next attempt (never past the campaign's expiry: the attempt
+        after it is held at once); False if the run was stopped meanwhile."""
         delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
         delay *= 0.5 + random.random() / 2
         if at_least is not None:
             delay = max(delay, min(at_least, self.max_backoff * 4))
+        if self.departure is not None:
+            delay = min(delay, self.departure.seconds_open())
         with self._lock:
             self.retrying += 1
         try:
@@ -173,16 +178,22 @@ class _Run:
             message = f"{message}; last attempt: {last.error_message}"
         return _Done(request, "not_sent", code, message, attempts=attempts)
 
-    def _hold(self, request: Request, attempts: int) -> _Done | None:
+    def _hold(self, request: Request, last: _Done | None, attempts: int) -> _Done | None:
         """The campaign's rules at this moment (see :mod:`~kwa_batch.sending.departure`):
         None when every row may go; else the request finished as held (every row held),
-        or split into the rows that may go and the others, each decided again."""
+        or split into the rows that may go and the others, each decided again. A request
+        whose last attempt may have been processed (``unknown``, retried ambiguously) stays
+        ``unknown``: held now, it may still have gone then."""
         if self.departure is None:
             return None
         verdicts = self.departure.check(request.numbers, request.fields.get("type"))
         held = [i for i, verdict in enumerate(verdicts) if verdict is not None]
         if not held:
             return None
+        if last is not None and last.status == "unknown":
+            reason = next(v for v in verdicts if v is not None)
+            last.error_message = f"{last.error_message} (not retried: {reason.message})"
+            return last
         if len(held) < len(request) or len(set(verdicts)) > 1:
             go = [i for i, verdict in enumerate(verdicts) if verdict is None]
             parts = [request.subset(go)] if go else []
@@ -216,18 +227,13 @@ class _Run:
         for attempt in range(1, self.max_attempts + 1):
             if self.stop.is_set():
                 return self._stopped(request, last, attempt - 1)
-            held = self._hold(request, attempt - 1)  # before waiting for the rate
+            held = self._hold(request, last, attempt - 1)  # before waiting for the rate
             if held is not None:
                 return held
             checked = time.monotonic()
             departed = self.pacer.acquire(request.numbers, self.stop)
             if departed is None:
                 return self._stopped(request, last, attempt - 1)
-            if time.monotonic() - checked > _RECHECK_AFTER:  # again, at the moment it leaves
-                held = self._hold(request, attempt - 1)
-                if held is not None:
-                    self.pacer.answered(departed, len(request), observed=False)
-                    return held
             if self.journal is not None:
                 # Right before the request goes out (after any wait for the rate limit), so
                 # that a run killed now reports as unknown only what may really have gone.
@@ -237,6 +243,12 @@ class _Run:
                     self.journal_failed(exc)  # not recorded as going out: it must not go
                     self.pacer.answered(departed, len(request), observed=False)
                     return self._stopped(request, last, attempt - 1)
+            if time.monotonic() - checked > _RECHECK_AFTER:
+                # Again, at the moment it leaves: after the rate limit and the journal.
+                held = self._hold(request, last, attempt - 1)
+                if held is not None:
+                    self.pacer.answered(departed, len(request), observed=False)
+                    return held
             try:
                 result = self._post(request, departed)
             except ConnectError as exc:
@@ -929,6 +941,9 @@ class _Loop:
         for request in self.ahead.rest():  # never taken: no spacing to release
             self.run_.departure.count([verdict] * len(request))
             self._finish(_held(request, [verdict], 0), journal_rows, release=False)
+            if len(journal_rows) >= _CLOSE_CHUNK:  # short transactions: workers write too
+                self.run_.record(journal_rows)
+                journal_rows = []
         self.run_.record(journal_rows)
 
     def _mark_never_attempted(self) -> None:

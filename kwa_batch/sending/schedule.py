@@ -114,7 +114,7 @@ class QuietHours:
     def __str__(self) -> str:
         return f"{self.start:%H:%M}-{self.end:%H:%M}"
 
-    def isquiet_verdict(self, local: datetime) -> bool:
+    def is_quiet(self, local: datetime) -> bool:
         """Whether this local time falls in the quiet hours (start included, end excluded)."""
         now = local.time().replace(tzinfo=None)
         if self.start < self.end:
@@ -126,8 +126,11 @@ class QuietHours:
         return _next(local, self.end)
 
     def next_start(self, local: datetime) -> datetime:
-        """The first start of the quiet hours after ``local`` (same zone)."""
-        return _next(local, self.start, strictly=True)
+        """The first start of the quiet hours after ``local`` (same zone). On a night the
+        clocks skip that wall time, the earlier of its two readings: never late."""
+        found = _next(local, self.start, strictly=True)
+        other = found.replace(fold=1)
+        return min(found, other, key=lambda moment: moment.astimezone(UTC))
 
 
 def _next(local: datetime, at: time, *, strictly: bool = False) -> datetime:
@@ -387,14 +390,14 @@ def quiet_verdict(
             "guessed; send it without quiet hours, or remove it"
         )
     local = [now.astimezone(zone) for zone in zones]
-    if not any(quiet.isquiet_verdict(t) for t in local):
+    if not any(quiet.is_quiet(t) for t in local):
         return None, ""
     # The first moment every zone is out of the quiet hours: one of the zones' ends.
     candidates = sorted(quiet.next_end(t).astimezone(UTC) for t in local)
     for _ in range(3):  # the ends of the next days too, when zones overlap badly
         for moment in candidates:
             if moment - now <= _SEARCH and not any(
-                quiet.isquiet_verdict(moment.astimezone(z)) for z in zones
+                quiet.is_quiet(moment.astimezone(z)) for z in zones
             ):
                 shown = moment.astimezone(zones[0])
                 names = ", ".join(str(z) for z in zones[:3]) + (" …" if len(zones) > 3 else "")

@@ -137,8 +137,10 @@ def test_a_store_is_given_as_a_live_source(
         return load(*sources, **options)
 
     monkeypatch.setattr(suppression, "load_suppression", spy)
-    found = campaign_lists(None, (str(store), str(listed)), None)["suppress"]
+    found, live = campaign_lists(None, (str(store), str(listed)), None)["suppress"]
     assert found["number"].tolist() == ["+447911123456", "+919876543210"]
+    assert isinstance(live, OptOutSource)  # read again while sending (issue #17)
+    assert live.path == store
     assert isinstance(given[0], OptOutSource)
     assert given[0].path == store
     assert given[1] == listed

@@ -240,3 +240,153 @@ def test_a_set_clock_is_refused_on_a_real_send(fresh_emulator: Emulator) -> None
     with pytest.raises(ConfigurationError, match="a set clock only plans"):
         send(report, fresh_emulator.client(), now=datetime(2026, 12, 5, 6, tzinfo=UTC))
     assert fresh_emulator.messages.empty
+
+
+def test_a_request_that_waited_on_the_journal_past_the_expiry_does_not_leave(
+    fresh_emulator: Emulator, wall_clock: WallClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last check comes after the journal marks the request in flight: a journal slowed
+    down (a busy disk, another transaction) past the expiry cannot let it through."""
+    start = datetime(2027, 1, 15, 12, tzinfo=UTC)
+    wall_clock.set(start)
+    mark = Journal.mark_in_flight
+
+    def slow_disk(self: Journal, requests: object) -> None:
+        mark(self, requests)  # type: ignore[arg-type]
+        time.sleep(0.01)
+        wall_clock.set(start + timedelta(seconds=2))  # the expiry passed meanwhile
+
+    monkeypatch.setattr(Journal, "mark_in_flight", slow_disk)
+    report = validate(campaign(UK[:1]), sender=SENDER)
+    results = send(
+        report,
+        fresh_emulator.client(),
+        expires=start + timedelta(seconds=1),
+        journal=tmp_path / "run.db",
+        progress=False,
+    )
+    assert results.loc[0, "error_code"] == "KWA029"
+    assert fresh_emulator.messages.empty
+    with Journal(tmp_path / "run.db") as journal:  # not left in flight: expired, for good
+        states = journal.db.execute("SELECT state, error_code FROM rows").fetchall()
+    assert states == [("not_sent", "KWA029")]
+
+
+def test_a_retry_held_at_departure_stays_unknown_when_the_first_attempt_may_have_gone(
+    fresh_emulator: Emulator, tmp_path: Path
+) -> None:
+    """retry_ambiguous: attempt 1 got a 500 after the server took the message; the retry is
+    held (expired): the row is unknown — counted by the daily limit, never resent blindly."""
+    report = validate(campaign(UK[:1]), sender=SENDER)
+    fresh_emulator.inject("500")
+    results = send(
+        report,
+        fresh_emulator.client(),
+        journal=tmp_path / "run.db",
+        expires="1s",
+        retry_ambiguous=True,
+        backoff=2.0,
+        max_backoff=2.0,
+        progress=False,
+    )
+    assert len(fresh_emulator.messages) == 1
+    assert results.loc[0, "status"] == "unknown"
+    assert "not retried" in results.loc[0, "error_message"]
+    with Journal(tmp_path / "run.db") as journal:
+        assert journal.db.execute("SELECT state FROM rows").fetchall() == [("unknown",)]
+
+
+def test_a_backoff_never_sleeps_past_the_expiry() -> None:
+    """A 429 with Retry-After: 25 while the campaign expires in 1 s: the run ends then."""
+    report = validate(campaign(UK[:1]), sender=SENDER)
+    started = time.monotonic()
+    with Emulator(retry_after=25) as slow:
+        slow.inject("429")
+        results = send(report, slow.client(), expires="1s", progress=False)
+    assert time.monotonic() - started < 10
+    assert results.loc[0, "error_code"] == "KWA029"
+    assert slow.messages.empty
+
+
+@pytest.mark.parametrize("step_back", [timedelta(seconds=20), timedelta(hours=12)])
+def test_a_wall_clock_stepping_back_into_quiet_hours_holds_the_rest(
+    fresh_emulator: Emulator, wall_clock: WallClock, step_back: timedelta
+) -> None:
+    """London, 09:00:05, quiet until 09:00; after the first rows the clock is corrected
+    back (NTP): the verdict kept from 09:00:05 is not trusted for an earlier time."""
+    start = datetime(2027, 1, 15, 9, 0, 5, tzinfo=UTC)
+    wall_clock.set(start)
+    report = validate(campaign(UK[:6]), sender=SENDER)
+    original = Departure.check
+    calls = 0
+
+    def corrected(self: Departure, numbers: list[str], message_type: str | None) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            wall_clock.set(start - step_back)
+        return original(self, numbers, message_type)
+
+    Departure.check = corrected  # type: ignore[assignment,method-assign]
+    try:
+        results = send(
+            report,
+            fresh_emulator.client(),
+            quiet_hours="21:00-09:00",
+            concurrency=1,
+            max_recipients_per_request=1,
+            per_recipient_interval=0,
+            progress=False,
+        )
+    finally:
+        Departure.check = original  # type: ignore[method-assign]
+    assert (results["status"] == "sent").sum() == len(fresh_emulator.messages) >= 1
+    late = results[results["status"] != "sent"]
+    assert not late.empty
+    assert set(late["error_code"]) == {"KWA027"}
+
+
+def test_quiet_hours_hold_on_the_night_the_clocks_skip_their_start(
+    fresh_emulator: Emulator, wall_clock: WallClock
+) -> None:
+    """Cairo, quiet 00:30-07:00, on the night clocks jump from 00:00 to 01:00 (2027-04-30):
+    from 22:00 UTC it is 01:00 there, inside the quiet hours; 00:30 never happened."""
+    wall_clock.set(datetime(2027, 4, 29, 21, 59, 55, tzinfo=UTC), speed=30.0)
+    numbers = [f"+2010123456{i:02d}" for i in range(12)]
+    report = validate(campaign(numbers), sender=SENDER)
+    assert report.ok
+    results = send(
+        report,
+        fresh_emulator.client(),
+        rate_limit=4,
+        quiet_hours="00:30-07:00",
+        max_recipients_per_request=1,
+        progress=False,
+    )
+    sent = results[results["status"] == "sent"]
+    assert (sent["sent_at"] < pd.Timestamp("2027-04-29 22:00:01", tz="UTC")).all()
+    held = results[results["status"] != "sent"]
+    assert not held.empty
+    assert set(held["error_code"]) == {"KWA027"}
+
+
+def test_journals_in_a_linked_sub_folder_are_counted(
+    fresh_emulator: Emulator, wall_clock: WallClock, tmp_path: Path
+) -> None:
+    """Python 3.11's rglob does not follow a linked folder: it once passed over half the
+    history silently."""
+    noon = datetime(2027, 6, 1, 12, tzinfo=UTC)
+    elsewhere = tmp_path / "archive"
+    elsewhere.mkdir()
+    wall_clock.set(noon - timedelta(hours=1))
+    with Journal(elsewhere / "old.db", checkpoint_every=None) as journal:
+        journal.record([("k", UK[0], {"status": "sent", "message_id": "m"})])
+    history = tmp_path / "history"
+    history.mkdir()
+    (history / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (history / "loop").symlink_to(history, target_is_directory=True)  # walked once
+    wall_clock.set(noon)
+    report = validate(campaign(UK[1:2]), sender=SENDER)
+    results = send(report, fresh_emulator.client(), daily_limit=1, history=history, progress=False)
+    assert results.loc[0, "error_code"] == "KWA030"
+    assert fresh_emulator.messages.empty
