@@ -48,7 +48,7 @@ if TYPE_CHECKING:
         describe_code,
     )
     from .export import export_results, load_results
-    from .receipts.optouts import opt_outs
+    from .receipts.optouts import OptOutSource, opt_outs
     from .receipts.receipts import load_receipts, merge_receipts
     from .receipts.receiver import Receiver
     from .receipts.windows import open_windows
@@ -94,6 +94,7 @@ _HOMES = {
     "Receiver": "receipts.receiver",
     "open_windows": "receipts.windows",
     "opt_outs": "receipts.optouts",
+    "OptOutSource": "receipts.optouts",
     "load_recipients": "recipients",
     "STATUSES": "results",
     "summarize": "results",
@@ -122,6 +123,7 @@ __all__ = [
     "KaleyraClient",
     "KwaAccessor",
     "KwaBatchError",
+    "OptOutSource",
     "RateLimitError",
     "Receiver",
     "SendResult",

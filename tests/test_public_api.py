@@ -22,6 +22,7 @@ PUBLIC = [
     "KaleyraClient",
     "KwaAccessor",
     "KwaBatchError",
+    "OptOutSource",
     "RateLimitError",
     "Receiver",
     "SendResult",

@@ -76,6 +76,8 @@ _DAY = timedelta(hours=24)
 # tz database quirks): a bound on how stale it can be.
 _KEEP = timedelta(minutes=15)
 _HELD_AGAIN = timedelta(seconds=1)
+# Seconds before each new try of a live opt-out read that failed (then the run stops).
+_RETRIES = (0.1, 0.3)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class LiveOptOuts:
         """Stop reading (idempotent)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=1)  # a read under way ends on its own (daemon)
 
     def message(self, number: str) -> str | None:
         """Why this number may not be messaged now (None: it may)."""
@@ -150,8 +152,10 @@ class LiveOptOuts:
         while not self._stop.wait(pause):
             started = time.monotonic()
             try:
-                found = self._read()
+                found = self._read_again()
             except Exception as exc:
+                if self._stop.is_set():
+                    return  # the run ended meanwhile: nothing left to hold
                 self.failure = (
                     f"the opt-outs of {', '.join(map(repr, self.sources))} could not be read "
                     f"again ({exc}): the rest was not sent, so that nobody who opted out is "
@@ -163,6 +167,16 @@ class LiveOptOuts:
             # A store so large that reading it takes long is read less often: the reads
             # never take more than a tenth of the sending's time.
             pause = max(self.every, 9 * (time.monotonic() - started))
+
+    def _read_again(self) -> dict[str, str]:
+        """:meth:`_read`, tried again twice after a failure (a store locked for a moment)."""
+        for wait in _RETRIES:
+            try:
+                return self._read()
+            except Exception:
+                if self._stop.wait(wait):
+                    raise
+        return self._read()
 
 
 class _Window:

@@ -281,8 +281,8 @@ def _from_file(file: Path, region: str | None, sheet: str | None) -> pd.DataFram
             if head == _SQLITE:
                 raise InputError(
                     f"{file} is a SQLite file, not a list of numbers: for the opt-outs of a "
-                    f"receipts store pass kb.opt_outs({str(file)!r}) (on the command line, "
-                    f"--suppress {file} reads it)"
+                    f"receipts store pass kb.OptOutSource({str(file)!r}), read again while a "
+                    f"send runs (on the command line, --suppress {file} does it)"
                 )
             if file.suffix.lower() in _WORKBOOKS:
                 tables = _read_workbook(file, handle, sheet)

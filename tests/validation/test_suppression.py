@@ -83,7 +83,7 @@ def test_a_store_gives_its_opt_outs_and_sources_combine(tmp_path: Path, write_cs
         assert sup.loc[PRIYA, "reason"] == "replied 'STOP'"
         assert sup.loc[PRIYA, "since"] == pd.Timestamp(at)
     # Validation sits below the receipts side: a path to a store is read by the caller.
-    with pytest.raises(InputError, match=r"pass kb.opt_outs\("):
+    with pytest.raises(InputError, match=r"pass kb.OptOutSource\("):
         load_suppression(path)
     both = load_suppression(CallbackStore(path), older).set_index("number")
     assert both.index.tolist() == ["+12025550143", PRIYA]
