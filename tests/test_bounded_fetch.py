@@ -13,7 +13,7 @@ from hostile_servers import drip, endless_pages, response, serving, whole
 
 from kwa_batch import KaleyraClient
 from kwa_batch.bounded import BoundedSession, json_depth
-from kwa_batch.errors import AmbiguousSendError, InvalidResponseError
+from kwa_batch.errors import AmbiguousSendError, InputError, InvalidResponseError
 
 LIST = json.dumps(
     {
@@ -94,6 +94,14 @@ def test_the_pages_together_are_capped() -> None:
     ):
         fetch(url, max_total_bytes=2000)
     assert len(served) < 20
+
+
+def test_values_of_the_wrong_type_from_the_api() -> None:
+    body = json.dumps(
+        {"data": [{"name": ["hi"], "language": "en", "status": "APPROVED", "components": []}]}
+    ).encode()
+    with serving(whole(body)) as url, pytest.raises(InputError, match="'name' is a list"):
+        fetch(url)
 
 
 @pytest.mark.parametrize(
