@@ -22,6 +22,13 @@ Sources:
   [...]}]}``. Unknown fields are ignored and statuses may come in any case;
 - a DataFrame of either shape of columns.
 
+Within bounds: only a regular file is read (a FIFO, a device or a folder is refused before it
+is opened), up to :data:`MAX_CATALOGUE_BYTES`; JSON nested deeper than
+:data:`~kwa_batch.bounded.MAX_JSON_DEPTH` levels, a text field longer than
+:data:`MAX_TEXT_CHARS`, more than :data:`MAX_PARTS` components or buttons in a template, or a
+value of the wrong type (a list where text is expected) are refused in one line naming the
+template; workbooks are read by :mod:`kwa_batch.sheets`, within its limits.
+
 Example:
     >>> catalogue = load_templates("sample_data/templates.csv")  # doctest: +SKIP
     >>> catalogue.loc[0, ["template_name", "lang_code", "status", "body_params"]]  # doctest: +SKIP
@@ -29,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -39,9 +47,16 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError
+from .fields import BODY_MAX
+from .files import FileKind, check_regular_file, read_regular_file, read_text_file
+from .sheets import MAX_COLUMNS as _MAX_COLUMNS
 
 __all__ = [
+    "CATALOGUE_FILE",
     "HEADER_FORMATS",
+    "MAX_CATALOGUE_BYTES",
+    "MAX_PARTS",
+    "MAX_TEXT_CHARS",
     "MEDIA_FORMATS",
     "TEMPLATE_COLUMNS",
     "count_placeholders",
@@ -88,6 +103,26 @@ _ALIASES = {
 }
 _TEXT_COLUMNS = TEMPLATE_COLUMNS[:10]
 
+#: The largest catalogue read (a file, or every page of the API's list): a real account's
+#: few hundred templates take well under 1 MiB.
+MAX_CATALOGUE_BYTES = 32 * 2**20
+#: The longest text of a template's field: Kaleyra's longest message body (WhatsApp's own
+#: limits are lower: 1,024 characters for a body, 60 for a header or a footer).
+MAX_TEXT_CHARS = BODY_MAX
+# The longest ``buttons`` summary (Excel's limit for a cell, so that it saves as .xlsx).
+_MAX_BUTTONS_CHARS = 32_767
+#: The most components, or buttons, one template may list (WhatsApp: a header, a body, a
+#: footer and one set of at most 10 buttons).
+MAX_PARTS = 64
+#: What a catalogue file is, for the messages that refuse one, and how large it may be.
+CATALOGUE_FILE = FileKind(
+    "template catalogue",
+    "save the catalogue as a .json, .csv or .xlsx file first",
+    MAX_CATALOGUE_BYTES,
+    "keep only your account's templates (kwa-batch templates writes them)",
+)
+_SUFFIXES = (".json", ".csv", ".txt", ".tsv", ".xlsx", ".xlsm")
+
 
 def count_placeholders(text: str | None) -> int:
     """How many distinct ``{{n}}`` placeholders ``text`` holds (0 for None).
@@ -125,34 +160,92 @@ def load_templates(
         ('approved', 1)
     """
     if isinstance(source, pd.DataFrame):
-        return _from_table(source, "the catalogue frame", first_line=None)
+        return _from_table(source, "the catalogue frame", [f"row {i}" for i in source.index])
     if isinstance(source, Mapping | list):
         return _from_whatsapp(source, "the template JSON")
     file = Path(source)
-    if not file.is_file():
+    if not file.exists() and not file.is_symlink():
         raise InputError(f"{file}: no such template catalogue file")
+    check_regular_file(file, CATALOGUE_FILE)  # a FIFO or a device: refused, never opened
     suffix = file.suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise InputError(f"{file}: a template catalogue is a .csv, .xlsx or .json file")
+    if suffix == ".json":
+        document = _parse_json(read_regular_file(file, CATALOGUE_FILE), str(file))
+        return _from_whatsapp(document, str(file))
+    if suffix in (".xlsx", ".xlsm"):
+        table, labels = _read_xlsx(file)
+    else:
+        table, labels = _read_csv(file, read_text_file(file, CATALOGUE_FILE))
+    return _from_table(table, str(file), labels)
+
+
+def _parse_json(raw: bytes, where: str) -> Any:
+    """A JSON document, its nesting measured before it is parsed (Python's parser fails on
+    deep nesting with a RecursionError)."""
+    from .bounded import MAX_JSON_DEPTH, json_depth  # (requests is loaded only when needed)
+
+    if not raw.strip():
+        raise InputError(f"{where}: the file is empty: export the templates again")
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise InputError(
+            f"{where}: nests {depth:,} levels deep, more than the {MAX_JSON_DEPTH} a catalogue "
+            "may (WhatsApp's template JSON nests 7): not a template catalogue; export it again"
+        )
     try:
-        if suffix == ".json":
-            try:
-                document = json.loads(file.read_text(encoding="utf-8-sig"))
-            except (ValueError, UnicodeError) as exc:
-                raise InputError(f"{file}: not valid JSON ({exc}): export it again") from None
-            return _from_whatsapp(document, str(file))
-        if suffix in (".xlsx", ".xlsm"):
-            table = pd.read_excel(file, dtype=str, keep_default_na=False, engine="openpyxl")
-        elif suffix in (".csv", ".txt", ".tsv"):
-            text = file.read_text(encoding="utf-8-sig")
-            table = pd.read_csv(
-                io.StringIO(text), dtype=str, keep_default_na=False, sep=_delimiter(text)
-            )
-        else:
-            raise InputError(f"{file}: a template catalogue is a .csv, .xlsx or .json file")
-    except UnicodeError:
-        raise InputError(f'{file}: not UTF-8 text: save it as "CSV UTF-8"') from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{file}: cannot be read as a template catalogue ({exc})") from None
-    return _from_table(table, str(file), first_line=2)
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc)[:200]
+        raise InputError(f"{where}: not valid JSON ({reason}): export it again") from None
+
+
+def _read_csv(file: Path, text: str) -> tuple[pd.DataFrame, list[str]]:
+    """A CSV catalogue as a table of text, and each row's line in the file."""
+    if not text.strip():
+        raise InputError(
+            f"{file}: the file is empty: a catalogue needs a header row "
+            f"({', '.join(_REQUIRED)}) and one row per template"
+        )
+    sep = _delimiter(text)
+    header = next(csv.reader([text.split("\n", 1)[0]], delimiter=sep), [])
+    if len(header) > _MAX_COLUMNS:
+        raise InputError(
+            f"{file}: its header has {len(header):,} columns, more than the {_MAX_COLUMNS:,} a "
+            f"catalogue may have: not a template catalogue (it needs {', '.join(_REQUIRED)})"
+        )
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep)
+    except (ValueError, csv.Error) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "unreadable"
+        raise InputError(f"{file}: cannot be read as a template catalogue ({reason})") from None
+    return table, [f"line {i + 2}" for i in range(len(table))]
+
+
+def _read_xlsx(file: Path) -> tuple[pd.DataFrame, list[str]]:
+    """A workbook's first sheet as a table of text (the first row with text is the header),
+    read by :mod:`kwa_batch.sheets` within its limits, and each row's number."""
+    from .sheets import read_sheet  # only for workbooks
+
+    sheet = read_sheet(file, io.BytesIO(read_regular_file(file, CATALOGUE_FILE)), None)
+    header: list[str] | None = None
+    records: list[list[str]] = []
+    labels: list[str] = []
+    for number, cells in sheet.rows:
+        if not any(text.strip() for text in cells.values()):
+            continue
+        if header is None:
+            width = max(c for c, text in cells.items() if text.strip())
+            header = [cells.get(c, "") for c in range(1, width + 1)]
+            continue
+        records.append([cells.get(c, "") for c in range(1, len(header) + 1)])
+        labels.append(f"row {number}")
+    if header is None:
+        raise InputError(
+            f"{file}: the sheet {sheet.title!r} is empty: a catalogue needs a header row "
+            f"({', '.join(_REQUIRED)}) and one row per template"
+        )
+    return pd.DataFrame(records, columns=header, dtype="str"), labels
 
 
 def save_templates(catalogue: pd.DataFrame, path: str | Path) -> Path:
@@ -204,7 +297,7 @@ def _key(name: object) -> str:
     return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
 
 
-def _from_table(table: pd.DataFrame, where: str, *, first_line: int | None) -> pd.DataFrame:
+def _from_table(table: pd.DataFrame, where: str, labels: list[str]) -> pd.DataFrame:
     renamed: dict[Any, str] = {}
     for column in table.columns:
         key = _key(column)
@@ -214,26 +307,35 @@ def _from_table(table: pd.DataFrame, where: str, *, first_line: int | None) -> p
     frame = table[list(renamed)].rename(columns=renamed).reset_index(drop=True)
     missing = [name for name in _REQUIRED if name not in frame.columns]
     if missing:
+        found = ", ".join(str(c)[:40] for c in table.columns[:20]) or "none"
         raise InputError(
             f"{where} has no {', '.join(repr(m) for m in missing)} column: a catalogue needs "
-            f"{', '.join(_REQUIRED)} (found: {', '.join(map(str, table.columns)) or 'none'})"
+            f"{', '.join(_REQUIRED)} (found: {found})"
         )
     for name in _TEXT_COLUMNS:
         if name not in frame.columns:
             frame[name] = pd.Series(pd.NA, index=frame.index, dtype="str")
         else:
-            text = frame[name].astype("str").str.strip()
+            try:
+                text = frame[name].astype("str").str.strip()
+            except (ValueError, TypeError) as exc:  # a cell str() refuses (a huge integer)
+                raise InputError(f"{where}: column {name} cannot be read as text ({exc})") from None
             frame[name] = text.mask(text == "")
-    labels = (
-        [f"line {i + first_line}" for i in range(len(frame))]
-        if first_line is not None
-        else [f"row {label}" for label in table.index]
-    )
     return _finish(frame, labels, where)
 
 
 def _finish(frame: pd.DataFrame, labels: list[str], where: str) -> pd.DataFrame:
     """Normalise, check and count a frame with every text column of the catalogue."""
+    for name in _TEXT_COLUMNS:
+        limit = _MAX_BUTTONS_CHARS if name == "buttons" else MAX_TEXT_CHARS
+        lengths = frame[name].str.len().fillna(0).to_numpy()
+        if (lengths > limit).any():
+            i = int((lengths > limit).argmax())
+            raise InputError(
+                f"{where}, {labels[i]}: {name} is {int(lengths[i]):,} characters long, more "
+                f"than the {limit:,} a template's field may hold (WhatsApp allows 1,024 in a "
+                "body): not a template; shorten it"
+            )
     for name in _REQUIRED:
         empty = frame[name].isna().to_numpy()
         if empty.any():
@@ -281,18 +383,54 @@ def _finish(frame: pd.DataFrame, labels: list[str], where: str) -> pd.DataFrame:
 # -- WhatsApp's template JSON -------------------------------------------------------------
 
 
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, Mapping | list):
+def _kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, int | float):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def _text(value: Any, field: str, where: str) -> str | None:
+    """A text field: None when absent or blank; anything but text is refused."""
+    if value is None:
         return None
-    text = str(value).strip()
+    if not isinstance(value, str):
+        raise InputError(
+            f"{where}: {field!r} is {_kind(value)}, not text: WhatsApp's template JSON writes "
+            "it as a string; export the templates again"
+        )
+    text = value.strip()
     return text or None
 
 
-def _language(value: Any) -> str | None:
+def _list(value: Any, field: str, where: str) -> list[Any]:
+    """A list field of at most MAX_PARTS items: [] when absent; anything else is refused."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InputError(
+            f"{where}: {field!r} is {_kind(value)}, not a list: export the templates again"
+        )
+    if len(value) > MAX_PARTS:
+        raise InputError(
+            f"{where}: {len(value):,} {field}, more than the {MAX_PARTS} a template may have "
+            "(WhatsApp: a header, a body, a footer and at most 10 buttons): not a template"
+        )
+    return value
+
+
+def _language(value: Any, where: str) -> str | None:
     # Older exports write {"code": "en"}; current ones a plain "en".
     if isinstance(value, Mapping):
-        value = value.get("code") or value.get("policy_code")
-    return _text(value)
+        return _text(value.get("code") or value.get("policy_code"), "language code", where)
+    return _text(value, "language", where)
 
 
 def _items(document: Any, where: str) -> list[Any]:
@@ -306,7 +444,7 @@ def _items(document: Any, where: str) -> list[Any]:
         return document
     raise InputError(
         f'{where} is not WhatsApp\'s template format: expected {{"data": [{{"name", '
-        '"language", "status", "components"...}]}'
+        f'"language", "status", "components"...}}]}} (found {_kind(document)})'
     )
 
 
@@ -315,47 +453,53 @@ def _from_whatsapp(document: Any, where: str) -> pd.DataFrame:
     labels: list[str] = []
     for position, item in enumerate(_items(document, where), start=1):
         if not isinstance(item, Mapping):
-            raise InputError(f"{where}, template {position}: not an object but {item!r:.40}")
+            raise InputError(f"{where}, template {position}: not an object but {_kind(item)}")
+        name = item.get("name")
+        shown = f"{name[:40]!r}" if isinstance(name, str) and name.strip() else "no name"
+        label = f"template {position} ({shown})"
+        here = f"{where}, {label}"
         record: dict[str, Any] = {
-            "template_name": _text(item.get("name")),
-            "lang_code": _language(item.get("language", item.get("lang_code"))),
-            "category": _text(item.get("category")),
-            "status": _text(item.get("status")),
+            "template_name": _text(name, "name", here),
+            "lang_code": _language(item.get("language", item.get("lang_code")), here),
+            "category": _text(item.get("category"), "category", here),
+            "status": _text(item.get("status"), "status", here),
         }
-        record.update(_components(item.get("components")))
+        record.update(_components(_list(item.get("components"), "components", here), here))
         records.append(record)
-        labels.append(f"template {position} ({record['template_name'] or 'no name'})")
+        labels.append(label)
     frame = pd.DataFrame(records, columns=list(_TEXT_COLUMNS), dtype="str")
     return _finish(frame, labels, where)
 
 
-def _components(components: Any) -> dict[str, Any]:
+def _components(components: list[Any], where: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     buttons: list[str] = []
-    for component in components if isinstance(components, list) else []:
+    for component in components:
         if not isinstance(component, Mapping):
             continue
-        kind = str(component.get("type", "")).strip().upper()
+        kind = (_text(component.get("type"), "type", where) or "").upper()
         if kind == "BODY":
-            found["body"] = _text(component.get("text"))
+            found["body"] = _text(component.get("text"), "text", where)
         elif kind == "HEADER":
-            found["header_format"] = _text(component.get("format")) or "TEXT"
-            found["header_text"] = _text(component.get("text"))
+            found["header_format"] = _text(component.get("format"), "format", where) or "TEXT"
+            found["header_text"] = _text(component.get("text"), "text", where)
         elif kind == "FOOTER":
-            found["footer"] = _text(component.get("text"))
+            found["footer"] = _text(component.get("text"), "text", where)
         elif kind == "BUTTONS":
-            buttons.extend(_buttons(component.get("buttons"), found))
+            listed = _list(component.get("buttons"), "buttons", where)
+            buttons.extend(_buttons(listed, found, where))
     found["buttons"] = "; ".join(buttons) or None
     return found
 
 
-def _buttons(buttons: Any, found: dict[str, Any]) -> Iterable[str]:
-    for button in buttons if isinstance(buttons, list) else []:
+def _buttons(buttons: list[Any], found: dict[str, Any], where: str) -> Iterable[str]:
+    for button in buttons:
         if not isinstance(button, Mapping):
             continue
-        kind = str(button.get("type", "")).strip().upper() or "BUTTON"
-        shown = _text(button.get("url")) or _text(button.get("phone_number"))
-        shown = shown or _text(button.get("text")) or ""
-        if kind == "URL" and _text(button.get("url")) and "url_button" not in found:
-            found["url_button"] = _text(button.get("url"))
+        kind = (_text(button.get("type"), "type", where) or "BUTTON").upper()
+        url = _text(button.get("url"), "url", where)
+        shown = url or _text(button.get("phone_number"), "phone_number", where)
+        shown = shown or _text(button.get("text"), "text", where) or ""
+        if kind == "URL" and url and "url_button" not in found:
+            found["url_button"] = url
         yield f"{kind}: {shown}".rstrip(": ")

@@ -12,10 +12,19 @@ daily limit, see :mod:`~kwa_batch.sending.schedule`) will hold back now.
 No price is built in: WhatsApp prices each delivered template by category and country, and
 providers bill their own rates on top; the rate card is the user's (``sample_data/
 rate_card.csv`` is an example with its source and date).
+
+A rate card is checked line by line before anything is priced: every price a plain number,
+finite, from 0 (free categories, such as service conversations, cost 0) up to
+:data:`MAX_PRICE`; a region, a category and a currency on every row; one price per region and
+category (a second one is refused, not silently preferred). A refusal names the file, the
+line, the column, the value and the fix.
 """
 
 from __future__ import annotations
 
+import csv
+import math
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,59 +33,176 @@ import pandas as pd
 import phonenumbers
 
 from .catalogue import TEMPLATE_COLUMNS
-from .errors import ConfigurationError
+from .errors import InputError
 from .fields import MAX_RECIPIENTS_PER_REQUEST, message_frame
+from .files import FileKind, read_text_file
 from .sending.history import recent_recipients
 from .sending.limiter import recipients_per_request
 from .sending.planner import plan_requests
 from .sending.schedule import BUSINESS_INITIATED, Pacing, hold_back
 from .validation import ValidationReport
 
-__all__ = ["ESTIMATE_COLUMNS", "Estimate", "describe", "estimate", "load_rate_card"]
+__all__ = [
+    "ESTIMATE_COLUMNS",
+    "MAX_PRICE",
+    "RATE_CARD_FILE",
+    "Estimate",
+    "describe",
+    "estimate",
+    "load_rate_card",
+]
 
 #: The columns of an estimate, in order.
 ESTIMATE_COLUMNS = ("region", "category", "messages", "recipients", "price", "cost", "currency")
 _RATE_COLUMNS = ("region", "category", "price", "currency")
 _DEFAULT_RATE = 80.0  # WhatsApp's default throughput per business number (messages/s)
+#: The highest price of one message a rate card may give, in its currency (WhatsApp's dearest
+#: template costs well under 1 USD, or a few thousand in currencies such as IDR or VND).
+MAX_PRICE = 1_000_000
+#: What a rate card file is, for the messages that refuse one, and how large it may be.
+RATE_CARD_FILE = FileKind(
+    "rate card",
+    "save the rate card as a .csv file first",
+    4 * 2**20,
+    "keep one row per region and category",
+)
+_PRICE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+_REGION = re.compile(r"[A-Z]{2}|[0-9]{3}")
+_CATEGORY = re.compile(r"[a-z][a-z0-9_]*")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 def load_rate_card(rates: str | Path | pd.DataFrame) -> pd.DataFrame:
     """A rate card (CSV file or DataFrame) with ``region, category, price, currency``.
 
-    Lines starting with ``#`` in a CSV are comments (where the figures come from).
+    Lines starting with ``#`` in a CSV are comments (where the figures come from), as is
+    anything after a ``#`` on a line. A price of 0 is allowed (a free category, such as
+    service conversations).
 
     Raises:
-        ConfigurationError: a column is missing, or a price is not a number (row named).
+        InputError: the file cannot be read, a column is missing, a region, category or
+            currency is empty or malformed, a price is not a plain finite number from 0 to
+            :data:`MAX_PRICE`, or a region and category are priced twice; the message names
+            the file, the line (or the frame's row), the column, the value and the fix.
     """
     if isinstance(rates, pd.DataFrame):
-        card, where = rates.copy(), "the rate card"
+        where = "the rate card"
+        header = [str(c).strip().lower() for c in rates.columns]
+        rows = [
+            (f"row {label}", ["" if _missing(v) else str(v) for v in values])
+            for label, values in zip(rates.index, rates.itertuples(index=False), strict=True)
+        ]
     else:
         where = f"rate card {rates}"
-        try:
-            card = pd.read_csv(rates, comment="#", dtype="str", skipinitialspace=True)
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"{where} cannot be read: {exc}") from None
-    missing = [c for c in _RATE_COLUMNS if c not in card.columns]
+        header, rows = _read_card(Path(rates), where)
+    missing = [c for c in _RATE_COLUMNS if c not in header]
     if missing:
-        raise ConfigurationError(
+        raise InputError(
             f"{where}: missing column(s) {', '.join(missing)}; it needs "
             f"{', '.join(_RATE_COLUMNS)} (region as an ISO code such as IN, category as "
             "marketing, utility, authentication or service)"
         )
-    card = card[list(_RATE_COLUMNS)].astype("str")
-    price = pd.to_numeric(card["price"].str.strip(), errors="coerce")
-    bad = price.isna() | (price < 0)
-    if bad.any():
-        i = int(bad.to_numpy().argmax())
-        raise ConfigurationError(
-            f"{where}, row {i + 1}: price {card['price'].iloc[i]!r} is not a number >= 0; "
-            "write it as a plain number such as 0.0107 (no currency sign)"
+    position = {name: header.index(name) for name in _RATE_COLUMNS}
+    records: list[dict[str, Any]] = []
+    first: dict[tuple[str, str], str] = {}
+    for label, cells in rows:
+        value = {name: (cells[i] if i < len(cells) else "").strip() for name, i in position.items()}
+        here = f"{where}, {label}"
+        region = _checked(
+            here, "region", value["region"].upper(), _REGION, "an ISO code such as IN"
         )
-    card["region"] = card["region"].str.strip().str.upper()
-    card["category"] = card["category"].str.strip().str.lower()
-    card["currency"] = card["currency"].str.strip().str.upper()
-    card["price"] = price.astype("float64")
-    return card.drop_duplicates(["region", "category"], keep="last")
+        category = _checked(
+            here,
+            "category",
+            value["category"].lower(),
+            _CATEGORY,
+            "a category such as marketing, utility, authentication or service",
+        )
+        price = _price(here, value["price"])
+        currency = _checked(
+            here, "currency", value["currency"].upper(), _CURRENCY, "an ISO code such as USD"
+        )
+        record = {"region": region, "category": category, "price": price, "currency": currency}
+        key = (region, category)
+        if key in first:
+            raise InputError(
+                f"{here}: {key[0]} {key[1]} is priced twice (also on {first[key]}): keep one "
+                "price per region and category"
+            )
+        first[key] = label
+        records.append(record)
+    card = pd.DataFrame.from_records(records, columns=list(_RATE_COLUMNS))
+    card = card.astype({"region": "str", "category": "str", "currency": "str", "price": "float64"})
+    return card
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array: not missing, and not a price
+        return False
+
+
+def _read_card(file: Path, where: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """The header and the rows of a rate card CSV, each row with its line (comments and blank
+    lines skipped; the delimiter is the header's: comma, semicolon or tab)."""
+    text = read_text_file(file, RATE_CARD_FILE)
+    header: list[str] | None = None
+    rows: list[tuple[str, list[str]]] = []
+    delimiter = ","
+    for number, line in enumerate(text.split("\n"), start=1):
+        content = line.split("#", 1)[0].rstrip("\r")
+        if not content.strip():
+            continue
+        if header is None:
+            delimiter = max(",;\t", key=content.count)
+        try:
+            cells = next(csv.reader([content], delimiter=delimiter))
+        except csv.Error as exc:
+            raise InputError(f"{where}, line {number}: cannot be read as CSV ({exc})") from None
+        if header is None:
+            header = [cell.strip().lower() for cell in cells]
+        else:
+            rows.append((f"line {number}", cells))
+    if header is None:
+        raise InputError(
+            f"{where}: the file is empty: it needs a header row ({', '.join(_RATE_COLUMNS)}) and "
+            "one row per region and category"
+        )
+    return header, rows
+
+
+def _shown(value: str) -> str:
+    return repr(value) if len(value) <= 24 else f"{value[:20]!r}... ({len(value):,} characters)"
+
+
+def _checked(where: str, column: str, value: str, pattern: re.Pattern[str], fix: str) -> str:
+    if not value:
+        raise InputError(f"{where}, column {column}: empty: write {fix}")
+    if not pattern.fullmatch(value):
+        raise InputError(f"{where}, column {column}: {_shown(value)} is not {fix}: correct it")
+    return value
+
+
+def _price(where: str, value: str) -> float:
+    """The price of one message: a plain finite number from 0 to MAX_PRICE."""
+    fix = "write it as a plain number such as 0.0107 (a dot for decimals, no currency sign)"
+    shown = _shown(value)
+    if not value:
+        raise InputError(f"{where}, column price: empty: {fix}")
+    if value.startswith("-") and _PRICE.fullmatch(value[1:]):
+        raise InputError(f"{where}, column price: {shown} is negative: a price is 0 or more")
+    if value.lower().lstrip("+-") in ("inf", "infinity", "nan"):
+        raise InputError(f"{where}, column price: {shown} is not a finite number: {fix}")
+    if not _PRICE.fullmatch(value):
+        raise InputError(f"{where}, column price: {shown} is not a number >= 0: {fix}")
+    price = float(value)
+    if not math.isfinite(price) or price > MAX_PRICE:
+        raise InputError(
+            f"{where}, column price: {shown} is more than {MAX_PRICE:,}, the most one message "
+            f"may cost here: {fix}"
+        )
+    return price
 
 
 class Estimate(pd.DataFrame):  # type: ignore[misc]  # pandas is untyped here

@@ -23,8 +23,9 @@ A file that is not UTF-8 is read in the legacy encoding charset-normalizer detec
 A file with UTF-8 lines and lines in another encoding is refused, naming the lines that are
 not UTF-8 (read whole in a code page, its UTF-8 names would come out garbled).
 
-Only regular files are read (a FIFO or a device is refused before it is opened), up to
-:data:`MAX_FILE_BYTES`; workbooks are read by :mod:`kwa_batch.sheets`, within its limits.
+Only regular files are read (a FIFO or a device is refused before it is opened, by
+:mod:`kwa_batch.files`), up to :data:`MAX_FILE_BYTES`; workbooks are read by
+:mod:`kwa_batch.sheets`, within its limits.
 
 CSV files are parsed by pyarrow; a file whose quoting pyarrow might read differently from
 Python's ``csv`` module, or that has ragged rows, is read by the ``csv`` module instead. Both
@@ -40,9 +41,7 @@ import codecs
 import csv
 import io
 import logging
-import os
 import re
-import stat
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,10 +53,13 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from .errors import InputError
+from .files import FileKind, open_regular_file, read_open_file
+from .files import check_regular_file as check_file_is_regular
 from .headers import TO_ALIASES, read_header
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "RECIPIENT_FILE",
     "TO_ALIASES",
     "LineNumbers",
     "RowProblems",
@@ -242,30 +244,21 @@ def load_recipients(
 # ---------------------------------------------------------------------------------------
 # Only regular files.
 
-_SPECIAL = (
-    (stat.S_ISDIR, "is a folder, not a recipient file"),
-    (stat.S_ISFIFO, "is a named pipe (FIFO), not a file"),
-    (stat.S_ISCHR, "is a character device, not a file"),
-    (stat.S_ISBLK, "is a block device, not a file"),
-    (stat.S_ISSOCK, "is a socket, not a file"),
+#: Recipient files, for :mod:`kwa_batch.files`: what its messages call them, and the limit.
+RECIPIENT_FILE = FileKind(
+    "recipient file",
+    "save the recipients as a .csv or .xlsx file first",
+    MAX_FILE_BYTES,
+    "split it into smaller files",
 )
-
-
-def _refuse_special(file: Path, mode: int) -> None:
-    """Refuse anything but a regular file (reading a FIFO or a device never ends)."""
-    if stat.S_ISREG(mode):
-        return
-    what = next((text for test, text in _SPECIAL if test(mode)), "is not a regular file")
-    link = f" (it links to {os.path.realpath(file)})" if file.is_symlink() else ""
-    fix = "" if stat.S_ISDIR(mode) else ": save the recipients as a .csv or .xlsx file first"
-    raise InputError(f"{file}: {what}{link}{fix}")
 
 
 def check_regular_file(path: str | Path) -> None:
     """Refuse, before anything opens it, a path that is not a regular file of a sane size.
 
     For readers that open the path themselves (pyarrow, pandas, openpyxl): a FIFO would block
-    them forever and a link to ``/dev/zero`` would fill memory.
+    them forever and a link to ``/dev/zero`` would fill memory. (The check itself lives in
+    :mod:`kwa_batch.files`, shared with the other loaders.)
 
     Raises:
         InputError: the path is missing, a folder, a FIFO, a device or a socket (or a link to
@@ -274,60 +267,17 @@ def check_regular_file(path: str | Path) -> None:
     Example:
         >>> check_regular_file("sample_data/recipients.csv")  # doctest: +SKIP
     """
-    file = Path(path)
-    try:
-        info = os.stat(file)
-    except FileNotFoundError:
-        broken = " (a broken link)" if file.is_symlink() else ""
-        raise InputError(f"{file}: no such file{broken}") from None
-    except OSError as exc:
-        raise InputError(f"{file}: cannot be read: {exc.strerror or exc}") from None
-    _refuse_special(file, info.st_mode)
-    _refuse_large(file, info.st_size)
+    check_file_is_regular(path, RECIPIENT_FILE)
 
 
 def _open_regular(file: Path) -> IO[bytes]:
-    """The file opened for reading, once it is known to be a regular file of a sane size.
-
-    It is checked before it is opened (opening a FIFO blocks until a writer comes), opened
-    without blocking, and checked again on the open descriptor (the path may have changed
-    in between).
-    """
-    check_regular_file(file)
-    try:
-        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError:
-        broken = " (a broken link)" if file.is_symlink() else ""
-        raise InputError(f"{file}: no such file{broken}") from None
-    except OSError as exc:
-        raise InputError(f"{file}: cannot be read: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        _refuse_special(file, info.st_mode)
-        _refuse_large(file, info.st_size)
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return os.fdopen(fd, "rb")
-
-
-def _refuse_large(file: Path, size: int) -> None:
-    if size > MAX_FILE_BYTES:
-        raise InputError(
-            f"{file}: is {size / 2**30:.1f} GiB, over the {MAX_FILE_BYTES / 2**30:.0f} GiB "
-            "a recipient file may be: split it into smaller files"
-        )
+    """The file opened for reading, once it is known to be a regular file of a sane size."""
+    return open_regular_file(file, RECIPIENT_FILE)
 
 
 def _read_all(file: Path, handle: IO[bytes]) -> bytes:
     """The file's bytes, never more than the limit (a file may grow while it is read)."""
-    try:
-        raw = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"{file}: cannot be read: {exc.strerror or exc}") from None
-    _refuse_large(file, len(raw))
-    return raw
+    return read_open_file(file, handle, RECIPIENT_FILE)
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from conftest import SENDER
 
 import kwa_batch as kb
-from kwa_batch.errors import ConfigurationError
+from kwa_batch.errors import InputError
 from kwa_batch.fields import message_frame
 from kwa_batch.pricing import describe, load_rate_card
 from kwa_batch.sending.planner import plan_requests
@@ -90,12 +90,15 @@ def test_rows_off_the_card_are_counted_not_priced() -> None:
     ("text", "match"),
     [
         ("region,category,price\nIN,marketing,1\n", "missing column"),
-        ("region,category,price,currency\nIN,marketing,$1,USD\n", r"row 1: price '\$1'"),
-        ("region,category,price,currency\nIN,marketing,-1,USD\n", "not a number >= 0"),
+        (
+            "region,category,price,currency\nIN,marketing,$1,USD\n",
+            r"line 2, column price: '\$1' is not a number >= 0",
+        ),
+        ("region,category,price,currency\nIN,marketing,-1,USD\n", "'-1' is negative"),
     ],
 )
 def test_a_bad_rate_card_says_what_is_wrong(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "card.csv"
     path.write_text(text)
-    with pytest.raises(ConfigurationError, match=match):
+    with pytest.raises(InputError, match=match):
         load_rate_card(path)

@@ -1,5 +1,11 @@
 """``kwa-batch templates``: fetch the WhatsApp templates of a business account into a
-catalogue file for ``validate --templates`` and ``send --templates``."""
+catalogue file for ``validate --templates`` and ``send --templates``.
+
+The fetch is bounded (:class:`kwa_batch.bounded.BoundedSession`): every page must have
+arrived within one overall ``--deadline`` (a server that drips its answer a byte at a time
+is given up on), the pages together within :data:`kwa_batch.catalogue.MAX_CATALOGUE_BYTES`,
+and none may nest deeper than a template list does.
+"""
 
 from __future__ import annotations
 
@@ -28,11 +34,20 @@ _SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "templates.json"
     help="Ask a built-in emulator that plays sample_data/templates.json (nothing leaves "
     "this machine).",
 )
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,  # kwa_batch.bounded.DEFAULT_DEADLINE (not imported: --help stays quick)
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up when the whole list (every page) has not arrived within this time.",
+)
 @account_options
 def templates_command(
     waba_id: str,
     out: Path | None,
     emulator: bool,
+    deadline: float,
     sid: str | None,
     api_key: str | None,
     base_url: str | None,
@@ -41,19 +56,32 @@ def templates_command(
 
     Exit code 0 when written, 2 when the account, the answer or the file cannot be used.
     """
-    from ..catalogue import save_templates
+    from ..bounded import BoundedSession
+    from ..catalogue import MAX_CATALOGUE_BYTES, save_templates
     from ..config import credentials_from_env
     from ..sending.client import KaleyraClient
+
+    def bounded() -> BoundedSession:  # one per client: the deadline covers every page
+        return BoundedSession(
+            deadline=deadline,
+            max_bytes=MAX_CATALOGUE_BYTES,
+            max_total_bytes=MAX_CATALOGUE_BYTES,
+        )
 
     target = out or Path("templates.csv")
     if emulator:
         from ..emulator.server import Emulator
 
-        with Emulator(templates=_SAMPLE, callbacks=False) as emu, emu.client() as client:
+        with (
+            Emulator(templates=_SAMPLE, callbacks=False) as emu,
+            emu.client(session_factory=bounded) as client,
+        ):
             catalogue = client.templates(waba_id)
     else:
         creds = credentials_from_env(sid=sid, api_key=api_key, base_url=base_url)
-        with KaleyraClient(creds.sid, creds.api_key, base_url=creds.base_url) as client:
+        with KaleyraClient(
+            creds.sid, creds.api_key, base_url=creds.base_url, session_factory=bounded
+        ) as client:
             catalogue = client.templates(waba_id)
     save_templates(catalogue, target)
     counts = catalogue["status"].value_counts()

@@ -1,0 +1,127 @@
+"""The template list fetched within bounds (kwa_batch.bounded.BoundedSession): one overall
+deadline over every page whatever the server drips, a size cap, a JSON depth; against real
+servers on 127.0.0.1 that answer as no API should (tests/hostile_servers.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+from hostile_servers import drip, endless_pages, response, serving, whole
+
+from kwa_batch import KaleyraClient
+from kwa_batch.bounded import BoundedSession, json_depth
+from kwa_batch.errors import AmbiguousSendError, InputError, InvalidResponseError
+
+LIST = json.dumps(
+    {
+        "data": [
+            {
+                "name": "hi",
+                "language": "en",
+                "status": "APPROVED",
+                "components": [{"type": "BODY", "text": "Hi {{1}}"}],
+            }
+        ]
+    }
+).encode()
+
+
+def bounded(**kwargs: float) -> Callable[[], BoundedSession]:
+    return lambda: BoundedSession(**kwargs)  # type: ignore[arg-type]
+
+
+def fetch(url: str, **kwargs: float) -> object:
+    with KaleyraClient("HX1", "key", base_url=url, session_factory=bounded(**kwargs)) as client:
+        return client.templates("1")
+
+
+@pytest.mark.parametrize(
+    "at_once",
+    [0, len(response(LIST)) - len(LIST)],  # from the status line; the headers, then the body
+    ids=["status-line", "body"],
+)
+def test_a_slow_drip_is_given_up_at_the_overall_deadline(at_once: int) -> None:
+    with serving(drip(LIST, at_once=at_once, every=0.5)) as url:
+        started = time.monotonic()
+        with pytest.raises(AmbiguousSendError, match=r"overall deadline of 1\.5 s") as info:
+            fetch(url, deadline=1.5)
+        took = time.monotonic() - started
+    assert info.value.code == "TIMEOUT"
+    assert 1.4 < took < 5, took  # the drip would take len(answer) / 2 s, about a minute
+
+
+def test_the_deadline_covers_every_page_not_each() -> None:
+    served: list[int] = []
+    with serving(endless_pages(0.2, served)) as url:
+        started = time.monotonic()
+        with pytest.raises(AmbiguousSendError, match="overall deadline"):
+            fetch(url, deadline=1.5)
+        took = time.monotonic() - started
+    assert len(served) >= 3  # each page came quickly: only the whole list was too slow
+    assert took < 5, took  # without it: 1000 pages (the client's guard) x 0.2 s
+
+
+def test_an_answer_in_time_is_read_whole() -> None:
+    with serving(whole(LIST)) as url:
+        catalogue = fetch(url, deadline=10)
+    assert catalogue["template_name"].tolist() == ["hi"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 200_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000], ids=["[", "{"]
+)
+def test_deep_json_is_refused_in_one_line(body: bytes) -> None:
+    with serving(whole(body)) as url, pytest.raises(InvalidResponseError) as info:
+        fetch(url)
+    assert "levels deep" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_an_answer_over_the_cap_is_refused() -> None:
+    big = b'{"data": [], "x": "' + b"a" * (2 * 2**20) + b'"}'
+    with serving(whole(big)) as url, pytest.raises(InvalidResponseError, match="over 1 MiB"):
+        fetch(url, max_bytes=2**20)
+
+
+def test_the_pages_together_are_capped() -> None:
+    served: list[int] = []
+    with (
+        serving(endless_pages(0, served)) as url,
+        pytest.raises(InvalidResponseError, match="in all"),
+    ):
+        fetch(url, max_total_bytes=2000)
+    assert len(served) < 20
+
+
+def test_values_of_the_wrong_type_from_the_api() -> None:
+    body = json.dumps(
+        {"data": [{"name": ["hi"], "language": "en", "status": "APPROVED", "components": []}]}
+    ).encode()
+    with serving(whole(body)) as url, pytest.raises(InputError, match="'name' is a list"):
+        fetch(url)
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ("", 0),
+        ("3", 0),
+        ('"[[[["', 0),
+        ('{"a": "\\"[", "b": [[]]}', 3),
+        ("[" * 70, 70),
+        ('[{"a": [1, {"b": "}}}"}]}]', 4),
+    ],
+)
+def test_json_depth(text: str, depth: int) -> None:
+    assert json_depth(text) == depth
+    assert json_depth(text.encode("utf-16")) == depth
+
+
+def test_json_depth_is_linear() -> None:
+    text = '{"data": [' + ",".join(['{"name": "x[{", "text": "' + "a" * 50 + '"}'] * 300_000)
+    started = time.monotonic()
+    assert json_depth(text + "]}") == 3
+    assert time.monotonic() - started < 5
