@@ -125,3 +125,22 @@ def test_json_depth_is_linear() -> None:
     started = time.monotonic()
     assert json_depth(text + "]}") == 3
     assert time.monotonic() - started < 5
+
+
+def test_the_librarys_own_fetch_is_bounded_too() -> None:
+    """client.templates() on a plain client (no session_factory): once it waited as long as
+    the drip lasted, and a nested answer raised RecursionError."""
+    with serving(drip(LIST, at_once=0, every=0.5)) as url:
+        started = time.monotonic()
+        with (
+            KaleyraClient("HX1", "key", base_url=url) as client,
+            pytest.raises(AmbiguousSendError, match=r"overall deadline of 1\.5 s"),
+        ):
+            client.templates("1", deadline=1.5)
+        assert time.monotonic() - started < 5
+    with (
+        serving(whole(b"[" * 200_000)) as url,
+        KaleyraClient("HX1", "key", base_url=url) as client,
+        pytest.raises(InvalidResponseError),
+    ):
+        client.templates("1")

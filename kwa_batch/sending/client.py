@@ -21,6 +21,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
+from ..bounded import DEFAULT_DEADLINE, MAX_ANSWER_BYTES, BoundedSession
 from ..config import DEFAULT_BASE_URL, Credentials, Secret, credentials_from_env, normalize_base_url
 from ..errors import (
     AmbiguousSendError,
@@ -318,7 +319,14 @@ class KaleyraClient:
 
     # -- the template catalogue ---------------------------------------------------------
 
-    def templates(self, waba_id: str, *, limit: int | None = None, max_pages: int = 1000) -> Any:
+    def templates(
+        self,
+        waba_id: str,
+        *,
+        limit: int | None = None,
+        max_pages: int = 1000,
+        deadline: float = DEFAULT_DEADLINE,
+    ) -> Any:
         """The WhatsApp templates of a business account, as :func:`kwa_batch.load_templates`
         returns them: ``GET /v2/<SID>/whatsapp/<waba_id>/message_templates``, every page.
 
@@ -329,15 +337,17 @@ class KaleyraClient:
             waba_id: the WhatsApp Business Account id.
             limit: templates per page to ask for (the API's default when None).
             max_pages: a guard against an API that pages forever.
+            deadline: seconds the whole fetch (every page) may take: an API that sends its
+                answer a byte at a time cannot hold the caller for longer (see
+                :mod:`kwa_batch.bounded`; a client made with a ``session_factory`` of
+                bounded sessions keeps theirs).
 
         Raises:
             ApiError: the API refused the request (:class:`AuthenticationError` for 401/403).
             ConnectError, AmbiguousSendError: no usable answer came back.
             InvalidResponseError: an answer that is not the template list.
         """
-        from urllib.parse import quote, urlsplit
-
-        from ..catalogue import load_templates
+        from urllib.parse import quote
 
         waba = str(waba_id).strip()
         if not waba:
@@ -345,6 +355,26 @@ class KaleyraClient:
         url: str | None = f"{self.base_url}/v2/{self.sid}/whatsapp/{quote(waba, safe='')}"
         url = f"{url}/message_templates"
         params: dict[str, str] = {} if limit is None else {"limit": str(int(limit))}
+        session = self._session()
+        if isinstance(session, BoundedSession):
+            return self._template_pages(waba, url, params, limit, max_pages, session)
+        with BoundedSession(deadline=deadline, max_total_bytes=MAX_ANSWER_BYTES) as own_session:
+            return self._template_pages(waba, url, params, limit, max_pages, own_session)
+
+    def _template_pages(
+        self,
+        waba: str,
+        url: str | None,
+        params: dict[str, str],
+        limit: int | None,
+        max_pages: int,
+        session: requests.Session,
+    ) -> Any:
+        """Every page of the template list (see :meth:`templates`)."""
+        from urllib.parse import quote, urlsplit
+
+        from ..catalogue import load_templates
+
         own = urlsplit(self.base_url)
         items: list[Any] = []
         seen: set[str] = set()
@@ -356,7 +386,7 @@ class KaleyraClient:
                     http_status=200,
                 )
             seen.add(url + repr(sorted(params.items())))
-            page = self._get_json(url, params)
+            page = self._get_json(url, params, session)
             data = page.get("data")
             if not isinstance(data, list):
                 raise InvalidResponseError(
@@ -389,10 +419,12 @@ class KaleyraClient:
         log.debug("%d template(s) fetched for WABA %s in %d page(s)", len(items), waba, len(seen))
         return load_templates({"data": items})
 
-    def _get_json(self, url: str, params: Mapping[str, str]) -> Mapping[str, Any]:
+    def _get_json(
+        self, url: str, params: Mapping[str, str], session: requests.Session
+    ) -> Mapping[str, Any]:
         """GET ``url`` with the key in the header; the answer as JSON, or the matching error."""
         try:
-            response = self._session().get(
+            response = session.get(
                 url,
                 params=dict(params),
                 headers={"api-key": self._key.reveal()},
