@@ -1,6 +1,6 @@
 """Rate-driven sending: the rate reached at any latency, and WhatsApp's limits kept. One run.
 
-    python benchmarks/bench_rate.py            # the figures of issue #11 (about 2 minutes)
+    python benchmarks/bench_rate.py            # the figures of issues #11, #17 (about 3 minutes)
     python benchmarks/bench_rate.py --quick    # fewer rows
 
 Each scenario sends to a Kaleyra emulator running in its own process (this script, started
@@ -17,7 +17,10 @@ again with ``--serve``), which counts arrivals, enforces WhatsApp's limits where
    (2,000 / 150 s plus one 500 ms answer at the end);
 4. 130429/131056 answers provoked, with default settings, against an emulator enforcing
    80 messages/s and the pair rate (6 s): a campaign mixing a broadcast and several
-   personalised rows per customer.
+   personalised rows per customer;
+5. issue #17's case: ``rate_limit=50``, 300 ms of latency, 600 personalised rows with a
+   journal, three runs: the most arrivals in any one-second window of each run (at most
+   50), and the steady rate.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -231,6 +235,21 @@ def platform_limits(broadcast: int, customers: int, rows_each: int) -> None:
     )
 
 
+def arrivals_at_the_server(rows: int, rate: float, runs: int) -> None:
+    most, steady = [], []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as folder, emulator(0.3) as child:
+            send(child.url, personalised(rows), rate_limit=rate, journal=f"{folder}/j.sqlite")
+            arrivals = child.stats()["arrivals"]
+        most.append(max_in_any_window(arrivals))
+        steady.append(steady_rate(arrivals) / rate)
+    print(
+        f"5. rate_limit={rate:g}, 300 ms, {rows} personalised rows with a journal, {runs} runs:"
+        f" most in any 1 s window {most} (<= {rate:g}); steady"
+        f" {' '.join(f'{x:.3f}x' for x in steady)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rows")
@@ -248,6 +267,7 @@ def main() -> None:
     rate_at_latencies(int(1500 * scale), 150.0)
     latency_jump(int(2000 * scale), 150.0)
     platform_limits(int(1000 * scale), int(150 * scale), 3)
+    arrivals_at_the_server(600, 50.0, 1 if args.quick else 3)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f} (the figures need idle cores)")
 
 

@@ -4,6 +4,8 @@ The client sends exactly one HTTP request per call and never retries on its own:
 failed request may be sent again is the sender's decision (see :mod:`kwa_batch.sending.run`),
 because a POST that timed out may already have been processed. Each thread gets its own
 pooled ``requests.Session`` (requests never promised that one Session is thread-safe).
+Once a request's bytes are handed to the socket, the client says so
+(:func:`kwa_batch.sending.limiter.written`): the rate limit counts a message from there.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any, Self
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
@@ -35,6 +39,7 @@ from ..errors import (
 )
 from ..fields import request_form
 from ..privacy import mask_phone
+from .limiter import written
 
 __all__ = ["KaleyraClient", "SendResult"]
 
@@ -48,6 +53,34 @@ _USER_AGENT = "kwa-batch/0.1 (+python-requests)"
 
 def _digits(number: str) -> str:
     return "".join(ch for ch in number if ch.isdigit())
+
+
+class _Connection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)
+        written()  # the whole request is in the socket: the moment the rate limit counts
+
+
+class _TLSConnection(HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)
+        written()
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, whose connections say when a request was written."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
 
 
 @dataclass(frozen=True)
@@ -156,7 +189,7 @@ class KaleyraClient:
         if session is None:
             session = self._session_factory() if self._session_factory else requests.Session()
             # No retries inside urllib3: a retried POST could be sent twice.
-            adapter = HTTPAdapter(
+            adapter = _Adapter(
                 pool_connections=1,
                 pool_maxsize=self.pool_size,
                 max_retries=Retry(total=0, read=False, redirect=False, raise_on_status=False),

@@ -2,16 +2,41 @@
 
 :class:`SlidingWindow` lets at most ``rate`` messages leave in any one-second window of
 departure times (a request to *n* recipients counts *n*). The platform counts *arrivals*,
-which come a little later than departures, and not all equally later: two messages that
-left one second apart may arrive 0.99 s apart when the first was slower on its way. So each
-message holds its place for one second plus ``margin``, and ``margin`` only has to cover the
-*spread* of the departure-to-arrival delay, not the delay itself. That spread cannot be seen
-from the client, but it is part of the whole round trip, so :mod:`kwa_batch.sending.pacing`
-sets the margin from the round trips it observes (their range over the last two seconds),
-between :data:`MIN_MARGIN` and :data:`MAX_MARGIN`. The margin costs throughput: a run reaches
-``rate / (1 + margin)``, at worst 0.95x the rate. A delay the client can see between the
-limiter and the wire (a journal write, a pause) is not left to the margin: the message's
-place is moved to when it really leaves (:meth:`SlidingWindow.restamp`).
+so what has to hold is: no ``rate + 1`` messages arrive within one second. Two messages
+whose departures are ``1 + margin`` seconds apart arrive less than a second apart only when
+the first took more than ``margin`` longer on its way than the second. So each message
+holds its place for one second plus ``margin``, and ``margin`` has to cover the *spread* of
+the departure-to-arrival delay (not the delay itself). Two things keep that spread small
+and covered:
+
+- **The departure is the moment the request reaches the wire.** A message let go by the
+  limiter may still wait before its bytes reach the socket: a journal write, building the
+  request, a new connection, a thread waiting for the GIL, a garbage collection (measured
+  at 50/s: 1 ms usually, 5-50 ms now and then, 100-230 ms at worst). A pause that holds
+  several requests sends them together after it: their arrivals bunch while their places
+  in the window are spread over the pause. So the place of a message moves to the moment
+  its bytes were handed to the socket (:meth:`SlidingWindow.restamp`, called by the pacer
+  when the HTTP client says so through :func:`written`; and before that, when the sender
+  says the request is about to be written). Moving a place later never makes an earlier
+  decision wrong: the places of the messages let go meanwhile counted it sooner.
+- **The margin covers what remains**, from the wire to the server's count (the network,
+  a server that stops reading for a moment), which the client cannot see apart but is part
+  of the round trip: :mod:`kwa_batch.sending.pacing` sets the margin from the round trips
+  it observes *from the wire*: ``MIN_MARGIN + 1.25 x`` their range over the last two
+  seconds (a quarter more and 5 ms: the slowest on its way may have been a little quicker
+  on its way back than the quickest), at most :data:`MAX_MARGIN` (:data:`PRIOR_MARGIN`
+  before enough answers). A message slow on its way is answered before the message a
+  second after it leaves (at latencies below a second), which then waits for the wider
+  margin.
+
+Before, places were held from the limiter's stamp and the margin was the plain range,
+capped at 50 ms: a pause of 120 ms (before the wire or at the server) let 53-54 messages
+arrive in one second at 50/s, and a small spike just above the range, 51.
+
+The margin costs throughput only while round trips spread: a run reaches
+``rate / (1 + margin)``, 0.99x on a quiet connection, 0.8x at worst (round trips spread by
+200 ms or more; a spread of more than :data:`MAX_MARGIN` on the way to the server, or a
+latency above a second, is not covered).
 
 The window alone would let ``rate`` messages leave at once, then none for a second: a burst
 that queues at the server and spreads the arrival delays (so the margin would have to be
@@ -42,23 +67,53 @@ from ..errors import ConfigurationError
 __all__ = [
     "MAX_MARGIN",
     "MIN_MARGIN",
+    "PRIOR_MARGIN",
     "Backpressure",
     "SlidingWindow",
+    "departing",
     "max_in_any_window",
     "recipients_per_request",
+    "written",
 ]
 
-#: Seconds a message holds its place beyond one second, before any round trip is observed
-#: and at most: 50 ms (a run reaches at least 1 / 1.05 = 0.952x the rate).
-MAX_MARGIN = 0.05
-#: The least margin, whatever the round trips look like (clock and scheduling granularity).
-MIN_MARGIN = 0.002
+#: Seconds a message holds its place beyond one second, at most: 250 ms (a run reaches at
+#: least 1 / 1.25 = 0.8x the rate, while round trips spread that much).
+MAX_MARGIN = 0.25
+#: The margin before enough round trips are observed: 50 ms.
+PRIOR_MARGIN = 0.05
+#: The least margin, whatever the round trips look like (what their range misses, clock and
+#: scheduling granularity): 5 ms, 0.5 % of throughput.
+MIN_MARGIN = 0.005
 #: Seconds a message may leave before its place on the smooth schedule.
 TOLERANCE = 0.02
 
 Clock = Callable[[], float]
 # Seconds between two looks at the stop event (and at a rate in force that may rise).
 _POLL = 0.25
+
+
+_departing = threading.local()
+
+
+def departing(callback: Callable[[], None] | None) -> None:
+    """Call ``callback`` once this thread's next request has been handed to the socket.
+
+    None forgets a callback that was not called (the request never reached the wire). The
+    pacer sets it; the HTTP client calls :func:`written`.
+    """
+    _departing.callback = callback
+
+
+def written() -> None:
+    """The request this thread is sending has just been handed to the socket, whole.
+
+    Called by :class:`~kwa_batch.sending.client.KaleyraClient` after writing each request;
+    runs (once) what :func:`departing` set, if anything.
+    """
+    callback: Callable[[], None] | None = getattr(_departing, "callback", None)
+    if callback is not None:
+        _departing.callback = None
+        callback()
 
 
 def _check_rate(rate: float) -> float:
@@ -137,7 +192,7 @@ class SlidingWindow:
         self,
         rate: float,
         *,
-        margin: float = MAX_MARGIN,
+        margin: float = PRIOR_MARGIN,
         smooth: bool = True,
         clock: Clock = time.monotonic,
     ):
@@ -199,21 +254,29 @@ class SlidingWindow:
                     return None, max(at + hold - now, 1e-4)
             return None, max(sent[-1][0] + hold - now, 1e-4)
 
-    def restamp(self, departure: float) -> None:
+    def restamp(self, departure: float) -> float | None:
         """The message stamped ``departure`` only leaves now: hold its place from now.
 
         Whatever came between the limiter and the wire (a journal write, a pause of the
         process) would otherwise shorten the gap the platform sees. The place has not
         freed yet (that takes more than a second), so no later admission relied on it.
+
+        Returns:
+            The new stamp, or None when no place has that stamp (freed, or moved already).
         """
         with self._lock:
             now = self._clock()
             sent = self._sent
-            for i, (at, count) in enumerate(sent):
+            # From the newest: the place was taken a moment ago (stamps are in order).
+            for i in range(len(sent) - 1, -1, -1):
+                at, count = sent[i]
                 if at == departure:
                     del sent[i]
                     sent.append((now, count))  # the latest stamp: the deque stays in order
-                    return
+                    return now
+                if at < departure:
+                    break
+            return None
 
     def acquire(
         self,

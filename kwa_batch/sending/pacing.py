@@ -9,8 +9,11 @@ A user knows their limits, not their latency. Given a rate (messages per second)
   (latency grows fast and shrinks slowly: underestimating it costs throughput,
   overestimating it only idle threads), plus two mean deviations and 25 % of headroom, up
   to ``max_concurrency``. ``concurrency=`` pins it instead.
-- **The exact limit** (:class:`~kwa_batch.sending.limiter.SlidingWindow`), whose margin
-  follows the spread of the observed round trips, and **backpressure**
+- **The exact limit** (:class:`~kwa_batch.sending.limiter.SlidingWindow`): each message
+  holds its place from the moment its request reached the wire (the client says when), and
+  the window's margin follows the spread of the round trips observed from that moment
+  (see :mod:`~kwa_batch.sending.limiter` for why this keeps the *arrivals* within the
+  rate), and **backpressure**
   (:class:`~kwa_batch.sending.limiter.Backpressure`): a 429 or a 130429 halves the rate in
   force, which then climbs back.
 - **Per-recipient spacing** (:class:`RecipientSpacing`, :class:`Lookahead`): two messages to
@@ -35,7 +38,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from ..errors import ConfigurationError
-from .limiter import MAX_MARGIN, MIN_MARGIN, Backpressure, Clock, SlidingWindow
+from .limiter import (
+    MAX_MARGIN,
+    MIN_MARGIN,
+    PRIOR_MARGIN,
+    Backpressure,
+    Clock,
+    SlidingWindow,
+    departing,
+)
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
@@ -66,6 +77,7 @@ _ALPHA_UP, _ALPHA_DOWN = 0.5, 0.1
 _LOOKAHEAD = 10_000
 _RANGE_SECONDS = 2.0  # the round trips whose spread sets the margin
 _MARGIN_EVERY = 0.1  # seconds between two computations of the margin
+_SPREAD_SAFETY = 1.25  # the margin covers this many times the spread (see margin())
 
 
 def _whole(value: object) -> bool:
@@ -113,8 +125,8 @@ class ConcurrencyController:
         self._clock = clock
         self._lock = threading.Lock()
         self._outstanding: list[float] = []  # departures not answered yet, about in order
-        self._recent: deque[tuple[float, float]] = deque()  # (answered at, round trip)
-        self._margin = (-math.inf, MAX_MARGIN)  # (computed at, value)
+        self._recent: deque[tuple[float, float]] = deque()  # (answered at, trip from the wire)
+        self._margin = (-math.inf, PRIOR_MARGIN)  # (computed at, value)
 
     def departed(self, at: float) -> None:
         """A request left at ``at`` (its answer is awaited)."""
@@ -126,8 +138,10 @@ class ConcurrencyController:
         with self._lock, contextlib.suppress(ValueError):
             self._outstanding.remove(at)
 
-    def observe(self, latency: float, recipients: int) -> None:
-        """One request took ``latency`` seconds from departure to answer."""
+    def observe(self, latency: float, recipients: int, from_wire: float | None = None) -> None:
+        """One request took ``latency`` seconds from departure to answer (for the pool), of
+        which ``from_wire`` from the moment it reached the wire (for the margin; default:
+        all of it)."""
         now = self._clock()
         with self._lock:
             if self.observed == 0:
@@ -139,7 +153,7 @@ class ConcurrencyController:
                 self.recipients += 0.1 * (recipients - self.recipients)
             self.observed += 1
             recent = self._recent
-            recent.append((now, latency))
+            recent.append((now, latency if from_wire is None else from_wire))
             while recent[0][0] < now - _RANGE_SECONDS:
                 recent.popleft()
 
@@ -159,11 +173,17 @@ class ConcurrencyController:
         return max(1, min(self.max_concurrency, math.ceil(needed) + 1))
 
     def margin(self) -> float:
-        """The window's margin: the spread of the round trips of the last two seconds.
+        """The window's margin, from the round trips of the last two seconds counted from the
+        wire: ``MIN_MARGIN + 1.25 * spread``.
 
-        The spread of the departure-to-arrival delays is part of it. Before eight answers,
-        and at most, :data:`~kwa_batch.sending.limiter.MAX_MARGIN`; at least
-        :data:`~kwa_batch.sending.limiter.MIN_MARGIN`.
+        The *spread* is the most a round trip was slower than one that left after it: what
+        lets an earlier message arrive late among later ones. (A latency that rises is no
+        spread: the later ones arrive later still; one that falls is.) The spread on the way
+        to the server is part of it, but the slowest on its way may have been a little
+        quicker on its way back: a quarter more, plus
+        :data:`~kwa_batch.sending.limiter.MIN_MARGIN`, covers that. Before eight answers
+        :data:`~kwa_batch.sending.limiter.PRIOR_MARGIN`; at most
+        :data:`~kwa_batch.sending.limiter.MAX_MARGIN`.
         """
         now = self._clock()
         with self._lock:
@@ -171,10 +191,13 @@ class ConcurrencyController:
             if now - at < _MARGIN_EVERY:
                 return value
             if self.observed < 8 or not self._recent:
-                value = MAX_MARGIN
+                value = PRIOR_MARGIN
             else:
-                trips = [trip for _, trip in self._recent]
-                value = min(MAX_MARGIN, max(MIN_MARGIN, max(trips) - min(trips)))
+                slowest, spread = -math.inf, 0.0
+                for _, trip in sorted((answered - trip, trip) for answered, trip in self._recent):
+                    slowest = max(slowest, trip)  # in the order they left
+                    spread = max(spread, slowest - trip)
+                value = min(MAX_MARGIN, MIN_MARGIN + _SPREAD_SAFETY * spread)
             self._margin = (now, value)
             return value
 
@@ -363,6 +386,7 @@ class Pacer:
         self.controller = ConcurrencyController(max_concurrency, pinned=concurrency, clock=clock)
         self.spacing = RecipientSpacing(per_recipient_interval, clock=clock)
         self._clock = clock
+        self._wire: dict[float, float] = {}  # departure -> when its request reached the wire
         self.peak_in_flight = 0
         self.lowest_rate = math.inf if rate_limit is None else float(rate_limit)
 
@@ -396,20 +420,40 @@ class Pacer:
         return at
 
     def leaving(self, departed: float) -> None:
-        """The request that was let go at ``departed`` is about to be written now.
+        """The request that was let go at ``departed`` is about to be written, in this thread.
 
         A delay in between (more than :data:`~kwa_batch.sending.limiter.MIN_MARGIN`) moves
-        its place in the window to now (see :meth:`SlidingWindow.restamp`).
+        its place in the window to now (see :meth:`SlidingWindow.restamp`); and once the
+        HTTP client has handed the request to the socket (it calls
+        :func:`~kwa_batch.sending.limiter.written`), to that moment, which is also where its
+        round trip starts for the margin.
         """
-        if self.window is not None and self._clock() - departed > MIN_MARGIN:
-            self.window.restamp(departed)
+        window = self.window
+        if window is None:
+            return
+        place = departed
+        if self._clock() - departed > MIN_MARGIN:
+            moved = window.restamp(departed)
+            place = departed if moved is None else moved
+
+        def on_the_wire() -> None:
+            window.restamp(place)
+            self._wire[departed] = self._clock()
+
+        departing(on_the_wire)
 
     def answered(self, departed: float, recipients: int, *, observed: bool = True) -> None:
         """The attempt that left at ``departed`` ended: with an HTTP answer (any answer) when
-        ``observed``, else without one (a timeout, a dropped connection: not a latency)."""
+        ``observed``, else without one (a timeout, a dropped connection: not a latency).
+
+        Called in the thread that sent it."""
+        departing(None)
+        wire = self._wire.pop(departed, None)
         self.controller.settled(departed)
         if observed:
-            self.controller.observe(self._clock() - departed, recipients)
+            now = self._clock()
+            trip = None if wire is None else now - wire
+            self.controller.observe(now - departed, recipients, trip)
 
     def throttled(self, retry_after: float | None = None) -> None:
         """The platform said "too fast" (HTTP 429, or WhatsApp's 130429)."""

@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 
 from kwa_batch.errors import ConfigurationError
 from kwa_batch.sending.limiter import (
-    MAX_MARGIN,
+    PRIOR_MARGIN,
     Backpressure,
     SlidingWindow,
+    departing,
     max_in_any_window,
     recipients_per_request,
+    written,
 )
 
 DEADLINE = 30.0
@@ -98,13 +100,51 @@ def test_a_message_slow_to_leave_holds_its_place_from_when_it_left() -> None:
     window.try_acquire(1)
     clock.now += 0.3
     assert first is not None
-    window.restamp(first)  # it only left now, 0.4 s after the limiter let it go
-    window.restamp(12345.0)  # unknown: nothing moves
+    assert window.restamp(first) == 1000.4  # it only left now, 0.4 s after it was let go
+    assert window.restamp(12345.0) is None  # unknown: nothing moves
+    assert window.restamp(first) is None  # moved already: look for its new stamp
     clock.now = 1001.1
     assert window.try_acquire(1)[0] is not None  # the second's place freed
     assert window.try_acquire(1)[0] is None  # the first holds until 1001.4
     clock.now = 1001.4
     assert window.try_acquire(1)[0] is not None
+
+
+def test_a_place_moves_again_to_when_its_bytes_reach_the_wire() -> None:
+    clock = Clock()
+    window = SlidingWindow(3, margin=0.0, smooth=False, clock=clock)
+    first, _ = window.try_acquire(1)
+    assert first is not None
+    clock.now += 0.01
+    about_to_write = window.restamp(first)
+    window.try_acquire(1)  # another one leaves meanwhile
+    clock.now += 0.2  # a new connection, a collection: the bytes reach the socket now
+    assert about_to_write is not None
+    assert window.restamp(about_to_write) == 1000.21
+    window.try_acquire(1)
+    clock.now = 1001.2
+    assert window.try_acquire(1)[0] is not None  # the other one's place freed
+    assert window.try_acquire(1)[0] is None  # the first holds until 1001.21
+
+
+def test_the_client_says_when_a_request_was_written_once_per_request() -> None:
+    calls: list[str] = []
+    departing(lambda: calls.append("written"))
+    written()
+    written()  # the next request, with nothing set for it
+    assert calls == ["written"]
+    departing(lambda: calls.append("never"))
+    departing(None)  # the request never reached the wire: forgotten
+    written()
+    assert calls == ["written"]
+    seen: list[str] = []
+    other = threading.Thread(target=lambda: seen.append(str(written())))
+    departing(lambda: calls.append("this thread's"))
+    other.start()
+    other.join()  # another thread's write does not run this thread's callback
+    assert calls == ["written"]
+    written()
+    assert calls == ["written", "this thread's"]
 
 
 def test_a_request_larger_than_the_rate_is_refused() -> None:
@@ -161,7 +201,7 @@ def test_threads_sharing_the_limiter_stay_within_the_rate(smooth: bool) -> None:
         departures = list(pool.map(lambda _: window.acquire(1, stop), range(70)))
     assert None not in departures
     times = [t for t in departures if t is not None]
-    assert max_in_any_window(times, width=1.0 + MAX_MARGIN) <= 20
+    assert max_in_any_window(times, width=1.0 + PRIOR_MARGIN) <= 20  # the default margin
     # ...and it does not waste the windows: a full second holds the rate, or one less.
     assert max_in_any_window(times, width=1.0) >= 19
 

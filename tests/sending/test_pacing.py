@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from kwa_batch.errors import ConfigurationError
-from kwa_batch.sending.limiter import MAX_MARGIN, MIN_MARGIN
+from kwa_batch.sending.limiter import MAX_MARGIN, MIN_MARGIN, PRIOR_MARGIN
 from kwa_batch.sending.pacing import (
     DEFAULT_PER_RECIPIENT_INTERVAL,
     DEFAULT_RATE,
@@ -89,26 +89,59 @@ def test_it_grows_fast_when_latency_jumps_and_shrinks_slowly() -> None:
     assert before < settled * 0.9 <= controller.target(150)
 
 
-def test_margin_is_the_spread_of_the_last_two_seconds_of_round_trips() -> None:
+def test_margin_covers_the_spread_of_the_last_two_seconds_of_round_trips() -> None:
     clock = Clock()
     controller = ConcurrencyController(256, clock=clock)
-    assert controller.margin() == MAX_MARGIN  # nothing observed yet: the safe side
+    assert controller.margin() == PRIOR_MARGIN  # nothing observed yet
     steady(controller, 0.25)
     clock.now = 0.5
     assert controller.margin() == MIN_MARGIN
     clock.now = 1.0
     for trip in (0.25, 0.262, 0.247):
         controller.observe(trip, 1)
-    assert controller.margin() == pytest.approx(0.015)
+    assert controller.margin() == pytest.approx(MIN_MARGIN + 1.25 * 0.015)
     clock.now = 1.05  # computed at most every 100 ms
     controller.observe(0.4, 1)
-    assert controller.margin() == pytest.approx(0.015)
+    assert controller.margin() == pytest.approx(MIN_MARGIN + 1.25 * 0.015)
     clock.now = 1.2
-    assert controller.margin() == MAX_MARGIN  # 153 ms of spread, capped
-    clock.now = 3.3
+    assert controller.margin() == pytest.approx(MIN_MARGIN + 1.25 * 0.153)
+    controller.observe(0.6, 1)
+    clock.now = 1.3
+    assert controller.margin() == MAX_MARGIN  # 353 ms of spread, capped
+    clock.now = 3.4
     steady(controller, 0.25)
     clock.now = 3.5
-    assert controller.margin() == MIN_MARGIN  # the slow one is older than two seconds
+    assert controller.margin() == MIN_MARGIN  # the slow ones are older than two seconds
+
+
+def test_a_latency_that_rises_is_no_spread_one_that_falls_is() -> None:
+    # Later messages slower than earlier ones cannot arrive among them; quicker ones can.
+    clock = Clock()
+    controller = ConcurrencyController(256, clock=clock)
+    for i in range(40):  # one a millisecond, 50 ms then 500 ms of latency
+        clock.now = 1.0 + i * 0.001 + (0.05 if i < 20 else 0.5)
+        controller.observe(0.05 if i < 20 else 0.5, 1)
+    clock.now = 1.8
+    assert controller.margin() == MIN_MARGIN
+    clock.now = 4.0
+    for i in range(40):  # then back down to 50 ms
+        clock.now = 4.0 + i * 0.001 + (0.5 if i < 20 else 0.05)
+        controller.observe(0.5 if i < 20 else 0.05, 1)
+    clock.now = 4.6
+    assert controller.margin() == MAX_MARGIN
+
+
+def test_the_margin_counts_round_trips_from_the_wire() -> None:
+    # A request slow to reach the wire (a journal write, a new connection) holds its place
+    # from there: its wait is no spread on the way to the server.
+    clock = Clock()
+    controller = ConcurrencyController(256, clock=clock)
+    for _ in range(20):
+        controller.observe(0.3, 1, 0.3)
+    controller.observe(0.5, 1, 0.3)  # 200 ms before the wire, then as quick as the others
+    clock.now = 0.2
+    assert controller.margin() == MIN_MARGIN
+    assert controller.latency > 0.3  # the pool still counts the whole time
 
 
 def test_requests_late_to_answer_grow_the_pool_before_their_answers() -> None:
