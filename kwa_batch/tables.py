@@ -100,7 +100,11 @@ def write_csv(frame: pd.DataFrame, target: Path, *, date_format: str | None = No
             out[name] = csv_safe(out[name])
 
     def write(path: Path) -> None:
-        out.to_csv(path, index=False, encoding="utf-8-sig", date_format=date_format)
+        # CRLF, as RFC 4180 writes it: a cell holding a lone \r is then quoted (with "\n"
+        # as the terminator, csv leaves it bare and a reader splits the row there).
+        out.to_csv(
+            path, index=False, encoding="utf-8-sig", date_format=date_format, lineterminator="\r\n"
+        )
 
     return atomic_write(target, write)
 

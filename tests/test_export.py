@@ -338,7 +338,6 @@ def test_xlsx_writes_the_same_texts_as_text_never_as_formulas(tmp_path: Path) ->
     assert book["Results"]["A1"].value == "row"
 
 
-@pytest.mark.xfail(reason="tables.write_csv leaves a carriage return unquoted: the row splits")
 def test_a_carriage_return_is_neutralised_and_stays_in_its_row(tmp_path: Path) -> None:
     import csv
 

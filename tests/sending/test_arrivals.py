@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 import requests
 from conftest import SENDER
 
 from kwa_batch import Emulator, send
 from kwa_batch.sending.limiter import departing, max_in_any_window
+
+pytestmark = pytest.mark.slow  # real runs at a set rate: seconds each
 
 RATE = 50
 
