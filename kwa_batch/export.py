@@ -12,19 +12,13 @@
   frozen, with an autofilter and column widths that fit; every sheet prints landscape, one
   page wide, the header repeated on each page. Once receipts are merged, the Summary has a
   delivery block; run facts keep their type.
-- ``.csv``: UTF-8 with a BOM (so Excel shows accents and emoji), formula-safe (OWASP's
-  rule): a text cell a spreadsheet would compute, one that starts with ``= + - @``, a tab
-  or a carriage return, is written with a leading ``'``. Two kinds of cell stay exactly as
-  written: in the phone columns (``to``, ``from``, ``to_as_written`` and the input's
-  columns named like a phone: ``phone``, ``mobile``, ``whatsapp``...), a value made only
-  of digits, spaces and ``+ ( ) - . /`` (the one rule of :mod:`kwa_batch.tables`, so that
-  ``load_recipients`` reads the file back to the same numbers); everywhere, a single
-  number such as ``-5``, ``+2.5`` or ``+919876543210`` (a spreadsheet shows it, computes
-  nothing). So a body ``-2+3`` is written ``'-2+3`` (a spreadsheet would show ``1``), as
-  are an error message, a ``ref``, ``params``, an id from the server or the input's own
-  columns; numbers and times are typed columns and are written as they are. Spreadsheets
-  that open a CSV drop the ``+`` of phone numbers: for people, prefer ``.xlsx``, where
-  every string is typed text, so nothing needs a ``'``.
+- ``.csv``: UTF-8 with a BOM (so Excel shows accents and emoji), formula-safe by the one
+  rule of :mod:`kwa_batch.tables` (OWASP's): a text cell a spreadsheet would compute gets a
+  leading ``'`` (a body ``-2+3``, an error message, a ``ref``, the input's own columns),
+  while phone numbers as written (``to``, ``from`` and the input's columns named like a
+  phone) and single numbers (``-5``) stay as written, so ``load_recipients`` reads the file
+  back to the same numbers. Spreadsheets that open a CSV drop the ``+`` of phone numbers:
+  for people, prefer ``.xlsx``, where every string is typed text, so nothing needs a ``'``.
 - ``.parquet`` (pyarrow): every column with its type, for the next program.
 
 :func:`load_results` reads any of them back into a results DataFrame.
@@ -62,15 +56,6 @@ _ID_LIKE = re.compile(
 # A plain decimal number as people type amounts: no leading zero, no exponent, not too long
 # to stay exact in a spreadsheet (15 significant digits).
 _PLAIN_NUMBER = r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,10})?"
-# What a spreadsheet may compute when a CSV cell starts with it (OWASP's list).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-# One signed number, which a spreadsheet shows as a number and computes nothing from.
-_SIGNED_NUMBER = r"[+-][0-9]+(?:\.[0-9]+)?"
-# The columns of phone numbers as written (and the input's columns named like one).
-_PHONE_COLUMNS = ("to", "from", "to_as_written")
-_PHONE_NAME = re.compile(
-    r"(?:^|[^a-z])(?:phone|mobile|msisdn|whatsapp|tel|cell|wa_?id)(?:$|[^a-z])", re.IGNORECASE
-)
 
 
 def export_results(
@@ -103,8 +88,7 @@ def export_results(
     if suffix == ".xlsx":
         _write_xlsx(_for_people(frame, user_columns), results, target)
     elif suffix == ".csv":
-        table = _free_text_safe(plain(_for_people(frame, ())), user_columns)
-        write_csv(table, target, date_format="%Y-%m-%d %H:%M:%S.%f")
+        write_csv(plain(_for_people(frame, ())), target, date_format="%Y-%m-%d %H:%M:%S.%f")
     else:
         _write_parquet(frame, target)
     return target
@@ -136,26 +120,6 @@ def _for_people(frame: pd.DataFrame, user_columns: tuple[str, ...]) -> pd.DataFr
             out[name] = pd.to_numeric(text.str.strip(), errors="coerce")
     times = [c for c in out.columns if isinstance(out[c].dtype, pd.DatetimeTZDtype)]
     return out.rename(columns={c: f"{c}{UTC_MARK}" for c in times})
-
-
-def _free_text_safe(table: pd.DataFrame, user_columns: tuple[str, ...]) -> pd.DataFrame:
-    """The text columns other than phone numbers with a ``'`` before any cell a spreadsheet
-    would compute (see the module's documentation); :func:`~kwa_batch.tables.write_csv`
-    then applies the rule that phone columns keep."""
-    phones = {*_PHONE_COLUMNS, *(c for c in user_columns if _PHONE_NAME.search(str(c)))}
-    out = table.copy()
-    for name in out.columns:
-        column = out[name]
-        if name in phones or not (
-            pd.api.types.is_string_dtype(column.dtype) or column.dtype == object
-        ):
-            continue
-        text = column.astype("str")
-        risky = text.str.startswith(_FORMULA_START) & ~text.str.fullmatch(_SIGNED_NUMBER)
-        risky = risky.fillna(False).astype(bool) & column.notna()
-        if risky.any():
-            out[name] = text.where(~risky, "'" + text).where(column.notna(), column)
-    return out
 
 
 def _with_input(

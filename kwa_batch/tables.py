@@ -4,11 +4,14 @@ Both the results (:func:`kwa_batch.export_results`) and the validation report
 (:meth:`kwa_batch.ValidationReport.save`) are written here, so they share:
 
 - **one formula-injection rule** (OWASP): in a CSV, a text cell that starts with
-  ``= + - @``, a tab or a carriage return gets a leading ``'`` — unless it is made only of
-  digits, spaces and ``+ ( ) - . /``, which cannot hold a formula (a phone number as
-  written, ``+1``, ``-5``): those are never altered, so ``load_recipients`` reads every
-  exported number back as written. In a workbook every string is typed as text, so no
-  cell is ever a formula and nothing needs altering.
+  ``= + - @``, a tab or a carriage return gets a leading ``'`` — unless it cannot hold a
+  formula: anywhere, one signed number (``-5``, ``+2.5``, ``+919876543210``: a spreadsheet
+  shows it and computes nothing); in a column of phone numbers (``to``, ``from``,
+  ``to_as_written``, and columns named like a phone: ``phone``, ``mobile``, ``whatsapp``…),
+  a value made only of digits, spaces and ``+ ( ) - . /`` (a number as written, never
+  altered, so ``load_recipients`` reads it back the same). So a body ``-2+3`` is written
+  ``'-2+3`` (a spreadsheet would show ``1``). In a workbook every string is typed as text,
+  so no cell is ever a formula and nothing needs altering.
 - **atomic writes**: the file is written next to its target under a temporary name,
   flushed to disk and renamed into place, so a failed write (a full disk, a killed
   process) never leaves a truncated file where the user expects results.
@@ -30,27 +33,58 @@ import pandas as pd
 
 from .errors import KwaBatchError
 
-__all__ = ["Sheet", "atomic_write", "csv_safe", "plain", "write_csv", "write_xlsx"]
+__all__ = [
+    "Sheet",
+    "atomic_write",
+    "csv_safe",
+    "is_phone_column",
+    "plain",
+    "write_csv",
+    "write_xlsx",
+]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-# Only digits, spaces (also the non-breaking ones) and + ( ) - . /: no formula fits in it.
-_HARMLESS = r"[0-9+ \u00a0\u202f\u2007()\-./]*"
+# Only digits, spaces (also the non-breaking ones) and + ( ) - . /: a phone number as
+# written, where a spreadsheet may compute (-2+3) but nothing harmful fits.
+_PHONE_LIKE = r"[0-9+ \u00a0\u202f\u2007()\-./]*"
+# One signed number, which a spreadsheet shows as a number and computes nothing from.
+_SIGNED_NUMBER = r"[+-][0-9]+(?:\.[0-9]+)?"
+# The columns of phone numbers as written.
+_PHONE_COLUMNS = frozenset({"to", "from", "to_as_written"})
+_PHONE_NAME = re.compile(
+    r"(?:^|[^a-z])(?:phone|mobile|msisdn|whatsapp|tel|cell|wa_?id)(?:$|[^a-z])", re.IGNORECASE
+)
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _MAX_WIDTH = 50
 
 
-def csv_safe(values: pd.Series) -> pd.Series:
-    """Text cells a spreadsheet would run as formulas, with a leading ``'`` (vectorised).
+def is_phone_column(name: object) -> bool:
+    """Whether a column holds phone numbers as written (``to``, ``from``, ``phone``…).
 
-    >>> csv_safe(pd.Series(["=1+1", "+91 98765 43210", "+1", "@SUM(A1)", "hi"])).tolist()
-    ["'=1+1", '+91 98765 43210', '+1', "'@SUM(A1)", 'hi']
+    >>> is_phone_column("to"), is_phone_column("Mobile No"), is_phone_column("body")
+    (True, True, False)
+    """
+    return str(name) in _PHONE_COLUMNS or bool(_PHONE_NAME.search(str(name)))
+
+
+def csv_safe(values: pd.Series, *, phone: bool = False) -> pd.Series:
+    """Text cells a spreadsheet would compute, with a leading ``'`` (vectorised; see the
+    module): ``phone`` for a column of phone numbers as written.
+
+    >>> csv_safe(pd.Series(["=1+1", "-2+3", "+1", "@SUM(A1)", "hi"])).tolist()
+    ["'=1+1", "'-2+3", '+1', "'@SUM(A1)", 'hi']
+    >>> csv_safe(pd.Series(["+91 98765 43210", "=1+1"]), phone=True).tolist()
+    ['+91 98765 43210', "'=1+1"]
     """
     text = values.astype("str")
-    risky = text.str.startswith(_FORMULA_START) & ~text.str.fullmatch(_HARMLESS)
-    risky = risky.fillna(False).astype(bool)
+    harmless = text.str.fullmatch(_SIGNED_NUMBER)
+    if phone:
+        harmless = harmless | text.str.fullmatch(_PHONE_LIKE)
+    risky = text.str.startswith(_FORMULA_START) & ~harmless
+    risky = risky.fillna(False).astype(bool) & values.notna().to_numpy()
     if not risky.any():
         return values
-    return text.where(~risky, "'" + text)
+    return text.where(~risky, "'" + text).where(values.notna(), values)
 
 
 def plain(frame: pd.DataFrame, index_name: str = "row") -> pd.DataFrame:
@@ -91,13 +125,22 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> Path:
     return target
 
 
-def write_csv(frame: pd.DataFrame, target: Path, *, date_format: str | None = None) -> Path:
+def write_csv(
+    frame: pd.DataFrame,
+    target: Path,
+    *,
+    date_format: str | None = None,
+    phones: Iterable[str] = (),
+) -> Path:
     """Write ``frame`` (no index) as UTF-8 CSV with a BOM (Excel then reads accents and
-    emoji), text cells made formula-safe, atomically."""
+    emoji), text cells made formula-safe (phone numbers as written kept, in the columns
+    named like phones and in ``phones``), atomically."""
     out = frame.copy()
+    phone_columns = set(phones)
     for name in out.columns:
         if pd.api.types.is_string_dtype(out[name].dtype) or out[name].dtype == object:
-            out[name] = csv_safe(out[name])
+            phone = name in phone_columns or is_phone_column(name)
+            out[name] = csv_safe(out[name], phone=phone)
 
     def write(path: Path) -> None:
         # CRLF, as RFC 4180 writes it: a cell holding a lone \r is then quoted (with "\n"

@@ -145,7 +145,7 @@ class ValidationReport:
         problems["fix"] = pd.array([describe_code(c) for c in problems["error_code"]], "str")
         summary = self.summary().reset_index()
         if suffix == ".csv":
-            return write_csv(problems, target)
+            return write_csv(problems, target, phones=("value",))  # numbers as written
         return write_xlsx(target, [Sheet("Problems", problems), Sheet("Summary", summary)])
 
     def __repr__(self) -> str:
