@@ -230,3 +230,17 @@ def test_a_stop_received_while_the_command_sends_holds_that_row(
     assert results.loc[numbers[-1], "status"] == "not_sent"
     assert results.loc[numbers[-1], "error_code"] == "KWA025"
     assert (results.loc[numbers[:4], "status"] == "sent").all()
+
+
+def test_a_damaged_history_journal_stops_the_command_before_sending(
+    runner: CliRunner, write_csv, tmp_path: Path
+) -> None:
+    """It was once skipped with one WARNING line, and 3 sent past a full limit."""
+    history = tmp_path / "history"
+    (history / "2026-11").mkdir(parents=True)
+    (history / "2026-11" / "run.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    code, output = _send(runner, write_csv(CAMPAIGN), tmp_path, "--history", str(history))
+    assert code == 2, output
+    assert "run.sqlite cannot be read fully" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "r.csv").exists()
