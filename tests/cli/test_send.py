@@ -41,6 +41,21 @@ def test_validate_clean_file_exits_0(runner: CliRunner, write_csv) -> None:
     assert "2 valid, 0 invalid" in result.output
 
 
+def test_the_errors_sheet_is_named_only_when_it_has_rows(
+    runner: CliRunner, write_csv, sample_csv: Path, tmp_path: Path
+) -> None:
+    """Issue #18: "fixes on the Errors sheet" was printed when every row was sent."""
+    out = str(tmp_path / "r.xlsx")
+    clean = runner.invoke(cli, ["send", str(write_csv(CLEAN)), "--emulator", "--out", out])
+    assert clean.exit_code == 0, clean.output
+    assert f"Results: {out} (2 rows, one per input row)" in clean.output
+    assert "Errors sheet" not in clean.output
+    sample = runner.invoke(cli, ["send", str(sample_csv), "--emulator", "--out", out])
+    assert f"Results: {out} (20 rows, one per input row; fixes on the Errors sheet)" in (
+        sample.output
+    )
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "no such file"), ("", "the file is empty"), ("name\nx\n", "no recipient column")],
