@@ -41,6 +41,18 @@ def test_validate_clean_file_exits_0(runner: CliRunner, write_csv) -> None:
     assert "2 valid, 0 invalid" in result.output
 
 
+@pytest.mark.parametrize("command", ["send", "validate"])
+def test_quiet_before_the_command_is_the_commands_quiet(
+    runner: CliRunner, sample_csv: Path, tmp_path: Path, command: str
+) -> None:
+    """Issue #18: `kwa-batch -q send` was "No such option: -q"."""
+    more = ["--emulator", "--out", str(tmp_path / "r.xlsx")] if command == "send" else []
+    before = runner.invoke(cli, ["-q", command, str(sample_csv), *more])
+    after = runner.invoke(cli, [command, str(sample_csv), "-q", *more])
+    assert before.exit_code == after.exit_code == 1, before.output
+    assert before.output == after.output == ""
+
+
 def test_the_errors_sheet_is_named_only_when_it_has_rows(
     runner: CliRunner, write_csv, sample_csv: Path, tmp_path: Path
 ) -> None:
