@@ -67,8 +67,11 @@ def validate_command(
         if messages.get("templates") is not None and not report.valid.empty:
             click.echo("\nHow the first valid messages read:")
             for row in report.preview().itertuples():
-                text = str(row.message).replace("\n", "\n    ")
-                click.echo(f"  to {row.to} ({row.template}):\n    {text}")
+                # A text row has no template (NA), and a row may have no text: never "nan".
+                kind = row.template if isinstance(row.template, str) else "text"
+                message = row.message if isinstance(row.message, str) else "(no text to show)"
+                text = message.replace("\n", "\n    ")
+                click.echo(f"  to {row.to} ({kind}):\n    {text}")
         if report_path:
             problems = len(report.errors)
             click.echo(f"\nReport: {report_path} ({problems} problem(s), with the fix for each)")

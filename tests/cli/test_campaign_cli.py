@@ -81,6 +81,22 @@ def test_templates_command_writes_the_catalogue(runner: CliRunner, tmp_path: Pat
     assert load_templates(out).equals(load_templates(SAMPLES / "templates.json"))
 
 
+def test_the_preview_of_text_rows_says_text_not_nan(runner: CliRunner) -> None:
+    """Issue #18 (seen on the way): text rows were previewed as "to +91... (nan):"."""
+    result = runner.invoke(
+        cli,
+        [
+            "validate",
+            str(SAMPLES / "recipients.csv"),
+            "--templates",
+            str(SAMPLES / "templates.csv"),
+        ],
+    )
+    assert "How the first valid messages read:" in result.output
+    assert "  to +919876543210 (text):" in result.output
+    assert "nan" not in result.output.lower()
+
+
 def test_the_packaged_sample_catalogue_is_the_sample_file() -> None:
     from kwa_batch.emulator.templates import SAMPLE_CATALOGUE, sample_catalogue
 
