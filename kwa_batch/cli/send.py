@@ -217,7 +217,12 @@ def send_command(**options: Any) -> None:
     sender, source = resolve_sender(o.sender, o.region, emulator=o.emulator)
     echo: Callable[[str], None] = (lambda text: None) if o.quiet else click.echo
     df, report = load_and_validate(
-        o.file, encoding=o.encoding, region=o.region, sender=sender, messages=o.messages
+        o.file,
+        encoding=o.encoding,
+        region=o.region,
+        sender=sender,
+        messages=o.messages,
+        quiet=o.quiet,
     )
     with ExitStack() as stack:
         client, emu = _client(stack, o, sender, source, echo)

@@ -53,7 +53,7 @@ def validate_command(
     """
     sender, _ = resolve_sender(sender, region)
     df, report = load_and_validate(
-        file, encoding=encoding, region=region, sender=sender, messages=messages
+        file, encoding=encoding, region=region, sender=sender, messages=messages, quiet=quiet
     )
     code = EXIT_OK if report.ok else EXIT_ROWS
     if summary_json:

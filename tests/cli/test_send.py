@@ -53,6 +53,20 @@ def test_quiet_before_the_command_is_the_commands_quiet(
     assert before.output == after.output == ""
 
 
+@pytest.mark.parametrize("command", ["send", "validate"])
+def test_quiet_leaves_out_the_notes(
+    runner: CliRunner, write_csv, tmp_path: Path, command: str
+) -> None:
+    """Issue #18: `send -q` still printed a Note (here: the file's legacy encoding)."""
+    path = write_csv("to,body\n+919876543210,Olá José\n".encode("cp1252"))
+    more = ["--emulator", "--out", str(tmp_path / "r.xlsx")] if command == "send" else []
+    loud = runner.invoke(cli, [command, str(path), *more])
+    assert "Note: " in loud.output
+    quiet = runner.invoke(cli, [command, str(path), "-q", *more])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.output == ""
+
+
 def test_the_errors_sheet_is_named_only_when_it_has_rows(
     runner: CliRunner, write_csv, sample_csv: Path, tmp_path: Path
 ) -> None:
