@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import phonenumbers
 
@@ -48,6 +49,7 @@ __all__ = [
     "RATE_CARD_FILE",
     "Estimate",
     "describe",
+    "describe_table",
     "estimate",
     "load_rate_card",
 ]
@@ -340,17 +342,62 @@ def estimate(
     return result
 
 
-def describe(summary: dict[str, Any]) -> list[str]:
-    """The summary as lines for the CLI and the workbook."""
+def describe(summary: dict[str, Any], *, rate_card: bool = True) -> list[str]:
+    """The summary as lines for the CLI and the workbook.
+
+    Args:
+        summary: ``estimate(...).attrs["summary"]``.
+        rate_card: whether the estimate was priced with a rate card; without one nothing is
+            priced, and saying that every message is "not on the rate card" would mislead.
+    """
     lines = [
         f"{summary['messages']:,} message(s) to {summary['recipients']:,} recipient(s) in "
         f"{summary['requests']:,} request(s): about {summary['duration_seconds']:,} s at "
         f"{summary['rate_limit']:g}/s"
     ]
+    unpriced = summary["unpriced_messages"] if rate_card else 0
     if summary["cost"] is not None:
-        lines.append(f"cost: {summary['cost']:,.4f} {summary['currency'] or ''}".rstrip())
-    if summary["unpriced_messages"]:
-        lines.append(f"{summary['unpriced_messages']:,} message(s) not on the rate card")
+        priced = summary["messages"] - unpriced
+        only = f" for the {priced:,} priced message(s)" if unpriced else ""
+        lines.append(f"cost: {summary['cost']:,.4f} {summary['currency'] or ''}".rstrip() + only)
+    if unpriced:
+        lines.append(f"{unpriced:,} message(s) not priced (no rate for their region and category)")
     for code, count in summary["held_back"].items():
         lines.append(f"held back now ({code}): {count:,}")
     return lines
+
+
+def describe_table(found: pd.DataFrame) -> list[str]:
+    """An estimate's rows as aligned text, one line per region and category: prices and
+    costs with their currency, and for a row without a price, why (its category is
+    unknown without the template catalogue, or the rate card does not list it), never NaN.
+    """
+    header = ("region", "category", "messages", "recipients", "price", "cost")
+    rows: list[tuple[str, ...]] = []
+    for row in found.itertuples(index=False):
+        if pd.isna(row.price):
+            why = (
+                "no price: a template's category comes from the catalogue "
+                "(templates= (--templates))"
+                if row.category == "unknown"
+                else "no price: not on the rate card"
+            )
+            price = cost = "-"
+        else:
+            currency = "" if pd.isna(row.currency) else f" {row.currency}"
+            price = np.format_float_positional(float(row.price), trim="-") + currency
+            cost = f"{float(row.cost):,.4f}{currency}"
+            why = ""
+        counts = (f"{int(row.messages):,}", f"{int(row.recipients):,}")
+        rows.append((str(row.region), str(row.category), *counts, price, cost, why))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    right = {2, 3, 4, 5}  # numbers
+
+    def line(cells: tuple[str, ...]) -> str:
+        shown = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(cells[: len(header)])
+        ]
+        return "  ".join([*shown, *cells[len(header) :]]).rstrip()
+
+    return [line(header), *(line(r) for r in rows)]

@@ -83,7 +83,8 @@ def read_sheet(file: Path, stream: IO[bytes], sheet_name: str | int | None) -> S
     Args:
         file: the workbook's path, for messages.
         stream: the open workbook, binary and seekable.
-        sheet_name: the sheet's name or its position (0 is the first worksheet).
+        sheet_name: the sheet's name (in any case, as Excel reads it) or its position (0
+            is the first worksheet).
 
     Raises:
         InputError: the file is not a readable workbook, has no such sheet, or crosses a
@@ -218,6 +219,12 @@ class _Workbook:
         for sheet in sheets:
             if sheet[0] == sheet_name:
                 return sheet
+        # As Excel does: sheet names are the same whatever their case ("recipients" finds
+        # "Recipients"); should a workbook from elsewhere hold two such, neither is guessed.
+        if isinstance(sheet_name, str):
+            same = [s for s in sheets if s[0].casefold() == sheet_name.casefold()]
+            if len(same) == 1:
+                return same[0]
         names = ", ".join(name for name, _ in sheets)
         raise InputError(f"{self.file}: has no sheet {sheet_name!r} (it has: {names})")
 

@@ -45,3 +45,17 @@ def test_counts_have_integer_ticks_and_labels_in_both_panels() -> None:
     left, right = figure.axes
     assert {t.get_text() for t in left.texts} >= {"1"}  # bar labels
     assert sorted(t.get_text() for t in right.texts) == ["1", "1"]
+
+
+def test_the_readme_install_brings_matplotlib() -> None:
+    """`pip install .` (the README's install) must bring what the README's example ends with,
+    kb.plot_outcomes (issue #18); `kwa-batch[charts]` still resolves for old install lines."""
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads(
+        (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(encoding="utf-8")
+    )["project"]
+    names = [d.split(">")[0].split("[")[0].strip() for d in project["dependencies"]]
+    assert "matplotlib" in names
+    assert "charts" in project["optional-dependencies"]

@@ -13,7 +13,7 @@ from conftest import SENDER
 import kwa_batch as kb
 from kwa_batch.errors import InputError
 from kwa_batch.fields import message_frame
-from kwa_batch.pricing import describe, load_rate_card
+from kwa_batch.pricing import describe, describe_table, load_rate_card
 from kwa_batch.sending.planner import plan_requests
 
 SAMPLE = Path(__file__).parent.parent / "sample_data"
@@ -83,7 +83,35 @@ def test_rows_off_the_card_are_counted_not_priced() -> None:
     result = kb.estimate(campaign(), rates=card)
     assert result["cost"].isna().sum() == len(result) - 1
     assert result.attrs["summary"]["unpriced_messages"] == 8
-    assert "8 message(s) not on the rate card" in describe(result.attrs["summary"])
+    assert "8 message(s) not priced (no rate for their region and category)" in describe(
+        result.attrs["summary"]
+    )
+
+
+def test_the_table_says_why_a_row_has_no_price() -> None:
+    card = pd.DataFrame(
+        {"region": ["IN"], "category": ["marketing"], "price": ["0.0107"], "currency": ["USD"]}
+    )
+    found = kb.estimate(campaign(), rates=card, templates=None)
+    lines = describe_table(found)
+    assert lines[0].split() == ["region", "category", "messages", "recipients", "price", "cost"]
+    assert "nan" not in "\n".join(lines).lower()
+    assert any(
+        line.split()[:7] == ["IN", "marketing", "2", "1", "0.0107", "USD", "0.0214"]
+        for line in lines
+    )
+    assert any(
+        line.split()[:2] == ["GB", "marketing"] and line.endswith("not on the rate card")
+        for line in lines
+    )
+
+
+def test_without_a_rate_card_nothing_is_said_of_one() -> None:
+    summary = kb.estimate(campaign()).attrs["summary"]
+    assert summary["unpriced_messages"] == 10
+    assert not any(
+        "priced" in line or "cost" in line for line in describe(summary, rate_card=False)
+    )
 
 
 @pytest.mark.parametrize(

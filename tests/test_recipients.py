@@ -193,6 +193,23 @@ def test_xlsx_sheet_by_name_or_position(tmp_path: Path) -> None:
     assert load_recipients(path).attrs["sheet"] == "Sheet"
 
 
+def test_a_sheet_is_found_whatever_the_case_of_its_name(tmp_path: Path) -> None:
+    """Issue #18: --sheet recipients did not find 'Recipients' (Excel's names ignore case)."""
+    book = Workbook()
+    book.active.append(["to"])
+    book.active.append(["+919876543210"])
+    other = book.create_sheet("Campaign")
+    other.append(["to"])
+    other.append(["+447911123456"])
+    path = tmp_path / "r.xlsx"
+    book.save(path)
+    df = load_recipients(path, sheet_name="CAMPAIGN")
+    assert df.attrs["sheet"] == "Campaign"
+    assert df.loc[0, "to"] == "+447911123456"
+    with pytest.raises(InputError, match=r"no sheet 'Campaigns' \(it has: Sheet, Campaign\)"):
+        load_recipients(path, sheet_name="Campaigns")
+
+
 def test_attrs_survive_pandas_operations_cheaply(write_csv) -> None:
     df = load_recipients(write_csv("to,body\n+919876543210,a\n+447911123456,b,extra\n"))
     copy = df[df["body"].notna()].copy()

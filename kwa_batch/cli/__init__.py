@@ -66,7 +66,14 @@ def _failure_json(ctx: click.Context, message: str) -> None:
     show_default=True,
     help="How much the library logs (to stderr; phone numbers masked).",
 )
-def cli(log_level: str) -> None:
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="The same as the command's own --quiet (validate, send): only errors.",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_level: str, quiet: bool) -> None:
     """Send WhatsApp messages through Kaleyra to the recipients in a CSV or XLSX file.
 
     \b
@@ -74,6 +81,12 @@ def cli(log_level: str) -> None:
       kwa-batch validate recipients.csv
       kwa-batch send recipients.csv --emulator   (to a local Kaleyra)
     """
+    if quiet:  # `kwa-batch -q send ...` as `kwa-batch send -q ...`
+        defaults = dict(ctx.default_map or {})
+        for name, command in cli.commands.items():
+            if any(param.name == "quiet" for param in command.params):
+                defaults[name] = {**defaults.get(name, {}), "quiet": True}
+        ctx.default_map = defaults
     logging.basicConfig(
         level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

@@ -126,15 +126,16 @@ def load_and_validate(
     region: str | None,
     sender: str | None,
     messages: dict[str, Any],
+    quiet: bool = False,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """The file loaded and validated, as ``validate`` and ``send`` both do (so they give
-    the same verdicts on the same file and environment)."""
+    the same verdicts on the same file and environment); ``quiet``: without the notes."""
     from ..recipients import load_recipients
     from ..validation import validate
 
     context = click.get_current_context(silent=True)
     how = context.meta.get(_FILE_KEY, {}) if context is not None else {}
-    with warnings_as_notes():
+    with warnings_as_notes(shown=not quiet):
         df = load_recipients(
             file, encoding=encoding, columns=how.get("columns"), sheet_name=how.get("sheet_name")
         )
@@ -144,9 +145,10 @@ def load_and_validate(
 
 
 @contextlib.contextmanager
-def warnings_as_notes() -> Iterator[None]:
+def warnings_as_notes(*, shown: bool = True) -> Iterator[None]:
     """The library's warnings meanwhile, printed once each as notes in the command line's
-    words (flags, not parameters) instead of as log lines."""
+    words (flags, not parameters) instead of as log lines; not printed at all unless
+    ``shown`` (``--quiet``: only errors)."""
     logger = logging.getLogger("kwa_batch")
     notes: list[str] = []
 
@@ -163,5 +165,5 @@ def warnings_as_notes() -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
-        for note in dict.fromkeys(notes):
+        for note in dict.fromkeys(notes) if shown else ():
             click.echo(f"Note: {in_flags(note)}", err=True)

@@ -96,10 +96,10 @@ def print_summary(results: pd.DataFrame, target: Path | None) -> None:
             "(and read them as numbers); write --out results.xlsx for colleagues, or import "
             "the CSV with its columns as text."
         )
+    errors = target.suffix.lower() == ".xlsx" and bool((results["status"] != "sent").any())
     click.echo(
-        f"Results: {target} ({len(results):,} rows, one per input row; fixes on the Errors sheet)"
-        if target.suffix.lower() == ".xlsx"
-        else f"Results: {target} ({len(results):,} rows, one per input row)"
+        f"Results: {target} ({len(results):,} rows, one per input row"
+        + ("; fixes on the Errors sheet)" if errors else ")")
     )
 
 

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..sending.pacing import DEFAULT_MAX_CONCURRENCY, DEFAULT_PER_RECIPIENT_INTERVAL
-from .common import EXIT_INCOMPLETE, EXIT_OK, EXIT_ROWS, fail, load_and_validate, resolve_sender
+from .common import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_ROWS,
+    fail,
+    in_flags,
+    load_and_validate,
+    resolve_sender,
+)
 from .options import (
     RESULT_FORMATS,
     account_options,
@@ -209,7 +217,12 @@ def send_command(**options: Any) -> None:
     sender, source = resolve_sender(o.sender, o.region, emulator=o.emulator)
     echo: Callable[[str], None] = (lambda text: None) if o.quiet else click.echo
     df, report = load_and_validate(
-        o.file, encoding=o.encoding, region=o.region, sender=sender, messages=o.messages
+        o.file,
+        encoding=o.encoding,
+        region=o.region,
+        sender=sender,
+        messages=o.messages,
+        quiet=o.quiet,
     )
     with ExitStack() as stack:
         client, emu = _client(stack, o, sender, source, echo)
@@ -315,16 +328,19 @@ def _estimate(
     report: ValidationReport, o: _Options, echo: Callable[[str], None] | None
 ) -> dict[str, Any]:
     """kwa_batch.estimate()'s summary for this command (printed when ``echo`` is given)."""
-    from ..pricing import describe, estimate
+    from ..pricing import describe, describe_table, estimate
 
     pacing = {k: v for k, v in o.pacing.items() if k != "rate_card"}
-    found = estimate(report, rates=o.pacing["rate_card"], rate_limit=o.rate, **pacing)
+    card = o.pacing["rate_card"]
+    found = estimate(report, rates=card, rate_limit=o.rate, **pacing)
     summary: dict[str, Any] = found.attrs["summary"]
     if echo is not None:
-        for line in describe(summary):
+        for line in describe(summary, rate_card=card is not None):
             echo(f"Estimate: {line}")
-        if o.pacing["rate_card"] and not found.empty:
-            echo(found.to_string(index=False))
+        if card is not None and not found.empty:
+            echo(f"Estimate by region and category (rate card {card}):")
+            for line in describe_table(found):
+                echo(f"  {in_flags(line)}")
     return summary
 
 

@@ -280,6 +280,9 @@ def receive_command(host: str, port: int, store: str, token: str | None) -> None
     receiver_log = logging.getLogger("kwa_batch.receipts.receiver")
     if receiver_log.getEffectiveLevel() > logging.INFO:
         receiver_log.setLevel(logging.INFO)  # one line per callback, numbers masked
+        # ... but not the receiver's own "receiving on ..."/"stopped" lines: this command
+        # says both itself (with the callback_url), once.
+        receiver_log.addFilter(_callbacks_only)
     serve_until_stopped(receiver, start, lambda: _print_receiver(receiver.url, store, host, token))
     stats = receiver.stats
     counts = receiver.store.counts()
@@ -289,6 +292,11 @@ def receive_command(host: str, port: int, store: str, token: str | None) -> None
         f"{stats['refused']} refused. {store} holds {counts['status_updates']} status "
         f"update(s) and {counts['incoming_messages']} incoming message(s)."
     )
+
+
+def _callbacks_only(record: logging.LogRecord) -> bool:
+    """Keep the receiver's lines about callbacks; drop those of its start and stop."""
+    return record.funcName not in ("start", "stop")
 
 
 def _print_receiver(url: str, store: str, host: str, token: str | None) -> None:

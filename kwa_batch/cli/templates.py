@@ -18,8 +18,6 @@ from .options import account_options, output_path
 
 __all__ = ["templates_command"]
 
-_SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "templates.json"
-
 
 @click.command("templates", short_help="Write an account's WhatsApp templates to a catalogue file.")
 @click.option("--waba-id", required=True, metavar="ID", help="The WhatsApp Business Account id.")
@@ -31,8 +29,8 @@ _SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "templates.json"
 @click.option(
     "--emulator",
     is_flag=True,
-    help="Ask a built-in emulator that plays sample_data/templates.json (nothing leaves "
-    "this machine).",
+    help="Ask a built-in emulator that plays the sample catalogue (the templates of "
+    "sample_data/templates.json; nothing leaves this machine).",
 )
 @click.option(
     "--deadline",
@@ -71,9 +69,10 @@ def templates_command(
     target = out or Path("templates.csv")
     if emulator:
         from ..emulator.server import Emulator
+        from ..emulator.templates import sample_catalogue
 
         with (
-            Emulator(templates=_SAMPLE, callbacks=False) as emu,
+            Emulator(templates=sample_catalogue(), callbacks=False) as emu,
             emu.client(session_factory=bounded) as client,
         ):
             catalogue = client.templates(waba_id)

@@ -53,7 +53,7 @@ def validate_command(
     """
     sender, _ = resolve_sender(sender, region)
     df, report = load_and_validate(
-        file, encoding=encoding, region=region, sender=sender, messages=messages
+        file, encoding=encoding, region=region, sender=sender, messages=messages, quiet=quiet
     )
     code = EXIT_OK if report.ok else EXIT_ROWS
     if summary_json:
@@ -67,8 +67,11 @@ def validate_command(
         if messages.get("templates") is not None and not report.valid.empty:
             click.echo("\nHow the first valid messages read:")
             for row in report.preview().itertuples():
-                text = str(row.message).replace("\n", "\n    ")
-                click.echo(f"  to {row.to} ({row.template}):\n    {text}")
+                # A text row has no template (NA), and a row may have no text: never "nan".
+                kind = row.template if isinstance(row.template, str) else "text"
+                message = row.message if isinstance(row.message, str) else "(no text to show)"
+                text = message.replace("\n", "\n    ")
+                click.echo(f"  to {row.to} ({kind}):\n    {text}")
         if report_path:
             problems = len(report.errors)
             click.echo(f"\nReport: {report_path} ({problems} problem(s), with the fix for each)")

@@ -36,13 +36,20 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from werkzeug.wrappers import Request
 
-__all__ = ["FAILURE_REASONS", "TEMPLATE_KINDS", "EmulatedTemplates"]
+__all__ = [
+    "FAILURE_REASONS",
+    "SAMPLE_CATALOGUE",
+    "TEMPLATE_KINDS",
+    "EmulatedTemplates",
+    "sample_catalogue",
+]
 
 #: WhatsApp's codes for a template message that does not match, with their text.
 FAILURE_REASONS = {
@@ -64,6 +71,19 @@ _DEFAULT_LIMIT = 25
 _MAX_LIMIT = 1000
 _PAGING = ("both", "next", "cursors")
 _FAILURE_COLUMNS = ("message_id", "to", "template_name", "lang_code", "error_code", "error", "at")
+#: The sample catalogue shipped inside the package (package data, so that an installed
+#: ``kwa-batch templates --emulator`` finds it): the same file as ``sample_data/templates.json``.
+SAMPLE_CATALOGUE = "sample_templates.json"
+
+
+def sample_catalogue() -> dict[str, Any]:
+    """The sample template catalogue (WhatsApp's JSON) that ``kwa-batch templates
+    --emulator`` plays, read from the installed package (``importlib.resources``)."""
+    text = (
+        resources.files("kwa_batch.emulator").joinpath(SAMPLE_CATALOGUE).read_text(encoding="utf-8")
+    )
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
 
 
 @dataclass(frozen=True)

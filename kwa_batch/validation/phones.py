@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -143,6 +143,29 @@ _NO_REGION = (
     "has no country code: write it as +<country code><number>, or pass default_region= "
     "(--region) for national numbers"
 )
+
+
+@cache
+def _shortest(region: str) -> int:
+    """The fewest digits a national number of ``region`` has (libphonenumber's metadata)."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    general = metadata.general_desc if metadata else None
+    lengths = [n for n in (general.possible_length if general else ()) or () if n > 0]
+    return min(lengths, default=1)
+
+
+def _too_short(digits: int, region: str | None) -> str | None:
+    """The reason for a value written without ``+`` that has too few digits to be a number
+    (its hint must not be "pass --region", which cannot lengthen it); None when it has
+    enough for one of its readings."""
+    if digits >= E164_MIN or (region and digits >= _shortest(region)):
+        return None
+    count = f"only {digits} digit" + ("s" if digits != 1 else "")
+    within = f"{region} numbers have at least {_shortest(region)}; " if region else ""
+    return (
+        f"has {count}, too few for a phone number ({within}with the country code, "
+        f"{E164_MIN} to {E164_MAX}): check that no digit is missing"
+    )
 
 
 def _invalid_for_cc(cc: str) -> str:
@@ -273,7 +296,8 @@ def normalize_phone(value: str, default_region: str | None = None) -> PhoneCheck
     for found in readings:
         if found:
             return PhoneCheck(None, _out_of_bounds(len(found) - 1))
-    return PhoneCheck(None, _neither(region) if region else _NO_REGION)
+    short = _too_short(len(digits), region)
+    return PhoneCheck(None, short or (_neither(region) if region else _NO_REGION))
 
 
 def _international(digits: str) -> PhoneCheck:
@@ -380,8 +404,10 @@ def normalize_phones(values: pd.Series, default_region: str | None = None) -> pd
         _settle(rows, international_column(subset), None, e164, reasons, slow)
     if national.any():
         rows = np.flatnonzero(national)
-        reading = _national(_rows(compact, rows), region)
-        _settle(rows, reading, _neither(region) if region else _NO_REGION, e164, reasons, slow)
+        subset = _rows(compact, rows)
+        otherwise = _neither(region) if region else _NO_REGION
+        _settle(rows, _national(subset, region), otherwise, e164, reasons, slow)
+        _say_too_short(rows, subset, region, otherwise, reasons)
     mangled = np.zeros(n, dtype=bool)
     if slow.any():
         rows = np.flatnonzero(slow)
@@ -403,6 +429,20 @@ def normalize_phones(values: pd.Series, default_region: str | None = None) -> pd
         },
         index=values.index,
     )
+
+
+def _say_too_short(
+    rows: np.ndarray[Any, Any], subset: pa.Array, region: str | None, said: str, reasons: _Reasons
+) -> None:
+    """Where a national value was refused with ``said`` but has too few digits to be a
+    number, say that instead (as :func:`normalize_phone` does)."""
+    if said not in reasons.ids:
+        return
+    lengths = np.asarray(pc.utf8_length(subset).to_numpy(zero_copy_only=False))
+    for i in np.flatnonzero(lengths < E164_MIN):
+        short = _too_short(int(lengths[i]), region)
+        if short and reasons.rows[rows[i]] == reasons.ids[said]:
+            reasons.rows[rows[i]] = reasons.id(short)
 
 
 def _compacted(

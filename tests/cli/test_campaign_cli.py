@@ -81,6 +81,58 @@ def test_templates_command_writes_the_catalogue(runner: CliRunner, tmp_path: Pat
     assert load_templates(out).equals(load_templates(SAMPLES / "templates.json"))
 
 
+def test_the_preview_of_text_rows_says_text_not_nan(runner: CliRunner) -> None:
+    """Issue #18 (seen on the way): text rows were previewed as "to +91... (nan):"."""
+    result = runner.invoke(
+        cli,
+        [
+            "validate",
+            str(SAMPLES / "recipients.csv"),
+            "--templates",
+            str(SAMPLES / "templates.csv"),
+        ],
+    )
+    assert "How the first valid messages read:" in result.output
+    assert "  to +919876543210 (text):" in result.output
+    assert "nan" not in result.output.lower()
+
+
+def test_the_packaged_sample_catalogue_is_the_sample_file() -> None:
+    from kwa_batch.emulator.templates import SAMPLE_CATALOGUE, sample_catalogue
+
+    packaged = ROOT / "kwa_batch" / "emulator" / SAMPLE_CATALOGUE
+    assert packaged.read_bytes() == (SAMPLES / "templates.json").read_bytes()
+    assert load_templates(sample_catalogue()).equals(load_templates(SAMPLES / "templates.json"))
+
+
+def test_templates_emulator_works_from_an_installed_package(tmp_path: Path) -> None:
+    """Installed, the package sits in site-packages with no sample_data/ beside it (issue
+    #18: the command looked for site-packages/sample_data/templates.json)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(
+        ROOT / "kwa_batch", tmp_path / "site" / "kwa_batch", ignore=shutil.ignore_patterns("*.pyc")
+    )
+    (tmp_path / "work").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KALEYRA_", "KWA_"))}
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    done = subprocess.run(
+        [sys.executable, "-m", "kwa_batch", "templates", "--waba-id", "1", "--emulator"],
+        cwd=tmp_path / "work",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "12 template(s) of WABA 1" in done.stdout
+    assert (tmp_path / "work" / "templates.csv").is_file()
+
+
 def test_templates_command_needs_an_account(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["templates", "--waba-id", "1"])
     assert result.exit_code == 2

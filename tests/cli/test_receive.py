@@ -165,6 +165,9 @@ def test_receive_serves_until_stopped(tmp_path: Path, stop: signal.Signals) -> N
     output = "".join(lines) + output
     assert proc.returncode == 0, output
     assert "Stopped; 1 callback(s) stored, 0 repeated, 1 refused." in output
+    # Issue #18: it said where it listens twice (its own line and the library's log).
+    assert output.count("eceiving Kaleyra callbacks on") == 1, output
+    assert "callback receiver on port" not in output
     assert "read: message m:0 to ********3210" in output
     assert TOKEN not in output
     assert "9876543210" not in output

@@ -41,6 +41,47 @@ def test_validate_clean_file_exits_0(runner: CliRunner, write_csv) -> None:
     assert "2 valid, 0 invalid" in result.output
 
 
+@pytest.mark.parametrize("command", ["send", "validate"])
+def test_quiet_before_the_command_is_the_commands_quiet(
+    runner: CliRunner, sample_csv: Path, tmp_path: Path, command: str
+) -> None:
+    """Issue #18: `kwa-batch -q send` was "No such option: -q"."""
+    more = ["--emulator", "--out", str(tmp_path / "r.xlsx")] if command == "send" else []
+    before = runner.invoke(cli, ["-q", command, str(sample_csv), *more])
+    after = runner.invoke(cli, [command, str(sample_csv), "-q", *more])
+    assert before.exit_code == after.exit_code == 1, before.output
+    assert before.output == after.output == ""
+
+
+@pytest.mark.parametrize("command", ["send", "validate"])
+def test_quiet_leaves_out_the_notes(
+    runner: CliRunner, write_csv, tmp_path: Path, command: str
+) -> None:
+    """Issue #18: `send -q` still printed a Note (here: the file's legacy encoding)."""
+    path = write_csv("to,body\n+919876543210,Olá José\n".encode("cp1252"))
+    more = ["--emulator", "--out", str(tmp_path / "r.xlsx")] if command == "send" else []
+    loud = runner.invoke(cli, [command, str(path), *more])
+    assert "Note: " in loud.output
+    quiet = runner.invoke(cli, [command, str(path), "-q", *more])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.output == ""
+
+
+def test_the_errors_sheet_is_named_only_when_it_has_rows(
+    runner: CliRunner, write_csv, sample_csv: Path, tmp_path: Path
+) -> None:
+    """Issue #18: "fixes on the Errors sheet" was printed when every row was sent."""
+    out = str(tmp_path / "r.xlsx")
+    clean = runner.invoke(cli, ["send", str(write_csv(CLEAN)), "--emulator", "--out", out])
+    assert clean.exit_code == 0, clean.output
+    assert f"Results: {out} (2 rows, one per input row)" in clean.output
+    assert "Errors sheet" not in clean.output
+    sample = runner.invoke(cli, ["send", str(sample_csv), "--emulator", "--out", out])
+    assert f"Results: {out} (20 rows, one per input row; fixes on the Errors sheet)" in (
+        sample.output
+    )
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "no such file"), ("", "the file is empty"), ("name\nx\n", "no recipient column")],
@@ -355,7 +396,7 @@ def test_validate_region_reads_national_numbers(runner: CliRunner, write_csv) ->
     assert "0 valid, 2 invalid" in runner.invoke(cli, ["validate", str(path)]).output
     result = runner.invoke(cli, ["validate", str(path), "--region", "IN"])
     assert "1 valid, 1 invalid" in result.output
-    assert "is neither a valid IN number nor a valid international number" in result.output
+    assert "'98765' has only 5 digits, too few for a phone number (IN numbers" in result.output
 
 
 def test_validate_builds_template_messages_from_columns(runner: CliRunner, write_csv) -> None:
@@ -470,10 +511,8 @@ def test_an_invalid_sender_is_one_line_before_anything_else(
     assert result.output.startswith(f"Error: {where} '12345': the sender")
 
 
-def test_the_command_line_names_flags_never_python_parameters(
-    runner: CliRunner, sample_csv: Path
-) -> None:
-    result = runner.invoke(cli, ["validate", str(sample_csv)])
+def test_the_command_line_names_flags_never_python_parameters(runner: CliRunner, write_csv) -> None:
+    result = runner.invoke(cli, ["validate", str(write_csv("to,body\n9876543210,Hi\n"))])
     assert "or pass --region for national numbers" in result.output
     assert "default_region=" not in result.output
 

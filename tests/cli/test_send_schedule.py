@@ -151,6 +151,39 @@ def test_dry_run_prints_the_estimate(runner: CliRunner, write_csv) -> None:
     assert "Estimate: held back now (KWA027): 1" in result.output
 
 
+def test_the_dry_run_estimate_reads_without_nan(runner: CliRunner) -> None:
+    """Issue #18: the sample with --rate-card (no --templates) printed a raw DataFrame with
+    NaN; a row without a price now says why, with prices in their currency."""
+    sample = [
+        "send", str(SAMPLE / "recipients.csv"), "--dry-run", "--from", "+911234567890",
+        "--rate-card", str(SAMPLE / "rate_card.csv"),
+    ]  # fmt: skip
+    result = runner.invoke(cli, sample)
+    assert result.exit_code == 1, result.output  # the sample's five bad rows
+    assert "NaN" not in result.output
+    assert "Estimate: cost: 0.0000 USD for the 9 priced message(s)" in result.output
+    assert "Estimate: 6 message(s) not priced" in result.output
+    table = [line for line in result.output.splitlines() if line.startswith("  IN ")]
+    assert table[0].split() == ["IN", "service", "4", "4", "0", "USD", "0.0000", "USD"]
+    assert table[1].startswith("  IN      unknown          3           3")
+    assert table[1].endswith(
+        "no price: a template's category comes from the catalogue (--templates)"
+    )
+    priced = runner.invoke(cli, [*sample, "--templates", str(SAMPLE / "templates.csv")])
+    assert "NaN" not in priced.output
+    assert "no price" not in priced.output
+    assert "  IN      utility          3           3  0.0014 USD  0.0042 USD" in priced.output
+
+
+def test_without_a_rate_card_the_dry_run_says_nothing_of_one(runner: CliRunner) -> None:
+    result = runner.invoke(
+        cli, ["send", str(SAMPLE / "recipients.csv"), "--dry-run", "--from", "+911234567890"]
+    )
+    assert "Estimate: 15 message(s) to 15 recipient(s)" in result.output
+    assert "rate card" not in result.output
+    assert "priced" not in result.output
+
+
 def test_the_estimate_and_the_held_rows_are_on_the_summary_sheet(
     runner: CliRunner, write_csv, tmp_path: Path, wall_clock: WallClock
 ) -> None:

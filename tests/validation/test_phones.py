@@ -50,7 +50,9 @@ def test_valid_numbers_normalise_to_e164(value: str, region: str | None, expecte
         ("+919876543210x", None, "'x'", False),
         ("+91987654321O", None, "'O'", False),
         ("9876543210", None, "no country code", False),
-        ("12345", "IN", "neither a valid IN number", False),
+        ("12345678", "IN", "neither a valid IN number", False),
+        ("98765", None, "has only 5 digits, too few for a phone number", False),
+        ("12345", "IN", "(IN numbers have at least 8; with the country code, 7 to 15)", False),
         ("+12", None, "not a valid number", False),
         ("91+9876543210", None, "'+' that is not at the start", False),
         ("", None, "empty", False),
@@ -66,6 +68,28 @@ def test_invalid_numbers_are_refused_with_a_reason(
     assert check.e164 is None
     assert reason_part in check.reason
     assert check.mangled is mangled
+
+
+@pytest.mark.parametrize(
+    ("value", "region"), [("98765", None), ("1", None), ("12345", "IN"), ("98 76", "GB")]
+)
+def test_a_value_too_short_to_be_a_number_does_not_suggest_a_region(
+    value: str, region: str | None
+) -> None:
+    """Issue #18: '98765' was told to "pass --region", which cannot lengthen it."""
+    check = normalize_phone(value, region)
+    assert check.e164 is None
+    assert "too few for a phone number" in check.reason
+    assert "check that no digit is missing" in check.reason
+    assert "region" not in check.reason
+    column = normalize_phones(pd.Series([value, "+919876543210"], dtype="str"), region)
+    assert column.loc[0, "reason"] == check.reason  # the column says the same
+
+
+def test_a_national_number_of_a_possible_length_still_suggests_a_region() -> None:
+    assert "--region" in normalize_phone("9876543210").reason
+    assert "--region" in normalize_phones(pd.Series(["9876543210"]))["reason"].iloc[0]
+    assert normalize_phone("7012", "NU").ok  # Niue: four digits are a number
 
 
 def test_a_letter_libphonenumber_would_accept_is_refused() -> None:
