@@ -240,6 +240,19 @@ class OptOutSource:
     def __repr__(self) -> str:
         return f"OptOutSource({str(self.path)!r})"
 
+    def version(self) -> tuple[tuple[int, int] | None, ...]:
+        """A token that changes whenever the store's files do (the main file and its
+        write-ahead log): a reader that polls can skip a read when it is unchanged."""
+        found: list[tuple[int, int] | None] = []
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                stat = path.stat()
+            except OSError:
+                found.append(None)
+            else:
+                found.append((stat.st_size, stat.st_mtime_ns))
+        return tuple(found)
+
     def opt_outs(self) -> pd.DataFrame:
         """The store's opt-outs now, as :func:`opt_outs` gives them (the store is opened
         for this read and closed after it).

@@ -254,6 +254,14 @@ class CallbackStore:
 
         return opt_outs(self, **options)
 
+    def version(self) -> tuple[int, int]:
+        """A token that changes whenever the store does (written by this connection or by
+        another): a reader that polls can skip a read when it is unchanged."""
+        with self._lock:
+            connection = self._connect()
+            changed_elsewhere = connection.execute("PRAGMA data_version").fetchone()[0]
+            return int(changed_elsewhere), connection.total_changes
+
     def counts(self) -> dict[str, int]:
         """How many status updates and incoming messages are stored."""
         with self._lock:
