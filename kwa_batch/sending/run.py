@@ -728,11 +728,29 @@ def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame
     return frame
 
 
+def _in_notebook() -> bool:
+    """Whether ``tqdm.auto`` draws widgets here (a Jupyter kernel)."""
+    return any(cls.__module__ == "tqdm.notebook" for cls in type.mro(tqdm))
+
+
 def _progress_stream() -> Any:
     """Where the plain progress lines go: beside the bar in a terminal (stderr), as plain
     output in a notebook (where stderr reads as an error)."""
-    notebook = any(cls.__module__ == "tqdm.notebook" for cls in type.mro(tqdm))
-    return sys.stdout if notebook else sys.stderr
+    return sys.stdout if _in_notebook() else sys.stderr
+
+
+def _draws_a_bar() -> bool:
+    """A bar only where someone watches it: a notebook, or a terminal (a pipe or a log file
+    would collect every redraw of a text bar); the plain lines are written anyway."""
+    if _in_notebook():
+        return True
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty()) if callable(isatty) else False
+
+
+def _again() -> str:
+    """How to give the second stop signal, where the run is."""
+    return "Interrupt the kernel again" if _in_notebook() else "press Ctrl-C again"
 
 
 def headline(to_send: int, resume: dict[str, int]) -> str:
@@ -798,7 +816,11 @@ class _Loop:
         if self.total == 0:
             return None
         self.bar = tqdm(
-            total=self.total, unit="msg", desc="sending", disable=not self.progress, leave=True
+            total=self.total,
+            unit="msg",
+            desc="sending",
+            disable=not (self.progress and _draws_a_bar()),
+            leave=True,
         )
         stopped_by: int | None = None
         started = time.monotonic()
@@ -869,11 +891,11 @@ class _Loop:
         run.stop_reason = _INTERRUPTED
         run.stop.set()
         log.warning(
-            "stopping (%s): waiting up to %.0f s for %d request(s) in flight; interrupt "
-            "again (Ctrl-C, or Interrupt the kernel) to stop waiting",
+            "stopping (%s): waiting up to %.0f s for %d request(s) in flight; %s to stop waiting",
             signal_name(button.first),
             _GRACE_SECONDS,
             len(self.pending),
+            _again(),
         )
         deadline = time.monotonic() + _GRACE_SECONDS
         while self.pending and button.pressed < 2 and time.monotonic() < deadline:

@@ -71,6 +71,19 @@ QUIET, NOT_YET, EXPIRED, LIMIT, NO_ZONE = "KWA027", "KWA028", "KWA029", "KWA030"
 #: Message types that open a conversation (counted by the daily messaging limit).
 BUSINESS_INITIATED = frozenset({"template", "mediatemplate", "authenticationtemplate"})
 _DAY = timedelta(hours=24)
+# libphonenumber's metadata keeps some zones' old names (links in the tz database): shown
+# to people, the current ones.
+_CURRENT_NAMES = {
+    "Asia/Calcutta": "Asia/Kolkata",
+    "Asia/Katmandu": "Asia/Kathmandu",
+    "Asia/Rangoon": "Asia/Yangon",
+    "Asia/Saigon": "Asia/Ho_Chi_Minh",
+    "Atlantic/Faeroe": "Atlantic/Faroe",
+    "Europe/Kiev": "Europe/Kyiv",
+    "Pacific/Truk": "Pacific/Chuuk",
+    "Pacific/Ponape": "Pacific/Pohnpei",
+    "America/Godthab": "America/Nuuk",
+}
 #: The longest expiry given as a duration.
 _LONGEST = timedelta(days=366)
 #: The farthest a time setting may be from the real now, either way.
@@ -425,7 +438,7 @@ def zones_of(number: str) -> tuple[ZoneInfo, ...]:
     zones = []
     for name in names:
         try:
-            zones.append(ZoneInfo(name))
+            zones.append(ZoneInfo(_CURRENT_NAMES.get(name, name)))
         except (ZoneInfoNotFoundError, ValueError):
             continue  # "Etc/Unknown", or a zone this system's tz database lacks
     return tuple(zones)

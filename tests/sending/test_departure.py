@@ -390,3 +390,26 @@ def test_journals_in_a_linked_sub_folder_are_counted(
     results = send(report, fresh_emulator.client(), daily_limit=1, history=history, progress=False)
     assert results.loc[0, "error_code"] == "KWA030"
     assert fresh_emulator.messages.empty
+
+
+def test_zones_are_shown_by_their_current_names(
+    fresh_emulator: Emulator, wall_clock: WallClock
+) -> None:
+    """libphonenumber says Asia/Calcutta; people read Asia/Kolkata."""
+    wall_clock.set(datetime(2027, 1, 15, 18, tzinfo=UTC))  # 23:30 in India
+    report = validate(campaign(["+919876500001"]), sender=SENDER)
+    results = send(report, fresh_emulator.client(), quiet_hours="21:00-09:00", progress=False)
+    assert "09:00 Asia/Kolkata" in results.loc[0, "error_message"]
+
+
+def test_no_bar_redraws_go_into_a_pipe(
+    fresh_emulator: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kb.send(progress=True) from a cron script with stderr to a file: the plain lines,
+    not a hundred carriage-return redraws of a bar nobody sees."""
+    report = validate(campaign(UK[:20], "text"), sender=SENDER)
+    send(report, fresh_emulator.client(), progress=True, rate_limit=None)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert "Sending 20 message(s)" in err
+    assert "sending: sent 20" in err

@@ -252,6 +252,7 @@ def test_the_progress_bar_shows_the_pace_within_80_columns(
             super().__init__(*args, **{**kwargs, "ncols": 80, "mininterval": 0})
 
     monkeypatch.setattr(run, "tqdm", Narrow)
+    monkeypatch.setattr(run, "_draws_a_bar", lambda: True)  # stderr a terminal
     send(frame(2000), emulator.client(sender=SENDER), rate_limit=5000, progress=True)
     lines = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line]
     bars = [line for line in lines if "|" in line]
