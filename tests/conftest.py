@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest_emulator import emulator, fresh_emulator  # noqa: F401  (fixtures)
 
@@ -114,3 +115,14 @@ def wall_clock(monkeypatch: pytest.MonkeyPatch) -> WallClock:
     found.set(clock.now(), speed=1.0)
     monkeypatch.setattr(clock, "now", found.now)
     return found
+
+
+def campaign(numbers: list[str], type_: str = "template") -> pd.DataFrame:
+    """A campaign to these numbers: one template each (``type_="template"``), else a text."""
+    frame = pd.DataFrame({"to": pd.array(numbers, dtype="str")})
+    if type_ == "template":
+        frame["type"], frame["template_name"] = "template", "promo"
+        frame["params"], frame["lang_code"] = "Ana", "en"
+    else:
+        frame["body"] = "Hello"
+    return frame

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SENDER, WallClock
+from conftest import SENDER, WallClock, campaign
 
 from kwa_batch import ConfigurationError, Emulator, send, validate
 from kwa_batch.receipts.optouts import opt_outs
@@ -22,16 +22,6 @@ from kwa_batch.sending.journal import Journal
 from kwa_batch.sending.schedule import Pacing
 
 UK = [f"+4479111234{i:02d}" for i in range(40)]
-
-
-def campaign(numbers: list[str], type_: str = "template") -> pd.DataFrame:
-    frame = pd.DataFrame({"to": pd.array(numbers, dtype="str")})
-    if type_ == "template":
-        frame["type"], frame["template_name"] = "template", "promo"
-        frame["params"], frame["lang_code"] = "Ana", "en"
-    else:
-        frame["body"] = "Hello"
-    return frame
 
 
 @pytest.mark.slow

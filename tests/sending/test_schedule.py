@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SENDER, WallClock
+from conftest import SENDER, WallClock, campaign
 
 from kwa_batch import ConfigurationError, Emulator, send, validate
 from kwa_batch.errors import JournalError, JournalLockedError
@@ -23,16 +23,6 @@ INDIA = ["+919876500001", "+919876500002"]
 UK = ["+447911123451", "+447911123452"]
 US = ["+12125550101", "+13125550102", "+14155550103"]  # New York, Chicago, Los Angeles
 BRAZIL = ["+5511987650001"]
-
-
-def campaign(numbers: list[str], type_: str = "template") -> pd.DataFrame:
-    frame = pd.DataFrame({"to": pd.array(numbers, dtype="str")})
-    if type_ == "template":
-        frame["type"], frame["template_name"] = "template", "promo"
-        frame["params"], frame["lang_code"] = "Ana", "en"
-    else:
-        frame["body"] = "Hello"
-    return frame
 
 
 def history_journal(folder: Path, sent: dict[str, datetime], name: str = "old.db") -> Path:
