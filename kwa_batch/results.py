@@ -22,6 +22,7 @@ __all__ = [
     "DELIVERY_COLUMNS",
     "DELIVERY_STATUSES",
     "INCOMPLETE_STATUSES",
+    "NEVER_SENT",
     "NO_CALLBACK_URL",
     "NO_RECEIPT",
     "OUTCOME_FIELDS",
@@ -180,9 +181,16 @@ def error_counts(results: pd.DataFrame) -> pd.DataFrame:
     return grouped.rename("rows").reset_index().sort_values("rows", ascending=False)
 
 
+#: Codes of ``not_sent`` rows that no later run sends: the campaign expired (``KWA029``), or
+#: the recipient opted out while it was sending (``KWA025``). Final, like ``failed``.
+NEVER_SENT = frozenset({"KWA029", "KWA025"})
+
+
 def exit_code(results: pd.DataFrame) -> int:
-    """The CLI's exit code for these results: 3 incomplete, 1 some rejected/failed, else 0."""
-    statuses = set(results["status"].dropna().unique())
+    """The CLI's exit code for these results: 3 incomplete, 1 some rejected/failed (or
+    never to be sent: :data:`NEVER_SENT`), else 0 — for a run and for its results file."""
+    final = (results["status"] == "not_sent") & results["error_code"].isin(NEVER_SENT)
+    statuses = set(results["status"].mask(final.fillna(False), "failed").dropna().unique())
     if statuses & set(INCOMPLETE_STATUSES):
         return 3
     if statuses & {"rejected", "failed"}:

@@ -371,10 +371,7 @@ def _exit_code(results: pd.DataFrame) -> int:
     stopped_by = (results.attrs.get("run") or {}).get("stopped_by")
     if stopped_by:
         return exit_status(getattr(signal, stopped_by, signal.SIGINT))
-    from ..sending.departure import NEVER_SENT  # expired or opted out: not exit 3
-
-    expired = (results["status"] == "not_sent") & results["error_code"].isin(NEVER_SENT)
-    return exit_code(results.assign(status=results["status"].mask(expired, "failed")))
+    return exit_code(results)
 
 
 def _finish(results: pd.DataFrame, target: Path, o: _Options) -> None:

@@ -59,7 +59,7 @@ from .schedule import (
     zones_of,
 )
 
-__all__ = ["NEVER_SENT", "OPT_OUT_SECONDS", "Departure", "LiveOptOuts", "Verdict"]
+__all__ = ["OPT_OUT_SECONDS", "Departure", "LiveOptOuts", "Verdict"]
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,6 @@ log = logging.getLogger(__name__)
 OPT_OUT_SECONDS = 2.0
 #: The code of a row to a number that opted out while the run was sending.
 OPTED_OUT = "KWA025"
-#: Codes of rows held at departure that no later run sends (expired; opted out): a run
-#: that left only these is complete (exit 1 for them, not 3).
-NEVER_SENT = frozenset({EXPIRED, OPTED_OUT})
 #: The code of the rows left when a live opt-out source could no longer be read.
 UNREADABLE = "NOTSENT"
 _DAY = timedelta(hours=24)

@@ -222,6 +222,9 @@ def test_expired_rows_do_not_keep_the_exit_code_at_3(
     assert code == 1, output  # all expired: nothing is left to send later
     results = pd.read_csv(tmp_path / "r.csv", dtype="str")
     assert set(results["error_code"]) == {"KWA029"}
+    # `report` on the results file exits like the run that wrote it (it once said 3).
+    reported = runner.invoke(cli, ["report", str(tmp_path / "r.csv")])
+    assert reported.exit_code == 1, reported.output
 
 
 def test_a_stop_received_while_the_command_sends_holds_that_row(
