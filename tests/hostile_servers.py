@@ -12,6 +12,20 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+#: A one-template list as the catalogue API answers it, for the servers to serve.
+LIST = json.dumps(
+    {
+        "data": [
+            {
+                "name": "hi",
+                "language": "en",
+                "status": "APPROVED",
+                "components": [{"type": "BODY", "text": "Hi {{1}}"}],
+            }
+        ]
+    }
+).encode()
+
 #: What a server does with one connection once the request's headers are read:
 #: ``answer(connection, request bytes, stop event)``.
 Answer = Callable[[socket.socket, bytes, threading.Event], None]

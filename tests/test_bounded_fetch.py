@@ -9,24 +9,11 @@ import time
 from collections.abc import Callable
 
 import pytest
-from hostile_servers import drip, endless_pages, response, serving, whole
+from hostile_servers import LIST, drip, endless_pages, response, serving, whole
 
 from kwa_batch import KaleyraClient
 from kwa_batch.bounded import BoundedSession, json_depth
 from kwa_batch.errors import AmbiguousSendError, InputError, InvalidResponseError
-
-LIST = json.dumps(
-    {
-        "data": [
-            {
-                "name": "hi",
-                "language": "en",
-                "status": "APPROVED",
-                "components": [{"type": "BODY", "text": "Hi {{1}}"}],
-            }
-        ]
-    }
-).encode()
 
 
 def bounded(**kwargs: float) -> Callable[[], BoundedSession]:

@@ -107,7 +107,6 @@ class LiveOptOuts:
         self.default_region = default_region
         self.every = every
         self.failure: str | None = None
-        self.reads = 0
         self._numbers: dict[str, str] = {}
         self._seen: tuple[Any, ...] | None = None
         self._stop = threading.Event()
@@ -148,7 +147,6 @@ class LiveOptOuts:
 
         self._seen = self._version()  # before reading: a change meanwhile is read next time
         frame = load_suppression(*self.sources, default_region=self.default_region)
-        self.reads += 1
         stamps = pd.to_datetime(frame["since"], utc=True)  # empty: not typed as times
         since = stamps.dt.strftime(" since %Y-%m-%d %H:%M UTC").fillna("")
         texts = (
@@ -258,11 +256,6 @@ class Departure:
         self._lock = threading.Lock()
         #: Rows held at departure, by code.
         self.counts: dict[str, int] = {}
-
-    @property
-    def active(self) -> bool:
-        """Whether anything can hold a row at departure."""
-        return self.pacing.active or self.opt_outs is not None
 
     def closed(self) -> Verdict | None:
         """A verdict for every row left, now (expired, not started, opt-outs unreadable),

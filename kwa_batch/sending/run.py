@@ -115,8 +115,6 @@ class _Done:
     request_id: str | None = None
     message_ids: list[str | None] | None = None
     split: list[Request] | None = None
-    #: Held at departure by the campaign's rules (never reached the wire).
-    held: bool = False
 
 
 @dataclass
@@ -315,7 +313,7 @@ def _held(request: Request, verdicts: list[Verdict], attempts: int) -> _Done:
     """A request none of whose rows may leave now: ``not_sent`` with the verdict's code (one
     request per verdict: a request held for different reasons was split before)."""
     first = verdicts[0]
-    return _Done(request, "not_sent", first.code, first.message, attempts=attempts, held=True)
+    return _Done(request, "not_sent", first.code, first.message, attempts=attempts)
 
 
 def _failure(request: Request, status: str, exc: ApiError, attempt: int) -> _Done:

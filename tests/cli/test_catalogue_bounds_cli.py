@@ -14,21 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from hostile_servers import drip, response, serving, whole
+from hostile_servers import LIST, drip, response, serving, whole
 
 RECIPIENTS = str(ROOT / "sample_data" / "recipients.csv")
-LIST = json.dumps(
-    {
-        "data": [
-            {
-                "name": "hi",
-                "language": "en",
-                "status": "APPROVED",
-                "components": [{"type": "BODY", "text": "Hi {{1}}"}],
-            }
-        ]
-    }
-).encode()
 
 
 def kwa_batch(*args: str, timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], float]:
