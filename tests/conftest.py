@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -126,3 +127,34 @@ def campaign(numbers: list[str], type_: str = "template") -> pd.DataFrame:
     else:
         frame["body"] = "Hello"
     return frame
+
+
+def load_within(
+    load: Callable[[Path], object], path: Path, seconds: float = 30
+) -> BaseException | None:
+    """``load(path)`` on a thread: the error it raised (None if none), or fail the test if it
+    is still blocked after ``seconds`` (a reader stuck on a FIFO: it is then unblocked by
+    opening the FIFO for writing, so that the thread ends)."""
+    import contextlib
+    import os
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            load(path)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(
+            f"{getattr(load, '__name__', load)}({path}) was still blocked after {seconds} s"
+        )
+    return outcome[0]

@@ -5,17 +5,15 @@ once and without a RecursionError; real files only."""
 from __future__ import annotations
 
 import codecs
-import contextlib
 import json
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_within
 
 from kwa_batch.catalogue import MAX_CATALOGUE_BYTES, MAX_PARTS, load_templates
 from kwa_batch.errors import InputError
@@ -143,26 +141,8 @@ def test_a_file_over_the_cap_is_refused_before_reading(tmp_path: Path, suffix: s
     assert "over the 32 MiB a template catalogue may be" in refused(path)
 
 
-def _load_within(path: Path, seconds: float = 10) -> BaseException | None:
-    """load_templates(path) on a thread; fails the test if it is still blocked after
-    ``seconds`` (then unblocks it by opening the FIFO for writing)."""
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            load_templates(path)
-            outcome.append(None)
-        except BaseException as exc:  # handed to the test
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        with contextlib.suppress(OSError):
-            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-        pytest.fail(f"load_templates({path}) was still blocked after {seconds} s")
-    return outcome[0]
+def _load_within(path: Path) -> BaseException | None:
+    return load_within(load_templates, path, seconds=10)
 
 
 @pytest.mark.parametrize("name", ["t.json", "t.csv", "t.xlsx", "t.fifo"])

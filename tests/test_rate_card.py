@@ -5,14 +5,12 @@ refusal names the file, the line, the column, the value and the fix. Real files.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import os
-import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_within
 
 from kwa_batch.errors import InputError
 from kwa_batch.pricing import MAX_PRICE, load_rate_card
@@ -146,24 +144,9 @@ def test_semicolons_and_trailing_comments(tmp_path: Path) -> None:
 def test_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
     path = tmp_path / "card.csv"
     os.mkfifo(path)
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            load_rate_card(path)
-            outcome.append(None)
-        except BaseException as exc:  # handed to the test
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(10)
-    if thread.is_alive():
-        with contextlib.suppress(OSError):
-            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-        pytest.fail("load_rate_card was still blocked on a FIFO after 10 s")
-    assert isinstance(outcome[0], InputError)
-    assert "is a named pipe (FIFO), not a file" in str(outcome[0])
+    error = load_within(load_rate_card, path, seconds=10)
+    assert isinstance(error, InputError)
+    assert "is a named pipe (FIFO), not a file" in str(error)
 
 
 def test_a_card_over_the_cap_is_refused_before_reading(tmp_path: Path) -> None:

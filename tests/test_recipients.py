@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import codecs
-import contextlib
 import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow.csv as pa_csv
 import pytest
+from conftest import load_within
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
@@ -293,27 +292,8 @@ def test_fast_and_csv_module_paths_agree(document: tuple[str, str]) -> None:
 # --- Only regular files ---------------------------------------------------------------------
 
 
-def _load_within(path: Path, seconds: float = 30) -> BaseException | None:
-    """Load in a thread: the error raised, or fail if it is still blocked at the deadline."""
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            load_recipients(path)
-            outcome.append(None)
-        except BaseException as exc:  # handed to the test
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        # Unblock the reader so the thread ends, then fail.
-        with contextlib.suppress(OSError):
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-            os.close(fd)
-        pytest.fail(f"load_recipients({path}) was still blocked after {seconds} s")
-    return outcome[0]
+def _load_within(path: Path) -> BaseException | None:
+    return load_within(load_recipients, path)
 
 
 @pytest.mark.parametrize("name", ["f.csv", "f.xlsx"])
