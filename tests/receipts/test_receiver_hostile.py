@@ -397,7 +397,13 @@ def _json_text(value: object) -> str:
     method=st.sampled_from(["GET", "POST", "HEAD"]),
     document=st.dictionaries(
         _NAMES,
-        st.recursive(_JSON_ATOMS, lambda inner: st.lists(inner) | st.dictionaries(_NAMES, inner)),
+        # A few levels and leaves are enough to put every kind of value under every name;
+        # hypothesis's default (100 leaves a value) spent seconds drawing, not requesting.
+        st.recursive(
+            _JSON_ATOMS,
+            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_NAMES, inner, max_size=4),
+            max_leaves=8,
+        ),
     ),
     content_type=st.sampled_from(
         ["application/json", "application/x-www-form-urlencoded", "multipart/form-data", ""]
