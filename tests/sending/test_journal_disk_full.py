@@ -129,8 +129,13 @@ def test_a_run_whose_journal_fills_the_disk_stops_cleanly(
     the journal's error, and attrs say why (the CLI exits 3 and writes the results)."""
     rows = 3000
     emulator.reset()
+    # No rate: at the default 80 messages a second the disk took ~20 s to fill.
     results = send(
-        frame(rows), emulator.client(sender=SENDER), journal=small_tmpfs / "j.db", progress=False
+        frame(rows),
+        emulator.client(sender=SENDER),
+        journal=small_tmpfs / "j.db",
+        rate_limit=None,
+        progress=False,
     )
     error = results.attrs["run"]["journal_error"]
     assert "cannot be written any more (the disk is full)" in error
