@@ -93,13 +93,13 @@ class PausingServer(Emulator):
 
 
 def test_a_pause_before_the_wire_does_not_crowd_a_second_at_the_server() -> None:
-    # 120 ms every 2.5 s (longer than the margin ever was before the fix, 50 ms at most):
+    # 120 ms every 1.25 s (longer than the margin ever was before the fix, 50 ms at most):
     # the requests let go meanwhile reach the wire together. Each holds its place in the
     # window from there, so the ones a second later wait for them.
-    pauses = Pauses(2.5, 0.12)
+    pauses = Pauses(1.25, 0.12)  # four pauses in the run's 4 s
     with Emulator(latency=0.3, callbacks=False) as emu:
         client = emu.client(sender=SENDER, session_factory=lambda: PausingSession(pauses))
-        results = send(personalised(400), client, rate_limit=RATE, progress=False)
+        results = send(personalised(200), client, rate_limit=RATE, progress=False)
         seen = arrivals(emu)
     assert (results["status"] == "sent").all()
     assert max_in_any_window(seen) <= RATE
@@ -109,8 +109,8 @@ def test_a_server_that_stalls_sees_no_more_than_the_rate() -> None:
     # The same pauses at the server: what is sent meanwhile arrives at once. The client sees
     # the stall in the round trips (0.42 s later), before the messages a second later
     # leave, and holds each place that much longer.
-    with PausingServer(Pauses(2.5, 0.12), latency=0.3, callbacks=False) as emu:
-        results = send(personalised(400), emu.client(sender=SENDER), rate_limit=RATE,
+    with PausingServer(Pauses(1.25, 0.12), latency=0.3, callbacks=False) as emu:
+        results = send(personalised(200), emu.client(sender=SENDER), rate_limit=RATE,
                        progress=False)  # fmt: skip
         seen = arrivals(emu)
     assert (results["status"] == "sent").all()
@@ -122,7 +122,7 @@ def test_the_reported_run_never_exceeds_the_rate_at_the_server(tmp_path: Path) -
     # with jitter on the answers.
     with Emulator(latency=0.3, jitter=0.02, callbacks=False, seed=1) as emu:
         results = send(
-            personalised(300), emu.client(sender=SENDER), rate_limit=RATE,
+            personalised(150), emu.client(sender=SENDER), rate_limit=RATE,
             journal=tmp_path / "run.sqlite", progress=False,
         )  # fmt: skip
         seen = arrivals(emu)
