@@ -14,6 +14,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SENDER = "+911234567890"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The README's tests that share its fresh clone and ``pip install .`` (a minute or more)
+    run first: with pytest-xdist's worksteal, one worker starts on them while the other
+    takes the rest, and they stay together (one clone, not one per worker)."""
+    first = [
+        item
+        for item in items
+        if item.path.name == "test_readme.py" and "clone" in getattr(item, "fixturenames", ())
+    ]
+    if first:
+        chosen = set(first)
+        items[:] = first + [item for item in items if item not in chosen]
+
+
 @pytest.fixture
 def sample_csv() -> Path:
     """The sample recipient file shipped in sample_data/."""

@@ -230,8 +230,8 @@ class Clone:
         )
 
 
-# The tests that use it are in one xdist_group: one clone and pip install on one worker,
-# not one per worker.
+# tests/conftest.py puts the tests that use it first, so that under pytest-xdist one worker
+# runs them all at the start: one clone and pip install, not one per worker.
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Clone:
     """The README's first command, as written, in a fresh copy of the repository."""
@@ -264,7 +264,6 @@ def _assert_clean(done: subprocess.CompletedProcess[str], what: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("readme_clone")
 def test_the_install_is_not_editable(clone: Clone) -> None:
     done = clone.run([clone.python, "-c", "import kwa_batch; print(kwa_batch.__file__)"])
     assert done.returncode == 0, done.stderr
@@ -274,7 +273,6 @@ def test_the_install_is_not_editable(clone: Clone) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("readme_clone")
 def test_the_first_command_prints_what_the_readme_shows(clone: Clone) -> None:
     done = clone.first
     _assert_clean(done, "the README's first command")
@@ -291,7 +289,6 @@ def _in_order(shown: list[str], printed: list[str]) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("readme_clone")
 @pytest.mark.parametrize(
     "shown",
     shown_commands(README_TEXT),
@@ -338,7 +335,6 @@ def _serve_briefly(clone: Clone, args: list[str]) -> subprocess.CompletedProcess
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("readme_clone")
 def test_each_command_of_the_table_runs(clone: Clone) -> None:
     """In the table's order (receive makes the store that status reads)."""
     for synopsis in table_commands(README_TEXT):
@@ -349,7 +345,6 @@ def test_each_command_of_the_table_runs(clone: Clone) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("readme_clone")
 def test_the_python_example_runs_as_written(clone: Clone) -> None:
     (clone.work / "readme_example.py").write_text(python_example(README_TEXT), encoding="utf-8")
     (clone.work / "results.xlsx").unlink(missing_ok=True)
