@@ -27,7 +27,7 @@ class KwaAccessor:
 
     def validate(self, **kwargs: Any) -> ValidationReport:
         """:func:`kwa_batch.validate` on this frame; keyword arguments as there."""
-        from .validation.validate import validate
+        from .sending.chain import validate
 
         return validate(self._frame, **kwargs)
 

@@ -24,10 +24,10 @@ Sources:
 
 Within bounds: only a regular file is read (a FIFO, a device or a folder is refused before it
 is opened), up to :data:`MAX_CATALOGUE_BYTES`; JSON nested deeper than
-:data:`~kwa_batch.bounded.MAX_JSON_DEPTH` levels, a text field longer than
+:data:`~kwa_batch._http.bounded.MAX_JSON_DEPTH` levels, a text field longer than
 :data:`MAX_TEXT_CHARS`, more than :data:`MAX_PARTS` components or buttons in a template, or a
 value of the wrong type (a list where text is expected) are refused in one line naming the
-template; workbooks are read by :mod:`kwa_batch.sheets`, within its limits.
+template; workbooks are read by :mod:`kwa_batch.loading.sheets`, within its limits.
 
 Example:
     >>> catalogue = load_templates("sample_data/templates.csv")  # doctest: +SKIP
@@ -48,8 +48,8 @@ import pandas as pd
 
 from .errors import InputError
 from .fields import BODY_MAX
-from .files import FileKind, check_regular_file, read_regular_file, read_text_file
-from .sheets import MAX_COLUMNS as _MAX_COLUMNS
+from .loading.files import FileKind, check_regular_file, read_regular_file, read_text_file
+from .loading.sheets import MAX_COLUMNS as _MAX_COLUMNS
 
 __all__ = [
     "CATALOGUE_FILE",
@@ -183,7 +183,7 @@ def load_templates(
 def _parse_json(raw: bytes, where: str) -> Any:
     """A JSON document, its nesting measured before it is parsed (Python's parser fails on
     deep nesting with a RecursionError)."""
-    from .bounded import MAX_JSON_DEPTH, json_depth  # (requests is loaded only when needed)
+    from ._http.bounded import MAX_JSON_DEPTH, json_depth  # (requests is loaded only when needed)
 
     if not raw.strip():
         raise InputError(f"{where}: the file is empty: export the templates again")
@@ -224,8 +224,8 @@ def _read_csv(file: Path, text: str) -> tuple[pd.DataFrame, list[str]]:
 
 def _read_xlsx(file: Path) -> tuple[pd.DataFrame, list[str]]:
     """A workbook's first sheet as a table of text (the first row with text is the header),
-    read by :mod:`kwa_batch.sheets` within its limits, and each row's number."""
-    from .sheets import read_sheet  # only for workbooks
+    read by :mod:`kwa_batch.loading.sheets` within its limits, and each row's number."""
+    from .loading.sheets import read_sheet  # only for workbooks
 
     sheet = read_sheet(file, io.BytesIO(read_regular_file(file, CATALOGUE_FILE)), None)
     header: list[str] | None = None

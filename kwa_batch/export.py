@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError, KwaBatchError, describe_code
-from .recipients import check_regular_file
+from .loading.recipients import check_regular_file
 from .results import RESULT_DTYPES, coerce_results, delivery_counts, error_counts, summarize
 from .tables import Sheet, atomic_write, plain, write_csv, write_xlsx
 

@@ -36,7 +36,7 @@ import phonenumbers
 from .catalogue import TEMPLATE_COLUMNS
 from .errors import InputError
 from .fields import MAX_RECIPIENTS_PER_REQUEST, message_frame
-from .files import FileKind, read_text_file
+from .loading.files import FileKind, read_text_file
 from .sending.history import recent_recipients
 from .sending.limiter import recipients_per_request
 from .sending.planner import plan_requests

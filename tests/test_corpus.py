@@ -18,7 +18,7 @@ import pytest
 from openpyxl import Workbook
 
 from kwa_batch import InputError, load_recipients, validate
-from kwa_batch.recipients import _read_csv, _read_csv_fast, line_numbers
+from kwa_batch.loading.recipients import _read_csv, _read_csv_fast, line_numbers
 
 SENDER = "+911234567890"
 OK = "+919876543210"

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from kwa_batch import InputError, KwaBatchError, load_recipients, validate
-from kwa_batch.recipients import (
+from kwa_batch.loading.recipients import (
     MAX_FILE_BYTES,
     _read_csv,
     _read_csv_fast,
@@ -152,7 +152,7 @@ def test_xlsx_missing_sheet(tmp_path: Path) -> None:
 
 def test_legacy_encoding_is_reported(write_csv, caplog: pytest.LogCaptureFixture) -> None:
     text = 'to,name,body\n+919876543210,José Núñez,"Olá, ça va? Cañón – 5 €"\n'
-    with caplog.at_level(logging.WARNING, logger="kwa_batch.recipients"):
+    with caplog.at_level(logging.WARNING, logger="kwa_batch.loading.recipients"):
         df = load_recipients(write_csv(text.encode("cp1252")))
     assert df.attrs["encoding"] == "cp1252"
     assert df.loc[0, "name"] == "José Núñez"

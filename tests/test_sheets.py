@@ -20,9 +20,9 @@ import pytest
 from openpyxl import Workbook, load_workbook
 
 from kwa_batch import InputError, load_recipients
-from kwa_batch import sheets as sheets_module
-from kwa_batch.recipients import line_numbers
-from kwa_batch.sheets import MAX_CELL_CHARS, MAX_COLUMNS, MAX_TOTAL_CHARS
+from kwa_batch.loading import sheets as sheets_module
+from kwa_batch.loading.recipients import line_numbers
+from kwa_batch.loading.sheets import MAX_CELL_CHARS, MAX_COLUMNS, MAX_TOTAL_CHARS
 
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"

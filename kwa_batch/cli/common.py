@@ -130,7 +130,7 @@ def load_and_validate(
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """The file loaded and validated, as ``validate`` and ``send`` both do (so they give
     the same verdicts on the same file and environment); ``quiet``: without the notes."""
-    from ..recipients import load_recipients
+    from ..loading.recipients import load_recipients
     from ..validation import validate
 
     context = click.get_current_context(silent=True)
@@ -140,7 +140,7 @@ def load_and_validate(
             file, encoding=encoding, columns=how.get("columns"), sheet_name=how.get("sheet_name")
         )
         for note in df.attrs.get("notes", ()):
-            logging.getLogger("kwa_batch.headers").warning("%s", note)
+            logging.getLogger("kwa_batch.loading.headers").warning("%s", note)
         return df, validate(df, default_region=region, sender=sender, **messages)
 
 

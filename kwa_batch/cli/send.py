@@ -38,7 +38,7 @@ from .options import (
     summary_json_option,
 )
 from .render import print_plan, print_problems, print_summary, write_summary_json
-from .schedule import needs_journal, schedule_options
+from .schedule_options import needs_journal, schedule_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,7 +104,7 @@ class _Options:
     log_level: str | None
     encoding: str | None
     messages: dict[str, Any]
-    pacing: dict[str, Any]  # issue #13: cli/schedule.py
+    pacing: dict[str, Any]  # issue #13: cli/schedule_options.py
 
 
 @click.command("send", short_help="Validate a file, send every valid row, write the results.")

@@ -163,7 +163,7 @@ while serving (``emu.latency = 0.5``): it is read for every answer.
 Serving
 -------
 Werkzeug's threaded server with real HTTP/1.1 keep-alive, from a background thread
-(:mod:`kwa_batch.serving`). Werkzeug's access log is silenced (it would print phone
+(:mod:`kwa_batch._http.serving`). Werkzeug's access log is silenced (it would print phone
 numbers); this module logs through :mod:`logging` with numbers masked to their last four
 digits, and no log line carries the key.
 
@@ -201,13 +201,13 @@ import phonenumbers
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
 
+from .._http.serving import ABORT, CAN_ABORT, DEFAULT_READ_TIMEOUT, BackgroundServer, Served
 from ..privacy import mask_phone
-from ..serving import ABORT, CAN_ABORT, DEFAULT_READ_TIMEOUT, BackgroundServer, Served
 from .bodies import MAX_REQUEST_BYTES, EmulatorRequest, read_fields
 from .callbacks import CallbackPoster, CallbackSettings
 from .limits import LIMIT_CODES, EmulatedLimits
 from .media import MEDIA_FIELDS, MEDIA_TYPES, media_errors
-from .templates import EmulatedTemplates
+from .template_catalogue import EmulatedTemplates
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -559,7 +559,7 @@ class Emulator(Served):
         templates: a template catalogue to play (a frame from
             :func:`kwa_batch.load_templates`, WhatsApp's JSON or a ``.json`` path): it
             serves the v2 template list, and template sends that do not match it get a
-            ``failed`` callback with WhatsApp's code (:mod:`kwa_batch.emulator.templates`).
+            ``failed`` callback with WhatsApp's code (:mod:`kwa_batch.emulator.template_catalogue`).
         throughput, pair_interval, limit_answer: WhatsApp's limits per sender number (off
             by default; see :mod:`kwa_batch.emulator.limits`), counted in ``limits``.
 
@@ -618,7 +618,7 @@ class Emulator(Served):
         settings = CallbackSettings.coerce(callbacks)
         self._callbacks_on = settings is not None
         self._poster = CallbackPoster(settings or CallbackSettings(), seed=seed)
-        #: The template catalogue played (:mod:`kwa_batch.emulator.templates`), or None.
+        #: The template catalogue played (:mod:`kwa_batch.emulator.template_catalogue`), or None.
         self.templates = None if templates is None else EmulatedTemplates(templates)
         self.limits = EmulatedLimits(
             throughput=throughput, pair_interval=pair_interval, answer=limit_answer

@@ -8,7 +8,7 @@ It holds two kinds of facts, each written once however often Kaleyra repeats it:
   cannot go backwards whatever order the callbacks arrive in: ``sent < delivered < read``,
   and ``failed`` / ``not-sent`` are final (the first final one received wins);
 - **incoming messages** (replies from recipients), one per distinct callback: they open
-  the 24-hour conversation windows (:func:`kwa_batch.receipts.windows.open_windows`).
+  the 24-hour conversation windows (:func:`kwa_batch.receipts.conversations.open_windows`).
 
 The file runs in WAL mode with ``synchronous=NORMAL``: every callback is committed before
 it is acknowledged, survives the receiver being killed, and readers (a notebook calling
@@ -246,13 +246,6 @@ class CallbackStore:
             }
         )
         return frame
-
-    def opt_outs(self, **options: Any) -> pd.DataFrame:
-        """Who opted out and is still opted out: :func:`kwa_batch.opt_outs` on this store
-        (so that ``validate(suppress=store)`` reads it)."""
-        from .optouts import opt_outs
-
-        return opt_outs(self, **options)
 
     def version(self) -> tuple[int, int]:
         """A token that changes whenever the store does (written by this connection or by

@@ -25,7 +25,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
-from ..bounded import DEFAULT_DEADLINE, MAX_ANSWER_BYTES, BoundedSession
+from .._http.bounded import DEFAULT_DEADLINE, MAX_ANSWER_BYTES, BoundedSession
 from ..config import DEFAULT_BASE_URL, Credentials, Secret, credentials_from_env, normalize_base_url
 from ..errors import (
     AmbiguousSendError,
@@ -372,7 +372,7 @@ class KaleyraClient:
             max_pages: a guard against an API that pages forever.
             deadline: seconds the whole fetch (every page) may take: an API that sends its
                 answer a byte at a time cannot hold the caller for longer (see
-                :mod:`kwa_batch.bounded`; a client made with a ``session_factory`` of
+                :mod:`kwa_batch._http.bounded`; a client made with a ``session_factory`` of
                 bounded sessions keeps theirs).
 
         Raises:

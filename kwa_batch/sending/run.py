@@ -66,7 +66,7 @@ from ..errors import (
     TransportError,
 )
 from ..fields import MAX_RECIPIENTS_PER_REQUEST, message_frame, row_keys
-from ..recipients import line_numbers
+from ..loading.recipients import line_numbers
 from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder
 from ..validation import ValidationReport, validate
 from . import clock

@@ -45,8 +45,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..loading.recipients import TO_ALIASES, check_regular_file, decode_text
 from ..privacy import mask_phone
-from ..recipients import TO_ALIASES, check_regular_file, decode_text
 from .phones import check_region, normalize_phone, normalize_phones, wa_id_forms
 
 __all__ = [
@@ -221,7 +221,7 @@ def _one(source: Any, region: str | None, sheet: str | None) -> pd.DataFrame:
         return _from_table(table, "the suppression list", region, lines=None)
     raise TypeError(
         f"cannot read numbers to suppress from {type(source).__name__}: give a list of "
-        "numbers, a file of numbers, a receipts store or a DataFrame"
+        "numbers, a file of numbers, a DataFrame, or a receipts store as kb.OptOutSource(path)"
     )
 
 
@@ -320,7 +320,7 @@ def _why_nothing(file: Path, tables: list[_Table]) -> str:
 
 def _read_workbook(file: Path, handle: Any, sheet: str | None) -> list[_Table]:
     """Every sheet of the workbook (or the one named), each as a table of text."""
-    from ..sheets import read_sheet  # only for workbooks
+    from ..loading.sheets import read_sheet  # only for workbooks
 
     first = read_sheet(file, handle, sheet if sheet is not None else 0)
     read = [first]

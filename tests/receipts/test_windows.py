@@ -14,9 +14,9 @@ from conftest import SENDER
 import kwa_batch as kb
 from kwa_batch import errors
 from kwa_batch.errors import ERROR_CODES, describe_code
+from kwa_batch.receipts.conversations import WINDOW_COLUMNS, open_windows
 from kwa_batch.receipts.store import CallbackStore, IncomingMessage
-from kwa_batch.receipts.windows import WINDOW_COLUMNS, open_windows
-from kwa_batch.validation.windows import CLOSED_WINDOW_CODE, closed_window_rows
+from kwa_batch.validation.window_checks import CLOSED_WINDOW_CODE, closed_window_rows
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 PRIYA = "+919876543210"

@@ -19,8 +19,8 @@ from conftest import SENDER
 from werkzeug.wrappers import Request, Response
 
 from kwa_batch import ConfigurationError, Emulator, KaleyraClient, send
+from kwa_batch._http.serving import BackgroundServer
 from kwa_batch.sending.journal import Journal
-from kwa_batch.serving import BackgroundServer
 
 NO_VIOLATIONS = {"130429": 0, "131056": 0}
 

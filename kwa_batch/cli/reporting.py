@@ -57,7 +57,7 @@ def status_command(results_file: str, store: str, out: Path | None) -> None:
     delivery_error_code added.
     """
     from ..export import export_results, load_results
-    from ..receipts.receipts import load_receipts, merge_receipts
+    from ..receipts.delivery import load_receipts, merge_receipts
     from ..results import delivery_counts
 
     source = Path(results_file)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 from xml.etree import ElementTree as ET
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "MAX_CELLS",

@@ -40,7 +40,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .errors import AmbiguousSendError, InvalidResponseError
+from ..errors import AmbiguousSendError, InvalidResponseError
 
 __all__ = [
     "DEFAULT_DEADLINE",

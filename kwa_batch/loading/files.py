@@ -7,7 +7,7 @@ a file"); a regular file is opened without blocking, checked again on the open d
 (the path may change in between), and read up to its kind's limit. :func:`read_text_file`
 reads a small text file the user keeps: UTF-8, or UTF-16/32 with a byte-order mark.
 
-The loaders share it: recipient files (:mod:`kwa_batch.recipients`), template catalogues
+The loaders share it: recipient files (:mod:`kwa_batch.loading.recipients`), template catalogues
 (:mod:`kwa_batch.catalogue`) and rate cards (:mod:`kwa_batch.pricing`), each with its own
 :class:`FileKind`.
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "FileKind",

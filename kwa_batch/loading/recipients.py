@@ -1,7 +1,7 @@
 """Loading recipient files (CSV, XLSX) into a DataFrame of strings, exactly as written.
 
 Nothing is converted: ``0044…`` keeps its zeros, ``+91…`` its plus, a customer called "NA"
-stays "NA"; only an empty cell is missing. Headers are read by :mod:`kwa_batch.headers`:
+stays "NA"; only an empty cell is missing. Headers are read by :mod:`kwa_batch.loading.headers`:
 the user's own are kept as written (trimmed), the API's own names are recognised however
 they are cased and spaced (``Template Name`` is ``template_name``), ``columns=`` maps any
 field from any column, and the common names of the recipient column (``Phone``,
@@ -24,8 +24,8 @@ A file with UTF-8 lines and lines in another encoding is refused, naming the lin
 not UTF-8 (read whole in a code page, its UTF-8 names would come out garbled).
 
 Only regular files are read (a FIFO or a device is refused before it is opened, by
-:mod:`kwa_batch.files`), up to :data:`MAX_FILE_BYTES`; workbooks are read by
-:mod:`kwa_batch.sheets`, within its limits.
+:mod:`kwa_batch.loading.files`), up to :data:`MAX_FILE_BYTES`; workbooks are read by
+:mod:`kwa_batch.loading.sheets`, within its limits.
 
 CSV files are parsed by pyarrow; a file whose quoting pyarrow might read differently from
 Python's ``csv`` module, or that has ragged rows, is read by the ``csv`` module instead. Both
@@ -52,7 +52,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from .errors import InputError
+from ..errors import InputError
 from .files import FileKind, open_regular_file, read_open_file
 from .files import check_regular_file as check_file_is_regular
 from .headers import TO_ALIASES, read_header
@@ -173,7 +173,7 @@ def load_recipients(
         encoding: force an encoding instead of detecting it.
         delimiter: force a delimiter instead of detecting it (``,`` ``;`` tab or ``|``).
         columns: API field -> the file's column, named as its header writes it, e.g.
-            ``{"to": "Phone 1 - Value", "body": "Message"}`` (see :mod:`kwa_batch.headers`
+            ``{"to": "Phone 1 - Value", "body": "Message"}`` (see :mod:`kwa_batch.loading.headers`
             for what is recognised without it).
 
     Returns:
@@ -244,7 +244,7 @@ def load_recipients(
 # ---------------------------------------------------------------------------------------
 # Only regular files.
 
-#: Recipient files, for :mod:`kwa_batch.files`: what its messages call them, and the limit.
+#: Recipient files, for :mod:`kwa_batch.loading.files`: what its messages call them, and the limit.
 RECIPIENT_FILE = FileKind(
     "recipient file",
     "save the recipients as a .csv or .xlsx file first",
@@ -258,7 +258,7 @@ def check_regular_file(path: str | Path) -> None:
 
     For readers that open the path themselves (pyarrow, pandas, openpyxl): a FIFO would block
     them forever and a link to ``/dev/zero`` would fill memory. (The check itself lives in
-    :mod:`kwa_batch.files`, shared with the other loaders.)
+    :mod:`kwa_batch.loading.files`, shared with the other loaders.)
 
     Raises:
         InputError: the path is missing, a folder, a FIFO, a device or a socket (or a link to
@@ -819,7 +819,7 @@ def _read_xlsx(
     """The sheet's table: the first row with text is the header, the rest are rows; and,
     when no sheet was asked for, the workbook's other sheets (for the messages).
 
-    Built from the cells present (:mod:`kwa_batch.sheets`), so what it costs follows the
+    Built from the cells present (:mod:`kwa_batch.loading.sheets`), so what it costs follows the
     cells in the file, not the size the sheet claims.
     """
     from .sheets import MAX_CELLS, read_sheet  # only for workbooks

@@ -42,7 +42,7 @@ from .compose import (
 from .phones import check_region, normalize_phone, normalize_phones
 from .report import Problems, ValidationReport, assemble, file_lines, row_reasons
 from .rules import check_models
-from .windows import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_window_rows
+from .window_checks import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_window_rows
 
 __all__ = ["validate"]
 
