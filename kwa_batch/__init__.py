@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from .export import export_results as export_results
     from .export import load_results as load_results
     from .loading.recipients import load_recipients as load_recipients
+    from .outcome import RunOutcome as RunOutcome
     from .pricing import estimate as estimate
     from .receipts.conversations import open_windows as open_windows
     from .receipts.delivery import load_receipts as load_receipts
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from .receipts.optouts import opt_outs as opt_outs
     from .receipts.receiver import Receiver as Receiver
     from .results import STATUSES as STATUSES
+    from .results import Status as Status
     from .results import summarize as summarize
     from .sending.chain import validate as validate
     from .sending.client import KaleyraClient as KaleyraClient

@@ -11,7 +11,8 @@
   they identify something (``order_id``, ``pincode``, a phone) stay text. The header is
   frozen, with an autofilter and column widths that fit; every sheet prints landscape, one
   page wide, the header repeated on each page. Once receipts are merged, the Summary has a
-  delivery block; run facts keep their type.
+  delivery block. The run's outcome (:class:`kwa_batch.RunOutcome`) is on the Summary in
+  plain words, and on the last sheet, ``Run``, as data (one fact a row, its value as JSON).
 - ``.csv``: UTF-8 with a BOM (so Excel shows accents and emoji), formula-safe by the one
   rule of :mod:`kwa_batch.tables` (OWASP's): a text cell a spreadsheet would compute gets a
   leading ``'`` (a body ``-2+3``, an error message, a ``ref``, the input's own columns),
@@ -19,15 +20,20 @@
   phone) and single numbers (``-5``) stay as written, so ``load_recipients`` reads the file
   back to the same numbers. Spreadsheets that open a CSV drop the ``+`` of phone numbers:
   for people, prefer ``.xlsx``, where every string is typed text, so nothing needs a ``'``.
-- ``.parquet`` (pyarrow): every column with its type, for the next program.
+  The run's outcome goes beside it, in ``<file>.run.json`` (a CSV has no place for it).
+- ``.parquet`` (pyarrow): every column with its type, for the next program; the run's
+  outcome in the file's metadata (``kwa_batch.run``, JSON).
 
-:func:`load_results` reads any of them back into a results DataFrame.
+:func:`load_results` reads any of them back into a results DataFrame, with its outcome in
+``attrs["run"]``: the one written, counted again from the file's rows (or, for a file
+without one, the outcome its rows say).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,14 +42,25 @@ import pandas as pd
 
 from .errors import InputError, KwaBatchError, describe_code
 from .loading.recipients import check_regular_file
-from .results import RESULT_DTYPES, coerce_results, delivery_counts, error_counts, summarize
+from .outcome import RunOutcome
+from .results import (
+    RESULT_DTYPES,
+    STATUSES,
+    Status,
+    coerce_results,
+    delivery_counts,
+    error_counts,
+    summarize,
+)
 from .tables import Sheet, atomic_write, plain, write_csv, write_xlsx
 
-__all__ = ["FORMATS", "export_results", "load_results"]
+__all__ = ["FORMATS", "export_results", "load_results", "outcome_path"]
 
 FORMATS = (".xlsx", ".csv", ".parquet")
-_NOT_SENT = ("rejected", "failed", "unknown", "not_sent")
+_NOT_SENT = tuple(s for s in STATUSES if s != Status.SENT)
 _RUN_KEY = b"kwa_batch.run"
+#: The sheet holding the run's outcome as data (after Results, Summary and Errors).
+RUN_SHEET = "Run"
 #: Appended to the header of every time column: spreadsheets have no time zones.
 UTC_MARK = " (UTC)"
 # An input column whose name says it identifies something stays text even when it is all
@@ -89,6 +106,7 @@ def export_results(
         _write_xlsx(_for_people(frame, user_columns), results, target)
     elif suffix == ".csv":
         write_csv(plain(_for_people(frame, ())), target, date_format="%Y-%m-%d %H:%M:%S.%f")
+        _write_outcome_beside(target, _outcome(results))
     else:
         _write_parquet(frame, target)
     return target
@@ -145,9 +163,12 @@ def _write_parquet(frame: pd.DataFrame, target: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    outcome = _outcome(frame)
+    frame = frame.copy(deep=False)  # pandas' own metadata keeps attrs as JSON: not the outcome
+    frame.attrs = {key: value for key, value in frame.attrs.items() if key != "run"}
     table = pa.Table.from_pandas(frame, preserve_index=True)
     metadata = dict(table.schema.metadata or {})
-    metadata[_RUN_KEY] = json.dumps(frame.attrs.get("run") or {}, default=str).encode()
+    metadata[_RUN_KEY] = _as_json(outcome).encode()
     table = table.replace_schema_metadata(metadata)
     atomic_write(target, lambda path: pq.write_table(table, path))
 
@@ -164,8 +185,41 @@ def _write_xlsx(frame: pd.DataFrame, results: pd.DataFrame, target: Path) -> Non
             Sheet("Results", table, printed=printed),
             _summary_sheet(results),
             Sheet("Errors", errors, printed=_printed(errors)),
+            _run_sheet(_outcome(results)),
         ],
     )
+
+
+def _outcome(results: pd.DataFrame) -> RunOutcome:
+    """The run's outcome the results carry, or the one their rows say."""
+    found = results.attrs.get("run")
+    return found if isinstance(found, RunOutcome) else RunOutcome.of(results)
+
+
+def _as_json(outcome: RunOutcome) -> str:
+    return json.dumps(outcome.to_dict(), default=str, ensure_ascii=False)
+
+
+def outcome_path(results_file: str | Path) -> Path:
+    """Where the outcome of a ``.csv`` results file is kept: ``<file>.run.json`` beside it."""
+    path = Path(results_file)
+    return path.with_name(f"{path.name}.run.json")
+
+
+def _write_outcome_beside(target: Path, outcome: RunOutcome) -> None:
+    text = json.dumps(outcome.to_dict(), default=str, ensure_ascii=False, indent=2) + "\n"
+
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    atomic_write(outcome_path(target), write)
+
+
+def _run_sheet(outcome: RunOutcome) -> Sheet:
+    """The outcome as data: one fact a row, its value as JSON (read by :func:`load_results`)."""
+    rows: list[list[Any]] = [["fact", "value (JSON)"]]
+    rows += [[key, json.dumps(value, default=str)] for key, value in outcome.to_dict().items()]
+    return Sheet(RUN_SHEET, rows=rows, bold={0}, widths=(22, 100))
 
 
 def _printed(table: pd.DataFrame) -> int:
@@ -210,16 +264,9 @@ def _summary_sheet(results: pd.DataFrame) -> Sheet:
             rows.append([key, shown])
     rows.append([])
     bold.add(len(rows))
-    rows.append(["run", "value"])
-    rows.append(["times", "UTC"])
-    run = dict(results.attrs.get("run") or {})
-    run.setdefault("exported_at", datetime.now(UTC).isoformat(timespec="seconds"))
-    for key, value in run.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}: {v}" for k, v in value.items())
-        elif not isinstance(value, bool | int | float) and value is not None:
-            value = str(value)  # numbers and yes/no stay typed: a colleague can use them
-        rows.append([key, value])
+    rows.append(["the run", ""])
+    rows += [[label, value] for label, value in _outcome(results).in_words()]
+    rows.append(["exported", f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"])
     return Sheet("Summary", rows=rows, bold=bold, formats=shares, widths=(24, 22, 10, 100))
 
 
@@ -230,7 +277,10 @@ def load_results(path: str | Path) -> pd.DataFrame:
         A results DataFrame indexed as the original (by input row), with the contract's
         dtypes: text as strings, ``http_status``/``attempts`` as nullable integers,
         ``sent_at`` as UTC timestamps. CSV cells neutralised against formulas keep their
-        leading ``'``.
+        leading ``'``. ``attrs["run"]`` holds the run's :class:`~kwa_batch.RunOutcome`,
+        counted from the file's rows: the run's facts as written with the file (a CSV's in
+        ``<file>.run.json`` beside it), or none when there are none (then only the rows
+        say the outcome).
 
     Raises:
         InputError: the file is missing or is not a results file.
@@ -247,9 +297,8 @@ def load_results(path: str | Path) -> pd.DataFrame:
             raise InputError(f"{source}: is not a readable parquet file ({exc})") from None
         frame = table.to_pandas()
         raw = (table.schema.metadata or {}).get(_RUN_KEY)
-        if raw:
-            frame.attrs["run"] = json.loads(raw)
         _check_results(source, frame.columns)
+        frame.attrs["run"] = _read_outcome(source, json.loads(raw) if raw else None, frame)
         return frame
     if suffix == ".xlsx":
         frame = _read_xlsx(source)
@@ -263,6 +312,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
             raise InputError(
                 f"{source}: is not a results file written by kwa-batch ({reason})"
             ) from None
+        frame.attrs["run"] = _read_beside(source)
     else:
         raise InputError(f"{source}: not a results file: use a .xlsx, .csv or .parquet file")
     frame.columns = [
@@ -283,9 +333,36 @@ def load_results(path: str | Path) -> pd.DataFrame:
     ours = [c for c in RESULT_DTYPES if c in frame.columns]
     frame = frame[[*ours, *(c for c in frame.columns if c not in RESULT_DTYPES)]]
     typed = coerce_results(frame)
-    if run:
-        typed.attrs["run"] = run
+    typed.attrs["run"] = _read_outcome(source, run, typed)
     return typed
+
+
+def _read_outcome(source: Path, stored: Any, results: pd.DataFrame) -> RunOutcome:
+    """The outcome stored with a results file, counted from its rows; the rows' own when
+    none was stored."""
+    if stored is None:
+        return RunOutcome.of(results)
+    if not isinstance(stored, Mapping):
+        raise InputError(f"{source}: the run's outcome stored with it is not readable")
+    try:
+        return RunOutcome.from_dict(stored, results)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"{source}: the run's outcome stored with it is not readable ({exc})"
+        ) from None
+
+
+def _read_beside(source: Path) -> Any:
+    """The outcome stored beside a ``.csv`` results file (None when there is none)."""
+    beside = outcome_path(source)
+    if not beside.is_file():
+        return None
+    try:
+        return json.loads(beside.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"{beside}: is not readable ({exc}): delete it to read the results alone"
+        ) from None
 
 
 def _check_results(source: Path, columns: pd.Index) -> None:
@@ -307,14 +384,18 @@ def _read_xlsx(source: Path) -> pd.DataFrame:
         book.close()
         raise InputError(f"{source}: has no 'Results' sheet: not a kwa_batch results workbook")
     rows = list(book["Results"].iter_rows(values_only=True))
-    run: dict[str, Any] = {}
-    if "Summary" in book.sheetnames:
-        in_run = False
-        for values in book["Summary"].iter_rows(values_only=True):
-            if values and values[0] == "run":
-                in_run = True
-            elif in_run and values and values[0] not in (None, "times"):
-                run[str(values[0])] = values[1] if len(values) > 1 else None
+    run: dict[str, Any] | None = None
+    if RUN_SHEET in book.sheetnames:
+        run = {}
+        for values in list(book[RUN_SHEET].iter_rows(values_only=True))[1:]:
+            if values and isinstance(values[0], str) and len(values) > 1:
+                try:
+                    run[values[0]] = json.loads(str(values[1]))
+                except ValueError:
+                    raise InputError(
+                        f"{source}: the {RUN_SHEET!r} sheet's {values[0]!r} is not readable: "
+                        f"{values[1]!r}"
+                    ) from None
     book.close()
     if not rows:
         raise InputError(f"{source}: the Results sheet is empty")

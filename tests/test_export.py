@@ -20,6 +20,7 @@ from kwa_batch import (
     validate,
 )
 from kwa_batch.export import load_results
+from kwa_batch.outcome import RunOutcome
 from kwa_batch.results import ResultsBuilder
 
 
@@ -46,7 +47,9 @@ def results() -> pd.DataFrame:
         [dict(zip(records, row, strict=True)) for row in zip(*records.values(), strict=True)],
     )
     frame = builder.frame()
-    frame.attrs["run"] = {"base_url": "http://127.0.0.1:1", "concurrency": 8}
+    frame.attrs["run"] = RunOutcome.of(
+        frame, settings={"base_url": "http://127.0.0.1:1", "rate_limit": 80.0}
+    )
     return frame
 
 
@@ -70,7 +73,7 @@ def test_results_frame_has_contract_dtypes() -> None:
 def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> None:
     path = export_results(results(), tmp_path / "out.xlsx")
     book = load_workbook(path)
-    assert book.sheetnames == ["Results", "Summary", "Errors"]
+    assert book.sheetnames == ["Results", "Summary", "Errors", "Run"]
     sheet = book["Results"]
     header = [c.value for c in sheet[1]]
     assert header[:4] == ["row", "line", "status", "to"]
@@ -94,7 +97,8 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     summary = [[c.value for c in row][:3] for row in book["Summary"].iter_rows()]
     assert ["sent", 1, 0.25] in summary
     assert ["rejected", 2, 0.5] in summary
-    assert ["concurrency", 8, None] in summary  # run facts typed: a number stays a number
+    assert ["exit code", 1, None] in summary  # the run in plain words: numbers stay numbers
+    assert ["rate limit", "80 messages/s", None] in summary
 
 
 def test_xlsx_round_trip(real_results, tmp_path: Path) -> None:
@@ -107,7 +111,7 @@ def test_parquet_round_trip_keeps_types_and_run(real_results, tmp_path: Path) ->
     _, sent = real_results
     back = load_results(export_results(sent, tmp_path / "r.parquet"))
     pd.testing.assert_frame_equal(back, sent)
-    assert back.attrs["run"]["concurrency"] == sent.attrs["run"]["concurrency"]
+    assert back.attrs["run"] == sent.attrs["run"]
 
 
 def test_csv_round_trip_except_neutralised_cells(real_results, tmp_path: Path) -> None:

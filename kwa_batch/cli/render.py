@@ -17,8 +17,11 @@ from ..errors import describe_code, lookup_code
 from .common import fail, in_flags
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import pandas as pd
 
+    from ..outcome import RunOutcome
     from ..sending.client import KaleyraClient
     from ..sending.planner import Request
     from ..validation import ValidationReport
@@ -27,6 +30,7 @@ __all__ = [
     "print_plan",
     "print_problems",
     "print_summary",
+    "run_outcome",
     "write_json",
     "write_report_json",
     "write_summary_json",
@@ -79,10 +83,11 @@ def print_plan(requests: list[Request], client: KaleyraClient) -> None:
 
 
 def print_summary(results: pd.DataFrame, target: Path | None) -> None:
-    """The outcome by status, then by error code with its meaning, then where it went."""
-    from ..results import error_counts, summarize
+    """The outcome by status (the run's :class:`~kwa_batch.RunOutcome`), then by error code
+    with its meaning, then where it went."""
+    from ..results import error_counts
 
-    counts = summarize(results)["rows"]
+    counts = run_outcome(results).counts
     shown = ", ".join(f"{int(n):,} {status}" for status, n in counts.items() if n)
     click.echo(f"\nOutcome: {shown}")
     for row in error_counts(results).itertuples(index=False):
@@ -124,27 +129,40 @@ def write_report_json(path: Path, source: str, report: ValidationReport, code: i
     write_json(path, summary)
 
 
-def write_summary_json(
-    path: Path, source: str, target: Path, results: pd.DataFrame, code: int
-) -> None:
-    """The outcome as JSON (counts, error codes, exit code), for cron jobs."""
-    from ..results import error_counts, summarize
+def run_outcome(results: pd.DataFrame) -> RunOutcome:
+    """The run's outcome that :func:`kwa_batch.send` or :func:`kwa_batch.load_results`
+    attached to the results."""
+    from ..outcome import RunOutcome
 
-    run = results.attrs.get("run", {})
-    counts = summarize(results)["rows"]
+    outcome = results.attrs.get("run")
+    if not isinstance(outcome, RunOutcome):
+        raise TypeError("these results carry no RunOutcome in attrs['run']")
+    return outcome
+
+
+def write_summary_json(path: Path, source: str, target: Path, results: pd.DataFrame) -> None:
+    """The run's outcome as JSON (counts, error codes, exit code, next step), for cron."""
+    from ..results import error_counts
+
+    outcome = run_outcome(results)
     codes = error_counts(results).groupby("error_code", as_index=False)["rows"].sum()
     summary: dict[str, Any] = {
         "input": source,
         "results": str(target),
-        "rows": len(results),
-        "status": {str(k): int(v) for k, v in counts.items()},
+        "rows": outcome.rows,
+        "status": dict(outcome.counts),
         "error_codes": {str(r.error_code): int(r.rows) for r in codes.itertuples(index=False)},
-        "exit_code": code,
-        "interrupted": bool(run.get("interrupted")),
-        "stopped_by": run.get("stopped_by"),
-        "resume": run.get("resume") or {},
-        "started_at": run.get("started_at"),
-        "finished_at": run.get("finished_at"),
-        "journal": run.get("journal"),
+        "exit_code": outcome.exit_code,
+        "next_step": in_flags(outcome.next_step) if outcome.next_step else None,
+        "interrupted": outcome.interrupted,
+        "stopped_by": outcome.stopped_by,
+        "resume": dict(outcome.resume),
+        "started_at": _iso(outcome.started_at),
+        "finished_at": _iso(outcome.finished_at),
+        "journal": outcome.journal,
     }
     write_json(path, summary)
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat(timespec="seconds")

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from ..errors import lookup_code
-from .common import fail
+from .common import fail, in_flags
 from .options import RESULT_FORMATS, output_path
-from .render import print_summary
+from .render import print_summary, run_outcome
 
 __all__ = ["report_command", "status_command"]
 
@@ -20,17 +20,20 @@ __all__ = ["report_command", "status_command"]
 def report_command(results_file: str) -> None:
     """Print the summary of an exported results file (.xlsx, .csv or .parquet).
 
-    Exits like the run that wrote it: 0 all sent, 1 some rejected or failed, 3 incomplete.
+    Exits like the run that wrote it: 0 all sent, 1 some rejected or failed, 3 incomplete
+    (or the journal or the results file could not be written), 130/143/129 stopped by a
+    signal. A .csv's run is read from the .run.json beside it; without it, from the rows.
     """
     from ..export import load_results
-    from ..results import exit_code
 
     results = load_results(results_file)
-    run = results.attrs.get("run") or {}
-    when = f", run {run['started_at']}" if run.get("started_at") else ""
-    click.echo(f"{results_file}: {len(results)} rows{when}")
+    outcome = run_outcome(results)
+    when = f", run {outcome.started_at:%Y-%m-%d %H:%M:%S} UTC" if outcome.started_at else ""
+    click.echo(f"{results_file}: {outcome.rows} rows{when}")
     print_summary(results, None)
-    sys.exit(exit_code(results))
+    if outcome.next_step:
+        click.echo(in_flags(outcome.next_step), err=True)
+    sys.exit(outcome.exit_code)
 
 
 @click.command("status", short_help="Put delivery statuses next to each row of a results file.")
@@ -54,7 +57,8 @@ def status_command(results_file: str, store: str, out: Path | None) -> None:
 
     Reads RESULTS_FILE (written by `kwa-batch send`) and the callbacks in STORE, and
     writes the results with delivery_status, delivered_at, read_at and
-    delivery_error_code added.
+    delivery_error_code added, and the run's outcome with them. Exits like the run that
+    wrote RESULTS_FILE (as `kwa-batch report` does).
     """
     from ..export import export_results, load_results
     from ..receipts.delivery import load_receipts, merge_receipts
@@ -77,3 +81,4 @@ def status_command(results_file: str, store: str, out: Path | None) -> None:
         meaning = entry.meaning if (entry := lookup_code(code)) else ""
         click.echo(f"  {code:<11} {int(rows):>6} failed {meaning}".rstrip())
     click.echo(f"Results: {target} ({len(merged)} rows, one per input row)")
+    sys.exit(run_outcome(merged).exit_code)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -18,7 +17,6 @@ import click
 
 from ..sending.pacing import DEFAULT_MAX_CONCURRENCY, DEFAULT_PER_RECIPIENT_INTERVAL
 from .common import (
-    EXIT_INCOMPLETE,
     EXIT_OK,
     EXIT_ROWS,
     fail,
@@ -44,6 +42,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..emulator.server import Emulator
+    from ..outcome import RunOutcome
     from ..sending.client import KaleyraClient
     from ..validation import ValidationReport
 
@@ -236,7 +235,7 @@ def send_command(**options: Any) -> None:
         echo("")
         results = _send(report, client, o)
         if not sys.stderr.isatty():  # with a bar, the run said it before sending
-            echo(results.attrs["run"]["headline"])
+            echo(_outcome(results).headline)
         target = _export_or_fallback(results, target, df)
         if emu is not None:
             emu.wait_for_callbacks(5)  # the delivery callbacks it owes, before it stops
@@ -356,42 +355,38 @@ def _export_or_fallback(results: pd.DataFrame, target: Path, df: pd.DataFrame) -
         fallback = Path(tempfile.gettempdir()) / (
             f"{target.stem}-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
         )
+        # Never exit 0 on it: the results are not where the job said they would be; said
+        # in the file written instead too, so that `report` on it exits the same.
+        reason = f"{exc}; saved to {fallback} instead"
+        results.attrs["run"] = _outcome(results).with_export_error(reason)
         export_results(results, fallback, data=df)
-        # Never exit 0 on it: the results are not where the job said they would be.
-        results.attrs["run"]["export_error"] = f"{exc}; saved to {fallback} instead"
         click.echo(f"Error: {exc}; the results were saved to {fallback} instead.", err=True)
         return fallback
 
 
-def _exit_code(results: pd.DataFrame) -> int:
-    """3/1/0 from the statuses, or 128 + the signal that stopped the run."""
-    from ..results import exit_code
-    from ..sending.stopping import exit_status
+def _outcome(results: pd.DataFrame) -> RunOutcome:
+    """The outcome :func:`kwa_batch.send` attached to its results."""
+    from ..outcome import RunOutcome
 
-    stopped_by = (results.attrs.get("run") or {}).get("stopped_by")
-    if stopped_by:
-        return exit_status(getattr(signal, stopped_by, signal.SIGINT))
-    return exit_code(results)
+    outcome = results.attrs["run"]
+    assert isinstance(outcome, RunOutcome)
+    return outcome
 
 
 def _finish(results: pd.DataFrame, target: Path, o: _Options) -> None:
-    """The summary (JSON and printed), what to do about rows left, and the exit code."""
-    code = _exit_code(results)
-    run = results.attrs.get("run", {})
-    if run.get("journal_error") and code in (EXIT_OK, EXIT_ROWS):
-        code = EXIT_INCOMPLETE  # the journal may not know how the last requests went
-    if run.get("export_error") and code in (EXIT_OK, EXIT_ROWS):
-        code = EXIT_INCOMPLETE  # the results are not where --out said
+    """The summary (JSON and printed), what to do about rows left, and the exit code: all
+    from the run's outcome."""
+    outcome = _outcome(results)
     if o.summary_json:
-        write_summary_json(o.summary_json, o.file, target, results, code)
-    if run.get("journal_error"):  # the run stopped on it: said even with --quiet
-        click.echo(f"Error: {run['journal_error']} (results: {target})", err=True)
+        write_summary_json(o.summary_json, o.file, target, results)
+    if outcome.journal_error:  # the run stopped on it: said even with --quiet
+        click.echo(f"Error: {outcome.journal_error} (results: {target})", err=True)
     if not o.quiet:
         print_summary(results, target)
     everything_sent_before(results, o.journal)
-    if code != EXIT_OK and code != EXIT_ROWS:
-        click.echo(_what_now(results, o.journal, run.get("stopped_by")), err=True)
-    sys.exit(code)
+    if outcome.next_step:
+        click.echo(in_flags(outcome.next_step), err=True)
+    sys.exit(outcome.exit_code)
 
 
 def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
@@ -414,37 +409,3 @@ def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
         f"--journal {Path(journal).stem}-{datetime.now(UTC):%Y-%m-%d}.db",
         err=True,
     )
-
-
-def _what_now(results: pd.DataFrame, journal: str | None, stopped_by: str | None) -> str:
-    """What to do about the rows that are unknown or not sent."""
-    pending = int((results["status"] == "not_sent").sum())
-    unknown = int((results["status"] == "unknown").sum())
-    what = "Incomplete"
-    if stopped_by:
-        what = "Interrupted" if stopped_by == "SIGINT" else f"Stopped by {stopped_by}"
-    prefix = ""
-    if results["http_status"].isin([401, 403]).to_numpy().any():
-        prefix = (
-            "Stopped: the API refused the credentials (HTTP 401/403). Check KALEYRA_SID, "
-            "KALEYRA_API_KEY and KALEYRA_BASE_URL (the key must belong to that SID and "
-            "region); nothing more was sent after the refusal.\n"
-        )
-        what = "Once fixed"
-    resend = (
-        f"the {unknown:,} unknown row(s) may have been sent: check them, then add "
-        "--resend-unknown to send them again"
-    )
-    if pending == 0 and unknown and journal:
-        hint = resend
-    elif journal:
-        hint = f"run the same command again to send the {pending:,} not_sent row(s)" + (
-            f"; {resend}" if unknown else ""
-        )
-    else:
-        hint = (
-            f"{pending} row(s) not sent, {unknown} unknown. Running again without --journal "
-            "would send the sent rows twice: send only the not_sent rows, or use --journal "
-            "next time"
-        )
-    return f"{prefix}{what}: {hint}."

@@ -24,8 +24,8 @@ are sent, and rows that were in flight when it died are reported ``unknown``.
 Ctrl-C (or the notebook's stop button), SIGTERM and SIGHUP stop the run the same way (see
 :mod:`~kwa_batch.sending.stopping`): no new requests, the ones in flight awaited for up to
 10 seconds, and the partial results returned with the rest ``not_sent``; a second signal
-stops waiting (rows still in flight are then ``unknown``). ``results.attrs["run"]``
-says which signal stopped it.
+stops waiting (rows still in flight are then ``unknown``). ``results.attrs["run"]`` (a
+:class:`~kwa_batch.outcome.RunOutcome`) says which signal stopped it.
 
 The sender of every row is resolved once, before anything is sent: the row's ``from``, else
 ``send(sender=)`` or the sender the report was validated with, else the client's; rows
@@ -67,12 +67,13 @@ from ..errors import (
 )
 from ..fields import MAX_RECIPIENTS_PER_REQUEST, message_frame, row_keys
 from ..loading.recipients import line_numbers
-from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder
+from ..outcome import RunOutcome
+from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder, Status
 from ..validation import ValidationReport, validate
 from . import clock
 from .client import KaleyraClient, SendResult
 from .departure import Departure, LiveOptOuts, Verdict
-from .journal import Journal, JournalRecord
+from .journal import IN_FLIGHT, Journal, JournalRecord
 from .limiter import recipients_per_request
 from .pacing import (
     DEFAULT_MAX_CONCURRENCY,
@@ -172,9 +173,9 @@ class _Run:
 
     def _stopped(self, request: Request, last: _Done | None, attempts: int) -> _Done:
         code, message = self.stop_reason or _NOT_SENT
-        if last is not None and last.status == "not_sent" and last.error_code:
+        if last is not None and last.status == Status.NOT_SENT and last.error_code:
             message = f"{message}; last attempt: {last.error_message}"
-        return _Done(request, "not_sent", code, message, attempts=attempts)
+        return _Done(request, Status.NOT_SENT, code, message, attempts=attempts)
 
     def _hold(self, request: Request, last: _Done | None, attempts: int) -> _Done | None:
         """The campaign's rules at this moment (see :mod:`~kwa_batch.sending.departure`):
@@ -188,7 +189,7 @@ class _Run:
         held = [i for i, verdict in enumerate(verdicts) if verdict is not None]
         if not held:
             return None
-        if last is not None and last.status == "unknown":
+        if last is not None and last.status == Status.UNKNOWN:
             reason = next(v for v in verdicts if v is not None)
             last.error_message = f"{last.error_message} (not retried: {reason.message})"
             return last
@@ -250,14 +251,14 @@ class _Run:
             try:
                 result = self._post(request, departed)
             except ConnectError as exc:
-                last = _Done(request, "not_sent", exc.code, str(exc), attempts=attempt)
+                last = _Done(request, Status.NOT_SENT, exc.code, str(exc), attempts=attempt)
                 wait_at_least = None
             except RateLimitError as exc:
-                last = _failure(request, "not_sent", exc, attempt)
+                last = _failure(request, Status.NOT_SENT, exc, attempt)
                 wait_at_least = exc.retry_after
             except ServerError as exc:
                 if not exc.is_safe_to_retry:
-                    done = _failure(request, "unknown", exc, attempt)
+                    done = _failure(request, Status.UNKNOWN, exc, attempt)
                     done.error_message = (
                         f"{done.error_message} — the server failed while handling the request: "
                         "it may have been sent; check before resending"
@@ -270,7 +271,7 @@ class _Run:
                         last = done
                         continue
                     return done
-                last = _failure(request, "not_sent", exc, attempt)
+                last = _failure(request, Status.NOT_SENT, exc, attempt)
                 wait_at_least = None
             except AuthenticationError as exc:
                 with self._lock:
@@ -280,9 +281,9 @@ class _Run:
                             f"the run stopped: the API refused the credentials ({exc.message})",
                         )
                 self.stop.set()
-                return _failure(request, "not_sent", exc, attempt)
+                return _failure(request, Status.NOT_SENT, exc, attempt)
             except InvalidResponseError as exc:
-                return _failure(request, "unknown", exc, attempt)
+                return _failure(request, Status.UNKNOWN, exc, attempt)
             except ApiError as exc:
                 if len(request) > 1 and 400 <= exc.http_status < 500:
                     log.info(
@@ -291,9 +292,9 @@ class _Run:
                         exc.code,
                     )
                     return _Done(request, "split", split=request.split(), attempts=attempt)
-                return _failure(request, "failed", exc, attempt)
+                return _failure(request, Status.FAILED, exc, attempt)
             except AmbiguousSendError as exc:
-                done = _Done(request, "unknown", exc.code, str(exc), attempts=attempt)
+                done = _Done(request, Status.UNKNOWN, exc.code, str(exc), attempts=attempt)
                 if self.retry_ambiguous and attempt < self.max_attempts and self._pause(attempt):
                     last = done
                     continue
@@ -313,7 +314,7 @@ def _held(request: Request, verdicts: list[Verdict], attempts: int) -> _Done:
     """A request none of whose rows may leave now: ``not_sent`` with the verdict's code (one
     request per verdict: a request held for different reasons was split before)."""
     first = verdicts[0]
-    return _Done(request, "not_sent", first.code, first.message, attempts=attempts)
+    return _Done(request, Status.NOT_SENT, first.code, first.message, attempts=attempts)
 
 
 def _failure(request: Request, status: str, exc: ApiError, attempt: int) -> _Done:
@@ -331,7 +332,7 @@ def _failure(request: Request, status: str, exc: ApiError, attempt: int) -> _Don
 def _success(request: Request, result: SendResult, attempt: int) -> _Done:
     return _Done(
         request,
-        "sent",
+        Status.SENT,
         http_status=result.http_status,
         attempts=attempt,
         sent_at=clock.stamp(),
@@ -368,7 +369,7 @@ def _row_fields(done: _Done) -> Iterator[dict[str, Any]]:
         if message_id is None:
             yield {
                 **base,
-                "status": "unknown",
+                "status": Status.UNKNOWN,
                 "error_code": _MISSING[0],
                 "error_message": _MISSING[1],
             }
@@ -457,7 +458,8 @@ def send(
         :data:`kwa_batch.results.RESULT_DTYPES`: ``to``, ``status``, ``message_id``,
         ``error_code``, ``error_message``, ``http_status``, ``attempts``, ``sent_at``,
         ``request_id``, ``recipients`` (in the request) and ``from_journal`` (True for rows
-        whose result came from an earlier run). ``results.attrs["run"]`` describes the run.
+        whose result came from an earlier run). ``results.attrs["run"]`` is the run's
+        :class:`~kwa_batch.RunOutcome`: its facts, counts, exit code and next step.
 
     Raises:
         ConfigurationError: some valid rows have no sender from any source, a setting is
@@ -530,18 +532,18 @@ def send(
         if run.journal is not None:
             run.journal.close()
     frame = _finished(results, report)
-    frame.attrs["run"] = {
-        **settings,
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "interrupted": done.stopped_by is not None,
-        "stopped_by": signal_name(done.stopped_by),
-        "resume": done.resume,
-        "headline": done.headline,
-        "pacing": pacer.stats(),
-        "journal_error": str(run.journal_error) if run.journal_error else None,
-        "held": done.held_counts(run.departure),
-    }
+    frame.attrs["run"] = RunOutcome.of(
+        frame,
+        started_at=started.replace(microsecond=0),
+        finished_at=datetime.now(UTC).replace(microsecond=0),
+        stopped_by=signal_name(done.stopped_by),
+        headline=done.headline,
+        resume=done.resume,
+        held=done.held_counts(run.departure),
+        pacing=pacer.stats(),
+        settings=settings,
+        journal_error=str(run.journal_error) if run.journal_error else None,
+    )
     counts = frame["status"].value_counts()
     log.info("send finished: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return frame
@@ -674,11 +676,11 @@ def _resume(
         if record is None:
             counts["new"] += 1
             send_labels.append(label)
-        elif record.state == "sent":
+        elif record.state == Status.SENT:
             counts["already sent"] += 1
             kept_labels.append(label)
             kept_rows.append(_from_record(record))
-        elif record.state in ("unknown", "in_flight"):
+        elif record.state in (Status.UNKNOWN, IN_FLIGHT):
             if resend_unknown:
                 counts["resending unknown"] += 1
                 send_labels.append(label)
@@ -686,12 +688,12 @@ def _resume(
                 counts["unknown, not resent"] += 1
                 kept_labels.append(label)
                 row = _from_record(record)
-                if record.state == "in_flight":
+                if record.state == IN_FLIGHT:
                     row.update(
-                        status="unknown", error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1]
+                        status=Status.UNKNOWN, error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1]
                     )
                 kept_rows.append(row)
-        elif record.state == "not_sent" and record.error_code == EXPIRED:  # terminal
+        elif record.state == Status.NOT_SENT and record.error_code == EXPIRED:  # terminal
             counts["expired, never sent"] += 1
             kept_labels.append(label)
             kept_rows.append(_from_record(record))
@@ -799,7 +801,9 @@ class _Loop:
         self.total = total
         self.results = results
         self.progress = progress
-        self.counts = dict.fromkeys(("sent", "failed", "unknown", "not_sent"), 0)
+        self.counts: dict[str, int] = dict.fromkeys(
+            (Status.SENT, Status.FAILED, Status.UNKNOWN, Status.NOT_SENT), 0
+        )
         self.pending: dict[Future[_Done], Request] = {}
         self.queue: deque[Request] = deque()  # cancelled at a stop: not_sent
         self.ahead = run.pacer.requests(planned)  # spaced rows skipped over, not waited on
@@ -908,7 +912,7 @@ class _Loop:
                 self._finish_now(
                     _Done(
                         request,
-                        "unknown",
+                        Status.UNKNOWN,
                         "INTERRUPTED",
                         "interrupted while the request was in flight: it may have been "
                         "sent; check before resending",
@@ -919,7 +923,7 @@ class _Loop:
     def _finish(self, done: _Done, journal_rows: _JournalRows, *, release: bool = True) -> None:
         """Put a finished request's rows in the results (and in ``journal_rows``)."""
         if release:
-            reached = done.status in ("sent", "unknown")
+            reached = done.status in (Status.SENT, Status.UNKNOWN)
             self.run_.pacer.finished(done.request.numbers, reached=reached)
         if done.split is not None:
             self.ahead.push_front(done.split)
@@ -972,11 +976,11 @@ class _Loop:
         leftover: list[Request] = [*self.queue, *self.ahead.rest()]
         for request in leftover:
             fields = {
-                "status": "not_sent",
+                "status": Status.NOT_SENT,
                 "error_code": code,
                 "error_message": message,
                 "attempts": 0,
                 "recipients": len(request),
             }
             self.results.fill(request.labels, [fields] * len(request))
-            self.counts["not_sent"] += len(request)
+            self.counts[Status.NOT_SENT] += len(request)

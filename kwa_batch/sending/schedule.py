@@ -43,7 +43,7 @@ import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
 from ..errors import ConfigurationError
-from ..results import ResultsBuilder
+from ..results import ResultsBuilder, Status
 from . import clock
 from .history import recent_recipients
 from .journal import Journal
@@ -324,7 +324,12 @@ class Held:
 
     def add(self, labels: list[Hashable], code: str, message: str) -> None:
         """Hold these rows with this code and message."""
-        row = {"status": "not_sent", "error_code": code, "error_message": message, "attempts": 0}
+        row = {
+            "status": Status.NOT_SENT,
+            "error_code": code,
+            "error_message": message,
+            "attempts": 0,
+        }
         for label in labels:
             self.fields[label] = row
         if labels:

@@ -279,9 +279,9 @@ def test_resend_unknown_needs_a_journal(runner: CliRunner, write_csv) -> None:
 @pytest.mark.parametrize(
     ("stop", "code", "said"),
     [
-        ("SIGINT", 130, "Interrupted: run the same command again"),
-        ("SIGTERM", 143, "Stopped by SIGTERM: run the same command again"),
-        ("SIGHUP", 129, "Stopped by SIGHUP: run the same command again"),
+        ("SIGINT", 130, "Interrupted: send again with the same journal"),
+        ("SIGTERM", 143, "Stopped by SIGTERM: send again with the same journal"),
+        ("SIGHUP", 129, "Stopped by SIGHUP: send again with the same journal"),
     ],
 )
 def test_a_stop_signal_writes_results_and_summary_and_resume_completes(

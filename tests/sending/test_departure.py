@@ -39,7 +39,7 @@ def test_nothing_leaves_after_the_expiry(fresh_emulator: Emulator, tmp_path: Pat
         progress=False,
     )
     took = time.monotonic() - started
-    expiry = datetime.fromisoformat(results.attrs["run"]["expires"])
+    expiry = datetime.fromisoformat(results.attrs["run"].settings["expires"])
     arrived = fresh_emulator.messages["received_at"]
     assert (arrived <= pd.Timestamp(expiry)).all(), "a message arrived after the expiry"
     sent = results["status"] == "sent"
@@ -49,7 +49,7 @@ def test_nothing_leaves_after_the_expiry(fresh_emulator: Emulator, tmp_path: Pat
     assert set(late["error_code"]) == {"KWA029"}
     assert late["error_message"].str.contains("never sent").all()
     assert took < 5, f"the run waited {took:.1f} s for rows that may no longer go"
-    assert results.attrs["run"]["held"]["KWA029"] == len(late)
+    assert results.attrs["run"].held["KWA029"] == len(late)
     # The journal keeps them expired: the same command later sends nothing.
     again = send(report, fresh_emulator.client(), journal=tmp_path / "run.db", progress=False)
     assert set(again.loc[late.index, "error_code"]) == {"KWA029"}
@@ -75,7 +75,7 @@ def test_quiet_hours_that_start_while_the_run_sends_hold_the_rest(
     held = results[~sent]
     assert set(held["error_code"]) == {"KWA027"}
     assert held["error_message"].str.contains(r"can go from 2027-01-16 09:00").all()
-    assert results.attrs["run"]["held"] == {"KWA027": len(held)}
+    assert results.attrs["run"].held == {"KWA027": len(held)}
     stamps = results.loc[sent, "sent_at"]
     assert (stamps < pd.Timestamp("2027-01-15 21:00", tz="UTC")).all()
 

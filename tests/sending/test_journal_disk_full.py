@@ -132,7 +132,7 @@ def test_a_run_whose_journal_fills_the_disk_stops_cleanly(
     results = send(
         frame(rows), emulator.client(sender=SENDER), journal=small_tmpfs / "j.db", progress=False
     )
-    error = results.attrs["run"]["journal_error"]
+    error = results.attrs["run"].journal_error
     assert "cannot be written any more (the disk is full)" in error
     accepted = emulator.messages
     assert 0 < len(accepted) < rows, "the disk must fill mid-run"

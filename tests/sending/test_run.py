@@ -71,8 +71,8 @@ def test_results_have_contract_columns_and_dtypes(fresh_emulator: Emulator) -> N
     assert str(results["attempts"].dtype) == "Int64"
     assert str(results["sent_at"].dt.tz) == "UTC"
     assert set(results["status"]) <= set(STATUSES)
-    assert results.attrs["run"]["concurrency"] is None  # driven by the rate
-    assert results.attrs["run"]["rate_limit"] == 80.0
+    assert results.attrs["run"].settings["concurrency"] is None  # driven by the rate
+    assert results.attrs["run"].settings["rate_limit"] == 80.0
 
 
 def test_a_dataframe_is_validated_first_and_invalid_rows_never_sent(
@@ -258,7 +258,7 @@ def test_ctrl_c_returns_partial_results_and_resume_finishes(
         fresh_emulator.sid, fresh_emulator.api_key, sender=SENDER, base_url=fresh_emulator.url, n=20
     )
     results = send(frame(300), client, concurrency=4, progress=False, journal=journal)
-    assert results.attrs["run"]["interrupted"] is True
+    assert results.attrs["run"].interrupted is True
     counts = results["status"].value_counts().to_dict()
     assert set(counts) <= {"sent", "not_sent", "unknown"}
     assert counts["not_sent"] > 100

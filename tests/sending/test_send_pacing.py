@@ -140,8 +140,8 @@ def test_the_pool_grows_with_the_latency_unless_pinned() -> None:
         )  # fmt: skip
     assert (driven["status"] == "sent").all()
     # Little's law: 60 messages/s x 0.4 s = 24 in flight; 8 (the old default) would give 20/s.
-    assert driven.attrs["run"]["pacing"]["peak_in_flight"] >= 20
-    assert pinned.attrs["run"]["pacing"]["peak_in_flight"] <= 3
+    assert driven.attrs["run"].pacing["peak_in_flight"] >= 20
+    assert pinned.attrs["run"].pacing["peak_in_flight"] <= 3
 
 
 def test_429_answers_lower_the_rate_in_force() -> None:
@@ -153,7 +153,7 @@ def test_429_answers_lower_the_rate_in_force() -> None:
         )  # fmt: skip
         refused = emu.rate_limited
     assert (results["status"] == "sent").all()
-    pacing = results.attrs["run"]["pacing"]
+    pacing = results.attrs["run"].pacing
     assert refused > 0
     assert pacing["throttles"] == refused
     assert pacing["lowest_rate"] <= 20  # halved at least once
@@ -168,7 +168,7 @@ def test_whatsapp_130429_passed_on_is_retried_and_slows_the_run() -> None:
         violations = emu.limits.violations["130429"]
     assert (results["status"] == "sent").all()
     assert violations > 0
-    assert results.attrs["run"]["pacing"]["throttles"] == violations
+    assert results.attrs["run"].pacing["throttles"] == violations
 
 
 class WhatsAppPassedOn:
@@ -204,7 +204,7 @@ def test_a_whatsapp_code_in_a_400_is_retried_as_too_fast(code: str) -> None:
         fake.server.stop()
     assert results.loc[0, "status"] == "sent"
     assert results.loc[0, "attempts"] == 3
-    assert results.attrs["run"]["pacing"]["throttles"] == 2
+    assert results.attrs["run"].pacing["throttles"] == 2
 
 
 def test_a_broadcast_is_grouped_to_pack_the_rate() -> None:
