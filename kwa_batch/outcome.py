@@ -8,11 +8,15 @@
 ``report``, ``status`` and ``--summary-json`` all take their exit code, counts and next step
 from it, so a results file is reported as the run that wrote it.
 
-Why ``attrs``: it is pandas' own place for facts about a whole frame, and it follows the
-frame through ``copy``, selections, ``sort_values``, ``merge``, ``join``, ``assign`` and
-``groupby`` aggregations (``pd.concat`` keeps it only when every frame has the same).
-After a selection it still describes the whole run; :meth:`RunOutcome.of` counts a frame
-anew (or one that lost its ``attrs``).
+Why ``attrs``: it is pandas' own place for facts about a whole frame, so the outcome
+travels with the results it describes, and no second object has to be kept beside them.
+pandas 3 carries it through ``copy``, selections (``results[mask]``, ``.loc``),
+``sort_values``, ``assign``, ``rename`` and ``pd.concat`` of frames of one run; it drops it
+when frames of different ``attrs`` meet: ``merge``, ``join`` and ``concat`` with another
+frame, and ``groupby`` results. So read ``results.attrs["run"]`` on the frame that
+:func:`~kwa_batch.send` or :func:`~kwa_batch.load_results` returned (``df.join(results)``
+has none). After a selection it still describes the whole run; :meth:`RunOutcome.of`
+counts any frame of results anew.
 """
 
 from __future__ import annotations

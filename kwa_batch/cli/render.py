@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..validation import ValidationReport
 
 __all__ = [
+    "counted",
     "print_plan",
     "print_problems",
     "print_summary",
@@ -85,11 +86,9 @@ def print_plan(requests: list[Request], client: KaleyraClient) -> None:
 def print_summary(results: pd.DataFrame, target: Path | None) -> None:
     """The outcome by status (the run's :class:`~kwa_batch.RunOutcome`), then by error code
     with its meaning, then where it went."""
-    from ..results import error_counts
+    from ..results import Status, error_counts
 
-    counts = run_outcome(results).counts
-    shown = ", ".join(f"{int(n):,} {status}" for status, n in counts.items() if n)
-    click.echo(f"\nOutcome: {shown}")
+    click.echo(f"\nOutcome: {counted(run_outcome(results))}")
     for row in error_counts(results).itertuples(index=False):
         meaning = entry.meaning if (entry := lookup_code(row.error_code)) else ""
         click.echo(f"  {row.error_code:<11} {int(row.rows):>6,} {row.status:<9} {meaning}")
@@ -101,7 +100,7 @@ def print_summary(results: pd.DataFrame, target: Path | None) -> None:
             "(and read them as numbers); write --out results.xlsx for colleagues, or import "
             "the CSV with its columns as text."
         )
-    errors = target.suffix.lower() == ".xlsx" and bool((results["status"] != "sent").any())
+    errors = target.suffix.lower() == ".xlsx" and bool((results["status"] != Status.SENT).any())
     click.echo(
         f"Results: {target} ({len(results):,} rows, one per input row"
         + ("; fixes on the Errors sheet)" if errors else ")")
@@ -127,6 +126,12 @@ def write_report_json(path: Path, source: str, report: ValidationReport, code: i
         "exit_code": code,
     }
     write_json(path, summary)
+
+
+def counted(outcome: RunOutcome) -> str:
+    """The rows by status, those there are: ``15 sent, 5 rejected``."""
+    shown = ", ".join(f"{n:,} {status}" for status, n in outcome.counts.items() if n)
+    return shown or "no rows"
 
 
 def run_outcome(results: pd.DataFrame) -> RunOutcome:

@@ -10,7 +10,7 @@ import click
 from ..errors import lookup_code
 from .common import fail, in_flags
 from .options import RESULT_FORMATS, output_path
-from .render import print_summary, run_outcome
+from .render import counted, print_summary, run_outcome
 
 __all__ = ["report_command", "status_command"]
 
@@ -72,8 +72,10 @@ def status_command(results_file: str, store: str, out: Path | None) -> None:
         fail(f"--out {target}: choose another file than the results it reads")
     merged = merge_receipts(load_results(source), load_receipts(store))
     export_results(merged, target)
+    outcome = run_outcome(merged)
     counts = delivery_counts(merged)
     click.echo(f"{results_file}: {len(merged)} rows, {int(counts.sum())} with a message id")
+    click.echo(f"Outcome: {counted(outcome)}")
     shown = ", ".join(f"{int(n)} {status}" for status, n in counts.items() if n)
     click.echo(f"Delivery: {shown or 'nothing was sent'}")
     codes = merged["delivery_error_code"].dropna().value_counts()
@@ -81,4 +83,4 @@ def status_command(results_file: str, store: str, out: Path | None) -> None:
         meaning = entry.meaning if (entry := lookup_code(code)) else ""
         click.echo(f"  {code:<11} {int(rows):>6} failed {meaning}".rstrip())
     click.echo(f"Results: {target} ({len(merged)} rows, one per input row)")
-    sys.exit(run_outcome(merged).exit_code)
+    sys.exit(outcome.exit_code)

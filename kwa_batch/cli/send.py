@@ -394,8 +394,10 @@ def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
     recurring campaign that reuses yesterday's journal sends nothing."""
     if not journal:
         return
-    valid = results[results["status"] != "rejected"]
-    if valid.empty or not (valid["from_journal"] & (valid["status"] == "sent")).all():
+    from ..results import Status
+
+    valid = results[results["status"] != Status.REJECTED]
+    if valid.empty or not (valid["from_journal"] & (valid["status"] == Status.SENT)).all():
         return
     first, last = valid["sent_at"].min(), valid["sent_at"].max()
     when = (

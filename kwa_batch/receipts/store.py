@@ -45,7 +45,11 @@ __all__ = [
     "opened_store",
 ]
 
-#: Statuses after which nothing changes.
+# Delivery statuses (what Kaleyra's callbacks say became of a message the API took:
+# kwa_batch.results.DELIVERY_STATUSES) are another term than a row's result status
+# (kwa_batch.results.Status), though "sent" and "failed" are spelled alike in both.
+
+#: Delivery statuses after which nothing changes.
 FINAL_STATUSES = ("failed", "not-sent")
 #: How far along each status is; a message's status is its highest-ranked update. Other
 #: statuses (Kaleyra may add some) are kept with rank 0: they never replace a known one.

@@ -772,7 +772,7 @@ def headline(to_send: int, resume: dict[str, int]) -> str:
 
 
 _JournalRows = list[tuple[str, str, dict[str, Any]]]
-_SHORT = {"not_sent": "not sent", "retrying": "retrying"}
+_SHORT = {Status.NOT_SENT: "not sent", "retrying": "retrying"}
 
 
 def postfix(counts: dict[str, int]) -> str:

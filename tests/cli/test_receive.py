@@ -53,12 +53,13 @@ def test_status_writes_the_merged_results(
     outcome = runner.invoke(
         cli, ["status", str(results), "--receipts", str(store), "--out", str(out)]
     )
-    assert outcome.exit_code == 0, outcome.output
+    assert outcome.exit_code == 1, outcome.output  # as the run that wrote it: one rejected
     delivered = int((merged["delivery_status"] == "delivered").sum())
     failed = int((merged["delivery_status"] == "failed").sum())
     assert delivered + failed == 8
     assert outcome.output.splitlines() == [
         f"{results}: 9 rows, 8 with a message id",
+        "Outcome: 8 sent, 1 rejected",
         f"Delivery: {delivered} delivered, {failed} failed",
         f"  131026      {failed:>6} failed",
         f"Results: {out} (9 rows, one per input row)",
@@ -73,7 +74,7 @@ def test_status_writes_beside_the_results_by_default(
 ) -> None:
     results, store, _ = run_files
     outcome = runner.invoke(cli, ["status", str(results), "--receipts", str(store)])
-    assert outcome.exit_code == 0, outcome.output
+    assert outcome.exit_code == 1, outcome.output
     written = results.with_name("results.status.csv")
     assert f"Results: {written} " in outcome.output
     assert "delivery_status" in kb.load_results(written).columns

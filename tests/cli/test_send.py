@@ -341,6 +341,15 @@ def test_a_stop_signal_writes_results_and_summary_and_resume_completes(
         assert summary["exit_code"] == code
         assert summary["stopped_by"] == stop
         assert summary["status"]["sent"] == (partial["status"] == "sent").sum()
+        reported = subprocess.run(
+            [sys.executable, "-m", "kwa_batch", "report", "c.csv.results.csv"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert reported.returncode == code, reported.stdout + reported.stderr  # as the run
+        assert said in reported.stderr
         again = subprocess.run(
             args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
         )
