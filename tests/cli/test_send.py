@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from openpyxl import load_workbook
 
 from kwa_batch.cli import cli
+from kwa_batch.export import outcome_path
 
 CLEAN = "to,body\n+919876543210,Hi\n+447911123456,Hello\n"
 
@@ -586,4 +587,9 @@ def test_out_on_a_full_disk_leaves_no_truncated_file_and_never_exits_0(
     assert saved, result.output
     fallback = Path(saved.group(1))
     assert len(pd.read_csv(fallback, dtype=str, encoding="utf-8-sig")) == rows
+    # The file written instead says so: `report` on it exits as the run did, not 0.
+    reported = runner.invoke(cli, ["report", str(fallback)])
+    assert reported.exit_code == 3, reported.output
+    assert f"saved to {fallback} instead" in reported.output
     fallback.unlink()
+    outcome_path(fallback).unlink()
