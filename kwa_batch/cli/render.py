@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import describe_code, lookup_code
-from .common import fail, in_flags
+from .common import fail, in_flags, wrapped
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "counted",
+    "print_next_step",
     "print_plan",
     "print_problems",
     "print_summary",
@@ -59,7 +60,8 @@ def print_problems(report: ValidationReport, *, by_code: bool) -> None:
             shown = value if len(value) <= 40 else value[:37] + "..."
             joint = " " if message.split(" ", 1)[0] in _PREDICATES else ": "
             message = f"{shown!r}{joint}{message}"
-        click.echo(f"  {where:>9}  {row.column:<13} {row.error_code:<7} {message}")
+        head = f"  {where:>9}  {row.column:<13} {row.error_code:<7} "
+        click.echo(wrapped(head + message, indent=len(head)))
     if len(errors) > _SHOWN_PROBLEMS:
         click.echo(f"  ... and {len(errors) - _SHOWN_PROBLEMS} more problem(s)")
     if by_code:
@@ -96,14 +98,20 @@ def print_summary(results: pd.DataFrame, target: Path | None) -> None:
         return
     if target.suffix.lower() == ".csv":
         click.echo(
-            "Note: Excel and LibreOffice drop the + of phone numbers when they open a CSV "
-            "(and read them as numbers); write --out results.xlsx for colleagues, or import "
-            "the CSV with its columns as text."
+            wrapped(
+                "Note: Excel and LibreOffice drop the + of phone numbers when they open a CSV "
+                "(and read them as numbers); write --out results.xlsx for colleagues, or "
+                "import the CSV with its columns as text.",
+                indent=6,
+            )
         )
     errors = target.suffix.lower() == ".xlsx" and bool((results["status"] != Status.SENT).any())
     click.echo(
-        f"Results: {target} ({len(results):,} rows, one per input row"
-        + ("; fixes on the Errors sheet)" if errors else ")")
+        wrapped(
+            f"Results: {target} ({len(results):,} rows, one per input row"
+            + ("; fixes on the Errors sheet)" if errors else ")"),
+            indent=9,
+        )
     )
 
 
@@ -132,6 +140,13 @@ def counted(outcome: RunOutcome) -> str:
     """The rows by status, those there are: ``15 sent, 5 rejected``."""
     shown = ", ".join(f"{n:,} {status}" for status, n in outcome.counts.items() if n)
     return shown or "no rows"
+
+
+def print_next_step(results: pd.DataFrame) -> None:
+    """What to do about the rows left, when there are some (to stderr, even with --quiet)."""
+    step = run_outcome(results).next_step
+    if step:
+        click.echo("\n".join(wrapped(line) for line in in_flags(step).splitlines()), err=True)
 
 
 def run_outcome(results: pd.DataFrame) -> RunOutcome:

@@ -23,6 +23,7 @@ from .common import (
     in_flags,
     load_and_validate,
     resolve_sender,
+    wrapped,
 )
 from .options import (
     RESULT_FORMATS,
@@ -35,7 +36,13 @@ from .options import (
     sender_option,
     summary_json_option,
 )
-from .render import print_plan, print_problems, print_summary, write_summary_json
+from .render import (
+    print_next_step,
+    print_plan,
+    print_problems,
+    print_summary,
+    write_summary_json,
+)
 from .schedule_options import needs_journal, schedule_options
 
 if TYPE_CHECKING:
@@ -268,7 +275,11 @@ def _client(
 
         emu = stack.enter_context(Emulator())
         client = stack.enter_context(emu.client(timeout=o.timeout, sender=sender))
-        echo(f"Using the built-in Kaleyra emulator at {emu.url}: nothing leaves this machine.")
+        echo(
+            wrapped(
+                f"Using the built-in Kaleyra emulator at {emu.url}: nothing leaves this machine."
+            )
+        )
         if source == "demo":
             echo(f"Sender: {sender} (a demo number; pass --from to choose one).")
         return client, emu
@@ -384,8 +395,7 @@ def _finish(results: pd.DataFrame, target: Path, o: _Options) -> None:
     if not o.quiet:
         print_summary(results, target)
     everything_sent_before(results, o.journal)
-    if outcome.next_step:
-        click.echo(in_flags(outcome.next_step), err=True)
+    print_next_step(results)
     sys.exit(outcome.exit_code)
 
 
