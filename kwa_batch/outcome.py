@@ -251,10 +251,12 @@ class RunOutcome:
             lines.append(("rate limit", "none" if rate is None else f"{rate:g} messages/s"))
         if throttles := self.pacing.get("throttles"):
             lines.append(("slowed down", f"{throttles:,} time(s): the API said too fast"))
-        lines.append(("next step", self.next_step or "none: every row is settled"))
+        settled = "none: every row was sent" if self.exit_code == 0 else _FIX_ROWS
+        lines.append(("next step", self.next_step or settled))
         return lines
 
 
+_FIX_ROWS = "nothing is left to send; the Errors sheet says how to fix the rows that were not"
 _RESULTS = {
     0: "every row sent",
     1: "done: some rows were rejected, failed or will never be sent (see Errors)",
