@@ -20,6 +20,7 @@ Both the results (:func:`kwa_batch.export_results`) and the validation report
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -60,6 +61,7 @@ _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 #: The widest a column gets, in characters: longer texts wrap within it (on paper too).
 MAX_WIDTH = 40
 _MIN_WIDTH = 6
+_DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
 # The height of one line of text (Calibri 11, the default font), in points, and the
 # characters a wrapped line loses to the word that does not fit.
 _LINE_HEIGHT = 15
@@ -257,11 +259,12 @@ def _cell(
     bold: bool = False,
     number_format: str | None = None,
     wrap: bool = False,
+    top: bool = False,
 ) -> Any:
     """A write-only cell; strings are always text (a leading ``=`` never makes a formula);
-    ``wrap``: long text wraps within the column (the row grows to fit)."""
+    ``wrap``: long text wraps within the column; ``top``: aligned to the top of a row
+    made taller for a wrapped text."""
     from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Alignment, Font
 
     if isinstance(value, str):
         value = _xml_safe(value)
@@ -269,11 +272,26 @@ def _cell(
     if isinstance(value, str):
         cell.data_type = "s"
     if bold:
-        cell.font = Font(bold=True)
+        cell.font = _style("bold")
     if number_format:
         cell.number_format = number_format
-    cell.alignment = Alignment(vertical="top", wrap_text=wrap or None)
+    if wrap or top:
+        cell.alignment = _style("wrap" if wrap else "top")
     return cell
+
+
+@functools.cache
+def _style(name: str) -> Any:
+    """The few styles the writer uses, made once."""
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+
+    if name == "bold":
+        return Font(bold=True)
+    if name == "heading fill":
+        return PatternFill("solid", fgColor="DDE3EA")
+    if name == "heading border":
+        return Border(bottom=Side(style="thin"))
+    return Alignment(vertical="top", wrap_text=name == "wrap" or None)
 
 
 def _xml_safe(value: str) -> str:
@@ -298,7 +316,8 @@ def _write_rows(sheet: Any, spec: Sheet) -> None:
             for column, value in enumerate(values)
             if column in spec.wrap and isinstance(value, str) and column < len(spec.widths)
         ]
-        if max(lines, default=1) > 1:
+        tall = max(lines, default=1) > 1
+        if tall:
             sheet.row_dimensions[number + 1].height = _LINE_HEIGHT * max(lines)
         sheet.append(
             [
@@ -308,6 +327,7 @@ def _write_rows(sheet: Any, spec: Sheet) -> None:
                     bold=number in spec.bold,
                     number_format=spec.formats.get((number, column)),
                     wrap=column in spec.wrap and isinstance(value, str),
+                    top=tall,
                 )
                 for column, value in enumerate(values)
             ]
@@ -390,7 +410,6 @@ def _heights(frame: pd.DataFrame, wrapped: dict[str, float]) -> list[int]:
 
 
 def _write_table(sheet: Any, spec: Sheet) -> None:
-    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
     from openpyxl.utils import get_column_letter
 
     frame = spec.frame
@@ -416,16 +435,10 @@ def _write_table(sheet: Any, spec: Sheet) -> None:
         dimension.hidden = hide
     sheet.freeze_panes = "A2"
     sheet.auto_filter.ref = f"A1:{get_column_letter(max(len(columns), 1))}{last_row}"
-    heading = (
-        Font(bold=True),
-        PatternFill("solid", fgColor="DDE3EA"),
-        Border(bottom=Side(style="thin")),
-        Alignment(vertical="top", wrap_text=True),
-    )
     header = []
     for name in columns:
-        cell = _cell(sheet, name)
-        cell.font, cell.fill, cell.border, cell.alignment = heading
+        cell = _cell(sheet, name, bold=True, wrap=True)
+        cell.fill, cell.border = _style("heading fill"), _style("heading border")
         header.append(cell)
     sheet.append(header)
     dates = {
@@ -434,16 +447,23 @@ def _write_table(sheet: Any, spec: Sheet) -> None:
     heights = _heights(frame, {columns[i]: widths[i] for i in wrapped})
     values = frame.astype("object").where(frame.notna(), None)
     for number, row in enumerate(values.itertuples(index=False, name=None), start=2):
-        if heights[number - 2] > 1:
+        # Only the rows whose text wraps are styled (top-aligned, wrapped): styling every
+        # cell of a large file triples the time it takes to write.
+        tall = heights[number - 2] > 1
+        if tall:
             sheet.row_dimensions[number].height = _LINE_HEIGHT * heights[number - 2]
         cells: list[Any] = []
         for i, value in enumerate(row):
             if value is None:
                 cells.append(None)
             elif i in dates:
-                cells.append(
-                    _cell(sheet, value.to_pydatetime(), number_format="yyyy-mm-dd hh:mm:ss")
-                )
+                moment = value.to_pydatetime()
+                cells.append(_cell(sheet, moment, number_format=_DATE_FORMAT, top=tall))
+            elif tall:
+                wrap = i in wrapped and isinstance(value, str)
+                cells.append(_cell(sheet, value, wrap=wrap, top=True))
+            elif isinstance(value, str) and (value.startswith("=") or _ILLEGAL_XML.search(value)):
+                cells.append(_cell(sheet, value))
             else:
-                cells.append(_cell(sheet, value, wrap=i in wrapped and isinstance(value, str)))
+                cells.append(value)
         sheet.append(cells)
