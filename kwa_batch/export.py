@@ -1,17 +1,19 @@
 """Results to files people open in Excel or LibreOffice, and back: xlsx, csv, parquet.
 
-- ``.xlsx``: a ``Results`` sheet (one row per input row, the input's own columns alongside
-  the outcome when ``data=`` is passed), a ``Summary`` sheet (counts by status and by error
-  code, when and how the run happened — never the key) and an ``Errors`` sheet (every row
-  that was not sent, with the fix). Every text is written as text — phone numbers keep
-  their ``+`` and digits, ids are never turned into numbers — and no cell is ever a
-  formula, whatever the data holds. Times are written in UTC (Excel has no time zones)
-  and their headers say so (``sent_at (UTC)``); the file's ``line`` comes first; the
-  input's own numeric columns (an amount) are written as numbers, those whose name says
-  they identify something (``order_id``, ``pincode``, a phone) stay text. The header is
-  frozen, with an autofilter and column widths that fit; every sheet prints landscape, one
-  page wide, the header repeated on each page. Once receipts are merged, the Summary has a
-  delivery block; run facts keep their type.
+- ``.xlsx``: a ``Results`` sheet (one row per input row: the outcome first — the file's
+  ``line``, status, number, error and its ``fix`` — then the input's own columns when
+  ``data=`` is passed, then the message's and the technical ones; the 0-based row last,
+  hidden), a ``Summary`` sheet (the run in plain words — what was sent, what was not and
+  why, what to do next — then counts by status and by error code; the run's facts for
+  support below, off paper — never the key) and an ``Errors`` sheet (every row that was
+  not sent, with the fix). Every text is written as text — phone numbers keep their ``+``
+  and digits, ids are never turned into numbers — and no cell is ever a formula, whatever
+  the data holds. Times are written in UTC (Excel has no time zones) and their headers
+  say so (``sent_at (UTC)``); the input's own numeric columns (an amount) are written as
+  numbers, those whose name says they identify something (``order_id``, ``pincode``, a
+  phone) stay text. Printed (see :class:`kwa_batch.tables.Sheet`): landscape, one page
+  wide at a readable size, long texts wrapped, the header on each page. Once receipts are
+  merged, the Summary has a delivery block; run facts keep their type.
 - ``.csv``: UTF-8 with a BOM (so Excel shows accents and emoji), formula-safe by the one
   rule of :mod:`kwa_batch.tables` (OWASP's): a text cell a spreadsheet would compute gets a
   leading ``'`` (a body ``-2+3``, an error message, a ``ref``, the input's own columns),

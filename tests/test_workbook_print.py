@@ -147,3 +147,14 @@ def test_workbooks_written_before_still_read(sample, tmp_path: Path) -> None:
     back = load_results(old)
     pd.testing.assert_frame_equal(back, results, check_index_type=False)
     assert back.attrs["run"] == {"concurrency": 8}
+
+
+def test_the_validation_report_prints_where_what_and_the_fix_first(tmp_path: Path) -> None:
+    report = validate(load_recipients(SAMPLE), sender=SENDER)
+    sheet = load_workbook(report.save(tmp_path / "problems.xlsx"))["Problems"]
+    names = header(sheet)
+    assert names[:6] == ["line", "error_code", "column", "value", "message", "fix"]
+    assert sheet.column_dimensions[get_column_letter(names.index("row") + 1)].hidden
+    assert printed_columns(sheet) >= 6  # the fix on paper
+    fix = [sheet.cell(r, 6) for r in range(2, sheet.max_row + 1)]
+    assert all(c.alignment.wrap_text for c in fix if len(c.value) > tables.MAX_WIDTH)
