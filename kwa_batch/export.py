@@ -38,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import InputError, KwaBatchError, describe_code
+from .errors import InputError, KwaBatchError, describe_code, lookup_code
 from .fields import MAX_RECIPIENTS_PER_REQUEST, MESSAGE_COLUMNS
 from .loading.recipients import check_regular_file
 from .results import RESULT_DTYPES, coerce_results, delivery_counts, error_counts, summarize
@@ -396,6 +396,19 @@ def _how_it_ran(run: Mapping[str, Any]) -> list[str]:
             f"Kaleyra asked to slow down {pacing['throttles']} time(s) (HTTP 429): the run "
             f"slowed{slowed}."
         )
+    resume = run.get("resume")
+    if isinstance(resume, Mapping) and resume.get("already sent"):
+        lines.append(
+            f"The journal had {resume['already sent']:,} row(s) sent by an earlier run: "
+            "they were not sent again."
+        )
+    held = run.get("held")
+    if isinstance(held, Mapping) and held:
+        parts = [
+            f"{n:,} {code}" + (f" ({entry.meaning})" if (entry := lookup_code(code)) else "")
+            for code, n in held.items()
+        ]
+        lines.append(f"Held back by the schedule or the limits: {'; '.join(parts)}.")
     if isinstance(run.get("max_attempts"), int):
         lines.append(f"Each request was tried up to {run['max_attempts']} time(s).")
     if "journal" in run:

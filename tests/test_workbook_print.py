@@ -125,6 +125,10 @@ def test_next_steps_follow_the_run() -> None:
     assert "--resend-unknown" in steps({"journal": "j.db"}, {"unknown": 1})
     said = dict(_run_in_words({"stopped_by": "SIGINT"}, {"sent": 1, "not_sent": 1}))
     assert "The run was interrupted (Ctrl-C) before it finished." in said["What happened"]
+    facts = {"held": {"KWA029": 2}, "resume": {"already sent": 3}, "pacing": "text read back"}
+    how = " ".join(dict(_run_in_words(facts, {"sent": 3, "not_sent": 2}))["How the run went"])
+    assert "Held back by the schedule or the limits: 2 KWA029 (" in how
+    assert "The journal had 3 row(s) sent by an earlier run" in how
 
 
 def test_a_round_trip_keeps_the_customers_own_fix_column(tmp_path: Path) -> None:
