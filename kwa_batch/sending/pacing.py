@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import threading
 import time
 from collections import deque
@@ -87,14 +88,15 @@ _SPREAD_SAFETY = 1.25  # the margin covers this many times the spread (see margi
 
 
 def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    """A whole number, 1 or more (a NumPy integer too; not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
 
 
-def _seconds(value: object) -> bool:
-    """A finite number of seconds, zero or more."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _at_least(value: object, least: float) -> bool:
+    """A finite number, ``least`` or more (a NumPy number too; not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
-    return math.isfinite(value) and value >= 0
+    return math.isfinite(float(value)) and float(value) >= least
 
 
 @dataclass(frozen=True)
@@ -140,12 +142,7 @@ class Pacing:
 
     def __post_init__(self) -> None:
         rate = self.rate_limit
-        if rate is not None and not (
-            not isinstance(rate, bool)
-            and isinstance(rate, int | float)
-            and math.isfinite(rate)
-            and rate >= 1
-        ):
+        if rate is not None and not _at_least(rate, 1):
             self._refuse(
                 "rate_limit", rate, "give at least 1 message per second, or None for no limit"
             )
@@ -157,7 +154,7 @@ class Pacing:
             )
         if not _whole(self.max_concurrency):
             self._refuse("max_concurrency", self.max_concurrency, "give a whole number, at least 1")
-        if not _seconds(self.per_recipient_interval):
+        if not _at_least(self.per_recipient_interval, 0):
             self._refuse(
                 "per_recipient_interval",
                 self.per_recipient_interval,
@@ -170,9 +167,13 @@ class Pacing:
                 most,
                 f"give a whole number between 1 and {MAX_RECIPIENTS_PER_REQUEST} (Kaleyra's cap)",
             )
-        if rate is not None:  # one type for the journal and the run's record: 80 is 80.0
+        # Plain Python numbers, one type each, for the journal and the run's record (80 is 80.0).
+        if rate is not None:
             object.__setattr__(self, "rate_limit", float(rate))
         object.__setattr__(self, "per_recipient_interval", float(self.per_recipient_interval))
+        for name in ("concurrency", "max_concurrency", "max_recipients_per_request"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, int(getattr(self, name)))
 
     @staticmethod
     def _refuse(name: str, value: object, fix: str) -> None:

@@ -10,6 +10,7 @@ attempts, how far apart, and whether to also retry what may have been processed
 from __future__ import annotations
 
 import math
+import numbers
 import random
 from dataclasses import dataclass
 
@@ -53,21 +54,28 @@ class Retries:
 
     def __post_init__(self) -> None:
         attempts = self.max_attempts
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        if (
+            isinstance(attempts, bool)
+            or not isinstance(attempts, numbers.Integral)
+            or int(attempts) < 1
+        ):
             self._refuse("max_attempts", attempts, "give a whole number, at least 1 (1: no retry)")
+        object.__setattr__(self, "max_attempts", int(attempts))
         for name in ("backoff", "max_backoff"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value < 0
+                or not isinstance(value, numbers.Real)
+                or not math.isfinite(float(value))
+                or float(value) < 0
             ):
                 self._refuse(name, value, "give zero or more seconds")
             object.__setattr__(self, name, float(value))
         for name in ("retry_ambiguous", "resend_unknown"):
-            if not isinstance(getattr(self, name), bool):
-                self._refuse(name, getattr(self, name), "give True or False")
+            value = getattr(self, name)
+            if value is not True and value is not False and value not in (0, 1):
+                self._refuse(name, value, "give True or False")
+            object.__setattr__(self, name, bool(value))
 
     @staticmethod
     def _refuse(name: str, value: object, fix: str) -> None:

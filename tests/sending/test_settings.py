@@ -8,6 +8,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -170,6 +171,16 @@ def test_settings_are_frozen_values_with_their_defaults() -> None:
     schedule = kb.Schedule(quiet_hours=" 21:00 - 09:00 ", expires="6h")
     assert (schedule.quiet_hours, schedule.expires) == ("21:00-09:00", timedelta(hours=6))
     assert schedule.active
+
+
+def test_numbers_from_numpy_are_taken_as_plain_numbers() -> None:
+    """A setting read from a frame (``df["rate"].max()``) is a NumPy number."""
+    pacing = kb.Pacing(rate_limit=np.int64(100), concurrency=np.int64(3))
+    assert (pacing.rate_limit, pacing.concurrency) == (100.0, 3)
+    assert type(pacing.concurrency) is int
+    retries = kb.Retries(max_attempts=np.int64(2), retry_ambiguous=np.bool_(True))
+    assert (retries.max_attempts, retries.retry_ambiguous) == (2, True)
+    assert type(retries.retry_ambiguous) is bool
 
 
 def test_a_retry_waits_within_its_backoff_and_its_cap() -> None:
