@@ -606,6 +606,31 @@ def _derived_fix(frame: pd.DataFrame) -> bool:
     return bool((written == _fixes(frame["error_code"].astype("str"))).all())
 
 
+# The facts a Summary's "run" block shows as text (times) that the outcome reads back from
+# it; its other facts are the settings, or shown only (mappings written as "key: value").
+_SCALAR_FACTS = ("started_at", "finished_at", "stopped_by", "headline", "journal_error",
+                 "export_error")  # fmt: skip
+_SHOWN_ONLY = ("times", "interrupted", "exported_at", "resume", "held", "pacing", "pending",
+               "never_sent", "credentials_refused", "exit_code")  # fmt: skip
+
+
+def _facts_on_summary(sheet: Any) -> dict[str, Any] | None:
+    """The run's facts from the "run" block of a Summary sheet (the only place earlier
+    versions kept them), as :meth:`RunOutcome.from_dict` reads them; None without one."""
+    found: dict[str, Any] | None = None
+    for values in sheet.iter_rows(values_only=True):
+        if values and values[0] == "run":
+            found = {}
+        elif found is not None and values and values[0] is not None:
+            found[str(values[0])] = values[1] if len(values) > 1 else None
+    if found is None:
+        return None
+    facts: dict[str, Any] = {k: found[k] for k in _SCALAR_FACTS if k in found}
+    skipped = {*_SCALAR_FACTS, *_SHOWN_ONLY}
+    facts["settings"] = {k: v for k, v in found.items() if k not in skipped}
+    return facts
+
+
 def _check_results(source: Path, columns: pd.Index) -> None:
     missing = [c for c in ("to", "status") if c not in columns]
     if missing:
@@ -626,6 +651,8 @@ def _read_xlsx(source: Path) -> pd.DataFrame:
         raise InputError(f"{source}: has no 'Results' sheet: not a kwa_batch results workbook")
     rows = list(book["Results"].iter_rows(values_only=True))
     run: dict[str, Any] | None = None
+    if RUN_SHEET not in book.sheetnames and "Summary" in book.sheetnames:
+        run = _facts_on_summary(book["Summary"])  # a workbook without a Run sheet
     if RUN_SHEET in book.sheetnames:
         run = {}
         for values in list(book[RUN_SHEET].iter_rows(values_only=True))[1:]:

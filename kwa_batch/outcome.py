@@ -225,44 +225,6 @@ class RunOutcome:
         derived = ("counts", "never_sent", "credentials_refused")
         return cls.of(results, **{k: v for k, v in facts.items() if k not in derived})
 
-    def in_words(self) -> list[tuple[str, Any]]:
-        """The outcome for a colleague, as (label, value) lines: no internals."""
-        lines: list[tuple[str, Any]] = []
-        when = "%Y-%m-%d %H:%M:%S UTC"
-        if self.started_at is not None:
-            lines.append(("started", self.started_at.strftime(when)))
-        if self.finished_at is not None:
-            lines.append(("finished", self.finished_at.strftime(when)))
-        lines.append(("result", _RESULTS.get(self.exit_code, "stopped by a signal")))
-        if self.stopped_by:
-            lines.append(("stopped by", self.stopped_by))
-        lines.append(("exit code", self.exit_code))
-        if self.held:
-            held = ", ".join(f"{code}: {rows:,}" for code, rows in self.held.items())
-            lines.append(("held back", held))
-        if self.journal:
-            lines.append(("journal", self.journal))
-        if self.journal_error:
-            lines.append(("journal problem", self.journal_error))
-        if self.export_error:
-            lines.append(("file problem", self.export_error))
-        rate = self.settings.get("rate_limit", "not given")
-        if rate != "not given":
-            lines.append(("rate limit", "none" if rate is None else f"{rate:g} messages/s"))
-        if throttles := self.pacing.get("throttles"):
-            lines.append(("slowed down", f"{throttles:,} time(s): the API said too fast"))
-        settled = "none: every row was sent" if self.exit_code == 0 else _FIX_ROWS
-        lines.append(("next step", self.next_step or settled))
-        return lines
-
-
-_FIX_ROWS = "nothing is left to send; the Errors sheet says how to fix the rows that were not"
-_RESULTS = {
-    0: "every row sent",
-    1: "done: some rows were rejected, failed or will never be sent (see Errors)",
-    3: "incomplete: some rows can still be sent or are unknown",
-}
-
 
 def _signal_number(name: str) -> int:
     """15 for ``SIGTERM`` (and for ``15``, as a signal without a name is written)."""
