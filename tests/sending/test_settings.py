@@ -82,8 +82,8 @@ def test_the_old_keywords_and_the_objects_make_the_same_run(
     (old, old_seen), (new, new_seen) = runs
     pd.testing.assert_frame_equal(old[OUTCOME], new[OUTCOME])
     assert old_seen == new_seen
-    assert {k: old.attrs["run"].get(k) for k in SETTINGS} == {
-        k: new.attrs["run"].get(k) for k in SETTINGS
+    assert {k: old.attrs["run"].settings.get(k) for k in SETTINGS} == {
+        k: new.attrs["run"].settings.get(k) for k in SETTINGS
     }
     if "max_recipients_per_request" in keywords:
         assert old["request_id"].nunique() == 3  # 20 rows in requests of 7, 7 and 6
