@@ -249,7 +249,7 @@ def _print_emulator(emu: Emulator, options: dict[str, Any]) -> None:
 @click.command("receive", short_help="Collect Kaleyra's delivery callbacks and replies.")
 @server_options(
     8765,
-    "Port (0: a free one). The sample data's callback_url uses 8765.",
+    "Port (0: a free one).",
     "Address to listen on (0.0.0.0: every interface, e.g. behind a tunnel or a proxy).",
 )
 @click.option(
