@@ -55,7 +55,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from .answers import Refusal, seconds_text
-from .behaviour import AFTER_PROCESSING, BEFORE_PROCESSING, FAULTS, FaultSettings
+from .behaviour import AFTER_PROCESSING, BEFORE_PROCESSING, FAULTS, FaultSettings, LimitSettings
 
 __all__ = ["FaultControls", "Misbehaviour"]
 
@@ -257,10 +257,20 @@ class Misbehaviour:
 
 
 class FaultControls:
-    """The fault settings and counters as :class:`~kwa_batch.emulator.server.Emulator`
-    shows them (``emu.faults``, ``emu.inject(...)``...), over its :class:`Misbehaviour`."""
+    """The fault settings, the rate limit and their counters as
+    :class:`~kwa_batch.emulator.server.Emulator` shows them (``emu.faults``,
+    ``emu.inject(...)``, ``emu.rate_limit``...), over its :class:`Misbehaviour`."""
 
     _misbehaviour: Misbehaviour
+
+    @property
+    def rate_limit(self) -> float | None:
+        """The API's own limit in messages per second (None: none); assignable."""
+        return self._misbehaviour.rate_limit
+
+    @rate_limit.setter
+    def rate_limit(self, limit: float | None) -> None:
+        self._misbehaviour.rate_limit = LimitSettings(rate_limit=limit).rate_limit
 
     @property
     def fault_settings(self) -> FaultSettings:

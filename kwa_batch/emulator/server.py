@@ -196,15 +196,6 @@ class Emulator(FaultControls, Served):
         self._endpoint.network = replace(self.network, jitter=seconds)
 
     @property
-    def rate_limit(self) -> float | None:
-        """The API's own limit in messages per second (None: none); assignable."""
-        return self._misbehaviour.rate_limit
-
-    @rate_limit.setter
-    def rate_limit(self, limit: float | None) -> None:
-        self._misbehaviour.rate_limit = LimitSettings(rate_limit=limit).rate_limit
-
-    @property
     def limit_settings(self) -> LimitSettings:
         """The limits in force: the API's rate limit and WhatsApp's, as settings."""
         limits = self.limits
