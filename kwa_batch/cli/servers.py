@@ -163,8 +163,12 @@ def _emulator(
     callback_specs: tuple[str, ...],
     templates: str | None = None,
 ) -> Emulator:
-    from ..emulator.behaviour import FaultSettings, LimitSettings, NetworkSettings
-    from ..emulator.callbacks import CallbackSettings
+    from ..emulator.behaviour import (
+        CallbackSettings,
+        FaultSettings,
+        LimitSettings,
+        NetworkSettings,
+    )
     from ..emulator.server import Emulator
 
     catalogue: Any = None

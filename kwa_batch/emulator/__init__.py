@@ -6,8 +6,9 @@ side cannot hide on the other. Its rooms, one concept each:
 - :mod:`.server`: :class:`~.server.Emulator`, its life cycle (start, stop, ``with``) and
   its public face (``emu.messages``, ``emu.inject``, ``emu.reply``...);
 - :mod:`.behaviour`: its settings, as frozen types (``NetworkSettings``,
-  ``FaultSettings``, ``LimitSettings``), and how ``Emulator``'s one-by-one keywords
-  (``latency=``...) map onto them;
+  ``FaultSettings``, ``LimitSettings``, ``CallbackSettings``);
+- :mod:`.keywords`: ``Emulator``'s one-by-one keywords (``latency=``...), each onto a field
+  of its settings;
 - :mod:`.endpoint`: the v1 messages endpoint, a WSGI application taking each request
   through its stages to an answer, with the answer's delay;
 - :mod:`.bodies`: reading a request's fields from its query and body, whatever the body;
@@ -20,7 +21,7 @@ side cannot hide on the other. Its rooms, one concept each:
 - :mod:`.limits`: WhatsApp's limits per sender number (throughput, pair rate);
 - :mod:`.ledger`: the messages it accepted (``emu.messages``) and the requests it saw;
 - :mod:`.callbacks`: the delivery callbacks and customers' replies it posts (to loopback
-  receivers only), and their ``CallbackSettings``;
+  receivers only);
 - :mod:`.template_catalogue`: a template catalogue played (the v2 list, and sends that do
   not match it failing).
 """

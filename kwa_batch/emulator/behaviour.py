@@ -10,12 +10,11 @@ takes its settings grouped by what they play:
 - :class:`LimitSettings`: the limits the platform enforces (the API's own ``rate_limit``,
   WhatsApp's ``throughput`` and ``pair_interval`` per sender number, and how an excess of
   those is ``answer``-ed);
-- :class:`~kwa_batch.emulator.callbacks.CallbackSettings`: the callbacks it posts.
+- :class:`CallbackSettings`: the callbacks it posts (:mod:`kwa_batch.emulator.callbacks`).
 
 Each keyword ``Emulator`` took before these types existed still works, and sets one field
-of its type (:data:`SHORTCUTS`): ``Emulator(latency=0.2)`` is
-``Emulator(network=NetworkSettings(latency=0.2))``. Giving a field both ways
-(``Emulator(network=NetworkSettings(), latency=0.2)``) is refused: one place per setting.
+of its type (:mod:`kwa_batch.emulator.keywords`): ``Emulator(latency=0.2)`` is
+``Emulator(network=NetworkSettings(latency=0.2))``.
 
 Example:
     >>> NetworkSettings(latency=0.2)
@@ -28,8 +27,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from .._http.serving import DEFAULT_READ_TIMEOUT
 from .limits import LIMIT_ANSWERS, positive_or_none
@@ -38,13 +37,11 @@ __all__ = [
     "AFTER_PROCESSING",
     "BEFORE_PROCESSING",
     "FAULTS",
-    "SHORTCUTS",
+    "CallbackSettings",
     "FaultSettings",
     "LimitSettings",
     "NetworkSettings",
-    "Shortcuts",
     "non_negative",
-    "settle",
 ]
 
 #: Fault names accepted by ``FaultSettings``, ``Emulator(faults=...)`` and ``inject``.
@@ -55,6 +52,10 @@ BEFORE_PROCESSING = ("429", "503")
 AFTER_PROCESSING = ("500", "reset", "late")
 # Probabilities that add up to 1 within this are taken as 1 (0.1 + 0.2 + 0.7 > 1 in floats).
 _SUM_TOLERANCE = 1e-9
+# CallbackSettings' methods, proportions and durations.
+_METHODS = ("GET", "POST")
+_PROBABILITIES = ("delivered", "read", "reply")
+_SECONDS = ("delay", "timeout")
 
 
 def non_negative(name: str, value: Any) -> float:
@@ -226,76 +227,96 @@ class LimitSettings:
             )
 
 
-class Shortcuts(TypedDict, total=False):
-    """The keywords ``Emulator`` takes one by one, each setting a field of its settings."""
+@dataclass(frozen=True)
+class CallbackSettings:
+    """How the emulator plays Kaleyra's callbacks.
 
-    latency: float
-    jitter: float
-    read_timeout: float
-    max_connections: int | None
-    retry_after: float
-    late_delay: float
-    rate_limit: float | None
-    throughput: float | None
-    pair_interval: float | None
-    limit_answer: str
-
-
-#: Each one-by-one keyword: (the ``Emulator`` keyword of its group, the field it sets).
-SHORTCUTS: dict[str, tuple[str, str]] = {
-    "latency": ("network", "latency"),
-    "jitter": ("network", "jitter"),
-    "read_timeout": ("network", "read_timeout"),
-    "max_connections": ("network", "max_connections"),
-    "retry_after": ("faults", "retry_after"),
-    "late_delay": ("faults", "late_delay"),
-    "rate_limit": ("limits", "rate_limit"),
-    "throughput": ("limits", "throughput"),
-    "pair_interval": ("limits", "pair_interval"),
-    "limit_answer": ("limits", "answer"),
-}
-_TYPES = {"network": NetworkSettings, "faults": FaultSettings, "limits": LimitSettings}
-
-
-def settle(
-    network: NetworkSettings | None,
-    faults: FaultSettings | Mapping[str, float] | None,
-    limits: LimitSettings | None,
-    shortcuts: Mapping[str, Any],
-) -> tuple[NetworkSettings, FaultSettings, LimitSettings]:
-    """The three settings objects from ``Emulator``'s keywords: the grouped ones, with the
-    one-by-one keywords (:data:`SHORTCUTS`) applied to the group they belong to.
-
-    ``faults`` may be a :class:`FaultSettings` or a mapping of probabilities (then
-    ``retry_after=`` and ``late_delay=`` complete it).
+    Args:
+        method: ``"GET"`` (fields as query parameters, as Kaleyra is seen to send them)
+            or ``"POST"`` (a JSON object).
+        delay: seconds from the answer to ``sent``, and between each later step.
+        delivered: the share of messages delivered; the others fail with ``failed_code``.
+        read: the share of delivered messages that are read.
+        reply: the share of read messages whose recipient writes back (an incoming
+            message, which opens a 24-hour window).
+        failed_code: the ``error_code`` of a failed message (WhatsApp's 131026: message
+            undeliverable).
+        failed_reason: its ``error`` text.
+        reply_body: the text of a reply.
+        timeout: seconds to wait for the receiver's answer to each callback.
 
     Raises:
-        TypeError: an unknown keyword; a setting given both in its group's object and on
-            its own; ``network`` or ``limits`` given as something other than its type.
-        ValueError: a value its settings type refuses.
+        ValueError: an unknown method, a proportion outside ``[0, 1]``, a negative or
+            infinite number of seconds, or an empty code.
+
+    Example:
+        >>> CallbackSettings(delivered=0.9, read=0.5).method
+        'GET'
     """
-    unknown = sorted(set(shortcuts) - set(SHORTCUTS))
-    if unknown:
-        raise TypeError(f"Emulator() got an unexpected keyword argument {unknown[0]!r}")
-    given: dict[str, Any] = {"network": network, "faults": faults, "limits": limits}
-    for group, kind in _TYPES.items():
-        value = given[group]
-        if value is not None and not isinstance(value, kind) and group != "faults":
-            raise TypeError(f"{group}= takes a {kind.__name__}, not {type(value).__name__}")
-    changes: dict[str, dict[str, Any]] = {group: {} for group in _TYPES}
-    for name, value in shortcuts.items():
-        group, setting = SHORTCUTS[name]
-        if isinstance(given[group], _TYPES[group]):
-            type_name = _TYPES[group].__name__
-            raise TypeError(
-                f"{name}= and {group}= both given: set {setting} in one place, "
-                f"{group}={type_name}(..., {setting}=...) or {name}=... alone"
+
+    method: str = "GET"
+    delay: float = 0.0
+    delivered: float = 1.0
+    read: float = 0.0
+    reply: float = 0.0
+    failed_code: str = "131026"
+    failed_reason: str = "Message undeliverable"
+    reply_body: str = "Thanks, got it!"
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        method = str(self.method).strip().upper()
+        if method not in _METHODS:
+            raise ValueError(f"callback method must be GET or POST, not {self.method!r}")
+        object.__setattr__(self, "method", method)
+        for name in _PROBABILITIES:
+            value = _float(name, getattr(self, name))
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"callbacks: {name} must be from 0 to 1, not {value!r}")
+            object.__setattr__(self, name, value)
+        for name in _SECONDS:
+            value = _float(name, getattr(self, name))
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"callbacks: {name} must be zero or more seconds, not {value!r}")
+            object.__setattr__(self, name, value)
+        if not str(self.failed_code).strip():
+            raise ValueError("callbacks: failed_code must not be empty")
+
+    @classmethod
+    def coerce(
+        cls, value: CallbackSettings | Mapping[str, Any] | bool | None
+    ) -> CallbackSettings | None:
+        """Settings from what ``Emulator(callbacks=...)`` takes; None means no callbacks.
+
+        ``True`` gives the defaults, ``False`` or ``None`` none; a mapping overrides the
+        defaults (numbers may be given as text, as a command line does).
+
+        Raises:
+            ValueError: an unknown setting name, or a value :class:`CallbackSettings`
+                refuses.
+        """
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, CallbackSettings):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                "callbacks must be True, False, a CallbackSettings or a mapping such as "
+                f"{{'delivered': 0.9, 'read': 0.5}}, not {value!r}"
             )
-        changes[group][setting] = value
-    if faults is not None and not isinstance(faults, FaultSettings):
-        changes["faults"]["probabilities"] = faults  # FaultSettings checks it is a mapping
-    built = {
-        group: given[group] if isinstance(given[group], kind) else kind(**changes[group])
-        for group, kind in _TYPES.items()
-    }
-    return built["network"], built["faults"], built["limits"]
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in value if k not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown callback setting(s) {', '.join(unknown)}: use {', '.join(sorted(known))}"
+            )
+        return cls(**{str(k): v for k, v in value.items()})
+
+
+def _float(name: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"callbacks: {name} must be a number, not {value!r}") from None

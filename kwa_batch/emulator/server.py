@@ -29,18 +29,12 @@ import pandas as pd
 
 from .._http.serving import BackgroundServer, Served
 from .answers import Refusal, server_refusal
-from .behaviour import (
-    FaultSettings,
-    LimitSettings,
-    NetworkSettings,
-    Shortcuts,
-    non_negative,
-    settle,
-)
+from .behaviour import CallbackSettings, FaultSettings, LimitSettings, NetworkSettings, non_negative
 from .bodies import MAX_REQUEST_BYTES
-from .callbacks import CallbackPoster, CallbackSettings
+from .callbacks import CallbackPoster
 from .endpoint import MessagesEndpoint
 from .faults import FaultControls, Misbehaviour
+from .keywords import Shortcuts, settle
 from .ledger import Ledger
 from .limits import EmulatedLimits
 from .request_checks import e164_digits

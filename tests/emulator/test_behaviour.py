@@ -13,12 +13,12 @@ import pytest
 import requests
 
 from kwa_batch.emulator.behaviour import (
-    SHORTCUTS,
+    CallbackSettings,
     FaultSettings,
     LimitSettings,
     NetworkSettings,
 )
-from kwa_batch.emulator.callbacks import CallbackSettings
+from kwa_batch.emulator.keywords import SHORTCUTS
 from kwa_batch.emulator.server import Emulator
 
 SENDER = "+911234567890"
