@@ -57,6 +57,7 @@ from ..errors import (
     AmbiguousSendError,
     ApiError,
     AuthenticationError,
+    Code,
     ConfigurationError,
     ConnectError,
     InvalidResponseError,
@@ -97,8 +98,8 @@ _RECHECK_AFTER = 0.002
 # Rows held at once when the campaign closes, written to the journal per transaction.
 _CLOSE_CHUNK = 2_000
 _POLL_SECONDS = 0.1
-_NOT_SENT = ("NOTSENT", "the run stopped before this row was sent")
-_INTERRUPTED = ("NOTSENT", "the run was interrupted before this row was sent")
+_NOT_SENT = (Code.NOTSENT, "the run stopped before this row was sent")
+_INTERRUPTED = (Code.NOTSENT, "the run was interrupted before this row was sent")
 
 
 @dataclass
@@ -166,7 +167,7 @@ class _Run:
         with self._lock:
             if self.journal_error is None:
                 self.journal_error = exc
-                self.stop_reason = ("NOTSENT", f"the run stopped: {exc}")
+                self.stop_reason = (Code.NOTSENT, f"the run stopped: {exc}")
                 log.error("%s", exc)
         self.stop.set()
 
@@ -341,7 +342,7 @@ def _success(request: Request, result: SendResult, attempt: int) -> _Done:
 
 
 _MISSING = (
-    "NORECIPIENT",
+    Code.NORECIPIENT,
     "the API accepted the request but its answer does not list this recipient: it may "
     "have been sent; check before resending",
 )
@@ -641,7 +642,7 @@ def _validated(
 
 
 _IN_FLIGHT = (
-    "INFLIGHT",
+    Code.INFLIGHT,
     "a previous run stopped while this row was in flight: it may have been sent; check, then "
     "pass resend_unknown=True (--resend-unknown) to send it again",
 )
@@ -909,7 +910,7 @@ class _Loop:
                     _Done(
                         request,
                         "unknown",
-                        "INTERRUPTED",
+                        Code.INTERRUPTED,
                         "interrupted while the request was in flight: it may have been "
                         "sent; check before resending",
                     )

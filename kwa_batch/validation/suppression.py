@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import Code, InputError
 from ..loading.recipients import TO_ALIASES, check_regular_file, decode_text
 from ..privacy import mask_phone
 from .phones import check_region, normalize_phone, normalize_phones, wa_id_forms
@@ -61,7 +61,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The error code of a row to a suppressed number (see errors.py).
-SUPPRESSED_CODE = "KWA025"
+SUPPRESSED_CODE = Code.OPTED_OUT
 #: Columns of :func:`load_suppression`, in order.
 SUPPRESSION_COLUMNS = ("number", "since", "reason")
 

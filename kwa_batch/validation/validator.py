@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
-from ..errors import InputError
+from ..errors import Code, InputError
 from ..fields import API_COLUMNS, MESSAGE_COLUMNS
 from .compose import (
     build_body,
@@ -301,7 +301,7 @@ def _ragged_rows(df: pd.DataFrame, problems: Problems) -> None:
         where[found],
         "*",
         "row_shape",
-        "KWA008",
+        Code.MALFORMED_ROW,
         reasons + ": check its quotes and delimiters",
         empty_strings(int(found.sum())),
     )
@@ -428,7 +428,7 @@ def _mark_duplicates(prepared: pd.DataFrame, problems: Problems, df: pd.DataFram
         dup_positions,
         "to",
         "duplicate",
-        "KWA007",
+        Code.DUPLICATE_ROW,
         message,
         prepared["to"].iloc[dup_positions],
     )
