@@ -46,10 +46,11 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import InputError
+from .errors import InputError, KwaBatchError
 from .fields import BODY_MAX
 from .loading.files import FileKind, check_regular_file, read_regular_file, read_text_file
 from .loading.sheets import MAX_COLUMNS as _MAX_COLUMNS
+from .tables import Sheet, csv_unguard, write_csv, write_xlsx
 
 __all__ = [
     "CATALOGUE_FILE",
@@ -219,6 +220,8 @@ def _read_csv(file: Path, text: str) -> tuple[pd.DataFrame, list[str]]:
     except (ValueError, csv.Error) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "unreadable"
         raise InputError(f"{file}: cannot be read as a template catalogue ({reason})") from None
+    for column in table.columns:  # the formula rule's guard, as save_templates writes it
+        table[column] = csv_unguard(table[column])
     return table, [f"line {i + 2}" for i in range(len(table))]
 
 
@@ -252,35 +255,24 @@ def save_templates(catalogue: pd.DataFrame, path: str | Path) -> Path:
     """Write a catalogue to ``.csv`` (UTF-8) or ``.xlsx`` (every cell text), the way
     :func:`load_templates` reads it back.
 
+    Written by :mod:`kwa_batch.tables`, as every table this package writes: atomically (a
+    failed write leaves the file as it was), and in a CSV with the formula rule (a body
+    that starts with ``=`` is written ``'=…``; :func:`load_templates` removes that ``'``).
+
     Raises:
         InputError: the extension is not .csv or .xlsx, or the file cannot be written.
     """
     target = Path(path)
     suffix = target.suffix.lower()
+    if suffix not in (".csv", ".xlsx"):
+        raise InputError(f"cannot write a catalogue to {target.name!r}: use .csv or .xlsx")
     frame = catalogue[[c for c in TEMPLATE_COLUMNS if c in catalogue.columns]]
     try:
         if suffix == ".csv":
-            frame.to_csv(target, index=False, encoding="utf-8")
-        elif suffix == ".xlsx":
-            from openpyxl import Workbook
-
-            book = Workbook()
-            sheet = book.active
-            assert sheet is not None
-            sheet.title = "Templates"
-            sheet.append(list(frame.columns))
-            for record in frame.astype("object").itertuples(index=False, name=None):
-                sheet.append([None if pd.isna(v) else v for v in record])
-            for row in sheet.iter_rows(min_row=2):
-                for cell in row:
-                    if isinstance(cell.value, str):
-                        cell.data_type = "s"  # text, never a formula
-            book.save(target)
-        else:
-            raise InputError(f"cannot write a catalogue to {target.name!r}: use .csv or .xlsx")
-    except OSError as exc:
-        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    return target
+            return write_csv(frame, target)
+        return write_xlsx(target, [Sheet("Templates", frame)])
+    except KwaBatchError as exc:
+        raise InputError(str(exc)) from None
 
 
 # -- a table of templates ---------------------------------------------------------------

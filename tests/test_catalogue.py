@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -205,3 +206,36 @@ def test_save_then_load_gives_the_same_catalogue(tmp_path: Path, suffix: str) ->
     pd.testing.assert_frame_equal(load_templates(path), load_templates(tricky))
     with pytest.raises(InputError, match=r"use \.csv or \.xlsx"):
         save_templates(catalogue, tmp_path / "catalogue.json")
+
+
+def test_save_templates_writes_a_csv_with_the_formula_rule(tmp_path: Path) -> None:
+    """The catalogue is written by the package's one writer: a body that starts with ``=``
+    cannot become a formula in a spreadsheet (and is read back as it was)."""
+    from kwa_batch.catalogue import save_templates
+
+    catalogue = load_templates(SAMPLE_JSON)
+    catalogue.loc[0, "body"] = '=HYPERLINK("http://x") {{1}}'
+    catalogue.loc[1, "body"] = "'=already quoted {{1}}"
+    path = save_templates(catalogue, tmp_path / "catalogue.csv")
+    written = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert '\'=HYPERLINK("http://x") {{1}}' in set(written["body"])
+    assert not written["body"].str.startswith("=").any()
+    pd.testing.assert_frame_equal(load_templates(path), load_templates(catalogue))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_save_templates_replaces_the_file_in_one_step(tmp_path: Path, suffix: str) -> None:
+    """Written next to its target and renamed into place (a failed write leaves the old file
+    whole): the old file, kept under a second name, is untouched."""
+    from kwa_batch.catalogue import save_templates
+
+    catalogue = load_templates(SAMPLE_JSON)
+    target = tmp_path / f"catalogue{suffix}"
+    save_templates(catalogue.head(1), target)
+    kept = tmp_path / f"kept{suffix}"
+    os.link(target, kept)
+    before = kept.read_bytes()
+    save_templates(catalogue, target)
+    assert kept.read_bytes() == before
+    assert len(load_templates(target)) == len(catalogue)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, kept.name])
