@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import StrEnum, unique
 from typing import Any
 
 __all__ = [
@@ -91,6 +91,7 @@ class ErrorCode:
     policy: str = Policy.FIX.value
 
 
+@unique
 class Code(StrEnum):
     """Every code a results file or a validation report may hold, each with its meaning,
     its fix, who gives it and its :class:`Policy`: the one place a code is defined.

@@ -26,7 +26,14 @@ from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from .._http.bounded import DEFAULT_DEADLINE, MAX_ANSWER_BYTES, BoundedSession
-from ..config import DEFAULT_BASE_URL, Credentials, Secret, credentials_from_env, normalize_base_url
+from ..config import (
+    DEFAULT_BASE_URL,
+    NO_SENDER_FIX,
+    Credentials,
+    Secret,
+    credentials_from_env,
+    normalize_base_url,
+)
 from ..errors import (
     AmbiguousSendError,
     ApiError,
@@ -255,9 +262,7 @@ class KaleyraClient:
             raise ValueError("no recipient given")
         from_number = sender or self.sender
         if not from_number:
-            raise ConfigurationError(
-                "no sender number: pass sender=, set KALEYRA_FROM, or fill the 'from' column"
-            )
+            raise ConfigurationError(f"no sender number: {NO_SENDER_FIX}")
         if params is not None and not isinstance(params, str):
             params = _join_params(params)
         fields = {

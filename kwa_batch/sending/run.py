@@ -70,6 +70,7 @@ from ..fields import MAX_RECIPIENTS_PER_REQUEST, message_frame, row_keys
 from ..loading.recipients import line_numbers
 from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder
 from ..validation import ValidationReport, validate
+from ..validation.sender import choose_sender, same_sender
 from . import clock
 from .client import KaleyraClient, SendResult
 from .departure import Departure, LiveOptOuts, Verdict
@@ -615,7 +616,10 @@ def _validated(
     """The report to send, validated with the one sender that applies (see the module)."""
     if isinstance(data, pd.DataFrame):
         return validate(
-            data, default_region=default_region, sender=sender or client.sender, **validation
+            data,
+            default_region=default_region,
+            sender=choose_sender(sender, client.sender),
+            **validation,
         )
     if not isinstance(data, ValidationReport):
         raise TypeError(
@@ -626,13 +630,13 @@ def _validated(
         raise ConfigurationError(
             f"{given}: the report is already validated; pass these to validate() instead"
         )
-    if sender and data.sender and sender != data.sender:
+    if sender and data.sender and not same_sender(sender, data.sender, data.default_region):
         raise ConfigurationError(
             f"sender={sender!r}: the report was validated with sender {data.sender!r}; "
             "validate again with the sender you want, or leave sender= out of send()"
         )
-    effective = sender or data.sender or client.sender
-    if not effective or effective == data.sender:
+    effective = choose_sender(sender, data.sender, client.sender)
+    if not effective or same_sender(effective, data.sender, data.default_region):
         return data
     if "from" in data.valid.columns and data.valid["from"].notna().all():
         return data  # every valid row has its own sender: nothing to fill

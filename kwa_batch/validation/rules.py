@@ -29,8 +29,9 @@ from ..errors import Code, KwaBatchError
 from ..fields import API_COLUMNS, BODY_MAX, KNOWN_TYPES, REF_MAX
 from .compose import SPACE as _SPACE
 from .compose import body_hint
-from .phones import E164_PATTERN, SEVERAL_FIX, normalize_phone
+from .phones import E164_PATTERN, SEVERAL_FIX
 from .report import Problems
+from .sender import invalid_sender_message, usable_senders
 
 __all__ = [  # and, built on first use, the pandera models MessageRow, TextMessage,
     # TemplateMessage (see __getattr__)
@@ -169,12 +170,6 @@ class Check:
     ignore_na: bool = True
 
 
-def _sender_valid(sender: pd.Series) -> pd.Series:
-    # Senders are few distinct values (usually one): check each once.
-    distinct = [v for v in sender.dropna().unique() if normalize_phone(v).e164 == v]
-    return sender.isin(distinct)
-
-
 def _params_filled(params: pd.Series) -> pd.Series:
     shaped = _regex(params, _PARAMS_SHAPE, full=True)
     return ~shaped | _regex(params, _PARAMS_FILLED, full=True)
@@ -196,7 +191,7 @@ MESSAGE_CHECKS: tuple[Check, ...] = (
     Check(
         "sender_valid",
         ("from",),
-        _sender_valid,
+        usable_senders,
         f"{Code.INVALID_FROM}: the sender, when there is one, is a valid number in E.164.",
     ),
     Check(
@@ -566,9 +561,7 @@ def _record(
             )
     elif name == "sender_valid":
         reason = from_reason.iloc[failed].fillna("is not a valid number").reset_index(drop=True)
-        message = (
-            "the sender " + reason + ": use your WhatsApp business number with + and country code"
-        )
+        message = reason.map(invalid_sender_message, na_action="ignore")
         problems.add(failed, column, name, Code.INVALID_FROM, message, values)
     else:
         _add_rule(problems, name, failed, column, values)

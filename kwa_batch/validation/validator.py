@@ -39,9 +39,10 @@ from .compose import (
     resolve_column,
     strings,
 )
-from .phones import check_region, normalize_phone, normalize_phones
+from .phones import check_region, normalize_phones
 from .report import Problems, ValidationReport, assemble, file_lines, row_reasons
 from .rules import check_models
+from .sender import read_sender
 from .window_checks import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_window_rows
 
 __all__ = ["validate"]
@@ -269,7 +270,7 @@ def _normalise_numbers(
         from_e164 = checked["e164"].where(own_from)
         from_reason = checked["reason"].where(own_from)
     if sender:
-        check = normalize_phone(sender, region)
+        check = read_sender(sender, region)
         use = ~own_from
         from_values = row_from.mask(use, sender)
         if check.ok:
