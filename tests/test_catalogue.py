@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -185,13 +186,31 @@ def test_the_delimiter_comes_from_the_header_not_the_bodies(write_csv, content: 
     assert (row["template_name"], row["body_params"]) == ("x", 2)
 
 
-def test_a_file_that_is_not_utf8(write_csv) -> None:
+def test_a_file_that_is_not_utf8_is_read_as_a_recipient_file_is(write_csv, caplog) -> None:
+    """One reader for every user's table: a catalogue saved by Excel in a Windows code page
+    is read in it, with the same warning as a recipient file (it was refused)."""
     path = write_csv(
         "template_name,lang_code,status,body\nx,pt_BR,approved,Olá {{1}}\n",
         name="templates.csv",
         encoding="cp1252",
     )
-    with pytest.raises(InputError, match="not UTF-8 text"):
+    with caplog.at_level(logging.WARNING):
+        catalogue = load_templates(path)
+    assert catalogue.loc[0, "body"] == "Olá {{1}}"
+    assert "is not UTF-8; read it as cp1252" in caplog.text
+
+
+def test_a_catalogue_sheet_and_a_semicolon_file_are_read_as_recipient_files_are(
+    tmp_path: Path,
+) -> None:
+    """The catalogue's workbook and CSV go through the same reader as recipients: ``;``
+    detected, blank lines skipped, each row named by its line."""
+    path = tmp_path / "templates.csv"
+    path.write_text(
+        "template_name;lang_code;status;body\n\nx;en;approved;Hi {{1}}\nx;en;paused;b\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError, match="line 4: template 'x' in 'en' appears twice"):
         load_templates(path)
 
 

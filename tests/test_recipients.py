@@ -22,13 +22,8 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from kwa_batch import InputError, KwaBatchError, load_recipients, validate
-from kwa_batch.loading.recipients import (
-    MAX_FILE_BYTES,
-    _read_csv,
-    _read_csv_fast,
-    check_regular_file,
-    line_numbers,
-)
+from kwa_batch.loading.reading import _read_csv, _read_csv_fast
+from kwa_batch.loading.recipients import MAX_FILE_BYTES, check_regular_file, line_numbers
 
 
 def test_sample_file_loads_as_strings(sample_csv: Path) -> None:
@@ -312,6 +307,7 @@ def test_fast_and_csv_module_paths_agree(document: tuple[str, str]) -> None:
     assert [list(c) for c in fast[1]] == [list(c) for c in slow[1]]
     assert list(fast[2]) == list(slow[2])
     assert fast[3] == slow[3]
+    assert fast[4] == slow[4]
 
 
 # --- Only regular files ---------------------------------------------------------------------

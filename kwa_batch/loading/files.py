@@ -7,8 +7,8 @@ a file"); a regular file is opened without blocking, checked again on the open d
 (the path may change in between), and read up to its kind's limit. :func:`read_text_file`
 reads a small text file the user keeps: UTF-8, or UTF-16/32 with a byte-order mark.
 
-The loaders share it: recipient files (:mod:`kwa_batch.loading.recipients`), template catalogues
-(:mod:`kwa_batch.catalogue`) and rate cards (:mod:`kwa_batch.pricing`), each with its own
+The table reader (:mod:`kwa_batch.loading.reading`) opens every user's table through it:
+recipient files, template catalogues, suppression lists and rate cards, each with its own
 :class:`FileKind`.
 """
 
@@ -58,12 +58,14 @@ class FileKind:
         fix: what to do instead of giving a FIFO, a device or a socket.
         max_bytes: the largest file read; a larger one is refused before a byte is read.
         too_large: what to do with a larger one.
+        rows: what its rows are, for a table with none: ``"one row per recipient"``.
     """
 
     noun: str
     fix: str
     max_bytes: int
     too_large: str
+    rows: str = "one row per entry"
 
 
 def _refuse_special(file: Path, mode: int, kind: FileKind) -> None:
