@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import describe_code, lookup_code
-from .common import fail, in_flags
+from .common import fail, in_flags, wrapped
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,7 +54,8 @@ def print_problems(report: ValidationReport, *, by_code: bool) -> None:
             shown = value if len(value) <= 40 else value[:37] + "..."
             joint = " " if message.split(" ", 1)[0] in _PREDICATES else ": "
             message = f"{shown!r}{joint}{message}"
-        click.echo(f"  {where:>9}  {row.column:<13} {row.error_code:<7} {message}")
+        head = f"  {where:>9}  {row.column:<13} {row.error_code:<7} "
+        click.echo(wrapped(head + message, indent=len(head)))
     if len(errors) > _SHOWN_PROBLEMS:
         click.echo(f"  ... and {len(errors) - _SHOWN_PROBLEMS} more problem(s)")
     if by_code:
@@ -92,14 +93,20 @@ def print_summary(results: pd.DataFrame, target: Path | None) -> None:
         return
     if target.suffix.lower() == ".csv":
         click.echo(
-            "Note: Excel and LibreOffice drop the + of phone numbers when they open a CSV "
-            "(and read them as numbers); write --out results.xlsx for colleagues, or import "
-            "the CSV with its columns as text."
+            wrapped(
+                "Note: Excel and LibreOffice drop the + of phone numbers when they open a CSV "
+                "(and read them as numbers); write --out results.xlsx for colleagues, or "
+                "import the CSV with its columns as text.",
+                indent=6,
+            )
         )
     errors = target.suffix.lower() == ".xlsx" and bool((results["status"] != "sent").any())
     click.echo(
-        f"Results: {target} ({len(results):,} rows, one per input row"
-        + ("; fixes on the Errors sheet)" if errors else ")")
+        wrapped(
+            f"Results: {target} ({len(results):,} rows, one per input row"
+            + ("; fixes on the Errors sheet)" if errors else ")"),
+            indent=9,
+        )
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import lookup_code
-from .common import fail
+from .common import check_writable, fail
 from .options import RESULT_FORMATS, output_path
 from .render import print_summary
 
@@ -47,7 +47,7 @@ def report_command(results_file: str) -> None:
     "--out",
     RESULT_FORMATS,
     help="Merged results: .xlsx, .csv or .parquet [default: RESULTS_FILE's name + "
-    ".status + its extension, beside it].",
+    ".status + its extension, here (as send's --out)].",
 )
 def status_command(results_file: str, store: str, out: Path | None) -> None:
     """Put each message's delivery status (delivered, read, failed) next to its row.
@@ -61,11 +61,12 @@ def status_command(results_file: str, store: str, out: Path | None) -> None:
     from ..results import delivery_counts
 
     source = Path(results_file)
-    target = out or source.with_name(f"{source.stem}.status{source.suffix}")
+    target = out or Path(f"{source.stem}.status{source.suffix}")
     if target.suffix.lower() not in RESULT_FORMATS:
         fail(f"--out {target}: use a .xlsx, .csv or .parquet file name")
     if target.resolve() == source.resolve():
         fail(f"--out {target}: choose another file than the results it reads")
+    check_writable(target, "--out")
     merged = merge_receipts(load_results(source), load_receipts(store))
     export_results(merged, target)
     counts = delivery_counts(merged)

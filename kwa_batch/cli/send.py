@@ -25,6 +25,7 @@ from .common import (
     in_flags,
     load_and_validate,
     resolve_sender,
+    wrapped,
 )
 from .options import (
     RESULT_FORMATS,
@@ -269,7 +270,11 @@ def _client(
 
         emu = stack.enter_context(Emulator())
         client = stack.enter_context(emu.client(timeout=o.timeout, sender=sender))
-        echo(f"Using the built-in Kaleyra emulator at {emu.url}: nothing leaves this machine.")
+        echo(
+            wrapped(
+                f"Using the built-in Kaleyra emulator at {emu.url}: nothing leaves this machine."
+            )
+        )
         if source == "demo":
             echo(f"Sender: {sender} (a demo number; pass --from to choose one).")
         return client, emu

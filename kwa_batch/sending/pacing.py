@@ -481,10 +481,12 @@ class Pacer:
         self.spacing.finish(numbers, reached=reached)
 
     def postfix(self, in_flight: int) -> str:
-        """A short summary for a progress bar: ``80/s x12`` (rate in force, in flight).
+        """A short summary for a progress bar, in words: ``≤80/s, 12 in flight`` (the
+        rate in force, at most, and how many requests are out waiting for their answer).
 
         >>> Pacer(150).postfix(12), Pacer(None).postfix(16)
-        ('150/s x12', 'x16')
+        ('≤150/s, 12 in flight', '16 in flight')
         """
         rate = self.rate_in_force()
-        return f"x{in_flight}" if rate is None else f"{rate:.0f}/s x{in_flight}"
+        waiting = f"{in_flight} in flight"
+        return waiting if rate is None else f"≤{rate:.0f}/s, {waiting}"

@@ -822,6 +822,10 @@ class _Loop:
             total=self.total,
             unit="msg",
             desc="sending",
+            # The counts and the pace in words replace tqdm's own rate (``718msg/s``):
+            # the rate asked for is in the postfix, and 80 columns hold it all.
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+            "[{elapsed}<{remaining}{postfix}]",
             disable=not (self.progress and _draws_a_bar()),
             leave=True,
         )

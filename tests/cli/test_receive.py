@@ -68,13 +68,22 @@ def test_status_writes_the_merged_results(
     assert written.index.tolist() == merged.index.tolist()
 
 
-def test_status_writes_beside_the_results_by_default(
-    runner: CliRunner, run_files: tuple[Path, Path, pd.DataFrame]
+def test_status_writes_here_by_default_as_send_does(
+    runner: CliRunner,
+    run_files: tuple[Path, Path, pd.DataFrame],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """``send --out`` and ``status --out`` default to the same folder: the current one."""
     results, store, _ = run_files
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
     outcome = runner.invoke(cli, ["status", str(results), "--receipts", str(store)])
     assert outcome.exit_code == 0, outcome.output
-    written = results.with_name("results.status.csv")
+    written = Path("results.status.csv")
+    assert (here / written).is_file()
+    assert not results.with_name("results.status.csv").exists()
     assert f"Results: {written} " in outcome.output
     assert "delivery_status" in kb.load_results(written).columns
 

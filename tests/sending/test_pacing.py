@@ -290,11 +290,11 @@ def test_defaults_are_whatsapps() -> None:
 def test_the_rate_in_force_is_readable_and_shown_briefly() -> None:
     clock = Clock()
     pacer = Pacer(150, clock=clock)
-    assert pacer.postfix(12) == "150/s x12"
+    assert pacer.postfix(12) == "≤150/s, 12 in flight"
     pacer.throttled()
     assert pacer.rate_in_force() == 75
-    assert pacer.postfix(3) == "75/s x3"
-    assert Pacer(None).postfix(16) == "x16"
+    assert pacer.postfix(3) == "≤75/s, 3 in flight"
+    assert Pacer(None).postfix(16) == "16 in flight"
     assert Pacer(None).rate_in_force() is None
 
 
