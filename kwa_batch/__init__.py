@@ -7,7 +7,7 @@ The flow, one plain function per step::
     df = kb.load_recipients("sample_data/recipients.csv")
     report = kb.validate(df, default_region="IN", sender="+911234567890")
     with kb.Emulator() as emu:  # a local Kaleyra-compatible server
-        results = kb.send(report, emu.client(), concurrency=8)
+        results = kb.send(report, emu.client(), pacing=kb.Pacing(rate_limit=1000))
     kb.export_results(results, "results.xlsx")
 
 Every name is imported on first use, so ``import kwa_batch`` costs nothing that is not
@@ -60,7 +60,10 @@ if TYPE_CHECKING:
     from .sending.chain import validate as validate
     from .sending.client import KaleyraClient as KaleyraClient
     from .sending.client import SendResult as SendResult
+    from .sending.pacing import Pacing as Pacing
+    from .sending.retries import Retries as Retries
     from .sending.run import send as send
+    from .sending.schedule import Schedule as Schedule
     from .validation.phones import normalize_phone as normalize_phone
     from .validation.report import ValidationReport as ValidationReport
     from .validation.suppression import load_suppression as load_suppression

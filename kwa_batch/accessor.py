@@ -35,7 +35,7 @@ class KwaAccessor:
         """Validate this frame and send its valid rows: :func:`kwa_batch.send`.
 
         Validation arguments (``default_region``, ``sender``…) and sending arguments
-        (``concurrency``, ``journal``…) may be mixed.
+        (``pacing``, ``schedule``, ``journal``…) may be mixed.
         """
         from .sending.run import send
 

@@ -1,17 +1,19 @@
 """Results to files people open in Excel or LibreOffice, and back: xlsx, csv, parquet.
 
-- ``.xlsx``: a ``Results`` sheet (one row per input row, the input's own columns alongside
-  the outcome when ``data=`` is passed), a ``Summary`` sheet (counts by status and by error
-  code, when and how the run happened — never the key) and an ``Errors`` sheet (every row
-  that was not sent, with the fix). Every text is written as text — phone numbers keep
-  their ``+`` and digits, ids are never turned into numbers — and no cell is ever a
-  formula, whatever the data holds. Times are written in UTC (Excel has no time zones)
-  and their headers say so (``sent_at (UTC)``); the file's ``line`` comes first; the
-  input's own numeric columns (an amount) are written as numbers, those whose name says
-  they identify something (``order_id``, ``pincode``, a phone) stay text. The header is
-  frozen, with an autofilter and column widths that fit; every sheet prints landscape, one
-  page wide, the header repeated on each page. Once receipts are merged, the Summary has a
-  delivery block; run facts keep their type.
+- ``.xlsx``: a ``Results`` sheet (one row per input row: the outcome first — the file's
+  ``line``, status, number, error and its ``fix`` — then the input's own columns when
+  ``data=`` is passed, then the message's and the technical ones; the 0-based row last,
+  hidden), a ``Summary`` sheet (the run in plain words — what was sent, what was not and
+  why, what to do next — then counts by status and by error code; the run's facts for
+  support below, off paper — never the key) and an ``Errors`` sheet (every row that was
+  not sent, with the fix). Every text is written as text — phone numbers keep their ``+``
+  and digits, ids are never turned into numbers — and no cell is ever a formula, whatever
+  the data holds. Times are written in UTC (Excel has no time zones) and their headers
+  say so (``sent_at (UTC)``); the input's own numeric columns (an amount) are written as
+  numbers, those whose name says they identify something (``order_id``, ``pincode``, a
+  phone) stay text. Printed (see :class:`kwa_batch.tables.Sheet`): landscape, one page
+  wide at a readable size, long texts wrapped, the header on each page. Once receipts are
+  merged, the Summary has a delivery block; run facts keep their type.
 - ``.csv``: UTF-8 with a BOM (so Excel shows accents and emoji), formula-safe by the one
   rule of :mod:`kwa_batch.tables` (OWASP's): a text cell a spreadsheet would compute gets a
   leading ``'`` (a body ``-2+3``, an error message, a ``ref``, the input's own columns),
@@ -28,13 +30,16 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .errors import InputError, KwaBatchError, describe_code
+from .errors import InputError, KwaBatchError, describe_code, lookup_code
+from .fields import MAX_RECIPIENTS_PER_REQUEST, MESSAGE_COLUMNS
 from .loading.recipients import check_regular_file
 from .results import RESULT_DTYPES, coerce_results, delivery_counts, error_counts, summarize
 from .tables import Sheet, atomic_write, plain, write_csv, write_xlsx
@@ -94,22 +99,40 @@ def export_results(
     return target
 
 
-# The columns a reader needs first (and on paper); long texts and technical ones go last
-# (in the file, off the printed page).
-_READING_ORDER = ("line", "status", "to", "error_code", "error_message", "message_id", "sent_at")
-_LONG = ("to_as_written", "body", "params", "callback_url")
-_TECHNICAL = ("http_status", "attempts", "request_id", "recipients", "from_journal")
-_OFF_PAPER = (*_LONG, *_TECHNICAL)
+#: The column beside ``error_message`` (Results and Errors sheets) that says what the error
+#: code means and how to fix it; derived from ``error_code``, so not read back.
+FIX = "fix"
+# A reader's order (issue #18): the outcome first (the file's line, the status, the number,
+# the error and what to do), then the customer's own columns (those kwa_batch does not know,
+# then the refs), then the message as the file specified it, then the technical columns
+# (ids, times, counts); the frame's index (the 0-based row) last and hidden: load_results
+# needs it, a reader has ``line``.
+_OUTCOME = (
+    "line", "status", "delivery_status", "to", "error_code", "error_message", FIX,
+    "delivery_error_code",
+)  # fmt: skip
+_REFS = ("ref", "ref1", "ref2")
+_MESSAGE = (*(c for c in MESSAGE_COLUMNS if c not in _REFS), "to_as_written")
+_TECHNICAL = (
+    "message_id", "sent_at", "delivered_at", "read_at", "http_status", "attempts",
+    "request_id", "recipients", "from_journal",
+)  # fmt: skip
+# Long texts, wrapped within their column.
+_LONG_TEXT = ("error_message", FIX, "body", "caption")
 
 
 def _for_people(frame: pd.DataFrame, user_columns: tuple[str, ...]) -> pd.DataFrame:
-    """The frame as a colleague reads it: the outcome first (line, to, status, the error,
-    the message id, the time), then the user's own columns, then the technical ones; time
-    columns marked UTC, and the user's numeric columns as numbers (so they can be summed)."""
-    first = [c for c in _READING_ORDER if c in frame.columns]
-    last = [c for c in _OFF_PAPER if c in frame.columns]
-    middle = [c for c in frame.columns if c not in first and c not in last]
-    out = frame[[*first, *middle, *last]].copy()
+    """The frame as a colleague reads it (see the order above); time columns marked UTC,
+    and the user's numeric columns as numbers (so they can be summed)."""
+    known = {*_OUTCOME, *_REFS, *_MESSAGE, *_TECHNICAL}
+    order = [
+        *(c for c in _OUTCOME if c in frame.columns),
+        *(c for c in frame.columns if c not in known),
+        *(c for c in _REFS if c in frame.columns),
+        *(c for c in _MESSAGE if c in frame.columns),
+        *(c for c in _TECHNICAL if c in frame.columns),
+    ]
+    out = frame[order].copy()
     out.attrs = dict(frame.attrs)
     for name in user_columns:
         if _ID_LIKE.search(str(name)):
@@ -120,6 +143,16 @@ def _for_people(frame: pd.DataFrame, user_columns: tuple[str, ...]) -> pd.DataFr
             out[name] = pd.to_numeric(text.str.strip(), errors="coerce")
     times = [c for c in out.columns if isinstance(out[c].dtype, pd.DatetimeTZDtype)]
     return out.rename(columns={c: f"{c}{UTC_MARK}" for c in times})
+
+
+def _fixes(codes: pd.Series) -> pd.Series:
+    """What each row's error code means and how to fix it (empty without a code)."""
+    meanings = {c: describe_code(c) for c in codes.dropna().unique()}
+    return pd.Series(
+        [meanings.get(c, "") if isinstance(c, str) else "" for c in codes],
+        index=codes.index,
+        dtype="str",
+    )
 
 
 def _with_input(
@@ -153,37 +186,62 @@ def _write_parquet(frame: pd.DataFrame, target: Path) -> None:
 
 
 def _write_xlsx(frame: pd.DataFrame, results: pd.DataFrame, target: Path) -> None:
-    table = plain(frame)
-    errors = table[table["status"].isin(_NOT_SENT)].copy()
-    fixes = [describe_code(c) if isinstance(c, str) else "" for c in errors["error_code"]]
-    errors.insert(list(errors.columns).index("error_message") + 1, "fix", fixes)
+    table = frame
+    if FIX not in table.columns:  # a customer's own "fix" column is theirs: kept, not ours
+        table = table.copy()
+        where = list(table.columns).index("error_message") + 1
+        table.insert(where, FIX, _fixes(table["error_code"]))
+    index = str(table.index.name) if table.index.name is not None else "row"
+    table = plain(table, index)
+    table = table[[*table.columns[1:], index]]  # the 0-based row last, hidden
+    errors = table[table["status"].isin(_NOT_SENT)]
     printed = _printed(table)
+    wrap = [c for c in _LONG_TEXT if c in table.columns]
     write_xlsx(
         target,
         [
-            Sheet("Results", table, printed=printed),
+            Sheet("Results", table, printed=printed, wrap=wrap, hidden=[index]),
             _summary_sheet(results),
-            Sheet("Errors", errors, printed=_printed(errors)),
+            Sheet("Errors", errors, printed=printed, wrap=wrap, hidden=[index]),
         ],
     )
 
 
 def _printed(table: pd.DataFrame) -> int:
-    """How many first columns go on paper: those before the long texts and the technical
-    columns (see :func:`_for_people`'s order)."""
+    """How many first columns go on paper: the outcome's and the customer's own, up to the
+    message's and the technical ones (the writer stops sooner when the page is full)."""
+    later = {*_MESSAGE, *_TECHNICAL, *(f"{c}{UTC_MARK}" for c in _TECHNICAL)}
     columns = list(table.columns)
-    off_paper = [i for i, c in enumerate(columns) if c in _OFF_PAPER]
-    return off_paper[0] if off_paper else len(columns)
+    return next((i for i, c in enumerate(columns) if c in later), len(columns))
 
 
 def _summary_sheet(results: pd.DataFrame) -> Sheet:
+    """Counts by status and by error code (with the fix), the delivery and the estimate
+    when known, the run in plain words, and the run's facts for support (off paper: what
+    :func:`load_results` reads back)."""
     counts = summarize(results)
-    rows: list[list[Any]] = [["status", "rows", "share"]]
-    rows += [[status, int(r["rows"]), r["percent"] / 100] for status, r in counts.iterrows()]
-    rows.append(["total", len(results), 1.0 if len(results) else 0.0])
-    shares = {(number, 2): "0.0%" for number in range(1, len(rows))}
+    rows: list[list[Any]] = [["Summary", f"{len(results):,} rows"]]
+    bold = {0}
+    run = dict(results.attrs.get("run") or {})
+    run.setdefault("exported_at", datetime.now(UTC).isoformat(timespec="seconds"))
+    by_status = {str(status): int(r["rows"]) for status, r in counts.iterrows()}
+    for heading, paragraphs in _run_in_words(run, by_status):
+        rows.append([])
+        bold.add(len(rows))
+        rows.append([heading])
+        for paragraph in paragraphs:
+            rows += [[line] for line in textwrap.wrap(paragraph, _SUMMARY_LINE)]
     rows.append([])
-    bold = {0, len(rows)}
+    bold.add(len(rows))
+    rows.append(["status", "rows", "share"])
+    shares = {}
+    for status, r in counts.iterrows():
+        shares[(len(rows), 2)] = "0.0%"
+        rows.append([status, int(r["rows"]), r["percent"] / 100])
+    shares[(len(rows), 2)] = "0.0%"
+    rows.append(["total", len(results), 1.0 if len(results) else 0.0])
+    rows.append([])
+    bold.add(len(rows))
     rows.append(["status", "error_code", "rows", "meaning and fix"])
     for row in error_counts(results).itertuples(index=False):
         rows.append([row.status, row.error_code, int(row.rows), describe_code(row.error_code)])
@@ -191,9 +249,9 @@ def _summary_sheet(results: pd.DataFrame) -> Sheet:
         rows.append([])
         bold.add(len(rows))
         rows.append(["delivery", "rows", "share"])
-        counts = delivery_counts(results)
-        total = max(int(counts.sum()), 1)
-        for status, count in counts.items():
+        delivered = delivery_counts(results)
+        total = max(int(delivered.sum()), 1)
+        for status, count in delivered.items():
             shares[(len(rows), 2)] = "0.0%"
             rows.append([status, int(count), int(count) / total])
     estimate = results.attrs.get("estimate")
@@ -208,19 +266,171 @@ def _summary_sheet(results: pd.DataFrame) -> Sheet:
                 else value
             )
             rows.append([key, shown])
+    printed = len(rows)
     rows.append([])
     bold.add(len(rows))
-    rows.append(["run", "value"])
+    rows.append(["run", "value"])  # the facts as stored, for support and load_results
     rows.append(["times", "UTC"])
-    run = dict(results.attrs.get("run") or {})
-    run.setdefault("exported_at", datetime.now(UTC).isoformat(timespec="seconds"))
     for key, value in run.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items())
         elif not isinstance(value, bool | int | float) and value is not None:
             value = str(value)  # numbers and yes/no stay typed: a colleague can use them
         rows.append([key, value])
-    return Sheet("Summary", rows=rows, bold=bold, formats=shares, widths=(24, 22, 10, 100))
+    return Sheet(
+        "Summary", rows=rows, bold=bold, formats=shares, widths=(24, 14, 8, 70), wrap=[3],
+        printed=printed,
+    )  # fmt: skip
+
+
+# The characters of a line of plain words on the Summary: as wide as its four columns.
+_SUMMARY_LINE = 110
+#: What each status means, in a reader's words.
+_STATUS_WORDS = {
+    "sent": "accepted by Kaleyra",
+    "rejected": "refused before sending because of the row's data",
+    "failed": "refused by Kaleyra",
+    "unknown": "no answer came, so they may or may not have gone out",
+    "not_sent": "not sent: the run stopped first, or the schedule held them back",
+}
+
+
+def _run_in_words(
+    run: Mapping[str, Any], statuses: Mapping[str, int]
+) -> list[tuple[str, list[str]]]:
+    """The run for an operations person, in plain words: what was sent, what was not and
+    why, what to do next, and how the run went (the Summary sheet's top).
+
+    Args:
+        run: the run's facts (``results.attrs["run"]``; any of them may be missing, or be
+            text when read back from a file).
+        statuses: rows by status.
+
+    Returns:
+        ``(heading, paragraphs)`` pairs.
+    """
+    total = sum(statuses.values())
+    sent = statuses.get("sent", 0)
+    left = {s: n for s, n in statuses.items() if s != "sent" and n}
+    happened = [f"{sent:,} of {total:,} rows were sent ({_STATUS_WORDS['sent']})."]
+    if left:
+        parts = [f"{n:,} {s} ({_STATUS_WORDS.get(s, s)})" for s, n in left.items()]
+        happened.append(
+            f"{sum(left.values()):,} were not: {'; '.join(parts)}. Each reason and its fix "
+            "are in the table below and, row by row, on the Errors sheet."
+        )
+    stopped = run.get("stopped_by")
+    if stopped:
+        how = "interrupted (Ctrl-C)" if stopped == "SIGINT" else f"stopped by {stopped}"
+        happened.append(f"The run was {how} before it finished.")
+    for problem in ("journal_error", "export_error"):
+        if run.get(problem):
+            happened.append(f"Problem: {run[problem]}.")
+    return [
+        ("What happened", happened),
+        ("What to do next", _next_steps(run, statuses)),
+        ("How the run went", _how_it_ran(run)),
+    ]
+
+
+def _next_steps(run: Mapping[str, Any], statuses: Mapping[str, int]) -> list[str]:
+    refused = statuses.get("rejected", 0) + statuses.get("failed", 0)
+    pending, unknown = statuses.get("not_sent", 0), statuses.get("unknown", 0)
+    journal = run.get("journal")
+    steps = []
+    if refused:
+        steps.append(
+            f"Fix the {refused:,} rejected or failed row(s) listed on the Errors sheet (its "
+            "fix column says how), then send those rows only: sending the whole file again "
+            "would send the other rows twice."
+        )
+    if pending and journal:
+        steps.append(
+            f"Run the same command again with the same journal ({journal}): it sends the "
+            f"{pending:,} row(s) not sent, and nothing twice."
+        )
+    elif pending:
+        steps.append(
+            f"Send the {pending:,} not_sent row(s) on their own (filter the Results sheet on "
+            "status): sending the whole file again would send the sent rows twice. Next "
+            "time, a --journal lets the same command carry on where it stopped."
+        )
+    if unknown:
+        steps.append(
+            f"{unknown:,} row(s) got no answer and may have been sent: check them (delivery "
+            "receipts, or Kaleyra's console) before sending them again"
+            + (" (--resend-unknown sends them again)." if journal else ".")
+        )
+    if not steps:
+        steps.append(
+            "Nothing: every row was sent. To see which messages were delivered and read, "
+            "run kwa-batch status on this file with the receipts store."
+        )
+    return steps
+
+
+def _how_it_ran(run: Mapping[str, Any]) -> list[str]:
+    lines = []
+    if run.get("source"):
+        lines.append(f"Input: {run['source']}.")
+    if run.get("started_at"):
+        finished = f", finished {_when(run['finished_at'])}" if run.get("finished_at") else ""
+        lines.append(f"Started {_when(run['started_at'])}{finished}.")
+    if run.get("base_url"):
+        account = f" (account {run['sid']})" if run.get("sid") else ""
+        lines.append(f"Sent to {run['base_url']}{account}.")
+    rate, group = run.get("rate_limit"), run.get("max_recipients_per_request")
+    if isinstance(rate, int | float) and rate:
+        pace = f"Pace: at most {rate:g} messages a second"
+        if isinstance(group, int) and group < MAX_RECIPIENTS_PER_REQUEST:
+            pace += (
+                f", up to {group} recipients per request (Kaleyra takes up to "
+                f"{MAX_RECIPIENTS_PER_REQUEST}; {group} fill each second evenly at this pace)"
+            )
+        lines.append(pace + ".")
+    pacing = run.get("pacing")
+    if isinstance(pacing, Mapping) and pacing.get("throttles"):
+        lowest = pacing.get("lowest_rate")
+        slowed = f", down to {lowest:g} messages a second" if lowest else ""
+        lines.append(
+            f"Kaleyra asked to slow down {pacing['throttles']} time(s) (HTTP 429): the run "
+            f"slowed{slowed}."
+        )
+    resume = run.get("resume")
+    if isinstance(resume, Mapping) and resume.get("already sent"):
+        lines.append(
+            f"The journal had {resume['already sent']:,} row(s) sent by an earlier run: "
+            "they were not sent again."
+        )
+    held = run.get("held")
+    if isinstance(held, Mapping) and held:
+        parts = [
+            f"{n:,} {code}" + (f" ({entry.meaning})" if (entry := lookup_code(code)) else "")
+            for code, n in held.items()
+        ]
+        lines.append(f"Held back by the schedule or the limits: {'; '.join(parts)}.")
+    if isinstance(run.get("max_attempts"), int):
+        lines.append(f"Each request was tried up to {run['max_attempts']} time(s).")
+    if "journal" in run:
+        lines.append(
+            f"Journal: {run['journal']} (the same command again sends only what is left)."
+            if run["journal"]
+            else "Journal: none (the same command again would send every row again)."
+        )
+    if run.get("exported_at"):
+        lines.append(f"This file was written {_when(run['exported_at'])}.")
+    return lines
+
+
+def _when(moment: Any) -> str:
+    """An ISO 8601 time as people read it: ``2026-12-06 01:31:19 UTC``."""
+    try:
+        parsed = datetime.fromisoformat(str(moment))
+    except ValueError:
+        return str(moment)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return f"{parsed:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
@@ -270,7 +480,11 @@ def load_results(path: str | Path) -> pd.DataFrame:
         for c in frame.columns
     ]
     _check_results(source, frame.columns)
-    index_name = frame.columns[0]
+    # Written since issue #18, a workbook starts with the outcome and ends with the index
+    # (hidden); earlier ones, and every CSV, start with it.
+    index_name = frame.columns[-1] if frame.columns[0] in RESULT_DTYPES else frame.columns[0]
+    if _derived_fix(frame):
+        frame = frame.drop(columns=FIX)
     index = pd.Index(pd.to_numeric(frame[index_name], errors="coerce"))
     if index.notna().all() and (index == index.round()).all():
         index = index.astype("int64")
@@ -286,6 +500,15 @@ def load_results(path: str | Path) -> pd.DataFrame:
     if run:
         typed.attrs["run"] = run
     return typed
+
+
+def _derived_fix(frame: pd.DataFrame) -> bool:
+    """Whether the frame's ``fix`` column is the one the export derives from the error
+    codes (not the customer's own column of that name)."""
+    if FIX not in frame.columns or "error_code" not in frame.columns:
+        return False
+    written = frame[FIX].astype("str").fillna("")
+    return bool((written == _fixes(frame["error_code"].astype("str"))).all())
 
 
 def _check_results(source: Path, columns: pd.Index) -> None:

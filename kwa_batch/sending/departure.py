@@ -54,7 +54,7 @@ from .schedule import (
     EXPIRED,
     LIMIT,
     NOT_YET,
-    Pacing,
+    Holds,
     quiet_verdict,
     when,
     zones_of,
@@ -237,20 +237,20 @@ class Departure:
     """Decides, at the moment a request leaves, which of its rows may go (see the module).
 
     Args:
-        pacing: the run's holds (anchored to the journal's first run).
+        holds: the run's holds (anchored to the journal's first run).
         recent: recipient → when a message to them may last have gone (history and journal).
         opt_outs: live opt-out sources, started (or None).
     """
 
     def __init__(
         self,
-        pacing: Pacing,
+        holds: Holds,
         recent: dict[str, datetime] | None = None,
         opt_outs: LiveOptOuts | None = None,
     ) -> None:
-        self.pacing = pacing
+        self.holds = holds
         self.opt_outs = opt_outs
-        limit = pacing.daily_limit
+        limit = holds.daily_limit
         self._window = _Window(limit, recent or {}) if limit is not None else None
         # Zones -> (verdict, when it was decided, until when it holds).
         self._quiet: dict[tuple[ZoneInfo, ...], tuple[Verdict | None, datetime, datetime]] = {}
@@ -262,20 +262,20 @@ class Departure:
         """A verdict for every row left, now (expired, not started, opt-outs unreadable),
         or None."""
         now = clock.now()
-        pacing = self.pacing
+        holds = self.holds
         if self.opt_outs is not None and self.opt_outs.failure is not None:
             return Verdict(UNREADABLE, self.opt_outs.failure)
-        if pacing.expires is not None and now >= pacing.expires:
-            return Verdict(EXPIRED, f"the campaign expired at {when(pacing.expires)}: never sent")
-        if pacing.not_before is not None and now < pacing.not_before:
-            return Verdict(NOT_YET, f"the campaign starts at {when(pacing.not_before)}")
+        if holds.expires is not None and now >= holds.expires:
+            return Verdict(EXPIRED, f"the campaign expired at {when(holds.expires)}: never sent")
+        if holds.not_before is not None and now < holds.not_before:
+            return Verdict(NOT_YET, f"the campaign starts at {when(holds.not_before)}")
         return None
 
     def seconds_open(self) -> float:
         """Seconds until the campaign expires (``inf`` without an expiry; 0 once it has)."""
-        if self.pacing.expires is None:
+        if self.holds.expires is None:
             return math.inf
-        return max(0.0, (self.pacing.expires - clock.now()).total_seconds())
+        return max(0.0, (self.holds.expires - clock.now()).total_seconds())
 
     def check(self, numbers: Sequence[str], message_type: str | None) -> list[Verdict | None]:
         """The verdict on each recipient of a request about to leave (None: it may go).
@@ -293,7 +293,7 @@ class Departure:
                 text = self.opt_outs.message(number)
                 if text is not None:
                     verdicts[i] = Verdict(OPTED_OUT, text)
-        if self.pacing.quiet_hours is not None:
+        if self.holds.quiet_hours is not None:
             for i, number in enumerate(numbers):
                 if verdicts[i] is None:
                     verdicts[i] = self._quiet_verdict(number, now)
@@ -328,9 +328,9 @@ class Departure:
         cached = self._quiet.get(zones)
         if cached is not None and cached[1] <= now < cached[2]:  # the clock may step back
             return cached[0]
-        quiet = self.pacing.quiet_hours
+        quiet = self.holds.quiet_hours
         assert quiet is not None
-        code, message = quiet_verdict(zones, quiet, now, self.pacing.expires)
+        code, message = quiet_verdict(zones, quiet, now, self.holds.expires)
         if code is None:
             # It may go until the quiet hours start in one of its zones.
             starts = [quiet.next_start(now.astimezone(zone)) for zone in zones]

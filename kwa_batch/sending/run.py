@@ -36,7 +36,6 @@ rejects them locally (``E13008``) rather than at the API.
 from __future__ import annotations
 
 import logging
-import random
 import signal
 import sys
 import threading
@@ -66,7 +65,7 @@ from ..errors import (
     ServerError,
     TransportError,
 )
-from ..fields import MAX_RECIPIENTS_PER_REQUEST, message_frame, row_keys
+from ..fields import message_frame, row_keys
 from ..loading.recipients import line_numbers
 from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder
 from ..validation import ValidationReport, validate
@@ -75,16 +74,11 @@ from . import clock
 from .client import KaleyraClient, SendResult
 from .departure import Departure, LiveOptOuts, Verdict
 from .journal import Journal, JournalRecord
-from .limiter import recipients_per_request
-from .pacing import (
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_PER_RECIPIENT_INTERVAL,
-    DEFAULT_RATE,
-    THROTTLE_CODES,
-    Pacer,
-)
+from .pacing import THROTTLE_CODES, Pacer, Pacing
 from .planner import Request, plan_requests
-from .schedule import EXPIRED, Held, Pacing, apply_pacing, recent
+from .retries import Retries
+from .schedule import EXPIRED, Held, Holds, Schedule, apply_holds, recent
+from .settings import setting_from
 from .stopping import StopButton
 
 __all__ = ["send"]
@@ -126,10 +120,7 @@ class _Run:
     client: KaleyraClient
     pacer: Pacer
     journal: Journal | None
-    max_attempts: int
-    retry_ambiguous: bool
-    backoff: float
-    max_backoff: float
+    retries: Retries
     departure: Departure | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     stop_reason: tuple[str, str] | None = None
@@ -140,10 +131,7 @@ class _Run:
     def _pause(self, attempt: int, at_least: float | None = None) -> bool:
         """Sleep before the next attempt (never past the campaign's expiry: the attempt
         after it is held at once); False if the run was stopped meanwhile."""
-        delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        delay *= 0.5 + random.random() / 2
-        if at_least is not None:
-            delay = max(delay, min(at_least, self.max_backoff * 4))
+        delay = self.retries.delay(attempt, at_least)
         if self.departure is not None:
             delay = min(delay, self.departure.seconds_open())
         with self._lock:
@@ -224,7 +212,7 @@ class _Run:
     def deliver(self, request: Request) -> _Done:
         """Send one request, retrying only what is safe to retry."""
         last: _Done | None = None
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, self.retries.max_attempts + 1):
             if self.stop.is_set():
                 return self._stopped(request, last, attempt - 1)
             held = self._hold(request, last, attempt - 1)  # before waiting for the rate
@@ -265,8 +253,8 @@ class _Run:
                         "it may have been sent; check before resending"
                     )
                     if (
-                        self.retry_ambiguous
-                        and attempt < self.max_attempts
+                        self.retries.retry_ambiguous
+                        and attempt < self.retries.max_attempts
                         and self._pause(attempt)
                     ):
                         last = done
@@ -296,7 +284,11 @@ class _Run:
                 return _failure(request, "failed", exc, attempt)
             except AmbiguousSendError as exc:
                 done = _Done(request, "unknown", exc.code, str(exc), attempts=attempt)
-                if self.retry_ambiguous and attempt < self.max_attempts and self._pause(attempt):
+                if (
+                    self.retries.retry_ambiguous
+                    and attempt < self.retries.max_attempts
+                    and self._pause(attempt)
+                ):
                     last = done
                     continue
                 return done
@@ -304,10 +296,12 @@ class _Run:
                 return _success(request, result, attempt)
             # A safe failure: the rows were not processed; say so before waiting.
             self.record(_journal_rows(last))
-            if attempt < self.max_attempts and not self._pause(attempt, wait_at_least):
+            if attempt < self.retries.max_attempts and not self._pause(attempt, wait_at_least):
                 return self._stopped(request, last, attempt)
         assert last is not None
-        last.error_message = f"{last.error_message} (gave up after {self.max_attempts} attempts)"
+        last.error_message = (
+            f"{last.error_message} (gave up after {self.retries.max_attempts} attempts)"
+        )
         return last
 
 
@@ -386,28 +380,13 @@ def send(
     data: pd.DataFrame | ValidationReport,
     client: KaleyraClient,
     *,
-    concurrency: int | None = None,
-    rate_limit: float | None = DEFAULT_RATE,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-    per_recipient_interval: float = DEFAULT_PER_RECIPIENT_INTERVAL,
+    pacing: Pacing | None = None,
+    schedule: Schedule | None = None,
+    retries: Retries | None = None,
     journal: str | Path | None = None,
     sender: str | None = None,
-    default_region: str | None = None,
     progress: bool = True,
-    max_recipients_per_request: int = MAX_RECIPIENTS_PER_REQUEST,
-    max_attempts: int = 4,
-    retry_ambiguous: bool = False,
-    resend_unknown: bool = False,
-    backoff: float = 0.5,
-    max_backoff: float = 30.0,
-    # Pacing (issue #13, see schedule.py): what holds rows back, and the planning clock.
-    quiet_hours: str | None = None,
-    not_before: datetime | None = None,
-    expires: datetime | str | None = None,
-    daily_limit: int | None = None,
-    history: str | Path | None = None,
-    now: datetime | None = None,
-    **validation: Any,
+    **options: Any,
 ) -> pd.DataFrame:
     """Send every valid row and return one result per input row.
 
@@ -415,44 +394,31 @@ def send(
         data: recipients (validated first; invalid rows are never sent) or a
             :class:`ValidationReport`.
         client: where to send, e.g. ``KaleyraClient.from_env()`` or ``emulator.client()``.
-        concurrency: requests in flight at once, pinned; None (the default): as many as
-            ``rate_limit`` needs at the latency observed, up to ``max_concurrency`` (16
-            without a rate limit). See :mod:`kwa_batch.sending.pacing`.
-        rate_limit: at most this many messages per second, over any one-second window (a
-            request to 100 recipients counts 100). The default, 80, is WhatsApp's default
-            throughput per business number (Meta's docs; up to 1,000 after an upgrade:
-            pass 1000); None: no limit. A 429 (or WhatsApp's 130429) lowers the rate in
-            force for a while (AIMD).
-        max_concurrency: the most requests in flight rate-driven concurrency opens.
-        per_recipient_interval: seconds between two messages to the same number
-            (WhatsApp's pair rate, error 131056); rows waiting for it are skipped over,
-            not waited on. 0: no spacing.
+        pacing: how fast: the rate (default 80 messages per second, WhatsApp's default),
+            requests in flight, the spacing per recipient, recipients per request; a
+            :class:`~kwa_batch.Pacing` (default ``Pacing()``).
+        schedule: when: quiet hours in each recipient's time, a start, an expiry, a daily
+            limit; a :class:`~kwa_batch.Schedule` (default: nothing held back). Held rows
+            are ``not_sent`` with a code saying until when; each hold is decided again when
+            a request is about to leave (see :mod:`kwa_batch.sending.departure`), as are the
+            opt-outs of a receipts store the report was validated with (``suppress=store``),
+            read again every 2 s.
+        retries: what is retried, how often and how far apart; a
+            :class:`~kwa_batch.Retries` (default ``Retries()``: 4 attempts of what is safe
+            to retry, nothing that could send twice).
         journal: a SQLite file recording every row's state, so that running again with the
             same journal resumes without sending anything twice.
         sender: the ``from`` number for rows that leave it empty (before the client's); it
             is validated like a row's own, so an invalid one rejects those rows (E13008).
-        default_region: for validating a DataFrame: the region of national numbers.
         progress: show a progress bar (a widget in Jupyter, a text bar in a terminal).
-        max_recipients_per_request: rows sharing one message go in one request of at most
-            this many recipients (1 turns grouping off).
-        max_attempts: attempts per request for failures that are safe to retry.
-        retry_ambiguous: also retry when the request may already have been processed
-            (a timeout, a dropped connection, a 500): this may send a message twice.
-        resend_unknown: with a journal, send again the rows whose outcome is unknown
-            (in flight when a run died, or ambiguous): this may send a message twice.
-        backoff, max_backoff: seconds of the first retry delay, and the cap.
-        quiet_hours, not_before, expires, daily_limit, history: pacing (see
-            :mod:`kwa_batch.sending.schedule`): e.g. ``quiet_hours="21:00-09:00"`` in each
-            recipient's time, ``expires="6h"``, ``daily_limit=250`` unique recipients in 24 h
-            with the journals of ``history`` (a folder); held rows are ``not_sent`` with a
-            code saying until when. Each is decided again when a request is about to leave
-            (see :mod:`kwa_batch.sending.departure`), as are the opt-outs of a receipts
-            store the report was validated with (``suppress=store``), read again every 2 s.
-        now: refused: a set clock only plans (:func:`kwa_batch.estimate`); a real send goes
-            by the real clock.
-        **validation: for a DataFrame, more arguments of :func:`kwa_batch.validate`
-            (``params_from``, ``body_template``, ``template_name``, ``lang_code``,
-            ``callback_url``, ``windows``).
+        **options: each field of the settings objects as a keyword, as earlier versions
+            took them (``rate_limit=1000``, ``quiet_hours="21:00-09:00"``,
+            ``max_attempts=2``...): it sets that field of its object, the others keep their
+            defaults; giving the object too is refused. For a DataFrame, the arguments of
+            :func:`kwa_batch.validate` (``default_region``, ``params_from``,
+            ``body_template``, ``template_name``, ``lang_code``, ``callback_url``,
+            ``windows``, ``templates``, ``suppress``). ``now=`` is refused: a set clock only
+            plans (:func:`kwa_batch.estimate`); a real send goes by the real clock.
 
     Returns:
         A DataFrame with the input's index and the columns of
@@ -463,47 +429,42 @@ def send(
 
     Raises:
         ConfigurationError: some valid rows have no sender from any source, a setting is
-            out of range, or the journal is in use by another run.
+            out of range or given twice, or the journal is in use by another run.
 
     Example:
         >>> with Emulator() as emu:  # doctest: +SKIP
-        ...     results = send(report, emu.client(sender="+911234567890"), journal="run.db")
+        ...     results = send(report, emu.client(), pacing=Pacing(rate_limit=1000),
+        ...                    schedule=Schedule(quiet_hours="21:00-09:00"), journal="run.db")
     """
+    now = options.pop("now", None)
     if now is not None:
         raise ConfigurationError(
             f"now={now!r}: a set clock only plans (kb.estimate(now=...), kwa-batch send "
             "--dry-run --now); a real send goes by the real clock, so that quiet hours, the "
             "expiry and the daily limit hold when each message really leaves"
         )
-    report = _validated(data, client, sender, default_region, validation)
-    pacing = Pacing.make(
-        quiet_hours=quiet_hours, not_before=not_before, expires=expires,
-        daily_limit=daily_limit, history=history,
-    )  # fmt: skip
-    pacer = Pacer(
-        rate_limit,
-        concurrency=concurrency,
-        max_concurrency=max_concurrency,
-        per_recipient_interval=per_recipient_interval,
-    )
-    if rate_limit is not None and 1 <= max_recipients_per_request <= MAX_RECIPIENTS_PER_REQUEST:
-        max_recipients_per_request = recipients_per_request(rate_limit, max_recipients_per_request)
-    if max_attempts < 1:
-        raise ConfigurationError(f"max_attempts must be at least 1, not {max_attempts}")
+    pacing = setting_from("send", "pacing", Pacing, pacing, options)
+    schedule = setting_from("send", "schedule", Schedule, schedule, options)
+    retries = setting_from("send", "retries", Retries, retries, options)
+    if "default_region" in options and options["default_region"] is None:
+        del options["default_region"]  # the default, for a report too
+    report = _validated(data, client, sender, options)
+    holds = Holds.make(schedule)
+    pacer = Pacer(pacing)
     settings = {
         "base_url": client.base_url,
         "sid": client.sid,
-        "concurrency": concurrency,
-        "rate_limit": rate_limit,
-        "max_concurrency": max_concurrency,
-        "per_recipient_interval": per_recipient_interval,
-        "max_recipients_per_request": max_recipients_per_request,
-        "max_attempts": max_attempts,
-        "retry_ambiguous": retry_ambiguous,
-        "resend_unknown": resend_unknown,
+        "concurrency": pacing.concurrency,
+        "rate_limit": pacing.rate_limit,
+        "max_concurrency": pacing.max_concurrency,
+        "per_recipient_interval": pacing.per_recipient_interval,
+        "max_recipients_per_request": pacing.request_size,
+        "max_attempts": retries.max_attempts,
+        "retry_ambiguous": retries.retry_ambiguous,
+        "resend_unknown": retries.resend_unknown,
         "journal": str(journal) if journal is not None else None,
         "source": report.data.attrs.get("source"),
-        **pacing.settings(),  # issue #13: what a later run of the campaign reads back
+        **holds.settings(),  # issue #13: what a later run of the campaign reads back
     }
     started = datetime.now(UTC)
     results = ResultsBuilder(report.data.index)
@@ -513,10 +474,7 @@ def send(
         client,
         pacer=pacer,
         journal=Journal(journal, settings=settings).open() if journal is not None else None,
-        max_attempts=max_attempts,
-        retry_ambiguous=retry_ambiguous,
-        backoff=backoff,
-        max_backoff=max_backoff,
+        retries=retries,
     )
     live = (
         LiveOptOuts(report.live_opt_outs, report.default_region) if report.live_opt_outs else None
@@ -524,8 +482,8 @@ def send(
     try:
         if live is not None:
             live.start()
-        done = _send_rows(run, messages, results, pacing, live, max_recipients_per_request,
-                          resend_unknown=resend_unknown, progress=progress)  # fmt: skip
+        done = _send_rows(run, messages, results, holds, live, pacing.request_size,
+                          progress=progress)  # fmt: skip
     finally:
         if live is not None:
             live.stop()
@@ -570,25 +528,25 @@ def _send_rows(
     run: _Run,
     messages: pd.DataFrame,
     results: ResultsBuilder,
-    pacing: Pacing,
+    holds: Holds,
     live: LiveOptOuts | None,
     max_recipients: int,
     *,
-    resend_unknown: bool,
     progress: bool,
 ) -> _Sent:
     """Settle what the journal knows, hold back what must wait, plan the requests and
     send them, each decided again when it leaves; the results are filled in place."""
     resume: dict[str, int] = {}
     if run.journal is not None:
-        messages, keys, resume = _resume(run.journal, messages, results, resend_unknown)
+        resend = run.retries.resend_unknown
+        messages, keys, resume = _resume(run.journal, messages, results, resend)
     else:
         keys = pd.Series("", index=messages.index, dtype="str")
-    pacing = pacing.anchored(run.journal)
-    sent_before = recent(pacing, run.journal)
-    messages, keys, held = apply_pacing(pacing, messages, keys, results, run.journal, sent_before)
-    if pacing.active or live is not None:
-        run.departure = Departure(pacing, sent_before, live)
+    holds = holds.anchored(run.journal)
+    sent_before = recent(holds, run.journal)
+    messages, keys, held = apply_holds(holds, messages, keys, results, run.journal, sent_before)
+    if holds.active or live is not None:
+        run.departure = Departure(holds, sent_before, live)
     requests = plan_requests(messages, max_recipients=max_recipients, keys=keys)
     said = headline(len(messages), resume)
     said += f"; {held.describe()}" if held.counts else ""
@@ -610,23 +568,18 @@ def _validated(
     data: pd.DataFrame | ValidationReport,
     client: KaleyraClient,
     sender: str | None,
-    default_region: str | None,
     validation: dict[str, Any],
 ) -> ValidationReport:
-    """The report to send, validated with the one sender that applies (see the module)."""
+    """The report to send, validated with the one sender that applies (see the module);
+    ``validation``: :func:`~kwa_batch.validate`'s arguments, for a DataFrame."""
     if isinstance(data, pd.DataFrame):
-        return validate(
-            data,
-            default_region=default_region,
-            sender=choose_sender(sender, client.sender),
-            **validation,
-        )
+        return validate(data, sender=choose_sender(sender, client.sender), **validation)
     if not isinstance(data, ValidationReport):
         raise TypeError(
             f"send() takes a DataFrame or a ValidationReport, not {type(data).__name__}"
         )
-    if validation or default_region is not None:
-        given = ", ".join(sorted([*validation, *(["default_region"] if default_region else [])]))
+    if validation:
+        given = ", ".join(sorted(validation))
         raise ConfigurationError(
             f"{given}: the report is already validated; pass these to validate() instead"
         )

@@ -158,7 +158,13 @@ class ValidationReport:
         summary = self.summary().reset_index()
         if suffix == ".csv":
             return write_csv(problems, target, phones=("value",))  # numbers as written
-        return write_xlsx(target, [Sheet("Problems", problems), Sheet("Summary", summary)])
+        # On paper: where, what and how to fix it first; the 0-based row hidden (a reader
+        # has the file's line).
+        first = ["line", "error_code", "column", "value", "message", "fix"]
+        order = [c for c in first if c in problems.columns]
+        problems = problems[[*order, *(c for c in problems.columns if c not in order)]]
+        sheets = [Sheet("Problems", problems, hidden=["row"]), Sheet("Summary", summary)]
+        return write_xlsx(target, sheets)
 
     def __repr__(self) -> str:
         return (

@@ -19,7 +19,7 @@ from kwa_batch.receipts.store import CallbackStore, IncomingMessage
 from kwa_batch.sending import clock
 from kwa_batch.sending.departure import Departure
 from kwa_batch.sending.journal import Journal
-from kwa_batch.sending.schedule import Pacing
+from kwa_batch.sending.schedule import Holds, Schedule
 
 UK = [f"+4479111234{i:02d}" for i in range(40)]
 
@@ -201,7 +201,7 @@ def test_in_flight_rows_of_the_runs_own_journal_count_toward_the_limit(
 def test_the_limit_at_departure_never_admits_more_than_the_room(wall_clock: WallClock) -> None:
     """64 threads racing for 10 places: exactly 10 recipients get one."""
     wall_clock.set(datetime(2027, 6, 1, 12, tzinfo=UTC))
-    departure = Departure(Pacing.make(daily_limit=10), {})
+    departure = Departure(Holds.make(Schedule(daily_limit=10)), {})
     admitted: list[str] = []
     lock = threading.Lock()
     start = threading.Barrier(64)

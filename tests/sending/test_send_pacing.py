@@ -18,7 +18,7 @@ import pytest
 from conftest import SENDER
 from werkzeug.wrappers import Request, Response
 
-from kwa_batch import ConfigurationError, Emulator, KaleyraClient, send
+from kwa_batch import ConfigurationError, Emulator, KaleyraClient, Pacing, send
 from kwa_batch._http.serving import BackgroundServer
 from kwa_batch.sending.journal import Journal
 
@@ -47,12 +47,11 @@ def repeated(customers: int, rows_each: int) -> pd.DataFrame:
 
 
 def test_defaults_are_whatsapps_limits() -> None:
-    defaults = {
-        name: p.default for name, p in inspect.signature(send).parameters.items() if p.default
-    }
-    assert defaults["rate_limit"] == 80.0
-    assert defaults["per_recipient_interval"] == 6.0
-    assert inspect.signature(send).parameters["concurrency"].default is None
+    assert inspect.signature(send).parameters["pacing"].default is None  # Pacing()
+    defaults = Pacing()
+    assert defaults.rate_limit == 80.0
+    assert defaults.per_recipient_interval == 6.0
+    assert defaults.concurrency is None
 
 
 def test_a_campaign_stays_within_the_throughput_and_the_pair_rate() -> None:
