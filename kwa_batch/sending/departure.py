@@ -38,7 +38,6 @@ import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,6 +48,7 @@ import pandas as pd
 
 from ..errors import Code
 from . import clock
+from .daily_limit import DailyWindow
 from .schedule import (
     BUSINESS_INITIATED,
     EXPIRED,
@@ -70,7 +70,6 @@ OPT_OUT_SECONDS = 2.0
 OPTED_OUT = Code.OPTED_OUT
 #: The code of the rows left when a live opt-out source could no longer be read.
 UNREADABLE = Code.NOTSENT
-_DAY = timedelta(hours=24)
 # A quiet-hours verdict is kept at most this long, whatever its zones say (leap seconds,
 # tz database quirks): a bound on how stale it can be.
 _KEEP = timedelta(minutes=15)
@@ -190,49 +189,6 @@ class LiveOptOuts:
         return self._read()
 
 
-class _Window:
-    """The moving 24 hours of the daily limit: unique recipients and when each leaves it."""
-
-    def __init__(self, limit: int, recent: dict[str, datetime]) -> None:
-        self.limit = limit
-        self.latest = dict(recent)
-        self.order: deque[tuple[datetime, str]] = deque(
-            sorted((at, number) for number, at in recent.items())
-        )
-
-    def _expire(self, now: datetime) -> None:
-        edge = now - _DAY
-        while self.order and self.order[0][0] <= edge:
-            at, number = self.order.popleft()
-            if self.latest.get(number) == at:
-                del self.latest[number]
-
-    def admit(self, numbers: Sequence[str], now: datetime) -> list[bool]:
-        """Which of these numbers may go now (nothing is recorded)."""
-        self._expire(now)
-        room = self.limit - len(self.latest)
-        new: set[str] = set()
-        out = []
-        for number in numbers:
-            if number in self.latest or number in new:
-                out.append(True)
-            elif room > 0:
-                new.add(number)
-                room -= 1
-                out.append(True)
-            else:
-                out.append(False)
-        return out
-
-    def record(self, numbers: Sequence[str], now: datetime) -> None:
-        for number in numbers:
-            self.latest[number] = now
-            self.order.append((now, number))
-
-    def room_from(self, now: datetime) -> datetime:
-        return self.order[0][0] + _DAY if self.order else now
-
-
 class Departure:
     """Decides, at the moment a request leaves, which of its rows may go (see the module).
 
@@ -251,7 +207,7 @@ class Departure:
         self.holds = holds
         self.opt_outs = opt_outs
         limit = holds.daily_limit
-        self._window = _Window(limit, recent or {}) if limit is not None else None
+        self._window = DailyWindow(limit, recent or {}) if limit is not None else None
         # Zones -> (verdict, when it was decided, until when it holds).
         self._quiet: dict[tuple[ZoneInfo, ...], tuple[Verdict | None, datetime, datetime]] = {}
         self._lock = threading.Lock()

@@ -48,6 +48,7 @@ from phonenumbers import timezone as phone_timezones
 from ..errors import Code, ConfigurationError
 from ..results import ResultsBuilder
 from . import clock
+from .daily_limit import DailyWindow
 from .history import recent_recipients
 from .journal import Journal
 
@@ -526,30 +527,19 @@ def _limit(
     """Hold the business-initiated rows to new recipients beyond the daily limit."""
     assert holds.daily_limit is not None
     now = holds.now
-    window = {r: t for r, t in sent_before.items() if now - _DAY < t}
-    leaving = sorted(window.values())  # when each counted recipient leaves the window
-    room = holds.daily_limit - len(window)
+    window = DailyWindow(holds.daily_limit, sent_before)
     business = candidates[candidates["type"].fillna("text").str.lower().isin(BUSINESS_INITIATED)]
-    over: dict[str, int] = {}
-    admitted: set[str] = set()
-    for number in dict.fromkeys(business["to"].astype("str")):
-        if number in window or number in admitted:
-            continue
-        if room > 0:
-            admitted.add(number)
-            room -= 1
-        else:
-            over[number] = len(over)
+    unique = list(dict.fromkeys(business["to"].astype("str")))
+    new = [n for n in unique if not window.counted(n, now)]
+    allowed = window.admit(new, now)
+    refused = (n for n, ok in zip(new, allowed, strict=True) if not ok)
+    over = {number: k for k, number in enumerate(refused)}
     if not over:
         return
-    # The k-th recipient over the limit gets room when the k-th counted one leaves the
-    # window: those of the history first, then those this run sends (24 h after now).
-    leaving = sorted([*leaving, *([now] * len(admitted))])
-    free = max(0, len(leaving) - holds.daily_limit)
+    times = window.rooms(len(over), admitted=sum(allowed), now=now)
     numbers = business["to"].astype("str")
     waiting = numbers[numbers.isin(over.keys())]
-    order = waiting.map(over).to_numpy() + free
-    times = [leaving[k] + _DAY if k < len(leaving) else now + _DAY for k in order]
+    times = [times[over[number]] for number in waiting]
     texts = pd.Series(
         [
             f"daily messaging limit of {holds.daily_limit:,} unique recipients in 24 h "

@@ -14,7 +14,7 @@ import pytest
 from conftest import SENDER, WallClock, campaign
 
 from kwa_batch import ConfigurationError, Emulator, send, validate
-from kwa_batch.receipts.optouts import opt_outs
+from kwa_batch.receipts.optouts import OptOutSource, opt_outs
 from kwa_batch.receipts.store import CallbackStore, IncomingMessage
 from kwa_batch.sending import clock
 from kwa_batch.sending.departure import Departure
@@ -120,8 +120,9 @@ def test_an_opt_out_received_while_the_run_sends_holds_that_customers_rows(
     customer's rows still queued; the receipts store is a live source, even when it holds no
     opt-outs yet."""
     store_path = tmp_path / "receipts.db"
-    live = CallbackStore(store_path)  # an empty store, no opt-outs yet
-    live.counts()
+    with CallbackStore(store_path) as store:  # an empty store, no opt-outs yet
+        store.counts()
+    live = OptOutSource(store_path)
     numbers = UK[:8]
     report = validate(campaign(numbers), sender=SENDER, suppress=live)
     assert report.ok
