@@ -22,7 +22,6 @@ line, the column, the value and the fix.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from datetime import datetime, timedelta
@@ -36,7 +35,8 @@ import phonenumbers
 from .catalogue import TEMPLATE_COLUMNS
 from .errors import InputError
 from .fields import message_frame
-from .loading.files import FileKind, read_text_file
+from .loading.files import FileKind
+from .loading.reading import read_table
 from .sending.history import recent_recipients
 from .sending.pacing import Pacing
 from .sending.planner import plan_requests
@@ -67,6 +67,7 @@ RATE_CARD_FILE = FileKind(
     "save the rate card as a .csv file first",
     4 * 2**20,
     "keep one row per region and category",
+    f"one row per region and category (columns {', '.join(_RATE_COLUMNS)})",
 )
 _PRICE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
 _REGION = re.compile(r"[A-Z]{2}|[0-9]{3}")
@@ -96,7 +97,7 @@ def load_rate_card(rates: str | Path | pd.DataFrame) -> pd.DataFrame:
         ]
     else:
         where = f"rate card {rates}"
-        header, rows = _read_card(Path(rates), where)
+        header, rows = _read_card(Path(rates))
     missing = [c for c in _RATE_COLUMNS if c not in header]
     if missing:
         raise InputError(
@@ -145,32 +146,13 @@ def _missing(value: Any) -> bool:
         return False
 
 
-def _read_card(file: Path, where: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
-    """The header and the rows of a rate card CSV, each row with its line (comments and blank
-    lines skipped; the delimiter is the header's: comma, semicolon or tab)."""
-    text = read_text_file(file, RATE_CARD_FILE)
-    header: list[str] | None = None
-    rows: list[tuple[str, list[str]]] = []
-    delimiter = ","
-    for number, line in enumerate(text.split("\n"), start=1):
-        content = line.split("#", 1)[0].rstrip("\r")
-        if not content.strip():
-            continue
-        if header is None:
-            delimiter = max(",;\t", key=content.count)
-        try:
-            cells = next(csv.reader([content], delimiter=delimiter))
-        except csv.Error as exc:
-            raise InputError(f"{where}, line {number}: cannot be read as CSV ({exc})") from None
-        if header is None:
-            header = [cell.strip().lower() for cell in cells]
-        else:
-            rows.append((f"line {number}", cells))
-    if header is None:
-        raise InputError(
-            f"{where}: the file is empty: it needs a header row ({', '.join(_RATE_COLUMNS)}) and "
-            "one row per region and category"
-        )
+def _read_card(file: Path) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """The header (lower case) and the rows of a rate card, each row with its line; a CSV
+    file's text from ``#`` to the end of a line is a comment."""
+    table = read_table(file, RATE_CARD_FILE, comments=True)
+    header = [cell.strip().lower() for cell in table.header]
+    cells = [column.to_numpy(dtype=object, na_value="") for column in table.columns]
+    rows = [(label, [str(column[i]) for column in cells]) for i, label in enumerate(table.labels())]
     return header, rows
 
 

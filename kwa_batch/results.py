@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from .errors import NEVER_SENT_CODES
+
 __all__ = [
     "DELIVERY_COLUMNS",
     "DELIVERY_STATUSES",
@@ -234,8 +236,9 @@ def error_counts(results: pd.DataFrame) -> pd.DataFrame:
 
 
 #: Codes of ``not_sent`` rows that no later run sends: the campaign expired (``KWA029``), or
-#: the recipient opted out while it was sending (``KWA025``). Final, like ``failed``.
-NEVER_SENT = frozenset({"KWA029", "KWA025"})
+#: the recipient opted out while it was sending (``KWA025``). Final, like ``failed``. The
+#: codes whose :class:`~kwa_batch.errors.Policy` is ``NEVER``, in :mod:`kwa_batch.errors`.
+NEVER_SENT = NEVER_SENT_CODES
 
 
 def never_sent_rows(results: pd.DataFrame) -> int:

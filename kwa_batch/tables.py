@@ -40,6 +40,7 @@ __all__ = [
     "Sheet",
     "atomic_write",
     "csv_safe",
+    "csv_unguard",
     "is_phone_column",
     "plain",
     "write_csv",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A cell guarded by csv_safe: the ' it adds, then what made the cell risky.
+_GUARDED = r"'+[=+\-@\t\r]"
 # Only digits, spaces (also the non-breaking ones) and + ( ) - . /: a phone number as
 # written, where a spreadsheet may compute (-2+3) but nothing harmful fits.
 _PHONE_LIKE = r"[0-9+ \u00a0\u202f\u2007()\-./]*"
@@ -89,16 +92,37 @@ def csv_safe(values: pd.Series, *, phone: bool = False) -> pd.Series:
     ["'=1+1", "'-2+3", '+1', "'@SUM(A1)", 'hi']
     >>> csv_safe(pd.Series(["+91 98765 43210", "=1+1"]), phone=True).tolist()
     ['+91 98765 43210', "'=1+1"]
+
+    A cell that already starts with the guard (``'=1``) gets one more, so that
+    :func:`csv_unguard` gives back exactly what was written.
+
+    >>> csv_safe(pd.Series(["'=1", "'quoted'"])).tolist()
+    ["''=1", "'quoted'"]
     """
     text = values.astype("str")
     harmless = text.str.fullmatch(_SIGNED_NUMBER)
     if phone:
         harmless = harmless | text.str.fullmatch(_PHONE_LIKE)
-    risky = text.str.startswith(_FORMULA_START) & ~harmless
+    risky = (text.str.startswith(_FORMULA_START) & ~harmless) | text.str.match(_GUARDED)
     risky = risky.fillna(False).astype(bool) & values.notna().to_numpy()
     if not risky.any():
         return values
     return text.where(~risky, "'" + text).where(values.notna(), values)
+
+
+def csv_unguard(values: pd.Series) -> pd.Series:
+    """Text cells as they were before :func:`csv_safe`: one leading ``'`` before
+    ``= + - @``, a tab or a carriage return removed (for files this package writes and
+    reads back, such as a template catalogue).
+
+    >>> csv_unguard(pd.Series(["'=1+1", "''=1", "'quoted'"])).tolist()
+    ['=1+1', "'=1", "'quoted'"]
+    """
+    text = values.astype("str")
+    guarded = text.str.match(_GUARDED).fillna(False).astype(bool) & values.notna().to_numpy()
+    if not guarded.any():
+        return values
+    return text.where(~guarded, text.str.slice(1)).where(values.notna(), values)
 
 
 def plain(frame: pd.DataFrame, index_name: str = "row") -> pd.DataFrame:

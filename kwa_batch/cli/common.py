@@ -146,14 +146,11 @@ def resolve_sender(
         return DEMO_SENDER, "demo"
     else:
         return None, "none"
-    from ..validation.phones import normalize_phone
+    from ..validation.sender import invalid_sender_message, read_sender
 
-    check = normalize_phone(sender, region)
+    check = read_sender(sender, region)
     if not check.ok:
-        fail(
-            f"{source} {sender!r}: the sender {check.reason}: use your WhatsApp business "
-            "number with + and the country code (e.g. --from +911234567890)"
-        )
+        fail(f"{source} {sender!r}: {invalid_sender_message(check.reason)}")
     return sender, source
 
 

@@ -46,6 +46,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from ..errors import Code
 from . import clock
 from .daily_limit import DailyWindow
 from .schedule import (
@@ -66,9 +67,9 @@ log = logging.getLogger(__name__)
 #: Seconds between two reads of a live opt-out source.
 OPT_OUT_SECONDS = 2.0
 #: The code of a row to a number that opted out while the run was sending.
-OPTED_OUT = "KWA025"
+OPTED_OUT = Code.OPTED_OUT
 #: The code of the rows left when a live opt-out source could no longer be read.
-UNREADABLE = "NOTSENT"
+UNREADABLE = Code.NOTSENT
 # A quiet-hours verdict is kept at most this long, whatever its zones say (leap seconds,
 # tz database quirks): a bound on how stale it can be.
 _KEEP = timedelta(minutes=15)

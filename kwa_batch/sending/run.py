@@ -56,6 +56,7 @@ from ..errors import (
     AmbiguousSendError,
     ApiError,
     AuthenticationError,
+    Code,
     ConfigurationError,
     ConnectError,
     InvalidResponseError,
@@ -69,6 +70,7 @@ from ..loading.recipients import line_numbers
 from ..outcome import RunOutcome
 from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder, Status
 from ..validation import ValidationReport, validate
+from ..validation.sender import choose_sender, same_sender
 from . import clock
 from .client import KaleyraClient, SendResult
 from .departure import Departure, LiveOptOuts, Verdict
@@ -92,8 +94,8 @@ _RECHECK_AFTER = 0.002
 # Rows held at once when the campaign closes, written to the journal per transaction.
 _CLOSE_CHUNK = 2_000
 _POLL_SECONDS = 0.1
-_NOT_SENT = ("NOTSENT", "the run stopped before this row was sent")
-_INTERRUPTED = ("NOTSENT", "the run was interrupted before this row was sent")
+_NOT_SENT = (Code.NOTSENT, "the run stopped before this row was sent")
+_INTERRUPTED = (Code.NOTSENT, "the run was interrupted before this row was sent")
 
 
 @dataclass
@@ -155,7 +157,7 @@ class _Run:
         with self._lock:
             if self.journal_error is None:
                 self.journal_error = exc
-                self.stop_reason = ("NOTSENT", f"the run stopped: {exc}")
+                self.stop_reason = (Code.NOTSENT, f"the run stopped: {exc}")
                 log.error("%s", exc)
         self.stop.set()
 
@@ -336,7 +338,7 @@ def _success(request: Request, result: SendResult, attempt: int) -> _Done:
 
 
 _MISSING = (
-    "NORECIPIENT",
+    Code.NORECIPIENT,
     "the API accepted the request but its answer does not list this recipient: it may "
     "have been sent; check before resending",
 )
@@ -573,7 +575,7 @@ def _validated(
     """The report to send, validated with the one sender that applies (see the module);
     ``validation``: :func:`~kwa_batch.validate`'s arguments, for a DataFrame."""
     if isinstance(data, pd.DataFrame):
-        return validate(data, sender=sender or client.sender, **validation)
+        return validate(data, sender=choose_sender(sender, client.sender), **validation)
     if not isinstance(data, ValidationReport):
         raise TypeError(
             f"send() takes a DataFrame or a ValidationReport, not {type(data).__name__}"
@@ -583,13 +585,13 @@ def _validated(
         raise ConfigurationError(
             f"{given}: the report is already validated; pass these to validate() instead"
         )
-    if sender and data.sender and sender != data.sender:
+    if sender and data.sender and not same_sender(sender, data.sender, data.default_region):
         raise ConfigurationError(
             f"sender={sender!r}: the report was validated with sender {data.sender!r}; "
             "validate again with the sender you want, or leave sender= out of send()"
         )
-    effective = sender or data.sender or client.sender
-    if not effective or effective == data.sender:
+    effective = choose_sender(sender, data.sender, client.sender)
+    if not effective or same_sender(effective, data.sender, data.default_region):
         return data
     if "from" in data.valid.columns and data.valid["from"].notna().all():
         return data  # every valid row has its own sender: nothing to fill
@@ -599,7 +601,7 @@ def _validated(
 
 
 _IN_FLIGHT = (
-    "INFLIGHT",
+    Code.INFLIGHT,
     "a previous run stopped while this row was in flight: it may have been sent; check, then "
     "pass resend_unknown=True (--resend-unknown) to send it again",
 )
@@ -873,7 +875,7 @@ class _Loop:
                     _Done(
                         request,
                         Status.UNKNOWN,
-                        "INTERRUPTED",
+                        Code.INTERRUPTED,
                         "interrupted while the request was in flight: it may have been "
                         "sent; check before resending",
                     )

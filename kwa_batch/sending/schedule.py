@@ -45,7 +45,7 @@ import pandas as pd
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
-from ..errors import ConfigurationError
+from ..errors import Code, ConfigurationError
 from ..results import ResultsBuilder, Status
 from . import clock
 from .daily_limit import DailyWindow
@@ -72,7 +72,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The codes of rows held back (see :data:`kwa_batch.errors.ERROR_CODES`).
-QUIET, NOT_YET, EXPIRED, LIMIT, NO_ZONE = "KWA027", "KWA028", "KWA029", "KWA030", "KWA031"
+QUIET, NOT_YET, EXPIRED, LIMIT, NO_ZONE = (
+    Code.QUIET_HOURS,
+    Code.NOT_YET,
+    Code.EXPIRED,
+    Code.DAILY_LIMIT,
+    Code.NO_ZONE,
+)
 #: Message types that open a conversation (counted by the daily messaging limit).
 BUSINESS_INITIATED = frozenset({"template", "mediatemplate", "authenticationtemplate"})
 _DAY = timedelta(hours=24)
@@ -410,7 +416,7 @@ class Held:
         return f"held back: {parts}"
 
 
-_REASONS = {
+_REASONS: dict[str, str] = {
     QUIET: "in quiet hours",
     NOT_YET: "before the start",
     EXPIRED: "expired",

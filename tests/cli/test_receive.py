@@ -240,10 +240,28 @@ def test_validate_with_windows_flags_text_rows_needing_a_template(tmp_path) -> N
 
 
 def test_one_callback_path_everywhere(sample_csv: Path) -> None:
-    """The receiver prints the path the sample data and the docs use."""
+    """The receiver prints the path the README uses; the sample names no receiver."""
     from kwa_batch.config import CALLBACK_PATH
 
     assert CALLBACK_PATH == "/kaleyra/callback"
-    assert f"http://127.0.0.1:8765{CALLBACK_PATH}" in sample_csv.read_text()
+    assert "/callback" not in sample_csv.read_text()
     readme = (sample_csv.parent.parent / "README.md").read_text()
+    assert f"http://127.0.0.1:8765{CALLBACK_PATH}" in readme
     assert "/callback" not in readme.replace(CALLBACK_PATH, "")
+
+
+def test_the_sample_sends_its_callbacks_where_the_user_says(
+    runner: CliRunner, sample_csv: Path, tmp_path: Path
+) -> None:
+    """The README's way to see callbacks: a receiver started for it, its URL given."""
+    store = tmp_path / "receipts.db"
+    out = tmp_path / "results.xlsx"
+    with kb.Receiver(store) as receiver:
+        url = receiver.callback_url
+        args = ["send", str(sample_csv), "--emulator", "--out", str(out), "--callback-url", url]
+        outcome = runner.invoke(cli, args)
+        assert outcome.exit_code == 1, outcome.output  # the sample's five bad rows
+        counts = receiver.store.counts()
+    assert counts["status_updates"] == 30  # 15 messages: sent, then delivered
+    merged = kb.merge_receipts(kb.load_results(out), store)
+    assert (merged["delivery_status"] == "delivered").sum() == 15

@@ -342,3 +342,13 @@ def test_a_clients_invalid_sender_rejects_a_frames_rows_too(
     results = send(frame(2), fresh_emulator.client(sender="0000"), progress=False)
     assert (results["error_code"] == "E13008").all()
     assert fresh_emulator.requests_seen == 0
+
+
+def test_send_takes_the_reports_sender_however_it_is_written(fresh_emulator: Emulator) -> None:
+    """The same number, spaced otherwise, is the same sender (the sender rule compares
+    numbers, not spellings)."""
+    report = validate(frame(1), sender=SENDER)
+    spaced = f"{SENDER[:3]} {SENDER[3:8]} {SENDER[8:]}"
+    results = send(report, fresh_emulator.client(), sender=spaced, progress=False)
+    assert (results["status"] == "sent").all()
+    assert fresh_emulator.messages["from"].tolist() == [SENDER]
