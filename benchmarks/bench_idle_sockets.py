@@ -36,7 +36,7 @@ _CHILD = textwrap.dedent(
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
     from kwa_batch.receipts.receiver import Receiver
-    from kwa_batch.connections import Connections
+    from kwa_batch._http.connections import Connections
     cap = None
     if sys.argv[3] == "uncapped":  # as before issue #10: no cap, nothing done on EMFILE
         cap = 100_000

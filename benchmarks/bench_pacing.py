@@ -17,7 +17,7 @@ import pandas as pd
 from kwa_batch import estimate, validate
 from kwa_batch.fields import message_frame
 from kwa_batch.sending import schedule
-from kwa_batch.sending.schedule import Pacing, hold_back
+from kwa_batch.sending.schedule import Holds, Schedule, hold_back
 
 PREFIXES = ["+9198765", "+4479111", "+1212555", "+1312555", "+1415555", "+551198765"]
 
@@ -47,18 +47,19 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 60_000
     report = validate(campaign(n), sender="+911234567890")
     now = datetime(2027, 6, 1, 12, tzinfo=UTC)
-    pacing = Pacing.make(now=now, quiet_hours="21:00-09:00", daily_limit=n // 2)
+    holds = Holds.make(Schedule(quiet_hours="21:00-09:00", daily_limit=n // 2), now=now)
     before = {f"+9198765{i:04d}": now - timedelta(hours=3) for i in range(n // 12)}
     print(f"{n:,} valid rows, {report.valid['to'].nunique():,} recipients")
     floor = timed("message_frame (the floor)", n, lambda: message_frame(report.valid))
     messages = message_frame(report.valid)
-    schedule._zones.cache_clear()
+    schedule.zones_of.cache_clear()
     cold = timed("hold_back, quiet hours + limit (cold zones)", n,
-                 lambda: hold_back(messages, pacing, before))  # fmt: skip
-    warm = timed("hold_back again (zones cached)", n, lambda: hold_back(messages, pacing, before))
+                 lambda: hold_back(messages, holds, before))  # fmt: skip
+    warm = timed("hold_back again (zones cached)", n, lambda: hold_back(messages, holds, before))
     card = Path(__file__).parent.parent / "sample_data" / "rate_card.csv"
-    options = {"rates": card, "quiet_hours": "21:00-09:00", "now": now}
-    est = timed("estimate with the sample rate card", n, lambda: estimate(report, **options))
+    quiet = Schedule(quiet_hours="21:00-09:00")
+    est = timed("estimate with the sample rate card", n,
+                lambda: estimate(report, rates=card, schedule=quiet, now=now))  # fmt: skip
     print(f"ratios to message_frame: hold_back cold {cold / floor:.1f}x, warm "
           f"{warm / floor:.1f}x, estimate {est / floor:.1f}x")  # fmt: skip
 

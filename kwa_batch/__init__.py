@@ -7,7 +7,7 @@ The flow, one plain function per step::
     df = kb.load_recipients("sample_data/recipients.csv")
     report = kb.validate(df, default_region="IN", sender="+911234567890")
     with kb.Emulator() as emu:  # a local Kaleyra-compatible server
-        results = kb.send(report, emu.client(), concurrency=8)
+        results = kb.send(report, emu.client(), pacing=kb.Pacing(rate_limit=1000))
     kb.export_results(results, "results.xlsx")
 
 Every name is imported on first use, so ``import kwa_batch`` costs nothing that is not
@@ -23,133 +23,77 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# The public API, listed once: every name imported here is public, and nothing else is.
+# Type checkers read these imports; at run time they are read (not run) to derive
+# ``__all__`` and where :func:`__getattr__` finds each name on first use.
+if TYPE_CHECKING:
+    from .accessor import KwaAccessor as KwaAccessor
+    from .catalogue import load_templates as load_templates
+    from .charts import plot_outcomes as plot_outcomes
+    from .emulator.server import Emulator as Emulator
+    from .errors import ERROR_CODES as ERROR_CODES
+    from .errors import AmbiguousSendError as AmbiguousSendError
+    from .errors import ApiError as ApiError
+    from .errors import AuthenticationError as AuthenticationError
+    from .errors import ConfigurationError as ConfigurationError
+    from .errors import ConnectError as ConnectError
+    from .errors import InputError as InputError
+    from .errors import InvalidResponseError as InvalidResponseError
+    from .errors import KwaBatchError as KwaBatchError
+    from .errors import RateLimitError as RateLimitError
+    from .errors import ServerError as ServerError
+    from .errors import TransportError as TransportError
+    from .errors import ValidationError as ValidationError
+    from .errors import describe_code as describe_code
+    from .export import export_results as export_results
+    from .export import load_results as load_results
+    from .loading.recipients import load_recipients as load_recipients
+    from .outcome import RunOutcome as RunOutcome
+    from .pricing import estimate as estimate
+    from .receipts.conversations import open_windows as open_windows
+    from .receipts.delivery import load_receipts as load_receipts
+    from .receipts.delivery import merge_receipts as merge_receipts
+    from .receipts.optouts import OptOutSource as OptOutSource
+    from .receipts.optouts import opt_outs as opt_outs
+    from .receipts.receiver import Receiver as Receiver
+    from .results import STATUSES as STATUSES
+    from .results import Status as Status
+    from .results import summarize as summarize
+    from .sending.chain import validate as validate
+    from .sending.client import KaleyraClient as KaleyraClient
+    from .sending.client import SendResult as SendResult
+    from .sending.pacing import Pacing as Pacing
+    from .sending.retries import Retries as Retries
+    from .sending.run import send as send
+    from .sending.schedule import Schedule as Schedule
+    from .validation.phones import normalize_phone as normalize_phone
+    from .validation.report import ValidationReport as ValidationReport
+    from .validation.suppression import load_suppression as load_suppression
+    from .validation.window_checks import closed_window_rows as closed_window_rows
+
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
     from types import ModuleType
 
-    from .accessor import KwaAccessor
-    from .catalogue import load_templates
-    from .charts import plot_outcomes
-    from .emulator.server import Emulator
-    from .errors import (
-        ERROR_CODES,
-        AmbiguousSendError,
-        ApiError,
-        AuthenticationError,
-        ConfigurationError,
-        ConnectError,
-        InputError,
-        InvalidResponseError,
-        KwaBatchError,
-        RateLimitError,
-        ServerError,
-        TransportError,
-        ValidationError,
-        describe_code,
-    )
-    from .export import export_results, load_results
-    from .receipts.optouts import OptOutSource, opt_outs
-    from .receipts.receipts import load_receipts, merge_receipts
-    from .receipts.receiver import Receiver
-    from .receipts.windows import open_windows
-    from .recipients import load_recipients
-    from .results import STATUSES, summarize
-    from .sending.client import KaleyraClient, SendResult
-    from .sending.run import send
-    from .validation.phones import normalize_phone
-    from .validation.report import ValidationReport
-    from .validation.suppression import load_suppression
-    from .validation.validate import validate
-    from .validation.windows import closed_window_rows
 
-# Where each public name lives.
-_HOMES = {
-    "KwaAccessor": "accessor",
-    "plot_outcomes": "charts",
-    "Emulator": "emulator.server",
-    **dict.fromkeys(
-        (
-            "ERROR_CODES",
-            "AmbiguousSendError",
-            "ApiError",
-            "AuthenticationError",
-            "ConfigurationError",
-            "ConnectError",
-            "InputError",
-            "InvalidResponseError",
-            "KwaBatchError",
-            "RateLimitError",
-            "ServerError",
-            "TransportError",
-            "ValidationError",
-            "describe_code",
-        ),
-        "errors",
-    ),
-    "load_templates": "catalogue",
-    "export_results": "export",
-    "load_results": "export",
-    "load_receipts": "receipts.receipts",
-    "merge_receipts": "receipts.receipts",
-    "Receiver": "receipts.receiver",
-    "open_windows": "receipts.windows",
-    "opt_outs": "receipts.optouts",
-    "OptOutSource": "receipts.optouts",
-    "load_recipients": "recipients",
-    "STATUSES": "results",
-    "summarize": "results",
-    "KaleyraClient": "sending.client",
-    "SendResult": "sending.client",
-    "send": "sending.run",
-    "estimate": "pricing",
-    "normalize_phone": "validation.phones",
-    "ValidationReport": "validation.report",
-    "load_suppression": "validation.suppression",
-    "validate": "validation.validate",
-    "closed_window_rows": "validation.windows",
-}
+def _public_names() -> dict[str, str]:
+    """Each public name and the module it lives in, from the first ``if TYPE_CHECKING:``
+    block of this file."""
+    import ast
 
-__all__ = [
-    "ERROR_CODES",
-    "STATUSES",
-    "AmbiguousSendError",
-    "ApiError",
-    "AuthenticationError",
-    "ConfigurationError",
-    "ConnectError",
-    "Emulator",
-    "InputError",
-    "InvalidResponseError",
-    "KaleyraClient",
-    "KwaAccessor",
-    "KwaBatchError",
-    "OptOutSource",
-    "RateLimitError",
-    "Receiver",
-    "SendResult",
-    "ServerError",
-    "TransportError",
-    "ValidationError",
-    "ValidationReport",
-    "__version__",
-    "closed_window_rows",
-    "describe_code",
-    "estimate",
-    "export_results",
-    "load_receipts",
-    "load_recipients",
-    "load_results",
-    "load_suppression",
-    "load_templates",
-    "merge_receipts",
-    "normalize_phone",
-    "open_windows",
-    "opt_outs",
-    "plot_outcomes",
-    "send",
-    "summarize",
-    "validate",
-]
+    with open(__file__, encoding="utf-8") as source:
+        tree = ast.parse(source.read())
+    block = next(node for node in tree.body if isinstance(node, ast.If))
+    return {
+        alias.name: node.module or ""
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+
+
+_HOMES = _public_names()
+__all__ = sorted([*_HOMES, "__version__"])
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ class KwaAccessor:
 
     def validate(self, **kwargs: Any) -> ValidationReport:
         """:func:`kwa_batch.validate` on this frame; keyword arguments as there."""
-        from .validation.validate import validate
+        from .sending.chain import validate
 
         return validate(self._frame, **kwargs)
 
@@ -35,7 +35,7 @@ class KwaAccessor:
         """Validate this frame and send its valid rows: :func:`kwa_batch.send`.
 
         Validation arguments (``default_region``, ``sender``…) and sending arguments
-        (``concurrency``, ``journal``…) may be mixed.
+        (``pacing``, ``schedule``, ``journal``…) may be mixed.
         """
         from .sending.run import send
 

@@ -24,10 +24,11 @@ Sources:
 
 Within bounds: only a regular file is read (a FIFO, a device or a folder is refused before it
 is opened), up to :data:`MAX_CATALOGUE_BYTES`; JSON nested deeper than
-:data:`~kwa_batch.bounded.MAX_JSON_DEPTH` levels, a text field longer than
+:data:`~kwa_batch._http.bounded.MAX_JSON_DEPTH` levels, a text field longer than
 :data:`MAX_TEXT_CHARS`, more than :data:`MAX_PARTS` components or buttons in a template, or a
 value of the wrong type (a list where text is expected) are refused in one line naming the
-template; workbooks are read by :mod:`kwa_batch.sheets`, within its limits.
+template; a CSV or XLSX file is read by :mod:`kwa_batch.loading.reading`, as every user's
+table is (its encoding detected; a workbook's first sheet, within its limits).
 
 Example:
     >>> catalogue = load_templates("sample_data/templates.csv")  # doctest: +SKIP
@@ -36,8 +37,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -46,10 +45,11 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import InputError
+from .errors import InputError, KwaBatchError
 from .fields import BODY_MAX
-from .files import FileKind, check_regular_file, read_regular_file, read_text_file
-from .sheets import MAX_COLUMNS as _MAX_COLUMNS
+from .loading.files import FileKind, check_regular_file, read_regular_file
+from .loading.reading import read_table
+from .tables import Sheet, csv_unguard, write_csv, write_xlsx
 
 __all__ = [
     "CATALOGUE_FILE",
@@ -120,6 +120,7 @@ CATALOGUE_FILE = FileKind(
     "save the catalogue as a .json, .csv or .xlsx file first",
     MAX_CATALOGUE_BYTES,
     "keep only your account's templates (kwa-batch templates writes them)",
+    f"one row per template (columns {', '.join(_REQUIRED)}, then any others)",
 )
 _SUFFIXES = (".json", ".csv", ".txt", ".tsv", ".xlsx", ".xlsm")
 
@@ -173,17 +174,18 @@ def load_templates(
     if suffix == ".json":
         document = _parse_json(read_regular_file(file, CATALOGUE_FILE), str(file))
         return _from_whatsapp(document, str(file))
-    if suffix in (".xlsx", ".xlsm"):
-        table, labels = _read_xlsx(file)
-    else:
-        table, labels = _read_csv(file, read_text_file(file, CATALOGUE_FILE))
-    return _from_table(table, str(file), labels)
+    table = read_table(file, CATALOGUE_FILE)
+    frame = table.frame()
+    if table.sheet is None:  # the formula rule's guard, as save_templates writes it
+        for position in range(frame.shape[1]):
+            frame.isetitem(position, csv_unguard(frame.iloc[:, position]))
+    return _from_table(frame, str(file), table.labels())
 
 
 def _parse_json(raw: bytes, where: str) -> Any:
     """A JSON document, its nesting measured before it is parsed (Python's parser fails on
     deep nesting with a RecursionError)."""
-    from .bounded import MAX_JSON_DEPTH, json_depth  # (requests is loaded only when needed)
+    from ._http.bounded import MAX_JSON_DEPTH, json_depth  # (requests is loaded only when needed)
 
     if not raw.strip():
         raise InputError(f"{where}: the file is empty: export the templates again")
@@ -200,97 +202,31 @@ def _parse_json(raw: bytes, where: str) -> Any:
         raise InputError(f"{where}: not valid JSON ({reason}): export it again") from None
 
 
-def _read_csv(file: Path, text: str) -> tuple[pd.DataFrame, list[str]]:
-    """A CSV catalogue as a table of text, and each row's line in the file."""
-    if not text.strip():
-        raise InputError(
-            f"{file}: the file is empty: a catalogue needs a header row "
-            f"({', '.join(_REQUIRED)}) and one row per template"
-        )
-    sep = _delimiter(text)
-    header = next(csv.reader([text.split("\n", 1)[0]], delimiter=sep), [])
-    if len(header) > _MAX_COLUMNS:
-        raise InputError(
-            f"{file}: its header has {len(header):,} columns, more than the {_MAX_COLUMNS:,} a "
-            f"catalogue may have: not a template catalogue (it needs {', '.join(_REQUIRED)})"
-        )
-    try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep)
-    except (ValueError, csv.Error) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "unreadable"
-        raise InputError(f"{file}: cannot be read as a template catalogue ({reason})") from None
-    return table, [f"line {i + 2}" for i in range(len(table))]
-
-
-def _read_xlsx(file: Path) -> tuple[pd.DataFrame, list[str]]:
-    """A workbook's first sheet as a table of text (the first row with text is the header),
-    read by :mod:`kwa_batch.sheets` within its limits, and each row's number."""
-    from .sheets import read_sheet  # only for workbooks
-
-    sheet = read_sheet(file, io.BytesIO(read_regular_file(file, CATALOGUE_FILE)), None)
-    header: list[str] | None = None
-    records: list[list[str]] = []
-    labels: list[str] = []
-    for number, cells in sheet.rows:
-        if not any(text.strip() for text in cells.values()):
-            continue
-        if header is None:
-            width = max(c for c, text in cells.items() if text.strip())
-            header = [cells.get(c, "") for c in range(1, width + 1)]
-            continue
-        records.append([cells.get(c, "") for c in range(1, len(header) + 1)])
-        labels.append(f"row {number}")
-    if header is None:
-        raise InputError(
-            f"{file}: the sheet {sheet.title!r} is empty: a catalogue needs a header row "
-            f"({', '.join(_REQUIRED)}) and one row per template"
-        )
-    return pd.DataFrame(records, columns=header, dtype="str"), labels
-
-
 def save_templates(catalogue: pd.DataFrame, path: str | Path) -> Path:
     """Write a catalogue to ``.csv`` (UTF-8) or ``.xlsx`` (every cell text), the way
     :func:`load_templates` reads it back.
+
+    Written by :mod:`kwa_batch.tables`, as every table this package writes: atomically (a
+    failed write leaves the file as it was), and in a CSV with the formula rule (a body
+    that starts with ``=`` is written ``'=…``; :func:`load_templates` removes that ``'``).
 
     Raises:
         InputError: the extension is not .csv or .xlsx, or the file cannot be written.
     """
     target = Path(path)
     suffix = target.suffix.lower()
+    if suffix not in (".csv", ".xlsx"):
+        raise InputError(f"cannot write a catalogue to {target.name!r}: use .csv or .xlsx")
     frame = catalogue[[c for c in TEMPLATE_COLUMNS if c in catalogue.columns]]
     try:
         if suffix == ".csv":
-            frame.to_csv(target, index=False, encoding="utf-8")
-        elif suffix == ".xlsx":
-            from openpyxl import Workbook
-
-            book = Workbook()
-            sheet = book.active
-            assert sheet is not None
-            sheet.title = "Templates"
-            sheet.append(list(frame.columns))
-            for record in frame.astype("object").itertuples(index=False, name=None):
-                sheet.append([None if pd.isna(v) else v for v in record])
-            for row in sheet.iter_rows(min_row=2):
-                for cell in row:
-                    if isinstance(cell.value, str):
-                        cell.data_type = "s"  # text, never a formula
-            book.save(target)
-        else:
-            raise InputError(f"cannot write a catalogue to {target.name!r}: use .csv or .xlsx")
-    except OSError as exc:
-        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    return target
+            return write_csv(frame, target)
+        return write_xlsx(target, [Sheet("Templates", frame)])
+    except KwaBatchError as exc:
+        raise InputError(str(exc)) from None
 
 
 # -- a table of templates ---------------------------------------------------------------
-
-
-def _delimiter(text: str) -> str:
-    """The header line's delimiter (bodies hold commas and semicolons: only the header,
-    made of column names, tells)."""
-    header = text.split("\n", 1)[0]
-    return max(",;\t|", key=header.count)
 
 
 def _key(name: object) -> str:

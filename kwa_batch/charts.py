@@ -10,16 +10,16 @@ from typing import Any
 import pandas as pd
 
 from .errors import KwaBatchError, lookup_code
-from .results import STATUSES, summarize
+from .results import STATUSES, Status, summarize
 
 __all__ = ["STATUS_COLORS", "plot_outcomes"]
 
-STATUS_COLORS = {
-    "sent": "#2da44e",
-    "failed": "#cf222e",
-    "unknown": "#bf8700",
-    "not_sent": "#8c959f",
-    "rejected": "#8250df",
+STATUS_COLORS: dict[str, str] = {
+    Status.SENT: "#2da44e",
+    Status.FAILED: "#cf222e",
+    Status.UNKNOWN: "#bf8700",
+    Status.NOT_SENT: "#8c959f",
+    Status.REJECTED: "#8250df",
 }
 
 
@@ -44,7 +44,7 @@ def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
         .groupby(["error_code", "status"])
         .size()
         .unstack("status", fill_value=0)
-        .reindex(columns=[s for s in STATUSES if s != "sent"], fill_value=0)
+        .reindex(columns=[s for s in STATUSES if s != Status.SENT], fill_value=0)
     )
     by_code = by_code.loc[by_code.sum(axis=1).sort_values().index]
     has_codes = not by_code.empty

@@ -25,6 +25,7 @@ __all__ = [
     "ENV_SID",
     "ENV_STORE",
     "ENV_TOKEN",
+    "NO_SENDER_FIX",
     "REGIONAL_BASE_URLS",
     "Credentials",
     "Secret",
@@ -46,6 +47,9 @@ ENV_SID = "KALEYRA_SID"
 ENV_API_KEY = "KALEYRA_API_KEY"
 ENV_FROM = "KALEYRA_FROM"
 ENV_BASE_URL = "KALEYRA_BASE_URL"
+#: Where a sender may come from, said to whoever gave none (the sender rule itself is
+#: :mod:`kwa_batch.validation.sender`).
+NO_SENDER_FIX = f"fill the 'from' column, pass sender= (--from), or set {ENV_FROM}"
 #: The receiver's store and token, for ``kwa-batch receive`` and a WSGI server's config.
 ENV_STORE = "KWA_RECEIVER_STORE"
 ENV_TOKEN = "KWA_RECEIVER_TOKEN"

@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum, unique
 from typing import Any
 
 __all__ = [
     "ERROR_CODES",
+    "NEVER_SENT_CODES",
     "AmbiguousSendError",
     "ApiError",
     "AuthenticationError",
+    "Code",
     "ConfigurationError",
     "ConnectError",
     "ErrorCode",
@@ -43,8 +46,10 @@ __all__ = [
     "JournalLockedError",
     "JournalWriteError",
     "KwaBatchError",
+    "Policy",
     "RateLimitError",
     "ServerError",
+    "Source",
     "TransportError",
     "ValidationError",
     "describe_code",
@@ -52,340 +57,442 @@ __all__ = [
 ]
 
 
+class Source(StrEnum):
+    """Who gives a code: Kaleyra's API in its answer, or kwa_batch itself."""
+
+    KALEYRA = "kaleyra"
+    LOCAL = "local"
+
+
+class Policy(StrEnum):
+    """What becomes of a row with a code, and so what the user does about it."""
+
+    FIX = "fix"
+    """Refused as written: correct the row, then send it again."""
+    WAIT = "wait"
+    """Held back: the same command, run again later, sends it."""
+    NEVER = "never"
+    """Never sent by this campaign, even on resume: final, like ``failed``."""
+    RESEND = "resend"
+    """Nothing went out: running again sends it."""
+    CHECK = "check"
+    """It may have gone out: check its delivery before sending it again."""
+
+
 @dataclass(frozen=True)
 class ErrorCode:
-    """One entry of the code table: what went wrong and how to fix it."""
+    """One entry of the code table: what went wrong, how to fix it, and what becomes of
+    the row (:class:`Policy`)."""
 
     code: str
     meaning: str
     fix: str
     source: str  # "kaleyra" (the API answers with it) or "local" (refused before sending)
+    policy: str = Policy.FIX.value
 
 
-_TABLE = [
+@unique
+class Code(StrEnum):
+    """Every code a results file or a validation report may hold, each with its meaning,
+    its fix, who gives it and its :class:`Policy`: the one place a code is defined.
+
+    A member is a ``str`` and equals its code (``Code.OPTED_OUT == "KWA025"``); frames and
+    files hold the plain string (``str(code)``, or ``code.value``).
+
+    >>> Code.OPTED_OUT == "KWA025", Code("KWA025").policy
+    (True, <Policy.NEVER: 'never'>)
+    """
+
+    meaning: str
+    fix: str
+    source: Source
+    policy: Policy
+
+    def __new__(cls, code: str, meaning: str, fix: str, source: Source, policy: Policy) -> Code:
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.meaning = meaning
+        member.fix = fix
+        member.source = source
+        member.policy = policy
+        return member
+
     # Kaleyra's codes, from the API document.
-    ErrorCode(
+    INVALID_FROM = (
         "E13008",
         "invalid 'from' number",
         "Use the WhatsApp business number registered with Kaleyra, in E.164 form "
         "(+ and country code, e.g. +911234567890).",
-        "kaleyra",
-    ),
-    ErrorCode(
+        Source.KALEYRA,
+        Policy.FIX,
+    )
+    INVALID_TO = (
         "E13009",
         "invalid 'to' number",
         "Write the recipient's number in E.164 form (+ and country code, e.g. +919876543210), "
         "or pass default_region= / --region for numbers written nationally.",
-        "kaleyra",
-    ),
-    ErrorCode(
+        Source.KALEYRA,
+        Policy.FIX,
+    )
+    HTML_IN_PARAMETER = (
         "E413",
         "HTML tags in a parameter other than body",
         "Remove the <...> tags from this field; only 'body' may contain them.",
-        "kaleyra",
-    ),
+        Source.KALEYRA,
+        Policy.FIX,
+    )
     # Local codes: rows refused before anything is sent.
-    ErrorCode(
+    TOO_LONG = (
         "KWA001",
         "text longer than the API allows",
         "Shorten the value: ref, ref1 and ref2 hold at most 255 characters, a body at most 4,096.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    REQUIRED_EMPTY = (
         "KWA002",
         "a required field is empty",
         "Fill the field: a text message needs 'body', a template message 'template_name', a "
         "media message 'media_url', an authentication template 'verification_code'.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    UNKNOWN_TYPE = (
         "KWA003",
         "unknown message type or channel",
         "Use type 'text', 'template', 'media', 'mediatemplate' or 'authenticationtemplate' "
         "and channel 'whatsapp' (or leave them empty).",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    MANGLED_NUMBER = (
         "KWA004",
         "number mangled by a spreadsheet",
         "Re-export the column as text (in Excel: format the column as Text before pasting); "
         "the value as saved is not the real number and will not be guessed.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    BAD_CALLBACK_URL = (
         "KWA005",
         "callback_url is not an http(s) URL",
         "Give a full URL such as https://example.com/kaleyra/callback, or leave it empty.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    CONTROL_CHARACTERS = (
         "KWA006",
         "control characters in a field",
         "Remove tabs, line breaks and other control characters (allowed only in 'body').",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    DUPLICATE_ROW = (
         "KWA007",
         "duplicate row: same recipient, same message",
         "Remove the repeated row; the first one is sent (WhatsApp throttles repeats anyway).",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    MALFORMED_ROW = (
         "KWA008",
         "malformed row in the file",
         "The line has too many or too few fields: check its quotes and delimiters.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    EMPTY_SOURCE_VALUE = (
         "KWA009",
         "a value the message is built from is empty",
         "Fill the cell named in the report (a column used by params_from / --params-from or a "
         "{placeholder} of body_template / --body-template), or remove the row; WhatsApp "
         "refuses empty template parameters.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    BAD_PARAMS = (
         "KWA010",
         "params is not a well-formed list of template parameters",
         "Write the parameters comma-separated, none empty; put a value that holds a comma or "
         'a quote in double quotes, with "" for a quote inside: "Tan, Wei Ling",A1008.',
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    BAD_LANG_CODE = (
         "KWA011",
         "lang_code is not a language code",
         "Use the template's language code as approved: 'en', 'pt_BR', 'es_MX' (language in lower "
         "case, then _ and the country in capitals), or leave it empty.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    WINDOW_CLOSED = (
         "KWA012",
         "no open 24-hour conversation window: free text would be refused",
         "Send an approved template to this recipient instead (type 'template' with a "
         "template_name); free text is allowed only within 24 hours of their last message.",
-        "local",
-    ),
+        Source.LOCAL,
+        Policy.FIX,
+    )
     # Template and opt-out checks against the catalogue (issue #12); WhatsApp's code for
     # the same failure, when sent anyway, in brackets.
-    ErrorCode(
+    TEMPLATE_UNKNOWN = (
         "KWA013",
         "the template is not in the catalogue",
         "Use the name of a template of your WhatsApp account as approved (names are lower "
         "case with underscores), or update the catalogue (kwa-batch templates) [132001].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    LANGUAGE_AMBIGUOUS = (
         "KWA014",
         "lang_code is empty and the template exists in several languages",
         "Fill lang_code with one of the languages the report names.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    LANGUAGE_UNKNOWN = (
         "KWA015",
         "the template does not exist in this language",
         "Use one of the template's languages that the report names, or have the template "
         "translated and approved in this one [132001].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    TEMPLATE_NOT_APPROVED = (
         "KWA016",
         "the template is not approved (pending, rejected…)",
         "Wait for WhatsApp to approve it, or use an approved template [132001].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    TEMPLATE_PAUSED = (
         "KWA017",
         "the template is paused for low quality",
         "WhatsApp paused it after negative feedback (3 hours, then 6): wait, or use another "
         "approved template [132015].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    TEMPLATE_DISABLED = (
         "KWA018",
         "the template is disabled",
         "WhatsApp disabled it for repeated low quality: use another approved template [132016].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    PARAMS_COUNT = (
         "KWA019",
         "params does not have as many values as the template's body has placeholders",
         "Give exactly one value per {{n}} placeholder of the template's body, "
         "comma-separated [132000].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    MEDIA_MISSING = (
         "KWA020",
         "the template has a media header but the row has no media_url",
         "Fill media_url with a public https link to the image, video or document the "
         "header shows [132012].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    MEDIA_KIND = (
         "KWA021",
         "media_url is not the kind of media the template's header takes",
         "Link a file of the header's kind (IMAGE: .jpg/.png, VIDEO: .mp4/.3gp, DOCUMENT: "
         ".pdf…) [132012].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    HEADER_PARAM_MISSING = (
         "KWA022",
         "the template's text header has a placeholder but the row has no param_header",
         "Fill param_header with the header's value [132000].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    URL_PARAM_MISSING = (
         "KWA023",
         "the template has a dynamic URL button but the row has no param_url",
         "Fill param_url with the end of the button's link (what replaces {{1}}) [132000].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    PARAM_SPACING = (
         "KWA024",
         "a template parameter is empty or holds a line break, a tab or more than four "
         "spaces in a row",
         "Write each parameter on one line, without tabs, with at most four spaces in a row "
         "(WhatsApp refuses such parameters) [132018].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    OPTED_OUT = (
         "KWA025",
         "the recipient opted out (on the suppression list)",
         "Do not send to this number: remove the row. If they opted in again (replied START), "
         "take them off the suppression list [131050].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.NEVER,
+    )
+    BAD_MEDIA_URL = (
         "KWA026",
         "media_url is not an http(s) link",
         "Give a full public link such as https://cdn.example.com/invoice.pdf.",
-        "local",
-    ),
+        Source.LOCAL,
+        Policy.FIX,
+    )
     # Pacing (issue #13): rows held back by quiet hours, the schedule or the daily limit.
-    ErrorCode(
+    QUIET_HOURS = (
         "KWA027",
         "held back: quiet hours in the recipient's time zone",
         "Nothing to fix: run the same command again after the time in the message (e.g. from "
         "cron every 15 minutes); the journal sends only what is left.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.WAIT,
+    )
+    NOT_YET = (
         "KWA028",
         "held back: the campaign does not start yet (not_before / --not-before)",
         "Run the same command again after the start time given in the message.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.WAIT,
+    )
+    EXPIRED = (
         "KWA029",
         "expired: not sent by the campaign's expiry (expires / --expire-after)",
         "This row is never sent by this campaign, even on resume: if it is still worth "
         "sending, start a new campaign (another journal) for it.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.NEVER,
+    )
+    DAILY_LIMIT = (
         "KWA030",
         "held back: the daily messaging limit (unique recipients in 24 h) is reached",
         "Run the same command again after the time in the message, when room comes back; "
         "or ask for a higher messaging tier [131064].",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.WAIT,
+    )
+    NO_ZONE = (
         "KWA031",
         "held back: the recipient's time zone is unknown or has no time outside the quiet hours",
         "Quiet hours cannot be kept for this number: send it in a run without quiet hours if "
         "that is acceptable, or remove the row.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.WAIT,
+    )
+    SEVERAL_NUMBERS = (
         "KWA032",
         "the recipient cell holds several numbers",
         "Put one number per row (a row for each recipient), or pick the column that holds one "
         "number with --column to=NAME / columns={'to': NAME}; a cell is never split into "
         "several recipients.",
-        "local",
-    ),
+        Source.LOCAL,
+        Policy.FIX,
+    )
     # Transport and server outcomes recorded in the results.
-    ErrorCode(
+    HTTP401 = (
         "HTTP401",
         "the API refused the credentials",
         "Check KALEYRA_SID and KALEYRA_API_KEY (and the regional base URL); then resume.",
-        "kaleyra",
-    ),
-    ErrorCode(
+        Source.KALEYRA,
+        Policy.RESEND,
+    )
+    HTTP429 = (
         "HTTP429",
         "rate limited by the API, retries ran out",
         "Lower --rate or --concurrency and run again; these rows were not sent.",
-        "kaleyra",
-    ),
-    ErrorCode(
+        Source.KALEYRA,
+        Policy.RESEND,
+    )
+    HTTP5XX = (
         "HTTP5XX",
         "server error: the message may or may not have been sent",
         "Check the recipient's delivery status (or Kaleyra's logs) before sending again.",
-        "kaleyra",
-    ),
-    ErrorCode(
+        Source.KALEYRA,
+        Policy.CHECK,
+    )
+    TIMEOUT = (
         "TIMEOUT",
         "no answer in time: the message may or may not have been sent",
         "Check the recipient's delivery status before sending again; raise --timeout if the "
         "network is slow.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.CHECK,
+    )
+    CONNECT = (
         "CONNECT",
         "could not connect to the API: nothing was sent",
         "Check the network and the base URL, then run again; these rows are safe to resend.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.RESEND,
+    )
+    BADRESPONSE = (
         "BADRESPONSE",
         "the API's answer could not be read: the message may or may not have been sent",
         "Check the recipient's delivery status before sending again; the raw answer is kept "
         "in error_message.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.CHECK,
+    )
+    HTTP4XX = (
         "HTTP4XX",
         "the API refused the request",
         "Read error_message for the API's reason, correct the row, and send it again (it was "
         "not processed).",
-        "kaleyra",
-    ),
-    ErrorCode(
+        Source.KALEYRA,
+        Policy.FIX,
+    )
+    DROPPED = (
         "DROPPED",
         "the connection broke after the request was sent: the message may or may not have "
         "been sent",
         "Check the recipient's delivery status before sending again.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.CHECK,
+    )
+    NORECIPIENT = (
         "NORECIPIENT",
         "the API accepted the request but did not list this recipient in its answer",
         "Check the recipient's delivery status before sending again.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.CHECK,
+    )
+    INFLIGHT = (
         "INFLIGHT",
         "an earlier run stopped while this row's request was going out: it may or may not "
         "have been sent",
         "Check the recipient's delivery status; to send it again anyway, run with "
         "--resend-unknown (resend_unknown=True).",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.CHECK,
+    )
+    INTERRUPTED = (
         "INTERRUPTED",
         "the run was interrupted while this row's request was in flight: it may or may not "
         "have been sent",
         "Check the recipient's delivery status before sending again.",
-        "local",
-    ),
-    ErrorCode(
+        Source.LOCAL,
+        Policy.CHECK,
+    )
+    NOTSENT = (
         "NOTSENT",
         "the run stopped before this row was sent",
         "Run the same command again to send it.",
-        "local",
-    ),
-]
+        Source.LOCAL,
+        Policy.RESEND,
+    )
 
-ERROR_CODES: dict[str, ErrorCode] = {entry.code: entry for entry in _TABLE}
+
+#: Each code's entry by its text, derived from :class:`Code`.
+ERROR_CODES: dict[str, ErrorCode] = {
+    code.value: ErrorCode(code.value, code.meaning, code.fix, code.source.value, code.policy.value)
+    for code in Code
+}
+#: Codes of ``not_sent`` rows that no later run sends (:attr:`Policy.NEVER`).
+NEVER_SENT_CODES = frozenset(code.value for code in Code if code.policy is Policy.NEVER)
 
 
 def describe_code(code: str | None) -> str:
@@ -413,13 +520,13 @@ def lookup_code(code: str | None) -> ErrorCode | None:
         return None
     status = int(found.group(1))
     if status in (401, 403):
-        return ERROR_CODES["HTTP401"]
+        return ERROR_CODES[Code.HTTP401]
     if status == 429:
-        return ERROR_CODES["HTTP429"]
+        return ERROR_CODES[Code.HTTP429]
     if status >= 500:
-        return ERROR_CODES["HTTP5XX"]
+        return ERROR_CODES[Code.HTTP5XX]
     if status >= 400:
-        return ERROR_CODES["HTTP4XX"]
+        return ERROR_CODES[Code.HTTP4XX]
     return None
 
 
@@ -453,13 +560,13 @@ class TransportError(KwaBatchError):
 class ConnectError(TransportError):
     """The connection was never established, so nothing was sent: safe to retry."""
 
-    code = "CONNECT"
+    code = Code.CONNECT.value
 
 
 class AmbiguousSendError(TransportError):
     """The request went out but no answer came back: it may have been processed."""
 
-    code = "TIMEOUT"
+    code = Code.TIMEOUT.value
 
 
 class ApiError(KwaBatchError):

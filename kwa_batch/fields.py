@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a frame is made: the limits alone need none
+    import pandas as pd
 
 __all__ = [
     "API_COLUMNS",
@@ -72,6 +74,8 @@ def message_frame(valid: pd.DataFrame) -> pd.DataFrame:
 
     One frame per run: the planner groups on it and the journal keys on it.
     """
+    import pandas as pd
+
     frame = pd.DataFrame(index=valid.index)
     # One all-missing column shared by every field the rows do not use (copy-on-write keeps
     # them apart if one is ever written): 1M rows would otherwise hold ~8 MiB per field.
@@ -89,6 +93,8 @@ def request_form(numbers: Sequence[str], fields: Mapping[str, object]) -> dict[s
     >>> request_form(["+919876543210", "+14155550123"], {"type": "text", "ref": None})
     {'to': '+919876543210,+14155550123', 'type': 'text'}
     """
+    import pandas as pd
+
     form = {"to": ",".join(numbers)}
     for name, value in fields.items():
         if name != "to" and value is not None and not pd.isna(value):
@@ -102,6 +108,8 @@ def row_keys(messages: pd.DataFrame) -> pd.Series:
     Two rows with the same key are the same message to the same person; the journal keys
     its records on this, so a row edited since the last run counts as new.
     """
+    import pandas as pd
+
     # Each field as "1<value>" or "0" when missing (so "" and missing differ), joined by a
     # separator no valid row holds (validation refuses control characters other than tab
     # and line breaks in every field).

@@ -6,8 +6,8 @@ Guernsey +44 number is billed as GB)
 and category (the template catalogue's ``category`` for template rows; text and media
 messages are ``service``; authentication templates are ``authentication``), prices them
 with the user's rate card, and says in ``attrs["summary"]`` how many requests the run makes,
-how long they take at the rate, and how many rows pacing (quiet hours, the schedule, the
-daily limit, see :mod:`~kwa_batch.sending.schedule`) will hold back now.
+how long they take at the rate, and how many rows the schedule (quiet hours, the start, the
+expiry, the daily limit, see :mod:`~kwa_batch.sending.schedule`) will hold back now.
 
 No price is built in: WhatsApp prices each delivered template by category and country, and
 providers bill their own rates on top; the rate card is the user's (``sample_data/
@@ -22,7 +22,6 @@ line, the column, the value and the fix.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from datetime import datetime, timedelta
@@ -35,12 +34,14 @@ import phonenumbers
 
 from .catalogue import TEMPLATE_COLUMNS
 from .errors import InputError
-from .fields import MAX_RECIPIENTS_PER_REQUEST, message_frame
-from .files import FileKind, read_text_file
+from .fields import message_frame
+from .loading.files import FileKind
+from .loading.reading import read_table
 from .sending.history import recent_recipients
-from .sending.limiter import recipients_per_request
+from .sending.pacing import Pacing
 from .sending.planner import plan_requests
-from .sending.schedule import BUSINESS_INITIATED, Pacing, hold_back
+from .sending.schedule import BUSINESS_INITIATED, Holds, Schedule, hold_back
+from .sending.settings import setting_from
 from .validation import ValidationReport
 
 __all__ = [
@@ -57,7 +58,6 @@ __all__ = [
 #: The columns of an estimate, in order.
 ESTIMATE_COLUMNS = ("region", "category", "messages", "recipients", "price", "cost", "currency")
 _RATE_COLUMNS = ("region", "category", "price", "currency")
-_DEFAULT_RATE = 80.0  # WhatsApp's default throughput per business number (messages/s)
 #: The highest price of one message a rate card may give, in its currency (WhatsApp's dearest
 #: template costs well under 1 USD, or a few thousand in currencies such as IDR or VND).
 MAX_PRICE = 1_000_000
@@ -67,6 +67,7 @@ RATE_CARD_FILE = FileKind(
     "save the rate card as a .csv file first",
     4 * 2**20,
     "keep one row per region and category",
+    f"one row per region and category (columns {', '.join(_RATE_COLUMNS)})",
 )
 _PRICE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
 _REGION = re.compile(r"[A-Z]{2}|[0-9]{3}")
@@ -96,7 +97,7 @@ def load_rate_card(rates: str | Path | pd.DataFrame) -> pd.DataFrame:
         ]
     else:
         where = f"rate card {rates}"
-        header, rows = _read_card(Path(rates), where)
+        header, rows = _read_card(Path(rates))
     missing = [c for c in _RATE_COLUMNS if c not in header]
     if missing:
         raise InputError(
@@ -145,32 +146,13 @@ def _missing(value: Any) -> bool:
         return False
 
 
-def _read_card(file: Path, where: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
-    """The header and the rows of a rate card CSV, each row with its line (comments and blank
-    lines skipped; the delimiter is the header's: comma, semicolon or tab)."""
-    text = read_text_file(file, RATE_CARD_FILE)
-    header: list[str] | None = None
-    rows: list[tuple[str, list[str]]] = []
-    delimiter = ","
-    for number, line in enumerate(text.split("\n"), start=1):
-        content = line.split("#", 1)[0].rstrip("\r")
-        if not content.strip():
-            continue
-        if header is None:
-            delimiter = max(",;\t", key=content.count)
-        try:
-            cells = next(csv.reader([content], delimiter=delimiter))
-        except csv.Error as exc:
-            raise InputError(f"{where}, line {number}: cannot be read as CSV ({exc})") from None
-        if header is None:
-            header = [cell.strip().lower() for cell in cells]
-        else:
-            rows.append((f"line {number}", cells))
-    if header is None:
-        raise InputError(
-            f"{where}: the file is empty: it needs a header row ({', '.join(_RATE_COLUMNS)}) and "
-            "one row per region and category"
-        )
+def _read_card(file: Path) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """The header (lower case) and the rows of a rate card, each row with its line; a CSV
+    file's text from ``#`` to the end of a line is a comment."""
+    table = read_table(file, RATE_CARD_FILE, comments=True)
+    header = [cell.strip().lower() for cell in table.header]
+    cells = [column.to_numpy(dtype=object, na_value="") for column in table.columns]
+    rows = [(label, [str(column[i]) for column in cells]) for i, label in enumerate(table.labels())]
     return header, rows
 
 
@@ -253,33 +235,43 @@ def estimate(
     report: ValidationReport,
     *,
     rates: str | Path | pd.DataFrame | None = None,
-    rate_limit: float | None = None,
     templates: Any = None,
-    quiet_hours: str | None = None,
-    not_before: datetime | None = None,
-    expires: datetime | str | None = None,
-    daily_limit: int | None = None,
-    history: str | Path | None = None,
+    pacing: Pacing | None = None,
+    schedule: Schedule | None = None,
     now: datetime | None = None,
+    **options: Any,
 ) -> Estimate:
     """Count, price and time the valid rows of ``report`` (nothing is sent).
 
     Args:
         report: from :func:`kwa_batch.validate`.
         rates: the rate card (see :func:`load_rate_card`); None: no cost (NA).
-        rate_limit: messages per second of the run (default 80, WhatsApp's default).
         templates: the catalogue for categories (default: the one the report was
             validated with, ``report.arguments["templates"]``).
-        quiet_hours, not_before, expires, daily_limit, history, now: as for
-            :func:`kwa_batch.send`: how many rows would be held back if it ran at ``now``.
+        pacing: as for :func:`kwa_batch.send` (default ``Pacing()``, 80 messages per
+            second): the requests are counted as send() plans them, and the duration at
+            its rate (None without a rate limit).
+        schedule: as for :func:`kwa_batch.send`: how many rows would be held back if it ran
+            at ``now`` (default: the real clock).
+        **options: the fields of ``pacing`` and ``schedule`` as keywords (``rate_limit=``,
+            ``quiet_hours=``...), as for :func:`kwa_batch.send`.
 
     Returns:
         One row per region and category with :data:`ESTIMATE_COLUMNS`; ``attrs["summary"]``
         holds the totals, requests, duration and rows held back.
 
+    Raises:
+        ConfigurationError: a setting out of range, or given both as an object and as a
+            keyword.
+        TypeError: a keyword that is not a setting of ``pacing`` or ``schedule``.
+
     Example:
         >>> estimate(report, rates="sample_data/rate_card.csv")  # doctest: +SKIP
     """
+    pacing = setting_from("estimate", "pacing", Pacing, pacing, options)
+    schedule = setting_from("estimate", "schedule", Schedule, schedule, options)
+    if options:
+        raise TypeError(f"estimate() got an unexpected keyword argument {next(iter(options))!r}")
     messages = message_frame(report.valid)
     if templates is None:
         templates = (report.arguments or {}).get("templates")
@@ -302,24 +294,16 @@ def estimate(
         table["price"], table["currency"] = float("nan"), pd.NA
     table["cost"] = table["messages"] * table["price"]
     table = table[list(ESTIMATE_COLUMNS)]
-    rate = rate_limit or _DEFAULT_RATE
-    # Grouped as send() groups them: at a set rate, requests sized to fill its windows.
-    most = recipients_per_request(rate_limit, MAX_RECIPIENTS_PER_REQUEST) if rate_limit else None
-    planned = plan_requests(messages, max_recipients=most or MAX_RECIPIENTS_PER_REQUEST)
+    # Grouped as send() groups them, from the same settings.
+    planned = plan_requests(messages, max_recipients=pacing.request_size)
     requests = sum(1 for _ in planned) if len(messages) else 0
-    pacing = Pacing.make(
-        now=now,
-        quiet_hours=quiet_hours,
-        not_before=not_before,
-        expires=expires,
-        daily_limit=daily_limit,
-        history=history,
-    )
+    holds = Holds.make(schedule, now=now)
     held: dict[str, int] = {}
-    if pacing.active and len(messages):
-        since = pacing.now - timedelta(hours=24)
-        before = recent_recipients(pacing.history, since) if daily_limit else {}
-        held = hold_back(messages, pacing, before)[1].counts
+    if holds.active and len(messages):
+        since = holds.now - timedelta(hours=24)
+        before = recent_recipients(holds.history, since) if holds.daily_limit else {}
+        held = hold_back(messages, holds, before)[1].counts
+    rate = pacing.rate_limit
     currencies = sorted(set(table["currency"].dropna()))
     unpriced = int(table.loc[table["price"].isna(), "messages"].sum())
     summary = {
@@ -327,7 +311,7 @@ def estimate(
         "recipients": int(frame["to"].nunique()),
         "requests": requests,
         "rate_limit": rate,
-        "duration_seconds": round(len(messages) / rate, 1),
+        "duration_seconds": round(len(messages) / rate, 1) if rate is not None else None,
         # One total only in one currency: a sum of rupees and dollars means nothing.
         "cost": round(float(table["cost"].sum()), 6)
         if card is not None and len(currencies) == 1
@@ -335,7 +319,7 @@ def estimate(
         "currency": ", ".join(currencies) or None,
         "unpriced_messages": unpriced,
         "held_back": held,
-        "planned_at": pacing.now.isoformat(timespec="minutes"),
+        "planned_at": holds.now.isoformat(timespec="minutes"),
     }
     result = Estimate(table)
     result.attrs["summary"] = summary
@@ -350,11 +334,15 @@ def describe(summary: dict[str, Any], *, rate_card: bool = True) -> list[str]:
         rate_card: whether the estimate was priced with a rate card; without one nothing is
             priced, and saying that every message is "not on the rate card" would mislead.
     """
-    lines = [
+    head = (
         f"{summary['messages']:,} message(s) to {summary['recipients']:,} recipient(s) in "
-        f"{summary['requests']:,} request(s): about {summary['duration_seconds']:,} s at "
-        f"{summary['rate_limit']:g}/s"
-    ]
+        f"{summary['requests']:,} request(s)"
+    )
+    if summary["rate_limit"] is None:
+        head += " (no rate limit: as fast as the API answers)"
+    else:
+        head += f": about {summary['duration_seconds']:,} s at {summary['rate_limit']:g}/s"
+    lines = [head]
     unpriced = summary["unpriced_messages"] if rate_card else 0
     if summary["cost"] is not None:
         priced = summary["messages"] - unpriced

@@ -1,22 +1,20 @@
-"""The results frame: one row per input row, with its final status.
+"""The results frame: one row per input row, with its final status (:class:`Status`).
 
-Statuses (see DESIGN.md):
-
-- ``sent``: accepted by the API; has a ``message_id``.
-- ``rejected``: failed local validation; never sent.
-- ``failed``: the API refused it definitely (a 4xx answer other than 429).
-- ``unknown``: it may have been processed, but no clear answer came back; never resent
-  blindly.
-- ``not_sent``: never reached the API (the run stopped, or safe retries ran out); a
-  later run sends it.
+A row's *result status* (:class:`Status`: what this library did with the row) is not the
+*delivery status* Kaleyra's callbacks report later (:data:`DELIVERY_STATUSES`: ``sent``,
+``delivered``, ``read``, ``failed``, ``not-sent``: what became of a message the API
+accepted). Two of their spellings coincide; the terms do not, and each has its own name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
+from enum import StrEnum
 from typing import Any
 
 import pandas as pd
+
+from .errors import NEVER_SENT_CODES
 
 __all__ = [
     "DELIVERY_COLUMNS",
@@ -30,15 +28,65 @@ __all__ = [
     "RESULT_DTYPES",
     "STATUSES",
     "ResultsBuilder",
+    "Status",
     "coerce_results",
     "delivery_counts",
     "error_counts",
     "exit_code",
+    "exit_code_for",
+    "never_sent_rows",
     "summarize",
 ]
 
-STATUSES = ("sent", "failed", "unknown", "not_sent", "rejected")
-INCOMPLETE_STATUSES = ("unknown", "not_sent")
+
+class Status(StrEnum):
+    """The status of a row in a results frame: the one home of the term.
+
+    A ``StrEnum``: each member *is* its plain string (``Status.SENT == "sent"``), so frames
+    and files hold plain strings (``"sent"``) and compare equal to the members. Adding a
+    status is one member here, with its meaning, and (if a later run may still send its
+    rows) a place in :data:`INCOMPLETE_STATUSES`.
+    """
+
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    NOT_SENT = "not_sent"
+    REJECTED = "rejected"
+
+    @property
+    def meaning(self) -> str:
+        """What the status says of a row, in a sentence.
+
+        >>> Status("rejected").meaning
+        'failed local validation; never sent'
+        """
+        return _MEANINGS[self]
+
+    @property
+    def incomplete(self) -> bool:
+        """A later run may still settle the row (it is not final)."""
+        return self in (Status.UNKNOWN, Status.NOT_SENT)
+
+
+_MEANINGS = {
+    Status.SENT: "accepted by the API; the row has a message_id",
+    Status.FAILED: "the API refused it definitely (a 4xx answer other than 429)",
+    Status.UNKNOWN: (
+        "it may have been processed, but no clear answer came back; never resent blindly"
+    ),
+    Status.NOT_SENT: (
+        "never reached the API (held back, the run stopped, or safe retries ran out); a "
+        "later run sends it, unless its code says none will (:data:`NEVER_SENT`: the campaign "
+        "expired, or the recipient opted out)"
+    ),
+    Status.REJECTED: "failed local validation; never sent",
+}
+
+#: Every result status as a plain string, in the order summaries list them.
+STATUSES: tuple[str, ...] = tuple(status.value for status in Status)
+#: The statuses a later run may still settle (a run that leaves some is incomplete).
+INCOMPLETE_STATUSES: tuple[str, ...] = tuple(s.value for s in Status if s.incomplete)
 #: Every column of a results frame, in order, with its dtype: the one definition that the
 #: sender, the journal, the exports and :func:`kwa_batch.load_results` derive from. Text is
 #: ``string`` (missing is ``<NA>``, as in the integer columns: one missing marker).
@@ -61,7 +109,8 @@ RESULT_COLUMNS = tuple(RESULT_DTYPES)[:9]
 #: What a run records of each row's outcome (in the journal too): all but ``to`` and
 #: ``from_journal``, which the run knows otherwise.
 OUTCOME_FIELDS = tuple(name for name in RESULT_DTYPES if name not in ("to", "from_journal", "line"))
-#: Delivery statuses Kaleyra reports, in the order a message goes through them.
+#: Delivery statuses Kaleyra's callbacks report, in the order a message goes through them:
+#: another term than :class:`Status` (what happened to a message after the API took it).
 DELIVERY_STATUSES = ("sent", "delivered", "read", "failed", "not-sent")
 #: The columns :func:`kwa_batch.merge_receipts` adds to results.
 DELIVERY_COLUMNS = ("delivery_status", "delivered_at", "read_at", "delivery_error_code")
@@ -135,7 +184,12 @@ class ResultsBuilder:
         if invalid.empty:
             return
         rows = [
-            {"status": "rejected", "error_code": code, "error_message": reasons, "attempts": 0}
+            {
+                "status": Status.REJECTED.value,
+                "error_code": code,
+                "error_message": reasons,
+                "attempts": 0,
+            }
             for code, reasons in zip(invalid["error_code"], invalid["errors"], strict=True)
         ]
         self.fill(list(invalid.index), rows)
@@ -182,20 +236,39 @@ def error_counts(results: pd.DataFrame) -> pd.DataFrame:
 
 
 #: Codes of ``not_sent`` rows that no later run sends: the campaign expired (``KWA029``), or
-#: the recipient opted out while it was sending (``KWA025``). Final, like ``failed``.
-NEVER_SENT = frozenset({"KWA029", "KWA025"})
+#: the recipient opted out while it was sending (``KWA025``). Final, like ``failed``. The
+#: codes whose :class:`~kwa_batch.errors.Policy` is ``NEVER``, in :mod:`kwa_batch.errors`.
+NEVER_SENT = NEVER_SENT_CODES
+
+
+def never_sent_rows(results: pd.DataFrame) -> int:
+    """How many ``not_sent`` rows no later run sends (their code is in :data:`NEVER_SENT`)."""
+    final = (results["status"] == Status.NOT_SENT) & results["error_code"].isin(NEVER_SENT)
+    return int(final.fillna(False).sum())
+
+
+def exit_code_for(counts: Mapping[str, int], never_sent: int = 0) -> int:
+    """The exit code of results with these rows per status: the one rule.
+
+    3 when a later run may still settle rows (``unknown``, or ``not_sent`` beyond the
+    ``never_sent`` ones: :data:`NEVER_SENT`); else 1 when some were rejected, failed or will
+    never be sent; else 0.
+
+    >>> exit_code_for({"sent": 9, "not_sent": 1}), exit_code_for({"sent": 9, "not_sent": 1}, 1)
+    (3, 1)
+    """
+    incomplete = sum(counts.get(s, 0) for s in INCOMPLETE_STATUSES) - never_sent
+    if incomplete > 0:
+        return 3
+    final = counts.get(Status.REJECTED, 0) + counts.get(Status.FAILED, 0) + never_sent
+    return 1 if final > 0 else 0
 
 
 def exit_code(results: pd.DataFrame) -> int:
-    """The CLI's exit code for these results: 3 incomplete, 1 some rejected/failed (or
-    never to be sent: :data:`NEVER_SENT`), else 0 — for a run and for its results file."""
-    final = (results["status"] == "not_sent") & results["error_code"].isin(NEVER_SENT)
-    statuses = set(results["status"].mask(final.fillna(False), "failed").dropna().unique())
-    if statuses & set(INCOMPLETE_STATUSES):
-        return 3
-    if statuses & {"rejected", "failed"}:
-        return 1
-    return 0
+    """The exit code of a results frame by its statuses (:func:`exit_code_for`); a run's
+    own exit code (a signal, a journal not written) is its :class:`kwa_batch.RunOutcome`'s."""
+    counts = results["status"].value_counts()
+    return exit_code_for({str(k): int(v) for k, v in counts.items()}, never_sent_rows(results))
 
 
 def delivery_counts(merged: pd.DataFrame) -> pd.Series:

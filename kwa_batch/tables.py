@@ -20,6 +20,7 @@ Both the results (:func:`kwa_batch.export_results`) and the validation report
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -34,9 +35,12 @@ import pandas as pd
 from .errors import KwaBatchError
 
 __all__ = [
+    "MAX_WIDTH",
+    "PAGE_WIDTH",
     "Sheet",
     "atomic_write",
     "csv_safe",
+    "csv_unguard",
     "is_phone_column",
     "plain",
     "write_csv",
@@ -44,6 +48,8 @@ __all__ = [
 ]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A cell guarded by csv_safe: the ' it adds, then what made the cell risky.
+_GUARDED = r"'+[=+\-@\t\r]"
 # Only digits, spaces (also the non-breaking ones) and + ( ) - . /: a phone number as
 # written, where a spreadsheet may compute (-2+3) but nothing harmful fits.
 _PHONE_LIKE = r"[0-9+ \u00a0\u202f\u2007()\-./]*"
@@ -55,7 +61,18 @@ _PHONE_NAME = re.compile(
     r"(?:^|[^a-z])(?:phone|mobile|msisdn|whatsapp|tel|cell|wa_?id)(?:$|[^a-z])", re.IGNORECASE
 )
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-_MAX_WIDTH = 50
+#: The widest a column gets, in characters: longer texts wrap within it (on paper too).
+MAX_WIDTH = 40
+_MIN_WIDTH = 6
+_DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
+# The height of one line of text (Calibri 11, the default font), in points, and the
+# characters a wrapped line loses to the word that does not fit.
+_LINE_HEIGHT = 15
+_WRAP_SLACK = 4
+#: How many characters of columns a landscape page holds at a size still read at arm's
+#: length (about 85% on A4 or Letter with narrow margins): a table's printed columns stop
+#: there, the rest stay in the file for whoever filters or sorts.
+PAGE_WIDTH = 160
 
 
 def is_phone_column(name: object) -> bool:
@@ -75,16 +92,37 @@ def csv_safe(values: pd.Series, *, phone: bool = False) -> pd.Series:
     ["'=1+1", "'-2+3", '+1', "'@SUM(A1)", 'hi']
     >>> csv_safe(pd.Series(["+91 98765 43210", "=1+1"]), phone=True).tolist()
     ['+91 98765 43210', "'=1+1"]
+
+    A cell that already starts with the guard (``'=1``) gets one more, so that
+    :func:`csv_unguard` gives back exactly what was written.
+
+    >>> csv_safe(pd.Series(["'=1", "'quoted'"])).tolist()
+    ["''=1", "'quoted'"]
     """
     text = values.astype("str")
     harmless = text.str.fullmatch(_SIGNED_NUMBER)
     if phone:
         harmless = harmless | text.str.fullmatch(_PHONE_LIKE)
-    risky = text.str.startswith(_FORMULA_START) & ~harmless
+    risky = (text.str.startswith(_FORMULA_START) & ~harmless) | text.str.match(_GUARDED)
     risky = risky.fillna(False).astype(bool) & values.notna().to_numpy()
     if not risky.any():
         return values
     return text.where(~risky, "'" + text).where(values.notna(), values)
+
+
+def csv_unguard(values: pd.Series) -> pd.Series:
+    """Text cells as they were before :func:`csv_safe`: one leading ``'`` before
+    ``= + - @``, a tab or a carriage return removed (for files this package writes and
+    reads back, such as a template catalogue).
+
+    >>> csv_unguard(pd.Series(["'=1+1", "''=1", "'quoted'"])).tolist()
+    ['=1+1', "'=1", "'quoted'"]
+    """
+    text = values.astype("str")
+    guarded = text.str.match(_GUARDED).fillna(False).astype(bool) & values.notna().to_numpy()
+    if not guarded.any():
+        return values
+    return text.where(~guarded, text.str.slice(1)).where(values.notna(), values)
 
 
 def plain(frame: pd.DataFrame, index_name: str = "row") -> pd.DataFrame:
@@ -155,15 +193,23 @@ def write_csv(
 class Sheet:
     """One sheet of a workbook to write: a table (a frame) or free rows (a summary).
 
+    Every sheet prints landscape, one page wide and as many pages tall as it takes, with
+    gridlines, its first row repeated on each page; long texts wrap (rows grow to fit).
+
     Args:
         title: the sheet's name.
         frame: a table, written with a bold frozen header, an autofilter and widths that
-            fit; datetime columns as dates.
+            fit (at most :data:`MAX_WIDTH`); datetime columns as dates.
         rows: free rows instead (lists of values); ``bold`` are the indices of header
             rows; ``formats`` maps ``(row, column)`` to a number format.
         widths: column widths for free rows.
-        printed: how many of a table's first columns are printed (all when None): the
-            rest stay in the file for whoever filters or sorts, off the page.
+        wrap: the names (a table) or positions (free rows) of columns of long text, wrapped
+            within their width; a table's printed columns wrap whenever they are too long.
+        printed: how many of a table's first columns are printed (all when None; never
+            more than fit :data:`PAGE_WIDTH`), or how many of the free rows (all when None):
+            the rest stay in the file for whoever filters or sorts, off the page.
+        hidden: a table's columns kept in the file but hidden (what reads the file back
+            needs them, a reader does not).
     """
 
     def __init__(
@@ -175,7 +221,9 @@ class Sheet:
         bold: Iterable[int] = (),
         formats: dict[tuple[int, int], str] | None = None,
         widths: Sequence[float] = (),
+        wrap: Iterable[str | int] = (),
         printed: int | None = None,
+        hidden: Iterable[str] = (),
     ) -> None:
         if (frame is None) == (rows is None):
             raise ValueError("a sheet holds a frame or rows, not both")
@@ -185,7 +233,9 @@ class Sheet:
         self.bold = set(bold)
         self.formats = formats or {}
         self.widths = list(widths)
+        self.wrap = set(wrap)
         self.printed = printed
+        self.hidden = set(hidden)
 
 
 def write_xlsx(target: Path, sheets: Sequence[Sheet]) -> Path:
@@ -198,7 +248,7 @@ def write_xlsx(target: Path, sheets: Sequence[Sheet]) -> Path:
             for sheet in sheets:
                 out = book.create_sheet(sheet.title)
                 if sheet.frame is not None:
-                    _write_table(out, sheet.frame, sheet.printed)
+                    _write_table(out, sheet)
                 else:
                     _write_rows(out, sheet)
             # Zipped in memory, then written in one go: a full disk then fails our write,
@@ -226,10 +276,19 @@ def _discard(book: Any) -> None:
                 writer.close()
 
 
-def _cell(sheet: Any, value: Any, *, bold: bool = False, number_format: str | None = None) -> Any:
-    """A write-only cell; strings are always text (a leading ``=`` never makes a formula)."""
+def _cell(
+    sheet: Any,
+    value: Any,
+    *,
+    bold: bool = False,
+    number_format: str | None = None,
+    wrap: bool = False,
+    top: bool = False,
+) -> Any:
+    """A write-only cell; strings are always text (a leading ``=`` never makes a formula);
+    ``wrap``: long text wraps within the column; ``top``: aligned to the top of a row
+    made taller for a wrapped text."""
     from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
 
     if isinstance(value, str):
         value = _xml_safe(value)
@@ -237,10 +296,26 @@ def _cell(sheet: Any, value: Any, *, bold: bool = False, number_format: str | No
     if isinstance(value, str):
         cell.data_type = "s"
     if bold:
-        cell.font = Font(bold=True)
+        cell.font = _style("bold")
     if number_format:
         cell.number_format = number_format
+    if wrap or top:
+        cell.alignment = _style("wrap" if wrap else "top")
     return cell
+
+
+@functools.cache
+def _style(name: str) -> Any:
+    """The few styles the writer uses, made once."""
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+
+    if name == "bold":
+        return Font(bold=True)
+    if name == "heading fill":
+        return PatternFill("solid", fgColor="DDE3EA")
+    if name == "heading border":
+        return Border(bottom=Side(style="thin"))
+    return Alignment(vertical="top", wrap_text=name == "wrap" or None)
 
 
 def _xml_safe(value: str) -> str:
@@ -255,7 +330,19 @@ def _write_rows(sheet: Any, spec: Sheet) -> None:
     _print_layout(sheet)
     for position, width in enumerate(spec.widths, start=1):
         sheet.column_dimensions[get_column_letter(position)].width = width
+    shown = len(spec.rows) if spec.printed is None else min(spec.printed, len(spec.rows))
+    if 0 < shown < len(spec.rows):
+        columns = max([len(spec.widths), *(len(r) for r in spec.rows[:shown])])
+        sheet.print_area = f"A1:{get_column_letter(max(columns, 1))}{shown}"
     for number, values in enumerate(spec.rows):
+        lines = [
+            _lines(value, spec.widths[column])
+            for column, value in enumerate(values)
+            if column in spec.wrap and isinstance(value, str) and column < len(spec.widths)
+        ]
+        tall = max(lines, default=1) > 1
+        if tall:
+            sheet.row_dimensions[number + 1].height = _LINE_HEIGHT * max(lines)
         sheet.append(
             [
                 _cell(
@@ -263,6 +350,8 @@ def _write_rows(sheet: Any, spec: Sheet) -> None:
                     value,
                     bold=number in spec.bold,
                     number_format=spec.formats.get((number, column)),
+                    wrap=column in spec.wrap and isinstance(value, str),
+                    top=tall,
                 )
                 for column, value in enumerate(values)
             ]
@@ -270,7 +359,8 @@ def _write_rows(sheet: Any, spec: Sheet) -> None:
 
 
 def _print_layout(sheet: Any) -> None:
-    """Landscape, as wide as one page, the header row repeated on every page."""
+    """Landscape, as wide as one page and as many pages tall as it takes, narrow margins,
+    gridlines, the first row repeated on every page."""
     from openpyxl.worksheet.properties import PageSetupProperties
 
     sheet.page_setup.orientation = "landscape"
@@ -278,38 +368,126 @@ def _print_layout(sheet: Any) -> None:
     sheet.page_setup.fitToHeight = 0  # as many pages down as it takes
     sheet.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
     sheet.print_title_rows = "1:1"
+    sheet.print_options.gridLines = True
+    margins = sheet.page_margins
+    margins.left = margins.right = 0.4
+    margins.top = margins.bottom = 0.5
+    margins.header = margins.footer = 0.2
 
 
-def _write_table(sheet: Any, frame: pd.DataFrame, printed: int | None = None) -> None:
+def _widths(frame: pd.DataFrame) -> list[float]:
+    """Each column's width: its longest text (of the first 500 rows) or header word, at
+    least :data:`_MIN_WIDTH` and at most :data:`MAX_WIDTH` characters."""
+    widths = []
+    for name in frame.columns:
+        sample = frame[name].head(500).astype("str")
+        longest = max(
+            [
+                *(len(word) for word in str(name).split()),
+                *(len(v) for v in sample if isinstance(v, str)),
+            ]
+        )
+        widths.append(float(min(max(longest + 2, _MIN_WIDTH), MAX_WIDTH)))
+    return widths
+
+
+def _printed_columns(widths: Sequence[float], printed: int | None, hidden: Sequence[bool]) -> int:
+    """How many first columns go on paper: at most ``printed``, at least one, no more than
+    fit :data:`PAGE_WIDTH` (hidden columns take no room)."""
+    limit = len(widths) if printed is None else max(1, min(printed, len(widths)))
+    used = 0.0
+    for position in range(limit):
+        if hidden[position]:
+            continue
+        used += widths[position]
+        if used > PAGE_WIDTH and position > 0:
+            return position
+    return limit
+
+
+def _per_line(width: float) -> int:
+    """The characters of text a wrapped line of a column ``width`` wide holds, counted
+    low: a width counts digits, and text averages a tenth narrower; the word that does
+    not fit moves to the next line."""
+    return max(int(width * 1.1) - _WRAP_SLACK, 1)
+
+
+def _lines(text: str, width: float) -> int:
+    """The lines ``text`` takes when wrapped at ``width`` (see :func:`_heights`)."""
+    per_line = _per_line(width)
+    return sum(max(1, -(-len(part) // per_line)) for part in text.split("\n"))
+
+
+def _heights(frame: pd.DataFrame, wrapped: dict[str, float]) -> list[int]:
+    """The lines each row's wrapped texts take at their column's width (at least one).
+
+    Spreadsheets do not all size rows to their wrapped text when they open a file (nor
+    when they print it), so the writer gives each row the height its longest text needs;
+    a line holds a few characters less than the width, for the words that do not fit."""
+    lines = pd.Series(1, index=frame.index, dtype="int64")
+    for name, width in wrapped.items():
+        text = frame[name].astype("str").fillna("")
+        per_line = _per_line(width)
+        needed = (text.str.len() + per_line - 1) // per_line + text.str.count("\n")
+        lines = lines.combine(needed.fillna(1).astype("int64"), max)
+    return [int(n) for n in lines]
+
+
+def _write_table(sheet: Any, spec: Sheet) -> None:
     from openpyxl.utils import get_column_letter
 
+    frame = spec.frame
+    assert frame is not None
     _print_layout(sheet)
-    if printed is not None and 0 < printed < frame.shape[1]:
-        sheet.print_area = f"A1:{get_column_letter(printed)}{len(frame) + 1}"
     columns = [str(c) for c in frame.columns]
-    widths = []
-    for name in columns:
-        sample = frame[name].head(500).astype("str")
-        longest = max([len(name), *(len(v) for v in sample if isinstance(v, str))])
-        widths.append(min(max(longest + 2, 8), _MAX_WIDTH))
-    for position, width in enumerate(widths, start=1):
-        sheet.column_dimensions[get_column_letter(position)].width = width
+    widths = _widths(frame)
+    hidden = [name in spec.hidden for name in columns]
+    printed = _printed_columns(widths, spec.printed, hidden)
+    last_row = len(frame) + 1
+    if printed < len(columns):
+        sheet.print_area = f"A1:{get_column_letter(printed)}{last_row}"
+    # Printed long texts wrap: those named so, and any column too long for its width (off
+    # paper, rows keep one line: the screen shows more of them).
+    wrapped = {
+        i
+        for i, name in enumerate(columns)
+        if i < printed and (name in spec.wrap or widths[i] >= MAX_WIDTH)
+    }
+    for position, (width, hide) in enumerate(zip(widths, hidden, strict=True), start=1):
+        dimension = sheet.column_dimensions[get_column_letter(position)]
+        dimension.width = width
+        dimension.hidden = hide
     sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = f"A1:{get_column_letter(max(len(columns), 1))}{len(frame) + 1}"
-    sheet.append([_cell(sheet, name, bold=True) for name in columns])
+    sheet.auto_filter.ref = f"A1:{get_column_letter(max(len(columns), 1))}{last_row}"
+    header = []
+    for name in columns:
+        cell = _cell(sheet, name, bold=True, wrap=True)
+        cell.fill, cell.border = _style("heading fill"), _style("heading border")
+        header.append(cell)
+    sheet.append(header)
     dates = {
         i for i, name in enumerate(columns) if pd.api.types.is_datetime64_any_dtype(frame[name])
     }
+    heights = _heights(frame, {columns[i]: widths[i] for i in wrapped})
     values = frame.astype("object").where(frame.notna(), None)
-    for row in values.itertuples(index=False, name=None):
+    for number, row in enumerate(values.itertuples(index=False, name=None), start=2):
+        # Only the rows whose text wraps are styled (top-aligned, wrapped): styling every
+        # cell of a large file triples the time it takes to write.
+        tall = heights[number - 2] > 1
+        if tall:
+            sheet.row_dimensions[number].height = _LINE_HEIGHT * heights[number - 2]
         cells: list[Any] = []
         for i, value in enumerate(row):
-            if isinstance(value, str) and (value.startswith("=") or _ILLEGAL_XML.search(value)):
+            if value is None:
+                cells.append(None)
+            elif i in dates:
+                moment = value.to_pydatetime()
+                cells.append(_cell(sheet, moment, number_format=_DATE_FORMAT, top=tall))
+            elif tall:
+                wrap = i in wrapped and isinstance(value, str)
+                cells.append(_cell(sheet, value, wrap=wrap, top=True))
+            elif isinstance(value, str) and (value.startswith("=") or _ILLEGAL_XML.search(value)):
                 cells.append(_cell(sheet, value))
-            elif i in dates and value is not None:
-                cells.append(
-                    _cell(sheet, value.to_pydatetime(), number_format="yyyy-mm-dd hh:mm:ss")
-                )
             else:
                 cells.append(value)
         sheet.append(cells)

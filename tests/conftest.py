@@ -28,6 +28,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items[:] = first + [item for item in items if item not in chosen]
 
 
+@pytest.fixture(autouse=True)
+def _no_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line wraps at ``COLUMNS`` when set: a terminal's width leaking in from
+    the shell that runs pytest must not change what the tests read."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 @pytest.fixture
 def sample_csv() -> Path:
     """The sample recipient file shipped in sample_data/."""

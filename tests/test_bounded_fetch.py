@@ -1,4 +1,4 @@
-"""The template list fetched within bounds (kwa_batch.bounded.BoundedSession): one overall
+"""The template list fetched within bounds (kwa_batch._http.bounded.BoundedSession): one overall
 deadline over every page whatever the server drips, a size cap, a JSON depth; against real
 servers on 127.0.0.1 that answer as no API should (tests/hostile_servers.py)."""
 
@@ -12,7 +12,7 @@ import pytest
 from hostile_servers import LIST, drip, endless_pages, response, serving, whole
 
 from kwa_batch import KaleyraClient
-from kwa_batch.bounded import BoundedSession, json_depth
+from kwa_batch._http.bounded import BoundedSession, json_depth
 from kwa_batch.errors import AmbiguousSendError, InputError, InvalidResponseError
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -184,13 +186,31 @@ def test_the_delimiter_comes_from_the_header_not_the_bodies(write_csv, content: 
     assert (row["template_name"], row["body_params"]) == ("x", 2)
 
 
-def test_a_file_that_is_not_utf8(write_csv) -> None:
+def test_a_file_that_is_not_utf8_is_read_as_a_recipient_file_is(write_csv, caplog) -> None:
+    """One reader for every user's table: a catalogue saved by Excel in a Windows code page
+    is read in it, with the same warning as a recipient file (it was refused)."""
     path = write_csv(
         "template_name,lang_code,status,body\nx,pt_BR,approved,Olá {{1}}\n",
         name="templates.csv",
         encoding="cp1252",
     )
-    with pytest.raises(InputError, match="not UTF-8 text"):
+    with caplog.at_level(logging.WARNING):
+        catalogue = load_templates(path)
+    assert catalogue.loc[0, "body"] == "Olá {{1}}"
+    assert "is not UTF-8; read it as cp1252" in caplog.text
+
+
+def test_a_catalogue_sheet_and_a_semicolon_file_are_read_as_recipient_files_are(
+    tmp_path: Path,
+) -> None:
+    """The catalogue's workbook and CSV go through the same reader as recipients: ``;``
+    detected, blank lines skipped, each row named by its line."""
+    path = tmp_path / "templates.csv"
+    path.write_text(
+        "template_name;lang_code;status;body\n\nx;en;approved;Hi {{1}}\nx;en;paused;b\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError, match="line 4: template 'x' in 'en' appears twice"):
         load_templates(path)
 
 
@@ -205,3 +225,36 @@ def test_save_then_load_gives_the_same_catalogue(tmp_path: Path, suffix: str) ->
     pd.testing.assert_frame_equal(load_templates(path), load_templates(tricky))
     with pytest.raises(InputError, match=r"use \.csv or \.xlsx"):
         save_templates(catalogue, tmp_path / "catalogue.json")
+
+
+def test_save_templates_writes_a_csv_with_the_formula_rule(tmp_path: Path) -> None:
+    """The catalogue is written by the package's one writer: a body that starts with ``=``
+    cannot become a formula in a spreadsheet (and is read back as it was)."""
+    from kwa_batch.catalogue import save_templates
+
+    catalogue = load_templates(SAMPLE_JSON)
+    catalogue.loc[0, "body"] = '=HYPERLINK("http://x") {{1}}'
+    catalogue.loc[1, "body"] = "'=already quoted {{1}}"
+    path = save_templates(catalogue, tmp_path / "catalogue.csv")
+    written = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert '\'=HYPERLINK("http://x") {{1}}' in set(written["body"])
+    assert not written["body"].str.startswith("=").any()
+    pd.testing.assert_frame_equal(load_templates(path), load_templates(catalogue))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_save_templates_replaces_the_file_in_one_step(tmp_path: Path, suffix: str) -> None:
+    """Written next to its target and renamed into place (a failed write leaves the old file
+    whole): the old file, kept under a second name, is untouched."""
+    from kwa_batch.catalogue import save_templates
+
+    catalogue = load_templates(SAMPLE_JSON)
+    target = tmp_path / f"catalogue{suffix}"
+    save_templates(catalogue.head(1), target)
+    kept = tmp_path / f"kept{suffix}"
+    os.link(target, kept)
+    before = kept.read_bytes()
+    save_templates(catalogue, target)
+    assert kept.read_bytes() == before
+    assert len(load_templates(target)) == len(catalogue)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, kept.name])

@@ -170,10 +170,13 @@ def test_devices_folders_and_missing_files(tmp_path: Path) -> None:
     [
         (b"", "the file is empty"),
         (b"\r\n  \r\n", "the file is empty"),
-        (bytes(range(256)) * 4, "not UTF-8"),
+        (bytes(range(256)) * 4, "is a binary file, not a CSV"),
         (b"template_name,lang_code,status,body\nx,en,approved,a\x00b\n", "binary"),
         (("a," * 100_000 + "body\n").encode(), "100,001 columns"),
-        (b'template_name,lang_code,status,body\nx,en,approved,"unclosed\n', "cannot be read"),
+        (
+            b'template_name,lang_code,status,body\nx,en,approved,"unclosed\n',
+            "line 2 opens a quoted value that is never closed",
+        ),
     ],
 )
 def test_hostile_csv_files(tmp_path: Path, content: bytes, expected: str) -> None:

@@ -18,7 +18,8 @@ import pytest
 from openpyxl import Workbook
 
 from kwa_batch import InputError, load_recipients, validate
-from kwa_batch.recipients import _read_csv, _read_csv_fast, line_numbers
+from kwa_batch.loading.reading import _read_csv, _read_csv_fast
+from kwa_batch.loading.recipients import line_numbers
 
 SENDER = "+911234567890"
 OK = "+919876543210"
@@ -427,3 +428,4 @@ def test_both_csv_parsers_agree(case: Case, tmp_path: Path) -> None:
     assert [list(c) for c in fast[1]] == [list(c) for c in slow[1]]
     assert list(fast[2]) == list(slow[2])
     assert fast[3] == slow[3]
+    assert fast[4] == slow[4]

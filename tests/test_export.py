@@ -20,6 +20,7 @@ from kwa_batch import (
     validate,
 )
 from kwa_batch.export import load_results
+from kwa_batch.outcome import RunOutcome
 from kwa_batch.results import ResultsBuilder
 
 
@@ -46,7 +47,9 @@ def results() -> pd.DataFrame:
         [dict(zip(records, row, strict=True)) for row in zip(*records.values(), strict=True)],
     )
     frame = builder.frame()
-    frame.attrs["run"] = {"base_url": "http://127.0.0.1:1", "concurrency": 8}
+    frame.attrs["run"] = RunOutcome.of(
+        frame, settings={"base_url": "http://127.0.0.1:1", "rate_limit": 80.0}
+    )
     return frame
 
 
@@ -70,10 +73,11 @@ def test_results_frame_has_contract_dtypes() -> None:
 def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> None:
     path = export_results(results(), tmp_path / "out.xlsx")
     book = load_workbook(path)
-    assert book.sheetnames == ["Results", "Summary", "Errors"]
+    assert book.sheetnames == ["Results", "Summary", "Errors", "Run"]
     sheet = book["Results"]
     header = [c.value for c in sheet[1]]
-    assert header[:4] == ["row", "line", "status", "to"]
+    assert header[:6] == ["line", "status", "to", "error_code", "error_message", "fix"]
+    assert header[-1] == "row"  # the frame's index, last and hidden: load_results reads it
     cells = {
         (r, header[c - 1]): sheet.cell(r, c) for r in range(2, 6) for c in range(1, len(header) + 1)
     }
@@ -84,8 +88,8 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     assert cells[(2, "sent_at (UTC)")].value == datetime(2026, 11, 25, 10, 0, 0, 123000)
     assert cells[(4, "http_status")].value is None
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:M5"
-    assert sheet.column_dimensions["D"].width >= len('=HYPERLINK("http://evil")')
+    assert sheet.auto_filter.ref == "A1:N5"
+    assert sheet.column_dimensions["C"].width >= len('=HYPERLINK("http://evil")')
     errors = book["Errors"]
     assert errors.max_row == 4  # header + the failed and the two rejected rows
     header = [c.value for c in errors[1]]
@@ -94,7 +98,8 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     summary = [[c.value for c in row][:3] for row in book["Summary"].iter_rows()]
     assert ["sent", 1, 0.25] in summary
     assert ["rejected", 2, 0.5] in summary
-    assert ["concurrency", 8, None] in summary  # run facts typed: a number stays a number
+    assert ["rate_limit", 80, None] in summary  # run facts typed: a number stays a number
+    assert ["exit_code", 1, None] in summary
 
 
 def test_xlsx_round_trip(real_results, tmp_path: Path) -> None:
@@ -107,7 +112,7 @@ def test_parquet_round_trip_keeps_types_and_run(real_results, tmp_path: Path) ->
     _, sent = real_results
     back = load_results(export_results(sent, tmp_path / "r.parquet"))
     pd.testing.assert_frame_equal(back, sent)
-    assert back.attrs["run"]["concurrency"] == sent.attrs["run"]["concurrency"]
+    assert back.attrs["run"] == sent.attrs["run"]
 
 
 def test_csv_round_trip_except_neutralised_cells(real_results, tmp_path: Path) -> None:
@@ -144,7 +149,7 @@ def test_control_characters_become_visible_in_xlsx(tmp_path: Path) -> None:
     frame = results()
     frame.loc[1, "error_message"] = "bell\x07 here"
     path = export_results(frame, tmp_path / "out.xlsx")
-    assert load_workbook(path)["Results"]["F3"].value == "bell\\x07 here"
+    assert load_workbook(path)["Results"]["E3"].value == "bell\\x07 here"  # error_message
 
 
 def test_unknown_extension_is_refused(tmp_path: Path) -> None:
@@ -229,8 +234,8 @@ def test_a_workbook_a_colleague_can_use(tmp_path: Path, write_csv) -> None:
     book = load_workbook(path)
     sheet = book["Results"]
     header = [c.value for c in sheet[1]]
-    assert header[:4] == ["row", "line", "status", "to"]
-    assert [sheet.cell(r, 2).value for r in (2, 3, 4)] == [2, 3, 4]  # the file's lines
+    assert header[:3] == ["line", "status", "to"]
+    assert [sheet.cell(r, 1).value for r in (2, 3, 4)] == [2, 3, 4]  # the file's lines
     assert "sent_at (UTC)" in header
     column = {name: header.index(name) + 1 for name in header}
     amount = [sheet.cell(r, column["Amount"]).value for r in (2, 3, 4)]  # headers as written
@@ -244,8 +249,8 @@ def test_a_workbook_a_colleague_can_use(tmp_path: Path, write_csv) -> None:
         assert book[name].print_title_rows == "$1:$1"
     errors = book["Errors"]
     errors_header = [c.value for c in errors[1]]
-    assert errors_header[1] == "line"
-    assert errors.cell(2, 2).value == 4
+    assert errors_header[0] == "line"
+    assert errors.cell(2, 1).value == 4
     back = load_results(path)
     assert back["line"].tolist() == [2, 3, 4]
     assert str(back["sent_at"].dtype) == "datetime64[us, UTC]"
@@ -335,7 +340,7 @@ def test_xlsx_writes_the_same_texts_as_text_never_as_formulas(tmp_path: Path) ->
         for name in ("body", "ref", "to", "error_message"):
             assert {c.data_type for c in column[name] if c.value is not None} == {"s"}, name
         assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
-    assert book["Results"]["A1"].value == "row"
+    assert book["Results"]["A1"].value == "line"
 
 
 def test_a_carriage_return_is_neutralised_and_stays_in_its_row(tmp_path: Path) -> None:

@@ -153,3 +153,13 @@ def test_the_accessor_is_registered_whichever_is_imported_first() -> None:
     for code in ("import kwa_batch\nimport pandas", "import pandas\nimport kwa_batch"):
         modules = imported_after(f"{code}\nassert hasattr(pandas.DataFrame, 'kwa')")
         assert "kwa_batch.accessor" in modules
+
+
+def test_no_two_modules_share_a_name() -> None:
+    """One name, one room: ``windows.py`` twice (or ``results.py`` in two packages) makes a
+    reader open the wrong one."""
+    seen: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name not in {"__init__.py", "__main__.py"}:
+            seen.setdefault(path.stem, []).append(module_name(path))
+    assert {name: homes for name, homes in seen.items() if len(homes) > 1} == {}

@@ -23,10 +23,15 @@ PUBLIC = [
     "KwaAccessor",
     "KwaBatchError",
     "OptOutSource",
+    "Pacing",
     "RateLimitError",
     "Receiver",
+    "Retries",
+    "RunOutcome",
+    "Schedule",
     "SendResult",
     "ServerError",
+    "Status",
     "TransportError",
     "ValidationError",
     "ValidationReport",
@@ -105,3 +110,17 @@ def test_send_forwards_validation_settings_for_a_frame(fresh_emulator: kb.Emulat
     report = kb.validate(df, sender=SENDER, body_template="x {name}")
     with pytest.raises(kb.ConfigurationError, match="already validated"):
         kb.send(report, fresh_emulator.client(), body_template="y", progress=False)
+
+
+def test_a_report_of_kb_validate_sends_itself(fresh_emulator: kb.Emulator) -> None:
+    df = pd.DataFrame({"to": ["+919876543210", "bad"], "body": ["Hi", "Hi"]})
+    results = kb.validate(df, sender=SENDER).send(fresh_emulator.client(), progress=False)
+    assert results["status"].tolist() == ["sent", "rejected"]
+
+
+def test_a_report_of_the_validation_layer_says_how_to_send_it() -> None:
+    from kwa_batch.validation import validate
+
+    report = validate(pd.DataFrame({"to": ["+919876543210"], "body": ["Hi"]}), sender=SENDER)
+    with pytest.raises(kb.ConfigurationError, match=r"kb\.send\(report, client\)"):
+        report.send(object())

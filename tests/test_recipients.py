@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,8 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 
 from kwa_batch import InputError, KwaBatchError, load_recipients, validate
-from kwa_batch.recipients import (
-    MAX_FILE_BYTES,
-    _read_csv,
-    _read_csv_fast,
-    check_regular_file,
-    line_numbers,
-)
+from kwa_batch.loading.reading import _read_csv, _read_csv_fast
+from kwa_batch.loading.recipients import MAX_FILE_BYTES, check_regular_file, line_numbers
 
 
 def test_sample_file_loads_as_strings(sample_csv: Path) -> None:
@@ -152,7 +148,7 @@ def test_xlsx_missing_sheet(tmp_path: Path) -> None:
 
 def test_legacy_encoding_is_reported(write_csv, caplog: pytest.LogCaptureFixture) -> None:
     text = 'to,name,body\n+919876543210,José Núñez,"Olá, ça va? Cañón – 5 €"\n'
-    with caplog.at_level(logging.WARNING, logger="kwa_batch.recipients"):
+    with caplog.at_level(logging.WARNING, logger="kwa_batch.loading.recipients"):
         df = load_recipients(write_csv(text.encode("cp1252")))
     assert df.attrs["encoding"] == "cp1252"
     assert df.loc[0, "name"] == "José Núñez"
@@ -207,6 +203,30 @@ def test_a_sheet_is_found_whatever_the_case_of_its_name(tmp_path: Path) -> None:
     assert df.loc[0, "to"] == "+447911123456"
     with pytest.raises(InputError, match=r"no sheet 'Campaigns' \(it has: Sheet, Campaign\)"):
         load_recipients(path, sheet_name="Campaigns")
+
+
+def test_a_sheet_name_that_matches_several_in_case_only_is_not_guessed(tmp_path: Path) -> None:
+    """Two sheets whose names differ only in case (a workbook from elsewhere): the message
+    names both and asks for one as written; the exact name still finds its sheet."""
+    book = Workbook()
+    book.active.title = "Data"
+    book.active.append(["to"])
+    book.active.append(["+919876543210"])
+    other = book.create_sheet("DATA")  # openpyxl, as Excel, calls it DATA1
+    other.append(["to"])
+    other.append(["+447911123456"])
+    saved = tmp_path / "saved.xlsx"
+    book.save(saved)
+    path = tmp_path / "r.xlsx"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/workbook.xml":
+                data = data.replace(b'name="DATA1"', b'name="DATA"')
+            target.writestr(item, data)
+    assert load_recipients(path, sheet_name="DATA").loc[0, "to"] == "+447911123456"
+    with pytest.raises(InputError, match=r"differ from it only in case \('Data', 'DATA'\)"):
+        load_recipients(path, sheet_name="data")
 
 
 def test_attrs_survive_pandas_operations_cheaply(write_csv) -> None:
@@ -287,6 +307,7 @@ def test_fast_and_csv_module_paths_agree(document: tuple[str, str]) -> None:
     assert [list(c) for c in fast[1]] == [list(c) for c in slow[1]]
     assert list(fast[2]) == list(slow[2])
     assert fast[3] == slow[3]
+    assert fast[4] == slow[4]
 
 
 # --- Only regular files ---------------------------------------------------------------------

@@ -62,3 +62,26 @@ def test_the_rate_card_prices_every_sample_recipient() -> None:
 def test_the_suppression_list_reads_as_numbers() -> None:
     numbers = kb.load_suppression(SAMPLES / "do_not_contact.csv")
     assert len(numbers) == 2
+
+
+def test_no_sample_row_names_a_callback_receiver() -> None:
+    """Every run of the sample (the README's first command, the test suite) would post its
+    callbacks to the receiver named there, a user's own included: none is named; a user who
+    wants callbacks passes ``--callback-url`` with the URL their receiver prints."""
+    tables = [
+        kb.load_recipients(SAMPLES / name)
+        for name in ("recipients.csv", "template_campaign.csv", "campaign.xlsx")
+    ]
+    for table in tables:
+        if "callback_url" in table.columns:
+            assert table["callback_url"].isna().all(), table["callback_url"].dropna().tolist()
+
+
+def test_sending_the_sample_to_the_emulator_posts_no_callback() -> None:
+    with kb.Emulator() as emu:  # callbacks on, as `send --emulator` has them
+        report = kb.validate(kb.load_recipients(SAMPLES / "recipients.csv"), sender=SENDER)
+        results = kb.send(report, emu.client(), progress=False)
+        assert emu.wait_for_callbacks(10)
+    assert (results["status"] == "sent").sum() == 15
+    assert emu.messages["callback_url"].isna().all()
+    assert emu.callback_stats == dict.fromkeys(emu.callback_stats, 0)

@@ -24,7 +24,7 @@ from ..errors import KwaBatchError
 from .common import EXIT_UNUSABLE, Unusable, in_flags
 from .options import SUMMARY_KEY
 from .render import write_json
-from .results import report_command, status_command
+from .reporting import report_command, status_command
 from .send import send_command
 from .servers import emulator_command, receive_command
 from .templates import templates_command

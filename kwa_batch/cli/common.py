@@ -9,6 +9,9 @@ import contextlib
 import logging
 import os
 import re
+import shutil
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -34,6 +37,7 @@ __all__ = [
     "in_flags",
     "load_and_validate",
     "resolve_sender",
+    "wrapped",
 ]
 
 EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_INCOMPLETE = 0, 1, 2, 3
@@ -75,6 +79,40 @@ class Unusable(click.ClickException):
         click.echo(f"Error: {in_flags(self.format_message())}", err=True)
 
 
+def _width() -> int | None:
+    """The columns to wrap at: ``COLUMNS`` when set, else the terminal's; None (no
+    wrapping) when the output is a pipe or a file, so that a cron log keeps one line per
+    problem for grep."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def wrapped(text: str, *, indent: int = 0, width: int | None = None) -> str:
+    """``text`` wrapped at word boundaries to the terminal's width (``width`` when given),
+    the lines after the first indented by ``indent`` spaces (fewer when that would leave
+    less than 40 columns); unchanged when the output is not a terminal.
+
+    >>> print(wrapped("line 17  to  E13009  '98765' has only 5 digits", indent=6, width=30))
+    line 17  to  E13009  '98765'
+          has only 5 digits
+    """
+    width = width if width is not None else _width()
+    if width is None or len(text) <= width:
+        return text
+    hang = indent if width - indent >= 40 else min(indent, 6)
+    return textwrap.fill(
+        text,
+        width=max(width, hang + 20),
+        subsequent_indent=" " * hang,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
 def fail(message: str) -> NoReturn:
     """Stop the command with a one-line reason and exit code 2 (never a traceback)."""
     raise Unusable(message)
@@ -108,14 +146,11 @@ def resolve_sender(
         return DEMO_SENDER, "demo"
     else:
         return None, "none"
-    from ..validation.phones import normalize_phone
+    from ..validation.sender import invalid_sender_message, read_sender
 
-    check = normalize_phone(sender, region)
+    check = read_sender(sender, region)
     if not check.ok:
-        fail(
-            f"{source} {sender!r}: the sender {check.reason}: use your WhatsApp business "
-            "number with + and the country code (e.g. --from +911234567890)"
-        )
+        fail(f"{source} {sender!r}: {invalid_sender_message(check.reason)}")
     return sender, source
 
 
@@ -130,7 +165,7 @@ def load_and_validate(
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """The file loaded and validated, as ``validate`` and ``send`` both do (so they give
     the same verdicts on the same file and environment); ``quiet``: without the notes."""
-    from ..recipients import load_recipients
+    from ..loading.recipients import load_recipients
     from ..validation import validate
 
     context = click.get_current_context(silent=True)
@@ -140,7 +175,7 @@ def load_and_validate(
             file, encoding=encoding, columns=how.get("columns"), sheet_name=how.get("sheet_name")
         )
         for note in df.attrs.get("notes", ()):
-            logging.getLogger("kwa_batch.headers").warning("%s", note)
+            logging.getLogger("kwa_batch.loading.headers").warning("%s", note)
         return df, validate(df, default_region=region, sender=sender, **messages)
 
 

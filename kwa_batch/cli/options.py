@@ -133,7 +133,7 @@ def message_options(command: Command) -> Command:
         kwargs["messages"]["callback_url"] = kwargs.pop("callback_url")
         store = kwargs.pop("windows")
         if store is not None:
-            from ..receipts.windows import open_windows
+            from ..receipts.conversations import open_windows
 
             if not Path(store).exists():
                 fail(f"--windows {store}: no such file (the store `kwa-batch receive` writes)")

@@ -14,19 +14,25 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import describe_code, lookup_code
-from .common import fail, in_flags
+from .common import fail, in_flags, wrapped
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import pandas as pd
 
+    from ..outcome import RunOutcome
     from ..sending.client import KaleyraClient
     from ..sending.planner import Request
     from ..validation import ValidationReport
 
 __all__ = [
+    "counted",
+    "print_next_step",
     "print_plan",
     "print_problems",
     "print_summary",
+    "run_outcome",
     "write_json",
     "write_report_json",
     "write_summary_json",
@@ -54,7 +60,8 @@ def print_problems(report: ValidationReport, *, by_code: bool) -> None:
             shown = value if len(value) <= 40 else value[:37] + "..."
             joint = " " if message.split(" ", 1)[0] in _PREDICATES else ": "
             message = f"{shown!r}{joint}{message}"
-        click.echo(f"  {where:>9}  {row.column:<13} {row.error_code:<7} {message}")
+        head = f"  {where:>9}  {row.column:<13} {row.error_code:<7} "
+        click.echo(wrapped(head + message, indent=len(head)))
     if len(errors) > _SHOWN_PROBLEMS:
         click.echo(f"  ... and {len(errors) - _SHOWN_PROBLEMS} more problem(s)")
     if by_code:
@@ -79,12 +86,11 @@ def print_plan(requests: list[Request], client: KaleyraClient) -> None:
 
 
 def print_summary(results: pd.DataFrame, target: Path | None) -> None:
-    """The outcome by status, then by error code with its meaning, then where it went."""
-    from ..results import error_counts, summarize
+    """The outcome by status (the run's :class:`~kwa_batch.RunOutcome`), then by error code
+    with its meaning, then where it went."""
+    from ..results import Status, error_counts
 
-    counts = summarize(results)["rows"]
-    shown = ", ".join(f"{int(n):,} {status}" for status, n in counts.items() if n)
-    click.echo(f"\nOutcome: {shown}")
+    click.echo(f"\nOutcome: {counted(run_outcome(results))}")
     for row in error_counts(results).itertuples(index=False):
         meaning = entry.meaning if (entry := lookup_code(row.error_code)) else ""
         click.echo(f"  {row.error_code:<11} {int(row.rows):>6,} {row.status:<9} {meaning}")
@@ -92,14 +98,20 @@ def print_summary(results: pd.DataFrame, target: Path | None) -> None:
         return
     if target.suffix.lower() == ".csv":
         click.echo(
-            "Note: Excel and LibreOffice drop the + of phone numbers when they open a CSV "
-            "(and read them as numbers); write --out results.xlsx for colleagues, or import "
-            "the CSV with its columns as text."
+            wrapped(
+                "Note: Excel and LibreOffice drop the + of phone numbers when they open a CSV "
+                "(and read them as numbers); write --out results.xlsx for colleagues, or "
+                "import the CSV with its columns as text.",
+                indent=6,
+            )
         )
-    errors = target.suffix.lower() == ".xlsx" and bool((results["status"] != "sent").any())
+    errors = target.suffix.lower() == ".xlsx" and bool((results["status"] != Status.SENT).any())
     click.echo(
-        f"Results: {target} ({len(results):,} rows, one per input row"
-        + ("; fixes on the Errors sheet)" if errors else ")")
+        wrapped(
+            f"Results: {target} ({len(results):,} rows, one per input row"
+            + ("; fixes on the Errors sheet)" if errors else ")"),
+            indent=9,
+        )
     )
 
 
@@ -124,27 +136,53 @@ def write_report_json(path: Path, source: str, report: ValidationReport, code: i
     write_json(path, summary)
 
 
-def write_summary_json(
-    path: Path, source: str, target: Path, results: pd.DataFrame, code: int
-) -> None:
-    """The outcome as JSON (counts, error codes, exit code), for cron jobs."""
-    from ..results import error_counts, summarize
+def counted(outcome: RunOutcome) -> str:
+    """The rows by status, those there are: ``15 sent, 5 rejected``."""
+    shown = ", ".join(f"{n:,} {status}" for status, n in outcome.counts.items() if n)
+    return shown or "no rows"
 
-    run = results.attrs.get("run", {})
-    counts = summarize(results)["rows"]
+
+def print_next_step(results: pd.DataFrame) -> None:
+    """What to do about the rows left, when there are some (to stderr, even with --quiet)."""
+    step = run_outcome(results).next_step
+    if step:
+        click.echo("\n".join(wrapped(line) for line in in_flags(step).splitlines()), err=True)
+
+
+def run_outcome(results: pd.DataFrame) -> RunOutcome:
+    """The run's outcome that :func:`kwa_batch.send` or :func:`kwa_batch.load_results`
+    attached to the results."""
+    from ..outcome import RunOutcome
+
+    outcome = results.attrs.get("run")
+    if not isinstance(outcome, RunOutcome):
+        raise TypeError("these results carry no RunOutcome in attrs['run']")
+    return outcome
+
+
+def write_summary_json(path: Path, source: str, target: Path, results: pd.DataFrame) -> None:
+    """The run's outcome as JSON (counts, error codes, exit code, next step), for cron."""
+    from ..results import error_counts
+
+    outcome = run_outcome(results)
     codes = error_counts(results).groupby("error_code", as_index=False)["rows"].sum()
     summary: dict[str, Any] = {
         "input": source,
         "results": str(target),
-        "rows": len(results),
-        "status": {str(k): int(v) for k, v in counts.items()},
+        "rows": outcome.rows,
+        "status": dict(outcome.counts),
         "error_codes": {str(r.error_code): int(r.rows) for r in codes.itertuples(index=False)},
-        "exit_code": code,
-        "interrupted": bool(run.get("interrupted")),
-        "stopped_by": run.get("stopped_by"),
-        "resume": run.get("resume") or {},
-        "started_at": run.get("started_at"),
-        "finished_at": run.get("finished_at"),
-        "journal": run.get("journal"),
+        "exit_code": outcome.exit_code,
+        "next_step": in_flags(outcome.next_step) if outcome.next_step else None,
+        "interrupted": outcome.interrupted,
+        "stopped_by": outcome.stopped_by,
+        "resume": dict(outcome.resume),
+        "started_at": _iso(outcome.started_at),
+        "finished_at": _iso(outcome.finished_at),
+        "journal": outcome.journal,
     }
     write_json(path, summary)
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat(timespec="seconds")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
-import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -16,15 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..sending.pacing import DEFAULT_MAX_CONCURRENCY, DEFAULT_PER_RECIPIENT_INTERVAL
 from .common import (
-    EXIT_INCOMPLETE,
     EXIT_OK,
     EXIT_ROWS,
     fail,
     in_flags,
     load_and_validate,
     resolve_sender,
+    wrapped,
 )
 from .options import (
     RESULT_FORMATS,
@@ -37,45 +34,29 @@ from .options import (
     sender_option,
     summary_json_option,
 )
-from .render import print_plan, print_problems, print_summary, write_summary_json
-from .schedule import needs_journal, schedule_options
+from .pacing_options import pacing_options
+from .render import (
+    print_next_step,
+    print_plan,
+    print_problems,
+    print_summary,
+    write_summary_json,
+)
+from .schedule_options import needs_journal, schedule_options
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..emulator.server import Emulator
+    from ..outcome import RunOutcome
     from ..sending.client import KaleyraClient
+    from ..sending.pacing import Pacing
+    from ..sending.schedule import Schedule
     from ..validation import ValidationReport
 
 __all__ = ["send_command"]
 
 _LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
-
-
-class _Rate(click.ParamType):  # type: ignore[type-arg]
-    """``--rate``: messages per second, 1 or more, or ``none`` for no limit.
-
-    (``ParamType`` is generic only from click 8.2: not subscripted, for click 8.1.)
-    """
-
-    name = "N|none"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if value is None or isinstance(value, float):
-            return value
-        text = str(value).strip().lower()
-        if text == "none":
-            return None
-        try:
-            rate = float(text)
-        except ValueError:
-            self.fail(f"{value!r} is not a rate: give messages per second (e.g. 80) or none")
-        if not (rate >= 1 and math.isfinite(rate)):
-            self.fail(f"{value!r}: give at least 1 message per second, or none for no limit")
-        return rate
-
-
-RATE = _Rate()
 
 
 @dataclass(frozen=True)
@@ -88,12 +69,7 @@ class _Options:
     region: str | None
     out: Path | None
     journal: str | None
-    concurrency: int | None
-    max_concurrency: int
-    rate: float | None
-    per_recipient_interval: float
     timeout: float
-    max_recipients_per_request: int
     resend_unknown: bool
     dry_run: bool
     summary_json: Path | None
@@ -104,7 +80,10 @@ class _Options:
     log_level: str | None
     encoding: str | None
     messages: dict[str, Any]
-    pacing: dict[str, Any]  # issue #13: cli/schedule.py
+    pacing: Pacing  # cli/pacing_options.py
+    schedule: Schedule  # cli/schedule_options.py
+    now: datetime | None
+    rate_card: str | None
 
 
 @click.command("send", short_help="Validate a file, send every valid row, write the results.")
@@ -127,51 +106,13 @@ class _Options:
     help="SQLite file recording every row's state: run the same command again with it to "
     "resume without sending anything twice.",
 )
-@click.option(
-    "--rate",
-    default="80",
-    show_default=True,
-    type=RATE,
-    help="At most N messages per second, over any second (a request to 100 recipients counts "
-    "100). 80 is WhatsApp's default per business number; --rate 1000 after an upgrade, "
-    "--rate none for no limit. A 429 lowers it for a while.",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 1024),
-    help="Requests in flight at once, pinned [default: as many as --rate needs at the "
-    "latency seen].",
-)
-@click.option(
-    "--max-concurrency",
-    default=DEFAULT_MAX_CONCURRENCY,
-    show_default=True,
-    type=click.IntRange(1, 1024),
-    help="The most requests in flight that the rate may open.",
-)
-@click.option(
-    "--per-recipient-interval",
-    default=DEFAULT_PER_RECIPIENT_INTERVAL,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="Seconds between two messages to the same number (WhatsApp's pair rate); other "
-    "rows go meanwhile. 0: none.",
-)
+@pacing_options
 @click.option(
     "--timeout",
     default=30.0,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds to wait for each answer; a request not answered in time is 'unknown'.",
-)
-@click.option(
-    "--max-recipients-per-request",
-    default=100,
-    show_default=True,
-    type=click.IntRange(1, 100),
-    help="Rows sharing one message go in one request of up to this many recipients "
-    "(1: one request per row).",
 )
 @click.option(
     "--resend-unknown",
@@ -206,9 +147,9 @@ def send_command(**options: Any) -> None:
         logging.getLogger().setLevel(o.log_level.upper())
     if o.resend_unknown and not o.journal:
         fail("--resend-unknown needs --journal (it resends what the journal knows as unknown)")
-    if why := needs_journal(o.pacing, o.journal, o.dry_run):  # issue #13
+    if why := needs_journal(o.schedule, o.journal, o.dry_run):  # issue #13
         fail(why)
-    if o.pacing.get("now") is not None and not o.dry_run:  # issue #17
+    if o.now is not None and not o.dry_run:  # issue #17
         fail(
             "--now only plans (with --dry-run); a real send goes by the real clock, so that "
             "quiet hours, the expiry and the daily limit hold when each message leaves"
@@ -232,11 +173,11 @@ def send_command(**options: Any) -> None:
             print_problems(report, by_code=False)
         if o.dry_run:
             _estimate(report, o, echo)  # issue #13: cost, duration, rows held back
-            _dry_run(report, client, o.max_recipients_per_request)
+            _dry_run(report, client, o.pacing)
         echo("")
         results = _send(report, client, o)
         if not sys.stderr.isatty():  # with a bar, the run said it before sending
-            echo(results.attrs["run"]["headline"])
+            echo(_outcome(results).headline)
         target = _export_or_fallback(results, target, df)
         if emu is not None:
             emu.wait_for_callbacks(5)  # the delivery callbacks it owes, before it stops
@@ -269,7 +210,11 @@ def _client(
 
         emu = stack.enter_context(Emulator())
         client = stack.enter_context(emu.client(timeout=o.timeout, sender=sender))
-        echo(f"Using the built-in Kaleyra emulator at {emu.url}: nothing leaves this machine.")
+        echo(
+            wrapped(
+                f"Using the built-in Kaleyra emulator at {emu.url}: nothing leaves this machine."
+            )
+        )
         if source == "demo":
             echo(f"Sender: {sender} (a demo number; pass --from to choose one).")
         return client, emu
@@ -292,32 +237,30 @@ def _client(
     return stack.enter_context(client), None
 
 
-def _dry_run(report: ValidationReport, client: KaleyraClient, max_recipients: int) -> None:
+def _dry_run(report: ValidationReport, client: KaleyraClient, pacing: Pacing) -> None:
+    """The requests send() would make, with the same settings (grouped as it groups them)."""
     from ..fields import message_frame
     from ..sending.planner import plan_requests
 
-    requests = list(plan_requests(message_frame(report.valid), max_recipients=max_recipients))
+    planned = plan_requests(message_frame(report.valid), max_recipients=pacing.request_size)
+    requests = list(planned)
     print_plan(requests, client)
     sys.exit(EXIT_OK if report.ok else EXIT_ROWS)
 
 
 def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.DataFrame:
+    from ..sending.retries import Retries
     from ..sending.run import send
 
-    pacing = {k: v for k, v in o.pacing.items() if k != "rate_card"}  # issue #13
-    estimated = _estimate(report, o, None) if o.pacing["rate_card"] else None
+    estimated = _estimate(report, o, None) if o.rate_card else None
     results = send(
         report,
         client,
-        concurrency=o.concurrency,
-        max_concurrency=o.max_concurrency,
-        rate_limit=o.rate,
-        per_recipient_interval=o.per_recipient_interval,
+        pacing=o.pacing,
+        schedule=o.schedule,
+        retries=Retries(resend_unknown=o.resend_unknown),
         journal=o.journal,
         progress=not o.quiet and sys.stderr.isatty(),
-        max_recipients_per_request=o.max_recipients_per_request,
-        resend_unknown=o.resend_unknown,
-        **pacing,
     )
     if estimated is not None:  # issue #13: on the Summary sheet too (made before sending)
         results.attrs["estimate"] = estimated
@@ -330,9 +273,8 @@ def _estimate(
     """kwa_batch.estimate()'s summary for this command (printed when ``echo`` is given)."""
     from ..pricing import describe, describe_table, estimate
 
-    pacing = {k: v for k, v in o.pacing.items() if k != "rate_card"}
-    card = o.pacing["rate_card"]
-    found = estimate(report, rates=card, rate_limit=o.rate, **pacing)
+    card = o.rate_card
+    found = estimate(report, rates=card, pacing=o.pacing, schedule=o.schedule, now=o.now)
     summary: dict[str, Any] = found.attrs["summary"]
     if echo is not None:
         for line in describe(summary, rate_card=card is not None):
@@ -356,42 +298,37 @@ def _export_or_fallback(results: pd.DataFrame, target: Path, df: pd.DataFrame) -
         fallback = Path(tempfile.gettempdir()) / (
             f"{target.stem}-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
         )
+        # Never exit 0 on it: the results are not where the job said they would be; said
+        # in the file written instead too, so that `report` on it exits the same.
+        reason = f"{exc}; saved to {fallback} instead"
+        results.attrs["run"] = _outcome(results).with_export_error(reason)
         export_results(results, fallback, data=df)
-        # Never exit 0 on it: the results are not where the job said they would be.
-        results.attrs["run"]["export_error"] = f"{exc}; saved to {fallback} instead"
         click.echo(f"Error: {exc}; the results were saved to {fallback} instead.", err=True)
         return fallback
 
 
-def _exit_code(results: pd.DataFrame) -> int:
-    """3/1/0 from the statuses, or 128 + the signal that stopped the run."""
-    from ..results import exit_code
-    from ..sending.stopping import exit_status
+def _outcome(results: pd.DataFrame) -> RunOutcome:
+    """The outcome :func:`kwa_batch.send` attached to its results."""
+    from ..outcome import RunOutcome
 
-    stopped_by = (results.attrs.get("run") or {}).get("stopped_by")
-    if stopped_by:
-        return exit_status(getattr(signal, stopped_by, signal.SIGINT))
-    return exit_code(results)
+    outcome = results.attrs["run"]
+    assert isinstance(outcome, RunOutcome)
+    return outcome
 
 
 def _finish(results: pd.DataFrame, target: Path, o: _Options) -> None:
-    """The summary (JSON and printed), what to do about rows left, and the exit code."""
-    code = _exit_code(results)
-    run = results.attrs.get("run", {})
-    if run.get("journal_error") and code in (EXIT_OK, EXIT_ROWS):
-        code = EXIT_INCOMPLETE  # the journal may not know how the last requests went
-    if run.get("export_error") and code in (EXIT_OK, EXIT_ROWS):
-        code = EXIT_INCOMPLETE  # the results are not where --out said
+    """The summary (JSON and printed), what to do about rows left, and the exit code: all
+    from the run's outcome."""
+    outcome = _outcome(results)
     if o.summary_json:
-        write_summary_json(o.summary_json, o.file, target, results, code)
-    if run.get("journal_error"):  # the run stopped on it: said even with --quiet
-        click.echo(f"Error: {run['journal_error']} (results: {target})", err=True)
+        write_summary_json(o.summary_json, o.file, target, results)
+    if outcome.journal_error:  # the run stopped on it: said even with --quiet
+        click.echo(f"Error: {outcome.journal_error} (results: {target})", err=True)
     if not o.quiet:
         print_summary(results, target)
     everything_sent_before(results, o.journal)
-    if code != EXIT_OK and code != EXIT_ROWS:
-        click.echo(_what_now(results, o.journal, run.get("stopped_by")), err=True)
-    sys.exit(code)
+    print_next_step(results)
+    sys.exit(outcome.exit_code)
 
 
 def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
@@ -399,8 +336,10 @@ def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
     recurring campaign that reuses yesterday's journal sends nothing."""
     if not journal:
         return
-    valid = results[results["status"] != "rejected"]
-    if valid.empty or not (valid["from_journal"] & (valid["status"] == "sent")).all():
+    from ..results import Status
+
+    valid = results[results["status"] != Status.REJECTED]
+    if valid.empty or not (valid["from_journal"] & (valid["status"] == Status.SENT)).all():
         return
     first, last = valid["sent_at"].min(), valid["sent_at"].max()
     when = (
@@ -414,37 +353,3 @@ def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
         f"--journal {Path(journal).stem}-{datetime.now(UTC):%Y-%m-%d}.db",
         err=True,
     )
-
-
-def _what_now(results: pd.DataFrame, journal: str | None, stopped_by: str | None) -> str:
-    """What to do about the rows that are unknown or not sent."""
-    pending = int((results["status"] == "not_sent").sum())
-    unknown = int((results["status"] == "unknown").sum())
-    what = "Incomplete"
-    if stopped_by:
-        what = "Interrupted" if stopped_by == "SIGINT" else f"Stopped by {stopped_by}"
-    prefix = ""
-    if results["http_status"].isin([401, 403]).to_numpy().any():
-        prefix = (
-            "Stopped: the API refused the credentials (HTTP 401/403). Check KALEYRA_SID, "
-            "KALEYRA_API_KEY and KALEYRA_BASE_URL (the key must belong to that SID and "
-            "region); nothing more was sent after the refusal.\n"
-        )
-        what = "Once fixed"
-    resend = (
-        f"the {unknown:,} unknown row(s) may have been sent: check them, then add "
-        "--resend-unknown to send them again"
-    )
-    if pending == 0 and unknown and journal:
-        hint = resend
-    elif journal:
-        hint = f"run the same command again to send the {pending:,} not_sent row(s)" + (
-            f"; {resend}" if unknown else ""
-        )
-    else:
-        hint = (
-            f"{pending} row(s) not sent, {unknown} unknown. Running again without --journal "
-            "would send the sent rows twice: send only the not_sent rows, or use --journal "
-            "next time"
-        )
-    return f"{prefix}{what}: {hint}."

@@ -163,6 +163,12 @@ def _emulator(
     callback_specs: tuple[str, ...],
     templates: str | None = None,
 ) -> Emulator:
+    from ..emulator.behaviour import (
+        CallbackSettings,
+        FaultSettings,
+        LimitSettings,
+        NetworkSettings,
+    )
     from ..emulator.server import Emulator
 
     catalogue: Any = None
@@ -181,24 +187,31 @@ def _emulator(
             faults[name] = float(probability)
         except ValueError:
             fail(f"--fault {name}={probability}: write NAME=PROB with PROB from 0 to 1")
+    # The same settings objects as kb.Emulator's, each refused with its option's name.
+    option = "--latency/--jitter"
     try:
+        network = NetworkSettings(latency=latency / 1000.0, jitter=jitter / 1000.0)
+        option = "--fault"
+        fault_settings = FaultSettings(faults, retry_after=retry_after, late_delay=late_delay)
+        option = "--rate"
+        limits = LimitSettings(rate_limit=rate)
+        option = "--callback"
+        callbacks = None if callbacks_off else CallbackSettings.coerce(callback_settings or True)
+        option = "--sid/--api-key"
         return Emulator(
             host=host,
             port=port,
             sid=sid,
             api_key=api_key,
-            latency=latency / 1000.0,
-            jitter=jitter / 1000.0,
-            faults=faults,
-            rate_limit=rate,
-            retry_after=retry_after,
-            late_delay=late_delay,
             seed=seed,
-            callbacks=False if callbacks_off else (callback_settings or True),
+            network=network,
+            faults=fault_settings,
+            limits=limits,
+            callbacks=callbacks or False,
             templates=catalogue,
         )
     except ValueError as exc:
-        fail(f"--fault: {exc}" if "fault" in str(exc) else str(exc))
+        fail(f"{option}: {exc}")
 
 
 def _print_emulator(emu: Emulator, options: dict[str, Any]) -> None:
@@ -240,7 +253,7 @@ def _print_emulator(emu: Emulator, options: dict[str, Any]) -> None:
 @click.command("receive", short_help="Collect Kaleyra's delivery callbacks and replies.")
 @server_options(
     8765,
-    "Port (0: a free one). The sample data's callback_url uses 8765.",
+    "Port (0: a free one).",
     "Address to listen on (0.0.0.0: every interface, e.g. behind a tunnel or a proxy).",
 )
 @click.option(

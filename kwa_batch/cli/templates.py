@@ -1,7 +1,7 @@
 """``kwa-batch templates``: fetch the WhatsApp templates of a business account into a
 catalogue file for ``validate --templates`` and ``send --templates``.
 
-The fetch is bounded (:class:`kwa_batch.bounded.BoundedSession`): every page must have
+The fetch is bounded (:class:`kwa_batch._http.bounded.BoundedSession`): every page must have
 arrived within one overall ``--deadline`` (a server that drips its answer a byte at a time
 is given up on), the pages together within :data:`kwa_batch.catalogue.MAX_CATALOGUE_BYTES`,
 and none may nest deeper than a template list does.
@@ -35,7 +35,7 @@ __all__ = ["templates_command"]
 @click.option(
     "--deadline",
     type=click.FloatRange(min=0, min_open=True),
-    default=60.0,  # kwa_batch.bounded.DEFAULT_DEADLINE (not imported: --help stays quick)
+    default=60.0,  # kwa_batch._http.bounded.DEFAULT_DEADLINE (not imported: --help stays quick)
     show_default=True,
     metavar="SECONDS",
     help="Give up when the whole list (every page) has not arrived within this time.",
@@ -54,7 +54,7 @@ def templates_command(
 
     Exit code 0 when written, 2 when the account, the answer or the file cannot be used.
     """
-    from ..bounded import BoundedSession
+    from .._http.bounded import BoundedSession
     from ..catalogue import MAX_CATALOGUE_BYTES, save_templates
     from ..config import credentials_from_env
     from ..sending.client import KaleyraClient
@@ -69,7 +69,7 @@ def templates_command(
     target = out or Path("templates.csv")
     if emulator:
         from ..emulator.server import Emulator
-        from ..emulator.templates import sample_catalogue
+        from ..emulator.template_catalogue import sample_catalogue
 
         with (
             Emulator(templates=sample_catalogue(), callbacks=False) as emu,

@@ -1,7 +1,27 @@
 """The emulator: a local Kaleyra for trying everything without an account.
 
-:mod:`.server` plays the API as its document describes it (and misbehaves on purpose when
-asked); :mod:`.callbacks` posts the delivery callbacks and customers' replies. It imports
-nothing of the client's validation: it plays the remote side, so a bug on one side cannot
-hide on the other.
+It imports nothing of the client's validation: it plays the remote side, so a bug on one
+side cannot hide on the other. Its rooms, one concept each:
+
+- :mod:`.server`: :class:`~.server.Emulator`, its life cycle (start, stop, ``with``) and
+  its public face (``emu.messages``, ``emu.inject``, ``emu.reply``...);
+- :mod:`.behaviour`: its settings, as frozen types (``NetworkSettings``,
+  ``FaultSettings``, ``LimitSettings``, ``CallbackSettings``);
+- :mod:`.keywords`: ``Emulator``'s one-by-one keywords (``latency=``...), each onto a field
+  of its settings;
+- :mod:`.endpoint`: the v1 messages endpoint, a WSGI application taking each request
+  through its stages to an answer, with the answer's delay;
+- :mod:`.bodies`: reading a request's fields from its query and body, whatever the body;
+- :mod:`.request_checks`: the document's checks of those fields (numbers, types, lengths,
+  HTML);
+- :mod:`.media`: the checks of media messages and media and authentication templates;
+- :mod:`.answers`: the success body and the error bodies, with their codes;
+- :mod:`.faults`: misbehaviour on purpose (faults drawn or injected) and the API's own
+  rate limit;
+- :mod:`.limits`: WhatsApp's limits per sender number (throughput, pair rate);
+- :mod:`.ledger`: the messages it accepted (``emu.messages``) and the requests it saw;
+- :mod:`.callbacks`: the delivery callbacks and customers' replies it posts (to loopback
+  receivers only);
+- :mod:`.template_catalogue`: a template catalogue played (the v2 list, and sends that do
+  not match it failing).
 """

@@ -3,7 +3,8 @@
 When the emulator accepts a message that has a ``callback_url``, it reports the message's
 progress there, from background threads (the answer to the send does not wait):
 ``sent``, then ``delivered``, then ``read``; or ``sent``, then ``failed`` with an error
-code. Which way each message goes is drawn from :class:`CallbackSettings` (``delivered``,
+code. Which way each message goes is drawn from
+:class:`~kwa_batch.emulator.behaviour.CallbackSettings` (``delivered``,
 ``read`` and ``reply`` proportions) by a generator seeded with the emulator's ``seed``, in
 the order messages arrive; each step comes ``delay`` seconds after the previous one. A
 read message may be answered by its recipient (an incoming-message callback), and
@@ -28,123 +29,24 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import math
 import random
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import requests
 
 from ..config import is_loopback_url
 from ..privacy import mask_phone
+from .behaviour import CallbackSettings
 
 __all__ = ["CallbackPoster", "CallbackSettings", "is_loopback_url"]
 
 log = logging.getLogger(__name__)
 
 _WORKERS = 4
-_METHODS = ("GET", "POST")
-_PROBABILITIES = ("delivered", "read", "reply")
-_SECONDS = ("delay", "timeout")
-
-
-@dataclass(frozen=True)
-class CallbackSettings:
-    """How the emulator plays Kaleyra's callbacks.
-
-    Args:
-        method: ``"GET"`` (fields as query parameters, as Kaleyra is seen to send them)
-            or ``"POST"`` (a JSON object).
-        delay: seconds from the answer to ``sent``, and between each later step.
-        delivered: the share of messages delivered; the others fail with ``failed_code``.
-        read: the share of delivered messages that are read.
-        reply: the share of read messages whose recipient writes back (an incoming
-            message, which opens a 24-hour window).
-        failed_code: the ``error_code`` of a failed message (WhatsApp's 131026: message
-            undeliverable).
-        failed_reason: its ``error`` text.
-        reply_body: the text of a reply.
-        timeout: seconds to wait for the receiver's answer to each callback.
-
-    Raises:
-        ValueError: an unknown method, a proportion outside ``[0, 1]``, a negative or
-            infinite number of seconds, or an empty code.
-
-    Example:
-        >>> CallbackSettings(delivered=0.9, read=0.5).method
-        'GET'
-    """
-
-    method: str = "GET"
-    delay: float = 0.0
-    delivered: float = 1.0
-    read: float = 0.0
-    reply: float = 0.0
-    failed_code: str = "131026"
-    failed_reason: str = "Message undeliverable"
-    reply_body: str = "Thanks, got it!"
-    timeout: float = 5.0
-
-    def __post_init__(self) -> None:
-        method = str(self.method).strip().upper()
-        if method not in _METHODS:
-            raise ValueError(f"callback method must be GET or POST, not {self.method!r}")
-        object.__setattr__(self, "method", method)
-        for name in _PROBABILITIES:
-            value = _float(name, getattr(self, name))
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"callbacks: {name} must be from 0 to 1, not {value!r}")
-            object.__setattr__(self, name, value)
-        for name in _SECONDS:
-            value = _float(name, getattr(self, name))
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"callbacks: {name} must be zero or more seconds, not {value!r}")
-            object.__setattr__(self, name, value)
-        if not str(self.failed_code).strip():
-            raise ValueError("callbacks: failed_code must not be empty")
-
-    @classmethod
-    def coerce(
-        cls, value: CallbackSettings | Mapping[str, Any] | bool | None
-    ) -> CallbackSettings | None:
-        """Settings from what ``Emulator(callbacks=...)`` takes; None means no callbacks.
-
-        ``True`` gives the defaults, ``False`` or ``None`` none; a mapping overrides the
-        defaults (numbers may be given as text, as a command line does).
-
-        Raises:
-            ValueError: an unknown setting name, or a value :class:`CallbackSettings`
-                refuses.
-        """
-        if value is None or value is False:
-            return None
-        if value is True:
-            return cls()
-        if isinstance(value, CallbackSettings):
-            return value
-        if not isinstance(value, Mapping):
-            raise ValueError(
-                "callbacks must be True, False, a CallbackSettings or a mapping such as "
-                f"{{'delivered': 0.9, 'read': 0.5}}, not {value!r}"
-            )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(str(k) for k in value if k not in known)
-        if unknown:
-            raise ValueError(
-                f"unknown callback setting(s) {', '.join(unknown)}: use {', '.join(sorted(known))}"
-            )
-        return cls(**{str(k): v for k, v in value.items()})
-
-
-def _float(name: str, value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"callbacks: {name} must be a number, not {value!r}") from None
 
 
 def _shown(url: str) -> str:

@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["LIMIT_ANSWERS", "LIMIT_CODES", "EmulatedLimits", "Verdict"]
+__all__ = ["LIMIT_ANSWERS", "LIMIT_CODES", "EmulatedLimits", "Verdict", "positive_or_none"]
 
 #: How an excess may be answered (see the module's documentation).
 LIMIT_ANSWERS = ("callback", "api")
@@ -68,7 +68,12 @@ class Verdict:
 _PASS = Verdict()
 
 
-def _positive(name: str, value: float | None, *, least: float, what: str) -> float | None:
+def positive_or_none(name: str, value: float | None, *, least: float, what: str) -> float | None:
+    """``value`` as a finite number above 0 and at least ``least``, or None for no limit.
+
+    Raises:
+        ValueError: anything else, naming ``name`` and saying ``what`` it must be.
+    """
     if value is None:
         return None
     try:
@@ -101,10 +106,10 @@ class EmulatedLimits:
         answer: str = "callback",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.throughput = _positive(
+        self.throughput = positive_or_none(
             "throughput", throughput, least=1.0, what="at least 1 message per second"
         )
-        self.pair_interval = _positive(
+        self.pair_interval = positive_or_none(
             "pair_interval", pair_interval, least=0.0, what="more than 0 seconds"
         )
         if answer not in LIMIT_ANSWERS:

@@ -12,7 +12,7 @@ Kaleyra documents, beside ``text`` and ``template``:
 
 :func:`media_errors` gives the ``{field: reason}`` the emulator answers with HTTP 400
 ``E400`` when a request of these types lacks what it needs. Whether a template matches
-the catalogue is :mod:`.templates`' business (after acceptance, as the platform does).
+the catalogue is :mod:`.template_catalogue`'s business (after acceptance, as the platform does).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ phone numbers); the server carries on.
 * Whatever else cannot be read (JSON nested too deeply, a lone surrogate such as
   ``"\\ud800"``) gets 400: a 500 means a bug.
 
-Served by :class:`Receiver` (:mod:`kwa_batch.serving`), a client has ``read_timeout``
+Served by :class:`Receiver` (:mod:`kwa_batch._http.serving`), a client has ``read_timeout``
 seconds for its request line and as many for the rest of its request; at most
 ``max_connections`` are open, a new one at the cap closing the connection idle longest;
 chunked bodies are capped like declared ones and a malformed one gets 400 at once. No log
@@ -81,10 +81,10 @@ from werkzeug.formparser import MultiPartParser
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
 
+from .._http.serving import DEFAULT_READ_TIMEOUT, BackgroundServer, Served, redact
 from ..config import CALLBACK_PATH, ENV_STORE, ENV_TOKEN
 from ..errors import ConfigurationError, KwaBatchError
 from ..privacy import mask_phone
-from ..serving import DEFAULT_READ_TIMEOUT, BackgroundServer, Served, redact
 from .store import CallbackStore, IncomingMessage, StatusUpdate
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ It holds two kinds of facts, each written once however often Kaleyra repeats it:
   cannot go backwards whatever order the callbacks arrive in: ``sent < delivered < read``,
   and ``failed`` / ``not-sent`` are final (the first final one received wins);
 - **incoming messages** (replies from recipients), one per distinct callback: they open
-  the 24-hour conversation windows (:func:`kwa_batch.receipts.windows.open_windows`).
+  the 24-hour conversation windows (:func:`kwa_batch.receipts.conversations.open_windows`).
 
 The file runs in WAL mode with ``synchronous=NORMAL``: every callback is committed before
 it is acknowledged, survives the receiver being killed, and readers (a notebook calling
@@ -45,7 +45,11 @@ __all__ = [
     "opened_store",
 ]
 
-#: Statuses after which nothing changes.
+# Delivery statuses (what Kaleyra's callbacks say became of a message the API took:
+# kwa_batch.results.DELIVERY_STATUSES) are another term than a row's result status
+# (kwa_batch.results.Status), though "sent" and "failed" are spelled alike in both.
+
+#: Delivery statuses after which nothing changes.
 FINAL_STATUSES = ("failed", "not-sent")
 #: How far along each status is; a message's status is its highest-ranked update. Other
 #: statuses (Kaleyra may add some) are kept with rank 0: they never replace a known one.
@@ -246,13 +250,6 @@ class CallbackStore:
             }
         )
         return frame
-
-    def opt_outs(self, **options: Any) -> pd.DataFrame:
-        """Who opted out and is still opted out: :func:`kwa_batch.opt_outs` on this store
-        (so that ``validate(suppress=store)`` reads it)."""
-        from .optouts import opt_outs
-
-        return opt_outs(self, **options)
 
     def version(self) -> tuple[int, int]:
         """A token that changes whenever the store does (written by this connection or by

@@ -25,12 +25,20 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
-from ..bounded import DEFAULT_DEADLINE, MAX_ANSWER_BYTES, BoundedSession
-from ..config import DEFAULT_BASE_URL, Credentials, Secret, credentials_from_env, normalize_base_url
+from .._http.bounded import DEFAULT_DEADLINE, MAX_ANSWER_BYTES, BoundedSession
+from ..config import (
+    DEFAULT_BASE_URL,
+    NO_SENDER_FIX,
+    Credentials,
+    Secret,
+    credentials_from_env,
+    normalize_base_url,
+)
 from ..errors import (
     AmbiguousSendError,
     ApiError,
     AuthenticationError,
+    Code,
     ConfigurationError,
     ConnectError,
     InvalidResponseError,
@@ -254,9 +262,7 @@ class KaleyraClient:
             raise ValueError("no recipient given")
         from_number = sender or self.sender
         if not from_number:
-            raise ConfigurationError(
-                "no sender number: pass sender=, set KALEYRA_FROM, or fill the 'from' column"
-            )
+            raise ConfigurationError(f"no sender number: {NO_SENDER_FIX}")
         if params is not None and not isinstance(params, str):
             params = _join_params(params)
         fields = {
@@ -332,7 +338,7 @@ class KaleyraClient:
             raise AmbiguousSendError(
                 f"no answer from {self.base_url} within the timeout: the message may have been "
                 "sent",
-                code="TIMEOUT",
+                code=Code.TIMEOUT,
             ) from None
         except requests.exceptions.ConnectionError as exc:
             if _never_connected(exc):
@@ -342,11 +348,11 @@ class KaleyraClient:
             raise AmbiguousSendError(
                 f"the connection to {self.base_url} broke after the request was sent: the "
                 f"message may have been sent ({_reason(exc)})",
-                code="DROPPED",
+                code=Code.DROPPED,
             ) from None
         except requests.exceptions.RequestException as exc:
             raise AmbiguousSendError(
-                f"the request to {self.base_url} failed: {_reason(exc)}", code="DROPPED"
+                f"the request to {self.base_url} failed: {_reason(exc)}", code=Code.DROPPED
             ) from None
         return parse_response(response.status_code, response.text, response.headers, recipients)
 
@@ -372,7 +378,7 @@ class KaleyraClient:
             max_pages: a guard against an API that pages forever.
             deadline: seconds the whole fetch (every page) may take: an API that sends its
                 answer a byte at a time cannot hold the caller for longer (see
-                :mod:`kwa_batch.bounded`; a client made with a ``session_factory`` of
+                :mod:`kwa_batch._http.bounded`; a client made with a ``session_factory`` of
                 bounded sessions keeps theirs).
 
         Raises:
@@ -415,7 +421,7 @@ class KaleyraClient:
             if len(seen) >= max_pages:
                 raise InvalidResponseError(
                     f"the template list did not end after {max_pages} pages",
-                    code="BADRESPONSE",
+                    code=Code.BADRESPONSE,
                     http_status=200,
                 )
             seen.add(url + repr(sorted(params.items())))
@@ -423,7 +429,7 @@ class KaleyraClient:
             data = page.get("data")
             if not isinstance(data, list):
                 raise InvalidResponseError(
-                    "the template list has no 'data' list", code="BADRESPONSE", http_status=200
+                    "the template list has no 'data' list", code=Code.BADRESPONSE, http_status=200
                 )
             items.extend(data)
             paging = page.get("paging") if isinstance(page.get("paging"), Mapping) else {}
@@ -439,7 +445,7 @@ class KaleyraClient:
                     raise InvalidResponseError(
                         f"the template list's next page is on another host ({target.netloc}): "
                         "not followed, so that the API key is not sent there",
-                        code="BADRESPONSE",
+                        code=Code.BADRESPONSE,
                         http_status=200,
                     )
                 url, params = following, {}
@@ -468,7 +474,7 @@ class KaleyraClient:
             raise ConnectError(f"could not connect to {self.base_url} in time") from None
         except requests.exceptions.ReadTimeout:
             raise AmbiguousSendError(
-                f"no answer from {self.base_url} within the timeout", code="TIMEOUT"
+                f"no answer from {self.base_url} within the timeout", code=Code.TIMEOUT
             ) from None
         except requests.exceptions.RequestException as exc:
             if isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc):
@@ -476,7 +482,7 @@ class KaleyraClient:
                     f"could not connect to {self.base_url} ({_reason(exc)})"
                 ) from None
             raise AmbiguousSendError(
-                f"the request to {self.base_url} failed: {_reason(exc)}", code="DROPPED"
+                f"the request to {self.base_url} failed: {_reason(exc)}", code=Code.DROPPED
             ) from None
         if not 200 <= response.status_code < 300:
             parse_response(response.status_code, response.text, response.headers, [])
@@ -488,7 +494,7 @@ class KaleyraClient:
             raise InvalidResponseError(
                 f"the API answered {response.status_code} with a body that is not a JSON "
                 f"object: {response.text[:200]!r}",
-                code="BADRESPONSE",
+                code=Code.BADRESPONSE,
                 http_status=response.status_code,
                 raw=response.text[:_RAW_LIMIT],
             )
@@ -604,7 +610,7 @@ def parse_response(
         if not isinstance(payload, Mapping):
             raise InvalidResponseError(
                 f"the API answered {status} with a body that is not JSON: {raw[:200]!r}",
-                code="BADRESPONSE",
+                code=Code.BADRESPONSE,
                 http_status=status,
                 raw=raw,
             )

@@ -38,7 +38,6 @@ import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,13 +46,15 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from ..errors import Code
 from . import clock
+from .daily_limit import DailyWindow
 from .schedule import (
     BUSINESS_INITIATED,
     EXPIRED,
     LIMIT,
     NOT_YET,
-    Pacing,
+    Holds,
     quiet_verdict,
     when,
     zones_of,
@@ -66,10 +67,9 @@ log = logging.getLogger(__name__)
 #: Seconds between two reads of a live opt-out source.
 OPT_OUT_SECONDS = 2.0
 #: The code of a row to a number that opted out while the run was sending.
-OPTED_OUT = "KWA025"
+OPTED_OUT = Code.OPTED_OUT
 #: The code of the rows left when a live opt-out source could no longer be read.
-UNREADABLE = "NOTSENT"
-_DAY = timedelta(hours=24)
+UNREADABLE = Code.NOTSENT
 # A quiet-hours verdict is kept at most this long, whatever its zones say (leap seconds,
 # tz database quirks): a bound on how stale it can be.
 _KEEP = timedelta(minutes=15)
@@ -189,68 +189,25 @@ class LiveOptOuts:
         return self._read()
 
 
-class _Window:
-    """The moving 24 hours of the daily limit: unique recipients and when each leaves it."""
-
-    def __init__(self, limit: int, recent: dict[str, datetime]) -> None:
-        self.limit = limit
-        self.latest = dict(recent)
-        self.order: deque[tuple[datetime, str]] = deque(
-            sorted((at, number) for number, at in recent.items())
-        )
-
-    def _expire(self, now: datetime) -> None:
-        edge = now - _DAY
-        while self.order and self.order[0][0] <= edge:
-            at, number = self.order.popleft()
-            if self.latest.get(number) == at:
-                del self.latest[number]
-
-    def admit(self, numbers: Sequence[str], now: datetime) -> list[bool]:
-        """Which of these numbers may go now (nothing is recorded)."""
-        self._expire(now)
-        room = self.limit - len(self.latest)
-        new: set[str] = set()
-        out = []
-        for number in numbers:
-            if number in self.latest or number in new:
-                out.append(True)
-            elif room > 0:
-                new.add(number)
-                room -= 1
-                out.append(True)
-            else:
-                out.append(False)
-        return out
-
-    def record(self, numbers: Sequence[str], now: datetime) -> None:
-        for number in numbers:
-            self.latest[number] = now
-            self.order.append((now, number))
-
-    def room_from(self, now: datetime) -> datetime:
-        return self.order[0][0] + _DAY if self.order else now
-
-
 class Departure:
     """Decides, at the moment a request leaves, which of its rows may go (see the module).
 
     Args:
-        pacing: the run's holds (anchored to the journal's first run).
+        holds: the run's holds (anchored to the journal's first run).
         recent: recipient → when a message to them may last have gone (history and journal).
         opt_outs: live opt-out sources, started (or None).
     """
 
     def __init__(
         self,
-        pacing: Pacing,
+        holds: Holds,
         recent: dict[str, datetime] | None = None,
         opt_outs: LiveOptOuts | None = None,
     ) -> None:
-        self.pacing = pacing
+        self.holds = holds
         self.opt_outs = opt_outs
-        limit = pacing.daily_limit
-        self._window = _Window(limit, recent or {}) if limit is not None else None
+        limit = holds.daily_limit
+        self._window = DailyWindow(limit, recent or {}) if limit is not None else None
         # Zones -> (verdict, when it was decided, until when it holds).
         self._quiet: dict[tuple[ZoneInfo, ...], tuple[Verdict | None, datetime, datetime]] = {}
         self._lock = threading.Lock()
@@ -261,20 +218,20 @@ class Departure:
         """A verdict for every row left, now (expired, not started, opt-outs unreadable),
         or None."""
         now = clock.now()
-        pacing = self.pacing
+        holds = self.holds
         if self.opt_outs is not None and self.opt_outs.failure is not None:
             return Verdict(UNREADABLE, self.opt_outs.failure)
-        if pacing.expires is not None and now >= pacing.expires:
-            return Verdict(EXPIRED, f"the campaign expired at {when(pacing.expires)}: never sent")
-        if pacing.not_before is not None and now < pacing.not_before:
-            return Verdict(NOT_YET, f"the campaign starts at {when(pacing.not_before)}")
+        if holds.expires is not None and now >= holds.expires:
+            return Verdict(EXPIRED, f"the campaign expired at {when(holds.expires)}: never sent")
+        if holds.not_before is not None and now < holds.not_before:
+            return Verdict(NOT_YET, f"the campaign starts at {when(holds.not_before)}")
         return None
 
     def seconds_open(self) -> float:
         """Seconds until the campaign expires (``inf`` without an expiry; 0 once it has)."""
-        if self.pacing.expires is None:
+        if self.holds.expires is None:
             return math.inf
-        return max(0.0, (self.pacing.expires - clock.now()).total_seconds())
+        return max(0.0, (self.holds.expires - clock.now()).total_seconds())
 
     def check(self, numbers: Sequence[str], message_type: str | None) -> list[Verdict | None]:
         """The verdict on each recipient of a request about to leave (None: it may go).
@@ -292,7 +249,7 @@ class Departure:
                 text = self.opt_outs.message(number)
                 if text is not None:
                     verdicts[i] = Verdict(OPTED_OUT, text)
-        if self.pacing.quiet_hours is not None:
+        if self.holds.quiet_hours is not None:
             for i, number in enumerate(numbers):
                 if verdicts[i] is None:
                     verdicts[i] = self._quiet_verdict(number, now)
@@ -327,9 +284,9 @@ class Departure:
         cached = self._quiet.get(zones)
         if cached is not None and cached[1] <= now < cached[2]:  # the clock may step back
             return cached[0]
-        quiet = self.pacing.quiet_hours
+        quiet = self.holds.quiet_hours
         assert quiet is not None
-        code, message = quiet_verdict(zones, quiet, now, self.pacing.expires)
+        code, message = quiet_verdict(zones, quiet, now, self.holds.expires)
         if code is None:
             # It may go until the quiet hours start in one of its zones.
             starts = [quiet.next_start(now.astimezone(zone)) for zone in zones]

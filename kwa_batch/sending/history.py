@@ -32,14 +32,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import JournalError, JournalLockedError
-from .journal import APPLICATION_ID, Journal
+from ..results import Status
+from .journal import APPLICATION_ID, IN_FLIGHT, Journal
 
 __all__ = ["COUNTED_STATES", "recent_recipients"]
 
 log = logging.getLogger(__name__)
 
 #: Journal states counted by the daily limit: what may have reached the recipient.
-COUNTED_STATES = ("sent", "in_flight", "unknown")
+COUNTED_STATES = (Status.SENT.value, IN_FLIGHT, Status.UNKNOWN.value)
 _QUERY = (
     "SELECT recipient, MAX(COALESCE(sent_at, updated_at)) FROM rows "
     f"WHERE state IN ({', '.join(repr(s) for s in COUNTED_STATES)}) GROUP BY recipient"

@@ -47,11 +47,12 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..errors import JournalError, JournalLockedError, JournalWriteError
-from ..results import OUTCOME_FIELDS, STATUSES
+from ..results import OUTCOME_FIELDS, STATUSES, Status
 from . import clock
 
 __all__ = [
     "APPLICATION_ID",
+    "IN_FLIGHT",
     "JOURNAL_VERSION",
     "Journal",
     "JournalError",
@@ -107,9 +108,12 @@ _TABLES = {
     "runs": ("id", "started_at", "finished_at", "settings"),
     "rows": _COLUMNS,
 }
+#: A row's journal state while its request is out, before the answer: the journal's own
+#: term (its other states are the result statuses a run gives, :class:`Status`).
+IN_FLIGHT = "in_flight"
 #: What a row's state can be: ``in_flight`` before the answer, then an outcome. Any other
 #: value is damage, and taking it for "not sent" would send the row again.
-_STATES = frozenset({"in_flight", *STATUSES} - {"rejected"})
+_STATES = frozenset({IN_FLIGHT, *STATUSES} - {Status.REJECTED})
 _COLUMNS_OF = "SELECT name FROM pragma_table_info(?) ORDER BY cid"
 _CHUNK = 500  # keys per query: under SQLite's limit of host parameters
 
@@ -393,7 +397,7 @@ class Journal:
         """
         now = _now()
         rows = [
-            (key, number, "in_flight", len(keys), self.run_id, now)
+            (key, number, IN_FLIGHT, len(keys), self.run_id, now)
             for keys, recipients in requests
             for key, number in zip(keys, recipients, strict=True)
         ]

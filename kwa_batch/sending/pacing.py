@@ -22,22 +22,27 @@ A user knows their limits, not their latency. Given a rate (messages per second)
   not waited on: the next ready request goes instead, and the skipped one when its turn
   comes.
 
-The defaults are WhatsApp's (see ``kaleyra-facts.md``, "WhatsApp's platform rules", from
-Meta's documentation): 80 messages per second per business number (up to 1,000 after an
-upgrade: pass ``rate_limit=1000``), one message per 6 s to one recipient.
+The settings are one public value, :class:`Pacing` (``kb.Pacing``), checked when it is made;
+the :class:`Pacer` of a run is built from it. Its defaults are WhatsApp's (see
+``kaleyra-facts.md``, "WhatsApp's platform rules", from Meta's documentation): 80 messages
+per second per business number (up to 1,000 after an upgrade: ``Pacing(rate_limit=1000)``),
+one message per 6 s to one recipient, requests of up to 100 recipients (Kaleyra's cap).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from ..errors import ConfigurationError
+from ..fields import MAX_RECIPIENTS_PER_REQUEST
 from .limiter import (
     MAX_MARGIN,
     MIN_MARGIN,
@@ -46,6 +51,7 @@ from .limiter import (
     Clock,
     SlidingWindow,
     departing,
+    recipients_per_request,
 )
 
 __all__ = [
@@ -56,6 +62,7 @@ __all__ = [
     "ConcurrencyController",
     "Lookahead",
     "Pacer",
+    "Pacing",
     "RecipientSpacing",
 ]
 
@@ -81,7 +88,110 @@ _SPREAD_SAFETY = 1.25  # the margin covers this many times the spread (see margi
 
 
 def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    """A whole number, 1 or more (a NumPy integer too; not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
+
+
+def _at_least(value: object, least: float) -> bool:
+    """A finite number, ``least`` or more (a NumPy number too; not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return math.isfinite(float(value)) and float(value) >= least
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How fast a run sends: the rate, the requests in flight, the spacing per recipient, and
+    how many recipients one request carries. Shared by :func:`kwa_batch.send`,
+    :func:`kwa_batch.estimate` and ``kwa-batch send``'s options; checked when it is made.
+
+    Args:
+        rate_limit: at most this many messages per second, over any one-second window (a
+            request to 100 recipients counts 100). Default 80, WhatsApp's default throughput
+            per business number (1,000 after an upgrade); None: no limit. A 429 (or
+            WhatsApp's 130429) lowers the rate in force for a while, then it climbs back.
+        concurrency: requests in flight at once, pinned. Default None: as many as
+            ``rate_limit`` needs at the latency observed, up to ``max_concurrency`` (16
+            without a rate limit).
+        max_concurrency: the most requests in flight rate-driven concurrency opens (default
+            256).
+        per_recipient_interval: seconds between two messages to the same number (default 6,
+            WhatsApp's pair rate, error 131056); rows waiting for it are skipped over, not
+            waited on. 0: no spacing.
+        max_recipients_per_request: rows sharing one message go in one request of at most
+            this many recipients (default 100, Kaleyra's cap; 1 sends each row on its own).
+            At a rate, requests are made a little smaller when that packs each second
+            better: see :attr:`request_size`.
+
+    Raises:
+        ConfigurationError: a value out of range, naming the setting, the value and what
+            to give instead.
+
+    Example:
+        >>> Pacing(rate_limit=1000, per_recipient_interval=0)  # doctest: +ELLIPSIS
+        Pacing(rate_limit=1000.0, concurrency=None, max_concurrency=256, ...)
+        >>> Pacing(rate_limit=150).request_size  # two requests of 75 fill a second
+        75
+    """
+
+    rate_limit: float | None = DEFAULT_RATE
+    concurrency: int | None = None
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    per_recipient_interval: float = DEFAULT_PER_RECIPIENT_INTERVAL
+    max_recipients_per_request: int = MAX_RECIPIENTS_PER_REQUEST
+
+    def __post_init__(self) -> None:
+        rate = self.rate_limit
+        if rate is not None and not _at_least(rate, 1):
+            self._refuse(
+                "rate_limit", rate, "give at least 1 message per second, or None for no limit"
+            )
+        if self.concurrency is not None and not _whole(self.concurrency):
+            self._refuse(
+                "concurrency",
+                self.concurrency,
+                "give a whole number, at least 1 (or None: driven by the rate)",
+            )
+        if not _whole(self.max_concurrency):
+            self._refuse("max_concurrency", self.max_concurrency, "give a whole number, at least 1")
+        if not _at_least(self.per_recipient_interval, 0):
+            self._refuse(
+                "per_recipient_interval",
+                self.per_recipient_interval,
+                "give zero or more seconds (0: no spacing)",
+            )
+        most = self.max_recipients_per_request
+        if not _whole(most) or most > MAX_RECIPIENTS_PER_REQUEST:
+            self._refuse(
+                "max_recipients_per_request",
+                most,
+                f"give a whole number between 1 and {MAX_RECIPIENTS_PER_REQUEST} (Kaleyra's cap)",
+            )
+        # Plain Python numbers, one type each, for the journal and the run's record (80 is 80.0).
+        if rate is not None:
+            object.__setattr__(self, "rate_limit", float(rate))
+        object.__setattr__(self, "per_recipient_interval", float(self.per_recipient_interval))
+        for name in ("concurrency", "max_concurrency", "max_recipients_per_request"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, int(getattr(self, name)))
+
+    @staticmethod
+    def _refuse(name: str, value: object, fix: str) -> None:
+        raise ConfigurationError(f"Pacing({name}={value!r}): {fix}")
+
+    @property
+    def request_size(self) -> int:
+        """The most recipients one request carries: ``max_recipients_per_request``, lowered
+        at a rate so that whole requests fill each one-second window (a window of 150 holds
+        one request of 100 and no second, but two of 75). What :func:`kwa_batch.send` plans
+        with, and :func:`kwa_batch.estimate` counts.
+
+        >>> Pacing().request_size, Pacing(rate_limit=None).request_size
+        (80, 100)
+        """
+        if self.rate_limit is None:
+            return self.max_recipients_per_request
+        return recipients_per_request(self.rate_limit, self.max_recipients_per_request)
 
 
 class ConcurrencyController:
@@ -108,14 +218,6 @@ class ConcurrencyController:
     def __init__(
         self, max_concurrency: int, *, pinned: int | None = None, clock: Clock = time.monotonic
     ) -> None:
-        if not _whole(max_concurrency):
-            raise ConfigurationError(
-                f"max_concurrency must be a whole number, at least 1, not {max_concurrency!r}"
-            )
-        if pinned is not None and not _whole(pinned):
-            raise ConfigurationError(
-                f"concurrency must be a whole number, at least 1 (or None), not {pinned!r}"
-            )
         self.max_concurrency = max_concurrency
         self.pinned = pinned
         self.latency = _PRIOR_LATENCY
@@ -216,16 +318,7 @@ class RecipientSpacing:
     """
 
     def __init__(self, interval: float, *, clock: Clock = time.monotonic) -> None:
-        try:
-            seconds = float(interval)
-        except (TypeError, ValueError):
-            seconds = math.nan
-        if isinstance(interval, bool) or not (seconds >= 0 and math.isfinite(seconds)):
-            raise ConfigurationError(
-                f"per_recipient_interval must be zero or more seconds (0: no spacing), "
-                f"not {interval!r}"
-            )
-        self.interval = interval = seconds
+        self.interval = interval = float(interval)
         self.enabled = interval > 0
         self._clock = clock
         self._last: dict[str, float] = {}  # number -> when its last message finished
@@ -362,29 +455,19 @@ class Pacer:
     """The pacing of one run: the limit, the rate in force, concurrency and spacing.
 
     Args:
-        rate_limit: messages per second over any one-second window (None: no limit).
-        concurrency: requests in flight, pinned (None: driven by the rate).
-        max_concurrency: the most requests in flight rate-driven concurrency opens.
-        per_recipient_interval: seconds between two messages to one number (0: none).
+        pacing: the settings (checked when they were made); default ``Pacing()``.
         clock: seconds, monotonic.
-
-    Raises:
-        ConfigurationError: a setting out of range.
     """
 
-    def __init__(
-        self,
-        rate_limit: float | None = DEFAULT_RATE,
-        *,
-        concurrency: int | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        per_recipient_interval: float = DEFAULT_PER_RECIPIENT_INTERVAL,
-        clock: Clock = time.monotonic,
-    ) -> None:
+    def __init__(self, pacing: Pacing | None = None, *, clock: Clock = time.monotonic) -> None:
+        pacing = pacing if pacing is not None else Pacing()
+        rate_limit = pacing.rate_limit
         self.window = SlidingWindow(rate_limit, clock=clock) if rate_limit is not None else None
         self.backpressure = Backpressure(rate_limit, clock=clock) if rate_limit else None
-        self.controller = ConcurrencyController(max_concurrency, pinned=concurrency, clock=clock)
-        self.spacing = RecipientSpacing(per_recipient_interval, clock=clock)
+        self.controller = ConcurrencyController(
+            pacing.max_concurrency, pinned=pacing.concurrency, clock=clock
+        )
+        self.spacing = RecipientSpacing(pacing.per_recipient_interval, clock=clock)
         self._clock = clock
         self._wire: dict[float, float] = {}  # departure -> when its request reached the wire
         self.peak_in_flight = 0
@@ -481,10 +564,12 @@ class Pacer:
         self.spacing.finish(numbers, reached=reached)
 
     def postfix(self, in_flight: int) -> str:
-        """A short summary for a progress bar: ``80/s x12`` (rate in force, in flight).
+        """A short summary for a progress bar, in words: ``≤80/s, 12 in flight`` (the
+        rate in force, at most, and how many requests are out waiting for their answer).
 
-        >>> Pacer(150).postfix(12), Pacer(None).postfix(16)
-        ('150/s x12', 'x16')
+        >>> Pacer(Pacing(rate_limit=150)).postfix(12), Pacer(Pacing(rate_limit=None)).postfix(16)
+        ('≤150/s, 12 in flight', '16 in flight')
         """
         rate = self.rate_in_force()
-        return f"x{in_flight}" if rate is None else f"{rate:.0f}/s x{in_flight}"
+        waiting = f"{in_flight} in flight"
+        return waiting if rate is None else f"≤{rate:.0f}/s, {waiting}"

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import NO_SENDER_FIX
 from ..errors import ConfigurationError
 from ..fields import MAX_RECIPIENTS_PER_REQUEST, MESSAGE_COLUMNS, request_form, row_keys
 
@@ -93,8 +94,7 @@ def plan_requests(
     if no_sender.any():
         first = messages.index[no_sender.to_numpy()][0]
         raise ConfigurationError(
-            f"{int(no_sender.sum())} row(s) have no sender (first: row {first}): fill the "
-            "'from' column, pass sender= (--from), or set KALEYRA_FROM"
+            f"{int(no_sender.sum())} row(s) have no sender (first: row {first}): {NO_SENDER_FIX}"
         )
     if keys is None:
         keys = row_keys(messages)

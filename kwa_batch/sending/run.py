@@ -24,8 +24,8 @@ are sent, and rows that were in flight when it died are reported ``unknown``.
 Ctrl-C (or the notebook's stop button), SIGTERM and SIGHUP stop the run the same way (see
 :mod:`~kwa_batch.sending.stopping`): no new requests, the ones in flight awaited for up to
 10 seconds, and the partial results returned with the rest ``not_sent``; a second signal
-stops waiting (rows still in flight are then ``unknown``). ``results.attrs["run"]``
-says which signal stopped it.
+stops waiting (rows still in flight are then ``unknown``). ``results.attrs["run"]`` (a
+:class:`~kwa_batch.outcome.RunOutcome`) says which signal stopped it.
 
 The sender of every row is resolved once, before anything is sent: the row's ``from``, else
 ``send(sender=)`` or the sender the report was validated with, else the client's; rows
@@ -36,7 +36,6 @@ rejects them locally (``E13008``) rather than at the API.
 from __future__ import annotations
 
 import logging
-import random
 import signal
 import sys
 import threading
@@ -57,6 +56,7 @@ from ..errors import (
     AmbiguousSendError,
     ApiError,
     AuthenticationError,
+    Code,
     ConfigurationError,
     ConnectError,
     InvalidResponseError,
@@ -65,24 +65,21 @@ from ..errors import (
     ServerError,
     TransportError,
 )
-from ..fields import MAX_RECIPIENTS_PER_REQUEST, message_frame, row_keys
-from ..recipients import line_numbers
-from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder
+from ..fields import message_frame, row_keys
+from ..loading.recipients import line_numbers
+from ..outcome import RunOutcome
+from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder, Status
 from ..validation import ValidationReport, validate
+from ..validation.sender import choose_sender, same_sender
 from . import clock
 from .client import KaleyraClient, SendResult
 from .departure import Departure, LiveOptOuts, Verdict
-from .journal import Journal, JournalRecord
-from .limiter import recipients_per_request
-from .pacing import (
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_PER_RECIPIENT_INTERVAL,
-    DEFAULT_RATE,
-    THROTTLE_CODES,
-    Pacer,
-)
+from .journal import IN_FLIGHT, Journal, JournalRecord
+from .pacing import THROTTLE_CODES, Pacer, Pacing
 from .planner import Request, plan_requests
-from .schedule import EXPIRED, Held, Pacing, apply_pacing, recent
+from .retries import Retries
+from .schedule import EXPIRED, Held, Holds, Schedule, apply_holds, recent
+from .settings import setting_from
 from .stopping import StopButton
 
 __all__ = ["send"]
@@ -97,8 +94,8 @@ _RECHECK_AFTER = 0.002
 # Rows held at once when the campaign closes, written to the journal per transaction.
 _CLOSE_CHUNK = 2_000
 _POLL_SECONDS = 0.1
-_NOT_SENT = ("NOTSENT", "the run stopped before this row was sent")
-_INTERRUPTED = ("NOTSENT", "the run was interrupted before this row was sent")
+_NOT_SENT = (Code.NOTSENT, "the run stopped before this row was sent")
+_INTERRUPTED = (Code.NOTSENT, "the run was interrupted before this row was sent")
 
 
 @dataclass
@@ -124,10 +121,7 @@ class _Run:
     client: KaleyraClient
     pacer: Pacer
     journal: Journal | None
-    max_attempts: int
-    retry_ambiguous: bool
-    backoff: float
-    max_backoff: float
+    retries: Retries
     departure: Departure | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     stop_reason: tuple[str, str] | None = None
@@ -138,10 +132,7 @@ class _Run:
     def _pause(self, attempt: int, at_least: float | None = None) -> bool:
         """Sleep before the next attempt (never past the campaign's expiry: the attempt
         after it is held at once); False if the run was stopped meanwhile."""
-        delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        delay *= 0.5 + random.random() / 2
-        if at_least is not None:
-            delay = max(delay, min(at_least, self.max_backoff * 4))
+        delay = self.retries.delay(attempt, at_least)
         if self.departure is not None:
             delay = min(delay, self.departure.seconds_open())
         with self._lock:
@@ -166,15 +157,15 @@ class _Run:
         with self._lock:
             if self.journal_error is None:
                 self.journal_error = exc
-                self.stop_reason = ("NOTSENT", f"the run stopped: {exc}")
+                self.stop_reason = (Code.NOTSENT, f"the run stopped: {exc}")
                 log.error("%s", exc)
         self.stop.set()
 
     def _stopped(self, request: Request, last: _Done | None, attempts: int) -> _Done:
         code, message = self.stop_reason or _NOT_SENT
-        if last is not None and last.status == "not_sent" and last.error_code:
+        if last is not None and last.status == Status.NOT_SENT and last.error_code:
             message = f"{message}; last attempt: {last.error_message}"
-        return _Done(request, "not_sent", code, message, attempts=attempts)
+        return _Done(request, Status.NOT_SENT, code, message, attempts=attempts)
 
     def _hold(self, request: Request, last: _Done | None, attempts: int) -> _Done | None:
         """The campaign's rules at this moment (see :mod:`~kwa_batch.sending.departure`):
@@ -188,7 +179,7 @@ class _Run:
         held = [i for i, verdict in enumerate(verdicts) if verdict is not None]
         if not held:
             return None
-        if last is not None and last.status == "unknown":
+        if last is not None and last.status == Status.UNKNOWN:
             reason = next(v for v in verdicts if v is not None)
             last.error_message = f"{last.error_message} (not retried: {reason.message})"
             return last
@@ -222,7 +213,7 @@ class _Run:
     def deliver(self, request: Request) -> _Done:
         """Send one request, retrying only what is safe to retry."""
         last: _Done | None = None
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, self.retries.max_attempts + 1):
             if self.stop.is_set():
                 return self._stopped(request, last, attempt - 1)
             held = self._hold(request, last, attempt - 1)  # before waiting for the rate
@@ -250,27 +241,27 @@ class _Run:
             try:
                 result = self._post(request, departed)
             except ConnectError as exc:
-                last = _Done(request, "not_sent", exc.code, str(exc), attempts=attempt)
+                last = _Done(request, Status.NOT_SENT, exc.code, str(exc), attempts=attempt)
                 wait_at_least = None
             except RateLimitError as exc:
-                last = _failure(request, "not_sent", exc, attempt)
+                last = _failure(request, Status.NOT_SENT, exc, attempt)
                 wait_at_least = exc.retry_after
             except ServerError as exc:
                 if not exc.is_safe_to_retry:
-                    done = _failure(request, "unknown", exc, attempt)
+                    done = _failure(request, Status.UNKNOWN, exc, attempt)
                     done.error_message = (
                         f"{done.error_message} — the server failed while handling the request: "
                         "it may have been sent; check before resending"
                     )
                     if (
-                        self.retry_ambiguous
-                        and attempt < self.max_attempts
+                        self.retries.retry_ambiguous
+                        and attempt < self.retries.max_attempts
                         and self._pause(attempt)
                     ):
                         last = done
                         continue
                     return done
-                last = _failure(request, "not_sent", exc, attempt)
+                last = _failure(request, Status.NOT_SENT, exc, attempt)
                 wait_at_least = None
             except AuthenticationError as exc:
                 with self._lock:
@@ -280,9 +271,9 @@ class _Run:
                             f"the run stopped: the API refused the credentials ({exc.message})",
                         )
                 self.stop.set()
-                return _failure(request, "not_sent", exc, attempt)
+                return _failure(request, Status.NOT_SENT, exc, attempt)
             except InvalidResponseError as exc:
-                return _failure(request, "unknown", exc, attempt)
+                return _failure(request, Status.UNKNOWN, exc, attempt)
             except ApiError as exc:
                 if len(request) > 1 and 400 <= exc.http_status < 500:
                     log.info(
@@ -291,10 +282,14 @@ class _Run:
                         exc.code,
                     )
                     return _Done(request, "split", split=request.split(), attempts=attempt)
-                return _failure(request, "failed", exc, attempt)
+                return _failure(request, Status.FAILED, exc, attempt)
             except AmbiguousSendError as exc:
-                done = _Done(request, "unknown", exc.code, str(exc), attempts=attempt)
-                if self.retry_ambiguous and attempt < self.max_attempts and self._pause(attempt):
+                done = _Done(request, Status.UNKNOWN, exc.code, str(exc), attempts=attempt)
+                if (
+                    self.retries.retry_ambiguous
+                    and attempt < self.retries.max_attempts
+                    and self._pause(attempt)
+                ):
                     last = done
                     continue
                 return done
@@ -302,10 +297,12 @@ class _Run:
                 return _success(request, result, attempt)
             # A safe failure: the rows were not processed; say so before waiting.
             self.record(_journal_rows(last))
-            if attempt < self.max_attempts and not self._pause(attempt, wait_at_least):
+            if attempt < self.retries.max_attempts and not self._pause(attempt, wait_at_least):
                 return self._stopped(request, last, attempt)
         assert last is not None
-        last.error_message = f"{last.error_message} (gave up after {self.max_attempts} attempts)"
+        last.error_message = (
+            f"{last.error_message} (gave up after {self.retries.max_attempts} attempts)"
+        )
         return last
 
 
@@ -313,7 +310,7 @@ def _held(request: Request, verdicts: list[Verdict], attempts: int) -> _Done:
     """A request none of whose rows may leave now: ``not_sent`` with the verdict's code (one
     request per verdict: a request held for different reasons was split before)."""
     first = verdicts[0]
-    return _Done(request, "not_sent", first.code, first.message, attempts=attempts)
+    return _Done(request, Status.NOT_SENT, first.code, first.message, attempts=attempts)
 
 
 def _failure(request: Request, status: str, exc: ApiError, attempt: int) -> _Done:
@@ -331,7 +328,7 @@ def _failure(request: Request, status: str, exc: ApiError, attempt: int) -> _Don
 def _success(request: Request, result: SendResult, attempt: int) -> _Done:
     return _Done(
         request,
-        "sent",
+        Status.SENT,
         http_status=result.http_status,
         attempts=attempt,
         sent_at=clock.stamp(),
@@ -341,7 +338,7 @@ def _success(request: Request, result: SendResult, attempt: int) -> _Done:
 
 
 _MISSING = (
-    "NORECIPIENT",
+    Code.NORECIPIENT,
     "the API accepted the request but its answer does not list this recipient: it may "
     "have been sent; check before resending",
 )
@@ -368,7 +365,7 @@ def _row_fields(done: _Done) -> Iterator[dict[str, Any]]:
         if message_id is None:
             yield {
                 **base,
-                "status": "unknown",
+                "status": Status.UNKNOWN,
                 "error_code": _MISSING[0],
                 "error_message": _MISSING[1],
             }
@@ -384,28 +381,13 @@ def send(
     data: pd.DataFrame | ValidationReport,
     client: KaleyraClient,
     *,
-    concurrency: int | None = None,
-    rate_limit: float | None = DEFAULT_RATE,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-    per_recipient_interval: float = DEFAULT_PER_RECIPIENT_INTERVAL,
+    pacing: Pacing | None = None,
+    schedule: Schedule | None = None,
+    retries: Retries | None = None,
     journal: str | Path | None = None,
     sender: str | None = None,
-    default_region: str | None = None,
     progress: bool = True,
-    max_recipients_per_request: int = MAX_RECIPIENTS_PER_REQUEST,
-    max_attempts: int = 4,
-    retry_ambiguous: bool = False,
-    resend_unknown: bool = False,
-    backoff: float = 0.5,
-    max_backoff: float = 30.0,
-    # Pacing (issue #13, see schedule.py): what holds rows back, and the planning clock.
-    quiet_hours: str | None = None,
-    not_before: datetime | None = None,
-    expires: datetime | str | None = None,
-    daily_limit: int | None = None,
-    history: str | Path | None = None,
-    now: datetime | None = None,
-    **validation: Any,
+    **options: Any,
 ) -> pd.DataFrame:
     """Send every valid row and return one result per input row.
 
@@ -413,95 +395,78 @@ def send(
         data: recipients (validated first; invalid rows are never sent) or a
             :class:`ValidationReport`.
         client: where to send, e.g. ``KaleyraClient.from_env()`` or ``emulator.client()``.
-        concurrency: requests in flight at once, pinned; None (the default): as many as
-            ``rate_limit`` needs at the latency observed, up to ``max_concurrency`` (16
-            without a rate limit). See :mod:`kwa_batch.sending.pacing`.
-        rate_limit: at most this many messages per second, over any one-second window (a
-            request to 100 recipients counts 100). The default, 80, is WhatsApp's default
-            throughput per business number (Meta's docs; up to 1,000 after an upgrade:
-            pass 1000); None: no limit. A 429 (or WhatsApp's 130429) lowers the rate in
-            force for a while (AIMD).
-        max_concurrency: the most requests in flight rate-driven concurrency opens.
-        per_recipient_interval: seconds between two messages to the same number
-            (WhatsApp's pair rate, error 131056); rows waiting for it are skipped over,
-            not waited on. 0: no spacing.
+        pacing: how fast: the rate (default 80 messages per second, WhatsApp's default),
+            requests in flight, the spacing per recipient, recipients per request; a
+            :class:`~kwa_batch.Pacing` (default ``Pacing()``).
+        schedule: when: quiet hours in each recipient's time, a start, an expiry, a daily
+            limit; a :class:`~kwa_batch.Schedule` (default: nothing held back). Held rows
+            are ``not_sent`` with a code saying until when; each hold is decided again when
+            a request is about to leave (see :mod:`kwa_batch.sending.departure`), as are the
+            opt-outs of a receipts store the report was validated with (``suppress=store``),
+            read again every 2 s.
+        retries: what is retried, how often and how far apart; a
+            :class:`~kwa_batch.Retries` (default ``Retries()``: 4 attempts of what is safe
+            to retry, nothing that could send twice).
         journal: a SQLite file recording every row's state, so that running again with the
             same journal resumes without sending anything twice.
         sender: the ``from`` number for rows that leave it empty (before the client's); it
             is validated like a row's own, so an invalid one rejects those rows (E13008).
-        default_region: for validating a DataFrame: the region of national numbers.
         progress: show a progress bar (a widget in Jupyter, a text bar in a terminal).
-        max_recipients_per_request: rows sharing one message go in one request of at most
-            this many recipients (1 turns grouping off).
-        max_attempts: attempts per request for failures that are safe to retry.
-        retry_ambiguous: also retry when the request may already have been processed
-            (a timeout, a dropped connection, a 500): this may send a message twice.
-        resend_unknown: with a journal, send again the rows whose outcome is unknown
-            (in flight when a run died, or ambiguous): this may send a message twice.
-        backoff, max_backoff: seconds of the first retry delay, and the cap.
-        quiet_hours, not_before, expires, daily_limit, history: pacing (see
-            :mod:`kwa_batch.sending.schedule`): e.g. ``quiet_hours="21:00-09:00"`` in each
-            recipient's time, ``expires="6h"``, ``daily_limit=250`` unique recipients in 24 h
-            with the journals of ``history`` (a folder); held rows are ``not_sent`` with a
-            code saying until when. Each is decided again when a request is about to leave
-            (see :mod:`kwa_batch.sending.departure`), as are the opt-outs of a receipts
-            store the report was validated with (``suppress=store``), read again every 2 s.
-        now: refused: a set clock only plans (:func:`kwa_batch.estimate`); a real send goes
-            by the real clock.
-        **validation: for a DataFrame, more arguments of :func:`kwa_batch.validate`
-            (``params_from``, ``body_template``, ``template_name``, ``lang_code``,
-            ``callback_url``, ``windows``).
+        **options: each field of the settings objects as a keyword, as earlier versions
+            took them (``rate_limit=1000``, ``quiet_hours="21:00-09:00"``,
+            ``max_attempts=2``...): it sets that field of its object, the others keep their
+            defaults; giving the object too is refused. For a DataFrame, the arguments of
+            :func:`kwa_batch.validate` (``default_region``, ``params_from``,
+            ``body_template``, ``template_name``, ``lang_code``, ``callback_url``,
+            ``windows``, ``templates``, ``suppress``). ``now=`` is refused: a set clock only
+            plans (:func:`kwa_batch.estimate`); a real send goes by the real clock.
 
     Returns:
         A DataFrame with the input's index and the columns of
         :data:`kwa_batch.results.RESULT_DTYPES`: ``to``, ``status``, ``message_id``,
         ``error_code``, ``error_message``, ``http_status``, ``attempts``, ``sent_at``,
         ``request_id``, ``recipients`` (in the request) and ``from_journal`` (True for rows
-        whose result came from an earlier run). ``results.attrs["run"]`` describes the run.
+        whose result came from an earlier run). ``results.attrs["run"]`` is the run's
+        :class:`~kwa_batch.RunOutcome`: its facts, counts, exit code and next step.
 
     Raises:
         ConfigurationError: some valid rows have no sender from any source, a setting is
-            out of range, or the journal is in use by another run.
+            out of range or given twice, or the journal is in use by another run.
 
     Example:
         >>> with Emulator() as emu:  # doctest: +SKIP
-        ...     results = send(report, emu.client(sender="+911234567890"), journal="run.db")
+        ...     results = send(report, emu.client(), pacing=Pacing(rate_limit=1000),
+        ...                    schedule=Schedule(quiet_hours="21:00-09:00"), journal="run.db")
     """
+    now = options.pop("now", None)
     if now is not None:
         raise ConfigurationError(
             f"now={now!r}: a set clock only plans (kb.estimate(now=...), kwa-batch send "
             "--dry-run --now); a real send goes by the real clock, so that quiet hours, the "
             "expiry and the daily limit hold when each message really leaves"
         )
-    report = _validated(data, client, sender, default_region, validation)
-    pacing = Pacing.make(
-        quiet_hours=quiet_hours, not_before=not_before, expires=expires,
-        daily_limit=daily_limit, history=history,
-    )  # fmt: skip
-    pacer = Pacer(
-        rate_limit,
-        concurrency=concurrency,
-        max_concurrency=max_concurrency,
-        per_recipient_interval=per_recipient_interval,
-    )
-    if rate_limit is not None and 1 <= max_recipients_per_request <= MAX_RECIPIENTS_PER_REQUEST:
-        max_recipients_per_request = recipients_per_request(rate_limit, max_recipients_per_request)
-    if max_attempts < 1:
-        raise ConfigurationError(f"max_attempts must be at least 1, not {max_attempts}")
+    pacing = setting_from("send", "pacing", Pacing, pacing, options)
+    schedule = setting_from("send", "schedule", Schedule, schedule, options)
+    retries = setting_from("send", "retries", Retries, retries, options)
+    if "default_region" in options and options["default_region"] is None:
+        del options["default_region"]  # the default, for a report too
+    report = _validated(data, client, sender, options)
+    holds = Holds.make(schedule)
+    pacer = Pacer(pacing)
     settings = {
         "base_url": client.base_url,
         "sid": client.sid,
-        "concurrency": concurrency,
-        "rate_limit": rate_limit,
-        "max_concurrency": max_concurrency,
-        "per_recipient_interval": per_recipient_interval,
-        "max_recipients_per_request": max_recipients_per_request,
-        "max_attempts": max_attempts,
-        "retry_ambiguous": retry_ambiguous,
-        "resend_unknown": resend_unknown,
+        "concurrency": pacing.concurrency,
+        "rate_limit": pacing.rate_limit,
+        "max_concurrency": pacing.max_concurrency,
+        "per_recipient_interval": pacing.per_recipient_interval,
+        "max_recipients_per_request": pacing.request_size,
+        "max_attempts": retries.max_attempts,
+        "retry_ambiguous": retries.retry_ambiguous,
+        "resend_unknown": retries.resend_unknown,
         "journal": str(journal) if journal is not None else None,
         "source": report.data.attrs.get("source"),
-        **pacing.settings(),  # issue #13: what a later run of the campaign reads back
+        **holds.settings(),  # issue #13: what a later run of the campaign reads back
     }
     started = datetime.now(UTC)
     results = ResultsBuilder(report.data.index)
@@ -511,10 +476,7 @@ def send(
         client,
         pacer=pacer,
         journal=Journal(journal, settings=settings).open() if journal is not None else None,
-        max_attempts=max_attempts,
-        retry_ambiguous=retry_ambiguous,
-        backoff=backoff,
-        max_backoff=max_backoff,
+        retries=retries,
     )
     live = (
         LiveOptOuts(report.live_opt_outs, report.default_region) if report.live_opt_outs else None
@@ -522,26 +484,26 @@ def send(
     try:
         if live is not None:
             live.start()
-        done = _send_rows(run, messages, results, pacing, live, max_recipients_per_request,
-                          resend_unknown=resend_unknown, progress=progress)  # fmt: skip
+        done = _send_rows(run, messages, results, holds, live, pacing.request_size,
+                          progress=progress)  # fmt: skip
     finally:
         if live is not None:
             live.stop()
         if run.journal is not None:
             run.journal.close()
     frame = _finished(results, report)
-    frame.attrs["run"] = {
-        **settings,
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "interrupted": done.stopped_by is not None,
-        "stopped_by": signal_name(done.stopped_by),
-        "resume": done.resume,
-        "headline": done.headline,
-        "pacing": pacer.stats(),
-        "journal_error": str(run.journal_error) if run.journal_error else None,
-        "held": done.held_counts(run.departure),
-    }
+    frame.attrs["run"] = RunOutcome.of(
+        frame,
+        started_at=started.replace(microsecond=0),
+        finished_at=datetime.now(UTC).replace(microsecond=0),
+        stopped_by=signal_name(done.stopped_by),
+        headline=done.headline,
+        resume=done.resume,
+        held=done.held_counts(run.departure),
+        pacing=pacer.stats(),
+        settings=settings,
+        journal_error=str(run.journal_error) if run.journal_error else None,
+    )
     counts = frame["status"].value_counts()
     log.info("send finished: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return frame
@@ -568,25 +530,25 @@ def _send_rows(
     run: _Run,
     messages: pd.DataFrame,
     results: ResultsBuilder,
-    pacing: Pacing,
+    holds: Holds,
     live: LiveOptOuts | None,
     max_recipients: int,
     *,
-    resend_unknown: bool,
     progress: bool,
 ) -> _Sent:
     """Settle what the journal knows, hold back what must wait, plan the requests and
     send them, each decided again when it leaves; the results are filled in place."""
     resume: dict[str, int] = {}
     if run.journal is not None:
-        messages, keys, resume = _resume(run.journal, messages, results, resend_unknown)
+        resend = run.retries.resend_unknown
+        messages, keys, resume = _resume(run.journal, messages, results, resend)
     else:
         keys = pd.Series("", index=messages.index, dtype="str")
-    pacing = pacing.anchored(run.journal)
-    sent_before = recent(pacing, run.journal)
-    messages, keys, held = apply_pacing(pacing, messages, keys, results, run.journal, sent_before)
-    if pacing.active or live is not None:
-        run.departure = Departure(pacing, sent_before, live)
+    holds = holds.anchored(run.journal)
+    sent_before = recent(holds, run.journal)
+    messages, keys, held = apply_holds(holds, messages, keys, results, run.journal, sent_before)
+    if holds.active or live is not None:
+        run.departure = Departure(holds, sent_before, live)
     requests = plan_requests(messages, max_recipients=max_recipients, keys=keys)
     said = headline(len(messages), resume)
     said += f"; {held.describe()}" if held.counts else ""
@@ -608,30 +570,28 @@ def _validated(
     data: pd.DataFrame | ValidationReport,
     client: KaleyraClient,
     sender: str | None,
-    default_region: str | None,
     validation: dict[str, Any],
 ) -> ValidationReport:
-    """The report to send, validated with the one sender that applies (see the module)."""
+    """The report to send, validated with the one sender that applies (see the module);
+    ``validation``: :func:`~kwa_batch.validate`'s arguments, for a DataFrame."""
     if isinstance(data, pd.DataFrame):
-        return validate(
-            data, default_region=default_region, sender=sender or client.sender, **validation
-        )
+        return validate(data, sender=choose_sender(sender, client.sender), **validation)
     if not isinstance(data, ValidationReport):
         raise TypeError(
             f"send() takes a DataFrame or a ValidationReport, not {type(data).__name__}"
         )
-    if validation or default_region is not None:
-        given = ", ".join(sorted([*validation, *(["default_region"] if default_region else [])]))
+    if validation:
+        given = ", ".join(sorted(validation))
         raise ConfigurationError(
             f"{given}: the report is already validated; pass these to validate() instead"
         )
-    if sender and data.sender and sender != data.sender:
+    if sender and data.sender and not same_sender(sender, data.sender, data.default_region):
         raise ConfigurationError(
             f"sender={sender!r}: the report was validated with sender {data.sender!r}; "
             "validate again with the sender you want, or leave sender= out of send()"
         )
-    effective = sender or data.sender or client.sender
-    if not effective or effective == data.sender:
+    effective = choose_sender(sender, data.sender, client.sender)
+    if not effective or same_sender(effective, data.sender, data.default_region):
         return data
     if "from" in data.valid.columns and data.valid["from"].notna().all():
         return data  # every valid row has its own sender: nothing to fill
@@ -641,7 +601,7 @@ def _validated(
 
 
 _IN_FLIGHT = (
-    "INFLIGHT",
+    Code.INFLIGHT,
     "a previous run stopped while this row was in flight: it may have been sent; check, then "
     "pass resend_unknown=True (--resend-unknown) to send it again",
 )
@@ -674,11 +634,11 @@ def _resume(
         if record is None:
             counts["new"] += 1
             send_labels.append(label)
-        elif record.state == "sent":
+        elif record.state == Status.SENT:
             counts["already sent"] += 1
             kept_labels.append(label)
             kept_rows.append(_from_record(record))
-        elif record.state in ("unknown", "in_flight"):
+        elif record.state in (Status.UNKNOWN, IN_FLIGHT):
             if resend_unknown:
                 counts["resending unknown"] += 1
                 send_labels.append(label)
@@ -686,12 +646,12 @@ def _resume(
                 counts["unknown, not resent"] += 1
                 kept_labels.append(label)
                 row = _from_record(record)
-                if record.state == "in_flight":
+                if record.state == IN_FLIGHT:
                     row.update(
-                        status="unknown", error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1]
+                        status=Status.UNKNOWN, error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1]
                     )
                 kept_rows.append(row)
-        elif record.state == "not_sent" and record.error_code == EXPIRED:  # terminal
+        elif record.state == Status.NOT_SENT and record.error_code == EXPIRED:  # terminal
             counts["expired, never sent"] += 1
             kept_labels.append(label)
             kept_rows.append(_from_record(record))
@@ -770,7 +730,7 @@ def headline(to_send: int, resume: dict[str, int]) -> str:
 
 
 _JournalRows = list[tuple[str, str, dict[str, Any]]]
-_SHORT = {"not_sent": "not sent", "retrying": "retrying"}
+_SHORT = {Status.NOT_SENT: "not sent", "retrying": "retrying"}
 
 
 def postfix(counts: dict[str, int]) -> str:
@@ -799,7 +759,9 @@ class _Loop:
         self.total = total
         self.results = results
         self.progress = progress
-        self.counts = dict.fromkeys(("sent", "failed", "unknown", "not_sent"), 0)
+        self.counts: dict[str, int] = dict.fromkeys(
+            (Status.SENT, Status.FAILED, Status.UNKNOWN, Status.NOT_SENT), 0
+        )
         self.pending: dict[Future[_Done], Request] = {}
         self.queue: deque[Request] = deque()  # cancelled at a stop: not_sent
         self.ahead = run.pacer.requests(planned)  # spaced rows skipped over, not waited on
@@ -817,6 +779,10 @@ class _Loop:
             total=self.total,
             unit="msg",
             desc="sending",
+            # The counts and the pace in words replace tqdm's own rate (``718msg/s``):
+            # the rate asked for is in the postfix, and 80 columns hold it all.
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+            "[{elapsed}<{remaining}{postfix}]",
             disable=not (self.progress and _draws_a_bar()),
             leave=True,
         )
@@ -908,8 +874,8 @@ class _Loop:
                 self._finish_now(
                     _Done(
                         request,
-                        "unknown",
-                        "INTERRUPTED",
+                        Status.UNKNOWN,
+                        Code.INTERRUPTED,
                         "interrupted while the request was in flight: it may have been "
                         "sent; check before resending",
                     )
@@ -919,7 +885,7 @@ class _Loop:
     def _finish(self, done: _Done, journal_rows: _JournalRows, *, release: bool = True) -> None:
         """Put a finished request's rows in the results (and in ``journal_rows``)."""
         if release:
-            reached = done.status in ("sent", "unknown")
+            reached = done.status in (Status.SENT, Status.UNKNOWN)
             self.run_.pacer.finished(done.request.numbers, reached=reached)
         if done.split is not None:
             self.ahead.push_front(done.split)
@@ -972,11 +938,11 @@ class _Loop:
         leftover: list[Request] = [*self.queue, *self.ahead.rest()]
         for request in leftover:
             fields = {
-                "status": "not_sent",
+                "status": Status.NOT_SENT,
                 "error_code": code,
                 "error_message": message,
                 "attempts": 0,
                 "recipients": len(request),
             }
             self.results.fill(request.labels, [fields] * len(request))
-            self.counts["not_sent"] += len(request)
+            self.counts[Status.NOT_SENT] += len(request)

@@ -1,4 +1,4 @@
-"""Pacing a campaign: which rows may leave now, and until when the others are held back.
+"""A campaign's schedule: which rows may leave now, and until when the others are held back.
 
 A run never sleeps for hours: it sends what may go now and reports the rest ``not_sent``
 with a code and a message saying when they can go; the same command run later (cron every
@@ -18,10 +18,13 @@ with a code and a message saying when they can go; the same command run later (c
   ``history=`` recorded as sent (see :mod:`~kwa_batch.sending.history`) and those this run
   sends; the rest wait for room (``KWA030``).
 
-These checks run before anything is sent (to plan, and to say what the run will do), and
-again for every request at the moment it leaves (:mod:`~kwa_batch.sending.departure`).
-``Pacing.make(now=...)`` plans as if it were that time (``kb.estimate``, a dry run); a real
-send goes by :func:`kwa_batch.sending.clock.now` and refuses a set clock.
+The settings are one public value, :class:`Schedule` (``kb.Schedule``), checked when it is
+made. :class:`Holds` is a schedule at a moment: the holds of one run, with the expiry of a
+duration counted from that moment. These checks run before anything is sent (to plan, and
+to say what the run will do), and again for every request at the moment it leaves
+(:mod:`~kwa_batch.sending.departure`). ``Holds.make(schedule, now=...)`` plans as if it were
+that time (``kb.estimate``, a dry run); a real send goes by
+:func:`kwa_batch.sending.clock.now` and refuses a set clock.
 """
 
 from __future__ import annotations
@@ -42,9 +45,10 @@ import pandas as pd
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
-from ..errors import ConfigurationError
-from ..results import ResultsBuilder
+from ..errors import Code, ConfigurationError
+from ..results import ResultsBuilder, Status
 from . import clock
+from .daily_limit import DailyWindow
 from .history import recent_recipients
 from .journal import Journal
 
@@ -52,9 +56,10 @@ __all__ = [
     "BUSINESS_INITIATED",
     "EXPIRED",
     "Held",
-    "Pacing",
+    "Holds",
     "QuietHours",
-    "apply_pacing",
+    "Schedule",
+    "apply_holds",
     "check_moment",
     "hold_back",
     "parse_duration",
@@ -67,7 +72,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The codes of rows held back (see :data:`kwa_batch.errors.ERROR_CODES`).
-QUIET, NOT_YET, EXPIRED, LIMIT, NO_ZONE = "KWA027", "KWA028", "KWA029", "KWA030", "KWA031"
+QUIET, NOT_YET, EXPIRED, LIMIT, NO_ZONE = (
+    Code.QUIET_HOURS,
+    Code.NOT_YET,
+    Code.EXPIRED,
+    Code.DAILY_LIMIT,
+    Code.NO_ZONE,
+)
 #: Message types that open a conversation (counted by the daily messaging limit).
 BUSINESS_INITIATED = frozenset({"template", "mediatemplate", "authenticationtemplate"})
 _DAY = timedelta(hours=24)
@@ -224,8 +235,90 @@ def check_moment(value: datetime, name: str) -> datetime:
 
 
 @dataclass(frozen=True)
-class Pacing:
-    """What holds rows back in one run (see the module). Build with :meth:`make`."""
+class Schedule:
+    """When a campaign may send: quiet hours, a start, an expiry and a daily limit. Shared by
+    :func:`kwa_batch.send`, :func:`kwa_batch.estimate` and ``kwa-batch send``'s options;
+    checked when it is made. Every setting defaults to None: nothing is held back.
+
+    Rows that may not leave now are ``not_sent`` with a code and when they can go; the same
+    command run later (with the same journal) sends them. Each hold is decided before
+    sending and again when a request is about to leave.
+
+    Args:
+        quiet_hours: ``"HH:MM-HH:MM"`` (e.g. ``"21:00-09:00"``) in the recipient's local
+            time, in every time zone of the number (``KWA027``; a number whose zone is
+            unknown is not guessed: ``KWA031``).
+        not_before: a timezone-aware datetime: nothing leaves before it (``KWA028``).
+        expires: a timezone-aware datetime, or a duration (a timedelta, or text such as
+            ``"6h"``, ``"90m"``, ``"2d"``) counted from the campaign's first run (its journal
+            keeps it): rows not sent by then are never sent (``KWA029``). An ISO text with
+            its offset is read as a time.
+        daily_limit: unique recipients of templates in any moving 24 hours, counting those
+            of this run's journal and of ``history`` (``KWA030``).
+        history: a folder of the journals of earlier runs (read only, sub-folders
+            included) that share the daily limit.
+
+    Raises:
+        ConfigurationError: a value that cannot be read or is out of range (a naive
+            datetime, a time more than 10 years away, a duration over 366 days, a
+            ``daily_limit`` below 1, a ``history`` that is not a folder), naming the
+            setting, the value and what to write.
+
+    Example:
+        >>> Schedule(quiet_hours=" 21:00 - 09:00", expires="6h").expires
+        datetime.timedelta(seconds=21600)
+    """
+
+    quiet_hours: str | None = None
+    not_before: datetime | None = None
+    expires: datetime | timedelta | str | None = None
+    daily_limit: int | None = None
+    history: Path | str | None = None
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        if self.quiet_hours is not None:
+            put("quiet_hours", str(QuietHours.parse(self.quiet_hours)))
+        if self.not_before is not None:
+            put("not_before", _aware(self.not_before, "not_before"))
+        expires = self.expires
+        if isinstance(expires, str):
+            expires = _moment_or_duration(expires)
+        if isinstance(expires, timedelta):
+            put("expires", _bounded_duration(expires, str(expires)))
+        elif expires is not None:
+            put("expires", _aware(expires, "expires"))
+        limit = self.daily_limit
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ConfigurationError(
+                f"daily_limit must be a positive number of recipients, not {limit!r}"
+            )
+        if self.history is not None:
+            folder = Path(self.history)
+            if not folder.is_dir():
+                raise ConfigurationError(
+                    f"history {folder}: not a folder; give the folder that holds the journals "
+                    "of earlier runs (--history DIR)"
+                )
+            put("history", folder)
+
+    @property
+    def active(self) -> bool:
+        """Whether anything may be held back at all (``history`` alone holds nothing)."""
+        return any(
+            getattr(self, name) is not None
+            for name in ("quiet_hours", "not_before", "expires", "daily_limit")
+        )
+
+
+@dataclass(frozen=True)
+class Holds:
+    """What holds rows back in one run: a :class:`Schedule` at a moment (``now``), its
+    expiry made a time. Build with :meth:`make`."""
 
     now: datetime
     quiet_hours: QuietHours | None = None
@@ -238,43 +331,23 @@ class Pacing:
     expires_relative: bool = False
 
     @classmethod
-    def make(
-        cls,
-        *,
-        now: datetime | None = None,
-        quiet_hours: str | QuietHours | None = None,
-        not_before: datetime | None = None,
-        expires: datetime | timedelta | str | None = None,
-        daily_limit: int | None = None,
-        history: str | Path | None = None,
-    ) -> Pacing:
-        """Check and normalise the settings; ``expires`` may be a duration from ``now``
-        (a timedelta or text like ``"6h"``)."""
+    def make(cls, schedule: Schedule | None = None, *, now: datetime | None = None) -> Holds:
+        """The holds of ``schedule`` at ``now`` (default: the real clock); an expiry given
+        as a duration counts from ``now``."""
+        schedule = schedule if schedule is not None else Schedule()
         at = _aware(now, "now") if now is not None else clock.now()
-        if isinstance(expires, str):
-            expires = _moment_or_duration(expires)
+        expires = schedule.expires
         relative = isinstance(expires, timedelta)
         if isinstance(expires, timedelta):
-            expires = at + _bounded_duration(expires, str(expires))
-        if daily_limit is not None and (
-            isinstance(daily_limit, bool) or not isinstance(daily_limit, int) or daily_limit < 1
-        ):
-            raise ConfigurationError(
-                f"daily_limit must be a positive number of recipients, not {daily_limit!r}"
-            )
-        folder = Path(history) if history is not None else None
-        if folder is not None and not folder.is_dir():
-            raise ConfigurationError(
-                f"history {folder}: not a folder; give the folder that holds the journals "
-                "of earlier runs (--history DIR)"
-            )
+            expires = at + expires
+        assert expires is None or isinstance(expires, datetime)  # made so by Schedule
         return cls(
             now=at,
-            quiet_hours=QuietHours.parse(quiet_hours) if quiet_hours is not None else None,
-            not_before=_aware(not_before, "not_before") if not_before is not None else None,
-            expires=_aware(expires, "expires") if expires is not None else None,
-            daily_limit=daily_limit,
-            history=folder,
+            quiet_hours=QuietHours.parse(schedule.quiet_hours) if schedule.quiet_hours else None,
+            not_before=schedule.not_before,
+            expires=expires,
+            daily_limit=schedule.daily_limit,
+            history=Path(schedule.history) if schedule.history is not None else None,
             expires_relative=relative,
         )
 
@@ -291,7 +364,7 @@ class Pacing:
                 found[name] = value if isinstance(value, int) else str(value)
         return found
 
-    def anchored(self, journal: Journal | None) -> Pacing:
+    def anchored(self, journal: Journal | None) -> Holds:
         """With an expiry given as a duration, the earliest expiry the journal's runs
         recorded: ``--expire-after 6h`` run from cron counts from the campaign's first run."""
         if not self.expires_relative or journal is None or self.expires is None:
@@ -324,7 +397,12 @@ class Held:
 
     def add(self, labels: list[Hashable], code: str, message: str) -> None:
         """Hold these rows with this code and message."""
-        row = {"status": "not_sent", "error_code": code, "error_message": message, "attempts": 0}
+        row = {
+            "status": Status.NOT_SENT,
+            "error_code": code,
+            "error_message": message,
+            "attempts": 0,
+        }
         for label in labels:
             self.fields[label] = row
         if labels:
@@ -338,7 +416,7 @@ class Held:
         return f"held back: {parts}"
 
 
-_REASONS = {
+_REASONS: dict[str, str] = {
     QUIET: "in quiet hours",
     NOT_YET: "before the start",
     EXPIRED: "expired",
@@ -352,13 +430,13 @@ def when(moment: datetime) -> str:
 
 
 def hold_back(
-    messages: pd.DataFrame, pacing: Pacing, sent_before: dict[str, datetime]
+    messages: pd.DataFrame, holds: Holds, sent_before: dict[str, datetime]
 ) -> tuple[pd.Index, Held]:
     """Split the messages to send into those that may go now and those held back.
 
     Args:
         messages: the message frame of the rows still to send (``to`` in E.164, ``type``).
-        pacing: the settings and the clock.
+        holds: the settings and the clock.
         sent_before: recipient → latest time a business-initiated message was recorded
             sent to them (from the history journals), for the daily limit.
 
@@ -366,21 +444,21 @@ def hold_back(
         The labels that may go now, and the rows held back.
     """
     held = Held()
-    now = pacing.now
+    now = holds.now
     labels = list(messages.index)
-    if pacing.expires is not None and now >= pacing.expires:
-        held.add(labels, EXPIRED, f"the campaign expired at {when(pacing.expires)}: never sent")
+    if holds.expires is not None and now >= holds.expires:
+        held.add(labels, EXPIRED, f"the campaign expired at {when(holds.expires)}: never sent")
         return messages.index[:0], held
-    if pacing.not_before is not None and now < pacing.not_before:
-        held.add(labels, NOT_YET, f"the campaign starts at {when(pacing.not_before)}")
+    if holds.not_before is not None and now < holds.not_before:
+        held.add(labels, NOT_YET, f"the campaign starts at {when(holds.not_before)}")
         return messages.index[:0], held
     go = pd.Series(True, index=messages.index)
-    if pacing.quiet_hours is not None:
+    if holds.quiet_hours is not None:
         # Judged once per set of zones (a campaign has few), then mapped onto the rows.
         numbers = messages["to"].astype("str")
         zones = {number: zones_of(number) for number in numbers.unique()}
         verdicts = {
-            found: quiet_verdict(found, pacing.quiet_hours, now, pacing.expires)
+            found: quiet_verdict(found, holds.quiet_hours, now, holds.expires)
             for found in set(zones.values())
         }
         verdict = numbers.map({n: verdicts[z] for n, z in zones.items()})
@@ -388,8 +466,8 @@ def hold_back(
             if code is not None:
                 held.add(list(rows), code, message)
                 go.loc[rows] = False
-    if pacing.daily_limit is not None:
-        _limit(messages[go.to_numpy()], pacing, sent_before, held, go)
+    if holds.daily_limit is not None:
+        _limit(messages[go.to_numpy()], holds, sent_before, held, go)
     return messages.index[go.to_numpy()], held
 
 
@@ -446,41 +524,30 @@ def zones_of(number: str) -> tuple[ZoneInfo, ...]:
 
 def _limit(
     candidates: pd.DataFrame,
-    pacing: Pacing,
+    holds: Holds,
     sent_before: dict[str, datetime],
     held: Held,
     go: pd.Series,
 ) -> None:
     """Hold the business-initiated rows to new recipients beyond the daily limit."""
-    assert pacing.daily_limit is not None
-    now = pacing.now
-    window = {r: t for r, t in sent_before.items() if now - _DAY < t}
-    leaving = sorted(window.values())  # when each counted recipient leaves the window
-    room = pacing.daily_limit - len(window)
+    assert holds.daily_limit is not None
+    now = holds.now
+    window = DailyWindow(holds.daily_limit, sent_before)
     business = candidates[candidates["type"].fillna("text").str.lower().isin(BUSINESS_INITIATED)]
-    over: dict[str, int] = {}
-    admitted: set[str] = set()
-    for number in dict.fromkeys(business["to"].astype("str")):
-        if number in window or number in admitted:
-            continue
-        if room > 0:
-            admitted.add(number)
-            room -= 1
-        else:
-            over[number] = len(over)
+    unique = list(dict.fromkeys(business["to"].astype("str")))
+    new = [n for n in unique if not window.counted(n, now)]
+    allowed = window.admit(new, now)
+    refused = (n for n, ok in zip(new, allowed, strict=True) if not ok)
+    over = {number: k for k, number in enumerate(refused)}
     if not over:
         return
-    # The k-th recipient over the limit gets room when the k-th counted one leaves the
-    # window: those of the history first, then those this run sends (24 h after now).
-    leaving = sorted([*leaving, *([now] * len(admitted))])
-    free = max(0, len(leaving) - pacing.daily_limit)
+    times = window.rooms(len(over), admitted=sum(allowed), now=now)
     numbers = business["to"].astype("str")
     waiting = numbers[numbers.isin(over.keys())]
-    order = waiting.map(over).to_numpy() + free
-    times = [leaving[k] + _DAY if k < len(leaving) else now + _DAY for k in order]
+    times = [times[over[number]] for number in waiting]
     texts = pd.Series(
         [
-            f"daily messaging limit of {pacing.daily_limit:,} unique recipients in 24 h "
+            f"daily messaging limit of {holds.daily_limit:,} unique recipients in 24 h "
             f"reached: room from {when(at)}"
             for at in times
         ],
@@ -491,16 +558,16 @@ def _limit(
     go.loc[waiting.index] = False
 
 
-def recent(pacing: Pacing, journal: Journal | None) -> dict[str, datetime]:
+def recent(holds: Holds, journal: Journal | None) -> dict[str, datetime]:
     """Recipient → when a message to them may last have gone, within the 24 hours before
-    ``pacing.now``, from the history and the run's journal (empty without a daily limit)."""
-    if pacing.daily_limit is None:
+    ``holds.now``, from the history and the run's journal (empty without a daily limit)."""
+    if holds.daily_limit is None:
         return {}
-    return recent_recipients(pacing.history, pacing.now - _DAY, journal)
+    return recent_recipients(holds.history, holds.now - _DAY, journal)
 
 
-def apply_pacing(
-    pacing: Pacing,
+def apply_holds(
+    holds: Holds,
     messages: pd.DataFrame,
     keys: pd.Series,
     results: ResultsBuilder,
@@ -512,18 +579,18 @@ def apply_pacing(
     again), and return the messages and keys that may go now.
 
     Args:
-        pacing: the settings, anchored to the journal (:meth:`Pacing.anchored`).
+        holds: the settings, anchored to the journal (:meth:`Holds.anchored`).
         sent_before: what :func:`recent` read.
     """
     held = Held()
-    if not pacing.active or messages.empty:
+    if not holds.active or messages.empty:
         return messages, keys, held
-    go, held = hold_back(messages, pacing, sent_before)
+    go, held = hold_back(messages, holds, sent_before)
     if not held.fields:
         return messages, keys, held
     if journal is None:
         log.warning(
-            "pacing held %d row(s) back without a journal: running again would send the "
+            "the schedule held %d row(s) back without a journal: running again would send the "
             "others twice; pass journal= so that a later run sends only these",
             len(held.fields),
         )
@@ -535,5 +602,5 @@ def apply_pacing(
             (str(keys.loc[label]), str(messages.at[label, "to"]), held.fields[label])
             for label in expired
         )
-    log.info("pacing: %s", held.describe())
+    log.info("holds: %s", held.describe())
     return messages.loc[go], keys.loc[go], held

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
-from ..errors import ConfigurationError, InputError
+from ..errors import Code, ConfigurationError, InputError
 from .report import Problems
 
 __all__: list[str] = []
@@ -178,7 +178,7 @@ def build_params(
             np.flatnonzero(blank),
             str(source),
             "value_required",
-            "KWA009",
+            Code.EMPTY_SOURCE_VALUE,
             f"'{source}' is empty, and params_from builds the template's parameters from it: "
             "fill it (WhatsApp refuses empty template parameters)",
             values[blank],
@@ -222,7 +222,7 @@ def build_body(
                 np.flatnonzero(blank),
                 str(source),
                 "value_required",
-                "KWA009",
+                Code.EMPTY_SOURCE_VALUE,
                 f"'{source}' is empty, and body_template uses {{{name}}}: fill it, or the "
                 "message would read wrong",
                 values[blank],

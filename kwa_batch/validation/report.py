@@ -6,6 +6,7 @@ Internal to validation except :class:`ValidationReport`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,9 @@ import pandas as pd
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
-from ..errors import KwaBatchError, ValidationError, describe_code
+from ..errors import ConfigurationError, KwaBatchError, ValidationError, describe_code
 from ..fields import API_COLUMNS
-from ..recipients import LineNumbers
+from ..loading.recipients import LineNumbers
 from ..tables import Sheet, write_csv, write_xlsx
 
 __all__ = ["ValidationReport"]
@@ -75,6 +76,8 @@ class ValidationReport:
             sender (see :func:`kwa_batch.send`).
         live_opt_outs: the suppression sources that change while a campaign runs (receipts
             stores): :func:`kwa_batch.send` reads them again while it sends.
+        sends_with: what :meth:`send` calls: :func:`kwa_batch.send`, attached by
+            :func:`kwa_batch.validate` (validation never imports sending).
     """
 
     data: pd.DataFrame
@@ -86,6 +89,7 @@ class ValidationReport:
     settings: dict[str, Any] = field(default_factory=dict)
     arguments: dict[str, Any] = field(default_factory=dict, repr=False)
     live_opt_outs: tuple[Any, ...] = ()
+    sends_with: Callable[..., pd.DataFrame] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -97,10 +101,18 @@ class ValidationReport:
 
         The rejected rows stay in the results, so the chain
         ``df.kwa.validate(...).send(client)`` returns one result per input row.
-        """
-        from ..sending.run import send
 
-        return send(self, client, **kwargs)
+        Raises:
+            ConfigurationError: the report was made by the validation layer's own
+                ``validate`` (``kwa_batch.validation``), which cannot send: use
+                :func:`kwa_batch.validate`, or ``kb.send(report, client)``.
+        """
+        if self.sends_with is None:
+            raise ConfigurationError(
+                "this report was made by kwa_batch.validation.validate, which does not "
+                "send: make it with kb.validate(...), or send it with kb.send(report, client)"
+            )
+        return self.sends_with(self, client, **kwargs)
 
     def preview(self, rows: int = 3) -> pd.DataFrame:
         """The first valid messages as their recipients will read them: template bodies
@@ -146,7 +158,13 @@ class ValidationReport:
         summary = self.summary().reset_index()
         if suffix == ".csv":
             return write_csv(problems, target, phones=("value",))  # numbers as written
-        return write_xlsx(target, [Sheet("Problems", problems), Sheet("Summary", summary)])
+        # On paper: where, what and how to fix it first; the 0-based row hidden (a reader
+        # has the file's line).
+        first = ["line", "error_code", "column", "value", "message", "fix"]
+        order = [c for c in first if c in problems.columns]
+        problems = problems[[*order, *(c for c in problems.columns if c not in order)]]
+        sheets = [Sheet("Problems", problems, hidden=["row"]), Sheet("Summary", summary)]
+        return write_xlsx(target, sheets)
 
     def __repr__(self) -> str:
         return (

@@ -25,12 +25,13 @@ import pandas as pd
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
-from ..errors import KwaBatchError
+from ..errors import Code, KwaBatchError
 from ..fields import API_COLUMNS, BODY_MAX, KNOWN_TYPES, REF_MAX
 from .compose import SPACE as _SPACE
 from .compose import body_hint
-from .phones import E164_PATTERN, SEVERAL_FIX, normalize_phone
+from .phones import E164_PATTERN, SEVERAL_FIX
 from .report import Problems
+from .sender import invalid_sender_message, usable_senders
 
 __all__ = [  # and, built on first use, the pandera models MessageRow, TextMessage,
     # TemplateMessage (see __getattr__)
@@ -169,12 +170,6 @@ class Check:
     ignore_na: bool = True
 
 
-def _sender_valid(sender: pd.Series) -> pd.Series:
-    # Senders are few distinct values (usually one): check each once.
-    distinct = [v for v in sender.dropna().unique() if normalize_phone(v).e164 == v]
-    return sender.isin(distinct)
-
-
 def _params_filled(params: pd.Series) -> pd.Series:
     shaped = _regex(params, _PARAMS_SHAPE, full=True)
     return ~shaped | _regex(params, _PARAMS_FILLED, full=True)
@@ -189,81 +184,83 @@ MESSAGE_CHECKS: tuple[Check, ...] = (
         "phone_valid",
         ("to",),
         lambda to: _regex(to, E164_PATTERN, full=True),
-        "E13009 (KWA004 when a spreadsheet mangled it): a valid number, in E.164.",
+        f"{Code.INVALID_TO} ({Code.MANGLED_NUMBER} when a spreadsheet mangled it): a valid "
+        "number, in E.164.",
         ignore_na=False,
     ),
     Check(
         "sender_valid",
         ("from",),
-        _sender_valid,
-        "E13008: the sender, when there is one, is a valid number in E.164.",
+        usable_senders,
+        f"{Code.INVALID_FROM}: the sender, when there is one, is a valid number in E.164.",
     ),
     Check(
         "type_known",
         ("type",),
         lambda kind: kind.isin(KNOWN_TYPES),
-        "KWA003: one of fields.KNOWN_TYPES.",
+        f"{Code.UNKNOWN_TYPE}: one of fields.KNOWN_TYPES.",
         ignore_na=False,
     ),
     Check(
         "channel_known",
         ("channel",),
         lambda channel: _regex(channel, f"(?i)[{_SPACE}]*whatsapp[{_SPACE}]*", full=True),
-        "KWA003: WhatsApp, or empty.",
+        f"{Code.UNKNOWN_TYPE}: WhatsApp, or empty.",
     ),
     Check(
         "no_html",
         _FREE_TEXT,
         lambda values: ~_html(values),
-        "E413: no HTML tag outside the body (the API refuses them).",
+        f"{Code.HTML_IN_PARAMETER}: no HTML tag outside the body (the API refuses them).",
     ),
     Check(
         "control_chars",
         _FREE_TEXT,
         lambda values: ~_has_byte(values, _CONTROL_BYTES),
-        "KWA006: no tab, line break or other control character outside the body.",
+        f"{Code.CONTROL_CHARACTERS}: no tab, line break or other control character outside "
+        "the body.",
     ),
     Check(
         "body_control_chars",
         ("body",),
         lambda body: ~_has_byte(body, _CONTROL_BYTES_IN_BODY),
-        "KWA006: a body may break lines and hold tabs, nothing else.",
+        f"{Code.CONTROL_CHARACTERS}: a body may break lines and hold tabs, nothing else.",
     ),
     Check(
         "body_length",
         ("body",),
         lambda body: body.str.len() <= BODY_MAX,
-        "KWA001: at most 4,096 characters.",
+        f"{Code.TOO_LONG}: at most 4,096 characters.",
     ),
     Check(
         "ref_length",
         ("ref", "ref1", "ref2"),
         lambda ref: ref.str.len() <= REF_MAX,
-        "KWA001: at most 255 characters each.",
+        f"{Code.TOO_LONG}: at most 255 characters each.",
     ),
     Check(
         "params_format",
         ("params",),
         lambda params: _regex(params, _PARAMS_SHAPE, full=True),
-        "KWA010: comma-separated, CSV-quoted where a value holds a comma.",
+        f"{Code.BAD_PARAMS}: comma-separated, CSV-quoted where a value holds a comma.",
     ),
     Check(
         "params_empty",
         ("params",),
         _params_filled,
-        "KWA010: no empty parameter (WhatsApp refuses them).",
+        f"{Code.BAD_PARAMS}: no empty parameter (WhatsApp refuses them).",
     ),
     Check(
         "lang_code_format",
         ("lang_code",),
         lambda lang_code: _regex(lang_code, _LANG_CODE, full=True),
-        "KWA011: a language code such as 'en' or 'pt_BR'.",
+        f"{Code.BAD_LANG_CODE}: a language code such as 'en' or 'pt_BR'.",
     ),
     Check(
         "url",
         ("callback_url",),
         lambda url: _regex(url, _URL, full=True),
-        "KWA005: a full http(s) URL.",
+        f"{Code.BAD_CALLBACK_URL}: a full http(s) URL.",
     ),
 )
 #: A text message also needs a ``body``.
@@ -273,7 +270,7 @@ TEXT_CHECKS = (
         "body_required",
         ("body",),
         _filled,
-        "KWA002: a text message has a body.",
+        f"{Code.REQUIRED_EMPTY}: a text message has a body.",
         ignore_na=False,
     ),
 )
@@ -284,7 +281,7 @@ TEMPLATE_CHECKS = (
         "template_required",
         ("template_name",),
         _filled,
-        "KWA002: a template message names its template.",
+        f"{Code.REQUIRED_EMPTY}: a template message names its template.",
         ignore_na=False,
     ),
 )
@@ -292,13 +289,19 @@ _MEDIA_URL = Check(
     "media_url_format",
     ("media_url",),
     lambda url: _regex(url, _URL, full=True),
-    "KWA026: a full http(s) link.",
+    f"{Code.BAD_MEDIA_URL}: a full http(s) link.",
 )
 #: A media message needs a link to its media (a session message, like text).
 MEDIA_CHECKS = (
     *MESSAGE_CHECKS,
     _MEDIA_URL,
-    Check("media_required", ("media_url",), _filled, "KWA002: a media link.", ignore_na=False),
+    Check(
+        "media_required",
+        ("media_url",),
+        _filled,
+        f"{Code.REQUIRED_EMPTY}: a media link.",
+        ignore_na=False,
+    ),
 )
 #: A media template may link its header's media.
 MEDIA_TEMPLATE_CHECKS = (*TEMPLATE_CHECKS, _MEDIA_URL)
@@ -309,7 +312,7 @@ AUTH_CHECKS = (
         "code_required",
         ("verification_code",),
         _filled,
-        "KWA002: the code to send.",
+        f"{Code.REQUIRED_EMPTY}: the code to send.",
         ignore_na=False,
     ),
 )
@@ -418,64 +421,64 @@ def _length_message(limit: int) -> _Message:
 
 _RULES: dict[str, _Rule] = {
     "type_known": _Rule(
-        "KWA003",
+        Code.UNKNOWN_TYPE,
         "unknown type: use text, template, media, mediatemplate or authenticationtemplate (or "
         "leave it empty)",
     ),
     "media_required": _Rule(
-        "KWA002", "a media message needs media_url: give a full https link to the file"
+        Code.REQUIRED_EMPTY, "a media message needs media_url: give a full https link to the file"
     ),
     "media_url_format": _Rule(
-        "KWA026", "media_url must be a full http:// or https:// link, without spaces"
+        Code.BAD_MEDIA_URL, "media_url must be a full http:// or https:// link, without spaces"
     ),
     "code_required": _Rule(
-        "KWA002", "an authentication template needs verification_code: the code to send"
+        Code.REQUIRED_EMPTY, "an authentication template needs verification_code: the code to send"
     ),
     "channel_known": _Rule(
-        "KWA003",
+        Code.UNKNOWN_TYPE,
         "this toolkit sends WhatsApp messages only: use channel 'whatsapp' or leave it empty",
     ),
     "body_required": _Rule(
-        "KWA002",
+        Code.REQUIRED_EMPTY,
         "a text message needs a body: fill it, or give a template_name to send a template",
     ),
-    "body_length": _Rule("KWA001", _length_message(BODY_MAX)),
+    "body_length": _Rule(Code.TOO_LONG, _length_message(BODY_MAX)),
     "body_control_chars": _Rule(
-        "KWA006",
+        Code.CONTROL_CHARACTERS,
         "the body holds control characters (other than line breaks and tabs): remove them",
     ),
     "template_required": _Rule(
-        "KWA002",
+        Code.REQUIRED_EMPTY,
         "a template message needs a template_name: give the name of an approved template",
     ),
     "no_html": _Rule(
-        "E413",
+        Code.HTML_IN_PARAMETER,
         lambda column, _: (
             f"HTML tags are not allowed in '{column}' (only in body): remove the <...> tags"
         ),
     ),
     "control_chars": _Rule(
-        "KWA006",
+        Code.CONTROL_CHARACTERS,
         lambda column, _: f"'{column}' holds control characters (tabs, line breaks…): remove them",
     ),
-    "ref_length": _Rule("KWA001", _length_message(REF_MAX)),
+    "ref_length": _Rule(Code.TOO_LONG, _length_message(REF_MAX)),
     "params_format": _Rule(
-        "KWA010",
+        Code.BAD_PARAMS,
         "params must be comma-separated values; a value that holds a comma or a quote goes in "
         'double quotes, with "" for a quote inside (e.g. "Tan, Wei Ling",A1008)',
     ),
     "params_empty": _Rule(
-        "KWA010",
+        Code.BAD_PARAMS,
         "params has an empty value (two commas in a row, or one at an end): WhatsApp refuses "
         "empty template parameters, so fill it or remove the extra comma",
     ),
     "lang_code_format": _Rule(
-        "KWA011",
+        Code.BAD_LANG_CODE,
         "lang_code must look like 'en' or 'pt_BR' (the language in lower case, then _ and the "
         "country in capitals)",
     ),
     "url": _Rule(
-        "KWA005",
+        Code.BAD_CALLBACK_URL,
         "callback_url must be a full http:// or https:// URL, without spaces",
     ),
 }
@@ -507,7 +510,14 @@ def check_models(
         for name, column, failed in failures(subset[kept], checks):
             if name == "body_required" and hint:
                 message = f"{_RULES[name].message}{hint}"
-                problems.add(failed, column, name, "KWA002", message, prepared[column].iloc[failed])
+                problems.add(
+                    failed,
+                    column,
+                    name,
+                    Code.REQUIRED_EMPTY,
+                    message,
+                    prepared[column].iloc[failed],
+                )
                 continue
             _record(name, column, failed, prepared, problems, phones, from_reason, written_to)
 
@@ -530,29 +540,29 @@ def _record(
         several = phones["several"].to_numpy()[failed]
         if several.any():  # a cell of several numbers (KWA032): never split, never guessed
             message = reasons[several] + ": " + SEVERAL_FIX
-            problems.add(failed[several], column, "phone_several", "KWA032", message,
+            problems.add(failed[several], column, "phone_several", Code.SEVERAL_NUMBERS, message,
                          values[several])  # fmt: skip
             failed, reasons, values = failed[~several], reasons[~several], values[~several]
             mangled = mangled[~several]
         if not mangled.any():
-            problems.add(failed, column, name, "E13009", reasons, values)
+            problems.add(failed, column, name, Code.INVALID_TO, reasons, values)
         else:
             plain = ~mangled
-            problems.add(failed[plain], column, name, "E13009", reasons[plain], values[plain])
+            problems.add(
+                failed[plain], column, name, Code.INVALID_TO, reasons[plain], values[plain]
+            )
             problems.add(
                 failed[mangled],
                 column,
                 "phone_mangled",
-                "KWA004",
+                Code.MANGLED_NUMBER,
                 reasons[mangled] + ": re-export the column as text; the number will not be guessed",
                 values[mangled],
             )
     elif name == "sender_valid":
         reason = from_reason.iloc[failed].fillna("is not a valid number").reset_index(drop=True)
-        message = (
-            "the sender " + reason + ": use your WhatsApp business number with + and country code"
-        )
-        problems.add(failed, column, name, "E13008", message, values)
+        message = reason.map(invalid_sender_message, na_action="ignore")
+        problems.add(failed, column, name, Code.INVALID_FROM, message, values)
     else:
         _add_rule(problems, name, failed, column, values)
     if column in _SHAPED:

@@ -8,8 +8,9 @@ table, unless ``sheet=`` names one), the opt-outs of a receipts store (the frame
 :func:`kwa_batch.opt_outs` returns, or anything whose ``opt_outs()`` gives it: an open
 store, a :class:`~kwa_batch.receipts.optouts.OptOutSource`), or a frame of any of these
 shapes. Validation sits below the receipts side, so a *path* to a store is read by the
-caller (``kb.opt_outs(path)``; the CLI's ``--suppress`` does it). A text file is decoded as
-recipient files are (UTF-8 with or without BOM, UTF-16, a legacy code page).
+caller (``kb.opt_outs(path)``; the CLI's ``--suppress`` does it). A file is read by
+:mod:`kwa_batch.loading.reading`, as recipient files are (only a regular file; UTF-8 with
+or without BOM, UTF-16, a legacy code page; a sheet named in any case).
 
 Each number is normalised as :func:`kwa_batch.validate` does it (``+91 98765-43210`` and
 ``919876543210`` are the same person), and a form WhatsApp's ``wa_id`` writes it in
@@ -33,8 +34,6 @@ Nothing that names someone who asked not to be messaged is dropped quietly:
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -44,9 +43,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import Code, InputError
+from ..loading.files import FileKind, check_regular_file
+from ..loading.reading import WORKBOOK_SUFFIXES, Table, read_tables
+from ..loading.recipients import MAX_FILE_BYTES, TO_ALIASES
 from ..privacy import mask_phone
-from ..recipients import TO_ALIASES, check_regular_file, decode_text
 from .phones import check_region, normalize_phone, normalize_phones, wa_id_forms
 
 __all__ = [
@@ -61,7 +62,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The error code of a row to a suppressed number (see errors.py).
-SUPPRESSED_CODE = "KWA025"
+SUPPRESSED_CODE = Code.OPTED_OUT
 #: Columns of :func:`load_suppression`, in order.
 SUPPRESSION_COLUMNS = ("number", "since", "reason")
 
@@ -70,15 +71,20 @@ _NUMBER_NAMES = {"to", "number", "numbers", "msisdn", "wa_id", *TO_ALIASES}
 _SINCE_NAMES = ("since", "opted_out_at", "date", "at", "when")
 _REASON_NAMES = ("reason", "why", "how", "detail", "source")
 _SQLITE = b"SQLite format 3\x00"
-_WORKBOOKS = (".xlsx", ".xlsm")
+#: What a suppression file is, for the messages that refuse one, and how large it may be.
+SUPPRESSION_FILE = FileKind(
+    "suppression list",
+    "save the numbers as a .csv or .xlsx file first",
+    MAX_FILE_BYTES,
+    "split it into smaller files",
+    "one number a line",
+)
 # The columns of kwa_batch.opt_outs (receipts sit above validation: not imported).
 _OPT_OUT_COLUMNS = ("number", "opted_out_at", "how", "detail")
 # A number written as digits, perhaps after '+' and with separators: what a wa_id form
 # is looked for in.
 _DIGITS = re.compile(r"\+?[1-9][0-9]{6,15}")
 _SEPARATORS = str.maketrans("", "", " \u00a0\u202f\u2007\t()-./")
-# What a file holds when it holds nothing: whitespace, NULs (UTF-16) and byte-order marks.
-_NOTHING = b" \t\r\n\f\v\x00\xef\xbb\xbf\xff\xfe"
 _NO_NUMBERS = "a suppression list with no numbers would suppress nobody"
 _SHOWN = 3
 
@@ -132,7 +138,7 @@ def load_suppression(
 
 
 def _is_workbook(source: Any) -> bool:
-    return isinstance(source, str | Path) and Path(source).suffix.lower() in _WORKBOOKS
+    return isinstance(source, str | Path) and Path(source).suffix.lower() in WORKBOOK_SUFFIXES
 
 
 def normalize_suppressed(values: pd.Series, default_region: str | None = None) -> pd.DataFrame:
@@ -221,7 +227,7 @@ def _one(source: Any, region: str | None, sheet: str | None) -> pd.DataFrame:
         return _from_table(table, "the suppression list", region, lines=None)
     raise TypeError(
         f"cannot read numbers to suppress from {type(source).__name__}: give a list of "
-        "numbers, a file of numbers, a receipts store or a DataFrame"
+        "numbers, a file of numbers, a DataFrame, or a receipts store as kb.OptOutSource(path)"
     )
 
 
@@ -274,23 +280,21 @@ def _from_opt_outs(found: pd.DataFrame, where: str) -> pd.DataFrame:
 def _from_file(file: Path, region: str | None, sheet: str | None) -> pd.DataFrame:
     if not file.exists():
         raise InputError(f"{file}: no such suppression file or receipts store")
-    check_regular_file(file)
+    check_regular_file(file, SUPPRESSION_FILE)  # a FIFO or a device: refused, never opened
     try:
         with file.open("rb") as handle:
             head = handle.read(16)
-            if head == _SQLITE:
-                raise InputError(
-                    f"{file} is a SQLite file, not a list of numbers: for the opt-outs of a "
-                    f"receipts store pass kb.OptOutSource({str(file)!r}), read again while a "
-                    f"send runs (on the command line, --suppress {file} does it)"
-                )
-            if file.suffix.lower() in _WORKBOOKS:
-                tables = _read_workbook(file, handle, sheet)
-            else:
-                handle.seek(0)
-                tables = [_read_text(file, handle.read())]
     except OSError as exc:
         raise InputError(f"{file}: cannot be read as a list of numbers ({exc})") from None
+    if head == _SQLITE:
+        raise InputError(
+            f"{file} is a SQLite file, not a list of numbers: for the opt-outs of a "
+            f"receipts store pass kb.OptOutSource({str(file)!r}), read again while a "
+            f"send runs (on the command line, --suppress {file} does it)"
+        )
+    workbook = file.suffix.lower() in WORKBOOK_SUFFIXES
+    read = read_tables(file, SUPPRESSION_FILE, sheet=sheet if workbook else None, empty=True)
+    tables = [_as_rows(table) for table in read]
     found = [
         _from_table(table, where, region, lines=lines)
         for where, table, lines in (_with_header(*table) for table in tables)
@@ -310,7 +314,7 @@ def _why_nothing(file: Path, tables: list[_Table]) -> str:
         "put the numbers not to message in it (one a line, or in a column named 'phone' or "
         "'number'), or leave it out"
     )
-    if file.suffix.lower() in _WORKBOOKS:
+    if file.suffix.lower() in WORKBOOK_SUFFIXES:
         names = ", ".join(repr(table.attrs["sheet"]) for _, table, _ in tables)
         return f"none of its sheets ({names}) holds a number: {fix}"
     if tables[0][1].empty:
@@ -318,49 +322,26 @@ def _why_nothing(file: Path, tables: list[_Table]) -> str:
     return f"it has a header and no numbers under it: {fix}"
 
 
-def _read_workbook(file: Path, handle: Any, sheet: str | None) -> list[_Table]:
-    """Every sheet of the workbook (or the one named), each as a table of text."""
-    from ..sheets import read_sheet  # only for workbooks
-
-    first = read_sheet(file, handle, sheet if sheet is not None else 0)
-    read = [first]
-    if sheet is None:
-        read += [read_sheet(file, handle, i) for i in range(1, len(first.sheets))]
-    tables = []
-    for found in read:
-        width = max((max(cells) for _, cells in found.rows), default=0)
-        rows = [[cells.get(c, "") for c in range(1, width + 1)] for _, cells in found.rows]
-        lines = np.array([number for number, _ in found.rows], dtype=np.int64)
-        table = pd.DataFrame(rows, columns=range(width), dtype="str")
-        table.attrs["sheet"] = found.title
-        tables.append((f"{file.name}, sheet {found.title!r}", table, lines))
-    return tables
-
-
-def _read_text(file: Path, raw: bytes) -> _Table:
-    if not raw.strip(_NOTHING):
-        return file.name, pd.DataFrame(dtype="str"), np.zeros(0, dtype=np.int64)
-    text = decode_text(file, raw)[1]
-    sample = text[:4096]
-    try:
-        # Never a space: "+91 98765 43210" is one number.
-        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        delimiter = ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    rows, lines = [], []
-    try:
-        for row in reader:
-            if any(cell.strip() for cell in row):  # a blank line is no row (nor the header)
-                rows.append(row)
-                lines.append(reader.line_num)
-    except csv.Error as exc:
-        raise InputError(
-            f"{file}: line {reader.line_num}: cannot be read as a list of numbers ({exc})"
-        ) from None
-    width = max((len(r) for r in rows), default=1)
-    table = pd.DataFrame([r + [""] * (width - len(r)) for r in rows], dtype="str")
-    return file.name, table, np.array(lines, dtype=np.int64)
+def _as_rows(table: Table) -> _Table:
+    """A table as read, with its header as its first row (a list of numbers may have none:
+    :func:`_with_header` decides), and where it is, for messages."""
+    if table.sheet is None:
+        where = table.source.name
+    else:
+        where = f"{table.source.name}, sheet {table.sheet!r}"
+    if not table.header:
+        frame = pd.DataFrame(dtype="str")
+        lines = np.zeros(0, dtype=np.int64)
+    else:
+        frame = pd.DataFrame(
+            {
+                i: pd.array([name or None, *column], dtype="str")
+                for i, (name, column) in enumerate(zip(table.header, table.columns, strict=True))
+            }
+        )
+        lines = np.concatenate([[table.header_line], table.lines]).astype(np.int64)
+    frame.attrs["sheet"] = table.sheet
+    return where, frame, lines
 
 
 def _key(name: object) -> str:

@@ -40,6 +40,7 @@ import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
 from ..catalogue import MEDIA_FORMATS, TEMPLATE_COLUMNS, load_templates
+from ..errors import Code
 
 __all__ = ["TEMPLATE_TYPES", "Finding", "TemplateCheck", "catalogue_frame", "check_templates"]
 
@@ -51,7 +52,7 @@ MEDIA_EXTENSIONS = {
     **dict.fromkeys(("mp4", "3gp", "3gpp", "mov"), "VIDEO"),
     **dict.fromkeys(("pdf", "doc", "docx", "xls", "xlsx", "ppt", "pptx", "txt"), "DOCUMENT"),
 }
-_STATUS_CODES = {"paused": "KWA017", "disabled": "KWA018"}
+_STATUS_CODES = {"paused": Code.TEMPLATE_PAUSED, "disabled": Code.TEMPLATE_DISABLED}
 _QUOTED = r'"(?:[^"]|"")*"'
 # RE2 patterns (pyarrow runs them), with the characters themselves: RE2 has no \u escape.
 _BAD_SPACING = "[ \u00a0]{5,}"
@@ -232,16 +233,16 @@ class _Lookup:
         languages = sorted(self.languages.get(name, []))
         if not languages:
             message = _unknown_name(name, self.names)
-            return _Verdict(code="KWA013", column="template_name", check="template_known",
-                            message=message)  # fmt: skip
+            return _Verdict(code=Code.TEMPLATE_UNKNOWN, column="template_name",
+                            check="template_known", message=message)  # fmt: skip
         listed = ", ".join(languages)
         if lang is None and len(languages) > 1:
             message = (
                 f"lang_code is empty and {name} exists in {len(languages)} languages "
                 f"({listed}): fill lang_code with one of them"
             )
-            return _Verdict(code="KWA014", column="lang_code", check="language_chosen",
-                            message=message)  # fmt: skip
+            return _Verdict(code=Code.LANGUAGE_AMBIGUOUS, column="lang_code",
+                            check="language_chosen", message=message)  # fmt: skip
         filled = lang is None
         lang = languages[0] if lang is None else lang
         ci = self.rows.get((name, lang), -1)
@@ -250,7 +251,7 @@ class _Lookup:
                 f"{name} has no '{lang}' version (languages: {listed}): use one of them, or have "
                 "it approved in this one"
             )
-            return _Verdict(code="KWA015", column="lang_code", check="language_known",
+            return _Verdict(code=Code.LANGUAGE_UNKNOWN, column="lang_code", check="language_known",
                             message=message)  # fmt: skip
         return _Verdict(ci=ci, lang=lang, filled=filled, where=f"{name} ({lang})")
 
@@ -315,7 +316,7 @@ def _check_found(out: TemplateCheck, found: _Found) -> None:
     refused = status != "approved"
     if refused.any():
         shown = pd.Series(status[refused], dtype="str")
-        codes = shown.map(_STATUS_CODES).fillna("KWA016").to_numpy()
+        codes = shown.map(_STATUS_CODES).fillna(Code.TEMPLATE_NOT_APPROVED).to_numpy()
         message = found.where(refused) + " is " + shown.str.replace("_", " ") + ", not approved: "
         message = message + "WhatsApp would refuse it"
         for code in pd.unique(codes):
@@ -341,18 +342,24 @@ def _check_found(out: TemplateCheck, found: _Found) -> None:
             + ": give one value per {{n}} of its body"
         )  # fmt: skip
         _add(
-            out, found.pos[wrong], "params", "params_count", "KWA019", message, _sub(params, wrong)
+            out,
+            found.pos[wrong],
+            "params",
+            "params_count",
+            Code.PARAMS_COUNT,
+            message,
+            _sub(params, wrong),
         )
     spaced = _matches(params, _BAD_SPACING)
     if spaced.any():
-        _add(out, found.pos[spaced], "params", "params_spacing", "KWA024",
+        _add(out, found.pos[spaced], "params", "params_spacing", Code.PARAM_SPACING,
              found.where(spaced) + ": a parameter holds more than four spaces in a row: "
              "WhatsApp refuses it, remove them", _sub(params, spaced))  # fmt: skip
     _check_media(out, found)
-    _check_placeholder(out, found, "header_params", "param_header", "KWA022",
+    _check_placeholder(out, found, "header_params", "param_header", Code.HEADER_PARAM_MISSING,
                        " has a header with a placeholder (", "header_text",
                        "): fill param_header with its value")  # fmt: skip
-    _check_placeholder(out, found, "url_params", "param_url", "KWA023",
+    _check_placeholder(out, found, "url_params", "param_url", Code.URL_PARAM_MISSING,
                        " has a dynamic link button (", "url_button",
                        "): fill param_url with what replaces {{1}}")  # fmt: skip
 
@@ -380,7 +387,7 @@ def _check_placeholder(
         _add(out, pos[needs], column, f"{column}_required", code, message, _sub(given, needs))
     bad = _matches(given, _BAD_PARAM)
     if bad.any():
-        _add(out, pos[bad], column, "param_spacing", "KWA024",
+        _add(out, pos[bad], column, "param_spacing", Code.PARAM_SPACING,
              _sub(found.where(needed), bad) + f": {column} holds a line break, a tab or more "
              "than four spaces in a row: WhatsApp refuses it, write it on one line",
              _sub(given, bad))  # fmt: skip
@@ -399,7 +406,7 @@ def _check_media(out: TemplateCheck, found: _Found) -> None:
     link = _matches(media, r"^https?://[^ \t/]+")
     lacking = ~link
     if lacking.any():
-        _add(out, pos[lacking], "media_url", "media_required", "KWA020",
+        _add(out, pos[lacking], "media_url", "media_required", Code.MEDIA_MISSING,
              _sub(where, lacking) + " has " + _sub(kind, lacking).map(_article) + " header: "
              "fill media_url with a full https link to the " + _sub(kind, lacking),
              _sub(media, lacking))  # fmt: skip
@@ -412,7 +419,7 @@ def _check_media(out: TemplateCheck, found: _Found) -> None:
     shown_kind = extension.map(MEDIA_EXTENSIONS)
     mismatch = link & shown_kind.notna().to_numpy() & (shown_kind != fmt).to_numpy()
     if mismatch.any():
-        _add(out, pos[mismatch], "media_url", "media_kind", "KWA021",
+        _add(out, pos[mismatch], "media_url", "media_kind", Code.MEDIA_KIND,
              _sub(where, mismatch) + "'s header is " + _sub(kind, mismatch).map(_article)
              + ", but media_url links a ." + _sub(extension, mismatch) + " file ("
              + _sub(shown_kind, mismatch).str.lower().map(_article) + "): link "

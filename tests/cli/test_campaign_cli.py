@@ -98,7 +98,7 @@ def test_the_preview_of_text_rows_says_text_not_nan(runner: CliRunner) -> None:
 
 
 def test_the_packaged_sample_catalogue_is_the_sample_file() -> None:
-    from kwa_batch.emulator.templates import SAMPLE_CATALOGUE, sample_catalogue
+    from kwa_batch.emulator.template_catalogue import SAMPLE_CATALOGUE, sample_catalogue
 
     packaged = ROOT / "kwa_batch" / "emulator" / SAMPLE_CATALOGUE
     assert packaged.read_bytes() == (SAMPLES / "templates.json").read_bytes()

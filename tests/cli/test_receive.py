@@ -53,12 +53,13 @@ def test_status_writes_the_merged_results(
     outcome = runner.invoke(
         cli, ["status", str(results), "--receipts", str(store), "--out", str(out)]
     )
-    assert outcome.exit_code == 0, outcome.output
+    assert outcome.exit_code == 1, outcome.output  # as the run that wrote it: one rejected
     delivered = int((merged["delivery_status"] == "delivered").sum())
     failed = int((merged["delivery_status"] == "failed").sum())
     assert delivered + failed == 8
     assert outcome.output.splitlines() == [
         f"{results}: 9 rows, 8 with a message id",
+        "Outcome: 8 sent, 1 rejected",
         f"Delivery: {delivered} delivered, {failed} failed",
         f"  131026      {failed:>6} failed",
         f"Results: {out} (9 rows, one per input row)",
@@ -68,13 +69,22 @@ def test_status_writes_the_merged_results(
     assert written.index.tolist() == merged.index.tolist()
 
 
-def test_status_writes_beside_the_results_by_default(
-    runner: CliRunner, run_files: tuple[Path, Path, pd.DataFrame]
+def test_status_writes_here_by_default_as_send_does(
+    runner: CliRunner,
+    run_files: tuple[Path, Path, pd.DataFrame],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """``send --out`` and ``status --out`` default to the same folder: the current one."""
     results, store, _ = run_files
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
     outcome = runner.invoke(cli, ["status", str(results), "--receipts", str(store)])
-    assert outcome.exit_code == 0, outcome.output
-    written = results.with_name("results.status.csv")
+    assert outcome.exit_code == 1, outcome.output  # as the run: one row rejected
+    written = Path("results.status.csv")
+    assert (here / written).is_file()
+    assert not results.with_name("results.status.csv").exists()
     assert f"Results: {written} " in outcome.output
     assert "delivery_status" in kb.load_results(written).columns
 
@@ -230,10 +240,28 @@ def test_validate_with_windows_flags_text_rows_needing_a_template(tmp_path) -> N
 
 
 def test_one_callback_path_everywhere(sample_csv: Path) -> None:
-    """The receiver prints the path the sample data and the docs use."""
+    """The receiver prints the path the README uses; the sample names no receiver."""
     from kwa_batch.config import CALLBACK_PATH
 
     assert CALLBACK_PATH == "/kaleyra/callback"
-    assert f"http://127.0.0.1:8765{CALLBACK_PATH}" in sample_csv.read_text()
+    assert "/callback" not in sample_csv.read_text()
     readme = (sample_csv.parent.parent / "README.md").read_text()
+    assert f"http://127.0.0.1:8765{CALLBACK_PATH}" in readme
     assert "/callback" not in readme.replace(CALLBACK_PATH, "")
+
+
+def test_the_sample_sends_its_callbacks_where_the_user_says(
+    runner: CliRunner, sample_csv: Path, tmp_path: Path
+) -> None:
+    """The README's way to see callbacks: a receiver started for it, its URL given."""
+    store = tmp_path / "receipts.db"
+    out = tmp_path / "results.xlsx"
+    with kb.Receiver(store) as receiver:
+        url = receiver.callback_url
+        args = ["send", str(sample_csv), "--emulator", "--out", str(out), "--callback-url", url]
+        outcome = runner.invoke(cli, args)
+        assert outcome.exit_code == 1, outcome.output  # the sample's five bad rows
+        counts = receiver.store.counts()
+    assert counts["status_updates"] == 30  # 15 messages: sent, then delivered
+    merged = kb.merge_receipts(kb.load_results(out), store)
+    assert (merged["delivery_status"] == "delivered").sum() == 15

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from openpyxl import load_workbook
 
 from kwa_batch.cli import cli
+from kwa_batch.export import outcome_path
 
 CLEAN = "to,body\n+919876543210,Hi\n+447911123456,Hello\n"
 
@@ -279,9 +280,9 @@ def test_resend_unknown_needs_a_journal(runner: CliRunner, write_csv) -> None:
 @pytest.mark.parametrize(
     ("stop", "code", "said"),
     [
-        ("SIGINT", 130, "Interrupted: run the same command again"),
-        ("SIGTERM", 143, "Stopped by SIGTERM: run the same command again"),
-        ("SIGHUP", 129, "Stopped by SIGHUP: run the same command again"),
+        ("SIGINT", 130, "Interrupted: send again with the same journal"),
+        ("SIGTERM", 143, "Stopped by SIGTERM: send again with the same journal"),
+        ("SIGHUP", 129, "Stopped by SIGHUP: send again with the same journal"),
     ],
 )
 def test_a_stop_signal_writes_results_and_summary_and_resume_completes(
@@ -341,6 +342,15 @@ def test_a_stop_signal_writes_results_and_summary_and_resume_completes(
         assert summary["exit_code"] == code
         assert summary["stopped_by"] == stop
         assert summary["status"]["sent"] == (partial["status"] == "sent").sum()
+        reported = subprocess.run(
+            [sys.executable, "-m", "kwa_batch", "report", "c.csv.results.csv"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert reported.returncode == code, reported.stdout + reported.stderr  # as the run
+        assert said in reported.stderr
         again = subprocess.run(
             args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
         )
@@ -577,4 +587,9 @@ def test_out_on_a_full_disk_leaves_no_truncated_file_and_never_exits_0(
     assert saved, result.output
     fallback = Path(saved.group(1))
     assert len(pd.read_csv(fallback, dtype=str, encoding="utf-8-sig")) == rows
+    # The file written instead says so: `report` on it exits as the run did, not 0.
+    reported = runner.invoke(cli, ["report", str(fallback)])
+    assert reported.exit_code == 3, reported.output
+    assert f"saved to {fallback} instead" in reported.output
     fallback.unlink()
+    outcome_path(fallback).unlink()

@@ -18,7 +18,7 @@ def send(runner: CliRunner, path: Path, out: Path, *options: str) -> dict[str, o
     args = ["send", str(path), "--emulator", "--from", "+911234567890", "--out", str(out)]
     result = runner.invoke(cli, [*args, *options])
     assert result.exit_code == 0, result.output
-    run: dict[str, object] = load_results(out).attrs["run"]
+    run: dict[str, object] = load_results(out).attrs["run"].settings
     return run
 
 

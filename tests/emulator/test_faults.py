@@ -26,7 +26,8 @@ import pytest
 import requests
 from werkzeug.test import Client
 
-from kwa_batch.emulator.server import FAULTS, Emulator
+from kwa_batch.emulator.behaviour import FAULTS
+from kwa_batch.emulator.server import Emulator
 
 TO = "+919876543210"
 SENDER = "+911234567890"

@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import Client
 
-from kwa_batch.emulator.server import MAX_REQUEST_BYTES, Emulator, _has_html_tag
+from kwa_batch.emulator.bodies import MAX_REQUEST_BYTES
+from kwa_batch.emulator.request_checks import has_html_tag
+from kwa_batch.emulator.server import Emulator
 
 DEADLINE = 20.0  # seconds: only so that a broken server cannot hang the suite
 FIELDS = {"to": "919876543210", "from": "911234567890", "type": "text", "channel": "whatsapp"}
@@ -174,7 +176,7 @@ _REGEX = re.compile(r"<\s*/?\s*[A-Za-z][^>]*>")  # the check it replaces, quadra
 @settings(max_examples=2000, deadline=None)
 @given(st.text(alphabet="<>/ \t\u00a0\u2003aZ1-=\"'", max_size=30))
 def test_the_html_check_finds_what_the_regex_found(text: str) -> None:
-    assert _has_html_tag(text) == bool(_REGEX.search(text))
+    assert has_html_tag(text) == bool(_REGEX.search(text))
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,10 @@ import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
+from kwa_batch._http.serving import BackgroundServer
 from kwa_batch.emulator.limits import EmulatedLimits
 from kwa_batch.emulator.server import Emulator
 from kwa_batch.errors import RateLimitError
-from kwa_batch.serving import BackgroundServer
 
 SENDER = "+911234567890"
 OTHER_SENDER = "+911234567891"

@@ -22,7 +22,8 @@ import pytest
 import requests
 from werkzeug.test import Client
 
-from kwa_batch.emulator.server import LEDGER_COLUMNS, Emulator
+from kwa_batch.emulator.ledger import LEDGER_COLUMNS
+from kwa_batch.emulator.server import Emulator
 from kwa_batch.errors import ApiError, AuthenticationError
 from kwa_batch.sending.client import KaleyraClient
 

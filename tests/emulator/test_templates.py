@@ -14,7 +14,7 @@ from conftest import ROOT, SENDER
 import kwa_batch as kb
 from kwa_batch.catalogue import load_templates
 from kwa_batch.emulator.server import Emulator
-from kwa_batch.emulator.templates import EmulatedTemplates
+from kwa_batch.emulator.template_catalogue import EmulatedTemplates
 from kwa_batch.receipts.receiver import Receiver
 
 SAMPLE_JSON = ROOT / "sample_data" / "templates.json"

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kwa_batch.errors import InputError, KwaBatchError
-from kwa_batch.receipts.receipts import RECEIPT_COLUMNS, _receipts, load_receipts, merge_receipts
+from kwa_batch.receipts.delivery import RECEIPT_COLUMNS, _receipts, load_receipts, merge_receipts
 from kwa_batch.receipts.store import STATUS_RANK, CallbackStore, StatusUpdate
 from kwa_batch.results import DELIVERY_COLUMNS, NO_CALLBACK_URL, NO_RECEIPT, delivery_counts
 

@@ -20,7 +20,7 @@ import requests
 from werkzeug.test import Client
 
 from kwa_batch.errors import ConfigurationError
-from kwa_batch.receipts.receipts import load_receipts
+from kwa_batch.receipts.delivery import load_receipts
 from kwa_batch.receipts.receiver import (
     MAX_BODY,
     TOKEN_HEADER,

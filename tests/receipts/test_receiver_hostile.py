@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import Client
 
-from kwa_batch.chunked import read_chunked
+from kwa_batch._http.chunked import read_chunked
 from kwa_batch.receipts.receiver import Receiver, make_app
 
 TOKEN = "t0ken-Sekr1t-xyz"
@@ -362,7 +362,7 @@ def test_an_absurd_time_is_replaced_by_the_receipt_time(quick: Receiver, timesta
         quick.callback_url, json={**STATUS, "timestamp": timestamp}, timeout=DEADLINE
     )
     assert answer.status_code == 200, answer.text
-    from kwa_batch.receipts.receipts import load_receipts
+    from kwa_batch.receipts.delivery import load_receipts
 
     receipt = load_receipts(quick.store).iloc[0]
     assert receipt["delivered_at"].year < 9999

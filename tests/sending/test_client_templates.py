@@ -15,10 +15,10 @@ import pytest
 from conftest import ROOT
 
 from kwa_batch import AuthenticationError, ConnectError, InvalidResponseError, KaleyraClient
+from kwa_batch._http.serving import BackgroundServer
 from kwa_batch.catalogue import load_templates
 from kwa_batch.emulator.server import Emulator
 from kwa_batch.errors import ConfigurationError
-from kwa_batch.serving import BackgroundServer
 
 CATALOGUE = load_templates(ROOT / "sample_data" / "templates.json")
 

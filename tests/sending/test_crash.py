@@ -170,6 +170,7 @@ def test_two_runs_on_two_names_of_one_journal(tmp_path: Path, how: str) -> None:
         "alias.db",
         "campaign.csv",
         "first.csv",
+        "first.csv.run.json",  # the run's outcome, beside its results
         "j.db",
     ]  # no lock file left behind
 

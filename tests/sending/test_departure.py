@@ -14,12 +14,12 @@ import pytest
 from conftest import SENDER, WallClock, campaign
 
 from kwa_batch import ConfigurationError, Emulator, send, validate
-from kwa_batch.receipts.optouts import opt_outs
+from kwa_batch.receipts.optouts import OptOutSource, opt_outs
 from kwa_batch.receipts.store import CallbackStore, IncomingMessage
 from kwa_batch.sending import clock
 from kwa_batch.sending.departure import Departure
 from kwa_batch.sending.journal import Journal
-from kwa_batch.sending.schedule import Pacing
+from kwa_batch.sending.schedule import Holds, Schedule
 
 UK = [f"+4479111234{i:02d}" for i in range(40)]
 
@@ -39,7 +39,7 @@ def test_nothing_leaves_after_the_expiry(fresh_emulator: Emulator, tmp_path: Pat
         progress=False,
     )
     took = time.monotonic() - started
-    expiry = datetime.fromisoformat(results.attrs["run"]["expires"])
+    expiry = datetime.fromisoformat(results.attrs["run"].settings["expires"])
     arrived = fresh_emulator.messages["received_at"]
     assert (arrived <= pd.Timestamp(expiry)).all(), "a message arrived after the expiry"
     sent = results["status"] == "sent"
@@ -49,7 +49,7 @@ def test_nothing_leaves_after_the_expiry(fresh_emulator: Emulator, tmp_path: Pat
     assert set(late["error_code"]) == {"KWA029"}
     assert late["error_message"].str.contains("never sent").all()
     assert took < 5, f"the run waited {took:.1f} s for rows that may no longer go"
-    assert results.attrs["run"]["held"]["KWA029"] == len(late)
+    assert results.attrs["run"].held["KWA029"] == len(late)
     # The journal keeps them expired: the same command later sends nothing.
     again = send(report, fresh_emulator.client(), journal=tmp_path / "run.db", progress=False)
     assert set(again.loc[late.index, "error_code"]) == {"KWA029"}
@@ -75,7 +75,7 @@ def test_quiet_hours_that_start_while_the_run_sends_hold_the_rest(
     held = results[~sent]
     assert set(held["error_code"]) == {"KWA027"}
     assert held["error_message"].str.contains(r"can go from 2027-01-16 09:00").all()
-    assert results.attrs["run"]["held"] == {"KWA027": len(held)}
+    assert results.attrs["run"].held == {"KWA027": len(held)}
     stamps = results.loc[sent, "sent_at"]
     assert (stamps < pd.Timestamp("2027-01-15 21:00", tz="UTC")).all()
 
@@ -120,8 +120,9 @@ def test_an_opt_out_received_while_the_run_sends_holds_that_customers_rows(
     customer's rows still queued; the receipts store is a live source, even when it holds no
     opt-outs yet."""
     store_path = tmp_path / "receipts.db"
-    live = CallbackStore(store_path)  # an empty store, no opt-outs yet
-    live.counts()
+    with CallbackStore(store_path) as store:  # an empty store, no opt-outs yet
+        store.counts()
+    live = OptOutSource(store_path)
     numbers = UK[:8]
     report = validate(campaign(numbers), sender=SENDER, suppress=live)
     assert report.ok
@@ -201,7 +202,7 @@ def test_in_flight_rows_of_the_runs_own_journal_count_toward_the_limit(
 def test_the_limit_at_departure_never_admits_more_than_the_room(wall_clock: WallClock) -> None:
     """64 threads racing for 10 places: exactly 10 recipients get one."""
     wall_clock.set(datetime(2027, 6, 1, 12, tzinfo=UTC))
-    departure = Departure(Pacing.make(daily_limit=10), {})
+    departure = Departure(Holds.make(Schedule(daily_limit=10)), {})
     admitted: list[str] = []
     lock = threading.Lock()
     start = threading.Barrier(64)

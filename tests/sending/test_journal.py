@@ -33,12 +33,12 @@ def test_second_run_skips_what_was_sent_and_returns_its_ids(
     client = fresh_emulator.client(sender=SENDER)
     first = send(frame(20), client, journal=journal, progress=False)
     assert (first["status"] == "sent").all()
-    assert first.attrs["run"]["resume"] == {"new": 20}
+    assert first.attrs["run"].resume == {"new": 20}
     second = send(frame(20), client, journal=journal, progress=False)
     assert len(fresh_emulator.messages) == 20  # nothing sent twice
     assert second["message_id"].tolist() == first["message_id"].tolist()
     assert second["from_journal"].all()
-    assert second.attrs["run"]["resume"] == {"already sent": 20}
+    assert second.attrs["run"].resume == {"already sent": 20}
 
 
 def test_not_sent_rows_are_sent_on_resume(fresh_emulator: Emulator, tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_not_sent_rows_are_sent_on_resume(fresh_emulator: Emulator, tmp_path: Pa
     assert (first["status"] == "not_sent").all()
     second = send(frame(5), fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
     assert (second["status"] == "sent").all()
-    assert second.attrs["run"]["resume"] == {"sending again (failed or not sent before)": 5}
+    assert second.attrs["run"].resume == {"sending again (failed or not sent before)": 5}
 
 
 def test_edited_rows_count_as_new(fresh_emulator: Emulator, tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_edited_rows_count_as_new(fresh_emulator: Emulator, tmp_path: Path) -> N
     edited.loc[2, "body"] = "Hello 2, with a fix"
     results = send(edited, client, journal=journal, progress=False)
     assert results["from_journal"].tolist() == [True, True, False, True]
-    assert results.attrs["run"]["resume"] == {"already sent": 3, "new": 1}
+    assert results.attrs["run"].resume == {"already sent": 3, "new": 1}
     assert len(fresh_emulator.messages) == 5
 
 
@@ -82,7 +82,7 @@ def test_in_flight_rows_come_back_unknown_unless_resent(
     assert len(fresh_emulator.messages) == 3
     forced = send(frame(3), client, journal=journal, progress=False, resend_unknown=True)
     assert forced["status"].tolist() == ["sent", "sent", "sent"]
-    assert forced.attrs["run"]["resume"] == {"already sent": 2, "resending unknown": 1}
+    assert forced.attrs["run"].resume == {"already sent": 2, "resending unknown": 1}
     assert len(fresh_emulator.messages) == 4
 
 

@@ -52,7 +52,8 @@ def test_a_journal_that_fills_the_disk_stops_the_run_with_exit_3(
     results = pd.read_csv(out, dtype=str)
     pending = int((results["status"] == "not_sent").sum())
     assert (
-        hint == f"Incomplete: run the same command again to send the {pending:,} not_sent row(s)."
+        hint
+        == f"Incomplete: send again with the same journal to send the {pending:,} not_sent row(s)."
     )
     assert len(results) == rows  # every row, with what became of it
     assert set(results["status"]) == {"sent", "not_sent"}

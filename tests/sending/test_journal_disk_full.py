@@ -137,7 +137,7 @@ def test_a_run_whose_journal_fills_the_disk_stops_cleanly(
         rate_limit=None,
         progress=False,
     )
-    error = results.attrs["run"]["journal_error"]
+    error = results.attrs["run"].journal_error
     assert "cannot be written any more (the disk is full)" in error
     accepted = emulator.messages
     assert 0 < len(accepted) < rows, "the disk must fill mid-run"

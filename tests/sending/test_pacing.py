@@ -16,6 +16,7 @@ from kwa_batch.sending.pacing import (
     ConcurrencyController,
     Lookahead,
     Pacer,
+    Pacing,
     RecipientSpacing,
 )
 
@@ -162,7 +163,7 @@ def test_requests_late_to_answer_grow_the_pool_before_their_answers() -> None:
 @pytest.mark.parametrize("settings", [{"max_concurrency": 0}, {"concurrency": 0}])
 def test_concurrency_below_one_is_refused(settings: dict[str, int]) -> None:
     with pytest.raises(ConfigurationError, match="at least 1"):
-        Pacer(80, **settings)
+        Pacing(**settings)
 
 
 # -- per-recipient spacing --------------------------------------------------------------------
@@ -216,7 +217,7 @@ def test_zero_interval_turns_spacing_off() -> None:
 @pytest.mark.parametrize("interval", [-1, float("inf"), float("nan")])
 def test_bad_intervals_are_refused(interval: float) -> None:
     with pytest.raises(ConfigurationError, match="per_recipient_interval"):
-        RecipientSpacing(interval)
+        Pacing(per_recipient_interval=interval)
 
 
 # -- the lookahead ----------------------------------------------------------------------------
@@ -289,18 +290,18 @@ def test_defaults_are_whatsapps() -> None:
 
 def test_the_rate_in_force_is_readable_and_shown_briefly() -> None:
     clock = Clock()
-    pacer = Pacer(150, clock=clock)
-    assert pacer.postfix(12) == "150/s x12"
+    pacer = Pacer(Pacing(rate_limit=150), clock=clock)
+    assert pacer.postfix(12) == "≤150/s, 12 in flight"
     pacer.throttled()
     assert pacer.rate_in_force() == 75
-    assert pacer.postfix(3) == "75/s x3"
-    assert Pacer(None).postfix(16) == "x16"
-    assert Pacer(None).rate_in_force() is None
+    assert pacer.postfix(3) == "≤75/s, 3 in flight"
+    assert Pacer(Pacing(rate_limit=None)).postfix(16) == "16 in flight"
+    assert Pacer(Pacing(rate_limit=None)).rate_in_force() is None
 
 
 def test_acquire_stamps_the_departure_for_the_spacing() -> None:
     clock = Clock(10.0)
-    pacer = Pacer(None, clock=clock)
+    pacer = Pacer(Pacing(rate_limit=None), clock=clock)
     pacer.spacing.take(["+1"])
     assert pacer.acquire(["+1"], threading.Event()) == 10.0
     clock.now = 10.5

@@ -71,8 +71,8 @@ def test_results_have_contract_columns_and_dtypes(fresh_emulator: Emulator) -> N
     assert str(results["attempts"].dtype) == "Int64"
     assert str(results["sent_at"].dt.tz) == "UTC"
     assert set(results["status"]) <= set(STATUSES)
-    assert results.attrs["run"]["concurrency"] is None  # driven by the rate
-    assert results.attrs["run"]["rate_limit"] == 80.0
+    assert results.attrs["run"].settings["concurrency"] is None  # driven by the rate
+    assert results.attrs["run"].settings["rate_limit"] == 80.0
 
 
 def test_a_dataframe_is_validated_first_and_invalid_rows_never_sent(
@@ -258,7 +258,7 @@ def test_ctrl_c_returns_partial_results_and_resume_finishes(
         fresh_emulator.sid, fresh_emulator.api_key, sender=SENDER, base_url=fresh_emulator.url, n=20
     )
     results = send(frame(150), client, concurrency=4, progress=False, journal=journal)
-    assert results.attrs["run"]["interrupted"] is True
+    assert results.attrs["run"].interrupted is True
     counts = results["status"].value_counts().to_dict()
     assert set(counts) <= {"sent", "not_sent", "unknown"}
     assert counts["not_sent"] > 100
@@ -348,3 +348,13 @@ def test_a_clients_invalid_sender_rejects_a_frames_rows_too(
     results = send(frame(2), fresh_emulator.client(sender="0000"), progress=False)
     assert (results["error_code"] == "E13008").all()
     assert fresh_emulator.requests_seen == 0
+
+
+def test_send_takes_the_reports_sender_however_it_is_written(fresh_emulator: Emulator) -> None:
+    """The same number, spaced otherwise, is the same sender (the sender rule compares
+    numbers, not spellings)."""
+    report = validate(frame(1), sender=SENDER)
+    spaced = f"{SENDER[:3]} {SENDER[3:8]} {SENDER[8:]}"
+    results = send(report, fresh_emulator.client(), sender=spaced, progress=False)
+    assert (results["status"] == "sent").all()
+    assert fresh_emulator.messages["from"].tolist() == [SENDER]

@@ -68,8 +68,8 @@ def test_campaign_across_zones_then_the_same_command_later(
     assert "09:00 America/Chicago (2027-06-01 14:00 UTC)" in held.loc[US[1], "error_message"]
     assert held.loc[[UK[1], *BRAZIL], "error_code"].tolist() == ["KWA030"] * 2
     assert "room from 2027-06-01 16:00 UTC" in held.loc[BRAZIL[0], "error_message"]
-    assert first.attrs["run"]["held"] == {"KWA027": 3, "KWA030": 2}
-    assert "held back: 3 in quiet hours, 2 over the daily limit" in first.attrs["run"]["headline"]
+    assert first.attrs["run"].held == {"KWA027": 3, "KWA030": 2}
+    assert "held back: 3 in quiet hours, 2 over the daily limit" in first.attrs["run"].headline
     assert len(fresh_emulator.messages) == 3
 
     # 16:30 the next day: every US zone is awake, and the 24-hour window has room again
@@ -161,7 +161,7 @@ def test_expired_rows_are_never_sent_even_on_resume(
     assert set(again["error_code"]) == {"KWA029"}
     assert again["from_journal"].all()
     assert fresh_emulator.messages.empty
-    assert "2 expired, never sent" in again.attrs["run"]["headline"]
+    assert "2 expired, never sent" in again.attrs["run"].headline
 
 
 def test_nothing_leaves_before_the_start(wall_clock: WallClock, fresh_emulator: Emulator) -> None:
@@ -366,7 +366,7 @@ def test_an_expiry_given_as_a_duration_counts_from_the_campaigns_first_run(
     wall_clock.set(start)
     first = send(report, fresh_emulator.client(), expires="20m", **common)
     assert set(first["error_code"]) == {"KWA027"}
-    assert first.attrs["run"]["expires"] == "2027-06-01T03:20:00+00:00"
+    assert first.attrs["run"].settings["expires"] == "2027-06-01T03:20:00+00:00"
     wall_clock.set(start + timedelta(minutes=40))
     later = send(report, fresh_emulator.client(), expires="20m", **common)
     assert set(later["error_code"]) == {"KWA029"}  # not 04:00: the first run's 03:20

@@ -18,9 +18,9 @@ import pytest
 from conftest import SENDER
 from werkzeug.wrappers import Request, Response
 
-from kwa_batch import ConfigurationError, Emulator, KaleyraClient, send
+from kwa_batch import ConfigurationError, Emulator, KaleyraClient, Pacing, send
+from kwa_batch._http.serving import BackgroundServer
 from kwa_batch.sending.journal import Journal
-from kwa_batch.serving import BackgroundServer
 
 NO_VIOLATIONS = {"130429": 0, "131056": 0}
 
@@ -47,12 +47,11 @@ def repeated(customers: int, rows_each: int) -> pd.DataFrame:
 
 
 def test_defaults_are_whatsapps_limits() -> None:
-    defaults = {
-        name: p.default for name, p in inspect.signature(send).parameters.items() if p.default
-    }
-    assert defaults["rate_limit"] == 80.0
-    assert defaults["per_recipient_interval"] == 6.0
-    assert inspect.signature(send).parameters["concurrency"].default is None
+    assert inspect.signature(send).parameters["pacing"].default is None  # Pacing()
+    defaults = Pacing()
+    assert defaults.rate_limit == 80.0
+    assert defaults.per_recipient_interval == 6.0
+    assert defaults.concurrency is None
 
 
 def test_a_campaign_stays_within_the_throughput_and_the_pair_rate() -> None:
@@ -141,8 +140,8 @@ def test_the_pool_grows_with_the_latency_unless_pinned() -> None:
         )  # fmt: skip
     assert (driven["status"] == "sent").all()
     # Little's law: 60 messages/s x 0.4 s = 24 in flight; 8 (the old default) would give 20/s.
-    assert driven.attrs["run"]["pacing"]["peak_in_flight"] >= 20
-    assert pinned.attrs["run"]["pacing"]["peak_in_flight"] <= 3
+    assert driven.attrs["run"].pacing["peak_in_flight"] >= 20
+    assert pinned.attrs["run"].pacing["peak_in_flight"] <= 3
 
 
 def test_429_answers_lower_the_rate_in_force() -> None:
@@ -154,7 +153,7 @@ def test_429_answers_lower_the_rate_in_force() -> None:
         )  # fmt: skip
         refused = emu.rate_limited
     assert (results["status"] == "sent").all()
-    pacing = results.attrs["run"]["pacing"]
+    pacing = results.attrs["run"].pacing
     assert refused > 0
     assert pacing["throttles"] == refused
     assert pacing["lowest_rate"] <= 20  # halved at least once
@@ -169,7 +168,7 @@ def test_whatsapp_130429_passed_on_is_retried_and_slows_the_run() -> None:
         violations = emu.limits.violations["130429"]
     assert (results["status"] == "sent").all()
     assert violations > 0
-    assert results.attrs["run"]["pacing"]["throttles"] == violations
+    assert results.attrs["run"].pacing["throttles"] == violations
 
 
 class WhatsAppPassedOn:
@@ -205,7 +204,7 @@ def test_a_whatsapp_code_in_a_400_is_retried_as_too_fast(code: str) -> None:
         fake.server.stop()
     assert results.loc[0, "status"] == "sent"
     assert results.loc[0, "attempts"] == 3
-    assert results.attrs["run"]["pacing"]["throttles"] == 2
+    assert results.attrs["run"].pacing["throttles"] == 2
 
 
 def test_a_broadcast_is_grouped_to_pack_the_rate() -> None:
@@ -257,5 +256,6 @@ def test_the_progress_bar_shows_the_pace_within_80_columns(
     send(frame(1000), emulator.client(sender=SENDER), rate_limit=5000, progress=True)
     lines = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line]
     bars = [line for line in lines if "|" in line]
-    assert "sent 1,000 · 5000/s x0" in bars[-1]  # the counts, the rate in force, in flight
+    # The counts, the rate in force (at most), the requests in flight: each in words.
+    assert "sent 1,000 · ≤5000/s, 0 in flight" in bars[-1]
     assert max(len(line) for line in lines) <= 80, max(lines, key=len)

@@ -47,8 +47,9 @@ def test_every_stop_signal_stops_the_run_gracefully(fresh_emulator: Emulator, si
     )
     results = send(frame(200), client, concurrency=2, progress=False, max_recipients_per_request=1)
     run = results.attrs["run"]
-    assert run["interrupted"] is True
-    assert run["stopped_by"] == signal.Signals(signum).name
+    assert run.interrupted is True
+    assert run.stopped_by == signal.Signals(signum).name
+    assert run.exit_code == 128 + signum
     counts = results["status"].value_counts().to_dict()
     assert counts.get("unknown", 0) == 0  # what was in flight was awaited
     assert counts["sent"] == len(fresh_emulator.messages)
@@ -58,8 +59,8 @@ def test_every_stop_signal_stops_the_run_gracefully(fresh_emulator: Emulator, si
 
 def test_a_run_that_is_not_stopped_says_so(fresh_emulator: Emulator) -> None:
     results = send(frame(3), fresh_emulator.client(sender=SENDER), progress=False)
-    assert results.attrs["run"]["interrupted"] is False
-    assert results.attrs["run"]["stopped_by"] is None
+    assert results.attrs["run"].interrupted is False
+    assert results.attrs["run"].stopped_by is None
 
 
 def test_the_button_counts_presses_and_remembers_the_first() -> None:

@@ -11,7 +11,7 @@ from conftest import SENDER
 
 import kwa_batch as kb
 from kwa_batch.errors import InputError
-from kwa_batch.receipts.optouts import opt_outs
+from kwa_batch.receipts.optouts import OptOutSource, opt_outs
 from kwa_batch.receipts.store import CallbackStore, IncomingMessage
 from kwa_batch.validation.phones import wa_id_forms
 from kwa_batch.validation.suppression import (
@@ -78,14 +78,16 @@ def test_a_store_gives_its_opt_outs_and_sources_combine(tmp_path: Path, write_cs
     with CallbackStore(path) as store:
         store.add_incoming(IncomingMessage("k", PRIYA, SENDER, at, at, "text", None, "STOP"))
     older = write_csv("number,since\n+919876543210,2026-10-01\n+12025550143,\n", name="old.csv")
-    for source in (opt_outs(path), CallbackStore(path)):
+    for source in (opt_outs(path), OptOutSource(path)):
         sup = load_suppression(source).set_index("number")
         assert sup.loc[PRIYA, "reason"] == "replied 'STOP'"
         assert sup.loc[PRIYA, "since"] == pd.Timestamp(at)
     # Validation sits below the receipts side: a path to a store is read by the caller.
     with pytest.raises(InputError, match=r"pass kb.OptOutSource\("):
         load_suppression(path)
-    both = load_suppression(CallbackStore(path), older).set_index("number")
+    with pytest.raises(TypeError, match=r"kb\.OptOutSource\(path\)"):
+        load_suppression(CallbackStore(path))
+    both = load_suppression(OptOutSource(path), older).set_index("number")
     assert both.index.tolist() == ["+12025550143", PRIYA]
     # The earliest known date wins.
     assert both.loc[PRIYA, "since"] == pd.Timestamp("2026-10-01", tz="UTC")

@@ -7,7 +7,7 @@ stores opens (or extends) the window of its ``(business number, recipient)`` pai
 
 :func:`open_windows` lists the windows open now; ``validate(..., windows=...)`` then
 refuses text rows to recipients without one
-(:func:`kwa_batch.validation.windows.closed_window_rows`, code ``KWA012``: send a template
+(:func:`kwa_batch.validation.window_checks.closed_window_rows`, code ``KWA012``: send a template
 instead).
 
 An incoming callback that does not name the business number (``wanumber``) opens the
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..validation.windows import WINDOW, moment
+from ..validation.window_checks import WINDOW, moment
 from .store import CallbackStore
 from .store import opened_store as _opened_store
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 from xml.etree import ElementTree as ET
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "MAX_CELLS",
@@ -225,6 +225,13 @@ class _Workbook:
             same = [s for s in sheets if s[0].casefold() == sheet_name.casefold()]
             if len(same) == 1:
                 return same[0]
+            if same:
+                names = ", ".join(repr(name) for name, _ in same)
+                raise InputError(
+                    f"{self.file}: has no sheet {sheet_name!r}, and {len(same)} sheets whose "
+                    f"names differ from it only in case ({names}): give one of them exactly as "
+                    "written"
+                )
         names = ", ".join(name for name, _ in sheets)
         raise InputError(f"{self.file}: has no sheet {sheet_name!r} (it has: {names})")
 

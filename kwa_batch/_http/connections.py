@@ -1,7 +1,7 @@
 """The open connections of one HTTP server: their deadlines, the cap, and whom to drop.
 
-:class:`Connections` is the book :class:`kwa_batch.serving.ThreadedServer` keeps so that
-idle or slow clients cannot starve real ones (see :mod:`kwa_batch.serving` for the rules).
+:class:`Connections` is the book :class:`kwa_batch._http.serving.ThreadedServer` keeps so that
+idle or slow clients cannot starve real ones (see :mod:`kwa_batch._http.serving` for the rules).
 A connection is *waiting* (for its next request line), *reading* (the headers and body of
 a request) or *busy* (the application is answering). Waiting and reading connections have
 a deadline; busy ones have none. Dropping a connection shuts down its reading side: the

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pandas as pd
 
+from ..errors import Code
 from ..fields import SESSION_TYPES
 
 __all__ = [
@@ -27,7 +28,7 @@ __all__ = [
 #: How long a recipient's message keeps the conversation open for free text.
 WINDOW = pd.Timedelta(hours=24)
 #: The error code of a text row to a recipient without an open window (see errors.py).
-CLOSED_WINDOW_CODE = "KWA012"
+CLOSED_WINDOW_CODE = Code.WINDOW_CLOSED
 #: The reason given for such a row.
 CLOSED_WINDOW_MESSAGE = (
     "no open 24-hour conversation window with this recipient (they have not written to "

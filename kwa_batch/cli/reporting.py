@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from ..errors import lookup_code
-from .common import fail
+from .common import check_writable, fail
 from .options import RESULT_FORMATS, output_path
-from .render import print_summary
+from .render import counted, print_next_step, print_summary, run_outcome
 
 __all__ = ["report_command", "status_command"]
 
@@ -20,17 +20,19 @@ __all__ = ["report_command", "status_command"]
 def report_command(results_file: str) -> None:
     """Print the summary of an exported results file (.xlsx, .csv or .parquet).
 
-    Exits like the run that wrote it: 0 all sent, 1 some rejected or failed, 3 incomplete.
+    Exits like the run that wrote it: 0 all sent, 1 some rejected or failed, 3 incomplete
+    (or the journal or the results file could not be written), 130/143/129 stopped by a
+    signal. A .csv's run is read from the .run.json beside it; without it, from the rows.
     """
     from ..export import load_results
-    from ..results import exit_code
 
     results = load_results(results_file)
-    run = results.attrs.get("run") or {}
-    when = f", run {run['started_at']}" if run.get("started_at") else ""
-    click.echo(f"{results_file}: {len(results)} rows{when}")
+    outcome = run_outcome(results)
+    when = f", run {outcome.started_at:%Y-%m-%d %H:%M:%S} UTC" if outcome.started_at else ""
+    click.echo(f"{results_file}: {outcome.rows} rows{when}")
     print_summary(results, None)
-    sys.exit(exit_code(results))
+    print_next_step(results)
+    sys.exit(outcome.exit_code)
 
 
 @click.command("status", short_help="Put delivery statuses next to each row of a results file.")
@@ -47,29 +49,33 @@ def report_command(results_file: str) -> None:
     "--out",
     RESULT_FORMATS,
     help="Merged results: .xlsx, .csv or .parquet [default: RESULTS_FILE's name + "
-    ".status + its extension, beside it].",
+    ".status + its extension, here (as send's --out)].",
 )
 def status_command(results_file: str, store: str, out: Path | None) -> None:
     """Put each message's delivery status (delivered, read, failed) next to its row.
 
     Reads RESULTS_FILE (written by `kwa-batch send`) and the callbacks in STORE, and
     writes the results with delivery_status, delivered_at, read_at and
-    delivery_error_code added.
+    delivery_error_code added, and the run's outcome with them. Exits like the run that
+    wrote RESULTS_FILE (as `kwa-batch report` does).
     """
     from ..export import export_results, load_results
-    from ..receipts.receipts import load_receipts, merge_receipts
+    from ..receipts.delivery import load_receipts, merge_receipts
     from ..results import delivery_counts
 
     source = Path(results_file)
-    target = out or source.with_name(f"{source.stem}.status{source.suffix}")
+    target = out or Path(f"{source.stem}.status{source.suffix}")
     if target.suffix.lower() not in RESULT_FORMATS:
         fail(f"--out {target}: use a .xlsx, .csv or .parquet file name")
     if target.resolve() == source.resolve():
         fail(f"--out {target}: choose another file than the results it reads")
+    check_writable(target, "--out")
     merged = merge_receipts(load_results(source), load_receipts(store))
     export_results(merged, target)
+    outcome = run_outcome(merged)
     counts = delivery_counts(merged)
     click.echo(f"{results_file}: {len(merged)} rows, {int(counts.sum())} with a message id")
+    click.echo(f"Outcome: {counted(outcome)}")
     shown = ", ".join(f"{int(n)} {status}" for status, n in counts.items() if n)
     click.echo(f"Delivery: {shown or 'nothing was sent'}")
     codes = merged["delivery_error_code"].dropna().value_counts()
@@ -77,3 +83,4 @@ def status_command(results_file: str, store: str, out: Path | None) -> None:
         meaning = entry.meaning if (entry := lookup_code(code)) else ""
         click.echo(f"  {code:<11} {int(rows):>6} failed {meaning}".rstrip())
     click.echo(f"Results: {target} ({len(merged)} rows, one per input row)")
+    sys.exit(outcome.exit_code)

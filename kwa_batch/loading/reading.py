@@ -1,35 +1,27 @@
-"""Loading recipient files (CSV, XLSX) into a DataFrame of strings, exactly as written.
+"""Reading a user's table (CSV or XLSX) as text, exactly as written: the one reader.
 
-Nothing is converted: ``0044…`` keeps its zeros, ``+91…`` its plus, a customer called "NA"
-stays "NA"; only an empty cell is missing. Headers are read by :mod:`kwa_batch.headers`:
-the user's own are kept as written (trimmed), the API's own names are recognised however
-they are cased and spaced (``Template Name`` is ``template_name``), ``columns=`` maps any
-field from any column, and the common names of the recipient column (``Phone``,
-``Mobile No.``, Google Contacts' ``Phone 1 - Value``, Outlook's ``Mobile Phone``…) become
-``to``.
+Recipient files (:mod:`kwa_batch.loading.recipients`), template catalogues
+(:mod:`kwa_batch.catalogue`), suppression lists (:mod:`kwa_batch.validation.suppression`)
+and rate cards (:mod:`kwa_batch.pricing`) are all read by :func:`read_table` (or
+:func:`read_tables`, every sheet of a workbook), so they share what a user's file meets:
 
-What the loader found is kept in ``df.attrs``:
+- only a regular file, within its kind's size (:mod:`kwa_batch.loading.files`: a FIFO or a
+  device is refused before it is opened);
+- a ``.xlsx`` workbook read by :mod:`kwa_batch.loading.sheets`, within its limits, its sheet
+  named in any case (``--sheet recipients`` finds ``Recipients``);
+- any other file read as CSV: UTF-8, UTF-16/32 (with a byte-order mark or without), or the
+  legacy code page charset-normalizer detects (cp1252, latin-1…, with a warning); a file
+  that mixes encodings, a binary file, or an unclosed quote is refused in one line naming
+  the line; the delimiter (``,`` ``;`` tab or ``|``) is detected; blank lines are skipped;
+- at most :data:`~kwa_batch.loading.sheets.MAX_COLUMNS` columns, in a CSV file as in a sheet;
+- the same messages, in the words of the file's :class:`~kwa_batch.loading.files.FileKind`.
 
-- ``line_numbers``: each row's line in the file (:class:`LineNumbers`), for reports;
-- ``malformed``: rows whose field count does not match the header, by index label, with
-  the reason (they load, padded or cut to the header, and validation rejects them with
-  code ``KWA008``);
-- ``encoding`` (CSV) and ``delimiter`` (CSV), ``sheet`` (XLSX), ``source`` (the path);
-- ``columns``: the fields mapped by ``columns=`` and the header each came from;
-- ``notes``: what the loader chose and says so (the recipient column among several).
-
-A file that is not UTF-8 is read in the legacy encoding charset-normalizer detects
-(cp1252, latin-1…), and a warning says so: check the accents, or save it as "CSV UTF-8".
-A file with UTF-8 lines and lines in another encoding is refused, naming the lines that are
-not UTF-8 (read whole in a code page, its UTF-8 names would come out garbled).
-
-Only regular files are read (a FIFO or a device is refused before it is opened, by
-:mod:`kwa_batch.files`), up to :data:`MAX_FILE_BYTES`; workbooks are read by
-:mod:`kwa_batch.sheets`, within its limits.
+Nothing is converted: every cell is text (``0044…`` keeps its zeros), an empty cell is
+missing. What each table means (its columns, its checks) stays with its caller.
 
 CSV files are parsed by pyarrow; a file whose quoting pyarrow might read differently from
 Python's ``csv`` module, or that has ragged rows, is read by the ``csv`` module instead. Both
-give the same frame. pyarrow reads on the calling thread (``use_threads=False``): its threaded
+give the same table. pyarrow reads on the calling thread (``use_threads=False``): its threaded
 reader releases our Python buffer from a worker thread, which aborts the process
 (``terminate called without an active exception``, exit 134) when that happens while the
 interpreter exits (apache/arrow#34314); on a 1M-row file the serial read is as fast here.
@@ -42,8 +34,8 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,27 +44,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from .errors import InputError
+from ..errors import InputError
 from .files import FileKind, open_regular_file, read_open_file
-from .files import check_regular_file as check_file_is_regular
-from .headers import TO_ALIASES, read_header
 
-__all__ = [
-    "MAX_FILE_BYTES",
-    "RECIPIENT_FILE",
-    "TO_ALIASES",
-    "LineNumbers",
-    "RowProblems",
-    "check_regular_file",
-    "decode_text",
-    "line_numbers",
-    "load_recipients",
-]
+__all__ = ["WORKBOOK_SUFFIXES", "EmptyTableError", "Table", "read_table", "read_tables"]
 
 log = logging.getLogger(__name__)
 
-#: The largest recipient file read; a larger one is refused before a byte is read.
-MAX_FILE_BYTES = 2 * 2**30
+#: The suffixes read as workbooks; any other file is read as CSV text.
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
 _SNIFF_BYTES = 64 * 1024
 _DELIMITERS = (",", ";", "\t", "|")
 # A record is blank when every cell is empty or holds only these (Python's csv path and the
@@ -91,197 +71,209 @@ _BINARY_MAGIC = {
 }
 
 
-class RowProblems(dict[Any, str]):
-    """``df.attrs["malformed"]``: the reason of each malformed row, by index label.
+@dataclass(frozen=True)
+class Table:
+    """A user's table as read: the header and the columns of text under it.
 
-    It never changes once loaded, so copies of the frame share it (pandas deep-copies
-    ``attrs`` on most operations).
+    Attributes:
+        source: the file.
+        header: the header's cells as written (``[]`` when the file holds nothing).
+        columns: one array of text (``str`` dtype, NA for an empty cell) per header cell.
+        lines: each row's line in the file (CSV) or its row number (XLSX).
+        header_line: the header's line (or row), 0 when there is none.
+        malformed: rows (by position) whose field count does not match the header, with
+            the reason; they are padded or cut to the header.
+        encoding, delimiter: how a CSV file was read.
+        sheet: the worksheet read; ``sheets``: every worksheet of the workbook.
     """
 
-    def __deepcopy__(self, memo: dict[int, object]) -> RowProblems:
-        return self
-
-
-class LineNumbers:
-    """Line (CSV) or row (XLSX) numbers of a loaded frame, aligned with its 0…n-1 index.
-
-    Kept in ``df.attrs``; deep copies share it (it never changes), so pandas operations that
-    copy attrs stay cheap on large files.
-    """
-
-    __slots__ = ("_lines",)
-
-    def __init__(self, lines: np.ndarray[Any, Any]) -> None:
-        self._lines = lines
-
-    def get(self, label: object) -> int | None:
-        """The line of the row labelled ``label`` in the loaded frame, if known."""
-        if isinstance(label, int | np.integer) and 0 <= int(label) < len(self._lines):
-            return int(self._lines[int(label)])
-        return None
-
-    def lookup(self, labels: pd.Index) -> pd.arrays.IntegerArray:
-        """The lines of many labels at once (NA where unknown), as nullable integers."""
-        values = labels.to_numpy()
-        n = len(self._lines)
-        if values.dtype.kind in "iu":
-            inside = (values >= 0) & (values < n)
-            lines = self._lines[np.where(inside, values, 0)] if n else np.zeros(len(values))
-            return pd.arrays.IntegerArray(np.where(inside, lines, 0).astype(np.int64), ~inside)
-        found = [self.get(label) for label in values]
-        return pd.array(found, dtype="Int64")
+    source: Path
+    header: list[str]
+    columns: list[Any]
+    lines: np.ndarray[Any, Any]
+    header_line: int = 0
+    malformed: dict[int, str] = field(default_factory=dict)
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    sheets: tuple[str, ...] = ()
 
     def __len__(self) -> int:
-        return len(self._lines)
+        return len(self.lines)
 
-    def __deepcopy__(self, memo: dict[int, object]) -> LineNumbers:
-        return self
+    def frame(self) -> pd.DataFrame:
+        """The rows as a frame of text, its columns named as the header writes them
+        (indexed 0, 1, 2… in file order)."""
+        frame = pd.DataFrame(dict(enumerate(self.columns)), index=pd.RangeIndex(len(self)))
+        frame.columns = pd.Index(self.header, dtype="object") if self.header else frame.columns
+        return frame
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LineNumbers) and (
-            other._lines is self._lines or bool(np.array_equal(other._lines, self._lines))
-        )
-
-    def __hash__(self) -> int:
-        return id(self._lines)
-
-    def __repr__(self) -> str:
-        return f"LineNumbers(<{len(self._lines)} rows>)"
+    def labels(self) -> list[str]:
+        """Where each row is, for messages: ``line 5`` in a CSV file, ``row 5`` in a sheet."""
+        word = "row" if self.sheet is not None else "line"
+        return [f"{word} {int(n)}" for n in self.lines]
 
 
-def line_numbers(df: pd.DataFrame) -> pd.Series:
-    """The file line of each row of ``df`` (nullable integers; NA when not from a file)."""
-    lines = df.attrs.get("line_numbers")
-    if isinstance(lines, LineNumbers):
-        return pd.Series(lines.lookup(df.index), index=df.index)
-    return pd.Series(pd.array([None] * len(df), dtype="Int64"), index=df.index)
+class EmptyTableError(InputError):
+    """The file (or the sheet) holds no header, or a header and no rows; ``table`` is what
+    was read (its ``sheet`` and ``sheets`` tell a workbook's other sheets)."""
+
+    def __init__(self, message: str, table: Table) -> None:
+        super().__init__(message)
+        self.table = table
 
 
-def load_recipients(
+def read_table(
     path: str | Path,
+    kind: FileKind,
     *,
-    sheet_name: str | int | None = None,
+    sheet: str | int | None = None,
     encoding: str | None = None,
     delimiter: str | None = None,
-    columns: Mapping[str, str] | None = None,
-) -> pd.DataFrame:
-    """Load a recipient file into a DataFrame of strings, every cell exactly as written.
+    comments: bool = False,
+    empty: bool = False,
+) -> Table:
+    """Read a user's table: a worksheet of a ``.xlsx`` workbook, or a CSV file.
 
     Args:
-        path: a ``.csv`` (or ``.txt``/``.tsv``) or ``.xlsx`` file.
-        sheet_name: for XLSX, the sheet to read (the first by default).
-        encoding: force an encoding instead of detecting it.
-        delimiter: force a delimiter instead of detecting it (``,`` ``;`` tab or ``|``).
-        columns: API field -> the file's column, named as its header writes it, e.g.
-            ``{"to": "Phone 1 - Value", "body": "Message"}`` (see :mod:`kwa_batch.headers`
-            for what is recognised without it).
-
-    Returns:
-        A frame indexed 0, 1, 2… in file order, with column ``to`` and any others (the
-        user's own headers as written); see the module docstring for what ``df.attrs`` holds.
+        path: the file.
+        kind: what the file is for (messages, size limit, what its rows are).
+        sheet: a workbook's sheet by name (in any case) or position (the first by default);
+            for a CSV file, ignored with a warning.
+        encoding: a CSV file's encoding, instead of detecting it.
+        delimiter: a CSV file's delimiter, instead of detecting it.
+        comments: a CSV file's text from ``#`` to the end of its line is a comment.
+        empty: give back an empty file, or a header without rows, instead of refusing it.
 
     Raises:
-        InputError: the file is missing, empty, binary, has no recipient column, or cannot
-            be parsed; ``columns`` names a field or a column that does not exist; the
-            message says which and what to do.
+        InputError: the file is not a regular file, too large, binary, not text in any
+            encoding, cannot be parsed, or has no such sheet; :class:`EmptyTableError` when
+            it holds no rows (unless ``empty``). The message says which and what to do.
 
     Example:
-        >>> df = load_recipients("sample_data/recipients.csv")  # doctest: +SKIP
-        >>> df.attrs["line_numbers"].get(0)  # doctest: +SKIP
-        2
-        >>> load_recipients("contacts.csv", columns={"to": "Phone 1 - Value"})  # doctest: +SKIP
+        >>> from kwa_batch.loading.recipients import RECIPIENT_FILE
+        >>> table = read_table("sample_data/recipients.csv", RECIPIENT_FILE)  # doctest: +SKIP
+        >>> table.header[0], table.labels()[0]  # doctest: +SKIP
+        ('to', 'line 2')
     """
-    file = Path(path)
+    return _read(Path(path), kind, sheet, encoding, delimiter, comments, empty, every=False)[0]
+
+
+def read_tables(
+    path: str | Path, kind: FileKind, *, sheet: str | int | None = None, empty: bool = False
+) -> list[Table]:
+    """Every sheet of a workbook (or the one ``sheet`` names), each read as
+    :func:`read_table` reads one; a CSV file is one table."""
+    return _read(Path(path), kind, sheet, None, None, False, empty, every=sheet is None)
+
+
+def _read(
+    file: Path,
+    kind: FileKind,
+    sheet: str | int | None,
+    encoding: str | None,
+    delimiter: str | None,
+    comments: bool,
+    empty: bool,
+    *,
+    every: bool,
+) -> list[Table]:
     suffix = file.suffix.lower()
     if suffix == ".xls":
         raise InputError(f"{file}: old .xls workbooks are not supported: save it as .xlsx or .csv")
     if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
         raise InputError(f"delimiter {delimiter!r}: use one character such as , ; or a tab")
-    attrs: dict[str, Any] = {"source": str(file)}
-    others: list[str] = []
-    with _open_regular(file) as handle:
-        if suffix in (".xlsx", ".xlsm"):
-            header, values, lines, malformed, attrs["sheet"], others = _read_xlsx(
-                file, handle, sheet_name
-            )
-            raw = None
+    with open_regular_file(file, kind) as handle:
+        if suffix in WORKBOOK_SUFFIXES:
+            tables = _read_workbook(file, handle, sheet, every=every)
         else:
-            if sheet_name is not None:
+            if sheet is not None:
                 log.warning(
                     "%s: --sheet %r / sheet_name= is for .xlsx workbooks: a CSV file has one "
                     "table, and it is read",
                     file,
-                    sheet_name,
+                    sheet,
                 )
-            raw = _read_all(file, handle)
-    if raw is not None:
-        attrs["encoding"], data = _decode(file, raw, encoding)
+            raw = read_open_file(file, handle, kind)
+    if suffix not in WORKBOOK_SUFFIXES:
+        found_encoding, data = _decode(file, raw, encoding)
         del raw  # ``data`` is the same bytes when the file is UTF-8
-        found = delimiter or _sniff_delimiter(data[:_SNIFF_BYTES].decode("utf-8", "ignore"))
-        parsed = _read_csv_fast(file, data, found)
-        if parsed is None:
-            parsed = _read_csv(file, data.decode("utf-8"), found)
-        header, values, lines, malformed = parsed
-        attrs["delimiter"] = found
-    try:
-        named = read_header(file, header, values, columns)
-    except InputError as exc:
-        raise _other_sheets(exc, attrs.get("sheet", ""), others) from None
-    frame = pd.DataFrame(
-        {name: value for name, value in zip(named.names, values, strict=True) if name is not None}
+        tables = [_read_text(file, data, found_encoding, delimiter, comments)]
+        _refuse_wide(tables[0], kind)
+    if not empty:
+        for table in tables:
+            _refuse_empty(table, kind)
+    return tables
+
+
+def _refuse_wide(table: Table, kind: FileKind) -> None:
+    """Refuse a CSV header wider than a workbook may be (:data:`~.sheets.MAX_COLUMNS`)."""
+    from .sheets import MAX_COLUMNS
+
+    if len(table.header) > MAX_COLUMNS:
+        raise InputError(
+            f"{table.source}: its header has {len(table.header):,} columns, more than the "
+            f"{MAX_COLUMNS:,} a {kind.noun} may have: keep only the table's columns (or check "
+            "the delimiter)"
+        )
+
+
+def _refuse_empty(table: Table, kind: FileKind) -> None:
+    """Refuse a table without a header, or without rows, in the words of its kind."""
+    if table.sheet is None:
+        if not table.header:
+            raise EmptyTableError(
+                f"{table.source}: the file is empty: it needs a header row and {kind.rows}",
+                table,
+            )
+        if not len(table):
+            raise EmptyTableError(
+                f"{table.source}: has a header but no rows: add {kind.rows}", table
+            )
+        return
+    if not table.header:
+        raise EmptyTableError(
+            f"{table.source}: the sheet is empty ({table.sheet!r}): it needs a header row and "
+            f"{kind.rows}",
+            table,
+        )
+    if not len(table):
+        raise EmptyTableError(
+            f"{table.source}: has a header but no rows (sheet {table.sheet!r}): add {kind.rows}",
+            table,
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# CSV files.
+
+_COMMENT = re.compile(rb"#[^\r\n]*")
+
+
+def _read_text(
+    file: Path, data: bytes, found_encoding: str, delimiter: str | None, comments: bool
+) -> Table:
+    """A CSV file's table, from its text as UTF-8 bytes (see :func:`_decode`)."""
+    if comments:
+        data = _COMMENT.sub(b"", data)
+    if _is_empty(data):
+        empty = np.zeros(0, dtype=np.int64)
+        return Table(file, [], [], empty, encoding=found_encoding, delimiter=delimiter)
+    found = delimiter or _sniff_delimiter(data[:_SNIFF_BYTES].decode("utf-8", "ignore"))
+    parsed = _read_csv_fast(file, data, found)
+    if parsed is None:
+        parsed = _read_csv(file, data.decode("utf-8"), found)
+    header, columns, lines, malformed, header_line = parsed
+    return Table(
+        file,
+        header,
+        columns,
+        lines,
+        header_line=header_line,
+        malformed=malformed,
+        encoding=found_encoding,
+        delimiter=found,
     )
-    if frame.empty and not len(frame.columns):  # pragma: no cover - header checked above
-        raise InputError(f"{file}: has no columns")
-    frame.index = pd.RangeIndex(len(frame))
-    frame.attrs.update(attrs)
-    frame.attrs["line_numbers"] = LineNumbers(np.asarray(lines, dtype=np.int64))
-    frame.attrs["malformed"] = RowProblems(malformed)
-    frame.attrs["columns"] = named.mapped
-    frame.attrs["notes"] = named.notes
-    return frame
-
-
-# ---------------------------------------------------------------------------------------
-# Only regular files.
-
-#: Recipient files, for :mod:`kwa_batch.files`: what its messages call them, and the limit.
-RECIPIENT_FILE = FileKind(
-    "recipient file",
-    "save the recipients as a .csv or .xlsx file first",
-    MAX_FILE_BYTES,
-    "split it into smaller files",
-)
-
-
-def check_regular_file(path: str | Path) -> None:
-    """Refuse, before anything opens it, a path that is not a regular file of a sane size.
-
-    For readers that open the path themselves (pyarrow, pandas, openpyxl): a FIFO would block
-    them forever and a link to ``/dev/zero`` would fill memory. (The check itself lives in
-    :mod:`kwa_batch.files`, shared with the other loaders.)
-
-    Raises:
-        InputError: the path is missing, a folder, a FIFO, a device or a socket (or a link to
-            one), or larger than :data:`MAX_FILE_BYTES`.
-
-    Example:
-        >>> check_regular_file("sample_data/recipients.csv")  # doctest: +SKIP
-    """
-    check_file_is_regular(path, RECIPIENT_FILE)
-
-
-def _open_regular(file: Path) -> IO[bytes]:
-    """The file opened for reading, once it is known to be a regular file of a sane size."""
-    return open_regular_file(file, RECIPIENT_FILE)
-
-
-def _read_all(file: Path, handle: IO[bytes]) -> bytes:
-    """The file's bytes, never more than the limit (a file may grow while it is read)."""
-    return read_open_file(file, handle, RECIPIENT_FILE)
-
-
-# ---------------------------------------------------------------------------------------
-# Bytes to text.
 
 
 def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, bytes]:
@@ -305,7 +297,6 @@ def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, bytes]:
                 f"{file}: the file says it is UTF-8 but is not ({lines} not): save it again as "
                 "CSV UTF-8"
             )
-        _refuse_empty(file, data)
         _refuse_binary(file, data[:_SNIFF_BYTES].decode("utf-8", "ignore"))
         return "utf-8-sig", data
     for magic, what in _BINARY_MAGIC.items():
@@ -329,7 +320,6 @@ def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, bytes]:
         return _decode_as(file, raw, utf16)
     bad = _first_bad_utf8(raw)
     if bad is None:
-        _refuse_empty(file, raw)
         _refuse_binary(file, head.decode("utf-8", "ignore"))
         return "utf-8", raw
     _refuse_mixed(file, raw)
@@ -342,29 +332,6 @@ def _decode(file: Path, raw: bytes, encoding: str | None) -> tuple[str, bytes]:
         guess,
     )
     return guess, _utf8(file, text)
-
-
-def decode_text(path: str | Path, raw: bytes, encoding: str | None = None) -> tuple[str, str]:
-    """A file's bytes as text, its encoding detected as a recipient file's is (for other
-    lists read from files: one detector for the whole package).
-
-    Args:
-        path: the file, for messages.
-        raw: its bytes.
-        encoding: force an encoding instead of detecting it.
-
-    Returns:
-        The encoding's name and the text (without a byte-order mark).
-
-    Raises:
-        InputError: the bytes are empty, binary, mix encodings or do not match their BOM.
-
-    Example:
-        >>> decode_text("dnc.csv", "+44 7911 123456;résilié".encode("utf-16"))
-        ('utf-16', '+44 7911 123456;résilié')
-    """
-    name, data = _decode(Path(path), raw, encoding)
-    return name, data.decode("utf-8")
 
 
 _SHOWN_LINES = 10
@@ -418,7 +385,6 @@ def _utf8(file: Path, text: str) -> bytes:
         raise InputError(
             f"{file}: holds characters that are not text: save it as CSV UTF-8"
         ) from None
-    _refuse_empty(file, data)
     return data
 
 
@@ -527,11 +493,9 @@ def _decode_legacy(raw: bytes, bad: int) -> tuple[str, str]:
 _VISIBLE = re.compile(rb"[^ \t\r\n\f\v]")
 
 
-def _refuse_empty(file: Path, data: bytes) -> None:
-    if _VISIBLE.search(data) is None:
-        raise InputError(
-            f"{file}: the file is empty: it needs a header row and one row per recipient"
-        )
+def _is_empty(data: bytes) -> bool:
+    """Whether the text holds nothing but spaces and line breaks."""
+    return _VISIBLE.search(data) is None
 
 
 def _refuse_binary(file: Path, text: str) -> None:
@@ -570,7 +534,8 @@ def _sniff_delimiter(text: str) -> str:
 # ---------------------------------------------------------------------------------------
 # CSV text to columns.
 
-_Parsed = tuple[list[str], list[Any], np.ndarray[Any, Any], dict[int, str]]
+# The header, its columns, each row's line, the malformed rows, the header's line.
+_Parsed = tuple[list[str], list[Any], np.ndarray[Any, Any], dict[int, str], int]
 
 
 def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
@@ -617,10 +582,8 @@ def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
         mask = pa.array(keep)
         columns = [c.filter(mask) for c in columns]
     row_lines = lines[rows][keep]
-    if not len(row_lines):
-        raise InputError(f"{file}: has a header but no rows: add one row per recipient")
     out = [pd.array(c, dtype="str") for c in columns]
-    return header, out, row_lines, {}
+    return header, out, row_lines, {}, int(lines[first])
 
 
 def _line_bounds(data: bytes, delimiter: str) -> tuple[Any, Any, Any, Any, bool] | None:
@@ -741,14 +704,14 @@ def _read_csv(file: Path, text: str, delimiter: str) -> _Parsed:
     rows: list[list[str]] = []
     lines: list[int] = []
     malformed: dict[int, str] = {}
-    start = 1
+    start = header_line = 1
     with _large_fields():
         try:
             for record in reader:
                 blank = all(_BLANK_CELL.fullmatch(cell) for cell in record)
                 if header is None:
                     if not blank:
-                        header = record
+                        header, header_line = record, start
                     start = reader.line_num + 1
                     continue
                 if blank:
@@ -772,16 +735,12 @@ def _read_csv(file: Path, text: str, delimiter: str) -> _Parsed:
         except csv.Error as exc:
             raise _unparsable(file, exc, start, reader.line_num, delimiter) from None
     if header is None:
-        raise InputError(
-            f"{file}: the file is empty: it needs a header row and one row per recipient"
-        )
-    if not rows:
-        raise InputError(f"{file}: has a header but no rows: add one row per recipient")
+        return [], [], np.zeros(0, dtype=np.int64), {}, 0
     columns = [
         pd.array([row[i] if row[i] != "" else None for row in rows], dtype="str")
         for i in range(len(header))
     ]
-    return header, columns, np.asarray(lines, dtype=np.int64), malformed
+    return header, columns, np.asarray(lines, dtype=np.int64), malformed, header_line
 
 
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
@@ -813,20 +772,27 @@ def _unparsable(file: Path, exc: csv.Error, start: int, line: int, delimiter: st
 # Workbooks.
 
 
-def _read_xlsx(
-    file: Path, handle: IO[bytes], sheet_name: str | int | None
-) -> tuple[list[str], list[Any], np.ndarray[Any, Any], dict[int, str], str, list[str]]:
-    """The sheet's table: the first row with text is the header, the rest are rows; and,
-    when no sheet was asked for, the workbook's other sheets (for the messages).
+def _read_workbook(
+    file: Path, handle: IO[bytes], sheet: str | int | None, *, every: bool
+) -> list[Table]:
+    """The sheet's table (or every sheet's), built from the cells present
+    (:mod:`kwa_batch.loading.sheets`), so what it costs follows the cells in the file, not the
+    size the sheet claims."""
+    from .sheets import read_sheet  # only for workbooks
 
-    Built from the cells present (:mod:`kwa_batch.sheets`), so what it costs follows the
-    cells in the file, not the size the sheet claims.
-    """
-    from .sheets import MAX_CELLS, read_sheet  # only for workbooks
+    first = read_sheet(file, handle, 0 if every else sheet)
+    found = [first]
+    if every:
+        found += [read_sheet(file, handle, i) for i in range(1, len(first.sheets))]
+    return [_sheet_table(file, rows) for rows in found]
 
-    sheet = read_sheet(file, handle, sheet_name)
-    others = [name for name in sheet.sheets if name != sheet.title] if sheet_name is None else []
+
+def _sheet_table(file: Path, sheet: Any) -> Table:
+    """One worksheet's table: the first row with text is the header, the rest are rows."""
+    from .sheets import MAX_CELLS
+
     header: list[str] | None = None
+    header_line = 0
     rows: list[dict[int, str]] = []
     lines: list[int] = []
     malformed: dict[int, str] = {}
@@ -836,6 +802,7 @@ def _read_xlsx(
         if header is None:
             width = max(c for c, text in cells.items() if text.strip())
             header = [cells.get(c, "") for c in range(1, width + 1)]
+            header_line = number
             continue
         if any(c > len(header) and text.strip() for c, text in cells.items()):
             malformed[len(rows)] = f"row {number} has values beyond the last header column"
@@ -847,43 +814,21 @@ def _read_xlsx(
                 f"columns, {len(rows):,} rows by row {number}), the limit: split the file, "
                 "or save it as CSV UTF-8"
             )
-    if header is None:
-        raise _other_sheets(
-            InputError(
-                f"{file}: the sheet is empty ({sheet.title!r}): it needs a header row and one "
-                "row per recipient"
-            ),
-            sheet.title,
-            others,
-        )
-    if not rows:
-        raise _other_sheets(
-            InputError(
-                f"{file}: has a header but no rows (sheet {sheet.title!r}): add one row per "
-                "recipient"
-            ),
-            sheet.title,
-            others,
-        )
     columns = []
-    for position in range(1, len(header) + 1):
+    for position in range(1, len(header or []) + 1):
         values: list[str | None] = [None] * len(rows)
         for i, cells in enumerate(rows):
             text = cells.get(position)
             if text:
                 values[i] = text
         columns.append(pd.array(values, dtype="str"))
-    return header, columns, np.asarray(lines, dtype=np.int64), malformed, sheet.title, others
-
-
-def _other_sheets(error: InputError, title: str, others: list[str]) -> InputError:
-    """``error``, naming the workbook's other sheets when the first one was read by default
-    (its data may be on another: instructions often come first)."""
-    if not others:
-        return error
-    shown = ", ".join(repr(name) for name in others[:10])
-    more = f" and {len(others) - 10} more" if len(others) > 10 else ""
-    return InputError(
-        f"{error} (read from the first sheet, {title!r}; the workbook also has {shown}{more}: "
-        "read another with --sheet NAME / sheet_name=)"
+    return Table(
+        file,
+        header or [],
+        columns,
+        np.asarray(lines, dtype=np.int64),
+        header_line=header_line,
+        malformed=malformed,
+        sheet=sheet.title,
+        sheets=tuple(sheet.sheets),
     )

@@ -1,6 +1,6 @@
 """A recipient file's header, read as the API's fields: which column is ``to``, ``body``…
 
-The loader (:mod:`kwa_batch.recipients`) hands its header here and gets back the frame's
+The loader (:mod:`kwa_batch.loading.recipients`) hands its header here and gets back the frame's
 column names:
 
 - the user's own columns keep their header exactly as written (trimmed of surrounding
@@ -29,8 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import InputError
-from .fields import API_COLUMNS
+from ..errors import InputError
+from ..fields import API_COLUMNS
 
 __all__ = ["TO_ALIASES", "Header", "field_key", "read_header"]
 

@@ -4,24 +4,22 @@ A FIFO or a device given as a file blocks a reader for ever (opening a FIFO wait
 writer; ``/dev/zero`` never ends), and a folder or a socket cannot be read at all. Each is
 refused before it is opened, in one line that says what it is ("is a named pipe (FIFO), not
 a file"); a regular file is opened without blocking, checked again on the open descriptor
-(the path may change in between), and read up to its kind's limit. :func:`read_text_file`
-reads a small text file the user keeps: UTF-8, or UTF-16/32 with a byte-order mark.
+(the path may change in between), and read up to its kind's limit.
 
-The loaders share it: recipient files (:mod:`kwa_batch.recipients`), template catalogues
-(:mod:`kwa_batch.catalogue`) and rate cards (:mod:`kwa_batch.pricing`), each with its own
+The table reader (:mod:`kwa_batch.loading.reading`) opens every user's table through it:
+recipient files, template catalogues, suppression lists and rate cards, each with its own
 :class:`FileKind`.
 """
 
 from __future__ import annotations
 
-import codecs
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "FileKind",
@@ -29,7 +27,6 @@ __all__ = [
     "open_regular_file",
     "read_open_file",
     "read_regular_file",
-    "read_text_file",
 ]
 
 _SPECIAL = (
@@ -38,14 +35,6 @@ _SPECIAL = (
     (stat.S_ISCHR, "is a character device, not a file"),
     (stat.S_ISBLK, "is a block device, not a file"),
     (stat.S_ISSOCK, "is a socket, not a file"),
-)
-
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
 )
 
 
@@ -58,12 +47,14 @@ class FileKind:
         fix: what to do instead of giving a FIFO, a device or a socket.
         max_bytes: the largest file read; a larger one is refused before a byte is read.
         too_large: what to do with a larger one.
+        rows: what its rows are, for a table with none: ``"one row per recipient"``.
     """
 
     noun: str
     fix: str
     max_bytes: int
     too_large: str
+    rows: str = "one row per entry"
 
 
 def _refuse_special(file: Path, mode: int, kind: FileKind) -> None:
@@ -171,28 +162,3 @@ def read_regular_file(path: str | Path, kind: FileKind) -> bytes:
     """
     with open_regular_file(path, kind) as handle:
         return read_open_file(path, handle, kind)
-
-
-def read_text_file(path: str | Path, kind: FileKind) -> str:
-    """The text of a small file the user keeps (a catalogue, a rate card): a regular file
-    within ``kind.max_bytes``, in UTF-8, or in UTF-16 or UTF-32 with a byte-order mark.
-
-    Raises:
-        InputError: not a regular file, too large, not text in those encodings, or binary.
-
-    Example:
-        >>> kind = FileKind("rate card", "save it as a .csv file", 2**20, "shorten it")
-        >>> read_text_file("sample_data/rate_card.csv", kind)[:9]  # doctest: +SKIP
-        '# EXAMPLE'
-    """
-    file = Path(path)
-    raw = read_regular_file(file, kind)
-    encoding = next((name for bom, name in _BOMS if raw.startswith(bom)), "utf-8")
-    try:
-        text = raw.decode(encoding)
-    except UnicodeError:
-        raise InputError(f'{file}: not UTF-8 text: save it as "CSV UTF-8"') from None
-    text = text.removeprefix("\ufeff")
-    if "\x00" in text:
-        raise InputError(f"{file}: is a binary file, not text: save it as CSV UTF-8")
-    return text

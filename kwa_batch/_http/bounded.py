@@ -40,7 +40,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .errors import AmbiguousSendError, InvalidResponseError
+from ..errors import AmbiguousSendError, Code, InvalidResponseError
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -250,7 +250,7 @@ class BoundedSession(requests.Session):
             raise InvalidResponseError(
                 f"the answer from {_origin(request.url)} nests {depth:,} levels deep, more "
                 f"than the {self.max_depth} any answer of the API has: it cannot be read",
-                code="BADRESPONSE",
+                code=Code.BADRESPONSE,
                 http_status=response.status_code,
             )
         return response
@@ -269,7 +269,7 @@ class BoundedSession(requests.Session):
                 raise InvalidResponseError(
                     f"the answers from {_origin(response.url)} pass "
                     f"{_mib(self.max_total_bytes)} in all: stopped reading",
-                    code="BADRESPONSE",
+                    code=Code.BADRESPONSE,
                     http_status=response.status_code,
                 )
             if time.monotonic() >= self.ends_at:
@@ -282,7 +282,7 @@ class BoundedSession(requests.Session):
         return InvalidResponseError(
             f"the answer from {_origin(response.url)} is over {_mib(self.max_bytes)} "
             f"({size:,} bytes so far): stopped reading",
-            code="BADRESPONSE",
+            code=Code.BADRESPONSE,
             http_status=response.status_code,
         )
 
@@ -290,7 +290,7 @@ class BoundedSession(requests.Session):
         return AmbiguousSendError(
             f"{_origin(url)} gave no complete answer within the overall deadline of "
             f"{self.deadline:g} s: try again later, or allow longer with deadline= (--deadline)",
-            code="TIMEOUT",
+            code=Code.TIMEOUT,
         )
 
 

@@ -11,7 +11,7 @@ the request body, answers with ``Content-Length`` in a single write, and keeps t
 connection open. Werkzeug's access log is silenced: it would print phone numbers and
 secrets passed in query strings; every other log line goes through :func:`redact`.
 
-Idle, slow and hostile clients (:mod:`kwa_batch.connections` keeps the books):
+Idle, slow and hostile clients (:mod:`kwa_batch._http.connections` keeps the books):
 
 * **Read timeout.** A connection waiting for a request gets ``read_timeout`` seconds for
   its request line, then ``read_timeout`` more for its headers and body; a kept-alive
@@ -25,7 +25,8 @@ Idle, slow and hostile clients (:mod:`kwa_batch.connections` keeps the books):
   ``503``); when every connection is busy with a request, the new one gets ``503`` with
   ``Retry-After: 1`` at once. Real clients are never starved by idle ones.
 * **Bodies** are read by the server before the application runs: ``Content-Length`` or
-  ``Transfer-Encoding: chunked``, the latter decoded by :func:`kwa_batch.chunked.read_chunked`.
+  ``Transfer-Encoding: chunked``, the latter decoded by
+  :func:`kwa_batch._http.chunked.read_chunked`.
   A chunked body is capped like a declared one: past ``max_body`` bytes the application
   is handed ``max_body + 1`` bytes (its own size check answers 413) and the connection is
   closed. A malformed chunked body, another transfer coding, or a bad ``Content-Length``
@@ -78,9 +79,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: WSGI environ key set to True when the server can drop a connection on request.
-CAN_ABORT = "kwa_batch.serving.can_abort"
+CAN_ABORT = "kwa_batch._http.serving.can_abort"
 #: WSGI environ key an application sets to True to drop the connection without an answer.
-ABORT = "kwa_batch.serving.abort"
+ABORT = "kwa_batch._http.serving.abort"
 #: Seconds a client has to send its request line, and then the rest of its request.
 DEFAULT_READ_TIMEOUT = 10.0
 #: Bytes of a chunked body the server reads before handing it over as too large.

@@ -1,6 +1,6 @@
-"""``send``'s schedule options (issue #13): quiet hours, the schedule, the daily limit, and the
-rate card of the dry-run estimate; handed to the command as one ``pacing`` dict of
-:func:`kwa_batch.send`'s keyword arguments (plus ``rate_card``)."""
+"""``send``'s schedule options (issue #13): quiet hours, the start, the expiry, the daily limit
+and the history, handed to the command as one :class:`kwa_batch.Schedule` (``schedule``); and
+the planning clock (``now``) and the rate card (``rate_card``) of the dry-run estimate."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import functools
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .options import Command
 
+if TYPE_CHECKING:
+    from ..sending.schedule import Schedule
+
 __all__ = ["needs_journal", "parse_moment", "schedule_options"]
 
-_NAMES = ("quiet_hours", "not_before", "expires", "daily_limit", "history", "now", "rate_card")
+_NAMES = ("quiet_hours", "not_before", "expires", "daily_limit", "history")
 _DURATION = re.compile(r"\s*\d+(?:\.\d+)?\s*[smhd]\s*", re.IGNORECASE)
 
 
@@ -76,13 +79,13 @@ def _apply(command: Command, options: list[Callable[[Command], Command]]) -> Com
     return command
 
 
-def needs_journal(pacing: dict[str, Any], journal: str | None, dry_run: bool) -> str | None:
+def needs_journal(schedule: Schedule, journal: str | None, dry_run: bool) -> str | None:
     """Why these options need ``--journal`` (None when they do not): held rows go in a later
     run, and only a journal keeps that run from sending the rest twice."""
     holding = [
         f"--{name.replace('_', '-')}"
         for name in ("quiet_hours", "not_before", "expires", "daily_limit")
-        if pacing.get(name) is not None
+        if getattr(schedule, name) is not None
     ]
     if not holding or journal or dry_run:
         return None
@@ -94,12 +97,15 @@ def needs_journal(pacing: dict[str, Any], journal: str | None, dry_run: bool) ->
 
 
 def schedule_options(command: Command) -> Command:
-    """``--quiet-hours``, ``--not-before``, ``--expire-after``, ``--daily-limit``,
-    ``--history``, ``--now`` and ``--rate-card``, gathered as ``pacing``."""
+    """``--quiet-hours``, ``--not-before``, ``--expire-after``, ``--daily-limit`` and
+    ``--history``, gathered as ``schedule`` (a :class:`~kwa_batch.Schedule`); ``--now`` and
+    ``--rate-card`` as they are."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
-        kwargs["pacing"] = {name: kwargs.pop(name) for name in _NAMES}
+        from ..sending.schedule import Schedule  # pandas: not for --help
+
+        kwargs["schedule"] = Schedule(**{name: kwargs.pop(name) for name in _NAMES})
         return command(*args, **kwargs)
 
     return _apply(

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
-from ..errors import InputError
+from ..errors import Code, InputError
 from ..fields import API_COLUMNS, MESSAGE_COLUMNS
 from .compose import (
     build_body,
@@ -39,10 +39,11 @@ from .compose import (
     resolve_column,
     strings,
 )
-from .phones import check_region, normalize_phone, normalize_phones
+from .phones import check_region, normalize_phones
 from .report import Problems, ValidationReport, assemble, file_lines, row_reasons
 from .rules import check_models
-from .windows import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_window_rows
+from .sender import read_sender
+from .window_checks import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_window_rows
 
 __all__ = ["validate"]
 
@@ -269,7 +270,7 @@ def _normalise_numbers(
         from_e164 = checked["e164"].where(own_from)
         from_reason = checked["reason"].where(own_from)
     if sender:
-        check = normalize_phone(sender, region)
+        check = read_sender(sender, region)
         use = ~own_from
         from_values = row_from.mask(use, sender)
         if check.ok:
@@ -301,7 +302,7 @@ def _ragged_rows(df: pd.DataFrame, problems: Problems) -> None:
         where[found],
         "*",
         "row_shape",
-        "KWA008",
+        Code.MALFORMED_ROW,
         reasons + ": check its quotes and delimiters",
         empty_strings(int(found.sum())),
     )
@@ -428,7 +429,7 @@ def _mark_duplicates(prepared: pd.DataFrame, problems: Problems, df: pd.DataFram
         dup_positions,
         "to",
         "duplicate",
-        "KWA007",
+        Code.DUPLICATE_ROW,
         message,
         prepared["to"].iloc[dup_positions],
     )

@@ -1,0 +1,322 @@
+"""How the emulator is told to behave: its settings, as a few frozen types.
+
+As httpx groups its ``Timeout`` and ``Limits``, :class:`~kwa_batch.emulator.server.Emulator`
+takes its settings grouped by what they play:
+
+- :class:`NetworkSettings`: the server as a peer on the network (``latency``, ``jitter``,
+  ``read_timeout``, ``max_connections``);
+- :class:`FaultSettings`: the misbehaviour asked for (fault ``probabilities``, the
+  ``retry_after`` of the fault ``"429"``, the ``late_delay`` of the fault ``"late"``);
+- :class:`LimitSettings`: the limits the platform enforces (the API's own ``rate_limit``,
+  WhatsApp's ``throughput`` and ``pair_interval`` per sender number, and how an excess of
+  those is ``answer``-ed);
+- :class:`CallbackSettings`: the callbacks it posts (:mod:`kwa_batch.emulator.callbacks`).
+
+Each keyword ``Emulator`` took before these types existed still works, and sets one field
+of its type (:mod:`kwa_batch.emulator.keywords`): ``Emulator(latency=0.2)`` is
+``Emulator(network=NetworkSettings(latency=0.2))``.
+
+Example:
+    >>> NetworkSettings(latency=0.2)
+    NetworkSettings(latency=0.2, jitter=0.0, read_timeout=10.0, max_connections=None)
+    >>> FaultSettings({"429": 0.05}).probabilities
+    {'429': 0.05}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .._http.serving import DEFAULT_READ_TIMEOUT
+from .limits import LIMIT_ANSWERS, positive_or_none
+
+__all__ = [
+    "AFTER_PROCESSING",
+    "BEFORE_PROCESSING",
+    "FAULTS",
+    "CallbackSettings",
+    "FaultSettings",
+    "LimitSettings",
+    "NetworkSettings",
+    "non_negative",
+]
+
+#: Fault names accepted by ``FaultSettings``, ``Emulator(faults=...)`` and ``inject``.
+FAULTS = ("429", "503", "500", "reset", "late")
+#: Faults served before the message is processed (nothing recorded).
+BEFORE_PROCESSING = ("429", "503")
+#: Faults served after the message is processed (it is in the ledger).
+AFTER_PROCESSING = ("500", "reset", "late")
+# Probabilities that add up to 1 within this are taken as 1 (0.1 + 0.2 + 0.7 > 1 in floats).
+_SUM_TOLERANCE = 1e-9
+# CallbackSettings' methods, proportions and durations.
+_METHODS = ("GET", "POST")
+_PROBABILITIES = ("delivered", "read", "reply")
+_SECONDS = ("delay", "timeout")
+
+
+def non_negative(name: str, value: Any) -> float:
+    """``value`` as seconds, zero or more and finite.
+
+    Raises:
+        ValueError: anything else, naming ``name``.
+    """
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (seconds >= 0 and math.isfinite(seconds)):
+        raise ValueError(f"{name} must be zero or more seconds, not {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """The emulator as a peer on the network.
+
+    Idle and slow clients cannot starve real ones: a client has ``read_timeout`` seconds
+    for its request line and as many again for the rest of its request, a kept-alive
+    connection as long for its next request; at most ``max_connections`` are open, and a
+    new one at the cap closes the connection idle longest (every connection busy: ``503
+    E503`` with ``Retry-After: 1``). A chunked body is capped at 4 MiB like a declared one
+    (413), and a malformed one gets ``400 E400`` at once.
+
+    Args:
+        latency: seconds each answer is delayed, after the message is recorded.
+        jitter: up to this many seconds more per answer (uniform random, seeded).
+        read_timeout: seconds a client has for its request line, then for the rest of its
+            request; a kept-alive connection as long for its next request.
+        max_connections: connections open at once (None: half the free file descriptors,
+            at most 1,000); at the cap the connection idle longest is closed.
+
+    Raises:
+        ValueError: a negative or non-finite latency or jitter, a read timeout that is not
+            above 0, a connection cap below 1.
+    """
+
+    latency: float = 0.0
+    jitter: float = 0.0
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    max_connections: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "latency", non_negative("latency", self.latency))
+        object.__setattr__(self, "jitter", non_negative("jitter", self.jitter))
+        timeout = non_negative("read_timeout", self.read_timeout)
+        if timeout == 0:
+            raise ValueError("read_timeout must be a number of seconds above 0, not 0")
+        object.__setattr__(self, "read_timeout", timeout)
+        cap = self.max_connections
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError(f"max_connections must be 1 or more (or None), not {cap!r}")
+
+
+def _probabilities(faults: Any) -> dict[str, float]:
+    """Check ``{fault name: probability}``; return it with names as strings, in FAULTS order."""
+    if not isinstance(faults, Mapping):
+        raise ValueError(
+            f"faults must map fault names to probabilities, e.g. {{'429': 0.05}}, not {faults!r}"
+        )
+    known = ", ".join(FAULTS)
+    checked: dict[str, float] = {}
+    for name, probability in faults.items():
+        key = str(name)
+        if key not in FAULTS:
+            raise ValueError(f"unknown fault {name!r}: use one of {known}")
+        try:
+            value = float(probability)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(
+                f"fault {key!r}: the probability must be a number from 0 to 1, not {probability!r}"
+            )
+        checked[key] = value
+    for stage in (BEFORE_PROCESSING, AFTER_PROCESSING):
+        total = sum(checked.get(name, 0.0) for name in stage)
+        if total > 1.0 + _SUM_TOLERANCE:
+            raise ValueError(
+                f"faults {', '.join(stage)} strike the same requests (one draw): their "
+                f"probabilities add up to {total:g}, at most 1 is possible"
+            )
+    return {name: checked[name] for name in FAULTS if name in checked}
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """The misbehaviour asked of the emulator (see :mod:`kwa_batch.emulator.faults`).
+
+    Args:
+        probabilities: ``{fault: probability}``, names from :data:`FAULTS` (``"429"``,
+            ``"503"``, ``"500"``, ``"reset"``, ``"late"``), probabilities in ``[0, 1]``;
+            ``429`` and ``503`` add up to at most 1, and so do the other three.
+        retry_after: seconds announced in ``Retry-After`` by the fault ``"429"``.
+        late_delay: seconds added to the delay of a ``"late"`` answer.
+
+    Raises:
+        ValueError: an unknown fault, a probability outside ``[0, 1]``, probabilities of
+            one stage adding up to more than 1, or a negative or non-finite number of
+            seconds.
+    """
+
+    probabilities: Mapping[str, float] = field(default_factory=dict)
+    retry_after: float = 1.0
+    late_delay: float = 5.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "probabilities", _probabilities(self.probabilities))
+        object.__setattr__(self, "retry_after", non_negative("retry_after", self.retry_after))
+        object.__setattr__(self, "late_delay", non_negative("late_delay", self.late_delay))
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """The limits the platform enforces (all off by default).
+
+    Args:
+        rate_limit: the API's own limit in messages per second (a request to n recipients
+            counts n) over any one-second window; over it, HTTP 429 ``E429`` with
+            ``Retry-After``, nothing recorded. None: no limit.
+        throughput: WhatsApp's messages per second per sender number (at least 1; over
+            it, code 130429). None: no limit.
+        pair_interval: WhatsApp's seconds between two messages from one sender to one
+            recipient (over it, 131056). None: no limit.
+        answer: how an excess of ``throughput`` or ``pair_interval`` is answered:
+            ``"callback"`` (accepted, then a ``failed`` callback) or ``"api"`` (a 429); see
+            :mod:`kwa_batch.emulator.limits`.
+
+    Raises:
+        ValueError: a rate limit of 0 or less, a throughput below 1, a pair interval of 0
+            or less, a value that is not finite, an unknown answer.
+    """
+
+    rate_limit: float | None = None
+    throughput: float | None = None
+    pair_interval: float | None = None
+    answer: str = "callback"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "rate_limit",
+            positive_or_none(
+                "rate_limit", self.rate_limit, least=0.0, what="more than 0 messages per second"
+            ),
+        )
+        object.__setattr__(
+            self,
+            "throughput",
+            positive_or_none(
+                "throughput", self.throughput, least=1.0, what="at least 1 message per second"
+            ),
+        )
+        object.__setattr__(
+            self,
+            "pair_interval",
+            positive_or_none(
+                "pair_interval", self.pair_interval, least=0.0, what="more than 0 seconds"
+            ),
+        )
+        if self.answer not in LIMIT_ANSWERS:
+            raise ValueError(
+                f"the limit answer (limit_answer) must be one of {', '.join(LIMIT_ANSWERS)}, "
+                f"not {self.answer!r}"
+            )
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    """How the emulator plays Kaleyra's callbacks.
+
+    Args:
+        method: ``"GET"`` (fields as query parameters, as Kaleyra is seen to send them)
+            or ``"POST"`` (a JSON object).
+        delay: seconds from the answer to ``sent``, and between each later step.
+        delivered: the share of messages delivered; the others fail with ``failed_code``.
+        read: the share of delivered messages that are read.
+        reply: the share of read messages whose recipient writes back (an incoming
+            message, which opens a 24-hour window).
+        failed_code: the ``error_code`` of a failed message (WhatsApp's 131026: message
+            undeliverable).
+        failed_reason: its ``error`` text.
+        reply_body: the text of a reply.
+        timeout: seconds to wait for the receiver's answer to each callback.
+
+    Raises:
+        ValueError: an unknown method, a proportion outside ``[0, 1]``, a negative or
+            infinite number of seconds, or an empty code.
+
+    Example:
+        >>> CallbackSettings(delivered=0.9, read=0.5).method
+        'GET'
+    """
+
+    method: str = "GET"
+    delay: float = 0.0
+    delivered: float = 1.0
+    read: float = 0.0
+    reply: float = 0.0
+    failed_code: str = "131026"
+    failed_reason: str = "Message undeliverable"
+    reply_body: str = "Thanks, got it!"
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        method = str(self.method).strip().upper()
+        if method not in _METHODS:
+            raise ValueError(f"callback method must be GET or POST, not {self.method!r}")
+        object.__setattr__(self, "method", method)
+        for name in _PROBABILITIES:
+            value = _float(name, getattr(self, name))
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"callbacks: {name} must be from 0 to 1, not {value!r}")
+            object.__setattr__(self, name, value)
+        for name in _SECONDS:
+            value = _float(name, getattr(self, name))
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"callbacks: {name} must be zero or more seconds, not {value!r}")
+            object.__setattr__(self, name, value)
+        if not str(self.failed_code).strip():
+            raise ValueError("callbacks: failed_code must not be empty")
+
+    @classmethod
+    def coerce(
+        cls, value: CallbackSettings | Mapping[str, Any] | bool | None
+    ) -> CallbackSettings | None:
+        """Settings from what ``Emulator(callbacks=...)`` takes; None means no callbacks.
+
+        ``True`` gives the defaults, ``False`` or ``None`` none; a mapping overrides the
+        defaults (numbers may be given as text, as a command line does).
+
+        Raises:
+            ValueError: an unknown setting name, or a value :class:`CallbackSettings`
+                refuses.
+        """
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, CallbackSettings):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                "callbacks must be True, False, a CallbackSettings or a mapping such as "
+                f"{{'delivered': 0.9, 'read': 0.5}}, not {value!r}"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in value if k not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown callback setting(s) {', '.join(unknown)}: use {', '.join(sorted(known))}"
+            )
+        return cls(**{str(k): v for k, v in value.items()})
+
+
+def _float(name: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"callbacks: {name} must be a number, not {value!r}") from None

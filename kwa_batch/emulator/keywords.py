@@ -1,0 +1,91 @@
+"""``Emulator``'s one-by-one keywords, each onto a field of its settings object.
+
+``Emulator(latency=0.2)`` is ``Emulator(network=NetworkSettings(latency=0.2))``: every
+keyword ``Emulator`` took before its settings were grouped still works (:data:`SHORTCUTS`
+says where each goes). A field given both ways (``network=NetworkSettings(...)`` with
+``latency=``) is refused: one place per setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+from .behaviour import FaultSettings, LimitSettings, NetworkSettings
+
+__all__ = ["SHORTCUTS", "Shortcuts", "settle"]
+
+
+class Shortcuts(TypedDict, total=False):
+    """The keywords ``Emulator`` takes one by one, each setting a field of its settings."""
+
+    latency: float
+    jitter: float
+    read_timeout: float
+    max_connections: int | None
+    retry_after: float
+    late_delay: float
+    rate_limit: float | None
+    throughput: float | None
+    pair_interval: float | None
+    limit_answer: str
+
+
+#: Each one-by-one keyword: (the ``Emulator`` keyword of its group, the field it sets).
+SHORTCUTS: dict[str, tuple[str, str]] = {
+    "latency": ("network", "latency"),
+    "jitter": ("network", "jitter"),
+    "read_timeout": ("network", "read_timeout"),
+    "max_connections": ("network", "max_connections"),
+    "retry_after": ("faults", "retry_after"),
+    "late_delay": ("faults", "late_delay"),
+    "rate_limit": ("limits", "rate_limit"),
+    "throughput": ("limits", "throughput"),
+    "pair_interval": ("limits", "pair_interval"),
+    "limit_answer": ("limits", "answer"),
+}
+_TYPES = {"network": NetworkSettings, "faults": FaultSettings, "limits": LimitSettings}
+
+
+def settle(
+    network: NetworkSettings | None,
+    faults: FaultSettings | Mapping[str, float] | None,
+    limits: LimitSettings | None,
+    shortcuts: Mapping[str, Any],
+) -> tuple[NetworkSettings, FaultSettings, LimitSettings]:
+    """The three settings objects from ``Emulator``'s keywords: the grouped ones, with the
+    one-by-one keywords (:data:`SHORTCUTS`) applied to the group they belong to.
+
+    ``faults`` may be a :class:`FaultSettings` or a mapping of probabilities (then
+    ``retry_after=`` and ``late_delay=`` complete it).
+
+    Raises:
+        TypeError: an unknown keyword; a setting given both in its group's object and on
+            its own; ``network`` or ``limits`` given as something other than its type.
+        ValueError: a value its settings type refuses.
+    """
+    unknown = sorted(set(shortcuts) - set(SHORTCUTS))
+    if unknown:
+        raise TypeError(f"Emulator() got an unexpected keyword argument {unknown[0]!r}")
+    given: dict[str, Any] = {"network": network, "faults": faults, "limits": limits}
+    for group, kind in _TYPES.items():
+        value = given[group]
+        if value is not None and not isinstance(value, kind) and group != "faults":
+            raise TypeError(f"{group}= takes a {kind.__name__}, not {type(value).__name__}")
+    changes: dict[str, dict[str, Any]] = {group: {} for group in _TYPES}
+    for name, value in shortcuts.items():
+        group, setting = SHORTCUTS[name]
+        if isinstance(given[group], _TYPES[group]):
+            type_name = _TYPES[group].__name__
+            raise TypeError(
+                f"{name}= and {group}= both given: set {setting} in one place, "
+                f"{group}={type_name}(..., {setting}=...) or {name}=... alone"
+            )
+        changes[group][setting] = value
+    if faults is not None and not isinstance(faults, FaultSettings):
+        changes["faults"]["probabilities"] = faults  # FaultSettings checks it is a mapping
+    built = {
+        group: given[group] if isinstance(given[group], kind) else kind(**changes[group])
+        for group, kind in _TYPES.items()
+    }
+    return built["network"], built["faults"], built["limits"]

@@ -1,0 +1,234 @@
+"""The outcome of a run, as one value: what happened, the counts, the exit code, what next.
+
+:func:`kwa_batch.send` returns the results frame with its :class:`RunOutcome` in
+``results.attrs["run"]``; :func:`kwa_batch.export_results` stores it with the results
+(``.xlsx``: in plain words on the Summary sheet and as data on the ``Run`` sheet;
+``.csv``: in a ``<file>.run.json`` beside it; ``.parquet``: in the file's metadata), and
+:func:`kwa_batch.load_results` reads it back, as the same type. ``kwa-batch send``,
+``report``, ``status`` and ``--summary-json`` all take their exit code, counts and next step
+from it, so a results file is reported as the run that wrote it.
+
+Why ``attrs``: it is pandas' own place for facts about a whole frame, so the outcome
+travels with the results it describes, and no second object has to be kept beside them.
+pandas 3 carries it through ``copy``, selections (``results[mask]``, ``.loc``),
+``sort_values``, ``assign``, ``rename`` and ``pd.concat`` of frames of one run; it drops it
+when frames of different ``attrs`` meet: ``merge``, ``join`` and ``concat`` with another
+frame, and ``groupby`` results. So read ``results.attrs["run"]`` on the frame that
+:func:`~kwa_batch.send` or :func:`~kwa_batch.load_results` returned (``df.join(results)``
+has none). After a selection it still describes the whole run; :meth:`RunOutcome.of`
+counts any frame of results anew.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .results import STATUSES, Status, exit_code_for, never_sent_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["RunOutcome"]
+
+#: The version of the stored form (:meth:`RunOutcome.to_dict`).
+FORMAT = 1
+_EXIT_INCOMPLETE = 3
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run of :func:`kwa_batch.send` did, read from ``results.attrs["run"]``.
+
+    Attributes:
+        counts: rows per result status (:class:`kwa_batch.results.Status`), every status
+            listed, zeros included.
+        never_sent: ``not_sent`` rows that no later run sends (the campaign expired or the
+            recipient opted out: :data:`kwa_batch.results.NEVER_SENT`): final, like failed.
+        credentials_refused: the API refused the credentials (HTTP 401/403), which stopped
+            the run.
+        started_at, finished_at: when the run started and finished (UTC), None when unknown
+            (results not written by a run).
+        stopped_by: the signal that stopped the run (``"SIGINT"`` for Ctrl-C or a notebook's
+            stop button, ``"SIGTERM"``, ``"SIGHUP"``), None when it ran to its end.
+        headline: what the run set out to do (``Sending 2,780 message(s) (220 already sent,
+            by the journal)``).
+        resume: with a journal, rows by what the journal knew of them (``{"new": 20}``).
+        held: rows held back, by code (quiet hours ``KWA027``, over the daily limit
+            ``KWA030``, expired ``KWA029``…).
+        pacing: how fast it went: ``throttles`` (the API said "too fast"), the
+            ``lowest_rate`` that was in force, ``peak_in_flight`` and ``latency``.
+        settings: the settings it was given (``rate_limit``, ``concurrency``, ``journal``,
+            ``quiet_hours``…), never the key.
+        journal_error: why the journal could not be written, which stopped the run.
+        export_error: why the results file could not be written where asked (set by whoever
+            exported them, with :meth:`with_export_error`).
+
+    Example:
+        >>> outcome = RunOutcome(
+        ...     counts={"sent": 9, "not_sent": 1}, stopped_by="SIGINT", settings={"journal": "j.db"}
+        ... )
+        >>> outcome.exit_code, outcome.rows
+        (130, 10)
+        >>> outcome.next_step
+        'Interrupted: send again with the same journal to send the 1 not_sent row(s).'
+    """
+
+    counts: Mapping[str, int]
+    never_sent: int = 0
+    credentials_refused: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    stopped_by: str | None = None
+    headline: str = ""
+    resume: Mapping[str, int] = field(default_factory=dict)
+    held: Mapping[str, int] = field(default_factory=dict)
+    pacing: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    journal_error: str | None = None
+    export_error: str | None = None
+
+    def __post_init__(self) -> None:
+        # Plain dicts (copyable, comparable, JSON-ready), every status listed.
+        counts = {status: int(self.counts.get(status, 0)) for status in STATUSES}
+        counts.update({str(k): int(v) for k, v in self.counts.items() if k not in counts})
+        object.__setattr__(self, "counts", counts)
+        for name in ("resume", "held", "pacing", "settings"):
+            object.__setattr__(self, name, dict(getattr(self, name)))
+
+    @classmethod
+    def of(cls, results: pd.DataFrame, **facts: Any) -> RunOutcome:
+        """The outcome of ``results``, counted from its rows, with the run's ``facts``
+        (the other fields: ``started_at``, ``stopped_by``…).
+
+        Example:
+            >>> import pandas as pd
+            >>> frame = pd.DataFrame({"status": ["sent", "rejected"], "error_code": [None, "E1"],
+            ...                       "http_status": [200, None]})
+            >>> RunOutcome.of(frame).exit_code
+            1
+        """
+        counts = results["status"].value_counts()
+        refused = "http_status" in results.columns and bool(
+            results["http_status"].isin([401, 403]).to_numpy().any()
+        )
+        return cls(
+            counts={str(k): int(v) for k, v in counts.items()},
+            never_sent=never_sent_rows(results) if "error_code" in results.columns else 0,
+            credentials_refused=refused,
+            **facts,
+        )
+
+    @property
+    def rows(self) -> int:
+        """How many rows the results hold."""
+        return sum(self.counts.values())
+
+    @property
+    def interrupted(self) -> bool:
+        """A signal stopped the run."""
+        return self.stopped_by is not None
+
+    @property
+    def journal(self) -> str | None:
+        """The journal the run wrote, if any."""
+        journal = self.settings.get("journal")
+        return None if journal is None else str(journal)
+
+    @property
+    def pending(self) -> int:
+        """``not_sent`` rows that a later run sends."""
+        return self.counts[Status.NOT_SENT] - self.never_sent
+
+    @property
+    def exit_code(self) -> int:
+        """The command line's exit code for this run (and for its results file).
+
+        128 + the signal's number when a signal stopped it (130 Ctrl-C, 143 SIGTERM, 129
+        SIGHUP); else the statuses' code (:func:`kwa_batch.results.exit_code_for`: 3
+        incomplete, 1 some rejected or failed or never to be sent, 0 all sent), raised to 3
+        when the journal or the results file could not be written.
+        """
+        if self.stopped_by:
+            return 128 + _signal_number(self.stopped_by)
+        code = exit_code_for(self.counts, self.never_sent)
+        if self.journal_error or self.export_error:
+            return max(code, _EXIT_INCOMPLETE)
+        return code
+
+    @property
+    def next_step(self) -> str | None:
+        """What to do about the rows left unsettled, in a sentence; None when nothing is
+        left to do (every row sent, or rejected, failed or never to be sent)."""
+        if self.exit_code in (0, 1):
+            return None
+        what = "Incomplete"
+        if self.stopped_by:
+            what = "Interrupted" if self.stopped_by == "SIGINT" else f"Stopped by {self.stopped_by}"
+        prefix = ""
+        if self.credentials_refused:
+            prefix = (
+                "Stopped: the API refused the credentials (HTTP 401/403). Check KALEYRA_SID, "
+                "KALEYRA_API_KEY and KALEYRA_BASE_URL (the key must belong to that SID and "
+                "region); nothing more was sent after the refusal.\n"
+            )
+            what = "Once fixed"
+        pending, unknown = self.pending, self.counts[Status.UNKNOWN]
+        resend = (
+            f"the {unknown:,} unknown row(s) may have been sent: check them, then add "
+            "resend_unknown=True (--resend-unknown) to send them again"
+        )
+        if pending == 0 and unknown == 0:
+            hint = f"{self.export_error or self.journal_error}"
+        elif pending == 0 and self.journal:
+            hint = resend
+        elif self.journal:
+            hint = f"send again with the same journal to send the {pending:,} not_sent row(s)"
+            hint += f"; {resend}" if unknown else ""
+        else:
+            hint = (
+                f"{pending:,} row(s) not sent, {unknown:,} unknown. Sending again without a "
+                "journal= (--journal) would send the sent rows twice: send only the not_sent "
+                "rows, or give a journal= (--journal) next time"
+            )
+        return f"{prefix}{what}: {hint}."
+
+    def with_export_error(self, reason: str) -> RunOutcome:
+        """This outcome, saying that the results could not be written where asked."""
+        return dataclasses.replace(self, export_error=reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The outcome as JSON-ready data: every field (times in ISO 8601), with ``rows``,
+        ``exit_code`` and ``next_step`` for readers other than :meth:`from_dict`."""
+        data: dict[str, Any] = {"format": FORMAT}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            data[item.name] = value.isoformat() if isinstance(value, datetime) else value
+        data.update(rows=self.rows, exit_code=self.exit_code, next_step=self.next_step)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], results: pd.DataFrame | None = None) -> RunOutcome:
+        """The outcome :meth:`to_dict` wrote; with ``results``, counted from their rows
+        (they are the truth: a file's rows may have been edited since)."""
+        names = {item.name for item in dataclasses.fields(cls)}
+        facts = {k: v for k, v in data.items() if k in names}
+        for name in ("started_at", "finished_at"):
+            if isinstance(facts.get(name), str):
+                facts[name] = datetime.fromisoformat(facts[name])
+        if results is None:
+            return cls(**{"counts": {}, **facts})
+        derived = ("counts", "never_sent", "credentials_refused")
+        return cls.of(results, **{k: v for k, v in facts.items() if k not in derived})
+
+
+def _signal_number(name: str) -> int:
+    """15 for ``SIGTERM`` (and for ``15``, as a signal without a name is written)."""
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        return int(name) if name.isdigit() else int(signal.SIGINT)
