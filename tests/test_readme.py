@@ -188,12 +188,15 @@ def _tracked_copy(target: Path) -> None:
 
 
 def _environment(clone: Path, shim: Path) -> dict[str, str]:
-    """A user's shell: no account, no receiver settings, no venv active; ``python3`` is the
+    """A user's shell: no account, no receiver settings, no venv active, no terminal width
+    (the README shows the commands' output unwrapped; a pytest-xdist worker has COLUMNS=80,
+    and the clone is made before the per-test fixture that drops it); ``python3`` is the
     interpreter running these tests; the new venv's commands first on the PATH."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("KALEYRA_", "KWA_", "PYTHON")) and k != "VIRTUAL_ENV"
+        if not k.startswith(("KALEYRA_", "KWA_", "PYTHON"))
+        and k not in ("VIRTUAL_ENV", "COLUMNS", "LINES")
     }
     ours = Path(sys.executable).parent
     path = [p for p in env.get("PATH", "").split(os.pathsep) if p and Path(p) != ours]
