@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .errors import AmbiguousSendError as AmbiguousSendError
     from .errors import ApiError as ApiError
     from .errors import AuthenticationError as AuthenticationError
+    from .errors import Code as Code
     from .errors import ConfigurationError as ConfigurationError
     from .errors import ConnectError as ConnectError
     from .errors import InputError as InputError

@@ -258,7 +258,7 @@ def _run_sheet(outcome: RunOutcome) -> Sheet:
     """The outcome as data: one fact a row, its value as JSON (read by :func:`load_results`)."""
     rows: list[list[Any]] = [["fact", "value (JSON)"]]
     rows += [[key, json.dumps(value, default=str)] for key, value in outcome.to_dict().items()]
-    return Sheet(RUN_SHEET, rows=rows, bold={0}, widths=(22, 100))
+    return Sheet(RUN_SHEET, rows=rows, bold={0}, widths=(22, 100), for_machines=True)
 
 
 def _facts(outcome: RunOutcome) -> dict[str, Any]:
@@ -287,10 +287,11 @@ def _summary_sheet(results: pd.DataFrame) -> Sheet:
     counts = summarize(results)
     rows: list[list[Any]] = [["Summary", f"{len(results):,} rows"]]
     bold = {0}
-    run = _facts(_outcome(results))
+    outcome = _outcome(results)
+    run = _facts(outcome)
     run["exported_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     by_status = {str(status): int(r["rows"]) for status, r in counts.iterrows()}
-    for heading, paragraphs in _run_in_words(run, by_status):
+    for heading, paragraphs in _run_in_words(run, by_status, outcome.steps()):
         rows.append([])
         bold.add(len(rows))
         rows.append([heading])
@@ -350,18 +351,10 @@ def _summary_sheet(results: pd.DataFrame) -> Sheet:
 
 # The characters of a line of plain words on the Summary: as wide as its four columns.
 _SUMMARY_LINE = 110
-#: What each status means, in a reader's words.
-_STATUS_WORDS: dict[str, str] = {
-    Status.SENT: "accepted by Kaleyra",
-    Status.REJECTED: "refused before sending because of the row's data",
-    Status.FAILED: "refused by Kaleyra",
-    Status.UNKNOWN: "no answer came, so they may or may not have gone out",
-    Status.NOT_SENT: "not sent: the run stopped first, or the schedule held them back",
-}
 
 
 def _run_in_words(
-    run: Mapping[str, Any], statuses: Mapping[str, int]
+    run: Mapping[str, Any], statuses: Mapping[str, int], steps: list[str]
 ) -> list[tuple[str, list[str]]]:
     """The run for an operations person, in plain words: what was sent, what was not and
     why, what to do next, and how the run went (the Summary sheet's top).
@@ -370,6 +363,7 @@ def _run_in_words(
         run: the run's facts (``results.attrs["run"]``; any of them may be missing, or be
             text when read back from a file).
         statuses: rows by status.
+        steps: what to do next (:meth:`RunOutcome.steps`).
 
     Returns:
         ``(heading, paragraphs)`` pairs.
@@ -377,9 +371,9 @@ def _run_in_words(
     total = sum(statuses.values())
     sent = statuses.get(Status.SENT, 0)
     left = {s: n for s, n in statuses.items() if s != Status.SENT and n}
-    happened = [f"{sent:,} of {total:,} rows were sent ({_STATUS_WORDS[Status.SENT]})."]
+    happened = [f"{sent:,} of {total:,} rows were sent ({Status.SENT.meaning})."]
     if left:
-        parts = [f"{n:,} {s} ({_STATUS_WORDS.get(s, s)})" for s, n in left.items()]
+        parts = [f"{n:,} {s} ({Status(s).meaning})" for s, n in left.items()]
         happened.append(
             f"{sum(left.values()):,} were not: {'; '.join(parts)}. Each reason and its fix "
             "are in the table below and, row by row, on the Errors sheet."
@@ -393,48 +387,9 @@ def _run_in_words(
             happened.append(f"Problem: {run[problem]}.")
     return [
         ("What happened", happened),
-        ("What to do next", _next_steps(run, statuses)),
+        ("What to do next", steps),
         ("How the run went", _how_it_ran(run)),
     ]
-
-
-def _next_steps(run: Mapping[str, Any], statuses: Mapping[str, int]) -> list[str]:
-    refused = statuses.get(Status.REJECTED, 0) + statuses.get(Status.FAILED, 0)
-    pending, unknown = (
-        run.get("pending", statuses.get(Status.NOT_SENT, 0)),
-        statuses.get(Status.UNKNOWN, 0),
-    )
-    journal = run.get("journal")
-    steps = []
-    if refused:
-        steps.append(
-            f"Fix the {refused:,} rejected or failed row(s) listed on the Errors sheet (its "
-            "fix column says how), then send those rows only: sending the whole file again "
-            "would send the other rows twice."
-        )
-    if pending and journal:
-        steps.append(
-            f"Run the same command again with the same journal ({journal}): it sends the "
-            f"{pending:,} row(s) not sent, and nothing twice."
-        )
-    elif pending:
-        steps.append(
-            f"Send the {pending:,} not_sent row(s) on their own (filter the Results sheet on "
-            "status): sending the whole file again would send the sent rows twice. Next "
-            "time, a --journal lets the same command carry on where it stopped."
-        )
-    if unknown:
-        steps.append(
-            f"{unknown:,} row(s) got no answer and may have been sent: check them (delivery "
-            "receipts, or Kaleyra's console) before sending them again"
-            + (" (--resend-unknown sends them again)." if journal else ".")
-        )
-    if not steps:
-        steps.append(
-            "Nothing: every row was sent. To see which messages were delivered and read, "
-            "run kwa-batch status on this file with the receipts store."
-        )
-    return steps
 
 
 def _how_it_ran(run: Mapping[str, Any]) -> list[str]:

@@ -197,6 +197,45 @@ class RunOutcome:
             )
         return f"{prefix}{what}: {hint}."
 
+    def steps(self) -> list[str]:
+        """What to do next, in plain words for whoever reads the results (the workbook's
+        Summary): one paragraph per kind of row left to act on, or "Nothing" when every row
+        was sent. (:attr:`next_step` is the command line's one sentence about the rows a
+        later run may still settle.)"""
+        refused = self.counts[Status.REJECTED] + self.counts[Status.FAILED]
+        pending, unknown, journal = self.pending, self.counts[Status.UNKNOWN], self.journal
+        steps = []
+        if refused:
+            steps.append(
+                f"Fix the {refused:,} rejected or failed row(s) listed on the Errors sheet "
+                "(its fix column says how), then send those rows only: sending the whole "
+                "file again would send the other rows twice."
+            )
+        if pending and journal:
+            steps.append(
+                f"Send again with the same journal ({journal}): it sends the {pending:,} "
+                "row(s) not sent, and nothing twice."
+            )
+        elif pending:
+            steps.append(
+                f"Send the {pending:,} not_sent row(s) on their own (filter the Results sheet "
+                "on status): sending the whole file again would send the sent rows twice. "
+                "Next time, a journal (--journal) lets the same command carry on where it "
+                "stopped."
+            )
+        if unknown:
+            steps.append(
+                f"{unknown:,} row(s) got no answer and may have been sent: check them "
+                "(delivery receipts, or Kaleyra's console) before sending them again"
+                + (" (--resend-unknown sends them again)." if journal else ".")
+            )
+        if not steps:
+            steps.append(
+                "Nothing: every row was sent. To see which messages were delivered and "
+                "read, run kwa-batch status on this file with the receipts store."
+            )
+        return steps
+
     def with_export_error(self, reason: str) -> RunOutcome:
         """This outcome, saying that the results could not be written where asked."""
         return dataclasses.replace(self, export_error=reason)

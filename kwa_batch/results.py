@@ -59,7 +59,7 @@ class Status(StrEnum):
         """What the status says of a row, in a sentence.
 
         >>> Status("rejected").meaning
-        'failed local validation; never sent'
+        "refused before sending because of the row's data; never sent"
         """
         return _MEANINGS[self]
 
@@ -70,17 +70,17 @@ class Status(StrEnum):
 
 
 _MEANINGS = {
-    Status.SENT: "accepted by the API; the row has a message_id",
-    Status.FAILED: "the API refused it definitely (a 4xx answer other than 429)",
+    Status.SENT: "accepted by Kaleyra; the row has a message_id",
+    Status.FAILED: "refused by Kaleyra: a definite answer, whose error code says why",
     Status.UNKNOWN: (
-        "it may have been processed, but no clear answer came back; never resent blindly"
+        "no clear answer came back, so it may or may not have gone out; never resent blindly"
     ),
     Status.NOT_SENT: (
-        "never reached the API (held back, the run stopped, or safe retries ran out); a "
-        "later run sends it, unless its code says none will (:data:`NEVER_SENT`: the campaign "
-        "expired, or the recipient opted out)"
+        "never reached Kaleyra (held back, the run stopped first, or safe retries ran out); "
+        "a later run sends it, unless its code says none will (the campaign expired, or the "
+        "recipient opted out)"
     ),
-    Status.REJECTED: "failed local validation; never sent",
+    Status.REJECTED: "refused before sending because of the row's data; never sent",
 }
 
 #: Every result status as a plain string, in the order summaries list them.

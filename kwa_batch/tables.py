@@ -210,6 +210,8 @@ class Sheet:
             the rest stay in the file for whoever filters or sorts, off the page.
         hidden: a table's columns kept in the file but hidden (what reads the file back
             needs them, a reader does not).
+        for_machines: the whole sheet is for what reads the file back: hidden, so it is
+            neither in a reader's tabs nor printed with the workbook.
     """
 
     def __init__(
@@ -224,6 +226,7 @@ class Sheet:
         wrap: Iterable[str | int] = (),
         printed: int | None = None,
         hidden: Iterable[str] = (),
+        for_machines: bool = False,
     ) -> None:
         if (frame is None) == (rows is None):
             raise ValueError("a sheet holds a frame or rows, not both")
@@ -236,6 +239,7 @@ class Sheet:
         self.wrap = set(wrap)
         self.printed = printed
         self.hidden = set(hidden)
+        self.for_machines = for_machines
 
 
 def write_xlsx(target: Path, sheets: Sequence[Sheet]) -> Path:
@@ -247,6 +251,8 @@ def write_xlsx(target: Path, sheets: Sequence[Sheet]) -> Path:
         try:
             for sheet in sheets:
                 out = book.create_sheet(sheet.title)
+                if sheet.for_machines:
+                    out.sheet_state = "hidden"
                 if sheet.frame is not None:
                     _write_table(out, sheet)
                 else:

@@ -13,6 +13,7 @@ PUBLIC = [
     "STATUSES",
     "AmbiguousSendError",
     "ApiError",
+    "Code",
     "AuthenticationError",
     "ConfigurationError",
     "ConnectError",

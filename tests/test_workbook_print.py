@@ -11,6 +11,7 @@ from conftest import SENDER
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter, range_boundaries
 
+import kwa_batch as kb
 from kwa_batch import Emulator, export_results, load_recipients, send, tables, validate
 from kwa_batch.export import load_results
 from kwa_batch.tables import Sheet, plain, write_xlsx
@@ -98,7 +99,7 @@ def test_the_summary_says_in_plain_words_what_happened_and_what_to_do(sample) ->
     printed = range_boundaries(sheet.print_area.split("!")[-1].replace("$", ""))[3]
     on_paper = "\n".join(str(v) for r in rows[:printed] for v in r if v is not None)
     assert "15 of 20 rows were sent" in on_paper
-    assert "5 rejected (refused before sending because of the row's data)" in on_paper
+    assert "5 rejected (refused before sending because of the row's data; never sent)" in on_paper
     assert "What to do next" in on_paper
     assert "Fix the 5 rejected or failed row(s)" in on_paper
     # The request size explained against the --help's 100, not shown as a bare 80.
@@ -113,22 +114,29 @@ def test_the_summary_says_in_plain_words_what_happened_and_what_to_do(sample) ->
 
 
 def test_next_steps_follow_the_run() -> None:
+    from kwa_batch import RunOutcome
     from kwa_batch.export import _run_in_words
 
-    def steps(run: dict, statuses: dict) -> str:
-        return " ".join(dict(_run_in_words(run, statuses))["What to do next"])
+    def counts(**given: int) -> dict[str, int]:
+        return {status: given.get(status, 0) for status in kb.STATUSES}
 
-    assert steps({}, {"sent": 3}).startswith("Nothing: every row was sent")
-    assert "same journal (j.db)" in steps({"journal": "j.db"}, {"sent": 1, "not_sent": 2})
-    alone = steps({"journal": None}, {"sent": 1, "not_sent": 2})
-    assert "Send the 2 not_sent row(s) on their own" in alone
-    assert "--resend-unknown" in steps({"journal": "j.db"}, {"unknown": 1})
-    said = dict(_run_in_words({"stopped_by": "SIGINT"}, {"sent": 1, "not_sent": 1}))
+    def steps(journal: str | None, **statuses: int) -> str:
+        settings = {"journal": journal} if journal else {}
+        return " ".join(RunOutcome(counts(**statuses), settings=settings).steps())
+
+    assert steps(None, sent=3).startswith("Nothing: every row was sent")
+    assert "same journal (j.db)" in steps("j.db", sent=1, not_sent=2)
+    assert "Send the 2 not_sent row(s) on their own" in steps(None, sent=1, not_sent=2)
+    assert "--resend-unknown" in steps("j.db", unknown=1)
+    assert "Fix the 2 rejected or failed row(s)" in steps(None, rejected=1, failed=1)
+    expired = RunOutcome(counts(sent=1, not_sent=2), never_sent=2).steps()
+    assert not any("not_sent" in step for step in expired)  # never to be sent: nothing to do
+    said = dict(_run_in_words({"stopped_by": "SIGINT"}, {"sent": 1, "not_sent": 1}, []))
     assert "The run was interrupted (Ctrl-C) before it finished." in said["What happened"]
     facts = {"held": {"KWA029": 2}, "resume": {"already sent": 3}, "pacing": "text read back"}
-    how = " ".join(dict(_run_in_words(facts, {"sent": 3, "not_sent": 2}))["How the run went"])
-    assert "Held back by the schedule or the limits: 2 KWA029 (" in how
-    assert "The journal had 3 row(s) sent by an earlier run" in how
+    how = dict(_run_in_words(facts, {"sent": 3, "not_sent": 2}, []))["How the run went"]
+    assert "Held back by the schedule or the limits: 2 KWA029 (" in " ".join(how)
+    assert "The journal had 3 row(s) sent by an earlier run" in " ".join(how)
 
 
 def test_a_round_trip_keeps_the_customers_own_fix_column(tmp_path: Path) -> None:
@@ -162,3 +170,17 @@ def test_the_validation_report_prints_where_what_and_the_fix_first(tmp_path: Pat
     assert printed_columns(sheet) >= 6  # the fix on paper
     fix = [sheet.cell(r, 6) for r in range(2, sheet.max_row + 1)]
     assert all(c.alignment.wrap_text for c in fix if len(c.value) > tables.MAX_WIDTH)
+
+
+def test_the_run_sheet_is_for_load_results_not_for_paper(tmp_path: Path) -> None:
+    """The outcome's data sheet is hidden: not among a reader's tabs, not printed with the
+    workbook; load_results still reads it."""
+    df = pd.DataFrame({"to": ["+919876543210"], "body": ["Hi"]})
+    with Emulator() as emu:
+        results = send(df, emu.client(sender=SENDER), progress=False)
+    path = export_results(results, tmp_path / "r.xlsx")
+    book = load_workbook(path)
+    states = {sheet.title: sheet.sheet_state for sheet in book.worksheets}
+    assert states == {"Results": "visible", "Summary": "visible", "Errors": "visible",
+                      "Run": "hidden"}  # fmt: skip
+    assert load_results(path).attrs["run"].counts["sent"] == 1

@@ -58,5 +58,10 @@ def test_soak_every_row_sent_or_unknown_and_none_twice() -> None:
     unknown = results[results["status"] == "unknown"]
     assert served["500"] + served["reset"] + served["late"] > 0
     assert set(unknown["error_code"]) <= {"E500", "TIMEOUT", "DROPPED"}
-    assert unknown["to"].isin(ledger["to"]).all()
-    assert len(ledger) == ROWS  # every row reached the server exactly once
+    # An unknown row may have been processed or not: the server's 500s and dropped
+    # connections came after it recorded the message; a read timeout (the late faults,
+    # or any answer slower than 0.25 s on a busy machine) may come before. Either way no
+    # row reached the server twice, and every row the server never saw is such a timeout.
+    unseen = unknown[~unknown["to"].isin(ledger["to"])]
+    assert set(unseen["error_code"]) <= {"TIMEOUT"}, unseen
+    assert len(ledger) == ROWS - len(unseen)
