@@ -178,6 +178,7 @@ def _tracked_copy(target: Path) -> None:
             ignore=shutil.ignore_patterns(
                 ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"
             ),
+            dirs_exist_ok=True,  # the clone fixture has made the folder already
         )
         return
     for name in listed.stdout.decode().split("\0"):
