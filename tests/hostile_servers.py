@@ -49,17 +49,27 @@ def whole(body: bytes) -> Answer:
     return answer
 
 
-def drip(body: bytes, *, at_once: int = 0, every: float = 0.5) -> Answer:
+def drip(
+    body: bytes, *, at_once: int = 0, every: float = 0.5, log: list[str] | None = None
+) -> Answer:
     """Answer ``body`` one byte every ``every`` seconds, after its first ``at_once`` bytes
-    (0: from the status line; past the headers: the body only)."""
+    (0: from the status line; past the headers: the body only).
+
+    ``log``, if given, records the exchange as the server saw it: ``"byte"`` for each byte
+    dripped, then ``"whole"`` once the answer was sent to the end, or ``"stopped"`` when the
+    server itself stopped (its block or lifetime ended) before that."""
+    record = log if log is not None else []
 
     def answer(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
         data = response(body)
         conn.sendall(data[:at_once])
         for byte in data[at_once:]:
             if stop.wait(every):
+                record.append("stopped")
                 return
             conn.sendall(bytes([byte]))
+            record.append("byte")
+        record.append("whole")
 
     return answer
 
@@ -91,9 +101,12 @@ def endless_pages(delay: float, served: list[int]) -> Answer:
 
 
 @contextmanager
-def serving(answer: Answer, *, lifetime: float = 60.0) -> Iterator[str]:
+def serving(
+    answer: Answer, *, lifetime: float = 60.0, ended: list[str] | None = None
+) -> Iterator[str]:
     """Serve ``answer`` on 127.0.0.1 (a free port); yields the base URL. Every thread ends
-    when the block does, and within ``lifetime`` seconds in any case."""
+    when the block does, and within ``lifetime`` seconds in any case: ``ended``, if given,
+    then gets ``"lifetime"`` (the server gave up on the client, not the client on it)."""
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(0.1)
     stop = threading.Event()
@@ -125,6 +138,8 @@ def serving(answer: Answer, *, lifetime: float = 60.0) -> Iterator[str]:
             thread = threading.Thread(target=one, args=(conn,), daemon=True)
             threads.append(thread)
             thread.start()
+        if not stop.is_set() and ended is not None:
+            ended.append("lifetime")
         stop.set()
 
     acceptor = threading.Thread(target=accept, daemon=True)

@@ -203,8 +203,24 @@ def test_late_answer_outlasts_the_client_timeout(
     assert emu.faults_injected["late"] == 2
 
 
+class _WokenBy(threading.Event):
+    """The emulator's "the server stops" event, recording how each wait on it ended: True
+    when :meth:`set` woke it, False when its timeout (the late answer's delay) ran out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.woken: list[bool] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woken = super().wait(timeout)
+        self.woken.append(woken)
+        return woken
+
+
 def test_stop_releases_late_answers_at_once() -> None:
-    emu = Emulator(faults={"late": 1}, late_delay=60).start()
+    emu = Emulator(faults={"late": 1}, late_delay=60)
+    stopping = emu._endpoint.stopping = _WokenBy()  # what a late answer waits on
+    emu.start()
     errors: list[BaseException] = []
 
     def call() -> None:
@@ -219,11 +235,14 @@ def test_stop_releases_late_answers_at_once() -> None:
     deadline = time.monotonic() + 10
     while emu.message_count == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    started = time.perf_counter()
     emu.stop()
-    caller.join(timeout=20)
-    assert not caller.is_alive()
-    assert time.perf_counter() - started < 15  # not the 60 s of late_delay
+    caller.join(timeout=40)  # the caller's own read timeout (30 s) ends it in any case
+    deadline = time.monotonic() + 10
+    while not stopping.woken and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The late answer was released by the stop, not by its 60 s of late_delay running out
+    # (a wait that timed out records False; one still waiting records nothing).
+    assert stopping.woken == [True]
     assert emu.message_count == 1
 
 
@@ -485,8 +504,21 @@ def test_rate_limit_holds_under_concurrency(make: MakeEmulator) -> None:
 
 
 def test_jitter_adds_between_zero_and_jitter_seconds(
-    make: MakeEmulator, http: requests.Session
+    make: MakeEmulator, http: requests.Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from kwa_batch.emulator import endpoint
+
+    delays: list[float] = []  # what the emulator chose to wait before each answer
+
+    class Time:  # the time module as the emulator's endpoint sees it, its sleeps recorded
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        def sleep(self, seconds: float) -> None:
+            delays.append(seconds)
+            time.sleep(seconds)
+
+    monkeypatch.setattr(endpoint, "time", Time())
     emu = make(latency=0.03, jitter=0.06, seed=2)
     post(http, emu)  # connect first: time only the answers
     elapsed = []
@@ -494,9 +526,10 @@ def test_jitter_adds_between_zero_and_jitter_seconds(
         started = time.perf_counter()
         assert post(http, emu).status_code == 200
         elapsed.append(time.perf_counter() - started)
-    assert min(elapsed) >= 0.03
-    assert max(elapsed) < 0.09 + 1.0  # generous: a loaded machine adds its own delays
-    assert max(elapsed) - min(elapsed) > 0.01  # the delays vary
+    assert min(elapsed) >= 0.03  # a lower bound: the client did wait that long
+    assert len(delays) == 11
+    assert all(0.03 <= delay <= 0.03 + 0.06 for delay in delays), delays
+    assert max(delays) - min(delays) > 0.01  # the delays vary
 
 
 def test_jitter_applies_to_refusals_too(make: MakeEmulator, http: requests.Session) -> None:

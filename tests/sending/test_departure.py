@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,17 +20,44 @@ from kwa_batch.receipts.store import CallbackStore, IncomingMessage
 from kwa_batch.sending import clock
 from kwa_batch.sending.departure import Departure
 from kwa_batch.sending.journal import Journal
+from kwa_batch.sending.pacing import Pacer
+from kwa_batch.sending.run import _Run
 from kwa_batch.sending.schedule import Holds, Schedule
 
 UK = [f"+4479111234{i:02d}" for i in range(40)]
 
 
+@pytest.fixture
+def rate_waits(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """When (by the run's clock) each request started to wait for the rate limit."""
+    entered: list[datetime] = []
+    acquire = Pacer.acquire
+
+    def recorded(pacer: Pacer, numbers: Sequence[str], stop: threading.Event) -> float | None:
+        entered.append(clock.now())
+        return acquire(pacer, numbers, stop)
+
+    monkeypatch.setattr(Pacer, "acquire", recorded)
+    return entered
+
+
+def waited_from(entered: list[datetime], moment: datetime) -> list[datetime]:
+    """The waits for the rate limit that started at ``moment`` or later: at most one, a
+    request handed to a worker in that very moment (the rows still queued are held without
+    waiting for it; paced through it, each would be one more)."""
+    late = [when for when in entered if when >= moment]
+    assert len(late) <= 1, f"{len(late)} request(s) waited for the rate limit from {moment}"
+    return late
+
+
 @pytest.mark.slow
-def test_nothing_leaves_after_the_expiry(fresh_emulator: Emulator, tmp_path: Path) -> None:
-    """12 rows at 4/s expiring after 1 s: what was not sent by then never goes, and the run
-    ends at once rather than pacing the expired rows through the rate limit."""
-    report = validate(campaign(UK[:12]), sender=SENDER)
-    started = time.monotonic()
+def test_nothing_leaves_after_the_expiry(
+    fresh_emulator: Emulator, tmp_path: Path, rate_waits: list[datetime]
+) -> None:
+    """40 rows at 4/s (ten requests of four) expiring after 1 s: what was not sent by then
+    never goes, and the run ends at once rather than pacing the expired rows through the
+    rate limit (another 8 s)."""
+    report = validate(campaign(UK), sender=SENDER)
     results = send(
         report,
         fresh_emulator.client(),
@@ -38,17 +66,19 @@ def test_nothing_leaves_after_the_expiry(fresh_emulator: Emulator, tmp_path: Pat
         journal=tmp_path / "run.db",
         progress=False,
     )
-    took = time.monotonic() - started
     expiry = datetime.fromisoformat(results.attrs["run"].settings["expires"])
     arrived = fresh_emulator.messages["received_at"]
     assert (arrived <= pd.Timestamp(expiry)).all(), "a message arrived after the expiry"
     sent = results["status"] == "sent"
-    assert 2 <= sent.sum() < 12
+    assert 2 <= sent.sum() < 40
     assert len(arrived) == sent.sum()
     late = results[~sent]
     assert set(late["error_code"]) == {"KWA029"}
     assert late["error_message"].str.contains("never sent").all()
-    assert took < 5, f"the run waited {took:.1f} s for rows that may no longer go"
+    # The requests already waiting for the rate limit at the expiry are held when it lets
+    # them go; the others do not wait for it once the campaign has expired.
+    assert rate_waits, "no request went through the rate limit"
+    waited_from(rate_waits, expiry)
     assert results.attrs["run"].held["KWA029"] == len(late)
     # The journal keeps them expired: the same command later sends nothing.
     again = send(report, fresh_emulator.client(), journal=tmp_path / "run.db", progress=False)
@@ -58,17 +88,17 @@ def test_nothing_leaves_after_the_expiry(fresh_emulator: Emulator, tmp_path: Pat
 
 @pytest.mark.slow
 def test_quiet_hours_that_start_while_the_run_sends_hold_the_rest(
-    fresh_emulator: Emulator, wall_clock: WallClock
+    fresh_emulator: Emulator, wall_clock: WallClock, rate_waits: list[datetime]
 ) -> None:
     """London, 20:59:58 in January, quiet from 21:00: the first rows go, the rest wait for
-    09:00 — and the run ends, it does not sleep until the morning."""
+    09:00 — and the run ends, it does not sleep until the morning (nor pace the held rows
+    through the rate limit)."""
     wall_clock.set(datetime(2027, 1, 15, 20, 59, 58, tzinfo=UTC), speed=1.0)
     report = validate(campaign(UK[:14]), sender=SENDER)
-    started = time.monotonic()
     results = send(
         report, fresh_emulator.client(), rate_limit=2, quiet_hours="21:00-09:00", progress=False
     )
-    assert time.monotonic() - started < 6
+    waited_from(rate_waits, datetime(2027, 1, 15, 21, 0, tzinfo=UTC))
     sent = results["status"] == "sent"
     assert 2 <= sent.sum() <= 6
     assert len(fresh_emulator.messages) == sent.sum()
@@ -287,16 +317,37 @@ def test_a_retry_held_at_departure_stays_unknown_when_the_first_attempt_may_have
         assert journal.db.execute("SELECT state FROM rows").fetchall() == [("unknown",)]
 
 
-def test_a_backoff_never_sleeps_past_the_expiry() -> None:
+def test_a_backoff_never_sleeps_past_the_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 429 with Retry-After: 25 while the campaign expires in 1 s: the run ends then."""
+    pauses: list[float | None] = []  # the seconds each pause before a new attempt slept
+
+    def pause(run: _Run, attempt: int, at_least: float | None = None) -> bool:
+        stop = run.stop
+        wait = stop.wait
+
+        def recorded(timeout: float | None = None) -> bool:
+            pauses.append(timeout)
+            return wait(timeout)
+
+        stop.wait = recorded  # type: ignore[method-assign]
+        try:
+            return backoff(run, attempt, at_least)
+        finally:
+            del stop.wait
+
+    backoff = _Run._pause
+    monkeypatch.setattr(_Run, "_pause", pause)
     report = validate(campaign(UK[:1]), sender=SENDER)
-    started = time.monotonic()
     with Emulator(retry_after=25) as slow:
         slow.inject("429")
         results = send(report, slow.client(), expires="1s", progress=False)
-    assert time.monotonic() - started < 10
     assert results.loc[0, "error_code"] == "KWA029"
     assert slow.messages.empty
+    assert slow.requests_seen == 1  # the 429: no attempt after it
+    # It paused (the Retry-After was honoured) but no longer than the campaign was open.
+    assert len(pauses) == 1
+    assert pauses[0] is not None
+    assert 0 < pauses[0] <= 1.0, pauses
 
 
 @pytest.mark.parametrize("step_back", [timedelta(seconds=20), timedelta(hours=12)])
