@@ -21,6 +21,8 @@ STATUS_COLORS: dict[str, str] = {
     Status.NOT_SENT: "#8c959f",
     Status.REJECTED: "#8250df",
 }
+#: The colour of a status without one of its own (a status added later draws, in grey).
+OTHER_COLOR = "#57606a"
 
 
 def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
@@ -58,7 +60,9 @@ def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
     left = axes[0][0]
     order = list(reversed(STATUSES))
     bars = left.barh(
-        order, [int(counts[s]) for s in order], color=[STATUS_COLORS[s] for s in order]
+        order,
+        [int(counts[s]) for s in order],
+        color=[STATUS_COLORS.get(s, OTHER_COLOR) for s in order],
     )
     left.bar_label(bars, padding=3)
     left.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 rows
@@ -73,7 +77,11 @@ def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
             values = by_code[status]
             if values.any():
                 right.barh(
-                    by_code.index, values, left=bottom, color=STATUS_COLORS[status], label=status
+                    by_code.index,
+                    values,
+                    left=bottom,
+                    color=STATUS_COLORS.get(status, OTHER_COLOR),
+                    label=status,
                 )
                 bottom = bottom + values
         for position, total in enumerate(bottom):  # each code's count, past its bar

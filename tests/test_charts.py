@@ -59,3 +59,18 @@ def test_the_readme_install_brings_matplotlib() -> None:
     names = [d.split(">")[0].split("[")[0].strip() for d in project["dependencies"]]
     assert "matplotlib" in names
     assert "charts" in project["optional-dependencies"]
+
+
+def test_a_status_without_a_colour_of_its_own_draws_in_grey(monkeypatch) -> None:
+    """Adding a status touches results.Status only: the chart does not need a colour for it."""
+    from matplotlib.colors import to_hex
+
+    from kwa_batch import charts
+
+    colours = {k: v for k, v in charts.STATUS_COLORS.items() if k != "rejected"}
+    monkeypatch.setattr(charts, "STATUS_COLORS", colours)
+    results = pd.DataFrame({"status": ["sent", "rejected"], "error_code": [None, "E13009"]})
+    figure = plot_outcomes(results)
+    left, right = figure.axes
+    drawn = {to_hex(bar.get_facecolor()) for bar in [*left.patches, *right.patches]}
+    assert charts.OTHER_COLOR in drawn
