@@ -89,10 +89,11 @@ def main() -> None:
     args = parser.parse_args()
     n = args.rows
     with tempfile.TemporaryDirectory() as folder:
-        store = CallbackStore(Path(folder) / "receipts.db")
-        store.counts()  # an empty store: a live source with no opt-outs yet
+        path = Path(folder) / "receipts.db"
+        with CallbackStore(path) as store:
+            store.counts()  # an empty store: a live source with no opt-outs yet
         plain = kb.validate(campaign(n), sender=SENDER)
-        live = kb.validate(campaign(n), sender=SENDER, suppress=store)
+        live = kb.validate(campaign(n), sender=SENDER, suppress=kb.OptOutSource(path))
         holds = {
             "quiet_hours": awake_hours(),
             "expires": "24h",
