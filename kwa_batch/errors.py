@@ -129,8 +129,9 @@ class Code(StrEnum):
     INVALID_TO = (
         "E13009",
         "invalid 'to' number",
-        "Write the recipient's number in E.164 form (+ and country code, e.g. +919876543210), "
-        "or pass default_region= / --region for numbers written nationally.",
+        "Write the recipient's full number in E.164 form (+ and country code, e.g. "
+        "+919876543210); each row's message says what is wrong with its value (a number "
+        "written without its country code: pass default_region= / --region).",
         Source.KALEYRA,
         Policy.FIX,
     )

@@ -37,3 +37,16 @@ def test_a_pipe_keeps_one_line_per_problem(sample_csv: Path, tmp_path: Path) -> 
     lines = [line for line in result.output.splitlines() if "KWA004" in line and "line 18" in line]
     assert len(lines) == 1, result.output
     assert "the number will not be guessed" in lines[0]
+
+
+def test_the_summary_by_code_does_not_offer_region_to_every_bad_number(tmp_path: Path) -> None:
+    """'98765' has too few digits: no --region can help it, and the summary by code said
+    "or pass --region for numbers written nationally" to every E13009 row; it now points to
+    each row's own reason, and keeps --region for numbers without a country code."""
+    path = tmp_path / "r.csv"
+    path.write_text("to,body\n98765,Hi\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    summary = result.output.split("By error code:")[1]
+    assert "each row's message says what is wrong" in summary
+    assert "numbers written nationally" not in summary
+    assert "without its country code: pass --region" in summary
