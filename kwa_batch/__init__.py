@@ -79,11 +79,17 @@ if TYPE_CHECKING:
 
 def _public_names() -> dict[str, str]:
     """Each public name and the module it lives in, from the first ``if TYPE_CHECKING:``
-    block of this file."""
+    block of this file, read through the module's loader (a file, a wheel, a zip)."""
     import ast
 
-    with open(__file__, encoding="utf-8") as source:
-        tree = ast.parse(source.read())
+    get_source = getattr(__spec__.loader if __spec__ else None, "get_source", None)
+    source = get_source(__name__) if get_source is not None else None
+    if source is None:
+        raise ImportError(
+            "kwa_batch reads its public names from its own source (kwa_batch/__init__.py), "
+            "which this installation lacks: install it with pip, which keeps the sources"
+        )
+    tree = ast.parse(source)
     block = next(node for node in tree.body if isinstance(node, ast.If))
     return {
         alias.name: node.module or ""

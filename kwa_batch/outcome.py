@@ -183,7 +183,8 @@ class RunOutcome:
             "resend_unknown=True (--resend-unknown) to send them again"
         )
         if pending == 0 and unknown == 0:
-            hint = f"{self.export_error or self.journal_error}"
+            problem = self.export_error or self.journal_error
+            hint = problem if problem else "every row has its final status; nothing is left to send"
         elif pending == 0 and self.journal:
             hint = resend
         elif self.journal:

@@ -265,3 +265,16 @@ def test_report_exits_as_the_run_stopped_by_a_signal(
     assert reported.exit_code == 130
     assert "Interrupted: send again with the same journal" in reported.output
     assert "add --resend-unknown to send them again" in reported.output
+
+
+def test_a_run_stopped_after_its_last_row_says_nothing_is_left() -> None:
+    """A signal that lands after every row settled: exit 130, and a next step in words, not
+    'Interrupted: None.'"""
+    from kwa_batch import RunOutcome
+
+    counts = dict.fromkeys(kb.STATUSES, 0) | {"sent": 5}
+    outcome = RunOutcome(counts, stopped_by="SIGINT")
+    assert outcome.exit_code == 130
+    assert outcome.next_step == (
+        "Interrupted: every row has its final status; nothing is left to send."
+    )

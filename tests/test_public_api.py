@@ -125,3 +125,29 @@ def test_a_report_of_the_validation_layer_says_how_to_send_it() -> None:
     report = validate(pd.DataFrame({"to": ["+919876543210"], "body": ["Hi"]}), sender=SENDER)
     with pytest.raises(kb.ConfigurationError, match=r"kb\.send\(report, client\)"):
         report.send(object())
+
+
+def test_the_package_imports_from_a_zip(tmp_path) -> None:
+    """A zipapp or a zipped site-packages: the public names are read through the loader,
+    not by opening ``__file__`` (which is no file inside a zip)."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    package = Path(kb.__file__).parent
+    archive = tmp_path / "kb.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in package.rglob("*.py"):
+            zipped.write(path, path.relative_to(package.parent))
+    code = "import kwa_batch as kb; print(kb.__file__); print(kb.send.__name__)"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(archive)},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(archive / "kwa_batch" / "__init__.py"), "send"]
