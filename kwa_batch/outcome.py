@@ -257,9 +257,23 @@ class RunOutcome:
         (they are the truth: a file's rows may have been edited since)."""
         names = {item.name for item in dataclasses.fields(cls)}
         facts = {k: v for k, v in data.items() if k in names}
+        if "format" not in data and "settings" not in data:
+            # Written before the outcome had a form of its own: the settings stood flat
+            # among the facts (journal, rate_limit...).
+            facts["settings"] = {k: v for k, v in data.items() if k not in names}
         for name in ("started_at", "finished_at"):
-            if isinstance(facts.get(name), str):
-                facts[name] = datetime.fromisoformat(facts[name])
+            value = facts.get(name)
+            if isinstance(value, str):
+                facts[name] = datetime.fromisoformat(value)
+            elif value is not None and not isinstance(value, datetime):
+                raise ValueError(f"{name} is {value!r}, not a time")
+        for name in ("stopped_by", "headline", "journal_error", "export_error"):
+            value = facts.get(name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} is {value!r}, not text")
+        for name in ("resume", "held", "pacing", "settings"):
+            if not isinstance(facts.get(name, {}), Mapping):
+                raise ValueError(f"{name} is {facts[name]!r}, not a table of facts")
         if results is None:
             return cls(**{"counts": {}, **facts})
         derived = ("counts", "never_sent", "credentials_refused")

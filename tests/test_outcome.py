@@ -125,9 +125,28 @@ def test_an_unreadable_stored_outcome_is_one_line(mixed: pd.DataFrame, tmp_path:
     outcome_path(path).write_text("{not json", encoding="utf-8")
     with pytest.raises(kb.InputError, match=r"r\.csv\.run\.json: is not readable .*delete it"):
         kb.load_results(path)
-    outcome_path(path).write_text(json.dumps({"started_at": "yesterday"}), encoding="utf-8")
-    with pytest.raises(kb.InputError, match="the run's outcome stored with it is not readable"):
-        kb.load_results(path)
+    for damaged in (
+        {"started_at": "yesterday"},
+        {"format": 1, "stopped_by": 15},  # was an AttributeError in the exit code
+        {"format": 1, "started_at": 5},  # was a ValueError while the report printed
+        {"format": 1, "settings": ["journal"]},
+    ):
+        outcome_path(path).write_text(json.dumps(damaged), encoding="utf-8")
+        with pytest.raises(kb.InputError, match="the run's outcome stored with it is not"):
+            kb.load_results(path)
+
+
+def test_an_outcome_of_an_earlier_version_keeps_its_journal() -> None:
+    """Before the outcome had a form of its own, the settings stood flat among the facts:
+    the journal is still known, so the next step says to send again with it."""
+    from kwa_batch import RunOutcome
+
+    flat = {"journal": "run.db", "rate_limit": 80, "started_at": "2026-12-01T09:00:00+00:00"}
+    counts = dict.fromkeys(kb.STATUSES, 0) | {"sent": 1, "not_sent": 2}
+    outcome = RunOutcome.from_dict(flat | {"counts": counts})
+    assert outcome.journal == "run.db"
+    assert outcome.next_step is not None
+    assert "send again with the same journal" in outcome.next_step
 
 
 def test_the_workbook_shows_the_run_and_keeps_it_as_data(
