@@ -33,6 +33,7 @@ import dataclasses
 import functools
 import json
 import logging
+import numbers
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -291,12 +292,13 @@ class Schedule:
         elif expires is not None:
             put("expires", _aware(expires, "expires"))
         limit = self.daily_limit
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise ConfigurationError(
-                f"daily_limit must be a positive number of recipients, not {limit!r}"
-            )
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
+                raise ConfigurationError(
+                    f"Schedule(daily_limit={limit!r}): give a whole number of recipients, "
+                    "1 or more (your messaging tier: 250, 2000, 10000...), or None for no limit"
+                )
+            put("daily_limit", int(limit))  # a NumPy integer read from a frame, as an int
         if self.history is not None:
             folder = Path(self.history)
             if not folder.is_dir():

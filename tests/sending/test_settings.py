@@ -148,7 +148,8 @@ def test_the_fix_given_for_a_conflict_works() -> None:
         (lambda: kb.Retries(backoff=-0.5), "Retries(backoff=-0.5): give zero or more seconds"),
         (lambda: kb.Retries(retry_ambiguous="yes"), "Retries(retry_ambiguous='yes'): give True"),  # type: ignore[arg-type]
         (lambda: kb.Schedule(quiet_hours="9pm-9am"), "quiet hours '9pm-9am': write them as"),
-        (lambda: kb.Schedule(daily_limit=0), "daily_limit must be a positive number"),
+        (lambda: kb.Schedule(daily_limit=0), "Schedule(daily_limit=0): give a whole number"),
+        (lambda: kb.Schedule(daily_limit=2.5), "Schedule(daily_limit=2.5): give a whole number"),
         (lambda: kb.Schedule(expires="400d"), "from 0 to 366 days"),
         (lambda: kb.Schedule(not_before=datetime(2027, 6, 1)), "give a timezone-aware datetime"),
     ],
@@ -158,6 +159,15 @@ def test_bad_values_are_refused_when_made(make: Any, said: str) -> None:
         make()
     assert said in str(refused.value)
     assert "\n" not in str(refused.value)
+
+
+def test_a_daily_limit_read_from_a_frame_is_taken_as_an_int() -> None:
+    """A NumPy integer (a value read from a frame) is a daily limit, as it is a rate."""
+    import numpy as np
+
+    schedule = kb.Schedule(daily_limit=np.int64(250))
+    assert schedule.daily_limit == 250
+    assert type(schedule.daily_limit) is int
 
 
 def test_settings_are_frozen_values_with_their_defaults() -> None:
