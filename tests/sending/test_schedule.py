@@ -303,7 +303,7 @@ def test_rows_in_flight_or_unknown_count_toward_the_limit(
         ({"not_before": datetime(2027, 6, 1, 12)}, "timezone-aware"),
         ({"expires": "soon"}, "30m, 6h or 2d"),
         ({"expires": "2027-06-01T18:00"}, "timezone-aware"),
-        ({"daily_limit": 0}, "daily_limit=0): give a whole number of recipients, 1 or more"),
+        ({"daily_limit": 0}, r"daily_limit=0\): give a whole number of recipients, 1 or more"),
         ({"daily_limit": "250"}, "a whole number of recipients"),
         ({"history": "/nonexistent/folder"}, "not a folder"),
     ],
