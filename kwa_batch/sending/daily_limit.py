@@ -91,10 +91,21 @@ class DailyWindow:
     def rooms(self, waiting: int, *, admitted: int, now: datetime) -> list[datetime]:
         """When each of ``waiting`` recipients over the limit gets room, in their order,
         once ``admitted`` new ones are sent at ``now``: the k-th waits for the k-th counted
-        one to leave (those counted already first, then those sent now, 24 h after now)."""
+        one to leave (those counted already first, then those sent now, 24 h after now);
+        past a full window's worth, a day more for each round of the limit.
+
+        >>> from datetime import UTC
+        >>> t = datetime(2026, 12, 1, 9, tzinfo=UTC)
+        >>> rooms = DailyWindow(1, {}).rooms(3, admitted=1, now=t)
+        >>> [room - t for room in rooms] == [DAY, 2 * DAY, 3 * DAY]
+        True
+        """
         self._expire(now)
         leaving = sorted([*self.latest.values(), *([now] * admitted)])
+        if not leaving:  # nobody counts, so nobody waits
+            return [now] * waiting
+        # Someone waits only when the window is full: its last ``limit`` recipients leave
+        # in turn, and each place they free is taken again for 24 hours.
         free = max(0, len(leaving) - self.limit)
-        return [
-            leaving[k] + DAY if k < len(leaving) else now + DAY for k in range(free, free + waiting)
-        ]
+        places = len(leaving) - free
+        return [leaving[free + k % places] + DAY * (k // places + 1) for k in range(waiting)]

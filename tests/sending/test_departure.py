@@ -4,6 +4,7 @@ which records when each message arrived."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -455,3 +456,20 @@ def test_no_bar_redraws_go_into_a_pipe(
     assert "\r" not in err
     assert "Sending 20 message(s)" in err
     assert "sending: sent 20" in err
+
+
+def test_rows_over_the_limit_each_get_their_own_day(fresh_emulator: Emulator) -> None:
+    """A limit of 1 and four recipients: one goes now, the others get room 24, 48 and 72
+    hours from now, one a day (all three were told the same time, 24 h from now)."""
+    results = send(
+        campaign(UK[:4]),
+        fresh_emulator.client(sender=SENDER),
+        daily_limit=1,
+        progress=False,
+    )
+    assert results["status"].tolist() == ["sent", "not_sent", "not_sent", "not_sent"]
+    said = results["error_message"].iloc[1:].tolist()
+    assert len(set(said)) == 3, said
+    times = [pd.Timestamp(text.rsplit("room from ", 1)[1].split(" (")[0]) for text in said]
+    assert times == sorted(times)
+    assert [round((b - a).total_seconds() / 3600) for a, b in itertools.pairwise(times)] == [24, 24]
