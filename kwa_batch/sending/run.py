@@ -35,6 +35,7 @@ rejects them locally (``E13008``) rather than at the API.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import signal
 import sys
@@ -574,6 +575,12 @@ def _validated(
 ) -> ValidationReport:
     """The report to send, validated with the one sender that applies (see the module);
     ``validation``: :func:`~kwa_batch.validate`'s arguments, for a DataFrame."""
+    unknown = sorted(set(validation) - set(inspect.signature(validate).parameters))
+    if unknown:
+        raise TypeError(
+            f"send() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}: it "
+            "takes its own, the fields of Pacing, Schedule and Retries, and validate()'s"
+        )
     if isinstance(data, pd.DataFrame):
         return validate(data, sender=choose_sender(sender, client.sender), **validation)
     if not isinstance(data, ValidationReport):

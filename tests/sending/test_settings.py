@@ -251,3 +251,13 @@ def test_the_dry_run_plans_the_requests_send_makes(runner: CliRunner, write_csv)
          "--rate", "none"],
     )  # fmt: skip
     assert "in 1 request(s) (no rate limit" in result.output
+
+
+def test_a_misspelt_keyword_is_named_as_sends_own() -> None:
+    """rate_limt=5 reached validate() and was refused in its name, not send()'s."""
+    frame = pd.DataFrame({"to": ["+919876543210"], "body": ["Hi"]})
+    client = kb.KaleyraClient("HXSID", "key", sender="+911234567890")
+    with pytest.raises(
+        TypeError, match=r"send\(\) got unexpected keyword argument\(s\) 'rate_limt'"
+    ):
+        kb.send(frame, client, rate_limt=5, progress=False)
