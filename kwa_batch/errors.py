@@ -32,6 +32,10 @@ from typing import Any
 
 __all__ = [
     "ERROR_CODES",
+    "EXIT_INCOMPLETE",
+    "EXIT_OK",
+    "EXIT_ROWS",
+    "EXIT_UNUSABLE",
     "NEVER_SENT_CODES",
     "AmbiguousSendError",
     "ApiError",
@@ -494,6 +498,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
 }
 #: Codes of ``not_sent`` rows that no later run sends (:attr:`Policy.NEVER`).
 NEVER_SENT_CODES = frozenset(code.value for code in Code if code.policy is Policy.NEVER)
+
+#: The exit codes of the command line (and of a run's outcome, which it exits with): every
+#: row sent; some rejected, failed or never to be sent; the input or the configuration
+#: unusable; incomplete (a later run may still settle rows). A signal adds 128 to its number.
+EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
 def describe_code(code: str | None) -> str:

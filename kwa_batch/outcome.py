@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .errors import EXIT_INCOMPLETE
 from .results import STATUSES, Status, exit_code_for, never_sent_rows
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ __all__ = ["RunOutcome"]
 
 #: The version of the stored form (:meth:`RunOutcome.to_dict`).
 FORMAT = 1
-_EXIT_INCOMPLETE = 3
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class RunOutcome:
             return 128 + _signal_number(self.stopped_by)
         code = exit_code_for(self.counts, self.never_sent)
         if self.journal_error or self.export_error:
-            return max(code, _EXIT_INCOMPLETE)
+            return max(code, EXIT_INCOMPLETE)
         return code
 
     @property

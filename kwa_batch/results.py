@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import NEVER_SENT_CODES
+from .errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_ROWS, NEVER_SENT_CODES
 
 __all__ = [
     "DELIVERY_COLUMNS",
@@ -32,7 +32,6 @@ __all__ = [
     "coerce_results",
     "delivery_counts",
     "error_counts",
-    "exit_code",
     "exit_code_for",
     "never_sent_rows",
     "summarize",
@@ -259,16 +258,9 @@ def exit_code_for(counts: Mapping[str, int], never_sent: int = 0) -> int:
     """
     incomplete = sum(counts.get(s, 0) for s in INCOMPLETE_STATUSES) - never_sent
     if incomplete > 0:
-        return 3
+        return EXIT_INCOMPLETE
     final = counts.get(Status.REJECTED, 0) + counts.get(Status.FAILED, 0) + never_sent
-    return 1 if final > 0 else 0
-
-
-def exit_code(results: pd.DataFrame) -> int:
-    """The exit code of a results frame by its statuses (:func:`exit_code_for`); a run's
-    own exit code (a signal, a journal not written) is its :class:`kwa_batch.RunOutcome`'s."""
-    counts = results["status"].value_counts()
-    return exit_code_for({str(k): int(v) for k, v in counts.items()}, never_sent_rows(results))
+    return EXIT_ROWS if final > 0 else EXIT_OK
 
 
 def delivery_counts(merged: pd.DataFrame) -> pd.Series:

@@ -19,7 +19,7 @@ import kwa_batch as kb
 from kwa_batch.cli import cli
 from kwa_batch.export import outcome_path
 from kwa_batch.outcome import RunOutcome
-from kwa_batch.results import STATUSES, Status, exit_code, exit_code_for
+from kwa_batch.results import STATUSES, Status, exit_code_for
 
 FORMATS = (".xlsx", ".csv", ".parquet")
 CLEAN = "to,body\n+919876543210,Hi\n+447911123456,Hello\n"
@@ -67,7 +67,7 @@ def test_results_hold_plain_strings_and_every_status_is_counted(mixed: pd.DataFr
     assert isinstance(outcome, RunOutcome)
     assert outcome.counts == {"sent": 4, "failed": 0, "unknown": 1, "not_sent": 1, "rejected": 1}
     assert outcome.rows == len(mixed)
-    assert outcome.exit_code == exit_code(mixed) == 3
+    assert outcome.exit_code == RunOutcome.of(mixed).exit_code == 3  # stored and counted anew
     assert str(outcome.journal).endswith("j.db")
     assert outcome.started_at is not None
     assert outcome.started_at.tzinfo is not None

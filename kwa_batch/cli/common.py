@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from ..config import ENV_FROM
+from ..errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +41,6 @@ __all__ = [
     "wrapped",
 ]
 
-EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_INCOMPLETE = 0, 1, 2, 3
 # ``--column`` and ``--sheet`` (see options.file_options; the key is its FILE_KEY).
 _FILE_KEY = "kwa_batch.file_options"
 #: The sender used with --emulator when none is given (the emulator accepts any valid one).
