@@ -43,11 +43,17 @@ RECEIPT_COLUMNS = (
     "ref",
     "ref1",
     "ref2",
+    "price",
+    "billable",
+    "pricing_category",
+    "business",
     "updated_at",
 )
 
 _TIME = "datetime64[us, UTC]"
-_TEXT = ("message_id", "status", "recipient", "error_code", "error", "ref", "ref1", "ref2")
+_TEXT = ("message_id", "status", "recipient", "error_code", "error", "ref", "ref1", "ref2",
+         "pricing_category", "business")  # fmt: skip
+_DTYPES = {"price": "Float64", "billable": "boolean"}
 _STEP_TIMES = {"sent": "sent_at", "delivered": "delivered_at", "read": "read_at"}
 
 
@@ -68,7 +74,9 @@ def load_receipts(store: str | Path | CallbackStore) -> pd.DataFrame:
         A DataFrame with the columns :data:`RECEIPT_COLUMNS`, one row per message id, in
         the order their first callback arrived: text as strings, times as UTC timestamps
         (``failed_at`` is the time of the final ``failed`` or ``not-sent``; ``error_code``
-        and ``error`` come with it), NA where no callback said.
+        and ``error`` come with it), ``price`` (the highest any of its callbacks said),
+        ``billable``, ``pricing_category`` and ``business`` (the sending number), NA where
+        no callback said.
 
     Raises:
         InputError: the store does not exist or is not a callback store.
@@ -86,7 +94,10 @@ def _receipts(updates: pd.DataFrame) -> pd.DataFrame:
     """Derive one receipt per message from its status updates (oldest received first)."""
     if updates.empty:
         return pd.DataFrame(
-            {name: pd.Series(dtype="str" if name in _TEXT else _TIME) for name in RECEIPT_COLUMNS}
+            {
+                name: pd.Series(dtype="str" if name in _TEXT else _DTYPES.get(name, _TIME))
+                for name in RECEIPT_COLUMNS
+            }
         )
     rank = updates["status"].map(STATUS_RANK).fillna(0).astype("int64")
     # The winning update of each message: highest rank, then the first received.
@@ -98,7 +109,11 @@ def _receipts(updates: pd.DataFrame) -> pd.DataFrame:
     )
     grouped = updates.groupby("message_id", sort=False)
     ids = pd.Index(updates["message_id"].unique(), name="message_id")
-    firsts = grouped[["recipient", "ref", "ref1", "ref2"]].first().reindex(ids)
+    firsts = (
+        grouped[["recipient", "ref", "ref1", "ref2", "pricing_category", "business", "billable"]]
+        .first()
+        .reindex(ids)
+    )
     times = updates.pivot(index="message_id", columns="status", values="at")
     winners = winners.reindex(ids)
     final = winners["status"].isin(FINAL_STATUSES)
@@ -116,6 +131,12 @@ def _receipts(updates: pd.DataFrame) -> pd.DataFrame:
     out["error"] = winners["error"].where(final)
     for name in ("ref", "ref1", "ref2"):
         out[name] = firsts[name]
+    # The price a callback gave (Kaleyra may say it on sent and again on delivered: the
+    # highest said, never a sum of repeats).
+    out["price"] = grouped["price"].max().reindex(ids).astype("Float64")
+    out["billable"] = firsts["billable"].astype("boolean")
+    out["pricing_category"] = firsts["pricing_category"]
+    out["business"] = firsts["business"]
     out["updated_at"] = grouped["received_at"].max().reindex(ids).astype(_TIME)
     for name in _TEXT:
         out[name] = out[name].astype("str")

@@ -18,12 +18,16 @@ field wins). Two kinds, told apart by their fields:
   (``sent``, ``delivered``, ``read``, ``failed``, ``not-sent``; others are kept but never
   replace these), and may carry ``mobile`` or ``phone_number`` (the recipient),
   ``error_code``, ``error`` (text, or an object with ``code`` and ``message``), ``ref``,
-  ``ref1``, ``ref2`` and ``timestamp`` (Unix seconds or milliseconds, or ISO 8601; a time
+  ``ref1``, ``ref2``, ``price`` (what the message cost; a value that is not a number of
+  zero or more is left out), ``billable`` and ``pricing_category``, ``wanumber`` (the
+  business number that sent it) and ``timestamp`` (Unix seconds or milliseconds, or ISO 8601; a time
   that cannot be read, before 2000 or more than a day ahead is replaced by the time of
   receipt);
 * an **incoming message** has ``from`` (the recipient who wrote) and may carry
   ``wanumber`` (the business number written to), ``created_at`` (Unix seconds or ISO
-  8601), ``type``, ``name``, ``body`` and ``media_url``.
+  8601), ``type``, ``name``, ``body``, ``media_url``, ``reply_to`` (or ``context_id``: the
+  ``message_id`` of the message it answers) and ``payload`` (or ``button_payload``: a
+  quick-reply button's payload).
 
 Each is stored once (:mod:`kwa_batch.receipts.store`), however often it comes, before the
 answer ``200 {"ok": true, "stored": <true when new>}`` goes back. ``GET /`` without
@@ -177,6 +181,25 @@ def _time(value: str | None, fallback: datetime) -> datetime:
     return parsed
 
 
+def _price(value: str | None) -> float | None:
+    """A callback's price: a finite number of zero or more (else None: never a guess)."""
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _flag(value: str | None) -> bool | None:
+    """``true``/``false`` (or 1/0) as a bool; anything else None."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    return True if text in ("true", "1", "yes") else False if text in ("false", "0", "no") else None
+
+
 def _optional(fields: Mapping[str, str], name: str, limit: int = _MAX_FIELD) -> str | None:
     value = fields.get(name)
     if value is None:
@@ -228,6 +251,10 @@ def parse_callback(
             ref=_optional(fields, "ref"),
             ref1=_optional(fields, "ref1"),
             ref2=_optional(fields, "ref2"),
+            price=_price(fields.get("price")),
+            billable=_flag(fields.get("billable")),
+            pricing_category=_optional(fields, "pricing_category", _MAX_ID),
+            business=_number(fields.get("wanumber") or fields.get("business")),
         )
     if "from" in fields:
         customer = _number(fields["from"])
@@ -244,6 +271,9 @@ def parse_callback(
             name=_optional(fields, "name"),
             body=_optional(fields, "body"),
             media_url=_optional(fields, "media_url"),
+            reply_to=_optional(fields, "reply_to", _MAX_ID)
+            or _optional(fields, "context_id", _MAX_ID),
+            payload=_optional(fields, "payload") or _optional(fields, "button_payload"),
         )
     if status is not None or message_id is not None:
         missing = "id" if status is not None else "status"

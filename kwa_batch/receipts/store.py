@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS status_updates (
     ref TEXT,
     ref1 TEXT,
     ref2 TEXT,
+    price REAL,
+    billable INTEGER,
+    pricing_category TEXT,
+    business TEXT,
     PRIMARY KEY (message_id, status)
 );
 CREATE TABLE IF NOT EXISTS incoming_messages (
@@ -78,16 +82,32 @@ CREATE TABLE IF NOT EXISTS incoming_messages (
     type TEXT,
     name TEXT,
     body TEXT,
-    media_url TEXT
+    media_url TEXT,
+    reply_to TEXT,
+    payload TEXT
 );
 CREATE INDEX IF NOT EXISTS incoming_by_pair ON incoming_messages (customer, business);
-PRAGMA user_version = 1;
 """
+#: ``PRAGMA user_version``: the store's format. 1 had no prices, business number on status
+#: updates, ``reply_to`` or ``payload``; such a store gets the new columns (empty) when
+#: opened. A newer one is refused, not misread.
+STORE_VERSION = 2
+# Columns added since version 1, by table: (name, SQL type).
+_ADDED = {
+    "status_updates": (
+        ("price", "REAL"), ("billable", "INTEGER"), ("pricing_category", "TEXT"),
+        ("business", "TEXT"),
+    ),
+    "incoming_messages": (("reply_to", "TEXT"), ("payload", "TEXT")),
+}  # fmt: skip
 _STATUS_COLUMNS = ("message_id", "status", "at", "received_at", "recipient", "error_code",
-                   "error", "ref", "ref1", "ref2")  # fmt: skip
+                   "error", "ref", "ref1", "ref2", "price", "billable", "pricing_category",
+                   "business")  # fmt: skip
 _INCOMING_COLUMNS = ("key", "customer", "business", "at", "received_at", "type", "name",
-                     "body", "media_url")  # fmt: skip
+                     "body", "media_url", "reply_to", "payload")  # fmt: skip
 _TIMES = ("at", "received_at")
+_NUMBERS = ("price",)
+_FLAGS = ("billable",)
 _BUSY_TIMEOUT_S = 5.0
 
 
@@ -101,6 +121,13 @@ class StatusUpdate:
         at: when it happened (the callback's ``timestamp``, else when it was received).
         received_at: when the receiver got it.
         recipient: the recipient in E.164 with ``+``, when the callback said.
+        price: what the message cost, as the callback said (v1 ``price``), in the
+            account's currency.
+        billable: whether the message is billed (v2 ``pricing.billable``).
+        pricing_category: what it is billed as (v2 ``pricing.category``: ``marketing``,
+            ``utility``, ``authentication``, ``service``...).
+        business: the business number that sent it, E.164 with ``+``, when the callback
+            said (v2 ``metadata.display_phone_number``, v1 ``wanumber``).
     """
 
     message_id: str
@@ -113,6 +140,10 @@ class StatusUpdate:
     ref: str | None = None
     ref1: str | None = None
     ref2: str | None = None
+    price: float | None = None
+    billable: bool | None = None
+    pricing_category: str | None = None
+    business: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +156,9 @@ class IncomingMessage:
         business: the business number written to, E.164 with ``+``; None when the
             callback did not say (its window then counts for every business number).
         at: when it was written (``created_at``, else when it was received).
+        reply_to: the ``message_id`` of the message it answers, when the callback says
+            (v1 ``reply_to``, v2 ``context.id``): ties a reply to its campaign row.
+        payload: a quick-reply button's payload (or a list choice's id), when it is one.
     """
 
     key: str
@@ -136,6 +170,8 @@ class IncomingMessage:
     name: str | None = None
     body: str | None = None
     media_url: str | None = None
+    reply_to: str | None = None
+    payload: str | None = None
 
 
 def _text_time(value: datetime) -> str:
@@ -175,10 +211,13 @@ class CallbackStore:
             try:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=NORMAL")
-                connection.executescript(_SCHEMA)
+                _create_or_upgrade(connection, self.path)
             except sqlite3.DatabaseError as exc:
                 connection.close()
                 raise InputError(f"{self.path}: not a callback store ({exc})") from None
+            except InputError:
+                connection.close()
+                raise
             self._connection = connection
         return self._connection
 
@@ -195,6 +234,10 @@ class CallbackStore:
             update.ref,
             update.ref1,
             update.ref2,
+            update.price,
+            None if update.billable is None else int(update.billable),
+            update.pricing_category,
+            update.business,
         )
         return self._insert("status_updates", _STATUS_COLUMNS, row)
 
@@ -210,6 +253,8 @@ class CallbackStore:
             message.name,
             message.body,
             message.media_url,
+            message.reply_to,
+            message.payload,
         )
         return self._insert("incoming_messages", _INCOMING_COLUMNS, row)
 
@@ -244,6 +289,10 @@ class CallbackStore:
                     .astype("datetime64[us, UTC]")
                     .array
                     if name in _TIMES
+                    else pd.array(list(column), dtype="Float64")
+                    if name in _NUMBERS
+                    else pd.array(list(column), dtype="boolean")
+                    if name in _FLAGS
                     else pd.array(list(column), dtype="str")
                 )
                 for name, column in zip(columns, values, strict=True)
@@ -279,6 +328,27 @@ class CallbackStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _create_or_upgrade(connection: sqlite3.Connection, path: Path) -> None:
+    """Create the tables, or add the columns a store of an older version lacks."""
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > STORE_VERSION:
+        raise InputError(
+            f"{path}: a callback store of a newer format ({version}; this kwa_batch reads up "
+            f"to {STORE_VERSION}): upgrade kwa_batch to read it"
+        )
+    connection.executescript(_SCHEMA)
+    if version == STORE_VERSION:
+        return
+    with connection:  # one transaction: a store is upgraded whole or not at all
+        connection.execute("BEGIN IMMEDIATE")
+        for table, added in _ADDED.items():
+            have = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+            for name, kind in added:
+                if name not in have:
+                    connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        connection.execute(f"PRAGMA user_version = {STORE_VERSION}")
 
 
 @contextmanager

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import itertools
 import random
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -15,13 +18,20 @@ from hypothesis import strategies as st
 
 from kwa_batch.errors import InputError, KwaBatchError
 from kwa_batch.receipts.delivery import RECEIPT_COLUMNS, _receipts, load_receipts, merge_receipts
-from kwa_batch.receipts.store import STATUS_RANK, CallbackStore, StatusUpdate
+from kwa_batch.receipts.receiver import parse_callback
+from kwa_batch.receipts.store import (
+    STATUS_RANK,
+    STORE_VERSION,
+    CallbackStore,
+    IncomingMessage,
+    StatusUpdate,
+)
 from kwa_batch.results import DELIVERY_COLUMNS, NO_CALLBACK_URL, NO_RECEIPT, delivery_counts
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def update(message_id: str, status: str, second: int, **extra: str) -> StatusUpdate:
+def update(message_id: str, status: str, second: int, **extra: Any) -> StatusUpdate:
     """A status update that happened at T0 + second and was received then too."""
     when = T0 + timedelta(seconds=second)
     return StatusUpdate(message_id=message_id, status=status, at=when, received_at=when, **extra)
@@ -113,8 +123,19 @@ def test_the_status_is_the_furthest_whatever_the_order(
             "received_at": pd.array([r.received_at for r in rows], dtype="datetime64[us, UTC]"),
             **{
                 name: pd.array([None] * len(rows), dtype="str")
-                for name in ("recipient", "error_code", "error", "ref", "ref1", "ref2")
+                for name in (
+                    "recipient",
+                    "error_code",
+                    "error",
+                    "ref",
+                    "ref1",
+                    "ref2",
+                    "pricing_category",
+                    "business",
+                )
             },
+            "price": pd.array([None] * len(rows), dtype="Float64"),
+            "billable": pd.array([None] * len(rows), dtype="boolean"),
         }
     )
     status = _receipts(updates).iloc[0]["status"]
@@ -251,3 +272,73 @@ def test_messages_sent_without_a_callback_url_are_told_apart() -> None:
     assert counts[NO_RECEIPT] == 1  # asked for, not come yet
     assert counts[NO_CALLBACK_URL] == 1  # will never come
     assert counts.sum() == 3  # the row never sent is not counted
+
+
+# -- the store's format ---------------------------------------------------------------------
+
+_VERSION_1 = """
+CREATE TABLE status_updates (message_id TEXT NOT NULL, status TEXT NOT NULL, at TEXT NOT NULL,
+    received_at TEXT NOT NULL, recipient TEXT, error_code TEXT, error TEXT, ref TEXT,
+    ref1 TEXT, ref2 TEXT, PRIMARY KEY (message_id, status));
+CREATE TABLE incoming_messages (key TEXT PRIMARY KEY, customer TEXT NOT NULL, business TEXT,
+    at TEXT NOT NULL, received_at TEXT NOT NULL, type TEXT, name TEXT, body TEXT,
+    media_url TEXT);
+INSERT INTO status_updates VALUES ('m:0', 'delivered', '2026-12-01T10:00:00.000000+00:00',
+    '2026-12-01T10:00:01.000000+00:00', '+919876543210', NULL, NULL, NULL, NULL, NULL);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_store_of_the_first_format_gets_the_new_columns_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(_VERSION_1)
+    receipts = load_receipts(path)
+    assert receipts["status"].tolist() == ["delivered"]
+    assert receipts["price"].isna().all()
+    assert receipts["business"].isna().all()
+    with CallbackStore(path) as store:
+        assert store.add_status(
+            update("m:1", "delivered", 0, price=0.0125, business="+911234567890")
+        )
+    again = load_receipts(path).set_index("message_id")
+    assert again.loc["m:1", "price"] == 0.0125
+    assert again.loc["m:1", "business"] == "+911234567890"
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == STORE_VERSION
+
+
+def test_a_store_of_a_newer_format_is_refused_not_misread(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(_VERSION_1.replace("user_version = 1", "user_version = 99"))
+    with pytest.raises(InputError, match=r"newer format \(99"):
+        load_receipts(path)
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("0.0045", 0.0045), ("0", 0.0), ("-1", None), ("nan", None), ("inf", None), ("€1", None)],
+)
+def test_a_callback_price_is_a_number_of_zero_or_more_or_nothing(
+    given: str, stored: float | None
+) -> None:
+    parsed = parse_callback({"id": "m:0", "status": "delivered", "price": given})
+    assert isinstance(parsed, StatusUpdate)
+    assert parsed.price == stored
+
+
+def test_a_reply_keeps_the_message_it_answers_and_its_button_payload() -> None:
+    parsed = parse_callback(
+        {
+            "from": "919876543210",
+            "type": "button",
+            "body": "Stop promotions",
+            "reply_to": "abc:0",
+            "payload": "STOP_PROMOTIONS",
+        }
+    )
+    assert isinstance(parsed, IncomingMessage)
+    assert (parsed.reply_to, parsed.payload) == ("abc:0", "STOP_PROMOTIONS")
