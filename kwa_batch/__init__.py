@@ -28,6 +28,8 @@ __version__ = "0.1.0"
 # ``__all__`` and where :func:`__getattr__` finds each name on first use.
 if TYPE_CHECKING:
     from .accessor import KwaAccessor as KwaAccessor
+    from .actions import Action as Action
+    from .actions import rule_for as rule_for
     from .catalogue import load_templates as load_templates
     from .charts import plot_outcomes as plot_outcomes
     from .emulator.server import Emulator as Emulator

@@ -9,6 +9,8 @@ from conftest import SENDER
 import kwa_batch as kb
 
 PUBLIC = [
+    "Action",
+    "rule_for",
     "ERROR_CODES",
     "STATUSES",
     "AmbiguousSendError",
