@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..actions import US_MARKETING_PAUSED, Action, Rule, rule_for
 from ..errors import KwaBatchError
@@ -104,9 +106,9 @@ def follow_up(
         found["error_code"].astype("string").to_numpy(dtype=object, na_value=None),
         own_code.to_numpy(dtype=object, na_value=None),
     )
-    rules = _rules(code)
-    action = np.array([r.action.value for r in rules], dtype=object)
-    reason = np.array([_reason(r) for r in rules], dtype=object)
+    rules, which = _rules(code)
+    action = np.array([r.action.value for r in rules], dtype=object)[which]
+    reason = np.array([_reason(r) for r in rules], dtype=object)[which]
     decided_by: np.ndarray = np.array(code, dtype=object)
 
     done = np.isin(delivery, ("delivered", "read"))
@@ -128,7 +130,7 @@ def follow_up(
     retrying = np.flatnonzero(action == Action.RETRY.value)
     if len(retrying):
         _time_retries(
-            retrying, rules, code, failed, results, found, receipts, moment,
+            retrying, rules, which, code, failed, results, found, receipts, moment,
             action, reason, retry_at,
         )  # fmt: skip
 
@@ -144,24 +146,36 @@ def follow_up(
 def _match(ids: pd.Series, receipts: pd.DataFrame) -> pd.DataFrame:
     """The receipt of each row's message (all NA where none), matching ``<uuid>`` and
     ``<uuid>:0`` alike."""
-    table = receipts.drop_duplicates("message_id").set_index("message_id")
     columns = ["status", "error_code", "failed_at", "recipient"]
-    matched = table[columns].reindex(pd.Index(ids.array))
-    missing = matched["status"].isna().to_numpy() & ids.notna().to_numpy()
+    short = ids.str.endswith(":0").fillna(False).to_numpy()
+    other = ids.where(~short, ids.str.slice(0, -2)).where(short, ids + ":0")
+    # Only the receipts of these messages (a store holds other campaigns too), the first
+    # of each id: a lookup in a few hundred thousand, not in millions.
+    values = pa.array(
+        pd.concat([ids, other], ignore_index=True).dropna().astype("str"), pa.string()
+    )
+    receipt_ids = pa.array(receipts["message_id"].astype("str"), pa.string())
+    wanted = pc.is_in(receipt_ids, value_set=values).to_numpy(zero_copy_only=False)
+    mine = receipts.loc[wanted, ["message_id", *columns]]
+    mine = mine.loc[~mine["message_id"].duplicated().to_numpy()]
+    index = pd.Index(mine["message_id"])
+    at = index.get_indexer(ids)
+    missing = at < 0
     if missing.any():
-        other = ids[missing]
-        other = other.where(~other.str.endswith(":0"), other.str.slice(0, -2)).where(
-            other.str.endswith(":0"), other + ":0"
-        )
-        again = table[columns].reindex(pd.Index(other.array))
-        matched.iloc[np.flatnonzero(missing)] = again.to_numpy()
-    return matched.reset_index(drop=True)
+        at[missing] = index.get_indexer(other[missing])
+    matched = mine[columns].reset_index(drop=True)
+    picked = matched.take(np.where(at < 0, 0, at)) if len(matched) else matched.reindex(at)
+    picked = picked.reset_index(drop=True)
+    if len(matched):
+        picked.loc[at < 0, columns] = None
+    return picked
 
 
-def _rules(codes: np.ndarray) -> list[Rule]:
-    """The rule of each code, looked up once per distinct code."""
-    distinct = {c: rule_for(c) for c in dict.fromkeys(codes.tolist())}
-    return [distinct[c] for c in codes.tolist()]
+def _rules(codes: np.ndarray) -> tuple[list[Rule], np.ndarray]:
+    """The rule of each distinct code, and each row's position among them (each code is
+    looked up once)."""
+    which, distinct = pd.factorize(pd.Series(codes, dtype="object"), use_na_sentinel=False)
+    return [rule_for(None if pd.isna(c) else c) for c in distinct], which
 
 
 def _reason(rule: Rule) -> str:
@@ -172,6 +186,7 @@ def _reason(rule: Rule) -> str:
 def _time_retries(
     rows: np.ndarray,
     rules: list[Rule],
+    which: np.ndarray,
     code: np.ndarray,
     failed: np.ndarray,
     results: pd.DataFrame,
@@ -210,10 +225,11 @@ def _time_retries(
     )
     base = np.where(pd.isna(base), np.datetime64(moment.tz_localize(None)), base)
     to = results["to"].astype("string").to_numpy(dtype=object, na_value="")[rows]
-    row_codes = np.array([rules[row].code for row in rows.tolist()], dtype=object)
-    for rule_code in dict.fromkeys(row_codes.tolist()):  # one pass per distinct code
-        mine = np.flatnonzero(row_codes == rule_code)
-        rule = rules[int(rows[mine[0]])]
+    row_rules = which[rows]
+    for position in np.unique(row_rules).tolist():  # one pass per distinct code
+        mine = np.flatnonzero(row_rules == position)
+        rule = rules[position]
+        rule_code = rule.code
         if rule_code == _MARKETING_LIMIT:
             us = np.fromiter((_in_us(t) for t in to[mine]), dtype=bool, count=len(mine))
             action[rows[mine[us]]] = Action.FINAL.value
