@@ -148,10 +148,21 @@ def send_follow_ups(
         journal=journal,
         sender=sender,
         progress=progress,
-        suppress=OptOutSource(store_path),
+        suppress=_with_opt_outs(validation.pop("suppress", None), store_path),
         **validation,
     )
     return _updated(sent, results)
+
+
+def _with_opt_outs(given: Any, store: Path) -> list[Any]:
+    """The suppression sources given, and the store's opt-outs (read again as it sends)."""
+    if given is None:
+        others: list[Any] = []
+    elif isinstance(given, list | tuple):
+        others = list(given)
+    else:
+        others = [given]
+    return [OptOutSource(store), *others]
 
 
 def _campaign_sender(results: pd.DataFrame) -> str | None:
