@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import EXIT_OK, check_writable, fail, resolve_sender, wrapped
+from .common import EXIT_INCOMPLETE, EXIT_OK, check_writable, fail, resolve_sender, wrapped
 from .options import (
     RESULT_FORMATS,
     account_options,
@@ -61,6 +61,12 @@ _ORDER = ("stop", "retry", "suppress", "fix", "final", "wait", "done")
 @click.option(
     "--dry-run", is_flag=True, help="Say what each row needs and what is due; send nothing."
 )
+@click.option(
+    "--stop-checked",
+    is_flag=True,
+    help="A person checked what the stop codes listed (131048, 368, WAV2101...) asked for "
+    "and acted: send the due retries anyway. Without it, a campaign with a stop sends nothing.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the counts and errors.")
 @sender_option
 @region_option
@@ -74,6 +80,7 @@ def follow_up_command(
     out: Path | None,
     emulator: bool,
     dry_run: bool,
+    stop_checked: bool,
     quiet: bool,
     sender: str | None,
     sid: str | None,
@@ -97,7 +104,7 @@ def follow_up_command(
     """
     from ..export import export_results, load_results
     from ..receipts.follow_up import follow_up
-    from ..receipts.retrying import due
+    from ..receipts.retrying import due, held_by_template
 
     source = Path(results_file)
     target = out or source
@@ -106,16 +113,25 @@ def follow_up_command(
     check_writable(target, "--out")
     results = load_results(source)
     plan = follow_up(results, store)
-    chosen = due(plan)
+    chosen = due(plan) & ~held_by_template(plan)
     click.echo(f"{results_file}: {len(plan):,} row(s); receipts from {store}")
     _print_actions(plan, int(chosen.sum()))
     if dry_run or not chosen.any():
         if not chosen.any():
             click.echo("Nothing is due now: nothing was sent.")
         sys.exit(EXIT_OK)
+    from ..receipts.retrying import StopSending
+
     with ExitStack() as stack:
         client = _client(stack, emulator, sender, region, sid, api_key, base_url)
-        updated = _send(results, store, client, journal, pacing, messages, quiet=quiet)
+        try:
+            updated = _send(
+                results, store, client, journal, pacing, messages, quiet=quiet,
+                stop_checked=stop_checked,
+            )  # fmt: skip
+        except StopSending as exc:
+            click.echo(wrapped(f"Error: {exc}"), err=True)
+            sys.exit(EXIT_INCOMPLETE)
     export_results(updated, target)
     run = updated.attrs["follow_up"]
     retried = int((updated.get("follow_ups") != results.get("follow_ups", 0)).sum())
@@ -132,6 +148,8 @@ def _counted(counts: dict[str, int]) -> str:
 
 def _print_actions(plan: pd.DataFrame, due_now: int) -> None:
     """The rows by action, then each code with its rows and what to do."""
+    import pandas as pd
+
     counts = plan["action"].value_counts()
     parts = [f"{int(counts[a]):,} {a}" for a in _ORDER if a in counts.index]
     click.echo(f"What each row needs: {', '.join(parts)}; {due_now:,} retry(ies) due now")
@@ -143,8 +161,12 @@ def _print_actions(plan: pd.DataFrame, due_now: int) -> None:
         when = ""
         if action == "retry":
             upcoming = rows["retry_at"].dropna()
-            if len(upcoming):
-                when = f"; next {upcoming.min():%Y-%m-%d %H:%M} UTC"
+            now = pd.Timestamp.now(tz="UTC")
+            ready = int(upcoming.le(now).sum())
+            later = upcoming[upcoming.gt(now)]
+            when = f"; {ready:,} due now" if ready else ""
+            if len(later):
+                when += f"; next {later.min():%Y-%m-%d %H:%M} UTC"
         reason = str(rows["reason"].iloc[0])
         line = f"  {action:<8} {code:<8} {len(rows):>6,} row(s): {reason}{when}"
         click.echo(wrapped(line, indent=4))
@@ -191,6 +213,7 @@ def _send(
     messages: dict[str, Any],
     *,
     quiet: bool,
+    stop_checked: bool,
 ) -> pd.DataFrame:
     from ..receipts.retrying import send_follow_ups
 
@@ -201,6 +224,7 @@ def _send(
         client,
         journal=journal,
         pacing=pacing,
+        stop_checked=stop_checked,
         progress=not quiet and sys.stderr.isatty(),
         **given,
     )

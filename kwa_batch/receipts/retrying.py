@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..actions import Action
+from ..actions import TEMPLATE_CODES, Action
 from ..errors import ConfigurationError, KwaBatchError
 from ..fields import FOLLOW_UP_OF, MESSAGE_COLUMNS
 from ..outcome import RunOutcome
@@ -48,7 +48,7 @@ from .follow_up import FOLLOW_UPS, follow_up
 from .optouts import OptOutSource
 from .store import CallbackStore
 
-__all__ = ["campaign_schedule", "due", "send_follow_ups"]
+__all__ = ["StopSending", "campaign_schedule", "due", "held_by_template", "send_follow_ups"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ def send_follow_ups(
     pacing: Pacing | None = None,
     schedule: Schedule | None = None,
     sender: str | None = None,
+    stop_checked: bool = False,
     progress: bool = True,
     **validation: Any,
 ) -> pd.DataFrame:
@@ -110,6 +111,9 @@ def send_follow_ups(
         schedule: the holds (default: the campaign's, from ``results.attrs["run"]``).
         sender: the ``from`` number for rows without one (default: the campaign's, as
             its results record it).
+        stop_checked: a person checked what the campaign's ``stop`` codes (131048, 368,
+            WAV2101...) asked for and acted on it: send the due retries anyway. Without it,
+            a campaign with a ``stop`` row sends nothing.
         progress: show a progress bar.
         **validation: :func:`kwa_batch.validate`'s arguments for the retried rows, as the
             campaign was sent with them (``template_name=``, ``params_from=``...).
@@ -121,6 +125,8 @@ def send_follow_ups(
         (:class:`~kwa_batch.RunOutcome`: its exit code is the command's).
 
     Raises:
+        StopSending: some row's code says nothing more should leave until a person acts,
+            and ``stop_checked`` is not set; nothing was sent.
         ConfigurationError: no journal (without one a second run would send again).
         KwaBatchError: neither the results nor ``data`` hold the messages, or ``data`` is
             not the results' input frame.
@@ -133,7 +139,12 @@ def send_follow_ups(
     store_path = receipts.path if isinstance(receipts, CallbackStore) else Path(receipts)
     messages = _with_messages(results, data)
     plan = follow_up(messages, receipts)
-    chosen = due(plan)
+    stops = plan[plan["action"].eq(Action.STOP.value).fillna(False).to_numpy()]
+    chosen = due(plan) & ~held_by_template(plan)
+    if chosen.any() and not stop_checked:
+        number_wide = stops[~stops["decided_by"].isin(list(TEMPLATE_CODES)).to_numpy()]
+        if len(number_wide):
+            raise StopSending(_stop_message(number_wide))
     retries = _retry_rows(plan[chosen.to_numpy()])
     if schedule is None:
         schedule = campaign_schedule(results)
@@ -152,6 +163,39 @@ def send_follow_ups(
         **validation,
     )
     return _updated(sent, results)
+
+
+class StopSending(KwaBatchError):
+    """A code of the campaign says nothing more should leave until a person acts."""
+
+
+def _stop_message(stops: pd.DataFrame) -> str:
+    codes = stops["decided_by"].value_counts()
+    first = str(stops["reason"].iloc[0])
+    listed = ", ".join(f"{code} ({n} row(s))" for code, n in codes.items())
+    return (
+        f"nothing was sent: {listed} say(s) to stop sending until a person acts ({first}); "
+        "once done, run again with stop_checked=True (--stop-checked)"
+    )
+
+
+def held_by_template(plan: pd.DataFrame, now: datetime | None = None) -> pd.Series:
+    """Rows whose template is paused or disabled, by another row's code (132015, 132016):
+    a paused template's rows wait until its pause ends (the latest ``retry_at`` of its
+    132015 rows), a disabled one's until a person acts."""
+    held = pd.Series(False, index=plan.index)
+    if "template_name" not in plan.columns:
+        return held
+    coded = plan[plan["decided_by"].isin(list(TEMPLATE_CODES)).fillna(False).to_numpy()]
+    if coded.empty:
+        return held
+    moment = pd.Timestamp(now or datetime.now(UTC))
+    moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
+    for template, rows in coded.groupby("template_name"):
+        until = rows["retry_at"].max()
+        if rows["action"].eq(Action.STOP.value).any() or pd.isna(until) or until > moment:
+            held |= plan["template_name"].eq(template).fillna(False)
+    return held
 
 
 def _with_opt_outs(given: Any, store: Path) -> list[Any]:

@@ -159,3 +159,41 @@ def test_the_retry_key_differs_from_the_first_send_and_between_retries() -> None
     keys = row_keys(message_frame(keyed)).tolist()
     assert len(set(keys)) == 3
     assert keys[0] == row_keys(message_frame(base)).tolist()[0]  # a first send keeps its key
+
+
+def test_a_stop_code_sends_nothing_until_a_person_says_it_was_checked(
+    campaign: tuple[kb.Emulator, pd.DataFrame, Path, Path],
+) -> None:
+    from kwa_batch.receipts.retrying import StopSending
+
+    emu, results, journal, store = campaign
+    long_ago = datetime.now(UTC) - timedelta(hours=25)
+    receipts(store, results, [("failed", "131049")] * 4 + [("failed", "131048")], long_ago)
+    before = emu.message_count
+    with pytest.raises(StopSending, match=r"131048 \(1 row\(s\)\).*stop_checked=True"):
+        kb.send_follow_ups(results, store, emu.client(), journal=journal, data=DF, progress=False)
+    assert emu.message_count == before
+    updated = kb.send_follow_ups(
+        results, store, emu.client(), journal=journal, data=DF, stop_checked=True, progress=False
+    )
+    assert emu.message_count - before == 4
+    assert updated.loc[4, "follow_ups"] == 0  # the stopped row itself is never retried
+
+
+def test_a_disabled_template_holds_its_rows_and_a_paused_one_until_its_pause_ends() -> None:
+    from kwa_batch.receipts.retrying import held_by_template
+
+    now = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    plan = pd.DataFrame(
+        {
+            "template_name": ["a", "a", "b", "b", "c"],
+            "action": ["stop", "retry", "retry", "retry", "retry"],
+            "decided_by": ["132016", "WA500", "132015", "WA500", "WA500"],
+            "retry_at": pd.array(
+                [None, now, now + timedelta(hours=2), now, now], dtype="datetime64[us, UTC]"
+            ),
+        }
+    )
+    assert held_by_template(plan, now).tolist() == [True, True, True, True, False]
+    later = now + timedelta(hours=3)
+    assert held_by_template(plan, later).tolist() == [True, True, False, False, False]
