@@ -3,18 +3,22 @@
 When the emulator accepts a message that has a ``callback_url``, it reports the message's
 progress there, from background threads (the answer to the send does not wait):
 ``sent``, then ``delivered``, then ``read``; or ``sent``, then ``failed`` with an error
-code. Which way each message goes is drawn from
-:class:`~kwa_batch.emulator.behaviour.CallbackSettings` (``delivered``,
-``read`` and ``reply`` proportions) by a generator seeded with the emulator's ``seed``, in
-the order messages arrive; each step comes ``delay`` seconds after the previous one. A
-read message may be answered by its recipient (an incoming-message callback), and
-:meth:`CallbackPoster.reply` posts such a reply on demand.
+code (or ``failed`` alone, for a message that never left). What becomes of each message
+is decided by :mod:`kwa_batch.emulator.fates` from
+:class:`~kwa_batch.emulator.behaviour.CallbackSettings` (the shares drawn by a generator
+seeded with the emulator's ``seed``, in the order messages arrive; prices, opt-outs,
+WhatsApp's marketing and spam limits, replies); each step comes ``delay`` seconds after
+the previous one, and a reply a step after ``read``. :meth:`CallbackPoster.reply` posts a
+customer's message on demand.
 
 Status callbacks carry ``id`` (the ``message_id``), ``status``, ``mobile`` (the recipient,
 digits without ``+``), ``timestamp`` (Unix seconds), ``ref``/``ref1``/``ref2`` when the
-message had them, and for ``failed`` ``error_code`` and ``error``. Incoming-message
-callbacks carry ``created_at``, ``type`` (``text``), ``from`` (the recipient),
-``wanumber`` (the business number), ``body`` and ``name`` when given. They go as ``GET``
+message had them, for ``failed`` ``error_code`` and ``error``, and for ``delivered``
+``price`` (a number as text, e.g. ``0.0125``), ``billable`` (``true``/``false``) and
+``pricing_category``. Incoming-message callbacks carry ``created_at``, ``type``
+(``text``, or ``button`` for a quick-reply tap), ``from`` (the recipient), ``wanumber``
+(the business number), ``body`` (the text, or the button's), ``payload`` (a button's),
+``reply_to`` (the ``message_id`` answered) and ``name`` when given. They go as ``GET``
 with query parameters, or as ``POST`` with a JSON body (``method``).
 
 Callbacks go **only to loopback addresses** (``127.0.0.1`` and the rest of ``127/8``,
