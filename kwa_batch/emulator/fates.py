@@ -2,9 +2,10 @@
 
 A campaign's results are decided after the answer: WhatsApp delivers a message and bills
 it, or fails it with a code, and a customer may answer. :class:`Fates` plays that for
-every accepted message that has a ``callback_url`` (a message without one is not followed:
-it leaves no trace below), from :class:`~kwa_batch.emulator.behaviour.CallbackSettings`,
-with a generator seeded with the emulator's ``seed``, in the order messages arrive.
+every accepted message that has a ``callback_url`` on this machine (a message without one
+is not followed: it leaves no trace below), from
+:class:`~kwa_batch.emulator.behaviour.CallbackSettings`, with a generator seeded with the
+emulator's ``seed``, in the order messages arrive.
 
 Each message's **category** is its template's in the catalogue played
 (:mod:`kwa_batch.emulator.template_catalogue`), ``authentication`` for an authentication

@@ -62,7 +62,7 @@ class Emulator(FaultControls, Served):
         sid: the account SID the endpoint answers to (default: a fresh ``HXEMU...``).
         api_key: the key it expects (default: a random token; read it from ``api_key``).
         seed: makes request ids (and the default SID), jitter, fault draws and the
-            callbacks' outcomes reproducible.
+            callbacks' outcomes (:mod:`kwa_batch.emulator.fates`) reproducible.
         network: a :class:`~kwa_batch.emulator.behaviour.NetworkSettings`: ``latency``,
             ``jitter``, ``read_timeout``, ``max_connections``.
         faults: a :class:`~kwa_batch.emulator.behaviour.FaultSettings`, or just its
@@ -317,8 +317,9 @@ class Emulator(FaultControls, Served):
         """Forget every accepted message and zero the counters.
 
         Also empties the :meth:`inject` queue, the rate limit's window and the pending
-        callbacks; the fault probabilities, the rate limit and the callback settings stay
-        in force.
+        callbacks, and forgets what :mod:`kwa_batch.emulator.fates` remembered (marketing
+        templates received, STOPs heard, restricted senders); the fault probabilities,
+        the rate limit and the callback settings stay in force.
         """
         self._ledger.clear()
         self._misbehaviour.reset()
