@@ -119,7 +119,34 @@ def _specs(specs: tuple[str, ...], option: str, shape: str, example: str) -> dic
     multiple=True,
     help="How the callbacks to a message's callback_url are played (to this machine only); "
     "repeatable: method=GET|POST, delay=SECONDS, delivered=SHARE, read=SHARE, reply=SHARE, "
-    "failed_code=CODE; or 'off'. [default: every message sent, then delivered; GET]",
+    "stop=SHARE, button=SHARE, failed_code=CODE, prices=marketing=0.05,utility=0.01, "
+    "template_category=CATEGORY, marketing_window=SECONDS, spam_window=N, spam_min_count=N "
+    "(every setting of kwa_batch.emulator.behaviour.CallbackSettings); or 'off'. "
+    "[default: every message sent, then delivered; GET]",
+)
+@click.option(
+    "--opted-out",
+    "opted_out",
+    metavar="NUMBER",
+    multiple=True,
+    help="A number (E.164) that stopped marketing messages: marketing templates to it fail "
+    "with 131050, as to every number that replies STOP; repeatable.",
+)
+@click.option(
+    "--not-on-whatsapp",
+    "not_on_whatsapp",
+    metavar="SHARE",
+    type=click.FloatRange(0, 1),
+    help="The share of numbers not on WhatsApp (drawn once per number, seeded): their "
+    "messages fail with 131026. [default: 0]",
+)
+@click.option(
+    "--spam-threshold",
+    "spam_threshold",
+    metavar="SHARE",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Restrict a sender once this share of its last 100 messages (20 at least) failed: "
+    "every later message fails with 131048 (WhatsApp's spam rate limit). [default: off]",
 )
 @click.option(
     "--templates",
@@ -162,6 +189,9 @@ def _emulator(
     seed: int | None,
     callback_specs: tuple[str, ...],
     templates: str | None = None,
+    opted_out: tuple[str, ...] = (),
+    not_on_whatsapp: float | None = None,
+    spam_threshold: float | None = None,
 ) -> Emulator:
     from ..emulator.behaviour import (
         CallbackSettings,
@@ -177,8 +207,24 @@ def _emulator(
 
         catalogue = load_templates(templates)
 
-    callback_settings = _specs(callback_specs, "--callback", "KEY=VALUE", "read=0.7")
+    callback_settings: dict[str, Any] = _specs(
+        callback_specs, "--callback", "KEY=VALUE", "read=0.7"
+    )
     callbacks_off = callback_settings.pop("off", None) is not None
+    # The options of a campaign's life after "sent": fields of the same CallbackSettings.
+    after_sent = {
+        "--opted-out": ("opted_out", opted_out or None),
+        "--not-on-whatsapp": ("not_on_whatsapp", not_on_whatsapp),
+        "--spam-threshold": ("spam_threshold", spam_threshold),
+    }
+    for flag, (setting, value) in after_sent.items():
+        if value is None:
+            continue
+        if callbacks_off:
+            fail(f"{flag} is played in the callbacks, and --callback off turns them off")
+        if setting in callback_settings:
+            fail(f"{flag} and --callback {setting}=... both given: use one")
+        callback_settings[setting] = value
     faults: dict[str, float] = {}
     for name, probability in _specs(
         fault_specs, "--fault", "NAME=PROB with PROB from 0 to 1", "429=0.05"
@@ -195,7 +241,7 @@ def _emulator(
         fault_settings = FaultSettings(faults, retry_after=retry_after, late_delay=late_delay)
         option = "--rate"
         limits = LimitSettings(rate_limit=rate)
-        option = "--callback"
+        option = "--callback/--opted-out/--not-on-whatsapp/--spam-threshold"
         callbacks = None if callbacks_off else CallbackSettings.coerce(callback_settings or True)
         option = "--sid/--api-key"
         return Emulator(
@@ -247,6 +293,16 @@ def _print_emulator(emu: Emulator, options: dict[str, Any]) -> None:
             f"{played.delivered * 100:g}% delivered, {played.read * 100:g}% of those read"
             + (f", every {played.delay:g} s" if played.delay else "")
         )
+        after = [f"{len(played.opted_out)} number(s) opted out"] if played.opted_out else []
+        if played.not_on_whatsapp:
+            after.append(f"{played.not_on_whatsapp * 100:g}% of numbers not on WhatsApp")
+        if played.spam_threshold is not None:
+            after.append(
+                f"131048 once {played.spam_threshold * 100:g}% of a sender's last "
+                f"{played.spam_window} messages failed"
+            )
+        if after:
+            click.echo(f"  after sent: {', '.join(after)}")
     click.echo("Nothing leaves this machine. Press Ctrl-C to stop.")
 
 

@@ -22,6 +22,9 @@ side cannot hide on the other. Its rooms, one concept each:
 - :mod:`.ledger`: the messages it accepted (``emu.messages``) and the requests it saw;
 - :mod:`.callbacks`: the delivery callbacks and customers' replies it posts (to loopback
   receivers only);
+- :mod:`.fates`: what becomes of each message after ``sent``: its price, WhatsApp's
+  marketing limit (131049), opt-outs (131050), numbers not on WhatsApp (131026), the spam
+  limit (131048), and the replies it gets;
 - :mod:`.template_catalogue`: a template catalogue played (the v2 list, and sends that do
   not match it failing).
 """

@@ -10,7 +10,9 @@ takes its settings grouped by what they play:
 - :class:`LimitSettings`: the limits the platform enforces (the API's own ``rate_limit``,
   WhatsApp's ``throughput`` and ``pair_interval`` per sender number, and how an excess of
   those is ``answer``-ed);
-- :class:`CallbackSettings`: the callbacks it posts (:mod:`kwa_batch.emulator.callbacks`).
+- :class:`CallbackSettings`: the callbacks it posts (:mod:`kwa_batch.emulator.callbacks`)
+  and what they tell of each message after ``sent`` (:mod:`kwa_batch.emulator.fates`):
+  prices, the marketing limit, opt-outs, numbers not on WhatsApp, the spam limit, replies.
 
 Each keyword ``Emulator`` took before these types existed still works, and sets one field
 of its type (:mod:`kwa_batch.emulator.keywords`): ``Emulator(latency=0.2)`` is
@@ -26,16 +28,20 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .._http.serving import DEFAULT_READ_TIMEOUT
 from .limits import LIMIT_ANSWERS, positive_or_none
+from .request_checks import e164_digits
 
 __all__ = [
     "AFTER_PROCESSING",
     "BEFORE_PROCESSING",
+    "CATEGORIES",
+    "DEFAULT_BUTTONS",
+    "DEFAULT_PRICES",
     "FAULTS",
     "CallbackSettings",
     "FaultSettings",
@@ -54,8 +60,25 @@ AFTER_PROCESSING = ("500", "reset", "late")
 _SUM_TOLERANCE = 1e-9
 # CallbackSettings' methods, proportions and durations.
 _METHODS = ("GET", "POST")
-_PROBABILITIES = ("delivered", "read", "reply")
-_SECONDS = ("delay", "timeout")
+_PROBABILITIES = ("delivered", "read", "reply", "stop", "button", "not_on_whatsapp")
+_SECONDS = ("delay", "timeout", "marketing_window")
+_NUMBER_SETS = ("opted_out", "not_on_whatsapp_numbers")
+#: What WhatsApp bills a message as: a template's category, and ``service`` for the rest.
+CATEGORIES = ("marketing", "utility", "authentication", "service")
+#: The emulator's price of a delivered message per category. **Made up**: round figures of
+#: the right size (a marketing template dearer than a utility one, service messages free),
+#: not a rate card; real prices depend on the recipient's country and the provider.
+DEFAULT_PRICES: Mapping[str, float] = {
+    "marketing": 0.0125,
+    "utility": 0.004,
+    "authentication": 0.0035,
+    "service": 0.0,
+}
+#: The quick-reply buttons a played customer taps: ``(text, payload)``.
+DEFAULT_BUTTONS: tuple[tuple[str, str], ...] = (
+    ("Stop promotions", "STOP_PROMOTIONS"),
+    ("Yes, interested", "YES"),
+)
 
 
 def non_negative(name: str, value: Any) -> float:
@@ -229,7 +252,10 @@ class LimitSettings:
 
 @dataclass(frozen=True)
 class CallbackSettings:
-    """How the emulator plays Kaleyra's callbacks.
+    """How the emulator plays Kaleyra's callbacks, and what they tell after ``sent``.
+
+    :mod:`kwa_batch.emulator.fates` says how these play together, and in which order.
+    Every share is drawn by a generator seeded with the emulator's ``seed``.
 
     Args:
         method: ``"GET"`` (fields as query parameters, as Kaleyra is seen to send them)
@@ -237,21 +263,53 @@ class CallbackSettings:
         delay: seconds from the answer to ``sent``, and between each later step.
         delivered: the share of messages delivered; the others fail with ``failed_code``.
         read: the share of delivered messages that are read.
-        reply: the share of read messages whose recipient writes back (an incoming
-            message, which opens a 24-hour window).
+        reply: the share of read messages whose recipient writes back ``reply_body`` (an
+            incoming message, which opens a 24-hour window).
         failed_code: the ``error_code`` of a failed message (WhatsApp's 131026: message
             undeliverable).
         failed_reason: its ``error`` text.
         reply_body: the text of a reply.
         timeout: seconds to wait for the receiver's answer to each callback.
+        prices: the price of a delivered message by category (``marketing``,
+            ``utility``, ``authentication``, ``service``), over :data:`DEFAULT_PRICES`
+            (made up, not a rate card); text ``"marketing=0.05,utility=0.01"`` too.
+        template_category: the category of a template the emulator knows no category of
+            (no catalogue played): ``utility`` by default.
+        marketing_window: seconds after a marketing template reached a number in which
+            another one to it fails with 131049 (WhatsApp's per-user marketing limit);
+            24 h by default, 0 for none.
+        opted_out: numbers (E.164) that stopped marketing messages: a marketing template
+            to them fails with 131050, as to every number that replied STOP.
+        not_on_whatsapp: the share of numbers not on WhatsApp (drawn once per number):
+            every message to them fails with 131026.
+        not_on_whatsapp_numbers: numbers (E.164) not on WhatsApp, whatever the share.
+        spam_threshold: the share of failed messages, among a sender's last
+            ``spam_window``, that gets the sender restricted: every later message from it
+            fails with 131048 (WhatsApp's spam rate limit). None (default): never.
+        spam_window: how many of a sender's last messages the share is taken over.
+        spam_min_count: how many messages the window must hold before the share counts.
+        stop: the share of read messages whose recipient replies STOP (an opt-out).
+        button: the share of read template messages whose recipient taps one of
+            ``buttons`` (a quick reply: ``type=button``); a message that is not a
+            template has no buttons, and gets ``reply_body`` instead.
+        buttons: the quick-reply buttons tapped, ``(text, payload)`` pairs, drawn
+            evenly; a tap whose payload or text begins with STOP is an opt-out. Text
+            ``"Stop promotions=STOP_PROMOTIONS;Yes=YES"`` too.
+
+    Numbers and shares may be given as text, as a command line does (numbers
+    comma-separated; ``spam_threshold=off``).
 
     Raises:
-        ValueError: an unknown method, a proportion outside ``[0, 1]``, a negative or
-            infinite number of seconds, or an empty code.
+        ValueError: an unknown method or category, a share outside ``[0, 1]``, ``reply``
+            + ``stop`` + ``button`` over 1, a negative or infinite number of seconds or
+            price, an empty code, a number that is not E.164, a spam threshold outside
+            ``(0, 1]``, a window below 1 or smaller than its minimum count, no buttons.
 
     Example:
         >>> CallbackSettings(delivered=0.9, read=0.5).method
         'GET'
+        >>> CallbackSettings(prices="marketing=0.05").prices["marketing"]
+        0.05
     """
 
     method: str = "GET"
@@ -263,6 +321,18 @@ class CallbackSettings:
     failed_reason: str = "Message undeliverable"
     reply_body: str = "Thanks, got it!"
     timeout: float = 5.0
+    prices: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    template_category: str = "utility"
+    marketing_window: float = 24 * 3600.0
+    opted_out: frozenset[str] = frozenset()
+    not_on_whatsapp: float = 0.0
+    not_on_whatsapp_numbers: frozenset[str] = frozenset()
+    spam_threshold: float | None = None
+    spam_window: int = 100
+    spam_min_count: int = 20
+    stop: float = 0.0
+    button: float = 0.0
+    buttons: tuple[tuple[str, str], ...] = DEFAULT_BUTTONS
 
     def __post_init__(self) -> None:
         method = str(self.method).strip().upper()
@@ -274,6 +344,12 @@ class CallbackSettings:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"callbacks: {name} must be from 0 to 1, not {value!r}")
             object.__setattr__(self, name, value)
+        answers = self.reply + self.stop + self.button
+        if answers > 1.0 + _SUM_TOLERANCE:
+            raise ValueError(
+                f"callbacks: reply + stop + button are shares of the same read messages and "
+                f"add up to {answers:g}: at most 1 is possible"
+            )
         for name in _SECONDS:
             value = _float(name, getattr(self, name))
             if not (value >= 0 and math.isfinite(value)):
@@ -281,6 +357,25 @@ class CallbackSettings:
             object.__setattr__(self, name, value)
         if not str(self.failed_code).strip():
             raise ValueError("callbacks: failed_code must not be empty")
+        object.__setattr__(self, "prices", _prices(self.prices))
+        category = str(self.template_category).strip().lower()
+        if category not in CATEGORIES:
+            raise ValueError(
+                f"callbacks: template_category must be one of {', '.join(CATEGORIES)}, "
+                f"not {self.template_category!r}"
+            )
+        object.__setattr__(self, "template_category", category)
+        for name in _NUMBER_SETS:
+            object.__setattr__(self, name, _numbers(name, getattr(self, name)))
+        object.__setattr__(self, "spam_threshold", _threshold(self.spam_threshold))
+        for name in ("spam_window", "spam_min_count"):
+            object.__setattr__(self, name, _count(name, getattr(self, name)))
+        if self.spam_min_count > self.spam_window:
+            raise ValueError(
+                f"callbacks: spam_min_count ({self.spam_min_count}) must not be above "
+                f"spam_window ({self.spam_window}): the window never holds that many"
+            )
+        object.__setattr__(self, "buttons", _buttons(self.buttons))
 
     @classmethod
     def coerce(
@@ -320,3 +415,98 @@ def _float(name: str, value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise ValueError(f"callbacks: {name} must be a number, not {value!r}") from None
+
+
+def _prices(value: Any) -> dict[str, float]:
+    """Prices by category over the defaults, from a mapping or ``"cat=price,..."``."""
+    if isinstance(value, str):
+        pairs: list[tuple[str, str]] = []
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            name, sep, price = part.partition("=")
+            if not sep:
+                raise ValueError(
+                    f"callbacks: prices {part.strip()!r}: write CATEGORY=PRICE, e.g. "
+                    "prices=marketing=0.05,utility=0.01"
+                )
+            pairs.append((name, price))
+        value = dict(pairs)
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"callbacks: prices must map categories to prices, e.g. {{'marketing': 0.05}}, "
+            f"not {value!r}"
+        )
+    out = dict(DEFAULT_PRICES)
+    for name, price in value.items():
+        key = str(name).strip().lower()
+        if key not in CATEGORIES:
+            raise ValueError(
+                f"callbacks: prices: unknown category {name!r}: use {', '.join(CATEGORIES)}"
+            )
+        number = _float(f"the price of {key}", price)
+        if not (number >= 0 and math.isfinite(number)):
+            raise ValueError(f"callbacks: the price of {key} must be zero or more, not {price!r}")
+        out[key] = number
+    return out
+
+
+def _numbers(name: str, value: Any) -> frozenset[str]:
+    """Numbers as digits without ``+``, from an iterable or comma-separated text."""
+    items: Iterable[Any] = value.split(",") if isinstance(value, str) else value
+    out: set[str] = set()
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        digits = e164_digits("".join(c for c in text if c not in " -()."))
+        if digits is None:
+            raise ValueError(
+                f"callbacks: {name}: {text!r} is not a phone number in E.164: write it with "
+                "its country code, e.g. +919876543210"
+            )
+        out.add(digits)
+    return frozenset(out)
+
+
+def _threshold(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none", "")):
+        return None
+    share = _float("spam_threshold", value)
+    if not 0.0 < share <= 1.0:
+        raise ValueError(
+            f"callbacks: spam_threshold must be above 0 and at most 1 (or off), not {value!r}"
+        )
+    return share
+
+
+def _count(name: str, value: Any) -> int:
+    try:
+        number = int(str(value).strip()) if isinstance(value, str) else value
+    except ValueError:
+        number = None
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise ValueError(f"callbacks: {name} must be a whole number of 1 or more, not {value!r}")
+    return number
+
+
+def _buttons(value: Any) -> tuple[tuple[str, str], ...]:
+    """``(text, payload)`` pairs, from pairs or ``"Text=PAYLOAD;Text=PAYLOAD"``."""
+    given = value
+    if isinstance(value, str):
+        value = [part.rpartition("=")[::2] for part in value.split(";") if part.strip()]
+    out: list[tuple[str, str]] = []
+    try:
+        for text, payload in value:
+            if not str(text).strip() or not str(payload).strip():
+                raise ValueError
+            out.append((str(text).strip(), str(payload).strip()))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"callbacks: buttons must be (text, payload) pairs, e.g. "
+            f"[('Stop promotions', 'STOP_PROMOTIONS')] or 'Stop promotions=STOP_PROMOTIONS', "
+            f"not {given!r}"
+        ) from None
+    if not out:
+        raise ValueError("callbacks: buttons must hold at least one (text, payload) pair")
+    return tuple(out)

@@ -3,18 +3,22 @@
 When the emulator accepts a message that has a ``callback_url``, it reports the message's
 progress there, from background threads (the answer to the send does not wait):
 ``sent``, then ``delivered``, then ``read``; or ``sent``, then ``failed`` with an error
-code. Which way each message goes is drawn from
-:class:`~kwa_batch.emulator.behaviour.CallbackSettings` (``delivered``,
-``read`` and ``reply`` proportions) by a generator seeded with the emulator's ``seed``, in
-the order messages arrive; each step comes ``delay`` seconds after the previous one. A
-read message may be answered by its recipient (an incoming-message callback), and
-:meth:`CallbackPoster.reply` posts such a reply on demand.
+code (or ``failed`` alone, for a message that never left). What becomes of each message
+is decided by :mod:`kwa_batch.emulator.fates` from
+:class:`~kwa_batch.emulator.behaviour.CallbackSettings` (the shares drawn by a generator
+seeded with the emulator's ``seed``, in the order messages arrive; prices, opt-outs,
+WhatsApp's marketing and spam limits, replies); each step comes ``delay`` seconds after
+the previous one, and a reply a step after ``read``. :meth:`CallbackPoster.reply` posts a
+customer's message on demand.
 
 Status callbacks carry ``id`` (the ``message_id``), ``status``, ``mobile`` (the recipient,
 digits without ``+``), ``timestamp`` (Unix seconds), ``ref``/``ref1``/``ref2`` when the
-message had them, and for ``failed`` ``error_code`` and ``error``. Incoming-message
-callbacks carry ``created_at``, ``type`` (``text``), ``from`` (the recipient),
-``wanumber`` (the business number), ``body`` and ``name`` when given. They go as ``GET``
+message had them, for ``failed`` ``error_code`` and ``error``, and for ``delivered``
+``price`` (a number as text, e.g. ``0.0125``), ``billable`` (``true``/``false``) and
+``pricing_category``. Incoming-message callbacks carry ``created_at``, ``type``
+(``text``, or ``button`` for a quick-reply tap), ``from`` (the recipient), ``wanumber``
+(the business number), ``body`` (the text, or the button's), ``payload`` (a button's),
+``reply_to`` (the ``message_id`` answered) and ``name`` when given. They go as ``GET``
 with query parameters, or as ``POST`` with a JSON body (``method``).
 
 Callbacks go **only to loopback addresses** (``127.0.0.1`` and the rest of ``127/8``,
@@ -41,6 +45,7 @@ import requests
 from ..config import is_loopback_url
 from ..privacy import mask_phone
 from .behaviour import CallbackSettings
+from .fates import Fates, Reply
 
 __all__ = ["CallbackPoster", "CallbackSettings", "is_loopback_url"]
 
@@ -78,6 +83,7 @@ class CallbackPoster:
     def __init__(self, settings: CallbackSettings, *, seed: int | None = None) -> None:
         self.settings = settings
         self._rng = random.Random(None if seed is None else f"{seed}/callbacks")
+        self._fates = Fates(settings, self._rng, seed)
         self._cond = threading.Condition()  # guards everything below
         self._heap: list[_Due] = []
         self._seq = itertools.count()
@@ -106,44 +112,48 @@ class CallbackPoster:
         failures: Mapping[int, tuple[str, str]] | None = None,
         *,
         failure: tuple[str, str] | None = None,
+        kind: str = "text",
+        category: str | None = None,
     ) -> None:
-        """Plan the status callbacks of an accepted request (numbers as digits, no ``+``).
+        """Plan the callbacks of an accepted request (numbers as digits, no ``+``).
 
-        ``failures`` maps positions in ``recipients`` to ``(error_code, reason)``: those
-        messages get a single ``failed`` callback (a platform limit, before ``sent``). A
-        ``failure`` ``(code, reason)`` makes every other recipient's ``sent`` then
-        ``failed`` (a template the platform refuses once it tries to deliver it).
+        Each message's fate is decided by :class:`~kwa_batch.emulator.fates.Fates`:
+        ``failures`` maps positions in ``recipients`` to ``(error_code, reason)`` of a
+        platform limit (a single ``failed`` callback, before ``sent``); a ``failure``
+        ``(code, reason)`` is the catalogue's refusal of the request's template. ``kind``
+        is the message type, ``category`` its template's category in the catalogue.
         """
         if not self._allowed(url, len(recipients)):
             return
-        settings = self.settings
+        delay = self.settings.delay
         extra = {name: value for name, value in refs.items() if value is not None}
         start = time.monotonic()
         with self._cond:
             for n, recipient in enumerate(recipients):
-                delivered = self._rng.random() < settings.delivered and failure is None
-                read = delivered and self._rng.random() < settings.read
-                replies = read and self._rng.random() < settings.reply
-                steps = ["sent", "delivered", "read"][: 2 + read] if delivered else ["sent"]
-                base = {"id": f"{request_id}:{n}", "mobile": recipient, **extra}
-                if failures and n in failures:
-                    code, reason = failures[n]
-                    fields = {**base, "status": "failed", "error_code": code, "error": reason}
-                    self._push(start + settings.delay, url, fields)
-                    continue
-                for k, status in enumerate(steps, start=1):
-                    self._push(start + k * settings.delay, url, {**base, "status": status})
-                if not delivered:
-                    failed = {
-                        **base,
-                        "status": "failed",
-                        "error_code": failure[0] if failure else settings.failed_code,
-                        "error": failure[1] if failure else settings.failed_reason,
-                    }
-                    self._push(start + 2 * settings.delay, url, failed)
-                if replies:
-                    fields = _incoming(recipient, sender, settings.reply_body, None)
-                    self._push(start + 4 * settings.delay, url, fields, stamp="created_at")
+                message_id = f"{request_id}:{n}"
+                fate = self._fates.decide(
+                    sender,
+                    recipient,
+                    kind,
+                    category,
+                    start,
+                    limited=failures.get(n) if failures else None,
+                    failure=failure,
+                )
+                base = {"id": message_id, "mobile": recipient, **extra}
+                for k, status in enumerate(fate.statuses, start=1):
+                    fields = {**base, "status": status}
+                    if status == "failed" and fate.error is not None:
+                        fields["error_code"], fields["error"] = fate.error
+                    elif status == "delivered" and fate.price is not None:
+                        fields["price"] = _decimal(fate.price)
+                        fields["billable"] = "true" if fate.price > 0 else "false"
+                        fields["pricing_category"] = fate.category
+                    self._push(start + k * delay, url, fields)
+                if fate.reply is not None:
+                    said = fate.reply
+                    fields = _incoming(recipient, sender, said.body, None, message_id, said)
+                    self._push(start + 4 * delay, url, fields, stamp="created_at")
             self._cond.notify_all()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("planned callbacks for %d message(s) to %s", len(recipients), _shown(url))
@@ -157,19 +167,25 @@ class CallbackPoster:
         *,
         name: str | None = None,
         delay: float = 0.0,
+        reply_to: str | None = None,
+        payload: str | None = None,
     ) -> bool:
         """Plan an incoming-message callback: ``customer`` wrote ``body`` to ``business``.
 
-        Numbers are digits without ``+``. Returns False when ``url`` is not loopback (the
-        callback is skipped and logged).
+        Numbers are digits without ``+``. ``reply_to`` is the ``message_id`` answered; a
+        ``payload`` makes it the tap of a quick-reply button (``type=button``, ``body``
+        the button's text). A STOP (:func:`~kwa_batch.emulator.fates.says_stop`) opts the
+        customer out of marketing templates once posted. Returns False when ``url`` is
+        not loopback (the callback is skipped and logged).
         """
         if not self._allowed(url, 1):
             return False
+        said = Reply("text" if payload is None else "button", body, payload)
         with self._cond:
             self._push(
                 time.monotonic() + delay,
                 url,
-                _incoming(customer, business, body, name),
+                _incoming(customer, business, body, name, reply_to, said),
                 stamp="created_at",
             )
             self._cond.notify_all()
@@ -217,6 +233,11 @@ class CallbackPoster:
                             if wait <= 0:
                                 due = heapq.heappop(self._heap)
                                 self._in_flight += 1
+                                if due.stamp == "created_at":  # the customer says it now
+                                    said = due.fields
+                                    self._fates.heard(
+                                        said["from"], said.get("body"), said.get("payload")
+                                    )
                                 break
                             self._cond.wait(wait)
                         else:
@@ -299,15 +320,33 @@ class CallbackPoster:
         return dropped
 
     def clear(self) -> None:
-        """Drop the pending callbacks and zero the counters (threads keep running)."""
+        """Drop the pending callbacks, zero the counters and forget what the fates
+        remembered: marketing received, STOPs, restricted senders (threads keep running)."""
         with self._cond:
             self._heap.clear()
             self._stats = dict.fromkeys(self._stats, 0)
+            self._fates.clear()
             self._cond.notify_all()
 
 
-def _incoming(customer: str, business: str, body: str, name: str | None) -> dict[str, str]:
-    fields = {"type": "text", "from": customer, "wanumber": business, "body": body}
+def _incoming(
+    customer: str,
+    business: str,
+    body: str,
+    name: str | None,
+    reply_to: str | None,
+    said: Reply,
+) -> dict[str, str]:
+    fields = {"type": said.type, "from": customer, "wanumber": business, "body": body}
     if name:
         fields["name"] = name
+    if reply_to:
+        fields["reply_to"] = reply_to
+    if said.payload is not None:
+        fields["payload"] = said.payload
     return fields
+
+
+def _decimal(price: float) -> str:
+    """A price as Kaleyra writes it: a plain decimal number (``0.0125``, ``0``)."""
+    return f"{price:.6f}".rstrip("0").rstrip(".") or "0"

@@ -178,7 +178,8 @@ class MessagesEndpoint:
             headers = (("Retry-After", seconds_text(wait)),)
             return Refusal(429, code, {"request": reason}, headers=headers), None
         failure = self.templates and self.templates.failure(outcome.type, fields)
-        payload = self._record(outcome, limited.failures, failure or None)
+        category = self.templates.category(outcome.type, fields) if self.templates else None
+        payload = self._record(outcome, limited.failures, failure or None, category)
         if admitted == "500":
             return self.misbehaviour.refusal("500"), None
         return payload, admitted
@@ -188,6 +189,7 @@ class MessagesEndpoint:
         accepted: Accepted,
         failures: Mapping[int, tuple[str, str]] | None = None,
         failure: tuple[str, str] | None = None,
+        category: str | None = None,
     ) -> dict[str, Any]:
         """Put the request in the ledger, plan its callbacks, build the success answer."""
         received = datetime.now(UTC)
@@ -207,6 +209,8 @@ class MessagesEndpoint:
                 callback_url,
                 failures,
                 failure=failure,
+                kind=accepted.type,
+                category=category,
             )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

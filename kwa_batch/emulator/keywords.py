@@ -2,18 +2,21 @@
 
 ``Emulator(latency=0.2)`` is ``Emulator(network=NetworkSettings(latency=0.2))``: every
 keyword ``Emulator`` took before its settings were grouped still works (:data:`SHORTCUTS`
-says where each goes). A field given both ways (``network=NetworkSettings(...)`` with
-``latency=``) is refused: one place per setting.
+says where each goes). So do the callback settings a campaign's life after ``sent`` is
+played with: ``Emulator(not_on_whatsapp=0.05, spam_threshold=0.3)`` is
+``Emulator(callbacks={"not_on_whatsapp": 0.05, "spam_threshold": 0.3})``. A field given
+both ways (``network=NetworkSettings(...)`` with ``latency=``) is refused: one place per
+setting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
-from .behaviour import FaultSettings, LimitSettings, NetworkSettings
+from .behaviour import CallbackSettings, FaultSettings, LimitSettings, NetworkSettings
 
-__all__ = ["SHORTCUTS", "Shortcuts", "settle"]
+__all__ = ["SHORTCUTS", "Shortcuts", "settle", "settle_callbacks"]
 
 
 class Shortcuts(TypedDict, total=False):
@@ -29,6 +32,11 @@ class Shortcuts(TypedDict, total=False):
     throughput: float | None
     pair_interval: float | None
     limit_answer: str
+    not_on_whatsapp: float
+    opted_out: Iterable[str]
+    spam_threshold: float | None
+    marketing_window: float
+    prices: Mapping[str, float]
 
 
 #: Each one-by-one keyword: (the ``Emulator`` keyword of its group, the field it sets).
@@ -43,6 +51,11 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "throughput": ("limits", "throughput"),
     "pair_interval": ("limits", "pair_interval"),
     "limit_answer": ("limits", "answer"),
+    "not_on_whatsapp": ("callbacks", "not_on_whatsapp"),
+    "opted_out": ("callbacks", "opted_out"),
+    "spam_threshold": ("callbacks", "spam_threshold"),
+    "marketing_window": ("callbacks", "marketing_window"),
+    "prices": ("callbacks", "prices"),
 }
 _TYPES = {"network": NetworkSettings, "faults": FaultSettings, "limits": LimitSettings}
 
@@ -75,6 +88,8 @@ def settle(
     changes: dict[str, dict[str, Any]] = {group: {} for group in _TYPES}
     for name, value in shortcuts.items():
         group, setting = SHORTCUTS[name]
+        if group not in _TYPES:
+            continue  # settle_callbacks'
         if isinstance(given[group], _TYPES[group]):
             type_name = _TYPES[group].__name__
             raise TypeError(
@@ -89,3 +104,41 @@ def settle(
         for group, kind in _TYPES.items()
     }
     return built["network"], built["faults"], built["limits"]
+
+
+def settle_callbacks(
+    callbacks: CallbackSettings | Mapping[str, Any] | bool | None, shortcuts: Mapping[str, Any]
+) -> CallbackSettings | None:
+    """The callback settings from ``Emulator(callbacks=...)`` and the one-by-one keywords
+    that set a field of them (``not_on_whatsapp=``...); None: no status callbacks.
+
+    Raises:
+        TypeError: a setting given both in ``callbacks`` and on its own, or one given on
+            its own with ``callbacks=False`` (nothing would play it).
+        ValueError: a value :class:`CallbackSettings` refuses.
+    """
+    changes = {
+        setting: shortcuts[name]
+        for name, (group, setting) in SHORTCUTS.items()
+        if group == "callbacks" and name in shortcuts
+    }
+    if not changes:
+        return CallbackSettings.coerce(callbacks)
+    name = next(iter(changes))
+    if callbacks is None or callbacks is False:
+        raise TypeError(
+            f"{name}= is played in the status callbacks, and callbacks=False turns them off: "
+            "drop one of the two"
+        )
+    if isinstance(callbacks, CallbackSettings):
+        raise TypeError(
+            f"{name}= and callbacks= both given: set {name} in one place, "
+            f"callbacks=CallbackSettings(..., {name}=...) or {name}=... alone"
+        )
+    given = dict(callbacks) if isinstance(callbacks, Mapping) else {}
+    twice = sorted(set(map(str, given)) & set(changes))
+    if twice:
+        raise TypeError(
+            f"{twice[0]}= and callbacks={{'{twice[0]}': ...}} both given: set it in one place"
+        )
+    return CallbackSettings.coerce({**given, **changes})

@@ -34,7 +34,7 @@ from .bodies import MAX_REQUEST_BYTES
 from .callbacks import CallbackPoster
 from .endpoint import MessagesEndpoint
 from .faults import FaultControls, Misbehaviour
-from .keywords import Shortcuts, settle
+from .keywords import Shortcuts, settle, settle_callbacks
 from .ledger import Ledger
 from .limits import EmulatedLimits
 from .request_checks import e164_digits
@@ -62,7 +62,7 @@ class Emulator(FaultControls, Served):
         sid: the account SID the endpoint answers to (default: a fresh ``HXEMU...``).
         api_key: the key it expects (default: a random token; read it from ``api_key``).
         seed: makes request ids (and the default SID), jitter, fault draws and the
-            callbacks' outcomes reproducible.
+            callbacks' outcomes (:mod:`kwa_batch.emulator.fates`) reproducible.
         network: a :class:`~kwa_batch.emulator.behaviour.NetworkSettings`: ``latency``,
             ``jitter``, ``read_timeout``, ``max_connections``.
         faults: a :class:`~kwa_batch.emulator.behaviour.FaultSettings`, or just its
@@ -81,15 +81,18 @@ class Emulator(FaultControls, Served):
         **shortcuts: one setting at a time, each onto its group: ``latency``, ``jitter``,
             ``read_timeout``, ``max_connections`` (network); ``retry_after``,
             ``late_delay`` (faults); ``rate_limit``, ``throughput``, ``pair_interval``,
-            ``limit_answer`` (limits).
+            ``limit_answer`` (limits); ``not_on_whatsapp``, ``opted_out``,
+            ``spam_threshold``, ``marketing_window``, ``prices`` (callbacks: what
+            happens after ``sent``, :mod:`kwa_batch.emulator.fates`).
 
     Raises:
         ValueError: a value its settings type refuses (a negative or non-finite number of
             seconds, a rate limit of 0 or less, an unknown fault, a probability outside
             ``[0, 1]``, a callback setting :class:`CallbackSettings` refuses), an empty
             SID or key.
-        TypeError: an unknown keyword, or a setting given both in its group and alone
-            (``network=NetworkSettings(...)`` with ``latency=``).
+        TypeError: an unknown keyword, a setting given both in its group and alone
+            (``network=NetworkSettings(...)`` with ``latency=``), or a callback setting
+            alone with ``callbacks=False``.
 
     Example:
         >>> with Emulator(latency=0.05) as emu:  # doctest: +SKIP
@@ -126,7 +129,7 @@ class Emulator(FaultControls, Served):
         ids = random.Random(seed)
         self.sid = sid.strip() if sid is not None else "HXEMU" + f"{ids.getrandbits(40):010X}"
         self.api_key = api_key if api_key is not None else secrets.token_hex(16)
-        callback_settings = CallbackSettings.coerce(callbacks)
+        callback_settings = settle_callbacks(callbacks, shortcuts)
         self._poster = CallbackPoster(callback_settings or CallbackSettings(), seed=seed)
         #: The template catalogue played (:mod:`kwa_batch.emulator.template_catalogue`), or None.
         self.templates = None if templates is None else EmulatedTemplates(templates)
@@ -314,8 +317,9 @@ class Emulator(FaultControls, Served):
         """Forget every accepted message and zero the counters.
 
         Also empties the :meth:`inject` queue, the rate limit's window and the pending
-        callbacks; the fault probabilities, the rate limit and the callback settings stay
-        in force.
+        callbacks, and forgets what :mod:`kwa_batch.emulator.fates` remembered (marketing
+        templates received, STOPs heard, restricted senders); the fault probabilities,
+        the rate limit and the callback settings stay in force.
         """
         self._ledger.clear()
         self._misbehaviour.reset()
@@ -352,13 +356,19 @@ class Emulator(FaultControls, Served):
         *,
         name: str | None = None,
         delay: float = 0.0,
+        reply_to: str | None = None,
+        payload: str | None = None,
     ) -> bool:
         """Post an incoming-message callback to ``url``: ``from_number`` wrote ``body``.
 
         It plays a recipient answering the business number ``to_business`` (which opens
-        their 24-hour window). Numbers are E.164, with or without ``+``. Works whatever
-        the callback settings; returns False when ``url`` is not a loopback address (the
-        callback is skipped and logged).
+        their 24-hour window). Numbers are E.164, with or without ``+``. ``reply_to``
+        names the ``message_id`` answered; with a ``payload`` it is the tap of a
+        quick-reply button whose text is ``body`` (``type=button``). A ``STOP`` (or a
+        button whose payload or text begins with STOP) opts the number out: marketing
+        templates to it fail with 131050 from then on. Works whatever the callback
+        settings; returns False when ``url`` is not a loopback address (the callback is
+        skipped and logged).
 
         Raises:
             ValueError: a number that is not plausible E.164, or a negative ``delay``.
@@ -373,5 +383,12 @@ class Emulator(FaultControls, Served):
             wrong = from_number if customer is None else to_business
             raise ValueError(f"not a plausible E.164 number: {wrong!r}")
         return self._poster.reply(
-            customer, business, body, url, name=name, delay=non_negative("delay", delay)
+            customer,
+            business,
+            body,
+            url,
+            name=name,
+            delay=non_negative("delay", delay),
+            reply_to=reply_to,
+            payload=payload,
         )

@@ -93,6 +93,7 @@ class _Template:
     header_format: str
     header: int
     url: int
+    category: str | None  # lower case, as WhatsApp bills it
 
 
 def _count(text: Any) -> int:
@@ -175,7 +176,9 @@ def _summary(item: Mapping[str, Any]) -> _Template:
                 for b in part.get("buttons") or []
                 if isinstance(b, Mapping) and str(b.get("type", "")).upper() == "URL"
             )
-    return _Template(str(item.get("status", "")).strip().upper(), body, header_format, header, url)
+    category = str(item.get("category") or "").strip().lower() or None
+    status = str(item.get("status", "")).strip().upper()
+    return _Template(status, body, header_format, header, url, category)
 
 
 def _language(value: Any) -> str:
@@ -243,19 +246,29 @@ class EmulatedTemplates:
 
     # -- template sends -------------------------------------------------------------------
 
+    def category(self, kind: str, fields: Mapping[str, str]) -> str | None:
+        """The catalogue's category of a template message (``marketing``, ``utility``,
+        ``authentication``, lower case); None for a template it does not know, or a
+        message that is not a template."""
+        found = self._find(kind, fields)
+        return None if found is None else found.category
+
+    def _find(self, kind: str, fields: Mapping[str, str]) -> _Template | None:
+        if kind not in TEMPLATE_KINDS:
+            return None
+        name = fields.get("template_name", "").strip()
+        languages = self._languages.get(name) or []
+        lang = fields.get("lang_code", "").strip()
+        if not lang and len(languages) == 1:
+            lang = languages[0]
+        return self._by_key.get((name, lang))
+
     def failure(self, kind: str, fields: Mapping[str, str]) -> tuple[str, str] | None:
         """WhatsApp's ``(code, reason)`` for a template message that does not match the
         catalogue; None when it matches, or is not a template message."""
         if kind not in TEMPLATE_KINDS:
             return None
-        name = fields.get("template_name", "").strip()
-        languages = self._languages.get(name)
-        if not languages:
-            return _reason("132001")
-        lang = fields.get("lang_code", "").strip()
-        if not lang and len(languages) == 1:
-            lang = languages[0]
-        found = self._by_key.get((name, lang))
+        found = self._find(kind, fields)
         if found is None:
             return _reason("132001")
         if found.status != "APPROVED":

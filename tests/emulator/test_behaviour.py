@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from kwa_batch.emulator.behaviour import (
+    DEFAULT_PRICES,
     CallbackSettings,
     FaultSettings,
     LimitSettings,
@@ -36,6 +37,11 @@ SHORTCUT_VALUES: dict[str, Any] = {
     "throughput": 20.0,
     "pair_interval": 6.0,
     "limit_answer": "api",
+    "not_on_whatsapp": 0.05,
+    "opted_out": frozenset({"919876543210"}),
+    "spam_threshold": 0.3,
+    "marketing_window": 60.0,
+    "prices": {**DEFAULT_PRICES, "marketing": 0.05},
 }
 
 
@@ -46,9 +52,12 @@ def http() -> Iterator[requests.Session]:
 
 
 def settings_of(emu: Emulator, group: str) -> Any:
-    return {"network": emu.network, "faults": emu.fault_settings, "limits": emu.limit_settings}[
-        group
-    ]
+    return {
+        "network": emu.network,
+        "faults": emu.fault_settings,
+        "limits": emu.limit_settings,
+        "callbacks": emu.callbacks,
+    }[group]
 
 
 def test_every_shortcut_has_a_value_here() -> None:
@@ -65,7 +74,12 @@ def test_each_keyword_of_old_sets_its_field(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(SHORTCUTS))
 def test_a_setting_given_twice_is_refused_naming_both(name: str) -> None:
     group, field = SHORTCUTS[name]
-    objects = {"network": NetworkSettings(), "faults": FaultSettings(), "limits": LimitSettings()}
+    objects = {
+        "network": NetworkSettings(),
+        "faults": FaultSettings(),
+        "limits": LimitSettings(),
+        "callbacks": CallbackSettings(),
+    }
     with pytest.raises(TypeError, match=re.escape(f"{name}= and {group}= both given")) as info:
         Emulator(**{group: objects[group], name: SHORTCUT_VALUES[name]})
     assert field in str(info.value)
