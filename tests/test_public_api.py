@@ -15,6 +15,7 @@ PUBLIC = [
     "STATUSES",
     "AmbiguousSendError",
     "ApiError",
+    "CallbackStore",
     "Code",
     "AuthenticationError",
     "ConfigurationError",

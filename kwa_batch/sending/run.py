@@ -423,8 +423,8 @@ def send(
         sender: the ``from`` number for rows that leave it empty (before the client's); it
             is validated like a row's own, so an invalid one rejects those rows (E13008).
         receipts: a receipts store to watch while sending (an open
-            :class:`~kwa_batch.receipts.store.CallbackStore`; ``kb.send`` takes its path
-            too), read every second (see :mod:`kwa_batch.sending.watch`). A callback
+            :class:`kwa_batch.CallbackStore`, or anything with its ``updates_with_codes``;
+            the command line's ``--receipts`` takes the path), read every second (see :mod:`kwa_batch.sending.watch`). A callback
             received after the run started with a ``stop`` code (131048 spam rate limit,
             368 policy block, 131031 account locked, 131064 or WAV2101 daily limit, E110
             no balance...: :data:`kwa_batch.actions.STOP_CODES`) for a message from the
@@ -565,9 +565,9 @@ def _watch(
         return None
     if isinstance(receipts, str | Path):
         raise ConfigurationError(
-            f"receipts={str(receipts)!r}: a store's path is opened by kwa_batch.send (or "
-            "kwa-batch send --receipts); here, give the store open: "
-            "kwa_batch.receipts.store.CallbackStore(path)"
+            f"receipts={str(receipts)!r}: give the store open, as "
+            f"kb.CallbackStore({str(receipts)!r}) (in a with block, which closes it); "
+            "kwa-batch send --receipts takes the path"
         )
     if not isinstance(receipts, CallbackSource):
         raise TypeError(

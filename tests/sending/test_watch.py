@@ -18,9 +18,9 @@ import pytest
 import requests
 from conftest import SENDER
 
-from kwa_batch import ConfigurationError, Emulator, send, validate
+from kwa_batch import CallbackStore, ConfigurationError, Emulator, send, validate
 from kwa_batch.receipts.receiver import Receiver
-from kwa_batch.receipts.store import CallbackStore, StatusUpdate
+from kwa_batch.receipts.store import StatusUpdate
 from kwa_batch.sending.client import KaleyraClient, SendResult
 
 UK = [f"+4479111234{i:02d}" for i in range(40)]
@@ -209,11 +209,11 @@ def test_a_callback_without_a_business_number_counts(tmp_path: Path) -> None:
         assert "top up the Kaleyra account" in watch.stop_code.headline()
 
 
-def test_a_store_path_is_refused_below_the_public_send(fresh_emulator: Emulator) -> None:
-    from kwa_batch.sending.run import send as run_send
-
+def test_a_store_path_is_refused_naming_how_to_open_it(fresh_emulator: Emulator) -> None:
     report = validate(personal(UK[:1]), sender=SENDER)
-    with pytest.raises(ConfigurationError, match="give the store open"):
-        run_send(report, fresh_emulator.client(), receipts="receipts.db", progress=False)
+    with pytest.raises(
+        ConfigurationError, match=r"give the store open, as kb.CallbackStore\('receipts.db'\)"
+    ):
+        send(report, fresh_emulator.client(), receipts="receipts.db", progress=False)
     with pytest.raises(TypeError, match="takes a receipts store"):
-        run_send(report, fresh_emulator.client(), receipts=object(), progress=False)  # type: ignore[arg-type]
+        send(report, fresh_emulator.client(), receipts=object(), progress=False)  # type: ignore[arg-type]
