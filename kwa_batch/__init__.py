@@ -57,9 +57,9 @@ if TYPE_CHECKING:
     from .receipts.delivery import load_receipts as load_receipts
     from .receipts.delivery import merge_receipts as merge_receipts
     from .receipts.optouts import OptOutSource as OptOutSource
-    from .receipts.store import CallbackStore as CallbackStore
     from .receipts.optouts import opt_outs as opt_outs
     from .receipts.receiver import Receiver as Receiver
+    from .receipts.store import CallbackStore as CallbackStore
     from .results import STATUSES as STATUSES
     from .results import Status as Status
     from .results import summarize as summarize

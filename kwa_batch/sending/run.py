@@ -424,15 +424,16 @@ def send(
             is validated like a row's own, so an invalid one rejects those rows (E13008).
         receipts: a receipts store to watch while sending (an open
             :class:`kwa_batch.CallbackStore`, or anything with its ``updates_with_codes``;
-            the command line's ``--receipts`` takes the path), read every second (see :mod:`kwa_batch.sending.watch`). A callback
-            received after the run started with a ``stop`` code (131048 spam rate limit,
-            368 policy block, 131031 account locked, 131064 or WAV2101 daily limit, E110
-            no balance...: :data:`kwa_batch.actions.STOP_CODES`) for a message from the
-            run's sender number stops the sending within seconds: the rows left are
-            ``not_sent`` ``KWA033``, the outcome's ``stopped_on`` and next step say what a
-            person must check, exit 3. A paused or disabled template (132015, 132016) for
-            a message of this run holds that template's rows (``KWA034``); the others go
-            on. A later run sends the rows left (the callbacks before it do not count).
+            the command line's ``--receipts`` takes the path), read every second (see
+            :mod:`kwa_batch.sending.watch`). A callback received after the run started,
+            with a ``stop`` code (131048 spam rate limit, 368 policy block, 131031 account
+            locked, 131064 or WAV2101 daily limit, E110 no balance...:
+            :data:`kwa_batch.actions.STOP_CODES`), for a message from the run's sender
+            number, stops the sending within seconds: the rows left are ``not_sent``
+            ``KWA033``, the outcome's ``stopped_on`` and next step say what a person must
+            check, exit 3. A paused or disabled template (132015, 132016) for a message of
+            this run holds that template's rows (``KWA034``); the others go on. A later run
+            sends the rows left (the callbacks before it do not count).
         progress: show a progress bar (a widget in Jupyter, a text bar in a terminal).
         **options: each field of the settings objects as a keyword, as earlier versions
             took them (``rate_limit=1000``, ``quiet_hours="21:00-09:00"``,
