@@ -278,16 +278,14 @@ class Departure:
                 )
         return None
 
-    def check(
-        self, numbers: Sequence[str], message_type: str | None, template: str | None = None
-    ) -> list[Verdict | None]:
-        """The verdict on each recipient of a request about to leave (None: it may go);
-        ``template``: the request's template name, if it is a template message.
+    def check(self, numbers: Sequence[str], message_type: str | None) -> list[Verdict | None]:
+        """The verdict on each recipient of a request about to leave (None: it may go); a
+        template's hold is asked apart (:meth:`template_held`), before.
 
         When every recipient may go, the business-initiated ones take their place in the
         daily limit's window (atomically): the caller must then send the request.
         """
-        closed = self.closed() or self.template_held(template)
+        closed = self.closed()
         if closed is not None:
             return [closed] * len(numbers)
         now = clock.now()

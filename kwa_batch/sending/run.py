@@ -177,8 +177,12 @@ class _Run:
         ``unknown``: held now, it may still have gone then."""
         if self.departure is None:
             return None
-        verdicts = self.departure.check(
-            request.numbers, request.fields.get("type"), _template(request)
+        departure = self.departure
+        template = None if departure.closed() else departure.template_held(_template(request))
+        verdicts = (
+            [template] * len(request)
+            if template is not None
+            else departure.check(request.numbers, request.fields.get("type"))
         )
         held = [i for i, verdict in enumerate(verdicts) if verdict is not None]
         if not held:
