@@ -11,6 +11,8 @@ import kwa_batch as kb
 PUBLIC = [
     "Action",
     "rule_for",
+    "follow_up",
+    "send_follow_ups",
     "ERROR_CODES",
     "STATUSES",
     "AmbiguousSendError",
