@@ -238,6 +238,19 @@ _BY_POLICY = {
 # Own codes whose action is not their policy's.
 _OWN_EXCEPTIONS = {
     Code.HTTP401: (Action.STOP, Scope.NUMBER, "stop: check KALEYRA_SID and KALEYRA_API_KEY"),
+    # Held by a stop code or a template's pause seen while the run sent: sent again only
+    # once a person has acted (the row's message says on what), never by a follow-up alone.
+    Code.STOPPED: (
+        Action.STOP,
+        Scope.NUMBER,
+        "stop: act on the code in the row's message first, then send again",
+    ),
+    Code.TEMPLATE_HELD: (
+        Action.STOP,
+        Scope.ROW,
+        "check the template's status in WhatsApp Manager first (paused: 3 or 6 h; "
+        "disabled: use another template), then send again",
+    ),
 }
 _OWN_WHAT = {
     Action.FIX: "correct the row, then send it again",

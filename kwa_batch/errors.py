@@ -397,6 +397,27 @@ class Code(StrEnum):
         Source.LOCAL,
         Policy.FIX,
     )
+    # Issue #19: the receipts store watched while the run sends.
+    STOPPED = (
+        "KWA033",
+        "not sent: a callback said to stop sending from this number (spam rate limit, "
+        "policy block, account locked, no balance, the daily limit...)",
+        "A person must act first: the row's message names the code and what to check (e.g. "
+        "131048: the number's quality rating in WhatsApp Manager). Then run the same command "
+        "again (with the same journal): these rows are sent; the stop code seen before the "
+        "new run starts does not stop it again.",
+        Source.LOCAL,
+        Policy.RESEND,
+    )
+    TEMPLATE_HELD = (
+        "KWA034",
+        "held back: WhatsApp paused or disabled the row's template while the run was sending",
+        "Check the template's status in WhatsApp Manager: a paused template (132015) comes "
+        "back after 3 or 6 hours, then run the same command again; a disabled one (132016) "
+        "does not: send these rows with another approved template [132015, 132016].",
+        Source.LOCAL,
+        Policy.WAIT,
+    )
     # Transport and server outcomes recorded in the results.
     HTTP401 = (
         "HTTP401",

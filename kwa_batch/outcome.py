@@ -67,6 +67,9 @@ class RunOutcome:
         journal_error: why the journal could not be written, which stopped the run.
         export_error: why the results file could not be written where asked (set by whoever
             exported them, with :meth:`with_export_error`).
+        stopped_on: the callback that stopped the sending (``send(receipts=...)``: a stop
+            code such as 131048, received while the run sent), in a sentence that says what
+            a person must check; None when none came.
 
     Example:
         >>> outcome = RunOutcome(
@@ -91,6 +94,7 @@ class RunOutcome:
     settings: Mapping[str, Any] = field(default_factory=dict)
     journal_error: str | None = None
     export_error: str | None = None
+    stopped_on: str | None = None
 
     def __post_init__(self) -> None:
         # Plain dicts (copyable, comparable, JSON-ready), every status listed.
@@ -163,13 +167,22 @@ class RunOutcome:
     @property
     def next_step(self) -> str | None:
         """What to do about the rows left unsettled, in a sentence; None when nothing is
-        left to do (every row sent, or rejected, failed or never to be sent)."""
+        left to do (every row sent, or rejected, failed or never to be sent) and no callback
+        said to stop sending."""
+        stop = ""
+        if self.stopped_on:
+            stop = (
+                f"Stopped: {self.stopped_on}. Nothing more left after it (requests already "
+                "on their way excepted)."
+            )
         if self.exit_code in (0, 1):
-            return None
+            return stop or None
         what = "Incomplete"
         if self.stopped_by:
             what = "Interrupted" if self.stopped_by == "SIGINT" else f"Stopped by {self.stopped_by}"
-        prefix = ""
+        prefix = f"{stop}\n" if stop else ""
+        if stop:
+            what = "Once a person has acted"
         if self.credentials_refused:
             prefix = (
                 "Stopped: the API refused the credentials (HTTP 401/403). Check KALEYRA_SID, "
@@ -206,6 +219,11 @@ class RunOutcome:
         refused = self.counts[Status.REJECTED] + self.counts[Status.FAILED]
         pending, unknown, journal = self.pending, self.counts[Status.UNKNOWN], self.journal
         steps = []
+        if self.stopped_on:
+            steps.append(
+                f"A callback stopped the sending: {self.stopped_on}. Do that before sending "
+                "anything more from this number."
+            )
         if refused:
             steps.append(
                 f"Fix the {refused:,} rejected or failed row(s) listed on the Errors sheet "
@@ -267,7 +285,7 @@ class RunOutcome:
                 facts[name] = datetime.fromisoformat(value)
             elif value is not None and not isinstance(value, datetime):
                 raise ValueError(f"{name} is {value!r}, not a time")
-        for name in ("stopped_by", "headline", "journal_error", "export_error"):
+        for name in ("stopped_by", "headline", "journal_error", "export_error", "stopped_on"):
             value = facts.get(name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} is {value!r}, not text")

@@ -17,6 +17,7 @@ PUBLIC = [
     "STATUSES",
     "AmbiguousSendError",
     "ApiError",
+    "CallbackStore",
     "Code",
     "AuthenticationError",
     "ConfigurationError",

@@ -84,6 +84,7 @@ class _Options:
     schedule: Schedule  # cli/schedule_options.py
     now: datetime | None
     rate_card: str | None
+    receipts: str | None
 
 
 @click.command("send", short_help="Validate a file, send every valid row, write the results.")
@@ -105,6 +106,16 @@ class _Options:
     type=click.Path(dir_okay=False),
     help="SQLite file recording every row's state: run the same command again with it to "
     "resume without sending anything twice.",
+)
+@click.option(
+    "--receipts",
+    metavar="STORE",
+    type=click.Path(dir_okay=False),
+    help="Receipts store of `kwa-batch receive`, watched while sending: a callback received "
+    "after the run started with a stop code (131048 spam rate limit, 368, 131031, 131064, "
+    "WAV2101, E110...) for the sending number stops the run within seconds (the rest "
+    "not_sent KWA033, exit 3, and what to check); a paused or disabled template (132015, "
+    "132016) holds its own rows (KWA034). The same store may be given to --suppress too.",
 )
 @pacing_options
 @click.option(
@@ -154,6 +165,8 @@ def send_command(**options: Any) -> None:
             "--now only plans (with --dry-run); a real send goes by the real clock, so that "
             "quiet hours, the expiry and the daily limit hold when each message leaves"
         )
+    if o.receipts is not None and not Path(o.receipts).is_file():
+        fail(f"--receipts {o.receipts}: no such file (the store `kwa-batch receive` writes)")
     target = o.out or _default_target(o.file)
     sender, source = resolve_sender(o.sender, o.region, emulator=o.emulator)
     echo: Callable[[str], None] = (lambda text: None) if o.quiet else click.echo
@@ -253,15 +266,22 @@ def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.Da
     from ..sending.run import send
 
     estimated = _estimate(report, o, None) if o.rate_card else None
-    results = send(
-        report,
-        client,
-        pacing=o.pacing,
-        schedule=o.schedule,
-        retries=Retries(resend_unknown=o.resend_unknown),
-        journal=o.journal,
-        progress=not o.quiet and sys.stderr.isatty(),
-    )
+    with ExitStack() as stack:
+        receipts = None
+        if o.receipts is not None:
+            from ..receipts.store import opened_store
+
+            receipts = stack.enter_context(opened_store(o.receipts))
+        results = send(
+            report,
+            client,
+            pacing=o.pacing,
+            schedule=o.schedule,
+            retries=Retries(resend_unknown=o.resend_unknown),
+            journal=o.journal,
+            receipts=receipts,
+            progress=not o.quiet and sys.stderr.isatty(),
+        )
     if estimated is not None:  # issue #13: on the Summary sheet too (made before sending)
         results.attrs["estimate"] = estimated
     return results

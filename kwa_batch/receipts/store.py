@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -281,24 +281,35 @@ class CallbackStore:
                 .execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY received_at, rowid")
                 .fetchall()
             )
-        values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
-        frame = pd.DataFrame(
-            {
-                name: (
-                    pd.to_datetime(pd.Series(column, dtype="str"), utc=True, format="ISO8601")
-                    .astype("datetime64[us, UTC]")
-                    .array
-                    if name in _TIMES
-                    else pd.array(list(column), dtype="Float64")
-                    if name in _NUMBERS
-                    else pd.array(list(column), dtype="boolean")
-                    if name in _FLAGS
-                    else pd.array(list(column), dtype="str")
-                )
-                for name, column in zip(columns, values, strict=True)
-            }
+        return _as_frame(rows, columns)
+
+    def updates_with_codes(
+        self, codes: Collection[str], since: datetime, after: int = 0
+    ) -> tuple[pd.DataFrame, int]:
+        """The status updates whose ``error_code`` is one of ``codes``, received at or after
+        ``since`` and stored after row ``after``; and the store's last row, to pass as
+        ``after`` next time (a reader that polls reads only what is new).
+
+        The frame has :meth:`status_updates`' columns, oldest received first. This is what
+        :func:`kwa_batch.send` reads while it sends (``receipts=``: see
+        :mod:`kwa_batch.sending.watch`).
+        """
+        wanted = sorted({str(code) for code in codes})
+        names = ", ".join(_STATUS_COLUMNS)
+        sql = (
+            f"SELECT {names} FROM status_updates WHERE rowid > ? AND rowid <= ? "
+            "AND received_at >= ? "
+            f"AND error_code IN ({', '.join('?' * len(wanted))}) ORDER BY received_at, rowid"
         )
-        return frame
+        with self._lock:
+            connection = self._connect()
+            # Up to the last row now: one stored meanwhile is read next time, once.
+            last = int(
+                connection.execute("SELECT max(rowid) FROM status_updates").fetchone()[0] or 0
+            )
+            params = (after, last, _text_time(since), *wanted)
+            rows = connection.execute(sql, params).fetchall() if wanted else []
+        return _as_frame(rows, _STATUS_COLUMNS), max(last, after)
 
     def version(self) -> tuple[int, int]:
         """A token that changes whenever the store does (written by this connection or by
@@ -328,6 +339,29 @@ class CallbackStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _as_frame(rows: list[Any], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Rows of a table as a frame: times as UTC timestamps, prices as Float64, flags as
+    boolean, the rest as strings."""
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    frame = pd.DataFrame(
+        {
+            name: (
+                pd.to_datetime(pd.Series(column, dtype="str"), utc=True, format="ISO8601")
+                .astype("datetime64[us, UTC]")
+                .array
+                if name in _TIMES
+                else pd.array(list(column), dtype="Float64")
+                if name in _NUMBERS
+                else pd.array(list(column), dtype="boolean")
+                if name in _FLAGS
+                else pd.array(list(column), dtype="str")
+            )
+            for name, column in zip(columns, values, strict=True)
+        }
+    )
+    return frame
 
 
 def _create_or_upgrade(connection: sqlite3.Connection, path: Path) -> None:

@@ -26,6 +26,10 @@ that moment (:func:`kwa_batch.sending.clock.now`).
   fifth of a second is read less often: reading never takes more than a tenth of the time).
   A read that fails stops the run (the rows left are ``not_sent``): sending on without
   knowing who opted out could message one of them.
+- **Callbacks that say stop** (``KWA033``) **or hold a template** (``KWA034``), received
+  while the run sends: a receipts store given to ``send(receipts=...)`` is watched by
+  :class:`~kwa_batch.sending.watch.ReceiptsWatch`; a stop code (131048...) closes the
+  campaign, a paused or disabled template holds that template's rows.
 
 A request whose recipients all may go leaves; one whose recipients all may not is finished at
 once with their codes; a grouped request with both is split (see
@@ -38,7 +42,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,6 +63,7 @@ from .schedule import (
     when,
     zones_of,
 )
+from .watch import ReceiptsWatch, StopCode
 
 __all__ = ["OPT_OUT_SECONDS", "Departure", "LiveOptOuts", "Verdict"]
 
@@ -70,6 +75,10 @@ OPT_OUT_SECONDS = 2.0
 OPTED_OUT = Code.OPTED_OUT
 #: The code of the rows left when a live opt-out source could no longer be read.
 UNREADABLE = Code.NOTSENT
+#: The code of the rows left when a callback said to stop sending from the number.
+STOPPED = Code.STOPPED
+#: The code of a template's rows held when a callback said it was paused or disabled.
+TEMPLATE_HELD = Code.TEMPLATE_HELD
 # A quiet-hours verdict is kept at most this long, whatever its zones say (leap seconds,
 # tz database quirks): a bound on how stale it can be.
 _KEEP = timedelta(minutes=15)
@@ -196,6 +205,7 @@ class Departure:
         holds: the run's holds (anchored to the journal's first run).
         recent: recipient → when a message to them may last have gone (history and journal).
         opt_outs: live opt-out sources, started (or None).
+        watch: the receipts store watched for stop and template codes, started (or None).
     """
 
     def __init__(
@@ -203,9 +213,13 @@ class Departure:
         holds: Holds,
         recent: dict[str, datetime] | None = None,
         opt_outs: LiveOptOuts | None = None,
+        watch: ReceiptsWatch | None = None,
     ) -> None:
         self.holds = holds
         self.opt_outs = opt_outs
+        self.watch = watch
+        # Message id -> template name, for the template messages this run sent.
+        self._template_of: dict[str, str] = {}
         limit = holds.daily_limit
         self._window = DailyWindow(limit, recent or {}) if limit is not None else None
         # Zones -> (verdict, when it was decided, until when it holds).
@@ -215,12 +229,17 @@ class Departure:
         self.counts: dict[str, int] = {}
 
     def closed(self) -> Verdict | None:
-        """A verdict for every row left, now (expired, not started, opt-outs unreadable),
-        or None."""
+        """A verdict for every row left, now (expired, not started, a callback said stop,
+        opt-outs or receipts unreadable), or None."""
         now = clock.now()
         holds = self.holds
         if self.opt_outs is not None and self.opt_outs.failure is not None:
             return Verdict(UNREADABLE, self.opt_outs.failure)
+        if self.watch is not None:
+            if self.watch.stop_code is not None:
+                return _stopped(self.watch.stop_code)
+            if self.watch.failure is not None:
+                return Verdict(UNREADABLE, self.watch.failure)
         if holds.expires is not None and now >= holds.expires:
             return Verdict(EXPIRED, f"the campaign expired at {when(holds.expires)}: never sent")
         if holds.not_before is not None and now < holds.not_before:
@@ -233,8 +252,35 @@ class Departure:
             return math.inf
         return max(0.0, (self.holds.expires - clock.now()).total_seconds())
 
+    def sent(self, message_ids: Iterable[str | None], template: str | None) -> None:
+        """Note the message ids of a template's request that was sent: a callback that says
+        the template was paused or disabled is tied to the template by them."""
+        if template is None or self.watch is None:
+            return
+        for message_id in message_ids:
+            if message_id is not None:
+                self._template_of[message_id] = template
+
+    def template_held(self, template: str | None) -> Verdict | None:
+        """Why this template's rows may not leave now (paused or disabled), or None."""
+        if template is None or self.watch is None or not self.watch.template_codes:
+            return None
+        for message_id, said in self.watch.template_codes.items():
+            if self._template_of.get(message_id) == template:
+                return Verdict(
+                    TEMPLATE_HELD,
+                    f"template {template!r} held: {said.who} said {said.code} "
+                    f"({said.rule.meaning}) in a callback received "
+                    f"{said.received_at:%Y-%m-%d %H:%M:%S} UTC, while the run was sending; "
+                    "check its status in WhatsApp Manager, then run the same command again "
+                    "(a paused template comes back after 3 or 6 hours; a disabled one does "
+                    "not: use another template)",
+                )
+        return None
+
     def check(self, numbers: Sequence[str], message_type: str | None) -> list[Verdict | None]:
-        """The verdict on each recipient of a request about to leave (None: it may go).
+        """The verdict on each recipient of a request about to leave (None: it may go); a
+        template's hold is asked apart (:meth:`template_held`), before.
 
         When every recipient may go, the business-initiated ones take their place in the
         daily limit's window (atomically): the caller must then send the request.
@@ -296,3 +342,12 @@ class Departure:
             until, verdict = now + _HELD_AGAIN, Verdict(code, message)
         self._quiet[zones] = (verdict, now, until)
         return verdict
+
+
+def _stopped(said: StopCode) -> Verdict:
+    """The verdict on every row left after a callback said to stop sending."""
+    return Verdict(
+        STOPPED,
+        f"stopped: {said.headline()}; not sent: run the same command again once a person has "
+        "acted (this callback does not stop the next run)",
+    )

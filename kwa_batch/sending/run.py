@@ -82,6 +82,7 @@ from .retries import Retries
 from .schedule import EXPIRED, Held, Holds, Schedule, apply_holds, recent
 from .settings import setting_from
 from .stopping import StopButton
+from .watch import CallbackSource, ReceiptsWatch
 
 __all__ = ["send"]
 
@@ -176,7 +177,13 @@ class _Run:
         ``unknown``: held now, it may still have gone then."""
         if self.departure is None:
             return None
-        verdicts = self.departure.check(request.numbers, request.fields.get("type"))
+        departure = self.departure
+        template = None if departure.closed() else departure.template_held(_template(request))
+        verdicts = (
+            [template] * len(request)
+            if template is not None
+            else departure.check(request.numbers, request.fields.get("type"))
+        )
         held = [i for i, verdict in enumerate(verdicts) if verdict is not None]
         if not held:
             return None
@@ -307,6 +314,12 @@ class _Run:
         return last
 
 
+def _template(request: Request) -> str | None:
+    """The template a request sends, or None (a text message)."""
+    name = request.fields.get("template_name")
+    return name if isinstance(name, str) and name else None
+
+
 def _held(request: Request, verdicts: list[Verdict], attempts: int) -> _Done:
     """A request none of whose rows may leave now: ``not_sent`` with the verdict's code (one
     request per verdict: a request held for different reasons was split before)."""
@@ -387,6 +400,7 @@ def send(
     retries: Retries | None = None,
     journal: str | Path | None = None,
     sender: str | None = None,
+    receipts: CallbackSource | None = None,
     progress: bool = True,
     **options: Any,
 ) -> pd.DataFrame:
@@ -412,6 +426,18 @@ def send(
             same journal resumes without sending anything twice.
         sender: the ``from`` number for rows that leave it empty (before the client's); it
             is validated like a row's own, so an invalid one rejects those rows (E13008).
+        receipts: a receipts store to watch while sending (an open
+            :class:`kwa_batch.CallbackStore`, or anything with its ``updates_with_codes``;
+            the command line's ``--receipts`` takes the path), read every second (see
+            :mod:`kwa_batch.sending.watch`). A callback received after the run started,
+            with a ``stop`` code (131048 spam rate limit, 368 policy block, 131031 account
+            locked, 131064 or WAV2101 daily limit, E110 no balance...:
+            :data:`kwa_batch.actions.STOP_CODES`), for a message from the run's sender
+            number, stops the sending within seconds: the rows left are ``not_sent``
+            ``KWA033``, the outcome's ``stopped_on`` and next step say what a person must
+            check, exit 3. A paused or disabled template (132015, 132016) for a message of
+            this run holds that template's rows (``KWA034``); the others go on. A later run
+            sends the rows left (the callbacks before it do not count).
         progress: show a progress bar (a widget in Jupyter, a text bar in a terminal).
         **options: each field of the settings objects as a keyword, as earlier versions
             took them (``rate_limit=1000``, ``quiet_hours="21:00-09:00"``,
@@ -483,14 +509,19 @@ def send(
     live = (
         LiveOptOuts(report.live_opt_outs, report.default_region) if report.live_opt_outs else None
     )
+    watch = _watch(receipts, messages, client, started)
     try:
         if live is not None:
             live.start()
-        done = _send_rows(run, messages, results, holds, live, pacing.request_size,
+        if watch is not None:
+            watch.start()
+        done = _send_rows(run, messages, results, holds, (live, watch), pacing.request_size,
                           progress=progress)  # fmt: skip
     finally:
         if live is not None:
             live.stop()
+        if watch is not None:
+            watch.stop()
         if run.journal is not None:
             run.journal.close()
     frame = _finished(results, report)
@@ -505,6 +536,7 @@ def send(
         pacing=pacer.stats(),
         settings=settings,
         journal_error=str(run.journal_error) if run.journal_error else None,
+        stopped_on=_stopped_on(watch),
     )
     counts = frame["status"].value_counts()
     log.info("send finished: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -528,12 +560,45 @@ class _Sent:
         return counts
 
 
+def _watch(
+    receipts: CallbackSource | None,
+    messages: pd.DataFrame,
+    client: KaleyraClient,
+    started: datetime,
+) -> ReceiptsWatch | None:
+    """The watch of ``send(receipts=...)``, for the run's sender numbers (not started)."""
+    if receipts is None:
+        return None
+    if isinstance(receipts, str | Path):
+        raise ConfigurationError(
+            f"receipts={str(receipts)!r}: give the store open, as "
+            f"kb.CallbackStore({str(receipts)!r}) (in a with block, which closes it); "
+            "kwa-batch send --receipts takes the path"
+        )
+    if not isinstance(receipts, CallbackSource):
+        raise TypeError(
+            f"receipts= takes a receipts store (the path of kwa-batch receive's --store, or "
+            f"an open CallbackStore), not {type(receipts).__name__}"
+        )
+    senders = set(messages["from"].dropna().unique())
+    if messages["from"].isna().any() and client.sender:
+        senders.add(client.sender)
+    return ReceiptsWatch(receipts, senders, since=started)
+
+
+def _stopped_on(watch: ReceiptsWatch | None) -> str | None:
+    """The sentence on the callback that stopped the run, if one did."""
+    if watch is None or watch.stop_code is None:
+        return None
+    return watch.stop_code.headline()
+
+
 def _send_rows(
     run: _Run,
     messages: pd.DataFrame,
     results: ResultsBuilder,
     holds: Holds,
-    live: LiveOptOuts | None,
+    watched: tuple[LiveOptOuts | None, ReceiptsWatch | None],
     max_recipients: int,
     *,
     progress: bool,
@@ -549,8 +614,9 @@ def _send_rows(
     holds = holds.anchored(run.journal)
     sent_before = recent(holds, run.journal)
     messages, keys, held = apply_holds(holds, messages, keys, results, run.journal, sent_before)
-    if holds.active or live is not None:
-        run.departure = Departure(holds, sent_before, live)
+    live, watch = watched
+    if holds.active or live is not None or watch is not None:
+        run.departure = Departure(holds, sent_before, live, watch)
     requests = plan_requests(messages, max_recipients=max_recipients, keys=keys)
     said = headline(len(messages), resume)
     said += f"; {held.describe()}" if held.counts else ""
@@ -898,6 +964,9 @@ class _Loop:
         if done.split is not None:
             self.ahead.push_front(done.split)
             return
+        departure = self.run_.departure
+        if departure is not None and done.message_ids is not None:
+            departure.sent(done.message_ids, _template(done.request))
         rows = list(_row_fields(done))
         self.results.fill(done.request.labels, rows)
         if self.run_.journal is not None:
