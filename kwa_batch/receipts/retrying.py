@@ -151,18 +151,26 @@ def send_follow_ups(
     if sender is None:
         sender = _campaign_sender(results)
     log.info("follow-up: %d row(s) due for a retry", len(retries))
-    sent = send(
-        retries,
-        client,
-        pacing=pacing,
-        schedule=schedule,
-        journal=journal,
-        sender=sender,
-        progress=progress,
-        suppress=_with_opt_outs(validation.pop("suppress", None), store_path),
-        **validation,
-    )
+    watched = receipts if isinstance(receipts, CallbackStore) else CallbackStore(store_path)
+    try:
+        sent = _send_watched(
+            retries, client, watched, pacing=pacing, schedule=schedule, journal=journal,
+            sender=sender, progress=progress,
+            suppress=_with_opt_outs(validation.pop("suppress", None), store_path),
+            **validation,
+        )  # fmt: skip
+    finally:
+        if watched is not receipts:
+            watched.close()
     return _updated(sent, results)
+
+
+def _send_watched(
+    retries: pd.DataFrame, client: KaleyraClient, store: CallbackStore, **options: Any
+) -> pd.DataFrame:
+    """:func:`kwa_batch.send` of the retries, watching the store: a stop code that arrives
+    while they go stops them as it stops a campaign."""
+    return send(retries, client, receipts=store, **options)
 
 
 class StopSending(KwaBatchError):
