@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from .receipts.optouts import OptOutSource as OptOutSource
     from .receipts.optouts import opt_outs as opt_outs
     from .receipts.receiver import Receiver as Receiver
+    from .receipts.replies import replies as replies
     from .results import STATUSES as STATUSES
     from .results import Status as Status
     from .results import summarize as summarize

@@ -35,7 +35,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -154,11 +154,20 @@ def stops_and_starts(
     starts = _keywords(start_keywords, OPT_IN_KEYWORDS)
     stop_payloads = set(_as_payload(pd.Series(sorted(stops), dtype="str")).dropna())
     start_payloads = set(_as_payload(pd.Series(sorted(starts), dtype="str")).dropna())
-    said = normalize_reply(incoming["body"])
-    payload = _as_payload(incoming["payload"])
+    said = _each_distinct(incoming["body"], normalize_reply)
+    payload = _each_distinct(incoming["payload"], _as_payload)
     start = said.isin(starts) | payload.isin(start_payloads)
     stop = (said.isin(stops) | payload.isin(stop_payloads)) & ~start
     return stop.astype(bool), start.astype(bool)
+
+
+def _each_distinct(values: pd.Series, how: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``how(values)``, computed once for each distinct value (replies repeat: a million
+    "STOP"s and "Yes"es are a few strings)."""
+    codes, distinct = pd.factorize(values)
+    done = how(pd.Series(distinct, dtype="str")).array
+    taken = done.take(codes, allow_fill=True)
+    return pd.Series(taken, index=values.index)
 
 
 def opt_outs(
@@ -179,7 +188,8 @@ def opt_outs(
         A frame with :data:`OPT_OUT_COLUMNS`, one row per number (E.164 with ``+``, a
         ``wa_id`` form read as the number it stands for), sorted by number:
         ``opted_out_at`` (UTC; the first opt-out since their last start reply), ``how``
-        (``reply``, ``button`` for a tap, or ``131050``) and ``detail`` (the reply as written, or the error text).
+        (``reply``, ``button`` for a tap, or ``131050``) and ``detail`` (the reply as
+        written, the button's text, or the error text).
         ``attrs["unreadable"]`` holds the numbers, as stored, of opt-outs that cannot be
         read (logged as a warning too).
 
