@@ -161,6 +161,12 @@ def stops_and_starts(
     return stop.astype(bool), start.astype(bool)
 
 
+def _tapped(incoming: pd.DataFrame) -> pd.Series:
+    """Which incoming messages are a button's tap (or a choice): a payload, or that type."""
+    kind = incoming["type"].str.strip().str.lower().isin(("button", "interactive"))
+    return (incoming["payload"].notna() | kind).astype(bool)
+
+
 def _each_distinct(values: pd.Series, how: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """``how(values)``, computed once for each distinct value (replies repeat: a million
     "STOP"s and "Yes"es are a few strings)."""
@@ -217,7 +223,7 @@ def _opt_outs(
         {
             "number": incoming["customer"],
             "at": incoming["at"],
-            "how": incoming["payload"].notna().map({True: "button", False: "reply"}),
+            "how": _tapped(incoming).map({True: "button", False: "reply"}),
             "detail": incoming["body"].fillna(incoming["payload"]).str.strip(),
             "start": start,
         }
