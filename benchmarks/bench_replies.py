@@ -44,9 +44,7 @@ def campaign(rows: int, seed: int = 1) -> pd.DataFrame:
             "message_id": pd.array(
                 [f"{i:032x}:0" if ok else None for i, ok in enumerate(sent)], dtype="str"
             ),
-            "sent_at": (T0 + pd.to_timedelta(rng.integers(0, 86_400, rows), unit="s")).where(
-                sent
-            ),
+            "sent_at": (T0 + pd.to_timedelta(rng.integers(0, 86_400, rows), unit="s")).where(sent),
         }
     )
 

@@ -51,6 +51,7 @@ PUBLIC = [
     "open_windows",
     "opt_outs",
     "plot_outcomes",
+    "replies",
     "send",
     "summarize",
     "validate",

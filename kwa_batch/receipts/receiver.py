@@ -29,8 +29,32 @@ field wins). Two kinds, told apart by their fields:
   ``message_id`` of the message it answers) and ``payload`` (or ``button_payload``: a
   quick-reply button's payload).
 
+A ``POST`` with a JSON **document** holds WhatsApp's own objects, several in one callback
+(:func:`parse_callbacks`):
+
+* **Kaleyra's v2 shape**: ``meta_object.value`` with ``statuses[]`` (each: ``id`` the
+  wamid, ``status``, ``timestamp``, ``recipient_id``, ``errors[]`` with ``code``,
+  ``title``, ``message`` and ``error_data.details``, ``conversation``, ``pricing`` with
+  ``billable`` and ``category``), ``messages[]`` (each: ``from``, ``id``, ``timestamp``,
+  ``type``, and ``text.body``, ``button`` with ``text`` and ``payload``, ``interactive``
+  with a ``button_reply`` or ``list_reply`` of ``id`` and ``title``, a media object's
+  ``caption``; ``context.id`` the wamid it answers), ``contacts[]`` (the customer's
+  ``profile.name``) and ``metadata.display_phone_number`` (the business number); and at
+  the top, ``extra_info`` with ``message_id`` and ``ref``/``ref1``/``ref2``, which belong
+  to the status of that id (or to the only status);
+* **WhatsApp Cloud API's webhook**: ``entry[].changes[].value``, each value as above.
+
+A status becomes a status update (the first error's code and words, ``billable`` and the
+pricing category kept); a message an incoming message whose ``body`` is its text, its
+button's text, its choice's title or its caption, whose ``payload`` is the button's payload
+or the choice's id, and whose ``reply_to`` is ``context.id``; a repeat of a message (by its
+WhatsApp id) is the same one. A document of another kind (a template's status) stores
+nothing and is answered 200. At most :data:`MAX_ITEMS` (1,000) statuses, messages or
+changes a callback.
+
 Each is stored once (:mod:`kwa_batch.receipts.store`), however often it comes, before the
-answer ``200 {"ok": true, "stored": <true when new>}`` goes back. ``GET /`` without
+answer ``200 {"ok": true, "stored": <true when new>}`` goes back (for a document, also
+``"items"``: how many it held, and ``"new"``: how many were not stored before). ``GET /`` without
 callback fields is a health check: ``200 {"status": "ok"}`` while the store is usable
 (``503`` otherwise), no token needed. ``HEAD`` on any path is that health check too: it
 never stores a callback, whatever its query.
@@ -46,7 +70,11 @@ phone numbers); the server carries on.
   query strings.
 * A body over ``max_body`` bytes (64 KiB by default) gets 413.
 * A body that cannot be read (invalid JSON, a JSON value that is not an object, not
-  UTF-8), or fields that make neither kind of callback, get 400.
+  UTF-8), fields that make neither kind of callback, or a document with anything in it
+  that cannot be read (a value of the wrong type, a status without ``id``, a ``from``
+  that is no number: the reason names where, e.g. ``meta_object.value.messages[0].from``),
+  get 400; nothing of it is stored.
+* A document of more than :data:`MAX_ITEMS` statuses, messages or changes gets 413.
 * A method other than GET, HEAD or POST gets 405.
 * A store that cannot be written gets 503, so that the sender tries again later.
 * Whatever else cannot be read (JSON nested too deeply, a lone surrogate such as

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import requests
@@ -236,3 +237,69 @@ def test_no_replies_and_no_sent_rows() -> None:
     assert kb.replies(nothing_sent, frame)[["replied", "opted_out"]].values.tolist() == [
         [False, False]
     ]
+
+
+def _by_hand(results: pd.DataFrame, incoming: pd.DataFrame) -> list[tuple[int, str | None]]:
+    """Each row's reply count and first reply, one reply at a time (the rule as written)."""
+    key = {"+5215512345678": "+525512345678"}  # the one wa_id form used below
+    rows_as_written = results.rename(columns={"from": "sender"})
+    sent = [
+        (i, r)
+        for i, r in enumerate(rows_as_written.itertuples())
+        if r.status == "sent" and r.message_id
+    ]
+    tied: dict[int, list[tuple[pd.Timestamp, int, str]]] = {}
+    for n, m in enumerate(incoming.itertuples()):
+        if pd.notna(m.reply_to):
+            rows = [i for i, r in sent if r.message_id.removesuffix(":0") == m.reply_to]
+        else:
+            before = [
+                (r.sent_at, i)
+                for i, r in sent
+                if key.get(r.to, r.to) == key.get(m.customer, m.customer)
+                and r.sent_at <= m.at
+                and (pd.isna(r.sender) or pd.isna(m.business) or r.sender == m.business)
+            ]
+            rows = [max(before)[1]] if before else []
+        for i in rows[:1]:
+            tied.setdefault(i, []).append((m.at, n, m.body))
+    return [
+        (len(tied.get(i, [])), min(tied[i])[2] if i in tied else None) for i in range(len(results))
+    ]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_replies_agree_with_the_rule_applied_one_reply_at_a_time(seed: int) -> None:
+    gen = np.random.default_rng(seed)
+    numbers = [ASHA, RAVI, MARIA, "+5215512345678"]
+    size, count = 60, 90
+    results = results_of(
+        *[
+            (
+                numbers[gen.integers(0, 3)],
+                "sent" if gen.random() < 0.8 else "failed",
+                f"id{i}:0",
+                float(i * 7 % 113) + i / 1000,  # distinct times, not in row order
+            )
+            for i in range(size)
+        ]
+    )
+    results["from"] = pd.array(
+        gen.choice([SENDER, OTHER_SENDER, None], size).tolist(), dtype="string"
+    )
+    incoming = pd.DataFrame(
+        {
+            "customer": gen.choice(numbers, count),
+            "business": gen.choice([SENDER, OTHER_SENDER, None], count),
+            "at": [at(float(gen.integers(0, 130)) + n / 7000) for n in range(count)],
+            "body": [f"reply {n}" for n in range(count)],
+            "reply_to": [
+                f"id{gen.integers(0, size + 5)}" if gen.random() < 0.3 else None
+                for _ in range(count)
+            ],
+        }
+    )
+    tied = kb.replies(results, incoming)
+    got = list(zip(tied["replies"].tolist(), tied["reply"].tolist(), strict=True))
+    expected = _by_hand(results, incoming)
+    assert [(n, r if n else None) for n, r in got] == expected
