@@ -13,9 +13,19 @@ from typing import Any
 import pandas as pd
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from werkzeug.test import Client
 
 from kwa_batch.receipts.delivery import load_receipts
-from kwa_batch.receipts.receiver import MAX_ITEMS, CallbackError, Receiver, parse_callbacks
+from kwa_batch.receipts.receiver import (
+    MAX_ITEMS,
+    CallbackApp,
+    CallbackError,
+    Receiver,
+    make_app,
+    parse_callbacks,
+)
 from kwa_batch.receipts.store import IncomingMessage, StatusUpdate
 
 DEADLINE = 10.0
@@ -298,3 +308,49 @@ def test_parse_callbacks_reads_v1_fields_and_documents_alike() -> None:
     )  # fmt: skip
     with pytest.raises(CallbackError, match="messages\\[0\\]"):
         parse_callbacks(v2_document(messages=[{"from": "nobody"}]))
+
+
+_ATOMS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12),
+    st.sampled_from(["919876543210", "wamid.X", "read", "failed", "button", "text", "9e15"]),
+)  # fmt: skip
+_KEYS = st.sampled_from(
+    ["id", "status", "from", "type", "text", "body", "button", "payload", "interactive",
+     "button_reply", "list_reply", "title", "context", "errors", "code", "error_data",
+     "details", "pricing", "billable", "category", "timestamp", "recipient_id", "image",
+     "caption", "metadata", "display_phone_number", "contacts", "profile", "wa_id", "x"]
+)  # fmt: skip
+_VALUES = st.recursive(
+    _ATOMS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+_FUZZ_APP: dict[str, CallbackApp] = {}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    statuses=st.lists(st.dictionaries(_KEYS, _VALUES, max_size=6), max_size=3) | _VALUES,
+    messages=st.lists(st.dictionaries(_KEYS, _VALUES, max_size=6), max_size=3) | _VALUES,
+    metadata=_VALUES,
+    extra_info=_VALUES,
+    cloud=st.booleans(),
+)
+def test_no_document_gets_a_500(
+    tmp_path_factory: pytest.TempPathFactory,
+    statuses: object,
+    messages: object,
+    metadata: object,
+    extra_info: object,
+    cloud: bool,
+) -> None:
+    if "app" not in _FUZZ_APP:
+        _FUZZ_APP["app"] = make_app(tmp_path_factory.mktemp("fuzz") / "receipts.db")
+    value = {"statuses": statuses, "messages": messages, "metadata": metadata}
+    document: dict[str, object] = (
+        {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": value}]}]}
+        if cloud
+        else {"meta_object": {"value": value}, "extra_info": extra_info}
+    )
+    answer = Client(_FUZZ_APP["app"]).post("/callback", json=document)
+    assert answer.status_code in (200, 400), answer.get_data()
