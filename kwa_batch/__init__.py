@@ -28,6 +28,8 @@ __version__ = "0.1.0"
 # ``__all__`` and where :func:`__getattr__` finds each name on first use.
 if TYPE_CHECKING:
     from .accessor import KwaAccessor as KwaAccessor
+    from .actions import Action as Action
+    from .actions import rule_for as rule_for
     from .catalogue import load_templates as load_templates
     from .charts import plot_outcomes as plot_outcomes
     from .emulator.server import Emulator as Emulator
@@ -54,10 +56,12 @@ if TYPE_CHECKING:
     from .receipts.conversations import open_windows as open_windows
     from .receipts.delivery import load_receipts as load_receipts
     from .receipts.delivery import merge_receipts as merge_receipts
+    from .receipts.follow_up import follow_up as follow_up
     from .receipts.optouts import OptOutSource as OptOutSource
     from .receipts.optouts import opt_outs as opt_outs
     from .receipts.receiver import Receiver as Receiver
     from .receipts.replies import replies as replies
+    from .receipts.retrying import send_follow_ups as send_follow_ups
     from .results import STATUSES as STATUSES
     from .results import Status as Status
     from .results import summarize as summarize

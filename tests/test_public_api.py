@@ -9,6 +9,10 @@ from conftest import SENDER
 import kwa_batch as kb
 
 PUBLIC = [
+    "Action",
+    "rule_for",
+    "follow_up",
+    "send_follow_ups",
     "ERROR_CODES",
     "STATUSES",
     "AmbiguousSendError",
