@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from .receipts.optouts import OptOutSource as OptOutSource
     from .receipts.optouts import opt_outs as opt_outs
     from .receipts.receiver import Receiver as Receiver
+    from .receipts.replies import replies as replies
     from .receipts.retrying import send_follow_ups as send_follow_ups
     from .receipts.store import CallbackStore as CallbackStore
     from .results import STATUSES as STATUSES

@@ -56,6 +56,7 @@ PUBLIC = [
     "open_windows",
     "opt_outs",
     "plot_outcomes",
+    "replies",
     "send",
     "summarize",
     "validate",

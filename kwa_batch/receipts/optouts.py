@@ -6,10 +6,14 @@ number's quality rating. The :class:`~kwa_batch.Receiver` stores what tells us:
 - **a reply that is an opt-out keyword** as the whole message (``STOP``, ``Unsubscribe``,
   ``stop all``, ``PARAR``, ``ABMELDEN``…: case, accents as written, surrounding spaces and
   punctuation ignored; "please stop the deliveries" is not one);
+- **the tap of a "Stop promotions" quick-reply button** (WhatsApp's marketing opt-out
+  button, in the languages listed): its text is a keyword, and its payload is compared
+  too (``STOP_PROMOTIONS`` reads as ``stop promotions``: ``_``, ``-`` and ``.`` as spaces);
 - **a status callback ``failed`` with WhatsApp's 131050** (the user stopped marketing
   messages from this business).
 
-A later reply that is a start keyword (``START``, ``UNSTOP``…) lifts every opt-out before it.
+A later reply that is a start keyword (``START``, ``UNSTOP``…, or a button whose text or
+payload is one) lifts every opt-out before it.
 
 Numbers are read as recipients are (E.164), and WhatsApp's ``wa_id`` forms as the number
 they stand for (:func:`~kwa_batch.validation.phones.wa_id_forms`: ``5215512345678`` is
@@ -31,7 +35,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -50,6 +54,7 @@ __all__ = [
     "OptOutSource",
     "normalize_reply",
     "opt_outs",
+    "stops_and_starts",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,6 +76,13 @@ OPT_OUT_KEYWORDS = frozenset(
         # French
         "arrêt", "arret", "arrêter", "arreter", "désabonner", "desabonner", "désinscrire",
         "desinscrire",
+        # WhatsApp's marketing opt-out button ("Stop promotions") and its usual equivalents
+        "stop promotions", "stop promotion", "stop promos", "stop marketing",
+        "प्रमोशन बंद करें", "प्रमोशन बंद करो", "promotion band karo", "promotion band karein",
+        "parar promoções", "parar promocoes", "parar promoção", "parar promocao",
+        "detener promociones", "parar promociones", "no más promociones", "no mas promociones",
+        "werbung stoppen", "werbung abbestellen", "keine werbung",
+        "arrêter les promotions", "arreter les promotions", "stop pub", "stop aux promotions",
     }
 )  # fmt: skip
 #: Replies that opt back in, lifting earlier opt-outs.
@@ -105,10 +117,63 @@ def normalize_reply(values: pd.Series) -> pd.Series:
 
 def _keywords(words: Iterable[str] | None, default: frozenset[str]) -> set[str]:
     if words is None:
-        return set(default)
-    if isinstance(words, str):
+        words = default
+    elif isinstance(words, str):
         words = [words]
     return set(normalize_reply(pd.Series(list(words), dtype="str")).dropna())
+
+
+def _as_payload(values: pd.Series) -> pd.Series:
+    """A button payload (or a keyword) as payloads are compared: :func:`normalize_reply`,
+    with ``_``, ``-`` and ``.`` read as spaces (``STOP_PROMOTIONS`` is ``stop promotions``)."""
+    text = normalize_reply(values)
+    array = pc.replace_substring_regex(pa.array(text.array), r"[\s_.\-]+", " ")
+    return pd.Series(pd.array(pc.utf8_trim_whitespace(array), dtype="str"), index=values.index)
+
+
+def stops_and_starts(
+    incoming: pd.DataFrame,
+    *,
+    keywords: Iterable[str] | None = None,
+    start_keywords: Iterable[str] | None = None,
+) -> tuple[pd.Series, pd.Series]:
+    """Which incoming messages opt out, and which opt back in (two boolean columns with
+    ``incoming``'s index).
+
+    A message opts out when its ``body`` (a reply's text, a button's text) is a keyword
+    after :func:`normalize_reply`, or its ``payload`` (a button's) is one, ``_``, ``-`` and
+    ``.`` read as spaces; it opts in likewise with a start keyword (a word in both sets
+    opts in).
+
+    Args:
+        incoming: the store's incoming messages (``body`` and ``payload`` columns).
+        keywords: the opt-out replies (default :data:`OPT_OUT_KEYWORDS`).
+        start_keywords: the replies that lift an opt-out (default :data:`OPT_IN_KEYWORDS`).
+    """
+    stops = _keywords(keywords, OPT_OUT_KEYWORDS)
+    starts = _keywords(start_keywords, OPT_IN_KEYWORDS)
+    stop_payloads = set(_as_payload(pd.Series(sorted(stops), dtype="str")).dropna())
+    start_payloads = set(_as_payload(pd.Series(sorted(starts), dtype="str")).dropna())
+    said = _each_distinct(incoming["body"], normalize_reply)
+    payload = _each_distinct(incoming["payload"], _as_payload)
+    start = said.isin(starts) | payload.isin(start_payloads)
+    stop = (said.isin(stops) | payload.isin(stop_payloads)) & ~start
+    return stop.astype(bool), start.astype(bool)
+
+
+def _tapped(incoming: pd.DataFrame) -> pd.Series:
+    """Which incoming messages are a button's tap (or a choice): a payload, or that type."""
+    kind = incoming["type"].str.strip().str.lower().isin(("button", "interactive"))
+    return (incoming["payload"].notna() | kind).astype(bool)
+
+
+def _each_distinct(values: pd.Series, how: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``how(values)``, computed once for each distinct value (replies repeat: a million
+    "STOP"s and "Yes"es are a few strings)."""
+    codes, distinct = pd.factorize(values)
+    done = how(pd.Series(distinct, dtype="str")).array
+    taken = done.take(codes, allow_fill=True)
+    return pd.Series(taken, index=values.index)
 
 
 def opt_outs(
@@ -129,7 +194,8 @@ def opt_outs(
         A frame with :data:`OPT_OUT_COLUMNS`, one row per number (E.164 with ``+``, a
         ``wa_id`` form read as the number it stands for), sorted by number:
         ``opted_out_at`` (UTC; the first opt-out since their last start reply), ``how``
-        (``reply`` or ``131050``) and ``detail`` (the reply as written, or the error text).
+        (``reply``, ``button`` for a tap, or ``131050``) and ``detail`` (the reply as
+        written, the button's text, or the error text).
         ``attrs["unreadable"]`` holds the numbers, as stored, of opt-outs that cannot be
         read (logged as a warning too).
 
@@ -149,22 +215,20 @@ def _opt_outs(
     keywords: Iterable[str] | None,
     start_keywords: Iterable[str] | None,
 ) -> pd.DataFrame:
-    stops = _keywords(keywords, OPT_OUT_KEYWORDS)
-    starts = _keywords(start_keywords, OPT_IN_KEYWORDS)
     with _opened_store(store) as opened:
         incoming = opened.incoming_messages()
         updates = opened.status_updates()
-    said = normalize_reply(incoming["body"])
+    stop, start = stops_and_starts(incoming, keywords=keywords, start_keywords=start_keywords)
     replies = pd.DataFrame(
         {
             "number": incoming["customer"],
             "at": incoming["at"],
-            "how": "reply",
-            "detail": incoming["body"].str.strip(),
-            "start": said.isin(starts),
+            "how": _tapped(incoming).map({True: "button", False: "reply"}),
+            "detail": incoming["body"].fillna(incoming["payload"]).str.strip(),
+            "start": start,
         }
     )
-    replies = replies[said.isin(stops).to_numpy() | replies["start"].to_numpy()]
+    replies = replies[stop.to_numpy() | start.to_numpy()]
     failed = (updates["status"] == "failed") & (updates["error_code"].str.strip() == OPT_OUT_CODE)
     failed = failed.fillna(False).astype(bool)
     unknown = failed & updates["recipient"].isna()

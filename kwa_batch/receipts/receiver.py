@@ -29,8 +29,32 @@ field wins). Two kinds, told apart by their fields:
   ``message_id`` of the message it answers) and ``payload`` (or ``button_payload``: a
   quick-reply button's payload).
 
+A ``POST`` with a JSON **document** holds WhatsApp's own objects, several in one callback
+(:func:`parse_callbacks`):
+
+* **Kaleyra's v2 shape**: ``meta_object.value`` with ``statuses[]`` (each: ``id`` the
+  wamid, ``status``, ``timestamp``, ``recipient_id``, ``errors[]`` with ``code``,
+  ``title``, ``message`` and ``error_data.details``, ``conversation``, ``pricing`` with
+  ``billable`` and ``category``), ``messages[]`` (each: ``from``, ``id``, ``timestamp``,
+  ``type``, and ``text.body``, ``button`` with ``text`` and ``payload``, ``interactive``
+  with a ``button_reply`` or ``list_reply`` of ``id`` and ``title``, a media object's
+  ``caption``; ``context.id`` the wamid it answers), ``contacts[]`` (the customer's
+  ``profile.name``) and ``metadata.display_phone_number`` (the business number); and at
+  the top, ``extra_info`` with ``message_id`` and ``ref``/``ref1``/``ref2``, which belong
+  to the status of that id (or to the only status);
+* **WhatsApp Cloud API's webhook**: ``entry[].changes[].value``, each value as above.
+
+A status becomes a status update (the first error's code and words, ``billable`` and the
+pricing category kept); a message an incoming message whose ``body`` is its text, its
+button's text, its choice's title or its caption, whose ``payload`` is the button's payload
+or the choice's id, and whose ``reply_to`` is ``context.id``; a repeat of a message (by its
+WhatsApp id) is the same one. A document of another kind (a template's status) stores
+nothing and is answered 200. At most :data:`MAX_ITEMS` (1,000) statuses, messages or
+changes a callback.
+
 Each is stored once (:mod:`kwa_batch.receipts.store`), however often it comes, before the
-answer ``200 {"ok": true, "stored": <true when new>}`` goes back. ``GET /`` without
+answer ``200 {"ok": true, "stored": <true when new>}`` goes back (for a document, also
+``"items"``: how many it held, and ``"new"``: how many were not stored before). ``GET /`` without
 callback fields is a health check: ``200 {"status": "ok"}`` while the store is usable
 (``503`` otherwise), no token needed. ``HEAD`` on any path is that health check too: it
 never stores a callback, whatever its query.
@@ -46,7 +70,11 @@ phone numbers); the server carries on.
   query strings.
 * A body over ``max_body`` bytes (64 KiB by default) gets 413.
 * A body that cannot be read (invalid JSON, a JSON value that is not an object, not
-  UTF-8), or fields that make neither kind of callback, get 400.
+  UTF-8), fields that make neither kind of callback, or a document with anything in it
+  that cannot be read (a value of the wrong type, a status without ``id``, a ``from``
+  that is no number: the reason names where, e.g. ``meta_object.value.messages[0].from``),
+  get 400; nothing of it is stored.
+* A document of more than :data:`MAX_ITEMS` statuses, messages or changes gets 413.
 * A method other than GET, HEAD or POST gets 405.
 * A store that cannot be written gets 503, so that the sender tries again later.
 * Whatever else cannot be read (JSON nested too deeply, a lone surrogate such as
@@ -89,7 +117,7 @@ from .._http.serving import DEFAULT_READ_TIMEOUT, BackgroundServer, Served, reda
 from ..config import CALLBACK_PATH, ENV_STORE, ENV_TOKEN
 from ..errors import ConfigurationError, KwaBatchError
 from ..privacy import mask_phone
-from .store import CallbackStore, IncomingMessage, StatusUpdate
+from .store import CallbackStore, IncomingMessage, StatusUpdate, message_key
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -99,13 +127,17 @@ __all__ = [
     "ENV_STORE",
     "ENV_TOKEN",
     "MAX_BODY",
+    "MAX_ITEMS",
     "TOKEN_HEADER",
     "CallbackApp",
     "CallbackError",
     "Receiver",
+    "TooManyItems",
     "app_from_env",
+    "is_document",
     "make_app",
     "parse_callback",
+    "parse_callbacks",
 ]
 
 log = logging.getLogger(__name__)
@@ -303,6 +335,285 @@ def _json_fields(document: Mapping[str, Any]) -> dict[str, str]:
     return fields
 
 
+# -- v2 and Cloud API documents -------------------------------------------------------------
+
+#: Status updates and incoming messages accepted in one callback document; more gets 413.
+MAX_ITEMS = 1000
+_V2_KINDS = ("statuses", "messages")
+
+
+def is_document(document: Mapping[str, Any]) -> bool:
+    """True for a JSON body in Kaleyra's v2 shape (``meta_object``) or WhatsApp Cloud API's
+    webhook shape (``entry[].changes[].value``), rather than v1's flat fields."""
+    return "meta_object" in document or "entry" in document
+
+
+class TooManyItems(CallbackError):
+    """A callback document carries more than :data:`MAX_ITEMS` statuses and messages."""
+
+
+def _values(document: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Each ``value`` object of the document, with where it is (for refusals)."""
+    if "meta_object" in document:
+        meta = document["meta_object"]
+        if not isinstance(meta, dict):
+            raise CallbackError("'meta_object' must be an object")
+        value = meta.get("value", meta)
+        if not isinstance(value, dict):
+            raise CallbackError("'meta_object.value' must be an object")
+        return [("meta_object.value", value)]
+    entries = document.get("entry")
+    if not isinstance(entries, list):
+        raise CallbackError("'entry' must be a list of objects")
+    found: list[tuple[str, Mapping[str, Any]]] = []
+    for i, entry in enumerate(entries[: MAX_ITEMS + 1]):
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        if not isinstance(changes, list):
+            raise CallbackError(f"'entry[{i}].changes' must be a list of objects")
+        for j, change in enumerate(changes[: MAX_ITEMS + 1]):
+            value = change.get("value") if isinstance(change, dict) else None
+            if not isinstance(value, dict):
+                raise CallbackError(f"'entry[{i}].changes[{j}].value' must be an object")
+            found.append((f"entry[{i}].changes[{j}].value", value))
+            if len(found) > MAX_ITEMS:
+                raise TooManyItems(f"more than {MAX_ITEMS} changes in one callback")
+    return found
+
+
+def _at(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _text(obj: Mapping[str, Any], name: str, where: str, limit: int = _MAX_FIELD) -> str | None:
+    """``obj[name]`` as text (a string, or a number written as one), or None when absent."""
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise CallbackError(f"'{_at(where, name)}' must be text, not {type(value).__name__}")
+    text = str(value)
+    if len(text) > limit:
+        raise CallbackError(f"'{_at(where, name)}' is longer than {limit} characters")
+    _readable({_at(where, name): text})
+    return text if text.strip() else None
+
+
+def _object(obj: Mapping[str, Any], name: str, where: str) -> Mapping[str, Any]:
+    """``obj[name]`` when it is an object; empty when absent."""
+    value = obj.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CallbackError(f"'{_at(where, name)}' must be an object, not {type(value).__name__}")
+    return value
+
+
+def _objects(value: Mapping[str, Any], name: str, where: str) -> list[Mapping[str, Any]]:
+    items = value.get(name)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise CallbackError(f"'{_at(where, name)}' must be a list of objects")
+    if len(items) > MAX_ITEMS:
+        raise TooManyItems(f"'{_at(where, name)}' holds more than {MAX_ITEMS} items")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise CallbackError(f"'{_at(where, name)}[{i}]' must be an object")
+    return items
+
+
+def _error_of(status: Mapping[str, Any], where: str) -> tuple[str | None, str | None]:
+    """The first of a status's ``errors[]``: its code and its words (message or title, and
+    ``error_data.details`` when they add something)."""
+    errors = _objects(status, "errors", where)
+    if not errors:
+        return None, None
+    first, at = errors[0], f"{where}.errors[0]"
+    code = _text(first, "code", at, _MAX_ID)
+    words = _text(first, "message", at) or _text(first, "title", at)
+    details = _text(_object(first, "error_data", at), "details", f"{at}.error_data")
+    if details and details != words:
+        words = f"{words}: {details}" if words else details
+    return code, words[:_MAX_FIELD] if words else None
+
+
+def _same_id(a: str | None, b: str | None) -> bool:
+    """Two message ids that name one message (``<uuid>`` and ``<uuid>:0`` alike)."""
+    return a is not None and b is not None and message_key(a) == message_key(b)
+
+
+def _v2_status(
+    status: Mapping[str, Any],
+    where: str,
+    business: str | None,
+    extra: Mapping[str, Any],
+    only: bool,
+    received: datetime,
+) -> StatusUpdate:
+    message_id = _text(status, "id", where, _MAX_ID)
+    given = _text(extra, "message_id", "extra_info", _MAX_ID)
+    if message_id is None and only:
+        message_id = given
+    given_fields = {
+        "id": message_id,
+        "status": _text(status, "status", where),
+        "timestamp": _text(status, "timestamp", where),
+        "mobile": _text(status, "recipient_id", where),
+        "wanumber": business,
+    }
+    if not given_fields["id"] or not given_fields["status"]:
+        missing = "id" if not given_fields["id"] else "status"
+        raise CallbackError(f"'{where}' is a status without {missing!r}")
+    given_fields["error_code"], given_fields["error"] = _error_of(status, where)
+    pricing = _object(status, "pricing", where)
+    billable = pricing.get("billable")
+    if isinstance(billable, bool):
+        given_fields["billable"] = "true" if billable else "false"
+    given_fields["pricing_category"] = _text(pricing, "category", _at(where, "pricing"), _MAX_ID)
+    # The refs of extra_info belong to the message it names (or to the only status).
+    if only or _same_id(message_id, given):
+        for name in ("ref", "ref1", "ref2"):
+            given_fields[name] = _text(extra, name, "extra_info")
+    fields = {name: value for name, value in given_fields.items() if value is not None}
+    try:
+        first = parse_callback(fields, received_at=received)
+    except CallbackError as exc:
+        raise CallbackError(f"'{where}': {exc}") from None
+    assert isinstance(first, StatusUpdate)  # id and status given: always one
+    return first
+
+
+def _reply_of(message: Mapping[str, Any], kind: str | None, where: str) -> tuple[str | None, ...]:
+    """What a message says (text, a button's text, a choice's title, a caption), and the
+    payload it carries (a button's payload, a choice's id), and a media link."""
+    if kind == "text":
+        return _text(_object(message, "text", where), "body", f"{where}.text"), None, None
+    if kind == "button":
+        button = _object(message, "button", where)
+        at = f"{where}.button"
+        return _text(button, "text", at), _text(button, "payload", at), None
+    if kind == "interactive":
+        interactive = _object(message, "interactive", where)
+        at = f"{where}.interactive"
+        for name in ("button_reply", "list_reply"):
+            choice = _object(interactive, name, at)
+            if choice:
+                return (
+                    _text(choice, "title", f"{at}.{name}"),
+                    _text(choice, "id", f"{at}.{name}"),
+                    None,
+                )
+        return None, None, None
+    if kind:
+        media = _object(message, kind, where) if isinstance(message.get(kind), dict) else {}
+        at = f"{where}.{kind}"
+        link = _text(media, "url", at) or _text(media, "link", at)
+        return _text(media, "caption", at), None, link
+    return None, None, None
+
+
+def _v2_message(
+    message: Mapping[str, Any],
+    where: str,
+    business: str | None,
+    names: Mapping[str, str],
+    received: datetime,
+) -> IncomingMessage:
+    sender = _text(message, "from", where)
+    if sender is None:
+        raise CallbackError(f"'{where}' is a message without 'from'")
+    customer = _number(sender)
+    if customer is None:
+        raise CallbackError(f"'{where}.from' is not a phone number")
+    kind = _text(message, "type", where, _MAX_ID)
+    body, payload, link = _reply_of(message, kind, where)
+    context = _object(message, "context", where)
+    reply_to = _text(context, "id", f"{where}.context", _MAX_ID)
+    wamid = _text(message, "id", where, _MAX_ID)
+    # A repeat of the message (WhatsApp's id, else its whole object) has the same key.
+    identity = (
+        f"wamid:{wamid}"
+        if wamid
+        else json.dumps([business, message], ensure_ascii=False, sort_keys=True, default=str)
+    )
+    return IncomingMessage(
+        key=hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:32],
+        customer=customer,
+        business=business,
+        at=_time(_text(message, "timestamp", where), received),
+        received_at=received,
+        type=kind.lower() if kind else None,
+        name=names.get(sender) or names.get(customer),
+        body=body,
+        media_url=link,
+        reply_to=reply_to,
+        payload=payload,
+    )
+
+
+def _parse_document(
+    document: Mapping[str, Any], received: datetime
+) -> list[StatusUpdate | IncomingMessage]:
+    extra = _object(document, "extra_info", "")
+    found: list[StatusUpdate | IncomingMessage] = []
+    values = _values(document)
+    for where, value in values:
+        metadata = _object(value, "metadata", where)
+        business = _number(_text(metadata, "display_phone_number", f"{where}.metadata"))
+        statuses = _objects(value, "statuses", where)
+        messages = _objects(value, "messages", where)
+        if len(found) + len(statuses) + len(messages) > MAX_ITEMS:
+            raise TooManyItems(f"more than {MAX_ITEMS} statuses and messages in one callback")
+        only = len(values) == 1 and len(statuses) == 1
+        for i, status in enumerate(statuses):
+            at = f"{where}.statuses[{i}]"
+            found.append(_v2_status(status, at, business, extra, only, received))
+        names: dict[str, str] = {}
+        for i, contact in enumerate(_objects(value, "contacts", where)):
+            at = f"{where}.contacts[{i}]"
+            wa_id = _text(contact, "wa_id", at)
+            name = _text(_object(contact, "profile", at), "name", f"{at}.profile")
+            if wa_id and name:
+                names[wa_id] = name
+        for i, message in enumerate(messages):
+            found.append(_v2_message(message, f"{where}.messages[{i}]", business, names, received))
+    return found
+
+
+def parse_callbacks(
+    fields_or_document: Mapping[str, Any], *, received_at: datetime | None = None
+) -> list[StatusUpdate | IncomingMessage]:
+    """Read one callback, in any format the receiver takes, as its status updates and
+    incoming messages.
+
+    Args:
+        fields_or_document: v1's flat fields (non-empty strings, as for
+            :func:`parse_callback`), or a decoded JSON body in Kaleyra's v2 shape
+            (``meta_object.value.statuses[]`` / ``messages[]``, ``extra_info``) or WhatsApp
+            Cloud API's (``entry[].changes[].value``).
+        received_at: when it arrived (default: now).
+
+    Returns:
+        What it reports, in the order it says it: one item for v1, any number (none for a
+        document of another kind, e.g. a template's status) for a document.
+
+    Raises:
+        CallbackError: something in it cannot be read (the message names where); a
+            document with more than :data:`MAX_ITEMS` statuses and messages
+            (:class:`TooManyItems`).
+
+    Example:
+        >>> [u.status for u in parse_callbacks({"meta_object": {"value": {"statuses": [
+        ...     {"id": "wamid.1", "status": "read"}, {"id": "wamid.2", "status": "sent"}]}}})]
+        ['read', 'sent']
+    """
+    received = received_at or datetime.now(UTC)
+    if is_document(fields_or_document):
+        return _parse_document(fields_or_document, received)
+    fields = {str(k): v for k, v in fields_or_document.items()}
+    return [parse_callback(fields, received_at=received)]
+
+
 # -- the application ----------------------------------------------------------------------
 
 
@@ -415,13 +726,15 @@ class CallbackApp:
                 return _refusal(403, "wrong token")
 
         fields = dict(query)
+        document: Mapping[str, Any] | None = None
         if request.method == "POST":
             length = request.content_length
             if length is not None and length > self.max_body:
                 log.warning("refused a callback from %s: body of %s bytes", client, length)
                 return _refusal(413, f"the body is larger than {self.max_body} bytes")
             try:
-                fields.update(self._body_fields(request))
+                body, document = self._body_fields(request)
+                fields.update(body)
             except RequestEntityTooLarge:
                 log.warning("refused a callback from %s: body too large", client)
                 return _refusal(413, f"the body is larger than {self.max_body} bytes")
@@ -433,21 +746,37 @@ class CallbackApp:
                 return _refusal(400, "the JSON body is nested too deeply")
             fields.pop(_TOKEN_FIELD, None)
         try:
-            callback = parse_callback(_readable(_filled(fields)))
+            if document is not None:
+                callbacks = parse_callbacks(document)
+            else:
+                callbacks = [parse_callback(_readable(_filled(fields)))]
+        except TooManyItems as exc:
+            log.warning("refused a callback from %s: %s", client, exc)
+            return _refusal(413, str(exc))
         except CallbackError as exc:
             log.warning("refused a callback from %s: %s", client, exc)
             return _refusal(400, str(exc))
-        try:
-            if isinstance(callback, StatusUpdate):
-                new = self.store.add_status(callback)
-            else:
-                new = self.store.add_incoming(callback)
-        except _STORAGE_ERRORS as exc:
-            log.error("could not store a callback from %s: %s", client, exc)
-            return _refusal(503, "the callback could not be stored: try again later")
-        self._count("stored" if new else "repeated")
-        _log_stored(callback, new)
-        return _Answer(200, {"ok": True, "stored": new})
+        except RecursionError:
+            log.warning("refused a callback from %s: JSON nested too deeply", client)
+            return _refusal(400, "the JSON body is nested too deeply")
+        new = 0
+        for callback in callbacks:
+            try:
+                if isinstance(callback, StatusUpdate):
+                    stored = self.store.add_status(callback)
+                else:
+                    stored = self.store.add_incoming(callback)
+            except _STORAGE_ERRORS as exc:
+                log.error("could not store a callback from %s: %s", client, exc)
+                return _refusal(503, "the callback could not be stored: try again later")
+            new += stored
+            self._count("stored" if stored else "repeated")
+            _log_stored(callback, stored)
+        if document is None:
+            return _Answer(200, {"ok": True, "stored": bool(new)})
+        if not callbacks:
+            log.info("a callback from %s with no status or message: nothing stored", client)
+        return _Answer(200, {"ok": True, "stored": bool(new), "items": len(callbacks), "new": new})
 
     def _given_token(self, request: Request, from_query: str | None) -> str | None:
         header = request.headers.get(TOKEN_HEADER)
@@ -458,12 +787,13 @@ class CallbackApp:
             return credentials.strip()
         return from_query or None
 
-    def _body_fields(self, request: Request) -> dict[str, str]:
+    def _body_fields(self, request: Request) -> tuple[dict[str, str], Mapping[str, Any] | None]:
+        """The body's fields, or (for a v2 or Cloud API JSON document) none and the document."""
         raw = request.get_data(cache=False)
         if len(raw) > self.max_body:
             raise RequestEntityTooLarge()
         if not raw.strip():
-            return {}
+            return {}, None
         boundary = request.mimetype_params.get("boundary")
         if request.mimetype == "multipart/form-data" and boundary:
             parser = MultiPartParser(max_form_memory_size=self.max_body)
@@ -471,7 +801,7 @@ class CallbackApp:
                 form, _files = parser.parse(io.BytesIO(raw), boundary.encode("latin-1"), len(raw))
             except (ValueError, UnicodeError):
                 raise CallbackError("the multipart body cannot be parsed") from None
-            return {k: v[-1] for k, v in form.lists() if v}
+            return {k: v[-1] for k, v in form.lists() if v}, None
         declared_json = request.mimetype == "application/json" or request.mimetype.endswith("+json")
         if declared_json or raw.lstrip().startswith((b"{", b"[")):
             try:
@@ -480,12 +810,14 @@ class CallbackApp:
                 raise CallbackError("the body is not valid JSON") from None
             if not isinstance(document, dict):
                 raise CallbackError("the JSON body must be an object of fields")
-            return _json_fields(document)
+            if is_document(document):
+                return {}, document
+            return _json_fields(document), None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise CallbackError("the body is not UTF-8 text") from None
-        return dict(parse_qsl(text, keep_blank_values=True))
+        return dict(parse_qsl(text, keep_blank_values=True)), None
 
     def _health(self) -> _Answer:
         try:

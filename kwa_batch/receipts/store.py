@@ -42,6 +42,8 @@ __all__ = [
     "CallbackStore",
     "IncomingMessage",
     "StatusUpdate",
+    "message_key",
+    "message_keys",
     "opened_store",
 ]
 
@@ -109,6 +111,25 @@ _TIMES = ("at", "received_at")
 _NUMBERS = ("price",)
 _FLAGS = ("billable",)
 _BUSY_TIMEOUT_S = 5.0
+# Kaleyra's v1 answers name a message "<uuid>:0" (its first recipient), and some callbacks
+# name it "<uuid>": both are one message (kaleyra-facts.md).
+_FIRST_RECIPIENT = ":0"
+
+
+def message_key(message_id: str) -> str:
+    """What a message id is matched on: ``<uuid>:0`` and ``<uuid>`` are one message.
+
+    >>> message_key("3f2a:0") == message_key("3f2a")
+    True
+    """
+    text = message_id.strip()
+    return text.removesuffix(_FIRST_RECIPIENT)
+
+
+def message_keys(message_ids: pd.Series) -> pd.Series:
+    """:func:`message_key` of a column (NA stays NA), computed for the column at once."""
+    text = message_ids.astype("str").str.strip()
+    return text.str.removesuffix(_FIRST_RECIPIENT)
 
 
 @dataclass(frozen=True)

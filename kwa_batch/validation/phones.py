@@ -68,6 +68,7 @@ __all__ = [
     "normalize_phone",
     "normalize_phones",
     "wa_id_forms",
+    "wa_id_keys",
 ]
 
 #: What every accepted number looks like once normalised.
@@ -526,6 +527,8 @@ _MX_WITH_ONE = re.compile(r"\+521([0-9]{10})")
 _MX = re.compile(r"\+52([0-9]{10})")
 _BR_NINE = re.compile(r"\+55([1-9]{2})9([6-9][0-9]{7})")
 _BR_EIGHT = re.compile(r"\+55([1-9]{2})([6-9][0-9]{7})")
+# The same forms for RE2 (a column at once), each onto one of its account's forms.
+_ONE_FORM = ((r"^\+521([0-9]{10})$", r"+52\1"), (r"^\+55([1-9]{2})9([6-9][0-9]{7})$", r"+55\1\2"))
 
 
 def wa_id_forms(e164: str) -> tuple[str, ...]:
@@ -561,3 +564,20 @@ def wa_id_forms(e164: str) -> tuple[str, ...]:
     if found := _BR_EIGHT.fullmatch(e164):
         return e164, "+55" + found[1] + "9" + found[2]
     return (e164,)
+
+
+def wa_id_keys(numbers: pd.Series) -> pd.Series:
+    """One key per WhatsApp account for a column of ``+``-and-digits numbers: the forms
+    :func:`wa_id_forms` gives one account share a key (Mexican ``+52 1`` … as ``+52`` …,
+    a Brazilian mobile with its ninth digit as without it); other numbers are their own key.
+
+    For matching numbers, not for sending to: a key may not be a valid number. Computed
+    for the column at once (NA stays NA).
+
+    >>> wa_id_keys(pd.Series(["+5215512345678", "+525512345678", "+5511987654321"])).tolist()
+    ['+525512345678', '+525512345678', '+551187654321']
+    """
+    array = pa.array(numbers.astype("str").array)
+    for pattern, replacement in _ONE_FORM:
+        array = pc.replace_substring_regex(array, pattern, replacement)
+    return pd.Series(pd.array(array, dtype="str"), index=numbers.index)

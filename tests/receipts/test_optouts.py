@@ -261,3 +261,57 @@ def test_an_opt_out_source_reads_the_store_again_at_each_call(
     assert sum("cannot be read" in r.getMessage() for r in caplog.records) == 1
     with pytest.raises(InputError, match="no such callback store"):
         OptOutSource(tmp_path / "missing.db").opt_outs()
+
+
+def tapped(path: Path, taps: list[tuple[str, str | None, str | None, int]]) -> Path:
+    """Button taps (number, text, payload, minutes after T0)."""
+    with CallbackStore(path) as store:
+        for i, (number, text, payload, minutes) in enumerate(taps):
+            when = T0 + timedelta(minutes=minutes)
+            store.add_incoming(
+                IncomingMessage(
+                    f"t{i}", number, SENDER, when, when, "button", None, text, payload=payload
+                )
+            )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "payload"),
+    [("Stop promotions", None), ("STOP PROMOTIONS", "xyz-17"), ("Detener promociones", None),
+     ("Parar promoções", None), ("Werbung stoppen", None), ("Arrêter les promotions", None),
+     ("प्रमोशन बंद करें", None), ("No thanks", "STOP_PROMOTIONS"), (None, "stop-promotions"),
+     ("Nope", "opt_out"), (None, "UNSUBSCRIBE")],
+)  # fmt: skip
+def test_a_stop_promotions_tap_opts_out_by_its_text_or_its_payload(
+    tmp_path: Path, text: str | None, payload: str | None
+) -> None:
+    found = opt_outs(tapped(tmp_path / "r.db", [("+919876543210", text, payload, 5)]))
+    assert found["number"].tolist() == ["+919876543210"]
+    assert found.loc[0, "how"] == "button"
+    assert found.loc[0, "detail"] == (text or payload)
+
+
+@pytest.mark.parametrize(
+    ("text", "payload"),
+    [("Yes, book it", "BOOK"), ("Stop", "KEEP_ME_POSTED"), ("Shop promotions", "SHOP"),
+     (None, "stop_promotions_later")],
+)  # fmt: skip
+def test_other_taps_do_not_opt_out(tmp_path: Path, text: str | None, payload: str | None) -> None:
+    # A tap whose text is a keyword opts out whatever its payload ("Stop" here).
+    found = opt_outs(tapped(tmp_path / "r.db", [("+919876543210", text, payload, 5)]))
+    assert found.empty == (text != "Stop")
+
+
+def test_a_start_tap_lifts_a_stop_tap_and_payload_keywords_are_configurable(
+    tmp_path: Path,
+) -> None:
+    path = tapped(
+        tmp_path / "r.db",
+        [("+919876543210", "Stop promotions", "STOP_PROMOTIONS", 5),
+         ("+919876543210", "Resume offers", "RESUME", 9),
+         ("+919811111111", "Not now", "NO_MORE_OFFERS", 5)],
+    )  # fmt: skip
+    assert opt_outs(path).empty
+    found = opt_outs(path, keywords={"no more offers"})
+    assert found["number"].tolist() == ["+919811111111"]

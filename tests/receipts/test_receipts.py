@@ -342,3 +342,14 @@ def test_a_reply_keeps_the_message_it_answers_and_its_button_payload() -> None:
     )
     assert isinstance(parsed, IncomingMessage)
     assert (parsed.reply_to, parsed.payload) == ("abc:0", "STOP_PROMOTIONS")
+
+
+def test_message_ids_match_with_and_without_their_recipient_suffix() -> None:
+    from kwa_batch.receipts.store import message_key, message_keys
+
+    assert message_key(" 5f2c:0 ") == message_key("5f2c") == "5f2c"
+    assert message_key("wamid.HBgL:0A") == "wamid.HBgL:0A"
+    keys = message_keys(pd.Series(["5f2c:0", "5f2c", None, "a:01"], dtype="str"))
+    assert keys.tolist()[:2] == ["5f2c", "5f2c"]
+    assert pd.isna(keys.iloc[2])
+    assert keys.iloc[3] == "a:01"

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import requests
 from conftest import SENDER, WallClock, campaign
 
 from kwa_batch import ConfigurationError, Emulator, send, validate
 from kwa_batch.receipts.optouts import OptOutSource, opt_outs
+from kwa_batch.receipts.receiver import Receiver
 from kwa_batch.receipts.store import CallbackStore, IncomingMessage
 from kwa_batch.sending import clock
 from kwa_batch.sending.departure import Departure
@@ -174,6 +176,50 @@ def test_an_opt_out_received_while_the_run_sends_holds_that_customers_rows(
     assert last["status"] == "not_sent"
     assert last["error_code"] == "KWA025"
     assert "opted out" in last["error_message"]
+    assert numbers[-1] not in set(fresh_emulator.messages["to"])
+    assert (results["status"].iloc[:4] == "sent").all()
+
+
+@pytest.mark.slow
+def test_a_stop_promotions_tap_received_while_the_run_sends_holds_that_customers_rows(
+    fresh_emulator: Emulator, tmp_path: Path
+) -> None:
+    """The tap of WhatsApp's "Stop promotions" button, posted in Kaleyra's v2 shape to a
+    real receiver one second into a run at 2/s, holds that customer's rows still queued."""
+    store_path = tmp_path / "receipts.db"
+    numbers = UK[:8]
+    with Receiver(store_path) as receiver:
+        report = validate(campaign(numbers), sender=SENDER, suppress=OptOutSource(store_path))
+        tap = {
+            "meta_object": {
+                "value": {
+                    "metadata": {"display_phone_number": SENDER.lstrip("+")},
+                    "messages": [
+                        {
+                            "from": numbers[-1].lstrip("+"),
+                            "id": "wamid.tap-1",
+                            "type": "button",
+                            "button": {"text": "Stop promotions", "payload": "STOP_PROMOTIONS"},
+                        }
+                    ],
+                }
+            }
+        }
+
+        answers: list[int] = []
+
+        def stop_tap() -> None:
+            time.sleep(1.0)
+            answers.append(requests.post(receiver.callback_url, json=tap, timeout=10).status_code)
+
+        writer = threading.Thread(target=stop_tap)
+        writer.start()
+        results = send(report, fresh_emulator.client(), rate_limit=2, progress=False)
+        writer.join()
+    assert answers == [200]
+    last = results.iloc[-1]
+    assert last["status"] == "not_sent"
+    assert last["error_code"] == "KWA025"
     assert numbers[-1] not in set(fresh_emulator.messages["to"])
     assert (results["status"].iloc[:4] == "sent").all()
 
