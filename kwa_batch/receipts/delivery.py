@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..errors import KwaBatchError
 from ..results import DELIVERY_COLUMNS
-from .store import FINAL_STATUSES, STATUS_RANK, CallbackStore
+from .store import FINAL_STATUSES, STATUS_RANK, CallbackStore, message_keys
 from .store import opened_store as _opened_store
 
 __all__ = [
@@ -175,8 +175,10 @@ def merge_receipts(
         )
     if not isinstance(receipts, pd.DataFrame):
         receipts = load_receipts(receipts)
-    table = receipts.drop_duplicates("message_id").set_index("message_id")
-    ids = results["message_id"].astype("str").str.strip()
+    # Matched on message_keys: "<uuid>" and "<uuid>:0" are one message.
+    keyed = receipts.assign(_key=message_keys(receipts["message_id"]).to_numpy())
+    table = keyed.drop_duplicates("_key").set_index("_key")
+    ids = message_keys(results["message_id"])
     matched = table.reindex(pd.Index(ids.array))
     out = results.drop(columns=[c for c in DELIVERY_COLUMNS if c in results.columns])
     out["delivery_status"] = pd.array(matched["status"].array, dtype="string")

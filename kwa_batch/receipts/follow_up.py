@@ -37,7 +37,7 @@ from ..actions import US_MARKETING_PAUSED, Action, Rule, rule_for
 from ..errors import KwaBatchError
 from ..results import Status
 from .delivery import load_receipts
-from .store import CallbackStore
+from .store import CallbackStore, message_keys
 
 __all__ = ["FOLLOW_UPS", "FOLLOW_UP_COLUMNS", "follow_up"]
 
@@ -151,31 +151,21 @@ def follow_up(
 
 
 def _match(ids: pd.Series, receipts: pd.DataFrame) -> pd.DataFrame:
-    """The receipt of each row's message (all NA where none), matching ``<uuid>`` and
-    ``<uuid>:0`` alike."""
+    """The receipt of each row's message (all NA where none), matched on
+    :func:`~kwa_batch.receipts.store.message_keys` (``<uuid>`` and ``<uuid>:0`` alike)."""
     columns = ["status", "error_code", "failed_at", "recipient"]
-    short = ids.str.endswith(":0").fillna(False).to_numpy()
-    other = ids.where(~short, ids.str.slice(0, -2)).where(short, ids + ":0")
+    keys = message_keys(ids)
+    receipt_keys = message_keys(receipts["message_id"])
     # Only the receipts of these messages (a store holds other campaigns too), the first
-    # of each id: a lookup in a few hundred thousand, not in millions.
-    values = pa.array(
-        pd.concat([ids, other], ignore_index=True).dropna().astype("str"), pa.string()
-    )
-    receipt_ids = pa.array(receipts["message_id"].astype("str"), pa.string())
-    wanted = pc.is_in(receipt_ids, value_set=values).to_numpy(zero_copy_only=False)
-    mine = receipts.loc[wanted, ["message_id", *columns]]
-    mine = mine.loc[~mine["message_id"].duplicated().to_numpy()]
-    index = pd.Index(mine["message_id"])
-    at = index.get_indexer(ids)
-    missing = at < 0
-    if missing.any():
-        at[missing] = index.get_indexer(other[missing])
-    matched = mine[columns].reset_index(drop=True)
-    picked = matched.take(np.where(at < 0, 0, at)) if len(matched) else matched.reindex(at)
-    picked = picked.reset_index(drop=True)
-    if len(matched):
-        picked.loc[at < 0, columns] = None
-    return picked
+    # of each: a lookup in a few hundred thousand, not in millions.
+    values = pa.array(keys.dropna().astype("str"), pa.string())
+    wanted = pc.is_in(pa.array(receipt_keys.astype("str"), pa.string()), value_set=values)
+    picked = wanted.to_numpy(zero_copy_only=False)
+    mine = receipts.loc[picked, columns].assign(_key=receipt_keys[picked].to_numpy())
+    mine = mine.loc[~mine["_key"].duplicated().to_numpy()].reset_index(drop=True)
+    at = pd.Index(mine["_key"]).get_indexer(keys)
+    found = mine[columns].reindex(at).reset_index(drop=True)  # -1: a row of NA
+    return found
 
 
 def _rules(codes: np.ndarray) -> tuple[list[Rule], np.ndarray]:

@@ -353,3 +353,12 @@ def test_message_ids_match_with_and_without_their_recipient_suffix() -> None:
     assert keys.tolist()[:2] == ["5f2c", "5f2c"]
     assert pd.isna(keys.iloc[2])
     assert keys.iloc[3] == "a:01"
+
+
+def test_merge_matches_either_form_of_the_message_id(store: CallbackStore) -> None:
+    store.add_status(update("bare", "read", 0))
+    store.add_status(update("long:0", "delivered", 0))
+    results = pd.DataFrame({"message_id": ["bare:0", "long", None]})
+    merged = merge_receipts(results, store)
+    assert merged["delivery_status"].tolist()[:2] == ["read", "delivered"]
+    assert pd.isna(merged["delivery_status"].iloc[2])
