@@ -30,10 +30,11 @@ if TYPE_CHECKING:
     from .accessor import KwaAccessor as KwaAccessor
     from .actions import Action as Action
     from .actions import rule_for as rule_for
+    from .campaign_funnel import funnel as funnel
     from .catalogue import load_templates as load_templates
     from .charts import plot_funnel as plot_funnel
     from .charts import plot_outcomes as plot_outcomes
-    from .costs import costs as costs
+    from .costing import costs as costs
     from .emulator.server import Emulator as Emulator
     from .errors import ERROR_CODES as ERROR_CODES
     from .errors import AmbiguousSendError as AmbiguousSendError
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
     from .errors import describe_code as describe_code
     from .export import export_results as export_results
     from .export import load_results as load_results
-    from .funnel import funnel as funnel
     from .loading.recipients import load_recipients as load_recipients
     from .outcome import RunOutcome as RunOutcome
     from .pricing import estimate as estimate

@@ -5,6 +5,7 @@ Install the extra for it: ``pip install 'kwa-batch[charts]'``.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import pandas as pd
@@ -127,9 +128,10 @@ ACTION_COLORS: dict[str, str] = {
 def plot_funnel(funnel: pd.DataFrame, *, title: str | None = None) -> Any:
     """Draw a campaign's funnel (:func:`kwa_batch.funnel`); returns the matplotlib Figure.
 
-    Left, the total: rows, sent, delivered, read and replied, each bar with its count and
-    its share of the rows sent; then the failures by code (with what each means), coloured
-    by the action the outcome policy gives them; right, the same stages per template (or
+    Left, the total: rows, sent (with its share of the rows), delivered, read and replied
+    (with their share of the rows sent); then the failures by code, with the action the
+    outcome policy gives each (the bar in its colour, :data:`ACTION_COLORS`) and what it
+    means; right, the same stages per template (or
     the first grouping of the frame). The title gives the actual cost against the estimate.
 
     Args:
@@ -144,7 +146,7 @@ def plot_funnel(funnel: pd.DataFrame, *, title: str | None = None) -> Any:
         from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise KwaBatchError("charts need matplotlib: pip install 'kwa-batch[charts]'") from None
-    from .funnel import CODE_PREFIX, TOTAL
+    from .campaign_funnel import CODE_PREFIX, TOTAL
 
     if TOTAL not in funnel.index:
         raise KwaBatchError("plot_funnel() draws the frame kwa_batch.funnel() returns")
@@ -168,7 +170,15 @@ def plot_funnel(funnel: pd.DataFrame, *, title: str | None = None) -> Any:
     ]
     positions = list(range(len(labels)))[::-1]
     bars = left.barh(positions, values, color=colors)
-    shares = [f"{v}" if i == 0 else f"{v} ({v / sent:.0%} of sent)" for i, v in enumerate(values)]
+    rows = max(int(total["rows"]), 1)
+    # The stages after "sent" as a share of it; the failures (API refusals among them,
+    # never sent) as counts.
+    shares = [
+        f"{values[0]}",
+        f"{values[1]} ({values[1] / rows:.0%} of rows)",
+        *(f"{v} ({v / sent:.0%} of sent)" for v in values[2 : len(FUNNEL_STAGES)]),
+        *(f"{v}" for v in values[len(FUNNEL_STAGES) :]),
+    ]
     left.bar_label(bars, shares, padding=3)
     left.set_yticks(positions, [_code_label(label) for label in labels])
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -200,7 +210,7 @@ def plot_funnel(funnel: pd.DataFrame, *, title: str | None = None) -> Any:
 
 
 def _action_of(code: str) -> str:
-    from .funnel import NO_CODE
+    from .campaign_funnel import NO_CODE
 
     return rule_for(None if code == NO_CODE else code).action.value
 
@@ -209,12 +219,13 @@ def _code_label(label: str) -> str:
     """``failed 131026`` with what the code means, short enough for an axis."""
     if not label.startswith("failed "):
         return label
-    from .funnel import NO_CODE
+    from .campaign_funnel import NO_CODE
 
     code = label[len("failed ") :]
-    meaning = rule_for(None if code == NO_CODE else code).meaning
-    short = meaning if len(meaning) <= 38 else meaning[:37].rstrip() + "…"
-    return f"{label}: {short}"
+    rule = rule_for(None if code == NO_CODE else code)
+    meaning = rule.meaning
+    short = textwrap.shorten(meaning, 36, placeholder="…")  # whole words
+    return f"{label} ({rule.action.value}): {short}"
 
 
 def _funnel_title(total: pd.Series) -> str:

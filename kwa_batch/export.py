@@ -44,10 +44,10 @@ from typing import Any
 
 import pandas as pd
 
-from .costs import COST_COLUMNS, rate_card, template_catalogue
+from .campaign_funnel import campaign_rows, count_funnel
+from .costing import COST_COLUMNS, rate_card, template_catalogue
 from .errors import InputError, KwaBatchError, describe_code, lookup_code
 from .fields import MAX_RECIPIENTS_PER_REQUEST, MESSAGE_COLUMNS
-from .funnel import campaign_rows, count_funnel
 from .loading.recipients import check_regular_file
 from .outcome import RunOutcome
 from .receipts.store import CallbackStore

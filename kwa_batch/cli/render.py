@@ -202,7 +202,7 @@ def funnel_lines(funnel: pd.DataFrame) -> list[str]:
     and the total, then the failures by code and by action, then the cost against the
     estimate, with why some rows have none (never a cost of 0 for lack of a price)."""
     from ..actions import rule_for
-    from ..funnel import ACTION_PREFIX, CODE_PREFIX, NO_CODE, TOTAL
+    from ..campaign_funnel import ACTION_PREFIX, CODE_PREFIX, NO_CODE, TOTAL
 
     total = funnel.loc[TOTAL]
     shown = [(c, h) for c, h in _FUNNEL_SHOWN if c != "unknown" or int(total[c])]

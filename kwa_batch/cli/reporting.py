@@ -84,9 +84,9 @@ def status_command(
     estimate) is printed too. Exits like the run that wrote RESULTS_FILE (as `kwa-batch
     report` does).
     """
-    from ..costs import rate_card, template_catalogue
+    from ..campaign_funnel import campaign_rows, count_funnel
+    from ..costing import rate_card, template_catalogue
     from ..export import export_results, load_results
-    from ..funnel import campaign_rows, count_funnel
     from ..results import delivery_counts
 
     source = Path(results_file)

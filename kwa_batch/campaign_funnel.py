@@ -6,7 +6,7 @@
 ``rejected`` or are ``unknown``; the failures split by their code (``code_131026``...) and
 by the action the outcome policy gives the code (``action_retry``..., see
 :mod:`kwa_batch.actions`); and the actual ``cost`` against the ``estimated_cost`` (see
-:mod:`kwa_batch.costs`), with how many rows have no known cost (``unpriced``) and why
+:mod:`kwa_batch.costing`), with how many rows have no known cost (``unpriced``) and why
 (``cost_note``).
 
 A row's template is its ``template_name`` (a results file exported with ``data=`` carries
@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from .actions import Action, rule_for
-from .costs import COST_COLUMNS, rate_card, row_costs, template_catalogue
+from .costing import COST_COLUMNS, rate_card, row_costs, template_catalogue
 from .errors import KwaBatchError
 from .pricing import UNKNOWN_REGION, regions_of
 from .receipts.delivery import load_receipts, merge_receipts
@@ -117,7 +117,7 @@ def campaign_rows(
     catalogue: pd.DataFrame | None,
 ) -> pd.DataFrame:
     """The results with what the callbacks say of each row: the delivery columns
-    (:func:`kwa_batch.merge_receipts`), :data:`~kwa_batch.costs.COST_COLUMNS` and ``replied``."""
+    (:func:`kwa_batch.merge_receipts`), :data:`~kwa_batch.costing.COST_COLUMNS` and ``replied``."""
     missing = [c for c in ("to", "status", "message_id") if c not in results.columns]
     if missing:
         raise KwaBatchError(
