@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from .receipts.conversations import open_windows as open_windows
     from .receipts.delivery import load_receipts as load_receipts
     from .receipts.delivery import merge_receipts as merge_receipts
+    from .receipts.follow_up import follow_up as follow_up
     from .receipts.optouts import OptOutSource as OptOutSource
     from .receipts.optouts import opt_outs as opt_outs
     from .receipts.receiver import Receiver as Receiver

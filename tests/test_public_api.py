@@ -11,6 +11,7 @@ import kwa_batch as kb
 PUBLIC = [
     "Action",
     "rule_for",
+    "follow_up",
     "ERROR_CODES",
     "STATUSES",
     "AmbiguousSendError",

@@ -1,0 +1,265 @@
+"""What to do next with each row of a campaign, from its result and its receipt.
+
+:func:`follow_up` puts the outcome policy (:mod:`kwa_batch.actions`) beside each row of a
+run's results: the row's own message decides. A row ``sent`` is judged by its receipt
+(delivered or read: ``done``; no final receipt yet: ``wait``; failed: by the callback's
+error code); a row that never left, or that Kaleyra refused, by its own ``error_code``.
+
+Retries wait for gaps that grow with each try: the try a row is at is the number of times
+its recipient met that code (in the receipts: WhatsApp's 131049 is a per-user limit, so
+every 131049 of that customer counts) or, for codes met in the answer, how often the row
+was followed up already (the ``follow_ups`` column that ``kwa-batch follow-up`` keeps).
+Past the last gap the row is ``final``. A 131049 to a US number is ``final`` at once:
+WhatsApp has paused marketing templates to US numbers since April 2025.
+
+Only ``to``, ``status``, ``error_code``, ``message_id`` and ``sent_at`` of the results are
+read (what :func:`kwa_batch.send` returns and :func:`kwa_batch.load_results` reads back);
+the work is vectorised: a million rows against three million receipts take seconds.
+
+Example:
+    >>> plan = kb.follow_up(results, "receipts.db")  # doctest: +SKIP
+    >>> plan["action"].value_counts()  # doctest: +SKIP
+    >>> plan[plan["action"].eq("retry") & plan["retry_at"].le(pd.Timestamp.now("UTC"))]
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..actions import US_MARKETING_PAUSED, Action, Rule, rule_for
+from ..errors import KwaBatchError
+from ..results import Status
+from .delivery import load_receipts
+from .store import CallbackStore
+
+__all__ = ["FOLLOW_UPS", "FOLLOW_UP_COLUMNS", "follow_up"]
+
+#: The columns :func:`follow_up` adds, in order.
+FOLLOW_UP_COLUMNS = ("action", "retry_at", "reason", "decided_by")
+#: The column counting how often a row was followed up (sent again) already.
+FOLLOW_UPS = "follow_ups"
+
+_TIME = "datetime64[us, UTC]"
+_NEEDED = ("to", "status", "message_id", "sent_at")
+_MARKETING_LIMIT = "131049"
+
+
+def follow_up(
+    results: pd.DataFrame,
+    receipts: pd.DataFrame | str | Path | CallbackStore,
+    *,
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """The results with what to do next for each row: its action, when, and why.
+
+    Args:
+        results: a run's results (:func:`kwa_batch.send`, :func:`kwa_batch.load_results`);
+            ``to``, ``status``, ``message_id`` and ``sent_at`` are read (``error_code`` and
+            ``follow_ups`` too when present).
+        receipts: :func:`kwa_batch.load_receipts`' frame, or the store to load it from.
+        now: the moment the retries are timed from when a row has no time of its own
+            (default: now, UTC).
+
+    Returns:
+        A copy of ``results`` (same index, order and ``attrs``) with
+        :data:`FOLLOW_UP_COLUMNS`: ``action`` (:class:`kwa_batch.Action`'s values),
+        ``retry_at`` (UTC; for ``retry`` only: not before then), ``reason`` (one line: the
+        code, what it means, what to do) and ``decided_by`` (the code that decided it, as
+        given; NA for ``done`` and ``wait``).
+
+    Raises:
+        KwaBatchError: a needed column is missing.
+    """
+    missing = [c for c in _NEEDED if c not in results.columns]
+    if missing:
+        raise KwaBatchError(
+            f"the results have no {', '.join(missing)} column(s): pass the frame send() "
+            "returned, or load_results() of a file kwa-batch send wrote"
+        )
+    moment = pd.Timestamp(now if now is not None else datetime.now(UTC))
+    moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
+    if not isinstance(receipts, pd.DataFrame):
+        receipts = load_receipts(receipts)
+    n = len(results)
+    status = results["status"].astype("string").to_numpy(dtype=object, na_value=None)
+    ids = results["message_id"].astype("string").str.strip()
+    found = _match(ids, receipts)
+    delivery = found["status"].to_numpy(dtype=object, na_value=None)
+
+    # The code that decides each row: the receipt's for a message Kaleyra took and
+    # reported as failed, else the row's own.
+    own_code = (
+        results["error_code"].astype("string")
+        if "error_code" in results.columns
+        else pd.Series(pd.NA, index=results.index, dtype="string")
+    )
+    failed = np.isin(delivery, ("failed", "not-sent"))
+    code = np.where(
+        failed,
+        found["error_code"].astype("string").to_numpy(dtype=object, na_value=None),
+        own_code.to_numpy(dtype=object, na_value=None),
+    )
+    rules, which = _rules(code)
+    action = np.array([r.action.value for r in rules], dtype=object)[which]
+    reason = np.array([_reason(r) for r in rules], dtype=object)[which]
+    decided_by: np.ndarray = np.array(code, dtype=object)
+
+    done = np.isin(delivery, ("delivered", "read"))
+    sent = status == Status.SENT.value
+    waiting = sent & ~done & ~failed
+    action[done] = Action.DONE.value
+    reason[done] = np.where(delivery[done] == "read", "read", "delivered")
+    decided_by[done] = None
+    action[waiting] = Action.WAIT.value
+    reason[waiting] = np.where(
+        pd.isna(delivery[waiting]),
+        "accepted by Kaleyra, no receipt yet: wait for it",
+        "accepted by Kaleyra, not yet delivered: wait for the receipt",
+    )
+    decided_by[waiting] = None
+
+    # Retries: when, and whether any is left.
+    retry_at = np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")
+    retrying = np.flatnonzero(action == Action.RETRY.value)
+    if len(retrying):
+        _time_retries(
+            retrying, rules, which, code, failed, results, found, receipts, moment,
+            action, reason, retry_at,
+        )  # fmt: skip
+
+    out = results.drop(columns=[c for c in FOLLOW_UP_COLUMNS if c in results.columns])
+    out["action"] = pd.array(action, dtype="string")
+    out["retry_at"] = pd.DatetimeIndex(retry_at).tz_localize(UTC).astype(_TIME)
+    out["reason"] = pd.array(reason, dtype="string")
+    out["decided_by"] = pd.array(decided_by, dtype="string")
+    out.attrs = dict(results.attrs)
+    return out
+
+
+def _match(ids: pd.Series, receipts: pd.DataFrame) -> pd.DataFrame:
+    """The receipt of each row's message (all NA where none), matching ``<uuid>`` and
+    ``<uuid>:0`` alike."""
+    columns = ["status", "error_code", "failed_at", "recipient"]
+    short = ids.str.endswith(":0").fillna(False).to_numpy()
+    other = ids.where(~short, ids.str.slice(0, -2)).where(short, ids + ":0")
+    # Only the receipts of these messages (a store holds other campaigns too), the first
+    # of each id: a lookup in a few hundred thousand, not in millions.
+    values = pa.array(
+        pd.concat([ids, other], ignore_index=True).dropna().astype("str"), pa.string()
+    )
+    receipt_ids = pa.array(receipts["message_id"].astype("str"), pa.string())
+    wanted = pc.is_in(receipt_ids, value_set=values).to_numpy(zero_copy_only=False)
+    mine = receipts.loc[wanted, ["message_id", *columns]]
+    mine = mine.loc[~mine["message_id"].duplicated().to_numpy()]
+    index = pd.Index(mine["message_id"])
+    at = index.get_indexer(ids)
+    missing = at < 0
+    if missing.any():
+        at[missing] = index.get_indexer(other[missing])
+    matched = mine[columns].reset_index(drop=True)
+    picked = matched.take(np.where(at < 0, 0, at)) if len(matched) else matched.reindex(at)
+    picked = picked.reset_index(drop=True)
+    if len(matched):
+        picked.loc[at < 0, columns] = None
+    return picked
+
+
+def _rules(codes: np.ndarray) -> tuple[list[Rule], np.ndarray]:
+    """The rule of each distinct code, and each row's position among them (each code is
+    looked up once)."""
+    which, distinct = pd.factorize(pd.Series(codes, dtype="object"), use_na_sentinel=False)
+    return [rule_for(None if pd.isna(c) else c) for c in distinct], which
+
+
+def _reason(rule: Rule) -> str:
+    code = f"{rule.code}: " if rule.code else ""
+    return f"{code}{rule.meaning}; {rule.what_to_do}"
+
+
+def _time_retries(
+    rows: np.ndarray,
+    rules: list[Rule],
+    which: np.ndarray,
+    code: np.ndarray,
+    failed: np.ndarray,
+    results: pd.DataFrame,
+    found: pd.DataFrame,
+    receipts: pd.DataFrame,
+    moment: pd.Timestamp,
+    action: np.ndarray,
+    reason: np.ndarray,
+    retry_at: np.ndarray,
+) -> None:
+    """Fill ``retry_at`` of the rows to retry (or make them final: no try left, or a
+    131049 to a US number), in place."""
+    follow_ups = (
+        pd.to_numeric(results[FOLLOW_UPS], errors="coerce").fillna(0).to_numpy()[rows]
+        if FOLLOW_UPS in results.columns
+        else np.zeros(len(rows))
+    )
+    tries = follow_ups.astype("int64") + 1
+    # How often each recipient met the code in the receipts (a per-user limit counts every
+    # one of them; a row without a recipient in its receipt counts its own).
+    in_receipts = failed[rows]
+    if in_receipts.any():
+        met = receipts.loc[receipts["status"].eq("failed").fillna(False).to_numpy()]
+        counts = met.groupby(["recipient", "error_code"], dropna=True).size()
+        recipients = found["recipient"].to_numpy(dtype=object, na_value=None)[rows]
+        pairs = pd.MultiIndex.from_arrays(
+            [pd.array(recipients, dtype="string"), pd.array(code[rows], dtype="string")]
+        )
+        seen = counts.reindex(pairs).fillna(1).to_numpy().astype("int64")
+        tries = np.where(in_receipts, np.maximum(tries, seen), tries)
+    # From when: the receipt's failure, else the row's own time, else now.
+    failed_at = found["failed_at"].to_numpy()[rows]
+    sent_at = pd.DatetimeIndex(results["sent_at"]).tz_convert(UTC).tz_localize(None)
+    base = np.where(
+        pd.isna(failed_at), sent_at.to_numpy()[rows], pd.DatetimeIndex(failed_at).tz_localize(None)
+    )
+    base = np.where(pd.isna(base), np.datetime64(moment.tz_localize(None)), base)
+    to = results["to"].astype("string").to_numpy(dtype=object, na_value="")[rows]
+    row_rules = which[rows]
+    for position in np.unique(row_rules).tolist():  # one pass per distinct code
+        mine = np.flatnonzero(row_rules == position)
+        rule = rules[position]
+        rule_code = rule.code
+        if rule_code == _MARKETING_LIMIT:
+            us = np.fromiter((_in_us(t) for t in to[mine]), dtype=bool, count=len(mine))
+            action[rows[mine[us]]] = Action.FINAL.value
+            reason[rows[mine[us]]] = f"{rule.code}: {US_MARKETING_PAUSED}"
+            mine = mine[~us]
+        k = tries[mine]
+        over = k > len(rule.gaps)
+        spent = rows[mine[over]]
+        action[spent] = Action.FINAL.value
+        reason[spent] = (
+            f"{_reason(rule)}; retried {len(rule.gaps)} time(s) already: no more retries"
+        )
+        mine, k = mine[~over], k[~over]
+        gaps = np.array([np.timedelta64(g, "us") for g in rule.gaps], dtype="timedelta64[us]")
+        retry_at[rows[mine]] = base[mine].astype("datetime64[us]") + gaps[k - 1]
+        if any(rule.gaps):
+            reason[rows[mine]] = [
+                f"{_reason(rule)} (try {t} of {len(rule.gaps)})" for t in k.tolist()
+            ]
+
+
+@lru_cache(maxsize=65536)
+def _in_us(number: str) -> bool:
+    """Whether an E.164 number is a US number (not Canada or the Caribbean, which share
+    +1)."""
+    if not number.startswith("+1"):
+        return False
+    import phonenumbers
+
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(number)) == "US"
+    except phonenumbers.NumberParseException:
+        return False
