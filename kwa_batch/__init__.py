@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from .receipts.optouts import OptOutSource as OptOutSource
     from .receipts.optouts import opt_outs as opt_outs
     from .receipts.receiver import Receiver as Receiver
+    from .receipts.retrying import send_follow_ups as send_follow_ups
     from .results import STATUSES as STATUSES
     from .results import Status as Status
     from .results import summarize as summarize

@@ -52,6 +52,7 @@ __all__ = [
     "Action",
     "Rule",
     "Scope",
+    "markdown_table",
     "rule_for",
     "rules_table",
 ]
@@ -298,10 +299,29 @@ def rule_for(code: object) -> Rule:
     )
 
 
-def rules_table() -> list[tuple[str, str, str, str, str]]:
-    """The table as rows of ``(code, action, scope, meaning, what to do)``, external codes
-    first, for the README and ``kwa-batch codes``."""
+def rules_table(*, own: bool = True) -> list[tuple[str, str, str, str, str, str]]:
+    """The table as rows of ``(code, source, action, scope, meaning, what to do)``: WhatsApp's
+    codes, then Kaleyra's, then (with ``own``) kwa_batch's, each sorted by code; for the
+    README and for people.
+
+    >>> rules_table()[0][:3]
+    ('131000', 'whatsapp', 'retry')
+    """
+    order = {_WA: 0, _V1: 1, _V2: 2}
+    rows = [r for r in RULES.values() if own or r.source in order]
+    rows.sort(key=lambda r: (order.get(r.source, 3), len(r.code), r.code))
     return [
-        (r.code, r.action.value, r.scope.value, r.meaning, r.what_to_do)
-        for r in sorted(RULES.values(), key=lambda r: (r.source == "kwa_batch", r.source, r.code))
+        (r.code, r.source, r.action.value, r.scope.value, r.meaning, r.what_to_do) for r in rows
     ]
+
+
+def markdown_table(*, own: bool = False) -> str:
+    """:func:`rules_table` as a Markdown table (the README's)."""
+    lines = [
+        "| code | source | action | scope | meaning | what to do |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rules_table(own=own):
+        cells = (f"`{row[0]}`", *row[1:])
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)

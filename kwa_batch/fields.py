@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pandas is imported where a frame is made: the limits alone 
 __all__ = [
     "API_COLUMNS",
     "BODY_MAX",
+    "FOLLOW_UP_OF",
     "KNOWN_TYPES",
     "MAX_RECIPIENTS_PER_REQUEST",
     "MESSAGE_COLUMNS",
@@ -51,6 +52,11 @@ API_COLUMNS = (
 #: The columns that make a message: two rows alike in all of them but ``to`` are the same
 #: message (and can share one request).
 MESSAGE_COLUMNS = tuple(name for name in API_COLUMNS if name != "to")
+#: A column a recipients frame may carry (``kwa-batch follow-up`` writes it): what the row
+#: retries (the message id of the attempt it follows up). It is no field of the API; it
+#: enters the row's content key, so that a journal records each retry of a row apart from
+#: the row's first send and from its other retries.
+FOLLOW_UP_OF = "follow_up_of"
 #: Message types the API document describes.
 KNOWN_TYPES = ("text", "template", "media", "mediatemplate", "authenticationtemplate")
 #: The session message types: allowed only inside an open 24-hour conversation window.
@@ -83,6 +89,8 @@ def message_frame(valid: pd.DataFrame) -> pd.DataFrame:
     for name in API_COLUMNS:
         frame[name] = valid[name].astype("str") if name in valid.columns else missing
     frame["channel"] = frame["channel"].fillna("whatsapp")
+    if FOLLOW_UP_OF in valid.columns:
+        frame[FOLLOW_UP_OF] = valid[FOLLOW_UP_OF].astype("str")
     return frame
 
 
@@ -121,7 +129,7 @@ def row_keys(messages: pd.DataFrame) -> pd.Series:
             ("1" + chunk[name].astype("str")).fillna("0").astype("object") for name in _KEY_FIELDS
         ]
         joined = parts[0].str.cat(parts[1:], sep="\x1f")
-        for name in API_COLUMNS[len(_KEY_FIELDS) :]:
+        for name in (*API_COLUMNS[len(_KEY_FIELDS) :], FOLLOW_UP_OF):
             if name in chunk.columns and chunk[name].notna().any():
                 joined = joined + (f"\x1e{name}=" + chunk[name].astype("str")).fillna("")
         keys.extend(sha(text.encode("utf-8")).hexdigest()[:32] for text in joined)

@@ -92,3 +92,18 @@ def test_every_own_code_has_a_rule_derived_from_its_policy() -> None:
 def test_the_public_names() -> None:
     assert kb.rule_for is rule_for
     assert kb.Action is Action
+
+
+def test_the_readme_shows_the_table_as_the_code_has_it() -> None:
+    from pathlib import Path
+
+    from kwa_batch.actions import markdown_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- outcome-table")
+    start = readme.index("\n", start) + 1
+    shown = readme[start : readme.index("<!-- /outcome-table -->")].strip()
+    assert shown == markdown_table(), (
+        "the README's outcome table differs from kwa_batch/actions.py: paste "
+        "`python -c 'from kwa_batch.actions import markdown_table; print(markdown_table())'`"
+    )

@@ -12,6 +12,7 @@ PUBLIC = [
     "Action",
     "rule_for",
     "follow_up",
+    "send_follow_ups",
     "ERROR_CODES",
     "STATUSES",
     "AmbiguousSendError",

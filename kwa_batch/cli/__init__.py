@@ -22,6 +22,7 @@ import click
 from .. import __version__
 from ..errors import KwaBatchError
 from .common import EXIT_UNUSABLE, Unusable, in_flags
+from .following_up import follow_up_command
 from .options import SUMMARY_KEY
 from .render import write_json
 from .reporting import report_command, status_command
@@ -95,6 +96,7 @@ def cli(ctx: click.Context, log_level: str, quiet: bool) -> None:
 for _command in (
     validate_command,
     send_command,
+    follow_up_command,
     report_command,
     receive_command,
     status_command,

@@ -24,7 +24,7 @@ Example:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,6 +48,7 @@ FOLLOW_UPS = "follow_ups"
 
 _TIME = "datetime64[us, UTC]"
 _NEEDED = ("to", "status", "message_id", "sent_at")
+_RECEIPT_NEEDED = ("message_id", "status", "error_code", "failed_at", "recipient")
 _MARKETING_LIMIT = "131049"
 
 
@@ -87,6 +88,12 @@ def follow_up(
     moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
     if not isinstance(receipts, pd.DataFrame):
         receipts = load_receipts(receipts)
+    lacking = [c for c in _RECEIPT_NEEDED if c not in receipts.columns]
+    if lacking:
+        raise KwaBatchError(
+            f"the receipts have no {', '.join(lacking)} column(s): pass the store, or "
+            "load_receipts() of it"
+        )
     n = len(results)
     status = results["status"].astype("string").to_numpy(dtype=object, na_value=None)
     ids = results["message_id"].astype("string").str.strip()
@@ -205,24 +212,24 @@ def _time_retries(
         else np.zeros(len(rows))
     )
     tries = follow_ups.astype("int64") + 1
-    # How often each recipient met the code in the receipts (a per-user limit counts every
-    # one of them; a row without a recipient in its receipt counts its own).
-    in_receipts = failed[rows]
-    if in_receipts.any():
-        met = receipts.loc[receipts["status"].eq("failed").fillna(False).to_numpy()]
-        counts = met.groupby(["recipient", "error_code"], dropna=True).size()
-        recipients = found["recipient"].to_numpy(dtype=object, na_value=None)[rows]
-        pairs = pd.MultiIndex.from_arrays(
-            [pd.array(recipients, dtype="string"), pd.array(code[rows], dtype="string")]
-        )
-        seen = counts.reindex(pairs).fillna(1).to_numpy().astype("int64")
-        tries = np.where(in_receipts, np.maximum(tries, seen), tries)
     # From when: the receipt's failure, else the row's own time, else now.
     failed_at = found["failed_at"].to_numpy()[rows]
     sent_at = pd.DatetimeIndex(results["sent_at"]).tz_convert(UTC).tz_localize(None)
     base = np.where(
         pd.isna(failed_at), sent_at.to_numpy()[rows], pd.DatetimeIndex(failed_at).tz_localize(None)
     )
+    # How often the recipient met the code in the receipts lately (a per-user limit counts
+    # every one of them; a row without a recipient in its receipt counts its own).
+    in_receipts = np.flatnonzero(failed[rows])
+    if len(in_receipts):
+        seen = _times_met(
+            found["recipient"].to_numpy(dtype=object, na_value=None)[rows][in_receipts],
+            code[rows][in_receipts],
+            base[in_receipts],
+            [rules[which[r]] for r in rows[in_receipts].tolist()],
+            receipts,
+        )
+        tries[in_receipts] = np.maximum(tries[in_receipts], seen)
     base = np.where(pd.isna(base), np.datetime64(moment.tz_localize(None)), base)
     to = results["to"].astype("string").to_numpy(dtype=object, na_value="")[rows]
     row_rules = which[rows]
@@ -249,6 +256,43 @@ def _time_retries(
             reason[rows[mine]] = [
                 f"{_reason(rule)} (try {t} of {len(rule.gaps)})" for t in k.tolist()
             ]
+
+
+def _times_met(
+    recipients: np.ndarray,
+    codes: np.ndarray,
+    at: np.ndarray,
+    rules: list[Rule],
+    receipts: pd.DataFrame,
+) -> np.ndarray:
+    """For each failure (a recipient, a code, when), how many failures with that code the
+    recipient met in the receipts up to then, within twice the rule's retry gaps (a
+    131049 of last year starts no count today); at least 1."""
+    mine = pd.DataFrame(
+        {
+            "pos": np.arange(len(codes)),
+            "recipient": pd.array(recipients, dtype="string"),
+            "error_code": pd.array(codes, dtype="string"),
+            "at": pd.DatetimeIndex(at).tz_localize(UTC).astype(_TIME),
+            "span": pd.to_timedelta([2 * sum(r.gaps, timedelta()) for r in rules]),
+        }
+    ).dropna(subset=["recipient", "error_code"])
+    counted = np.ones(len(codes), dtype="int64")
+    if mine.empty:
+        return counted
+    failures = receipts["status"].eq("failed").fillna(False).to_numpy()
+    met = receipts.loc[failures, ["recipient", "error_code", "failed_at"]]
+    met = met[
+        met["error_code"].isin(mine["error_code"].unique()).fillna(False).to_numpy()
+        & met["recipient"].isin(mine["recipient"].unique()).fillna(False).to_numpy()
+    ].astype({"recipient": "string", "error_code": "string"})
+    joined = mine.merge(met, on=["recipient", "error_code"], how="inner")
+    inside = joined["failed_at"].le(joined["at"]) & joined["failed_at"].gt(
+        joined["at"] - joined["span"]
+    )
+    per_row = joined[inside.fillna(False).to_numpy()].groupby("pos").size()
+    counted[per_row.index.to_numpy()] = np.maximum(per_row.to_numpy(), 1)
+    return counted
 
 
 @lru_cache(maxsize=65536)

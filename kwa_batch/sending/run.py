@@ -467,6 +467,7 @@ def send(
         "resend_unknown": retries.resend_unknown,
         "journal": str(journal) if journal is not None else None,
         "source": report.data.attrs.get("source"),
+        "sender": report.sender,  # issue #19: what a follow-up sends from
         **holds.settings(),  # issue #13: what a later run of the campaign reads back
     }
     started = datetime.now(UTC)

@@ -316,3 +316,36 @@ def test_rows_never_sent_are_due_now_or_final_by_their_code() -> None:
 def test_results_without_the_needed_columns_are_refused_by_name() -> None:
     with pytest.raises(KwaBatchError, match="no message_id, sent_at column"):
         kb.follow_up(pd.DataFrame({"to": ["+1"], "status": ["sent"]}), _store_with([]))
+
+
+def test_a_131049_of_long_ago_starts_no_count() -> None:
+    to = number(8)
+    last_year = T0 - timedelta(days=365)
+    store = _store_with(
+        [failed(f"old{k}:0", "131049", to, last_year + timedelta(days=k)) for k in range(3)]
+        + [failed("now:0", "131049", to)]
+    )
+    results = pd.DataFrame(
+        {
+            "to": [to],
+            "status": "sent",
+            "message_id": ["now:0"],
+            "sent_at": pd.array([T0], dtype="datetime64[us, UTC]"),
+        }
+    )
+    row = kb.follow_up(results, store).iloc[0]
+    assert (row["action"], row["retry_at"]) == ("retry", T0 + timedelta(hours=24))
+
+
+def test_receipts_that_are_not_receipts_are_refused_by_name() -> None:
+    results = pd.DataFrame(
+        {
+            "to": [number(1)],
+            "status": ["sent"],
+            "message_id": ["m:0"],
+            "sent_at": pd.array([T0], dtype="datetime64[us, UTC]"),
+        }
+    )
+    with pytest.raises(KwaBatchError, match="receipts have no error_code, failed_at"):
+        kb.follow_up(results, pd.DataFrame({"message_id": ["m:0"], "status": ["read"],
+                                            "recipient": [number(1)]}))  # fmt: skip

@@ -1,0 +1,288 @@
+"""Send the follow-ups that are due: the rows whose retry time has come, once each.
+
+:func:`send_follow_ups` asks :func:`~kwa_batch.receipts.follow_up.follow_up` what each row
+needs, sends exactly the rows whose action is ``retry`` and whose ``retry_at`` has passed
+(never a row delivered or read, never one waiting for its receipt), and returns the
+results with those rows brought up to date.
+
+- **Never twice.** Each retry is a row of the journal keyed by the row's content *and* the
+  attempt it follows up (:data:`kwa_batch.fields.FOLLOW_UP_OF`): running it again, even
+  on the old results file, finds the retry in the journal and sends nothing.
+- **Every rule of the campaign.** The retries go through :func:`kwa_batch.send`, with the
+  campaign's schedule (quiet hours, start, expiry, daily limit: read from the results'
+  run, unless given), decided when each leaves; with the campaign's own journal, each
+  retry counts against the daily limit with the first sends, and the expiry counts from
+  the campaign's first run. The opt-outs of the receipts store hold a customer who said
+  STOP since (read again while it sends).
+- **The results stay one row per input row.** A retry that left replaces its row's outcome
+  (``status``, ``message_id``, ``sent_at``...) and adds one to ``follow_ups``; a retry held
+  back (quiet hours, an opt-out) leaves the row as it was, to be due again.
+
+Example:
+    >>> updated = kb.send_follow_ups(results, "receipts.db", emu.client(),  # doctest: +SKIP
+    ...                              journal="campaign.db")
+    >>> kb.export_results(updated, "results.xlsx")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..actions import TEMPLATE_CODES, Action
+from ..errors import ConfigurationError, KwaBatchError
+from ..fields import FOLLOW_UP_OF, MESSAGE_COLUMNS
+from ..outcome import RunOutcome
+from ..results import OUTCOME_FIELDS, Status
+from ..sending.client import KaleyraClient
+from ..sending.pacing import Pacing
+from ..sending.run import send
+from ..sending.schedule import Schedule
+from .follow_up import FOLLOW_UPS, follow_up
+from .optouts import OptOutSource
+from .store import CallbackStore
+
+__all__ = ["StopSending", "campaign_schedule", "due", "held_by_template", "send_follow_ups"]
+
+log = logging.getLogger(__name__)
+
+# What a retry that left brings to its row.
+_LEFT = (Status.SENT.value, Status.FAILED.value, Status.UNKNOWN.value)
+_SCHEDULE_FIELDS = ("quiet_hours", "not_before", "expires", "daily_limit", "history")
+
+
+def due(plan: pd.DataFrame, now: datetime | None = None) -> pd.Series:
+    """Which rows of :func:`~kwa_batch.follow_up`'s frame are due for a retry at ``now``
+    (default: now): ``retry`` with a ``retry_at`` that has passed."""
+    moment = pd.Timestamp(now or datetime.now(UTC))
+    moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
+    return (plan["action"].eq(Action.RETRY.value) & plan["retry_at"].le(moment)).fillna(False)
+
+
+def campaign_schedule(results: pd.DataFrame) -> Schedule:
+    """The schedule the campaign's run was given (quiet hours, start, expiry, daily limit,
+    history), from ``results.attrs["run"]``; an empty one when the results say none."""
+    outcome = results.attrs.get("run")
+    settings = outcome.settings if isinstance(outcome, RunOutcome) else {}
+    given = {name: settings[name] for name in _SCHEDULE_FIELDS if settings.get(name) is not None}
+    if isinstance(given.get("not_before"), str):
+        given["not_before"] = datetime.fromisoformat(given["not_before"])
+    if isinstance(given.get("expires"), str):
+        with contextlib.suppress(ValueError):  # a duration as written ("6h"): Schedule reads it
+            given["expires"] = datetime.fromisoformat(given["expires"])
+    return Schedule(**given)
+
+
+def send_follow_ups(
+    results: pd.DataFrame,
+    receipts: str | Path | CallbackStore,
+    client: KaleyraClient,
+    *,
+    journal: str | Path,
+    data: pd.DataFrame | None = None,
+    pacing: Pacing | None = None,
+    schedule: Schedule | None = None,
+    sender: str | None = None,
+    stop_checked: bool = False,
+    progress: bool = True,
+    **validation: Any,
+) -> pd.DataFrame:
+    """Send the rows whose retry is due, once each, and return the results up to date.
+
+    Args:
+        results: the campaign's results (:func:`kwa_batch.load_results` of the file
+            ``kwa-batch send`` wrote, or :func:`kwa_batch.send`'s frame): the message's
+            columns (``type``, ``template_name``, ``params``...) are sent again as they are.
+        receipts: the callback store (its path or an open store): the receipts decide
+            what is due, and its opt-outs are honoured.
+        client: where to send.
+        journal: the journal recording each retry (the campaign's own, so that the daily
+            limit and the expiry count the first sends too).
+        data: the input frame the results came from (same index), for its message columns
+            when the results do not carry them (:func:`kwa_batch.send`'s frame does not; a
+            file ``kwa-batch send`` wrote does).
+        pacing: how fast (default ``Pacing()``).
+        schedule: the holds (default: the campaign's, from ``results.attrs["run"]``).
+        sender: the ``from`` number for rows without one (default: the campaign's, as
+            its results record it).
+        stop_checked: a person checked what the campaign's ``stop`` codes (131048, 368,
+            WAV2101...) asked for and acted on it: send the due retries anyway. Without it,
+            a campaign with a ``stop`` row sends nothing.
+        progress: show a progress bar.
+        **validation: :func:`kwa_batch.validate`'s arguments for the retried rows, as the
+            campaign was sent with them (``template_name=``, ``params_from=``...).
+
+    Returns:
+        ``results`` with each retry that left in its row (``follow_ups`` counts them; call
+        :func:`~kwa_batch.follow_up` again for what each row needs now); ``attrs["run"]`` is
+        the campaign's outcome recounted, ``attrs["follow_up"]`` the retries' own run
+        (:class:`~kwa_batch.RunOutcome`: its exit code is the command's).
+
+    Raises:
+        StopSending: some row's code says nothing more should leave until a person acts,
+            and ``stop_checked`` is not set; nothing was sent.
+        ConfigurationError: no journal (without one a second run would send again).
+        KwaBatchError: neither the results nor ``data`` hold the messages, or ``data`` is
+            not the results' input frame.
+    """
+    if journal is None or not str(journal).strip():
+        raise ConfigurationError(
+            "send_follow_ups needs a journal (the campaign's): it records each retry, so "
+            "that running it again never sends one twice"
+        )
+    store_path = receipts.path if isinstance(receipts, CallbackStore) else Path(receipts)
+    messages = _with_messages(results, data)
+    plan = follow_up(messages, receipts)
+    stops = plan[plan["action"].eq(Action.STOP.value).fillna(False).to_numpy()]
+    chosen = due(plan) & ~held_by_template(plan)
+    if chosen.any() and not stop_checked:
+        number_wide = stops[~stops["decided_by"].isin(list(TEMPLATE_CODES)).to_numpy()]
+        if len(number_wide):
+            raise StopSending(_stop_message(number_wide))
+    retries = _retry_rows(plan[chosen.to_numpy()])
+    if schedule is None:
+        schedule = campaign_schedule(results)
+    if sender is None:
+        sender = _campaign_sender(results)
+    log.info("follow-up: %d row(s) due for a retry", len(retries))
+    sent = send(
+        retries,
+        client,
+        pacing=pacing,
+        schedule=schedule,
+        journal=journal,
+        sender=sender,
+        progress=progress,
+        suppress=_with_opt_outs(validation.pop("suppress", None), store_path),
+        **validation,
+    )
+    return _updated(sent, results)
+
+
+class StopSending(KwaBatchError):
+    """A code of the campaign says nothing more should leave until a person acts."""
+
+
+def _stop_message(stops: pd.DataFrame) -> str:
+    codes = stops["decided_by"].value_counts()
+    first = str(stops["reason"].iloc[0])
+    listed = ", ".join(f"{code} ({n} row(s))" for code, n in codes.items())
+    return (
+        f"nothing was sent: {listed} say(s) to stop sending until a person acts ({first}); "
+        "once done, run again with stop_checked=True (--stop-checked)"
+    )
+
+
+def held_by_template(plan: pd.DataFrame, now: datetime | None = None) -> pd.Series:
+    """Rows whose template is paused or disabled, by another row's code (132015, 132016):
+    a paused template's rows wait until its pause ends (the latest ``retry_at`` of its
+    132015 rows), a disabled one's until a person acts."""
+    held = pd.Series(False, index=plan.index)
+    if "template_name" not in plan.columns:
+        return held
+    coded = plan[plan["decided_by"].isin(list(TEMPLATE_CODES)).fillna(False).to_numpy()]
+    if coded.empty:
+        return held
+    moment = pd.Timestamp(now or datetime.now(UTC))
+    moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
+    for template, rows in coded.groupby("template_name"):
+        until = rows["retry_at"].max()
+        if rows["action"].eq(Action.STOP.value).any() or pd.isna(until) or until > moment:
+            held |= plan["template_name"].eq(template).fillna(False)
+    return held
+
+
+def _with_opt_outs(given: Any, store: Path) -> list[Any]:
+    """The suppression sources given, and the store's opt-outs (read again as it sends)."""
+    if given is None:
+        others: list[Any] = []
+    elif isinstance(given, list | tuple):
+        others = list(given)
+    else:
+        others = [given]
+    return [OptOutSource(store), *others]
+
+
+def _campaign_sender(results: pd.DataFrame) -> str | None:
+    """The sender the campaign's run used for rows without their own (None if unknown)."""
+    outcome = results.attrs.get("run")
+    found = outcome.settings.get("sender") if isinstance(outcome, RunOutcome) else None
+    return str(found) if found else None
+
+
+def _with_messages(results: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataFrame:
+    """The results with the message columns, from ``data`` where they lack them."""
+    if data is not None:
+        if not data.index.equals(results.index):
+            raise KwaBatchError(
+                "data= must be the frame the results came from (same index): the results "
+                f"have {len(results)} rows, data has {len(data)}"
+            )
+        extra = [c for c in MESSAGE_COLUMNS if c in data.columns and c not in results.columns]
+        results = results.join(data[extra]) if extra else results
+    if not any(c in results.columns for c in ("type", "body", "template_name", "media_url")):
+        raise KwaBatchError(
+            "the results do not say what was sent (no type, body, template_name or "
+            "media_url column): pass data= (the frame sent), or load the results file "
+            "kwa-batch send wrote (it keeps the input's columns)"
+        )
+    return results
+
+
+def _retry_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The recipients frame of the retries: the message as the campaign sent it, to the
+    number it went to, and what each retries."""
+    frame = pd.DataFrame(index=rows.index)
+    frame["to"] = rows["to"].astype("string")
+    for name in MESSAGE_COLUMNS:
+        if name in rows.columns:
+            frame[name] = rows[name].astype("string")
+    rounds = (
+        pd.to_numeric(rows[FOLLOW_UPS], errors="coerce").fillna(0).astype("int64")
+        if FOLLOW_UPS in rows.columns
+        else pd.Series(0, index=rows.index, dtype="int64")
+    )
+    # The attempt each retries: its message id, or (never sent) its row, code and round.
+    label = pd.Series(rows.index.astype("str"), index=rows.index, dtype="string")
+    unsent = "row " + label + " " + rows["error_code"].astype("string").fillna("")
+    unsent = unsent + " round " + rounds.astype("string")
+    frame[FOLLOW_UP_OF] = rows["message_id"].astype("string").fillna(unsent)
+    return frame
+
+
+def _updated(sent: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with the outcome of each retry that left in its row."""
+    out = results.copy()
+    left = sent.index[sent["status"].isin(_LEFT).to_numpy()]
+    counts = (
+        pd.to_numeric(out[FOLLOW_UPS], errors="coerce").fillna(0).astype("Int64")
+        if FOLLOW_UPS in out.columns
+        else pd.Series(0, index=out.index, dtype="Int64")
+    )
+    for name in (*OUTCOME_FIELDS, "from_journal"):
+        if name in sent.columns and name in out.columns:
+            out.loc[left, name] = sent.loc[left, name].astype(out[name].dtype)
+    counts.loc[left] = counts.loc[left] + 1
+    out[FOLLOW_UPS] = counts
+    original = results.attrs.get("run")
+    facts = (
+        {
+            f.name: getattr(original, f.name)
+            for f in dataclasses.fields(RunOutcome)
+            if f.name not in ("counts", "never_sent", "credentials_refused")
+        }
+        if isinstance(original, RunOutcome)
+        else {}
+    )
+    out.attrs = {
+        **results.attrs,
+        "run": RunOutcome.of(out, **facts),
+        "follow_up": sent.attrs["run"],
+    }
+    return out

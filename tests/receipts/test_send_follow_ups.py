@@ -1,0 +1,199 @@
+"""send_follow_ups / kwa-batch follow-up: exactly the rows whose retry is due, once each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import kwa_batch as kb
+from kwa_batch.fields import FOLLOW_UP_OF
+from kwa_batch.receipts.store import CallbackStore, IncomingMessage, StatusUpdate
+
+SENDER = "+911234567890"
+NUMBERS = ["+919876500001", "+919876500002", "+919876500003", "+919876500004", "+919876500005"]
+
+DF = pd.DataFrame(
+    {
+        "to": NUMBERS,
+        "type": "template",
+        "template_name": "order_update",
+        "params": [f"Customer {n}" for n in range(5)],
+        "lang_code": "en",
+    }
+)
+
+
+@pytest.fixture
+def campaign(tmp_path: Path) -> Iterator[tuple[kb.Emulator, pd.DataFrame, Path, Path]]:
+    """A campaign of five template rows sent through the emulator, with a journal; its
+    results and an empty receipts store."""
+    df = DF
+    journal = tmp_path / "campaign.db"
+    store = tmp_path / "receipts.db"
+    with kb.Emulator() as emu:
+        results = kb.send(df, emu.client(), sender=SENDER, journal=journal, progress=False)
+        assert results["status"].tolist() == ["sent"] * 5
+        CallbackStore(store).close()
+        yield emu, results, journal, store
+
+
+def receipts(store: Path, results: pd.DataFrame, outcomes: list[tuple[str, str | None]],
+             at: datetime) -> None:  # fmt: skip
+    with CallbackStore(store) as opened:
+        for (status, code), (_, row) in zip(outcomes, results.iterrows(), strict=True):
+            opened.add_status(
+                StatusUpdate(
+                    row["message_id"], status, at, at, recipient=row["to"], error_code=code
+                )
+            )
+
+
+def test_only_the_due_rows_are_sent_and_a_second_run_sends_nothing(
+    campaign: tuple[kb.Emulator, pd.DataFrame, Path, Path],
+) -> None:
+    emu, results, journal, store = campaign
+    long_ago = datetime.now(UTC) - timedelta(hours=25)
+    receipts(
+        store,
+        results,
+        [
+            ("delivered", None),
+            ("read", None),
+            ("failed", "131049"),
+            ("failed", "131026"),
+            ("failed", "WA500"),
+        ],
+        long_ago,
+    )
+    before = emu.message_count
+    updated = kb.send_follow_ups(
+        results, store, emu.client(), journal=journal, data=DF, progress=False
+    )
+    assert emu.message_count - before == 2  # the 131049 (25 h ago) and WA500 rows
+    retried = updated.index[updated["follow_ups"].eq(1).to_numpy()].tolist()
+    assert retried == [2, 4]
+    assert (updated.loc[retried, "message_id"] != results.loc[retried, "message_id"]).all()
+    assert (
+        updated.loc[[0, 1, 3], "message_id"].tolist()
+        == results.loc[[0, 1, 3], "message_id"].tolist()
+    )
+    assert updated.attrs["follow_up"].exit_code == 0
+    assert updated.attrs["run"].counts["sent"] == 5
+
+    # Again, on the old results: the journal knows both retries; nothing leaves.
+    again = kb.send_follow_ups(
+        results, store, emu.client(), journal=journal, data=DF, progress=False
+    )
+    assert emu.message_count - before == 2
+    assert again.loc[retried, "message_id"].tolist() == updated.loc[retried, "message_id"].tolist()
+    assert again.loc[retried, "from_journal"].all()
+
+    # And on the new results: the retries wait for their receipts.
+    plan = kb.follow_up(updated, store)
+    assert plan.loc[retried, "action"].tolist() == ["wait", "wait"]
+    kb.send_follow_ups(updated, store, emu.client(), journal=journal, data=DF, progress=False)
+    assert emu.message_count - before == 2
+
+
+def test_a_131049_inside_its_first_day_is_not_due(
+    campaign: tuple[kb.Emulator, pd.DataFrame, Path, Path],
+) -> None:
+    emu, results, journal, store = campaign
+    receipts(store, results, [("failed", "131049")] * 5, datetime.now(UTC) - timedelta(hours=23))
+    before = emu.message_count
+    updated = kb.send_follow_ups(
+        results, store, emu.client(), journal=journal, data=DF, progress=False
+    )
+    assert emu.message_count == before
+    assert updated["follow_ups"].eq(0).all()
+
+
+def test_a_customer_who_said_stop_since_is_not_retried(
+    campaign: tuple[kb.Emulator, pd.DataFrame, Path, Path],
+) -> None:
+    emu, results, journal, store = campaign
+    long_ago = datetime.now(UTC) - timedelta(hours=25)
+    receipts(store, results, [("failed", "131049")] * 5, long_ago)
+    with CallbackStore(store) as opened:
+        opened.add_incoming(
+            IncomingMessage("k1", NUMBERS[0], None, long_ago, long_ago, body="STOP")
+        )
+    before = emu.message_count
+    updated = kb.send_follow_ups(
+        results, store, emu.client(), journal=journal, data=DF, progress=False
+    )
+    assert emu.message_count - before == 4
+    assert updated.loc[0, "follow_ups"] == 0
+    assert updated.attrs["follow_up"].counts["rejected"] == 1  # refused as opted out (KWA025)
+    assert updated.loc[0, "message_id"] == results.loc[0, "message_id"]
+
+
+def test_each_retry_counts_against_the_campaigns_daily_limit(
+    tmp_path: Path,
+) -> None:
+    df = pd.DataFrame({"to": NUMBERS[:3], "type": "template", "template_name": "t",
+                       "params": "x", "lang_code": "en"})  # fmt: skip
+    journal, store = tmp_path / "c.db", tmp_path / "r.db"
+    with kb.Emulator() as emu:
+        results = kb.send(df, emu.client(), sender=SENDER, journal=journal, progress=False,
+                          daily_limit=3)  # fmt: skip
+        assert results["status"].tolist() == ["sent"] * 3
+        long_ago = datetime.now(UTC) - timedelta(hours=25)
+        receipts(store, results, [("failed", "WA500")] * 3, long_ago)
+        # A retry to the same three customers fits (unique recipients); a fourth would not.
+        updated = kb.send_follow_ups(results, store, emu.client(), journal=journal, data=df,
+                                     progress=False)  # fmt: skip
+        assert updated["follow_ups"].tolist() == [1, 1, 1]
+        assert updated.attrs["follow_up"].settings.get("daily_limit") == 3
+
+
+def test_the_retry_key_differs_from_the_first_send_and_between_retries() -> None:
+    from kwa_batch.fields import message_frame, row_keys
+
+    base = pd.DataFrame({"to": ["+919876500001"] * 3, "body": ["Hi"] * 3})
+    keyed = base.assign(**{FOLLOW_UP_OF: [None, "m1:0", "m2:0"]})
+    keys = row_keys(message_frame(keyed)).tolist()
+    assert len(set(keys)) == 3
+    assert keys[0] == row_keys(message_frame(base)).tolist()[0]  # a first send keeps its key
+
+
+def test_a_stop_code_sends_nothing_until_a_person_says_it_was_checked(
+    campaign: tuple[kb.Emulator, pd.DataFrame, Path, Path],
+) -> None:
+    from kwa_batch.receipts.retrying import StopSending
+
+    emu, results, journal, store = campaign
+    long_ago = datetime.now(UTC) - timedelta(hours=25)
+    receipts(store, results, [("failed", "131049")] * 4 + [("failed", "131048")], long_ago)
+    before = emu.message_count
+    with pytest.raises(StopSending, match=r"131048 \(1 row\(s\)\).*stop_checked=True"):
+        kb.send_follow_ups(results, store, emu.client(), journal=journal, data=DF, progress=False)
+    assert emu.message_count == before
+    updated = kb.send_follow_ups(
+        results, store, emu.client(), journal=journal, data=DF, stop_checked=True, progress=False
+    )
+    assert emu.message_count - before == 4
+    assert updated.loc[4, "follow_ups"] == 0  # the stopped row itself is never retried
+
+
+def test_a_disabled_template_holds_its_rows_and_a_paused_one_until_its_pause_ends() -> None:
+    from kwa_batch.receipts.retrying import held_by_template
+
+    now = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    plan = pd.DataFrame(
+        {
+            "template_name": ["a", "a", "b", "b", "c"],
+            "action": ["stop", "retry", "retry", "retry", "retry"],
+            "decided_by": ["132016", "WA500", "132015", "WA500", "WA500"],
+            "retry_at": pd.array(
+                [None, now, now + timedelta(hours=2), now, now], dtype="datetime64[us, UTC]"
+            ),
+        }
+    )
+    assert held_by_template(plan, now).tolist() == [True, True, True, True, False]
+    later = now + timedelta(hours=3)
+    assert held_by_template(plan, later).tolist() == [True, True, False, False, False]
