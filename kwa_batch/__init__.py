@@ -30,8 +30,11 @@ if TYPE_CHECKING:
     from .accessor import KwaAccessor as KwaAccessor
     from .actions import Action as Action
     from .actions import rule_for as rule_for
+    from .campaign_funnel import funnel as funnel
     from .catalogue import load_templates as load_templates
+    from .charts import plot_funnel as plot_funnel
     from .charts import plot_outcomes as plot_outcomes
+    from .costing import costs as costs
     from .emulator.server import Emulator as Emulator
     from .errors import ERROR_CODES as ERROR_CODES
     from .errors import AmbiguousSendError as AmbiguousSendError

@@ -5,14 +5,16 @@ Install the extra for it: ``pip install 'kwa-batch[charts]'``.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import pandas as pd
 
+from .actions import Action, rule_for
 from .errors import KwaBatchError, lookup_code
 from .results import STATUSES, Status, summarize
 
-__all__ = ["STATUS_COLORS", "plot_outcomes"]
+__all__ = ["ACTION_COLORS", "FUNNEL_STAGES", "STATUS_COLORS", "plot_funnel", "plot_outcomes"]
 
 STATUS_COLORS: dict[str, str] = {
     Status.SENT: "#2da44e",
@@ -106,3 +108,135 @@ def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
     total = int(counts.sum())
     figure.suptitle(title or f"{int(counts['sent'])} of {total} rows sent")
     return figure
+
+
+#: The stages of a campaign's funnel, in the order a message goes through them.
+FUNNEL_STAGES = ("rows", "sent", "delivered", "read", "replied")
+_STAGE_COLOR = "#0969da"
+#: The colour of failures by the action their code calls for (:class:`kwa_batch.Action`).
+ACTION_COLORS: dict[str, str] = {
+    Action.RETRY: "#bf8700",
+    Action.FINAL: "#cf222e",
+    Action.SUPPRESS: "#8250df",
+    Action.STOP: "#82071e",
+    Action.FIX: "#fb8f44",
+    Action.WAIT: "#8c959f",
+    Action.DONE: "#2da44e",
+}
+
+
+def plot_funnel(funnel: pd.DataFrame, *, title: str | None = None) -> Any:
+    """Draw a campaign's funnel (:func:`kwa_batch.funnel`); returns the matplotlib Figure.
+
+    Left, the total: rows, sent (with its share of the rows), delivered, read and replied
+    (with their share of the rows sent); then the failures by code, with the action the
+    outcome policy gives each (the bar in its colour, :data:`ACTION_COLORS`) and what it
+    means; right, the same stages per template (or
+    the first grouping of the frame). The title gives the actual cost against the estimate.
+
+    Args:
+        funnel: the frame :func:`kwa_batch.funnel` returns (its total row is drawn left).
+        title: a title for the figure (default: the counts and the costs in words).
+
+    Raises:
+        KwaBatchError: matplotlib is not installed, or ``funnel`` has no total row.
+    """
+    try:
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        raise KwaBatchError("charts need matplotlib: pip install 'kwa-batch[charts]'") from None
+    from .campaign_funnel import CODE_PREFIX, TOTAL
+
+    if TOTAL not in funnel.index:
+        raise KwaBatchError("plot_funnel() draws the frame kwa_batch.funnel() returns")
+    total = funnel.loc[TOTAL]
+    codes = [c for c in funnel.columns if c.startswith(CODE_PREFIX) and int(total[c])]
+    groups = [g for g in dict.fromkeys(funnel.index.get_level_values(0)) if g != TOTAL[0]]
+    first = funnel.loc[groups[0]] if groups else None
+    figure, axes = plt.subplots(
+        1,
+        2 if first is not None else 1,
+        figsize=(13 if first is not None else 7, 1.2 + 0.45 * (len(FUNNEL_STAGES) + len(codes))),
+        squeeze=False,
+        layout="constrained",
+    )
+    left = axes[0][0]
+    sent = max(int(total["sent"]), 1)
+    labels = [*FUNNEL_STAGES, *(f"failed {c[len(CODE_PREFIX) :]}" for c in codes)]
+    values = [int(total[s]) for s in FUNNEL_STAGES] + [int(total[c]) for c in codes]
+    colors = [_STAGE_COLOR] * len(FUNNEL_STAGES) + [
+        ACTION_COLORS.get(_action_of(c[len(CODE_PREFIX) :]), OTHER_COLOR) for c in codes
+    ]
+    positions = list(range(len(labels)))[::-1]
+    bars = left.barh(positions, values, color=colors)
+    rows = max(int(total["rows"]), 1)
+    # The stages after "sent" as a share of it; the failures (API refusals among them,
+    # never sent) as counts.
+    shares = [
+        f"{values[0]}",
+        f"{values[1]} ({values[1] / rows:.0%} of rows)",
+        *(f"{v} ({v / sent:.0%} of sent)" for v in values[2 : len(FUNNEL_STAGES)]),
+        *(f"{v}" for v in values[len(FUNNEL_STAGES) :]),
+    ]
+    left.bar_label(bars, shares, padding=3)
+    left.set_yticks(positions, [_code_label(label) for label in labels])
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set_xlim(0, max(1, max(values)) * 1.45)  # room for the labels
+    left.set_xlabel("rows")
+    left.set_title("the campaign")
+    left.spines[["top", "right"]].set_visible(False)
+    if first is not None:
+        right = axes[0][1]
+        stages = list(FUNNEL_STAGES[1:])
+        height = 0.8 / len(stages)
+        names = [str(v) for v in first.index]
+        for n, stage in enumerate(stages):
+            where = [i + (len(stages) / 2 - n - 0.5) * height for i in range(len(names))][::-1]
+            drawn = right.barh(
+                where, first[stage].astype("int64"), height=height, label=stage,
+                color=plt.get_cmap("Blues")(0.35 + 0.6 * n / max(len(stages) - 1, 1)),
+            )  # fmt: skip
+            right.bar_label(drawn, padding=2, fontsize=8)
+        right.set_yticks(range(len(names))[::-1], names)
+        right.xaxis.set_major_locator(MaxNLocator(integer=True))
+        right.set_xlim(0, max(1, int(first["sent"].max())) * 1.2)
+        right.set_xlabel("rows")
+        right.set_title(f"by {groups[0]}")
+        right.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+        right.spines[["top", "right"]].set_visible(False)
+    figure.suptitle(title or _funnel_title(total))
+    return figure
+
+
+def _action_of(code: str) -> str:
+    from .campaign_funnel import NO_CODE
+
+    return rule_for(None if code == NO_CODE else code).action.value
+
+
+def _code_label(label: str) -> str:
+    """``failed 131026`` with what the code means, short enough for an axis."""
+    if not label.startswith("failed "):
+        return label
+    from .campaign_funnel import NO_CODE
+
+    code = label[len("failed ") :]
+    rule = rule_for(None if code == NO_CODE else code)
+    meaning = rule.meaning
+    short = textwrap.shorten(meaning, 36, placeholder="…")  # whole words
+    return f"{label} ({rule.action.value}): {short}"
+
+
+def _funnel_title(total: pd.Series) -> str:
+    def amount(value: Any) -> str:
+        return "unknown" if pd.isna(value) else f"{float(value):,.4f}"
+
+    head = (
+        f"{int(total['sent'])} of {int(total['rows'])} rows sent, "
+        f"{int(total['delivered'])} delivered, {int(total['replied'])} replied"
+    )
+    cost = f"cost {amount(total['cost'])} against {amount(total['estimated_cost'])} estimated"
+    if int(total["unpriced"]):
+        cost += f" ({int(total['unpriced'])} row(s) without a known cost)"
+    return f"{head}\n{cost}"

@@ -44,11 +44,15 @@ from typing import Any
 
 import pandas as pd
 
+from .campaign_funnel import campaign_rows, count_funnel
+from .costing import COST_COLUMNS, rate_card, template_catalogue
 from .errors import InputError, KwaBatchError, describe_code, lookup_code
 from .fields import MAX_RECIPIENTS_PER_REQUEST, MESSAGE_COLUMNS
 from .loading.recipients import check_regular_file
 from .outcome import RunOutcome
+from .receipts.store import CallbackStore
 from .results import (
+    DELIVERY_COLUMNS,
     RESULT_DTYPES,
     STATUSES,
     Status,
@@ -59,13 +63,15 @@ from .results import (
 )
 from .tables import Sheet, atomic_write, plain, write_csv, write_xlsx
 
-__all__ = ["FORMATS", "export_results", "load_results", "outcome_path"]
+__all__ = ["FORMATS", "FUNNEL_SHEET", "export_results", "load_results", "outcome_path"]
 
 FORMATS = (".xlsx", ".csv", ".parquet")
 _NOT_SENT = tuple(s for s in STATUSES if s != Status.SENT)
 _RUN_KEY = b"kwa_batch.run"
 #: The sheet holding the run's outcome as data (after Results, Summary and Errors).
 RUN_SHEET = "Run"
+#: The sheet of the campaign's funnel (:func:`kwa_batch.funnel`), when receipts are given.
+FUNNEL_SHEET = "Funnel"
 #: Appended to the header of every time column: spreadsheets have no time zones.
 UTC_MARK = " (UTC)"
 # An input column whose name says it identifies something stays text even when it is all
@@ -81,7 +87,13 @@ _PLAIN_NUMBER = r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,10})?"
 
 
 def export_results(
-    results: pd.DataFrame, path: str | Path, *, data: pd.DataFrame | None = None
+    results: pd.DataFrame,
+    path: str | Path,
+    *,
+    data: pd.DataFrame | None = None,
+    receipts: str | Path | CallbackStore | None = None,
+    rates: str | Path | pd.DataFrame | None = None,
+    templates: Any = None,
 ) -> Path:
     """Write ``results`` to ``path``; the format follows the extension.
 
@@ -90,6 +102,12 @@ def export_results(
         path: a ``.xlsx``, ``.csv`` or ``.parquet`` file; parent folders must exist.
         data: the input frame, to write its own columns (names, order ids…) next to each
             outcome; joined on the index. Its ``to`` becomes ``to_as_written``.
+        receipts: a callback store: each row gets its delivery columns
+            (:func:`kwa_batch.merge_receipts`) and its ``cost``, ``estimated_cost`` and
+            ``cost_note`` (:func:`kwa_batch.costs`), and a workbook gets a ``Funnel`` sheet
+            (:func:`kwa_batch.funnel`, per template, per country and in total).
+        rates: the rate card, with ``receipts``: prices v2 callbacks and the estimate.
+        templates: the template catalogue, with ``receipts``: the estimate's categories.
 
     Returns:
         The path written.
@@ -107,8 +125,21 @@ def export_results(
             f"cannot export to {target.name!r}: use a .xlsx, .csv or .parquet file name"
         )
     frame, user_columns = _with_input(results, data)
+    funnel: pd.DataFrame | None = None
+    if receipts is not None:
+        rows = campaign_rows(frame, receipts, rate_card(rates), template_catalogue(templates))
+        funnel = count_funnel(rows, ("template", "country"))
+        frame = rows.drop(columns="replied")
+        results = frame[
+            [c for c in results.columns if c in frame.columns]
+            + [c for c in (*DELIVERY_COLUMNS, *COST_COLUMNS) if c not in results.columns]
+        ]
+    elif rates is not None or templates is not None:
+        raise KwaBatchError(
+            "rates= and templates= price the receipts: give receipts= (the callback store) too"
+        )
     if suffix == ".xlsx":
-        _write_xlsx(_for_people(frame, user_columns), results, target)
+        _write_xlsx(_for_people(frame, user_columns), results, target, funnel)
     elif suffix == ".csv":
         write_csv(plain(_for_people(frame, ())), target, date_format="%Y-%m-%d %H:%M:%S.%f")
         _write_outcome_beside(target, _outcome(results))
@@ -127,16 +158,16 @@ FIX = "fix"
 # needs it, a reader has ``line``.
 _OUTCOME = (
     "line", "status", "delivery_status", "to", "error_code", "error_message", FIX,
-    "delivery_error_code",
+    "delivery_error_code", "cost", "estimated_cost",
 )  # fmt: skip
 _REFS = ("ref", "ref1", "ref2")
 _MESSAGE = (*(c for c in MESSAGE_COLUMNS if c not in _REFS), "to_as_written")
 _TECHNICAL = (
-    "message_id", "sent_at", "delivered_at", "read_at", "http_status", "attempts",
+    "cost_note", "message_id", "sent_at", "delivered_at", "read_at", "http_status", "attempts",
     "request_id", "recipients", "from_journal",
 )  # fmt: skip
 # Long texts, wrapped within their column.
-_LONG_TEXT = ("error_message", FIX, "body", "caption")
+_LONG_TEXT = ("error_message", FIX, "body", "caption", "cost_note")
 
 
 def _for_people(frame: pd.DataFrame, user_columns: tuple[str, ...]) -> pd.DataFrame:
@@ -206,7 +237,9 @@ def _write_parquet(frame: pd.DataFrame, target: Path) -> None:
     atomic_write(target, lambda path: pq.write_table(table, path))
 
 
-def _write_xlsx(frame: pd.DataFrame, results: pd.DataFrame, target: Path) -> None:
+def _write_xlsx(
+    frame: pd.DataFrame, results: pd.DataFrame, target: Path, funnel: pd.DataFrame | None
+) -> None:
     table = frame
     if FIX not in table.columns:  # a customer's own "fix" column is theirs: kept, not ours
         table = table.copy()
@@ -218,15 +251,14 @@ def _write_xlsx(frame: pd.DataFrame, results: pd.DataFrame, target: Path) -> Non
     errors = table[table["status"].isin(_NOT_SENT)]
     printed = _printed(table)
     wrap = [c for c in _LONG_TEXT if c in table.columns]
-    write_xlsx(
-        target,
-        [
-            Sheet("Results", table, printed=printed, wrap=wrap, hidden=[index]),
-            _summary_sheet(results),
-            Sheet("Errors", errors, printed=printed, wrap=wrap, hidden=[index]),
-            _run_sheet(_outcome(results)),
-        ],
-    )
+    sheets = [
+        Sheet("Results", table, printed=printed, wrap=wrap, hidden=[index]),
+        _summary_sheet(results),
+        Sheet("Errors", errors, printed=printed, wrap=wrap, hidden=[index]),
+    ]
+    if funnel is not None:
+        sheets.append(Sheet(FUNNEL_SHEET, funnel.reset_index(), wrap=["cost_note"]))
+    write_xlsx(target, [*sheets, _run_sheet(_outcome(results))])
 
 
 def _outcome(results: pd.DataFrame) -> RunOutcome:

@@ -48,11 +48,15 @@ __all__ = [
     "ESTIMATE_COLUMNS",
     "MAX_PRICE",
     "RATE_CARD_FILE",
+    "UNKNOWN_REGION",
     "Estimate",
+    "billed_regions",
+    "categories_of",
     "describe",
     "describe_table",
     "estimate",
     "load_rate_card",
+    "regions_of",
 ]
 
 #: The columns of an estimate, in order.
@@ -203,19 +207,47 @@ class Estimate(pd.DataFrame):  # type: ignore[misc]  # pandas is untyped here
         return f"{summary.to_html(header=False)}{table}"
 
 
-def _regions(numbers: pd.Series) -> tuple[pd.Series, pd.Series]:
+#: The region of a number libphonenumber cannot read (a rejected row's ``98765``).
+UNKNOWN_REGION = "ZZ"
+
+
+def regions_of(numbers: pd.Series) -> tuple[pd.Series, pd.Series]:
     """The ISO region of each number, and the main region of its country calling code
-    (+44 7911 is Guernsey, GG; its code's main region is GB)."""
-    unique = numbers.drop_duplicates()
-    parsed = {n: phonenumbers.parse(n) for n in unique}
-    own = {n: phonenumbers.region_code_for_number(p) or "ZZ" for n, p in parsed.items()}
-    main = {
-        n: phonenumbers.region_code_for_country_code(p.country_code or 0) for n, p in parsed.items()
-    }
-    return numbers.map(own).astype("str"), numbers.map(main).astype("str")
+    (+44 7911 is Guernsey, GG; its code's main region is GB); :data:`UNKNOWN_REGION` for
+    a number that is missing or not in international form (a rejected row's)."""
+    unique = numbers.dropna().drop_duplicates()
+    own: dict[str, str] = {}
+    main: dict[str, str] = {}
+    for number in unique:
+        try:
+            parsed = phonenumbers.parse(str(number))
+        except phonenumbers.NumberParseException:
+            continue
+        own[number] = phonenumbers.region_code_for_number(parsed) or UNKNOWN_REGION
+        main[number] = phonenumbers.region_code_for_country_code(parsed.country_code or 0)
+    shown = numbers.astype("object")
+
+    def mapped(regions: dict[str, str]) -> pd.Series:
+        return shown.map(regions).fillna(UNKNOWN_REGION).astype("str")
+
+    return mapped(own), mapped(main)
 
 
-def _categories(messages: pd.DataFrame, templates: Any) -> pd.Series:
+def billed_regions(
+    card: pd.DataFrame, own: pd.Series, main: pd.Series, category: pd.Series
+) -> pd.Series:
+    """The region each message is priced as: its own when the rate card lists it for the
+    category, else its calling code's main one (a Guernsey number billed as GB)."""
+    priced = pd.MultiIndex.from_frame(card[["region", "category"]])
+    listed = pd.MultiIndex.from_arrays([own, category]).isin(priced)
+    return own.where(listed, main)
+
+
+def categories_of(messages: pd.DataFrame, templates: Any) -> pd.Series:
+    """What each message is billed as: the catalogue's ``category`` for a template
+    (``unknown`` without a catalogue that lists it), ``authentication`` for an
+    authentication template, ``service`` for text and media (``messages`` as
+    :func:`~kwa_batch.fields.message_frame` gives them)."""
     kind = messages["type"].fillna("text").str.lower()
     category = pd.Series("service", index=messages.index, dtype="str")
     category[kind == "authenticationtemplate"] = "authentication"
@@ -275,13 +307,11 @@ def estimate(
     messages = message_frame(report.valid)
     if templates is None:
         templates = (report.arguments or {}).get("templates")
-    own, main = _regions(messages["to"])
-    category = _categories(messages, templates)
+    own, main = regions_of(messages["to"])
+    category = categories_of(messages, templates)
     card = load_rate_card(rates) if rates is not None else None
     if card is not None:  # a region off the card is billed as its calling code's main one
-        priced = pd.MultiIndex.from_frame(card[["region", "category"]])
-        listed = pd.MultiIndex.from_arrays([own, category]).isin(priced)
-        own = own.where(listed, main)
+        own = billed_regions(card, own, main, category)
     frame = pd.DataFrame({"region": own, "category": category, "to": messages["to"]})
     table = (
         frame.groupby(["region", "category"], sort=True)

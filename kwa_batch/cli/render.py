@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "counted",
+    "funnel_lines",
     "print_next_step",
     "print_plan",
     "print_problems",
@@ -186,3 +187,75 @@ def write_summary_json(path: Path, source: str, target: Path, results: pd.DataFr
 
 def _iso(when: datetime | None) -> str | None:
     return None if when is None else when.isoformat(timespec="seconds")
+
+
+# The funnel's columns the terminal shows, with their headers.
+_FUNNEL_SHOWN = (
+    ("rows", "rows"), ("sent", "sent"), ("delivered", "delivered"), ("read", "read"),
+    ("replied", "replied"), ("failed", "failed"), ("not_sent", "not sent"),
+    ("rejected", "rejected"), ("unknown", "unknown"),
+)  # fmt: skip
+
+
+def funnel_lines(funnel: pd.DataFrame) -> list[str]:
+    """A campaign's funnel (:func:`kwa_batch.funnel`) as plain text: a table per grouping
+    and the total, then the failures by code and by action, then the cost against the
+    estimate, with why some rows have none (never a cost of 0 for lack of a price)."""
+    from ..actions import rule_for
+    from ..campaign_funnel import ACTION_PREFIX, CODE_PREFIX, NO_CODE, TOTAL
+
+    total = funnel.loc[TOTAL]
+    shown = [(c, h) for c, h in _FUNNEL_SHOWN if c != "unknown" or int(total[c])]
+
+    def money(value: Any) -> str:
+        return "-" if _missing(value) else f"{float(value):,.4f}"
+
+    header = ["", *(h for _, h in shown), "cost", "estimated"]
+    table: list[list[str]] = []
+    headed: set[str] = set()
+    for (by, value), row in funnel.iterrows():
+        label = by if by == TOTAL[0] else f"  {value}"
+        if by != TOTAL[0] and by not in headed:  # a heading line per grouping
+            headed.add(by)
+            table.append([f"by {by}", *([""] * (len(header) - 1))])
+        cells = [label, *(f"{int(row[c]):,}" for c, _ in shown)]
+        table.append([*cells, money(row["cost"]), money(row["estimated_cost"])])
+    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(r)
+        ).rstrip()
+        for r in [header, *table]
+    ]
+    for column in funnel.columns:
+        if column.startswith(CODE_PREFIX) and int(total[column]):
+            code = column[len(CODE_PREFIX) :]
+            rule = rule_for(None if code == NO_CODE else code)
+            lines.append(
+                wrapped(
+                    f"  failed {code:<9} {int(total[column]):>6}  {rule.action.value}: "
+                    f"{rule.meaning}; {rule.what_to_do}",
+                    indent=28,
+                )
+            )
+    actions = [
+        f"{int(total[c]):,} {c[len(ACTION_PREFIX) :]}"
+        for c in funnel.columns
+        if c.startswith(ACTION_PREFIX) and int(total[c])
+    ]
+    if actions:
+        lines.append(wrapped(f"Failed rows by action: {', '.join(actions)}", indent=2))
+    cost = f"Cost: {money(total['cost'])} actual, {money(total['estimated_cost'])} estimated"
+    if int(total["unpriced"]):
+        cost += f"; {int(total['unpriced']):,} row(s) without a known cost"
+    if not _missing(total["cost_note"]):
+        cost += f" ({total['cost_note']})"
+    lines.append(wrapped(in_flags(cost), indent=2))
+    return lines
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN or pandas' NA (whose truth is ambiguous: it is never compared)."""
+    if value is None or type(value).__name__ == "NAType":
+        return True
+    return isinstance(value, float) and value != value

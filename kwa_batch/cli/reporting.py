@@ -10,7 +10,7 @@ import click
 from ..errors import lookup_code
 from .common import check_writable, fail
 from .options import RESULT_FORMATS, output_path
-from .render import counted, print_next_step, print_summary, run_outcome
+from .render import counted, funnel_lines, print_next_step, print_summary, run_outcome
 
 __all__ = ["report_command", "status_command"]
 
@@ -45,22 +45,48 @@ def report_command(results_file: str) -> None:
     type=click.Path(dir_okay=False),
     help="The SQLite store `kwa-batch receive` writes.",
 )
+@click.option(
+    "--rate-card",
+    "--rates",
+    "rates",
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    help="A rate card (region, category, price, currency), as send's --rate-card: prices "
+    "the callbacks that give a category but no amount (v2), and the estimate.",
+)
+@click.option(
+    "--templates",
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    help="The template catalogue: each template's category, for the estimate.",
+)
 @output_path(
     "--out",
     RESULT_FORMATS,
     help="Merged results: .xlsx, .csv or .parquet [default: RESULTS_FILE's name + "
     ".status + its extension, here (as send's --out)].",
 )
-def status_command(results_file: str, store: str, out: Path | None) -> None:
-    """Put each message's delivery status (delivered, read, failed) next to its row.
+def status_command(
+    results_file: str,
+    store: str,
+    rates: str | None,
+    templates: str | None,
+    out: Path | None,
+) -> None:
+    """Put each message's delivery status (delivered, read, failed) and cost next to its
+    row, and print the campaign's funnel.
 
     Reads RESULTS_FILE (written by `kwa-batch send`) and the callbacks in STORE, and
-    writes the results with delivery_status, delivered_at, read_at and
-    delivery_error_code added, and the run's outcome with them. Exits like the run that
-    wrote RESULTS_FILE (as `kwa-batch report` does).
+    writes the results with delivery_status, delivered_at, read_at,
+    delivery_error_code, cost, estimated_cost and cost_note added, and the run's outcome
+    with them; a workbook gets a Funnel sheet. The funnel (per template, per country and
+    in total: sent, delivered, read, replied, failed by code and action, cost against the
+    estimate) is printed too. Exits like the run that wrote RESULTS_FILE (as `kwa-batch
+    report` does).
     """
+    from ..campaign_funnel import campaign_rows, count_funnel
+    from ..costing import rate_card, template_catalogue
     from ..export import export_results, load_results
-    from ..receipts.delivery import load_receipts, merge_receipts
     from ..results import delivery_counts
 
     source = Path(results_file)
@@ -70,8 +96,11 @@ def status_command(results_file: str, store: str, out: Path | None) -> None:
     if target.resolve() == source.resolve():
         fail(f"--out {target}: choose another file than the results it reads")
     check_writable(target, "--out")
-    merged = merge_receipts(load_results(source), load_receipts(store))
-    export_results(merged, target)
+    results = load_results(source)
+    card, catalogue = rate_card(rates), template_catalogue(templates)
+    campaign = campaign_rows(results, store, card, catalogue)
+    merged = campaign.drop(columns="replied")
+    export_results(results, target, receipts=store, rates=card, templates=catalogue)
     outcome = run_outcome(merged)
     counts = delivery_counts(merged)
     click.echo(f"{results_file}: {len(merged)} rows, {int(counts.sum())} with a message id")
@@ -82,5 +111,10 @@ def status_command(results_file: str, store: str, out: Path | None) -> None:
     for code, rows in codes.items():
         meaning = entry.meaning if (entry := lookup_code(code)) else ""
         click.echo(f"  {code:<11} {int(rows):>6} failed {meaning}".rstrip())
+    click.echo("")
+    click.echo("Funnel (per template, per country, and in total):")
+    for line in funnel_lines(count_funnel(campaign, ("template", "country"))):
+        click.echo(line)
+    click.echo("")
     click.echo(f"Results: {target} ({len(merged)} rows, one per input row)")
     sys.exit(outcome.exit_code)

@@ -57,13 +57,18 @@ def test_status_writes_the_merged_results(
     delivered = int((merged["delivery_status"] == "delivered").sum())
     failed = int((merged["delivery_status"] == "failed").sum())
     assert delivered + failed == 8
-    assert outcome.output.splitlines() == [
+    lines = outcome.output.splitlines()
+    assert lines[:5] == [
         f"{results}: 9 rows, 8 with a message id",
         "Outcome: 8 sent, 1 rejected",
         f"Delivery: {delivered} delivered, {failed} failed",
         f"  131026      {failed:>6} failed",
-        f"Results: {out} (9 rows, one per input row)",
+        "",
     ]
+    assert lines[-1] == f"Results: {out} (9 rows, one per input row)"
+    total = next(line for line in lines if line.startswith("total")).split()
+    # rows, sent, delivered, read, replied, failed, not sent, rejected
+    assert total[1:9] == ["9", "8", str(delivered), "0", "0", str(failed), "0", "1"]
     written = kb.load_results(out)
     assert written["delivery_status"].tolist() == merged["delivery_status"].tolist()
     assert written.index.tolist() == merged.index.tolist()
