@@ -23,11 +23,13 @@ from typing import Any
 
 import pandas as pd
 
-from .actions import Action, rule_for
+from .actions import Action
 from .costing import COST_COLUMNS, rate_card, row_costs, template_catalogue
 from .errors import KwaBatchError
 from .pricing import UNKNOWN_REGION, regions_of
 from .receipts.delivery import load_receipts, merge_receipts
+from .receipts.follow_up import FOLLOW_UP_COLUMNS, follow_up
+from .receipts.replies import replies
 from .receipts.store import FINAL_STATUSES, CallbackStore, opened_store
 from .results import Status
 
@@ -43,7 +45,6 @@ __all__ = [
     "campaign_rows",
     "count_funnel",
     "funnel",
-    "replied_rows",
 ]
 
 #: The counts of a funnel, in order (the columns after the group).
@@ -118,32 +119,24 @@ def campaign_rows(
 ) -> pd.DataFrame:
     """The results with what the callbacks say of each row: the delivery columns
     (:func:`kwa_batch.merge_receipts`), :data:`~kwa_batch.costing.COST_COLUMNS` and ``replied``."""
-    missing = [c for c in ("to", "status", "message_id") if c not in results.columns]
+    missing = [c for c in ("to", "status", "message_id", "sent_at") if c not in results.columns]
     if missing:
         raise KwaBatchError(
             f"the results have no {' or '.join(missing)} column: pass the frame send() "
             "returned, or a file kwa-batch send wrote"
         )
+    added = (*COST_COLUMNS, "replied", *FOLLOW_UP_COLUMNS)
+    plain = results.drop(columns=[c for c in added if c in results.columns])
     with opened_store(receipts) as store:
         table = load_receipts(store)
-        replied = replied_rows(results, store)
-    plain = results.drop(columns=[c for c in (*COST_COLUMNS, "replied") if c in results.columns])
+        replied = replies(plain, store)["replied"]
     out = merge_receipts(plain, table).join(row_costs(plain, table, card, catalogue))
     out["replied"] = replied
+    # What each row needs now, by the outcome policy as follow_up applies it (a 131049 to
+    # a US number is final there, not retry).
+    out["action"] = follow_up(plain, table)["action"]
     out.attrs = dict(results.attrs)
     return out
-
-
-def replied_rows(results: pd.DataFrame, store: CallbackStore) -> pd.Series:
-    """Whether a customer replied to each row's message: a reply in ``store`` whose
-    ``reply_to`` is the row's message id (``<uuid>`` and ``<uuid>:0`` alike)."""
-    answered = _id_key(store.incoming_messages()["reply_to"].dropna())
-    sent = results["message_id"].notna()
-    return (_id_key(results["message_id"]).isin(set(answered)) & sent).astype("bool")
-
-
-def _id_key(ids: pd.Series) -> pd.Series:
-    return ids.astype("str").str.strip().str.removesuffix(":0")
 
 
 def count_funnel(rows: pd.DataFrame, by: str | Iterable[str]) -> pd.DataFrame:
@@ -173,7 +166,7 @@ def count_funnel(rows: pd.DataFrame, by: str | Iterable[str]) -> pd.DataFrame:
     code = (rows["error_code"].where(api_failed, rows["delivery_error_code"]).astype("str")).fillna(
         NO_CODE
     )[failed]
-    action = code.map(lambda c: rule_for(None if c == NO_CODE else c).action.value)
+    action = rows["action"][failed].astype("str")
     codes = code.value_counts()
     code_order = sorted(codes.index, key=lambda c: (-int(codes[c]), str(c)))
     action_order = [a.value for a in Action if a.value in set(action)]

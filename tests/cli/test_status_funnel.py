@@ -57,7 +57,7 @@ def test_status_prints_the_funnel_and_writes_its_sheet(
     funnel = list(book["Funnel"].iter_rows(values_only=True))
     book.close()
     total = dict(zip(funnel[0], funnel[-1], strict=False))
-    assert (total["by"], total["value"], total["rows"], total["replied"]) == ("total", "all", 12, 2)
+    assert (total["by"], total["value"], total["rows"], total["replied"]) == ("total", "all", 12, 3)
     assert total["cost"] == pytest.approx(0.0597)
     written = kb.load_results(out)
     assert written["template_name"].equals(data_frame()["template_name"].astype("string"))
