@@ -38,9 +38,10 @@ PLACEHOLDERS = {
     "RESULTS_FILE": "results.xlsx",
     "STORE": "receipts.db",
     "ID": "1234567890",
+    "JOURNAL": "campaign.db",
 }
 #: Commands that talk to an account unless told to use the built-in emulator.
-NEED_AN_ACCOUNT = ("send", "templates")
+NEED_AN_ACCOUNT = ("send", "templates", "follow-up")
 SERVERS = ("receive", "emulator")
 _PORT = re.compile(r"(127\.0\.0\.1|localhost):\d+")
 
@@ -340,7 +341,7 @@ def _serve_briefly(clone: Clone, args: list[str]) -> subprocess.CompletedProcess
 
 @pytest.mark.slow
 def test_each_command_of_the_table_runs(clone: Clone) -> None:
-    """In the table's order (receive makes the store that status reads)."""
+    """In the table's order (receive makes the store that status and follow-up read)."""
     for synopsis in table_commands(README_TEXT):
         args = offline(from_synopsis(synopsis))
         done = _serve_briefly(clone, args) if args[1] in SERVERS else clone.run(args)
