@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -33,8 +34,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..actions import US_MARKETING_PAUSED, Action, Rule, rule_for
-from ..errors import KwaBatchError
+from ..actions import RULES, US_MARKETING_PAUSED, Action, Rule, rule_for
+from ..errors import Code, KwaBatchError
 from ..results import Status
 from .delivery import load_receipts
 from .store import CallbackStore, message_keys
@@ -113,7 +114,14 @@ def follow_up(
         found["error_code"].astype("string").to_numpy(dtype=object, na_value=None),
         own_code.to_numpy(dtype=object, na_value=None),
     )
-    rules, which = _rules(code)
+    http = (
+        pd.to_numeric(results["http_status"], errors="coerce").to_numpy(
+            dtype="float64", na_value=np.nan
+        )
+        if "http_status" in results.columns
+        else np.full(n, np.nan)
+    )
+    rules, which = _rules(code, np.where(failed, "delivery", status), http)
     action = np.array([r.action.value for r in rules], dtype=object)[which]
     reason = np.array([_reason(r) for r in rules], dtype=object)[which]
     decided_by: np.ndarray = np.array(code, dtype=object)
@@ -168,11 +176,62 @@ def _match(ids: pd.Series, receipts: pd.DataFrame) -> pd.DataFrame:
     return found
 
 
-def _rules(codes: np.ndarray) -> tuple[list[Rule], np.ndarray]:
-    """The rule of each distinct code, and each row's position among them (each code is
-    looked up once)."""
+def _rules(
+    codes: np.ndarray, statuses: np.ndarray, http: np.ndarray
+) -> tuple[list[Rule], np.ndarray]:
+    """The rule of each row, and each row's position among the distinct rules (each code is
+    looked up once). A code the table does not know is judged by what the row's status
+    says: ``not_sent`` never reached Kaleyra (retry), ``unknown`` may have gone out (wait),
+    an answer of HTTP 429, 401/403 or 5xx is that answer's own code; else ``final``."""
     which, distinct = pd.factorize(pd.Series(codes, dtype="object"), use_na_sentinel=False)
-    return [rule_for(None if pd.isna(c) else c) for c in distinct], which
+    rules = [rule_for(None if pd.isna(c) else c) for c in distinct]
+    unknown = np.array([not (pd.isna(c) or c in RULES) for c in distinct], dtype=bool)
+    odd = np.flatnonzero(unknown[which]) if len(which) else np.array([], dtype=np.int64)
+    if len(odd):  # a few rows: judged by their status too
+        kind = _kinds(statuses[odd], http[odd])
+        pairs = pd.MultiIndex.from_arrays(
+            [pd.Series(codes[odd], dtype="object"), pd.Series(kind, dtype="object")]
+        )
+        more, seen = pd.factorize(pairs)
+        which = which.copy()
+        which[odd] = len(rules) + more
+        rules += [_rule(str(code), str(how)) for code, how in seen]
+    return rules, which
+
+
+def _kinds(statuses: np.ndarray, http: np.ndarray) -> np.ndarray:
+    """What a row with a code the table does not know says of itself."""
+    out = np.full(len(statuses), "", dtype=object)
+    out[statuses == Status.NOT_SENT.value] = Code.NOTSENT.value
+    out[statuses == Status.UNKNOWN.value] = Code.INFLIGHT.value
+    answered = statuses == Status.FAILED.value
+    out[answered & (http == 429)] = Code.HTTP429.value
+    out[answered & np.isin(http, (401, 403))] = Code.HTTP401.value
+    out[answered & (http >= 500)] = Code.HTTP5XX.value
+    return out
+
+
+def _rule(code: str, kind: str) -> Rule:
+    given = rule_for(code)
+    if not kind:
+        return given
+    like = rule_for(kind)
+    return dataclasses.replace(
+        like,
+        code=code,
+        meaning=f"{given.meaning}, on a row {_SAYS[kind]}",
+        what_to_do=like.what_to_do,
+    )
+
+
+# What a row says of itself, by the code its status stands for.
+_SAYS = {
+    Code.NOTSENT.value: "never sent",
+    Code.INFLIGHT.value: "that may have gone out",
+    Code.HTTP429.value: "answered HTTP 429 (too fast)",
+    Code.HTTP401.value: "whose credentials were refused",
+    Code.HTTP5XX.value: "answered with a server error",
+}
 
 
 def _reason(rule: Rule) -> str:

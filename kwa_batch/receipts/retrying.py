@@ -37,14 +37,14 @@ import pandas as pd
 
 from ..actions import TEMPLATE_CODES, Action
 from ..errors import ConfigurationError, KwaBatchError
-from ..fields import FOLLOW_UP_OF, MESSAGE_COLUMNS
+from ..fields import FOLLOW_UP_OF
 from ..outcome import RunOutcome
-from ..results import OUTCOME_FIELDS, Status
+from ..results import DELIVERY_COLUMNS, OUTCOME_FIELDS, RESULT_DTYPES, Status
 from ..sending.client import KaleyraClient
 from ..sending.pacing import Pacing
 from ..sending.run import send
 from ..sending.schedule import Schedule
-from .follow_up import FOLLOW_UPS, follow_up
+from .follow_up import FOLLOW_UP_COLUMNS, FOLLOW_UPS, follow_up
 from .optouts import OptOutSource
 from .store import CallbackStore
 
@@ -137,7 +137,7 @@ def send_follow_ups(
             "that running it again never sends one twice"
         )
     store_path = receipts.path if isinstance(receipts, CallbackStore) else Path(receipts)
-    messages = _with_messages(results, data)
+    messages = _with_messages(results, data, built=_BUILDS & set(validation))
     plan = follow_up(messages, receipts)
     stops = plan[plan["action"].eq(Action.STOP.value).fillna(False).to_numpy()]
     chosen = due(plan) & ~held_by_template(plan)
@@ -224,17 +224,26 @@ def _campaign_sender(results: pd.DataFrame) -> str | None:
     return str(found) if found else None
 
 
-def _with_messages(results: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataFrame:
-    """The results with the message columns, from ``data`` where they lack them."""
+# validate()'s arguments that build the message from other columns.
+_BUILDS = {"template_name", "body_template", "params_from"}
+
+
+def _with_messages(
+    results: pd.DataFrame, data: pd.DataFrame | None, *, built: set[str]
+) -> pd.DataFrame:
+    """The results with the message columns, from ``data`` where they lack them (``built``:
+    validate()'s arguments given that build the message, so none may be there)."""
     if data is not None:
         if not data.index.equals(results.index):
             raise KwaBatchError(
                 "data= must be the frame the results came from (same index): the results "
                 f"have {len(results)} rows, data has {len(data)}"
             )
-        extra = [c for c in MESSAGE_COLUMNS if c in data.columns and c not in results.columns]
+        # The message's columns, and those it is built from (params_from=...).
+        extra = [c for c in data.columns if c not in results.columns]
         results = results.join(data[extra]) if extra else results
-    if not any(c in results.columns for c in ("type", "body", "template_name", "media_url")):
+    said = ("type", "body", "template_name", "media_url")
+    if not built and not any(c in results.columns for c in said):
         raise KwaBatchError(
             "the results do not say what was sent (no type, body, template_name or "
             "media_url column): pass data= (the frame sent), or load the results file "
@@ -244,13 +253,12 @@ def _with_messages(results: pd.DataFrame, data: pd.DataFrame | None) -> pd.DataF
 
 
 def _retry_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The recipients frame of the retries: the message as the campaign sent it, to the
-    number it went to, and what each retries."""
-    frame = pd.DataFrame(index=rows.index)
-    frame["to"] = rows["to"].astype("string")
-    for name in MESSAGE_COLUMNS:
-        if name in rows.columns:
-            frame[name] = rows[name].astype("string")
+    """The recipients frame of the retries: the row as the campaign had it (the message's
+    columns and those it is built from), to the number it went to, and what each
+    retries."""
+    ours = {*RESULT_DTYPES, *FOLLOW_UP_COLUMNS, FOLLOW_UPS, *DELIVERY_COLUMNS, "to_as_written"}
+    frame = rows[[c for c in rows.columns if c not in ours]].copy()
+    frame.insert(0, "to", rows["to"].astype("string"))
     rounds = (
         pd.to_numeric(rows[FOLLOW_UPS], errors="coerce").fillna(0).astype("int64")
         if FOLLOW_UPS in rows.columns

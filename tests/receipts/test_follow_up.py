@@ -349,3 +349,22 @@ def test_receipts_that_are_not_receipts_are_refused_by_name() -> None:
     with pytest.raises(KwaBatchError, match="receipts have no error_code, failed_at"):
         kb.follow_up(results, pd.DataFrame({"message_id": ["m:0"], "status": ["read"],
                                             "recipient": [number(1)]}))  # fmt: skip
+
+
+def test_a_code_the_table_does_not_know_is_judged_by_the_rows_own_status() -> None:
+    results = pd.DataFrame(
+        {
+            "to": [number(n) for n in range(5)],
+            "status": ["not_sent", "unknown", "failed", "failed", "failed"],
+            "message_id": pd.array([None] * 5, dtype="string"),
+            "error_code": ["E429", "X1", "E429", "E503", "E999"],
+            "http_status": pd.array([429, None, 429, 503, 400], dtype="Int64"),
+            "sent_at": pd.array([None] * 5, dtype="datetime64[us, UTC]"),
+        }
+    )
+    plan = kb.follow_up(results, _store_with([]), now=T0)
+    # Never sent: safe to send again; may have gone out: wait; too fast: retry; a server
+    # error may have gone out: wait; a refusal with a code nobody knows: final.
+    assert plan["action"].tolist() == ["retry", "wait", "retry", "wait", "final"]
+    assert plan["decided_by"].tolist() == ["E429", "X1", "E429", "E503", "E999"]
+    assert "never sent" in plan["reason"].iloc[0]
