@@ -164,7 +164,12 @@ def _sent_rows(results: pd.DataFrame) -> pd.DataFrame:
             "number": _as_integers(wa_id_keys(_plus_digits(picked["to"]))).array,
             "business": _as_integers(business).array,
             "key": message_keys(picked["message_id"]).array,
-            "sent_at": pd.to_datetime(picked["sent_at"], utc=True).astype(_TIME).array,
+            # To the second: a callback's created_at is whole seconds, so a reply (a STOP)
+            # in the second its message left would otherwise seem to come before it.
+            "sent_at": pd.to_datetime(picked["sent_at"], utc=True)
+            .dt.floor("s")
+            .astype(_TIME)
+            .array,
         }
     )
 

@@ -18,6 +18,7 @@ from conftest import SENDER
 import kwa_batch as kb
 from kwa_batch.errors import InputError, KwaBatchError
 from kwa_batch.receipts.replies import REPLY_COLUMNS
+from kwa_batch.receipts.store import CallbackStore, IncomingMessage
 
 DEADLINE = 10.0
 # A campaign an hour ago, to the minute (callback times are Unix seconds).
@@ -253,11 +254,12 @@ def _by_hand(results: pd.DataFrame, incoming: pd.DataFrame) -> list[tuple[int, s
         if pd.notna(m.reply_to):
             rows = [i for i, r in sent if r.message_id.removesuffix(":0") == m.reply_to]
         else:
+            # Sent times count to the second, as callbacks' times are whole seconds.
             before = [
-                (r.sent_at, i)
+                (r.sent_at.floor("s"), i)
                 for i, r in sent
                 if key.get(r.to, r.to) == key.get(m.customer, m.customer)
-                and r.sent_at <= m.at
+                and r.sent_at.floor("s") <= m.at
                 and (pd.isna(r.sender) or pd.isna(m.business) or r.sender == m.business)
             ]
             rows = [max(before)[1]] if before else []
@@ -303,3 +305,35 @@ def test_replies_agree_with_the_rule_applied_one_reply_at_a_time(seed: int) -> N
     got = list(zip(tied["replies"].tolist(), tied["reply"].tolist(), strict=True))
     expected = _by_hand(results, incoming)
     assert [(n, r if n else None) for n, r in got] == expected
+
+
+def test_a_stop_in_the_second_its_message_left_counts_as_after_it(tmp_path: Path) -> None:
+    """Callbacks carry whole seconds: a STOP stamped 12:00:05 answers a message sent at
+    12:00:05.700 (issue #19: a button tap in the same second was missed)."""
+    sent = datetime(2026, 12, 6, 12, 0, 5, 700000, tzinfo=UTC)
+    results = pd.DataFrame(
+        {
+            "to": ["+919876500016"],
+            "status": ["sent"],
+            "message_id": ["m16:0"],
+            "sent_at": pd.array([sent], dtype="datetime64[us, UTC]"),
+        }
+    )
+    with CallbackStore(tmp_path / "r.db") as store:
+        tap = sent.replace(microsecond=0)
+        store.add_incoming(
+            IncomingMessage(
+                "t",
+                "+919876500016",
+                None,
+                tap,
+                tap,
+                type="button",
+                body="Stop promotions",
+                reply_to="m16:0",
+                payload="STOP_PROMOTIONS",
+            )
+        )
+        row = kb.replies(results, store).iloc[0]
+    assert bool(row["replied"])
+    assert bool(row["opted_out"])
