@@ -118,7 +118,9 @@ def campaign_rows(
     catalogue: pd.DataFrame | None,
 ) -> pd.DataFrame:
     """The results with what the callbacks say of each row: the delivery columns
-    (:func:`kwa_batch.merge_receipts`), :data:`~kwa_batch.costing.COST_COLUMNS` and ``replied``."""
+    (:func:`kwa_batch.merge_receipts`), :data:`~kwa_batch.costing.COST_COLUMNS`, ``replied``,
+    and what the row needs now (``action`` and ``reason``, as :func:`kwa_batch.follow_up`
+    gives them)."""
     missing = [c for c in ("to", "status", "message_id", "sent_at") if c not in results.columns]
     if missing:
         raise KwaBatchError(
@@ -134,7 +136,9 @@ def campaign_rows(
     out["replied"] = replied
     # What each row needs now, by the outcome policy as follow_up applies it (a 131049 to
     # a US number is final there, not retry).
-    out["action"] = follow_up(plain, table)["action"]
+    plan = follow_up(plain, table)
+    out["action"] = plan["action"]
+    out["reason"] = plan["reason"]
     out.attrs = dict(results.attrs)
     return out
 

@@ -158,7 +158,7 @@ FIX = "fix"
 # needs it, a reader has ``line``.
 _OUTCOME = (
     "line", "status", "delivery_status", "to", "error_code", "error_message", FIX,
-    "delivery_error_code", "cost", "estimated_cost",
+    "delivery_error_code", "action", "reason", "cost", "estimated_cost",
 )  # fmt: skip
 _REFS = ("ref", "ref1", "ref2")
 _MESSAGE = (*(c for c in MESSAGE_COLUMNS if c not in _REFS), "to_as_written")
@@ -167,7 +167,7 @@ _TECHNICAL = (
     "request_id", "recipients", "from_journal",
 )  # fmt: skip
 # Long texts, wrapped within their column.
-_LONG_TEXT = ("error_message", FIX, "body", "caption", "cost_note")
+_LONG_TEXT = ("error_message", FIX, "reason", "body", "caption", "cost_note")
 
 
 def _for_people(frame: pd.DataFrame, user_columns: tuple[str, ...]) -> pd.DataFrame:

@@ -175,6 +175,10 @@ def test_the_workbook_funnel_sheet_equals_the_frame(store: Path, tmp_path: Path)
     assert costs == ROW_COSTS
     assert written["delivery_status"].tolist()[:2] == ["read", "delivered"]
     assert written["estimated_cost"].notna().all()
+    # What each row needs now, beside it (rows 2: 131049, 3: 131026, 7: E110).
+    assert written["action"].tolist()[2:4] == ["retry", "final"]
+    assert written.loc[7, "action"] == "stop"
+    assert written.loc[3, "reason"].startswith("131026: message undeliverable")
 
 
 def test_a_csv_export_carries_the_costs_and_no_funnel(store: Path, tmp_path: Path) -> None:
