@@ -85,6 +85,11 @@ def follow_up(
             f"the results have no {', '.join(missing)} column(s): pass the frame send() "
             "returned, or load_results() of a file kwa-batch send wrote"
         )
+    if not results.index.is_unique:
+        raise KwaBatchError(
+            "the results' index has repeated labels: follow_up gives one action per row, by "
+            "label; pass the frame send() returned or load_results() read (one label a row)"
+        )
     moment = pd.Timestamp(now if now is not None else datetime.now(UTC))
     moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
     if not isinstance(receipts, pd.DataFrame):
@@ -108,7 +113,10 @@ def follow_up(
         if "error_code" in results.columns
         else pd.Series(pd.NA, index=results.index, dtype="string")
     )
-    failed = np.isin(delivery, ("failed", "not-sent"))
+    # A message delivered or read is done, whatever else its callbacks said (a "failed"
+    # received after "delivered", or the two id forms reporting apart): never retried.
+    reached = found["reached"].to_numpy(dtype=bool, na_value=False)
+    failed = np.isin(delivery, ("failed", "not-sent")) & ~reached
     code = np.where(
         failed,
         found["error_code"].astype("string").to_numpy(dtype=object, na_value=None),
@@ -126,7 +134,8 @@ def follow_up(
     reason = np.array([_reason(r) for r in rules], dtype=object)[which]
     decided_by: np.ndarray = np.array(code, dtype=object)
 
-    done = np.isin(delivery, ("delivered", "read"))
+    done = np.isin(delivery, ("delivered", "read")) | reached
+    delivery = np.where(reached & ~np.isin(delivery, ("delivered", "read")), "delivered", delivery)
     sent = status == Status.SENT.value
     waiting = sent & ~done & ~failed
     action[done] = Action.DONE.value
@@ -160,19 +169,29 @@ def follow_up(
 
 def _match(ids: pd.Series, receipts: pd.DataFrame) -> pd.DataFrame:
     """The receipt of each row's message (all NA where none), matched on
-    :func:`~kwa_batch.receipts.store.message_keys` (``<uuid>`` and ``<uuid>:0`` alike)."""
+    :func:`~kwa_batch.receipts.store.message_keys` (``<uuid>`` and ``<uuid>:0`` alike): the
+    first receipt of the message's key, and ``reached`` when any of its receipts says
+    delivered or read."""
     columns = ["status", "error_code", "failed_at", "recipient"]
     keys = message_keys(ids)
     receipt_keys = message_keys(receipts["message_id"])
-    # Only the receipts of these messages (a store holds other campaigns too), the first
-    # of each: a lookup in a few hundred thousand, not in millions.
+    # Only the receipts of these messages (a store holds other campaigns too): a lookup in a
+    # few hundred thousand, not in millions.
     values = pa.array(keys.dropna().astype("str"), pa.string())
     wanted = pc.is_in(pa.array(receipt_keys.astype("str"), pa.string()), value_set=values)
     picked = wanted.to_numpy(zero_copy_only=False)
-    mine = receipts.loc[picked, columns].assign(_key=receipt_keys[picked].to_numpy())
-    mine = mine.loc[~mine["_key"].duplicated().to_numpy()].reset_index(drop=True)
-    at = pd.Index(mine["_key"]).get_indexer(keys)
-    found = mine[columns].reindex(at).reset_index(drop=True)  # -1: a row of NA
+    mine = receipts.loc[picked].assign(_key=receipt_keys[picked].to_numpy())
+    reached = mine["status"].isin(("delivered", "read")).fillna(False).to_numpy().copy()
+    for name in ("delivered_at", "read_at"):
+        if name in mine.columns:
+            reached = reached | mine[name].notna().to_numpy()
+    mine = mine.assign(_reached=reached)
+    grouped = mine.groupby("_key", sort=False)
+    firsts = mine.loc[~mine["_key"].duplicated().to_numpy(), ["_key", *columns]]
+    table = firsts.set_index("_key")
+    table["reached"] = grouped["_reached"].any()
+    at = table.index.get_indexer(keys)
+    found = table.reset_index(drop=True).reindex(at).reset_index(drop=True)  # -1: NA
     return found
 
 
@@ -261,12 +280,19 @@ def _time_retries(
         else np.zeros(len(rows))
     )
     tries = follow_ups.astype("int64") + 1
-    # From when: the receipt's failure, else the row's own time, else now.
-    failed_at = found["failed_at"].to_numpy()[rows]
-    sent_at = pd.DatetimeIndex(results["sent_at"]).tz_convert(UTC).tz_localize(None)
-    base = np.where(
-        pd.isna(failed_at), sent_at.to_numpy()[rows], pd.DatetimeIndex(failed_at).tz_localize(None)
-    )
+    # From when: the later of the failure's time and the row's own sent_at (a callback whose
+    # timestamp is wrong, in the past, never brings a retry before a gap after the message
+    # left); a row with no time at all is due now.
+    sent_at = pd.to_datetime(results["sent_at"], errors="coerce", utc=True)
+    times = np.stack(
+        [
+            pd.DatetimeIndex(found["failed_at"]).tz_localize(None).to_numpy()[rows],
+            pd.DatetimeIndex(sent_at).tz_localize(None).to_numpy()[rows],
+        ]
+    ).astype("datetime64[us]")
+    known_time = ~np.isnat(times)
+    base = np.where(known_time, times, np.datetime64("1970-01-01", "us")).max(axis=0)
+    timeless = ~known_time.any(axis=0)
     # How often the recipient met the code in the receipts lately (a per-user limit counts
     # every one of them; a row without a recipient in its receipt counts its own).
     in_receipts = np.flatnonzero(failed[rows])
@@ -279,7 +305,7 @@ def _time_retries(
             receipts,
         )
         tries[in_receipts] = np.maximum(tries[in_receipts], seen)
-    base = np.where(pd.isna(base), np.datetime64(moment.tz_localize(None)), base)
+    base[timeless] = np.datetime64(moment.tz_localize(None).to_datetime64(), "us")
     to = results["to"].astype("string").to_numpy(dtype=object, na_value="")[rows]
     row_rules = which[rows]
     for position in np.unique(row_rules).tolist():  # one pass per distinct code
@@ -300,7 +326,9 @@ def _time_retries(
         )
         mine, k = mine[~over], k[~over]
         gaps = np.array([np.timedelta64(g, "us") for g in rule.gaps], dtype="timedelta64[us]")
-        retry_at[rows[mine]] = base[mine].astype("datetime64[us]") + gaps[k - 1]
+        retry_at[rows[mine]] = base[mine] + np.where(
+            timeless[mine], np.timedelta64(0, "us"), gaps[k - 1]
+        )
         if any(rule.gaps):
             reason[rows[mine]] = [
                 f"{_reason(rule)} (try {t} of {len(rule.gaps)})" for t in k.tolist()

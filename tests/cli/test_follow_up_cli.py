@@ -60,8 +60,14 @@ def test_follow_up_sends_the_due_rows_once_and_a_second_run_nothing(
         ],
     )
     assert sent.exit_code == 0, sent.output
-    ids = kb.load_results(results)["message_id"].tolist()
-    long_ago = str(int((datetime.now(UTC) - timedelta(hours=25)).timestamp()))
+    # The campaign left 25 hours ago: its results say so (a retry counts from the later of
+    # the message's sending and its failure).
+    then = datetime.now(UTC) - timedelta(hours=25)
+    written = kb.load_results(results)
+    written["sent_at"] = pd.array([then] * len(written), dtype="datetime64[us, UTC]")
+    kb.export_results(written, results)
+    ids = written["message_id"].tolist()
+    long_ago = str(int(then.timestamp()) + 1)
     with kb.Receiver(store) as receiver, requests.Session() as http:
         url = receiver.callback_url
         # GET query, as Kaleyra is seen to send them, and POST JSON.
@@ -106,6 +112,9 @@ def test_follow_up_dry_run_sends_nothing(
     df = pd.DataFrame({"to": NUMBERS[:1], "body": ["Hi"]})
     with emu.client(sender=SENDER) as client:
         results = kb.send(df, client, progress=False, journal=tmp_path / "j.db")
+    results["sent_at"] = pd.array(
+        [datetime.now(UTC) - timedelta(hours=1)], dtype="datetime64[us, UTC]"
+    )
     kb.export_results(results, tmp_path / "r.csv", data=df)
     store = tmp_path / "receipts.db"
     with CallbackStore(store) as opened:

@@ -368,3 +368,79 @@ def test_a_code_the_table_does_not_know_is_judged_by_the_rows_own_status() -> No
     assert plan["action"].tolist() == ["retry", "wait", "retry", "wait", "final"]
     assert plan["decided_by"].tolist() == ["E429", "X1", "E429", "E503", "E999"]
     assert "never sent" in plan["reason"].iloc[0]
+
+
+def _one_sent(message_id: str = "m:0", to: str | None = None) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "to": [to or number(1)],
+            "status": ["sent"],
+            "message_id": [message_id],
+            "sent_at": pd.array([T0], dtype="datetime64[us, UTC]"),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "updates",
+    [
+        # the two id forms report apart: a failure under one, read under the other
+        [("X", "failed", "131049"), ("X:0", "read", None)],
+        # a failure received after delivered
+        [("X:0", "delivered", None), ("X:0", "failed", "131049")],
+    ],
+    ids=["id forms apart", "failed after delivered"],
+)
+def test_a_message_delivered_or_read_is_done_whatever_else_was_said(
+    updates: list[tuple[str, str, str | None]],
+) -> None:
+    store = _store_with(
+        [
+            StatusUpdate(
+                mid,
+                status,
+                T0 + timedelta(seconds=k),
+                T0 + timedelta(seconds=k),
+                recipient=number(1),
+                error_code=code,
+            )
+            for k, (mid, status, code) in enumerate(updates)
+        ]
+    )
+    row = kb.follow_up(_one_sent("X:0"), store).iloc[0]
+    assert row["action"] == "done"
+    assert pd.isna(row["retry_at"])
+
+
+def test_a_callback_timestamp_in_the_past_never_brings_a_retry_within_a_day_of_sending() -> None:
+    store = _store_with([failed("m:0", "131049", number(1), datetime(2020, 1, 1, tzinfo=UTC))])
+    row = kb.follow_up(_one_sent(), store).iloc[0]
+    assert row["retry_at"] == T0 + timedelta(hours=24)
+
+
+def test_a_row_without_any_time_to_retry_is_due_now_not_always_later() -> None:
+    results = _one_sent().assign(
+        status="failed", message_id=pd.NA, error_code="WA500",
+        sent_at=pd.array([None], dtype="datetime64[us, UTC]"),
+    )  # fmt: skip
+    row = kb.follow_up(results, _store_with([]), now=T0).iloc[0]
+    assert (row["action"], row["retry_at"]) == ("retry", T0)
+
+
+def test_a_hand_edited_sent_at_is_no_traceback() -> None:
+    results = _one_sent().assign(status="failed", error_code="WA500", message_id=pd.NA)
+    results["sent_at"] = pd.array(["garbage"], dtype="string")
+    row = kb.follow_up(results, _store_with([]), now=T0).iloc[0]
+    assert (row["action"], row["retry_at"]) == ("retry", T0)
+
+
+def test_a_repeated_index_is_refused_in_one_line() -> None:
+    results = pd.concat([_one_sent(), _one_sent()])
+    with pytest.raises(KwaBatchError, match="repeated labels"):
+        kb.follow_up(results, _store_with([]))
+
+
+def test_empty_results_give_an_empty_plan() -> None:
+    plan = kb.follow_up(_one_sent().iloc[:0], _store_with([]))
+    assert plan.empty
+    assert tuple(plan.columns[-4:]) == FOLLOW_UP_COLUMNS

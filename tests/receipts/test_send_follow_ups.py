@@ -43,6 +43,10 @@ def campaign(tmp_path: Path) -> Iterator[tuple[kb.Emulator, pd.DataFrame, Path, 
 
 def receipts(store: Path, results: pd.DataFrame, outcomes: list[tuple[str, str | None]],
              at: datetime) -> None:  # fmt: skip
+    """Callbacks at ``at`` for the rows in order; the rows' messages left a second before
+    (their ``sent_at`` is moved there: a retry's time counts from the latest of the two)."""
+    results["sent_at"] = pd.array([at - timedelta(seconds=1)] * len(results),
+                                  dtype="datetime64[us, UTC]")  # fmt: skip
     with CallbackStore(store) as opened:
         for (status, code), (_, row) in zip(outcomes, results.iterrows(), strict=True):
             opened.add_status(
