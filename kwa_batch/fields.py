@@ -53,9 +53,10 @@ API_COLUMNS = (
 #: message (and can share one request).
 MESSAGE_COLUMNS = tuple(name for name in API_COLUMNS if name != "to")
 #: A column a recipients frame may carry (``kwa-batch follow-up`` writes it): what the row
-#: retries (the message id of the attempt it follows up). It is no field of the API; it
-#: enters the row's content key, so that a journal records each retry of a row apart from
-#: the row's first send and from its other retries.
+#: retries (the message id of the attempt it follows up). It is no field of the API; where
+#: it is filled, the row's key is that attempt and the number alone (not the content), so
+#: that a journal records each retry once, apart from the row's first send and from its
+#: other retries, whatever else changed since.
 FOLLOW_UP_OF = "follow_up_of"
 #: Message types the API document describes.
 KNOWN_TYPES = ("text", "template", "media", "mediatemplate", "authenticationtemplate")
@@ -129,8 +130,13 @@ def row_keys(messages: pd.DataFrame) -> pd.Series:
             ("1" + chunk[name].astype("str")).fillna("0").astype("object") for name in _KEY_FIELDS
         ]
         joined = parts[0].str.cat(parts[1:], sep="\x1f")
-        for name in (*API_COLUMNS[len(_KEY_FIELDS) :], FOLLOW_UP_OF):
+        for name in API_COLUMNS[len(_KEY_FIELDS) :]:
             if name in chunk.columns and chunk[name].notna().any():
                 joined = joined + (f"\x1e{name}=" + chunk[name].astype("str")).fillna("")
+        if FOLLOW_UP_OF in chunk.columns:
+            # A retry is the attempt it follows up, to its number: the same retry whatever
+            # else changed (another sender, a fixed callback_url), so never sent twice.
+            retry = "\x1d" + chunk["to"].astype("str") + "\x1f" + chunk[FOLLOW_UP_OF].astype("str")
+            joined = retry.fillna(joined.astype("str"))
         keys.extend(sha(text.encode("utf-8")).hexdigest()[:32] for text in joined)
     return pd.Series(keys, index=messages.index, dtype="str")

@@ -201,3 +201,30 @@ def test_a_disabled_template_holds_its_rows_and_a_paused_one_until_its_pause_end
     assert held_by_template(plan, now).tolist() == [True, True, True, True, False]
     later = now + timedelta(hours=3)
     assert held_by_template(plan, later).tolist() == [True, True, False, False, False]
+
+
+def test_a_retry_is_sent_once_even_when_the_second_call_changes_the_message(
+    campaign: tuple[kb.Emulator, pd.DataFrame, Path, Path],
+) -> None:
+    """Review of #19: a second follow-up on the old results with another callback_url (or
+    sender) built another content key, and sent the retry again."""
+    emu, results, journal, store = campaign
+    receipts(store, results, [("failed", "WA500")] * 5, datetime.now(UTC) - timedelta(hours=1))
+    before = emu.message_count
+    kb.send_follow_ups(results, store, emu.client(), journal=journal, data=DF, progress=False)
+    assert emu.message_count - before == 5
+    kb.send_follow_ups(
+        results, store, emu.client(), journal=journal, data=DF, progress=False,
+        callback_url="http://127.0.0.1:9/elsewhere", sender="+911234567891",
+    )  # fmt: skip
+    assert emu.message_count - before == 5
+
+
+def test_a_retry_key_is_its_attempt_and_number_only() -> None:
+    from kwa_batch.fields import message_frame, row_keys
+
+    one = pd.DataFrame({"to": ["+919876500001"], "body": ["Hi"], FOLLOW_UP_OF: ["m1:0"]})
+    other = one.assign(body="Hello", callback_url="http://127.0.0.1:9/cb")
+    assert row_keys(message_frame(one)).tolist() == row_keys(message_frame(other)).tolist()
+    elsewhere = one.assign(to="+919876500002")
+    assert row_keys(message_frame(one)).tolist() != row_keys(message_frame(elsewhere)).tolist()
