@@ -53,6 +53,7 @@ __all__ = [
     "Rule",
     "Scope",
     "markdown_table",
+    "normal_code",
     "rule_for",
     "rules_table",
 ]
@@ -284,6 +285,26 @@ STOP_CODES = frozenset(
 TEMPLATE_CODES = frozenset(code for code, rule in RULES.items() if rule.scope is Scope.TEMPLATE)
 
 
+def normal_code(code: object) -> str | None:
+    """A code as the table spells it: trimmed, ``131049.0`` (a spreadsheet's, or a JSON
+    number) as ``131049``, a known code in its own case (``wav2101`` is ``WAV2101``); None
+    for no code. The receiver stores codes this way, so that every reader (a running
+    campaign's watch included) sees one spelling.
+
+    >>> normal_code(" 131048.0 "), normal_code("wav2101"), normal_code("x9")
+    ('131048', 'WAV2101', 'x9')
+    """
+    if code is None:
+        return None
+    text = str(code).strip()
+    if not text or text.lower() in ("nan", "<na>", "none"):
+        return None
+    if text.endswith(".0") and text[:-2].isdigit():
+        text = text[:-2]
+    upper = text.upper()
+    return upper if upper in RULES and text not in RULES else text
+
+
 def rule_for(code: object) -> Rule:
     """The rule for ``code`` (text or a number: ``131049`` and ``"131049"`` alike).
 
@@ -293,10 +314,8 @@ def rule_for(code: object) -> Rule:
     >>> rule_for(131026).what_to_do
     'no retry: reach the customer another way'
     """
-    text = "" if code is None else str(code).strip()
-    if text.endswith(".0") and text[:-2].isdigit():  # 131049.0 from a spreadsheet
-        text = text[:-2]
-    found = RULES.get(text) or RULES.get(text.upper())
+    text = normal_code(code) or ""
+    found = RULES.get(text)
     if found is not None:
         return found
     if not text:
@@ -318,7 +337,7 @@ def rules_table(*, own: bool = True) -> list[tuple[str, str, str, str, str, str]
     README and for people.
 
     >>> rules_table()[0][:3]
-    ('131000', 'whatsapp', 'retry')
+    ('4', 'whatsapp', 'retry')
     """
     order = {_WA: 0, _V1: 1, _V2: 2}
     rows = [r for r in RULES.values() if own or r.source in order]

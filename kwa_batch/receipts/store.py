@@ -34,6 +34,7 @@ from typing import Any, Self
 
 import pandas as pd
 
+from ..actions import normal_code
 from ..errors import InputError
 
 __all__ = [
@@ -250,7 +251,7 @@ class CallbackStore:
             _text_time(update.at),
             _text_time(update.received_at),
             update.recipient,
-            update.error_code,
+            normal_code(update.error_code),
             update.error,
             update.ref,
             update.ref1,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from kwa_batch.receipts.store import CallbackStore, StatusUpdate
 
 
@@ -32,3 +34,24 @@ def test_only_new_rows_with_the_codes_since_the_start_are_read_once(tmp_path: Pa
         assert later > last
         none, _ = store.updates_with_codes(set(), start)
         assert none.empty
+
+
+@pytest.mark.parametrize("given", ["131048.0", " 131048", "131048"])
+def test_a_code_is_stored_in_the_tables_spelling_so_the_watch_sees_it(
+    tmp_path: Path, given: str
+) -> None:
+    """Review of #19: a JSON 131048.0 did not stop a running campaign (the watch matches
+    the stored code exactly)."""
+    at = datetime.now(UTC)
+    with CallbackStore(tmp_path / "r.db") as store:
+        store.add_status(StatusUpdate("m:0", "failed", at, at, error_code=given))
+        found, _ = store.updates_with_codes({"131048"}, at - timedelta(seconds=1))
+    assert found["error_code"].tolist() == ["131048"]
+
+
+def test_a_known_code_in_another_case_is_stored_in_its_own(tmp_path: Path) -> None:
+    at = datetime.now(UTC)
+    with CallbackStore(tmp_path / "r.db") as store:
+        store.add_status(StatusUpdate("m:0", "failed", at, at, error_code="wav2101"))
+        store.add_status(StatusUpdate("m:1", "failed", at, at, error_code="x9"))
+        assert store.status_updates()["error_code"].tolist() == ["WAV2101", "x9"]
