@@ -170,7 +170,9 @@ def _print_actions(plan: pd.DataFrame, due_now: int) -> None:
         reason = str(rows["reason"].iloc[0])
         line = f"  {action:<8} {code:<8} {len(rows):>6,} row(s): {reason}{when}"
         click.echo(wrapped(line, indent=4))
-    if counts.get("stop", 0):
+    from ..actions import STOP_CODES
+
+    if plan["decided_by"].isin(list(STOP_CODES)).fillna(False).any():
         click.echo(
             wrapped(
                 "Stop: WhatsApp or Kaleyra said to stop sending from this number (see the "

@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..actions import TEMPLATE_CODES, Action
+from ..actions import STOP_CODES, TEMPLATE_CODES, Action
 from ..errors import ConfigurationError, KwaBatchError
 from ..fields import FOLLOW_UP_OF
 from ..outcome import RunOutcome
@@ -140,9 +140,11 @@ def send_follow_ups(
     messages = _with_messages(results, data, built=_BUILDS & set(validation))
     plan = follow_up(messages, receipts)
     stops = plan[plan["action"].eq(Action.STOP.value).fillna(False).to_numpy()]
+    # Only a stop of the number or the account holds everything; a row held for its
+    # template (KWA034, 132016) holds that template's rows (held_by_template), not others.
     chosen = due(plan) & ~held_by_template(plan)
     if chosen.any() and not stop_checked:
-        number_wide = stops[~stops["decided_by"].isin(list(TEMPLATE_CODES)).to_numpy()]
+        number_wide = stops[stops["decided_by"].isin(list(STOP_CODES)).fillna(False).to_numpy()]
         if len(number_wide):
             raise StopSending(_stop_message(number_wide))
     retries = _retry_rows(plan[chosen.to_numpy()])

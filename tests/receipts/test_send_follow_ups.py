@@ -228,3 +228,22 @@ def test_a_retry_key_is_its_attempt_and_number_only() -> None:
     assert row_keys(message_frame(one)).tolist() == row_keys(message_frame(other)).tolist()
     elsewhere = one.assign(to="+919876500002")
     assert row_keys(message_frame(one)).tolist() != row_keys(message_frame(elsewhere)).tolist()
+
+
+def test_a_row_held_for_its_template_does_not_stop_the_other_rows(
+    campaign: tuple[kb.Emulator, pd.DataFrame, Path, Path],
+) -> None:
+    """Review of #19: a KWA034 row (held by its template's pause) counted as a stop of the
+    number, and nothing was sent."""
+    emu, results, journal, store = campaign
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    receipts(store, results, [("sent", None)] + [("failed", "WA500")] * 4, hour_ago)
+    held = results.copy()
+    held.loc[0, ["status", "message_id", "error_code"]] = ["not_sent", pd.NA, "KWA034"]
+    held["sent_at"] = results["sent_at"]
+    before = emu.message_count
+    updated = kb.send_follow_ups(
+        held, store, emu.client(), journal=journal, data=DF, progress=False
+    )
+    assert emu.message_count - before == 4
+    assert updated.loc[0, "follow_ups"] == 0
