@@ -31,7 +31,7 @@ from .catalogue import load_templates
 from .errors import KwaBatchError
 from .pricing import UNKNOWN_REGION, billed_regions, categories_of, load_rate_card, regions_of
 from .receipts.delivery import load_receipts
-from .receipts.store import FINAL_STATUSES, CallbackStore
+from .receipts.store import FINAL_STATUSES, CallbackStore, message_keys
 from .results import Status
 
 __all__ = ["COST_COLUMNS", "NO_RATE_CARD", "costs", "rate_card", "template_catalogue"]
@@ -101,10 +101,13 @@ def row_costs(
 ) -> pd.DataFrame:
     """:func:`costs` over a loaded receipts frame, rate card and catalogue."""
     index = results.index
+    # Matched on message_keys, as merge_receipts and the funnel match: "<uuid>" and
+    # "<uuid>:0" are one message.
     found = (
-        receipts.drop_duplicates("message_id")
-        .set_index("message_id")
-        .reindex(pd.Index(results["message_id"].astype("str").str.strip().array))
+        receipts.assign(_key=message_keys(receipts["message_id"]).to_numpy())
+        .drop_duplicates("_key")
+        .set_index("_key")
+        .reindex(pd.Index(message_keys(results["message_id"]).array))
     )
     price = pd.Series(found["price"].array, index=index, dtype="Float64")
     billable = pd.Series(found["billable"].array, index=index, dtype="boolean")

@@ -234,3 +234,24 @@ def test_the_chart_draws_the_total(exported: pd.DataFrame, store: Path, tmp_path
     assert "cost 0.0597 against 0.1574 estimated (2 row(s) without a known cost)" in title
     figure.savefig(tmp_path / "funnel.png")
     assert (tmp_path / "funnel.png").stat().st_size > 1000
+
+
+def test_costs_match_either_form_of_the_message_id(tmp_path: Path) -> None:
+    """Review of #19: the funnel counted a row read whose cost said "no receipt yet"."""
+    from datetime import UTC, datetime
+
+    from kwa_batch.receipts.store import CallbackStore, StatusUpdate
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    with CallbackStore(tmp_path / "r.db") as store:
+        store.add_status(StatusUpdate("bare", "delivered", at, at, price=0.01))
+        store.add_status(StatusUpdate("long:0", "delivered", at, at, price=0.02))
+        results = pd.DataFrame(
+            {
+                "to": ["+919876500001", "+919876500002"],
+                "status": "sent",
+                "message_id": ["bare:0", "long"],
+            }
+        )
+        found = kb.costs(results, store)
+    assert found["cost"].tolist() == [0.01, 0.02]
