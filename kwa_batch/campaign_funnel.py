@@ -127,8 +127,15 @@ def campaign_rows(
             f"the results have no {' or '.join(missing)} column: pass the frame send() "
             "returned, or a file kwa-batch send wrote"
         )
+    if not results.index.is_unique:
+        raise KwaBatchError(
+            "the results' index has repeated labels: the funnel counts each row once, by "
+            "label; pass the frame send() returned or load_results() read (one label a row)"
+        )
     added = (*COST_COLUMNS, "replied", *FOLLOW_UP_COLUMNS)
     plain = results.drop(columns=[c for c in added if c in results.columns])
+    if "error_code" not in plain.columns:  # a frame of its own, with only what is needed
+        plain = plain.assign(error_code=pd.array([pd.NA] * len(plain), dtype="string"))
     with opened_store(receipts) as store:
         table = load_receipts(store)
         replied = replies(plain, store)["replied"]

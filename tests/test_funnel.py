@@ -255,3 +255,30 @@ def test_costs_match_either_form_of_the_message_id(tmp_path: Path) -> None:
         )
         found = kb.costs(results, store)
     assert found["cost"].tolist() == [0.01, 0.02]
+
+
+def _minimal(index: list[int]) -> pd.DataFrame:
+    from datetime import UTC, datetime
+
+    return pd.DataFrame(
+        {
+            "to": pd.array(["+919876500001"] * len(index), dtype="string"),
+            "status": pd.array(["sent"] * len(index), dtype="string"),
+            "message_id": pd.array([f"m{n}:0" for n in range(len(index))], dtype="string"),
+            "sent_at": pd.array(
+                [datetime(2026, 12, 1, tzinfo=UTC)] * len(index), dtype="datetime64[us, UTC]"
+            ),
+        },
+        index=index,
+    )
+
+
+def test_the_funnel_of_no_rows_and_of_a_frame_without_error_codes(store: Path) -> None:
+    assert kb.funnel(_minimal([]), store).empty
+    counted = kb.funnel(_minimal([0, 1]), store)
+    assert counted.loc[("total", "all"), "sent"] == 2
+
+
+def test_a_repeated_index_is_refused_in_one_line(store: Path) -> None:
+    with pytest.raises(KwaBatchError, match="repeated labels"):
+        kb.funnel(_minimal([0, 0]), store)

@@ -177,6 +177,8 @@ def _sent_rows(results: pd.DataFrame) -> pd.DataFrame:
 def _tied(incoming: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
     """The position in the results of the row each reply answers, -1 for none."""
     tied = np.full(len(incoming), -1, dtype=np.int64)
+    if rows.empty or incoming.empty:
+        return tied
     # 1. By the message it answers.
     with_id = incoming["reply_to"].notna().to_numpy()
     by_key = rows.drop_duplicates("key").set_index("key")["row"]

@@ -337,3 +337,14 @@ def test_a_stop_in_the_second_its_message_left_counts_as_after_it(tmp_path: Path
         row = kb.replies(results, store).iloc[0]
     assert bool(row["replied"])
     assert bool(row["opted_out"])
+
+
+def test_no_results_against_a_store_with_replies_ties_nothing(tmp_path: Path) -> None:
+    """Review of #19: IndexError on an empty results frame."""
+    at = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    with CallbackStore(tmp_path / "r.db") as store:
+        store.add_incoming(IncomingMessage("k", "+919876500016", None, at, at, body="hi"))
+        empty = pd.DataFrame(
+            {name: pd.array([], dtype="string") for name in ("to", "status", "message_id")}
+        ).assign(sent_at=pd.array([], dtype="datetime64[us, UTC]"))
+        assert kb.replies(empty, store).empty
