@@ -29,13 +29,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..actions import STOP_CODES, TEMPLATE_CODES, Action
+from ..actions import STOP_CODES, TEMPLATE_CODES, Action, rule_for
 from ..errors import ConfigurationError, KwaBatchError
 from ..fields import FOLLOW_UP_OF
 from ..outcome import RunOutcome
@@ -48,7 +48,14 @@ from .follow_up import FOLLOW_UP_COLUMNS, FOLLOW_UPS, follow_up
 from .optouts import OptOutSource
 from .store import CallbackStore
 
-__all__ = ["StopSending", "campaign_schedule", "due", "held_by_template", "send_follow_ups"]
+__all__ = [
+    "RECENT_STOPS",
+    "StopSending",
+    "campaign_schedule",
+    "due",
+    "held_by_template",
+    "send_follow_ups",
+]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +154,9 @@ def send_follow_ups(
         number_wide = stops[stops["decided_by"].isin(list(STOP_CODES)).fillna(False).to_numpy()]
         if len(number_wide):
             raise StopSending(_stop_message(number_wide))
+        recent = _recent_stops(store_path, sender or _campaign_sender(results))
+        if recent:
+            raise StopSending(recent)
     retries = _retry_rows(plan[chosen.to_numpy()])
     if schedule is None:
         schedule = campaign_schedule(results)
@@ -173,6 +183,32 @@ def _send_watched(
     """:func:`kwa_batch.send` of the retries, watching the store: a stop code that arrives
     while they go stops them as it stops a campaign."""
     return send(retries, client, receipts=store, **options)
+
+
+#: How far back a stop code of another campaign from the same number holds follow-ups.
+RECENT_STOPS = timedelta(hours=24)
+
+
+def _recent_stops(store: Path, sender: str | None) -> str | None:
+    """Why nothing should leave: a stop code received in the last :data:`RECENT_STOPS` for
+    a message from ``sender`` (or one that names no number), e.g. another campaign's
+    131048; None when there is none."""
+    since = datetime.now(UTC) - RECENT_STOPS
+    with CallbackStore(store) as opened:
+        found, _ = opened.updates_with_codes(STOP_CODES, since)
+    if sender is not None and len(found):
+        mine = found["business"].isna() | found["business"].eq(sender)
+        found = found[mine.fillna(True).to_numpy()]
+    if found.empty:
+        return None
+    codes = found["error_code"].value_counts()
+    listed = ", ".join(f"{code} ({n} callback(s))" for code, n in codes.items())
+    first = rule_for(str(codes.index[0]))
+    return (
+        f"nothing was sent: the receipts store got {listed} in the last 24 hours for this "
+        f"number ({first.code}: {first.meaning}; {first.what_to_do}); once done, run again "
+        "with stop_checked=True (--stop-checked)"
+    )
 
 
 class StopSending(KwaBatchError):

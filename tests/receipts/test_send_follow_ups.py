@@ -247,3 +247,26 @@ def test_a_row_held_for_its_template_does_not_stop_the_other_rows(
     )
     assert emu.message_count - before == 4
     assert updated.loc[0, "follow_ups"] == 0
+
+
+def test_another_campaigns_recent_stop_code_holds_the_follow_ups_too(
+    campaign: tuple[kb.Emulator, pd.DataFrame, Path, Path],
+) -> None:
+    """Review of #19: a follow-up from cron sent into a number that another campaign's
+    131048 (an hour ago) said to stop."""
+    from kwa_batch.receipts.retrying import StopSending
+
+    emu, results, journal, store = campaign
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    receipts(store, results, [("failed", "WA500")] * 5, hour_ago)
+    with CallbackStore(store) as opened:
+        opened.add_status(StatusUpdate("other:0", "failed", hour_ago, hour_ago,
+                                       error_code="131048"))  # fmt: skip
+    before = emu.message_count
+    with pytest.raises(StopSending, match=r"131048 \(1 callback\(s\)\) in the last 24 hours"):
+        kb.send_follow_ups(results, store, emu.client(), journal=journal, data=DF, progress=False)
+    assert emu.message_count == before
+    kb.send_follow_ups(
+        results, store, emu.client(), journal=journal, data=DF, stop_checked=True, progress=False
+    )
+    assert emu.message_count - before == 5
