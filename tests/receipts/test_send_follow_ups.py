@@ -139,20 +139,32 @@ def test_a_customer_who_said_stop_since_is_not_retried(
 def test_each_retry_counts_against_the_campaigns_daily_limit(
     tmp_path: Path,
 ) -> None:
+    """A daily limit of 2 unique recipients: the campaign sends 2 of 3 rows and holds the
+    third (KWA030). Its follow-up is due at once, and the campaign's limit, counted from its
+    journal, still holds it; retries to the two already counted fit (unique recipients)."""
     df = pd.DataFrame({"to": NUMBERS[:3], "type": "template", "template_name": "t",
                        "params": "x", "lang_code": "en"})  # fmt: skip
     journal, store = tmp_path / "c.db", tmp_path / "r.db"
     with kb.Emulator() as emu:
         results = kb.send(df, emu.client(), sender=SENDER, journal=journal, progress=False,
-                          daily_limit=3)  # fmt: skip
-        assert results["status"].tolist() == ["sent"] * 3
-        long_ago = datetime.now(UTC) - timedelta(hours=25)
-        receipts(store, results, [("failed", "WA500")] * 3, long_ago)
-        # A retry to the same three customers fits (unique recipients); a fourth would not.
+                          daily_limit=2)  # fmt: skip
+        assert results["status"].tolist() == ["sent", "sent", "not_sent"]
+        assert results.loc[2, "error_code"] == "KWA030"
+        hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        with CallbackStore(store) as opened:
+            for n in (0, 1):
+                opened.add_status(StatusUpdate(results.loc[n, "message_id"], "failed",
+                                               hour_ago, hour_ago, error_code="WA500"))  # fmt: skip
+        # The campaign left an hour ago (row 2, held, has no time: it is due at once).
+        results.loc[[0, 1], "sent_at"] = hour_ago - timedelta(seconds=1)
+        plan = kb.follow_up(results, store)
+        assert plan["action"].tolist() == ["retry", "retry", "retry"]
+        before = emu.message_count
         updated = kb.send_follow_ups(results, store, emu.client(), journal=journal, data=df,
                                      progress=False)  # fmt: skip
-        assert updated["follow_ups"].tolist() == [1, 1, 1]
-        assert updated.attrs["follow_up"].settings.get("daily_limit") == 3
+        assert emu.message_count - before == 2
+        assert updated["follow_ups"].tolist() == [1, 1, 0]
+        assert updated.attrs["follow_up"].held == {"KWA030": 1}
 
 
 def test_the_retry_key_differs_from_the_first_send_and_between_retries() -> None:
