@@ -169,23 +169,23 @@ _EXTERNAL = (
     _rule("131016", Action.RETRY, "WhatsApp's service is unavailable for a moment",
           "retry after a pause", gaps=(5 * _M, 15 * _M, _H)),
     _rule("131048", Action.STOP, "spam rate limit: the number is being restricted",
-          "stop: check the number's quality rating in WhatsApp Manager and the messages "
+          "check the number's quality rating in WhatsApp Manager and the messages "
           "customers block or report, before anything more is sent", scope=Scope.NUMBER),
     _rule("368", Action.STOP, "the account is blocked for a policy violation",
-          "stop: read the violation in WhatsApp Manager and appeal or fix it first",
+          "read the violation in WhatsApp Manager and appeal or fix it first",
           scope=Scope.NUMBER),
     _rule("131031", Action.STOP, "the business account is locked",
-          "stop: the account is restricted or disabled; check WhatsApp Manager",
+          "the account is restricted or disabled; check WhatsApp Manager",
           scope=Scope.NUMBER),
     _rule("133010", Action.STOP, "the business number is not registered on WhatsApp",
-          "stop: register the number (Kaleyra's console) before sending", scope=Scope.NUMBER),
+          "register the number (Kaleyra's console) before sending", scope=Scope.NUMBER),
     _rule("131064", Action.STOP, "the messaging limit of the portfolio (unique customers "
-          "in 24 h) is reached", "stop: wait for the 24-hour window or a higher tier; raise "
+          "in 24 h) is reached", "wait for the 24-hour window or a higher tier; raise "
           "the daily limit only with the tier", scope=Scope.NUMBER),
     _rule("131042", Action.STOP, "a payment problem on the business account",
-          "stop: fix the payment method in WhatsApp Manager", scope=Scope.NUMBER),
+          "fix the payment method in WhatsApp Manager", scope=Scope.NUMBER),
     _rule("131005", Action.STOP, "access denied to the number or the account",
-          "stop: check the permissions of the number with Kaleyra", scope=Scope.NUMBER),
+          "check the permissions of the number with Kaleyra", scope=Scope.NUMBER),
     _rule("132015", Action.RETRY, "the template is paused for low quality (3 h, then 6 h)",
           "its rows wait; they may go when the pause ends (code recalled, not confirmed: "
           "the template's status decides too)", scope=Scope.TEMPLATE, gaps=(3 * _H, 6 * _H)),
@@ -213,16 +213,16 @@ _EXTERNAL = (
     _rule("WA500", Action.RETRY, "Kaleyra's server failed", "retry after 5, 10 and 15 minutes",
           _V2, gaps=(5 * _M, 10 * _M, 15 * _M)),
     _rule("E110", Action.STOP, "the account's balance is too low",
-          "stop: top up the Kaleyra account before sending", _V2, scope=Scope.NUMBER),
+          "top up the Kaleyra account before sending", _V2, scope=Scope.NUMBER),
     _rule("RBC001", Action.STOP, "wrong SID or API key",
-          "stop: check KALEYRA_SID and KALEYRA_API_KEY", _V2, scope=Scope.NUMBER),
+          "check KALEYRA_SID and KALEYRA_API_KEY", _V2, scope=Scope.NUMBER),
     _rule("WA401", Action.STOP, "the sending number is not in the account",
-          "stop: use a number of this Kaleyra account", _V2, scope=Scope.NUMBER),
+          "use a number of this Kaleyra account", _V2, scope=Scope.NUMBER),
     _rule("WA-401", Action.STOP, "the number is on the other API version, or the account "
-          "type does not allow it", "stop: send with the API version the number belongs to",
+          "type does not allow it", "send with the API version the number belongs to",
           _V2, scope=Scope.NUMBER),
     _rule("WAV2101", Action.STOP, "the account's daily limit is reached",
-          "stop: no retry today; wait for the next day or ask Kaleyra for a higher limit",
+          "no retry today; wait for the next day or ask Kaleyra for a higher limit",
           _V2, scope=Scope.NUMBER),
 )  # fmt: skip
 
@@ -238,13 +238,13 @@ _BY_POLICY = {
 }
 # Own codes whose action is not their policy's.
 _OWN_EXCEPTIONS = {
-    Code.HTTP401: (Action.STOP, Scope.NUMBER, "stop: check KALEYRA_SID and KALEYRA_API_KEY"),
+    Code.HTTP401: (Action.STOP, Scope.NUMBER, "check KALEYRA_SID and KALEYRA_API_KEY"),
     # Held by a stop code or a template's pause seen while the run sent: sent again only
     # once a person has acted (the row's message says on what), never by a follow-up alone.
     Code.STOPPED: (
         Action.STOP,
         Scope.NUMBER,
-        "stop: act on the code in the row's message first, then send again",
+        "act on the code in the row's message first, then send again",
     ),
     Code.TEMPLATE_HELD: (
         Action.STOP,
