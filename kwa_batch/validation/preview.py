@@ -3,22 +3,15 @@ link with the row's parameters filled in (:meth:`ValidationReport.preview`)."""
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 import pandas as pd
 
 from ..catalogue import MEDIA_FORMATS
+from ..message_objects import split_params
 from .template_checks import catalogue_frame, check_templates
 
-__all__ = ["render_messages", "split_params"]
-
-
-def split_params(params: str | None) -> list[str]:
-    """``params`` as values (CSV style: ``"Tan, Wei Ling",A1008``)."""
-    if params is None or (isinstance(params, float) and params != params) or params is pd.NA:
-        return []
-    return next(csv.reader([str(params)]), [])
+__all__ = ["render_messages"]
 
 
 def render_messages(messages: pd.DataFrame, catalogue: Any = None, rows: int = 5) -> pd.DataFrame:
