@@ -16,10 +16,15 @@ Sources:
 - a CSV or XLSX file with columns ``template_name``, ``lang_code``, ``status``, ``body``
   (placeholders ``{{1}}``, ``{{2}}``…) and optionally ``category``, ``header_format``
   (NONE, TEXT, IMAGE, VIDEO, DOCUMENT), ``header_text``, ``footer`` and ``url_button`` (a
-  link; ``{{1}}`` in it makes it dynamic). Cells are read as text, exactly as written;
+  link; ``{{1}}`` in it makes it dynamic), ``buttons`` (the buttons in their order,
+  ``TYPE: text`` joined by ``;``: ``QUICK_REPLY: Yes; URL: https://…; FLOW: Book``), and for
+  a carousel ``card_params`` (each card's body placeholders, ``|``-separated: ``1|1`` for
+  two cards of one) and ``card_header`` (IMAGE or VIDEO). Cells are read as text, exactly as
+  written;
 - a JSON file, or the parsed object, in WhatsApp's template format as Kaleyra's v2 API
   returns it: ``{"data": [{"name", "language", "status", "category", "components":
-  [...]}]}``. Unknown fields are ignored and statuses may come in any case;
+  [...]}]}``, a ``CAROUSEL`` component's ``cards`` read for their count, header format and
+  body placeholders. Unknown fields are ignored and statuses may come in any case;
 - a DataFrame of either shape of columns.
 
 Within bounds: only a regular file is read (a FIFO, a device or a folder is refused before it
@@ -59,6 +64,7 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "MEDIA_FORMATS",
     "TEMPLATE_COLUMNS",
+    "VALUE_BUTTONS",
     "count_placeholders",
     "load_templates",
     "save_templates",
@@ -76,9 +82,20 @@ TEMPLATE_COLUMNS = (
     "footer",
     "url_button",
     "buttons",
+    "card_header",
+    "card_params",
     "body_params",
     "header_params",
     "url_params",
+    "button_types",
+    "card_count",
+)
+#: Button types whose value a row gives in its ``buttons`` column, in the template's order
+#: (a quick reply's payload, a flow's token, a copy-code button's code).
+VALUE_BUTTONS = ("QUICK_REPLY", "FLOW", "COPY_CODE")
+# The button types of WhatsApp's template JSON.
+_BUTTON_KINDS = frozenset(
+    {*VALUE_BUTTONS, "URL", "PHONE_NUMBER", "OTP", "CATALOG", "MPM", "SPM", "VOICE_CALL"}
 )
 #: Header formats WhatsApp knows (``NONE``: no header).
 HEADER_FORMATS = ("NONE", "TEXT", "IMAGE", "VIDEO", "DOCUMENT", "LOCATION")
@@ -101,7 +118,7 @@ _ALIASES = {
     "url": "url_button",
     "button_url": "url_button",
 }
-_TEXT_COLUMNS = TEMPLATE_COLUMNS[:10]
+_TEXT_COLUMNS = TEMPLATE_COLUMNS[:12]
 
 #: The largest catalogue read (a file, or every page of the API's list): a real account's
 #: few hundred templates take well under 1 MiB.
@@ -147,7 +164,9 @@ def load_templates(
         A frame with :data:`TEMPLATE_COLUMNS`: text columns (``status`` and ``category``
         lower case, ``header_format`` upper case, NA when absent) and the integer counts
         ``body_params``, ``header_params`` (a TEXT header's) and ``url_params`` (a URL
-        button's), sorted by name and language.
+        button's), ``card_count`` (a carousel's cards, 0 for other templates),
+        ``button_types`` (the buttons' types in order, ``|``-separated, e.g.
+        ``QUICK_REPLY|URL``; NA without buttons), sorted by name and language.
 
     Raises:
         InputError: the file is missing or unreadable, a required column is missing, a
@@ -309,6 +328,18 @@ def _finish(frame: pd.DataFrame, labels: list[str], where: str) -> pd.DataFrame:
     frame["header_params"] = frame["header_params"].fillna(0).astype("int64")
     frame["url_params"] = frame["url_button"].map(count_placeholders, na_action="ignore")
     frame["url_params"] = frame["url_params"].fillna(0).astype("int64")
+    frame["button_types"] = frame["buttons"].map(_button_types, na_action="ignore").astype("str")
+    card_params = frame["card_params"].str.replace(r"\s+", "", regex=True)
+    bad = card_params.notna() & ~card_params.str.fullmatch(r"[0-9]{1,2}(?:\|[0-9]{1,2}){0,9}")
+    if bad.any():
+        i = int(bad.to_numpy().argmax())
+        raise InputError(
+            f"{where}, {labels[i]}: card_params {frame['card_params'].iloc[i]!r} is not each "
+            "card's count of body placeholders, |-separated (e.g. 1|1 for two cards of one)"
+        )
+    frame["card_params"] = card_params
+    frame["card_count"] = card_params.str.count(r"\|").add(1).fillna(0).astype("int64")
+    frame["card_header"] = frame["card_header"].str.upper()
     out = frame[list(TEMPLATE_COLUMNS)]
     out = out.astype(dict.fromkeys(_TEXT_COLUMNS, "str"))
     out = out.sort_values(["template_name", "lang_code"], kind="stable").reset_index(drop=True)
@@ -424,8 +455,41 @@ def _components(components: list[Any], where: str) -> dict[str, Any]:
         elif kind == "BUTTONS":
             listed = _list(component.get("buttons"), "buttons", where)
             buttons.extend(_buttons(listed, found, where))
+        elif kind == "CAROUSEL":
+            _carousel(component, found, where)
     found["buttons"] = "; ".join(buttons) or None
     return found
+
+
+def _button_types(summary: str) -> str | None:
+    """The button types of a ``buttons`` summary, in order (``QUICK_REPLY: Yes; URL: …``
+    gives ``QUICK_REPLY|URL``); a part that names no type WhatsApp has is a quick reply."""
+    kinds = []
+    for part in summary.split(";"):
+        if not part.strip():
+            continue
+        head = part.partition(":")[0].strip().upper().replace(" ", "_")
+        kinds.append(head if head in _BUTTON_KINDS else "QUICK_REPLY")
+    return "|".join(kinds) or None
+
+
+def _carousel(component: Mapping[str, Any], found: dict[str, Any], where: str) -> None:
+    """A ``CAROUSEL`` component: its cards' header format and body placeholders."""
+    counts: list[str] = []
+    for card in _list(component.get("cards"), "cards", where):
+        body = None
+        for part in (
+            _list(card.get("components"), "components", where) if isinstance(card, Mapping) else []
+        ):
+            if not isinstance(part, Mapping):
+                continue
+            kind = (_text(part.get("type"), "type", where) or "").upper()
+            if kind == "BODY":
+                body = _text(part.get("text"), "text", where)
+            elif kind == "HEADER" and "card_header" not in found:
+                found["card_header"] = _text(part.get("format"), "format", where)
+        counts.append(str(count_placeholders(body)))
+    found["card_params"] = "|".join(counts) or None
 
 
 def _buttons(buttons: list[Any], found: dict[str, Any], where: str) -> Iterable[str]:

@@ -17,12 +17,14 @@ if TYPE_CHECKING:  # pandas is imported where a frame is made: the limits alone 
 __all__ = [
     "API_COLUMNS",
     "BODY_MAX",
+    "DERIVED_COLUMNS",
     "FOLLOW_UP_OF",
     "KNOWN_TYPES",
     "MAX_RECIPIENTS_PER_REQUEST",
     "MESSAGE_COLUMNS",
     "REF_MAX",
     "SESSION_TYPES",
+    "V2_COLUMNS",
     "message_frame",
     "request_form",
     "row_keys",
@@ -48,7 +50,24 @@ API_COLUMNS = (
     "param_header",
     "param_url",
     "verification_code",
+    # The rich kinds WhatsApp's message objects carry, sent by Kaleyra's v2 API (issue #20).
+    "buttons",
+    "list",
+    "list_button",
+    "reply_to",
+    "message_json",
+    # Filled by validation: a carousel's card_N_media_url / card_N_params columns, gathered
+    # as JSON ([{"media_url", "params"}, ...]), and the template's button types in order
+    # (from the catalogue, on v2: which index each button value goes to).
+    "cards",
+    "template_buttons",
 )
+#: The columns only Kaleyra's v2 API can send (v1's form has no such fields): a row that
+#: fills one is refused on v1, and :func:`request_form` never sends them.
+V2_COLUMNS = API_COLUMNS[API_COLUMNS.index("buttons") :]
+#: Columns validation fills from others: never read from a file, and no part of a row's
+#: key (the catalogue they come from may change between runs; the row does not).
+DERIVED_COLUMNS = ("template_buttons",)
 #: The columns that make a message: two rows alike in all of them but ``to`` are the same
 #: message (and can share one request).
 MESSAGE_COLUMNS = tuple(name for name in API_COLUMNS if name != "to")
@@ -59,9 +78,29 @@ MESSAGE_COLUMNS = tuple(name for name in API_COLUMNS if name != "to")
 #: other retries, whatever else changed since.
 FOLLOW_UP_OF = "follow_up_of"
 #: Message types the API document describes.
-KNOWN_TYPES = ("text", "template", "media", "mediatemplate", "authenticationtemplate")
-#: The session message types: allowed only inside an open 24-hour conversation window.
-SESSION_TYPES = ("text", "media")
+KNOWN_TYPES = (
+    "text",
+    "template",
+    "media",
+    "mediatemplate",
+    "authenticationtemplate",
+    "interactive",
+)
+#: The session message types: allowed only inside an open 24-hour conversation window (a
+#: ``message_json`` row takes its object's type, WhatsApp's names among these).
+SESSION_TYPES = (
+    "text",
+    "media",
+    "interactive",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "reaction",
+)
 #: The longest ``ref``, ``ref1``, ``ref2`` the API takes, in characters.
 REF_MAX = 255
 #: The longest text ``body``, in characters.
@@ -97,7 +136,8 @@ def message_frame(valid: pd.DataFrame) -> pd.DataFrame:
 
 def request_form(numbers: Sequence[str], fields: Mapping[str, object]) -> dict[str, str]:
     """The form of one request: ``to`` (the recipients comma-joined), then the message's
-    fields as text, those that are missing (None, NA) left out.
+    fields as text, those that are missing (None, NA) left out, and v2's own
+    (:data:`V2_COLUMNS`) too: v1 has no such fields.
 
     >>> request_form(["+919876543210", "+14155550123"], {"type": "text", "ref": None})
     {'to': '+919876543210,+14155550123', 'type': 'text'}
@@ -106,7 +146,7 @@ def request_form(numbers: Sequence[str], fields: Mapping[str, object]) -> dict[s
 
     form = {"to": ",".join(numbers)}
     for name, value in fields.items():
-        if name != "to" and value is not None and not pd.isna(value):
+        if name != "to" and name not in V2_COLUMNS and value is not None and not pd.isna(value):
             form[name] = str(value)
     return form
 
@@ -131,7 +171,7 @@ def row_keys(messages: pd.DataFrame) -> pd.Series:
         ]
         joined = parts[0].str.cat(parts[1:], sep="\x1f")
         for name in API_COLUMNS[len(_KEY_FIELDS) :]:
-            if name in chunk.columns and chunk[name].notna().any():
+            if name not in DERIVED_COLUMNS and name in chunk.columns and chunk[name].notna().any():
                 joined = joined + (f"\x1e{name}=" + chunk[name].astype("str")).fillna("")
         if FOLLOW_UP_OF in chunk.columns:
             # A retry is the attempt it follows up, to its number: the same retry whatever
