@@ -54,6 +54,7 @@ from .errors import InputError, KwaBatchError
 from .fields import BODY_MAX
 from .loading.files import FileKind, check_regular_file, read_regular_file
 from .loading.reading import read_table
+from .message_objects import VALUE_BUTTONS
 from .tables import Sheet, csv_unguard, write_csv, write_xlsx
 
 __all__ = [
@@ -64,7 +65,6 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "MEDIA_FORMATS",
     "TEMPLATE_COLUMNS",
-    "VALUE_BUTTONS",
     "count_placeholders",
     "load_templates",
     "save_templates",
@@ -90,9 +90,6 @@ TEMPLATE_COLUMNS = (
     "button_types",
     "card_count",
 )
-#: Button types whose value a row gives in its ``buttons`` column, in the template's order
-#: (a quick reply's payload, a flow's token, a copy-code button's code).
-VALUE_BUTTONS = ("QUICK_REPLY", "FLOW", "COPY_CODE")
 # The button types of WhatsApp's template JSON.
 _BUTTON_KINDS = frozenset(
     {*VALUE_BUTTONS, "URL", "PHONE_NUMBER", "OTP", "CATALOG", "MPM", "SPM", "VOICE_CALL"}

@@ -418,6 +418,65 @@ class Code(StrEnum):
         Source.LOCAL,
         Policy.WAIT,
     )
+    # Issue #20: the rich kinds (buttons, lists, carousels, replies, message_json).
+    V2_ONLY = (
+        "KWA035",
+        "v2 only: Kaleyra's v1 API cannot send this row (interactive buttons or a list, a "
+        "carousel, template buttons with payloads, a flow token or a coupon code, a reply in "
+        "context, message_json)",
+        "Send with api_version='v2' (--api-version v2, KALEYRA_API_VERSION=v2) from a number "
+        "onboarded on v2; or, on v1, empty the row's v2 columns (buttons, list, list_button, "
+        "reply_to, message_json, card_N_...).",
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    RICH_COUNT = (
+        "KWA036",
+        "more buttons, list sections or rows, or carousel cards than WhatsApp allows",
+        "Keep to WhatsApp's limits: 1 to 3 reply buttons, at most 10 list sections and 10 "
+        "rows in all, at most 10 cards [131009].",
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    RICH_LENGTH = (
+        "KWA037",
+        "a button title, id, list text, header, body or footer is longer than WhatsApp allows",
+        "Shorten it: reply button titles 20 characters, ids 256; list button 20, section "
+        "and row titles 24, row ids 200; header 60, body 1,024, footer 60 [131009].",
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    RICH_SHAPE = (
+        "KWA038",
+        "the rich message is malformed: message_json is not a message object, an interactive "
+        "row lacks its body, buttons or list, or the card columns leave a gap",
+        "Follow the row's message: message_json is one JSON object with 'type' and that "
+        "type's object; an interactive row has a body and either buttons or a list (with "
+        "list_button); cards are numbered 1, 2, 3... without a gap [131009].",
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    BUTTONS_MISMATCH = (
+        "KWA039",
+        "the row's buttons do not fit the template's: more values than the template has "
+        "quick-reply, flow and copy-code buttons, or a flow or copy-code button without its "
+        "value",
+        "Give, |-separated and in the template's order, one payload per quick-reply button "
+        "(optional), then the flow button's token and the copy-code button's code (required) "
+        "[131009, 132018].",
+        Source.LOCAL,
+        Policy.FIX,
+    )
+    CARDS_MISMATCH = (
+        "KWA040",
+        "the row's carousel cards do not match the approved template: their number, a card's "
+        "parameters or its media",
+        "Fill card_1_... to card_N_... for exactly the template's N cards, each card_N_params "
+        "with one value per {{n}} of that card's body and card_N_media_url with its image or "
+        "video [132012, 132000].",
+        Source.LOCAL,
+        Policy.FIX,
+    )
     # Transport and server outcomes recorded in the results.
     HTTP401 = (
         "HTTP401",

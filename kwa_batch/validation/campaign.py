@@ -41,12 +41,15 @@ class CampaignCheck:
         findings: refusals, each with positions 0…n-1 of the messages.
         lang_code: the messages' ``lang_code`` with resolved languages filled in (None
             when no catalogue was given).
+        template_buttons: each message's template's button types in order (None when no
+            catalogue was given).
         catalogue: the catalogue used, or None.
         suppression: the suppression list used, or None.
     """
 
     findings: list[Finding] = field(default_factory=list)
     lang_code: pd.Series | None = None
+    template_buttons: pd.Series | None = None
     catalogue: pd.DataFrame | None = None
     suppression: pd.DataFrame | None = None
 
@@ -127,6 +130,7 @@ def campaign_findings(
         check = check_templates(messages, out.catalogue)
         out.findings.extend(check.findings)
         out.lang_code = check.lang_code
+        out.template_buttons = check.template_buttons
     if suppress is not None:
         out.suppression = as_suppression(suppress, default_region)
         to = prepared["to"].reset_index(drop=True)

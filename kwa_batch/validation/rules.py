@@ -35,6 +35,7 @@ from .sender import invalid_sender_message, usable_senders
 
 __all__ = [  # and, built on first use, the pandera models MessageRow, TextMessage,
     # TemplateMessage (see __getattr__)
+    "JSON_CHECKS",
     "MESSAGE_CHECKS",
     "TEMPLATE_CHECKS",
     "TEXT_CHECKS",
@@ -47,7 +48,8 @@ __all__ = [  # and, built on first use, the pandera models MessageRow, TextMessa
 # Free-text fields; 'to', 'from', 'type' and 'channel' have a stricter shape, and the report
 # names HTML or control characters in them when they fail it (see _record).
 _FREE_TEXT = ("template_name", "params", "lang_code", "ref", "ref1", "ref2", "callback_url",
-              "media_url", "param_header", "param_url", "verification_code")  # fmt: skip
+              "media_url", "param_header", "param_url", "verification_code", "buttons",
+              "list", "list_button", "reply_to")  # fmt: skip
 _SHAPED = ("to", "from", "type", "channel")
 # RE2 patterns (pyarrow runs them); no \s, \d or \w, which RE2 reads as ASCII only.
 _HTML_TAG = rf"<[{_SPACE}]*/?[{_SPACE}]*[A-Za-z!][^<>]*>"
@@ -323,8 +325,13 @@ _BY_TYPE: tuple[tuple[str | None, tuple[Check, ...], tuple[str, ...]], ...] = (
     ("media", MEDIA_CHECKS, ("media_url",)),
     ("mediatemplate", MEDIA_TEMPLATE_CHECKS, ("template_name",)),
     ("authenticationtemplate", AUTH_CHECKS, ("template_name", "verification_code")),
+    # An interactive row's body, buttons and list: validation/rich.py checks them.
+    ("interactive", MESSAGE_CHECKS, ()),
     (None, MESSAGE_CHECKS, ()),  # an unknown type: the checks every row passes
 )
+#: A ``message_json`` row: its type and content come from its object (validation/rich.py
+#: checks it); the rest of the row is checked as any row's.
+JSON_CHECKS = tuple(check for check in MESSAGE_CHECKS if check.name != "type_known")
 
 
 def failures(frame: pd.DataFrame, checks: Sequence[Check]) -> Iterator[tuple[str, str, Any]]:
@@ -422,8 +429,8 @@ def _length_message(limit: int) -> _Message:
 _RULES: dict[str, _Rule] = {
     "type_known": _Rule(
         Code.UNKNOWN_TYPE,
-        "unknown type: use text, template, media, mediatemplate or authenticationtemplate (or "
-        "leave it empty)",
+        "unknown type: use text, template, media, mediatemplate, authenticationtemplate or "
+        "interactive (or leave it empty)",
     ),
     "media_required": _Rule(
         Code.REQUIRED_EMPTY, "a media message needs media_url: give a full https link to the file"
@@ -497,8 +504,18 @@ def check_models(
     name a ``Message`` column in the fix of a missing body."""
     hint = body_hint(source_columns)
     kinds = prepared["type"]
-    for kind, checks, needed in _BY_TYPE:
-        mask = (kinds == kind).to_numpy() if kind else ~kinds.isin(KNOWN_TYPES).to_numpy()
+    as_json = (
+        prepared["message_json"].notna().to_numpy()
+        if "message_json" in prepared.columns
+        else np.zeros(len(prepared), dtype=bool)
+    )
+    groups = [*_BY_TYPE, ("message_json", JSON_CHECKS, ())]
+    for kind, checks, needed in groups:
+        if kind == "message_json":
+            mask = as_json
+        else:
+            mask = (kinds == kind).to_numpy() if kind else ~kinds.isin(KNOWN_TYPES).to_numpy()
+            mask = mask & ~as_json
         if not mask.any():
             continue
         subset = prepared if mask.all() else prepared[mask]

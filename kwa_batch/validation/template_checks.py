@@ -20,7 +20,16 @@ KWA021   ``media_url`` of the wrong kind for the header      132012
 KWA022   a text header's placeholder without ``param_header``  132000
 KWA023   a dynamic URL button without ``param_url``          132000
 KWA024   a parameter with a line break, tab or 5+ spaces     132018
+KWA039   ``buttons``: more values than the template's         131009, 132018
+         quick-reply/flow/copy-code buttons, or a flow or
+         copy-code button without its value
+KWA040   carousel cards: not the template's number, a         132012, 132000
+         card's parameters or media missing
 =======  ==================================================  ========================
+
+``buttons`` and the carousel's cards (``cards``, gathered from ``card_N_media_url`` and
+``card_N_params``) are checked row by row, only on the rows that fill them or whose template
+needs them (a campaign's rich rows are few).
 
 An empty ``lang_code`` takes the template's only language (:attr:`TemplateCheck.lang_code`
 gives it back, to be sent). ``params`` is checked for more than four spaces in a row;
@@ -41,6 +50,7 @@ import pyarrow.compute as pc
 
 from ..catalogue import MEDIA_FORMATS, TEMPLATE_COLUMNS, load_templates
 from ..errors import Code
+from ..message_objects import VALUE_BUTTONS, read_cards, split_buttons, split_params
 
 __all__ = ["TEMPLATE_TYPES", "Finding", "TemplateCheck", "catalogue_frame", "check_templates"]
 
@@ -79,10 +89,13 @@ class TemplateCheck:
         findings: the refusals, one :class:`Finding` per check that failed somewhere.
         lang_code: each row's language, with the template's only language filled in
             where the row left it empty (positional, like the input).
+        template_buttons: each row's template's button types in order (the catalogue's
+            ``button_types``; NA where the template has none or was not found).
     """
 
     findings: list[Finding] = field(default_factory=list)
     lang_code: pd.Series | None = None
+    template_buttons: pd.Series | None = None
 
     def mask(self, n: int) -> np.ndarray[Any, Any]:
         """Which of ``n`` rows are refused."""
@@ -185,7 +198,11 @@ def check_templates(messages: pd.DataFrame, catalogue: Any) -> TemplateCheck:
     found = ci[inverse] >= 0
     if found.any():
         where = np.array([v.where for v in verdicts], dtype=object)[inverse[found]]
-        _check_found(out, _Found(table, ci[inverse[found]], sel[found], where, messages))
+        matched = _Found(table, ci[inverse[found]], sel[found], where, messages)
+        _check_found(out, matched)
+        layout = np.full(n, None, dtype=object)
+        layout[sel[found]] = matched.entry("button_types")
+        out.template_buttons = pd.Series(pd.array(layout, dtype="str"))
     return out
 
 
@@ -362,6 +379,97 @@ def _check_found(out: TemplateCheck, found: _Found) -> None:
     _check_placeholder(out, found, "url_params", "param_url", Code.URL_PARAM_MISSING,
                        " has a dynamic link button (", "url_button",
                        "): fill param_url with what replaces {{1}}")  # fmt: skip
+    _check_buttons(out, found)
+    _check_cards(out, found)
+
+
+def _refusals(
+    out: TemplateCheck, check: str, code: str, found: list[tuple[int, str, str, str]]
+) -> None:
+    """Row-by-row refusals ``(position, column, message, value)``, one finding per column."""
+    for column in dict.fromkeys(column for _, column, _, _ in found):
+        mine = [item for item in found if item[1] == column]
+        _add(out, np.array([p for p, _, _, _ in mine], dtype=np.int64), column, check, code,
+             pd.Series([m for _, _, m, _ in mine], dtype="str"),
+             pd.Series([v for _, _, _, v in mine], dtype="str"))  # fmt: skip
+
+
+def _check_buttons(out: TemplateCheck, found: _Found) -> None:
+    """A row's ``buttons`` against its template's: at most one value per quick-reply, flow
+    and copy-code button (a quick reply's payload may be left out; the others may not)."""
+    given = found.given("buttons")
+    types = pd.Series(found.entry("button_types"), dtype="str")
+    needs = types.str.contains("FLOW|COPY_CODE", regex=True).fillna(False).to_numpy(dtype=bool)
+    refused: list[tuple[int, str, str, str]] = []
+    for i in np.flatnonzero(given.notna().to_numpy() | needs):
+        cell = given.iloc[i]
+        values = split_buttons(cell)
+        kinds = str(types.iloc[i]).split("|") if pd.notna(types.iloc[i]) else []
+        slots = [kind for kind in kinds if kind in VALUE_BUTTONS]
+        where = str(found.where(np.arange(len(given)) == i).iloc[0])
+        shown = "" if pd.isna(cell) else str(cell)
+        if len(values) > len(slots):
+            has = ", ".join(kind.lower() for kind in slots) or "no such button"
+            message = (
+                f"{where}'s buttons that take a value are: {has}; buttons gives "
+                f"{len(values)} values: give at most one per button, |-separated, in order"
+            )
+            refused.append((int(found.pos[i]), "buttons", message, shown))
+            continue
+        for j, kind in enumerate(slots):
+            if kind != "QUICK_REPLY" and (j >= len(values) or not values[j]):
+                what = "flow token" if kind == "FLOW" else "coupon code"
+                message = (
+                    f"{where}'s button {j + 1} is a {kind.lower().replace('_', '-')} button: "
+                    f"give its {what} as value {j + 1} of buttons (|-separated, quick-reply "
+                    "payloads before it may be empty)"
+                )
+                refused.append((int(found.pos[i]), "buttons", message, shown))
+                break
+    _refusals(out, "template_buttons", Code.BUTTONS_MISMATCH, refused)
+
+
+def _check_cards(out: TemplateCheck, found: _Found) -> None:
+    """A row's carousel cards against the approved template's: their number, each card's
+    parameters, and a media header's link."""
+    given = found.given("cards")
+    count = found.entry("card_count").astype(np.int64)
+    layout = found.entry("card_params")
+    header = found.entry("card_header")
+    refused: list[tuple[int, str, str, str]] = []
+    for i in np.flatnonzero(given.notna().to_numpy() | (count > 0)):
+        cards = read_cards(given.iloc[i])
+        where = str(found.where(np.arange(len(given)) == i).iloc[0])
+        position = int(found.pos[i])
+        if len(cards) != count[i]:
+            if count[i] == 0:
+                message = f"{where} is not a carousel: empty the card_N_ columns"
+            else:
+                message = (
+                    f"{where} has {count[i]} cards; this row fills {len(cards)}: fill "
+                    f"card_1_... to card_{count[i]}_..., one set per card of the template"
+                )
+            refused.append((position, "card_1_params", message, str(len(cards))))
+            continue
+        params = str(layout[i]).split("|") if isinstance(layout[i], str) else []
+        for number, card in enumerate(cards, start=1):
+            wanted = int(params[number - 1]) if number <= len(params) else 0
+            values = split_params(card["params"])
+            if len(values) != wanted:
+                message = (
+                    f"{where}'s card {number} takes {wanted} parameter"
+                    f"{'' if wanted == 1 else 's'}; card_{number}_params has {len(values)}: "
+                    "give one value per {{n}} of the card's body"
+                )
+                refused.append((position, f"card_{number}_params", message, card["params"] or ""))
+            if header[i] in MEDIA_FORMATS and not card["media_url"]:
+                kind = str(header[i]).lower()
+                message = (
+                    f"{where}'s cards show {_article(kind)}: fill card_{number}_media_url with "
+                    f"a full https link to card {number}'s {kind}"
+                )
+                refused.append((position, f"card_{number}_media_url", message, ""))
+    _refusals(out, "template_cards", Code.CARDS_MISMATCH, refused)
 
 
 def _check_placeholder(

@@ -41,13 +41,15 @@ from .compose import (
 )
 from .phones import check_region, normalize_phones
 from .report import Problems, ValidationReport, assemble, file_lines, row_reasons
+from .rich import check_api_version, check_rich, gather
 from .rules import check_models
 from .sender import read_sender
 from .window_checks import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_window_rows
 
 __all__ = ["validate"]
 
-_FILLED = ("body", "params", "template_name", "lang_code", "callback_url")
+_FILLED = ("body", "params", "template_name", "lang_code", "callback_url", "cards",
+           "template_buttons")  # fmt: skip
 
 
 @dataclass
@@ -71,6 +73,7 @@ def validate(
     windows: pd.DataFrame | None = None,
     templates: Any = None,
     suppress: Any = None,
+    api_version: str = "v1",
 ) -> ValidationReport:
     """Check every row before sending; return which rows are valid and why others are not.
 
@@ -93,6 +96,11 @@ def validate(
         suppress: numbers not to message (:func:`kwa_batch.load_suppression`: numbers, a
             file of them, :func:`kwa_batch.opt_outs`' frame, or a list of these): their
             rows are refused with ``KWA025``, saying since when and why.
+        api_version: the version of Kaleyra's API the rows will be sent with, ``"v1"`` (the
+            default) or ``"v2"``. On v1, every row only v2 can send (interactive buttons or
+            lists, carousels, template buttons, ``reply_to``, ``message_json``) is refused
+            with ``KWA035``; on v2, with a catalogue, each template row carries its
+            template's button order (``template_buttons``), which places its buttons.
 
     Returns:
         ValidationReport with ``.valid`` (normalised), ``.invalid``, ``.errors``, ``.ok``.
@@ -123,6 +131,7 @@ def validate(
         "windows": windows,
         "templates": templates,
         "suppress": suppress,
+        "api_version": check_api_version(api_version),
     }
     _check_frame(df)
     region = check_region(default_region)
@@ -134,6 +143,7 @@ def validate(
     phones, from_reason = _normalise_numbers(built.columns, region, sender)
     prepared = pd.DataFrame(built.columns)
     check_models(prepared, problems, phones, from_reason, written_to, df.columns)
+    check_rich(prepared, problems, arguments["api_version"])
     _ragged_rows(df, problems)
     # A message built from an empty value reports the empty value, not what it made.
     for column, empty in built.built_from.items():
@@ -178,6 +188,8 @@ def _campaign(
         problems.add(f.positions, f.column, f.check, f.code, f.message, f.values)
     if found.lang_code is not None:
         prepared["lang_code"] = found.lang_code
+    if found.template_buttons is not None and arguments["api_version"] == "v2":
+        prepared["template_buttons"] = found.template_buttons  # v2 places the buttons by it
     arguments["templates"], arguments["suppress"] = found.catalogue, found.suppression
 
 
@@ -237,6 +249,12 @@ def _build(
     kind = columns["type"].str.strip().str.lower()
     inferred = choose(is_blank(columns["template_name"]), "text", "template")
     columns["type"] = kind.where(~is_blank(kind), inferred)
+    # Carousel cards gathered from their columns; a message_json row typed by its object.
+    columns["cards"] = empty_strings(n)
+    columns["template_buttons"] = empty_strings(n)
+    for refusal in gather(df, columns):
+        problems.add(np.array([refusal.position]), refusal.column, refusal.check, refusal.code,
+                     refusal.message, pd.Series([refusal.value], dtype="str"))  # fmt: skip
 
     built = _Built(columns)
     if params_columns:
