@@ -375,10 +375,9 @@ def _objects(
     for i in np.flatnonzero(interactive | as_json):
         fields = {k: v for k, v in prepared.iloc[i].items() if isinstance(v, str)}
         if as_json[i]:
-            try:
-                message = messaging_object(fields, "0")
-            except (ValueError, RecursionError):
-                continue  # unreadable: gather() said so
+            if _object_type(fields["message_json"])[1] is not None:
+                continue  # no message object: gather() said why
+            message = messaging_object(fields, "0")
         else:
             if "buttons" in fields and "list" in fields:
                 yield _Refusal(int(i), "list", "interactive_shape", Code.RICH_SHAPE,
