@@ -77,7 +77,7 @@ def test_templates_command_writes_the_catalogue(runner: CliRunner, tmp_path: Pat
     out = tmp_path / "templates.xlsx"
     result = runner.invoke(cli, ["templates", "--waba-id", "1234", "--emulator", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "12 template(s) of WABA 1234" in result.output
+    assert "14 template(s) of WABA 1234" in result.output
     assert load_templates(out).equals(load_templates(SAMPLES / "templates.json"))
 
 
@@ -129,7 +129,7 @@ def test_templates_emulator_works_from_an_installed_package(tmp_path: Path) -> N
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "12 template(s) of WABA 1" in done.stdout
+    assert "14 template(s) of WABA 1" in done.stdout
     assert (tmp_path / "work" / "templates.csv").is_file()
 
 
@@ -163,7 +163,7 @@ def test_emulator_command_plays_a_catalogue() -> None:
             if "Ctrl-C" in lines[-1]:
                 break
         text = "".join(lines)
-        assert "templates: 12, at" in text
+        assert "templates: 14, at" in text
         url = re.search(r"KALEYRA_BASE_URL=(\S+)", text)
         assert url is not None
         answer = requests.get(
@@ -173,7 +173,7 @@ def test_emulator_command_plays_a_catalogue() -> None:
             timeout=5,
         )
         assert answer.status_code == 200
-        assert len(answer.json()["data"]) == 12
+        assert len(answer.json()["data"]) == 14
     finally:
         proc.terminate()
         proc.wait(timeout=10)

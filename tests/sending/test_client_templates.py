@@ -20,12 +20,15 @@ from kwa_batch.catalogue import load_templates
 from kwa_batch.emulator.server import Emulator
 from kwa_batch.errors import ConfigurationError
 
-CATALOGUE = load_templates(ROOT / "sample_data" / "templates.json")
+SAMPLE_JSON = json.loads((ROOT / "sample_data" / "templates.json").read_text(encoding="utf-8"))
+CATALOGUE = load_templates(SAMPLE_JSON)
 
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    with Emulator(templates=CATALOGUE) as running:
+    # WhatsApp's JSON as the emulator serves it: a carousel and the buttons' order intact (a
+    # catalogue frame, rebuilt into JSON by the emulator, keeps neither).
+    with Emulator(templates=SAMPLE_JSON) as running:
         yield running
 
 
