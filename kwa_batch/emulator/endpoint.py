@@ -238,7 +238,7 @@ class MessagesEndpoint:
             return _other_version(sender, "v1"), None
         try:
             document = json.loads(request.get_data(cache=False) or b"null")
-        except (ValueError, UnicodeError):
+        except (ValueError, UnicodeError, RecursionError):
             return Refusal(
                 400, "WA400", {"body": "not JSON: send the message as a JSON object"}
             ), None

@@ -121,7 +121,8 @@ class Ledger:
 
     @property
     def requests_seen(self) -> int:
-        """HTTP requests received on ``/v1/<any SID>/messages``, whatever their outcome."""
+        """HTTP requests received on the messages endpoints (v1 and v2, any SID), whatever
+        their outcome."""
         with self._lock:
             return self._requests_seen
 

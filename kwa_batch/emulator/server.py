@@ -344,7 +344,8 @@ class Emulator(FaultControls, Served):
 
     @property
     def requests_seen(self) -> int:
-        """HTTP requests received on ``/v1/<any SID>/messages``, whatever their outcome."""
+        """HTTP requests received on the messages endpoints (v1 and v2, any SID), whatever
+        their outcome."""
         return self._ledger.requests_seen
 
     def reset(self) -> None:

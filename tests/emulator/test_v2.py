@@ -313,6 +313,7 @@ def test_each_check_refuses_with_wa400_naming_where(
     ("body", "where"),
     [
         (b"not json", "body"),
+        (b"[" * 100_000 + b"]" * 100_000, "body"),  # deeper than json can read: no 500
         (b"[1, 2]", "body"),
         (json.dumps({"extra_info": {}}).encode(), "messaging_object"),
         (
@@ -628,3 +629,18 @@ def test_v1_messages_keep_v1_callbacks(receiver: Receiver, tmp_path: Path) -> No
     assert set(store.status_updates()["message_id"]) == {message_id}
     assert not message_id.startswith("wamid.")
     store.close()
+
+
+def test_the_ledger_reads_a_template_s_name_language_and_parameters(emu: Emulator) -> None:
+    row = {"type": "template", "template_name": "spring_offer", "lang_code": "en",
+           "params": 'Asha,"10%, today"', "param_url": "A-1", "url_button_index": 2}  # fmt: skip
+    answer = post(emu, send_body(messaging_object(row, CUSTOMER)))
+    assert answer.status_code == 202, answer.text
+    ledger = emu.messages.set_index("message_id")
+    sent = ledger.loc[answer.json()["messages"][0]["id"]]
+    assert (sent["type"], sent["template_name"], sent["lang_code"]) == (
+        "template", "spring_offer", "en",
+    )  # fmt: skip
+    assert sent["params"] == 'Asha,"10%, today"'
+    assert emu.templates is not None
+    assert answer.json()["messages"][0]["id"] not in set(emu.templates.failures["message_id"])
