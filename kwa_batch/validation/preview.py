@@ -173,6 +173,10 @@ def _render_session(row: pd.Series) -> str:
     if body.get("type") == "button":
         titles = [b.get("reply", {}).get("title", "") for b in action.get("buttons", [])]
         parts.append(" ".join(f"[{title}]" for title in titles))
+    elif body.get("type") == "cta_url":
+        parameters = action.get("parameters")
+        shown = parameters.get("display_text") if isinstance(parameters, dict) else None
+        parts.append(f"[{shown or 'link'}]")
     elif body.get("type") == "list":
         parts.append(f"[{action.get('button', '')}]")
         for section in action.get("sections", []):

@@ -3,6 +3,7 @@ replies in context, message_json) checked before sending, refused on v1, and pre
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +218,7 @@ def test_the_sample_rich_campaign_builds_whatsapps_objects() -> None:
     df = kb.load_recipients(SAMPLES / "rich_campaign.csv")
     report = kb.validate(df, sender=SENDER, templates=CATALOGUE, api_version="v2")
     assert report.ok, report.errors
-    text, template, buttons, listed, carousel, location = _objects(report)
+    text, template, buttons, listed, carousel, location = _objects(report)  # the last: a CTA
     assert text["text"]["body"].startswith("Hi Priya")
     assert template["template"]["components"] == [
         {"type": "body", "parameters": [{"type": "text", "text": "Arjun"},
@@ -264,11 +265,23 @@ def test_the_sample_rich_campaign_builds_whatsapps_objects() -> None:
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": "5511987654321",
-        "type": "location",
-        "location": {"latitude": "19.0760", "longitude": "72.8777",
-                     "name": "Kaleyra Shop Mumbai", "address": "12 Marine Drive, Mumbai"},
-    }  # fmt: skip
-    assert report.valid["type"].tolist()[-1] == "location"  # the type came from the object
+        **json.loads(df["message_json"].iloc[-1]),
+    }
+    assert report.valid["type"].tolist()[-1] == "interactive"  # the type came from the object
+
+
+def test_message_json_passes_through_with_its_recipient_set() -> None:
+    written = {"type": "location", "to": "1", "messaging_product": "x",
+               "location": {"latitude": "19.07", "longitude": "72.87", "name": "Shop"}}  # fmt: skip
+    report = _validate([{"to": TO, "message_json": json.dumps(written), "reply_to": "wamid.Y"}])
+    assert report.ok, report.errors
+    assert report.valid["type"].tolist() == ["location"]
+    assert _objects(report) == [{
+        "messaging_product": "whatsapp", "recipient_type": "individual", "to": "919876543210",
+        "type": "location", "location": written["location"],
+        "context": {"message_id": "wamid.Y"},
+    }]  # fmt: skip
+    assert report.preview()["message"].tolist() == ["(reply to wamid.Y)\n[location: Shop]"]
 
 
 def test_payloads_may_be_left_out_and_an_empty_one_skips_its_button() -> None:
@@ -336,7 +349,12 @@ def test_the_preview_shows_rich_rows_as_the_recipient_reads_them() -> None:
         "card 1: [image: https://cdn.example.com/monsoon/raincoat.jpg] 20% off",
         "card 2: [image: https://cdn.example.com/monsoon/umbrella.jpg] 15% off",
     ]
-    assert shown[5] == "[location: Kaleyra Shop Mumbai]"
+    assert shown[5].splitlines() == [
+        "Monsoon sale",
+        "Our monsoon sale ends on Sunday: up to 40% off.",
+        "Kaleyra Shop",
+        "[Shop the sale]",
+    ]
 
 
 def test_the_rich_codes_say_what_to_do() -> None:
@@ -345,3 +363,18 @@ def test_the_rich_codes_say_what_to_do() -> None:
         assert code.fix
         assert code.meaning
     assert "api_version='v2'" in Code.V2_ONLY.fix
+
+
+def test_the_emulators_v2_checks_take_every_object_of_the_sample_rich_campaign() -> None:
+    """The other side's view: the emulator's v2 checks (written apart from these builders)
+    accept each message object, and each template against WhatsApp's catalogue JSON."""
+    from kwa_batch.emulator.template_catalogue import EmulatedTemplates
+    from kwa_batch.emulator.v2_checks import V2Send, check_send
+
+    df = kb.load_recipients(SAMPLES / "rich_campaign.csv")
+    report = kb.validate(df, sender=SENDER, templates=CATALOGUE, api_version="v2")
+    served = EmulatedTemplates(json.loads((SAMPLES / "templates.json").read_text("utf-8")))
+    for message in _objects(report):
+        assert isinstance(check_send({"messaging_object": message}, "911234567890"), V2Send)
+        if message["type"] == "template":
+            assert served.failure_v2(message["template"]) is None, message
