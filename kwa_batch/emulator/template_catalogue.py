@@ -137,14 +137,27 @@ def _from_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
         components.append({"type": "BODY", "text": get("body") or ""})
         if get("footer"):
             components.append({"type": "FOOTER", "text": get("footer")})
-        buttons = [{"type": "URL", "text": "Open", "url": get("url_button")}]
-        buttons = buttons if get("url_button") else []
-        for written in (get("buttons") or "").split("; "):  # "URL: …; QUICK_REPLY: Stop"
+        # The buttons in the catalogue's order ("QUICK_REPLY: Yes; URL: https://…; COPY_CODE"):
+        # a template's button indexes are positions in it.
+        buttons: list[dict[str, Any]] = []
+        for written in (get("buttons") or "").split("; "):
             kind, _, text = written.partition(": ")
-            if kind.strip() and kind.strip().upper() != "URL":
-                buttons.append({"type": kind.strip().upper(), "text": text.strip()})
+            kind = kind.strip().upper()
+            if not kind:
+                continue
+            if kind == "URL":
+                buttons.append({"type": "URL", "text": "Open", "url": get("url_button") or text})
+            else:
+                buttons.append(
+                    {"type": kind, "text": text.strip() or kind.replace("_", " ").capitalize()}
+                )
+        if get("url_button") and not any(b["type"] == "URL" for b in buttons):
+            buttons.insert(0, {"type": "URL", "text": "Open", "url": get("url_button")})
         if buttons:
             components.append({"type": "BUTTONS", "buttons": buttons})
+        cards = _cards(get("card_count"), get("card_params"), get("card_header"))
+        if cards:
+            components.append({"type": "CAROUSEL", "cards": cards})
         out.append(
             {
                 "name": get("template_name") or get("name"),
@@ -155,6 +168,25 @@ def _from_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 "components": components,
             }
         )
+    return out
+
+
+def _cards(count: Any, params: Any, header: Any) -> list[dict[str, Any]]:
+    """A carousel's cards from a catalogue frame's ``card_count``, ``card_params`` (``1|2``:
+    each card's body placeholders) and ``card_header`` (the cards' media format)."""
+    try:
+        number = int(float(count)) if count is not None else 0
+    except (TypeError, ValueError):
+        number = 0
+    counts = [part.strip() for part in str(params or "").split("|")]
+    out = []
+    for n in range(number):
+        placeholders = int(counts[n]) if n < len(counts) and counts[n].isdigit() else 0
+        text = " ".join(f"{{{{{k}}}}}" for k in range(1, placeholders + 1)) or "Card"
+        components: list[dict[str, Any]] = [{"type": "BODY", "text": text}]
+        if header:
+            components.insert(0, {"type": "HEADER", "format": str(header).upper()})
+        out.append({"components": components})
     return out
 
 

@@ -155,3 +155,14 @@ def test_reset_forgets_the_failures() -> None:
         assert len(emu.templates.failures) == 1
         emu.reset()
         assert emu.templates.failures.empty
+
+
+def test_a_csv_catalogue_is_served_with_its_buttons_in_order_and_its_cards() -> None:
+    """#20: the emulator put a CSV catalogue's URL button first and dropped carousels, so
+    it failed well-formed v2 sends (132018, 132012)."""
+    catalogue = kb.load_templates(ROOT / "sample_data" / "templates.csv")
+    with kb.Emulator(templates=catalogue) as emu, emu.client() as client:
+        served = client.templates("123456789").set_index("template_name")
+    assert served.loc["delivery_choice", "button_types"] == "QUICK_REPLY|QUICK_REPLY|URL|COPY_CODE"
+    assert served.loc["monsoon_cards", "card_count"] == 2
+    assert served.loc["monsoon_cards", "card_params"] == "1|1"
