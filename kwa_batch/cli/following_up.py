@@ -86,6 +86,7 @@ def follow_up_command(
     sid: str | None,
     api_key: str | None,
     base_url: str | None,
+    api_version: str | None,
     pacing: Any,
     messages: dict[str, Any],
     region: str | None,
@@ -123,7 +124,8 @@ def follow_up_command(
     from ..receipts.retrying import StopSending
 
     with ExitStack() as stack:
-        client = _client(stack, emulator, sender, region, sid, api_key, base_url)
+        account = (sid, api_key, base_url, api_version)
+        client = _client(stack, emulator, sender, region, account)
         try:
             updated = _send(
                 results, store, client, journal, pacing, messages, quiet=quiet,
@@ -187,22 +189,31 @@ def _client(
     emulator: bool,
     sender: str | None,
     region: str | None,
-    sid: str | None,
-    api_key: str | None,
-    base_url: str | None,
+    account: tuple[str | None, str | None, str | None, str | None],
 ) -> Any:
-    from ..config import credentials_from_env
+    """The client of the retries; ``account``: --sid, --api-key, --base-url, --api-version."""
+    from ..config import api_version_from_env, credentials_from_env
     from ..sending.client import KaleyraClient
 
+    sid, api_key, base_url, api_version = account
+    version = api_version_from_env(api_version)
     if emulator:
         from ..emulator.server import Emulator
 
         emu = stack.enter_context(Emulator())
         click.echo(wrapped(f"Using the built-in Kaleyra emulator at {emu.url}."))
-        return stack.enter_context(emu.client())
+        return stack.enter_context(emu.client(api_version=version))
     given, _ = resolve_sender(sender, region, emulator=False) if sender else (None, "")
-    creds = credentials_from_env(sid=sid, api_key=api_key, sender=given, base_url=base_url)
-    client = KaleyraClient(creds.sid, creds.api_key, sender=creds.sender, base_url=creds.base_url)
+    creds = credentials_from_env(
+        sid=sid, api_key=api_key, sender=given, base_url=base_url, api_version=version
+    )
+    client = KaleyraClient(
+        creds.sid,
+        creds.api_key,
+        sender=creds.sender,
+        base_url=creds.base_url,
+        api_version=creds.api_version,
+    )
     return stack.enter_context(client)
 
 
