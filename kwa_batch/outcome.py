@@ -234,7 +234,8 @@ class RunOutcome:
         return (
             f"the sending number is on Kaleyra's {other} API, not {used} ({OTHER_API_VERSION}); "
             f"send with {other}: --api-version {other}, KALEYRA_API_VERSION={other} or "
-            f"api_version={other!r}. Nothing was sent after that answer."
+            f"api_version={other!r}. Nothing more left after that answer (requests already on "
+            "their way excepted)."
         )
 
     def steps(self) -> list[str]:
