@@ -78,7 +78,8 @@ def test_a_version_that_is_not_one_is_refused_in_one_line(
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
-    assert "--api-version 'v3'" in lines[0] and "v1 or v2" in lines[0]
+    assert "--api-version 'v3'" in lines[0]
+    assert "v1 or v2" in lines[0]
 
 
 def test_a_bad_version_in_the_environment_names_the_variable(runner: CliRunner, write_csv) -> None:

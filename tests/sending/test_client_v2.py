@@ -131,11 +131,13 @@ def test_a_number_on_v1_stops_the_run_with_at_most_the_requests_in_flight() -> N
     assert set(results.loc[~sent, "status"]) == {"not_sent"}
     assert (results.loc[~sent, "error_code"] == "WA-401").all()
     outcome = results.attrs["run"]
-    assert outcome.wrong_api_version and not outcome.credentials_refused
+    assert outcome.wrong_api_version
+    assert not outcome.credentials_refused
     assert outcome.exit_code == 3
     first = outcome.next_step.splitlines()[0]
     assert "on Kaleyra's v1 API, not v2 (WA-401)" in first
-    assert "--api-version v1" in first and "KALEYRA_API_VERSION=v1" in first
+    assert "--api-version v1" in first
+    assert "KALEYRA_API_VERSION=v1" in first
 
 
 def test_a_wrong_key_stops_the_run_as_a_credential_refusal() -> None:
