@@ -4,6 +4,7 @@ that says how to choose it (exit 3). Against the independent v2 server (tests/v2
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ def test_a_number_on_v1_stops_send_in_one_line(
     assert len(said) == 1, result.output
     assert "on Kaleyra's v1 API, not v2 (WA-401)" in said[0]
     assert "KALEYRA_API_VERSION=v1" in said[0]
+    assert re.search(r"WA-401\s+3 not_sent\s+the number is on the other API version", result.output)
 
 
 @pytest.mark.parametrize("command", ["send", "follow-up", "templates"])

@@ -13,6 +13,7 @@ from v2_server import KEY, SHAPES, SID, V2Server
 
 from kwa_batch import (
     ApiError,
+    ApiVersionError,
     AuthenticationError,
     ConfigurationError,
     KaleyraClient,
@@ -22,7 +23,6 @@ from kwa_batch import (
     validate,
 )
 from kwa_batch.config import credentials_from_env
-from kwa_batch.errors import ApiVersionError
 from kwa_batch.sending.client import parse_response
 
 SENDER = "+911234567890"
@@ -222,3 +222,20 @@ def test_the_api_version_comes_from_the_argument_then_the_environment() -> None:
         credentials_from_env(environ={**env, "KALEYRA_API_VERSION": "v3"})
     with pytest.raises(ConfigurationError, match=r"api_version '2'.*v1 or v2"):
         KaleyraClient(SID, KEY, api_version="2")
+
+
+def test_v2_codes_are_explained_in_the_workbooks_fix_column(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    from kwa_batch import describe_code, export_results
+
+    assert describe_code("WA-401") == ""  # the code table does not know v2's codes...
+    with V2Server(v1_senders=frozenset({"911234567890"})) as server:
+        results = send(mixed(), client_for(server), progress=False)
+    book = load_workbook(export_results(results, tmp_path / "r.xlsx"))
+    errors = book["Errors"]
+    header = [c.value for c in errors[1]]
+    fixes = {errors.cell(r, header.index("fix") + 1).value for r in range(2, errors.max_row + 1)}
+    (fix,) = fixes  # ...the outcome policy does
+    assert fix.startswith("the number is on the other API version")
+    assert "--api-version" in fix
