@@ -50,7 +50,7 @@ from .costing import COST_COLUMNS, rate_card, template_catalogue
 from .errors import InputError, KwaBatchError
 from .fields import MAX_RECIPIENTS_PER_REQUEST, MESSAGE_COLUMNS
 from .loading.recipients import check_regular_file
-from .outcome import RunOutcome
+from .outcome import DERIVED_FIELDS, RunOutcome
 from .receipts.store import CallbackStore
 from .results import (
     DELIVERY_COLUMNS,
@@ -599,7 +599,7 @@ def _derived_fix(frame: pd.DataFrame) -> bool:
 _SCALAR_FACTS = ("started_at", "finished_at", "stopped_by", "headline", "journal_error",
                  "export_error")  # fmt: skip
 _SHOWN_ONLY = ("times", "interrupted", "exported_at", "resume", "held", "pacing", "pending",
-               "never_sent", "credentials_refused", "exit_code")  # fmt: skip
+               *DERIVED_FIELDS, "exit_code")  # fmt: skip
 
 
 def _facts_on_summary(sheet: Any) -> dict[str, Any] | None:

@@ -35,10 +35,13 @@ from .results import STATUSES, Status, exit_code_for, never_sent_rows
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RunOutcome"]
+__all__ = ["DERIVED_FIELDS", "RunOutcome"]
 
 #: The version of the stored form (:meth:`RunOutcome.to_dict`).
 FORMAT = 1
+#: The fields of :class:`RunOutcome` that :meth:`RunOutcome.of` counts from the results'
+#: rows (never given as facts).
+DERIVED_FIELDS = ("counts", "never_sent", "credentials_refused", "wrong_api_version")
 
 
 @dataclass(frozen=True)
@@ -323,8 +326,7 @@ class RunOutcome:
                 raise ValueError(f"{name} is {facts[name]!r}, not a table of facts")
         if results is None:
             return cls(**{"counts": {}, **facts})
-        derived = ("counts", "never_sent", "credentials_refused", "wrong_api_version")
-        return cls.of(results, **{k: v for k, v in facts.items() if k not in derived})
+        return cls.of(results, **{k: v for k, v in facts.items() if k not in DERIVED_FIELDS})
 
 
 def _signal_number(name: str) -> int:

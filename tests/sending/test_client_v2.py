@@ -224,15 +224,19 @@ def test_the_api_version_comes_from_the_argument_then_the_environment() -> None:
         KaleyraClient(SID, KEY, api_version="2")
 
 
-def test_v2_codes_are_explained_in_the_workbooks_fix_column(tmp_path: Path) -> None:
+def test_v2_codes_are_explained_in_the_workbook_which_says_the_stop_again(tmp_path: Path) -> None:
     from openpyxl import load_workbook
 
-    from kwa_batch import describe_code, export_results
+    from kwa_batch import describe_code, export_results, load_results
 
     assert describe_code("WA-401") == ""  # the code table does not know v2's codes...
     with V2Server(v1_senders=frozenset({"911234567890"})) as server:
         results = send(mixed(), client_for(server), progress=False)
-    book = load_workbook(export_results(results, tmp_path / "r.xlsx"))
+    path = export_results(results, tmp_path / "r.xlsx")
+    back = load_results(path).attrs["run"]  # the stop line is said again from the file
+    assert back.wrong_api_version
+    assert "--api-version v1" in back.next_step
+    book = load_workbook(path)
     errors = book["Errors"]
     header = [c.value for c in errors[1]]
     fixes = {errors.cell(r, header.index("fix") + 1).value for r in range(2, errors.max_row + 1)}
