@@ -122,7 +122,8 @@ class Pacing:
         max_recipients_per_request: rows sharing one message go in one request of at most
             this many recipients (default 100, Kaleyra's cap; 1 sends each row on its own).
             At a rate, requests are made a little smaller when that packs each second
-            better: see :attr:`request_size`.
+            better: see :attr:`request_size`. Kaleyra's v1 only: a v2 client sends one
+            recipient a request (:meth:`size_for`).
 
     Raises:
         ConfigurationError: a value out of range, naming the setting, the value and what
