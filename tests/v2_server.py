@@ -32,6 +32,8 @@ from werkzeug.wrappers import Request, Response
 
 #: The answer shapes of a 202, by name.
 SHAPES = ("messages", "data_messages", "data", "id")
+#: A 202 that names no message id (the client cannot tell what became of the row).
+NO_ID = "no_id"
 #: The message types WhatsApp's message object may carry, as named in the facts.
 TYPES = (
     "text",
@@ -88,8 +90,8 @@ class V2Server:
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
-        if self.shape not in SHAPES:
-            raise ValueError(f"shape {self.shape!r}: one of {SHAPES}")
+        if self.shape not in (*SHAPES, NO_ID):
+            raise ValueError(f"shape {self.shape!r}: one of {SHAPES} or {NO_ID!r}")
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_Quiet)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -188,6 +190,8 @@ class V2Server:
             return {"code": "WA202", "message": "Accepted", "data": whatsapp}
         if self.shape == "data":
             return {"id": str(uuid.uuid4()), "data": [{"recipient": to, "message_id": wamid}]}
+        if self.shape == NO_ID:
+            return {"code": "WA202", "message": "Accepted"}
         return {"id": wamid}
 
 

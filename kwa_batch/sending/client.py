@@ -710,7 +710,8 @@ def parse_response(
     ``{"error": {field: reason}}`` or ``{"errors": [{"code", "message"}]}``. An unreadable
     body never crashes: it is carried raw.
 
-    v2's answer body is not documented: any 2xx is accepted, and the message id is read from
+    v2's answer body is not documented: any 2xx is accepted (an empty or non-JSON body
+    too: its rows then have no message id, kept in ``raw["body"]``), and the message id is read from
     whichever is there: ``messages[].id`` as WhatsApp writes it (at the top or under
     ``data``), ``data[].message_id`` as v1 writes it, or a top-level ``id``. Kaleyra's codes
     decide the error raised, whatever the HTTP status: ``WA-401`` (the number is on the
@@ -724,6 +725,10 @@ def parse_response(
         payload = None
 
     if 200 <= status < 300:
+        if api_version != "v1" and not isinstance(payload, Mapping):
+            # v2's answer is not documented: a 2xx is taken, whatever its body; no id in it
+            # leaves the row unknown (see kwa_batch.sending.run), with the body kept.
+            return SendResult(None, status, {}, raw={"body": raw} if raw else {})
         if not isinstance(payload, Mapping):
             raise InvalidResponseError(
                 f"the API answered {status} with a body that is not JSON: {raw[:200]!r}",

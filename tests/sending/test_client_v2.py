@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from v2_server import KEY, SHAPES, SID, V2Server
+from v2_server import KEY, NO_ID, SHAPES, SID, V2Server
 
 from kwa_batch import (
     ApiError,
@@ -202,9 +202,18 @@ def test_the_codes_that_stop_a_run_whatever_the_http_status() -> None:
 
 
 def test_an_accepted_answer_without_an_id_leaves_the_row_unknown() -> None:
+    with V2Server(shape=NO_ID) as server:
+        results = send(mixed(), client_for(server), progress=False)
+    assert len(server.accepted) == 3
+    assert results["status"].tolist() == ["unknown"] * 3
+    assert results["error_code"].tolist() == ["NORECIPIENT"] * 3
     result = parse_response(202, '{"code": "WA202"}', {}, ["+919876543210"], api_version="v2")
     assert result.message_ids == {}
     assert result.raw == {"code": "WA202"}
+    empty = parse_response(202, "", {}, ["+919876543210"], api_version="v2")
+    assert (empty.message_ids, empty.raw) == ({}, {})
+    plain = parse_response(202, "Accepted", {}, ["+919876543210"], api_version="v2")
+    assert (plain.message_ids, plain.raw) == ({}, {"body": "Accepted"})
     # v1 reads no bare id without its ":n" as a message id; v2 takes it.
     bare = '{"id": "wamid.ABC"}'
     assert parse_response(202, bare, {}, ["+919876543210"]).message_ids == {}
