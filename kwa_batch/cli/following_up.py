@@ -99,7 +99,9 @@ def follow_up_command(
     person must act first), fix. Exactly the rows whose retry is due are sent, each once
     (the journal records it: a second run sends nothing), with the campaign's quiet hours,
     expiry and daily limit, from the sender the campaign used. The results file is written
-    back with each retried row's new outcome and its follow_ups count.
+    back with each retried row's new outcome and its follow_ups count. Retries go through
+    the Kaleyra API version the campaign was sent through (its results say), unless
+    --api-version or KALEYRA_API_VERSION says otherwise.
 
     Exits 0 when nothing was due or every retry left; otherwise as `kwa-batch send` does.
     """
@@ -124,7 +126,7 @@ def follow_up_command(
     from ..receipts.retrying import StopSending
 
     with ExitStack() as stack:
-        account = (sid, api_key, base_url, api_version)
+        account = (sid, api_key, base_url, api_version or _campaign_version(results))
         client = _client(stack, emulator, sender, region, account)
         try:
             updated = _send(
@@ -182,6 +184,21 @@ def _print_actions(plan: pd.DataFrame, due_now: int) -> None:
             ),
             err=True,
         )
+
+
+def _campaign_version(results: pd.DataFrame) -> str | None:
+    """The API version the campaign was sent through (its run's settings), unless
+    ``KALEYRA_API_VERSION`` says otherwise: None then, or when the results do not say."""
+    import os
+
+    from ..config import ENV_API_VERSION
+    from ..outcome import RunOutcome
+
+    if os.environ.get(ENV_API_VERSION, "").strip():
+        return None
+    run = results.attrs.get("run")
+    version = run.settings.get("api_version") if isinstance(run, RunOutcome) else None
+    return str(version) if version else None
 
 
 def _client(

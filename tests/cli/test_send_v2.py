@@ -19,11 +19,15 @@ ROWS = (
 
 
 def account(server: V2Server, sender: str = "+911234567890") -> dict[str, str]:
+    return account_at(server.url, sender)
+
+
+def account_at(url: str, sender: str = "+911234567890") -> dict[str, str]:
     return {
         "KALEYRA_SID": SID,
         "KALEYRA_API_KEY": KEY,
         "KALEYRA_FROM": sender,
-        "KALEYRA_BASE_URL": server.url,
+        "KALEYRA_BASE_URL": url,
     }
 
 
@@ -100,3 +104,29 @@ def test_the_dry_run_plans_one_request_a_recipient_for_v2(runner: CliRunner, wri
     assert "3 message(s) in 3 request(s)" in v2.output, v2.output
     assert "POST https://api.kaleyra.io/v2/YOUR_SID/whatsapp/911234567890/messages" in v2.output
     assert '"messaging_product": "whatsapp"' in v2.output
+
+
+def test_follow_up_retries_through_the_version_the_campaign_used(
+    runner: CliRunner, write_csv, tmp_path: Path
+) -> None:
+    from kwa_batch.receipts.store import CallbackStore
+
+    results, store, journal = tmp_path / "r.xlsx", tmp_path / "receipts.db", tmp_path / "j.db"
+    with CallbackStore(store) as empty:
+        empty.counts()  # the file made, with no callback in it
+    down = {**account_at("http://127.0.0.1:9"), "KALEYRA_API_VERSION": "v2"}
+    sent = runner.invoke(
+        cli,
+        ["send", str(write_csv(ROWS)), "--out", str(results), "--timeout", "2", "-q"],
+        env=down,
+    )  # nothing reached the API: every row not_sent, due again at once
+    assert sent.exit_code == 3, sent.output
+    with V2Server() as server:
+        env = account(server)  # no KALEYRA_API_VERSION: the campaign's own, v2
+        result = runner.invoke(
+            cli,
+            ["follow-up", str(results), "--receipts", str(store), "--journal", str(journal)],
+            env=env,
+        )
+    assert result.exit_code == 0, result.output
+    assert len(server.accepted) == 3
