@@ -155,6 +155,30 @@ def _specs(specs: tuple[str, ...], option: str, shape: str, example: str) -> dic
     help="Play this template catalogue (.csv/.xlsx/.json): serve the v2 template list and "
     "fail template messages that do not match it (WhatsApp's codes, in callbacks).",
 )
+@click.option(
+    "--v2-number",
+    "v2_numbers",
+    metavar="NUMBER",
+    multiple=True,
+    help="A business number (E.164) on Kaleyra's v2 API only: a v1 call from it answers "
+    "WA-401 (and a v2 call from a number given --v1-number); repeatable. "
+    "[default: every number answers both versions]",
+)
+@click.option(
+    "--v1-number",
+    "v1_numbers",
+    metavar="NUMBER",
+    multiple=True,
+    help="A business number (E.164) on v1 only: a v2 call from it answers WA-401; repeatable.",
+)
+@click.option(
+    "--v2-answer",
+    type=click.Choice(["whatsapp", "v1", "id"]),
+    default="whatsapp",
+    show_default=True,
+    help="The shape of v2's success body (Kaleyra does not document it): WhatsApp's "
+    "messages[].id, v1's data[].message_id, or a top-level id.",
+)
 def emulator_command(**options: Any) -> None:
     """Run a local Kaleyra-compatible server until stopped (nothing leaves this machine)."""
     emu = _emulator(**options)
@@ -192,12 +216,16 @@ def _emulator(
     opted_out: tuple[str, ...] = (),
     not_on_whatsapp: float | None = None,
     spam_threshold: float | None = None,
+    v2_numbers: tuple[str, ...] = (),
+    v1_numbers: tuple[str, ...] = (),
+    v2_answer: str = "whatsapp",
 ) -> Emulator:
     from ..emulator.behaviour import (
         CallbackSettings,
         FaultSettings,
         LimitSettings,
         NetworkSettings,
+        VersionSettings,
     )
     from ..emulator.server import Emulator
 
@@ -205,7 +233,9 @@ def _emulator(
     if templates is not None:
         from ..catalogue import load_templates
 
-        catalogue = load_templates(templates)
+        catalogue = load_templates(templates)  # checked, with its own messages
+        if templates.lower().endswith(".json"):
+            catalogue = templates  # WhatsApp's JSON played whole: buttons and cards as given
 
     callback_settings: dict[str, Any] = _specs(
         callback_specs, "--callback", "KEY=VALUE", "read=0.7"
@@ -243,6 +273,9 @@ def _emulator(
         limits = LimitSettings(rate_limit=rate)
         option = "--callback/--opted-out/--not-on-whatsapp/--spam-threshold"
         callbacks = None if callbacks_off else CallbackSettings.coerce(callback_settings or True)
+        option = "--v2-number/--v1-number"
+        declared = {**dict.fromkeys(v1_numbers, "v1"), **dict.fromkeys(v2_numbers, "v2")}
+        versions = VersionSettings(declared, answer=v2_answer)
         option = "--sid/--api-key"
         return Emulator(
             host=host,
@@ -255,6 +288,7 @@ def _emulator(
             limits=limits,
             callbacks=callbacks or False,
             templates=catalogue,
+            versions=versions,
         )
     except ValueError as exc:
         fail(f"{option}: {exc}")
@@ -265,6 +299,13 @@ def _print_emulator(emu: Emulator, options: dict[str, Any]) -> None:
     latency, jitter = options["latency"], options["jitter"]
     click.echo(f"Kaleyra emulator listening on {emu.url}")
     click.echo(f"  endpoint: {emu.url}/v1/{emu.sid}/messages")
+    click.echo(
+        f"  v2 endpoint: {emu.url}/v2/{emu.sid}/whatsapp/<sender digits>/messages "
+        f"(answers in the {emu.versions.answer!r} shape)"
+    )
+    if emu.versions.numbers:
+        shown = ", ".join(f"+{n} {v}" for n, v in sorted(emu.versions.numbers.items()))
+        click.echo(f"  numbers on one API version only: {shown}")
     if emu.templates is not None:
         count = len(emu.templates.data)
         click.echo(

@@ -24,6 +24,13 @@ and the rate limit, :mod:`kwa_batch.emulator.faults`), ``E500`` (the fault ``"50
 bug in the emulator itself), and WhatsApp's ``130429`` and ``131056`` when the limits
 answer through the API (:mod:`kwa_batch.emulator.limits`).
 
+v2 (``/v2/<SID>/whatsapp/<sender>/messages``) answers success with HTTP 202 and
+``"code": "WA202"``; Kaleyra does not document the rest of that body, so its shape is a
+setting (:class:`~kwa_batch.emulator.behaviour.VersionSettings`, :func:`success_v2`). Its
+errors have the same shape as v1's, with v2's codes: ``WA400`` (a payload it refuses,
+HTTP 400), ``RBC001`` (SID or key, 401), ``WA-401`` (the number is on the other API
+version, 401; v1 calls from a v2 number get it too).
+
 ``Retry-After`` is written in seconds: an integer when whole (``"1"``), else a decimal
 rounded up to the millisecond (``"0.25"``); HTTP allows only integers, so a client must
 parse it as a float (:class:`~kwa_batch.sending.client.KaleyraClient` does).
@@ -40,7 +47,15 @@ from typing import Any
 
 from .limits import LIMIT_CODES
 
-__all__ = ["MESSAGES", "Refusal", "seconds_text", "server_refusal", "success"]
+__all__ = [
+    "MESSAGES",
+    "Refusal",
+    "Success",
+    "seconds_text",
+    "server_refusal",
+    "success",
+    "success_v2",
+]
 
 #: Each code's ``message``, as the document words it.
 MESSAGES = {
@@ -54,6 +69,9 @@ MESSAGES = {
     "E13008": "Invalid or in-correct input of the From number.",
     "E13009": "Invalid or in-correct input of the TO number.",
     "E500": "Internal server error",
+    "WA400": "Invalid payload.",
+    "RBC001": "Invalid SID or API key.",
+    "WA-401": "The number is associated with different Version.",
     **LIMIT_CODES,
 }
 
@@ -75,6 +93,14 @@ class Refusal:
             "error": self.errors,
             "data": [],
         }
+
+
+@dataclass(frozen=True)
+class Success:
+    """A success answer other than v1's HTTP 200: its status and JSON body."""
+
+    status: int
+    payload: dict[str, Any]
 
 
 def seconds_text(seconds: float) -> str:
@@ -110,3 +136,22 @@ def success(
         ],
         "error": {},
     }
+
+
+def success_v2(wamid: str, recipient: str, shape: str) -> Success:
+    """v2's answer to an accepted send (HTTP 202, ``WA202``), in one of the shapes of
+    :data:`~kwa_batch.emulator.behaviour.V2_ANSWERS` (``recipient`` as digits).
+
+    >>> success_v2("wamid.X", "919876543210", "id").payload
+    {'code': 'WA202', 'message': 'Accepted', 'id': 'wamid.X'}
+    """
+    payload: dict[str, Any] = {"code": "WA202", "message": "Accepted"}
+    if shape == "whatsapp":
+        payload["messaging_product"] = "whatsapp"
+        payload["contacts"] = [{"input": recipient, "wa_id": recipient}]
+        payload["messages"] = [{"id": wamid}]
+    elif shape == "v1":
+        payload["data"] = [{"message_id": wamid, "recipient": recipient}]
+    else:
+        payload["id"] = wamid
+    return Success(202, payload)

@@ -10,6 +10,8 @@ takes its settings grouped by what they play:
 - :class:`LimitSettings`: the limits the platform enforces (the API's own ``rate_limit``,
   WhatsApp's ``throughput`` and ``pair_interval`` per sender number, and how an excess of
   those is ``answer``-ed);
+- :class:`VersionSettings`: Kaleyra's API versions: which version each business number
+  belongs to (``WA-401`` for a call by the other one) and the shape of v2's success body;
 - :class:`CallbackSettings`: the callbacks it posts (:mod:`kwa_batch.emulator.callbacks`)
   and what they tell of each message after ``sent`` (:mod:`kwa_batch.emulator.fates`):
   prices, the marketing limit, opt-outs, numbers not on WhatsApp, the spam limit, replies.
@@ -43,10 +45,12 @@ __all__ = [
     "DEFAULT_BUTTONS",
     "DEFAULT_PRICES",
     "FAULTS",
+    "V2_ANSWERS",
     "CallbackSettings",
     "FaultSettings",
     "LimitSettings",
     "NetworkSettings",
+    "VersionSettings",
     "non_negative",
 ]
 
@@ -135,6 +139,68 @@ class NetworkSettings:
         cap = self.max_connections
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise ValueError(f"max_connections must be 1 or more (or None), not {cap!r}")
+
+
+#: The shapes of v2's success body (Kaleyra does not document it): WhatsApp's
+#: ``messages[].id``, v1's ``data[].message_id``, or a top-level ``id``.
+V2_ANSWERS = ("whatsapp", "v1", "id")
+_VERSIONS = ("v1", "v2")
+
+
+@dataclass(frozen=True)
+class VersionSettings:
+    """Kaleyra's two API versions, as the emulator plays them.
+
+    A business number belongs to one version: a call by the other one answers HTTP 401
+    ``WA-401`` ("associated with different Version"), as Kaleyra does. A number not named
+    answers both (the default for every number: a test that names none sees no
+    ``WA-401``).
+
+    Args:
+        numbers: ``{business number: "v1" or "v2"}``, numbers in E.164 with or without
+            ``+`` (kept as digits).
+        answer: the shape of v2's success body (HTTP 202, ``"code": "WA202"``), one of
+            :data:`V2_ANSWERS`: ``"whatsapp"`` (default; ``{"messages": [{"id": wamid}],
+            "contacts": [...]}``), ``"v1"`` (``{"data": [{"message_id": wamid,
+            "recipient"}]}``) or ``"id"`` (``{"id": wamid}``).
+
+    Raises:
+        ValueError: a number that is not E.164, a version other than ``v1``/``v2``, an
+            unknown answer shape.
+
+    Example:
+        >>> VersionSettings({"+911234567890": "v2"}).of("911234567890")
+        'v2'
+    """
+
+    numbers: Mapping[str, str] = field(default_factory=dict)
+    answer: str = "whatsapp"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.numbers, Mapping):
+            raise ValueError(
+                'versions must map numbers to "v1" or "v2", e.g. {"+911234567890": "v2"}'
+            )
+        numbers: dict[str, str] = {}
+        for number, version in self.numbers.items():
+            chosen = str(version).strip().lower()
+            if chosen not in _VERSIONS:
+                raise ValueError(
+                    f'versions: {number!r} is given version {version!r}: use "v1" or "v2"'
+                )
+            for digits in _numbers("versions", [number]):
+                numbers[digits] = chosen
+        object.__setattr__(self, "numbers", numbers)
+        answer = str(self.answer).strip().lower()
+        if answer not in V2_ANSWERS:
+            raise ValueError(
+                f"v2_answer: unknown shape {self.answer!r}: use {', '.join(V2_ANSWERS)}"
+            )
+        object.__setattr__(self, "answer", answer)
+
+    def of(self, number: str) -> str | None:
+        """The version a business number (digits) belongs to; None: it answers both."""
+        return self.numbers.get(number)
 
 
 def _probabilities(faults: Any) -> dict[str, float]:
@@ -461,8 +527,9 @@ def _numbers(name: str, value: Any) -> frozenset[str]:
             continue
         digits = e164_digits("".join(c for c in text if c not in " -()."))
         if digits is None:
+            where = name if name == "versions" else f"callbacks: {name}"
             raise ValueError(
-                f"callbacks: {name}: {text!r} is not a phone number in E.164: write it with "
+                f"{where}: {text!r} is not a phone number in E.164: write it with "
                 "its country code, e.g. +919876543210"
             )
         out.add(digits)

@@ -21,6 +21,16 @@ message had them, for ``failed`` ``error_code`` and ``error``, and for ``deliver
 ``reply_to`` (the ``message_id`` answered) and ``name`` when given. They go as ``GET``
 with query parameters, or as ``POST`` with a JSON body (``method``).
 
+A message that came by **v2** gets v2-shaped callbacks, always ``POST`` with a JSON body
+(whatever ``method``): a status is ``{"meta_object": {"value": {"metadata":
+{"display_phone_number"}, "statuses": [{"id": wamid, "status", "timestamp",
+"recipient_id", "errors": [{"code", "title"}] (failed), "pricing": {"billable",
+"pricing_model", "category"} (delivered)}]}}, "extra_info": {"message_id": wamid, "ref",
+...}}`` and a reply ``{"meta_object": {"value": {"metadata": {...}, "contacts": [...],
+"messages": [{"from", "id", "timestamp", "type", "text": {"body"} | "button": {"payload",
+"text"} | "interactive": {"type": "button_reply", "button_reply": {"id", "title"}},
+"context": {"id": wamid}}]}}}``, WhatsApp's own objects as Kaleyra's v2 forwards them.
+
 Callbacks go **only to loopback addresses** (``127.0.0.1`` and the rest of ``127/8``,
 ``::1``, ``localhost``): a ``callback_url`` naming any other host is skipped and logged,
 and never contacted. Proxies from the environment are ignored and redirects are not
@@ -30,6 +40,7 @@ error answer) is counted and logged, and not retried.
 
 from __future__ import annotations
 
+import base64
 import heapq
 import itertools
 import logging
@@ -38,6 +49,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -47,7 +59,7 @@ from ..privacy import mask_phone
 from .behaviour import CallbackSettings
 from .fates import Fates, Reply
 
-__all__ = ["CallbackPoster", "CallbackSettings", "is_loopback_url"]
+__all__ = ["CallbackPoster", "CallbackSettings", "is_loopback_url", "v2_document"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +79,7 @@ class _Due:
     url: str = field(compare=False)
     fields: dict[str, str] = field(compare=False)
     stamp: str = field(compare=False)  # the field that gets the time of posting
+    business: str | None = field(compare=False, default=None)  # v2's: the sender's digits
 
 
 class CallbackPoster:
@@ -114,6 +127,8 @@ class CallbackPoster:
         failure: tuple[str, str] | None = None,
         kind: str = "text",
         category: str | None = None,
+        message_ids: list[str] | None = None,
+        buttons: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Plan the callbacks of an accepted request (numbers as digits, no ``+``).
 
@@ -122,6 +137,8 @@ class CallbackPoster:
         platform limit (a single ``failed`` callback, before ``sent``); a ``failure``
         ``(code, reason)`` is the catalogue's refusal of the request's template. ``kind``
         is the message type, ``category`` its template's category in the catalogue.
+        ``message_ids`` (v2's wamids, one a recipient) make the callbacks v2-shaped;
+        ``buttons`` are the message's own ``(title, payload)`` a customer may tap.
         """
         if not self._allowed(url, len(recipients)):
             return
@@ -129,8 +146,9 @@ class CallbackPoster:
         extra = {name: value for name, value in refs.items() if value is not None}
         start = time.monotonic()
         with self._cond:
+            v2 = sender if message_ids is not None else None
             for n, recipient in enumerate(recipients):
-                message_id = f"{request_id}:{n}"
+                message_id = message_ids[n] if message_ids is not None else f"{request_id}:{n}"
                 fate = self._fates.decide(
                     sender,
                     recipient,
@@ -139,6 +157,7 @@ class CallbackPoster:
                     start,
                     limited=failures.get(n) if failures else None,
                     failure=failure,
+                    buttons=buttons,
                 )
                 base = {"id": message_id, "mobile": recipient, **extra}
                 for k, status in enumerate(fate.statuses, start=1):
@@ -149,11 +168,13 @@ class CallbackPoster:
                         fields["price"] = _decimal(fate.price)
                         fields["billable"] = "true" if fate.price > 0 else "false"
                         fields["pricing_category"] = fate.category
-                    self._push(start + k * delay, url, fields)
+                    self._push(start + k * delay, url, fields, business=v2)
                 if fate.reply is not None:
                     said = fate.reply
                     fields = _incoming(recipient, sender, said.body, None, message_id, said)
-                    self._push(start + 4 * delay, url, fields, stamp="created_at")
+                    if v2 is not None:
+                        fields["id"] = self._wamid(recipient)
+                    self._push(start + 4 * delay, url, fields, stamp="created_at", business=v2)
             self._cond.notify_all()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("planned callbacks for %d message(s) to %s", len(recipients), _shown(url))
@@ -169,24 +190,32 @@ class CallbackPoster:
         delay: float = 0.0,
         reply_to: str | None = None,
         payload: str | None = None,
+        v2: bool = False,
+        interactive: bool = False,
     ) -> bool:
         """Plan an incoming-message callback: ``customer`` wrote ``body`` to ``business``.
 
         Numbers are digits without ``+``. ``reply_to`` is the ``message_id`` answered; a
         ``payload`` makes it the tap of a quick-reply button (``type=button``, ``body``
-        the button's text). A STOP (:func:`~kwa_batch.emulator.fates.says_stop`) opts the
-        customer out of marketing templates once posted. Returns False when ``url`` is
-        not loopback (the callback is skipped and logged).
+        the button's text; with ``interactive``, of a reply button, ``payload`` its id).
+        A STOP (:func:`~kwa_batch.emulator.fates.says_stop`) opts the customer out of
+        marketing templates once posted. ``v2`` shapes it as v2's (module docstring).
+        Returns False when ``url`` is not loopback (the callback is skipped and logged).
         """
         if not self._allowed(url, 1):
             return False
-        said = Reply("text" if payload is None else "button", body, payload)
+        kind = "text" if payload is None else "interactive" if interactive else "button"
+        said = Reply(kind, body, payload)
         with self._cond:
+            fields = _incoming(customer, business, body, name, reply_to, said)
+            if v2:
+                fields["id"] = self._wamid(customer)
             self._push(
                 time.monotonic() + delay,
                 url,
-                _incoming(customer, business, body, name, reply_to, said),
+                fields,
                 stamp="created_at",
+                business=business if v2 else None,
             )
             self._cond.notify_all()
         log.debug("planned a reply from %s to %s", mask_phone(customer), mask_phone(business))
@@ -208,9 +237,23 @@ class CallbackPoster:
         )
         return False
 
-    def _push(self, at: float, url: str, fields: dict[str, str], stamp: str = "timestamp") -> None:
-        """Queue one callback; called with the lock held."""
-        heapq.heappush(self._heap, _Due(at, next(self._seq), url, fields, stamp))
+    def _wamid(self, customer: str) -> str:
+        """A WhatsApp id for a customer's message (v2); called with the lock held."""
+        drawn = self._rng.getrandbits(128).to_bytes(16, "big")
+        raw = b"\x15\x02\x00\x12\x18" + customer.encode() + b"\x15\x02\x00" + drawn
+        return "wamid." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _push(
+        self,
+        at: float,
+        url: str,
+        fields: dict[str, str],
+        stamp: str = "timestamp",
+        business: str | None = None,
+    ) -> None:
+        """Queue one callback (v2-shaped with a ``business`` number); called with the lock
+        held."""
+        heapq.heappush(self._heap, _Due(at, next(self._seq), url, fields, stamp, business))
         self._threads = [t for t in self._threads if t.is_alive()]
         if not self._stopping and len(self._threads) < min(_WORKERS, len(self._heap)):
             thread = threading.Thread(target=self._work, name="kwa-emulator-callbacks", daemon=True)
@@ -257,7 +300,14 @@ class CallbackPoster:
         payload = {**due.fields, due.stamp: str(int(time.time()))}
         timeout = self.settings.timeout
         try:
-            if self.settings.method == "GET":
+            if due.business is not None:
+                response = session.post(
+                    due.url,
+                    json=v2_document(payload, due.business, due.stamp == "created_at"),
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            elif self.settings.method == "GET":
                 response = session.get(
                     due.url, params=payload, timeout=timeout, allow_redirects=False
                 )
@@ -345,6 +395,59 @@ def _incoming(
     if said.payload is not None:
         fields["payload"] = said.payload
     return fields
+
+
+def v2_document(fields: Mapping[str, str], business: str, incoming: bool) -> dict[str, Any]:
+    """A callback's flat fields (v1's) as v2's JSON document (module docstring):
+    ``business`` the business number's digits, ``incoming`` for a customer's message."""
+    value: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": business},
+    }
+    if incoming:
+        kind = fields["type"]
+        message: dict[str, Any] = {
+            "from": fields["from"],
+            "id": fields["id"],
+            "timestamp": fields["created_at"],
+            "type": kind,
+        }
+        if kind == "button":
+            message["button"] = {"payload": fields.get("payload", ""), "text": fields["body"]}
+        elif kind == "interactive":
+            reply = {"id": fields.get("payload", ""), "title": fields["body"]}
+            message["interactive"] = {"type": "button_reply", "button_reply": reply}
+        else:
+            message["text"] = {"body": fields["body"]}
+        if fields.get("reply_to"):
+            message["context"] = {"from": business, "id": fields["reply_to"]}
+        contact: dict[str, Any] = {"wa_id": fields["from"]}
+        if fields.get("name"):
+            contact["profile"] = {"name": fields["name"]}
+        value["contacts"] = [contact]
+        value["messages"] = [message]
+        return {"meta_object": {"value": value}}
+    status: dict[str, Any] = {
+        "id": fields["id"],
+        "status": fields["status"],
+        "timestamp": fields["timestamp"],
+        "recipient_id": fields["mobile"],
+    }
+    if "error_code" in fields:
+        status["errors"] = [
+            {"code": int(fields["error_code"]) if fields["error_code"].isdigit() else
+             fields["error_code"], "title": fields.get("error", "")}
+        ]  # fmt: skip
+    if "billable" in fields:
+        status["pricing"] = {
+            "billable": fields["billable"] == "true",
+            "pricing_model": "PMP",
+            "category": fields.get("pricing_category", "service"),
+        }
+    value["statuses"] = [status]
+    extra = {"message_id": fields["id"]}
+    extra.update({n: fields[n] for n in ("ref", "ref1", "ref2") if n in fields})
+    return {"meta_object": {"value": value}, "extra_info": extra}
 
 
 def _decimal(price: float) -> str:

@@ -38,8 +38,11 @@ category; made-up defaults, :data:`~kwa_batch.emulator.behaviour.DEFAULT_PRICES`
 callback carries a price. A **read** message may be answered, the shares ``reply``,
 ``stop`` and ``button`` drawn in one go: ``reply_body``, ``STOP``, or the tap of one of
 ``buttons`` (``type=button``, ``body`` the button's text, ``payload`` its payload; a
-message that is not a template has no buttons, and gets ``reply_body``). A reply carries
-``reply_to``, the ``message_id`` it answers. A STOP counts when its callback is posted.
+message that is not a template has no buttons, and gets ``reply_body``). A v2 message
+names its own buttons (an interactive message's reply buttons, a template's quick-reply
+payloads): a tap is one of those (``type=interactive`` for a reply button). A reply
+carries ``reply_to``, the ``message_id`` it answers. A STOP counts when its callback is
+posted.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ REASONS = {
 
 @dataclass(frozen=True)
 class Reply:
-    """A customer's answer: ``type`` ``text`` or ``button``, its ``body`` and ``payload``."""
+    """A customer's answer: ``type`` ``text``, ``button`` (a template's quick reply) or
+    ``interactive`` (a reply button), its ``body`` and ``payload`` (the button's id)."""
 
     type: str
     body: str
@@ -148,10 +152,12 @@ class Fates:
         *,
         limited: tuple[str, str] | None = None,
         failure: tuple[str, str] | None = None,
+        buttons: tuple[tuple[str, str], ...] = (),
     ) -> Fate:
         """The fate of one message from ``sender`` to ``recipient`` (digits), accepted at
         ``at`` (``time.monotonic()``): ``limited`` is a WhatsApp limit's ``(code,
-        reason)``, ``failure`` the catalogue's refusal of its template."""
+        reason)``, ``failure`` the catalogue's refusal of its template, ``buttons`` the
+        message's own ``(title, payload)`` buttons (v2)."""
         settings = self.settings
         billed = self.category(kind, category)
         if sender in self._restricted:
@@ -159,7 +165,7 @@ class Fates:
         error = limited or failure or self._refusal(recipient, billed, at)
         delivered = self._rng.random() < settings.delivered and error is None
         read = delivered and self._rng.random() < settings.read
-        reply = self._reply(kind) if read else None
+        reply = self._reply(kind, buttons) if read else None
         if error is None and not delivered:
             error = (settings.failed_code, settings.failed_reason)
         self._count(sender, failed=error is not None)
@@ -210,7 +216,7 @@ class Fates:
             return "131049", REASONS["131049"]
         return None
 
-    def _reply(self, kind: str) -> Reply | None:
+    def _reply(self, kind: str, buttons: tuple[tuple[str, str], ...]) -> Reply | None:
         settings = self.settings
         drawn = self._rng.random()
         if drawn < settings.reply:
@@ -218,6 +224,9 @@ class Fates:
         if drawn < settings.reply + settings.stop:
             return Reply("text", "STOP")
         if drawn < settings.reply + settings.stop + settings.button:
+            if buttons:
+                text, payload = self._rng.choice(buttons)
+                return Reply("interactive" if kind == "interactive" else "button", text, payload)
             if kind not in TEMPLATE_KINDS:
                 return Reply("text", settings.reply_body)
             text, payload = self._rng.choice(settings.buttons)

@@ -14,9 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
-from .behaviour import CallbackSettings, FaultSettings, LimitSettings, NetworkSettings
+from .behaviour import (
+    CallbackSettings,
+    FaultSettings,
+    LimitSettings,
+    NetworkSettings,
+    VersionSettings,
+)
 
-__all__ = ["SHORTCUTS", "Shortcuts", "settle", "settle_callbacks"]
+__all__ = ["SHORTCUTS", "Shortcuts", "settle", "settle_callbacks", "settle_versions"]
 
 
 class Shortcuts(TypedDict, total=False):
@@ -142,3 +148,31 @@ def settle_callbacks(
             f"{twice[0]}= and callbacks={{'{twice[0]}': ...}} both given: set it in one place"
         )
     return CallbackSettings.coerce({**given, **changes})
+
+
+def settle_versions(
+    versions: VersionSettings | Mapping[str, str] | None,
+    v2_numbers: Iterable[str],
+    v2_answer: str | None,
+) -> VersionSettings:
+    """The version settings from ``Emulator(versions=..., v2_numbers=..., v2_answer=...)``:
+    ``v2_numbers`` adds ``{number: "v2"}`` to a mapping, ``v2_answer`` sets ``answer``.
+
+    Raises:
+        TypeError: ``v2_numbers`` or ``v2_answer`` with a :class:`VersionSettings`
+            (set them in it), or ``v2_numbers`` given as one string.
+        ValueError: a value :class:`VersionSettings` refuses.
+    """
+    if isinstance(v2_numbers, str):
+        raise TypeError("v2_numbers= takes a list of numbers, e.g. ['+911234567890']")
+    numbers = list(v2_numbers)
+    if isinstance(versions, VersionSettings):
+        if numbers or v2_answer is not None:
+            raise TypeError(
+                "v2_numbers=/v2_answer= and versions=VersionSettings(...) both given: set "
+                "them in one place"
+            )
+        return versions
+    given = dict(versions or {})
+    given.update(dict.fromkeys(numbers, "v2"))
+    return VersionSettings(given, answer=v2_answer or "whatsapp")

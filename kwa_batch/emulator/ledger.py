@@ -12,6 +12,7 @@ take about 75 MB, not 330), and builds the DataFrame when asked.
 
 from __future__ import annotations
 
+import base64
 import random
 import threading
 import uuid
@@ -44,6 +45,8 @@ LEDGER_COLUMNS = (
     "callback_url",
     "source",
     *MEDIA_FIELDS,
+    "api_version",
+    "message_object",
     "received_at",
 )
 
@@ -59,7 +62,8 @@ class Ledger:
         self._ids = ids
         self._lock = threading.Lock()  # guards the entries, the counters and the generator
         # One entry per accepted request: (request_id, recipients, sender, type, channel,
-        # *KEPT_FIELDS, received_at), numbers as digits.
+        # *KEPT_FIELDS, api_version, message_object, received_at, message_ids), numbers
+        # as digits; message_ids None when they are request_id:n.
         self._entries: list[tuple[Any, ...]] = []
         self._message_count = 0
         self._requests_seen = 0
@@ -69,8 +73,13 @@ class Ledger:
         with self._lock:
             self._requests_seen += 1
 
-    def record(self, accepted: Accepted, received: datetime) -> str:
-        """Append an accepted request; return its request id (a seeded uuid4)."""
+    def record(
+        self, accepted: Accepted, received: datetime, message_ids: list[str] | None = None
+    ) -> str:
+        """Append an accepted request; return its request id (a seeded uuid4).
+
+        Its messages' ids are ``<request id>:<n>`` (v1's), or ``message_ids`` (v2's wamids).
+        """
         with self._lock:
             request_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
             self._entries.append(
@@ -80,12 +89,23 @@ class Ledger:
                     accepted.sender,
                     accepted.type,
                     accepted.channel,
-                    *[accepted.kept[name] for name in KEPT_FIELDS],
+                    *[accepted.kept.get(name) for name in KEPT_FIELDS],
+                    accepted.api_version,
+                    accepted.message_object,
                     received,
+                    message_ids,
                 )
             )
             self._message_count += len(accepted.recipients)
         return request_id
+
+    def wamid(self, recipient: str) -> str:
+        """A new WhatsApp message id for a v2 message to ``recipient`` (digits), drawn from
+        the seeded generator: ``wamid.`` and URL-safe base64, as WhatsApp writes them."""
+        with self._lock:
+            drawn = self._ids.getrandbits(144).to_bytes(18, "big")
+        raw = b"\x15\x02\x00\x11\x18" + recipient.encode() + b"\x15\x02\x00" + drawn
+        return "wamid." + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     def clear(self) -> None:
         """Forget every message and zero the counters."""
@@ -101,7 +121,8 @@ class Ledger:
 
     @property
     def requests_seen(self) -> int:
-        """HTTP requests received on ``/v1/<any SID>/messages``, whatever their outcome."""
+        """HTTP requests received on the messages endpoints (v1 and v2, any SID), whatever
+        their outcome."""
         with self._lock:
             return self._requests_seen
 
@@ -111,6 +132,11 @@ class Ledger:
 
         Columns are :data:`LEDGER_COLUMNS`; ``to`` and ``from`` are E.164 with ``+``;
         ``type`` and ``channel`` lower-cased; other fields as received, NA when absent;
+        ``api_version`` the API the message came by (``v1``, ``v2``); for a v2 message,
+        ``message_id`` is its wamid, ``message_object`` WhatsApp's message object as JSON
+        text, and ``type`` the object's (``text``, ``template``, ``interactive``, ``image``...),
+        with ``body``, ``template_name``, ``lang_code``, ``params`` (the body's
+        parameters, comma-joined), ``media_url`` and ``caption`` read from it;
         ``received_at`` is a tz-aware UTC timestamp. String columns use pandas' ``string``
         dtype.
         """
@@ -136,7 +162,12 @@ class Ledger:
 
         columns: dict[str, Any] = {
             "message_id": strings(
-                [f"{r[0]}:{n}" for r in requests for n in range(len(r[1]))], repeat=False
+                [
+                    r[-1][n] if r[-1] is not None else f"{r[0]}:{n}"
+                    for r in requests
+                    for n in range(len(r[1]))
+                ],
+                repeat=False,
             ),
             "request_id": strings([r[0] for r in requests]),
             "to": strings(["+" + d for r in requests for d in r[1]], repeat=False),
@@ -144,6 +175,6 @@ class Ledger:
         }
         for i, name in enumerate(LEDGER_COLUMNS[4:-1], start=3):
             columns[name] = strings([r[i] for r in requests])
-        received = pd.DatetimeIndex([r[-1] for r in requests], dtype="datetime64[us, UTC]")
+        received = pd.DatetimeIndex([r[-2] for r in requests], dtype="datetime64[us, UTC]")
         columns["received_at"] = (received if rows is None else received.take(rows)).array
         return pd.DataFrame(columns)

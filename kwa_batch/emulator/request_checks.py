@@ -119,13 +119,18 @@ def e164_digits(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class Accepted:
-    """A request that passed every check, normalised for the ledger."""
+    """A request that passed every check, normalised for the ledger.
+
+    ``api_version`` is the API it came by (``v1``, or ``v2`` from :mod:`.v2_checks`, whose
+    ``message_object`` is WhatsApp's message object as JSON text)."""
 
     recipients: list[str]  # digits, without '+'
     sender: str  # digits, without '+'
     type: str
     channel: str
     kept: dict[str, str | None] = field(default_factory=dict)
+    api_version: str = "v1"
+    message_object: str | None = None
 
 
 def _ordered(names: Iterable[str]) -> list[str]:

@@ -1,7 +1,10 @@
-"""A local Kaleyra-compatible server: real HTTP on 127.0.0.1, playing the v1 WhatsApp endpoint.
+"""A local Kaleyra-compatible server: real HTTP on 127.0.0.1, playing the WhatsApp endpoints.
 
 :class:`Emulator` answers ``POST`` and ``GET /v1/<SID>/messages`` the way Kaleyra's API
-document ("Send a Text Message through WhatsApp") describes, and keeps a ledger of every
+document ("Send a Text Message through WhatsApp") describes, and ``POST
+/v2/<SID>/whatsapp/<sender>/messages`` (WhatsApp's message object, Kaleyra's v2:
+:mod:`.v2_checks`) beside it, each number answering both unless declared one
+(``versions=``), and keeps a ledger of every
 message it accepted (:attr:`Emulator.messages`, a DataFrame). This module holds the
 emulator's life cycle and its public face; each part it plays has its own room (the
 package's documentation lists them): the checks in :mod:`.request_checks`, the answers in
@@ -29,12 +32,19 @@ import pandas as pd
 
 from .._http.serving import BackgroundServer, Served
 from .answers import Refusal, server_refusal
-from .behaviour import CallbackSettings, FaultSettings, LimitSettings, NetworkSettings, non_negative
+from .behaviour import (
+    CallbackSettings,
+    FaultSettings,
+    LimitSettings,
+    NetworkSettings,
+    VersionSettings,
+    non_negative,
+)
 from .bodies import MAX_REQUEST_BYTES
 from .callbacks import CallbackPoster
 from .endpoint import MessagesEndpoint
 from .faults import FaultControls, Misbehaviour
-from .keywords import Shortcuts, settle, settle_callbacks
+from .keywords import Shortcuts, settle, settle_callbacks, settle_versions
 from .ledger import Ledger
 from .limits import EmulatedLimits
 from .request_checks import e164_digits
@@ -78,6 +88,14 @@ class Emulator(FaultControls, Served):
         templates: a template catalogue to play (a frame from
             :func:`kwa_batch.load_templates`, WhatsApp's JSON or a ``.json`` path;
             :mod:`kwa_batch.emulator.template_catalogue`).
+        versions: which of Kaleyra's API versions each business number belongs to,
+            ``{"+911234567890": "v2"}`` (a call by the other version answers HTTP 401
+            ``WA-401``), or a :class:`~kwa_batch.emulator.behaviour.VersionSettings`;
+            default: every number answers both.
+        v2_numbers: numbers on v2 only, the short form of ``versions={n: "v2"}``.
+        v2_answer: the shape of v2's success body (HTTP 202 ``WA202``): ``"whatsapp"``
+            (default, ``messages[].id``), ``"v1"`` (``data[].message_id``) or ``"id"``
+            (a top-level ``id``).
         **shortcuts: one setting at a time, each onto its group: ``latency``, ``jitter``,
             ``read_timeout``, ``max_connections`` (network); ``retry_after``,
             ``late_delay`` (faults); ``rate_limit``, ``throughput``, ``pair_interval``,
@@ -117,9 +135,13 @@ class Emulator(FaultControls, Served):
         limits: LimitSettings | None = None,
         callbacks: CallbackSettings | Mapping[str, Any] | bool = True,
         templates: Any = None,
+        versions: VersionSettings | Mapping[str, str] | None = None,
+        v2_numbers: Iterable[str] = (),
+        v2_answer: str | None = None,
         **shortcuts: Unpack[Shortcuts],
     ) -> None:
         network, fault_settings, limit_settings = settle(network, faults, limits, shortcuts)
+        version_settings = settle_versions(versions, v2_numbers, v2_answer)
         if sid is not None and not sid.strip():
             raise ValueError("sid must not be empty")
         if api_key is not None and not api_key:
@@ -152,6 +174,7 @@ class Emulator(FaultControls, Served):
             poster=self._poster,
             callbacks=callback_settings is not None,
             seed=seed,
+            versions=version_settings,
         )
         self._http = BackgroundServer(
             self.wsgi_app,
@@ -199,6 +222,17 @@ class Emulator(FaultControls, Served):
         return LimitSettings(
             self.rate_limit, limits.throughput, limits.pair_interval, limits.answer
         )
+
+    @property
+    def versions(self) -> VersionSettings:
+        """The API versions played: each declared number's, and v2's answer shape."""
+        return self._endpoint.versions
+
+    @property
+    def v2_messages_url(self) -> str:
+        """v2's send URL without its sender, ``{url}/v2/{sid}/whatsapp``: add
+        ``/<sender digits>/messages``."""
+        return f"{self.url}/v2/{self.sid}/whatsapp"
 
     @property
     def callbacks(self) -> CallbackSettings | None:
@@ -310,7 +344,8 @@ class Emulator(FaultControls, Served):
 
     @property
     def requests_seen(self) -> int:
-        """HTTP requests received on ``/v1/<any SID>/messages``, whatever their outcome."""
+        """HTTP requests received on the messages endpoints (v1 and v2, any SID), whatever
+        their outcome."""
         return self._ledger.requests_seen
 
     def reset(self) -> None:
@@ -358,6 +393,8 @@ class Emulator(FaultControls, Served):
         delay: float = 0.0,
         reply_to: str | None = None,
         payload: str | None = None,
+        version: str | None = None,
+        interactive: bool = False,
     ) -> bool:
         """Post an incoming-message callback to ``url``: ``from_number`` wrote ``body``.
 
@@ -368,10 +405,14 @@ class Emulator(FaultControls, Served):
         button whose payload or text begins with STOP) opts the number out: marketing
         templates to it fail with 131050 from then on. Works whatever the callback
         settings; returns False when ``url`` is not a loopback address (the callback is
-        skipped and logged).
+        skipped and logged). ``version`` ``"v2"`` shapes the callback as v2's
+        (``meta_object.value.messages[]``, ``reply_to`` its ``context.id``, an
+        ``interactive`` tap a reply button's); default: the version ``to_business`` is
+        declared on (v1 when it answers both).
 
         Raises:
-            ValueError: a number that is not plausible E.164, or a negative ``delay``.
+            ValueError: a number that is not plausible E.164, a negative ``delay``, a
+                version other than ``v1``/``v2``.
 
         Example:
             >>> emu.reply("+919876543210", "+911234567890", "Yes please", receiver.callback_url)
@@ -382,6 +423,9 @@ class Emulator(FaultControls, Served):
         if customer is None or business is None:
             wrong = from_number if customer is None else to_business
             raise ValueError(f"not a plausible E.164 number: {wrong!r}")
+        shape = version or self.versions.of(business) or "v1"
+        if shape not in ("v1", "v2"):
+            raise ValueError(f'version must be "v1" or "v2", not {version!r}')
         return self._poster.reply(
             customer,
             business,
@@ -391,4 +435,6 @@ class Emulator(FaultControls, Served):
             delay=non_negative("delay", delay),
             reply_to=reply_to,
             payload=payload,
+            v2=shape == "v2",
+            interactive=interactive,
         )

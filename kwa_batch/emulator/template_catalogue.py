@@ -16,7 +16,19 @@ not match it failing the way WhatsApp fails them.
   the body's number of placeholders; a header or link placeholder without
   ``param_header``/``param_url``), 132012 (a media header without ``media_url``), 132018
   (a parameter with a line break, a tab or more than four spaces in a row).
-  :attr:`EmulatedTemplates.failures` lists them, callbacks or not.
+  :attr:`EmulatedTemplates.failures` lists them, callbacks or not;
+- a v2 template message (WhatsApp's ``template`` object, :meth:`EmulatedTemplates.failure_v2`)
+  is held to the same rules, read from its components (the ``body`` component's
+  parameters, the ``header``'s), and to the template's buttons and cards: a ``button``
+  component's ``index`` must name a button of the template whose type its ``sub_type``
+  plays (``quick_reply`` a QUICK_REPLY, ``url`` a URL or OTP, ``copy_code`` a COPY_CODE,
+  ``flow`` a FLOW), else 132018; a dynamic URL button without its parameter is 132000; a
+  FLOW button without a ``flow_token`` in its ``action`` parameter is 131009; a carousel
+  whose number of ``cards`` is not the template's (or missing) is 132012.
+
+The list serves each template as the catalogue has it: WhatsApp's JSON passes unchanged
+(``BUTTONS`` of any type, ``CAROUSEL`` with its ``cards``); a frame's ``buttons`` column
+(``"QUICK_REPLY: Yes; COPY_CODE: Copy; FLOW: Book"``) becomes a ``BUTTONS`` component.
 
 It reads the catalogue on its own (a frame with the columns of
 :func:`kwa_batch.load_templates`, WhatsApp's JSON, or a path to a ``.json`` file) and
@@ -53,6 +65,7 @@ __all__ = [
 
 #: WhatsApp's codes for a template message that does not match, with their text.
 FAILURE_REASONS = {
+    "131009": "Parameter value is not valid",
     "132000": "Number of parameters does not match the expected number of params",
     "132001": "Template name does not exist in the translation",
     "132012": "Parameter format does not match format in the created template",
@@ -94,6 +107,8 @@ class _Template:
     header: int
     url: int
     category: str | None  # lower case, as WhatsApp bills it
+    buttons: tuple[tuple[str, bool, str], ...] = ()  # (TYPE, dynamic URL, text), in order
+    cards: int = 0  # a carousel's cards (0: not a carousel)
 
 
 def _count(text: Any) -> int:
@@ -159,8 +174,9 @@ def _objects(catalogue: Any) -> list[dict[str, Any]]:
 
 
 def _summary(item: Mapping[str, Any]) -> _Template:
-    body = header = url = 0
+    body = header = url = cards = 0
     header_format = "NONE"
+    buttons: list[tuple[str, bool, str]] = []
     for part in item.get("components") or []:
         if not isinstance(part, Mapping):
             continue
@@ -171,14 +187,18 @@ def _summary(item: Mapping[str, Any]) -> _Template:
             header_format = str(part.get("format") or "TEXT").upper()
             header = _count(part.get("text")) if header_format == "TEXT" else 0
         elif kind == "BUTTONS":
-            url += sum(
-                _count(b.get("url"))
-                for b in part.get("buttons") or []
-                if isinstance(b, Mapping) and str(b.get("type", "")).upper() == "URL"
-            )
+            for b in part.get("buttons") or []:
+                if not isinstance(b, Mapping):
+                    continue
+                button_type = str(b.get("type", "")).upper()
+                dynamic = button_type == "URL" and _count(b.get("url")) > 0
+                url += _count(b.get("url")) if button_type == "URL" else 0
+                buttons.append((button_type, dynamic, str(b.get("text") or "")))
+        elif kind == "CAROUSEL":
+            cards = sum(isinstance(card, Mapping) for card in part.get("cards") or [])
     category = str(item.get("category") or "").strip().lower() or None
     status = str(item.get("status", "")).strip().upper()
-    return _Template(status, body, header_format, header, url, category)
+    return _Template(status, body, header_format, header, url, category, tuple(buttons), cards)
 
 
 def _language(value: Any) -> str:
@@ -290,14 +310,105 @@ class EmulatedTemplates:
             return _reason("132018")
         return None
 
+    def _find_v2(self, template: Mapping[str, Any]) -> _Template | None:
+        name = str(template.get("name") or "").strip()
+        return self._by_key.get((name, _language(template.get("language"))))
+
+    def category_v2(self, template: Mapping[str, Any]) -> str | None:
+        """:meth:`category` of a v2 ``template`` object (WhatsApp's)."""
+        found = self._find_v2(template)
+        return None if found is None else found.category
+
+    def button_text(self, template: Mapping[str, Any], index: int) -> str | None:
+        """The text of the button at ``index`` of a v2 ``template``'s catalogue entry."""
+        found = self._find_v2(template)
+        if found is None or not 0 <= index < len(found.buttons):
+            return None
+        return found.buttons[index][2] or None
+
+    def failure_v2(self, template: Mapping[str, Any]) -> tuple[str, str] | None:
+        """WhatsApp's ``(code, reason)`` for a v2 ``template`` object that does not match
+        the catalogue (the module docstring lists the rules); None when it matches."""
+        found = self._find_v2(template)
+        if found is None:
+            return _reason("132001")
+        if found.status != "APPROVED":
+            return _reason({"PAUSED": "132015", "DISABLED": "132016"}.get(found.status, "132001"))
+        parts = [p for p in template.get("components") or [] if isinstance(p, Mapping)]
+        by_type: dict[str, list[Mapping[str, Any]]] = {}
+        for part in parts:
+            by_type.setdefault(str(part.get("type", "")).lower(), []).append(part)
+        body = _values(by_type.get("body"))
+        header = by_type.get("header") or []
+        header_values = _values(header)
+        if len(body) != found.body:
+            return _reason("132000")
+        if found.header_format in _MEDIA:
+            media = (
+                [
+                    p
+                    for p in header[0].get("parameters") or []
+                    if isinstance(p, Mapping) and str(p.get("type", "")).upper() in _MEDIA
+                ]
+                if header
+                else []
+            )
+            if not media:
+                return _reason("132012")
+        elif len(header_values) != found.header:
+            return _reason("132000")
+        carousel = by_type.get("carousel") or []
+        if found.cards or carousel:
+            cards = carousel[0].get("cards") if carousel else None
+            if not isinstance(cards, list) or len(cards) != found.cards:
+                return _reason("132012")
+        url_values: list[str] = []
+        given: set[int] = set()
+        if found.category == "authentication" and not found.buttons:
+            by_type.pop("button", None)  # a catalogue that lists no OTP button: take the code
+        for part in by_type.get("button") or []:
+            index = (
+                int(str(part.get("index", "0"))) if str(part.get("index", "0")).isdigit() else -1
+            )
+            sub_type = str(part.get("sub_type", "")).upper()
+            if not 0 <= index < len(found.buttons) or sub_type not in _PLAYS.get(
+                found.buttons[index][0], (found.buttons[index][0],)
+            ):
+                return _reason("132018")
+            given.add(index)
+            parameters = [p for p in part.get("parameters") or [] if isinstance(p, Mapping)]
+            if sub_type == "FLOW" and not any(
+                isinstance(p.get("action"), Mapping) and p["action"].get("flow_token")
+                for p in parameters
+            ):
+                return _reason("131009")
+            if found.buttons[index][1]:
+                texts = _values([part])
+                if not texts:
+                    return _reason("132000")
+                url_values += texts
+        for index, (button_type, dynamic, _) in enumerate(found.buttons):
+            if index in given:
+                continue
+            if dynamic:
+                return _reason("132000")
+            if button_type == "FLOW":
+                return _reason("131009")
+        values = [*body, *header_values, *url_values]
+        if any(not v.strip() or _BAD_VALUE.search(v) for v in values):
+            return _reason("132018")
+        return None
+
     def note(self, request_id: str, recipients: list[str], fields: Mapping[str, Any],
-             failure: tuple[str, str]) -> None:  # fmt: skip
-        """Record the failure of an accepted request (numbers as digits)."""
+             failure: tuple[str, str], message_ids: list[str] | None = None) -> None:  # fmt: skip
+        """Record the failure of an accepted request (numbers as digits; ``message_ids``
+        v2's wamids, else ``<request id>:<n>``)."""
         now = datetime.now(UTC)
         with self._lock:
             for n, recipient in enumerate(recipients):
+                message_id = message_ids[n] if message_ids else f"{request_id}:{n}"
                 self._failures.append(
-                    (f"{request_id}:{n}", "+" + recipient, fields.get("template_name"),
+                    (message_id, "+" + recipient, fields.get("template_name"),
                      fields.get("lang_code"), *failure, now)
                 )  # fmt: skip
 
@@ -318,6 +429,23 @@ class EmulatedTemplates:
         """Forget the failures recorded so far."""
         with self._lock:
             self._failures.clear()
+
+
+# The button types of a template each ``sub_type`` of a send may fill.
+_PLAYS = {"URL": ("URL",), "OTP": ("URL", "COPY_CODE"), "QUICK_REPLY": ("QUICK_REPLY",),
+          "COPY_CODE": ("COPY_CODE",), "FLOW": ("FLOW",)}  # fmt: skip
+
+
+def _values(parts: list[Mapping[str, Any]] | None) -> list[str]:
+    """The text parameters of components (a parameter of another type counts as text)."""
+    out: list[str] = []
+    for part in parts or []:
+        for parameter in part.get("parameters") or []:
+            if isinstance(parameter, Mapping):
+                kind = str(parameter.get("type", "text"))
+                value = parameter.get(kind) if kind != "text" else parameter.get("text")
+                out.append(value if isinstance(value, str) else str(value or "x"))
+    return out
 
 
 def _reason(code: str) -> tuple[str, str]:
