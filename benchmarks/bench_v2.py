@@ -7,66 +7,23 @@ per-row rate).
 Personalised rows (each body its own) go one per request in both versions, so the figure
 compares what differs: v1's form against v2's JSON message object (built per row by
 ``kwa_batch.message_objects``), and the answers' parsing. Both versions are sent to one
-small server in its own process (so the client's CPU time is measured alone) that answers
-each request after the same ``--latency``: ``/v1/<SID>/messages`` as v1's document does,
-``/v2/<SID>/whatsapp/<sender>/messages`` with 202 and WhatsApp's ``messages[].id``. The
-order of the two runs alternates over ``--repeat`` rounds and the best of each is kept.
+Kaleyra emulator in its own process (``kwa-batch emulator --latency``, which plays both: the
+sender is declared on neither), so the client's CPU time is measured alone and both meet
+the same latency. The order of the two runs alternates over ``--repeat`` rounds and the
+best of each is kept.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
 import time
-import uuid
-from typing import Any
 
 import pandas as pd
-from werkzeug.serving import WSGIRequestHandler, make_server
-from werkzeug.wrappers import Request, Response
+from _emulator_process import KEY, SID, emulator_process
 
 import kwa_batch as kb
 
-SID, KEY, SENDER = "HXBENCH", "bench-key", "+911234567890"
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-def _serve(latency: float, port: Any, ready: Any) -> None:
-    """Answer v1 and v2 sends after ``latency`` seconds (in a child process)."""
-
-    def app(environ: Any, start_response: Any) -> Any:
-        request = Request(environ)
-        time.sleep(latency)
-        if request.path == f"/v1/{SID}/messages":
-            to = request.form["to"]
-            rid = str(uuid.uuid4())
-            body: dict[str, Any] = {
-                "id": rid,
-                "data": [{"recipient": to, "message_id": f"{rid}:0"}],
-            }
-            status = 200
-        elif request.path.startswith(f"/v2/{SID}/whatsapp/"):
-            message = json.loads(request.get_data())["messaging_object"]
-            body = {
-                "messaging_product": "whatsapp",
-                "contacts": [{"input": message["to"], "wa_id": message["to"]}],
-                "messages": [{"id": "wamid." + uuid.uuid4().hex}],
-            }
-            status = 202
-        else:
-            body, status = {"error": "no such path"}, 404
-        response = Response(json.dumps(body), status=status, content_type="application/json")
-        return response(environ, start_response)
-
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
-    port.value = server.server_port
-    ready.set()
-    server.serve_forever()
+SENDER = "+911234567890"
 
 
 def personalised(n: int) -> pd.DataFrame:
@@ -101,25 +58,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    port = multiprocessing.Value("i", 0)
-    ready = multiprocessing.Event()
-    server = multiprocessing.Process(
-        target=_serve, args=(args.latency / 1000, port, ready), daemon=True
-    )
-    server.start()
-    ready.wait(10)
-    url = f"http://127.0.0.1:{port.value}"
     report = kb.validate(personalised(args.rows), sender=SENDER)
     best = {"v1": 0.0, "v2": 0.0}
-    rate(url, kb.validate(personalised(100), sender=SENDER), "v1", args.concurrency)  # warm up
-    try:
+    with emulator_process(latency_ms=args.latency) as url:
+        rate(url, kb.validate(personalised(100), sender=SENDER), "v1", args.concurrency)  # warm
         for round_ in range(args.repeat):
             order = ("v1", "v2") if round_ % 2 == 0 else ("v2", "v1")
             for version in order:
                 best[version] = max(best[version], rate(url, report, version, args.concurrency))
-    finally:
-        server.terminate()
-        server.join(5)
     print(
         f"{args.rows:,} personalised rows, {args.latency:g} ms latency, "
         f"{args.concurrency} in flight, best of {args.repeat}:"

@@ -130,3 +130,15 @@ def test_follow_up_retries_through_the_version_the_campaign_used(
         )
     assert result.exit_code == 0, result.output
     assert len(server.accepted) == 3
+
+
+def test_the_emulator_is_spoken_to_in_the_version_asked(
+    runner: CliRunner, write_csv, tmp_path: Path
+) -> None:
+    from kwa_batch import load_results
+
+    out = tmp_path / "r.xlsx"
+    args = ["send", str(write_csv(ROWS)), "--emulator", "--out", str(out), "--api-version", "v2"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert load_results(out)["message_id"].str.startswith("wamid.").all()  # v2's ids
