@@ -430,7 +430,8 @@ class KaleyraClient:
         """The URL and body that :meth:`post` sends for prepared fields (the key aside).
 
         v1: the messages URL and the form as given. v2: the URL of the fields' sender and
-        ``{"messaging_object": messaging_object(fields, to), "extra_info": extra_info(fields)}``.
+        ``{"messaging_object": messaging_object(fields, to), "extra_info": extra_info(fields)}``,
+        the row's ``callback_url`` in ``extra_info`` too.
 
         Raises:
             ConfigurationError: v2 fields with no sender, or several recipients.
@@ -447,7 +448,12 @@ class KaleyraClient:
         if not sender:
             raise ConfigurationError(f"no sender number: {NO_SENDER_FIX}")
         body: dict[str, Any] = {"messaging_object": messaging_object(data, recipients[0])}
-        body["extra_info"] = extra_info(data)
+        info = extra_info(data)
+        if data.get("callback_url"):
+            # v2's callbacks go to the callback profile set up in Kaleyra's console; the
+            # row's URL travels beside the refs (the emulator takes it as that profile).
+            info["callback_url"] = data["callback_url"]
+        body["extra_info"] = info
         return self.messages_url_for(sender), body
 
     # -- the template catalogue ---------------------------------------------------------

@@ -252,3 +252,19 @@ def test_v2_codes_are_explained_in_the_workbook_which_says_the_stop_again(tmp_pa
     (fix,) = fixes  # ...the outcome policy does
     assert fix.startswith("the number is on the other API version")
     assert "--api-version" in fix
+
+
+def test_a_v2_campaigns_callbacks_reach_the_receiver_through_the_emulator(
+    tmp_path: Path,
+) -> None:
+    from kwa_batch import CallbackStore, Emulator, Receiver, merge_receipts
+
+    store = tmp_path / "receipts.db"
+    with Receiver(store) as receiver, Emulator() as emu:
+        rows = mixed().assign(callback_url=receiver.callback_url)
+        results = send(rows, emu.client(sender=SENDER, api_version="v2"), progress=False)
+        assert emu.wait_for_callbacks(10)
+    assert (results["status"] == "sent").all()
+    with CallbackStore(store) as receipts:
+        merged = merge_receipts(results, receipts)
+    assert merged["delivery_status"].notna().all(), merged[["message_id", "delivery_status"]]
