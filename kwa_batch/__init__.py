@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .errors import ERROR_CODES as ERROR_CODES
     from .errors import AmbiguousSendError as AmbiguousSendError
     from .errors import ApiError as ApiError
+    from .errors import ApiVersionError as ApiVersionError
     from .errors import AuthenticationError as AuthenticationError
     from .errors import Code as Code
     from .errors import ConfigurationError as ConfigurationError

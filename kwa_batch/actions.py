@@ -42,7 +42,7 @@ from datetime import timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
-from .errors import Code, Policy
+from .errors import Code, Policy, describe_code, lookup_code
 
 __all__ = [
     "RULES",
@@ -52,7 +52,9 @@ __all__ = [
     "Action",
     "Rule",
     "Scope",
+    "describe",
     "markdown_table",
+    "meaning_of",
     "normal_code",
     "rule_for",
     "rules_table",
@@ -219,8 +221,8 @@ _EXTERNAL = (
     _rule("WA401", Action.STOP, "the sending number is not in the account",
           "use a number of this Kaleyra account", _V2, scope=Scope.NUMBER),
     _rule("WA-401", Action.STOP, "the number is on the other API version, or the account "
-          "type does not allow it", "send with the API version the number belongs to",
-          _V2, scope=Scope.NUMBER),
+          "type does not allow it", "send with the API version the number belongs to "
+          "(--api-version, KALEYRA_API_VERSION, api_version=)", _V2, scope=Scope.NUMBER),
     _rule("WAV2101", Action.STOP, "the account's daily limit is reached",
           "no retry today; wait for the next day or ask Kaleyra for a higher limit",
           _V2, scope=Scope.NUMBER),
@@ -329,6 +331,35 @@ def rule_for(code: object) -> Rule:
         "no retry: look the code up in WhatsApp's or Kaleyra's docs",
         "unknown",
     )
+
+
+def describe(code: str | None) -> str:
+    """A code's meaning and fix in one line, for a results file's fix column and the
+    command line: :func:`kwa_batch.errors.describe_code` for kwa_batch's and Kaleyra v1's
+    codes, else the rule of :data:`RULES` for the codes only the outcome policy knows
+    (Kaleyra v2's ``WA400``, ``WA-401``..., WhatsApp's); ``""`` for a code nobody knows.
+
+    >>> describe("WA400")
+    "the payload was refused. correct the row's fields"
+    """
+    said = describe_code(code)
+    if said or not code:
+        return said
+    rule = RULES.get(normal_code(code) or "")
+    return f"{rule.meaning}. {rule.what_to_do}" if rule is not None else ""
+
+
+def meaning_of(code: str | None) -> str:
+    """A code's meaning alone (see :func:`describe`); ``""`` for a code nobody knows.
+
+    >>> meaning_of("WA-401")
+    'the number is on the other API version, or the account type does not allow it'
+    """
+    entry = lookup_code(code)
+    if entry is not None:
+        return entry.meaning
+    rule = RULES.get(normal_code(code) or "")
+    return rule.meaning if rule is not None else ""
 
 
 def rules_table(*, own: bool = True) -> list[tuple[str, str, str, str, str, str]]:

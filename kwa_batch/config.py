@@ -17,9 +17,12 @@ from urllib.parse import urlsplit
 from .errors import ConfigurationError
 
 __all__ = [
+    "API_VERSIONS",
     "CALLBACK_PATH",
+    "DEFAULT_API_VERSION",
     "DEFAULT_BASE_URL",
     "ENV_API_KEY",
+    "ENV_API_VERSION",
     "ENV_BASE_URL",
     "ENV_FROM",
     "ENV_SID",
@@ -29,9 +32,11 @@ __all__ = [
     "REGIONAL_BASE_URLS",
     "Credentials",
     "Secret",
+    "check_api_version",
     "credentials_from_env",
     "is_loopback_url",
     "normalize_base_url",
+    "other_api_version",
 ]
 
 DEFAULT_BASE_URL = "https://api.kaleyra.io"
@@ -47,6 +52,12 @@ ENV_SID = "KALEYRA_SID"
 ENV_API_KEY = "KALEYRA_API_KEY"
 ENV_FROM = "KALEYRA_FROM"
 ENV_BASE_URL = "KALEYRA_BASE_URL"
+ENV_API_VERSION = "KALEYRA_API_VERSION"
+#: Kaleyra's WhatsApp APIs: a business number belongs to one of them (a call through the
+#: other is answered ``WA-401``). v1 posts a form to ``/v1/<SID>/messages``; v2 posts
+#: WhatsApp's message object to ``/v2/<SID>/whatsapp/<sender>/messages``.
+API_VERSIONS = ("v1", "v2")
+DEFAULT_API_VERSION = "v1"
 #: Where a sender may come from, said to whoever gave none (the sender rule itself is
 #: :mod:`kwa_batch.validation.sender`).
 NO_SENDER_FIX = f"fill the 'from' column, pass sender= (--from), or set {ENV_FROM}"
@@ -85,6 +96,33 @@ class Secret:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("a Secret cannot be pickled")
+
+
+def check_api_version(value: object, *, given_as: str = "api_version") -> str:
+    """``value`` as one of :data:`API_VERSIONS` (case and spaces forgiven).
+
+    Raises:
+        ConfigurationError: any other value, in one line naming it and the choices.
+
+    >>> check_api_version(" V2 ")
+    'v2'
+    """
+    text = str(value).strip().lower()
+    if text not in API_VERSIONS:
+        raise ConfigurationError(
+            f"{given_as} {str(value)!r} is not a Kaleyra API version: give "
+            f"{' or '.join(API_VERSIONS)} (the one the sending number is on)"
+        )
+    return text
+
+
+def other_api_version(version: str) -> str:
+    """The API version that is not ``version`` (a number on it is answered ``WA-401``).
+
+    >>> other_api_version("v1")
+    'v2'
+    """
+    return API_VERSIONS[1 - API_VERSIONS.index(check_api_version(version))]
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -174,18 +212,39 @@ def _masked(url: str) -> str:
 
 @dataclass(frozen=True, repr=False)
 class Credentials:
-    """What is needed to talk to Kaleyra: account SID, API key, default sender, base URL."""
+    """What is needed to talk to Kaleyra: account SID, API key, default sender, base URL,
+    and the API version the sending number is on."""
 
     sid: str
     api_key: Secret
     sender: str | None = None
     base_url: str = DEFAULT_BASE_URL
+    api_version: str = DEFAULT_API_VERSION
 
     def __repr__(self) -> str:
         return (
             f"Credentials(sid={self.sid!r}, api_key=<hidden>, sender={self.sender!r}, "
-            f"base_url={self.base_url!r})"
+            f"base_url={self.base_url!r}, api_version={self.api_version!r})"
         )
+
+
+def api_version_from_env(
+    api_version: str | None = None, *, environ: Mapping[str, str] | None = None
+) -> str:
+    """The API version given, else ``KALEYRA_API_VERSION``, else ``v1``.
+
+    Raises:
+        ConfigurationError: a value that is not ``v1`` or ``v2`` (naming where it came from).
+
+    >>> api_version_from_env(environ={"KALEYRA_API_VERSION": "v2"})
+    'v2'
+    """
+    env = os.environ if environ is None else environ
+    if api_version:
+        return check_api_version(api_version)
+    if env.get(ENV_API_VERSION, "").strip():
+        return check_api_version(env[ENV_API_VERSION], given_as=ENV_API_VERSION)
+    return DEFAULT_API_VERSION
 
 
 def credentials_from_env(
@@ -194,14 +253,18 @@ def credentials_from_env(
     api_key: str | None = None,
     sender: str | None = None,
     base_url: str | None = None,
+    api_version: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Credentials:
-    """Build :class:`Credentials` from the arguments, falling back to ``KALEYRA_*`` variables.
+    """Build :class:`Credentials` from the arguments, falling back to ``KALEYRA_*`` variables
+    (``KALEYRA_API_VERSION``: ``v1``, the default, or ``v2``).
 
     Raises:
-        ConfigurationError: the SID or the key is missing, or the base URL is not a URL.
+        ConfigurationError: the SID or the key is missing, the base URL is not a URL, or the
+            API version is not one.
     """
     env = os.environ if environ is None else environ
+    version = api_version_from_env(api_version, environ=env)
     sid = sid or env.get(ENV_SID) or None
     key = api_key or env.get(ENV_API_KEY) or None
     missing = [name for name, value in ((ENV_SID, sid), (ENV_API_KEY, key)) if not value]
@@ -217,4 +280,5 @@ def credentials_from_env(
         api_key=Secret(key.strip()),
         sender=(sender or env.get(ENV_FROM) or None),
         base_url=normalize_base_url(base_url or env.get(ENV_BASE_URL) or DEFAULT_BASE_URL),
+        api_version=version,
     )

@@ -14,6 +14,7 @@ Every exception the toolkit raises on purpose derives from :class:`KwaBatchError
     │   └── AmbiguousSendError    the request may have been processed: never resend blindly
     └── ApiError                  the API answered with an error (carries code, status, raw body)
         ├── AuthenticationError   401/403: the SID or the key is wrong; stop the run
+        ├── ApiVersionError       WA-401: the sending number is on the other API version; stop
         ├── RateLimitError        429: too fast; safe to retry after ``retry_after`` seconds
         ├── ServerError           5xx: 503 is safe to retry, the others are ambiguous
         └── InvalidResponseError  a 2xx answer we cannot read: the message may have gone out
@@ -31,14 +32,17 @@ from enum import StrEnum, unique
 from typing import Any
 
 __all__ = [
+    "BAD_CREDENTIALS",
     "ERROR_CODES",
     "EXIT_INCOMPLETE",
     "EXIT_OK",
     "EXIT_ROWS",
     "EXIT_UNUSABLE",
     "NEVER_SENT_CODES",
+    "OTHER_API_VERSION",
     "AmbiguousSendError",
     "ApiError",
+    "ApiVersionError",
     "AuthenticationError",
     "Code",
     "ConfigurationError",
@@ -688,6 +692,17 @@ class ApiError(KwaBatchError):
 
 class AuthenticationError(ApiError):
     """401/403: the SID or the API key was refused. Nothing more can be sent."""
+
+
+#: Kaleyra v2's answer for a number on the other API version (v1 or v2): it stops a run.
+OTHER_API_VERSION = "WA-401"
+#: Kaleyra v2's answer for a wrong SID or key: a credential refusal, as v1's HTTP 401/403.
+BAD_CREDENTIALS = "RBC001"
+
+
+class ApiVersionError(ApiError):
+    """``WA-401``: the sending number (or the account) is on the other of Kaleyra's API
+    versions. Nothing more can be sent through this one: the run stops."""
 
 
 class RateLimitError(ApiError):

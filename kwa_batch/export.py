@@ -44,12 +44,13 @@ from typing import Any
 
 import pandas as pd
 
+from .actions import describe, meaning_of
 from .campaign_funnel import campaign_rows, count_funnel
 from .costing import COST_COLUMNS, rate_card, template_catalogue
-from .errors import InputError, KwaBatchError, describe_code, lookup_code
+from .errors import InputError, KwaBatchError
 from .fields import MAX_RECIPIENTS_PER_REQUEST, MESSAGE_COLUMNS
 from .loading.recipients import check_regular_file
-from .outcome import RunOutcome
+from .outcome import DERIVED_FIELDS, RunOutcome
 from .receipts.store import CallbackStore
 from .results import (
     DELIVERY_COLUMNS,
@@ -196,7 +197,7 @@ def _for_people(frame: pd.DataFrame, user_columns: tuple[str, ...]) -> pd.DataFr
 
 def _fixes(codes: pd.Series) -> pd.Series:
     """What each row's error code means and how to fix it (empty without a code)."""
-    meanings = {c: describe_code(c) for c in codes.dropna().unique()}
+    meanings = {c: describe(c) for c in codes.dropna().unique()}
     return pd.Series(
         [meanings.get(c, "") if isinstance(c, str) else "" for c in codes],
         index=codes.index,
@@ -342,7 +343,7 @@ def _summary_sheet(results: pd.DataFrame) -> Sheet:
     bold.add(len(rows))
     rows.append(["status", "error_code", "rows", "meaning and fix"])
     for row in error_counts(results).itertuples(index=False):
-        rows.append([row.status, row.error_code, int(row.rows), describe_code(row.error_code)])
+        rows.append([row.status, row.error_code, int(row.rows), describe(row.error_code)])
     if "delivery_status" in results.columns:  # receipts were merged: what became of the sent
         rows.append([])
         bold.add(len(rows))
@@ -460,7 +461,7 @@ def _how_it_ran(run: Mapping[str, Any]) -> list[str]:
     held = run.get("held")
     if isinstance(held, Mapping) and held:
         parts = [
-            f"{n:,} {code}" + (f" ({entry.meaning})" if (entry := lookup_code(code)) else "")
+            f"{n:,} {code}" + (f" ({meaning})" if (meaning := meaning_of(code)) else "")
             for code, n in held.items()
         ]
         lines.append(f"Held back by the schedule or the limits: {'; '.join(parts)}.")
@@ -598,7 +599,7 @@ def _derived_fix(frame: pd.DataFrame) -> bool:
 _SCALAR_FACTS = ("started_at", "finished_at", "stopped_by", "headline", "journal_error",
                  "export_error")  # fmt: skip
 _SHOWN_ONLY = ("times", "interrupted", "exported_at", "resume", "held", "pacing", "pending",
-               "never_sent", "credentials_refused", "exit_code")  # fmt: skip
+               *DERIVED_FIELDS, "exit_code")  # fmt: skip
 
 
 def _facts_on_summary(sheet: Any) -> dict[str, Any] | None:

@@ -28,16 +28,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .errors import EXIT_INCOMPLETE
+from .config import DEFAULT_API_VERSION, other_api_version
+from .errors import BAD_CREDENTIALS, EXIT_INCOMPLETE, OTHER_API_VERSION
 from .results import STATUSES, Status, exit_code_for, never_sent_rows
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RunOutcome"]
+__all__ = ["DERIVED_FIELDS", "RunOutcome"]
 
 #: The version of the stored form (:meth:`RunOutcome.to_dict`).
 FORMAT = 1
+#: The fields of :class:`RunOutcome` that :meth:`RunOutcome.of` counts from the results'
+#: rows (never given as facts).
+DERIVED_FIELDS = ("counts", "never_sent", "credentials_refused", "wrong_api_version")
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,11 @@ class RunOutcome:
             listed, zeros included.
         never_sent: ``not_sent`` rows that no later run sends (the campaign expired or the
             recipient opted out: :data:`kwa_batch.results.NEVER_SENT`): final, like failed.
-        credentials_refused: the API refused the credentials (HTTP 401/403), which stopped
-            the run.
+        credentials_refused: the API refused the credentials (HTTP 401/403, v2's
+            ``RBC001``), which stopped the run.
+        wrong_api_version: the API answered ``WA-401``: the sending number is on the other
+            of Kaleyra's API versions, which stopped the run (:attr:`next_step` says which
+            version to choose, and how).
         started_at, finished_at: when the run started and finished (UTC), None when unknown
             (results not written by a run).
         stopped_by: the signal that stopped the run (``"SIGINT"`` for Ctrl-C or a notebook's
@@ -84,6 +91,7 @@ class RunOutcome:
     counts: Mapping[str, int]
     never_sent: int = 0
     credentials_refused: bool = False
+    wrong_api_version: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
     stopped_by: str | None = None
@@ -117,13 +125,20 @@ class RunOutcome:
             1
         """
         counts = results["status"].value_counts()
+        codes = results["error_code"] if "error_code" in results.columns else None
+        other_version = codes is not None and bool(codes.eq(OTHER_API_VERSION).fillna(False).any())
         refused = "http_status" in results.columns and bool(
             results["http_status"].isin([401, 403]).to_numpy().any()
         )
+        if codes is not None:
+            refused = (refused and not other_version) or bool(
+                codes.eq(BAD_CREDENTIALS).fillna(False).any()
+            )
         return cls(
             counts={str(k): int(v) for k, v in counts.items()},
-            never_sent=never_sent_rows(results) if "error_code" in results.columns else 0,
+            never_sent=never_sent_rows(results) if codes is not None else 0,
             credentials_refused=refused,
+            wrong_api_version=other_version,
             **facts,
         )
 
@@ -183,7 +198,10 @@ class RunOutcome:
         prefix = f"{stop}\n" if stop else ""
         if stop:
             what = "Once a person has acted"
-        if self.credentials_refused:
+        if self.wrong_api_version:
+            prefix = f"Stopped: {self.version_line()}\n"
+            what = "Once chosen"
+        elif self.credentials_refused:
             prefix = (
                 "Stopped: the API refused the credentials (HTTP 401/403). Check KALEYRA_SID, "
                 "KALEYRA_API_KEY and KALEYRA_BASE_URL (the key must belong to that SID and "
@@ -211,6 +229,18 @@ class RunOutcome:
             )
         return f"{prefix}{what}: {hint}."
 
+    def version_line(self) -> str:
+        """The one line on a ``WA-401``: which API version the sending number needs, and how
+        to choose it (the run's own version is in its settings; v1 when not said)."""
+        used = str(self.settings.get("api_version") or DEFAULT_API_VERSION)
+        other = other_api_version(used)
+        return (
+            f"the sending number is on Kaleyra's {other} API, not {used} ({OTHER_API_VERSION}); "
+            f"send with {other}: --api-version {other}, KALEYRA_API_VERSION={other} or "
+            f"api_version={other!r}. Nothing more left after that answer (requests already on "
+            "their way excepted)."
+        )
+
     def steps(self) -> list[str]:
         """What to do next, in plain words for whoever reads the results (the workbook's
         Summary): one paragraph per kind of row left to act on, or "Nothing" when every row
@@ -219,6 +249,8 @@ class RunOutcome:
         refused = self.counts[Status.REJECTED] + self.counts[Status.FAILED]
         pending, unknown, journal = self.pending, self.counts[Status.UNKNOWN], self.journal
         steps = []
+        if self.wrong_api_version:
+            steps.append(f"The sending stopped: {self.version_line()}")
         if self.stopped_on:
             steps.append(
                 f"A callback stopped the sending: {self.stopped_on}. Do that before sending "
@@ -294,8 +326,7 @@ class RunOutcome:
                 raise ValueError(f"{name} is {facts[name]!r}, not a table of facts")
         if results is None:
             return cls(**{"counts": {}, **facts})
-        derived = ("counts", "never_sent", "credentials_refused")
-        return cls.of(results, **{k: v for k, v in facts.items() if k not in derived})
+        return cls.of(results, **{k: v for k, v in facts.items() if k not in DERIVED_FIELDS})
 
 
 def _signal_number(name: str) -> int:

@@ -33,6 +33,7 @@ import pandas as pd
 import phonenumbers
 
 from .catalogue import TEMPLATE_COLUMNS
+from .config import DEFAULT_API_VERSION
 from .errors import InputError
 from .fields import message_frame
 from .loading.files import FileKind
@@ -271,6 +272,7 @@ def estimate(
     pacing: Pacing | None = None,
     schedule: Schedule | None = None,
     now: datetime | None = None,
+    api_version: str = DEFAULT_API_VERSION,
     **options: Any,
 ) -> Estimate:
     """Count, price and time the valid rows of ``report`` (nothing is sent).
@@ -285,6 +287,8 @@ def estimate(
             its rate (None without a rate limit).
         schedule: as for :func:`kwa_batch.send`: how many rows would be held back if it ran
             at ``now`` (default: the real clock).
+        api_version: the Kaleyra API the client sends through (``client.api_version``):
+            ``v2`` takes one recipient per request, and the requests are counted so.
         **options: the fields of ``pacing`` and ``schedule`` as keywords (``rate_limit=``,
             ``quiet_hours=``...), as for :func:`kwa_batch.send`.
 
@@ -324,8 +328,8 @@ def estimate(
         table["price"], table["currency"] = float("nan"), pd.NA
     table["cost"] = table["messages"] * table["price"]
     table = table[list(ESTIMATE_COLUMNS)]
-    # Grouped as send() groups them, from the same settings.
-    planned = plan_requests(messages, max_recipients=pacing.request_size)
+    # Grouped as send() groups them, from the same settings (v2: one recipient a request).
+    planned = plan_requests(messages, max_recipients=pacing.size_for(api_version))
     requests = sum(1 for _ in planned) if len(messages) else 0
     holds = Holds.make(schedule, now=now)
     held: dict[str, int] = {}

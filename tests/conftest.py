@@ -114,6 +114,7 @@ def runner(monkeypatch: pytest.MonkeyPatch):
         "KALEYRA_API_KEY",
         "KALEYRA_FROM",
         "KALEYRA_BASE_URL",
+        "KALEYRA_API_VERSION",
         "KWA_RECEIVER_STORE",
         "KWA_RECEIVER_TOKEN",
     ):

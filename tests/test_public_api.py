@@ -17,6 +17,7 @@ PUBLIC = [
     "STATUSES",
     "AmbiguousSendError",
     "ApiError",
+    "ApiVersionError",
     "CallbackStore",
     "Code",
     "AuthenticationError",

@@ -86,6 +86,7 @@ def follow_up_command(
     sid: str | None,
     api_key: str | None,
     base_url: str | None,
+    api_version: str | None,
     pacing: Any,
     messages: dict[str, Any],
     region: str | None,
@@ -98,7 +99,9 @@ def follow_up_command(
     person must act first), fix. Exactly the rows whose retry is due are sent, each once
     (the journal records it: a second run sends nothing), with the campaign's quiet hours,
     expiry and daily limit, from the sender the campaign used. The results file is written
-    back with each retried row's new outcome and its follow_ups count.
+    back with each retried row's new outcome and its follow_ups count. Retries go through
+    the Kaleyra API version the campaign was sent through (its results say), unless
+    --api-version or KALEYRA_API_VERSION says otherwise.
 
     Exits 0 when nothing was due or every retry left; otherwise as `kwa-batch send` does.
     """
@@ -123,7 +126,8 @@ def follow_up_command(
     from ..receipts.retrying import StopSending
 
     with ExitStack() as stack:
-        client = _client(stack, emulator, sender, region, sid, api_key, base_url)
+        account = (sid, api_key, base_url, api_version or _campaign_version(results))
+        client = _client(stack, emulator, sender, region, account)
         try:
             updated = _send(
                 results, store, client, journal, pacing, messages, quiet=quiet,
@@ -182,27 +186,51 @@ def _print_actions(plan: pd.DataFrame, due_now: int) -> None:
         )
 
 
+def _campaign_version(results: pd.DataFrame) -> str | None:
+    """The API version the campaign was sent through (its run's settings), unless
+    ``KALEYRA_API_VERSION`` says otherwise: None then, or when the results do not say."""
+    import os
+
+    from ..config import ENV_API_VERSION
+    from ..outcome import RunOutcome
+
+    if os.environ.get(ENV_API_VERSION, "").strip():
+        return None
+    run = results.attrs.get("run")
+    version = run.settings.get("api_version") if isinstance(run, RunOutcome) else None
+    return str(version) if version else None
+
+
 def _client(
     stack: ExitStack,
     emulator: bool,
     sender: str | None,
     region: str | None,
-    sid: str | None,
-    api_key: str | None,
-    base_url: str | None,
+    account: tuple[str | None, str | None, str | None, str | None],
 ) -> Any:
-    from ..config import credentials_from_env
+    """The client of the retries; ``account``: --sid, --api-key, --base-url, --api-version."""
+    from ..config import api_version_from_env, credentials_from_env
     from ..sending.client import KaleyraClient
 
+    sid, api_key, base_url, api_version = account
+    version = api_version_from_env(api_version)
     if emulator:
         from ..emulator.server import Emulator
 
         emu = stack.enter_context(Emulator())
         click.echo(wrapped(f"Using the built-in Kaleyra emulator at {emu.url}."))
-        return stack.enter_context(emu.client())
+        return stack.enter_context(emu.client(api_version=version))
     given, _ = resolve_sender(sender, region, emulator=False) if sender else (None, "")
-    creds = credentials_from_env(sid=sid, api_key=api_key, sender=given, base_url=base_url)
-    client = KaleyraClient(creds.sid, creds.api_key, sender=creds.sender, base_url=creds.base_url)
+    creds = credentials_from_env(
+        sid=sid, api_key=api_key, sender=given, base_url=base_url, api_version=version
+    )
+    client = KaleyraClient(
+        creds.sid,
+        creds.api_key,
+        sender=creds.sender,
+        base_url=creds.base_url,
+        api_version=creds.api_version,
+    )
     return stack.enter_context(client)
 
 

@@ -15,7 +15,15 @@ from typing import Any
 
 import click
 
-from ..config import ENV_API_KEY, ENV_BASE_URL, ENV_FROM, ENV_SID
+from ..config import (
+    API_VERSIONS,
+    DEFAULT_API_VERSION,
+    ENV_API_KEY,
+    ENV_API_VERSION,
+    ENV_BASE_URL,
+    ENV_FROM,
+    ENV_SID,
+)
 from .common import check_writable, fail
 
 __all__ = [
@@ -314,8 +322,22 @@ def summary_json_option(command: Command) -> Command:
     )(command)
 
 
+def _api_version(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from ..config import check_api_version
+    from ..errors import ConfigurationError
+
+    try:
+        return check_api_version(value, given_as="--api-version")
+    except ConfigurationError as exc:
+        fail(str(exc))
+
+
 def account_options(command: Command) -> Command:
-    """``--sid``, ``--api-key``, ``--base-url``: the account, else the environment."""
+    """``--sid``, ``--api-key``, ``--base-url``, ``--api-version``: the account, else the
+    environment (the command receives ``api_version`` None when the option is not given:
+    ``KALEYRA_API_VERSION`` or v1 then, see :func:`kwa_batch.config.api_version_from_env`)."""
     return _apply(
         command,
         [
@@ -329,6 +351,13 @@ def account_options(command: Command) -> Command:
                 "--base-url",
                 metavar="URL",
                 help=f"API host or region (sg, in, eu, na) [env: {ENV_BASE_URL}].",
+            ),
+            click.option(
+                "--api-version",
+                metavar="|".join(API_VERSIONS),
+                callback=_api_version,
+                help="Kaleyra's API the sending number is on (a number answers WA-401 through "
+                f"the other) [env: {ENV_API_VERSION}; default: {DEFAULT_API_VERSION}].",
             ),
         ],
     )

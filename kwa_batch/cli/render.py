@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import describe_code, lookup_code
+from ..actions import meaning_of
+from ..errors import describe_code
 from .common import fail, in_flags, wrapped
 
 if TYPE_CHECKING:
@@ -78,9 +79,12 @@ def print_plan(requests: list[Request], client: KaleyraClient) -> None:
     rows = sum(len(r) for r in requests)
     click.echo(f"\nDry run: {rows} message(s) in {len(requests)} request(s); nothing is sent.")
     for number, request in enumerate(requests[:_SHOWN_REQUESTS], start=1):
-        click.echo(f"\n#{number} POST {client.messages_url}  (api-key: ********)")
-        for name, value in request.form().items():
-            shown = value if len(value) <= 70 else value[:67] + "..."
+        url, body = client.request_for(request.form())
+        click.echo(f"\n#{number} POST {url}  (api-key: ********)")
+        for name, value in body.items():
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            most = 70 if isinstance(value, str) else 400  # a v2 message object: its parameters
+            shown = text if len(text) <= most else text[: most - 3] + "..."
             click.echo(f"    {name}: {shown}")
     if len(requests) > _SHOWN_REQUESTS:
         click.echo(f"\n... and {len(requests) - _SHOWN_REQUESTS} more request(s)")
@@ -93,7 +97,7 @@ def print_summary(results: pd.DataFrame, target: Path | None) -> None:
 
     click.echo(f"\nOutcome: {counted(run_outcome(results))}")
     for row in error_counts(results).itertuples(index=False):
-        meaning = entry.meaning if (entry := lookup_code(row.error_code)) else ""
+        meaning = meaning_of(row.error_code)
         click.echo(f"  {row.error_code:<11} {int(row.rows):>6,} {row.status:<9} {meaning}")
     if target is None:
         return

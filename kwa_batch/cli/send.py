@@ -76,6 +76,7 @@ class _Options:
     sid: str | None
     api_key: str | None
     base_url: str | None
+    api_version: str | None
     quiet: bool
     log_level: str | None
     encoding: str | None
@@ -185,7 +186,7 @@ def send_command(**options: Any) -> None:
         if not o.quiet:
             print_problems(report, by_code=False)
         if o.dry_run:
-            _estimate(report, o, echo)  # issue #13: cost, duration, rows held back
+            _estimate(report, o, echo, client)  # issue #13: cost, duration, rows held back
             _dry_run(report, client, o.pacing)
         echo("")
         results = _send(report, client, o)
@@ -214,15 +215,18 @@ def _client(
 ) -> tuple[KaleyraClient, Emulator | None]:
     """The client to send with: the emulator's, the account's, or (for a dry run without
     credentials) a placeholder that is never used to send."""
-    from ..config import DEFAULT_BASE_URL, credentials_from_env
+    from ..config import DEFAULT_BASE_URL, api_version_from_env, credentials_from_env
     from ..errors import ConfigurationError
     from ..sending.client import KaleyraClient
 
+    version = api_version_from_env(o.api_version)
     if o.emulator:
         from ..emulator.server import Emulator
 
         emu = stack.enter_context(Emulator())
-        client = stack.enter_context(emu.client(timeout=o.timeout, sender=sender))
+        client = stack.enter_context(
+            emu.client(timeout=o.timeout, sender=sender, api_version=version)
+        )
         echo(
             wrapped(
                 f"Using the built-in Kaleyra emulator at {emu.url}: nothing leaves this machine."
@@ -233,20 +237,29 @@ def _client(
         return client, emu
     try:
         creds = credentials_from_env(
-            sid=o.sid, api_key=o.api_key, sender=sender, base_url=o.base_url
+            sid=o.sid, api_key=o.api_key, sender=sender, base_url=o.base_url, api_version=version
         )
     except ConfigurationError:
         if not o.dry_run:
             raise
         echo("Dry run without credentials: the requests are shown for a placeholder account.")
         placeholder = KaleyraClient(
-            "YOUR_SID", "placeholder", sender=sender, base_url=o.base_url or DEFAULT_BASE_URL
+            "YOUR_SID",
+            "placeholder",
+            sender=sender,
+            base_url=o.base_url or DEFAULT_BASE_URL,
+            api_version=version,
         )
         return stack.enter_context(placeholder), None
     client = KaleyraClient(
-        creds.sid, creds.api_key, sender=creds.sender, base_url=creds.base_url, timeout=o.timeout
+        creds.sid,
+        creds.api_key,
+        sender=creds.sender,
+        base_url=creds.base_url,
+        timeout=o.timeout,
+        api_version=creds.api_version,
     )
-    echo(f"Sending through {client.base_url} as {creds.sid}.")
+    echo(f"Sending through {client.base_url} ({client.api_version} API) as {creds.sid}.")
     return stack.enter_context(client), None
 
 
@@ -255,7 +268,8 @@ def _dry_run(report: ValidationReport, client: KaleyraClient, pacing: Pacing) ->
     from ..fields import message_frame
     from ..sending.planner import plan_requests
 
-    planned = plan_requests(message_frame(report.valid), max_recipients=pacing.request_size)
+    size = pacing.size_for(client.api_version)  # as send() plans: v2 one recipient a request
+    planned = plan_requests(message_frame(report.valid), max_recipients=size)
     requests = list(planned)
     print_plan(requests, client)
     sys.exit(EXIT_OK if report.ok else EXIT_ROWS)
@@ -265,7 +279,7 @@ def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.Da
     from ..sending.retries import Retries
     from ..sending.run import send
 
-    estimated = _estimate(report, o, None) if o.rate_card else None
+    estimated = _estimate(report, o, None, client) if o.rate_card else None
     with ExitStack() as stack:
         receipts = None
         if o.receipts is not None:
@@ -288,13 +302,23 @@ def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.Da
 
 
 def _estimate(
-    report: ValidationReport, o: _Options, echo: Callable[[str], None] | None
+    report: ValidationReport,
+    o: _Options,
+    echo: Callable[[str], None] | None,
+    client: KaleyraClient,
 ) -> dict[str, Any]:
     """kwa_batch.estimate()'s summary for this command (printed when ``echo`` is given)."""
     from ..pricing import describe, describe_table, estimate
 
     card = o.rate_card
-    found = estimate(report, rates=card, pacing=o.pacing, schedule=o.schedule, now=o.now)
+    found = estimate(
+        report,
+        rates=card,
+        pacing=o.pacing,
+        schedule=o.schedule,
+        now=o.now,
+        api_version=client.api_version,
+    )
     summary: dict[str, Any] = found.attrs["summary"]
     if echo is not None:
         for line in describe(summary, rate_card=card is not None):

@@ -49,6 +49,7 @@ def templates_command(
     sid: str | None,
     api_key: str | None,
     base_url: str | None,
+    api_version: str | None,
 ) -> None:
     """Fetch every template of WABA ID (all pages) and write them as a catalogue.
 
@@ -77,9 +78,15 @@ def templates_command(
         ):
             catalogue = client.templates(waba_id)
     else:
-        creds = credentials_from_env(sid=sid, api_key=api_key, base_url=base_url)
+        creds = credentials_from_env(
+            sid=sid, api_key=api_key, base_url=base_url, api_version=api_version
+        )
         with KaleyraClient(
-            creds.sid, creds.api_key, base_url=creds.base_url, session_factory=bounded
+            creds.sid,
+            creds.api_key,
+            base_url=creds.base_url,
+            session_factory=bounded,
+            api_version=creds.api_version,
         ) as client:
             catalogue = client.templates(waba_id)
     save_templates(catalogue, target)

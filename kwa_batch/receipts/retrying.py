@@ -38,7 +38,7 @@ import pandas as pd
 from ..actions import STOP_CODES, TEMPLATE_CODES, Action, rule_for
 from ..errors import ConfigurationError, KwaBatchError
 from ..fields import FOLLOW_UP_OF
-from ..outcome import RunOutcome
+from ..outcome import DERIVED_FIELDS, RunOutcome
 from ..results import DELIVERY_COLUMNS, OUTCOME_FIELDS, RESULT_DTYPES, Status
 from ..sending.client import KaleyraClient
 from ..sending.pacing import Pacing
@@ -329,7 +329,7 @@ def _updated(sent: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
         {
             f.name: getattr(original, f.name)
             for f in dataclasses.fields(RunOutcome)
-            if f.name not in ("counts", "never_sent", "credentials_refused")
+            if f.name not in DERIVED_FIELDS
         }
         if isinstance(original, RunOutcome)
         else {}

@@ -1,4 +1,12 @@
-"""``KaleyraClient``: one WhatsApp request to Kaleyra's v1 messages endpoint, answered tolerantly.
+"""``KaleyraClient``: one WhatsApp request to Kaleyra's messages endpoint (v1 or v2), answered
+tolerantly.
+
+Kaleyra has two WhatsApp APIs and a business number belongs to one of them (see
+``kaleyra-facts.md``). v1 (the default) posts a form to ``/v1/<SID>/messages``, to up to 100
+comma-joined recipients; v2 posts JSON, ``{"messaging_object": <WhatsApp's message object>,
+"extra_info": {refs}}`` (built by :mod:`kwa_batch.message_objects`), to
+``/v2/<SID>/whatsapp/<sender digits>/messages``, one recipient per request. Both take the
+same prepared fields (:meth:`KaleyraClient.build_fields`), so the run does not care which.
 
 The client sends exactly one HTTP request per call and never retries on its own: whether a
 failed request may be sent again is the sender's decision (see :mod:`kwa_batch.sending.run`),
@@ -27,16 +35,21 @@ from urllib3.util.retry import Retry
 
 from .._http.bounded import DEFAULT_DEADLINE, MAX_ANSWER_BYTES, BoundedSession
 from ..config import (
+    DEFAULT_API_VERSION,
     DEFAULT_BASE_URL,
     NO_SENDER_FIX,
     Credentials,
     Secret,
+    check_api_version,
     credentials_from_env,
     normalize_base_url,
 )
 from ..errors import (
+    BAD_CREDENTIALS,
+    OTHER_API_VERSION,
     AmbiguousSendError,
     ApiError,
+    ApiVersionError,
     AuthenticationError,
     Code,
     ConfigurationError,
@@ -46,6 +59,7 @@ from ..errors import (
     ServerError,
 )
 from ..fields import request_form
+from ..message_objects import extra_info, messaging_object
 from ..privacy import mask_phone
 from .limiter import written
 
@@ -117,7 +131,8 @@ class SendResult:
 
 
 class KaleyraClient:
-    """Sends WhatsApp messages through Kaleyra's ``POST /v1/<SID>/messages``.
+    """Sends WhatsApp messages through Kaleyra's ``POST /v1/<SID>/messages`` (v1), or
+    ``POST /v2/<SID>/whatsapp/<sender>/messages`` (v2).
 
     Args:
         sid: the account SID.
@@ -128,11 +143,20 @@ class KaleyraClient:
         timeout: seconds, or a ``(connect, read)`` pair.
         pool_size: connections kept alive per thread.
         session_factory: builds the ``requests.Session`` for each thread (a seam for tests).
+        api_version: ``"v1"`` (the default) or ``"v2"``: the API the sending numbers are on
+            (a number on the other one is answered ``WA-401``, which stops a run). v2 sends
+            one recipient per request.
+
+    Raises:
+        ConfigurationError: an empty SID or key, a base URL that is not one, an API version
+            that is not ``v1`` or ``v2``.
 
     Example:
         >>> client = KaleyraClient("HXAP123", "secret-key", sender="+911234567890")
         >>> client
         KaleyraClient(sid='HXAP123', api_key=<hidden>, sender='+911234567890', base_url='https://api.kaleyra.io')
+        >>> KaleyraClient("HXAP123", "k", sender="+911234567890", api_version="v2").messages_url
+        'https://api.kaleyra.io/v2/HXAP123/whatsapp/911234567890/messages'
     """
 
     def __init__(
@@ -145,6 +169,7 @@ class KaleyraClient:
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         pool_size: int = 4,
         session_factory: Any = None,
+        api_version: str = DEFAULT_API_VERSION,
     ) -> None:
         if not sid or not str(sid).strip():
             raise ConfigurationError("the account SID is empty: pass sid= or set KALEYRA_SID")
@@ -154,6 +179,7 @@ class KaleyraClient:
         self.sid = str(sid).strip()
         self.sender = sender
         self.base_url = normalize_base_url(base_url)
+        self.api_version = check_api_version(api_version)
         self.timeout = timeout
         self.pool_size = pool_size
         self._session_factory = session_factory
@@ -163,31 +189,51 @@ class KaleyraClient:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
-        """Build a client from ``KALEYRA_SID``, ``KALEYRA_API_KEY``, ``KALEYRA_FROM`` and
-        ``KALEYRA_BASE_URL``; keyword arguments override them.
+        """Build a client from ``KALEYRA_SID``, ``KALEYRA_API_KEY``, ``KALEYRA_FROM``,
+        ``KALEYRA_BASE_URL`` and ``KALEYRA_API_VERSION``; keyword arguments override them.
 
         Raises:
-            ConfigurationError: the SID or the key is not set.
+            ConfigurationError: the SID or the key is not set, or a value is unusable.
         """
         creds: Credentials = credentials_from_env(
             sid=overrides.pop("sid", None),
             api_key=overrides.pop("api_key", None),
             sender=overrides.pop("sender", None),
             base_url=overrides.pop("base_url", None),
+            api_version=overrides.pop("api_version", None),
         )
         return cls(
-            creds.sid, creds.api_key, sender=creds.sender, base_url=creds.base_url, **overrides
+            creds.sid,
+            creds.api_key,
+            sender=creds.sender,
+            base_url=creds.base_url,
+            api_version=creds.api_version,
+            **overrides,
         )
 
     @property
+    def groups_recipients(self) -> bool:
+        """True when one request may carry several recipients (v1); v2 takes one."""
+        return self.api_version == "v1"
+
+    @property
     def messages_url(self) -> str:
-        """The endpoint this client posts to."""
-        return f"{self.base_url}/v1/{self.sid}/messages"
+        """The endpoint this client posts to (for v2, from the client's own sender; a
+        sender not yet known is shown as ``<sender>``)."""
+        return self.messages_url_for(self.sender)
+
+    def messages_url_for(self, sender: str | None) -> str:
+        """The endpoint a message from ``sender`` is posted to (v2 names it in the path)."""
+        if self.api_version == "v1":
+            return f"{self.base_url}/v1/{self.sid}/messages"
+        number = _digits(sender) if sender else "<sender>"
+        return f"{self.base_url}/v2/{self.sid}/whatsapp/{number}/messages"
 
     def __repr__(self) -> str:
+        version = "" if self.api_version == DEFAULT_API_VERSION else ", api_version='v2'"
         return (
             f"KaleyraClient(sid={self.sid!r}, api_key=<hidden>, sender={self.sender!r}, "
-            f"base_url={self.base_url!r})"
+            f"base_url={self.base_url!r}{version})"
         )
 
     # -- sessions -----------------------------------------------------------------------
@@ -209,7 +255,7 @@ class KaleyraClient:
                 # requests re-reads proxy and CA-bundle variables on every request (a scan of
                 # os.environ each time); read them once for this session instead.
                 settings = session.merge_environment_settings(
-                    self.messages_url, {}, None, None, None
+                    f"{self.base_url}/", {}, None, None, None
                 )
                 session.proxies.update(settings["proxies"])
                 session.verify = settings["verify"]
@@ -285,7 +331,8 @@ class KaleyraClient:
     def send_message(
         self, to: str | Sequence[str], *, media_file: str | Path | None = None, **fields: Any
     ) -> SendResult:
-        """Send one message to one or several recipients (at most 100) in one request.
+        """Send one message to one or several recipients (at most 100; v2: one) in one
+        request.
 
         Args:
             to: an E.164 number or a list of them.
@@ -294,7 +341,8 @@ class KaleyraClient:
                 ``callback_url``, ``channel``, ``extra`` (other API fields, e.g.
                 ``{"media_url": ..., "caption": ...}`` for ``type="media"``).
             media_file: a local file sent as the ``media`` part of a multipart request
-                (``type="media"`` or ``"mediatemplate"``), as production gateways do.
+                (``type="media"`` or ``"mediatemplate"``), as production gateways do (v1
+                only: v2 sends media by link).
 
         Returns:
             SendResult with a message id per recipient the API acknowledged.
@@ -305,6 +353,10 @@ class KaleyraClient:
             AmbiguousSendError: the request may have been processed (do not resend blindly).
         """
         data = self.build_fields(to, **fields)
+        if media_file is not None and self.api_version != "v1":
+            raise ConfigurationError(
+                "media_file: Kaleyra's v2 API takes media by link: give media_url instead"
+            )
         if media_file is None:
             return self.post(data)
         file = Path(media_file)
@@ -318,17 +370,29 @@ class KaleyraClient:
         self, data: Mapping[str, str], *, files: Mapping[str, tuple[str, bytes]] | None = None
     ) -> SendResult:
         """Post prepared form fields (see :meth:`build_fields`), and file parts (multipart)
-        when given, and parse the answer."""
+        when given, and parse the answer. A v2 client posts them as WhatsApp's message
+        object (see :meth:`request_for`).
+
+        Raises:
+            ConfigurationError: a v2 request to several recipients, or with file parts.
+        """
         recipients = [r for r in data.get("to", "").split(",") if r]
-        log.debug("POST %s to %s", self.messages_url, ",".join(mask_phone(r) for r in recipients))
+        url, body = self.request_for(data)
+        if files and self.api_version != "v1":
+            raise ConfigurationError("Kaleyra's v2 API takes media by link, not as a file part")
+        log.debug("POST %s to %s", url, ",".join(mask_phone(r) for r in recipients))
+        sending: dict[str, Any] = (
+            {"data": body, "files": dict(files) if files else None}
+            if self.api_version == "v1"
+            else {"json": body}
+        )
         try:
             response = self._session().post(
-                self.messages_url,
-                data=dict(data),
-                files=dict(files) if files else None,
+                url,
                 headers={"api-key": self._key.reveal()},
                 timeout=self.timeout,
                 allow_redirects=False,
+                **sending,
             )
         except requests.exceptions.ConnectTimeout:
             raise ConnectError(
@@ -354,7 +418,43 @@ class KaleyraClient:
             raise AmbiguousSendError(
                 f"the request to {self.base_url} failed: {_reason(exc)}", code=Code.DROPPED
             ) from None
-        return parse_response(response.status_code, response.text, response.headers, recipients)
+        return parse_response(
+            response.status_code,
+            response.text,
+            response.headers,
+            recipients,
+            api_version=self.api_version,
+        )
+
+    def request_for(self, data: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+        """The URL and body that :meth:`post` sends for prepared fields (the key aside).
+
+        v1: the messages URL and the form as given. v2: the URL of the fields' sender and
+        ``{"messaging_object": messaging_object(fields, to), "extra_info": extra_info(fields)}``,
+        the row's ``callback_url`` in ``extra_info`` too.
+
+        Raises:
+            ConfigurationError: v2 fields with no sender, or several recipients.
+        """
+        if self.api_version == "v1":
+            return self.messages_url, dict(data)
+        recipients = [r for r in data.get("to", "").split(",") if r]
+        if len(recipients) != 1:
+            raise ConfigurationError(
+                f"Kaleyra's v2 API takes one recipient per request, not {len(recipients)}: "
+                "send each row on its own (kb.send plans them so)"
+            )
+        sender = data.get("from") or self.sender
+        if not sender:
+            raise ConfigurationError(f"no sender number: {NO_SENDER_FIX}")
+        body: dict[str, Any] = {"messaging_object": messaging_object(data, recipients[0])}
+        info = extra_info(data)
+        if data.get("callback_url"):
+            # v2's callbacks go to the callback profile set up in Kaleyra's console; the
+            # row's URL travels beside the refs (the emulator takes it as that profile).
+            info["callback_url"] = data["callback_url"]
+        body["extra_info"] = info
+        return self.messages_url_for(sender), body
 
     # -- the template catalogue ---------------------------------------------------------
 
@@ -541,15 +641,25 @@ def _reason(exc: BaseException) -> str:
 
 
 def _first_code(payload: Any) -> str | None:
+    """The error code of an answer: ``code`` (or ``error_code``, ``errorCode``), else
+    ``error.code``, else the first of ``errors[].code`` (v2 writes it any of these ways)."""
     if not isinstance(payload, Mapping):
         return None
     for key in ("code", "error_code", "errorCode"):
         value = payload.get(key)
-        if isinstance(value, str | int) and str(value):
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
             return str(value)
     error = payload.get("error")
     if isinstance(error, Mapping):
-        return _first_code(error)
+        found = _first_code(error)
+        if found is not None:
+            return found
+    errors = payload.get("errors")
+    if isinstance(errors, list):
+        for item in errors:
+            found = _first_code(item)
+            if found is not None:
+                return found
     return None
 
 
@@ -592,13 +702,27 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def parse_response(
-    status: int, text: str, headers: Mapping[str, str], recipients: Sequence[str]
+    status: int,
+    text: str,
+    headers: Mapping[str, str],
+    recipients: Sequence[str],
+    *,
+    api_version: str = "v1",
 ) -> SendResult:
     """Turn an HTTP answer into a :class:`SendResult`, or raise the matching :class:`ApiError`.
 
     Tolerant of the shapes seen in the wild: the document's ``{"id", "data": [...]}``, a bare
-    ``{"id": "<uuid>:0"}``, and error bodies either ``{"code", "message"}`` or
-    ``{"error": {field: reason}}``. An unreadable body never crashes: it is carried raw.
+    ``{"id": "<uuid>:0"}``, and error bodies either ``{"code", "message"}``,
+    ``{"error": {field: reason}}`` or ``{"errors": [{"code", "message"}]}``. An unreadable
+    body never crashes: it is carried raw.
+
+    v2's answer body is not documented: any 2xx is accepted (an empty or non-JSON body
+    too: its rows then have no message id, kept in ``raw["body"]``), and the message id is read from
+    whichever is there: ``messages[].id`` as WhatsApp writes it (at the top or under
+    ``data``), ``data[].message_id`` as v1 writes it, or a top-level ``id``. Kaleyra's codes
+    decide the error raised, whatever the HTTP status: ``WA-401`` (the number is on the
+    other API version) :class:`ApiVersionError`, ``RBC001`` (wrong SID or key)
+    :class:`AuthenticationError`.
     """
     raw = text[:_RAW_LIMIT]
     try:
@@ -607,6 +731,10 @@ def parse_response(
         payload = None
 
     if 200 <= status < 300:
+        if api_version != "v1" and not isinstance(payload, Mapping):
+            # v2's answer is not documented: a 2xx is taken, whatever its body; no id in it
+            # leaves the row unknown (see kwa_batch.sending.run), with the body kept.
+            return SendResult(None, status, {}, raw={"body": raw} if raw else {})
         if not isinstance(payload, Mapping):
             raise InvalidResponseError(
                 f"the API answered {status} with a body that is not JSON: {raw[:200]!r}",
@@ -616,6 +744,8 @@ def parse_response(
             )
         error = payload.get("error")
         ids = _message_ids(payload, recipients)
+        if api_version != "v1" and not ids:
+            ids = _v2_message_ids(payload, recipients)
         if error and not ids:
             code = _first_code(payload) or f"HTTP{status}"
             raise ApiError(
@@ -643,13 +773,34 @@ def parse_response(
         "raw": raw,
         "details": dict(payload) if isinstance(payload, Mapping) else {},
     }
-    if status in (401, 403):
+    if code == OTHER_API_VERSION:
+        raise ApiVersionError(message, **kwargs)
+    if status in (401, 403) or code == BAD_CREDENTIALS:
         raise AuthenticationError(message, **kwargs)
     if status == 429:
         raise RateLimitError(message, retry_after=_retry_after(headers), **kwargs)
     if status >= 500:
         raise ServerError(message, **kwargs)
     raise ApiError(message, **kwargs)
+
+
+def _v2_message_ids(payload: Mapping[str, Any], recipients: Sequence[str]) -> dict[str, str]:
+    """The message id of a v2 answer (one recipient): ``messages[0].id`` at the top or under
+    ``data``, else a top-level ``id``; {} when there is none."""
+    if len(recipients) != 1:
+        return {}
+    data = payload.get("data")
+    for holder in (payload, data):
+        messages = holder.get("messages") if isinstance(holder, Mapping) else None
+        if isinstance(messages, list):
+            for item in messages:
+                found = item.get("id") if isinstance(item, Mapping) else None
+                if isinstance(found, str | int) and not isinstance(found, bool) and str(found):
+                    return {recipients[0]: str(found)}
+    found = payload.get("id")
+    if isinstance(found, str | int) and not isinstance(found, bool) and str(found).strip():
+        return {recipients[0]: str(found)}
+    return {}
 
 
 def _message_ids(payload: Mapping[str, Any], recipients: Sequence[str]) -> dict[str, str]:

@@ -41,6 +41,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from ..config import check_api_version
 from ..errors import ConfigurationError
 from ..fields import MAX_RECIPIENTS_PER_REQUEST
 from .limiter import (
@@ -121,7 +122,8 @@ class Pacing:
         max_recipients_per_request: rows sharing one message go in one request of at most
             this many recipients (default 100, Kaleyra's cap; 1 sends each row on its own).
             At a rate, requests are made a little smaller when that packs each second
-            better: see :attr:`request_size`.
+            better: see :attr:`request_size`. Kaleyra's v1 only: a v2 client sends one
+            recipient a request (:meth:`size_for`).
 
     Raises:
         ConfigurationError: a value out of range, naming the setting, the value and what
@@ -192,6 +194,17 @@ class Pacing:
         if self.rate_limit is None:
             return self.max_recipients_per_request
         return recipients_per_request(self.rate_limit, self.max_recipients_per_request)
+
+    def size_for(self, api_version: str) -> int:
+        """The most recipients one request carries through Kaleyra's ``api_version``:
+        :attr:`request_size` for v1; 1 for v2, which takes one recipient per request
+        whatever ``max_recipients_per_request`` says. What :func:`kwa_batch.send` plans with
+        for a client of that version, and :func:`kwa_batch.estimate` counts.
+
+        >>> Pacing().size_for("v1"), Pacing().size_for("v2")
+        (80, 1)
+        """
+        return self.request_size if check_api_version(api_version) == "v1" else 1
 
 
 class ConcurrencyController:

@@ -1,6 +1,6 @@
 """``send()``: every valid row to the API, fast, within a rate limit, and nothing twice.
 
-Rows that share one message go in one request of up to 100 recipients (see
+Rows that share one message go in one request of up to 100 recipients (v2: one; see
 :mod:`~kwa_batch.sending.planner`); requests run on a thread pool, each thread with its own pooled
 session (see :class:`~kwa_batch.sending.client.KaleyraClient`). The retry rule is *nothing twice*:
 
@@ -13,7 +13,8 @@ session (see :class:`~kwa_batch.sending.client.KaleyraClient`). The retry rule i
   in, at the risk of sending twice);
 - a grouped request refused as a whole with a 4xx (one bad recipient spoils it) was not
   processed: it is split and its recipients are sent one by one;
-- a 401/403 stops the run at once: the remaining rows are ``not_sent``;
+- a 401/403 (v2: ``RBC001``) stops the run at once: the remaining rows are ``not_sent``;
+- so does ``WA-401`` (the sending number is on the other API version: v1 or v2);
 - other 4xx answers are final: ``failed`` with the API's code.
 
 With a ``journal``, every row's state is written before its request goes out and after the
@@ -56,6 +57,7 @@ from tqdm.auto import tqdm
 from ..errors import (
     AmbiguousSendError,
     ApiError,
+    ApiVersionError,
     AuthenticationError,
     Code,
     ConfigurationError,
@@ -271,6 +273,17 @@ class _Run:
                     return done
                 last = _failure(request, Status.NOT_SENT, exc, attempt)
                 wait_at_least = None
+            except ApiVersionError as exc:
+                # WA-401: the number is on the other API version; nothing more can go.
+                with self._lock:
+                    if self.stop_reason is None:
+                        self.stop_reason = (
+                            exc.code,
+                            "the run stopped: the sending number is on the other Kaleyra API "
+                            f"version ({exc.message})",
+                        )
+                self.stop.set()
+                return _failure(request, Status.NOT_SENT, exc, attempt)
             except AuthenticationError as exc:
                 with self._lock:
                     if self.stop_reason is None:
@@ -487,7 +500,8 @@ def send(
         "rate_limit": pacing.rate_limit,
         "max_concurrency": pacing.max_concurrency,
         "per_recipient_interval": pacing.per_recipient_interval,
-        "max_recipients_per_request": pacing.request_size,
+        "max_recipients_per_request": pacing.size_for(client.api_version),
+        "api_version": client.api_version,
         "max_attempts": retries.max_attempts,
         "retry_ambiguous": retries.retry_ambiguous,
         "resend_unknown": retries.resend_unknown,
@@ -515,7 +529,8 @@ def send(
             live.start()
         if watch is not None:
             watch.start()
-        done = _send_rows(run, messages, results, holds, (live, watch), pacing.request_size,
+        size = pacing.size_for(client.api_version)  # v2: one recipient per request
+        done = _send_rows(run, messages, results, holds, (live, watch), size,
                           progress=progress)  # fmt: skip
     finally:
         if live is not None:
