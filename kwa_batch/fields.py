@@ -134,19 +134,23 @@ def message_frame(valid: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def request_form(numbers: Sequence[str], fields: Mapping[str, object]) -> dict[str, str]:
-    """The form of one request: ``to`` (the recipients comma-joined), then the message's
-    fields as text, those that are missing (None, NA) left out, and v2's own
-    (:data:`V2_COLUMNS`) too: v1 has no such fields.
+def request_form(
+    numbers: Sequence[str], fields: Mapping[str, object], *, api_version: str = "v1"
+) -> dict[str, str]:
+    """The fields of one request: ``to`` (the recipients comma-joined), then the message's
+    fields as text, those that are missing (None, NA) left out; v2's own
+    (:data:`V2_COLUMNS`) only for ``api_version="v2"`` (v1's form has no such fields; v2
+    builds WhatsApp's message object from them).
 
     >>> request_form(["+919876543210", "+14155550123"], {"type": "text", "ref": None})
     {'to': '+919876543210,+14155550123', 'type': 'text'}
     """
     import pandas as pd
 
+    dropped = () if api_version == "v2" else V2_COLUMNS
     form = {"to": ",".join(numbers)}
     for name, value in fields.items():
-        if name != "to" and name not in V2_COLUMNS and value is not None and not pd.isna(value):
+        if name != "to" and name not in dropped and value is not None and not pd.isna(value):
             form[name] = str(value)
     return form
 

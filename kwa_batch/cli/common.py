@@ -162,11 +162,16 @@ def load_and_validate(
     sender: str | None,
     messages: dict[str, Any],
     quiet: bool = False,
+    api_version: str | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """The file loaded and validated, as ``validate`` and ``send`` both do (so they give
-    the same verdicts on the same file and environment); ``quiet``: without the notes."""
+    the same verdicts on the same file and environment); ``quiet``: without the notes;
+    ``api_version``: ``--api-version`` (None: ``KALEYRA_API_VERSION``, else v1)."""
+    from ..config import api_version_from_env
     from ..loading.recipients import load_recipients
     from ..validation import validate
+
+    version = api_version_from_env(api_version)
 
     context = click.get_current_context(silent=True)
     how = context.meta.get(_FILE_KEY, {}) if context is not None else {}
@@ -176,7 +181,9 @@ def load_and_validate(
         )
         for note in df.attrs.get("notes", ()):
             logging.getLogger("kwa_batch.loading.headers").warning("%s", note)
-        return df, validate(df, default_region=region, sender=sender, **messages)
+        return df, validate(
+            df, default_region=region, sender=sender, api_version=version, **messages
+        )
 
 
 @contextlib.contextmanager

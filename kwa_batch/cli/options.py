@@ -352,15 +352,22 @@ def account_options(command: Command) -> Command:
                 metavar="URL",
                 help=f"API host or region (sg, in, eu, na) [env: {ENV_BASE_URL}].",
             ),
-            click.option(
-                "--api-version",
-                metavar="|".join(API_VERSIONS),
-                callback=_api_version,
-                help="Kaleyra's API the sending number is on (a number answers WA-401 through "
-                f"the other) [env: {ENV_API_VERSION}; default: {DEFAULT_API_VERSION}].",
-            ),
+            api_version_option,
         ],
     )
+
+
+def api_version_option(command: Command) -> Command:
+    """``--api-version v1|v2`` (None when not given: ``KALEYRA_API_VERSION`` or v1 then).
+    ``validate`` takes it too: v1 refuses the rows only v2 can send."""
+    return click.option(
+        "--api-version",
+        metavar="|".join(API_VERSIONS),
+        callback=_api_version,
+        help="Kaleyra's API the sending number is on (a number answers WA-401 through "
+        f"the other; v1 cannot send buttons, lists, carousels...) [env: {ENV_API_VERSION}; "
+        f"default: {DEFAULT_API_VERSION}].",
+    )(command)
 
 
 def server_options(

@@ -79,7 +79,7 @@ def print_plan(requests: list[Request], client: KaleyraClient) -> None:
     rows = sum(len(r) for r in requests)
     click.echo(f"\nDry run: {rows} message(s) in {len(requests)} request(s); nothing is sent.")
     for number, request in enumerate(requests[:_SHOWN_REQUESTS], start=1):
-        url, body = client.request_for(request.form())
+        url, body = client.request_for(request.form(client.api_version))
         click.echo(f"\n#{number} POST {url}  (api-key: ********)")
         for name, value in body.items():
             text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

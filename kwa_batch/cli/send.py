@@ -178,6 +178,7 @@ def send_command(**options: Any) -> None:
         sender=sender,
         messages=o.messages,
         quiet=o.quiet,
+        api_version=o.api_version,
     )
     with ExitStack() as stack:
         client, emu = _client(stack, o, sender, source, echo)

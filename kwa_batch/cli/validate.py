@@ -8,6 +8,7 @@ import click
 
 from .common import EXIT_OK, EXIT_ROWS, load_and_validate, resolve_sender
 from .options import (
+    api_version_option,
     encoding_option,
     file_options,
     message_options,
@@ -32,6 +33,7 @@ __all__ = ["validate_command"]
     help="Also write every problem, with its fix, to this .csv or .xlsx file.",
 )
 @summary_json_option
+@api_version_option
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors; the exit code says.")
 @encoding_option
 @file_options
@@ -45,6 +47,7 @@ def validate_command(
     quiet: bool,
     encoding: str | None,
     messages: dict[str, object],
+    api_version: str | None,
 ) -> None:
     """Check FILE without sending anything: which rows are valid, which not and why.
 
@@ -53,8 +56,9 @@ def validate_command(
     """
     sender, _ = resolve_sender(sender, region)
     df, report = load_and_validate(
-        file, encoding=encoding, region=region, sender=sender, messages=messages, quiet=quiet
-    )
+        file, encoding=encoding, region=region, sender=sender, messages=messages, quiet=quiet,
+        api_version=api_version,
+    )  # fmt: skip
     code = EXIT_OK if report.ok else EXIT_ROWS
     if summary_json:
         write_report_json(summary_json, file, report, code)

@@ -326,7 +326,7 @@ class KaleyraClient:
         }
         if extra:
             fields.update(extra)
-        return request_form(recipients, fields)
+        return request_form(recipients, fields, api_version=self.api_version)
 
     def send_message(
         self, to: str | Sequence[str], *, media_file: str | Path | None = None, **fields: Any

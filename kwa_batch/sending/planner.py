@@ -40,9 +40,9 @@ class Request:
     fields: dict[str, str]
     keys: list[str]
 
-    def form(self) -> dict[str, str]:
-        """The form fields of the request, ``to`` included."""
-        return request_form(self.numbers, self.fields)
+    def form(self, api_version: str = "v1") -> dict[str, str]:
+        """The fields of the request, ``to`` included (v2's own only for v2)."""
+        return request_form(self.numbers, self.fields, api_version=api_version)
 
     def split(self) -> list[Request]:
         """One request per recipient (after a grouped request was refused as a whole)."""

@@ -204,7 +204,7 @@ class _Run:
         """Post, telling the pacer how long the answer took and whether it said "too fast"."""
         self.pacer.leaving(departed)
         try:
-            result = self.client.post(request.form())
+            result = self.client.post(request.form(self.client.api_version))
         except TransportError:
             self.pacer.answered(departed, len(request), observed=False)
             raise

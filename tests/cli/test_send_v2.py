@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT
 from v2_server import KEY, SID, V2Server
 
+import kwa_batch as kb
 from kwa_batch.cli import cli
 
 ROWS = (
@@ -142,3 +144,39 @@ def test_the_emulator_is_spoken_to_in_the_version_asked(
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert load_results(out)["message_id"].str.startswith("wamid.").all()  # v2's ids
+
+
+def test_the_rich_sample_validates_and_sends_with_api_version_v2(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """#20: --api-version reached the client but not validation, so every rich row was
+    refused as v2-only (KWA035) while the client spoke v2."""
+    sample = str(ROOT / "sample_data" / "rich_campaign.csv")
+    templates = str(ROOT / "sample_data" / "templates.csv")
+    on_v1 = runner.invoke(cli, ["validate", sample, "--templates", templates])
+    assert on_v1.exit_code == 1
+    assert "5 invalid" in on_v1.output
+    assert "KWA035" in on_v1.output
+    on_v2 = runner.invoke(
+        cli, ["validate", sample, "--templates", templates, "--api-version", "v2"]
+    )
+    assert on_v2.exit_code == 0, on_v2.output
+    sent = runner.invoke(
+        cli,
+        [
+            "send",
+            sample,
+            "--emulator",
+            "--api-version",
+            "v2",
+            "--templates",
+            templates,
+            "--out",
+            str(tmp_path / "r.csv"),
+            "-q",
+        ],
+    )
+    assert sent.exit_code == 0, sent.output
+    results = kb.load_results(tmp_path / "r.csv")
+    assert results["status"].tolist() == ["sent"] * 6
+    assert results["message_id"].str.startswith("wamid.").all()
