@@ -70,9 +70,14 @@ def validate_command(
         print_problems(report, by_code=True)
         if messages.get("templates") is not None and not report.valid.empty:
             click.echo("\nHow the first valid messages read:")
+            types = report.valid["type"] if "type" in report.valid.columns else None
             for row in report.preview().itertuples():
-                # A text row has no template (NA), and a row may have no text: never "nan".
-                kind = row.template if isinstance(row.template, str) else "text"
+                # A row without a template says its type (text, interactive...; NA: text),
+                # and a row may have no text: never "nan".
+                kind = row.template if isinstance(row.template, str) else None
+                if kind is None:
+                    given = types.get(row.Index) if types is not None else None
+                    kind = given if isinstance(given, str) and given.strip() else "text"
                 message = row.message if isinstance(row.message, str) else "(no text to show)"
                 text = message.replace("\n", "\n    ")
                 click.echo(f"  to {row.to} ({kind}):\n    {text}")
