@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,11 +78,14 @@ class V2Server:
     Args:
         shape: the success answer's shape, one of :data:`SHAPES`.
         v1_senders: senders (digits) declared on v1: answered ``WA-401``.
+        latency: seconds each answer takes (a real API's are tens of milliseconds: the time
+            a client needs to act on one answer is then small beside the time others take).
         sid, api_key: the account it accepts.
     """
 
     shape: str = "messages"
     v1_senders: frozenset[str] = frozenset()
+    latency: float = 0.0
     sid: str = SID
     api_key: str = KEY
     requests: list[Received] = field(default_factory=list)
@@ -136,6 +140,8 @@ class V2Server:
             )
             self.requests.append(seen)
         status, body = self._answer(request, seen)
+        if self.latency:
+            time.sleep(self.latency)  # before the answer is counted as given
         with self._lock:
             seen.status = status
             seen.answer_index = self._answers

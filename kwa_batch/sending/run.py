@@ -663,8 +663,17 @@ def _validated(
             f"send() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}: it "
             "takes its own, the fields of Pacing, Schedule and Retries, and validate()'s"
         )
+    version = client.api_version
     if isinstance(data, pd.DataFrame):
-        return validate(data, sender=choose_sender(sender, client.sender), **validation)
+        given = validation.pop("api_version", None)
+        if given is not None and str(given).strip().lower() != version:
+            raise ConfigurationError(
+                f"api_version={given!r}: the client sends through Kaleyra's {version} API; "
+                f"give the client api_version={given!r}, or leave api_version= out of send()"
+            )
+        return validate(
+            data, sender=choose_sender(sender, client.sender), api_version=version, **validation
+        )
     if not isinstance(data, ValidationReport):
         raise TypeError(
             f"send() takes a DataFrame or a ValidationReport, not {type(data).__name__}"
@@ -673,6 +682,15 @@ def _validated(
         given = ", ".join(sorted(validation))
         raise ConfigurationError(
             f"{given}: the report is already validated; pass these to validate() instead"
+        )
+    validated_for = str(data.arguments.get("api_version") or "v1")
+    if validated_for != version:
+        # Rows checked for one version may not go through the other: v1 drops v2's buttons
+        # and cards, v2 needs what v1 never checked.
+        raise ConfigurationError(
+            f"the report was validated for Kaleyra's {validated_for} API and the client sends "
+            f"through {version}: validate again with api_version={version!r}, or use a "
+            f"client of api_version={validated_for!r}"
         )
     if sender and data.sender and not same_sender(sender, data.sender, data.default_region):
         raise ConfigurationError(
