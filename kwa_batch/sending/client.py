@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -746,6 +746,12 @@ def parse_response(
         ids = _message_ids(payload, recipients)
         if api_version != "v1" and not ids:
             ids = _v2_message_ids(payload, recipients)
+        said = _first_code(payload)
+        # A code and no message id, whatever the 2xx: Kaleyra's refusal (WA-401 and RBC001
+        # stop the run; WAV2101, WA400... are the row's), never "accepted".
+        refused = said is not None and said != ACCEPTED_V2
+        if not ids and refused and (said in _STOPPING or api_version != "v1"):
+            _raise_for(status, str(said), payload, raw, headers)
         if error and not ids:
             code = _first_code(payload) or f"HTTP{status}"
             raise ApiError(
@@ -764,7 +770,20 @@ def parse_response(
             raw=dict(payload),
         )
 
-    code = _first_code(payload) or f"HTTP{status}"
+    _raise_for(status, _first_code(payload) or f"HTTP{status}", payload, raw, headers)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: v2's code of an accepted message.
+ACCEPTED_V2 = "WA202"
+# Codes that stop a run, in any answer (a 2xx included).
+_STOPPING = (OTHER_API_VERSION, BAD_CREDENTIALS)
+
+
+def _raise_for(
+    status: int, code: str, payload: Any, raw: str, headers: Mapping[str, str]
+) -> NoReturn:
+    """Raise the :class:`ApiError` an answer with ``code`` stands for."""
     reasons = _messages(payload) if payload is not None else []
     message = "; ".join(reasons) or (raw.strip()[:300] or f"HTTP {status} with an empty body")
     kwargs: dict[str, Any] = {

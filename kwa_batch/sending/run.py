@@ -54,6 +54,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..actions import STOP_CODES, rule_for
 from ..errors import (
     AmbiguousSendError,
     ApiError,
@@ -303,6 +304,19 @@ class _Run:
                         exc.code,
                     )
                     return _Done(request, "split", split=request.split(), attempts=attempt)
+                if exc.code in STOP_CODES:
+                    # The account or the number may send nothing more until a person acts
+                    # (WAV2101 daily limit, E110 balance...): every request after it would
+                    # fail the same way, so the rest waits, as for a stop callback.
+                    rule = rule_for(exc.code)
+                    with self._lock:
+                        if self.stop_reason is None:
+                            self.stop_reason = (
+                                exc.code,
+                                f"the run stopped: Kaleyra answered {exc.code} ({rule.meaning}); "
+                                f"{rule.what_to_do}",
+                            )
+                    self.stop.set()
                 return _failure(request, Status.FAILED, exc, attempt)
             except AmbiguousSendError as exc:
                 done = _Done(request, Status.UNKNOWN, exc.code, str(exc), attempts=attempt)

@@ -5,6 +5,8 @@ stop, and the journal's "nothing twice"."""
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -298,3 +300,66 @@ def test_a_report_goes_only_through_the_api_version_it_was_validated_for() -> No
         results = send(rich, client_for(server), progress=False)  # validated for v2 itself
     assert results["status"].tolist() == ["sent"]
     assert server.accepted[0].body["messaging_object"]["type"] == "interactive"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (
+            200,
+            '{"code": "WA-401", "message": "associated with different Version"}',
+            ApiVersionError,
+        ),
+        (202, '{"error": {"message": "x"}, "code": "WA-401"}', ApiVersionError),
+        (202, '{"code": "RBC001"}', AuthenticationError),
+        (202, '{"code": "WAV2101", "message": "daily limit"}', ApiError),
+    ],
+)
+def test_a_refusal_code_in_a_2xx_answer_is_a_refusal(status: int, body: str, error: type) -> None:
+    """Review of #20: a WA-401 or WAV2101 in a 2xx answer was taken as accepted."""
+    with pytest.raises(error) as raised:
+        parse_response(status, body, {}, ["+919876543210"], api_version="v2")
+    assert raised.value.code in body
+
+
+def test_the_success_code_with_an_id_is_accepted() -> None:
+    found = parse_response(
+        202, '{"code": "WA202", "messages": [{"id": "wamid.A"}]}', {}, ["+919876543210"],
+        api_version="v2",
+    )  # fmt: skip
+    assert found.message_ids == {"+919876543210": "wamid.A"}
+
+
+def test_an_account_stop_code_in_an_answer_stops_the_run() -> None:
+    """WAV2101 (the account's daily limit): every later request would fail the same way."""
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    seen: list[int] = []
+
+    @Request.application  # type: ignore[misc]
+    def app(request: Request) -> Response:
+        seen.append(1)
+        if len(seen) == 3:
+            return Response('{"code": "WAV2101", "message": "daily limit reached"}', status=400)
+        wamid = f"wamid.{len(seen)}"
+        return Response(json.dumps({"messages": [{"id": wamid}]}), status=202)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        rows = pd.DataFrame({"to": [f"+9198765{i:05d}" for i in range(20)], "body": "Hi"})
+        client = KaleyraClient(SID, KEY, base_url=f"http://127.0.0.1:{server.server_port}",
+                               sender=SENDER, api_version="v2")  # fmt: skip
+        pacing = Pacing(rate_limit=None, concurrency=1)
+        results = send(rows, client, pacing=pacing, progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(seen) == 3
+    assert results["status"].tolist()[:3] == ["sent", "sent", "failed"]
+    assert set(results["status"].iloc[3:]) == {"not_sent"}
+    assert (results["error_code"].iloc[2:] == "WAV2101").all()
+    assert "daily limit" in results["error_message"].iloc[3]
+    assert results.attrs["run"].exit_code == 3
