@@ -321,10 +321,21 @@ def _v2_column(prepared: pd.DataFrame) -> pd.Series:
     return out.mask(interactive & out.isna().to_numpy(), "type")
 
 
-def check_rich(prepared: pd.DataFrame, problems: Problems, api_version: str = "v1") -> None:
+def check_rich(
+    prepared: pd.DataFrame,
+    problems: Problems,
+    api_version: str = "v1",
+    *,
+    catalogue: bool = True,
+) -> None:
     """Record what WhatsApp would refuse in the rows' rich kinds, and, on v1, every row
-    only v2 can send (``prepared``: the built messages, indexed 0..n-1)."""
+    only v2 can send (``prepared``: the built messages, indexed 0..n-1). ``catalogue``:
+    whether a template catalogue was given (on v2 a template's buttons and cards need it:
+    their indexes and count are the approved template's)."""
     refused: list[_Refusal] = []
+    if api_version == "v2" and not catalogue:
+        refused.extend(_uncatalogued(prepared))
+    refused.extend(_ignored(prepared))
     if api_version == "v1":
         column = _v2_column(prepared)
         for i in np.flatnonzero(column.notna().to_numpy()):
@@ -339,6 +350,52 @@ def check_rich(prepared: pd.DataFrame, problems: Problems, api_version: str = "v
     for r in refused:
         message, value = pd.Series([r.message], dtype="str"), pd.Series([r.value], dtype="str")
         problems.add(np.array([r.position]), r.column, r.check, r.code, message, value)
+
+
+def _uncatalogued(prepared: pd.DataFrame) -> Iterator[_Refusal]:
+    """Template rows with buttons or cards, without a catalogue: where each button goes
+    (its index) and how many cards there are is the approved template's, not a guess."""
+    templated = (
+        prepared["type"].fillna("").isin(("template", "mediatemplate", "authenticationtemplate"))
+        & prepared["message_json"].isna()
+    )
+    for column in ("buttons", "cards"):
+        for i in np.flatnonzero((templated & prepared[column].notna()).to_numpy()):
+            shown = "card_N_ columns" if column == "cards" else column
+            yield _Refusal(
+                int(i), column, "template_layout", Code.BUTTONS_MISMATCH,
+                f"a template's {shown} need its catalogue on v2 (each button's index and the "
+                "number of cards are the approved template's): pass templates= "
+                "(--templates), e.g. from kwa-batch templates",
+                _short(prepared[column].iloc[i]),
+            )  # fmt: skip
+
+
+def _ignored(prepared: pd.DataFrame) -> Iterator[_Refusal]:
+    """A message_json row that fills columns the object overrides: never sent silently
+    other than the row says."""
+    as_json = prepared["message_json"].notna()
+    for column in ("template_name", "body", "params", "buttons", "list", "cards", "media_url"):
+        if column not in prepared.columns:
+            continue
+        for i in np.flatnonzero((as_json & prepared[column].notna()).to_numpy()):
+            yield _Refusal(
+                int(i), column, "message_json_alone", Code.RICH_SHAPE,
+                f"{column} is ignored on a message_json row (the object is sent as written): "
+                f"empty {column}, or put it in the object",
+                _short(prepared[column].iloc[i]),
+            )  # fmt: skip
+    if "reply_to" in prepared.columns:
+        both = as_json & prepared["reply_to"].notna()
+        for i in np.flatnonzero(both.to_numpy()):
+            text = str(prepared["message_json"].iloc[i])
+            if '"context"' in text:
+                yield _Refusal(
+                    int(i), "reply_to", "message_json_alone", Code.RICH_SHAPE,
+                    "reply_to and the message_json's own context both name the message "
+                    "answered: keep one",
+                    _short(prepared["reply_to"].iloc[i]),
+                )  # fmt: skip
 
 
 def _rich_rows(prepared: pd.DataFrame) -> Iterator[_Refusal]:

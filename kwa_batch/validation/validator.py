@@ -143,7 +143,9 @@ def validate(
     phones, from_reason = _normalise_numbers(built.columns, region, sender)
     prepared = pd.DataFrame(built.columns)
     check_models(prepared, problems, phones, from_reason, written_to, df.columns)
-    check_rich(prepared, problems, arguments["api_version"])
+    check_rich(
+        prepared, problems, arguments["api_version"], catalogue=arguments["templates"] is not None
+    )
     _ragged_rows(df, problems)
     # A message built from an empty value reports the empty value, not what it made.
     for column, empty in built.built_from.items():

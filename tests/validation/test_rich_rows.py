@@ -378,3 +378,37 @@ def test_the_emulators_v2_checks_take_every_object_of_the_sample_rich_campaign()
         assert isinstance(check_send({"messaging_object": message}, "911234567890"), V2Send)
         if message["type"] == "template":
             assert served.failure_v2(message["template"]) is None, message
+
+
+def test_on_v2_a_templates_buttons_need_the_catalogue() -> None:
+    """Review of #20: without a catalogue the indexes were guessed and a required copy
+    code could go missing."""
+    rows = pd.DataFrame(
+        {
+            "to": ["+919876543210"],
+            "type": ["template"],
+            "template_name": ["delivery_choice"],
+            "lang_code": ["en"],
+            "params": ["A,B"],
+            "buttons": ["d|p"],
+        }
+    )
+    report = kb.validate(rows, sender="+911234567890", api_version="v2")
+    assert report.errors["error_code"].tolist() == ["KWA039"]
+    assert "need its catalogue" in report.errors["message"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "column"),
+    [({"template_name": "delivery_choice"}, "template_name"),
+     ({"reply_to": "wamid.X"}, "reply_to")],
+)  # fmt: skip
+def test_a_message_json_row_refuses_what_its_object_would_silently_override(
+    extra: dict[str, str], column: str
+) -> None:
+    obj = {"type": "text", "text": {"body": "Hi"}, "context": {"message_id": "wamid.Y"}}
+    rows = pd.DataFrame({"to": ["+919876543210"], "message_json": [json.dumps(obj)], **{
+        k: [v] for k, v in extra.items()}})  # fmt: skip
+    report = kb.validate(rows, sender="+911234567890", api_version="v2")
+    assert report.errors["column"].tolist() == [column]
+    assert report.errors["error_code"].tolist() == ["KWA038"]
