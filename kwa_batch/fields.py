@@ -58,16 +58,20 @@ API_COLUMNS = (
     "message_json",
     # Filled by validation: a carousel's card_N_media_url / card_N_params columns, gathered
     # as JSON ([{"media_url", "params"}, ...]), and the template's button types in order
-    # (from the catalogue, on v2: which index each button value goes to).
+    # (from the catalogue, on v2: which index each button value goes to), and the media
+    # kinds of its header and of its cards' headers (IMAGE, VIDEO, DOCUMENT: what a link is
+    # sent as, whatever its extension).
     "cards",
     "template_buttons",
+    "header_format",
+    "card_header_format",
 )
 #: The columns only Kaleyra's v2 API can send (v1's form has no such fields): a row that
 #: fills one is refused on v1, and :func:`request_form` never sends them.
 V2_COLUMNS = API_COLUMNS[API_COLUMNS.index("buttons") :]
 #: Columns validation fills from others: never read from a file, and no part of a row's
 #: key (the catalogue they come from may change between runs; the row does not).
-DERIVED_COLUMNS = ("template_buttons",)
+DERIVED_COLUMNS = ("template_buttons", "header_format", "card_header_format")
 #: The columns that make a message: two rows alike in all of them but ``to`` are the same
 #: message (and can share one request).
 MESSAGE_COLUMNS = tuple(name for name in API_COLUMNS if name != "to")

@@ -175,6 +175,12 @@ def wa_number(e164: str) -> str:
     return e164.strip().lstrip("+")
 
 
+def _approved_kind(approved: Any) -> str | None:
+    """The media kind an approved header format names (IMAGE, VIDEO, DOCUMENT), else None."""
+    text = (_text(approved) or "").strip().lower()
+    return text if text in ("image", "video", "document") else None
+
+
 def media_kind(url: str) -> str:
     """The WhatsApp media kind a link is sent as, from its extension (document otherwise).
 
@@ -195,7 +201,8 @@ def _template(fields: Mapping[str, Any], kind: str) -> dict[str, Any]:
     media = _text(fields.get("media_url"))
     header = _text(fields.get("param_header"))
     if media is not None:
-        media_type = media_kind(media)
+        # The approved header's format decides (a link need not end in .jpg); else the link.
+        media_type = _approved_kind(fields.get("header_format")) or media_kind(media)
         components.append(
             {"type": "header", "parameters": [{"type": media_type, media_type: {"link": media}}]}
         )
@@ -210,7 +217,14 @@ def _template(fields: Mapping[str, Any], kind: str) -> dict[str, Any]:
     components.extend(_buttons(fields, kind, code))
     cards = read_cards(fields.get("cards"))
     if cards:
-        components.append({"type": "carousel", "cards": [_card(i, c) for i, c in enumerate(cards)]})
+        components.append(
+            {
+                "type": "carousel",
+                "cards": [
+                    _card(i, c, fields.get("card_header_format")) for i, c in enumerate(cards)
+                ],
+            }
+        )
     template: dict[str, Any] = {"name": str(fields.get("template_name") or "").strip()}
     lang = _text(fields.get("lang_code"))
     if lang is not None:
@@ -254,12 +268,13 @@ def _buttons(fields: Mapping[str, Any], kind: str, code: str | None) -> list[dic
     return [component for _, component in sorted(out, key=lambda pair: pair[0])]
 
 
-def _card(index: int, card: Mapping[str, Any]) -> dict[str, Any]:
-    """One carousel card: its media header and its body's parameters."""
+def _card(index: int, card: Mapping[str, Any], approved: Any = None) -> dict[str, Any]:
+    """One carousel card: its media header (of the approved cards' format, else the link's)
+    and its body's parameters."""
     components: list[dict[str, Any]] = []
     media = _text(card.get("media_url"))
     if media is not None:
-        media_type = media_kind(media)
+        media_type = _approved_kind(approved) or media_kind(media)
         components.append(
             {"type": "header", "parameters": [{"type": media_type, media_type: {"link": media}}]}
         )

@@ -50,6 +50,8 @@ class CampaignCheck:
     findings: list[Finding] = field(default_factory=list)
     lang_code: pd.Series | None = None
     template_buttons: pd.Series | None = None
+    header_format: pd.Series | None = None
+    card_header_format: pd.Series | None = None
     catalogue: pd.DataFrame | None = None
     suppression: pd.DataFrame | None = None
 
@@ -131,6 +133,8 @@ def campaign_findings(
         out.findings.extend(check.findings)
         out.lang_code = check.lang_code
         out.template_buttons = check.template_buttons
+        out.header_format = check.header_format
+        out.card_header_format = check.card_header_format
     if suppress is not None:
         out.suppression = as_suppression(suppress, default_region)
         to = prepared["to"].reset_index(drop=True)

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import Code, ConfigurationError
-from ..fields import V2_COLUMNS
+from ..fields import DERIVED_COLUMNS, V2_COLUMNS
 from ..loading.headers import field_key
 from ..message_objects import messaging_object, read_message_json
 from .report import Problems
@@ -314,7 +314,7 @@ def _v2_column(prepared: pd.DataFrame) -> pd.Series:
     """The first v2-only column each row fills (NA for none); ``type=interactive`` counts."""
     out = pd.Series(pd.NA, index=prepared.index, dtype="str")
     for column in reversed([c for c in V2_COLUMNS if c in prepared.columns]):
-        if column == "template_buttons":
+        if column in DERIVED_COLUMNS:
             continue
         out = out.mask(prepared[column].notna(), column)
     interactive = (prepared["type"] == "interactive").fillna(False).to_numpy(dtype=bool)

@@ -96,6 +96,8 @@ class TemplateCheck:
     findings: list[Finding] = field(default_factory=list)
     lang_code: pd.Series | None = None
     template_buttons: pd.Series | None = None
+    header_format: pd.Series | None = None
+    card_header_format: pd.Series | None = None
 
     def mask(self, n: int) -> np.ndarray[Any, Any]:
         """Which of ``n`` rows are refused."""
@@ -203,6 +205,13 @@ def check_templates(messages: pd.DataFrame, catalogue: Any) -> TemplateCheck:
         layout = np.full(n, None, dtype=object)
         layout[sel[found]] = matched.entry("button_types")
         out.template_buttons = pd.Series(pd.array(layout, dtype="str"))
+        for name, entry in (
+            ("header_format", "header_format"),
+            ("card_header_format", "card_header"),
+        ):
+            media = np.full(n, None, dtype=object)
+            media[sel[found]] = matched.entry(entry)
+            setattr(out, name, pd.Series(pd.array(media, dtype="str")))
     return out
 
 

@@ -49,7 +49,7 @@ from .window_checks import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_win
 __all__ = ["validate"]
 
 _FILLED = ("body", "params", "template_name", "lang_code", "callback_url", "cards",
-           "template_buttons")  # fmt: skip
+           "template_buttons", "header_format", "card_header_format")  # fmt: skip
 
 
 @dataclass
@@ -192,6 +192,8 @@ def _campaign(
         prepared["lang_code"] = found.lang_code
     if found.template_buttons is not None and arguments["api_version"] == "v2":
         prepared["template_buttons"] = found.template_buttons  # v2 places the buttons by it
+        for name in ("header_format", "card_header_format"):  # and sends media as these
+            prepared[name] = getattr(found, name)
     arguments["templates"], arguments["suppress"] = found.catalogue, found.suppression
 
 
@@ -254,6 +256,8 @@ def _build(
     # Carousel cards gathered from their columns; a message_json row typed by its object.
     columns["cards"] = empty_strings(n)
     columns["template_buttons"] = empty_strings(n)
+    columns["header_format"] = empty_strings(n)
+    columns["card_header_format"] = empty_strings(n)
     for refusal in gather(df, columns):
         problems.add(np.array([refusal.position]), refusal.column, refusal.check, refusal.code,
                      refusal.message, pd.Series([refusal.value], dtype="str"))  # fmt: skip

@@ -412,3 +412,26 @@ def test_a_message_json_row_refuses_what_its_object_would_silently_override(
     report = kb.validate(rows, sender="+911234567890", api_version="v2")
     assert report.errors["column"].tolist() == [column]
     assert report.errors["error_code"].tolist() == ["KWA038"]
+
+
+def test_v2_sends_a_media_link_as_the_approved_headers_kind_not_its_extension() -> None:
+    """Review of #20: an IMAGE header's link without .jpg went as a document (132012)."""
+    catalogue = kb.load_templates(
+        {"data": [{"name": "promo", "language": "en", "status": "APPROVED", "components": [
+            {"type": "HEADER", "format": "IMAGE"}, {"type": "BODY", "text": "Hi {{1}}"}]}]}
+    )  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "to": ["+919876543210"],
+            "type": ["mediatemplate"],
+            "template_name": ["promo"],
+            "lang_code": ["en"],
+            "params": ["Asha"],
+            "media_url": ["https://cdn.io/render?id=42&fmt=jpg"],
+        }
+    )
+    report = kb.validate(rows, sender="+911234567890", api_version="v2", templates=catalogue)
+    assert report.ok, report.errors.to_string()
+    fields = message_frame(report.valid).iloc[0].to_dict()
+    header = messaging_object(fields, "+919876543210")["template"]["components"][0]
+    assert header["parameters"][0]["type"] == "image"
