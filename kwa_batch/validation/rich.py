@@ -203,6 +203,12 @@ def _object_type(cell: Any) -> tuple[str, str | None]:
     return kind, None
 
 
+#: The longest text message body WhatsApp takes.
+TEXT_BODY = 4096
+#: WhatsApp's media message types: their object needs a link (or an uploaded id).
+MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
+
+
 def object_problems(message: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
     """What WhatsApp would refuse in a message object: ``(code, part, message)``, the part
     being ``buttons``, ``list``, ``list_button``, ``body``, ``header`` or ``footer``.
@@ -212,7 +218,13 @@ def object_problems(message: Mapping[str, Any]) -> Iterator[tuple[str, str, str]
     'reply buttons: 0 given; an interactive message has 1 to 3'
     """
     inner = message.get("interactive")
-    if message.get("type") == "text":
+    kind = message.get("type")
+    recipient_type = message.get("recipient_type", "individual")
+    if recipient_type != "individual":
+        yield (Code.RICH_SHAPE, "body",
+               f"recipient_type {recipient_type!r}: a campaign sends to one person "
+               "('individual')")  # fmt: skip
+    if kind == "text":
         body = (
             message.get("text", {}).get("body")
             if isinstance(message.get("text"), Mapping)
@@ -220,6 +232,22 @@ def object_problems(message: Mapping[str, Any]) -> Iterator[tuple[str, str, str]
         )
         if not isinstance(body, str) or not body.strip():
             yield Code.RICH_SHAPE, "body", "a text message's text.body is empty: fill it"
+        yield from _length("body", "the text", body, TEXT_BODY)
+        return
+    if kind in MEDIA_TYPES:
+        media = message.get(kind)
+        if not (isinstance(media, Mapping) and (media.get("link") or media.get("id"))):
+            yield (Code.RICH_SHAPE, "body",
+                   f"a {kind} message needs {kind}.link (or an uploaded media id)")  # fmt: skip
+        return
+    if kind == "template":
+        template = message.get("template")
+        name = template.get("name") if isinstance(template, Mapping) else None
+        if not isinstance(name, str) or not name.strip():
+            yield Code.RICH_SHAPE, "body", "a template message needs template.name as text"
+        return
+    if kind == "interactive" and not isinstance(inner, Mapping):
+        yield Code.RICH_SHAPE, "body", "an interactive message needs its interactive object"
         return
     if not isinstance(inner, Mapping):
         return
@@ -265,6 +293,8 @@ def _reply_buttons(buttons: Any) -> Iterator[tuple[str, str, str]]:
         title, ident = reply.get("title"), reply.get("id")
         if not isinstance(title, str) or not title.strip():
             yield Code.RICH_SHAPE, "buttons", f"reply button {number} has no title: give one"
+        if not isinstance(ident, str) or not ident.strip():
+            yield Code.RICH_SHAPE, "buttons", f"reply button {number} has an empty id: give one"
         yield from _length(
             "buttons", f"reply button {number}'s title", title, LIMITS["reply_title"]
         )
@@ -294,6 +324,24 @@ def _list(action: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
     if not rows or len(rows) > LIMITS["list_rows"]:
         yield (Code.RICH_COUNT, "list",
                f"the list has {len(rows)} rows in all; WhatsApp allows 1 to 10")  # fmt: skip
+    for number, section in enumerate(sections, start=1):
+        found = section.get("rows") if isinstance(section, Mapping) else None
+        if not (isinstance(found, list) and found):
+            empty = f"section {number} of the list has no rows: give it one, or remove it"
+            yield Code.RICH_SHAPE, "list", empty
+    ids: set[str] = set()
+    for row in rows:
+        ident = row.get("id") if isinstance(row, Mapping) else None
+        title = row.get("title") if isinstance(row, Mapping) else None
+        if not isinstance(title, str) or not title.strip():
+            yield Code.RICH_SHAPE, "list", "a list row has no title: write id=title or a title"
+        if not isinstance(ident, str) or not ident.strip():
+            yield Code.RICH_SHAPE, "list", "a list row has an empty id: write id=title"
+        elif ident in ids:
+            again = f"the list row id {ident!r} repeats: each row needs its own id (id=title)"
+            yield Code.RICH_SHAPE, "list", again
+        else:
+            ids.add(ident)
     for section in sections:
         if isinstance(section, Mapping):
             title = section.get("title")

@@ -435,3 +435,41 @@ def test_v2_sends_a_media_link_as_the_approved_headers_kind_not_its_extension() 
     fields = message_frame(report.valid).iloc[0].to_dict()
     header = messaging_object(fields, "+919876543210")["template"]["components"][0]
     assert header["parameters"][0]["type"] == "image"
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "said"),
+    [
+        ("list", "A: a=|b", "no title"),
+        ("list", "A: x=1|x=2; B: x=3", "repeats"),
+        ("list", "A: ; B: c", "has no rows"),
+        ("buttons", "=Yes|No", "empty id"),
+    ],
+)
+def test_interactive_rows_whatsapp_would_refuse_are_refused(
+    column: str, value: str, said: str
+) -> None:
+    """Review of #20: these passed validation and the emulator (as WhatsApp) refused them."""
+    row = {"to": ["+919876543210"], "type": ["interactive"], "body": ["Pick one"], column: [value]}
+    if column == "list":
+        row["list_button"] = ["Choose"]
+    report = kb.validate(pd.DataFrame(row), sender="+911234567890", api_version="v2")
+    assert not report.ok
+    assert said in " ".join(report.errors["message"])
+
+
+@pytest.mark.parametrize(
+    ("obj", "said"),
+    [
+        ({"type": "text", "text": {"body": "x" * 5000}}, "5000 characters"),
+        ({"type": "interactive", "interactive": []}, "interactive object"),
+        ({"type": "image", "image": []}, "image.link"),
+        ({"type": "text", "text": {"body": "Hi"}, "recipient_type": "group"}, "individual"),
+        ({"type": "template", "template": {"name": 1}}, "template.name"),
+    ],
+)
+def test_message_json_objects_whatsapp_would_refuse_are_refused(obj: dict, said: str) -> None:
+    rows = pd.DataFrame({"to": ["+919876543210"], "message_json": [json.dumps(obj)]})
+    report = kb.validate(rows, sender="+911234567890", api_version="v2")
+    assert not report.ok
+    assert said in " ".join(report.errors["message"])
