@@ -64,6 +64,7 @@ __all__ = [
     "MAX_PARTS",
     "MAX_TEXT_CHARS",
     "MEDIA_FORMATS",
+    "STATIC_URL",
     "TEMPLATE_COLUMNS",
     "count_placeholders",
     "load_templates",
@@ -91,8 +92,20 @@ TEMPLATE_COLUMNS = (
     "card_count",
 )
 # The button types of WhatsApp's template JSON.
+#: A URL button without a ``{{1}}`` in its link (``button_types``): nothing to give it.
+STATIC_URL = "STATIC_URL"
 _BUTTON_KINDS = frozenset(
-    {*VALUE_BUTTONS, "URL", "PHONE_NUMBER", "OTP", "CATALOG", "MPM", "SPM", "VOICE_CALL"}
+    {
+        *VALUE_BUTTONS,
+        "URL",
+        STATIC_URL,
+        "PHONE_NUMBER",
+        "OTP",
+        "CATALOG",
+        "MPM",
+        "SPM",
+        "VOICE_CALL",
+    }
 )
 #: Header formats WhatsApp knows (``NONE``: no header).
 HEADER_FORMATS = ("NONE", "TEXT", "IMAGE", "VIDEO", "DOCUMENT", "LOCATION")
@@ -465,7 +478,10 @@ def _button_types(summary: str) -> str | None:
     for part in summary.split(";"):
         if not part.strip():
             continue
-        head = part.partition(":")[0].strip().upper().replace(" ", "_")
+        head, _, rest = part.partition(":")
+        head = head.strip().upper().replace(" ", "_")
+        if head == "URL" and rest.strip() and "{{" not in rest:
+            head = STATIC_URL  # no suffix to give: param_url goes to the dynamic one
         kinds.append(head if head in _BUTTON_KINDS else "QUICK_REPLY")
     return "|".join(kinds) or None
 
@@ -497,6 +513,7 @@ def _buttons(buttons: list[Any], found: dict[str, Any], where: str) -> Iterable[
         url = _text(button.get("url"), "url", where)
         shown = url or _text(button.get("phone_number"), "phone_number", where)
         shown = shown or _text(button.get("text"), "text", where) or ""
-        if kind == "URL" and url and "url_button" not in found:
-            found["url_button"] = url
-        yield f"{kind}: {shown}".rstrip(": ")
+        if kind == "URL" and url and ("url_button" not in found or "{{" in url):
+            found["url_button"] = url  # the dynamic one when there are two
+        # "; " separates the buttons in the summary: a ';' in a button's text would split it.
+        yield f"{kind}: {shown.replace(';', ',')}".rstrip(": ")

@@ -473,3 +473,33 @@ def test_message_json_objects_whatsapp_would_refuse_are_refused(obj: dict, said:
     report = kb.validate(rows, sender="+911234567890", api_version="v2")
     assert not report.ok
     assert said in " ".join(report.errors["message"])
+
+
+def test_param_url_goes_to_the_dynamic_url_button_and_a_semicolon_splits_no_button() -> None:
+    """Review of #20: with a static URL button first, the suffix went to index 0; a ';' in
+    a quick reply's text made two buttons of it, and the indexes after it wrong."""
+    catalogue = kb.load_templates(
+        {"data": [{"name": "links", "language": "en", "status": "APPROVED", "components": [
+            {"type": "BODY", "text": "Hi"},
+            {"type": "BUTTONS", "buttons": [
+                {"type": "QUICK_REPLY", "text": "Yes; today"},
+                {"type": "URL", "text": "Shop", "url": "https://s.io/shop"},
+                {"type": "URL", "text": "Track", "url": "https://s.io/t/{{1}}"}]}]}]}
+    )  # fmt: skip
+    assert catalogue["button_types"].iloc[0] == "QUICK_REPLY|STATIC_URL|URL"
+    rows = pd.DataFrame(
+        {
+            "to": ["+919876543210"],
+            "type": ["template"],
+            "template_name": ["links"],
+            "lang_code": ["en"],
+            "buttons": ["yes"],
+            "param_url": ["A1"],
+        }
+    )
+    report = kb.validate(rows, sender="+911234567890", api_version="v2", templates=catalogue)
+    assert report.ok, report.errors.to_string()
+    fields = message_frame(report.valid).iloc[0].to_dict()
+    buttons = messaging_object(fields, "+919876543210")["template"]["components"]
+    placed = [(b["sub_type"], b["index"]) for b in buttons if b["type"] == "button"]
+    assert placed == [("quick_reply", "0"), ("url", "2")]
