@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -197,3 +200,27 @@ def load_within(
             f"{getattr(load, '__name__', load)}({path}) was still blocked after {seconds} s"
         )
     return outcome[0]
+
+
+def start_receive(store: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], str]:
+    """A real ``kwa-batch receive --port 0 --store STORE`` process, read until it says its
+    callback_url: the process, the lines it printed, and the URL as shown (a token masked).
+    The caller stops it (and closes its stdout)."""
+    args = [sys.executable, "-m", "kwa_batch", "receive", "--port", "0", "--store", str(store)]
+    proc = subprocess.Popen(
+        args, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    while not any("callback_url:" in line for line in lines):
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"kwa-batch receive did not say its callback_url: {lines}")
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"kwa-batch receive ended early: {lines}")
+        lines.append(line)
+    url = next(line for line in lines if "callback_url:" in line).split()[-1]
+    return proc, lines, url

@@ -5,16 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import SENDER
+from conftest import SENDER, start_receive
 
 import kwa_batch as kb
 from kwa_batch.cli import cli
@@ -150,21 +147,9 @@ def test_receive_refuses_a_file_that_is_not_a_store(runner: CliRunner, tmp_path:
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_receive_serves_until_stopped(tmp_path: Path, stop: signal.Signals) -> None:
     store = tmp_path / "receipts.db"
-    env = {**os.environ, "KWA_RECEIVER_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
-    args = [sys.executable, "-m", "kwa_batch", "receive", "--port", "0", "--store", str(store)]
-    proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc, lines, shown = start_receive(store, {**os.environ, "KWA_RECEIVER_TOKEN": TOKEN})
     try:
         assert proc.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 30
-        while not any("callback_url:" in line for line in lines):
-            assert time.monotonic() < deadline, lines
-            line = proc.stdout.readline()
-            assert line, lines  # the process ended early
-            lines.append(line)
-        shown = next(line for line in lines if "callback_url:" in line).split()[-1]
         assert shown.endswith("/callback?token=****")
         url = shown.replace("****", TOKEN)
         fields = {"id": "m:0", "status": "read", "mobile": "919876543210"}

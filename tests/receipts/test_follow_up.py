@@ -7,9 +7,6 @@ formats the facts file gives (a GET query, a POST JSON body).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
+from conftest import start_receive
 from test_actions import EXPECTED
 
 import kwa_batch as kb
@@ -39,22 +37,9 @@ def number(n: int) -> str:
 def receive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A real ``kwa-batch receive`` process: its callback URL and its store."""
     store = tmp_path_factory.mktemp("receive") / "receipts.db"
-    args = [sys.executable, "-m", "kwa_batch", "receive", "--port", "0", "--store", str(store)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("KWA_RECEIVER_TOKEN", None)
-    proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    env = {k: v for k, v in os.environ.items() if k != "KWA_RECEIVER_TOKEN"}
+    proc, _, url = start_receive(store, env)
     try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 30
-        while not any("callback_url:" in line for line in lines):
-            assert time.monotonic() < deadline, lines
-            line = proc.stdout.readline()
-            assert line, lines
-            lines.append(line)
-        url = next(line for line in lines if "callback_url:" in line).split()[-1]
         yield url, store
     finally:
         proc.terminate()
