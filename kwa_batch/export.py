@@ -165,7 +165,7 @@ _REFS = ("ref", "ref1", "ref2")
 _MESSAGE = (*(c for c in MESSAGE_COLUMNS if c not in _REFS), "to_as_written")
 _TECHNICAL = (
     "cost_note", "message_id", "sent_at", "delivered_at", "read_at", "http_status", "attempts",
-    "request_id", "recipients", "from_journal",
+    "request_id", "recipients", "from_journal", "sender",
 )  # fmt: skip
 # Long texts, wrapped within their column.
 _LONG_TEXT = ("error_message", FIX, "reason", "body", "caption", "cost_note")

@@ -102,12 +102,15 @@ RESULT_DTYPES: dict[str, str] = {
     "recipients": "Int64",  # recipients in the row's request
     "from_journal": "bool",  # the outcome came from an earlier run's journal
     "line": "Int64",  # the row's line in the input file (NA for a frame not from a file)
+    "sender": "string",  # the number the row went (or would go) from: several may send
 }
 #: The contract's columns (DESIGN.md), in order.
 RESULT_COLUMNS = tuple(RESULT_DTYPES)[:9]
 #: What a run records of each row's outcome (in the journal too): all but ``to`` and
 #: ``from_journal``, which the run knows otherwise.
-OUTCOME_FIELDS = tuple(name for name in RESULT_DTYPES if name not in ("to", "from_journal", "line"))
+OUTCOME_FIELDS = tuple(
+    name for name in RESULT_DTYPES if name not in ("to", "from_journal", "line", "sender")
+)
 #: Delivery statuses Kaleyra's callbacks report, in the order a message goes through them:
 #: another term than :class:`Status` (what happened to a message after the API took it).
 DELIVERY_STATUSES = ("sent", "delivered", "read", "failed", "not-sent")

@@ -88,7 +88,7 @@ def test_xlsx_keeps_numbers_as_text_and_writes_no_formula(tmp_path: Path) -> Non
     assert cells[(2, "sent_at (UTC)")].value == datetime(2026, 11, 25, 10, 0, 0, 123000)
     assert cells[(4, "http_status")].value is None
     assert sheet.freeze_panes == "A2"
-    assert sheet.auto_filter.ref == "A1:N5"
+    assert sheet.auto_filter.ref == "A1:O5"  # sender, last of the technical columns
     assert sheet.column_dimensions["C"].width >= len('=HYPERLINK("http://evil")')
     errors = book["Errors"]
     assert errors.max_row == 4  # header + the failed and the two rejected rows

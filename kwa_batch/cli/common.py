@@ -135,7 +135,8 @@ def resolve_sender(
     """The sender for rows without their own, and where it came from: ``--from``, then
     ``KALEYRA_FROM``, then (with ``--emulator`` only) the demo number.
 
-    A sender that is given but is not a valid number stops the command here, in one line
+    Several numbers (``+91A,+91B``) are checked one by one. A sender that is given but is
+    not a valid number stops the command here, in one line
     about ``--from``, before the file is even read: every row would be refused for it.
     """
     if option:
@@ -146,11 +147,12 @@ def resolve_sender(
         return DEMO_SENDER, "demo"
     else:
         return None, "none"
-    from ..validation.sender import invalid_sender_message, read_sender
+    from ..validation.sender import invalid_sender_message, read_sender, split_senders
 
-    check = read_sender(sender, region)
-    if not check.ok:
-        fail(f"{source} {sender!r}: {invalid_sender_message(check.reason)}")
+    for number in split_senders(sender):  # several: comma-separated, each checked
+        check = read_sender(number, region)
+        if not check.ok:
+            fail(f"{source} {number!r}: {invalid_sender_message(check.reason)}")
     return sender, source
 
 

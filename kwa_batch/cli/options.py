@@ -55,8 +55,10 @@ def sender_option(command: Command) -> Command:
     return click.option(
         "--from",
         "sender",
-        metavar="NUMBER",
-        help=f"Sender for rows without one, with + and country code [env: {ENV_FROM}].",
+        metavar="NUMBER[,NUMBER…]",
+        help="Sender for rows without one, with + and country code; several, "
+        "comma-separated, pin each recipient to one of them by a hash of its number "
+        f"[env: {ENV_FROM}].",
     )(command)
 
 

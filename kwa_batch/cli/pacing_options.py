@@ -1,4 +1,5 @@
-"""``send``'s pacing options: ``--rate``, ``--concurrency``, ``--max-concurrency``,
+"""``send``'s pacing options: ``--rate`` (per sender number; ``--rate NUMBER=N`` for one),
+``--account-rate``, ``--concurrency``, ``--max-concurrency``,
 ``--per-recipient-interval`` and ``--max-recipients-per-request``, handed to the command as
 one :class:`kwa_batch.Pacing` (whose defaults they show)."""
 
@@ -19,7 +20,7 @@ __all__ = ["RATE", "pacing_options"]
 
 _DEFAULT = Pacing()
 _NAMES = (
-    "rate_limit",
+    "account_rate",
     "concurrency",
     "max_concurrency",
     "per_recipient_interval",
@@ -55,6 +56,42 @@ class _Rate(click.ParamType):  # type: ignore[type-arg]
 RATE = _Rate()
 
 
+class _SenderRate(click.ParamType):  # type: ignore[type-arg]
+    """``--rate``: a rate for every number (``N|none``), or one number's (``NUMBER=N``)."""
+
+    name = "N|none|NUMBER=N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        if "=" not in text:
+            return (None, RATE.convert(text, param, ctx))
+        number, _, rate = text.partition("=")
+        converted = RATE.convert(rate, param, ctx)
+        if converted is None:
+            self.fail(f"{value!r}: give the number's rate, at least 1 message per second")
+        try:
+            Pacing(sender_rates={number.strip(): converted})
+        except ConfigurationError:
+            self.fail(f"{value!r}: give NUMBER=N, a number with + and its country code")
+        return (number.strip(), converted)
+
+
+def _rates(given: tuple[tuple[str | None, float | None], ...]) -> dict[str, Any]:
+    """``--rate``'s values as Pacing's ``rate_limit`` and ``sender_rates``."""
+    every = [rate for number, rate in given if number is None]
+    if len(every) > 1:
+        raise click.BadParameter(
+            "give one rate for every number (--rate N) and NUMBER=N for one number's own",
+            param_hint="'--rate'",
+        )
+    out: dict[str, Any] = {"sender_rates": {n: r for n, r in given if n is not None}}
+    if every:
+        out["rate_limit"] = every[0]
+    return out
+
+
 def _apply(command: Command, options: list[Callable[[Command], Command]]) -> Command:
     for option in reversed(options):  # the first listed shows first in --help
         command = option(command)
@@ -66,7 +103,8 @@ def pacing_options(command: Command) -> Command:
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
-        kwargs["pacing"] = Pacing(**{name: kwargs.pop(name) for name in _NAMES})
+        rates = _rates(kwargs.pop("rate_limit"))
+        kwargs["pacing"] = Pacing(**{name: kwargs.pop(name) for name in _NAMES}, **rates)
         return command(*args, **kwargs)
 
     rate = f"{_DEFAULT.rate_limit:g}"
@@ -76,13 +114,20 @@ def pacing_options(command: Command) -> Command:
             click.option(
                 "--rate",
                 "rate_limit",
-                default=rate,
-                show_default=True,
-                type=RATE,
-                help="At most N messages per second, over any second (a request to 100 "
-                f"recipients counts 100). {rate} is WhatsApp's default per business "
-                "number; --rate 1000 after an upgrade, --rate none for no limit. A 429 lowers "
-                "it for a while.",
+                multiple=True,
+                type=_SenderRate(),
+                help="At most N messages per second per sender number, over any second (a "
+                f"request to 100 recipients counts 100). {rate} is WhatsApp's default per "
+                "business number; --rate 1000 after an upgrade, --rate none for no limit; "
+                "--rate +91…=1000 (repeatable) sets one number's own. A 429 lowers it for "
+                f"a while. [default: {rate}]",
+            ),
+            click.option(
+                "--account-rate",
+                type=click.FloatRange(min=1),
+                metavar="N",
+                help="At most N messages per second across all the sender numbers together "
+                "[default: no cap beyond each number's].",
             ),
             click.option(
                 "--concurrency",

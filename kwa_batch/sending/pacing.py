@@ -37,7 +37,7 @@ import numbers
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -88,6 +88,12 @@ _MARGIN_EVERY = 0.1  # seconds between two computations of the margin
 _SPREAD_SAFETY = 1.25  # the margin covers this many times the spread (see margin())
 
 
+def _sender_key(number: str) -> str:
+    """A sender as its digits with ``+`` (how ``sender_rates`` and the pacer name it)."""
+    digits = "".join(c for c in str(number) if c.isdigit())
+    return f"+{digits}" if digits else ""
+
+
 def _whole(value: object) -> bool:
     """A whole number, 1 or more (a NumPy integer too; not a bool)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
@@ -132,6 +138,8 @@ class Pacing:
     Example:
         >>> Pacing(rate_limit=1000, per_recipient_interval=0)  # doctest: +ELLIPSIS
         Pacing(rate_limit=1000.0, concurrency=None, max_concurrency=256, ...)
+        >>> Pacing(rate_limit=20, sender_rates={"+911234567890": 1000}).rate_for("+911234567890")
+        1000.0
         >>> Pacing(rate_limit=150).request_size  # two requests of 75 fill a second
         75
     """
@@ -141,8 +149,28 @@ class Pacing:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     per_recipient_interval: float = DEFAULT_PER_RECIPIENT_INTERVAL
     max_recipients_per_request: int = MAX_RECIPIENTS_PER_REQUEST
+    sender_rates: Mapping[str, float] | tuple[tuple[str, float], ...] = ()
+    account_rate: float | None = None
 
     def __post_init__(self) -> None:
+        rates = dict(self.sender_rates)
+        for number, value in rates.items():
+            if not _at_least(value, 1) or not _sender_key(number):
+                self._refuse(
+                    "sender_rates",
+                    {number: value},
+                    "give a sender number (+ and country code) and at least 1 message per second",
+                )
+        keyed = tuple(sorted((_sender_key(k), float(v)) for k, v in rates.items()))
+        object.__setattr__(self, "sender_rates", keyed)
+        if self.account_rate is not None:
+            if not _at_least(self.account_rate, 1):
+                self._refuse(
+                    "account_rate",
+                    self.account_rate,
+                    "give at least 1 message per second across the numbers, or None",
+                )
+            object.__setattr__(self, "account_rate", float(self.account_rate))
         rate = self.rate_limit
         if rate is not None and not _at_least(rate, 1):
             self._refuse(
@@ -181,6 +209,35 @@ class Pacing:
     def _refuse(name: str, value: object, fix: str) -> None:
         raise ConfigurationError(f"Pacing({name}={value!r}): {fix}")
 
+    def _own_rates(self) -> dict[str, float]:
+        """``sender_rates`` as a mapping (kept a sorted tuple of pairs: hashable)."""
+        return dict(self.sender_rates)
+
+    def rate_for(self, sender: str | None) -> float | None:
+        """The rate of one sender number: its own in ``sender_rates``, else ``rate_limit``.
+
+        >>> Pacing(rate_limit=20, sender_rates={"+91 1234": 1000}).rate_for("+911234")
+        1000.0
+        """
+        if sender:
+            own = self._own_rates().get(_sender_key(sender))
+            if own is not None:
+                return own
+        return self.rate_limit
+
+    def total_rate(self, senders: Iterable[str | None]) -> float | None:
+        """Messages per second that ``senders`` reach together: the sum of their rates,
+        at most ``account_rate`` (None: no limit at all).
+
+        >>> Pacing(rate_limit=20).total_rate(["+911", "+912"])
+        40.0
+        """
+        rates = [self.rate_for(s) for s in set(senders)] or [self.rate_limit]
+        total = None if any(r is None for r in rates) else sum(r for r in rates if r)
+        if self.account_rate is None:
+            return total
+        return self.account_rate if total is None else min(total, self.account_rate)
+
     @property
     def request_size(self) -> int:
         """The most recipients one request carries: ``max_recipients_per_request``, lowered
@@ -191,9 +248,11 @@ class Pacing:
         >>> Pacing().request_size, Pacing(rate_limit=None).request_size
         (80, 100)
         """
-        if self.rate_limit is None:
+        rates = [*self._own_rates().values(), self.rate_limit, self.account_rate]
+        slowest = min((r for r in rates if r is not None), default=None)
+        if slowest is None:
             return self.max_recipients_per_request
-        return recipients_per_request(self.rate_limit, self.max_recipients_per_request)
+        return recipients_per_request(slowest, self.max_recipients_per_request)
 
     def size_for(self, api_version: str) -> int:
         """The most recipients one request carries through Kaleyra's ``api_version``:
@@ -464,8 +523,23 @@ class Lookahead(Generic[T]):
         return rest
 
 
+class _Lane:
+    """One sender number's limit: its window and its backpressure."""
+
+    def __init__(self, rate: float | None, clock: Clock) -> None:
+        self.window = SlidingWindow(rate, clock=clock) if rate is not None else None
+        self.backpressure = Backpressure(rate, clock=clock) if rate else None
+
+    def rate_in_force(self) -> float | None:
+        return self.backpressure.rate_in_force() if self.backpressure is not None else None
+
+
 class Pacer:
-    """The pacing of one run: the limit, the rate in force, concurrency and spacing.
+    """The pacing of one run: the limits, the rates in force, concurrency and spacing.
+
+    Each sender number has its own limit (a *lane*: a window and a backpressure, at
+    :meth:`Pacing.rate_for` that number), made when the number first sends; an
+    ``account_rate`` adds one window that every request waits for too.
 
     Args:
         pacing: the settings (checked when they were made); default ``Pacing()``.
@@ -474,26 +548,65 @@ class Pacer:
 
     def __init__(self, pacing: Pacing | None = None, *, clock: Clock = time.monotonic) -> None:
         pacing = pacing if pacing is not None else Pacing()
+        self.pacing = pacing
         rate_limit = pacing.rate_limit
-        self.window = SlidingWindow(rate_limit, clock=clock) if rate_limit is not None else None
-        self.backpressure = Backpressure(rate_limit, clock=clock) if rate_limit else None
+        self._lanes: dict[str | None, _Lane] = {None: _Lane(rate_limit, clock)}
+        self._lanes_lock = threading.Lock()
+        account = pacing.account_rate
+        self.account = SlidingWindow(account, clock=clock) if account is not None else None
         self.controller = ConcurrencyController(
             pacing.max_concurrency, pinned=pacing.concurrency, clock=clock
         )
         self.spacing = RecipientSpacing(pacing.per_recipient_interval, clock=clock)
         self._clock = clock
         self._wire: dict[float, float] = {}  # departure -> when its request reached the wire
+        # departure -> its places: (window, stamp), the number's and the account's
+        self._places: dict[float, list[tuple[SlidingWindow, float]]] = {}
         self.peak_in_flight = 0
         self.lowest_rate = math.inf if rate_limit is None else float(rate_limit)
 
     @property
+    def window(self) -> SlidingWindow | None:
+        """The window of a run without several numbers (the default lane's)."""
+        return self._lanes[None].window
+
+    @property
+    def backpressure(self) -> Backpressure | None:
+        """The backpressure of the default lane."""
+        return self._lanes[None].backpressure
+
+    def expect(self, senders: Iterable[str]) -> None:
+        """The run sends from these numbers: one lane each, from now (so that the
+        concurrency counts them all from the first request)."""
+        for sender in senders:
+            self._lane(sender)
+
+    def _lane(self, sender: str | None) -> _Lane:
+        key = _sender_key(sender) if sender else None
+        lane = self._lanes.get(key)
+        if lane is None:
+            with self._lanes_lock:
+                lane = self._lanes.get(key)
+                if lane is None:
+                    lane = _Lane(self.pacing.rate_for(key), self._clock)
+                    self._lanes[key] = lane
+        return lane
+
+    @property
     def rate_limit(self) -> float | None:
-        """The configured rate (None: no limit)."""
+        """The configured rate of a number without its own (None: no limit)."""
         return self.window.rate if self.window is not None else None
 
     def rate_in_force(self) -> float | None:
-        """The rate allowed now (lowered after "too fast" answers), None without a limit."""
-        return self.backpressure.rate_in_force() if self.backpressure is not None else None
+        """The rate allowed now across the numbers sending (each lowered after "too fast"
+        answers, the sum at most the account's), None without a limit."""
+        lanes = [lane for key, lane in self._lanes.items() if key is not None]
+        lanes = lanes or [self._lanes[None]]
+        rates = [lane.rate_in_force() for lane in lanes]
+        total = None if any(r is None for r in rates) else sum(r for r in rates if r)
+        if self.account is None:
+            return total
+        return self.account.rate if total is None else min(total, self.account.rate)
 
     def target(self) -> int:
         """Requests to keep in flight now."""
@@ -503,37 +616,55 @@ class Pacer:
         """The planned requests, handed out in an order that respects the spacing."""
         return Lookahead(planned, self.spacing)
 
-    def acquire(self, numbers: Sequence[str], stop: threading.Event) -> float | None:
-        """Wait for the limit; return the departure time, None if ``stop`` was set."""
-        if self.window is None:
-            at: float | None = self._clock()
-        else:
-            self.window.margin = self.controller.margin()
-            at = self.window.acquire(len(numbers), stop, self.rate_in_force)
+    def acquire(
+        self, numbers: Sequence[str], stop: threading.Event, sender: str | None = None
+    ) -> float | None:
+        """Wait for the limit of ``sender`` (the number the request goes from), then for
+        the account's; return the departure time, None if ``stop`` was set."""
+        lane = self._lane(sender)
+        places: list[tuple[SlidingWindow, float]] = []
+        at: float | None = self._clock()
+        margin = self.controller.margin()
+        if lane.window is not None:
+            lane.window.margin = margin
+            at = lane.window.acquire(len(numbers), stop, lane.rate_in_force)
+            if at is not None:
+                places.append((lane.window, at))
+        if at is not None and self.account is not None:
+            self.account.margin = margin
+            at = self.account.acquire(len(numbers), stop)
+            if at is not None:
+                if places:  # the number's place held from now, when the account let it go
+                    moved = places[0][0].restamp(places[0][1])
+                    places[0] = (places[0][0], places[0][1] if moved is None else moved)
+                places.append((self.account, at))
         if at is not None:
             self.spacing.departed(numbers)
             self.controller.departed(at)
+            if places:
+                self._places[at] = places
         return at
 
     def leaving(self, departed: float) -> None:
         """The request that was let go at ``departed`` is about to be written, in this thread.
 
         A delay in between (more than :data:`~kwa_batch.sending.limiter.MIN_MARGIN`) moves
-        its place in the window to now (see :meth:`SlidingWindow.restamp`); and once the
-        HTTP client has handed the request to the socket (it calls
+        its place in each of its windows to now (see :meth:`SlidingWindow.restamp`); and
+        once the HTTP client has handed the request to the socket (it calls
         :func:`~kwa_batch.sending.limiter.written`), to that moment, which is also where its
         round trip starts for the margin.
         """
-        window = self.window
-        if window is None:
+        places = self._places.pop(departed, [])
+        if not places:
             return
-        place = departed
         if self._clock() - departed > MIN_MARGIN:
-            moved = window.restamp(departed)
-            place = departed if moved is None else moved
+            for i, (window, place) in enumerate(places):
+                moved = window.restamp(place)
+                places[i] = (window, place if moved is None else moved)
 
         def on_the_wire() -> None:
-            window.restamp(place)
+            for window, place in places:
+                window.restamp(place)
             self._wire[departed] = self._clock()
 
         departing(on_the_wire)
@@ -544,6 +675,7 @@ class Pacer:
 
         Called in the thread that sent it."""
         departing(None)
+        self._places.pop(departed, None)
         wire = self._wire.pop(departed, None)
         self.controller.settled(departed)
         if observed:
@@ -551,24 +683,27 @@ class Pacer:
             trip = None if wire is None else now - wire
             self.controller.observe(now - departed, recipients, trip)
 
-    def throttled(self, retry_after: float | None = None) -> None:
-        """The platform said "too fast" (HTTP 429, or WhatsApp's 130429)."""
-        if self.backpressure is not None:
-            self.backpressure.throttled(retry_after)
-            self.lowest_rate = min(self.lowest_rate, self.backpressure.rate_in_force())
+    def throttled(self, retry_after: float | None = None, sender: str | None = None) -> None:
+        """The platform said "too fast" (HTTP 429, or WhatsApp's 130429) to ``sender``."""
+        backpressure = self._lane(sender).backpressure
+        if backpressure is not None:
+            backpressure.throttled(retry_after)
+            self.lowest_rate = min(self.lowest_rate, backpressure.rate_in_force())
 
     def in_flight(self, count: int) -> None:
         """The loop has ``count`` requests in flight (for the peak in :meth:`stats`)."""
         self.peak_in_flight = max(self.peak_in_flight, count)
 
     def stats(self) -> dict[str, float | int | None]:
-        """What the pacing did: ``peak_in_flight``, ``throttles`` ("too fast" answers),
-        ``lowest_rate`` in force (None without a limit), ``latency`` (seconds, averaged)."""
-        bp = self.backpressure
+        """What the pacing did: ``peak_in_flight``, ``throttles`` ("too fast" answers, all
+        numbers), ``lowest_rate`` in force on one number (None without a limit),
+        ``latency`` (seconds, averaged)."""
+        pressures = [lane.backpressure for lane in self._lanes.values()]
+        limited = [bp for bp in pressures if bp is not None]
         return {
             "peak_in_flight": self.peak_in_flight,
-            "throttles": bp.throttles if bp is not None else 0,
-            "lowest_rate": round(self.lowest_rate, 1) if bp is not None else None,
+            "throttles": sum(bp.throttles for bp in limited),
+            "lowest_rate": round(self.lowest_rate, 1) if limited else None,
             "latency": round(self.controller.latency, 4),
         }
 

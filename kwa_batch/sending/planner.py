@@ -79,7 +79,9 @@ def plan_requests(
         keys: precomputed :func:`~kwa_batch.fields.row_keys` (computed here when None).
 
     Yields:
-        Requests in the order of the first row of each group.
+        Requests in the order of the first row of each group; with several senders, the
+        first request of every group, then the second of every group, and so on (a sender
+        is part of the message: requests never mix senders).
 
     Raises:
         ConfigurationError: some rows have no sender at all, or ``max_recipients`` is out of
@@ -115,20 +117,30 @@ def _grouped(messages: pd.DataFrame, keys: pd.Series, max_recipients: int) -> It
     # The shared fields of each group, from its first row only (not a copy of every row).
     firsts = np.array([members[0] for members in groups], dtype=np.int64)
     field_rows = messages[shared].iloc[firsts].astype("object").to_numpy()
-    for members, first in zip(groups, field_rows, strict=True):
+    chunks = [
+        (start, g)
+        for g, members in enumerate(groups)
+        for start in range(0, len(members), max_recipients)
+    ]
+    if messages["from"].nunique() > 1:
+        # Several senders: the n-th requests of every group before the (n+1)-th, groups in
+        # the order of their first row; so every number sends from the start (each at its
+        # own rate) rather than one after the other, and single requests stay in file order.
+        chunks.sort()
+    for start, g in chunks:
+        members, first = groups[g], field_rows[g]
         fields = {
             name: str(value)
             for name, value in zip(shared, first, strict=True)
             if value is not None and not (isinstance(value, float) and np.isnan(value))
         }
-        for start in range(0, len(members), max_recipients):
-            chunk = members[start : start + max_recipients]
-            yield Request(
-                labels=[_python(labels[i]) for i in chunk],
-                numbers=[str(numbers[i]) for i in chunk],
-                fields=dict(fields),
-                keys=[str(key_values[i]) for i in chunk],
-            )
+        chunk = members[start : start + max_recipients]
+        yield Request(
+            labels=[_python(labels[i]) for i in chunk],
+            numbers=[str(numbers[i]) for i in chunk],
+            fields=fields,
+            keys=[str(key_values[i]) for i in chunk],
+        )
 
 
 def _python(value: Any) -> Hashable:

@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,7 +74,7 @@ from ..loading.recipients import line_numbers
 from ..outcome import RunOutcome
 from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder, Status
 from ..validation import ValidationReport, validate
-from ..validation.sender import choose_sender, same_sender
+from ..validation.sender import choose_sender, joined_senders, same_sender
 from . import clock
 from .client import KaleyraClient, SendResult
 from .departure import Departure, LiveOptOuts, Verdict
@@ -212,7 +212,8 @@ class _Run:
         except ApiError as exc:
             self.pacer.answered(departed, len(request))
             if isinstance(exc, RateLimitError) or exc.code in THROTTLE_CODES:
-                self.pacer.throttled(getattr(exc, "retry_after", None))
+                retry_after = getattr(exc, "retry_after", None)
+                self.pacer.throttled(retry_after, request.fields.get("from"))
             if exc.code in THROTTLE_CODES and not isinstance(exc, RateLimitError):
                 raise RateLimitError(
                     exc.message, code=exc.code, http_status=exc.http_status, raw=exc.raw
@@ -231,7 +232,7 @@ class _Run:
             if held is not None:
                 return held
             checked = time.monotonic()
-            departed = self.pacer.acquire(request.numbers, self.stop)
+            departed = self.pacer.acquire(request.numbers, self.stop, request.fields.get("from"))
             if departed is None:
                 return self._stopped(request, last, attempt - 1)
             if self.journal is not None:
@@ -426,7 +427,7 @@ def send(
     schedule: Schedule | None = None,
     retries: Retries | None = None,
     journal: str | Path | None = None,
-    sender: str | None = None,
+    sender: str | Sequence[str] | None = None,
     receipts: CallbackSource | None = None,
     progress: bool = True,
     **options: Any,
@@ -453,6 +454,13 @@ def send(
             same journal resumes without sending anything twice.
         sender: the ``from`` number for rows that leave it empty (before the client's); it
             is validated like a row's own, so an invalid one rejects those rows (E13008).
+            Several (a list, or comma-separated: ``--from +91A,+91B``): each such row is
+            pinned to one by a stable hash of its recipient (the same number in every run
+            and campaign; see :mod:`kwa_batch.validation.sender`), and each number sends at
+            its own rate (``Pacing.rate_limit``, or its ``sender_rates``), all within
+            ``Pacing.account_rate`` when set; the daily limit counts them all together (it
+            is the business portfolio's). A row's own ``from`` wins. Invalid: refused,
+            named (``ConfigurationError``).
         receipts: a receipts store to watch while sending (an open
             :class:`kwa_batch.CallbackStore`, or anything with its ``updates_with_codes``;
             the command line's ``--receipts`` takes the path), read every second (see
@@ -479,8 +487,9 @@ def send(
         A DataFrame with the input's index and the columns of
         :data:`kwa_batch.results.RESULT_DTYPES`: ``to``, ``status``, ``message_id``,
         ``error_code``, ``error_message``, ``http_status``, ``attempts``, ``sent_at``,
-        ``request_id``, ``recipients`` (in the request) and ``from_journal`` (True for rows
-        whose result came from an earlier run). ``results.attrs["run"]`` is the run's
+        ``request_id``, ``recipients`` (in the request), ``from_journal`` (True for rows
+        whose result came from an earlier run), ``line`` and ``sender`` (the number the
+        row went, or would go, from). ``results.attrs["run"]`` is the run's
         :class:`~kwa_batch.RunOutcome`: its facts, counts, exit code and next step.
 
     Raises:
@@ -504,7 +513,7 @@ def send(
     retries = setting_from("send", "retries", Retries, retries, options)
     if "default_region" in options and options["default_region"] is None:
         del options["default_region"]  # the default, for a report too
-    report = _validated(data, client, sender, options)
+    report = _validated(data, client, joined_senders(sender), options)
     holds = Holds.make(schedule)
     pacer = Pacer(pacing)
     settings = {
@@ -528,6 +537,7 @@ def send(
     results = ResultsBuilder(report.data.index)
     results.reject(report.invalid)
     messages = message_frame(report.valid)  # the one message frame of this run
+    pacer.expect(messages["from"].dropna().unique())  # one limit per sender number
     run = _Run(
         client,
         pacer=pacer,
@@ -804,6 +814,8 @@ def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame
     to = report.data["to"].astype("string")
     to.loc[report.valid.index] = report.valid["to"].astype("string")
     frame["to"] = to
+    if "from" in report.valid.columns:
+        frame.loc[report.valid.index, "sender"] = report.valid["from"].astype("string")
     return frame
 
 

@@ -15,11 +15,22 @@ is refused (``E13008``); one given to the call fills the rows without their own,
 refused with it when it is unusable (the command line stops before reading the file). Two
 senders are the same when they are the same number, however written.
 
+**Several senders** (``sender=["+91A", "+91B"]``, ``sender="+91A,+91B"``, ``--from
++91A,+91B``): each row without its own ``from`` is *pinned* to one of them by a stable hash
+of its recipient's E.164 number (:func:`pin_senders`: sha256 of the number, modulo the
+count of the senders sorted, so the order they are given in does not matter). A customer
+hears from the same number in every run and every campaign, so the 24-hour windows and the
+pair spacing stay per pair. Adding a number moves about 1/N of the recipients (those the
+new modulus sends elsewhere). A row's own ``from`` still wins.
+
 Everything that picks, checks or compares a sender calls this module; the client (which
 must not reach validation) and the planner name the same fix, :data:`NO_SENDER_FIX`.
 """
 
 from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -31,8 +42,11 @@ __all__ = [
     "NO_SENDER_FIX",
     "choose_sender",
     "invalid_sender_message",
+    "joined_senders",
+    "pin_senders",
     "read_sender",
     "same_sender",
+    "split_senders",
     "usable_senders",
 ]
 
@@ -89,3 +103,48 @@ def usable_senders(senders: pd.Series) -> pd.Series:
     # Senders are few distinct values (usually one): each is checked once.
     distinct = [v for v in senders.dropna().unique() if read_sender(v).e164 == v]
     return senders.isin(distinct)
+
+
+def split_senders(sender: str | Sequence[str] | None) -> list[str]:
+    """The senders given, as a list: a comma-separated string or a list (blanks dropped).
+
+    >>> split_senders("+911234567890, +919876543210"), split_senders(None)
+    (['+911234567890', '+919876543210'], [])
+    """
+    if sender is None:
+        return []
+    parts = sender.split(",") if isinstance(sender, str) else [str(s) for s in sender]
+    return [part.strip() for part in parts if part.strip()]
+
+
+def joined_senders(sender: str | Sequence[str] | None) -> str | None:
+    """One string for the senders given (comma-separated), None when none is: how a report
+    and a run's record carry them.
+
+    >>> joined_senders(["+911234567890", "+919876543210"])
+    '+911234567890,+919876543210'
+    """
+    return ",".join(split_senders(sender)) or None
+
+
+def pin_senders(recipients: pd.Series, senders: Sequence[str]) -> pd.Series:
+    """The sender each recipient (E.164) is pinned to: ``sha256(number) mod N`` over the
+    ``senders`` sorted, so neither the order they are given in nor the run changes it.
+
+    >>> pin_senders(pd.Series(["+919876543210"]), ["+912", "+911"]).tolist() == \
+    ...     pin_senders(pd.Series(["+919876543210"]), ["+911", "+912"]).tolist()
+    True
+    """
+    ordered = sorted(set(senders))
+    count = len(ordered)
+
+    def pick(number: object) -> str | None:
+        if not isinstance(number, str) or not number:
+            return None
+        digest = hashlib.sha256(number.encode()).digest()
+        return ordered[int.from_bytes(digest[:8], "big") % count]
+
+    # Each distinct recipient hashed once.
+    distinct = recipients.dropna().unique()
+    mapping = {number: pick(number) for number in distinct}
+    return recipients.map(mapping).astype("str")

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
-from ..errors import Code, InputError
+from ..errors import Code, ConfigurationError, InputError
 from ..fields import API_COLUMNS, MESSAGE_COLUMNS
 from .compose import (
     build_body,
@@ -43,7 +43,13 @@ from .phones import check_region, normalize_phones
 from .report import Problems, ValidationReport, assemble, file_lines, row_reasons
 from .rich import check_api_version, check_rich, gather
 from .rules import check_models
-from .sender import read_sender
+from .sender import (
+    invalid_sender_message,
+    joined_senders,
+    pin_senders,
+    read_sender,
+    split_senders,
+)
 from .window_checks import CLOSED_WINDOW_CODE, CLOSED_WINDOW_MESSAGE, closed_window_rows
 
 __all__ = ["validate"]
@@ -64,7 +70,7 @@ def validate(
     df: pd.DataFrame,
     *,
     default_region: str | None = None,
-    sender: str | None = None,
+    sender: str | Sequence[str] | None = None,
     params_from: Sequence[str] | str | None = None,
     body_template: str | None = None,
     template_name: str | None = None,
@@ -80,7 +86,9 @@ def validate(
     Args:
         df: recipients, one row each, with the API's column names (``to`` required).
         default_region: ISO country code for numbers written without ``+`` (``"IN"``).
-        sender: the ``from`` number for rows that leave it empty.
+        sender: the ``from`` number for rows that leave it empty; several (a list, or
+            comma-separated) pin each such row to one of them by its recipient (see
+            :mod:`kwa_batch.validation.sender`).
         params_from: columns whose values, in this order, make a template's ``params``
             (CSV-quoted where a value holds a comma), for rows whose ``params`` is empty.
         body_template: a text body with ``{column}`` placeholders, e.g.
@@ -120,6 +128,7 @@ def validate(
         >>> report.errors.loc[0, "error_code"]
         'E13009'
     """
+    sender = joined_senders(sender)
     arguments = {
         "default_region": default_region,
         "sender": sender,
@@ -293,7 +302,13 @@ def _normalise_numbers(
         checked = normalize_phones(row_from, region)
         from_e164 = checked["e164"].where(own_from)
         from_reason = checked["reason"].where(own_from)
-    if sender:
+    several = split_senders(sender)
+    if len(several) > 1:
+        use = ~own_from
+        pinned = pin_senders(phones["e164"], _checked_senders(several, region))
+        from_values = row_from.mask(use, pinned)
+        from_e164 = from_e164.mask(use, pinned)
+    elif sender:
         check = read_sender(sender, region)
         use = ~own_from
         from_values = row_from.mask(use, sender)
@@ -304,6 +319,19 @@ def _normalise_numbers(
     has_from = own_from | bool(sender)
     columns["from"] = from_e164.where(from_e164.notna(), from_values.where(has_from))
     return phones, from_reason
+
+
+def _checked_senders(senders: list[str], region: str | None) -> list[str]:
+    """Several senders in E.164; one that is not a usable number is refused, named."""
+    checked = []
+    for sender in senders:
+        check = read_sender(sender, region)
+        if not check.ok:
+            raise ConfigurationError(
+                f"sender {sender!r} (one of {len(senders)}): {invalid_sender_message(check.reason)}"
+            )
+        checked.append(str(check.e164))
+    return checked
 
 
 def _ragged_rows(df: pd.DataFrame, problems: Problems) -> None:
