@@ -37,7 +37,7 @@ import numbers
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -86,6 +86,7 @@ _LOOKAHEAD = 10_000
 _RANGE_SECONDS = 2.0  # the round trips whose spread sets the margin
 _MARGIN_EVERY = 0.1  # seconds between two computations of the margin
 _SPREAD_SAFETY = 1.25  # the margin covers this many times the spread (see margin())
+_WAITING_PER_NUMBER = 2  # requests waiting for one number's limit before it is skipped
 
 
 def _sender_key(number: str) -> str:
@@ -465,13 +466,21 @@ class Lookahead(Generic[T]):
 
     Reads the planned requests lazily, holding at most ``lookahead`` skipped ones (a file
     of thousands of rows for one number then waits, rather than reading everything).
+    ``busy`` says a request's sender number is saturated (its limit has requests waiting
+    already): it is skipped over too, so that one number's queue never holds up another's.
     """
 
     def __init__(
-        self, planned: Iterable[T], spacing: RecipientSpacing, *, lookahead: int = _LOOKAHEAD
+        self,
+        planned: Iterable[T],
+        spacing: RecipientSpacing,
+        *,
+        lookahead: int = _LOOKAHEAD,
+        busy: Callable[[T], bool] | None = None,
     ) -> None:
         self._planned: Iterator[T] = iter(planned)
         self._spacing = spacing
+        self._busy = busy
         self._held: deque[T] = deque()
         self._lookahead = lookahead
         self.exhausted = False
@@ -504,6 +513,9 @@ class Lookahead(Generic[T]):
             if index >= self._lookahead:
                 return None
             request = self._held[index]
+            if self._busy is not None and self._busy(request):
+                index += 1  # its sender number has requests waiting already: another goes
+                continue
             if spacing.ready_at(request.numbers) <= now:
                 del self._held[index]
                 spacing.take(request.numbers)
@@ -529,6 +541,7 @@ class _Lane:
     def __init__(self, rate: float | None, clock: Clock) -> None:
         self.window = SlidingWindow(rate, clock=clock) if rate is not None else None
         self.backpressure = Backpressure(rate, clock=clock) if rate else None
+        self.waiting = 0  # requests in acquire() for this number now
 
     def rate_in_force(self) -> float | None:
         return self.backpressure.rate_in_force() if self.backpressure is not None else None
@@ -614,7 +627,15 @@ class Pacer:
 
     def requests(self, planned: Iterable[T]) -> Lookahead[T]:
         """The planned requests, handed out in an order that respects the spacing."""
-        return Lookahead(planned, self.spacing)
+        return Lookahead(planned, self.spacing, busy=self._sender_busy)
+
+    def _sender_busy(self, request: object) -> bool:
+        """Whether the request's sender number already has requests waiting for its limit
+        (with several numbers only: one number's backlog must not hold up the others')."""
+        if len(self._lanes) <= 2:  # the default lane and at most one number
+            return False
+        lane = self._lane(getattr(request, "fields", {}).get("from"))
+        return lane.waiting >= _WAITING_PER_NUMBER
 
     def acquire(
         self, numbers: Sequence[str], stop: threading.Event, sender: str | None = None
@@ -627,7 +648,13 @@ class Pacer:
         margin = self.controller.margin()
         if lane.window is not None:
             lane.window.margin = margin
-            at = lane.window.acquire(len(numbers), stop, lane.rate_in_force)
+            with self._lanes_lock:
+                lane.waiting += 1
+            try:
+                at = lane.window.acquire(len(numbers), stop, lane.rate_in_force)
+            finally:
+                with self._lanes_lock:
+                    lane.waiting -= 1
             if at is not None:
                 places.append((lane.window, at))
         if at is not None and self.account is not None:

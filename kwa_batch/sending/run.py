@@ -520,7 +520,9 @@ def send(
         "base_url": client.base_url,
         "sid": client.sid,
         "concurrency": pacing.concurrency,
-        "rate_limit": pacing.rate_limit,
+        "rate_limit": pacing.rate_limit,  # per sender number
+        "sender_rates": dict(pacing.sender_rates) or None,
+        "account_rate": pacing.account_rate,
         "max_concurrency": pacing.max_concurrency,
         "per_recipient_interval": pacing.per_recipient_interval,
         "max_recipients_per_request": pacing.size_for(client.api_version),
