@@ -136,4 +136,5 @@ def test_an_invalid_number_in_from_is_refused_in_one_line_naming_it(
     result = runner.invoke(cli, args)
     assert result.exit_code != 0
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "--from '+91abc'" in lines[0], result.output
+    assert len(lines) == 1, result.output
+    assert "--from '+91abc'" in lines[0]

@@ -58,7 +58,8 @@ def test_each_recipient_hears_from_the_same_number_in_two_campaigns_whatever_the
                   sender=f"{B}, {A}", pacing=NOW, progress=False)  # fmt: skip
     assert senders_seen(fresh_emulator) == pinned
     assert set(pinned.values()) == {A, B}  # both send
-    assert first["status"].eq("sent").all() and second["status"].eq("sent").all()
+    assert first["status"].eq("sent").all()
+    assert second["status"].eq("sent").all()
     # The results say which number sent each row.
     assert dict(zip(first["to"], first["sender"], strict=True)) == pinned
 
@@ -110,7 +111,8 @@ def test_the_daily_limit_is_one_for_all_the_numbers(fresh_emulator: Emulator) ->
 
 def test_pacing_checks_the_rates_per_number() -> None:
     pacing = Pacing(rate_limit=20, sender_rates={"+91 12345 67890": 1000}, account_rate=30)
-    assert pacing.rate_for(A) == 1000.0 and pacing.rate_for(B) == 20.0
+    assert pacing.rate_for(A) == 1000.0
+    assert pacing.rate_for(B) == 20.0
     assert pacing.total_rate([A, B]) == 30.0  # capped by the account
     assert Pacing(rate_limit=20).total_rate([A, B]) == 40.0
     with pytest.raises(ConfigurationError, match="sender_rates"):
