@@ -22,6 +22,11 @@ A user knows their limits, not their latency. Given a rate (messages per second)
   not waited on: the next ready request goes instead, and the skipped one when its turn
   comes.
 
+- **Several sender numbers**: each number has its own limit (a lane of the :class:`Pacer`:
+  its window and backpressure, at :meth:`Pacing.rate_for` that number), and an optional
+  ``account_rate`` one more window across them all; a request waits for both, and a number
+  with requests already waiting is skipped over (:class:`Lookahead`), not waited on.
+
 The settings are one public value, :class:`Pacing` (``kb.Pacing``), checked when it is made;
 the :class:`Pacer` of a run is built from it. Its defaults are WhatsApp's (see
 ``kaleyra-facts.md``, "WhatsApp's platform rules", from Meta's documentation): 80 messages
@@ -114,10 +119,11 @@ class Pacing:
     :func:`kwa_batch.estimate` and ``kwa-batch send``'s options; checked when it is made.
 
     Args:
-        rate_limit: at most this many messages per second, over any one-second window (a
-            request to 100 recipients counts 100). Default 80, WhatsApp's default throughput
-            per business number (1,000 after an upgrade); None: no limit. A 429 (or
-            WhatsApp's 130429) lowers the rate in force for a while, then it climbs back.
+        rate_limit: at most this many messages per second per sender number, over any
+            one-second window (a request to 100 recipients counts 100). Default 80,
+            WhatsApp's default throughput per business number (1,000 after an upgrade);
+            None: no limit. A 429 (or WhatsApp's 130429) lowers the rate in force for a
+            while, then it climbs back.
         concurrency: requests in flight at once, pinned. Default None: as many as
             ``rate_limit`` needs at the latency observed, up to ``max_concurrency`` (16
             without a rate limit).
