@@ -191,13 +191,14 @@ RECENT_STOPS = timedelta(hours=24)
 
 def _recent_stops(store: Path, sender: str | None) -> str | None:
     """Why nothing should leave: a stop code received in the last :data:`RECENT_STOPS` for
-    a message from ``sender`` (or one that names no number), e.g. another campaign's
-    131048; None when there is none."""
+    a message from ``sender`` (one of them, comma-separated; or one that names no number),
+    e.g. another campaign's 131048; None when there is none."""
     since = datetime.now(UTC) - RECENT_STOPS
     with CallbackStore(store) as opened:
         found, _ = opened.updates_with_codes(STOP_CODES, since)
     if sender is not None and len(found):
-        mine = found["business"].isna() | found["business"].eq(sender)
+        numbers = [n.strip() for n in sender.split(",") if n.strip()]  # several: any of them
+        mine = found["business"].isna() | found["business"].isin(numbers)
         found = found[mine.fillna(True).to_numpy()]
     if found.empty:
         return None

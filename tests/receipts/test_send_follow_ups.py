@@ -282,3 +282,17 @@ def test_another_campaigns_recent_stop_code_holds_the_follow_ups_too(
         results, store, emu.client(), journal=journal, data=DF, stop_checked=True, progress=False
     )
     assert emu.message_count - before == 5
+
+
+def test_a_recent_stop_for_one_of_several_numbers_holds_the_follow_ups() -> None:
+    import tempfile
+
+    from kwa_batch.receipts.retrying import _recent_stops
+
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    path = Path(tempfile.mkdtemp()) / "r.db"
+    with CallbackStore(path) as opened:
+        opened.add_status(StatusUpdate("x:0", "failed", at, at, error_code="131048",
+                                       business="+911234567891"))  # fmt: skip
+    assert _recent_stops(path, "+911234567890,+911234567891") is not None
+    assert _recent_stops(path, "+911234567890") is None  # another number's stop
