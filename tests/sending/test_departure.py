@@ -36,9 +36,11 @@ def rate_waits(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
     entered: list[datetime] = []
     acquire = Pacer.acquire
 
-    def recorded(pacer: Pacer, numbers: Sequence[str], stop: threading.Event) -> float | None:
+    def recorded(
+        pacer: Pacer, numbers: Sequence[str], stop: threading.Event, sender: str | None = None
+    ) -> float | None:
         entered.append(clock.now())
-        return acquire(pacer, numbers, stop)
+        return acquire(pacer, numbers, stop, sender)
 
     monkeypatch.setattr(Pacer, "acquire", recorded)
     return entered
