@@ -17,11 +17,12 @@ senders are the same when they are the same number, however written.
 
 **Several senders** (``sender=["+91A", "+91B"]``, ``sender="+91A,+91B"``, ``--from
 +91A,+91B``): each row without its own ``from`` is *pinned* to one of them by a stable hash
-of its recipient's E.164 number (:func:`pin_senders`: sha256 of the number, modulo the
-count of the senders sorted, so the order they are given in does not matter). A customer
-hears from the same number in every run and every campaign, so the 24-hour windows and the
-pair spacing stay per pair. Adding a number moves about 1/N of the recipients (those the
-new modulus sends elsewhere). A row's own ``from`` still wins.
+of its recipient's E.164 number (:func:`pin_senders`: rendezvous hashing, the sender with
+the highest sha256 of recipient and sender, so the order they are given in does not matter).
+A customer hears from the same number in every run and every campaign, so the 24-hour
+windows and the pair spacing stay per pair. Adding a number moves only the recipients it
+wins, about 1/(N+1) of them; removing one moves only its own. A row's own ``from`` still
+wins.
 
 Everything that picks, checks or compares a sender calls this module; the client (which
 must not reach validation) and the planner name the same fix, :data:`NO_SENDER_FIX`.
@@ -128,21 +129,26 @@ def joined_senders(sender: str | Sequence[str] | None) -> str | None:
 
 
 def pin_senders(recipients: pd.Series, senders: Sequence[str]) -> pd.Series:
-    """The sender each recipient (E.164) is pinned to: ``sha256(number) mod N`` over the
-    ``senders`` sorted, so neither the order they are given in nor the run changes it.
+    """The sender each recipient (E.164) is pinned to, by rendezvous hashing: the sender
+    whose ``sha256(recipient|sender)`` is highest. Neither the order the senders are given
+    in nor the run changes it, and adding a sender moves only the recipients it wins, about
+    1/(N+1) of them; removing one moves only its own.
 
     >>> pin_senders(pd.Series(["+919876543210"]), ["+912", "+911"]).tolist() == \
     ...     pin_senders(pd.Series(["+919876543210"]), ["+911", "+912"]).tolist()
     True
     """
     ordered = sorted(set(senders))
-    count = len(ordered)
 
     def pick(number: object) -> str | None:
         if not isinstance(number, str) or not number:
             return None
-        digest = hashlib.sha256(number.encode()).digest()
-        return ordered[int.from_bytes(digest[:8], "big") % count]
+
+        def weight(sender: str) -> int:
+            digest = hashlib.sha256(f"{number}|{sender}".encode()).digest()
+            return int.from_bytes(digest[:8], "big")
+
+        return max(ordered, key=weight)
 
     # Each distinct recipient hashed once.
     distinct = recipients.dropna().unique()

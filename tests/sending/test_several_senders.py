@@ -162,3 +162,15 @@ def test_one_numbers_own_rate_applies_to_it_only_and_the_account_cap_to_all() ->
         send(rows[:60], emu.client(), sender=[A, B], pacing=capped, progress=False)
         assert max_in_any_window(arrivals(emu)) <= 15
         assert set(emu.messages["from"]) == {A, B}
+
+
+def test_adding_a_number_moves_only_the_recipients_it_wins() -> None:
+    """Review of #21: sha256 mod N moved 66% of the recipients from 2 to 3 numbers."""
+    from kwa_batch.validation.sender import pin_senders
+
+    recipients = pd.Series([f"+9198{n:08d}" for n in range(6000)], dtype="str")
+    two = pin_senders(recipients, ["+911111111111", "+912222222222"])
+    three = pin_senders(recipients, ["+911111111111", "+912222222222", "+913333333333"])
+    moved = two != three
+    assert (three[moved] == "+913333333333").all()  # only to the new number
+    assert 0.28 < moved.mean() < 0.39  # about 1/3
