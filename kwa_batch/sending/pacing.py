@@ -667,16 +667,49 @@ class Pacer:
             self.account.margin = margin
             at = self.account.acquire(len(numbers), stop)
             if at is not None:
-                if places:  # the number's place held from now, when the account let it go
-                    moved = places[0][0].restamp(places[0][1])
-                    places[0] = (places[0][0], places[0][1] if moved is None else moved)
                 places.append((self.account, at))
+                at = self._both_held(places, lane, len(numbers), stop)
         if at is not None:
             self.spacing.departed(numbers)
             self.controller.departed(at)
             if places:
                 self._places[at] = places
         return at
+
+    def _both_held(
+        self,
+        places: list[tuple[SlidingWindow, float]],
+        lane: _Lane,
+        count: int,
+        stop: threading.Event,
+    ) -> float | None:
+        """The number's place and the account's, each held from the moment the later of the
+        two let the request go (``places``: the number's, if it has a window, then the
+        account's; updated in place). A place freed while the request waited for the other
+        window (a wait of more than a second) is taken again, waiting for room: never
+        assumed, so neither limit is passed in any second."""
+        for _ in range(100):  # each round ends with both held, or one freed: bounded
+            if len(places) == 1:  # no limit of its own: the account's alone
+                return places[0][1]
+            (number_window, number_at), (account, account_at) = places
+            moved = number_window.restamp(number_at)
+            if moved is not None:
+                places[0] = (number_window, moved)
+                return account_at
+            # The number's place freed while the account held the request: wait for it again.
+            again = number_window.acquire(count, stop, lane.rate_in_force)
+            if again is None:
+                return None
+            places[0] = (number_window, again)
+            moved = account.restamp(account_at)
+            if moved is not None:
+                places[1] = (account, moved)
+                return again
+            again = account.acquire(count, stop)
+            if again is None:
+                return None
+            places[1] = (account, again)
+        return places[1][1]
 
     def leaving(self, departed: float) -> None:
         """The request that was let go at ``departed`` is about to be written, in this thread.

@@ -174,3 +174,22 @@ def test_adding_a_number_moves_only_the_recipients_it_wins() -> None:
     moved = two != three
     assert (three[moved] == "+913333333333").all()  # only to the new number
     assert 0.28 < moved.mean() < 0.39  # about 1/3
+
+
+@pytest.mark.slow
+def test_no_number_passes_its_rate_while_the_account_cap_holds_its_requests() -> None:
+    """Review of #21: a request held over a second by the account's cap lost its place in
+    its number's window, and the number sent 60 in one second at a rate of 30 (grouped
+    requests of 30 recipients)."""
+    c = "+919999999999"
+    rows = pd.DataFrame({"to": recipients(360), "body": "Sale today"})  # one shared message
+    with Emulator(callbacks=False) as emu:
+        pacing = Pacing(rate_limit=30, account_rate=60, per_recipient_interval=0)
+        results = send(rows, emu.client(), sender=[A, B, c], pacing=pacing, progress=False)
+        each = {s: arrivals(emu, s) for s in (A, B, c)}
+        every = arrivals(emu)
+    assert results["status"].eq("sent").all()
+    assert {s: max_in_any_window(seen) for s, seen in each.items()} == dict.fromkeys(
+        (A, B, c), 30
+    )  # each at most its rate (and reaching it)
+    assert max_in_any_window(every) <= 60
