@@ -86,6 +86,13 @@ def _rates(given: tuple[tuple[str | None, float | None], ...]) -> dict[str, Any]
             "give one rate for every number (--rate N) and NUMBER=N for one number's own",
             param_hint="'--rate'",
         )
+    numbers = [n for n, _ in given if n is not None]
+    twice = sorted({n for n in numbers if numbers.count(n) > 1})
+    if twice:
+        raise click.BadParameter(
+            f"{twice[0]} is given two rates: give each number's own rate once",
+            param_hint="'--rate'",
+        )
     out: dict[str, Any] = {"sender_rates": {n: r for n, r in given if n is not None}}
     if every:
         out["rate_limit"] = every[0]

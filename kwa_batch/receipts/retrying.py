@@ -44,6 +44,7 @@ from ..sending.client import KaleyraClient
 from ..sending.pacing import Pacing
 from ..sending.run import send
 from ..sending.schedule import Schedule
+from ..validation.sender import read_sender
 from .follow_up import FOLLOW_UP_COLUMNS, FOLLOW_UPS, follow_up
 from .optouts import OptOutSource
 from .store import CallbackStore
@@ -189,6 +190,14 @@ def _send_watched(
 RECENT_STOPS = timedelta(hours=24)
 
 
+def _e164(number: str) -> str:
+    """A sender as the store writes it: E.164 when it reads as a number, else ``+digits``."""
+    check = read_sender(number.strip())
+    if check.ok and check.e164:
+        return str(check.e164)
+    return "+" + "".join(c for c in number if c.isdigit())
+
+
 def _recent_stops(store: Path, sender: str | None) -> str | None:
     """Why nothing should leave: a stop code received in the last :data:`RECENT_STOPS` for
     a message from ``sender`` (one of them, comma-separated; or one that names no number),
@@ -197,7 +206,8 @@ def _recent_stops(store: Path, sender: str | None) -> str | None:
     with CallbackStore(store) as opened:
         found, _ = opened.updates_with_codes(STOP_CODES, since)
     if sender is not None and len(found):
-        numbers = [n.strip() for n in sender.split(",") if n.strip()]  # several: any of them
+        # Several: any of them; each read as the receiver stores numbers (E.164).
+        numbers = [_e164(n) for n in sender.split(",") if n.strip()]
         mine = found["business"].isna() | found["business"].isin(numbers)
         found = found[mine.fillna(True).to_numpy()]
     if found.empty:

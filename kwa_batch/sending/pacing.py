@@ -168,7 +168,8 @@ class Pacing:
                     {number: value},
                     "give a sender number (+ and country code) and at least 1 message per second",
                 )
-        keyed = tuple(sorted((_sender_key(k), float(v)) for k, v in rates.items()))
+        # Kept as written (a national number is read with the run's region, by send()).
+        keyed = tuple(sorted((str(k).strip(), float(v)) for k, v in rates.items()))
         object.__setattr__(self, "sender_rates", keyed)
         if self.account_rate is not None:
             if not _at_least(self.account_rate, 1):
@@ -217,8 +218,9 @@ class Pacing:
         raise ConfigurationError(f"Pacing({name}={value!r}): {fix}")
 
     def _own_rates(self) -> dict[str, float]:
-        """``sender_rates`` as a mapping (kept a sorted tuple of pairs: hashable)."""
-        return dict(self.sender_rates)
+        """``sender_rates`` as a mapping by ``+digits`` (kept a sorted tuple of pairs:
+        hashable)."""
+        return {_sender_key(k): float(v) for k, v in dict(self.sender_rates).items()}
 
     def rate_for(self, sender: str | None) -> float | None:
         """The rate of one sender number: its own in ``sender_rates``, else ``rate_limit``.

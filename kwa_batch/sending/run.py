@@ -36,6 +36,7 @@ rejects them locally (``E13008``) rather than at the API.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import signal
@@ -74,7 +75,7 @@ from ..loading.recipients import line_numbers
 from ..outcome import RunOutcome
 from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder, Status
 from ..validation import ValidationReport, validate
-from ..validation.sender import choose_sender, joined_senders, same_sender
+from ..validation.sender import choose_sender, joined_senders, read_sender, same_sender
 from . import clock
 from .client import KaleyraClient, SendResult
 from .departure import Departure, LiveOptOuts, Verdict
@@ -514,6 +515,7 @@ def send(
     if "default_region" in options and options["default_region"] is None:
         del options["default_region"]  # the default, for a report too
     report = _validated(data, client, joined_senders(sender), options)
+    pacing = _rates_of_senders(pacing, report)
     holds = Holds.make(schedule)
     pacer = Pacer(pacing)
     settings = {
@@ -663,6 +665,28 @@ def _send_rows(
     said += f"; {held.describe()}" if held.counts else ""
     stopped_by = _Loop(run, requests, len(messages), results, progress).run(said)
     return _Sent(stopped_by, resume, said, held)
+
+
+def _rates_of_senders(pacing: Pacing, report: ValidationReport) -> Pacing:
+    """``pacing`` with its ``sender_rates`` keyed by the run's sender numbers in E.164, read
+    as the senders are (``--region``); a rate for a number the run does not send from is
+    refused, never ignored (a typo would leave the number at the general rate)."""
+    if not pacing.sender_rates:
+        return pacing
+    valid = report.valid
+    senders = set(valid["from"].dropna().astype("str")) if "from" in valid.columns else set()
+    rates: dict[str, float] = {}
+    for given, rate in dict(pacing.sender_rates).items():
+        check = read_sender(str(given), report.default_region)
+        number = check.e164 if check.ok else None
+        if number is None or number not in senders:
+            listed = ", ".join(sorted(senders)) or "none"
+            raise ConfigurationError(
+                f"rate for {given!r} (--rate {given}={rate:g}): not one of this run's sender "
+                f"numbers ({listed}); give the rate of a number the run sends from"
+            )
+        rates[number] = rate
+    return dataclasses.replace(pacing, sender_rates=rates)
 
 
 def signal_name(signum: int | None) -> str | None:

@@ -138,3 +138,23 @@ def test_an_invalid_number_in_from_is_refused_in_one_line_naming_it(
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
     assert "--from '+91abc'" in lines[0]
+
+
+def test_one_number_given_two_rates_is_refused(runner: CliRunner, sample_csv: Path) -> None:
+    """Review of #21: the last of two rates for one number won without a word."""
+    outcome = runner.invoke(
+        cli,
+        [
+            "send",
+            str(sample_csv),
+            "--emulator",
+            "--from",
+            "+911234567890,+919876543210",
+            "--rate",
+            "+911234567890=5",
+            "--rate",
+            "+911234567890=50",
+        ],
+    )
+    assert outcome.exit_code == 2
+    assert "given two rates" in outcome.output

@@ -296,3 +296,4 @@ def test_a_recent_stop_for_one_of_several_numbers_holds_the_follow_ups() -> None
                                        business="+911234567891"))  # fmt: skip
     assert _recent_stops(path, "+911234567890,+911234567891") is not None
     assert _recent_stops(path, "+911234567890") is None  # another number's stop
+    assert _recent_stops(path, "+91 12345 67891") is not None  # as written, not as stored

@@ -193,3 +193,18 @@ def test_no_number_passes_its_rate_while_the_account_cap_holds_its_requests() ->
         (A, B, c), 30
     )  # each at most its rate (and reaching it)
     assert max_in_any_window(every) <= 60
+
+
+def test_a_numbers_own_rate_is_read_as_the_senders_are_and_refused_when_unknown(
+    fresh_emulator: Emulator,
+) -> None:
+    """Review of #21: --rate 1234567890=1 with --region IN was ignored without a word (the
+    number was not read as --from reads it), as was a rate for a number not sent from."""
+    rows = personalised(recipients(4))
+    national = Pacing(sender_rates={"1234567890": 1}, per_recipient_interval=0)
+    results = send(rows, fresh_emulator.client(), sender=["1234567890", "9876543210"],
+                   default_region="IN", pacing=national, progress=False)  # fmt: skip
+    assert results.attrs["run"].settings["sender_rates"] == {A: 1.0}
+    stranger = Pacing(sender_rates={"+447911123456": 5})
+    with pytest.raises(ConfigurationError, match="not one of this run's sender numbers"):
+        send(rows, fresh_emulator.client(), sender=[A, B], pacing=stranger, progress=False)
