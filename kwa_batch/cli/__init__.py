@@ -71,7 +71,7 @@ def _failure_json(ctx: click.Context, message: str) -> None:
     "--quiet",
     "-q",
     is_flag=True,
-    help="The same as the command's own --quiet (validate, send): only errors.",
+    help="The same as the command's own --quiet (validate, send, follow-up): only errors.",
 )
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, quiet: bool) -> None:
