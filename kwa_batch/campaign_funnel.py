@@ -31,7 +31,7 @@ from .receipts.delivery import load_receipts, merge_receipts
 from .receipts.follow_up import FOLLOW_UP_COLUMNS, follow_up
 from .receipts.replies import replies
 from .receipts.store import FINAL_STATUSES, CallbackStore, opened_store
-from .results import Status
+from .results import Status, require_columns
 
 __all__ = [
     "ACTION_PREFIX",
@@ -121,12 +121,7 @@ def campaign_rows(
     (:func:`kwa_batch.merge_receipts`), :data:`~kwa_batch.costing.COST_COLUMNS`, ``replied``,
     and what the row needs now (``action`` and ``reason``, as :func:`kwa_batch.follow_up`
     gives them)."""
-    missing = [c for c in ("to", "status", "message_id", "sent_at") if c not in results.columns]
-    if missing:
-        raise KwaBatchError(
-            f"the results have no {' or '.join(missing)} column: pass the frame send() "
-            "returned, or a file kwa-batch send wrote"
-        )
+    require_columns(results, ("to", "status", "message_id", "sent_at"))
     if not results.index.is_unique:
         raise KwaBatchError(
             "the results' index has repeated labels: the funnel counts each row once, by "

@@ -28,11 +28,10 @@ from typing import Any
 import pandas as pd
 
 from .catalogue import load_templates
-from .errors import KwaBatchError
 from .pricing import UNKNOWN_REGION, billed_regions, categories_of, load_rate_card, regions_of
 from .receipts.delivery import load_receipts
 from .receipts.store import FINAL_STATUSES, CallbackStore, message_keys
-from .results import Status
+from .results import Status, require_columns
 
 __all__ = ["COST_COLUMNS", "NO_RATE_CARD", "costs", "rate_card", "template_catalogue"]
 
@@ -83,12 +82,7 @@ def costs(
     Example:
         >>> costs(results, "receipts.db", rates="rate_card.csv")  # doctest: +SKIP
     """
-    missing = [c for c in ("to", "status", "message_id") if c not in results.columns]
-    if missing:
-        raise KwaBatchError(
-            f"the results have no {' or '.join(missing)} column: pass the frame send() "
-            "returned, or a file kwa-batch send wrote"
-        )
+    require_columns(results, ("to", "status", "message_id"))
     table = receipts if isinstance(receipts, pd.DataFrame) else load_receipts(receipts)
     return row_costs(results, table, rate_card(rates), template_catalogue(templates))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_ROWS, NEVER_SENT_CODES
+from .errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_ROWS, NEVER_SENT_CODES, KwaBatchError
 
 __all__ = [
     "DELIVERY_COLUMNS",
@@ -34,6 +34,7 @@ __all__ = [
     "error_counts",
     "exit_code_for",
     "never_sent_rows",
+    "require_columns",
     "summarize",
 ]
 
@@ -209,6 +210,25 @@ class ResultsBuilder:
                 values = pd.to_datetime(pd.Series(values, dtype="object"), utc=True).to_numpy()
             columns[name] = pd.Series(values, index=self.index, dtype="object").astype(dtype)
         return pd.DataFrame(columns, index=self.index)
+
+
+def require_columns(results: pd.DataFrame, needed: Iterable[str]) -> None:
+    """Refuse, in one line naming them, a results frame without these columns.
+
+    Raises:
+        KwaBatchError: some are missing.
+
+    >>> require_columns(pd.DataFrame({"to": []}), ("to", "status"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    kwa_batch.errors.KwaBatchError: the results have no status column(s): ...
+    """
+    missing = [name for name in needed if name not in results.columns]
+    if missing:
+        raise KwaBatchError(
+            f"the results have no {', '.join(missing)} column(s): pass the frame send() "
+            "returned, or load_results() of a file kwa-batch send wrote"
+        )
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:

@@ -209,7 +209,7 @@ def _client(
     account: tuple[str | None, str | None, str | None, str | None],
 ) -> Any:
     """The client of the retries; ``account``: --sid, --api-key, --base-url, --api-version."""
-    from ..config import api_version_from_env, credentials_from_env
+    from ..config import api_version_from_env
     from ..sending.client import KaleyraClient
 
     sid, api_key, base_url, api_version = account
@@ -221,15 +221,8 @@ def _client(
         click.echo(wrapped(f"Using the built-in Kaleyra emulator at {emu.url}."))
         return stack.enter_context(emu.client(api_version=version))
     given, _ = resolve_sender(sender, region, emulator=False) if sender else (None, "")
-    creds = credentials_from_env(
+    client = KaleyraClient.from_env(
         sid=sid, api_key=api_key, sender=given, base_url=base_url, api_version=version
-    )
-    client = KaleyraClient(
-        creds.sid,
-        creds.api_key,
-        sender=creds.sender,
-        base_url=creds.base_url,
-        api_version=creds.api_version,
     )
     return stack.enter_context(client)
 

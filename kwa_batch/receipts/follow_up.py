@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from ..actions import RULES, US_MARKETING_PAUSED, Action, Rule, rule_for
 from ..errors import Code, KwaBatchError
-from ..results import Status
+from ..results import Status, require_columns
 from .delivery import load_receipts
 from .store import CallbackStore, message_keys
 
@@ -79,12 +79,7 @@ def follow_up(
     Raises:
         KwaBatchError: a needed column is missing.
     """
-    missing = [c for c in _NEEDED if c not in results.columns]
-    if missing:
-        raise KwaBatchError(
-            f"the results have no {', '.join(missing)} column(s): pass the frame send() "
-            "returned, or load_results() of a file kwa-batch send wrote"
-        )
+    require_columns(results, _NEEDED)
     if not results.index.is_unique:
         raise KwaBatchError(
             "the results' index has repeated labels: follow_up gives one action per row, by "

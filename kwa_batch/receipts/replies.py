@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import KwaBatchError
+from ..results import require_columns
 from ..validation.phones import wa_id_keys
 from .optouts import stops_and_starts
 from .store import CallbackStore, message_keys
@@ -88,12 +89,7 @@ def replies(
         >>> tied = replies(results, "receipts.db")  # doctest: +SKIP
         >>> tied["replied"].mean()  # the reply rate  # doctest: +SKIP
     """
-    missing = [name for name in _NEEDED if name not in results.columns]
-    if missing:
-        raise KwaBatchError(
-            f"the results have no {', '.join(missing)} column(s): pass the frame send() "
-            "returned, or a file kwa-batch send wrote (kb.load_results)"
-        )
+    require_columns(results, _NEEDED)
     incoming = _incoming(receipts)
     rows = _sent_rows(results)
     row_of_reply = _tied(incoming, rows)
