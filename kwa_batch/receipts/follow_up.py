@@ -40,7 +40,7 @@ from ..results import Status, require_columns
 from .delivery import load_receipts
 from .store import CallbackStore, message_keys
 
-__all__ = ["FOLLOW_UPS", "FOLLOW_UP_COLUMNS", "follow_up"]
+__all__ = ["FOLLOW_UPS", "FOLLOW_UP_COLUMNS", "follow_up", "utc_moment"]
 
 #: The columns :func:`follow_up` adds, in order.
 FOLLOW_UP_COLUMNS = ("action", "retry_at", "reason", "decided_by")
@@ -85,8 +85,7 @@ def follow_up(
             "the results' index has repeated labels: follow_up gives one action per row, by "
             "label; pass the frame send() returned or load_results() read (one label a row)"
         )
-    moment = pd.Timestamp(now if now is not None else datetime.now(UTC))
-    moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
+    moment = utc_moment(now)
     if not isinstance(receipts, pd.DataFrame):
         receipts = load_receipts(receipts)
     lacking = [c for c in _RECEIPT_NEEDED if c not in receipts.columns]
@@ -160,6 +159,12 @@ def follow_up(
     out["decided_by"] = pd.array(decided_by, dtype="string")
     out.attrs = dict(results.attrs)
     return out
+
+
+def utc_moment(now: datetime | None = None) -> pd.Timestamp:
+    """``now`` (default: now) as a UTC timestamp; a naive one is taken as UTC."""
+    moment = pd.Timestamp(now if now is not None else datetime.now(UTC))
+    return moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
 
 
 def _match(ids: pd.Series, receipts: pd.DataFrame) -> pd.DataFrame:

@@ -45,7 +45,7 @@ from ..sending.pacing import Pacing
 from ..sending.run import send
 from ..sending.schedule import Schedule
 from ..validation.sender import read_sender
-from .follow_up import FOLLOW_UP_COLUMNS, FOLLOW_UPS, follow_up
+from .follow_up import FOLLOW_UP_COLUMNS, FOLLOW_UPS, follow_up, utc_moment
 from .optouts import OptOutSource
 from .store import CallbackStore
 
@@ -68,8 +68,7 @@ _SCHEDULE_FIELDS = ("quiet_hours", "not_before", "expires", "daily_limit", "hist
 def due(plan: pd.DataFrame, now: datetime | None = None) -> pd.Series:
     """Which rows of :func:`~kwa_batch.follow_up`'s frame are due for a retry at ``now``
     (default: now): ``retry`` with a ``retry_at`` that has passed."""
-    moment = pd.Timestamp(now or datetime.now(UTC))
-    moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
+    moment = utc_moment(now)
     return (plan["action"].eq(Action.RETRY.value) & plan["retry_at"].le(moment)).fillna(False)
 
 
@@ -246,8 +245,7 @@ def held_by_template(plan: pd.DataFrame, now: datetime | None = None) -> pd.Seri
     coded = plan[plan["decided_by"].isin(list(TEMPLATE_CODES)).fillna(False).to_numpy()]
     if coded.empty:
         return held
-    moment = pd.Timestamp(now or datetime.now(UTC))
-    moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
+    moment = utc_moment(now)
     for template, rows in coded.groupby("template_name"):
         until = rows["retry_at"].max()
         if rows["action"].eq(Action.STOP.value).any() or pd.isna(until) or until > moment:
