@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .errors import Code as Code
     from .errors import ConfigurationError as ConfigurationError
     from .errors import ConnectError as ConnectError
+    from .errors import DatabaseError as DatabaseError
     from .errors import InputError as InputError
     from .errors import InvalidResponseError as InvalidResponseError
     from .errors import KwaBatchError as KwaBatchError

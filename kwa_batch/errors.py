@@ -4,8 +4,9 @@ Every exception the toolkit raises on purpose derives from :class:`KwaBatchError
 
     KwaBatchError
     ├── ConfigurationError        credentials or settings missing or unusable
-    │   └── JournalError          the journal is damaged, foreign, newer, or unwritable
-    │       └── JournalLockedError  another run holds the journal
+    │   ├── JournalError          the journal is damaged, foreign, newer, or unwritable
+    │   │   └── JournalLockedError  another run holds the journal
+    │   └── DatabaseError         a PostgreSQL URL that cannot be used (driver, server, schema)
     ├── JournalWriteError         the journal failed mid-run (disk full): stop the run, exit 3
     ├── InputError                a recipient file that cannot be read at all
     ├── ValidationError           ValidationReport.raise_for_errors(): some rows are invalid
@@ -47,6 +48,7 @@ __all__ = [
     "Code",
     "ConfigurationError",
     "ConnectError",
+    "DatabaseError",
     "ErrorCode",
     "InputError",
     "InvalidResponseError",
@@ -734,6 +736,16 @@ class JournalError(ConfigurationError):
     def __init__(self, message: str, *, path: str = "") -> None:
         super().__init__(message)
         self.path = path
+
+
+class DatabaseError(ConfigurationError):
+    """A PostgreSQL database (``postgresql://…``) cannot be used: the driver is not
+    installed, the server cannot be reached or refuses the login, or its kwa_batch tables
+    are a newer version's. The message names the URL without its password."""
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
 
 
 class JournalLockedError(JournalError):

@@ -224,3 +224,20 @@ def start_receive(store: Path, env: dict[str, str]) -> tuple[subprocess.Popen[st
         lines.append(line)
     url = next(line for line in lines if "callback_url:" in line).split()[-1]
     return proc, lines, url
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server of this test session's (tests/postgres_server.py): skips
+    where PostgreSQL is missing, fails instead under ``KWA_REQUIRE_SERVERS=1`` (.ci/run)."""
+    from postgres_server import start_server
+
+    server = start_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    return postgres_server.new_database()

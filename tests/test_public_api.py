@@ -23,6 +23,7 @@ PUBLIC = [
     "AuthenticationError",
     "ConfigurationError",
     "ConnectError",
+    "DatabaseError",
     "Emulator",
     "InputError",
     "InvalidResponseError",
