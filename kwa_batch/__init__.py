@@ -32,10 +32,13 @@ if TYPE_CHECKING:
     from .actions import rule_for as rule_for
     from .campaign_funnel import funnel as funnel
     from .catalogue import load_templates as load_templates
+    from .charts import plot_compare as plot_compare
     from .charts import plot_funnel as plot_funnel
     from .charts import plot_outcomes as plot_outcomes
     from .costing import costs as costs
     from .emulator.server import Emulator as Emulator
+    from .experiments import assign as assign
+    from .experiments import compare as compare
     from .errors import ERROR_CODES as ERROR_CODES
     from .errors import AmbiguousSendError as AmbiguousSendError
     from .errors import ApiError as ApiError
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
     from .errors import describe_code as describe_code
     from .export import export_results as export_results
     from .export import load_results as load_results
+    from .html_report import report_html as report_html
     from .loading.recipients import load_recipients as load_recipients
     from .outcome import RunOutcome as RunOutcome
     from .pricing import estimate as estimate

@@ -22,6 +22,7 @@ STATUS_COLORS: dict[str, str] = {
     Status.UNKNOWN: "#bf8700",
     Status.NOT_SENT: "#8c959f",
     Status.REJECTED: "#8250df",
+    Status.HOLDOUT: "#0969da",
 }
 #: The colour of a status without one of its own (a status added later draws, in grey).
 OTHER_COLOR = "#57606a"

@@ -67,7 +67,8 @@ from .tables import Sheet, atomic_write, plain, write_csv, write_xlsx
 __all__ = ["FORMATS", "FUNNEL_SHEET", "export_results", "load_results", "outcome_path"]
 
 FORMATS = (".xlsx", ".csv", ".parquet")
-_NOT_SENT = tuple(s for s in STATUSES if s != Status.SENT)
+# The Errors sheet's rows: a holdout row was kept back on purpose, no error.
+_NOT_SENT = tuple(s for s in STATUSES if s not in (Status.SENT, Status.HOLDOUT))
 _RUN_KEY = b"kwa_batch.run"
 #: The sheet holding the run's outcome as data (after Results, Summary and Errors).
 RUN_SHEET = "Run"

@@ -184,6 +184,8 @@ def send_command(**options: Any) -> None:
         client, emu = _client(stack, o, sender, source, echo)
         valid, invalid = len(report.valid), len(report.invalid)
         echo(f"{o.file}: {len(df):,} row(s), {valid:,} valid, {invalid:,} invalid")
+        if held := len(report.holdout):  # kb.assign's holdout: checked, never sent
+            echo(f"{held:,} valid row(s) in the experiment's holdout (arm column): never sent")
         if not o.quiet:
             print_problems(report, by_code=False)
         if o.dry_run:
@@ -270,7 +272,7 @@ def _dry_run(report: ValidationReport, client: KaleyraClient, pacing: Pacing) ->
     from ..sending.planner import plan_requests
 
     size = pacing.size_for(client.api_version)  # as send() plans: v2 one recipient a request
-    planned = plan_requests(message_frame(report.valid), max_recipients=size)
+    planned = plan_requests(message_frame(report.to_send), max_recipients=size)
     requests = list(planned)
     print_plan(requests, client)
     sys.exit(EXIT_OK if report.ok else EXIT_ROWS)
@@ -383,7 +385,7 @@ def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
         return
     from ..results import Status
 
-    valid = results[results["status"] != Status.REJECTED]
+    valid = results[~results["status"].isin((Status.REJECTED, Status.HOLDOUT))]
     if valid.empty or not (valid["from_journal"] & (valid["status"] == Status.SENT)).all():
         return
     first, last = valid["sent_at"].min(), valid["sent_at"].max()

@@ -112,8 +112,9 @@ _TABLES = {
 #: term (its other states are the result statuses a run gives, :class:`Status`).
 IN_FLIGHT = "in_flight"
 #: What a row's state can be: ``in_flight`` before the answer, then an outcome. Any other
-#: value is damage, and taking it for "not sent" would send the row again.
-_STATES = frozenset({IN_FLIGHT, *STATUSES} - {Status.REJECTED})
+#: value is damage, and taking it for "not sent" would send the row again. Rejected and
+#: holdout rows never reach a journal.
+_STATES = frozenset({IN_FLIGHT, *STATUSES} - {Status.REJECTED, Status.HOLDOUT})
 _COLUMNS_OF = "SELECT name FROM pragma_table_info(?) ORDER BY cid"
 _CHUNK = 500  # keys per query: under SQLite's limit of host parameters
 

@@ -73,7 +73,7 @@ from ..errors import (
 from ..fields import message_frame, row_keys
 from ..loading.recipients import line_numbers
 from ..outcome import RunOutcome
-from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder, Status
+from ..results import ARM_COLUMN, OUTCOME_FIELDS, STATUSES, ResultsBuilder, Status
 from ..validation import ValidationReport, validate
 from ..validation.sender import choose_sender, joined_senders, read_sender, same_sender
 from . import clock
@@ -490,7 +490,9 @@ def send(
         ``error_code``, ``error_message``, ``http_status``, ``attempts``, ``sent_at``,
         ``request_id``, ``recipients`` (in the request), ``from_journal`` (True for rows
         whose result came from an earlier run), ``line`` and ``sender`` (the number the
-        row went, or would go, from). ``results.attrs["run"]`` is the run's
+        row went, or would go, from); ``arm`` too when the input has one
+        (:func:`kwa_batch.assign`): the rows of its ``holdout`` arm are never sent, and
+        their status is ``holdout``. ``results.attrs["run"]`` is the run's
         :class:`~kwa_batch.RunOutcome`: its facts, counts, exit code and next step.
 
     Raises:
@@ -540,7 +542,8 @@ def send(
     started = datetime.now(UTC)
     results = ResultsBuilder(report.data.index)
     results.reject(report.invalid)
-    messages = message_frame(report.valid)  # the one message frame of this run
+    results.hold_out(list(report.holdout))  # an experiment's holdout: never sent
+    messages = message_frame(report.to_send)  # the one message frame of this run
     pacer.expect(messages["from"].dropna().unique())  # one limit per sender number
     run = _Run(
         client,
@@ -842,6 +845,8 @@ def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame
     frame["to"] = to
     if "from" in report.valid.columns:
         frame.loc[report.valid.index, "sender"] = report.valid["from"].astype("string")
+    if ARM_COLUMN in report.data.columns:  # an experiment's arm, for kb.compare
+        frame[ARM_COLUMN] = report.data[ARM_COLUMN].astype("string")
     return frame
 
 
