@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     from .charts import plot_outcomes as plot_outcomes
     from .costing import costs as costs
     from .emulator.server import Emulator as Emulator
-    from .experiments import assign as assign
-    from .experiments import compare as compare
     from .errors import ERROR_CODES as ERROR_CODES
     from .errors import AmbiguousSendError as AmbiguousSendError
     from .errors import ApiError as ApiError
@@ -56,6 +54,8 @@ if TYPE_CHECKING:
     from .errors import TransportError as TransportError
     from .errors import ValidationError as ValidationError
     from .errors import describe_code as describe_code
+    from .experiments import assign as assign
+    from .experiments import compare as compare
     from .export import export_results as export_results
     from .export import load_results as load_results
     from .html_report import report_html as report_html
