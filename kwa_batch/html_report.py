@@ -101,7 +101,7 @@ def report_html(
     Example:
         >>> kb.report_html(results, receipts="receipts.db", path="report.html")  # doctest: +SKIP
     """
-    require_columns(results, ("to", "status", "message_id"))
+    require_columns(results, ("to", "status", "message_id", "error_code"))
     outcome = _outcome(results)
     source = (outcome.settings or {}).get("source")
     heading = title or (f"Campaign report: {Path(str(source)).name}" if source else None)
