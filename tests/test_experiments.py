@@ -277,3 +277,24 @@ def test_a_message_per_arm_needs_an_arm_for_each() -> None:
     assert list(report.holdout) == list(df.index[df["arm"] == "holdout"])
     assert len(report.to_send) == 20 - len(report.holdout)
     assert np.array_equal(report.to_send.index, df.index[df["arm"] != "holdout"])
+
+
+def test_the_command_line_sends_a_file_with_an_arm_column(
+    runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kwa-batch send` of an assigned file: the holdout said, never sent, exit 0; and
+    --dry-run plans no request for it."""
+    from kwa_batch.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    df = kb.assign(recipients(20).assign(body="Hello"), ["A", "B"], holdout=0.2, seed=4)
+    df.to_csv("assigned.csv", index=False)
+    outcome = runner.invoke(cli, ["send", "assigned.csv", "--emulator", "--out", "r.xlsx"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "4 valid row(s) in the experiment's holdout (arm column): never sent" in outcome.output
+    assert "Outcome: 16 sent, 4 holdout" in outcome.output
+    assert "Errors sheet" not in outcome.output
+    results = kb.load_results("r.xlsx")
+    assert (results["status"] == "holdout").sum() == 4
+    planned = runner.invoke(cli, ["send", "assigned.csv", "--emulator", "--dry-run"])
+    assert "16 message(s) to 16 recipient(s)" in planned.output, planned.output
