@@ -11,7 +11,8 @@ seed and the stratum draw: each arm gets its share of every stratum to within on
 recipient. The arm of a recipient then depends on who else is in the list (adding
 recipients shifts a few neighbours). ``balanced=False`` reads each arm from ``u`` alone
 (a recipient keeps its arm as the list grows; the shares hold on average, as a binomial
-draw).
+draw): the choice for a list assigned in parts (a file read in chunks, a list that grows
+between campaigns), where each part must give a recipient the arm the whole would.
 
 **Comparison.** :func:`compare` counts, per arm, its rows ``n`` (rejected rows left out:
 their data would have been refused in any arm) and ``successes`` of a metric, and tests
@@ -39,7 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import ConfigurationError, KwaBatchError
+from .errors import ConfigurationError, InputError, KwaBatchError
 from .pricing import UNKNOWN_REGION, regions_of
 from .receipts.delivery import merge_receipts
 from .receipts.replies import replies
@@ -103,8 +104,6 @@ def assign(
     """
     names, shares = _shares(arms, holdout)
     if "to" not in df.columns:
-        from .errors import InputError
-
         raise InputError(
             f"assign: no 'to' column (columns: {', '.join(map(str, df.columns))}): name "
             "the column of phone numbers 'to'"
@@ -195,11 +194,9 @@ def _strata(df: pd.DataFrame, key: pd.Series, by: str | None) -> pd.Series:
 def _draws(keys: pd.Series, seed: int | str) -> np.ndarray[Any, Any]:
     """Each key's number in [0, 1): the first 8 bytes of sha256(seed|key)."""
     prefix = f"{seed}|"
-    values = [
-        int.from_bytes(hashlib.sha256(f"{prefix}{key}".encode()).digest()[:8], "big")
-        for key in keys
-    ]
-    return np.array(values, dtype=np.float64) / 2.0**64
+    sha256 = hashlib.sha256
+    digests = b"".join(sha256(f"{prefix}{key}".encode()).digest()[:8] for key in keys.tolist())
+    return np.frombuffer(digests, dtype=">u8").astype(np.float64) / 2.0**64
 
 
 def compare(

@@ -37,6 +37,14 @@ def test_assign_on_10000_gives_45_45_10_and_the_same_arm_when_the_rows_are_shuff
     assert (other != assigned["arm"]).mean() > 0.3
 
 
+def test_the_hash_is_pinned_so_a_running_experiment_keeps_its_arms() -> None:
+    """A recipient's draw is sha256(seed|E.164): a change of the scheme would move the
+    customers of every experiment under way, so it is pinned here."""
+    df = pd.DataFrame({"to": ["+919876543210", "+447911123456", "+1 415 555 0123"]})
+    arms = kb.assign(df, ["A", "B"], holdout=0.1, seed=7, balanced=False)["arm"]
+    assert arms.tolist() == ["B", "holdout", "A"]
+
+
 def test_a_recipient_written_two_ways_gets_one_arm() -> None:
     df = pd.DataFrame({"to": ["+91 98765 43210", "919876543210", "+919876543211"]})
     assigned = kb.assign(df, ["A", "B", "C"], holdout=0.0, seed=1)
