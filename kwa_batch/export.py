@@ -404,8 +404,11 @@ def _run_in_words(
     """
     total = sum(statuses.values())
     sent = statuses.get(Status.SENT, 0)
-    left = {s: n for s, n in statuses.items() if s != Status.SENT and n}
+    held = statuses.get(Status.HOLDOUT, 0)
+    left = {s: n for s, n in statuses.items() if s not in (Status.SENT, Status.HOLDOUT) and n}
     happened = [f"{sent:,} of {total:,} rows were sent ({Status.SENT.meaning})."]
+    if held:
+        happened.append(f"{held:,} were the experiment's holdout ({Status.HOLDOUT.meaning}).")
     if left:
         parts = [f"{n:,} {s} ({Status(s).meaning})" for s, n in left.items()]
         happened.append(

@@ -265,6 +265,12 @@ def test_holdout_rows_are_no_errors_and_follow_up_leaves_them(tmp_path: Path) ->
     path = kb.export_results(results, tmp_path / "r.xlsx")
     sheet = load_workbook(path)["Errors"]
     assert sheet.max_row == 1  # the header alone: a holdout row is not an error
+    summary = " ".join(
+        str(cell) for row in load_workbook(path)["Summary"].iter_rows(values_only=True)
+        for cell in row if cell
+    )  # fmt: skip
+    assert "1 were the experiment's holdout (kept from the message on purpose" in summary
+    assert "were not:" not in summary
     back = kb.load_results(path)
     assert back["status"].tolist() == ["sent", "holdout"]
     assert back["arm"].tolist() == ["A", "holdout"]

@@ -157,3 +157,17 @@ def test_report_html_needs_html_for_the_receipts(campaign, runner) -> None:
     )
     assert outcome.exit_code == 2
     assert "go with --html" in outcome.output
+
+
+def test_status_counts_the_holdout_in_the_funnel(campaign, runner, tmp_path: Path) -> None:
+    outcome = runner.invoke(
+        cli,
+        ["status", str(campaign["path"]), "--receipts", str(campaign["store"]),
+         "--out", str(tmp_path / "status.xlsx")],
+    )  # fmt: skip
+    assert outcome.exit_code == 0, outcome.output
+    header = next(line for line in outcome.output.splitlines() if line.lstrip().startswith("rows"))
+    assert header.split()[-3:] == ["holdout", "cost", "estimated"]
+    total = next(line for line in outcome.output.splitlines() if line.startswith("total"))
+    assert total.split()[1:3] == ["120", "108"]
+    assert total.split()[-3] == "12"
