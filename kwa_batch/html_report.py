@@ -34,7 +34,7 @@ from .campaign_funnel import (
 )
 from .charts import plot_compare, plot_funnel, plot_outcomes
 from .costing import rate_card, template_catalogue
-from .errors import KwaBatchError
+from .errors import KwaBatchError, lookup_code
 from .experiments import MESSAGE_METRICS, compare
 from .outcome import RunOutcome
 from .receipts.store import FINAL_STATUSES, CallbackStore
@@ -236,7 +236,13 @@ def _failures_section(rows: pd.DataFrame) -> str:
     rules = [rule_for(None if c == "(no code)" else c) for c in grouped["code"]]
     grouped["meaning"] = [r.meaning for r in rules]
     grouped["action"] = [r.action.value for r in rules]
-    grouped["what to do"] = [r.what_to_do for r in rules]
+    # The code table's own fix where it has one (how to correct a refused row), else the
+    # outcome policy's line.
+    entries = [lookup_code(c) for c in grouped["code"]]
+    grouped["what to do"] = [
+        e.fix if e is not None and e.fix else r.what_to_do
+        for e, r in zip(entries, rules, strict=True)
+    ]
     body = _table(grouped, ("rows",))
     body += (
         "<p class='note'>Each code's action is the outcome policy's (README: <i>After "

@@ -171,3 +171,15 @@ def test_status_counts_the_holdout_in_the_funnel(campaign, runner, tmp_path: Pat
     total = next(line for line in outcome.output.splitlines() if line.startswith("total"))
     assert total.split()[1:3] == ["120", "108"]
     assert total.split()[-3] == "12"
+
+
+def test_without_receipts_the_failures_say_how_to_fix_each_row(
+    fresh_emulator: kb.Emulator, sample_csv: Path
+) -> None:
+    df = kb.load_recipients(sample_csv)
+    results = kb.send(df, fresh_emulator.client(), sender=SENDER, progress=False)
+    page = kb.report_html(results)
+    assert "No receipts store was given" in page
+    assert "Re-export the column as text" in page  # KWA004's own fix, from the code table
+    assert "<h2>Experiment" not in page  # no arm column, no experiment
+    assert "Exit code of the run: 1." in page
