@@ -183,3 +183,14 @@ def test_without_receipts_the_failures_say_how_to_fix_each_row(
     assert "Re-export the column as text" in page  # KWA004's own fix, from the code table
     assert "<h2>Experiment" not in page  # no arm column, no experiment
     assert "Exit code of the run: 1." in page
+
+
+def test_compare_merges_the_receipts_it_is_given(campaign) -> None:
+    results, store = campaign["results"], campaign["store"]
+    merged = kb.merge_receipts(results, store)
+    given = kb.compare(results, "read", receipts=store)
+    pd.testing.assert_frame_equal(given, kb.compare(merged, "read"))
+    assert int(given["successes"].sum()) == int((merged["delivery_status"] == "read").sum()) > 0
+    replied = kb.compare(results, "replied", receipts=store)
+    tied = results.join(kb.replies(results, store)[["replied"]])
+    pd.testing.assert_frame_equal(replied, kb.compare(tied, "replied"))
