@@ -289,7 +289,11 @@ def plot_compare(comparison: pd.DataFrame, *, title: str | None = None) -> Any:
         if pd.isna(row["rate"]):
             labels.append(f"n={int(row['n'])}: no rate")
         else:
-            labels.append(f"{float(row['rate']):.1%} ({int(row['successes'])} of {int(row['n'])})")
+            label = f"{float(row['rate']):.1%} ({int(row['successes'])} of {int(row['n'])})"
+            lift = row.get("lift")
+            if lift is not None and not pd.isna(lift):
+                label += f", {float(lift):+.0%} over the holdout"
+            labels.append(label)
     left.bar_label(bars, labels, padding=3)
     left.set_yticks(positions, arms)
     left.set_xlim(0, max(0.01, float(rates.max())) * 1.6)
@@ -310,7 +314,7 @@ def plot_compare(comparison: pd.DataFrame, *, title: str | None = None) -> Any:
         for y, arm in zip(where, names, strict=True):
             row = tested.loc[arm]
             right.annotate(
-                f"{float(row['diff']):+.1%}  p={_p_text(row['p_value'])}",
+                f"{float(row['diff']):+.1%}  {_p_text(row['p_value'])}",
                 (float(row["ci_high"]), y),
                 xytext=(6, 0),
                 textcoords="offset points",
@@ -338,4 +342,4 @@ _ARM_COLORS = ("#8c959f", "#2da44e", "#bf8700", "#8250df")
 
 def _p_text(p: Any) -> str:
     value = float(p)
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
+    return "p<0.001" if value < 0.001 else f"p={value:.3f}"

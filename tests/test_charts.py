@@ -99,7 +99,8 @@ def test_the_comparison_chart_draws_each_arms_rate_and_the_difference() -> None:
     assert sorted(round(bar.get_width(), 3) for bar in left.patches) == [0.05, 0.1, 0.3]
     assert [t.get_text() for t in left.get_yticklabels()] == ["A", "B", "holdout"]
     assert [t.get_text() for t in right.get_yticklabels()] == ["B"]
-    assert "p=<0.001" in " ".join(t.get_text() for t in right.texts)
+    assert "+20.0%  p<0.001" in " ".join(t.get_text() for t in right.texts)
+    assert "30.0% (30 of 100), +500% over the holdout" in [t.get_text() for t in left.texts]
     assert figure._suptitle.get_text() == "converted: B has the highest rate (30.0%)"
     with pytest.raises(kb.KwaBatchError, match="plot_compare"):
         kb.plot_compare(frame)
