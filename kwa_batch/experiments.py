@@ -109,15 +109,21 @@ def assign(
             "the column of phone numbers 'to'"
         )
     key = _recipients(df["to"], default_region)
-    strata = _strata(df, key, by)
-    distinct = pd.DataFrame({"key": key, "stratum": strata}).drop_duplicates("key")
-    u = _draws(distinct["key"], seed)
+    # Each recipient once (its rows share its arm), with the stratum of its first row.
+    codes, uniques = pd.factorize(key)
+    first = np.empty(len(uniques), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    keys = pd.Series(np.asarray(uniques, dtype=object))
+    strata = _strata(df, key, by).to_numpy(dtype=object)[first]
+    u = _draws(keys, seed)
     edges = np.cumsum(shares)
     edges[-1] = 1.0
     if balanced:
-        position = np.empty(len(distinct))
-        for stratum, rows in distinct.groupby("stratum", sort=False).indices.items():
-            order = np.lexsort((distinct["key"].to_numpy()[rows], u[rows]))
+        position = np.empty(len(keys))
+        for stratum, rows in pd.Series(strata).groupby(strata, sort=False).indices.items():
+            order = np.argsort(u[rows], kind="stable")
+            if (np.diff(u[rows][order]) == 0).any():  # a tie of 64 bits: broken by the key
+                order = np.lexsort((keys.to_numpy()[rows], u[rows]))
             start = _draws(pd.Series([f"stratum|{stratum}"]), seed)[0]
             ranks = np.empty(len(rows))
             ranks[order] = np.arange(len(rows))
@@ -125,9 +131,9 @@ def assign(
     else:
         position = u
     chosen = np.minimum(np.searchsorted(edges, position, side="right"), len(names) - 1)
-    arm_of = pd.Series(np.asarray(names, dtype=object)[chosen], index=distinct["key"].to_numpy())
+    arms_of_rows = np.asarray(names, dtype=object)[chosen][codes]
     out = df.copy()
-    out[ARM_COLUMN] = pd.array(key.map(arm_of).to_numpy(), dtype="string")
+    out[ARM_COLUMN] = pd.array(arms_of_rows, dtype="string")
     return out
 
 
