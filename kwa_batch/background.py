@@ -24,6 +24,7 @@ stopped the same way, their requests in flight awaited for a few seconds.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import threading
 import time
@@ -34,13 +35,13 @@ from typing import Any
 import pandas as pd
 
 from .campaign_funnel import TOTAL, funnel
-from .dashboard import Board, LiveDisplay, RateMeter, mimebundle, text
+from .dashboard import FUNNEL_STEPS, Board, LiveDisplay, RateMeter, mimebundle, text
 from .database import is_database_url, redact
 from .errors import ConfigurationError, KwaBatchError
 from .outcome import RunOutcome
 from .receipts.store import CallbackStore
 from .results import ResultsBuilder, Status
-from .sending.progress import NOT_YET, Progress, watching
+from .sending.progress import NOT_YET, Progress, held_in, watching
 from .sending.run import send
 from .sending.watch import CallbackSource
 from .validation import ValidationReport
@@ -229,21 +230,20 @@ class Job:
             return Board("failed", view, elapsed=elapsed, error=error, funnel=self._funnel)
         outcome = self.outcome
         state = "finished" if outcome is not None else view.phase
-        if outcome is not None:
-            self._funnel_now(self._results, force=True)
-        else:
-            self._funnel_now(None)
+        if outcome is not None and self._results is not None:  # the rows as they ended
+            view = dataclasses.replace(view, held=held_in(self._results))
+        self._funnel_now(self._results if outcome is not None else None)
         rate = self._meter.rate(view) if state in ("sending", "stopping") else None
         return Board(state, view, rate, elapsed, outcome, funnel=self._funnel)
 
-    def _funnel_now(self, results: pd.DataFrame | None, *, force: bool = False) -> None:
-        """Count the funnel again, every :data:`FUNNEL_EVERY` seconds (and at the end)."""
+    def _funnel_now(self, results: pd.DataFrame | None) -> None:
+        """Count the funnel again, every :data:`FUNNEL_EVERY` seconds (and once the job
+        ended: callbacks keep coming after the last message left)."""
         if not isinstance(self._receipts, CallbackStore):
             return
         now = time.monotonic()
-        if not force and now - self._funnel_at < FUNNEL_EVERY:
-            return
-        if force and self._funnel is not None and self._funnel_at >= (self._ended or 0.0):
+        ended = self._ended is not None and self._funnel_at < self._ended
+        if not ended and now - self._funnel_at < FUNNEL_EVERY:
             return
         self._funnel_at = now
         frame = results if results is not None else self._progress.results_so_far(0.5)
@@ -254,8 +254,7 @@ class Job:
         except KwaBatchError:
             return  # a store it cannot read now: the send itself says why, if it matters
         total = counted.loc[TOTAL]
-        self._funnel = {name: int(total[name]) for name in ("rows", "sent", "delivered", "read",
-                                                              "replied", "failed")}  # fmt: skip
+        self._funnel = {name: int(total[name]) for name in FUNNEL_STEPS}
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return mimebundle(self.board())
@@ -317,7 +316,6 @@ def running() -> Sequence[Job]:
         return [job for job in _running.values() if not job.done]
 
 
-@atexit.register
 def _stop_at_exit() -> None:
     """Stop the jobs still sending, their requests in flight awaited for a few seconds."""
     for job in running():
@@ -325,3 +323,8 @@ def _stop_at_exit() -> None:
     deadline = time.monotonic() + EXIT_GRACE
     for job in running():
         job._done.wait(max(0.0, deadline - time.monotonic()))
+
+
+# Before the interpreter joins the sending threads at exit (concurrent.futures' own hook is
+# registered so), else a job would send its whole campaign before an atexit hook runs.
+getattr(threading, "_register_atexit", atexit.register)(_stop_at_exit)

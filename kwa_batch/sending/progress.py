@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from .pacing import Pacer
 
-__all__ = ["Error", "Progress", "RunWatcher", "View", "current", "watching"]
+__all__ = ["Error", "Progress", "RunWatcher", "View", "current", "held_in", "watching"]
 
 #: What the rows not settled yet say, in the results so far.
 NOT_YET = (Code.NOTSENT, "not sent yet: the job is still sending")
@@ -289,6 +289,16 @@ class Progress(RunWatcher):
                 data["error_message"][i] = message
                 data["attempts"][i] = 0
         return self._finish(clone)
+
+
+def held_in(results: pd.DataFrame) -> dict[str, tuple[int, str]]:
+    """The rows of a results frame held back, by code: how many, and the last one's message
+    (which says until when, or what to do)."""
+    codes = results["error_code"]
+    held = results["status"].eq(Status.NOT_SENT).fillna(False) & codes.map(_held).astype(bool)
+    rows = results.loc[held, ["error_code", "error_message"]].astype("object")
+    grouped = rows.groupby("error_code", sort=True)["error_message"]
+    return {str(code): (len(messages), str(messages.iloc[-1] or "")) for code, messages in grouped}
 
 
 def _held(code: object) -> bool:
