@@ -48,23 +48,30 @@ def test_results_so_far_then_stop_leaves_the_rest_not_sent(
     until(lambda: job.results["status"].eq("sent").sum() >= 10)
     assert emu.message_count >= at_start + 10  # sending went on after start returned
     so_far = job.results
-    assert not job.done and job.outcome is None
-    assert len(so_far) == 400 and so_far.index.equals(frame(400).index)
+    assert not job.done
+    assert job.outcome is None
+    assert len(so_far) == 400
+    assert so_far.index.equals(frame(400).index)
     sent = so_far["status"] == "sent"
-    assert sent.any() and so_far.loc[sent, "message_id"].notna().all()
+    assert sent.any()
+    assert so_far.loc[sent, "message_id"].notna().all()
     waiting = so_far[so_far["status"] == "not_sent"]
-    assert len(waiting) > 0 and set(waiting["error_code"]) == {"NOTSENT"}
+    assert len(waiting) > 0
+    assert set(waiting["error_code"]) == {"NOTSENT"}
     assert set(waiting["error_message"]) == {"not sent yet: the job is still sending"}
     assert waiting["message_id"].isna().all()
 
     results = job.stop()
-    assert job.done and results is job.wait() and results is job.results
+    assert job.done
+    assert results is job.wait()
+    assert results is job.results
     counts = results["status"].value_counts().to_dict()
     assert counts.get("unknown", 0) == 0  # what was in flight was awaited
     assert counts["sent"] == emu.message_count
     assert counts["not_sent"] == 400 - counts["sent"] > 0
     assert set(results.loc[results["status"] == "not_sent", "error_code"]) == {"NOTSENT"}
-    assert job.outcome is not None and job.outcome.stopped_by == "SIGINT"
+    assert job.outcome is not None
+    assert job.outcome.stopped_by == "SIGINT"
     board = text(job.board())
     assert board.startswith("kwa_batch job: stopped (SIGINT)")
     assert f"sent {counts['sent']:,}" in board
@@ -93,7 +100,8 @@ def test_a_journal_held_by_another_run_is_refused_by_wait(emulator: Emulator, tm
         job = kb.start(frame(3), emulator.client(sender=SENDER), journal=journal)
         with pytest.raises(JournalLockedError, match="in use by another run"):
             job.wait()
-        assert job.done and job.outcome is None
+        assert job.done
+        assert job.outcome is None
         with pytest.raises(JournalLockedError):
             job.results  # noqa: B018  (raises)
         assert text(job.board()).startswith("kwa_batch job: failed")
@@ -144,7 +152,8 @@ def test_the_last_errors_come_with_what_to_do(tmp_path: Path) -> None:
     assert kb.describe_code(code).split(".")[0] in shown or "→" in shown
     bundle = mimebundle(job.board())
     assert set(bundle) == {"text/plain", "text/html"}
-    assert "<table>" in bundle["text/html"] and "<script" not in bundle["text/html"]
+    assert "<table>" in bundle["text/html"]
+    assert "<script" not in bundle["text/html"]
     assert job._repr_mimebundle_() == bundle
 
 
@@ -196,5 +205,6 @@ def test_a_job_still_sending_at_exit_is_stopped_cleanly(
     results = kb.send(frame(300), emu.client(sender=SENDER), journal=journal, progress=False)
     # In flight at exit: awaited, so nothing is unknown and nothing goes twice.
     assert results["status"].eq("sent").all()
-    assert results.attrs["run"].resume == {"already sent": sent, "sending again (failed or not sent before)": 300 - sent}  # fmt: skip
+    again = "sending again (failed or not sent before)"  # the rows stopped: not_sent
+    assert results.attrs["run"].resume == {"already sent": sent, again: 300 - sent}
     assert emu.messages["to"].value_counts().max() == 1
