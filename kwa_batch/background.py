@@ -160,14 +160,14 @@ class Job:
         Raises:
             Exception: what stopped the job, when it failed.
         """
-        if self.done:
-            return self._final()
-        so_far = self._progress.results_so_far()
-        if so_far is not None:
-            return so_far
-        if self.done:  # ended while being asked
-            return self._final()
-        return self._not_yet()
+        while not self.done:
+            if self._progress.view().phase == "preparing":
+                return self._not_yet()
+            so_far = self._progress.results_so_far(timeout=0.5)
+            if so_far is not None:
+                return so_far
+            # Not copied: the loop is busy (asked again) or has ended (the job ends soon).
+        return self._final()
 
     def wait(self, timeout: float | None = None) -> pd.DataFrame:
         """Wait for the job to end and return its results (as :func:`kwa_batch.send`).

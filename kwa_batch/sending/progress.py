@@ -157,6 +157,7 @@ class Progress(RunWatcher):
         self._stops = 0
         self._held: dict[str, tuple[int, str]] = {}
         self._errors: deque[Error] = deque(maxlen=LAST_ERRORS)
+        self._reading = threading.Lock()  # one copy asked for at a time
         self._wanted = threading.Event()
         self._copied = threading.Event()
         self._copy: ResultsBuilder | None = None
@@ -273,12 +274,13 @@ class Progress(RunWatcher):
         yet, or no more) and cannot copy them within ``timeout`` seconds."""
         if self._results is None or self._finish is None:
             return None
-        self._copied.clear()
-        self._wanted.set()
-        if not self._copied.wait(timeout):
-            self._wanted.clear()
-            return None
-        clone, self._copy = self._copy, None
+        with self._reading:
+            self._copied.clear()
+            self._wanted.set()
+            if not self._copied.wait(timeout):
+                self._wanted.clear()
+                return None
+            clone, self._copy = self._copy, None
         assert clone is not None
         data = clone.data
         code, message = NOT_YET
