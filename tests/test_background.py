@@ -62,6 +62,10 @@ def test_results_so_far_then_stop_leaves_the_rest_not_sent(
     assert set(waiting["error_message"]) == {"not sent yet: the job is still sending"}
     assert waiting["message_id"].isna().all()
 
+    live = text(job.board())
+    assert live.startswith("kwa_batch job: sending, ")
+    assert "50/s asked" in live  # the rate now against the rate asked
+
     results = job.stop()
     assert job.done
     assert results is job.wait()
