@@ -158,6 +158,7 @@ def test_the_last_errors_come_with_what_to_do() -> None:
     assert "<table>" in bundle["text/html"]
     assert "<script" not in bundle["text/html"]
     assert job._repr_mimebundle_() == bundle
+    assert emu.api_key not in f"{bundle} {job!r}"  # the key never shows
 
 
 def test_the_funnel_of_the_receipts_store(tmp_path: Path) -> None:
