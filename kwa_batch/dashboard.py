@@ -127,7 +127,7 @@ def _lines(board: Board) -> list[tuple[str, str]]:
     if board.error:
         lines.append(("error", board.error))
     if board.outcome is not None:
-        lines.append(("next", board.outcome.next_step or "nothing left to do"))
+        lines.append(("next", board.outcome.next_step or board.outcome.steps()[0]))
     return lines
 
 
