@@ -890,7 +890,9 @@ def app_from_env() -> CallbackApp:
     """
     path = os.environ.get(ENV_STORE, "").strip()
     if not path:
-        raise ConfigurationError(f"set {ENV_STORE} to the SQLite file that stores the callbacks")
+        raise ConfigurationError(
+            f"set {ENV_STORE} to the SQLite file or the database URL that stores the callbacks"
+        )
     return make_app(path, token=os.environ.get(ENV_TOKEN) or None)
 
 
@@ -985,7 +987,7 @@ class Receiver(Served):
     def __repr__(self) -> str:
         where = self.url if self.running else "not started"
         token = "<hidden>" if self._token is not None else None
-        return f"Receiver({where}, store={str(self.store.path)!r}, token={token})"
+        return f"Receiver({where}, store={self.store.shown!r}, token={token})"
 
     def start(self) -> Self:
         """Open the store and serve in a daemon thread (no-op when running); return self.
@@ -998,7 +1000,7 @@ class Receiver(Served):
             return self
         self.store.counts()  # opens (or creates) it now: a bad path fails here, not later
         if self._http.start():
-            log.info("receiving Kaleyra callbacks on %s into %s", self.url, self.store.path)
+            log.info("receiving Kaleyra callbacks on %s into %s", self.url, self.store.shown)
         return self
 
     def stop(self) -> None:
