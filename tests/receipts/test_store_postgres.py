@@ -283,3 +283,13 @@ def test_the_password_never_shows(postgres_url: str) -> None:
     for text in shown:
         assert secret not in text
     assert "postgres:***@" in shown[0]
+
+
+def test_validate_says_how_to_suppress_a_database_s_opt_outs(postgres_url: str) -> None:
+    url = fill(postgres_url)
+    recipients = pd.DataFrame({"to": [number(1), number(2), number(3)], "body": "Hi"})
+    with pytest.raises(InputError, match=r"is a database, not a list of numbers.*OptOutSource"):
+        kb.validate(recipients, sender=SENDER, suppress=url)
+    report = kb.validate(recipients, sender=SENDER, suppress=kb.OptOutSource(str(url)))
+    # number(1) failed with 131050; number(3) tapped a stop button; number(2) said START.
+    assert report.invalid["to"].tolist() == [number(1), number(3)]
