@@ -134,6 +134,7 @@ __all__ = [
     "Receiver",
     "TooManyItems",
     "app_from_env",
+    "callback_url_of",
     "is_document",
     "make_app",
     "parse_callback",
@@ -750,6 +751,7 @@ class CallbackApp:
                 callbacks = parse_callbacks(document)
             else:
                 callbacks = [parse_callback(_readable(_filled(fields)))]
+            _storable(callbacks)
         except TooManyItems as exc:
             log.warning("refused a callback from %s: %s", client, exc)
             return _refusal(413, str(exc))
@@ -856,6 +858,19 @@ def _readable(fields: dict[str, str]) -> dict[str, str]:
     return fields
 
 
+def _storable(callbacks: list[StatusUpdate | IncomingMessage]) -> None:
+    """Refuse a callback with a NUL character in a value, which PostgreSQL's text cannot
+    hold (refused with a file too: every store answers a callback alike).
+
+    Raises:
+        CallbackError: naming the field.
+    """
+    for callback in callbacks:
+        for name, value in vars(callback).items():
+            if isinstance(value, str) and "\x00" in value:
+                raise CallbackError(f"field {name!r} holds a NUL character (\\u0000): send text")
+
+
 def _log_stored(callback: StatusUpdate | IncomingMessage, new: bool) -> None:
     again = "" if new else " (repeat, already stored)"
     if isinstance(callback, StatusUpdate):
@@ -878,6 +893,13 @@ def make_app(
         >>> waitress.serve(app, host="127.0.0.1", port=8080)  # doctest: +SKIP
     """
     return CallbackApp(store, token=token, max_body=max_body)
+
+
+def callback_url_of(base_url: str, token: str | None) -> str:
+    """The ``callback_url`` of a receiver at ``base_url``: :data:`CALLBACK_PATH`, and the
+    token when there is one (keep it secret like the token)."""
+    url = base_url + CALLBACK_PATH
+    return url if token is None else f"{url}?{_TOKEN_FIELD}={quote(token)}"
 
 
 def app_from_env() -> CallbackApp:
@@ -971,8 +993,7 @@ class Receiver(Served):
 
         Keep it secret like the token; show it with the token masked.
         """
-        url = self.url + CALLBACK_PATH
-        return url if self._token is None else f"{url}?{_TOKEN_FIELD}={quote(self._token)}"
+        return callback_url_of(self.url, self._token)
 
     @property
     def running(self) -> bool:
