@@ -108,7 +108,7 @@ from traceback import format_exc
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, quote
 
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import MultiPartParser
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
@@ -699,7 +699,9 @@ class CallbackApp:
                 *answer.headers,
             ],
         )
-        return [body]
+        # A HEAD answer has the headers of a GET's and no body (gunicorn sends what it is
+        # given, and a body would be read as the next answer on a kept-alive connection).
+        return [] if request.method == "HEAD" else [body]
 
     def _answer(self, request: Request) -> _Answer:
         client = request.remote_addr or "?"
@@ -791,7 +793,10 @@ class CallbackApp:
 
     def _body_fields(self, request: Request) -> tuple[dict[str, str], Mapping[str, Any] | None]:
         """The body's fields, or (for a v2 or Cloud API JSON document) none and the document."""
-        raw = request.get_data(cache=False)
+        try:
+            raw = request.get_data(cache=False)
+        except (OSError, ClientDisconnected):  # gunicorn's reader of a malformed chunked body
+            raise CallbackError("the body cannot be read (a malformed chunked body?)") from None
         if len(raw) > self.max_body:
             raise RequestEntityTooLarge()
         if not raw.strip():
