@@ -363,7 +363,8 @@ def _print_emulator(emu: Emulator, options: dict[str, Any]) -> None:
     envvar=ENV_STORE,
     type=StoreParam(),
     help="Where the callbacks go: a SQLite file (created when missing), or a PostgreSQL "
-    f"database's URL, postgresql://user@host/db (its tables made on first use) [env: {ENV_STORE}].",
+    "database's URL, postgresql://user@host/db (its tables made on first use; a password is "
+    f"better in PGPASSWORD or ~/.pgpass, as a flag shows in ps) [env: {ENV_STORE}].",
 )
 @click.option(
     "--token",

@@ -5,8 +5,12 @@ Kaleyra reports each message's progress, and each reply from a recipient, to the
 background thread (``kwa-batch receive`` runs one until Ctrl-C); the same application
 runs under any WSGI server, e.g. behind TLS in production::
 
-    KWA_RECEIVER_STORE=receipts.db KWA_RECEIVER_TOKEN=... \\
+    KWA_RECEIVER_STORE=postgresql://kwa@db/campaigns KWA_RECEIVER_TOKEN=... \\
         gunicorn --workers 2 --bind 127.0.0.1:8080 'kwa_batch.receipts.receiver:app_from_env()'
+
+(``kwa-batch receive --store postgresql://… --workers N`` does that itself:
+:mod:`kwa_batch.receipts.receiver_workers`. A SQLite file has one writer at a time: give it
+one process.)
 
 What it accepts
 ---------------
@@ -633,7 +637,8 @@ class CallbackApp:
     """The WSGI application that stores callbacks (see the module docs for the protocol).
 
     Args:
-        store: the :class:`~kwa_batch.receipts.store.CallbackStore` (or its file) to write.
+        store: the :class:`~kwa_batch.receipts.store.CallbackStore` (or its file, or its
+            database's URL) to write.
         token: when set, every callback must carry it (``?token=``, ``X-Kwa-Token`` or
             ``Authorization: Bearer``).
         max_body: bytes accepted in a body; more gets 413.
@@ -927,7 +932,8 @@ class Receiver(Served):
     """A callback receiver on ``host:port`` (a real HTTP server in a background thread).
 
     Args:
-        store: the SQLite file to store callbacks in (created when missing), or an open
+        store: the SQLite file to store callbacks in (created when missing), a
+            PostgreSQL database's URL (its tables made on first use), or an open
             :class:`~kwa_batch.receipts.store.CallbackStore`.
         host: the address to listen on; the default keeps it on this machine.
         port: the port; 0 picks a free one when it starts.
