@@ -293,3 +293,17 @@ def test_validate_says_how_to_suppress_a_database_s_opt_outs(postgres_url: str) 
     report = kb.validate(recipients, sender=SENDER, suppress=kb.OptOutSource(str(url)))
     # number(1) failed with 131050; number(3) tapped a stop button; number(2) said START.
     assert report.invalid["to"].tolist() == [number(1), number(3)]
+
+
+def test_a_poll_s_version_changes_with_each_callback_from_any_writer(postgres_url: str) -> None:
+    """What a send's live opt-outs and receipts watch compare before reading again."""
+    source = kb.OptOutSource(postgres_url)
+    with CallbackStore(postgres_url) as reader, CallbackStore(postgres_url) as writer:
+        before, source_before = reader.version(), source.version()
+        assert (reader.version(), source.version()) == (before, source_before)
+        writer.add_incoming(IncomingMessage("k", number(1), SENDER, T0, T0, body="STOP"))
+        assert reader.version() != before
+        assert source.version() != source_before
+        after = reader.version()
+        writer.add_incoming(IncomingMessage("k", number(1), SENDER, T0, T0, body="STOP"))
+        assert reader.version() == after  # a repeat changes nothing
