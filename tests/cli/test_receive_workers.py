@@ -300,3 +300,24 @@ def test_the_password_never_shows(postgres_url: str) -> None:
     assert "postgres:***@127.0.0.1" in output
     assert secret not in output
     assert json.dumps(secret) not in output
+
+
+def test_one_worker_is_today_s_server_on_a_database(postgres_url: str) -> None:
+    from conftest import start_receive
+
+    env = {k: v for k, v in os.environ.items() if k != "KWA_RECEIVER_TOKEN"}
+    proc, lines, url = start_receive(postgres_url, env)
+    try:
+        fields = {"id": "one:0", "status": "read", "mobile": "919876543210"}
+        assert requests.get(url, params=fields, timeout=30).json()["stored"] is True
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    output = "".join(lines) + rest
+    assert proc.returncode == 0, output
+    assert "worker processes" not in output
+    assert f"Stopped; 1 callback(s) stored, 0 repeated, 0 refused. {postgres_url} holds 1" in output
+    assert kb.load_receipts(postgres_url)["status"].tolist() == ["read"]
