@@ -307,3 +307,20 @@ def test_a_poll_s_version_changes_with_each_callback_from_any_writer(postgres_ur
         after = reader.version()
         writer.add_incoming(IncomingMessage("k", number(1), SENDER, T0, T0, body="STOP"))
         assert reader.version() == after  # a repeat changes nothing
+
+
+def test_a_lost_connection_fails_one_callback_then_reconnects(postgres_url: str) -> None:
+    """A database restarted under a receiver: that callback gets 503 (the store raises
+    DatabaseError, one line), Kaleyra sends it again, and the next one is stored."""
+    with CallbackStore(postgres_url) as store:
+        assert store.add_status(StatusUpdate("a:0", "sent", T0, T0)) is True
+        with connect(postgres_url) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'kwa_batch store' AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(DatabaseError) as caught:
+            store.add_status(StatusUpdate("b:0", "sent", T0, T0))
+        assert "\n" not in str(caught.value)
+        assert store.add_status(StatusUpdate("b:0", "sent", T0, T0)) is True
+        assert store.counts()["status_updates"] == 2
