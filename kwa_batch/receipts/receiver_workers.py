@@ -31,7 +31,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from ..database import is_database_url
 from .receiver import MAX_BODY, CallbackApp, callback_url_of
-from .store import CallbackStore
+from .store import CallbackStore, store_name
 
 __all__ = ["GRACEFUL_TIMEOUT_S", "ReceiverWorkers"]
 
@@ -128,7 +128,7 @@ class ReceiverWorkers:
 
     def __repr__(self) -> str:
         token = "<hidden>" if self._token is not None else None
-        shown = CallbackStore(self.store).shown
+        shown = store_name(self.store)
         return (
             f"ReceiverWorkers({self.url}, store={shown!r}, workers={self.workers}, token={token})"
         )
