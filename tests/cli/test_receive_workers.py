@@ -287,6 +287,7 @@ def test_workers_refuse_a_port_in_use(runner: CliRunner, postgres_url: str) -> N
     assert f"cannot listen on 127.0.0.1:{port}" in outcome.output
 
 
+@pytest.mark.slow
 def test_the_password_never_shows(postgres_url: str) -> None:
     secret = "pa55-w0rd"
     url = postgres_url.replace("postgres@", f"postgres:{secret}@")  # the test server trusts all
@@ -302,6 +303,7 @@ def test_the_password_never_shows(postgres_url: str) -> None:
     assert json.dumps(secret) not in output
 
 
+@pytest.mark.slow
 def test_one_worker_is_today_s_server_on_a_database(postgres_url: str) -> None:
     from conftest import start_receive
 
