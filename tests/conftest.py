@@ -247,3 +247,12 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """The URL of a new, empty database on the session's PostgreSQL server."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(params=["file", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a callback store lives: a SQLite file, then a PostgreSQL database (a test
+    that takes it runs on both, and every reader takes the URL as it takes the path)."""
+    if request.param == "file":
+        return str(tmp_path / "receipts.db")
+    return str(request.getfixturevalue("postgres_url"))
