@@ -254,35 +254,27 @@ def compare(
     n = [int((counted & arm.eq(a).fillna(False)).sum()) for a in order]
     k = [int((success & counted & arm.eq(a).fillna(False)).sum()) for a in order]
     message_only = metric in MESSAGE_METRICS
-    out["n"] = pd.array(n, dtype="Int64")
-    out["successes"] = pd.array(k, dtype="Int64")
     rates = [k_i / n_i if n_i else math.nan for k_i, n_i in zip(k, n, strict=True)]
     notes = ["" for _ in order]
+    shown_k: list[Any] = list(k)
+    rows: list[tuple[float, float, float, float, Any]] = []
     for i, name in enumerate(order):
-        if name == HOLDOUT_ARM and message_only:
-            rates[i], out.loc[name, "successes"] = math.nan, pd.NA
+        if name == HOLDOUT_ARM and message_only:  # no message, so no such success
+            rates[i], shown_k[i] = math.nan, pd.NA
             notes[i] = f"{metric} needs a message: undefined for the holdout"
+        if i == 0:
+            rows.append((0.0, math.nan, math.nan, math.nan, pd.NA))
+            notes[i] = notes[i] or "the control: the other arms are compared with it"
+        elif name == HOLDOUT_ARM or not n[i] or not n[0]:
+            rows.append((math.nan, math.nan, math.nan, math.nan, pd.NA))
+        else:
+            rows.append(_two_proportions(k[i], n[i], k[0], n[0]))
+    out["n"] = pd.array(n, dtype="Int64")
+    out["successes"] = pd.array(shown_k, dtype="Int64")
     out["rate"] = pd.array(rates, dtype="Float64")
-    columns: dict[str, list[Any]] = {c: [] for c in ("diff", "ci_low", "ci_high", "p_value")}
-    tests: list[Any] = []
-    control = 0
-    for i, name in enumerate(order):
-        if i == control or name == HOLDOUT_ARM or not n[i] or not n[control]:
-            for values in columns.values():
-                values.append(math.nan)
-            if i == control:
-                columns["diff"][-1] = 0.0
-            tests.append(pd.NA)
-            if i == control:
-                notes[i] = notes[i] or "the control: the other arms are compared with it"
-            continue
-        diff, low, high, p, test = _two_proportions(k[i], n[i], k[control], n[control])
-        for name_, value in zip(columns, (diff, low, high, p), strict=True):
-            columns[name_].append(value)
-        tests.append(test)
-    for name, values in columns.items():
-        out[name] = pd.array(values, dtype="Float64")
-    out["test"] = pd.array(tests, dtype="string")
+    for position, column in enumerate(("diff", "ci_low", "ci_high", "p_value")):
+        out[column] = pd.array([row[position] for row in rows], dtype="Float64")
+    out["test"] = pd.array([row[4] for row in rows], dtype="string")
     out["lift"] = pd.array(_lifts(order, rates, notes, metric), dtype="Float64")
     out["note"] = pd.array([note or pd.NA for note in notes], dtype="string")
     out.attrs["metric"] = metric
@@ -322,8 +314,12 @@ def _with_metric(
 
 
 def _successes(frame: pd.DataFrame, metric: str) -> pd.Series:
-    if metric == "delivered":
-        return frame["delivery_status"].isin(("delivered", "read")).fillna(False).astype(bool)
+    if metric == "delivered":  # read ones included, and a "failed" after "delivered"
+        delivered = frame["delivery_status"].isin(("delivered", "read")).fillna(False)
+        for name in ("delivered_at", "read_at"):
+            if name in frame.columns:
+                delivered = delivered | frame[name].notna()
+        return delivered.astype(bool)
     if metric == "read":
         read = frame["delivery_status"].eq("read").fillna(False)
         if "read_at" in frame.columns:

@@ -312,3 +312,17 @@ def test_the_command_line_sends_a_file_with_an_arm_column(
     assert (results["status"] == "holdout").sum() == 4
     planned = runner.invoke(cli, ["send", "assigned.csv", "--emulator", "--dry-run"])
     assert "16 message(s) to 16 recipient(s)" in planned.output, planned.output
+
+
+def test_a_message_delivered_then_reported_failed_counts_as_delivered() -> None:
+    """As follow_up judges it: delivered is delivered, whatever came after."""
+    at = pd.Timestamp("2026-12-01 10:00", tz="UTC")
+    results = pd.DataFrame(
+        {
+            "arm": ["A", "A", "B", "B"],
+            "status": "sent",
+            "delivery_status": ["failed", "failed", "read", "sent"],
+            "delivered_at": [at, pd.NaT, at, pd.NaT],
+        }
+    )
+    assert kb.compare(results, "delivered")["successes"].tolist() == [1, 1]
