@@ -60,6 +60,7 @@ th, td { border-bottom: 1px solid #d8dee4; padding: 4px 10px; text-align: left;
          vertical-align: top; }
 th { background: #f6f8fa; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.wide { overflow-x: auto; max-width: 100%; }
 img { max-width: 100%; height: auto; display: block; margin: 8px 0; }
 .note { color: #59636e; font-size: 14px; }
 .next { background: #fff8c5; border: 1px solid #d4a72c; border-radius: 6px; padding: 8px 12px; }
@@ -174,7 +175,8 @@ def _outcome_section(results: pd.DataFrame, outcome: RunOutcome) -> str:
 
 
 def _funnel_section(funnel: pd.DataFrame) -> str:
-    counts = [c for c in FUNNEL_COUNTS if c != "holdout" or int(funnel.loc[TOTAL, c])]
+    rare = ("unknown", "holdout")  # shown when some rows are (as kwa-batch status does)
+    counts = [c for c in FUNNEL_COUNTS if c not in rare or int(funnel.loc[TOTAL, c])]
     body = ""
     groups = [("template", "Per template"), ("country", "Per country")]
     if ARM_COLUMN in set(funnel.index.get_level_values(0)):
@@ -319,7 +321,8 @@ def _table(frame: pd.DataFrame, numbers: Any = (), digits: int | None = None) ->
             kind = " class='num'" if column in numeric else ""
             cells.append(f"<td{kind}>{escape(text)}</td>")
         lines.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+    return f"<div class='wide'>{table}</div>"  # a table wider than the window scrolls alone
 
 
 def _cell(value: Any, digits: int | None) -> str:
