@@ -43,7 +43,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     ):
         results = kb.send(
             df, emu.client(), sender=SENDER, template_name=names, params_from="name",
-            callback_url=receiver.callback_url, progress=False,
+            callback_url=receiver.callback_url, progress=False, rate_limit=None,
         )  # fmt: skip
         emu.wait_for_callbacks(20)
     data = df.assign(template_name=df["arm"].map({**names, "A": HOSTILE}).fillna("promo_a"))
@@ -57,6 +57,7 @@ def addresses(page: str) -> list[str]:
     return re.findall(r"""(?:src|href)\s*=\s*['"]?([^'" >]+)""", page, flags=re.IGNORECASE)
 
 
+@pytest.mark.slow  # a real campaign with its callbacks: seconds
 def test_the_page_stands_alone_and_escapes_what_the_campaign_wrote(campaign) -> None:
     page = kb.report_html(campaign["results"], receipts=campaign["store"])
     found = addresses(page)
@@ -151,6 +152,7 @@ def test_the_report_opens_in_headless_chromium_with_its_numbers_and_charts(
     assert green > 2_000, "the outcome chart's sent bar is drawn"
 
 
+@pytest.mark.slow  # a real campaign with its callbacks: seconds
 def test_report_html_needs_html_for_the_receipts(campaign, runner) -> None:
     outcome = runner.invoke(
         cli, ["report", str(campaign["path"]), "--receipts", str(campaign["store"])]
@@ -159,6 +161,7 @@ def test_report_html_needs_html_for_the_receipts(campaign, runner) -> None:
     assert "go with --html" in outcome.output
 
 
+@pytest.mark.slow  # a real campaign with its callbacks: seconds
 def test_status_counts_the_holdout_in_the_funnel(campaign, runner, tmp_path: Path) -> None:
     outcome = runner.invoke(
         cli,
@@ -185,6 +188,7 @@ def test_without_receipts_the_failures_say_how_to_fix_each_row(
     assert "Exit code of the run: 1." in page
 
 
+@pytest.mark.slow  # a real campaign with its callbacks: seconds
 def test_compare_merges_the_receipts_it_is_given(campaign) -> None:
     results, store = campaign["results"], campaign["store"]
     merged = kb.merge_receipts(results, store)
