@@ -326,3 +326,21 @@ def test_a_message_delivered_then_reported_failed_counts_as_delivered() -> None:
         }
     )
     assert kb.compare(results, "delivered")["successes"].tolist() == [1, 1]
+
+
+def test_the_control_is_the_first_arm_asked() -> None:
+    results = read_results((500, 1000), (600, 1000))
+    compared = kb.compare(results, "read", arms=["B", "A"])
+    assert list(compared.index) == ["B", "A"]
+    assert float(compared.loc["A", "diff"]) == pytest.approx(-0.10)
+    with pytest.raises(KwaBatchError, match="no row of arm 'C'"):
+        kb.compare(results, "read", arms=["C"])
+
+
+def test_stratified_by_a_column_of_the_frame() -> None:
+    df = recipients(200).assign(tier=["gold"] * 50 + ["silver"] * 150)
+    assigned = kb.assign(df, ["A", "B"], holdout=0.0, seed=9, by="tier")
+    counts = assigned.groupby("tier")["arm"].value_counts().to_dict()
+    assert counts == {
+        ("gold", "A"): 25, ("gold", "B"): 25, ("silver", "A"): 75, ("silver", "B"): 75,
+    }  # fmt: skip
