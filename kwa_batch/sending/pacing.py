@@ -22,6 +22,11 @@ A user knows their limits, not their latency. Given a rate (messages per second)
   not waited on: the next ready request goes instead, and the skipped one when its turn
   comes.
 
+- **Several processes** (a journal on PostgreSQL, :mod:`~kwa_batch.sending.pg_journal`):
+  after the local limits, each request reserves its moment in a schedule the processes share
+  (:class:`SharedPace`, :meth:`Pacer.wait_shared`), so that a number's rate holds across
+  them all, with a margin of at least :data:`SHARED_MARGIN`.
+
 - **Several sender numbers**: each number has its own limit (a lane of the :class:`Pacer`:
   its window and backpressure, at :meth:`Pacing.rate_for` that number), and an optional
   ``account_rate`` one more window across them all; a request waits for both, and a number
@@ -70,6 +75,7 @@ __all__ = [
     "Pacer",
     "Pacing",
     "RecipientSpacing",
+    "SharedPace",
 ]
 
 #: WhatsApp's default throughput per business number, messages per second (Meta's docs).
@@ -92,6 +98,19 @@ _RANGE_SECONDS = 2.0  # the round trips whose spread sets the margin
 _MARGIN_EVERY = 0.1  # seconds between two computations of the margin
 _SPREAD_SAFETY = 1.25  # the margin covers this many times the spread (see margin())
 _WAITING_PER_NUMBER = 2  # requests waiting for one number's limit before it is skipped
+#: The least margin of the schedule shared by several processes: each message holds 5 %
+#: more than 1/rate of it, which covers a process woken up to 50 ms late (its places cannot
+#: be moved to the moment it reached the wire, as the local window's are).
+SHARED_MARGIN = 0.05
+
+
+class SharedPace(Protocol):
+    """A schedule of departures shared by several processes (a journal on PostgreSQL)."""
+
+    def reserve(self, lanes: Sequence[tuple[str, float]], count: int, margin: float) -> float:
+        """Reserve the moment ``count`` messages may leave within each lane's rate
+        (``(lane, messages per second)``); the seconds until then."""
+        ...
 
 
 def _sender_key(number: str) -> str:
@@ -585,6 +604,8 @@ class Pacer:
         self._places: dict[float, list[tuple[SlidingWindow, float]]] = {}
         self.peak_in_flight = 0
         self.lowest_rate = math.inf if rate_limit is None else float(rate_limit)
+        #: The schedule shared with other processes, if any (see :meth:`wait_shared`).
+        self.shared: SharedPace | None = None
 
     @property
     def window(self) -> SlidingWindow | None:
@@ -712,6 +733,49 @@ class Pacer:
                 return None
             places[1] = (account, again)
         return places[1][1]
+
+    def wait_shared(
+        self, departed: float, sender: str | None, count: int, stop: threading.Event
+    ) -> float | None:
+        """After :meth:`acquire`: reserve the request's moment in the schedule shared with
+        other processes (its sender number's lane at the rate in force, and the account's)
+        and wait for it. The request's places and its round trip then start from the end of
+        that wait (a queue of other processes' requests is not latency: counted as such, it
+        would open more requests in flight, all waiting in the same queue).
+
+        Returns:
+            The departure time (``departed`` without a shared schedule), None if ``stop``
+            was set while waiting.
+
+        Raises:
+            JournalWriteError: the shared schedule could not be written.
+        """
+        shared = self.shared
+        if shared is None:
+            return departed
+        lanes: list[tuple[str, float]] = []
+        rate = self._lane(sender).rate_in_force()
+        if rate is not None:
+            lanes.append((f"number:{_sender_key(sender) if sender else ''}", rate))
+        if self.account is not None:
+            lanes.append(("account", self.account.rate))
+        if not lanes:
+            return departed
+        delay = shared.reserve(lanes, count, max(SHARED_MARGIN, self.controller.margin()))
+        if delay > 0 and stop.wait(delay):
+            return None
+        now = self._clock()
+        if delay <= 0:
+            return departed
+        self.controller.settled(departed)
+        self.controller.departed(now)
+        places = self._places.pop(departed, [])
+        for i, (window, place) in enumerate(places):
+            moved = window.restamp(place)
+            places[i] = (window, place if moved is None else moved)
+        if places:
+            self._places[now] = places
+        return now
 
     def leaving(self, departed: float) -> None:
         """The request that was let go at ``departed`` is about to be written, in this thread.
