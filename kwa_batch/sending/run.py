@@ -754,24 +754,22 @@ def _settle_taken(
     keys = [key for request in taken for key in request.keys]
     labels = [label for request in taken for label in request.labels]
     deadline = time.monotonic() + _GRACE_SECONDS
-    while journal.held_elsewhere(keys) and time.monotonic() < deadline:
-        if stop.wait(_POLL_SECONDS * 2):
-            break
+    live = journal.held_elsewhere(keys)
+    while live and time.monotonic() < deadline and not stop.wait(_POLL_SECONDS * 2):
+        live = journal.held_elsewhere(keys)
     records = journal.lookup(keys)
     rows = []
     for key in keys:
         record = records.get(key)
-        if record is None or record.state == IN_FLIGHT:
-            row: dict[str, Any] = (
-                _from_record(record) if record is not None else {"from_journal": True}
-            )
+        row: dict[str, Any] = {"from_journal": True} if record is None else _from_record(record)
+        if record is None or (record.state == IN_FLIGHT and key in live):
             row.update(
                 status=Status.UNKNOWN,
                 error_code=Code.ELSEWHERE.value,
                 error_message=_HELD_ELSEWHERE.format(journal=journal.path),
             )
-        else:
-            row = _from_record(record)
+        elif record.state == IN_FLIGHT:  # the process that took it died while sending it
+            row.update(status=Status.UNKNOWN, error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1])
         rows.append(row)
     results.fill(labels, rows)
 
