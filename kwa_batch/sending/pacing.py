@@ -23,9 +23,10 @@ A user knows their limits, not their latency. Given a rate (messages per second)
   comes.
 
 - **Several processes** (a journal on PostgreSQL, :mod:`~kwa_batch.sending.pg_journal`):
-  after the local limits, each request reserves its moment in a schedule the processes share
-  (:class:`SharedPace`, :meth:`Pacer.wait_shared`), so that a number's rate holds across
-  them all, with a margin of at least :data:`SHARED_MARGIN`.
+  each request reserves its moment in a schedule the processes share (:class:`SharedPace`),
+  which stands for the local windows, so that a number's rate holds across them all, with
+  a margin of at least :data:`SHARED_MARGIN`; concurrency, spacing and backpressure stay
+  local.
 
 - **Several sender numbers**: each number has its own limit (a lane of the :class:`Pacer`:
   its window and backpressure, at :meth:`Pacing.rate_for` that number), and an optional
@@ -100,8 +101,14 @@ _SPREAD_SAFETY = 1.25  # the margin covers this many times the spread (see margi
 _WAITING_PER_NUMBER = 2  # requests waiting for one number's limit before it is skipped
 #: The least margin of the schedule shared by several processes: each message holds 5 %
 #: more than 1/rate of it, which covers a process woken up to 50 ms late (its places cannot
-#: be moved to the moment it reached the wire, as the local window's are).
+#: be moved to the moment it reached the wire, as the local window's are; one woken later
+#: than :data:`SHARED_TOLERANCE` takes a new moment).
 SHARED_MARGIN = 0.05
+#: How late after its moment a request of the shared schedule may still leave; later, it
+#: takes a new moment (at most :data:`_SHARED_TRIES` times).
+SHARED_TOLERANCE = 0.02
+_SHARED_TRIES = 5
+_SHARED_QUEUED = 3
 
 
 class SharedPace(Protocol):
@@ -604,8 +611,10 @@ class Pacer:
         self._places: dict[float, list[tuple[SlidingWindow, float]]] = {}
         self.peak_in_flight = 0
         self.lowest_rate = math.inf if rate_limit is None else float(rate_limit)
-        #: The schedule shared with other processes, if any (see :meth:`wait_shared`).
+        #: The schedule shared with other processes, if any (see :meth:`acquire`).
         self.shared: SharedPace | None = None
+        #: Moments of the shared schedule given up: woken too late for them.
+        self.shared_late = 0
 
     @property
     def window(self) -> SlidingWindow | None:
@@ -651,8 +660,15 @@ class Pacer:
         return self.account.rate if total is None else min(total, self.account.rate)
 
     def target(self) -> int:
-        """Requests to keep in flight now."""
-        return self.controller.target(self.rate_in_force())
+        """Requests to keep in flight now. With a shared schedule, :data:`_SHARED_QUEUED`
+        more per sender number (unless pinned): the round trip measured starts at the
+        moment in the schedule, so the requests waiting for theirs must be added, or a
+        number's moments pass unused while this process waits for answers."""
+        target = self.controller.target(self.rate_in_force())
+        if self.shared is None or self.controller.pinned is not None:
+            return target
+        numbers = max(1, len(self._lanes) - 1)  # the default lane, and one per number
+        return min(target + _SHARED_QUEUED * numbers, self.controller.max_concurrency)
 
     def requests(self, planned: Iterable[T]) -> Lookahead[T]:
         """The planned requests, handed out in an order that respects the spacing."""
@@ -670,7 +686,14 @@ class Pacer:
         self, numbers: Sequence[str], stop: threading.Event, sender: str | None = None
     ) -> float | None:
         """Wait for the limit of ``sender`` (the number the request goes from), then for
-        the account's; return the departure time, None if ``stop`` was set."""
+        the account's; return the departure time, None if ``stop`` was set. With a
+        schedule shared by several processes (:attr:`shared`), for its moment in that.
+
+        Raises:
+            JournalWriteError: the shared schedule could not be written.
+        """
+        if self.shared is not None:
+            return self._acquire_shared(numbers, stop, sender)
         lane = self._lane(sender)
         places: list[tuple[SlidingWindow, float]] = []
         at: float | None = self._clock()
@@ -734,48 +757,38 @@ class Pacer:
             places[1] = (account, again)
         return places[1][1]
 
-    def wait_shared(
-        self, departed: float, sender: str | None, count: int, stop: threading.Event
+    def _acquire_shared(
+        self, numbers: Sequence[str], stop: threading.Event, sender: str | None
     ) -> float | None:
-        """After :meth:`acquire`: reserve the request's moment in the schedule shared with
-        other processes (its sender number's lane at the rate in force, and the account's)
-        and wait for it. The request's places and its round trip then start from the end of
-        that wait (a queue of other processes' requests is not latency: counted as such, it
-        would open more requests in flight, all waiting in the same queue).
-
-        Returns:
-            The departure time (``departed`` without a shared schedule), None if ``stop``
-            was set while waiting.
-
-        Raises:
-            JournalWriteError: the shared schedule could not be written.
-        """
-        shared = self.shared
-        if shared is None:
-            return departed
+        """:meth:`acquire` with a schedule shared by several processes, which stands for
+        the local windows: reserve the request's moment in its sender number's lane (at the
+        rate in force here) and the account's, by the database's clock, and wait for it.
+        A local window after it would move some requests later than their moment, next to
+        another process's, and bunch their arrivals."""
+        assert self.shared is not None
         lanes: list[tuple[str, float]] = []
         rate = self._lane(sender).rate_in_force()
         if rate is not None:
             lanes.append((f"number:{_sender_key(sender) if sender else ''}", rate))
         if self.account is not None:
             lanes.append(("account", self.account.rate))
-        if not lanes:
-            return departed
-        delay = shared.reserve(lanes, count, max(SHARED_MARGIN, self.controller.margin()))
-        if delay > 0 and stop.wait(delay):
-            return None
-        now = self._clock()
-        if delay <= 0:
-            return departed
-        self.controller.settled(departed)
-        self.controller.departed(now)
-        places = self._places.pop(departed, [])
-        for i, (window, place) in enumerate(places):
-            moved = window.restamp(place)
-            places[i] = (window, place if moved is None else moved)
-        if places:
-            self._places[now] = places
-        return now
+        for _ in range(_SHARED_TRIES):
+            if not lanes:
+                break
+            margin = max(SHARED_MARGIN, self.controller.margin())
+            delay = self.shared.reserve(lanes, len(numbers), margin)
+            slot = self._clock() + max(delay, 0.0)
+            if delay > 0 and stop.wait(delay):
+                return None
+            if self._clock() - slot <= SHARED_TOLERANCE:
+                break
+            # Woken too late (a busy machine): sent now, it could arrive next to the
+            # message of the moment after its own; the moment is given up for a later one.
+            self.shared_late += 1
+        at = self._clock()
+        self.spacing.departed(numbers)
+        self.controller.departed(at)
+        return at
 
     def leaving(self, departed: float) -> None:
         """The request that was let go at ``departed`` is about to be written, in this thread.

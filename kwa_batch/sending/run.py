@@ -263,7 +263,13 @@ class _Run:
                 if claimed is not None:
                     return claimed
             checked = time.monotonic()
-            departed = self.pacer.acquire(request.numbers, self.stop, request.fields.get("from"))
+            try:  # shared: the moment of the campaign's processes' schedule, after the claim
+                departed = self.pacer.acquire(
+                    request.numbers, self.stop, request.fields.get("from")
+                )
+            except JournalWriteError as exc:
+                self.journal_failed(exc)
+                departed = None
             if departed is None:
                 return self._stopped(request, last, attempt - 1)
             if self.journal is not None and not shared:
@@ -275,18 +281,6 @@ class _Run:
                     self.journal_failed(exc)  # not recorded as going out: it must not go
                     self.pacer.answered(departed, len(request), observed=False)
                     return self._stopped(request, last, attempt - 1)
-            if shared:
-                try:  # the rate across the processes: after the claim, by the database's clock
-                    moved = self.pacer.wait_shared(
-                        departed, request.fields.get("from"), len(request), self.stop
-                    )
-                except JournalWriteError as exc:
-                    self.journal_failed(exc)
-                    moved = None
-                if moved is None:
-                    self.pacer.answered(departed, len(request), observed=False)
-                    return self._stopped(request, last, attempt - 1)
-                departed = moved
             if time.monotonic() - checked > _RECHECK_AFTER:
                 # Again, at the moment it leaves: after the rate limit and the journal.
                 held = self._hold(request, last, attempt - 1)

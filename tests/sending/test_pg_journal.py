@@ -5,6 +5,7 @@ campaign required with a URL (and only then), and the password nowhere."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -137,7 +138,8 @@ def test_the_command_refuses_a_campaign_that_does_not_fit_in_one_line(
     result = runner.invoke(cli, ["send", str(recipients), "--emulator", *options])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and says in lines[0], result.output
+    assert len(lines) == 1, result.output
+    assert re.search(says, lines[0]), result.output
     assert "pw@" not in result.output
 
 
@@ -158,4 +160,5 @@ def test_the_password_is_nowhere_in_output_results_or_journal(
     assert json.loads(summary.read_text())["journal"].startswith("postgresql://postgres:***@")
     with psycopg.connect(postgres_url) as conn:
         recorded = conn.execute("SELECT settings::text FROM kwa_journal_runs").fetchall()
-    assert recorded and all("s3cr3t-pw" not in text for (text,) in recorded)
+    assert recorded
+    assert all("s3cr3t-pw" not in text for (text,) in recorded)
