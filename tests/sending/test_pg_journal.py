@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +19,7 @@ from kwa_batch import Emulator
 from kwa_batch.cli import cli
 from kwa_batch.database import ensure_schema
 from kwa_batch.errors import Code, ConfigurationError, DatabaseError
+from kwa_batch.fields import message_frame, row_keys
 from kwa_batch.sending.journal import IN_FLIGHT
 from kwa_batch.sending.pg_journal import SCHEMA_VERSION, PostgresJournal
 
@@ -162,3 +165,31 @@ def test_the_password_is_nowhere_in_output_results_or_journal(
         recorded = conn.execute("SELECT settings::text FROM kwa_journal_runs").fetchall()
     assert recorded
     assert all("s3cr3t-pw" not in text for (text,) in recorded)
+
+
+@pytest.mark.slow  # waits the grace period for a row another process keeps in flight
+def test_rows_another_live_process_holds_end_as_that_process_records_them(
+    postgres_url: str, fresh_emulator: Emulator
+) -> None:
+    frame = campaign_frame(4)
+    keys = list(row_keys(message_frame(kb.validate(frame, sender=SENDER).valid)))
+    with PostgresJournal(postgres_url, campaign="c") as other:  # another process, alive
+        other.mark_in_flight([(keys[:2], list(frame["to"].iloc[:2]))])
+
+        def settle_one() -> None:
+            time.sleep(1.0)
+            other.record(
+                [(keys[0], str(frame.at[0, "to"]), {"status": "sent", "message_id": "m0"})]
+            )
+
+        settler = threading.Thread(target=settle_one)
+        settler.start()
+        results = kb.send(frame, fresh_emulator.client(sender=SENDER), journal=postgres_url,
+                          campaign="c", pacing=FAST, progress=False)  # fmt: skip
+        settler.join()
+    assert results.attrs["run"].resume == {"in flight in another process": 2, "new": 2}
+    assert list(results["status"]) == ["sent", "unknown", "sent", "sent"]
+    assert results.at[0, "message_id"] == "m0"
+    assert bool(results.at[0, "from_journal"])
+    assert results.at[1, "error_code"] == Code.ELSEWHERE.value
+    assert len(fresh_emulator.messages) == 2  # only the two rows nobody held
