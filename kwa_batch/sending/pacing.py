@@ -107,7 +107,7 @@ SHARED_MARGIN = 0.05
 #: How late after its moment a request of the shared schedule may still leave; later, it
 #: takes a new moment (at most :data:`_SHARED_TRIES` times).
 SHARED_TOLERANCE = 0.02
-_SHARED_TRIES = 5
+_SHARED_TRIES = 20
 _SHARED_QUEUED = 3
 
 
@@ -615,6 +615,7 @@ class Pacer:
         self.shared: SharedPace | None = None
         #: Moments of the shared schedule given up: woken too late for them.
         self.shared_late = 0
+        self._quickest_reserve = math.inf
 
     @property
     def window(self) -> SlidingWindow | None:
@@ -776,11 +777,18 @@ class Pacer:
             if not lanes:
                 break
             margin = max(SHARED_MARGIN, self.controller.margin())
+            asked = self._clock()
             delay = self.shared.reserve(lanes, len(numbers), margin)
-            slot = self._clock() + max(delay, 0.0)
+            answered = self._clock()
+            # The moment was computed somewhere between asking and the answer: an answer
+            # slower than the quickest seen (a pause on its way back) leaves it unsure.
+            trip = answered - asked
+            self._quickest_reserve = min(self._quickest_reserve, trip)
+            unsure = trip - self._quickest_reserve
             if delay > 0 and stop.wait(delay):
                 return None
-            if self._clock() - slot <= SHARED_TOLERANCE:
+            late = self._clock() - (answered + max(delay, 0.0))
+            if late + unsure <= SHARED_TOLERANCE:
                 break
             # Woken too late (a busy machine): sent now, it could arrive next to the
             # message of the moment after its own; the moment is given up for a later one.
@@ -842,7 +850,8 @@ class Pacer:
     def stats(self) -> dict[str, float | int | None]:
         """What the pacing did: ``peak_in_flight``, ``throttles`` ("too fast" answers, all
         numbers), ``lowest_rate`` in force on one number (None without a limit),
-        ``latency`` (seconds, averaged)."""
+        ``latency`` (seconds, averaged); with a schedule shared by several processes,
+        ``late_moments`` (moments given up: this process woke too late for them)."""
         pressures = [lane.backpressure for lane in self._lanes.values()]
         limited = [bp for bp in pressures if bp is not None]
         return {
@@ -850,7 +859,7 @@ class Pacer:
             "throttles": sum(bp.throttles for bp in limited),
             "lowest_rate": round(self.lowest_rate, 1) if limited else None,
             "latency": round(self.controller.latency, 4),
-        }
+        } | ({"late_moments": self.shared_late} if self.shared is not None else {})
 
     def finished(self, numbers: Sequence[str], *, reached: bool) -> None:
         """A request finished (see :meth:`RecipientSpacing.finish`)."""
