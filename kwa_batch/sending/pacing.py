@@ -615,7 +615,6 @@ class Pacer:
         self.shared: SharedPace | None = None
         #: Moments of the shared schedule given up: woken too late for them.
         self.shared_late = 0
-        self._quickest_reserve = math.inf
 
     @property
     def window(self) -> SlidingWindow | None:
@@ -777,18 +776,13 @@ class Pacer:
             if not lanes:
                 break
             margin = max(SHARED_MARGIN, self.controller.margin())
-            asked = self._clock()
+            # The delay is counted from the end of the statement (after any wait for the
+            # other processes' reservations), which is about when its answer arrives.
             delay = self.shared.reserve(lanes, len(numbers), margin)
-            answered = self._clock()
-            # The moment was computed somewhere between asking and the answer: an answer
-            # slower than the quickest seen (a pause on its way back) leaves it unsure.
-            trip = answered - asked
-            self._quickest_reserve = min(self._quickest_reserve, trip)
-            unsure = trip - self._quickest_reserve
+            slot = self._clock() + max(delay, 0.0)
             if delay > 0 and stop.wait(delay):
                 return None
-            late = self._clock() - (answered + max(delay, 0.0))
-            if late + unsure <= SHARED_TOLERANCE:
+            if self._clock() - slot <= SHARED_TOLERANCE:
                 break
             # Woken too late (a busy machine): sent now, it could arrive next to the
             # message of the moment after its own; the moment is given up for a later one.

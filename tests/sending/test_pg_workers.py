@@ -227,3 +227,19 @@ def test_a_stopped_campaign_resumes_where_it_stopped(postgres_url: str, tmp_path
     resumed = pd.read_csv(tmp_path / "second.csv")
     assert (resumed["status"] == "sent").all()
     assert resumed["from_journal"].sum() == stopped_at
+
+
+def test_the_account_rate_holds_across_processes_and_numbers(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    file = write_campaign(tmp_path / "campaign.csv", pinned_evenly(125))
+    with faithful_server(), Emulator(latency=0.02) as emu:
+        finish(workers(3, file, postgres_url, emu, tmp_path, "--from", f"{A},{B}",
+                       "--rate", "20", "--account-rate", "25"))  # fmt: skip
+        ledger = emu.messages
+    assert len(ledger) == 250
+    assert twice(emu) == 0
+    seconds = (ledger["received_at"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    assert max_in_any_window(list(seconds)) <= 26  # 25, a few percent aside (as above)
+    for number in (A, B):
+        assert max_in_any_window(list(seconds[ledger["from"] == number])) <= 21
