@@ -27,6 +27,7 @@ PUBLIC = [
     "Emulator",
     "InputError",
     "InvalidResponseError",
+    "Job",
     "KaleyraClient",
     "KwaAccessor",
     "KwaBatchError",
@@ -63,6 +64,7 @@ PUBLIC = [
     "plot_outcomes",
     "replies",
     "send",
+    "start",
     "summarize",
     "validate",
 ]
