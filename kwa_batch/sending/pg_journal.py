@@ -39,8 +39,10 @@ its own ``in_flight`` rows stay, and read ``unknown``.
 sender number (and the account) in one transaction: ``start = GREATEST(clock_timestamp(),
 tat)``, ``tat = start + count × (1 + margin) / rate``: a generic cell rate algorithm whose
 state is in the database and whose clock is the database's, so processes on several
-machines space their requests as one would. The process sleeps until ``start`` (see
-:meth:`kwa_batch.sending.pacing.Pacer.wait_shared`); the local pacer still applies.
+machines space their requests as one would. The process sleeps until ``start``, and gives
+the moment up for a later one if it woke more than 20 ms late (see
+:meth:`kwa_batch.sending.pacing.Pacer.acquire`, where this schedule stands for the local
+windows; concurrency, spacing per recipient and backpressure stay local).
 """
 
 from __future__ import annotations
