@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
+from conftest import SENDER as CONFTEST_SENDER
+from conftest import campaign
 
 import kwa_batch as kb
 from kwa_batch import Emulator
@@ -193,3 +195,18 @@ def test_rows_another_live_process_holds_end_as_that_process_records_them(
     assert bool(results.at[0, "from_journal"])
     assert results.at[1, "error_code"] == Code.ELSEWHERE.value
     assert len(fresh_emulator.messages) == 2  # only the two rows nobody held
+
+
+def test_the_daily_limit_counts_every_campaign_of_the_database(
+    postgres_url: str, fresh_emulator: Emulator
+) -> None:
+    """The limit is the business portfolio's: another campaign's sends count."""
+    uk = ["+447911123451", "+447911123452", "+447911123453", "+447911123454"]
+    client = fresh_emulator.client()
+    kb.send(kb.validate(campaign(uk[:2]), sender=CONFTEST_SENDER), client,
+            journal=postgres_url, campaign="one", progress=False)  # fmt: skip
+    results = kb.send(kb.validate(campaign(uk[2:]), sender=CONFTEST_SENDER), client,
+                      journal=postgres_url, campaign="two", daily_limit=3,
+                      progress=False)  # fmt: skip
+    assert list(results["status"]) == ["sent", "not_sent"]
+    assert results.at[1, "error_code"] == Code.DAILY_LIMIT.value
