@@ -31,7 +31,8 @@ that holds it is alive); and always by the run that wrote it last (its own retri
 keys not returned were taken by another process: this one does not send them, and at its
 end reports what the journal says of them (:meth:`held_elsewhere` tells rows still in
 flight in a live run). Outcomes are written only over this run's rows, new rows, or rows
-of earlier runs never processed. Each run holds a session advisory lock on its id while it
+an earlier run left ``not_sent`` or ``failed`` (never over a row sent, in flight or
+``unknown`` elsewhere). Each run holds a session advisory lock on its id while it
 lives, so a process killed with ``-9`` is seen dead at once (its connection closes): only
 its own ``in_flight`` rows stay, and read ``unknown``.
 
