@@ -71,6 +71,7 @@ class _Options:
     region: str | None
     out: Path | None
     journal: str | None
+    campaign: str | None
     timeout: float
     resend_unknown: bool
     dry_run: bool
@@ -108,7 +109,15 @@ class _Options:
     "--journal",
     type=click.Path(dir_okay=False),
     help="SQLite file recording every row's state: run the same command again with it to "
-    "resume without sending anything twice.",
+    "resume without sending anything twice. Or a PostgreSQL database "
+    "(postgresql://user@host/db, with --campaign): several processes, on one machine or "
+    "several, then send one campaign together, none twice, each number's --rate held across "
+    "them.",
+)
+@click.option(
+    "--campaign",
+    metavar="NAME",
+    help="With --journal postgresql://…: the campaign the processes share (e.g. july).",
 )
 @click.option(
     "--receipts",
@@ -160,6 +169,7 @@ def send_command(**options: Any) -> None:
     o = _Options(**options)
     if o.log_level:
         logging.getLogger().setLevel(o.log_level.upper())
+    _check_campaign(o)
     if o.resend_unknown and not o.journal:
         fail("--resend-unknown needs --journal (it resends what the journal knows as unknown)")
     if why := needs_journal(o.schedule, o.journal, o.dry_run):  # issue #13
@@ -206,6 +216,17 @@ def send_command(**options: Any) -> None:
         if emu is not None:
             emu.wait_for_callbacks(5)  # the delivery callbacks it owes, before it stops
     _finish(results, target, o)
+
+
+def _check_campaign(o: _Options) -> None:
+    """--campaign goes with --journal postgresql://… and only with it (one line, exit 2)."""
+    from ..errors import ConfigurationError
+    from ..sending.pg_journal import check_campaign
+
+    try:
+        check_campaign(o.journal, o.campaign)
+    except ConfigurationError as exc:
+        fail(str(exc))
 
 
 def _default_target(file: str) -> Path:
@@ -303,6 +324,7 @@ def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.Da
             schedule=o.schedule,
             retries=Retries(resend_unknown=o.resend_unknown),
             journal=o.journal,
+            campaign=o.campaign,
             receipts=receipts,
             progress=not o.quiet and sys.stderr.isatty(),
         )
@@ -390,6 +412,7 @@ def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
     recurring campaign that reuses yesterday's journal sends nothing."""
     if not journal:
         return
+    from ..database import is_database_url
     from ..results import Status
 
     valid = results[~results["status"].isin((Status.REJECTED, Status.HOLDOUT))]
@@ -401,9 +424,16 @@ def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
         if first.date() == last.date()
         else (f"between {first:%Y-%m-%d} and {last:%Y-%m-%d}")
     )
+    if is_database_url(journal):
+        from ..database import redact
+
+        journal = redact(journal)
+        fresh = f"--campaign of its own, e.g. --campaign {datetime.now(UTC):%Y-%m-%d}"
+    else:
+        day = f"{datetime.now(UTC):%Y-%m-%d}"
+        fresh = f"journal of its own, e.g. --journal {Path(journal).stem}-{day}.db"
     click.echo(
         f"All {len(valid):,} row(s) were already sent on {when} by this journal ({journal}): "
-        "nothing was sent now. A new campaign needs a journal of its own, e.g. "
-        f"--journal {Path(journal).stem}-{datetime.now(UTC):%Y-%m-%d}.db",
+        f"nothing was sent now. A new campaign needs a {fresh}",
         err=True,
     )
