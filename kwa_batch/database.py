@@ -87,6 +87,7 @@ def connect(
     application_name: str = "kwa_batch",
     autocommit: bool = True,
     connect_timeout: float = 10.0,
+    **params: Any,
 ) -> psycopg.Connection[Any]:
     """Open a connection to the database at ``url``.
 
@@ -97,6 +98,8 @@ def connect(
         autocommit: each statement its own transaction unless a ``with conn.transaction():``
             block groups them (the default here, so that nothing is left open by mistake).
         connect_timeout: seconds to wait for the server before giving up.
+        params: more connection parameters, passed to ``psycopg.connect`` (libpq's:
+            ``keepalives_idle=5``, ``options="-c statement_timeout=10000"``...).
 
     Raises:
         DatabaseError: the driver is not installed, or the server cannot be reached or
@@ -117,6 +120,7 @@ def connect(
             autocommit=autocommit,
             application_name=application_name,
             connect_timeout=max(1, round(connect_timeout)),
+            **params,
         )
     except psycopg.Error as exc:
         raise DatabaseError(

@@ -36,6 +36,15 @@ an earlier run left ``not_sent`` or ``failed`` (never over a row sent, in flight
 lives, so a process killed with ``-9`` is seen dead at once (its connection closes): only
 its own ``in_flight`` rows stay, and read ``unknown``.
 
+**A database that stops answering.** Every call is bounded: the connections ask the
+server to give up on a statement after :data:`STATEMENT_TIMEOUT` seconds (``lock_timeout``
+half of it), libpq's TCP keepalives and ``tcp_user_timeout`` notice a host or a network
+that went silent, and a call still waiting :data:`CALL_TIMEOUT` seconds after it began (a
+server frozen, whose kernel still acknowledges) has its socket shut by a watchdog thread.
+The call then fails as a full disk does (:class:`~kwa_batch.errors.JournalWriteError`):
+the run stops, awaits what is in flight and writes its results; a stop signal that came
+meanwhile is acted on then.
+
 **The rate across processes.** Each request reserves its moment in the pace rows of its
 sender number (and the account) in one transaction: ``start = GREATEST(clock_timestamp(),
 tat)``, ``tat = start + count × (1 + margin) / rate``: a generic cell rate algorithm whose
@@ -50,8 +59,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -71,12 +84,32 @@ from .journal import (
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["SCHEMA_VERSION", "PostgresJournal", "check_campaign", "open_journal"]
+__all__ = [
+    "CALL_TIMEOUT",
+    "SCHEMA_VERSION",
+    "STATEMENT_TIMEOUT",
+    "PostgresJournal",
+    "check_campaign",
+    "open_journal",
+]
 
 log = logging.getLogger(__name__)
 
 #: The version of the journal's tables (``kwa_schema``, part ``journal``).
 SCHEMA_VERSION = 1
+#: Seconds the server works on one statement before giving up (``statement_timeout``).
+STATEMENT_TIMEOUT = 10.0
+#: Seconds a call may wait for the server at all before its connection is cut.
+CALL_TIMEOUT = 12.0
+# libpq's bounds on a silent peer: keepalives after 5 s idle, every 2 s, 3 missed; data
+# unacknowledged for 10 s.
+_BOUNDS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
 _PART = "journal"
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS kwa_journal_runs ("
@@ -216,6 +249,7 @@ class PostgresJournal:
         campaign: the campaign's name: the processes that share it share its rows.
         settings: what the run was asked to do (recorded per run; never a secret).
         resend: the run resends ``unknown`` rows (``resend_unknown``): it may claim them.
+        call_timeout: seconds any call may wait for the server (see the module).
     """
 
     #: Several processes may send the campaign at once.
@@ -228,6 +262,7 @@ class PostgresJournal:
         campaign: str,
         settings: dict[str, Any] | None = None,
         resend: bool = False,
+        call_timeout: float = CALL_TIMEOUT,
     ) -> None:
         self._url = url
         self.path = redact(url)
@@ -241,6 +276,7 @@ class PostgresJournal:
         self._rows_lock = threading.Lock()
         self._pace_lock = threading.Lock()
         self._lanes: set[str] = set()
+        self._watchdog = _Watchdog(call_timeout)
 
     def __repr__(self) -> str:
         return f"PostgresJournal({self.path!r}, campaign={self.campaign!r}, run_id={self.run_id})"
@@ -260,20 +296,22 @@ class PostgresJournal:
             DatabaseError: the server cannot be reached, or its tables are a newer
                 kwa_batch's (the message names the URL without its password).
         """
-        rows = connect(self._url, application_name="kwa_batch journal")
+        rows = self._connect("kwa_batch journal")
         try:
-            ensure_schema(rows, _PART, SCHEMA_VERSION, _CREATE, url=self._url)
-            found = rows.execute(
-                "INSERT INTO kwa_journal_runs (campaign, started_at, settings) "
-                "VALUES (%s, clock_timestamp(), %s::jsonb) RETURNING id, started_at",
-                (self.campaign, json.dumps(self.settings, default=str)),
-            ).fetchone()
-            assert found is not None
-            self.run_id, self.started_at = int(found[0]), found[1]
-            rows.execute("SELECT pg_advisory_lock(%s, %s)", (_LIVE, self.run_id))
-            self._pace = connect(self._url, application_name="kwa_batch pace")
+            with self._watchdog.bounded(rows):
+                ensure_schema(rows, _PART, SCHEMA_VERSION, _CREATE, url=self._url)
+                found = rows.execute(
+                    "INSERT INTO kwa_journal_runs (campaign, started_at, settings) "
+                    "VALUES (%s, clock_timestamp(), %s::jsonb) RETURNING id, started_at",
+                    (self.campaign, json.dumps(self.settings, default=str)),
+                ).fetchone()
+                assert found is not None
+                self.run_id, self.started_at = int(found[0]), found[1]
+                rows.execute("SELECT pg_advisory_lock(%s, %s)", (_LIVE, self.run_id))
+            self._pace = self._connect("kwa_batch pace")
         except BaseException as exc:
             rows.close()
+            self._watchdog.close()
             if isinstance(exc, DatabaseError):
                 raise
             if _is_driver_error(exc):
@@ -289,17 +327,50 @@ class PostgresJournal:
             rows, self._rows = self._rows, None
         if rows is not None:
             try:
-                rows.execute(
-                    "UPDATE kwa_journal_runs SET finished_at = clock_timestamp() WHERE id = %s",
-                    (self.run_id,),
-                )
+                with self._watchdog.bounded(rows):
+                    rows.execute(
+                        "UPDATE kwa_journal_runs SET finished_at = clock_timestamp() WHERE id = %s",
+                        (self.run_id,),
+                    )
             except Exception as exc:
-                log.warning("journal %s: the end of the run was not recorded: %s", self.path, exc)
+                reason = redact(" ".join(str(exc).split())) or type(exc).__name__
+                log.warning(
+                    "journal %s: the end of the run was not recorded: %s", self.path, reason
+                )
             rows.close()
         with self._pace_lock:
             pace, self._pace = self._pace, None
         if pace is not None:
             pace.close()
+        self._watchdog.close()
+
+    def _connect(self, name: str) -> psycopg.Connection[Any]:
+        """A connection whose every wait is bounded (see the module)."""
+        statement = round(STATEMENT_TIMEOUT * 1000)
+        return connect(
+            self._url,
+            application_name=name,
+            options=f"-c statement_timeout={statement} -c lock_timeout={statement // 2}",
+            **_BOUNDS,
+        )
+
+    @contextmanager
+    def _rows_call(self, doing: str, *, reading: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """The rows' connection for one call, under its lock and the watchdog; a driver error
+        becomes :class:`JournalWriteError` (:class:`JournalError` when ``reading``), one line
+        without the password."""
+        try:
+            with self._rows_lock:
+                conn = self._conn()
+                with self._watchdog.bounded(conn):
+                    yield conn
+        except Exception as exc:
+            if not _is_driver_error(exc):
+                raise
+            broken = self._broken(doing, exc)
+            if reading:
+                raise JournalError(str(broken), path=self.path) from None
+            raise broken from None
 
     def _conn(self) -> psycopg.Connection[Any]:
         if self._rows is None:
@@ -307,7 +378,7 @@ class PostgresJournal:
         return self._rows
 
     def _broken(self, doing: str, exc: BaseException) -> JournalWriteError:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        reason = redact(" ".join(str(exc).split())) or type(exc).__name__
         return JournalWriteError(
             f"journal {self.path} (campaign {self.campaign}) failed while {doing} ({reason}): "
             "what it recorded before is intact; stop sending, check the database, then run "
@@ -326,21 +397,12 @@ class PostgresJournal:
         """
         columns = "key, recipient, " + ", ".join(_COLUMNS)
         found: dict[str, JournalRecord] = {}
-        try:
-            with self._rows_lock:
-                cursor = self._conn().execute(
-                    f"SELECT {columns} FROM kwa_journal_rows "
-                    "WHERE campaign = %s AND key = ANY(%s::text[])",
-                    (self.campaign, list(keys)),
-                )
-                rows = cursor.fetchall()
-        except Exception as exc:
-            if not _is_driver_error(exc):
-                raise
-            raise JournalError(
-                f"journal {self.path} cannot be read: {' '.join(str(exc).split())}",
-                path=self.path,
-            ) from None
+        with self._rows_call("reading rows", reading=True) as conn:
+            rows = conn.execute(
+                f"SELECT {columns} FROM kwa_journal_rows "
+                "WHERE campaign = %s AND key = ANY(%s::text[])",
+                (self.campaign, list(keys)),
+            ).fetchall()
         for row in rows:
             record = dict(zip(("key", "recipient", *_COLUMNS), row, strict=True))
             found[row[0]] = JournalRecord(**record)
@@ -348,60 +410,59 @@ class PostgresJournal:
 
     def held_elsewhere(self, keys: Sequence[str]) -> frozenset[str]:
         """The keys ``in_flight`` in another run that is still alive (its process holds
-        its connection)."""
-        with self._rows_lock:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT key FROM kwa_journal_rows "
-                    "WHERE campaign = %s AND key = ANY(%s::text[]) "
-                    f"AND state = '{IN_FLIGHT}' AND run_id <> %s AND run_id IN ({_LIVE_RUNS})",
-                    (self.campaign, list(keys), self.run_id, _LIVE),
-                )
-                .fetchall()
-            )
+        its connection).
+
+        Raises:
+            JournalError: the database cannot be read.
+        """
+        with self._rows_call("reading the rows other processes hold", reading=True) as conn:
+            rows = conn.execute(
+                "SELECT key FROM kwa_journal_rows "
+                "WHERE campaign = %s AND key = ANY(%s::text[]) "
+                f"AND state = '{IN_FLIGHT}' AND run_id <> %s AND run_id IN ({_LIVE_RUNS})",
+                (self.campaign, list(keys), self.run_id, _LIVE),
+            ).fetchall()
         return frozenset(key for (key,) in rows)
 
     def counts(self) -> dict[str, int]:
-        """How many rows the campaign holds in each state."""
-        with self._rows_lock:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT state, COUNT(*) FROM kwa_journal_rows "
-                    "WHERE campaign = %s GROUP BY state",
-                    (self.campaign,),
-                )
-                .fetchall()
-            )
+        """How many rows the campaign holds in each state.
+
+        Raises:
+            JournalError: the database cannot be read.
+        """
+        with self._rows_call("counting rows", reading=True) as conn:
+            rows = conn.execute(
+                "SELECT state, COUNT(*) FROM kwa_journal_rows WHERE campaign = %s GROUP BY state",
+                (self.campaign,),
+            ).fetchall()
         return {str(state): int(n) for state, n in rows}
 
     def recorded_settings(self) -> list[dict[str, Any]]:
-        """The settings each run of the campaign recorded, oldest first."""
-        with self._rows_lock:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT settings FROM kwa_journal_runs WHERE campaign = %s ORDER BY id",
-                    (self.campaign,),
-                )
-                .fetchall()
-            )
+        """The settings each run of the campaign recorded, oldest first.
+
+        Raises:
+            JournalError: the database cannot be read.
+        """
+        with self._rows_call("reading the runs' settings", reading=True) as conn:
+            rows = conn.execute(
+                "SELECT settings FROM kwa_journal_runs WHERE campaign = %s ORDER BY id",
+                (self.campaign,),
+            ).fetchall()
         return [settings for (settings,) in rows if isinstance(settings, dict)]
 
     def recent_sends(self) -> list[tuple[str, datetime]]:
         """Per recipient, the latest time a counted row was recorded, over *every*
-        campaign of the database: the daily limit is the business portfolio's."""
-        with self._rows_lock:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT recipient, MAX(COALESCE(sent_at, updated_at)) FROM kwa_journal_rows "
-                    "WHERE state = ANY(%s::text[]) GROUP BY recipient",
-                    (list(COUNTED_STATES),),
-                )
-                .fetchall()
-            )
+        campaign of the database: the daily limit is the business portfolio's.
+
+        Raises:
+            JournalError: the database cannot be read.
+        """
+        with self._rows_call("reading recent sends", reading=True) as conn:
+            rows = conn.execute(
+                "SELECT recipient, MAX(COALESCE(sent_at, updated_at)) FROM kwa_journal_rows "
+                "WHERE state = ANY(%s::text[]) GROUP BY recipient",
+                (list(COUNTED_STATES),),
+            ).fetchall()
         return [(str(recipient), moment) for recipient, moment in rows]
 
     # -- writing --------------------------------------------------------------------------
@@ -434,13 +495,8 @@ class PostgresJournal:
             "started": self.started_at,
             "resend": self.resend,
         }
-        try:
-            with self._rows_lock:
-                claimed = {key for (key,) in self._conn().execute(_CLAIM, params).fetchall()}
-        except Exception as exc:
-            if not _is_driver_error(exc):
-                raise
-            raise self._broken("claiming rows", exc) from None
+        with self._rows_call("claiming rows") as conn:
+            claimed = {key for (key,) in conn.execute(_CLAIM, params).fetchall()}
         return frozenset(wanted.keys() - claimed)
 
     def record(self, outcomes: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
@@ -464,15 +520,12 @@ class PostgresJournal:
         ]
         if not rows:
             return
-        try:
-            with self._rows_lock:
-                conn = self._conn()
-                with conn.transaction(), conn.cursor() as cursor:
-                    cursor.executemany(_RECORD, rows)
-        except Exception as exc:
-            if not _is_driver_error(exc):
-                raise
-            raise self._broken("recording outcomes", exc) from None
+        with (
+            self._rows_call("recording outcomes") as conn,
+            conn.transaction(),
+            conn.cursor() as cursor,
+        ):
+            cursor.executemany(_RECORD, rows)
 
     def reserve(self, lanes: Sequence[tuple[str, float]], count: int, margin: float) -> float:
         """Reserve the moment ``count`` messages may leave within each lane's rate
@@ -488,15 +541,16 @@ class PostgresJournal:
                 conn = self._pace
                 if conn is None:
                     raise RuntimeError("the journal is not open")
-                new = [name for name in names if name not in self._lanes]
-                if new:
-                    conn.execute(
-                        "INSERT INTO kwa_journal_pace (lane, tat) "
-                        "SELECT unnest(%s::text[]), '-infinity' ON CONFLICT DO NOTHING",
-                        (new,),
-                    )
-                    self._lanes.update(new)
-                found = conn.execute(_RESERVE, {"lanes": names, "seconds": seconds}).fetchone()
+                with self._watchdog.bounded(conn):
+                    new = [name for name in names if name not in self._lanes]
+                    if new:
+                        conn.execute(
+                            "INSERT INTO kwa_journal_pace (lane, tat) "
+                            "SELECT unnest(%s::text[]), '-infinity' ON CONFLICT DO NOTHING",
+                            (new,),
+                        )
+                        self._lanes.update(new)
+                    found = conn.execute(_RESERVE, {"lanes": names, "seconds": seconds}).fetchone()
         except Exception as exc:
             if not _is_driver_error(exc):
                 raise
@@ -507,3 +561,60 @@ class PostgresJournal:
 def _is_driver_error(exc: BaseException) -> bool:
     """Whether ``exc`` is psycopg's (the driver is imported only when a URL is used)."""
     return any(cls.__module__.split(".")[0] == "psycopg" for cls in type(exc).__mro__)
+
+
+class _Watchdog:
+    """Bounds the calls on a journal's connections: a call still waiting for the server
+    ``seconds`` after it began has its connection's socket shut, so that it fails at once
+    (the connection is lost then: every later call on it fails too). One thread, started
+    with the first call, looks four times a second."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._calls: dict[int, tuple[float, psycopg.Connection[Any]]] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def bounded(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """Watch one call on ``conn`` (the ``with`` block)."""
+        token = object()
+        with self._lock:
+            self._calls[id(token)] = (time.monotonic() + self.seconds, conn)
+            if self._thread is None and not self._closed.is_set():
+                self._thread = threading.Thread(
+                    target=self._watch, name="kwa-journal-watchdog", daemon=True
+                )
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._calls.pop(id(token), None)
+
+    def close(self) -> None:
+        """Stop watching (the journal closed)."""
+        self._closed.set()
+
+    def _watch(self) -> None:
+        while not self._closed.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                overdue = [key for key, (deadline, _) in self._calls.items() if deadline < now]
+                for key in overdue:
+                    _, conn = self._calls.pop(key)
+                    log.warning(
+                        "the journal's database has not answered for %.0f s: giving up on it",
+                        self.seconds,
+                    )
+                    _cut(conn)
+
+
+def _cut(conn: psycopg.Connection[Any]) -> None:
+    """Shut the connection's socket: the call waiting on it reads the end at once."""
+    try:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except Exception as exc:  # already closed: nothing waits on it
+        log.debug("the journal's connection could not be cut: %s", exc)

@@ -15,12 +15,19 @@ import psycopg
 import pytest
 from conftest import SENDER as CONFTEST_SENDER
 from conftest import campaign
+from postgres_server import PostgresServer
 
 import kwa_batch as kb
 from kwa_batch import Emulator
 from kwa_batch.cli import cli
 from kwa_batch.database import ensure_schema
-from kwa_batch.errors import Code, ConfigurationError, DatabaseError
+from kwa_batch.errors import (
+    Code,
+    ConfigurationError,
+    DatabaseError,
+    JournalError,
+    JournalWriteError,
+)
 from kwa_batch.fields import message_frame, row_keys
 from kwa_batch.sending.journal import IN_FLIGHT
 from kwa_batch.sending.pg_journal import SCHEMA_VERSION, PostgresJournal
@@ -210,3 +217,78 @@ def test_the_daily_limit_counts_every_campaign_of_the_database(
                       progress=False)  # fmt: skip
     assert list(results["status"]) == ["sent", "not_sent"]
     assert results.at[1, "error_code"] == Code.DAILY_LIMIT.value
+
+
+def lose_connections(url: str, name: str = "kwa_batch%", keep: int | None = None) -> int:
+    """End the server side of the journals' connections (as a server restart does); how many."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        ended = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name LIKE %s "
+            "AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM %s",
+            (name, keep),
+        ).fetchall()
+    return len(ended)
+
+
+def every_call(journal: PostgresJournal) -> dict[str, Exception | None]:
+    """Each of the journal's calls, and what it raised (None: nothing)."""
+    calls = {
+        "mark_in_flight": lambda: journal.mark_in_flight([(["k1"], [SENDER])]),
+        "record": lambda: journal.record([("k1", SENDER, {"status": "sent"})]),
+        "reserve": lambda: journal.reserve([("account", 10.0)], 1, 0.0),
+        "lookup": lambda: journal.lookup(["k1"]),
+        "held_elsewhere": lambda: journal.held_elsewhere(["k1"]),
+        "counts": journal.counts,
+        "recorded_settings": journal.recorded_settings,
+        "recent_sends": journal.recent_sends,
+    }
+    raised: dict[str, Exception | None] = {}
+    for name, call in calls.items():
+        try:
+            call()
+        except Exception as exc:
+            raised[name] = exc
+        else:
+            raised[name] = None
+    return raised
+
+
+def assert_journal_errors(raised: dict[str, Exception | None]) -> None:
+    for name, exc in raised.items():
+        assert isinstance(exc, JournalWriteError | JournalError), (name, repr(exc))
+        text = str(exc)
+        assert "\n" not in text, (name, text)
+        assert "s3cr3t-pw" not in text, (name, text)
+        assert "postgres:***@" in text, (name, text)
+
+
+def test_every_call_on_a_lost_connection_raises_a_journal_error(postgres_url: str) -> None:
+    """A server restarted (or stopped) mid-run: each call fails as the journal's error, in
+    one line without the password, never as the driver's."""
+    with PostgresJournal(with_password(postgres_url), campaign="c") as journal:
+        journal.reserve([("account", 10.0)], 1, 0.0)  # both connections in use
+        assert lose_connections(postgres_url) == 2
+        raised = every_call(journal)
+    assert_journal_errors(raised)
+    writes = ("mark_in_flight", "record", "reserve")
+    assert all(isinstance(raised[name], JournalWriteError) for name in writes)
+
+
+@pytest.mark.slow  # waits the journal's bound on a server that stopped answering
+def test_a_server_that_stops_answering_fails_each_call_instead_of_hanging(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """A frozen server (SIGSTOP: a dead host, a network black hole) whose kernel keeps the
+    connections open: each call gives up after the journal's bound, as the journal's error."""
+    raised: dict[str, Exception | None] = {}
+    with PostgresJournal(with_password(postgres_url), campaign="c", call_timeout=2) as journal:
+        journal.reserve([("account", 10.0)], 1, 0.0)
+        with postgres_server.frozen():
+            caller = threading.Thread(target=lambda: raised.update(every_call(journal)))
+            caller.start()
+            caller.join(timeout=60)  # a guard against hanging for ever, not a measure
+            hung = caller.is_alive()
+        caller.join()
+    assert not hung, "a call on the frozen server never returned"
+    assert_journal_errors(raised)
