@@ -66,6 +66,7 @@ from ..errors import (
     ConfigurationError,
     ConnectError,
     InvalidResponseError,
+    JournalError,
     JournalWriteError,
     RateLimitError,
     ServerError,
@@ -729,7 +730,13 @@ def _send_rows(
     said += f"; {held.describe()}" if held.counts else ""
     stopped_by = _Loop(run, iter(requests), len(messages), results, progress).run(said)
     if run.journal is not None and run.taken:
-        _settle_taken(run.journal, run.taken, results, run.stop)
+        if run.journal_error is None:
+            try:
+                _settle_taken(run.journal, run.taken, results, run.stop)
+            except JournalError as exc:  # read at the end: the run stops as on a write
+                run.journal_failed(JournalWriteError(str(exc), path=exc.path, reason=str(exc)))
+        if run.journal_error is not None:  # never asked again once it failed
+            _unsettled_taken(run.taken, results, str(run.journal.path))
     return _Sent(stopped_by, resume, said, held)
 
 
@@ -771,6 +778,20 @@ def _settle_taken(
             row.update(status=Status.UNKNOWN, error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1])
         rows.append(row)
     results.fill(labels, rows)
+
+
+def _unsettled_taken(taken: list[Request], results: ResultsBuilder, journal: str) -> None:
+    """The rows another process of the campaign took, when the journal failed before it
+    said what became of them: ``unknown`` (``ELSEWHERE``), as that process may have sent
+    them."""
+    row = {
+        "status": Status.UNKNOWN,
+        "error_code": Code.ELSEWHERE.value,
+        "error_message": _UNSETTLED_ELSEWHERE.format(journal=journal),
+        "from_journal": True,
+    }
+    labels = [label for request in taken for label in request.labels]
+    results.fill(labels, [row] * len(labels))
 
 
 def _rates_of_senders(pacing: Pacing, report: ValidationReport) -> Pacing:
@@ -872,6 +893,11 @@ _HELD_ELSEWHERE = (
     "another process sending this campaign ({journal}) held this row in flight when this run "
     "finished: see that process's results, or run this command again once every process has "
     "finished, when the journal says what became of it"
+)
+_UNSETTLED_ELSEWHERE = (
+    "another process sending this campaign ({journal}) took this row, and the journal failed "
+    "before this run could read what became of it: it may have been sent; see that "
+    "process's results, or run this command again once the database answers"
 )
 _RESUME_COUNTS = (
     "already sent",

@@ -292,3 +292,40 @@ def test_a_server_that_stops_answering_fails_each_call_instead_of_hanging(
         caller.join()
     assert not hung, "a call on the frozen server never returned"
     assert_journal_errors(raised)
+
+
+def test_a_run_whose_journal_fails_settles_rows_another_process_took_without_it(
+    postgres_url: str,
+) -> None:
+    """The journal lost mid-run while another process holds rows: the run stops as on a
+    full disk, and its end does not ask the failed journal what became of those rows
+    (unknown, ELSEWHERE) nor raise the driver's error."""
+    frame = campaign_frame(6)
+    keys = list(row_keys(message_frame(kb.validate(frame, sender=SENDER).valid)))
+    with (
+        Emulator(latency=0.3, callbacks=False) as emu,
+        emu.client(sender=SENDER) as client,
+        PostgresJournal(postgres_url, campaign="c") as other,
+    ):
+        other.mark_in_flight([(keys[:2], list(frame["to"].iloc[:2]))])
+        other_pid = other._conn().info.backend_pid
+
+        def lose_on_first_message() -> None:
+            while emu.message_count < 1:
+                time.sleep(0.01)
+            lose_connections(postgres_url, keep=other_pid)
+
+        loser = threading.Thread(target=lose_on_first_message)
+        loser.start()
+        pacing = kb.Pacing(rate_limit=None, per_recipient_interval=0, concurrency=1)
+        results = kb.send(frame, client, journal=with_password(postgres_url), campaign="c",
+                          pacing=pacing, progress=False)  # fmt: skip
+        loser.join()
+    run = results.attrs["run"]
+    assert run.journal_error is not None
+    assert "s3cr3t-pw" not in run.journal_error
+    assert list(results["status"].iloc[:2]) == ["unknown", "unknown"]
+    assert list(results["error_code"].iloc[:2]) == [Code.ELSEWHERE.value] * 2
+    assert set(results["status"].iloc[2:]) <= {"sent", "unknown", "not_sent"}
+    assert "not_sent" in set(results["status"].iloc[2:])  # the run stopped
+    assert run.exit_code == 3

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
+from postgres_server import PostgresServer
 
 from kwa_batch import Emulator
 from kwa_batch.errors import Code
@@ -245,3 +246,38 @@ def test_the_account_rate_holds_across_processes_and_numbers(
     assert max_in_any_window(list(seconds)) <= 26  # 25, a few percent aside (as above)
     for number in (A, B):
         assert max_in_any_window(list(seconds[ledger["from"] == number])) <= 21
+
+
+def test_a_database_that_stops_answering_stops_the_runs_instead_of_hanging(
+    postgres_server: PostgresServer, postgres_url: str, tmp_path: Path
+) -> None:
+    """The database freezes mid-run (SIGSTOP: a dead host, a network black hole): each
+    process gives up on it after the journal's bound and stops as on a full disk (exit 3,
+    its results written, nothing twice); a stop signal that came meanwhile is acted on."""
+    file = write_campaign(tmp_path / "campaign.csv", numbers(400))
+    with Emulator(latency=0.02) as emu:
+        processes = workers(2, file, postgres_url, emu, tmp_path, "--rate", "20")
+        wait_for(emu, 40)
+        with postgres_server.frozen():
+            time.sleep(1.0)  # the processes are waiting on the frozen server now
+            processes[0].send_signal(signal.SIGTERM)
+            outputs = []
+            for process in processes:
+                try:
+                    outputs.append(process.communicate(timeout=60)[0])
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    outputs.append(f"hung: {process.communicate()[0]}")
+        assert [p.returncode for p in processes] == [128 + signal.SIGTERM, 3], outputs
+        assert twice(emu) == 0
+        arrived = len(emu.messages)
+    sent = 0
+    for i, output in enumerate(outputs):
+        assert "Traceback" not in output
+        frame = pd.read_csv(tmp_path / f"results{i}.csv")
+        assert len(frame) == 400
+        assert set(frame["status"]) <= {"sent", "unknown", "not_sent"}
+        assert (frame["status"] == "not_sent").any()
+        sent += int(((frame["status"] == "sent") & ~frame["from_journal"].astype(bool)).sum())
+    assert sent <= arrived  # each row sent by this run, once, in one file
+    assert "failed while" in outputs[1]  # the journal's error, said
