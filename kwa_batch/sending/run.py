@@ -87,7 +87,16 @@ from .pg_journal import PostgresJournal, check_campaign, open_journal
 from .planner import Request, plan_requests
 from .progress import current as current_watcher
 from .retries import Retries
-from .schedule import EXPIRED, Held, Holds, Schedule, apply_holds, recent
+from .schedule import (
+    BUSINESS_INITIATED,
+    EXPIRED,
+    LIMIT,
+    Held,
+    Holds,
+    Schedule,
+    apply_holds,
+    recent,
+)
 from .settings import setting_from
 from .stopping import StopButton
 from .watch import CallbackSource, ReceiptsWatch
@@ -136,6 +145,9 @@ class _Run:
     #: Rows another process of the campaign claimed (a shared journal): not sent by this
     #: one; their results are what the journal says at the end (:func:`_settle_taken`).
     taken: list[Request] = field(default_factory=list)
+    #: Keys the shared journal refused for the daily limit counted over every process of
+    #: the database (:meth:`PostgresJournal.claim`): held, never sent by this run.
+    over_limit: set[str] = field(default_factory=set)
     stop: threading.Event = field(default_factory=threading.Event)
     stop_reason: tuple[str, str] | None = None
     journal_error: JournalWriteError | None = None
@@ -235,18 +247,51 @@ class _Run:
         from now). None when all are this run's; else the request done as a split into the
         rows claimed (sent next), the others left to the process that took them."""
         assert self.journal is not None
+        limit = self._shared_limit(request)
+        over: frozenset[str] = frozenset()
         try:
-            taken = self.journal.mark_in_flight([(request.keys, request.numbers)])
+            if limit is not None and isinstance(self.journal, PostgresJournal):
+                claim = self.journal.claim([(request.keys, request.numbers)], daily_limit=limit)
+                taken, over = claim.taken, claim.over_limit
+            else:
+                taken = self.journal.mark_in_flight([(request.keys, request.numbers)])
         except JournalWriteError as exc:
             self.journal_failed(exc)
             return self._stopped(request, last, attempts)
-        if not taken:
+        if not taken and not over:
             return None
-        ours = [i for i, key in enumerate(request.keys) if key not in taken]
+        ours = [i for i, key in enumerate(request.keys) if key not in taken and key not in over]
         theirs = [i for i, key in enumerate(request.keys) if key in taken]
+        held = [i for i, key in enumerate(request.keys) if key in over]
         with self._lock:
-            self.taken.append(request.subset(theirs))
-        return _Done(request, "split", split=[request.subset(ours)] if ours else [])
+            if theirs:
+                self.taken.append(request.subset(theirs))
+            self.over_limit.update(over)
+        if held and not ours and not theirs:
+            return self._over_limit(request, attempts)
+        parts = [request.subset(part) for part in (ours, held) if part]
+        return _Done(request, "split", split=parts)  # the part held ends at its departure
+
+    def _shared_limit(self, request: Request) -> int | None:
+        """The daily limit a claim of this request counts across processes: the run's,
+        for business-initiated messages; else None."""
+        if self.departure is None or self.departure.holds.daily_limit is None:
+            return None
+        kind = request.fields.get("type")
+        business = (kind if isinstance(kind, str) and kind else "text").lower()
+        return self.departure.holds.daily_limit if business in BUSINESS_INITIATED else None
+
+    def _over_limit(self, request: Request, attempts: int) -> _Done:
+        """A request whose rows the shared journal refused for the daily limit: held."""
+        assert self.departure is not None
+        verdict = Verdict(
+            LIMIT,
+            f"daily messaging limit of {self.departure.holds.daily_limit:,} unique recipients "
+            "in 24 h reached while the run was sending (counted over every process and "
+            "campaign of the journal's database)",
+        )
+        self.departure.count([verdict] * len(request))
+        return _held(request, [verdict], attempts)
 
     def deliver(self, request: Request) -> _Done:
         """Send one request, retrying only what is safe to retry."""
@@ -255,6 +300,8 @@ class _Run:
         for attempt in range(1, self.retries.max_attempts + 1):
             if self.stop.is_set():
                 return self._stopped(request, last, attempt - 1)
+            if self.over_limit and self.over_limit.issuperset(request.keys):
+                return self._over_limit(request, attempt - 1)
             held = self._hold(request, last, attempt - 1)  # before waiting for the rate
             if held is not None:
                 return held

@@ -329,3 +329,42 @@ def test_a_run_whose_journal_fails_settles_rows_another_process_took_without_it(
     assert set(results["status"].iloc[2:]) <= {"sent", "unknown", "not_sent"}
     assert "not_sent" in set(results["status"].iloc[2:])  # the run stopped
     assert run.exit_code == 3
+
+
+def test_a_claim_keeps_the_daily_limit_over_every_process_of_the_database(
+    postgres_url: str,
+) -> None:
+    """Two runs (two processes, two campaigns) count one limit: each claim counts the
+    recipients sent, in flight or unknown in the last 24 hours in the database; a recipient
+    counted already goes again without taking room."""
+    a, b, c, d, e = (f"+91980000000{i}" for i in range(5))
+    with (
+        PostgresJournal(postgres_url, campaign="one") as one,
+        PostgresJournal(postgres_url, campaign="two") as two,
+    ):
+        first = one.claim([(["k1", "k2"], [a, b])], daily_limit=3)
+        one.record([("k1", a, {"status": "sent", "message_id": "m1"})])
+        second = two.claim([(["k1", "k2", "k3", "k4"], [a, c, d, e])], daily_limit=3)
+        third = two.claim([(["k5"], [b])], daily_limit=3)  # in flight in the other run
+        counts = two.counts()
+    assert first.taken == first.over_limit == frozenset()
+    assert second.taken == frozenset()
+    assert second.over_limit == {"k3", "k4"}  # a counted already; room for c only
+    assert third.over_limit == frozenset()
+    assert counts == {IN_FLIGHT: 3}
+
+
+def test_journal_tables_of_version_1_gain_the_daily_limit_index(postgres_url: str) -> None:
+    with PostgresJournal(postgres_url, campaign="c"):
+        pass
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP INDEX kwa_journal_rows_updated")
+        conn.execute("UPDATE kwa_schema SET version = 1 WHERE part = 'journal'")
+    with PostgresJournal(postgres_url, campaign="c"):
+        pass
+    with psycopg.connect(postgres_url) as conn:
+        index = conn.execute("SELECT to_regclass('kwa_journal_rows_updated')").fetchone()
+        version = conn.execute("SELECT version FROM kwa_schema WHERE part = 'journal'").fetchone()
+    assert index is not None
+    assert index[0] is not None
+    assert version == (SCHEMA_VERSION,)

@@ -281,3 +281,33 @@ def test_a_database_that_stops_answering_stops_the_runs_instead_of_hanging(
         sent += int(((frame["status"] == "sent") & ~frame["from_journal"].astype(bool)).sum())
     assert sent <= arrived  # each row sent by this run, once, in one file
     assert "failed while" in outputs[1]  # the journal's error, said
+
+
+def test_two_campaigns_at_once_keep_one_daily_limit(postgres_url: str, tmp_path: Path) -> None:
+    """The daily limit is the database's: two processes sending two campaigns of templates
+    at once reach 50 unique recipients between them, never more."""
+    for name, first in (("july", 0), ("aug", 1000)):
+        frame = pd.DataFrame({
+            "to": [f"+9198{i + first:08d}" for i in range(200)],
+            "template_name": "order_update",
+            "params": [f"x{i}" for i in range(200)],
+            "lang_code": "en",
+        })  # fmt: skip
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    with Emulator(latency=0.02) as emu:
+        limit = ["--journal", postgres_url, "--quiet", "--daily-limit", "50", "--rate", "20"]
+        processes = []
+        for name in ("july", "aug"):
+            args = [f"{name}.csv", *limit, "--campaign", name, "--out", f"{name}.out.csv"]
+            processes.append(start(args, emu, tmp_path))
+        outputs = finish(processes)
+        ledger = emu.messages
+    assert ledger["to"].nunique() == 50, outputs
+    held = 0
+    for name in ("july", "aug"):
+        frame = pd.read_csv(tmp_path / f"{name}.out.csv")
+        assert set(frame["status"]) <= {"sent", "not_sent"}
+        over = frame[frame["status"] == "not_sent"]
+        assert set(over["error_code"]) == {Code.DAILY_LIMIT.value}
+        held += len(over)
+    assert held == 400 - 50
