@@ -186,7 +186,10 @@ def test_rows_another_live_process_holds_end_as_that_process_records_them(
         other.mark_in_flight([(keys[:2], list(frame["to"].iloc[:2]))])
 
         def settle_one() -> None:
-            time.sleep(1.0)
+            # Once this run has sent the two rows nobody held: it is past its start (the
+            # row is in flight elsewhere there) and waits for the other process's rows.
+            while fresh_emulator.message_count < 2:
+                time.sleep(0.01)
             other.record(
                 [(keys[0], str(frame.at[0, "to"]), {"status": "sent", "message_id": "m0"})]
             )
