@@ -34,6 +34,7 @@ import csv
 import io
 import logging
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,14 @@ import pyarrow.csv as pa_csv
 from ..errors import InputError
 from .files import FileKind, open_regular_file, read_open_file
 
-__all__ = ["WORKBOOK_SUFFIXES", "EmptyTableError", "Table", "read_table", "read_tables"]
+__all__ = [
+    "WORKBOOK_SUFFIXES",
+    "EmptyTableError",
+    "Table",
+    "read_table",
+    "read_table_parts",
+    "read_tables",
+]
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +175,206 @@ def read_tables(
     return _read(Path(path), kind, sheet, None, None, False, empty, every=sheet is None)
 
 
+#: How much of a file :func:`read_table_parts` reads at a time.
+PART_BLOCK_BYTES = 1 << 20
+#: The longest record (line, or lines inside quotes) a file read in parts may hold.
+MAX_RECORD_BYTES = 64 << 20
+
+
+def read_table_parts(
+    path: str | Path,
+    kind: FileKind,
+    rows: int,
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+) -> Iterator[Table]:
+    """A CSV file's table in parts of at most ``rows`` rows, read as it goes: what is in
+    memory is one part, whatever the file's size.
+
+    Each part is parsed by the reader of :func:`read_table` (the header, then the part's
+    lines), so its cells, its malformed rows and their messages are the same, and each
+    row's line is its line in the file. The file is split only between records (a line
+    break inside double quotes is part of its value). The encoding is detected from the
+    file's start (a byte-order mark, UTF-16 without one, else UTF-8, else the code page
+    :func:`read_table` would guess, with the same warning); a file whose later lines are
+    not in that encoding is refused naming the first such line.
+
+    Raises:
+        InputError: as :func:`read_table` (:class:`EmptyTableError` for a file without a
+            header or rows), part by part; a record longer than
+            :data:`MAX_RECORD_BYTES` (an unclosed quote).
+    """
+    file = Path(path)
+    if file.suffix.lower() in (*WORKBOOK_SUFFIXES, ".xls"):
+        raise InputError(f"{file}: a workbook is read whole (read_table), not in parts")
+    if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise InputError(f"delimiter {delimiter!r}: use one character such as , ; or a tab")
+    with open_regular_file(file, kind) as handle:
+        first = True
+        for table in _parts(file, _utf8_blocks(file, handle, encoding), rows, delimiter):
+            _refuse_wide(table, kind)
+            if first:
+                _refuse_empty(table, kind)
+            first = False
+            yield table
+
+
+def _utf8_blocks(
+    file: Path, handle: IO[bytes], encoding: str | None
+) -> Iterator[tuple[str, bytes]]:
+    """The file's text as UTF-8 bytes, block by block, each with the encoding's name."""
+    head = handle.read(_SNIFF_BYTES)
+    codec = encoding
+    if codec is None:
+        if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+            codec = "utf-32"
+        elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            codec = "utf-16"
+        elif head.startswith(codecs.BOM_UTF8):
+            codec = "utf-8-sig"
+        elif b"\x00" in head:
+            codec = _utf16_without_bom(head)
+            if codec is None:
+                raise InputError(f"{file}: is a binary file, not a CSV")
+        else:
+            whole = head[: head.rfind(b"\n") + 1] or head
+            codec, _ = _decode(file, whole, None)  # binary files refused; a code page guessed
+    try:
+        decoder = codecs.getincrementaldecoder(codec)()
+    except LookupError:
+        raise InputError(f"{file}: cannot be read as {codec}: unknown encoding") from None
+    utf8 = codecs.lookup(codec).name == "utf-8"  # the bytes are checked, not copied
+    lines = 1
+    block = head
+    first = True
+    while True:
+        final = len(block) < (_SNIFF_BYTES if first else PART_BLOCK_BYTES)
+        try:
+            text = decoder.decode(block, final=final)
+        except UnicodeDecodeError as exc:
+            line = lines + block[: max(exc.start, 0)].count(b"\n")
+            raise InputError(
+                f"{file}: line {line} is not {codec} (the file is read in parts, in the "
+                "encoding of its start): save the file as CSV UTF-8, or pass "
+                "encoding=/--encoding"
+            ) from None
+        if first:
+            text = text.lstrip("\ufeff")
+            _refuse_binary(file, text)
+        data = block if utf8 and codec != "utf-8-sig" else _utf8(file, text)
+        lines += block.count(b"\n")
+        yield codec, data
+        if final:
+            return
+        first = False
+        try:
+            block = handle.read(PART_BLOCK_BYTES)
+        except OSError as exc:
+            raise InputError(f"{file}: cannot be read: {exc.strerror or exc}") from None
+
+
+def _parts(
+    file: Path, blocks: Iterator[tuple[str, bytes]], rows: int, delimiter: str | None
+) -> Iterator[Table]:
+    """Cut the text into parts of ``rows`` records (the first: and its header), and parse
+    each with the header in front of it."""
+    pieces: list[bytes] = []
+    size = 0
+    found = 0  # records ended in ``pieces``
+    inside = False  # within double quotes at the end of ``pieces``
+    line = 1  # the file's line where ``pieces`` starts
+    header: _Header | None = None
+    codec = "utf-8"
+    yielded = False
+    for codec, block in blocks:
+        start = 0
+        while start < len(block):
+            want = rows + (1 if header is None else 0) - found
+            cut, ended, inside = _record_ends(block, start, want, inside)
+            found += ended
+            if cut is None:
+                pieces.append(block[start:])
+                size += len(block) - start
+                if size > MAX_RECORD_BYTES and found == 0:
+                    raise InputError(
+                        f"{file}: line {line} starts a record longer than "
+                        f"{MAX_RECORD_BYTES >> 20} MiB (a quote that is never closed?): add "
+                        'the missing closing quote ("), or remove the stray one'
+                    )
+                break
+            pieces.append(block[start:cut])
+            start = cut
+            data = b"".join(pieces)
+            table, header = _part(file, data, codec, delimiter, header, line)
+            if table is not None:
+                yielded = True
+                yield table
+            if header is None:  # only blank lines so far: keep them, read on
+                found = 0
+                continue
+            line += data.count(b"\n")
+            pieces, size, found = [], 0, 0
+    data = b"".join(pieces)
+    table, header = _part(file, data, codec, delimiter, header, line)
+    if table is not None:
+        yield table
+    elif header is None:
+        yield _read_text(file, data, codec, delimiter, False)  # no header: refused by the caller
+    elif not yielded:
+        yield _read_text(file, header.text, codec, header.delimiter, False)  # no rows: too
+
+
+@dataclass(frozen=True)
+class _Header:
+    """A file's header, as found in its first part, to put in front of the others."""
+
+    cells: list[str]
+    text: bytes
+    delimiter: str
+
+
+def _record_ends(block: bytes, start: int, want: int, inside: bool) -> tuple[int | None, int, bool]:
+    """Where the ``want``-th record ending in ``block[start:]`` ends (after its line
+    break), or None; how many records end before that; whether that spot is inside
+    double quotes."""
+    buf = np.frombuffer(block, dtype=np.uint8)[start:]
+    quotes = np.flatnonzero(buf == ord('"'))
+    newlines = np.flatnonzero(buf == ord("\n"))
+    outside = (np.searchsorted(quotes, newlines) + int(inside)) % 2 == 0
+    ends = newlines[outside]
+    if len(ends) >= want:
+        end = int(ends[want - 1]) + 1
+        return start + end, want, False
+    return None, len(ends), (len(quotes) + int(inside)) % 2 == 1
+
+
+def _part(
+    file: Path,
+    data: bytes,
+    codec: str,
+    delimiter: str | None,
+    header: _Header | None,
+    line: int,
+) -> tuple[Table | None, _Header | None]:
+    """One part's table (None when it holds no rows), and the header, found in the first
+    part that has one (until then the text is kept for the next part)."""
+    if header is None:
+        table = _read_text(file, data, codec, delimiter, False)
+        if not table.header:
+            return None, None
+        found = table.delimiter or ","
+        written = io.StringIO()
+        csv.writer(written, delimiter=found, lineterminator="\n").writerow(table.header)
+        header = _Header(table.header, written.getvalue().encode(), found)
+        return (table if len(table) else None), header
+    if _is_empty(data):
+        return None, header
+    offset = line - 1 - header.text.count(b"\n")
+    table = _read_text(file, header.text + data, codec, header.delimiter, False, offset)
+    return (table if len(table) else None), header
+
+
 def _read(
     file: Path,
     kind: FileKind,
@@ -251,18 +459,25 @@ _COMMENT = re.compile(rb"#[^\r\n]*")
 
 
 def _read_text(
-    file: Path, data: bytes, found_encoding: str, delimiter: str | None, comments: bool
+    file: Path,
+    data: bytes,
+    found_encoding: str,
+    delimiter: str | None,
+    comments: bool,
+    offset: int = 0,
 ) -> Table:
-    """A CSV file's table, from its text as UTF-8 bytes (see :func:`_decode`)."""
+    """A CSV file's table, from its text as UTF-8 bytes (see :func:`_decode`); ``offset``
+    is added to the line of every row after the header (a part of a file read after its
+    header: see :func:`read_table_parts`)."""
     if comments:
         data = _COMMENT.sub(b"", data)
     if _is_empty(data):
         empty = np.zeros(0, dtype=np.int64)
         return Table(file, [], [], empty, encoding=found_encoding, delimiter=delimiter)
     found = delimiter or _sniff_delimiter(data[:_SNIFF_BYTES].decode("utf-8", "ignore"))
-    parsed = _read_csv_fast(file, data, found)
+    parsed = _read_csv_fast(file, data, found, offset)
     if parsed is None:
-        parsed = _read_csv(file, data.decode("utf-8"), found)
+        parsed = _read_csv(file, data.decode("utf-8"), found, offset)
     header, columns, lines, malformed, header_line = parsed
     return Table(
         file,
@@ -538,7 +753,7 @@ def _sniff_delimiter(text: str) -> str:
 _Parsed = tuple[list[str], list[Any], np.ndarray[Any, Any], dict[int, str], int]
 
 
-def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
+def _read_csv_fast(file: Path, data: bytes, delimiter: str, offset: int = 0) -> _Parsed | None:
     """Parse with pyarrow, or return None where Python's csv module must decide."""
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         return None  # a bare carriage return ends a line for csv, not for this path
@@ -581,7 +796,7 @@ def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
     if not keep.all():
         mask = pa.array(keep)
         columns = [c.filter(mask) for c in columns]
-    row_lines = lines[rows][keep]
+    row_lines = lines[rows][keep] + offset
     out = [pd.array(c, dtype="str") for c in columns]
     return header, out, row_lines, {}, int(lines[first])
 
@@ -697,8 +912,9 @@ def _large_fields() -> Any:
         csv.field_size_limit(previous)
 
 
-def _read_csv(file: Path, text: str, delimiter: str) -> _Parsed:
-    """Parse with Python's csv module: the reference, and the path for ragged files."""
+def _read_csv(file: Path, text: str, delimiter: str, offset: int = 0) -> _Parsed:
+    """Parse with Python's csv module: the reference, and the path for ragged files
+    (``offset``: added to the lines after the header)."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     rows: list[list[str]] = []
@@ -725,15 +941,18 @@ def _read_csv(file: Path, text: str, delimiter: str) -> _Parsed:
                         else "a field is missing"
                     )
                     malformed[len(rows)] = (
-                        f"line {start} has {_fields(len(record))} but the header has "
+                        f"line {start + offset} has {_fields(len(record))} but the header has "
                         f"{_fields(len(header))} ({why})"
                     )
                     record = (record + [""] * len(header))[: len(header)]
                 rows.append(record)
-                lines.append(start)
+                lines.append(start + offset)
                 start = reader.line_num + 1
         except csv.Error as exc:
-            raise _unparsable(file, exc, start, reader.line_num, delimiter) from None
+            shift = offset if header is not None else 0
+            raise _unparsable(
+                file, exc, start + shift, reader.line_num + shift, delimiter
+            ) from None
     if header is None:
         return [], [], np.zeros(0, dtype=np.int64), {}, 0
     columns = [
