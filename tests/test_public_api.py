@@ -63,6 +63,7 @@ PUBLIC = [
     "plot_outcomes",
     "replies",
     "send",
+    "send_file",
     "summarize",
     "validate",
 ]
