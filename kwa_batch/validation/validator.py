@@ -176,9 +176,11 @@ def validate(
         )
     if templates is not None or suppress is not None:  # the catalogue and the opt-outs
         _campaign(prepared, df, problems, arguments, region)
+    if earlier is not None:  # first: a repeat names the file's first row, in any part
+        keyed = _mark_earlier(prepared, problems, earlier)
     _mark_duplicates(prepared, problems, df)
     if earlier is not None:
-        _mark_earlier(prepared, problems, df, earlier)
+        _remember(keyed, problems, df, earlier)
     report = _verdict(df, prepared, problems, region, arguments)
     if suppress is not None:  # receipts stores: read again while sending (see send())
         from .campaign import live_sources
@@ -495,13 +497,11 @@ def _mark_duplicates(prepared: pd.DataFrame, problems: Problems, df: pd.DataFram
 
 
 def _mark_earlier(
-    prepared: pd.DataFrame, problems: Problems, df: pd.DataFrame, earlier: EarlierMessages
-) -> None:
+    prepared: pd.DataFrame, problems: Problems, earlier: EarlierMessages
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Refuse the rows that repeat a message of an earlier part (as :func:`_mark_duplicates`
-    refuses those that repeat one of this part), and remember the others."""
+    refuses those that repeat one of this part); the positions and hashes of the others."""
     positions = np.flatnonzero(~problems.mask(len(prepared)))
-    if not len(positions):
-        return
     hashes = message_hashes([prepared[name].iloc[positions] for name in ("to", *MESSAGE_COLUMNS)])
     found = earlier.find(hashes)
     repeat = found >= 0
@@ -522,9 +522,20 @@ def _mark_earlier(
             message,
             prepared["to"].iloc[positions[repeat]],
         )
-    fresh = positions[~repeat]
-    lines = file_lines(df, df.index[fresh])
-    earlier.add(hashes[~repeat], pd.array(lines, dtype="Int64").fillna(0).to_numpy(np.int64))
+    return positions[~repeat], hashes[~repeat]
+
+
+def _remember(
+    keyed: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    problems: Problems,
+    df: pd.DataFrame,
+    earlier: EarlierMessages,
+) -> None:
+    """Add this part's valid rows to the messages of the earlier parts."""
+    positions, hashes = keyed
+    valid = ~problems.mask(len(df))[positions]
+    lines = file_lines(df, df.index[positions[valid]])
+    earlier.add(hashes[valid], pd.array(lines, dtype="Int64").fillna(0).to_numpy(np.int64))
 
 
 def _rows(df: pd.DataFrame, mask: np.ndarray[Any, Any]) -> pd.DataFrame:
