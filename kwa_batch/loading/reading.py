@@ -238,8 +238,7 @@ def _utf8_blocks(
             if codec is None:
                 raise InputError(f"{file}: is a binary file, not a CSV")
         else:
-            whole = head[: head.rfind(b"\n") + 1] or head
-            codec, _ = _decode(file, whole, None)  # binary files refused; a code page guessed
+            codec = _scan_utf8(file, handle, head)
     try:
         decoder = codecs.getincrementaldecoder(codec)()
     except LookupError:
@@ -272,6 +271,62 @@ def _utf8_blocks(
             block = handle.read(PART_BLOCK_BYTES)
         except OSError as exc:
             raise InputError(f"{file}: cannot be read: {exc.strerror or exc}") from None
+
+
+def _scan_utf8(file: Path, handle: IO[bytes], head: bytes) -> str:
+    """The encoding of a file without a byte-order mark, decided as :func:`_decode` decides
+    it for the whole file, reading it once (a block at a time) from ``handle``, which is
+    left at the end of ``head``: UTF-8, else refused if it mixes encodings, else the code
+    page its start and the first line that is not UTF-8 read best in (with a warning)."""
+    for magic, what in _BINARY_MAGIC.items():
+        if head.startswith(magic):
+            raise InputError(f"{file}: is {what}, not a CSV file")
+    if head.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        _decode(file, head, None)  # the messages of a workbook given as CSV
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    bad: int | None = None
+    block = head
+    while block:
+        try:
+            decoder.decode(block, final=False)
+        except UnicodeDecodeError as exc:
+            bad = offset + max(exc.start, 0)
+            break
+        offset += len(block)
+        block = handle.read(PART_BLOCK_BYTES)
+    if bad is None and decoder.getstate()[0]:
+        bad = offset - len(decoder.getstate()[0])  # a character cut off at the end
+    if bad is None:
+        handle.seek(len(head))
+        return "utf-8"
+    handle.seek(0)
+    lines_bad: list[int] = []
+    utf8_text = False
+    number, rest = 0, b""
+    while block := handle.read(PART_BLOCK_BYTES):
+        text = rest + block
+        cut = text.rfind(b"\n") + 1
+        found, utf8 = _lines_not_utf8(text[:cut] if cut else b"")
+        lines_bad += [number + n for n in found if cut]
+        utf8_text |= utf8
+        number += text[:cut].count(b"\n")
+        rest = text[cut:]
+    found, utf8 = _lines_not_utf8(rest)
+    lines_bad += [number + n for n in found if rest]
+    _refuse_mixed_lines(file, lines_bad, utf8_text or utf8)
+    handle.seek(max(bad - _SNIFF_BYTES // 2, 0))
+    around = handle.read(_SNIFF_BYTES)
+    sample = head if bad < _SNIFF_BYTES else head + b"\n" + around
+    guess = _legacy_guess(sample)
+    log.warning(
+        "%s is not UTF-8; read it as %s. Check accented names in the results, or save the "
+        "file as 'CSV UTF-8' and load it again (or pass encoding=/--encoding).",
+        file,
+        guess,
+    )
+    handle.seek(len(head))
+    return guess
 
 
 def _parts(
@@ -583,7 +638,12 @@ def _refuse_mixed(file: Path, raw: bytes) -> None:
     the others would. Which code page a lone line is in cannot be told from a name or two,
     so the file is refused with the lines that are not UTF-8, rather than guessed.
     """
-    bad, utf8_text = _lines_not_utf8(raw)
+    _refuse_mixed_lines(file, *_lines_not_utf8(raw))
+
+
+def _refuse_mixed_lines(file: Path, bad: list[int], utf8_text: bool) -> None:
+    """:func:`_refuse_mixed`, from the lines that are not UTF-8 and whether some other line
+    holds non-ASCII UTF-8 text."""
     if bad and utf8_text:
         raise InputError(
             f"{file}: mixes encodings: its accented text is UTF-8 but {_shown_lines(bad)} "
@@ -668,6 +728,18 @@ def _decode_legacy(raw: bytes, bad: int) -> tuple[str, str]:
     sample = raw[:_SNIFF_BYTES]
     if bad >= _SNIFF_BYTES:
         sample += b"\n" + raw[max(bad - _SNIFF_BYTES // 2, 0) : bad + _SNIFF_BYTES // 2]
+    guess = _legacy_guess(sample)
+    for candidate in (guess, "latin-1"):
+        try:
+            return raw.decode(candidate), candidate
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
+
+
+def _legacy_guess(sample: bytes) -> str:
+    """The code page :func:`_decode_legacy` reads a file in, from its ``sample`` (the
+    start, and around the first byte that is not UTF-8)."""
     scores: dict[str, float] = {}
     for candidate in _LEGACY:
         try:
@@ -697,12 +769,7 @@ def _decode_legacy(raw: bytes, bad: int) -> tuple[str, str]:
                 guess = top.encoding
     if guess != "cp1252" and "cp1252" in scores and sample.decode("cp1252") == sample.decode(guess):
         guess = "cp1252"  # the same text either way: name the common one
-    for candidate in (guess, "latin-1"):
-        try:
-            return raw.decode(candidate), candidate
-        except UnicodeDecodeError:
-            continue
-    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
+    return guess
 
 
 _VISIBLE = re.compile(rb"[^ \t\r\n\f\v]")
