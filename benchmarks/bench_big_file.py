@@ -2,6 +2,7 @@
 
     python benchmarks/bench_big_file.py      # 10,000,000 broadcast, 1,000,000 personalised
     python benchmarks/bench_big_file.py --broadcast 1000000 --personalised 100000  # quicker
+    python benchmarks/bench_big_file.py --broadcast 0      # personalised only (0: not run)
 
 Each case is a CSV file generated into a temporary folder, sent by a fresh child process
 (so its peak is its own: the parent reads the child's ``ru_maxrss`` from ``os.wait4``, the
@@ -95,13 +96,16 @@ def main() -> None:
         mode, path, url, chunk_rows, folder = args.child
         child(mode, path, url, int(chunk_rows), folder)
         return
+    sizes = {"broadcast": args.broadcast, "personalised": args.personalised}
+    kinds = [kind for kind, rows in sizes.items() if rows]  # 0: that kind is not measured
     cases = [
-        ("broadcast", "memory", args.baseline),
-        ("broadcast", "parts", args.baseline),
-        ("broadcast", "parts", args.broadcast),
-        ("personalised", "memory", args.baseline),
-        ("personalised", "parts", args.baseline),
-        ("personalised", "parts", args.personalised),
+        (kind, mode, rows)
+        for kind in kinds
+        for mode, rows in (
+            ("memory", args.baseline),
+            ("parts", args.baseline),
+            ("parts", sizes[kind]),
+        )
     ]
     found: dict[tuple[str, str, int], dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -123,7 +127,8 @@ def main() -> None:
             if mode == "parts" and rows > args.baseline:
                 path.unlink()  # the big files one at a time
     print()
-    for kind, rows in (("broadcast", args.broadcast), ("personalised", args.personalised)):
+    for kind in kinds:
+        rows = sizes[kind]
         memory = found[(kind, "memory", args.baseline)]["peak_mb"]
         small = found[(kind, "parts", args.baseline)]["peak_mb"]
         big = found[(kind, "parts", rows)]["peak_mb"]

@@ -5,8 +5,9 @@ an earlier row to the same recipient (``KWA007``, naming the earlier line). A fi
 parts (:func:`kwa_batch.send_file`) is validated part by part, so the rows of earlier parts
 are remembered here: not as text (ten million strings would take gigabytes) but as one
 64-bit hash of each valid row's message key and its line, in sorted numpy arrays (12 bytes
-a row: 120 MB for ten million rows). Sorted runs are merged as they grow (each row is
-merged O(log n) times), and a lookup is a binary search in each run.
+a row: 120 MB for ten million rows). Sorted runs are merged as they grow, up to about a
+million rows each (:data:`MAX_RUN`: a merge never takes more than a few tens of MB), and a
+lookup is a binary search in each run.
 
 Two different messages share a 64-bit hash with a chance of about n²/2⁶⁵ (one in 300,000
 for ten million rows): the later row would then be refused as a repeat of the earlier, never
@@ -22,6 +23,9 @@ import pandas as pd
 
 __all__ = ["EarlierMessages", "message_hashes"]
 
+#: The most rows a run is merged to: a merge briefly takes about 4 times a run's memory,
+#: so runs stay small (12 MB) and a lookup searches one run per million rows.
+MAX_RUN = 1 << 20
 _NULL = "\x1e"
 _SEPARATOR = "\x1f"
 
@@ -78,7 +82,11 @@ class EarlierMessages:
         self._runs.append(
             (np.asarray(hashes, dtype=np.uint64)[order], np.asarray(lines, dtype=np.uint32)[order])
         )
-        while len(self._runs) > 1 and len(self._runs[-1][0]) * 2 >= len(self._runs[-2][0]):
+        while (
+            len(self._runs) > 1
+            and len(self._runs[-1][0]) * 2 >= len(self._runs[-2][0])
+            and len(self._runs[-1][0]) + len(self._runs[-2][0]) <= MAX_RUN
+        ):
             (k2, l2), (k1, l1) = self._runs.pop(), self._runs.pop()
             keys = np.concatenate([k1, k2])
             order = np.argsort(keys, kind="stable")
