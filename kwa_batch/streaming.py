@@ -148,6 +148,12 @@ def send_file(
     schedule = setting_from("send_file", "schedule", Schedule, schedule, options)
     retries = setting_from("send_file", "retries", Retries, retries, options)
     _check_validation(options)
+    given = options.pop("api_version", None)
+    if given is not None and str(given).strip().lower() != client.api_version:
+        raise ConfigurationError(
+            f"api_version={given!r}: the client sends through Kaleyra's {client.api_version} "
+            f"API; give the client api_version={given!r}, or leave api_version= out"
+        )
     holding = [
         name
         for name in ("quiet_hours", "not_before", "expires", "daily_limit")

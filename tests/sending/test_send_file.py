@@ -207,3 +207,13 @@ def test_load_recipients_says_when_to_send_in_parts(
     kb.load_recipients(path)
     assert "--chunk-rows 100000 --out results.parquet" in caplog.text
     assert "kb.send_file" in caplog.text
+
+
+def test_other_keywords_and_another_api_version_are_refused(tmp_path: Path) -> None:
+    path = messy_file(tmp_path / "campaign.csv", 1)
+    with kb.Emulator() as emu:
+        with pytest.raises(TypeError, match="'colour'"):
+            kb.send_file(path, emu.client(), out=tmp_path / "r.parquet", colour="red")
+        with pytest.raises(kb.ConfigurationError, match=r"api_version='v2'.*v1 API"):
+            kb.send_file(path, emu.client(), out=tmp_path / "r.parquet", api_version="v2")
+        assert emu.message_count == 0
