@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .accessor import KwaAccessor as KwaAccessor
     from .actions import Action as Action
     from .actions import rule_for as rule_for
+    from .background import Job as Job
+    from .background import start as start
     from .campaign_funnel import funnel as funnel
     from .catalogue import load_templates as load_templates
     from .charts import plot_funnel as plot_funnel

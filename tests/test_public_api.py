@@ -27,6 +27,7 @@ PUBLIC = [
     "Emulator",
     "InputError",
     "InvalidResponseError",
+    "Job",
     "KaleyraClient",
     "KwaAccessor",
     "KwaBatchError",
@@ -64,6 +65,7 @@ PUBLIC = [
     "replies",
     "send",
     "send_file",
+    "start",
     "summarize",
     "validate",
 ]

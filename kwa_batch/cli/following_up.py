@@ -18,6 +18,7 @@ import click
 from .common import EXIT_INCOMPLETE, EXIT_OK, check_writable, fail, resolve_sender, wrapped
 from .options import (
     RESULT_FORMATS,
+    StoreParam,
     account_options,
     message_options,
     output_path,
@@ -41,9 +42,9 @@ _ORDER = ("stop", "retry", "suppress", "fix", "final", "wait", "done")
     "store",
     required=True,
     metavar="STORE",
-    type=click.Path(exists=True, dir_okay=False),
-    help="The SQLite store `kwa-batch receive` writes: its receipts decide what is due, its "
-    "opt-outs are honoured.",
+    type=StoreParam(exists=True),
+    help="The store `kwa-batch receive` writes (a file or a postgresql:// URL): its receipts "
+    "decide what is due, its opt-outs are honoured.",
 )
 @click.option(
     "--journal",
@@ -108,6 +109,7 @@ def follow_up_command(
     from ..export import export_results, load_results
     from ..receipts.follow_up import follow_up
     from ..receipts.retrying import due, held_by_template
+    from ..receipts.store import store_name
 
     source = Path(results_file)
     target = out or source
@@ -117,7 +119,7 @@ def follow_up_command(
     results = load_results(source)
     plan = follow_up(results, store)
     chosen = due(plan) & ~held_by_template(plan)
-    click.echo(f"{results_file}: {len(plan):,} row(s); receipts from {store}")
+    click.echo(f"{results_file}: {len(plan):,} row(s); receipts from {store_name(store)}")
     _print_actions(plan, int(chosen.sum()))
     if dry_run or not chosen.any():
         if not chosen.any():

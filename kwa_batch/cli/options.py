@@ -24,6 +24,7 @@ from ..config import (
     ENV_FROM,
     ENV_SID,
 )
+from ..database import is_database_url
 from .common import check_writable, fail
 
 __all__ = [
@@ -42,6 +43,29 @@ __all__ = [
 Command = Callable[..., Any]
 #: The results formats, by extension (export.FORMATS, without importing pandas here).
 RESULT_FORMATS = (".xlsx", ".csv", ".parquet")
+
+
+class StoreParam(click.ParamType[str]):
+    """A callback store: a SQLite file or a PostgreSQL database's URL (kept as given; the
+    library shows it without its password). With ``exists``, a file must be there."""
+
+    name = "store"
+
+    def __init__(self, *, exists: bool = False) -> None:
+        self.exists = exists
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if is_database_url(text):
+            return text.strip()
+        if self.exists and not Path(text).is_file():
+            self.fail(
+                f"{text} does not exist (give the store `kwa-batch receive --store` writes: "
+                "a file or a postgresql:// URL)",
+                param,
+                ctx,
+            )
+        return text
 
 
 def _apply(command: Command, options: list[Callable[[Command], Command]]) -> Command:
@@ -145,7 +169,7 @@ def message_options(command: Command) -> Command:
         if store is not None:
             from ..receipts.conversations import open_windows
 
-            if not Path(store).exists():
+            if not is_database_url(store) and not Path(store).exists():
                 fail(f"--windows {store}: no such file (the store `kwa-batch receive` writes)")
             kwargs["messages"]["windows"] = open_windows(store)
         lists = campaign_lists(
@@ -185,7 +209,7 @@ def message_options(command: Command) -> Command:
             click.option(
                 "--windows",
                 metavar="STORE",
-                type=click.Path(dir_okay=False),
+                type=StoreParam(),
                 help="Receipts store of `kwa-batch receive`: refuse text rows to recipients "
                 "with no open 24-hour conversation window (they need a template).",
             ),
@@ -200,10 +224,11 @@ def message_options(command: Command) -> Command:
                 "--suppress",
                 metavar="FILE_OR_STORE",
                 multiple=True,
-                type=click.Path(dir_okay=False),
+                type=StoreParam(),
                 help="Numbers not to message: a .csv/.xlsx/.txt of numbers (every sheet of "
                 "an .xlsx is read; a list with no numbers is refused), or a receipts store "
-                "(its opt-outs: STOP replies, 131050). Repeatable.",
+                "(a file or a postgresql:// URL: its opt-outs, STOP replies and 131050). "
+                "Repeatable.",
             ),
         ],
     )
@@ -228,6 +253,9 @@ def campaign_lists(
 
         sources: list[Any] = []
         for value in suppress:
+            if is_database_url(value):
+                sources.append(OptOutSource(value))
+                continue
             path = Path(value)
             if not path.is_file():
                 fail(f"--suppress {value}: no such file")

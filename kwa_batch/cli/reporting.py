@@ -9,7 +9,7 @@ import click
 
 from ..errors import lookup_code
 from .common import check_writable, fail
-from .options import RESULT_FORMATS, output_path
+from .options import RESULT_FORMATS, StoreParam, output_path
 from .render import counted, funnel_lines, print_next_step, print_summary, run_outcome
 
 __all__ = ["report_command", "status_command"]
@@ -42,8 +42,8 @@ def report_command(results_file: str) -> None:
     "store",
     required=True,
     metavar="STORE",
-    type=click.Path(dir_okay=False),
-    help="The SQLite store `kwa-batch receive` writes.",
+    type=StoreParam(),
+    help="The store `kwa-batch receive` writes: a SQLite file or a postgresql:// URL.",
 )
 @click.option(
     "--rate-card",

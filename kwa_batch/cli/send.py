@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..database import is_database_url
 from .common import (
     EXIT_OK,
     EXIT_ROWS,
@@ -25,6 +26,7 @@ from .common import (
 )
 from .options import (
     RESULT_FORMATS,
+    StoreParam,
     account_options,
     encoding_option,
     file_options,
@@ -112,12 +114,13 @@ class _Options:
 @click.option(
     "--receipts",
     metavar="STORE",
-    type=click.Path(dir_okay=False),
-    help="Receipts store of `kwa-batch receive`, watched while sending: a callback received "
-    "after the run started with a stop code (131048 spam rate limit, 368, 131031, 131064, "
-    "WAV2101, E110...) for the sending number stops the run within seconds (the rest "
-    "not_sent KWA033, exit 3, and what to check); a paused or disabled template (132015, "
-    "132016) holds its own rows (KWA034). The same store may be given to --suppress too.",
+    type=StoreParam(),
+    help="Receipts store of `kwa-batch receive` (a file or a postgresql:// URL), watched "
+    "while sending: a callback received after the run started with a stop code (131048 "
+    "spam rate limit, 368, 131031, 131064, WAV2101, E110...) for the sending number stops "
+    "the run within seconds (the rest not_sent KWA033, exit 3, and what to check); a "
+    "paused or disabled template (132015, 132016) holds its own rows (KWA034). The same "
+    "store may be given to --suppress too.",
 )
 @pacing_options
 @click.option(
@@ -175,7 +178,11 @@ def send_command(**options: Any) -> None:
             "--now only plans (with --dry-run); a real send goes by the real clock, so that "
             "quiet hours, the expiry and the daily limit hold when each message leaves"
         )
-    if o.receipts is not None and not Path(o.receipts).is_file():
+    if (
+        o.receipts is not None
+        and not is_database_url(o.receipts)
+        and not Path(o.receipts).is_file()
+    ):
         fail(f"--receipts {o.receipts}: no such file (the store `kwa-batch receive` writes)")
     sender, source = resolve_sender(o.sender, o.region, emulator=o.emulator)
     echo: Callable[[str], None] = (lambda text: None) if o.quiet else click.echo

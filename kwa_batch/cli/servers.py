@@ -2,6 +2,8 @@
 
 Both serve until a stop signal (Ctrl-C, SIGTERM from a process manager, SIGHUP), pressed
 on the same :class:`~kwa_batch.sending.stopping.StopButton` as a run's, then stop cleanly.
+``receive --workers N`` is gunicorn's master instead, which stops its workers gracefully on
+SIGTERM or SIGINT (:mod:`kwa_batch.receipts.receiver_workers`).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from ..config import (
     ENV_STORE,
     ENV_TOKEN,
 )
+from ..database import INSTALL, is_database_url
 from .common import DEMO_SENDER, fail
-from .options import server_options
+from .options import StoreParam, server_options
 
 if TYPE_CHECKING:
     from ..emulator.server import Emulator
+    from ..receipts.store import CallbackStore
 
 __all__ = ["emulator_command", "receive_command", "serve_until_stopped"]
 
@@ -357,8 +361,10 @@ def _print_emulator(emu: Emulator, options: dict[str, Any]) -> None:
     "--store",
     required=True,
     envvar=ENV_STORE,
-    type=click.Path(dir_okay=False),
-    help=f"SQLite file the callbacks go in (created when missing) [env: {ENV_STORE}].",
+    type=StoreParam(),
+    help="Where the callbacks go: a SQLite file (created when missing), or a PostgreSQL "
+    "database's URL, postgresql://user@host/db (its tables made on first use; a password is "
+    f"better in PGPASSWORD or ~/.pgpass, as a flag shows in ps) [env: {ENV_STORE}].",
 )
 @click.option(
     "--token",
@@ -367,13 +373,31 @@ def _print_emulator(emu: Emulator, options: dict[str, Any]) -> None:
     help=f"Refuse callbacks that do not carry this token [env: {ENV_TOKEN}]; prefer the "
     "variable (a flag shows in ps).",
 )
-def receive_command(host: str, port: int, store: str, token: str | None) -> None:
+@click.option(
+    "--workers",
+    metavar="N",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Processes serving the port (gunicorn), for more callbacks a second; more than 1 "
+    "needs a postgresql:// --store. Several machines may also receive into one database.",
+)
+def receive_command(host: str, port: int, store: str, token: str | None, workers: int) -> None:
     """Receive Kaleyra's callbacks (delivery statuses, replies) into a store until stopped.
 
     Give Kaleyra the callback_url it prints (the callback_url column of the recipients
     file); then `kwa-batch status RESULTS --receipts STORE` puts the statuses next to
     each row.
     """
+    receiver_log = logging.getLogger("kwa_batch.receipts.receiver")
+    if receiver_log.getEffectiveLevel() > logging.INFO:
+        receiver_log.setLevel(logging.INFO)  # one line per callback, numbers masked
+        # ... but not the receiver's own "receiving on ..."/"stopped" lines: this command
+        # says both itself (with the callback_url), once.
+        receiver_log.addFilter(_callbacks_only)
+    if workers > 1:
+        _receive_with_workers(host, port, store, token, workers)
+        return
     from ..receipts.receiver import Receiver
 
     try:
@@ -387,19 +411,46 @@ def receive_command(host: str, port: int, store: str, token: str | None) -> None
         except OSError as exc:
             fail(f"cannot listen on {host}:{port} or open {store}: {exc.strerror or exc}")
 
-    receiver_log = logging.getLogger("kwa_batch.receipts.receiver")
-    if receiver_log.getEffectiveLevel() > logging.INFO:
-        receiver_log.setLevel(logging.INFO)  # one line per callback, numbers masked
-        # ... but not the receiver's own "receiving on ..."/"stopped" lines: this command
-        # says both itself (with the callback_url), once.
-        receiver_log.addFilter(_callbacks_only)
     serve_until_stopped(receiver, start, lambda: _print_receiver(receiver.url, store, host, token))
-    stats = receiver.stats
-    counts = receiver.store.counts()
-    receiver.store.close()
+    _print_stopped(receiver.stats, receiver.store)
+
+
+def _receive_with_workers(
+    host: str, port: int, store: str, token: str | None, workers: int
+) -> None:
+    """``receive --workers N``: N gunicorn processes behind the port, into a database."""
+    if not is_database_url(store):
+        fail(
+            f"--workers {workers}: {store} is a SQLite file, which has one writer at a time; "
+            "give --store a postgresql:// URL to run several workers (or use --workers 1)"
+        )
+    try:
+        from ..receipts.receiver_workers import ReceiverWorkers
+    except ImportError:
+        fail(f"--workers {workers} needs gunicorn: install it with {INSTALL}")
+    from ..receipts.store import CallbackStore
+
+    try:
+        served = ReceiverWorkers(store, host=host, port=port, workers=workers, token=token or None)
+        served.bind()
+    except ValueError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+    def ready() -> None:
+        _print_receiver(served.url, store, host, token, workers)
+
+    served.serve(ready)
+    _print_stopped(served.stats, CallbackStore(store))
+
+
+def _print_stopped(stats: dict[str, int], store: CallbackStore) -> None:
+    counts = store.counts()
+    store.close()
     click.echo(
         f"Stopped; {stats['stored']} callback(s) stored, {stats['repeated']} repeated, "
-        f"{stats['refused']} refused. {store} holds {counts['status_updates']} status "
+        f"{stats['refused']} refused. {store.shown} holds {counts['status_updates']} status "
         f"update(s) and {counts['incoming_messages']} incoming message(s)."
     )
 
@@ -409,10 +460,14 @@ def _callbacks_only(record: logging.LogRecord) -> bool:
     return record.funcName not in ("start", "stop")
 
 
-def _print_receiver(url: str, store: str, host: str, token: str | None) -> None:
+def _print_receiver(url: str, store: str, host: str, token: str | None, workers: int = 1) -> None:
+    from ..receipts.store import store_name
+
     shown_url = url + CALLBACK_PATH + ("?token=****" if token else "")
-    click.echo(f"Receiving Kaleyra callbacks on {url} into {store}")
+    click.echo(f"Receiving Kaleyra callbacks on {url} into {store_name(store)}")
     click.echo(f"  callback_url: {shown_url}")
+    if workers > 1:
+        click.echo(f"  {workers} worker processes (gunicorn) share the port")
     if token:
         click.echo("  (**** is your token; it may also come in an X-Kwa-Token header)")
     else:

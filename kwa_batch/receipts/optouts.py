@@ -42,8 +42,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..database import is_database_url
 from ..validation.suppression import normalize_suppressed, unreadable_note
-from .store import CallbackStore
+from .store import CallbackStore, store_name
 from .store import opened_store as _opened_store
 
 __all__ = [
@@ -185,7 +186,8 @@ def opt_outs(
     """Who opted out and is still opted out, from a callback store.
 
     Args:
-        store: the SQLite file a :class:`~kwa_batch.Receiver` writes, or an open store.
+        store: the SQLite file a :class:`~kwa_batch.Receiver` writes, a database's URL
+            (``postgresql://…``), or an open store.
         keywords: the opt-out replies (default :data:`OPT_OUT_KEYWORDS`); pass
             ``OPT_OUT_KEYWORDS | {"no thanks"}`` to add some.
         start_keywords: the replies that lift an opt-out (default :data:`OPT_IN_KEYWORDS`).
@@ -205,7 +207,7 @@ def opt_outs(
     found = _opt_outs(store, keywords, start_keywords)
     unreadable = found.attrs["unreadable"]
     if unreadable:
-        where = str(store.path if isinstance(store, CallbackStore) else store)
+        where = store_name(store)
         log.warning("%s", unreadable_note(unreadable, where), extra={"unreadable": unreadable})
     return found
 
@@ -278,7 +280,7 @@ class OptOutSource:
     cannot be read are logged once for each new one, however often the store is read.
 
     Args:
-        path: the SQLite file a :class:`~kwa_batch.Receiver` writes.
+        path: the SQLite file a :class:`~kwa_batch.Receiver` writes, or a database's URL.
         keywords: as for :func:`opt_outs`.
         start_keywords: as for :func:`opt_outs`.
 
@@ -296,17 +298,24 @@ class OptOutSource:
         keywords: Iterable[str] | None = None,
         start_keywords: Iterable[str] | None = None,
     ) -> None:
-        self.path = Path(path)
+        on_database = is_database_url(path)
+        self.target: str | Path = str(path).strip() if on_database else Path(path)
+        self.path: Path | None = None if on_database else Path(path)
+        self.shown = store_name(self.target)
         self._keywords = keywords
         self._start_keywords = start_keywords
         self._told: set[str] = set()
 
     def __repr__(self) -> str:
-        return f"OptOutSource({str(self.path)!r})"
+        return f"OptOutSource({self.shown!r})"
 
     def version(self) -> tuple[tuple[int, int] | None, ...]:
-        """A token that changes whenever the store's files do (the main file and its
-        write-ahead log): a reader that polls can skip a read when it is unchanged."""
+        """A token that changes whenever the store does (a file's size and time and its
+        write-ahead log's; a database's row counts): a reader that polls can skip a read
+        when it is unchanged."""
+        if self.path is None:
+            with _opened_store(self.target) as opened:
+                return (opened.version(),)
         found: list[tuple[int, int] | None] = []
         for path in (self.path, self.path.with_name(self.path.name + "-wal")):
             try:
@@ -324,11 +333,9 @@ class OptOutSource:
         Raises:
             InputError: the store does not exist or is not a callback store.
         """
-        found = _opt_outs(self.path, self._keywords, self._start_keywords)
+        found = _opt_outs(self.target, self._keywords, self._start_keywords)
         new = [v for v in found.attrs["unreadable"] if v not in self._told]
         if new:
             self._told.update(new)
-            log.warning(
-                "%s", unreadable_note(new, str(self.path)), extra={"unreadable": tuple(new)}
-            )
+            log.warning("%s", unreadable_note(new, self.shown), extra={"unreadable": tuple(new)})
         return found

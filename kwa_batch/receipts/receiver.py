@@ -5,8 +5,12 @@ Kaleyra reports each message's progress, and each reply from a recipient, to the
 background thread (``kwa-batch receive`` runs one until Ctrl-C); the same application
 runs under any WSGI server, e.g. behind TLS in production::
 
-    KWA_RECEIVER_STORE=receipts.db KWA_RECEIVER_TOKEN=... \\
+    KWA_RECEIVER_STORE=postgresql://kwa@db/campaigns KWA_RECEIVER_TOKEN=... \\
         gunicorn --workers 2 --bind 127.0.0.1:8080 'kwa_batch.receipts.receiver:app_from_env()'
+
+(``kwa-batch receive --store postgresql://… --workers N`` does that itself:
+:mod:`kwa_batch.receipts.receiver_workers`. A SQLite file has one writer at a time: give it
+one process.)
 
 What it accepts
 ---------------
@@ -108,7 +112,7 @@ from traceback import format_exc
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, quote
 
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import MultiPartParser
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
@@ -134,6 +138,7 @@ __all__ = [
     "Receiver",
     "TooManyItems",
     "app_from_env",
+    "callback_url_of",
     "is_document",
     "make_app",
     "parse_callback",
@@ -632,7 +637,8 @@ class CallbackApp:
     """The WSGI application that stores callbacks (see the module docs for the protocol).
 
     Args:
-        store: the :class:`~kwa_batch.receipts.store.CallbackStore` (or its file) to write.
+        store: the :class:`~kwa_batch.receipts.store.CallbackStore` (or its file, or its
+            database's URL) to write.
         token: when set, every callback must carry it (``?token=``, ``X-Kwa-Token`` or
             ``Authorization: Bearer``).
         max_body: bytes accepted in a body; more gets 413.
@@ -698,7 +704,9 @@ class CallbackApp:
                 *answer.headers,
             ],
         )
-        return [body]
+        # A HEAD answer has the headers of a GET's and no body (gunicorn sends what it is
+        # given, and a body would be read as the next answer on a kept-alive connection).
+        return [] if request.method == "HEAD" else [body]
 
     def _answer(self, request: Request) -> _Answer:
         client = request.remote_addr or "?"
@@ -750,6 +758,7 @@ class CallbackApp:
                 callbacks = parse_callbacks(document)
             else:
                 callbacks = [parse_callback(_readable(_filled(fields)))]
+            _storable(callbacks)
         except TooManyItems as exc:
             log.warning("refused a callback from %s: %s", client, exc)
             return _refusal(413, str(exc))
@@ -789,7 +798,10 @@ class CallbackApp:
 
     def _body_fields(self, request: Request) -> tuple[dict[str, str], Mapping[str, Any] | None]:
         """The body's fields, or (for a v2 or Cloud API JSON document) none and the document."""
-        raw = request.get_data(cache=False)
+        try:
+            raw = request.get_data(cache=False)
+        except (OSError, ClientDisconnected):  # gunicorn's reader of a malformed chunked body
+            raise CallbackError("the body cannot be read (a malformed chunked body?)") from None
         if len(raw) > self.max_body:
             raise RequestEntityTooLarge()
         if not raw.strip():
@@ -856,6 +868,19 @@ def _readable(fields: dict[str, str]) -> dict[str, str]:
     return fields
 
 
+def _storable(callbacks: list[StatusUpdate | IncomingMessage]) -> None:
+    """Refuse a callback with a NUL character in a value, which PostgreSQL's text cannot
+    hold (refused with a file too: every store answers a callback alike).
+
+    Raises:
+        CallbackError: naming the field.
+    """
+    for callback in callbacks:
+        for name, value in vars(callback).items():
+            if isinstance(value, str) and "\x00" in value:
+                raise CallbackError(f"field {name!r} holds a NUL character (\\u0000): send text")
+
+
 def _log_stored(callback: StatusUpdate | IncomingMessage, new: bool) -> None:
     again = "" if new else " (repeat, already stored)"
     if isinstance(callback, StatusUpdate):
@@ -880,6 +905,13 @@ def make_app(
     return CallbackApp(store, token=token, max_body=max_body)
 
 
+def callback_url_of(base_url: str, token: str | None) -> str:
+    """The ``callback_url`` of a receiver at ``base_url``: :data:`CALLBACK_PATH`, and the
+    token when there is one (keep it secret like the token)."""
+    url = base_url + CALLBACK_PATH
+    return url if token is None else f"{url}?{_TOKEN_FIELD}={quote(token)}"
+
+
 def app_from_env() -> CallbackApp:
     """:func:`make_app` with the store and token from ``KWA_RECEIVER_STORE`` / ``_TOKEN``.
 
@@ -890,7 +922,9 @@ def app_from_env() -> CallbackApp:
     """
     path = os.environ.get(ENV_STORE, "").strip()
     if not path:
-        raise ConfigurationError(f"set {ENV_STORE} to the SQLite file that stores the callbacks")
+        raise ConfigurationError(
+            f"set {ENV_STORE} to the SQLite file or the database URL that stores the callbacks"
+        )
     return make_app(path, token=os.environ.get(ENV_TOKEN) or None)
 
 
@@ -898,7 +932,8 @@ class Receiver(Served):
     """A callback receiver on ``host:port`` (a real HTTP server in a background thread).
 
     Args:
-        store: the SQLite file to store callbacks in (created when missing), or an open
+        store: the SQLite file to store callbacks in (created when missing), a
+            PostgreSQL database's URL (its tables made on first use), or an open
             :class:`~kwa_batch.receipts.store.CallbackStore`.
         host: the address to listen on; the default keeps it on this machine.
         port: the port; 0 picks a free one when it starts.
@@ -969,8 +1004,7 @@ class Receiver(Served):
 
         Keep it secret like the token; show it with the token masked.
         """
-        url = self.url + CALLBACK_PATH
-        return url if self._token is None else f"{url}?{_TOKEN_FIELD}={quote(self._token)}"
+        return callback_url_of(self.url, self._token)
 
     @property
     def running(self) -> bool:
@@ -985,7 +1019,7 @@ class Receiver(Served):
     def __repr__(self) -> str:
         where = self.url if self.running else "not started"
         token = "<hidden>" if self._token is not None else None
-        return f"Receiver({where}, store={str(self.store.path)!r}, token={token})"
+        return f"Receiver({where}, store={self.store.shown!r}, token={token})"
 
     def start(self) -> Self:
         """Open the store and serve in a daemon thread (no-op when running); return self.
@@ -998,7 +1032,7 @@ class Receiver(Served):
             return self
         self.store.counts()  # opens (or creates) it now: a bad path fails here, not later
         if self._http.start():
-            log.info("receiving Kaleyra callbacks on %s into %s", self.url, self.store.path)
+            log.info("receiving Kaleyra callbacks on %s into %s", self.url, self.store.shown)
         return self
 
     def stop(self) -> None:

@@ -143,7 +143,7 @@ def send_follow_ups(
             "send_follow_ups needs a journal (the campaign's): it records each retry, so "
             "that running it again never sends one twice"
         )
-    store_path = receipts.path if isinstance(receipts, CallbackStore) else Path(receipts)
+    store = receipts.target if isinstance(receipts, CallbackStore) else receipts
     messages = _with_messages(results, data, built=_BUILDS & set(validation))
     plan = follow_up(messages, receipts)
     stops = plan[plan["action"].eq(Action.STOP.value).fillna(False).to_numpy()]
@@ -154,7 +154,7 @@ def send_follow_ups(
         number_wide = stops[stops["decided_by"].isin(list(STOP_CODES)).fillna(False).to_numpy()]
         if len(number_wide):
             raise StopSending(_stop_message(number_wide))
-        recent = _recent_stops(store_path, sender or _campaign_sender(results))
+        recent = _recent_stops(store, sender or _campaign_sender(results))
         if recent:
             raise StopSending(recent)
     retries = _retry_rows(plan[chosen.to_numpy()])
@@ -163,12 +163,12 @@ def send_follow_ups(
     if sender is None:
         sender = _campaign_sender(results)
     log.info("follow-up: %d row(s) due for a retry", len(retries))
-    watched = receipts if isinstance(receipts, CallbackStore) else CallbackStore(store_path)
+    watched = receipts if isinstance(receipts, CallbackStore) else CallbackStore(store)
     try:
         sent = _send_watched(
             retries, client, watched, pacing=pacing, schedule=schedule, journal=journal,
             sender=sender, progress=progress,
-            suppress=_with_opt_outs(validation.pop("suppress", None), store_path),
+            suppress=_with_opt_outs(validation.pop("suppress", None), store),
             **validation,
         )  # fmt: skip
     finally:
@@ -197,7 +197,7 @@ def _e164(number: str) -> str:
     return "+" + "".join(c for c in number if c.isdigit())
 
 
-def _recent_stops(store: Path, sender: str | None) -> str | None:
+def _recent_stops(store: str | Path, sender: str | None) -> str | None:
     """Why nothing should leave: a stop code received in the last :data:`RECENT_STOPS` for
     a message from ``sender`` (one of them, comma-separated; or one that names no number),
     e.g. another campaign's 131048; None when there is none."""
@@ -253,7 +253,7 @@ def held_by_template(plan: pd.DataFrame, now: datetime | None = None) -> pd.Seri
     return held
 
 
-def _with_opt_outs(given: Any, store: Path) -> list[Any]:
+def _with_opt_outs(given: Any, store: str | Path) -> list[Any]:
     """The suppression sources given, and the store's opt-outs (read again as it sends)."""
     if given is None:
         others: list[Any] = []

@@ -1,4 +1,5 @@
-"""The callback store: a SQLite file of every distinct callback Kaleyra sent us.
+"""The callback store: every distinct callback Kaleyra sent us, in a SQLite file or in a
+PostgreSQL database.
 
 It holds two kinds of facts, each written once however often Kaleyra repeats it:
 
@@ -10,10 +11,14 @@ It holds two kinds of facts, each written once however often Kaleyra repeats it:
 - **incoming messages** (replies from recipients), one per distinct callback: they open
   the 24-hour conversation windows (:func:`kwa_batch.receipts.conversations.open_windows`).
 
-The file runs in WAL mode with ``synchronous=NORMAL``: every callback is committed before
-it is acknowledged, survives the receiver being killed, and readers (a notebook calling
-``load_receipts``) never block the receiver. Several processes may write to one store
-(e.g. gunicorn workers): SQLite serialises them, each waiting up to 5 seconds.
+Every callback is committed before it is acknowledged and survives the receiver being
+killed; readers (a notebook calling ``load_receipts``) never block the receiver. A file
+(the default, which needs nothing) runs in WAL mode with ``synchronous=NORMAL``: SQLite
+has one writer at a time, so one receiver process writes it. A database
+(``CallbackStore("postgresql://kwa@db/campaigns")``, wherever a store's path is taken) is
+written by any number of processes at once, on one machine or several
+(``kwa-batch receive --workers N``), each callback still stored once. Both hold the same
+tables and give the same frames (:mod:`kwa_batch.receipts.store_tables`).
 
 Example:
     >>> with CallbackStore("receipts.db") as store:  # doctest: +SKIP
@@ -28,14 +33,17 @@ import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
 import pandas as pd
 
 from ..actions import normal_code
+from ..database import is_database_url, redact
 from ..errors import InputError
+from .store_tables import STORE_VERSION as STORE_VERSION
+from .store_tables import TABLES, PostgresTables, SqliteTables
 
 __all__ = [
     "FINAL_STATUSES",
@@ -46,6 +54,7 @@ __all__ = [
     "message_key",
     "message_keys",
     "opened_store",
+    "store_name",
 ]
 
 # Delivery statuses (what Kaleyra's callbacks say became of a message the API took:
@@ -58,51 +67,6 @@ FINAL_STATUSES = ("failed", "not-sent")
 #: statuses (Kaleyra may add some) are kept with rank 0: they never replace a known one.
 STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4, "not-sent": 4}
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS status_updates (
-    message_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    at TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    recipient TEXT,
-    error_code TEXT,
-    error TEXT,
-    ref TEXT,
-    ref1 TEXT,
-    ref2 TEXT,
-    price REAL,
-    billable INTEGER,
-    pricing_category TEXT,
-    business TEXT,
-    PRIMARY KEY (message_id, status)
-);
-CREATE TABLE IF NOT EXISTS incoming_messages (
-    key TEXT PRIMARY KEY,
-    customer TEXT NOT NULL,
-    business TEXT,
-    at TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    type TEXT,
-    name TEXT,
-    body TEXT,
-    media_url TEXT,
-    reply_to TEXT,
-    payload TEXT
-);
-CREATE INDEX IF NOT EXISTS incoming_by_pair ON incoming_messages (customer, business);
-"""
-#: ``PRAGMA user_version``: the store's format. 1 had no prices, business number on status
-#: updates, ``reply_to`` or ``payload``; such a store gets the new columns (empty) when
-#: opened. A newer one is refused, not misread.
-STORE_VERSION = 2
-# Columns added since version 1, by table: (name, SQL type).
-_ADDED = {
-    "status_updates": (
-        ("price", "REAL"), ("billable", "INTEGER"), ("pricing_category", "TEXT"),
-        ("business", "TEXT"),
-    ),
-    "incoming_messages": (("reply_to", "TEXT"), ("payload", "TEXT")),
-}  # fmt: skip
 _STATUS_COLUMNS = ("message_id", "status", "at", "received_at", "recipient", "error_code",
                    "error", "ref", "ref1", "ref2", "price", "billable", "pricing_category",
                    "business")  # fmt: skip
@@ -111,7 +75,6 @@ _INCOMING_COLUMNS = ("key", "customer", "business", "at", "received_at", "type",
 _TIMES = ("at", "received_at")
 _NUMBERS = ("price",)
 _FLAGS = ("billable",)
-_BUSY_TIMEOUT_S = 5.0
 # Kaleyra's v1 answers name a message "<uuid>:0" (its first recipient), and some callbacks
 # name it "<uuid>": both are one message (kaleyra-facts.md).
 _FIRST_RECIPIENT = ":0"
@@ -196,60 +159,70 @@ class IncomingMessage:
     payload: str | None = None
 
 
-def _text_time(value: datetime) -> str:
-    # One fixed format, so that times sort as text too.
+def _zoned(value: datetime) -> datetime:
+    """``value`` itself; refused without a time zone (a store's times are instants)."""
     if value.tzinfo is None:
         raise ValueError(f"a time without a time zone: {value!r} (use datetime.now(UTC))")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return value
 
 
 class CallbackStore:
-    """A SQLite file of status updates and incoming messages (created when missing).
+    """Status updates and incoming messages, in a SQLite file or a PostgreSQL database
+    (created when missing).
 
     Safe to share between threads; the connection opens on first use and :meth:`close`
-    may be followed by more use (it reopens).
+    may be followed by more use (it reopens). A store on PostgreSQL may be written by
+    several processes at once (a receiver's ``--workers``, on several machines): each
+    callback is still stored once.
 
     Args:
-        path: the SQLite file.
+        target: the SQLite file, or a database's URL (``postgresql://user@host/db``: see
+            :mod:`kwa_batch.database`; its password never shows).
+        create: make the tables where they are missing (False: a database without them is
+            refused with :class:`~kwa_batch.errors.InputError`, as readers do).
+
+    Attributes:
+        target: the path or the URL, as given (the URL holds its password: never show it).
+        shown: the path, or the URL with its password hidden: what messages name.
+        path: the SQLite file; None for a database.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, target: str | Path, *, create: bool = True) -> None:
         self._lock = threading.Lock()
-        self._connection: sqlite3.Connection | None = None
+        self._tables: SqliteTables | PostgresTables
+        if is_database_url(target):
+            self.target: str | Path = str(target).strip()
+            self.path: Path | None = None
+            self._tables = PostgresTables(str(target), create=create)
+            self.shown = self._tables.shown
+        else:
+            self.path = Path(target)
+            self.target = self.path
+            self.shown = str(self.path)
+            self._tables = SqliteTables(self.path)
 
     def __repr__(self) -> str:
-        return f"CallbackStore({str(self.path)!r})"
+        return f"CallbackStore({self.shown!r})"
 
-    def _connect(self) -> sqlite3.Connection:
-        """The open connection (opening it, and creating the tables, when needed)."""
-        if self._connection is None:
-            connection = sqlite3.connect(
-                self.path,
-                timeout=_BUSY_TIMEOUT_S,
-                isolation_level=None,  # autocommit: each callback is its own transaction
-                check_same_thread=False,  # guarded by self._lock
-            )
-            try:
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=NORMAL")
-                _create_or_upgrade(connection, self.path)
-            except sqlite3.DatabaseError as exc:
-                connection.close()
-                raise InputError(f"{self.path}: not a callback store ({exc})") from None
-            except InputError:
-                connection.close()
-                raise
-            self._connection = connection
-        return self._connection
+    def open(self) -> Self:
+        """Open the store now (creating or upgrading its tables), so that a bad path or
+        database fails here; return self.
+
+        Raises:
+            InputError: the file is not a callback store, or one of a newer format.
+            DatabaseError: the database cannot be used (its message says why).
+        """
+        with self._lock:
+            self._tables.open()
+        return self
 
     def add_status(self, update: StatusUpdate) -> bool:
         """Store a status update; False when this ``(message_id, status)`` was stored already."""
         row = (
             update.message_id,
             update.status,
-            _text_time(update.at),
-            _text_time(update.received_at),
+            _zoned(update.at),
+            _zoned(update.received_at),
             update.recipient,
             normal_code(update.error_code),
             update.error,
@@ -257,11 +230,12 @@ class CallbackStore:
             update.ref1,
             update.ref2,
             update.price,
-            None if update.billable is None else int(update.billable),
+            update.billable,
             update.pricing_category,
             update.business,
         )
-        return self._insert("status_updates", _STATUS_COLUMNS, row)
+        with self._lock:
+            return self._tables.insert("status_updates", _STATUS_COLUMNS, row)
 
     def add_incoming(self, message: IncomingMessage) -> bool:
         """Store an incoming message; False when the same callback was stored already."""
@@ -269,8 +243,8 @@ class CallbackStore:
             message.key,
             message.customer,
             message.business,
-            _text_time(message.at),
-            _text_time(message.received_at),
+            _zoned(message.at),
+            _zoned(message.received_at),
             message.type,
             message.name,
             message.body,
@@ -278,83 +252,54 @@ class CallbackStore:
             message.reply_to,
             message.payload,
         )
-        return self._insert("incoming_messages", _INCOMING_COLUMNS, row)
-
-    def _insert(self, table: str, columns: tuple[str, ...], row: tuple[Any, ...]) -> bool:
-        sql = (
-            f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' * len(columns))})"
-        )
         with self._lock:
-            return self._connect().execute(sql, row).rowcount == 1
+            return self._tables.insert("incoming_messages", _INCOMING_COLUMNS, row)
 
     def status_updates(self) -> pd.DataFrame:
         """Every stored status update, oldest received first (times as UTC timestamps)."""
-        return self._frame("status_updates", _STATUS_COLUMNS)
+        with self._lock:
+            rows = self._tables.rows("status_updates", _STATUS_COLUMNS)
+        return _as_frame(rows, _STATUS_COLUMNS)
 
     def incoming_messages(self) -> pd.DataFrame:
         """Every stored incoming message, oldest received first (times as UTC timestamps)."""
-        return self._frame("incoming_messages", _INCOMING_COLUMNS)
-
-    def _frame(self, table: str, columns: tuple[str, ...]) -> pd.DataFrame:
         with self._lock:
-            rows = (
-                self._connect()
-                .execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY received_at, rowid")
-                .fetchall()
-            )
-        return _as_frame(rows, columns)
+            rows = self._tables.rows("incoming_messages", _INCOMING_COLUMNS)
+        return _as_frame(rows, _INCOMING_COLUMNS)
 
     def updates_with_codes(
         self, codes: Collection[str], since: datetime, after: int = 0
     ) -> tuple[pd.DataFrame, int]:
         """The status updates whose ``error_code`` is one of ``codes``, received at or after
-        ``since`` and stored after row ``after``; and the store's last row, to pass as
-        ``after`` next time (a reader that polls reads only what is new).
+        ``since`` and stored after ``after``; and a token to pass as ``after`` next time
+        (a reader that polls reads only what is new, each update once).
 
         The frame has :meth:`status_updates`' columns, oldest received first. This is what
         :func:`kwa_batch.send` reads while it sends (``receipts=``: see
         :mod:`kwa_batch.sending.watch`).
         """
         wanted = sorted({str(code) for code in codes})
-        names = ", ".join(_STATUS_COLUMNS)
-        sql = (
-            f"SELECT {names} FROM status_updates WHERE rowid > ? AND rowid <= ? "
-            "AND received_at >= ? "
-            f"AND error_code IN ({', '.join('?' * len(wanted))}) ORDER BY received_at, rowid"
-        )
         with self._lock:
-            connection = self._connect()
-            # Up to the last row now: one stored meanwhile is read next time, once.
-            last = int(
-                connection.execute("SELECT max(rowid) FROM status_updates").fetchone()[0] or 0
+            rows, last = self._tables.updates_with_codes(
+                _STATUS_COLUMNS, wanted, _zoned(since), after
             )
-            params = (after, last, _text_time(since), *wanted)
-            rows = connection.execute(sql, params).fetchall() if wanted else []
         return _as_frame(rows, _STATUS_COLUMNS), max(last, after)
 
     def version(self) -> tuple[int, int]:
         """A token that changes whenever the store does (written by this connection or by
         another): a reader that polls can skip a read when it is unchanged."""
         with self._lock:
-            connection = self._connect()
-            changed_elsewhere = connection.execute("PRAGMA data_version").fetchone()[0]
-            return int(changed_elsewhere), connection.total_changes
+            return self._tables.version()
 
     def counts(self) -> dict[str, int]:
         """How many status updates and incoming messages are stored."""
         with self._lock:
-            connection = self._connect()
-            updates = connection.execute("SELECT count(*) FROM status_updates").fetchone()[0]
-            incoming = connection.execute("SELECT count(*) FROM incoming_messages").fetchone()[0]
-        return {"status_updates": int(updates), "incoming_messages": int(incoming)}
+            return {table: self._tables.count(table) for table in TABLES}
 
     def close(self) -> None:
         """Close the connection (idempotent; using the store again reopens it)."""
         with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+            self._tables.close()
 
     def __enter__(self) -> Self:
         return self
@@ -370,7 +315,7 @@ def _as_frame(rows: list[Any], columns: tuple[str, ...]) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             name: (
-                pd.to_datetime(pd.Series(column, dtype="str"), utc=True, format="ISO8601")
+                pd.to_datetime(pd.Series(column, dtype=object), utc=True, format="ISO8601")
                 .astype("datetime64[us, UTC]")
                 .array
                 if name in _TIMES
@@ -386,36 +331,36 @@ def _as_frame(rows: list[Any], columns: tuple[str, ...]) -> pd.DataFrame:
     return frame
 
 
-def _create_or_upgrade(connection: sqlite3.Connection, path: Path) -> None:
-    """Create the tables, or add the columns a store of an older version lacks."""
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
-    if version > STORE_VERSION:
-        raise InputError(
-            f"{path}: a callback store of a newer format ({version}; this kwa_batch reads up "
-            f"to {STORE_VERSION}): upgrade kwa_batch to read it"
-        )
-    connection.executescript(_SCHEMA)
-    if version == STORE_VERSION:
-        return
-    with connection:  # one transaction: a store is upgraded whole or not at all
-        connection.execute("BEGIN IMMEDIATE")
-        for table, added in _ADDED.items():
-            have = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
-            for name, kind in added:
-                if name not in have:
-                    connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-        connection.execute(f"PRAGMA user_version = {STORE_VERSION}")
+def store_name(store: str | Path | CallbackStore) -> str:
+    """A store as messages name it: its path, or its database's URL without the password.
+
+    >>> store_name("postgresql://kwa:s3cret@db/campaigns")
+    'postgresql://kwa:***@db/campaigns'
+    """
+    if isinstance(store, CallbackStore):
+        return store.shown
+    return redact(str(store)) if is_database_url(store) else str(store)
 
 
 @contextmanager
 def opened_store(store: str | Path | CallbackStore) -> Iterator[CallbackStore]:
-    """Yield ``store`` itself, or a store opened on a path (closed afterwards).
+    """Yield ``store`` itself, or a store opened on a path or a database's URL (closed
+    afterwards).
 
     Raises:
-        InputError: the path does not exist (a store is never created just to be read).
+        InputError: the path does not exist, or the database holds no callback store (a
+            store is never created just to be read).
+        DatabaseError: the database cannot be used.
     """
     if isinstance(store, CallbackStore):
         yield store
+        return
+    if is_database_url(store):
+        on_database = CallbackStore(store, create=False)
+        try:
+            yield on_database
+        finally:
+            on_database.close()
         return
     path = Path(store)
     if not path.is_file():

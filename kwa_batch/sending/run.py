@@ -82,6 +82,7 @@ from .departure import Departure, LiveOptOuts, Verdict
 from .journal import IN_FLIGHT, Journal, JournalRecord
 from .pacing import THROTTLE_CODES, Pacer, Pacing
 from .planner import Request, plan_requests
+from .progress import current as current_watcher
 from .retries import Retries
 from .schedule import EXPIRED, Held, Holds, Schedule, apply_holds, recent
 from .settings import setting_from
@@ -540,6 +541,7 @@ def send(
     started = datetime.now(UTC)
     results = ResultsBuilder(report.data.index)
     results.reject(report.invalid)
+    current_watcher().began(results, lambda builder: _finished(builder, report))
     messages = message_frame(report.valid)  # the one message frame of this run
     pacer.expect(messages["from"].dropna().unique())  # one limit per sender number
     run = _Run(
@@ -926,6 +928,7 @@ class _Loop:
         self.ahead = run.pacer.requests(planned)  # spaced rows skipped over, not waited on
         self.completed: SimpleQueue[Future[_Done]] = SimpleQueue()
         self.bar: Any = None
+        self.watcher = current_watcher()  # a background job's (see progress.py), or nobody
 
     def run(self, headline: str) -> int | None:
         """Send everything (or until stopped); the signal that stopped the run, if any.
@@ -952,6 +955,13 @@ class _Loop:
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kwa-send")
         try:
             with StopButton() as button:
+                self.watcher.sending(
+                    total=self.total,
+                    headline=headline,
+                    counts=self.counts,
+                    pacer=self.run_.pacer,
+                    stop=button.press,
+                )
                 self._submit_until_done(pool, button)
                 if button.pressed:
                     stopped_by = button.first
@@ -1018,7 +1028,7 @@ class _Loop:
             signal_name(button.first),
             _GRACE_SECONDS,
             len(self.pending),
-            _again(),
+            self.watcher.stop_again or _again(),
         )
         deadline = time.monotonic() + _GRACE_SECONDS
         while self.pending and button.pressed < 2 and time.monotonic() < deadline:
@@ -1058,6 +1068,7 @@ class _Loop:
             journal_rows.extend(zip(done.request.keys, done.request.numbers, rows, strict=True))
         for row in rows:
             self.counts[row["status"]] += 1
+        self.watcher.finished(rows)
         self.bar.update(len(rows))
 
     def _finish_now(self, done: _Done) -> None:
@@ -1067,6 +1078,7 @@ class _Loop:
 
     def _collect(self, timeout: float) -> None:
         """Record the requests that finished, waiting up to ``timeout`` for the first."""
+        self.watcher.tick()  # between two updates of the results: they may be copied
         try:
             future = self.completed.get(timeout=timeout)
         except Empty:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..database import is_database_url, redact
 from ..errors import Code, InputError
 from ..loading.files import FileKind, check_regular_file
 from ..loading.reading import WORKBOOK_SUFFIXES, Table, read_tables
@@ -219,6 +220,13 @@ def _one(source: Any, region: str | None, sheet: str | None) -> pd.DataFrame:
         return _from_opt_outs(source, "the opt-outs frame")
     if isinstance(source, pd.DataFrame):
         return _from_table(source, "the suppression frame", region, lines=None)
+    if is_database_url(source):
+        shown = redact(str(source))
+        raise InputError(
+            f"{shown} is a database, not a list of numbers: for the opt-outs of a receipts "
+            f"store pass kb.OptOutSource({shown!r}) with the full URL, read again while a send "
+            f"runs (on the command line, --suppress URL does it)"
+        )
     if isinstance(source, str | Path):
         return _from_file(Path(source), region, sheet)
     if isinstance(source, pd.Series | pd.Index | list | tuple | set | frozenset):

@@ -31,7 +31,7 @@ def account(emu: kb.Emulator) -> list[str]:
 
 
 def test_follow_up_sends_the_due_rows_once_and_a_second_run_nothing(
-    runner: CliRunner, emu: kb.Emulator, tmp_path: Path
+    runner: CliRunner, emu: kb.Emulator, tmp_path: Path, store_target: str
 ) -> None:
     recipients = tmp_path / "campaign.csv"
     pd.DataFrame(
@@ -43,7 +43,7 @@ def test_follow_up_sends_the_due_rows_once_and_a_second_run_nothing(
             "lang_code": "en",
         }
     ).to_csv(recipients, index=False)
-    results, journal, store = tmp_path / "r.xlsx", tmp_path / "j.db", tmp_path / "receipts.db"
+    results, journal, store = tmp_path / "r.xlsx", tmp_path / "j.db", store_target
     sent = runner.invoke(
         cli,
         [
@@ -162,3 +162,25 @@ def test_follow_up_says_a_missing_store_in_one_line(runner: CliRunner, tmp_path:
     )
     assert outcome.exit_code == 2
     assert "does not exist" in outcome.output
+
+
+def test_follow_up_names_a_database_without_its_password(
+    runner: CliRunner, tmp_path: Path, postgres_url: str
+) -> None:
+    secret = "s3cret-pw"
+    url = postgres_url.replace("postgres@", f"postgres:{secret}@")  # the test server trusts all
+    results = tmp_path / "r.csv"
+    sent_at = pd.array([datetime.now(UTC) - timedelta(hours=1)], dtype="datetime64[us, UTC]")
+    frame = pd.DataFrame({"to": NUMBERS[:1], "status": "sent", "message_id": "m1:0"})
+    kb.export_results(frame.assign(sent_at=sent_at), results)
+    args = ["follow-up", str(results), "--receipts", url, "--journal", str(tmp_path / "j.db")]
+    missing = runner.invoke(cli, [*args, "--dry-run"])
+    assert missing.exit_code == 2, missing.output
+    assert "no callback store in this database" in missing.output
+    assert len(missing.output.strip().splitlines()) == 1
+    CallbackStore(url).open().close()
+    found = runner.invoke(cli, [*args, "--dry-run"])
+    assert found.exit_code == 0, found.output
+    assert "receipts from postgresql://postgres:***@127.0.0.1" in found.output
+    for output in (missing.output, found.output):
+        assert secret not in output

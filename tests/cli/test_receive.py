@@ -20,9 +20,10 @@ TOKEN = "cli-t0ken"
 
 
 @pytest.fixture
-def run_files(tmp_path: Path) -> tuple[Path, Path, pd.DataFrame]:
-    """A results file of a run through the emulator, its callback store, and the merge."""
-    store = tmp_path / "receipts.db"
+def run_files(tmp_path: Path, store_target: str) -> tuple[Path, str, pd.DataFrame]:
+    """A results file of a run through the emulator, its callback store (a file, then a
+    database), and the merge."""
+    store = store_target
     df = pd.DataFrame(
         {"to": [f"+9198765{i:05d}" for i in range(8)] + ["12"], "body": "Your order shipped"}
     )
@@ -43,7 +44,7 @@ def run_files(tmp_path: Path) -> tuple[Path, Path, pd.DataFrame]:
 
 
 def test_status_writes_the_merged_results(
-    runner: CliRunner, run_files: tuple[Path, Path, pd.DataFrame], tmp_path: Path
+    runner: CliRunner, run_files: tuple[Path, str, pd.DataFrame], tmp_path: Path
 ) -> None:
     results, store, merged = run_files
     out = tmp_path / "merged.xlsx"
@@ -73,7 +74,7 @@ def test_status_writes_the_merged_results(
 
 def test_status_writes_here_by_default_as_send_does(
     runner: CliRunner,
-    run_files: tuple[Path, Path, pd.DataFrame],
+    run_files: tuple[Path, str, pd.DataFrame],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -101,7 +102,7 @@ def test_status_writes_here_by_default_as_send_does(
 )
 def test_status_refuses_what_it_cannot_use(
     runner: CliRunner,
-    run_files: tuple[Path, Path, pd.DataFrame],
+    run_files: tuple[Path, str, pd.DataFrame],
     tmp_path: Path,
     args: list[str],
     message: str,
@@ -188,7 +189,9 @@ def test_emulator_refuses_bad_callback_settings(runner: CliRunner, spec: str, me
     assert message in outcome.output
 
 
-def test_validate_with_windows_flags_text_rows_needing_a_template(tmp_path) -> None:
+def test_validate_with_windows_flags_text_rows_needing_a_template(
+    tmp_path: Path, store_target: str
+) -> None:
     from datetime import UTC, datetime, timedelta
 
     from click.testing import CliRunner
@@ -197,7 +200,7 @@ def test_validate_with_windows_flags_text_rows_needing_a_template(tmp_path) -> N
     from kwa_batch.receipts.store import CallbackStore, IncomingMessage
 
     now = datetime.now(UTC) - timedelta(minutes=5)
-    with CallbackStore(tmp_path / "r.db") as store:
+    with CallbackStore(store_target) as store:
         store.add_incoming(
             IncomingMessage(
                 key="k",
@@ -218,7 +221,7 @@ def test_validate_with_windows_flags_text_rows_needing_a_template(tmp_path) -> N
             "--from",
             "+911234567890",
             "--windows",
-            str(tmp_path / "r.db"),
+            store_target,
         ],
     )
     assert result.exit_code == 1, result.output

@@ -24,9 +24,13 @@ def rows(n: int) -> str:
 
 @pytest.mark.slow
 def test_a_stop_code_mid_run_exits_3_saying_what_to_check(
-    runner: CliRunner, write_csv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner,
+    write_csv,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    store_target: str,
 ) -> None:
-    store, out = tmp_path / "receipts.db", tmp_path / "results.parquet"
+    store, out = store_target, tmp_path / "results.parquet"
     with Receiver(store) as receiver:
         post = KaleyraClient.post
         answered = []

@@ -25,7 +25,7 @@ def recipients(tmp_path: Path) -> Path:
     return path
 
 
-def store_with(path: Path, *replies: tuple[str, str]) -> Path:
+def store_with(path: Path | str, *replies: tuple[str, str]) -> Path | str:
     """A receipts store holding these replies (number as Kaleyra sends it, body), stored as
     the receiver stores them."""
     at = datetime(2026, 11, 30, 14, 2, tzinfo=UTC)
@@ -36,7 +36,7 @@ def store_with(path: Path, *replies: tuple[str, str]) -> Path:
     return path
 
 
-def validate(runner: CliRunner, recipients: Path, *suppress: Path) -> tuple[int, str, str]:
+def validate(runner: CliRunner, recipients: Path, *suppress: Path | str) -> tuple[int, str, str]:
     args = ["validate", str(recipients), "--from", SENDER]
     for path in suppress:
         args += ["--suppress", str(path)]
@@ -93,10 +93,10 @@ def test_a_utf16_list(runner: CliRunner, recipients: Path, tmp_path: Path) -> No
 
 
 def test_a_store_s_wa_id_forms_and_an_unreadable_opt_out(
-    runner: CliRunner, recipients: Path, tmp_path: Path
+    runner: CliRunner, recipients: Path, store_target: str
 ) -> None:
     store = store_with(
-        tmp_path / "receipts.db", ("5215512345678", "STOP"), ("1234567", "STOP"), ("+1234567", "Hi")
+        store_target, ("5215512345678", "STOP"), ("1234567", "STOP"), ("+1234567", "Hi")
     )
     code, out, err = validate(runner, recipients, store)
     # The Mexican wa_id holds +52 55 1234 5678; the unreadable one does not stop the

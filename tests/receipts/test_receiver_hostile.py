@@ -337,6 +337,9 @@ UNREADABLE = {
     "lone surrogate in a value": '{"id": "a:0", "status": "read", "error": "\\ud800"}',
     "lone surrogate in a name": '{"id": "a:0", "status": "read", "\\udfff": "x"}',
     "lone surrogate in a reply": '{"from": "919876543210", "body": "hi \\udbff"}',
+    # PostgreSQL's text holds no NUL: refused whatever the store, so that both answer alike.
+    "NUL in a value": '{"id": "a:0", "status": "read", "error": "a\\u0000b"}',
+    "NUL in a reply": '{"from": "919876543210", "body": "hi\\u0000"}',
     "huge integer": '{"id": "a:0", "status": "read", "ref": ' + "9" * 5000 + "}",
 }
 

@@ -239,6 +239,7 @@ WRONG = {
     "errors is an object": ((*VALUE, "statuses", 0, "errors"), {}, "errors' must be a list"),
     "an id too long": ((*VALUE, "statuses", 0, "id"), "w" * 300, "longer than 256"),
     "a lone surrogate": ((*VALUE, "messages", 0, "text", "body"), "\ud800", "not valid Unicode"),
+    "a NUL character": ((*VALUE, "messages", 0, "text", "body"), "hi\x00", "NUL character"),
     "entry is text": (("entry",), "x", "'entry' must be a list"),
     "changes is missing": (("entry",), [{"id": "w"}], "'entry[0].changes' must be a list"),
     "a change without value": (("entry",), [{"changes": [{}]}], "changes[0].value' must be"),
