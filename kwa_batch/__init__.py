@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .background import start as start
     from .campaign_funnel import funnel as funnel
     from .catalogue import load_templates as load_templates
+    from .charts import plot_compare as plot_compare
     from .charts import plot_funnel as plot_funnel
     from .charts import plot_outcomes as plot_outcomes
     from .costing import costs as costs
@@ -55,8 +56,11 @@ if TYPE_CHECKING:
     from .errors import TransportError as TransportError
     from .errors import ValidationError as ValidationError
     from .errors import describe_code as describe_code
+    from .experiments import assign as assign
+    from .experiments import compare as compare
     from .export import export_results as export_results
     from .export import load_results as load_results
+    from .html_report import report_html as report_html
     from .loading.recipients import load_recipients as load_recipients
     from .outcome import RunOutcome as RunOutcome
     from .pricing import estimate as estimate

@@ -3,7 +3,8 @@
 :func:`funnel` counts, for each group of rows, how many there were, how many the API took
 (``sent``), were ``delivered`` (read ones included), ``read``, ``replied`` to, ``failed``
 (refused by the API, or a ``failed`` / ``not-sent`` callback), were ``not_sent``,
-``rejected`` or are ``unknown``; the failures split by their code (``code_131026``...) and
+``rejected``, are ``unknown`` or an experiment's ``holdout`` (never sent, on purpose);
+the failures split by their code (``code_131026``...) and
 by the action the outcome policy gives the code (``action_retry``..., see
 :mod:`kwa_batch.actions`); and the actual ``cost`` against the ``estimated_cost`` (see
 :mod:`kwa_batch.costing`), with how many rows have no known cost (``unpriced``) and why
@@ -50,6 +51,7 @@ __all__ = [
 #: The counts of a funnel, in order (the columns after the group).
 FUNNEL_COUNTS = (
     "rows", "sent", "delivered", "read", "replied", "failed", "not_sent", "rejected", "unknown",
+    "holdout",
 )  # fmt: skip
 #: The cost columns of a funnel, last.
 FUNNEL_COSTS = ("cost", "estimated_cost", "unpriced", "cost_note")
@@ -165,6 +167,7 @@ def count_funnel(rows: pd.DataFrame, by: str | Iterable[str]) -> pd.DataFrame:
             "not_sent": status == Status.NOT_SENT,
             "rejected": status == Status.REJECTED,
             "unknown": status == Status.UNKNOWN,
+            "holdout": status == Status.HOLDOUT,
         },
         index=rows.index,
     )

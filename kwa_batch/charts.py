@@ -14,7 +14,14 @@ from .actions import Action, rule_for
 from .errors import KwaBatchError, lookup_code
 from .results import STATUSES, Status, summarize
 
-__all__ = ["ACTION_COLORS", "FUNNEL_STAGES", "STATUS_COLORS", "plot_funnel", "plot_outcomes"]
+__all__ = [
+    "ACTION_COLORS",
+    "FUNNEL_STAGES",
+    "STATUS_COLORS",
+    "plot_compare",
+    "plot_funnel",
+    "plot_outcomes",
+]
 
 STATUS_COLORS: dict[str, str] = {
     Status.SENT: "#2da44e",
@@ -22,6 +29,7 @@ STATUS_COLORS: dict[str, str] = {
     Status.UNKNOWN: "#bf8700",
     Status.NOT_SENT: "#8c959f",
     Status.REJECTED: "#8250df",
+    Status.HOLDOUT: "#0969da",
 }
 #: The colour of a status without one of its own (a status added later draws, in grey).
 OTHER_COLOR = "#57606a"
@@ -240,3 +248,98 @@ def _funnel_title(total: pd.Series) -> str:
     if int(total["unpriced"]):
         cost += f" ({int(total['unpriced'])} row(s) without a known cost)"
     return f"{head}\n{cost}"
+
+
+def plot_compare(comparison: pd.DataFrame, *, title: str | None = None) -> Any:
+    """Draw an experiment's comparison (:func:`kwa_batch.compare`); returns the Figure.
+
+    Left, each arm's rate (the holdout's where it has one), with its successes and rows;
+    right, each arm's difference from the first arm (the control) with its 95% interval
+    and p-value: an interval clear of 0 is a difference the data show.
+
+    Args:
+        comparison: the frame :func:`kwa_batch.compare` returns.
+        title: a title for the figure (default: the metric and the best arm).
+
+    Raises:
+        KwaBatchError: matplotlib is not installed, or ``comparison`` is not such a frame.
+    """
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise KwaBatchError("charts need matplotlib: pip install 'kwa-batch[charts]'") from None
+    needed = ("n", "successes", "rate", "diff", "ci_low", "ci_high", "p_value")
+    if any(c not in comparison.columns for c in needed) or comparison.empty:
+        raise KwaBatchError("plot_compare() draws the frame kwa_batch.compare() returns")
+    metric = str(comparison.attrs.get("metric", "rate"))
+    arms = [str(a) for a in comparison.index]
+    rates = comparison["rate"].astype("Float64").fillna(0.0).astype(float)
+    figure, (left, right) = plt.subplots(
+        1, 2, figsize=(11, 1.4 + 0.55 * len(arms)), layout="constrained"
+    )
+    positions = list(range(len(arms)))[::-1]
+    colors = [
+        STATUS_COLORS[Status.HOLDOUT] if arm == Status.HOLDOUT else _ARM_COLORS[i % 4]
+        for i, arm in enumerate(arms)
+    ]
+    bars = left.barh(positions, rates, color=colors)
+    labels = []
+    for arm in arms:
+        row = comparison.loc[arm]
+        if pd.isna(row["rate"]):
+            labels.append(f"n={int(row['n'])}: no rate")
+        else:
+            label = f"{float(row['rate']):.1%} ({int(row['successes'])} of {int(row['n'])})"
+            lift = row.get("lift")
+            if lift is not None and not pd.isna(lift):
+                label += f", {float(lift):+.0%} over the holdout"
+            labels.append(label)
+    left.bar_label(bars, labels, padding=3)
+    left.set_yticks(positions, arms)
+    left.set_xlim(0, max(0.01, float(rates.max())) * 1.6)
+    left.xaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
+    left.set_xlabel(f"{metric} rate")
+    left.set_title(f"{metric}, by arm")
+    left.spines[["top", "right"]].set_visible(False)
+    tested = comparison.loc[comparison["ci_low"].notna()]
+    names = [str(a) for a in tested.index]
+    where = list(range(len(names)))[::-1]
+    if names:
+        diff = tested["diff"].astype(float)
+        low = diff - tested["ci_low"].astype(float)
+        high = tested["ci_high"].astype(float) - diff
+        right.errorbar(
+            diff, where, xerr=[low, high], fmt="o", color="#24292f", ecolor="#57606a", capsize=4
+        )
+        for y, arm in zip(where, names, strict=True):
+            row = tested.loc[arm]
+            right.annotate(
+                f"{float(row['diff']):+.1%}  {_p_text(row['p_value'])}",
+                (float(row["ci_high"]), y),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+            )
+        right.set_yticks(where, names)
+        span = max(abs(float(tested["ci_low"].min())), abs(float(tested["ci_high"].max())))
+        right.set_xlim(-span * 1.3 if span else -0.01, span * 2.2 if span else 0.01)
+        right.set_ylim(-0.8, len(names) - 0.2)
+    else:
+        right.text(0.5, 0.5, "one arm: nothing to compare", ha="center", transform=right.transAxes)
+        right.set_yticks([])
+    right.axvline(0, color="#8c959f", linewidth=1)
+    right.xaxis.set_major_formatter(lambda value, _: f"{value:+.0%}")
+    right.set_xlabel(f"difference from {arms[0]} (95% interval)")
+    right.set_title(f"against {arms[0]}")
+    right.spines[["top", "right"]].set_visible(False)
+    best = max((a for a in arms if a != Status.HOLDOUT), key=lambda a: rates[a])
+    figure.suptitle(title or f"{metric}: {best} has the highest rate ({rates[best]:.1%})")
+    return figure
+
+
+_ARM_COLORS = ("#8c959f", "#2da44e", "#bf8700", "#8250df")
+
+
+def _p_text(p: Any) -> str:
+    value = float(p)
+    return "p<0.001" if value < 0.001 else f"p={value:.3f}"

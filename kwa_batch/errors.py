@@ -560,6 +560,16 @@ class Code(StrEnum):
         Source.LOCAL,
         Policy.CHECK,
     )
+    ELSEWHERE = (
+        "ELSEWHERE",
+        "another process sending the same campaign (a journal on PostgreSQL) held this row in "
+        "flight when this run finished: it may or may not have been sent, by that process",
+        "See that process's results; or, once every process of the campaign has finished, run "
+        "the same command again: it reports what the journal says of the row (sent, failed, "
+        "or unknown if that process died while sending it).",
+        Source.LOCAL,
+        Policy.CHECK,
+    )
     INTERRUPTED = (
         "INTERRUPTED",
         "the run was interrupted while this row's request was in flight: it may or may not "

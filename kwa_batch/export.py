@@ -82,7 +82,8 @@ FORMATS = (".xlsx", ".csv", ".parquet")
 PART_FORMATS = (".parquet", ".csv")
 #: The most rows a worksheet holds (Excel's limit, the header's row included).
 SHEET_ROWS = 1_048_576
-_NOT_SENT = tuple(s for s in STATUSES if s != Status.SENT)
+# The Errors sheet's rows: a holdout row was kept back on purpose, no error.
+_NOT_SENT = tuple(s for s in STATUSES if s not in (Status.SENT, Status.HOLDOUT))
 _RUN_KEY = b"kwa_batch.run"
 #: The sheet holding the run's outcome as data (after Results, Summary and Errors).
 RUN_SHEET = "Run"
@@ -418,8 +419,11 @@ def _run_in_words(
     """
     total = sum(statuses.values())
     sent = statuses.get(Status.SENT, 0)
-    left = {s: n for s, n in statuses.items() if s != Status.SENT and n}
+    held = statuses.get(Status.HOLDOUT, 0)
+    left = {s: n for s, n in statuses.items() if s not in (Status.SENT, Status.HOLDOUT) and n}
     happened = [f"{sent:,} of {total:,} rows were sent ({Status.SENT.meaning})."]
+    if held:
+        happened.append(f"{held:,} were the experiment's holdout ({Status.HOLDOUT.meaning}).")
     if left:
         parts = [f"{n:,} {s} ({Status(s).meaning})" for s, n in left.items()]
         happened.append(

@@ -310,7 +310,7 @@ def estimate(
     schedule = setting_from("estimate", "schedule", Schedule, schedule, options)
     if options:
         raise TypeError(f"estimate() got an unexpected keyword argument {next(iter(options))!r}")
-    messages = message_frame(report.valid)
+    messages = message_frame(report.to_send)  # an experiment's holdout is never sent
     if templates is None:
         templates = (report.arguments or {}).get("templates")
     own, main = regions_of(messages["to"])

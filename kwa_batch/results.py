@@ -17,8 +17,10 @@ import pandas as pd
 from .errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_ROWS, NEVER_SENT_CODES, KwaBatchError
 
 __all__ = [
+    "ARM_COLUMN",
     "DELIVERY_COLUMNS",
     "DELIVERY_STATUSES",
+    "HOLDOUT_ARM",
     "INCOMPLETE_STATUSES",
     "NEVER_SENT",
     "NO_CALLBACK_URL",
@@ -53,6 +55,7 @@ class Status(StrEnum):
     UNKNOWN = "unknown"
     NOT_SENT = "not_sent"
     REJECTED = "rejected"
+    HOLDOUT = "holdout"
 
     @property
     def meaning(self) -> str:
@@ -81,6 +84,10 @@ _MEANINGS = {
         "recipient opted out)"
     ),
     Status.REJECTED: "refused before sending because of the row's data; never sent",
+    Status.HOLDOUT: (
+        "kept from the message on purpose: the experiment's holdout (kb.assign), never sent "
+        "by any run, the baseline its arms are compared with"
+    ),
 }
 
 #: Every result status as a plain string, in the order summaries list them.
@@ -105,6 +112,11 @@ RESULT_DTYPES: dict[str, str] = {
     "line": "Int64",  # the row's line in the input file (NA for a frame not from a file)
     "sender": "string",  # the number the row went (or would go) from: several may send
 }
+#: The column of an experiment's arm (:func:`kwa_batch.assign`), carried from the input to
+#: the results when the input has it.
+ARM_COLUMN = "arm"
+#: The arm whose rows are never sent (their status is :attr:`Status.HOLDOUT`).
+HOLDOUT_ARM = Status.HOLDOUT.value
 #: The contract's columns (DESIGN.md), in order.
 RESULT_COLUMNS = tuple(RESULT_DTYPES)[:9]
 #: What a run records of each row's outcome (in the journal too): all but ``to`` and
@@ -197,6 +209,10 @@ class ResultsBuilder:
         ]
         self.fill(list(invalid.index), rows)
 
+    def hold_out(self, labels: list[Hashable]) -> None:
+        """Mark the rows of an experiment's holdout (never sent: no code, no attempt)."""
+        self.fill(labels, [{"status": Status.HOLDOUT.value, "attempts": 0}] * len(labels))
+
     def statuses(self) -> set[str]:
         """The statuses given so far (None for rows not settled yet)."""
         return set(self.data["status"])
@@ -240,7 +256,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
         ... # doctest: +NORMALIZE_WHITESPACE
         {'sent': {'rows': 2, 'percent': 66.7}, 'failed': {'rows': 0, 'percent': 0.0},
          'unknown': {'rows': 0, 'percent': 0.0}, 'not_sent': {'rows': 0, 'percent': 0.0},
-         'rejected': {'rows': 1, 'percent': 33.3}}
+         'rejected': {'rows': 1, 'percent': 33.3}, 'holdout': {'rows': 0, 'percent': 0.0}}
     """
     counts = results["status"].value_counts().reindex(list(STATUSES), fill_value=0)
     total = int(counts.sum())

@@ -97,6 +97,7 @@ def send_file(
     schedule: Schedule | None = None,
     retries: Retries | None = None,
     journal: str | Path | None = None,
+    campaign: str | None = None,
     sender: str | Sequence[str] | None = None,
     receipts: CallbackSource | None = None,
     progress: bool = True,
@@ -117,8 +118,9 @@ def send_file(
         out: the results file: ``.parquet`` (one row group per part) or ``.csv``; a
             workbook is refused (a worksheet holds at most 1,048,576 rows).
         chunk_rows: rows per part, 1 to 5,000,000 (default 100,000).
-        pacing, schedule, retries, journal, sender, receipts, progress: as for
-            :func:`kwa_batch.send`, for every part. A schedule that holds rows back needs
+        pacing, schedule, retries, journal, campaign, sender, receipts, progress: as for
+            :func:`kwa_batch.send`, for every part (a journal on PostgreSQL with its
+            ``campaign`` too). A schedule that holds rows back needs
             a journal (the later run sends only what was held back).
         sheet_name, encoding, delimiter, columns: as for :func:`kwa_batch.load_recipients`.
         on_part: called with a :class:`PartSent` as each part settles (progress, counts).
@@ -199,6 +201,7 @@ def send_file(
                         schedule=schedule,
                         retries=retries,
                         journal=journal,
+                        campaign=campaign,
                         receipts=receipts,
                         progress=progress,
                     )

@@ -256,3 +256,13 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "file":
         return str(tmp_path / "receipts.db")
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=["file", "postgresql"])
+def journal_target(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, object]:
+    """A run's journal as ``send``'s keywords: a SQLite file, then a campaign of a PostgreSQL
+    database (a test that takes it runs on both engines, DESIGN.md: one storage interface,
+    two engines)."""
+    if request.param == "file":
+        return {"journal": tmp_path / "run.db"}
+    return {"journal": request.getfixturevalue("postgres_url"), "campaign": "test"}

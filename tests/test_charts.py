@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import matplotlib
 import pandas as pd
+import pytest
 
 from kwa_batch import plot_outcomes
+from kwa_batch.results import STATUSES
 
 matplotlib.use("Agg")
 
@@ -20,7 +22,7 @@ def test_chart_bars_match_the_counts(tmp_path) -> None:
     figure = plot_outcomes(results)
     left, right = figure.axes
     widths = {bar.get_y(): bar.get_width() for bar in left.patches}
-    assert sorted(widths.values()) == [0, 0, 1, 2, 5]
+    assert sorted(widths.values()) == [0] * (len(STATUSES) - 3) + [1, 2, 5]  # one bar a status
     assert figure._suptitle.get_text() == "5 of 8 rows sent"
     labels = [t.get_text() for t in right.get_yticklabels()]
     assert any(label.startswith("E13009") for label in labels)
@@ -74,3 +76,31 @@ def test_a_status_without_a_colour_of_its_own_draws_in_grey(monkeypatch) -> None
     left, right = figure.axes
     drawn = {to_hex(bar.get_facecolor()) for bar in [*left.patches, *right.patches]}
     assert charts.OTHER_COLOR in drawn
+
+
+def test_the_comparison_chart_draws_each_arms_rate_and_the_difference() -> None:
+    import kwa_batch as kb
+
+    frame = pd.DataFrame(
+        {
+            "arm": ["A"] * 100 + ["B"] * 100 + ["holdout"] * 20,
+            "status": ["sent"] * 200 + ["holdout"] * 20,
+            "converted": [True] * 10
+            + [False] * 90
+            + [True] * 30
+            + [False] * 70
+            + [True]
+            + [False] * 19,
+        }
+    )
+    compared = kb.compare(frame, "converted")
+    figure = kb.plot_compare(compared)
+    left, right = figure.axes
+    assert sorted(round(bar.get_width(), 3) for bar in left.patches) == [0.05, 0.1, 0.3]
+    assert [t.get_text() for t in left.get_yticklabels()] == ["A", "B", "holdout"]
+    assert [t.get_text() for t in right.get_yticklabels()] == ["B"]
+    assert "+20.0%  p<0.001" in " ".join(t.get_text() for t in right.texts)
+    assert "30.0% (30 of 100), +500% over the holdout" in [t.get_text() for t in left.texts]
+    assert figure._suptitle.get_text() == "converted: B has the highest rate (30.0%)"
+    with pytest.raises(kb.KwaBatchError, match="plot_compare"):
+        kb.plot_compare(frame)

@@ -65,7 +65,9 @@ def test_results_hold_plain_strings_and_every_status_is_counted(mixed: pd.DataFr
     assert {type(value) for value in mixed["status"]} == {str}
     outcome = mixed.attrs["run"]
     assert isinstance(outcome, RunOutcome)
-    assert outcome.counts == {"sent": 4, "failed": 0, "unknown": 1, "not_sent": 1, "rejected": 1}
+    assert outcome.counts == {
+        "sent": 4, "failed": 0, "unknown": 1, "not_sent": 1, "rejected": 1, "holdout": 0,
+    }  # fmt: skip
     assert outcome.rows == len(mixed)
     assert outcome.exit_code == RunOutcome.of(mixed).exit_code == 3  # stored and counted anew
     assert str(outcome.journal).endswith("j.db")

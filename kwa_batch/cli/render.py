@@ -111,7 +111,8 @@ def print_summary(results: pd.DataFrame, target: Path | None) -> None:
                 indent=6,
             )
         )
-    errors = target.suffix.lower() == ".xlsx" and bool((results["status"] != Status.SENT).any())
+    left = ~results["status"].isin((Status.SENT, Status.HOLDOUT))  # a holdout: no error
+    errors = target.suffix.lower() == ".xlsx" and bool(left.any())
     click.echo(
         wrapped(
             f"Results: {target} ({len(results):,} rows, one per input row"
@@ -206,7 +207,7 @@ def _iso(when: datetime | None) -> str | None:
 _FUNNEL_SHOWN = (
     ("rows", "rows"), ("sent", "sent"), ("delivered", "delivered"), ("read", "read"),
     ("replied", "replied"), ("failed", "failed"), ("not_sent", "not sent"),
-    ("rejected", "rejected"), ("unknown", "unknown"),
+    ("rejected", "rejected"), ("unknown", "unknown"), ("holdout", "holdout"),
 )  # fmt: skip
 
 
@@ -218,7 +219,8 @@ def funnel_lines(funnel: pd.DataFrame) -> list[str]:
     from ..campaign_funnel import ACTION_PREFIX, CODE_PREFIX, NO_CODE, TOTAL
 
     total = funnel.loc[TOTAL]
-    shown = [(c, h) for c, h in _FUNNEL_SHOWN if c != "unknown" or int(total[c])]
+    rare = ("unknown", "holdout")  # shown when some rows are
+    shown = [(c, h) for c, h in _FUNNEL_SHOWN if c not in rare or int(total[c])]
 
     def money(value: Any) -> str:
         return "-" if _missing(value) else f"{float(value):,.4f}"

@@ -15,10 +15,54 @@ from .render import counted, funnel_lines, print_next_step, print_summary, run_o
 __all__ = ["report_command", "status_command"]
 
 
-@click.command("report", short_help="Print the summary of a results file.")
+@click.command("report", short_help="Print the summary of a results file; --html writes a report.")
 @click.argument("results_file", type=click.Path(dir_okay=False))
-def report_command(results_file: str) -> None:
-    """Print the summary of an exported results file (.xlsx, .csv or .parquet).
+@output_path(
+    "--html",
+    (".html", ".htm"),
+    help="Write the campaign's report as one self-contained HTML file (charts inside, "
+    "nothing fetched): the outcome, the funnel per template and country, costs, failures "
+    "by code with what to do, and the experiment's comparison when the rows have an arm.",
+)
+@click.option(
+    "--receipts",
+    "store",
+    metavar="STORE",
+    type=click.Path(dir_okay=False),
+    help="The SQLite store `kwa-batch receive` writes: the funnel, costs and delivery "
+    "metrics of --html.",
+)
+@click.option(
+    "--rate-card",
+    "--rates",
+    "rates",
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    help="A rate card, for the costs of --html (as status's --rate-card).",
+)
+@click.option(
+    "--templates",
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    help="The template catalogue, for the estimate of --html.",
+)
+@click.option(
+    "--metric",
+    default="read",
+    show_default=True,
+    help="The experiment's main metric in --html: delivered, read, replied or a boolean "
+    "column of the results.",
+)
+def report_command(
+    results_file: str,
+    html: Path | None,
+    store: str | None,
+    rates: str | None,
+    templates: str | None,
+    metric: str,
+) -> None:
+    """Print the summary of an exported results file (.xlsx, .csv or .parquet); with
+    --html, write the campaign's report as one HTML file anyone can open.
 
     Exits like the run that wrote it: 0 all sent, 1 some rejected or failed, 3 incomplete
     (or the journal or the results file could not be written), 130/143/129 stopped by a
@@ -26,12 +70,21 @@ def report_command(results_file: str) -> None:
     """
     from ..export import load_results
 
+    if html is None and (store is not None or rates is not None or templates is not None):
+        fail("--receipts, --rate-card and --templates go with --html (or see kwa-batch status)")
     results = load_results(results_file)
     outcome = run_outcome(results)
     when = f", run {outcome.started_at:%Y-%m-%d %H:%M:%S} UTC" if outcome.started_at else ""
     click.echo(f"{results_file}: {outcome.rows} rows{when}")
     print_summary(results, None)
     print_next_step(results)
+    if html is not None:
+        from ..html_report import report_html
+
+        report_html(
+            results, receipts=store, path=html, rates=rates, templates=templates, metric=metric
+        )
+        click.echo(f"Report: {html} (one file, nothing fetched: open it in any browser)")
     sys.exit(outcome.exit_code)
 
 

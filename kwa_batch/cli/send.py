@@ -71,6 +71,7 @@ class _Options:
     region: str | None
     out: Path | None
     journal: str | None
+    campaign: str | None
     timeout: float
     resend_unknown: bool
     dry_run: bool
@@ -109,7 +110,15 @@ class _Options:
     "--journal",
     type=click.Path(dir_okay=False),
     help="SQLite file recording every row's state: run the same command again with it to "
-    "resume without sending anything twice.",
+    "resume without sending anything twice. Or a PostgreSQL database "
+    "(postgresql://user@host/db, with --campaign): several processes, on one machine or "
+    "several, then send one campaign together, none twice, each number's --rate held across "
+    "them.",
+)
+@click.option(
+    "--campaign",
+    metavar="NAME",
+    help="With --journal postgresql://…: the campaign the processes share (e.g. july).",
 )
 @click.option(
     "--receipts",
@@ -169,6 +178,7 @@ def send_command(**options: Any) -> None:
     o = _Options(**options)
     if o.log_level:
         logging.getLogger().setLevel(o.log_level.upper())
+    _check_campaign(o)
     if o.resend_unknown and not o.journal:
         fail("--resend-unknown needs --journal (it resends what the journal knows as unknown)")
     if why := needs_journal(o.schedule, o.journal, o.dry_run):  # issue #13
@@ -206,6 +216,8 @@ def send_command(**options: Any) -> None:
         client, emu = _client(stack, o, sender, source, echo)
         valid, invalid = len(report.valid), len(report.invalid)
         echo(f"{o.file}: {len(df):,} row(s), {valid:,} valid, {invalid:,} invalid")
+        if held := len(report.holdout):  # kb.assign's holdout: checked, never sent
+            echo(f"{held:,} valid row(s) in the experiment's holdout (arm column): never sent")
         if not o.quiet:
             print_problems(report, by_code=False)
         if o.dry_run:
@@ -219,6 +231,17 @@ def send_command(**options: Any) -> None:
         if emu is not None:
             emu.wait_for_callbacks(5)  # the delivery callbacks it owes, before it stops
     _finish(results, target, o)
+
+
+def _check_campaign(o: _Options) -> None:
+    """--campaign goes with --journal postgresql://… and only with it (one line, exit 2)."""
+    from ..errors import ConfigurationError
+    from ..sending.pg_journal import check_campaign
+
+    try:
+        check_campaign(o.journal, o.campaign)
+    except ConfigurationError as exc:
+        fail(str(exc))
 
 
 def _default_target(file: str) -> Path:
@@ -292,7 +315,7 @@ def _dry_run(report: ValidationReport, client: KaleyraClient, pacing: Pacing) ->
     from ..sending.planner import plan_requests
 
     size = pacing.size_for(client.api_version)  # as send() plans: v2 one recipient a request
-    planned = plan_requests(message_frame(report.valid), max_recipients=size)
+    planned = plan_requests(message_frame(report.to_send), max_recipients=size)
     requests = list(planned)
     print_plan(requests, client)
     sys.exit(EXIT_OK if report.ok else EXIT_ROWS)
@@ -316,6 +339,7 @@ def _send(report: ValidationReport, client: KaleyraClient, o: _Options) -> pd.Da
             schedule=o.schedule,
             retries=Retries(resend_unknown=o.resend_unknown),
             journal=o.journal,
+            campaign=o.campaign,
             receipts=receipts,
             progress=not o.quiet and sys.stderr.isatty(),
         )
@@ -403,9 +427,10 @@ def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
     recurring campaign that reuses yesterday's journal sends nothing."""
     if not journal:
         return
+    from ..database import is_database_url
     from ..results import Status
 
-    valid = results[results["status"] != Status.REJECTED]
+    valid = results[~results["status"].isin((Status.REJECTED, Status.HOLDOUT))]
     if valid.empty or not (valid["from_journal"] & (valid["status"] == Status.SENT)).all():
         return
     first, last = valid["sent_at"].min(), valid["sent_at"].max()
@@ -414,9 +439,16 @@ def everything_sent_before(results: pd.DataFrame, journal: str | None) -> None:
         if first.date() == last.date()
         else (f"between {first:%Y-%m-%d} and {last:%Y-%m-%d}")
     )
+    if is_database_url(journal):
+        from ..database import redact
+
+        journal = redact(journal)
+        fresh = f"--campaign of its own, e.g. --campaign {datetime.now(UTC):%Y-%m-%d}"
+    else:
+        day = f"{datetime.now(UTC):%Y-%m-%d}"
+        fresh = f"journal of its own, e.g. --journal {Path(journal).stem}-{day}.db"
     click.echo(
         f"All {len(valid):,} row(s) were already sent on {when} by this journal ({journal}): "
-        "nothing was sent now. A new campaign needs a journal of its own, e.g. "
-        f"--journal {Path(journal).stem}-{datetime.now(UTC):%Y-%m-%d}.db",
+        f"nothing was sent now. A new campaign needs a {fresh}",
         err=True,
     )

@@ -87,6 +87,7 @@ def send_in_parts(
                 schedule=o.schedule,
                 retries=Retries(resend_unknown=o.resend_unknown),
                 journal=o.journal,
+                campaign=o.campaign,
                 sender=sender,
                 receipts=receipts,
                 progress=False,

@@ -9,7 +9,9 @@ is decided by :mod:`kwa_batch.emulator.fates` from
 seeded with the emulator's ``seed``, in the order messages arrive; prices, opt-outs,
 WhatsApp's marketing and spam limits, replies); each step comes ``delay`` seconds after
 the previous one, and a reply a step after ``read``. :meth:`CallbackPoster.reply` posts a
-customer's message on demand.
+customer's message on demand. The callbacks of one message (its statuses, the reply to it)
+are posted one after another, each once the one before was answered: posted from several
+threads, a reply could otherwise overtake the ``read`` it follows on a loaded machine.
 
 Status callbacks carry ``id`` (the ``message_id``), ``status``, ``mobile`` (the recipient,
 digits without ``+``), ``timestamp`` (Unix seconds), ``ref``/``ref1``/``ref2`` when the
@@ -101,6 +103,7 @@ class CallbackPoster:
         self._heap: list[_Due] = []
         self._seq = itertools.count()
         self._in_flight = 0
+        self._posting: set[str] = set()  # the messages with a callback being posted now
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._stats = dict.fromkeys(("posted", "failed", "skipped", "dropped"), 0)
@@ -273,8 +276,9 @@ class CallbackPoster:
                             return
                         if self._heap:
                             wait = self._heap[0].at - time.monotonic()
-                            if wait <= 0:
-                                due = heapq.heappop(self._heap)
+                            taken = self._take_due() if wait <= 0 else None
+                            if taken is not None:
+                                due = taken
                                 self._in_flight += 1
                                 if due.stamp == "created_at":  # the customer says it now
                                     said = due.fields
@@ -282,7 +286,9 @@ class CallbackPoster:
                                         said["from"], said.get("body"), said.get("payload")
                                     )
                                 break
-                            self._cond.wait(wait)
+                            # Due, but each waits for its message's earlier callback: look
+                            # again when a post ends (notify) or soon.
+                            self._cond.wait(wait if wait > 0 else 0.01)
                         else:
                             self._cond.wait()
                 ok = False
@@ -291,10 +297,29 @@ class CallbackPoster:
                 finally:
                     with self._cond:
                         self._in_flight -= 1
+                        self._posting.discard(_message_of(due))
                         self._stats["posted" if ok else "failed"] += 1
                         self._cond.notify_all()
         finally:
             session.close()
+
+    def _take_due(self) -> _Due | None:
+        """The first callback due now whose message has no callback being posted (the
+        caller holds the lock); ``None`` when every one due waits for an earlier one."""
+        now = time.monotonic()
+        passed: list[_Due] = []
+        found = None
+        while self._heap and self._heap[0].at <= now:
+            due = heapq.heappop(self._heap)
+            if _message_of(due) in self._posting:
+                passed.append(due)
+                continue
+            found = due
+            self._posting.add(_message_of(due))
+            break
+        for due in passed:
+            heapq.heappush(self._heap, due)
+        return found
 
     def _post(self, session: requests.Session, due: _Due) -> bool:
         payload = {**due.fields, due.stamp: str(int(time.time()))}
@@ -377,6 +402,11 @@ class CallbackPoster:
             self._stats = dict.fromkeys(self._stats, 0)
             self._fates.clear()
             self._cond.notify_all()
+
+
+def _message_of(due: _Due) -> str:
+    """The message a callback is about: a status's own id, or the one a reply answers."""
+    return due.fields.get("reply_to") or due.fields.get("id") or f"#{due.seq}"
 
 
 def _incoming(

@@ -142,6 +142,10 @@ def follow_up(
         "accepted by Kaleyra, not yet delivered: wait for the receipt",
     )
     decided_by[waiting] = None
+    held = status == Status.HOLDOUT.value  # an experiment's holdout: never to be sent
+    action[held] = Action.FINAL.value
+    reason[held] = "the experiment's holdout: kept from the message on purpose, never sent"
+    decided_by[held] = None
 
     # Retries: when, and whether any is left.
     retry_at = np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")

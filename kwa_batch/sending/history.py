@@ -14,7 +14,8 @@ is locked: its sends cannot be counted, so the run refuses to start as well
 
 The run's own journal always counts (a campaign resumed within 24 hours shares the limit with
 its earlier runs); in the folder or not, it is read once, through the run's connection (the
-run holds its lock).
+run holds its lock). A journal on PostgreSQL counts every campaign of its database: the
+daily limit is the business portfolio's (:meth:`RunJournal.recent_sends`).
 
 **What counts.** A row recorded ``sent``, and also one ``in_flight`` (a run died while its
 request was out) or ``unknown`` (no clear answer): either may have reached the recipient, so
@@ -28,30 +29,29 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from ..errors import JournalError, JournalLockedError
-from ..results import Status
-from .journal import APPLICATION_ID, IN_FLIGHT, Journal
+from .journal import (
+    APPLICATION_ID,
+    COUNTED_QUERY,
+    COUNTED_STATES,
+    RunJournal,
+    counted_times,
+    history_unreadable,
+)
 
 __all__ = ["COUNTED_STATES", "recent_recipients"]
 
 log = logging.getLogger(__name__)
-
-#: Journal states counted by the daily limit: what may have reached the recipient.
-COUNTED_STATES = (Status.SENT.value, IN_FLIGHT, Status.UNKNOWN.value)
-_QUERY = (
-    "SELECT recipient, MAX(COALESCE(sent_at, updated_at)) FROM rows "
-    f"WHERE state IN ({', '.join(repr(s) for s in COUNTED_STATES)}) GROUP BY recipient"
-)
 _SQLITE = b"SQLite format 3\x00"
 _DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
 _SIDECARS = ("-wal", "-shm", "-journal")
 
 
 def recent_recipients(
-    folder: Path | None, since: datetime, journal: Journal | None = None
+    folder: Path | None, since: datetime, journal: RunJournal | None = None
 ) -> dict[str, datetime]:
     """Recipient → the latest time a message to them may have gone after ``since``, over
     the journals under ``folder`` (and the run's own ``journal``, when it is open).
@@ -61,15 +61,12 @@ def recent_recipients(
         JournalError: a file in the folder cannot be read fully, or does not belong there.
     """
     latest: dict[str, datetime] = {}
-    own = _identity(journal.path) if journal is not None else None
-    sources: list[tuple[Path, sqlite3.Connection | None]] = []
-    if journal is not None:
-        sources.append((journal.path, journal.db))
+    own = _identity(Path(journal.path)) if journal is not None else None
+    sources = [journal.recent_sends()] if journal is not None else []
     for path in _journals(folder) if folder is not None else []:
-        if _identity(path) != own:
-            sources.append((path, None))
-    for path, db in sources:
-        rows = _read(path) if db is None else _rows(db, path)
+        if own is None or _identity(path) != own:
+            sources.append(_read(path))
+    for rows in sources:
         for recipient, moment in rows:
             if moment > since and (recipient not in latest or latest[recipient] < moment):
                 latest[recipient] = moment
@@ -118,11 +115,7 @@ def _journals(folder: Path) -> list[Path]:
 
 
 def _unreadable(path: Path, why: str) -> JournalError:
-    return JournalError(
-        f"history {path} cannot be read fully: {why}. The daily limit cannot be counted "
-        "without it: repair it, or move it out of the history folder (nothing was sent)",
-        path=str(path),
-    )
+    return history_unreadable(path, why)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -134,14 +127,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def _rows(db: sqlite3.Connection, path: Path) -> list[tuple[str, datetime]]:
-    out = []
-    for recipient, text in db.execute(_QUERY):
-        try:
-            moment = datetime.fromisoformat(text)
-        except (TypeError, ValueError):
-            raise _unreadable(path, f"a recorded time is not a time: {text!r}") from None
-        out.append((str(recipient), moment if moment.tzinfo else moment.replace(tzinfo=UTC)))
-    return out
+    return counted_times(db.execute(COUNTED_QUERY), path)
 
 
 def _read(path: Path) -> list[tuple[str, datetime]]:

@@ -29,6 +29,11 @@ disk) raises :class:`JournalWriteError`, with the failed transaction rolled back
 
 The API key is never stored; nor is anything but the numbers, the outcome and the content
 key.
+
+What a run asks of a journal is :class:`RunJournal`: this SQLite file, or a campaign in a
+PostgreSQL database that several processes share (:mod:`~kwa_batch.sending.pg_journal`).
+The run, the daily limit (:mod:`~kwa_batch.sending.history`) and the schedule's anchoring
+read a journal through its methods only, never its SQL.
 """
 
 from __future__ import annotations
@@ -42,9 +47,9 @@ import stat
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from ..errors import JournalError, JournalLockedError, JournalWriteError
 from ..results import OUTCOME_FIELDS, STATUSES, Status
@@ -59,6 +64,7 @@ __all__ = [
     "JournalLockedError",
     "JournalRecord",
     "JournalWriteError",
+    "RunJournal",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,8 +118,9 @@ _TABLES = {
 #: term (its other states are the result statuses a run gives, :class:`Status`).
 IN_FLIGHT = "in_flight"
 #: What a row's state can be: ``in_flight`` before the answer, then an outcome. Any other
-#: value is damage, and taking it for "not sent" would send the row again.
-_STATES = frozenset({IN_FLIGHT, *STATUSES} - {Status.REJECTED})
+#: value is damage, and taking it for "not sent" would send the row again. Rejected and
+#: holdout rows never reach a journal.
+_STATES = frozenset({IN_FLIGHT, *STATUSES} - {Status.REJECTED, Status.HOLDOUT})
 _COLUMNS_OF = "SELECT name FROM pragma_table_info(?) ORDER BY cid"
 _CHUNK = 500  # keys per query: under SQLite's limit of host parameters
 
@@ -142,6 +149,67 @@ class JournalRecord:
     recipients: int | None
 
 
+class RunJournal(Protocol):
+    """What a run asks of its journal: :class:`Journal` (a SQLite file, one process at a
+    time) or :class:`~kwa_batch.sending.pg_journal.PostgresJournal` (a campaign in a
+    PostgreSQL database, several processes at once)."""
+
+    @property
+    def path(self) -> Path | str:
+        """How messages name the journal (a file, or a URL without its password)."""
+        ...
+
+    @property
+    def run_id(self) -> int | None:
+        """This run's id in the journal, once open."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may send the same campaign at the same time."""
+        ...
+
+    def open(self) -> Self:
+        """Check the journal and record the start of the run."""
+        ...
+
+    def close(self) -> None:
+        """Record the end of the run; never raises."""
+        ...
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, JournalRecord]:
+        """The records of the given keys that the journal holds."""
+        ...
+
+    def mark_in_flight(
+        self, requests: Iterable[tuple[Sequence[str], Sequence[str]]]
+    ) -> frozenset[str]:
+        """Claim these requests' rows and record them in flight, before they go out; the
+        keys another process holds (not claimed: this run must not send them)."""
+        ...
+
+    def record(self, outcomes: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        """Record final outcomes ``(key, recipient, fields)``."""
+        ...
+
+    def held_elsewhere(self, keys: Sequence[str]) -> frozenset[str]:
+        """Which of these keys another running process holds in flight now."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """How many rows the journal holds in each state."""
+        ...
+
+    def recorded_settings(self) -> list[dict[str, Any]]:
+        """The settings each run of this journal (campaign) recorded, oldest first."""
+        ...
+
+    def recent_sends(self) -> list[tuple[str, datetime]]:
+        """Recipient → the latest time a message may have gone to them (rows in a
+        :data:`~kwa_batch.sending.history.COUNTED_STATES` state), for the daily limit."""
+        ...
+
+
 class Journal:
     """A SQLite journal of row states; open it with ``with Journal(path) as journal:``.
 
@@ -168,6 +236,9 @@ class Journal:
         self._closing = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self.run_id: int | None = None
+
+    #: One process at a time: :meth:`open` takes an exclusive lock on the file.
+    shared = False
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -386,11 +457,16 @@ class Journal:
                 raise self._error(f"it is damaged ({exc})", _DAMAGED) from None
         return found
 
-    def mark_in_flight(self, requests: Iterable[tuple[Sequence[str], Sequence[str]]]) -> None:
+    def mark_in_flight(
+        self, requests: Iterable[tuple[Sequence[str], Sequence[str]]]
+    ) -> frozenset[str]:
         """Record, before they go out, that these requests' rows are being sent.
 
         Args:
             requests: ``(keys, recipients)`` of each request, in one transaction.
+
+        Returns:
+            No key: the run holds the file alone, so every row is its own.
 
         Raises:
             JournalWriteError: the journal cannot be written (disk full…): send nothing more.
@@ -410,6 +486,7 @@ class Journal:
             "updated_at = excluded.updated_at",
             rows,
         )
+        return frozenset()
 
     def record(self, outcomes: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         """Record final outcomes: ``(key, recipient, fields)`` with ``fields`` named as in
@@ -461,6 +538,28 @@ class Journal:
                 self.db.execute("SELECT state, COUNT(*) FROM rows GROUP BY state").fetchall()
             )
 
+    def held_elsewhere(self, keys: Sequence[str]) -> frozenset[str]:
+        """None: no other process runs on this journal while this run holds it."""
+        return frozenset()
+
+    def recorded_settings(self) -> list[dict[str, Any]]:
+        """The settings each run recorded, oldest first (a run's that does not parse is
+        passed over)."""
+        with self._lock:
+            texts = [text for (text,) in self.db.execute("SELECT settings FROM runs ORDER BY id")]
+        return list(_parsed_settings(texts))
+
+    def recent_sends(self) -> list[tuple[str, datetime]]:
+        """Per recipient, the latest time a counted row was recorded (see
+        :mod:`~kwa_batch.sending.history`).
+
+        Raises:
+            JournalError: a recorded time is not a time.
+        """
+        with self._lock:
+            found = self.db.execute(COUNTED_QUERY).fetchall()
+        return counted_times(found, self.path)
+
 
 def _check_place(path: Path) -> None:
     """Refuse, before SQLite sees it, a path that cannot be a journal file."""
@@ -507,6 +606,52 @@ def _check_place(path: Path) -> None:
             f"its folder {folder} cannot be written (the -wal file goes beside the journal)",
             _WRITABLE,
         )
+
+
+#: A row state counted by the daily limit: what may have reached the recipient (see
+#: :mod:`~kwa_batch.sending.history`).
+COUNTED_STATES = (Status.SENT.value, IN_FLIGHT, Status.UNKNOWN.value)
+#: Per recipient, the latest time a counted row was recorded (SQLite's SQL).
+COUNTED_QUERY = (
+    "SELECT recipient, MAX(COALESCE(sent_at, updated_at)) FROM rows "
+    f"WHERE state IN ({', '.join(repr(s) for s in COUNTED_STATES)}) GROUP BY recipient"
+)
+
+
+def counted_times(rows: Iterable[tuple[Any, Any]], where: Path | str) -> list[tuple[str, datetime]]:
+    """``(recipient, time)`` pairs read from a journal, times aware (UTC when recorded
+    without a zone).
+
+    Raises:
+        JournalError: a time that is not a time (the daily limit cannot be counted).
+    """
+    out = []
+    for recipient, value in rows:
+        try:
+            moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise history_unreadable(where, f"a recorded time is not a time: {value!r}") from None
+        out.append((str(recipient), moment if moment.tzinfo else moment.replace(tzinfo=UTC)))
+    return out
+
+
+def history_unreadable(where: Path | str, why: str) -> JournalError:
+    """The error of a journal the daily limit cannot read fully: nothing may be sent."""
+    return JournalError(
+        f"history {where} cannot be read fully: {why}. The daily limit cannot be counted "
+        "without it: repair it, or move it out of the history folder (nothing was sent)",
+        path=str(where),
+    )
+
+
+def _parsed_settings(texts: Iterable[Any]) -> Iterable[dict[str, Any]]:
+    for text in texts:
+        try:
+            found = json.loads(text) if isinstance(text, str) else text
+        except (TypeError, ValueError):
+            continue
+        if isinstance(found, dict):
+            yield found
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -22,6 +22,12 @@ A user knows their limits, not their latency. Given a rate (messages per second)
   not waited on: the next ready request goes instead, and the skipped one when its turn
   comes.
 
+- **Several processes** (a journal on PostgreSQL, :mod:`~kwa_batch.sending.pg_journal`):
+  each request reserves its moment in a schedule the processes share (:class:`SharedPace`),
+  which stands for the local windows, so that a number's rate holds across them all, with
+  a margin of at least :data:`SHARED_MARGIN`; concurrency, spacing and backpressure stay
+  local.
+
 - **Several sender numbers**: each number has its own limit (a lane of the :class:`Pacer`:
   its window and backpressure, at :meth:`Pacing.rate_for` that number), and an optional
   ``account_rate`` one more window across them all; a request waits for both, and a number
@@ -70,6 +76,7 @@ __all__ = [
     "Pacer",
     "Pacing",
     "RecipientSpacing",
+    "SharedPace",
 ]
 
 #: WhatsApp's default throughput per business number, messages per second (Meta's docs).
@@ -92,6 +99,25 @@ _RANGE_SECONDS = 2.0  # the round trips whose spread sets the margin
 _MARGIN_EVERY = 0.1  # seconds between two computations of the margin
 _SPREAD_SAFETY = 1.25  # the margin covers this many times the spread (see margin())
 _WAITING_PER_NUMBER = 2  # requests waiting for one number's limit before it is skipped
+#: The least margin of the schedule shared by several processes: each message holds 5 %
+#: more than 1/rate of it, which covers a process woken up to 50 ms late (its places cannot
+#: be moved to the moment it reached the wire, as the local window's are; one woken later
+#: than :data:`SHARED_TOLERANCE` takes a new moment).
+SHARED_MARGIN = 0.05
+#: How late after its moment a request of the shared schedule may still leave; later, it
+#: takes a new moment (at most :data:`_SHARED_TRIES` times).
+SHARED_TOLERANCE = 0.02
+_SHARED_TRIES = 20
+_SHARED_QUEUED = 3
+
+
+class SharedPace(Protocol):
+    """A schedule of departures shared by several processes (a journal on PostgreSQL)."""
+
+    def reserve(self, lanes: Sequence[tuple[str, float]], count: int, margin: float) -> float:
+        """Reserve the moment ``count`` messages may leave within each lane's rate
+        (``(lane, messages per second)``); the seconds until then."""
+        ...
 
 
 def _sender_key(number: str) -> str:
@@ -585,6 +611,10 @@ class Pacer:
         self._places: dict[float, list[tuple[SlidingWindow, float]]] = {}
         self.peak_in_flight = 0
         self.lowest_rate = math.inf if rate_limit is None else float(rate_limit)
+        #: The schedule shared with other processes, if any (see :meth:`acquire`).
+        self.shared: SharedPace | None = None
+        #: Moments of the shared schedule given up: woken too late for them.
+        self.shared_late = 0
 
     @property
     def window(self) -> SlidingWindow | None:
@@ -630,8 +660,15 @@ class Pacer:
         return self.account.rate if total is None else min(total, self.account.rate)
 
     def target(self) -> int:
-        """Requests to keep in flight now."""
-        return self.controller.target(self.rate_in_force())
+        """Requests to keep in flight now. With a shared schedule, :data:`_SHARED_QUEUED`
+        more per sender number (unless pinned): the round trip measured starts at the
+        moment in the schedule, so the requests waiting for theirs must be added, or a
+        number's moments pass unused while this process waits for answers."""
+        target = self.controller.target(self.rate_in_force())
+        if self.shared is None or self.controller.pinned is not None:
+            return target
+        numbers = max(1, len(self._lanes) - 1)  # the default lane, and one per number
+        return min(target + _SHARED_QUEUED * numbers, self.controller.max_concurrency)
 
     def requests(self, planned: Iterable[T]) -> Lookahead[T]:
         """The planned requests, handed out in an order that respects the spacing."""
@@ -649,7 +686,14 @@ class Pacer:
         self, numbers: Sequence[str], stop: threading.Event, sender: str | None = None
     ) -> float | None:
         """Wait for the limit of ``sender`` (the number the request goes from), then for
-        the account's; return the departure time, None if ``stop`` was set."""
+        the account's; return the departure time, None if ``stop`` was set. With a
+        schedule shared by several processes (:attr:`shared`), for its moment in that.
+
+        Raises:
+            JournalWriteError: the shared schedule could not be written.
+        """
+        if self.shared is not None:
+            return self._acquire_shared(numbers, stop, sender)
         lane = self._lane(sender)
         places: list[tuple[SlidingWindow, float]] = []
         at: float | None = self._clock()
@@ -713,6 +757,41 @@ class Pacer:
             places[1] = (account, again)
         return places[1][1]
 
+    def _acquire_shared(
+        self, numbers: Sequence[str], stop: threading.Event, sender: str | None
+    ) -> float | None:
+        """:meth:`acquire` with a schedule shared by several processes, which stands for
+        the local windows: reserve the request's moment in its sender number's lane (at the
+        rate in force here) and the account's, by the database's clock, and wait for it.
+        A local window after it would move some requests later than their moment, next to
+        another process's, and bunch their arrivals."""
+        assert self.shared is not None
+        lanes: list[tuple[str, float]] = []
+        rate = self._lane(sender).rate_in_force()
+        if rate is not None:
+            lanes.append((f"number:{_sender_key(sender) if sender else ''}", rate))
+        if self.account is not None:
+            lanes.append(("account", self.account.rate))
+        for _ in range(_SHARED_TRIES):
+            if not lanes:
+                break
+            margin = max(SHARED_MARGIN, self.controller.margin())
+            # The delay is counted from the end of the statement (after any wait for the
+            # other processes' reservations), which is about when its answer arrives.
+            delay = self.shared.reserve(lanes, len(numbers), margin)
+            slot = self._clock() + max(delay, 0.0)
+            if delay > 0 and stop.wait(delay):
+                return None
+            if self._clock() - slot <= SHARED_TOLERANCE:
+                break
+            # Woken too late (a busy machine): sent now, it could arrive next to the
+            # message of the moment after its own; the moment is given up for a later one.
+            self.shared_late += 1
+        at = self._clock()
+        self.spacing.departed(numbers)
+        self.controller.departed(at)
+        return at
+
     def leaving(self, departed: float) -> None:
         """The request that was let go at ``departed`` is about to be written, in this thread.
 
@@ -765,7 +844,8 @@ class Pacer:
     def stats(self) -> dict[str, float | int | None]:
         """What the pacing did: ``peak_in_flight``, ``throttles`` ("too fast" answers, all
         numbers), ``lowest_rate`` in force on one number (None without a limit),
-        ``latency`` (seconds, averaged)."""
+        ``latency`` (seconds, averaged); with a schedule shared by several processes,
+        ``late_moments`` (moments given up: this process woke too late for them)."""
         pressures = [lane.backpressure for lane in self._lanes.values()]
         limited = [bp for bp in pressures if bp is not None]
         return {
@@ -773,7 +853,7 @@ class Pacer:
             "throttles": sum(bp.throttles for bp in limited),
             "lowest_rate": round(self.lowest_rate, 1) if limited else None,
             "latency": round(self.controller.latency, 4),
-        }
+        } | ({"late_moments": self.shared_late} if self.shared is not None else {})
 
     def finished(self, numbers: Sequence[str], *, reached: bool) -> None:
         """A request finished (see :meth:`RecipientSpacing.finish`)."""

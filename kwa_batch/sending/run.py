@@ -56,6 +56,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..actions import STOP_CODES, rule_for
+from ..database import is_database_url, redact
 from ..errors import (
     AmbiguousSendError,
     ApiError,
@@ -73,14 +74,15 @@ from ..errors import (
 from ..fields import message_frame, row_keys
 from ..loading.recipients import line_numbers
 from ..outcome import RunOutcome
-from ..results import OUTCOME_FIELDS, STATUSES, ResultsBuilder, Status
+from ..results import ARM_COLUMN, OUTCOME_FIELDS, STATUSES, ResultsBuilder, Status
 from ..validation import ValidationReport, validate
 from ..validation.sender import choose_sender, joined_senders, read_sender, same_sender
 from . import clock
 from .client import KaleyraClient, SendResult
 from .departure import Departure, LiveOptOuts, Verdict
-from .journal import IN_FLIGHT, Journal, JournalRecord
+from .journal import IN_FLIGHT, JournalRecord, RunJournal
 from .pacing import THROTTLE_CODES, Pacer, Pacing
+from .pg_journal import PostgresJournal, check_campaign, open_journal
 from .planner import Request, plan_requests
 from .progress import current as current_watcher
 from .retries import Retries
@@ -127,9 +129,12 @@ class _Run:
 
     client: KaleyraClient
     pacer: Pacer
-    journal: Journal | None
+    journal: RunJournal | None
     retries: Retries
     departure: Departure | None = None
+    #: Rows another process of the campaign claimed (a shared journal): not sent by this
+    #: one; their results are what the journal says at the end (:func:`_settle_taken`).
+    taken: list[Request] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     stop_reason: tuple[str, str] | None = None
     journal_error: JournalWriteError | None = None
@@ -224,20 +229,51 @@ class _Run:
         self.pacer.answered(departed, len(request))
         return result
 
+    def _claim(self, request: Request, last: _Done | None, attempts: int) -> _Done | None:
+        """With a journal shared by several processes: claim the request's rows (in flight
+        from now). None when all are this run's; else the request done as a split into the
+        rows claimed (sent next), the others left to the process that took them."""
+        assert self.journal is not None
+        try:
+            taken = self.journal.mark_in_flight([(request.keys, request.numbers)])
+        except JournalWriteError as exc:
+            self.journal_failed(exc)
+            return self._stopped(request, last, attempts)
+        if not taken:
+            return None
+        ours = [i for i, key in enumerate(request.keys) if key not in taken]
+        theirs = [i for i, key in enumerate(request.keys) if key in taken]
+        with self._lock:
+            self.taken.append(request.subset(theirs))
+        return _Done(request, "split", split=[request.subset(ours)] if ours else [])
+
     def deliver(self, request: Request) -> _Done:
         """Send one request, retrying only what is safe to retry."""
         last: _Done | None = None
+        shared = self.journal is not None and self.journal.shared
         for attempt in range(1, self.retries.max_attempts + 1):
             if self.stop.is_set():
                 return self._stopped(request, last, attempt - 1)
             held = self._hold(request, last, attempt - 1)  # before waiting for the rate
             if held is not None:
                 return held
+            if shared:
+                # Claimed before waiting for the rate: a row another process took costs
+                # one statement, not a place in this process's limit.
+                claimed = self._claim(request, last, attempt - 1)
+                if claimed is not None:
+                    return claimed
             checked = time.monotonic()
-            departed = self.pacer.acquire(request.numbers, self.stop, request.fields.get("from"))
+            try:  # shared: the moment of the campaign's processes' schedule, after the claim
+                departed = self.pacer.acquire(
+                    request.numbers, self.stop, request.fields.get("from")
+                )
+            except JournalWriteError as exc:
+                self.journal_failed(exc)
+                departed = None
             if departed is None:
                 return self._stopped(request, last, attempt - 1)
-            if self.journal is not None:
+            if self.journal is not None and not shared:
                 # Right before the request goes out (after any wait for the rate limit), so
                 # that a run killed now reports as unknown only what may really have gone.
                 try:
@@ -429,6 +465,7 @@ def send(
     schedule: Schedule | None = None,
     retries: Retries | None = None,
     journal: str | Path | None = None,
+    campaign: str | None = None,
     sender: str | Sequence[str] | None = None,
     receipts: CallbackSource | None = None,
     progress: bool = True,
@@ -453,7 +490,13 @@ def send(
             :class:`~kwa_batch.Retries` (default ``Retries()``: 4 attempts of what is safe
             to retry, nothing that could send twice).
         journal: a SQLite file recording every row's state, so that running again with the
-            same journal resumes without sending anything twice.
+            same journal resumes without sending anything twice; or a PostgreSQL database
+            (``"postgresql://user@host/db"``, with ``campaign``), which several processes, on
+            one machine or several, share to send one campaign together: each row goes from
+            the one process that claims it, each number's rate holds across them all (see
+            :mod:`~kwa_batch.sending.pg_journal`).
+        campaign: the campaign's name in a PostgreSQL journal (required with a URL,
+            refused with a file).
         sender: the ``from`` number for rows that leave it empty (before the client's); it
             is validated like a row's own, so an invalid one rejects those rows (E13008).
             Several (a list, or comma-separated: ``--from +91A,+91B``): each such row is
@@ -491,7 +534,9 @@ def send(
         ``error_code``, ``error_message``, ``http_status``, ``attempts``, ``sent_at``,
         ``request_id``, ``recipients`` (in the request), ``from_journal`` (True for rows
         whose result came from an earlier run), ``line`` and ``sender`` (the number the
-        row went, or would go, from). ``results.attrs["run"]`` is the run's
+        row went, or would go, from); ``arm`` too when the input has one
+        (:func:`kwa_batch.assign`): the rows of its ``holdout`` arm are never sent, and
+        their status is ``holdout``. ``results.attrs["run"]`` is the run's
         :class:`~kwa_batch.RunOutcome`: its facts, counts, exit code and next step.
 
     Raises:
@@ -503,6 +548,7 @@ def send(
         ...     results = send(report, emu.client(), pacing=Pacing(rate_limit=1000),
         ...                    schedule=Schedule(quiet_hours="21:00-09:00"), journal="run.db")
     """
+    check_campaign(journal, campaign)  # before anything else: one line
     now = options.pop("now", None)
     if now is not None:
         raise ConfigurationError(
@@ -533,7 +579,8 @@ def send(
         "max_attempts": retries.max_attempts,
         "retry_ambiguous": retries.retry_ambiguous,
         "resend_unknown": retries.resend_unknown,
-        "journal": str(journal) if journal is not None else None,
+        "journal": _journal_name(journal),
+        "campaign": campaign,
         "source": report.data.attrs.get("source"),
         "sender": report.sender,  # issue #19: what a follow-up sends from
         **holds.settings(),  # issue #13: what a later run of the campaign reads back
@@ -541,15 +588,27 @@ def send(
     started = datetime.now(UTC)
     results = ResultsBuilder(report.data.index)
     results.reject(report.invalid)
+    results.hold_out(list(report.holdout))  # an experiment's holdout: never sent
     current_watcher().began(results, lambda builder: _finished(builder, report))
-    messages = message_frame(report.valid)  # the one message frame of this run
+    messages = message_frame(report.to_send)  # the one message frame of this run
     pacer.expect(messages["from"].dropna().unique())  # one limit per sender number
     run = _Run(
         client,
         pacer=pacer,
-        journal=Journal(journal, settings=settings).open() if journal is not None else None,
+        journal=(
+            open_journal(
+                journal,
+                campaign=campaign,
+                settings=settings,
+                resend_unknown=retries.resend_unknown,
+            )
+            if journal is not None
+            else None
+        ),
         retries=retries,
     )
+    if isinstance(run.journal, PostgresJournal):
+        pacer.shared = run.journal  # each number's rate across the processes
     live = (
         LiveOptOuts(report.live_opt_outs, report.default_region) if report.live_opt_outs else None
     )
@@ -653,7 +712,8 @@ def _send_rows(
     resume: dict[str, int] = {}
     if run.journal is not None:
         resend = run.retries.resend_unknown
-        messages, keys, resume = _resume(run.journal, messages, results, resend)
+        messages, keys, resume, elsewhere = _resume(run.journal, messages, results, resend)
+        run.taken.extend(elsewhere)
     else:
         keys = pd.Series("", index=messages.index, dtype="str")
     holds = holds.anchored(run.journal)
@@ -662,11 +722,55 @@ def _send_rows(
     live, watch = watched
     if holds.active or live is not None or watch is not None:
         run.departure = Departure(holds, sent_before, live, watch)
-    requests = plan_requests(messages, max_recipients=max_recipients, keys=keys)
+    requests: Iterable[Request] = plan_requests(messages, max_recipients=max_recipients, keys=keys)
+    if run.journal is not None and run.journal.shared:
+        requests = _walk_from(list(requests), run.journal.run_id)
     said = headline(len(messages), resume)
     said += f"; {held.describe()}" if held.counts else ""
-    stopped_by = _Loop(run, requests, len(messages), results, progress).run(said)
+    stopped_by = _Loop(run, iter(requests), len(messages), results, progress).run(said)
+    if run.journal is not None and run.taken:
+        _settle_taken(run.journal, run.taken, results, run.stop)
     return _Sent(stopped_by, resume, said, held)
+
+
+def _walk_from(requests: list[Request], run_id: int | None) -> list[Request]:
+    """The plan, starting at a point of its own for each run (the golden ratio's multiples
+    of the run's id spread any number of processes evenly), wrapping round: processes that
+    share a campaign then meet only where one's walk reaches rows another has sent."""
+    if not requests or run_id is None:
+        return requests
+    start = int(((run_id * 0.6180339887498949) % 1.0) * len(requests))
+    return requests[start:] + requests[:start]
+
+
+def _settle_taken(
+    journal: RunJournal, taken: list[Request], results: ResultsBuilder, stop: threading.Event
+) -> None:
+    """Fill the results of rows another process of the campaign took, from the journal:
+    its outcome where it has one (``from_journal``), waiting up to the grace period for
+    rows still in flight in a live process; a row still in flight then is ``unknown``
+    (``ELSEWHERE``), never given a status the journal does not hold."""
+    keys = [key for request in taken for key in request.keys]
+    labels = [label for request in taken for label in request.labels]
+    deadline = time.monotonic() + _GRACE_SECONDS
+    live = journal.held_elsewhere(keys)
+    while live and time.monotonic() < deadline and not stop.wait(_POLL_SECONDS * 2):
+        live = journal.held_elsewhere(keys)
+    records = journal.lookup(keys)
+    rows = []
+    for key in keys:
+        record = records.get(key)
+        row: dict[str, Any] = {"from_journal": True} if record is None else _from_record(record)
+        if record is None or (record.state == IN_FLIGHT and key in live):
+            row.update(
+                status=Status.UNKNOWN,
+                error_code=Code.ELSEWHERE.value,
+                error_message=_HELD_ELSEWHERE.format(journal=journal.path),
+            )
+        elif record.state == IN_FLIGHT:  # the process that took it died while sending it
+            row.update(status=Status.UNKNOWN, error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1])
+        rows.append(row)
+    results.fill(labels, rows)
 
 
 def _rates_of_senders(pacing: Pacing, report: ValidationReport) -> Pacing:
@@ -764,8 +868,14 @@ _IN_FLIGHT = (
     "a previous run stopped while this row was in flight: it may have been sent; check, then "
     "pass resend_unknown=True (--resend-unknown) to send it again",
 )
+_HELD_ELSEWHERE = (
+    "another process sending this campaign ({journal}) held this row in flight when this run "
+    "finished: see that process's results, or run this command again once every process has "
+    "finished, when the journal says what became of it"
+)
 _RESUME_COUNTS = (
     "already sent",
+    "in flight in another process",
     "unknown, not resent",
     "resending unknown",
     "sending again (failed or not sent before)",
@@ -775,15 +885,19 @@ _RESUME_COUNTS = (
 
 
 def _resume(
-    journal: Journal,
+    journal: RunJournal,
     messages: pd.DataFrame,
     results: ResultsBuilder,
     resend_unknown: bool,
-) -> tuple[pd.DataFrame, pd.Series, dict[str, int]]:
+) -> tuple[pd.DataFrame, pd.Series, dict[str, int], list[Request]]:
     """Fill the results of rows the journal settles; return the messages still to send,
-    their keys, and what the journal said (counts)."""
+    their keys, what the journal said (counts), and the rows in flight in another live
+    process of the campaign (settled at the end, as the journal then says)."""
     keys = row_keys(messages)
     records = journal.lookup(keys.array)  # sliced by position, converted chunk by chunk
+    in_flight = [key for key, record in records.items() if record.state == IN_FLIGHT]
+    elsewhere = journal.held_elsewhere(in_flight) if in_flight else frozenset()
+    others: list[Request] = []
     counts = dict.fromkeys(_RESUME_COUNTS, 0)
     send_labels = []
     kept_labels: list[Hashable] = []
@@ -793,6 +907,9 @@ def _resume(
         if record is None:
             counts["new"] += 1
             send_labels.append(label)
+        elif key in elsewhere:
+            counts["in flight in another process"] += 1
+            others.append(Request([label], [str(record.recipient)], {}, [key]))
         elif record.state == Status.SENT:
             counts["already sent"] += 1
             kept_labels.append(label)
@@ -824,7 +941,14 @@ def _resume(
     if len(send_labels) < len(messages):  # a fresh journal sends everything: no copy
         to_send = pd.Index(send_labels, dtype=keys.index.dtype)
         messages, keys = messages.loc[to_send], keys.loc[to_send]
-    return messages, keys, resume
+    return messages, keys, resume, others
+
+
+def _journal_name(journal: str | Path | None) -> str | None:
+    """The journal as the run's settings record it: a URL without its password."""
+    if journal is None:
+        return None
+    return redact(str(journal)) if is_database_url(journal) else str(journal)
 
 
 def _from_record(record: JournalRecord) -> dict[str, Any]:
@@ -844,6 +968,8 @@ def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame
     frame["to"] = to
     if "from" in report.valid.columns:
         frame.loc[report.valid.index, "sender"] = report.valid["from"].astype("string")
+    if ARM_COLUMN in report.data.columns:  # an experiment's arm, for kb.compare
+        frame[ARM_COLUMN] = report.data[ARM_COLUMN].astype("string")
     return frame
 
 
@@ -883,7 +1009,13 @@ def headline(to_send: int, resume: dict[str, int]) -> str:
     settled = {
         k: v
         for k, v in resume.items()
-        if k in ("already sent", "unknown, not resent", "expired, never sent")
+        if k
+        in (
+            "already sent",
+            "in flight in another process",
+            "unknown, not resent",
+            "expired, never sent",
+        )
     }
     known = ", ".join(f"{v:,} {k}" for k, v in settled.items())
     what = f"Sending {to_send:,} message(s)" if to_send else "Nothing to send"
@@ -1058,6 +1190,8 @@ class _Loop:
             self.run_.pacer.finished(done.request.numbers, reached=reached)
         if done.split is not None:
             self.ahead.push_front(done.split)
+            # Rows another process took are done here (their results come at the end).
+            self.bar.update(len(done.request) - sum(len(part) for part in done.split))
             return
         departure = self.run_.departure
         if departure is not None and done.message_ids is not None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import numbers
 import re
@@ -51,7 +50,7 @@ from ..results import ResultsBuilder, Status
 from . import clock
 from .daily_limit import DailyWindow
 from .history import recent_recipients
-from .journal import Journal
+from .journal import RunJournal
 
 __all__ = [
     "BUSINESS_INITIATED",
@@ -366,15 +365,15 @@ class Holds:
                 found[name] = value if isinstance(value, int) else str(value)
         return found
 
-    def anchored(self, journal: Journal | None) -> Holds:
+    def anchored(self, journal: RunJournal | None) -> Holds:
         """With an expiry given as a duration, the earliest expiry the journal's runs
         recorded: ``--expire-after 6h`` run from cron counts from the campaign's first run."""
         if not self.expires_relative or journal is None or self.expires is None:
             return self
         earliest = self.expires
-        for (text,) in journal.db.execute("SELECT settings FROM runs"):
+        for settings in journal.recorded_settings():
             try:
-                recorded = json.loads(text).get("expires")
+                recorded = settings.get("expires")
                 moment = datetime.fromisoformat(recorded) if recorded else None
             except (TypeError, ValueError, AttributeError):
                 continue  # a run without pacing, or settings that do not parse
@@ -560,7 +559,7 @@ def _limit(
     go.loc[waiting.index] = False
 
 
-def recent(holds: Holds, journal: Journal | None) -> dict[str, datetime]:
+def recent(holds: Holds, journal: RunJournal | None) -> dict[str, datetime]:
     """Recipient → when a message to them may last have gone, within the 24 hours before
     ``holds.now``, from the history and the run's journal (empty without a daily limit)."""
     if holds.daily_limit is None:
@@ -573,7 +572,7 @@ def apply_holds(
     messages: pd.DataFrame,
     keys: pd.Series,
     results: ResultsBuilder,
-    journal: Journal | None,
+    journal: RunJournal | None,
     sent_before: dict[str, datetime],
 ) -> tuple[pd.DataFrame, pd.Series, Held]:
     """The hook of :func:`~kwa_batch.sending.run.send`, before anything is sent: fill the

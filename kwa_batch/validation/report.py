@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from ..errors import ConfigurationError, KwaBatchError, ValidationError, describe_code
 from ..fields import API_COLUMNS
 from ..loading.recipients import LineNumbers
+from ..results import ARM_COLUMN, HOLDOUT_ARM
 from ..tables import Sheet, write_csv, write_xlsx
 
 __all__ = ["ValidationReport"]
@@ -95,6 +96,21 @@ class ValidationReport:
     def ok(self) -> bool:
         """True when every row is valid."""
         return bool(self.invalid.empty)
+
+    @property
+    def holdout(self) -> pd.Index:
+        """The valid rows of an experiment's holdout (an ``arm`` column saying
+        ``holdout``, :func:`kwa_batch.assign`): checked as the others, never sent."""
+        if ARM_COLUMN not in self.valid.columns:
+            return self.valid.index[:0]
+        held = self.valid[ARM_COLUMN].astype("string").eq(HOLDOUT_ARM).fillna(False)
+        return self.valid.index[held.to_numpy(dtype=bool)]
+
+    @property
+    def to_send(self) -> pd.DataFrame:
+        """The valid rows that a send sends: all but the :attr:`holdout`."""
+        held = self.holdout
+        return self.valid.drop(index=held) if len(held) else self.valid
 
     def send(self, client: Any, **kwargs: Any) -> pd.DataFrame:
         """Send the valid rows: :func:`kwa_batch.send` on this report.

@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from ..errors import Code, ConfigurationError, InputError
 from ..fields import API_COLUMNS, MESSAGE_COLUMNS
+from .arms import by_arm, shown
 from .compose import (
     build_body,
     build_params,
@@ -72,10 +73,10 @@ def validate(
     *,
     default_region: str | None = None,
     sender: str | Sequence[str] | None = None,
-    params_from: Sequence[str] | str | None = None,
-    body_template: str | None = None,
-    template_name: str | None = None,
-    lang_code: str | None = None,
+    params_from: Sequence[str] | str | Mapping[str, Sequence[str] | str] | None = None,
+    body_template: str | Mapping[str, str] | None = None,
+    template_name: str | Mapping[str, str] | None = None,
+    lang_code: str | Mapping[str, str] | None = None,
     callback_url: str | None = None,
     windows: pd.DataFrame | None = None,
     templates: Any = None,
@@ -97,6 +98,10 @@ def validate(
             ``"Hi {name}, order {order_id} has shipped"``, for rows whose ``body`` is empty.
         template_name, lang_code, callback_url: campaign-wide values for rows that leave
             these empty. A row's ``type`` is ``template`` when it has a template name.
+            ``params_from``, ``body_template``, ``template_name`` and ``lang_code`` may
+            be given per arm of an experiment (:func:`kwa_batch.assign`), as a mapping of
+            arm to value: ``template_name={"A": "promo_a", "B": "promo_b"}`` fills each
+            arm's rows with its own (see :mod:`kwa_batch.validation.arms`).
         windows: the open 24-hour conversation windows (:func:`kwa_batch.open_windows`);
             text rows to recipients without one are refused with ``KWA012`` (WhatsApp only
             lets a business start a conversation with a template).
@@ -150,7 +155,9 @@ def validate(
     _check_frame(df)
     region = check_region(default_region)
     if isinstance(params_from, str):
-        params_from = [p.strip() for p in params_from.split(",") if p.strip()]
+        params_from = _columns_list(params_from)
+    elif isinstance(params_from, Mapping):
+        params_from = {arm: _columns_list(given) for arm, given in params_from.items()}
     problems = Problems()
     built = _build(df, problems, params_from, body_template, template_name, lang_code, callback_url)
     written_to = built.columns["to"]
@@ -237,21 +244,35 @@ def _check_frame(df: pd.DataFrame) -> None:
         )
 
 
+def _columns_list(given: Sequence[str] | str) -> list[str]:
+    """``params_from`` as a list of column names (a string: comma-separated)."""
+    if isinstance(given, str):
+        return [p.strip() for p in given.split(",") if p.strip()]
+    return list(given)
+
+
 def _build(
     df: pd.DataFrame,
     problems: Problems,
-    params_from: Sequence[str] | None,
-    body_template: str | None,
-    template_name: str | None,
-    lang_code: str | None,
+    params_from: Sequence[str] | Mapping[str, Sequence[str]] | None,
+    body_template: str | Mapping[str, str] | None,
+    template_name: str | Mapping[str, str] | None,
+    lang_code: str | Mapping[str, str] | None,
     callback_url: str | None,
 ) -> _Built:
-    """Step 1: the API's columns as strings, campaign settings and built fields filled in."""
-    params_columns = [resolve_column(df, name, "params_from") for name in params_from or ()]
-    pieces = placeholders(body_template) if body_template is not None else []
-    template_columns = {
-        name: resolve_column(df, name, "body_template") for _, name in pieces if name is not None
-    }
+    """Step 1: the API's columns as strings, campaign settings and built fields filled in
+    (each given for every row, or per arm: :func:`~kwa_batch.validation.arms.by_arm`)."""
+    params_parts = [
+        (rows, [resolve_column(df, name, "params_from") for name in names])
+        for rows, names in by_arm(df, "params_from", params_from)
+        if names
+    ]
+    body_parts = []
+    for rows, template in by_arm(df, "body_template", body_template):
+        pieces = placeholders(template)
+        named = [name for _, name in pieces if name is not None]
+        sources = {name: resolve_column(df, name, "body_template") for name in named}
+        body_parts.append((rows, pieces, sources))
     n = len(df)
     columns: dict[str, pd.Series] = {}
     for name in API_COLUMNS:
@@ -259,15 +280,15 @@ def _build(
             columns[name] = strings(df[name], name).reset_index(drop=True)
         else:
             columns[name] = empty_strings(n)
-    for name, value in (
+    for name, setting in (
         ("template_name", template_name),
         ("lang_code", lang_code),
         ("callback_url", callback_url),
     ):
-        if value is not None and value != "":
-            blank = is_blank(columns[name])
-            if blank.any():
-                columns[name] = columns[name].mask(blank, value)
+        blank = is_blank(columns[name])
+        for rows, value in by_arm(df, name, setting):
+            if value is not None and value != "" and (blank & rows).any():
+                columns[name] = columns[name].mask(blank & rows, value)
     kind = columns["type"].str.strip().str.lower()
     inferred = choose(is_blank(columns["template_name"]), "text", "template")
     columns["type"] = kind.where(~is_blank(kind), inferred)
@@ -281,16 +302,22 @@ def _build(
                      refusal.message, pd.Series([refusal.value], dtype="str"))  # fmt: skip
 
     built = _Built(columns)
-    if params_columns:
-        rows = (columns["type"] == "template").to_numpy() & is_blank(columns["params"])
-        columns["params"], built.built_from["params"] = build_params(
-            df, params_columns, rows, columns["params"], problems
-        )
-    if body_template is not None:
-        rows = (columns["type"] == "text").to_numpy() & is_blank(columns["body"])
-        columns["body"], built.built_from["body"] = build_body(
-            df, pieces, template_columns, rows, columns["body"], problems
-        )
+    if params_parts:
+        wanted = (columns["type"] == "template").to_numpy() & is_blank(columns["params"])
+        built.built_from["params"] = np.zeros(n, dtype=bool)
+        for part, params_columns in params_parts:
+            columns["params"], empty = build_params(
+                df, params_columns, wanted & part, columns["params"], problems
+            )
+            built.built_from["params"] |= empty
+    if body_parts:
+        wanted = (columns["type"] == "text").to_numpy() & is_blank(columns["body"])
+        built.built_from["body"] = np.zeros(n, dtype=bool)
+        for part, pieces, sources in body_parts:
+            columns["body"], empty = build_body(
+                df, pieces, sources, wanted & part, columns["body"], problems
+            )
+            built.built_from["body"] |= empty
     return built
 
 
@@ -391,7 +418,8 @@ def _verdict(
     settings = {
         **arguments,
         "default_region": region,
-        "params_from": list(params_from) if params_from else None,
+        "params_from": shown(params_from) if params_from else None,
+        **{k: shown(arguments[k]) for k in ("body_template", "template_name", "lang_code")},
         "windows": None if windows is None else len(windows),
         **{
             k: None if arguments[k] is None else len(arguments[k])

@@ -8,6 +8,7 @@ Nothing waits on a clock: each test waits for the emulator to have posted its ca
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -582,3 +583,40 @@ def test_the_command_line_refuses_what_cannot_play(runner: Any) -> None:
     result = runner.invoke(cli, ["emulator", "--opted-out", "12"])
     assert result.exit_code != 0
     assert "'12' is not a phone number in E.164" in result.output
+
+
+def test_a_reply_waits_for_the_read_callback_a_slow_receiver_still_answers() -> None:
+    """A receiver that takes 0.4 s to answer the ``read`` callback: the reply, due 50 ms
+    after it, is posted only once the read was answered, not by another thread meanwhile."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    events: list[tuple[str, str]] = []
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            what = body.get("status") or "reply"
+            events.append(("start", what))
+            if what == "read":
+                time.sleep(0.4)
+            events.append(("end", what))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/callbacks"
+        with emulator(read=1.0, reply=1.0, delay=0.05, method="POST") as emu:
+            send(emu, "+919876500001", UTILITY, url)
+            settle(emu)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ("start", "reply") in events, events
+    assert events.index(("start", "reply")) > events.index(("end", "read")), events

@@ -8,6 +8,7 @@ import threading
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from conftest import SENDER
 
 from kwa_batch import Emulator, KaleyraClient, send
 from kwa_batch.sending.journal import Journal, JournalLockedError
+from kwa_batch.sending.pg_journal import open_journal
 
 
 def frame(n: int, body: str = "Hello {i}") -> pd.DataFrame:
@@ -27,37 +29,37 @@ def frame(n: int, body: str = "Hello {i}") -> pd.DataFrame:
 
 
 def test_second_run_skips_what_was_sent_and_returns_its_ids(
-    fresh_emulator: Emulator, tmp_path: Path
+    fresh_emulator: Emulator, journal_target: dict[str, Any]
 ) -> None:
-    journal = tmp_path / "run.db"
     client = fresh_emulator.client(sender=SENDER)
-    first = send(frame(20), client, journal=journal, progress=False)
+    first = send(frame(20), client, **journal_target, progress=False)
     assert (first["status"] == "sent").all()
     assert first.attrs["run"].resume == {"new": 20}
-    second = send(frame(20), client, journal=journal, progress=False)
+    second = send(frame(20), client, **journal_target, progress=False)
     assert len(fresh_emulator.messages) == 20  # nothing sent twice
     assert second["message_id"].tolist() == first["message_id"].tolist()
     assert second["from_journal"].all()
     assert second.attrs["run"].resume == {"already sent": 20}
 
 
-def test_not_sent_rows_are_sent_on_resume(fresh_emulator: Emulator, tmp_path: Path) -> None:
-    journal = tmp_path / "run.db"
+def test_not_sent_rows_are_sent_on_resume(
+    fresh_emulator: Emulator, journal_target: dict[str, Any]
+) -> None:
     down = KaleyraClient("HX", "key", sender=SENDER, base_url="http://127.0.0.1:9")
-    first = send(frame(5), down, journal=journal, progress=False, max_attempts=1)
+    first = send(frame(5), down, **journal_target, progress=False, max_attempts=1)
     assert (first["status"] == "not_sent").all()
-    second = send(frame(5), fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
+    client = fresh_emulator.client(sender=SENDER)
+    second = send(frame(5), client, **journal_target, progress=False)
     assert (second["status"] == "sent").all()
     assert second.attrs["run"].resume == {"sending again (failed or not sent before)": 5}
 
 
-def test_edited_rows_count_as_new(fresh_emulator: Emulator, tmp_path: Path) -> None:
-    journal = tmp_path / "run.db"
+def test_edited_rows_count_as_new(fresh_emulator: Emulator, journal_target: dict[str, Any]) -> None:
     client = fresh_emulator.client(sender=SENDER)
-    send(frame(4), client, journal=journal, progress=False)
+    send(frame(4), client, **journal_target, progress=False)
     edited = frame(4)
     edited.loc[2, "body"] = "Hello 2, with a fix"
-    results = send(edited, client, journal=journal, progress=False)
+    results = send(edited, client, **journal_target, progress=False)
     assert results["from_journal"].tolist() == [True, True, False, True]
     assert results.attrs["run"].resume == {"already sent": 3, "new": 1}
     assert len(fresh_emulator.messages) == 5
@@ -103,13 +105,18 @@ def test_the_key_is_never_stored(fresh_emulator: Emulator, tmp_path: Path) -> No
         assert fresh_emulator.api_key.encode() not in path.read_bytes(), path.name
 
 
-def test_journal_records_every_row_state(fresh_emulator: Emulator, tmp_path: Path) -> None:
-    journal = tmp_path / "run.db"
+def test_journal_records_every_row_state(
+    fresh_emulator: Emulator, journal_target: dict[str, Any]
+) -> None:
     df = frame(3)
     df.loc[1, "to"] = "bad"
-    send(df, fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
-    with Journal(journal) as j:
-        assert j.counts() == {"sent": 2}  # rejected rows are not the journal's business
+    send(df, fresh_emulator.client(sender=SENDER), **journal_target, progress=False)
+    target = journal_target["journal"]
+    opened = open_journal(target, campaign=journal_target.get("campaign"), settings={})
+    try:
+        assert opened.counts() == {"sent": 2}  # rejected rows are not the journal's business
+    finally:
+        opened.close()
 
 
 def test_not_a_journal_is_a_configuration_error(fresh_emulator: Emulator, tmp_path: Path) -> None:

@@ -1,0 +1,346 @@
+"""Experiments (issue #22, item 2): arms and a holdout assigned per recipient, the holdout
+never sent, and the arms compared with the statistics scipy gives on the same counts."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SENDER
+from openpyxl import load_workbook
+from scipy import stats
+
+import kwa_batch as kb
+from kwa_batch.errors import ConfigurationError, KwaBatchError
+from kwa_batch.experiments import COMPARE_COLUMNS
+
+
+def recipients(n: int, start: int = 0) -> pd.DataFrame:
+    return pd.DataFrame({"to": [f"+9198765{i:05d}" for i in range(start, start + n)]})
+
+
+def test_assign_on_10000_gives_45_45_10_and_the_same_arm_when_the_rows_are_shuffled() -> None:
+    df = recipients(10_000)
+    assigned = kb.assign(df, arms=["A", "B"], holdout=0.1, seed=7)
+    shares = assigned["arm"].value_counts(normalize=True)
+    assert shares["A"] == pytest.approx(0.45, abs=0.02)
+    assert shares["B"] == pytest.approx(0.45, abs=0.02)
+    assert shares["holdout"] == pytest.approx(0.10, abs=0.02)
+    shuffled = kb.assign(df.sample(frac=1, random_state=3), arms=["A", "B"], holdout=0.1, seed=7)
+    assert shuffled["arm"].sort_index().equals(assigned["arm"])
+    # Another run, the same seed: the same arms; another seed: others.
+    assert kb.assign(df, arms=["A", "B"], holdout=0.1, seed=7)["arm"].equals(assigned["arm"])
+    other = kb.assign(df, arms=["A", "B"], holdout=0.1, seed=8)["arm"]
+    assert (other != assigned["arm"]).mean() > 0.3
+
+
+def test_the_hash_is_pinned_so_a_running_experiment_keeps_its_arms() -> None:
+    """A recipient's draw is sha256(seed|E.164): a change of the scheme would move the
+    customers of every experiment under way, so it is pinned here."""
+    df = pd.DataFrame({"to": ["+919876543210", "+447911123456", "+1 415 555 0123"]})
+    arms = kb.assign(df, ["A", "B"], holdout=0.1, seed=7, balanced=False)["arm"]
+    assert arms.tolist() == ["B", "holdout", "A"]
+
+
+def test_a_recipient_written_two_ways_gets_one_arm() -> None:
+    df = pd.DataFrame({"to": ["+91 98765 43210", "919876543210", "+919876543211"]})
+    assigned = kb.assign(df, ["A", "B", "C"], holdout=0.0, seed=1)
+    assert assigned.loc[0, "arm"] == assigned.loc[1, "arm"]
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_weights_give_their_shares(balanced: bool) -> None:
+    assigned = kb.assign(
+        recipients(9_000), {"A": 2, "B": 1}, holdout=0.1, seed="spring", balanced=balanced
+    )
+    shares = assigned["arm"].value_counts(normalize=True)
+    assert shares["A"] == pytest.approx(0.6, abs=0.02)
+    assert shares["B"] == pytest.approx(0.3, abs=0.02)
+
+
+def test_stratified_by_country_each_country_is_split_in_the_shares() -> None:
+    india = recipients(301)
+    uk = pd.DataFrame({"to": [f"+4479111{i:05d}" for i in range(97)]})
+    df = pd.concat([india, uk], ignore_index=True)
+    assigned = kb.assign(df, ["A", "B"], holdout=0.2, seed=5, by="country")
+    for rows in (slice(0, 301), slice(301, None)):
+        counts = assigned["arm"].iloc[rows].value_counts()
+        n = int(counts.sum())
+        for arm, share in (("A", 0.4), ("B", 0.4), ("holdout", 0.2)):
+            assert abs(int(counts[arm]) - share * n) <= 1, (rows, counts.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("arms", "holdout", "by", "message"),
+    [
+        ("AB", 0.1, None, "give a list of names"),
+        ([], 0.1, None, "at least one arm"),
+        (["A", "A"], 0.1, None, "each arm's name once"),
+        (["A", "holdout"], 0.1, None, "cannot name an arm"),
+        ({"A": 1, "B": 0}, 0.1, None, "weight 0 of 'B': give a positive number"),
+        (["A", "B"], 1.0, None, r"holdout=1.0: give a share in \[0, 1\)"),
+        (["A", "B"], 0.1, "region", "by='region': no such column"),
+    ],
+)
+def test_unusable_arguments_are_refused_in_one_line(arms, holdout, by, message) -> None:
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        kb.assign(recipients(10), arms, holdout=holdout, by=by)
+    assert "\n" not in str(caught.value)
+
+
+def read_results(a: tuple[int, int], b: tuple[int, int]) -> pd.DataFrame:
+    """Results with receipts merged: arm A reads a[0] of a[1], arm B b[0] of b[1]."""
+    rows = []
+    for arm, (read, n) in (("A", a), ("B", b)):
+        rows += [(arm, "read")] * read + [(arm, "delivered")] * (n - read)
+    frame = pd.DataFrame(rows, columns=["arm", "delivery_status"])
+    return frame.assign(status="sent")
+
+
+def test_compare_500_of_1000_against_600_of_1000_matches_scipy() -> None:
+    compared = kb.compare(read_results((500, 1000), (600, 1000)), metric="read")
+    assert list(compared.columns) == list(COMPARE_COLUMNS)
+    assert list(compared.index) == ["A", "B"]
+    b = compared.loc["B"]
+    assert (int(b["n"]), int(b["successes"]), float(b["rate"])) == (1000, 600, 0.6)
+    assert float(b["diff"]) == pytest.approx(0.10)
+    # The pooled z test is the chi-square test of the 2x2 table without correction.
+    table = [[600, 400], [500, 500]]
+    expected_p = stats.chi2_contingency(table, correction=False).pvalue
+    assert float(b["p_value"]) == pytest.approx(expected_p, rel=1e-9)
+    assert float(b["p_value"]) < 0.001
+    half = stats.norm.ppf(0.975) * math.sqrt(0.6 * 0.4 / 1000 + 0.5 * 0.5 / 1000)
+    assert float(b["ci_low"]) == pytest.approx(0.10 - half)
+    assert float(b["ci_high"]) == pytest.approx(0.10 + half)
+    assert (round(float(b["ci_low"]), 4), round(float(b["ci_high"]), 4)) == (0.0566, 0.1434)
+    assert b["test"] == "z"
+    assert float(compared.loc["A", "diff"]) == 0.0
+    assert pd.isna(compared.loc["A", "p_value"])
+
+
+def test_small_counts_take_fishers_exact_test() -> None:
+    compared = kb.compare(read_results((2, 10), (7, 10)), metric="read")
+    b = compared.loc["B"]
+    assert b["test"] == "fisher"
+    assert float(b["p_value"]) == pytest.approx(
+        stats.fisher_exact([[7, 3], [2, 8]]).pvalue, rel=1e-12
+    )
+    assert float(b["ci_low"]) < 0.5 < float(b["ci_high"])
+    assert float(b["ci_low"]) >= -1
+    assert float(b["ci_high"]) <= 1
+
+
+def experiment_with_holdout() -> pd.DataFrame:
+    """A: 100 of 1000 converted, B: 150 of 1000, holdout: 25 of 500; every arm read half."""
+    frames = []
+    for arm, n, converted, status in (
+        ("A", 1000, 100, "sent"),
+        ("B", 1000, 150, "sent"),
+        ("holdout", 500, 25, "holdout"),
+    ):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "arm": arm,
+                    "status": status,
+                    "delivery_status": (["read", "delivered"] * n)[:n]
+                    if status == "sent"
+                    else pd.NA,
+                    "converted": [True] * converted + [False] * (n - converted),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_lift_over_the_holdout_for_a_boolean_column() -> None:
+    compared = kb.compare(experiment_with_holdout(), metric="converted")
+    assert list(compared.index) == ["A", "B", "holdout"]
+    assert float(compared.loc["holdout", "rate"]) == pytest.approx(0.05)
+    assert float(compared.loc["A", "lift"]) == pytest.approx(0.10 / 0.05 - 1)
+    assert float(compared.loc["B", "lift"]) == pytest.approx(0.15 / 0.05 - 1)
+    assert pd.isna(compared.loc["holdout", "lift"])
+    assert pd.isna(compared.loc["holdout", "p_value"])
+
+
+def test_a_message_metric_has_no_holdout_rate_and_says_why() -> None:
+    compared = kb.compare(experiment_with_holdout(), metric="read")
+    holdout = compared.loc["holdout"]
+    assert int(holdout["n"]) == 500
+    assert pd.isna(holdout["rate"])
+    assert pd.isna(holdout["successes"])
+    assert "needs a message" in holdout["note"]
+    assert pd.isna(compared.loc["B", "lift"])
+    assert "needs a message" in compared.loc["B", "note"]
+
+
+def test_rejected_rows_are_not_counted() -> None:
+    results = read_results((5, 10), (5, 10))
+    results.loc[0, "status"] = "rejected"
+    results.loc[0, "delivery_status"] = pd.NA
+    assert int(kb.compare(results, "read").loc["A", "n"]) == 9
+
+
+@pytest.mark.parametrize(
+    ("frame", "metric", "message"),
+    [
+        (pd.DataFrame({"status": ["sent"]}), "read", "no arm column: split the recipients"),
+        (pd.DataFrame({"status": ["sent"], "arm": ["A"]}), "read", "merge the receipts first"),
+        (pd.DataFrame({"status": ["sent"], "arm": ["A"]}), "replied", "kb.replies"),
+        (pd.DataFrame({"status": ["sent"], "arm": ["A"]}), "clicks", "give delivered, read"),
+        (
+            pd.DataFrame({"status": ["sent"], "arm": ["A"], "converted": ["maybe"]}),
+            "converted",
+            "not boolean",
+        ),
+    ],
+)
+def test_compare_refuses_in_one_line(frame: pd.DataFrame, metric: str, message: str) -> None:
+    with pytest.raises(KwaBatchError, match=message) as caught:
+        kb.compare(frame, metric)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_holdout_row_is_never_sent(fresh_emulator: kb.Emulator, tmp_path: Path) -> None:
+    """Counted at the emulator; the holdout's status is holdout, the run exits 0, the
+    journal never holds a holdout row (a second run sends nothing), estimate skips it."""
+    df = kb.assign(recipients(60).assign(name="Ana"), ["A", "B"], holdout=0.25, seed=11)
+    held = df.index[df["arm"] == "holdout"]
+    assert len(held) == 15
+    journal = tmp_path / "run.db"
+    kwargs = {
+        "sender": SENDER,
+        "template_name": {"A": "promo_a", "B": "promo_b"},
+        "params_from": "name",
+        "progress": False,
+    }
+    results = kb.send(df, fresh_emulator.client(), journal=journal, **kwargs)
+    assert fresh_emulator.message_count == 45
+    sent_to = set(fresh_emulator.messages["to"].str.lstrip("+"))
+    assert not sent_to & set(df.loc[held, "to"].str.lstrip("+"))
+    assert (results.loc[held, "status"] == "holdout").all()
+    assert results.loc[held, "error_code"].isna().all()
+    assert results.loc[held, "message_id"].isna().all()
+    assert results["arm"].equals(df["arm"].astype("string"))
+    outcome = results.attrs["run"]
+    assert outcome.exit_code == 0
+    assert outcome.counts["holdout"] == 15
+    # Each arm got its own template.
+    by_template = fresh_emulator.messages.set_index("to")["template_name"]
+    for label in df.index[df["arm"] != "holdout"]:
+        expected = "promo_a" if df.loc[label, "arm"] == "A" else "promo_b"
+        assert by_template[df.loc[label, "to"]] == expected
+    again = kb.send(df, fresh_emulator.client(), journal=journal, **kwargs)
+    assert fresh_emulator.message_count == 45
+    assert (again.loc[held, "status"] == "holdout").all()
+    import sqlite3
+
+    with sqlite3.connect(journal) as db:
+        journalled = {row[0] for row in db.execute("SELECT recipient FROM rows")}
+    assert len(journalled) == 45
+    report = kb.validate(df, sender=SENDER, template_name="promo", params_from="name")
+    assert int(kb.estimate(report).attrs["summary"]["messages"]) == 45
+
+
+def test_holdout_rows_are_no_errors_and_follow_up_leaves_them(tmp_path: Path) -> None:
+    results = pd.DataFrame(
+        {
+            "to": ["+919876500001", "+919876500002"],
+            "status": pd.array(["sent", "holdout"], dtype="string"),
+            "message_id": pd.array(["m1", pd.NA], dtype="string"),
+            "error_code": pd.array([pd.NA, pd.NA], dtype="string"),
+            "error_message": pd.array([pd.NA, pd.NA], dtype="string"),
+            "sent_at": pd.to_datetime(["2026-12-01 10:00", pd.NaT], utc=True),
+            "arm": pd.array(["A", "holdout"], dtype="string"),
+        }
+    )
+    empty = pd.DataFrame(columns=["message_id", "status", "error_code", "failed_at", "recipient"])
+    plan = kb.follow_up(results, empty)
+    assert plan.loc[1, "action"] == "final"
+    assert "holdout" in plan.loc[1, "reason"]
+    assert kb.summarize(results).loc["holdout", "rows"] == 1
+    path = kb.export_results(results, tmp_path / "r.xlsx")
+    sheet = load_workbook(path)["Errors"]
+    assert sheet.max_row == 1  # the header alone: a holdout row is not an error
+    summary = " ".join(
+        str(cell) for row in load_workbook(path)["Summary"].iter_rows(values_only=True)
+        for cell in row if cell
+    )  # fmt: skip
+    assert "1 were the experiment's holdout (kept from the message on purpose" in summary
+    assert "were not:" not in summary
+    back = kb.load_results(path)
+    assert back["status"].tolist() == ["sent", "holdout"]
+    assert back["arm"].tolist() == ["A", "holdout"]
+
+
+def test_a_message_per_arm_needs_an_arm_for_each() -> None:
+    df = kb.assign(recipients(20).assign(name="Ana"), ["A", "B"], holdout=0.1, seed=2)
+    with pytest.raises(ConfigurationError, match="gives no value for arm 'B'"):
+        kb.validate(df, sender=SENDER, template_name={"A": "promo_a"}, params_from="name")
+    with pytest.raises(ConfigurationError, match=r"no arm column: split it with kb\.assign"):
+        kb.validate(recipients(2), sender=SENDER, body_template={"A": "Hi"})
+    report = kb.validate(
+        df, sender=SENDER, body_template={"A": "Hi {name}", "B": "Hello {name}, a gift"}
+    )
+    assert report.ok
+    bodies = report.valid.groupby("arm")["body"].first().to_dict()
+    assert bodies == {"A": "Hi Ana", "B": "Hello Ana, a gift", "holdout": "Hi Ana"}
+    assert list(report.holdout) == list(df.index[df["arm"] == "holdout"])
+    assert len(report.to_send) == 20 - len(report.holdout)
+    assert np.array_equal(report.to_send.index, df.index[df["arm"] != "holdout"])
+
+
+def test_the_command_line_sends_a_file_with_an_arm_column(
+    runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kwa-batch send` of an assigned file: the holdout said, never sent, exit 0; and
+    --dry-run plans no request for it."""
+    from kwa_batch.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    df = kb.assign(recipients(20).assign(body="Hello"), ["A", "B"], holdout=0.2, seed=4)
+    df.to_csv("assigned.csv", index=False)
+    outcome = runner.invoke(cli, ["send", "assigned.csv", "--emulator", "--out", "r.xlsx"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "4 valid row(s) in the experiment's holdout (arm column): never sent" in outcome.output
+    assert "Outcome: 16 sent, 4 holdout" in outcome.output
+    assert "Errors sheet" not in outcome.output
+    results = kb.load_results("r.xlsx")
+    assert (results["status"] == "holdout").sum() == 4
+    planned = runner.invoke(cli, ["send", "assigned.csv", "--emulator", "--dry-run"])
+    assert "16 message(s) to 16 recipient(s)" in planned.output, planned.output
+
+
+def test_a_message_delivered_then_reported_failed_counts_as_delivered() -> None:
+    """As follow_up judges it: delivered is delivered, whatever came after."""
+    at = pd.Timestamp("2026-12-01 10:00", tz="UTC")
+    results = pd.DataFrame(
+        {
+            "arm": ["A", "A", "B", "B"],
+            "status": "sent",
+            "delivery_status": ["failed", "failed", "read", "sent"],
+            "delivered_at": [at, pd.NaT, at, pd.NaT],
+        }
+    )
+    assert kb.compare(results, "delivered")["successes"].tolist() == [1, 1]
+
+
+def test_the_control_is_the_first_arm_asked() -> None:
+    results = read_results((500, 1000), (600, 1000))
+    compared = kb.compare(results, "read", arms=["B", "A"])
+    assert list(compared.index) == ["B", "A"]
+    assert float(compared.loc["A", "diff"]) == pytest.approx(-0.10)
+    with pytest.raises(KwaBatchError, match="no row of arm 'C'"):
+        kb.compare(results, "read", arms=["C"])
+
+
+def test_stratified_by_a_column_of_the_frame() -> None:
+    df = recipients(200).assign(tier=["gold"] * 50 + ["silver"] * 150)
+    assigned = kb.assign(df, ["A", "B"], holdout=0.0, seed=9, by="tier")
+    counts = assigned.groupby("tier")["arm"].value_counts().to_dict()
+    assert counts == {
+        ("gold", "A"): 25, ("gold", "B"): 25, ("silver", "A"): 75, ("silver", "B"): 75,
+    }  # fmt: skip
