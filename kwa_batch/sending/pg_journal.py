@@ -46,10 +46,11 @@ the index on ``updated_at``) are added to it, which may count more, never fewer 
 ms a claim with 100,000 recipients counted: ``benchmarks/bench_pg_daily_limit.py``).
 
 **A database that stops answering.** Every call is bounded: the connections ask the
-server to give up on a statement after :data:`STATEMENT_TIMEOUT` seconds (``lock_timeout``
-half of it), libpq's TCP keepalives and ``tcp_user_timeout`` notice a host or a network
-that went silent, and a call still waiting :data:`CALL_TIMEOUT` seconds after it began (a
-server frozen, whose kernel still acknowledges) has its socket shut by a watchdog thread.
+server to give up on a statement after :data:`STATEMENT_TIMEOUT` seconds (a lock waited
+for too: ``lock_timeout``), libpq's TCP keepalives and ``tcp_user_timeout`` notice a host
+or a network that went silent, and a call still waiting :data:`CALL_TIMEOUT` seconds after
+it began (a server frozen, whose kernel still acknowledges) has its socket shut by a
+watchdog thread.
 The call then fails as a full disk does (:class:`~kwa_batch.errors.JournalWriteError`):
 the run stops, awaits what is in flight and writes its results; a stop signal that came
 meanwhile is acted on then.
@@ -398,7 +399,7 @@ class PostgresJournal:
         return connect(
             self._url,
             application_name=name,
-            options=f"-c statement_timeout={statement} -c lock_timeout={statement // 2}",
+            options=f"-c statement_timeout={statement} -c lock_timeout={statement}",
             **_BOUNDS,
         )
 
