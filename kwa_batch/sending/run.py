@@ -897,6 +897,10 @@ def _resume(
     records = journal.lookup(keys.array)  # sliced by position, converted chunk by chunk
     in_flight = [key for key, record in records.items() if record.state == IN_FLIGHT]
     elsewhere = journal.held_elsewhere(in_flight) if in_flight else frozenset()
+    if len(elsewhere) < len(in_flight):
+        # Read again what is not held by a live process: one that was may have settled the
+        # row between the two reads (the first would call a sent row a dead run's).
+        records.update(journal.lookup([key for key in in_flight if key not in elsewhere]))
     others: list[Request] = []
     counts = dict.fromkeys(_RESUME_COUNTS, 0)
     send_labels = []
