@@ -4,15 +4,16 @@ compared on what became of their messages (:func:`compare`).
 **Assignment.** Each recipient gets a number ``u`` in [0, 1) from the SHA-256 of the seed
 and its normalised number (E.164; the value as written for a number validation would
 refuse), so the same recipient draws the same ``u`` whatever the row order, in every run
-with the same seed; rows of one recipient share their arm. With ``balanced=True`` (the
-default) the recipients of each stratum (all of them, or one country or value of ``by``)
-are ranked by ``u`` and cut into consecutive blocks of the shares asked, from a start the
-seed and the stratum draw: each arm gets its share of every stratum to within one
-recipient. The arm of a recipient then depends on who else is in the list (adding
-recipients shifts a few neighbours). ``balanced=False`` reads each arm from ``u`` alone
-(a recipient keeps its arm as the list grows; the shares hold on average, as a binomial
-draw): the choice for a list assigned in parts (a file read in chunks, a list that grows
-between campaigns), where each part must give a recipient the arm the whole would.
+with the same seed; rows of one recipient share their arm. By default each arm is read from
+``u`` alone: a recipient's arm depends only on the seed, its number and the arms and
+shares asked, so it keeps its arm as the list grows, when the list is assigned in parts
+(a file read in chunks) and when a run resumes; the shares hold statistically, as a
+binomial draw (10,000 recipients in 45/45/10 land within a point or two). ``balanced=True``
+is for a fixed list: the recipients of each stratum (all of them, or one country or value
+of ``by``) are ranked by ``u`` and cut into consecutive blocks of the shares asked, from a
+start the seed and the stratum draw, so each arm gets its share of every stratum to within
+one recipient; the arm of a recipient then depends on who else is in the list (adding
+recipients may move others to another arm).
 
 **Comparison.** :func:`compare` counts, per arm, its rows ``n`` (rejected rows left out:
 their data would have been refused in any arm) and ``successes`` of a metric, and tests
@@ -69,7 +70,7 @@ def assign(
     holdout: float = 0.1,
     seed: int | str = 7,
     by: str | None = None,
-    balanced: bool = True,
+    balanced: bool = False,
     default_region: str | None = None,
 ) -> pd.DataFrame:
     """Split the recipients into arms and a holdout: ``df`` with an ``arm`` column.
@@ -82,10 +83,11 @@ def assign(
         holdout: the share of recipients never sent anything (status ``holdout``), in
             [0, 1); 0 for none.
         seed: the experiment's seed: the same seed gives every recipient the same arm.
-        by: stratify: ``"country"`` (each number's ISO region) or a column of ``df``;
-            each stratum is split in the shares asked.
-        balanced: cut each stratum exactly in its shares (the default), or read each
-            recipient's arm from its hash alone (see the module).
+        by: stratify (with ``balanced=True``): ``"country"`` (each number's ISO region)
+            or a column of ``df``; each stratum is cut exactly in the shares asked.
+        balanced: cut each stratum exactly in its shares, for a fixed list (adding
+            recipients may move others); the default reads each recipient's arm from its
+            hash alone, stable across runs and a growing list (see the module).
         default_region: how to read numbers written without ``+``, as for
             :func:`kwa_batch.validate`.
 
@@ -100,9 +102,14 @@ def assign(
     Example:
         >>> df = pd.DataFrame({"to": [f"+9198765{i:05d}" for i in range(1000)]})
         >>> assign(df, ["A", "B"], holdout=0.1, seed=7)["arm"].value_counts().to_dict()
-        {'A': 450, 'B': 450, 'holdout': 100}
+        {'A': 442, 'B': 440, 'holdout': 118}
     """
     names, shares = _shares(arms, holdout)
+    if by is not None and not balanced:
+        raise ConfigurationError(
+            f"assign: by={by!r} cuts each stratum exactly: pass balanced=True as well (for a "
+            "fixed list: adding recipients may then move others), or leave by out"
+        )
     if "to" not in df.columns:
         raise InputError(
             f"assign: no 'to' column (columns: {', '.join(map(str, df.columns))}): name "

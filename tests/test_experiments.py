@@ -65,7 +65,7 @@ def test_stratified_by_country_each_country_is_split_in_the_shares() -> None:
     india = recipients(301)
     uk = pd.DataFrame({"to": [f"+4479111{i:05d}" for i in range(97)]})
     df = pd.concat([india, uk], ignore_index=True)
-    assigned = kb.assign(df, ["A", "B"], holdout=0.2, seed=5, by="country")
+    assigned = kb.assign(df, ["A", "B"], holdout=0.2, seed=5, by="country", balanced=True)
     for rows in (slice(0, 301), slice(301, None)):
         counts = assigned["arm"].iloc[rows].value_counts()
         n = int(counts.sum())
@@ -80,6 +80,7 @@ def test_stratified_by_country_each_country_is_split_in_the_shares() -> None:
         ([], 0.1, None, "at least one arm"),
         (["A", "A"], 0.1, None, "each arm's name once"),
         (["A", "holdout"], 0.1, None, "cannot name an arm"),
+        (["A", "B"], 0.1, "country", "by='country' cuts each stratum exactly: pass balanced=True"),
         ({"A": 1, "B": 0}, 0.1, None, "weight 0 of 'B': give a positive number"),
         (["A", "B"], 1.0, None, r"holdout=1.0: give a share in \[0, 1\)"),
         (["A", "B"], 0.1, "region", "by='region': no such column"),
@@ -87,7 +88,7 @@ def test_stratified_by_country_each_country_is_split_in_the_shares() -> None:
 )
 def test_unusable_arguments_are_refused_in_one_line(arms, holdout, by, message) -> None:
     with pytest.raises(ConfigurationError, match=message) as caught:
-        kb.assign(recipients(10), arms, holdout=holdout, by=by)
+        kb.assign(recipients(10), arms, holdout=holdout, by=by, balanced=by == "region")
     assert "\n" not in str(caught.value)
 
 
@@ -207,7 +208,9 @@ def test_compare_refuses_in_one_line(frame: pd.DataFrame, metric: str, message: 
 def test_a_holdout_row_is_never_sent(fresh_emulator: kb.Emulator, tmp_path: Path) -> None:
     """Counted at the emulator; the holdout's status is holdout, the run exits 0, the
     journal never holds a holdout row (a second run sends nothing), estimate skips it."""
-    df = kb.assign(recipients(60).assign(name="Ana"), ["A", "B"], holdout=0.25, seed=11)
+    df = kb.assign(
+        recipients(60).assign(name="Ana"), ["A", "B"], holdout=0.25, seed=11, balanced=True
+    )
     held = df.index[df["arm"] == "holdout"]
     assert len(held) == 15
     journal = tmp_path / "run.db"
@@ -301,7 +304,9 @@ def test_the_command_line_sends_a_file_with_an_arm_column(
     from kwa_batch.cli import cli
 
     monkeypatch.chdir(tmp_path)
-    df = kb.assign(recipients(20).assign(body="Hello"), ["A", "B"], holdout=0.2, seed=4)
+    df = kb.assign(
+        recipients(20).assign(body="Hello"), ["A", "B"], holdout=0.2, seed=4, balanced=True
+    )
     df.to_csv("assigned.csv", index=False)
     outcome = runner.invoke(cli, ["send", "assigned.csv", "--emulator", "--out", "r.xlsx"])
     assert outcome.exit_code == 0, outcome.output
@@ -339,8 +344,41 @@ def test_the_control_is_the_first_arm_asked() -> None:
 
 def test_stratified_by_a_column_of_the_frame() -> None:
     df = recipients(200).assign(tier=["gold"] * 50 + ["silver"] * 150)
-    assigned = kb.assign(df, ["A", "B"], holdout=0.0, seed=9, by="tier")
+    assigned = kb.assign(df, ["A", "B"], holdout=0.0, seed=9, by="tier", balanced=True)
     counts = assigned.groupby("tier")["arm"].value_counts().to_dict()
     assert counts == {
         ("gold", "A"): 25, ("gold", "B"): 25, ("silver", "A"): 75, ("silver", "B"): 75,
     }  # fmt: skip
+
+
+def test_a_row_the_journal_records_as_sent_is_never_reported_held_out(
+    fresh_emulator: kb.Emulator, tmp_path: Path
+) -> None:
+    """A list assigned again (other shares, another seed) may put a row sent before in the
+    holdout: the journal wins, the row comes back sent with its message_id, from_journal."""
+    journal = tmp_path / "run.db"
+    first = recipients(4).assign(body="hi", arm=["A", "B", "A", "B"])
+    sent = kb.send(first, fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
+    assert (sent["status"] == "sent").all()
+    again = first.assign(arm=["holdout", "B", "A", "holdout"])
+    resumed = kb.send(again, fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
+    assert fresh_emulator.message_count == 4
+    assert resumed["status"].tolist() == ["sent"] * 4
+    assert resumed["message_id"].equals(sent["message_id"])
+    assert resumed["from_journal"].all()
+    assert "in the holdout now" in " ".join(resumed.attrs["run"].resume)
+
+
+def test_the_default_arm_depends_on_the_recipient_alone_as_the_list_grows() -> None:
+    """The default is the hash alone: adding recipients moves no one already assigned; the
+    shares of 10,000 still hold (45/45/10 within 2 points, the first test)."""
+    before = kb.assign(recipients(200), ["A", "B"], holdout=0.1, seed=7)
+    grown = kb.assign(
+        pd.concat([recipients(200), recipients(40, start=500)], ignore_index=True),
+        ["A", "B"],
+        holdout=0.1,
+        seed=7,
+    )
+    assert grown["arm"].iloc[:200].equals(before["arm"])
+    alone = kb.assign(recipients(200), ["A", "B"], holdout=0.1, seed=7, balanced=False)
+    assert before["arm"].equals(alone["arm"])

@@ -591,6 +591,7 @@ def send(
     results.hold_out(list(report.holdout))  # an experiment's holdout: never sent
     current_watcher().began(results, lambda builder: _finished(builder, report))
     messages = message_frame(report.to_send)  # the one message frame of this run
+    held_out = message_frame(report.valid.loc[report.holdout]) if journal is not None else None
     pacer.expect(messages["from"].dropna().unique())  # one limit per sender number
     run = _Run(
         client,
@@ -620,7 +621,7 @@ def send(
             watch.start()
         size = pacing.size_for(client.api_version)  # v2: one recipient per request
         done = _send_rows(run, messages, results, holds, (live, watch), size,
-                          progress=progress)  # fmt: skip
+                          progress=progress, held_out=held_out)  # fmt: skip
     finally:
         if live is not None:
             live.stop()
@@ -706,6 +707,7 @@ def _send_rows(
     max_recipients: int,
     *,
     progress: bool,
+    held_out: pd.DataFrame | None = None,
 ) -> _Sent:
     """Settle what the journal knows, hold back what must wait, plan the requests and
     send them, each decided again when it leaves; the results are filled in place."""
@@ -713,6 +715,8 @@ def _send_rows(
     if run.journal is not None:
         resend = run.retries.resend_unknown
         messages, keys, resume, elsewhere = _resume(run.journal, messages, results, resend)
+        if held_out is not None and len(held_out):
+            _unhold(run.journal, held_out, results, resume)
         run.taken.extend(elsewhere)
     else:
         keys = pd.Series("", index=messages.index, dtype="str")
@@ -882,6 +886,7 @@ _RESUME_COUNTS = (
     "new",
     "expired, never sent",
 )
+_UNHELD = "in the holdout now, but sent (or maybe sent) before: as the journal says"
 
 
 def _resume(
@@ -942,6 +947,31 @@ def _resume(
         to_send = pd.Index(send_labels, dtype=keys.index.dtype)
         messages, keys = messages.loc[to_send], keys.loc[to_send]
     return messages, keys, resume, others
+
+
+def _unhold(
+    journal: RunJournal, held_out: pd.DataFrame, results: ResultsBuilder, resume: dict[str, int]
+) -> None:
+    """Give a holdout row the journal records as sent, in flight or unknown its outcome
+    from the journal (``from_journal``): a message that may have left is never reported as
+    held back (a list assigned again with other shares may put a sent row in the holdout)."""
+    keys = row_keys(held_out)
+    records = journal.lookup(keys.array)
+    labels: list[Hashable] = []
+    rows: list[dict[str, Any]] = []
+    for label, key in zip(keys.index, keys, strict=True):
+        record = records.get(key)
+        if record is None or record.state not in (Status.SENT, Status.UNKNOWN, IN_FLIGHT):
+            continue
+        row = _from_record(record)
+        if record.state == IN_FLIGHT:
+            row.update(status=Status.UNKNOWN, error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1])
+        labels.append(label)
+        rows.append(row)
+    results.fill(labels, rows)
+    if labels:
+        resume[_UNHELD] = len(labels)
+        log.info("journal %s: %s %d", journal.path, _UNHELD, len(labels))
 
 
 def _journal_name(journal: str | Path | None) -> str | None:
