@@ -229,8 +229,8 @@ def compare(
         metric: ``delivered`` (read ones included), ``read``, ``replied``, or a boolean
             column of ``results`` (``converted``: a fact from elsewhere, joined in).
         receipts: the callback store, to merge the receipts (and the replies) here.
-        arms: the arms in order, the first the control (default: the arms' names sorted,
-            the holdout last).
+        arms: the arms in order, the first the control, never the holdout (default: the
+            arms' names sorted, the holdout last).
 
     Returns:
         A frame indexed by arm with :data:`COMPARE_COLUMNS`: ``n``, ``successes``, ``rate``,
@@ -240,7 +240,7 @@ def compare(
 
     Raises:
         KwaBatchError: no ``arm`` column, an unknown metric, a metric column that is not
-            boolean, or receipts that were not merged.
+            boolean, receipts that were not merged, or the holdout asked as the control.
 
     Example:
         >>> merged = kb.merge_receipts(results, "receipts.db")  # doctest: +SKIP
@@ -349,6 +349,11 @@ def _successes(frame: pd.DataFrame, metric: str) -> pd.Series:
 def _order(arm: pd.Series, arms: Sequence[str] | None) -> list[str]:
     present = [str(a) for a in arm.dropna().unique()]
     if arms is not None:
+        if len(arms) and str(arms[0]) == HOLDOUT_ARM:
+            raise KwaBatchError(
+                "compare(arms=[...]): the holdout cannot be the control (it is the baseline of "
+                "lift): put an arm first, e.g. arms=['A', 'B']"
+            )
         missing = [a for a in arms if a not in present]
         if missing:
             raise KwaBatchError(

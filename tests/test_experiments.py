@@ -342,6 +342,15 @@ def test_the_control_is_the_first_arm_asked() -> None:
         kb.compare(results, "read", arms=["C"])
 
 
+@pytest.mark.parametrize("metric", ["read", "converted"])
+def test_the_holdout_cannot_be_the_control(metric: str) -> None:
+    """The holdout is the baseline of lift: as the control, read's diffs would be taken
+    against a rate it has not got."""
+    with pytest.raises(KwaBatchError, match="the holdout cannot be the control") as caught:
+        kb.compare(experiment_with_holdout(), metric, arms=["holdout", "A", "B"])
+    assert "\n" not in str(caught.value)
+
+
 def test_stratified_by_a_column_of_the_frame() -> None:
     df = recipients(200).assign(tier=["gold"] * 50 + ["silver"] * 150)
     assigned = kb.assign(df, ["A", "B"], holdout=0.0, seed=9, by="tier", balanced=True)
