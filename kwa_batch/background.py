@@ -96,8 +96,11 @@ class Job:
         self._started = time.monotonic()
         self._ended: float | None = None
         self._meter = RateMeter()
-        self._funnel: dict[str, int] | None = None
-        self._funnel_at = 0.0
+        self._funnel: tuple[dict[str, int], float] | None = None  # the last count, and when
+        self._funnel_at = 0.0  # when a count was last asked for
+        self._funnel_lock = threading.Lock()
+        self._counting = False
+        self._held: dict[str, tuple[int, str]] | None = None  # once ended: as the rows say
         self._display: LiveDisplay | None = None
         self._slot: object = _journal_key(journal) if journal is not None else id(self)
         self._thread = threading.Thread(
@@ -125,6 +128,7 @@ class Job:
                     progress=False,  # the dashboard is the progress bar
                     **options,
                 )
+            self._held = held_in(self._results)  # counted once, here, not on each render
         except BaseException as exc:  # raised again by wait() and results, never lost
             self._error = exc
         finally:
@@ -221,40 +225,57 @@ class Job:
     # -- the dashboard --------------------------------------------------------------------
 
     def board(self) -> Board:
-        """The dashboard's content now."""
+        """The dashboard's content now: cheap whatever the campaign's size (the counts
+        are kept as rows finish; the funnel is the last one counted, with its age)."""
         view = self._progress.view()
         ended = self._ended if self.done else None
-        elapsed = (ended or time.monotonic()) - self._started
+        now = time.monotonic()
+        elapsed = (ended or now) - self._started
+        self._funnel_now()
+        counted = self._funnel  # one read: the counts and their time go together
+        shown, age = (counted[0], now - counted[1]) if counted is not None else (None, None)
         if self.done and self._error is not None:
             error = str(self._error) or type(self._error).__name__
-            return Board("failed", view, elapsed=elapsed, error=error, funnel=self._funnel)
+            return Board("failed", view, elapsed=elapsed, error=error, funnel=shown, funnel_age=age)
         outcome = self.outcome
         state = "finished" if outcome is not None else view.phase
-        if outcome is not None and self._results is not None:  # the rows as they ended
-            view = dataclasses.replace(view, held=held_in(self._results))
-        self._funnel_now(self._results if outcome is not None else None)
+        if outcome is not None and self._held is not None:  # the rows as they ended
+            view = dataclasses.replace(view, held=self._held)
         rate = self._meter.rate(view) if state in ("sending", "stopping") else None
-        return Board(state, view, rate, elapsed, outcome, funnel=self._funnel)
+        return Board(state, view, rate, elapsed, outcome, funnel=shown, funnel_age=age)
 
-    def _funnel_now(self, results: pd.DataFrame | None) -> None:
-        """Count the funnel again, every :data:`FUNNEL_EVERY` seconds (and once the job
-        ended: callbacks keep coming after the last message left)."""
+    def _funnel_now(self) -> None:
+        """Have the funnel counted again in a thread of its own, off the rendering path,
+        at most every :data:`FUNNEL_EVERY` seconds (and once the job ended: callbacks keep
+        coming after the last message left); one count at a time."""
         if not isinstance(self._receipts, CallbackStore):
             return
         now = time.monotonic()
-        ended = self._ended is not None and self._funnel_at < self._ended
-        if not ended and now - self._funnel_at < FUNNEL_EVERY:
-            return
-        self._funnel_at = now
-        frame = results if results is not None else self._progress.results_so_far(0.5)
-        if frame is None:
-            return
+        with self._funnel_lock:
+            ended = self._ended is not None and self._funnel_at < self._ended
+            if self._counting or (not ended and now - self._funnel_at < FUNNEL_EVERY):
+                return
+            self._counting, self._funnel_at = True, now
+        threading.Thread(target=self._count_funnel, name="kwa-funnel", daemon=True).start()
+
+    def _count_funnel(self) -> None:
+        """Count the funnel of the rows so far (the results, once ended) and the store."""
         try:
-            counted = funnel(frame, self._receipts, by="country")
-        except KwaBatchError:
-            return  # a store it cannot read now: the send itself says why, if it matters
-        total = counted.loc[TOTAL]
-        self._funnel = {name: int(total[name]) for name in FUNNEL_STEPS}
+            ended = self.done
+            frame = self._results if ended else self._progress.results_so_far(0.5)
+            if frame is None or not isinstance(self._receipts, CallbackStore):
+                return
+            try:
+                counted = funnel(frame, self._receipts, by="country")
+            except KwaBatchError:
+                return  # a store it cannot read now: the send itself says why, if it matters
+            total = counted.loc[TOTAL]
+            self._funnel = ({name: int(total[name]) for name in FUNNEL_STEPS}, time.monotonic())
+        finally:
+            with self._funnel_lock:
+                self._counting = False
+        if ended and self._display is not None:
+            self._display.update()  # the saved notebook's last state has the last count
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return mimebundle(self.board())

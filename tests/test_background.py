@@ -6,10 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -172,8 +174,38 @@ def test_the_funnel_of_the_receipts_store(tmp_path: Path) -> None:
         job = kb.start(data, emu.client(sender=SENDER), receipts=store)
         job.wait()
         assert emu.wait_for_callbacks(10)
-        shown = text(job.board())
-    assert "funnel sent 5 → delivered 5 → read 5 → replied 0 → failed 0" in shown
+        steps = "funnel sent 5 → delivered 5 → read 5 → replied 0 → failed 0 (counted"
+        until(lambda: steps in text(job.board()))  # counted in a thread of its own
+
+
+def test_the_funnel_is_counted_off_the_rendering_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering the board only asks for a count: it never waits for one (a million rows
+    took 44 s), and shows the last count with its age."""
+    from kwa_batch import background
+
+    caller, release = threading.current_thread(), threading.Event()
+    counted_in: list[threading.Thread] = []
+    real = background.funnel
+
+    def slow_funnel(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        counted_in.append(threading.current_thread())
+        if threading.current_thread() is not caller:
+            release.wait(60)  # a big campaign's count, held until the board has returned
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(background, "funnel", slow_funnel)
+    with Emulator() as emu, kb.CallbackStore(tmp_path / "receipts.db") as store:
+        job = kb.start(frame(5), emu.client(sender=SENDER), receipts=store, progress=False)
+        job.wait()
+        first = text(job.board())
+        until(lambda: bool(counted_in))
+        assert caller not in counted_in
+        assert "funnel" not in first  # not counted yet: nothing to show
+        release.set()
+        until(lambda: "funnel sent 5 →" in text(job.board()))
+        assert "(counted 0 s ago)" in text(job.board())
 
 
 def test_nobody_watches_a_run_by_default_and_watching_is_undone() -> None:
