@@ -226,8 +226,10 @@ def compare(
         results: the results of a send of :func:`assign`'s frame (an ``arm`` column), with
             the receipts merged (:func:`kwa_batch.merge_receipts`; :func:`kwa_batch.replies`
             joined for ``replied``), or give ``receipts=``.
-        metric: ``delivered`` (read ones included), ``read``, ``replied``, or a boolean
-            column of ``results`` (``converted``: a fact from elsewhere, joined in).
+        metric: ``delivered`` (read ones included), ``read``, ``replied``, or a yes/no
+            column of ``results`` (``converted``: a fact from elsewhere, joined in): bool,
+            0/1 ints or 1.0/0.0 floats, or true/false (yes/no) text; a missing value is
+            refused (fill it: ``fillna(0)`` where missing means no conversion).
         receipts: the callback store, to merge the receipts (and the replies) here.
         arms: the arms in order, the first the control, never the holdout (default: the
             arms' names sorted, the holdout last).
@@ -239,8 +241,9 @@ def compare(
         ``lift`` (over the holdout) and ``note`` (why a value is NA).
 
     Raises:
-        KwaBatchError: no ``arm`` column, an unknown metric, a metric column that is not
-            boolean, receipts that were not merged, or the holdout asked as the control.
+        KwaBatchError: no ``arm`` column, an unknown metric, a metric column with a value
+            that is no yes or no, or none, receipts that were not merged, or the holdout
+            asked as the control.
 
     Example:
         >>> merged = kb.merge_receipts(results, "receipts.db")  # doctest: +SKIP
@@ -253,8 +256,8 @@ def compare(
             "kb.assign(df) before sending (results of that frame carry it)"
         )
     frame = _with_metric(results, metric, receipts)
-    success = _successes(frame, metric)
     counted = frame["status"].astype("string").ne(Status.REJECTED).fillna(True)
+    success = _successes(frame, metric, counted)
     arm = frame[ARM_COLUMN].astype("string")
     order = _order(arm, arms)
     out = pd.DataFrame(index=pd.Index(order, name=ARM_COLUMN))
@@ -314,13 +317,15 @@ def _with_metric(
         return results
     if metric not in results.columns:
         raise KwaBatchError(
-            f"compare(metric={metric!r}): give delivered, read, replied, or a boolean column "
+            f"compare(metric={metric!r}): give delivered, read, replied, or a yes/no column "
             f"of the results (columns: {', '.join(map(str, results.columns))})"
         )
     return results
 
 
-def _successes(frame: pd.DataFrame, metric: str) -> pd.Series:
+def _successes(frame: pd.DataFrame, metric: str, counted: pd.Series) -> pd.Series:
+    """Each row's success on ``metric``; a value that is no yes or no, or none, in a row
+    ``counted`` is refused in one line."""
     if metric == "delivered":  # read ones included, and a "failed" after "delivered"
         delivered = frame["delivery_status"].isin(("delivered", "read")).fillna(False)
         for name in ("delivered_at", "read_at"):
@@ -333,17 +338,34 @@ def _successes(frame: pd.DataFrame, metric: str) -> pd.Series:
             read = read | frame["read_at"].notna()
         return read.astype(bool)
     column = frame[metric]
-    if pd.api.types.is_bool_dtype(column.dtype):
-        return column.fillna(False).astype(bool)
-    text = column.astype("string").str.strip().str.lower()
-    known = text.isin(("true", "false", "1", "0", "yes", "no")) | text.isna() | text.eq("")
-    if not bool(known.all()):
-        bad = column[~known.to_numpy(dtype=bool)]
+    if pd.api.types.is_bool_dtype(column.dtype) or pd.api.types.is_numeric_dtype(column.dtype):
+        values = column.astype("Float64")  # bool, 0/1 ints, 1.0/0.0 floats (a left join's)
+        missing = values.isna()
+        bad = ~missing & ~values.isin((0.0, 1.0))
+        success = values.eq(1.0)
+    else:
+        text = column.astype("string").str.strip().str.lower()
+        missing = text.isna() | text.eq("")
+        bad = ~missing & ~text.isin(_YES + _NO)
+        success = text.isin(_YES)
+    mask = counted.to_numpy(dtype=bool)
+    if bool((bad.to_numpy(dtype=bool, na_value=False) & mask).any()):
+        row = column[bad.to_numpy(dtype=bool, na_value=False) & mask]
         raise KwaBatchError(
-            f"compare(metric={metric!r}): the column is not boolean (row {bad.index[0]!r}: "
-            f"{bad.iloc[0]!r}): give True/False (or 1/0, yes/no) in it"
+            f"compare(metric={metric!r}): row {row.index[0]!r} holds {row.tolist()[0]!r}, not a "
+            "yes or no: give True/False (or 1/0, yes/no) in the column"
         )
-    return text.isin(("true", "1", "yes")).fillna(False).astype(bool)
+    if bool((missing.to_numpy(dtype=bool, na_value=True) & mask).any()):
+        row = column[missing.to_numpy(dtype=bool, na_value=True) & mask]
+        raise KwaBatchError(
+            f"compare(metric={metric!r}): row {row.index[0]!r} has no value: fill the column "
+            f"first, e.g. results[{metric!r}].fillna(0) where missing means no conversion"
+        )
+    return success.fillna(False).astype(bool)
+
+
+_YES = ("true", "1", "1.0", "yes")
+_NO = ("false", "0", "0.0", "no")
 
 
 def _order(arm: pd.Series, arms: Sequence[str] | None) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -178,6 +179,36 @@ def test_a_message_metric_has_no_holdout_rate_and_says_why() -> None:
     assert "needs a message" in compared.loc["B", "note"]
 
 
+@pytest.mark.parametrize(
+    "converted",
+    [
+        [1.0, 0.0, 1.0, 1.0, 0.0],  # a left join's float column, filled with 0
+        [1, 0, 1, 1, 0],
+        [True, False, True, True, False],
+        pd.array([True, False, True, True, False], dtype="boolean"),
+        ["True", " false", "TRUE ", "yes", "0"],
+    ],
+)
+def test_a_yes_or_no_column_of_floats_ints_bools_or_text_is_read(converted: list[Any]) -> None:
+    results = pd.DataFrame(
+        {"arm": ["A", "A", "B", "B", "B"], "status": "sent", "converted": converted}
+    )
+    compared = kb.compare(results, "converted")
+    assert compared["successes"].tolist() == [1, 2]
+    assert compared["n"].tolist() == [2, 3]
+
+
+def test_a_rejected_rows_missing_value_is_not_asked_for() -> None:
+    results = pd.DataFrame(
+        {
+            "arm": ["A", "A", "B"],
+            "status": ["sent", "rejected", "sent"],
+            "converted": [1.0, None, 0.0],
+        }
+    )
+    assert kb.compare(results, "converted")["n"].tolist() == [1, 1]
+
+
 def test_rejected_rows_are_not_counted() -> None:
     results = read_results((5, 10), (5, 10))
     results.loc[0, "status"] = "rejected"
@@ -195,7 +226,27 @@ def test_rejected_rows_are_not_counted() -> None:
         (
             pd.DataFrame({"status": ["sent"], "arm": ["A"], "converted": ["maybe"]}),
             "converted",
-            "not boolean",
+            "row 0 holds 'maybe', not a yes or no",
+        ),
+        (
+            pd.DataFrame({"status": ["sent"] * 2, "arm": ["A"] * 2, "converted": [1, 2]}),
+            "converted",
+            "row 1 holds 2, not a yes or no",
+        ),
+        (
+            pd.DataFrame({"status": ["sent"] * 2, "arm": ["A"] * 2, "converted": [1.0, None]}),
+            "converted",
+            r"row 1 has no value: .*\.fillna\(0\) where missing means no conversion",
+        ),
+        (
+            pd.DataFrame({"status": ["sent"] * 2, "arm": ["A"] * 2, "converted": [True, None]}),
+            "converted",
+            "row 1 has no value",
+        ),
+        (
+            pd.DataFrame({"status": ["sent"] * 2, "arm": ["A"] * 2, "converted": ["yes", " "]}),
+            "converted",
+            "row 1 has no value",
         ),
     ],
 )
