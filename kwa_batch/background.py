@@ -53,6 +53,12 @@ FUNNEL_EVERY = 5.0
 #: Seconds a job still running at exit is given to finish its requests in flight.
 EXIT_GRACE = 5.0
 _PREPARING = "not sent yet: the job is still validating the rows and reading the journal"
+_STOPPED_PREPARING = (
+    "stopped before sending: the job was still validating the rows; it ends once it has, "
+    "sending nothing (job.wait() gives its results; start again to send them)"
+)
+#: Seconds :meth:`Job.stop` waits for a job still validating before it returns.
+STOP_WAIT = 1.5
 
 # The jobs of this process still sending: by journal (one job a journal), else by id.
 _running: dict[object, Job] = {}
@@ -166,7 +172,7 @@ class Job:
         """
         while not self.done:
             if self._progress.view().phase == "preparing":
-                return self._not_yet()
+                return self._not_yet(_STOPPED_PREPARING if self._progress.stops else _PREPARING)
             so_far = self._progress.results_so_far(timeout=0.5)
             if so_far is not None:
                 return so_far
@@ -191,15 +197,23 @@ class Job:
     def stop(self, timeout: float | None = None) -> pd.DataFrame:
         """Stop sending, as Ctrl-C stops :func:`kwa_batch.send`, and return the results.
 
-        No new request leaves; those in flight are awaited (up to 10 s; calling ``stop``
-        again stops waiting, and rows still in flight become ``unknown``); the rows left
-        are ``not_sent`` with ``NOTSENT``. Starting again with the same journal sends them.
+        No new request leaves from the moment it is asked; those in flight are awaited (up
+        to 10 s; calling ``stop`` again stops waiting, and rows still in flight become
+        ``unknown``); the rows left are ``not_sent`` with ``NOTSENT``. Starting again with
+        the same journal sends them. A job still validating its rows is not waited for
+        beyond :data:`STOP_WAIT` seconds: ``stop`` returns every row ``not_sent`` and the
+        job ends in the background once validated, sending nothing (:meth:`wait` gives its
+        results then).
 
         Raises:
             TimeoutError: not stopped after ``timeout`` seconds.
         """
         if not self.done:
             self._progress.stop()
+            if self._progress.view().phase == "preparing":  # validating: may take long
+                grace = STOP_WAIT if timeout is None else min(timeout, STOP_WAIT)
+                if not self._done.wait(grace) and self._progress.view().phase == "preparing":
+                    return self._not_yet(_STOPPED_PREPARING)
         return self.wait(timeout)
 
     def _final(self) -> pd.DataFrame:
@@ -210,13 +224,13 @@ class Job:
         assert self._results is not None
         return self._results
 
-    def _not_yet(self) -> pd.DataFrame:
-        """Every row ``not_sent``, before the run has validated them."""
+    def _not_yet(self, message: str) -> pd.DataFrame:
+        """Every row ``not_sent`` with ``message``, before the run has validated them."""
         data = self._data.data if isinstance(self._data, ValidationReport) else self._data
         builder = ResultsBuilder(data.index)
         code, _ = NOT_YET
         row = {"status": Status.NOT_SENT.value, "error_code": code.value}
-        builder.fill(list(data.index), [{**row, "error_message": _PREPARING}] * len(data))
+        builder.fill(list(data.index), [{**row, "error_message": message}] * len(data))
         frame = builder.frame()
         if "to" in data.columns:
             frame["to"] = data["to"].astype("string")

@@ -244,3 +244,36 @@ def test_a_job_still_sending_at_exit_is_stopped_cleanly(
     again = "sending again (failed or not sent before)"  # the rows stopped: not_sent
     assert results.attrs["run"].resume == {"already sent": sent, again: 300 - sent}
     assert emu.messages["to"].value_counts().max() == 1
+
+
+def test_stop_during_validation_returns_at_once_and_nothing_is_sent(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big list validates for seconds: stop() returns without waiting for it, every row
+    not_sent; once validated the job ends, sending nothing."""
+    from kwa_batch.sending import run
+
+    validating, release, returned = threading.Event(), threading.Event(), threading.Event()
+    real = run._validated
+
+    def slow_validation(*args: Any, **kwargs: Any) -> Any:
+        validating.set()
+        release.wait(20)  # 300,000 rows took 4.3 s
+        assert returned.is_set(), "stop() waited for the validation"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run, "_validated", slow_validation)
+    at_start = emulator.message_count
+    job = kb.start(frame(50), emulator.client(sender=SENDER), progress=False)
+    until(validating.is_set)
+    stopped = job.stop()
+    returned.set()
+    assert not job.done
+    assert stopped["status"].eq("not_sent").all()
+    assert len(stopped) == 50
+    assert stopped["error_message"].str.startswith("stopped before sending").all()
+    release.set()
+    results = job.wait(60)
+    assert results["status"].eq("not_sent").all()
+    assert results.attrs["run"].stopped_by == "SIGINT"
+    assert emulator.message_count == at_start
