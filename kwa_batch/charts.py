@@ -261,7 +261,7 @@ def plot_compare(comparison: pd.DataFrame, *, title: str | None = None) -> Any:
     Args:
         comparison: the frame :func:`kwa_batch.compare` returns.
         title: a title for the figure, drawn as written (default: the metric and the
-            best arm).
+            best arm when it is clearly the best, at p < 0.05; else "no clear winner").
 
     Raises:
         KwaBatchError: matplotlib is not installed, or ``comparison`` is not such a frame.
@@ -334,9 +334,31 @@ def plot_compare(comparison: pd.DataFrame, *, title: str | None = None) -> Any:
     right.set_xlabel(_literal(f"difference from {arms[0]} (95% interval)"))
     right.set_title(_literal(f"against {arms[0]}"))
     right.spines[["top", "right"]].set_visible(False)
-    best = max((a for a in arms if a != Status.HOLDOUT), key=lambda a: rates[a])
-    figure.suptitle(_literal(title or f"{metric}: {best} has the highest rate ({rates[best]:.1%})"))
+    figure.suptitle(_literal(title or _compare_title(comparison, metric, rates)))
     return figure
+
+
+#: The p-value below which a difference from the control is clear enough to name a winner.
+CLEAR_P = 0.05
+
+
+def _compare_title(comparison: pd.DataFrame, metric: str, rates: pd.Series) -> str:
+    """The arm with the highest rate, when it is clearly the best: a challenger above the
+    control at p < :data:`CLEAR_P`, or the control with every challenger clearly below it;
+    otherwise no clear winner."""
+    arms = [str(a) for a in comparison.index if a != Status.HOLDOUT]
+    control, challengers = arms[0], arms[1:]
+    best = max(arms, key=lambda a: rates[a])
+
+    def clear(arm: str, sign: int) -> bool:
+        diff, p = comparison.loc[arm, "diff"], comparison.loc[arm, "p_value"]
+        return not pd.isna(diff) and not pd.isna(p) and sign * diff > 0 and p < CLEAR_P
+
+    if (best != control and clear(best, 1)) or (
+        best == control and all(clear(arm, -1) for arm in challengers)
+    ):
+        return f"{metric}: {best} has the highest rate ({rates[best]:.1%})"
+    return f"{metric}: no clear winner (no arm is clearly the best at p < {CLEAR_P:g})"
 
 
 _ARM_COLORS = ("#8c959f", "#2da44e", "#bf8700", "#8250df")
