@@ -47,6 +47,7 @@ from .receipts.delivery import merge_receipts
 from .receipts.replies import replies
 from .receipts.store import CallbackStore
 from .results import ARM_COLUMN, HOLDOUT_ARM, Status, require_columns
+from .validation.arms import arm_cells
 from .validation.phones import normalize_phones
 
 __all__ = ["COMPARE_COLUMNS", "MESSAGE_METRICS", "assign", "compare"]
@@ -258,7 +259,7 @@ def compare(
     frame = _with_metric(results, metric, receipts)
     counted = frame["status"].astype("string").ne(Status.REJECTED).fillna(True)
     success = _successes(frame, metric, counted)
-    arm = frame[ARM_COLUMN].astype("string")
+    arm = arm_cells(frame[ARM_COLUMN])
     order = _order(arm, arms)
     out = pd.DataFrame(index=pd.Index(order, name=ARM_COLUMN))
     n = [int((counted & arm.eq(a).fillna(False)).sum()) for a in order]

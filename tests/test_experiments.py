@@ -442,3 +442,24 @@ def test_the_default_arm_depends_on_the_recipient_alone_as_the_list_grows() -> N
     assert grown["arm"].iloc[:200].equals(before["arm"])
     alone = kb.assign(recipients(200), ["A", "B"], holdout=0.1, seed=7, balanced=False)
     assert before["arm"].equals(alone["arm"])
+
+
+def test_an_arm_cell_is_stripped_and_the_holdout_matched_in_any_case(
+    fresh_emulator: kb.Emulator,
+) -> None:
+    """A spreadsheet's "Holdout" or "holdout " is the holdout: never sent; "B " is arm B."""
+    df = recipients(4).assign(name="Ana", arm=["A", "Holdout", "holdout ", "B "])
+    results = kb.send(
+        df,
+        fresh_emulator.client(sender=SENDER),
+        template_name={"A": "promo_a", "B": "promo_b"},
+        params_from="name",
+        progress=False,
+    )
+    assert fresh_emulator.message_count == 2
+    assert results["status"].tolist() == ["sent", "holdout", "holdout", "sent"]
+    assert results["arm"].tolist() == ["A", "holdout", "holdout", "B"]
+    sent = fresh_emulator.messages.set_index("to")["template_name"]
+    assert sent[df.loc[3, "to"]] == "promo_b"
+    compared = kb.compare(df.assign(status="sent", converted=[1, 0, 0, 1]), "converted")
+    assert list(compared.index) == ["A", "B", "holdout"]

@@ -76,6 +76,7 @@ from ..loading.recipients import line_numbers
 from ..outcome import RunOutcome
 from ..results import ARM_COLUMN, OUTCOME_FIELDS, STATUSES, ResultsBuilder, Status
 from ..validation import ValidationReport, validate
+from ..validation.arms import arm_cells
 from ..validation.sender import choose_sender, joined_senders, read_sender, same_sender
 from . import clock
 from .client import KaleyraClient, SendResult
@@ -999,7 +1000,7 @@ def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame
     if "from" in report.valid.columns:
         frame.loc[report.valid.index, "sender"] = report.valid["from"].astype("string")
     if ARM_COLUMN in report.data.columns:  # an experiment's arm, for kb.compare
-        frame[ARM_COLUMN] = report.data[ARM_COLUMN].astype("string")
+        frame[ARM_COLUMN] = arm_cells(report.data[ARM_COLUMN])
     return frame
 
 
