@@ -16,7 +16,9 @@ one recipient; the arm of a recipient then depends on who else is in the list (a
 recipients may move others to another arm).
 
 **Comparison.** :func:`compare` counts, per arm, its rows ``n`` (rejected rows left out:
-their data would have been refused in any arm) and ``successes`` of a metric, and tests
+their data would have been refused in any arm; for ``delivered``, ``read`` and ``replied``
+the rows sent alone, as a message not sent or of unknown fate cannot be read) and
+``successes`` of a metric, and tests
 each arm against the first (the control): ``diff`` of the rates, its 95% interval and
 ``p_value``. The rule: when every expected count of the 2×2 table (arm and control,
 success and not) is at least 5, the two-proportion z test (pooled; the same p as
@@ -257,14 +259,17 @@ def compare(
             "kb.assign(df) before sending (results of that frame carry it)"
         )
     frame = _with_metric(results, metric, receipts)
-    counted = frame["status"].astype("string").ne(Status.REJECTED).fillna(True)
-    success = _successes(frame, metric, counted)
+    status = frame["status"].astype("string")
     arm = arm_cells(frame[ARM_COLUMN])
+    counted = status.ne(Status.REJECTED).fillna(True)
+    message_only = metric in MESSAGE_METRICS
+    if message_only:  # a message's fate: of the rows sent (the holdout's rows as they are)
+        counted = counted & (status.eq(Status.SENT) | arm.eq(HOLDOUT_ARM)).fillna(False)
+    success = _successes(frame, metric, counted)
     order = _order(arm, arms)
     out = pd.DataFrame(index=pd.Index(order, name=ARM_COLUMN))
     n = [int((counted & arm.eq(a).fillna(False)).sum()) for a in order]
     k = [int((success & counted & arm.eq(a).fillna(False)).sum()) for a in order]
-    message_only = metric in MESSAGE_METRICS
     rates = [k_i / n_i if n_i else math.nan for k_i, n_i in zip(k, n, strict=True)]
     notes = ["" for _ in order]
     shown_k: list[Any] = list(k)
@@ -287,6 +292,11 @@ def compare(
         out[column] = pd.array([row[position] for row in rows], dtype="Float64")
     out["test"] = pd.array([row[4] for row in rows], dtype="string")
     out["lift"] = pd.array(_lifts(order, rates, notes, metric), dtype="Float64")
+    if message_only:
+        for i, name in enumerate(order):
+            if name != HOLDOUT_ARM:
+                said = f"n: the rows sent ({metric} needs a message; not sent, unknown left out)"
+                notes[i] = f"{notes[i]}; {said}" if notes[i] else said
     out["note"] = pd.array([note or pd.NA for note in notes], dtype="string")
     out.attrs["metric"] = metric
     return out

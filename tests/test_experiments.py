@@ -209,6 +209,19 @@ def test_a_rejected_rows_missing_value_is_not_asked_for() -> None:
     assert kb.compare(results, "converted")["n"].tolist() == [1, 1]
 
 
+def test_a_message_metric_counts_the_rows_sent_alone() -> None:
+    """read needs a message: a row not sent (stopped, held) or of unknown fate is no
+    unread message, so it is left out of n, and the note says so."""
+    results = read_results((5, 10), (5, 10))
+    results.loc[results.index[-3:], ["status", "delivery_status"]] = ["not_sent", pd.NA]
+    results.loc[results.index[-4], ["status", "delivery_status"]] = ["unknown", pd.NA]
+    compared = kb.compare(results, "read")
+    assert compared["n"].tolist() == [10, 6]
+    assert "n: the rows sent" in str(compared.loc["B", "note"])
+    converted = results.assign(converted=False)
+    assert kb.compare(converted, "converted")["n"].tolist() == [10, 10]  # not a message's
+
+
 def test_rejected_rows_are_not_counted() -> None:
     results = read_results((5, 10), (5, 10))
     results.loc[0, "status"] = "rejected"
