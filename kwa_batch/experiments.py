@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,13 @@ def assign(
     Args:
         df: the recipients (a ``to`` column), as :func:`kwa_batch.load_recipients` reads
             them.
-        arms: the arms' names (equal shares), or a mapping of name to weight
-            (``{"A": 2, "B": 1}``: A twice B's share of what the holdout leaves).
+        arms: the arms' names, as text (equal shares), or a mapping of name to weight
+            (``{"A": 2, "B": 1}``: A twice B's share of what the holdout leaves; numpy's
+            numbers too).
         holdout: the share of recipients never sent anything (status ``holdout``), in
             [0, 1); 0 for none.
-        seed: the experiment's seed: the same seed gives every recipient the same arm.
+        seed: the experiment's seed (a whole number, ``7.0`` read as ``7``, or a text):
+            the same seed gives every recipient the same arm.
         by: stratify (with ``balanced=True``): ``"country"`` (each number's ISO region)
             or a column of ``df``; each stratum is cut exactly in the shares asked.
         balanced: cut each stratum exactly in its shares, for a fixed list (adding
@@ -108,6 +111,7 @@ def assign(
         {'A': 442, 'B': 440, 'holdout': 118}
     """
     names, shares = _shares(arms, holdout)
+    seed = _seed(seed)
     if by is not None and not balanced:
         raise ConfigurationError(
             f"assign: by={by!r} cuts each stratum exactly: pass balanced=True as well (for a "
@@ -154,25 +158,30 @@ def _shares(arms: Sequence[str] | Mapping[str, float], holdout: float) -> tuple[
             f"arms={arms!r}: give a list of names (arms=['A', 'B']) or name → weight"
         )
     weights = dict(arms) if isinstance(arms, Mapping) else dict.fromkeys(arms, 1.0)
-    names = [str(name) for name in weights]
+    for name in weights:
+        if not isinstance(name, str):
+            raise ConfigurationError(
+                f"arms: {name!r} is not text: name each arm with text, e.g. {str(name)!r}"
+            )
+    names = list(weights)
     if not names:
         raise ConfigurationError("arms=[]: give at least one arm, e.g. arms=['A', 'B']")
     if len(set(names)) < len(names) or len(names) < len(list(arms)):
         raise ConfigurationError(f"arms={list(arms)!r}: each arm's name once")
     for name in names:
-        if not name.strip() or name == HOLDOUT_ARM:
+        if not name.strip() or name.strip().lower() == HOLDOUT_ARM or name != name.strip():
             raise ConfigurationError(
                 f"arms: {name!r} cannot name an arm (the holdout is asked with holdout=): "
                 "give each arm a name of its own"
             )
-    values = []
+    values: list[float] = []
     for name, weight in weights.items():
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
+        if isinstance(weight, bool | np.bool_) or not isinstance(weight, numbers.Real):
             raise ConfigurationError(f"arms: weight {weight!r} of {name!r} is not a number")
         if not math.isfinite(weight) or weight <= 0:
             raise ConfigurationError(f"arms: weight {weight!r} of {name!r}: give a positive number")
         values.append(float(weight))
-    if isinstance(holdout, bool) or not isinstance(holdout, int | float):
+    if isinstance(holdout, bool | np.bool_) or not isinstance(holdout, numbers.Real):
         raise ConfigurationError(f"holdout={holdout!r}: give a share in [0, 1), e.g. 0.1")
     if not 0 <= holdout < 1:
         raise ConfigurationError(
@@ -184,6 +193,21 @@ def _shares(arms: Sequence[str] | Mapping[str, float], holdout: float) -> tuple[
         names.append(HOLDOUT_ARM)
         shares.append(float(holdout))
     return names, np.array(shares)
+
+
+def _seed(seed: object) -> int | str:
+    """The seed as its hash reads it: ``7``, ``7.0`` and ``np.int64(7)`` are one seed."""
+    if isinstance(seed, str):
+        return seed
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool | np.bool_):
+        return int(seed)
+    if isinstance(seed, numbers.Real) and not isinstance(seed, bool | np.bool_):
+        whole = float(seed)
+        if whole.is_integer():
+            return int(whole)
+    raise ConfigurationError(
+        f"seed={seed!r}: give a whole number or a text (seed=7, seed='spring-2026')"
+    )
 
 
 def _recipients(to: pd.Series, region: str | None) -> pd.Series:

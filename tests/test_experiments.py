@@ -46,6 +46,17 @@ def test_the_hash_is_pinned_so_a_running_experiment_keeps_its_arms() -> None:
     assert arms.tolist() == ["B", "holdout", "A"]
 
 
+def test_numpys_weights_and_a_whole_float_seed_are_read_as_numbers() -> None:
+    df = recipients(300)
+    plain = kb.assign(df, {"A": 2, "B": 1}, seed=7)["arm"]
+    assert kb.assign(df, {"A": np.int64(2), "B": np.float64(1)}, seed=7)["arm"].equals(plain)
+    assert kb.assign(df, {"A": 2, "B": 1}, seed=7.0)["arm"].equals(plain)
+    assert kb.assign(df, {"A": 2, "B": 1}, seed=np.int64(7))["arm"].equals(plain)
+    for seed in (7.5, True):
+        with pytest.raises(ConfigurationError, match=f"seed={seed!r}: give a whole number"):
+            kb.assign(df, seed=seed)
+
+
 def test_a_recipient_written_two_ways_gets_one_arm() -> None:
     df = pd.DataFrame({"to": ["+91 98765 43210", "919876543210", "+919876543211"]})
     assigned = kb.assign(df, ["A", "B", "C"], holdout=0.0, seed=1)
@@ -81,6 +92,8 @@ def test_stratified_by_country_each_country_is_split_in_the_shares() -> None:
         ([], 0.1, None, "at least one arm"),
         (["A", "A"], 0.1, None, "each arm's name once"),
         (["A", "holdout"], 0.1, None, "cannot name an arm"),
+        (["A", "Holdout "], 0.1, None, "cannot name an arm"),
+        ([1, 2], 0.1, None, "arms: 1 is not text: name each arm with text, e.g. '1'"),
         (["A", "B"], 0.1, "country", "by='country' cuts each stratum exactly: pass balanced=True"),
         ({"A": 1, "B": 0}, 0.1, None, "weight 0 of 'B': give a positive number"),
         (["A", "B"], 1.0, None, r"holdout=1.0: give a share in \[0, 1\)"),
