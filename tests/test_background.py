@@ -277,3 +277,24 @@ def test_stop_during_validation_returns_at_once_and_nothing_is_sent(
     assert results["status"].eq("not_sent").all()
     assert results.attrs["run"].stopped_by == "SIGINT"
     assert emulator.message_count == at_start
+
+
+def test_a_base_urls_userinfo_never_shows(tmp_path: Path) -> None:
+    """Credentials written into base_url (``https://user:token@host``) show nowhere: not
+    in the client's repr, the rows' errors, the dashboard, the run's settings, the journal."""
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    client = kb.KaleyraClient(
+        "HX1", "key-0123456789", sender=SENDER, base_url=f"http://me:s3cret@127.0.0.1:{port}"
+    )
+    job = kb.start(frame(1), client, journal=tmp_path / "j.db", progress=False, max_attempts=1)
+    results = job.wait(60)
+    journal = [path.read_bytes().decode("latin-1") for path in tmp_path.glob("j.db*")]
+    said = [repr(client), text(job.board()), str(results["error_message"].tolist())]
+    shown = " ".join([*said, str(results.attrs["run"].settings), *journal])
+    assert "could not connect to http://***@127.0.0.1" in shown
+    assert "s3cret" not in shown
+    assert "me:" not in shown

@@ -567,7 +567,7 @@ def send(
     holds = Holds.make(schedule)
     pacer = Pacer(pacing)
     settings = {
-        "base_url": client.base_url,
+        "base_url": client.shown_url,  # no userinfo: the journal records it
         "sid": client.sid,
         "concurrency": pacing.concurrency,
         "rate_limit": pacing.rate_limit,  # per sender number
