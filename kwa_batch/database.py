@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from .errors import DatabaseError
 
@@ -50,6 +50,8 @@ SCHEMA_TABLE = "kwa_schema"
 INSTALL = "pip install 'kwa-batch[postgresql]'"
 
 _PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&\s]*")
+#: The advisory lock every set-up of kwa_batch's tables holds (a signed 64-bit key).
+_SET_UP_LOCK = int.from_bytes(hashlib.sha256(b"kwa_batch:schema").digest()[:8], "big") - (1 << 63)
 
 
 def is_database_url(target: object) -> bool:
@@ -64,21 +66,37 @@ def is_database_url(target: object) -> bool:
 def redact(url: str) -> str:
     """The URL with its password (in the authority or as ``password=``) shown as ``***``.
 
+    The authority is read as libpq reads it, up to the last ``@``: a password may hold
+    ``#``, ``?`` or ``/`` unencoded, which a URL parser takes for the end of the authority
+    (and would then show the password). Where in doubt, more is hidden, never less.
+
     >>> redact("postgresql://kwa:s3cret@db:5432/campaigns?password=x&sslmode=require")
     'postgresql://kwa:***@db:5432/campaigns?password=***&sslmode=require'
+    >>> redact("postgresql://kwa:pa#ss?w/rd@db/campaigns")
+    'postgresql://kwa:***@db/campaigns'
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://(a URL that cannot be read)"
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        if ":" in user:
-            user = user.split(":", 1)[0] + ":***"
-        netloc = f"{user}@{host}"
-    query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return _PASSWORD_PARAM.sub(r"\1***", text)
+    user, at, after = _credentials(rest)
+    if at and ":" in user:
+        rest = f"{user.split(':', 1)[0]}:***@{after}"
+    return scheme + "://" + _PASSWORD_PARAM.sub(r"\1***", rest)
+
+
+def _credentials(rest: str) -> tuple[str, str, str]:
+    """``rest`` (the URL after ``://``) split at the ``@`` that ends its user and password:
+    the last one (a password may hold any character but ``@`` unencoded)."""
+    user, at, after = rest.rpartition("@")
+    return (user, at, after) if at else ("", "", rest)
+
+
+def _password(url: str) -> str | None:
+    """The password a URL carries in its authority, as written (``None``: none)."""
+    _, sep, rest = str(url).partition("://")
+    user, at, _ = _credentials(rest) if sep else ("", "", "")
+    return user.split(":", 1)[1] if at and ":" in user else None
 
 
 def connect(
@@ -118,7 +136,7 @@ def connect(
             application_name=application_name,
             connect_timeout=max(1, round(connect_timeout)),
         )
-    except psycopg.Error as exc:
+    except (psycopg.Error, ValueError, UnicodeError) as exc:  # a URL it cannot parse too
         raise DatabaseError(
             f"{shown} cannot be used: {_reason(exc, url)}; check the URL, that the server "
             "is running and that this user may log in (a password can also come from "
@@ -131,8 +149,11 @@ def _reason(exc: BaseException, url: str) -> str:
     """The driver's message on one line, with anything that could carry the password
     removed (libpq quotes the connection string in some messages)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    password = urlsplit(url).password if is_database_url(url) else None
-    for secret in filter(None, (password, os.environ.get("PGPASSWORD"))):
+    written = _password(url)
+    secrets = {written, os.environ.get("PGPASSWORD")}
+    if written:
+        secrets.add(unquote(written))
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
         text = text.replace(secret, "***")
     return _PASSWORD_PARAM.sub(r"\1***", text)
 
@@ -148,8 +169,9 @@ def ensure_schema(
 ) -> int:
     """Create or migrate ``part``'s tables (``journal``, ``store``) to ``version``.
 
-    Several processes may start at once: the set-up holds a transaction-level advisory lock
-    of its own, so one creates and the others find the tables made.
+    Several processes may start at once, for one part or several (a journal and a store
+    share :data:`SCHEMA_TABLE`): every set-up holds the same transaction-level advisory
+    lock, so one creates and the others find the tables made.
 
     Args:
         conn: an open connection (autocommit: the set-up is one transaction of its own).
@@ -166,10 +188,8 @@ def ensure_schema(
     Raises:
         DatabaseError: the tables were written by a newer kwa_batch.
     """
-    lock = int.from_bytes(hashlib.sha256(f"kwa_batch:{part}".encode()).digest()[:8], "big")
-    lock -= 1 << 63 if lock >= 1 << 63 else 0  # a signed bigint
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SET_UP_LOCK,))
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} ("
             "part TEXT PRIMARY KEY, version INTEGER NOT NULL, updated_at TIMESTAMPTZ NOT NULL)"

@@ -34,6 +34,33 @@ def test_the_password_never_shows() -> None:
     assert shown == "postgresql://kwa:***@db:5432/c?sslmode=require&password=***"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://kwa:pa#SECRETss@db:5432/c",
+        "postgresql://kwa:pa?SECRETss@db/c",
+        "postgresql://kwa:pa/SECRETss@db/c",
+        "postgresql://kwa:SECRET@db/c?options=-c%20x%3Dy&password=SECRET",
+    ],
+)
+def test_a_password_with_url_characters_never_shows(url: str) -> None:
+    assert "SECRET" not in redact(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://kwa:S3CRETPW@[::1:bad/x",  # not a URL a parser reads
+        "postgresql://kwa:pa#S3CRETPW@127.0.0.1:1/nothing",
+    ],
+)
+def test_a_url_that_fails_is_one_line_without_the_password(url: str) -> None:
+    with pytest.raises(DatabaseError) as caught:
+        connect(url, connect_timeout=1)
+    assert "S3CRETPW" not in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
 def test_a_server_that_is_not_there_is_one_line_without_the_password() -> None:
     from postgres_server import free_port
 
@@ -71,6 +98,39 @@ def test_newer_tables_are_refused(postgres_url: str) -> None:
             DatabaseError, match=r"newer kwa_batch \(version 3; this one reads up to 2\)"
         ):
             ensure_schema(conn, "demo", 2, CREATE, url=postgres_url)
+
+
+def test_a_journal_and_a_store_starting_at_once_on_a_new_database(postgres_server) -> None:
+    """Both set up kwa_schema: one lock for every part's set-up (each part's own lock let
+    both create the table at once: a duplicate key in pg_type)."""
+    from kwa_batch.receipts.store import CallbackStore
+    from kwa_batch.sending.pg_journal import PostgresJournal
+
+    errors: list[BaseException] = []
+    for _ in range(5):
+        url = postgres_server.new_database()
+        barrier = threading.Barrier(2)
+
+        def journal(url: str = url, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                PostgresJournal(url, campaign="july").open().close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        def store(url: str = url, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                CallbackStore(url).open().close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=journal), threading.Thread(target=store)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors
 
 
 def test_processes_starting_at_once_create_the_tables_once(postgres_url: str) -> None:

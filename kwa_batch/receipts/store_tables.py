@@ -274,6 +274,8 @@ class PostgresTables:
         self.shown = redact(self.url)
         self._create = create
         self._connection: psycopg.Connection[Any] | None = None
+        # updates_with_codes: the rows returned at or above the token it gave last.
+        self._above: dict[int, frozenset[int]] = {}
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self._connection is None:
@@ -350,21 +352,31 @@ class PostgresTables:
         """As :meth:`SqliteTables.updates_with_codes`, but ``after`` and the token returned
         are transaction ids: every transaction before the token has ended, so a row read
         from below it is never followed by one stored late beneath it (several processes
-        insert at once, and a row numbered first may be committed last)."""
+        insert at once, and a row numbered first may be committed last).
+
+        The token is the oldest transaction still running in the whole cluster, which a
+        transaction left open elsewhere (another application, another database) holds
+        back: so rows at or above it are read too, at once, and those already returned
+        above the token are remembered (by their ``seq``) and not returned again by the
+        next call with that token. A reader never waits on someone else's transaction.
+        """
         what = "status_updates cannot be read"
         found = self._run(
             what, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
         ).fetchone()
-        top = int(found[0]) if found else after
-        if not codes or top <= after:
-            return [], max(top, after)
+        top = max(int(found[0]) if found else after, after)
+        if not codes:
+            return [], top
         sql = (
-            f"SELECT {', '.join(columns)} FROM status_updates "
-            "WHERE tx >= %s::text::xid8 AND tx < %s::text::xid8 AND received_at >= %s "
+            f"SELECT seq, tx::text::bigint, {', '.join(columns)} FROM status_updates "
+            "WHERE tx >= %s::text::xid8 AND received_at >= %s "
             "AND error_code = ANY(%s) ORDER BY received_at, seq"
         )
-        rows = self._run(what, sql, (str(after), str(top), since, list(codes))).fetchall()
-        return rows, top
+        rows = self._run(what, sql, (str(after), since, list(codes))).fetchall()
+        returned = self._above.get(after, frozenset())
+        fresh = [row[2:] for row in rows if row[0] not in returned]
+        self._above = {top: frozenset(row[0] for row in rows if row[1] >= top)}
+        return fresh, top
 
     def version(self) -> tuple[int, int]:
         """Changes whenever a row is stored, by any process (rows are never deleted)."""

@@ -206,6 +206,31 @@ def test_an_update_committed_late_is_still_read_once(postgres_url: str) -> None:
     assert again.empty
 
 
+def test_a_transaction_left_open_elsewhere_does_not_hide_new_stop_codes(
+    postgres_server, postgres_url: str
+) -> None:
+    """Another application's transaction, idle in another database of the cluster, holds
+    back the cluster's oldest running transaction: a stop code stored meanwhile is still
+    read at the next poll (a run watching the store stops), and only once."""
+    other = postgres_server.new_database()
+    with CallbackStore(postgres_url) as store, connect(other) as hog:
+        store.add_status(StatusUpdate("a:0", "failed", at(1), at(1), error_code="131048"))
+        _, after = store.updates_with_codes(["131048"], T0)
+        hog.execute("CREATE TABLE t (x INTEGER)")
+        with hog.transaction():
+            hog.execute("INSERT INTO t VALUES (1)")  # a transaction id, left open
+            store.add_status(StatusUpdate("b:0", "failed", at(2), at(2), error_code="131048"))
+            found, after = store.updates_with_codes(["131048"], T0, after)
+            again, after = store.updates_with_codes(["131048"], T0, after)
+            store.add_status(StatusUpdate("c:0", "failed", at(3), at(3), error_code="131048"))
+            later, after = store.updates_with_codes(["131048"], T0, after)
+        last, _ = store.updates_with_codes(["131048"], T0, after)
+    assert found["message_id"].tolist() == ["b:0"]
+    assert again.empty
+    assert later["message_id"].tolist() == ["c:0"]
+    assert last.empty
+
+
 def test_a_store_of_a_newer_format_is_refused(postgres_url: str) -> None:
     CallbackStore(postgres_url).open().close()
     with connect(postgres_url) as conn:
