@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Self
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -635,14 +634,18 @@ def shown_url(url: str) -> str:
     """``url`` without its userinfo (``https://user:token@host`` → ``https://***@host``):
     what an error or a log may quote.
 
+    The userinfo ends at the last ``@`` (a password may hold ``#``, ``?`` or ``/``, which a
+    URL parser takes for the end of the authority), as :func:`kwa_batch.database.redact`
+    reads it: where in doubt, more is hidden.
+
     >>> shown_url("https://me:s3cret@api.in.kaleyra.io")
     'https://***@api.in.kaleyra.io'
+    >>> shown_url("https://me:pa#ss?w/rd@api.in.kaleyra.io")
+    'https://***@api.in.kaleyra.io'
     """
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    scheme, sep, rest = url.partition("://")
+    _, at, after = rest.rpartition("@")
+    return f"{scheme}://***@{after}" if sep and at else url
 
 
 def _reason(exc: BaseException) -> str:
