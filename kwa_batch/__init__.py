@@ -84,6 +84,7 @@ if TYPE_CHECKING:
     from .sending.retries import Retries as Retries
     from .sending.run import send as send
     from .sending.schedule import Schedule as Schedule
+    from .streaming import send_file as send_file
     from .validation.phones import normalize_phone as normalize_phone
     from .validation.report import ValidationReport as ValidationReport
     from .validation.suppression import load_suppression as load_suppression

@@ -34,8 +34,11 @@ without one, the outcome its rows say).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import tempfile
 import textwrap
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -62,11 +65,23 @@ from .results import (
     error_counts,
     summarize,
 )
-from .tables import Sheet, atomic_write, plain, write_csv, write_xlsx
+from .tables import Sheet, append_csv, atomic_write, plain, write_csv, write_xlsx
 
-__all__ = ["FORMATS", "FUNNEL_SHEET", "export_results", "load_results", "outcome_path"]
+__all__ = [
+    "FORMATS",
+    "FUNNEL_SHEET",
+    "PART_FORMATS",
+    "ResultsWriter",
+    "export_results",
+    "load_results",
+    "outcome_path",
+]
 
 FORMATS = (".xlsx", ".csv", ".parquet")
+#: The formats results can be written in part by part (:class:`ResultsWriter`).
+PART_FORMATS = (".parquet", ".csv")
+#: The most rows a worksheet holds (Excel's limit, the header's row included).
+SHEET_ROWS = 1_048_576
 # The Errors sheet's rows: a holdout row was kept back on purpose, no error.
 _NOT_SENT = tuple(s for s in STATUSES if s not in (Status.SENT, Status.HOLDOUT))
 _RUN_KEY = b"kwa_batch.run"
@@ -491,6 +506,123 @@ def _when(moment: Any) -> str:
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(UTC)
     return f"{parsed:%Y-%m-%d %H:%M:%S} UTC"
+
+
+class ResultsWriter:
+    """Results written part by part, as a run settles them: for a file sent in parts
+    (:func:`kwa_batch.send_file`), so that no frame of every result is ever held.
+
+    ``.parquet``: one row group per part, with the columns and types
+    :func:`export_results` writes (the input's own columns beside the results, the index
+    the file's 0-based row); ``.csv``: the rows appended as :func:`export_results` writes
+    them. The file is written under a temporary name beside the target and takes its name
+    at :meth:`close`, with the run's outcome (the parquet file's metadata, or
+    ``<file>.run.json`` beside a CSV), so :func:`load_results` and ``kwa-batch report``
+    read it as any results file; a run killed before it leaves no half file at the target.
+
+    Raises:
+        KwaBatchError: the target is a workbook (a worksheet holds at most 1,048,576 rows:
+            write .parquet or .csv), another format, or cannot be written.
+
+    Example:
+        >>> with ResultsWriter("results.parquet") as out:  # doctest: +SKIP
+        ...     for results, data in parts:
+        ...         out.write(results, data)
+        ...     out.close(outcome)
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.target = Path(path)
+        suffix = self.target.suffix.lower()
+        if suffix in (".xlsx", ".xlsm"):
+            raise KwaBatchError(
+                f"{self.target.name}: results written part by part go to .parquet or .csv, not "
+                f"a workbook (a worksheet holds at most {SHEET_ROWS:,} rows): use --out "
+                f"{self.target.with_suffix('.parquet').name} (or .csv)"
+            )
+        if suffix not in PART_FORMATS:
+            raise KwaBatchError(
+                f"cannot write results to {self.target.name!r} part by part: use a .parquet "
+                "or .csv file name"
+            )
+        folder = self.target.parent if str(self.target.parent) else Path(".")
+        try:
+            handle, name = tempfile.mkstemp(
+                prefix=f".{self.target.name}.", suffix=".partial", dir=folder
+            )
+        except OSError as exc:
+            raise KwaBatchError(f"cannot write {self.target}: {exc.strerror or exc}") from None
+        os.close(handle)
+        self._temporary = Path(name)
+        self._parquet: Any = None
+        self._schema: Any = None
+        self._csv: Any = None
+        self.rows = 0
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+    def write(self, results: pd.DataFrame, data: pd.DataFrame | None = None) -> None:
+        """Append one part's results (with ``data``, the part's input, beside them)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        frame, _ = _with_input(results, data)
+        frame = frame.copy(deep=False)
+        frame.attrs = {}
+        try:
+            if self.target.suffix.lower() == ".csv":
+                if self._csv is None:
+                    self._csv = open(self._temporary, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
+                append_csv(
+                    plain(_for_people(frame, ())),
+                    self._csv,
+                    header=self.rows == 0,
+                    date_format="%Y-%m-%d %H:%M:%S.%f",
+                )
+            else:
+                table = pa.Table.from_pandas(frame, preserve_index=True)
+                if self._parquet is None:
+                    self._schema = table.schema
+                    self._parquet = pq.ParquetWriter(self._temporary, self._schema)
+                else:
+                    table = table.cast(self._schema)
+                self._parquet.write_table(table, row_group_size=max(len(table), 1))
+        except OSError as exc:
+            raise KwaBatchError(f"cannot write {self.target}: {exc.strerror or exc}") from None
+        self.rows += len(frame)
+
+    def close(self, outcome: RunOutcome) -> Path:
+        """Finish the file with the run's ``outcome`` and give it its name."""
+        try:
+            if self._parquet is not None:
+                self._parquet.add_key_value_metadata({_RUN_KEY: _as_json(outcome).encode()})
+                self._parquet.close()
+                self._parquet = None
+            if self._csv is not None:
+                self._csv.close()
+                self._csv = None
+            with open(self._temporary, "rb+") as done:
+                os.fsync(done.fileno())
+            os.replace(self._temporary, self.target)
+        except OSError as exc:
+            raise KwaBatchError(f"cannot write {self.target}: {exc.strerror or exc}") from None
+        if self.target.suffix.lower() == ".csv":
+            _write_outcome_beside(self.target, outcome)
+        return self.target
+
+    def abort(self) -> None:
+        """Drop what was written (nothing when :meth:`close` gave the file its name)."""
+        for handle in (self._parquet, self._csv):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
+        self._parquet = self._csv = None
+        with contextlib.suppress(OSError):
+            self._temporary.unlink()
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

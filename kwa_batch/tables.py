@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -38,6 +38,7 @@ __all__ = [
     "MAX_WIDTH",
     "PAGE_WIDTH",
     "Sheet",
+    "append_csv",
     "atomic_write",
     "csv_safe",
     "csv_unguard",
@@ -173,12 +174,7 @@ def write_csv(
     """Write ``frame`` (no index) as UTF-8 CSV with a BOM (Excel then reads accents and
     emoji), text cells made formula-safe (phone numbers as written kept, in the columns
     named like phones and in ``phones``), atomically."""
-    out = frame.copy()
-    phone_columns = set(phones)
-    for name in out.columns:
-        if pd.api.types.is_string_dtype(out[name].dtype) or out[name].dtype == object:
-            phone = name in phone_columns or is_phone_column(name)
-            out[name] = csv_safe(out[name], phone=phone)
+    out = _formula_safe(frame, phones)
 
     def write(path: Path) -> None:
         # CRLF, as RFC 4180 writes it: a cell holding a lone \r is then quoted (with "\n"
@@ -188,6 +184,32 @@ def write_csv(
         )
 
     return atomic_write(target, write)
+
+
+def append_csv(
+    frame: pd.DataFrame,
+    handle: IO[str],
+    *,
+    header: bool,
+    date_format: str | None = None,
+    phones: Iterable[str] = (),
+) -> None:
+    """Append ``frame`` to a CSV file open as text (opened with ``encoding="utf-8-sig"``,
+    the BOM comes first) as :func:`write_csv` writes a whole one: formula-safe, CRLF; the
+    header only with ``header``. For a file written part by part."""
+    out = _formula_safe(frame, phones)
+    out.to_csv(handle, index=False, header=header, date_format=date_format, lineterminator="\r\n")
+
+
+def _formula_safe(frame: pd.DataFrame, phones: Iterable[str]) -> pd.DataFrame:
+    """``frame`` with its text cells made formula-safe (phone numbers as written kept)."""
+    out = frame.copy()
+    phone_columns = set(phones)
+    for name in out.columns:
+        if pd.api.types.is_string_dtype(out[name].dtype) or out[name].dtype == object:
+            phone = name in phone_columns or is_phone_column(name)
+            out[name] = csv_safe(out[name], phone=phone)
+    return out
 
 
 class Sheet:

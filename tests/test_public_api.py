@@ -68,6 +68,7 @@ PUBLIC = [
     "plot_outcomes",
     "replies",
     "send",
+    "send_file",
     "start",
     "summarize",
     "validate",

@@ -35,6 +35,7 @@ __all__ = [
     "Unusable",
     "check_writable",
     "fail",
+    "file_reading",
     "in_flags",
     "load_and_validate",
     "resolve_sender",
@@ -156,6 +157,14 @@ def resolve_sender(
     return sender, source
 
 
+def file_reading() -> dict[str, Any]:
+    """How ``--column`` and ``--sheet`` say to read FILE: load_recipients()' ``columns=``
+    and ``sheet_name=``."""
+    context = click.get_current_context(silent=True)
+    how = context.meta.get(_FILE_KEY, {}) if context is not None else {}
+    return {"columns": how.get("columns"), "sheet_name": how.get("sheet_name")}
+
+
 def load_and_validate(
     file: str,
     *,
@@ -175,12 +184,8 @@ def load_and_validate(
 
     version = api_version_from_env(api_version)
 
-    context = click.get_current_context(silent=True)
-    how = context.meta.get(_FILE_KEY, {}) if context is not None else {}
     with warnings_as_notes(shown=not quiet):
-        df = load_recipients(
-            file, encoding=encoding, columns=how.get("columns"), sheet_name=how.get("sheet_name")
-        )
+        df = load_recipients(file, encoding=encoding, **file_reading())
         for note in df.attrs.get("notes", ()):
             logging.getLogger("kwa_batch.loading.headers").warning("%s", note)
         return df, validate(

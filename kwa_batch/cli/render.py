@@ -36,6 +36,7 @@ __all__ = [
     "print_summary",
     "run_outcome",
     "write_json",
+    "write_outcome_json",
     "write_report_json",
     "write_summary_json",
 ]
@@ -170,14 +171,22 @@ def write_summary_json(path: Path, source: str, target: Path, results: pd.DataFr
     """The run's outcome as JSON (counts, error codes, exit code, next step), for cron."""
     from ..results import error_counts
 
-    outcome = run_outcome(results)
     codes = error_counts(results).groupby("error_code", as_index=False)["rows"].sum()
+    by_code = {str(r.error_code): int(r.rows) for r in codes.itertuples(index=False)}
+    write_outcome_json(path, source, target, run_outcome(results), by_code)
+
+
+def write_outcome_json(
+    path: Path, source: str, target: Path, outcome: RunOutcome, codes: dict[str, int]
+) -> None:
+    """:func:`write_summary_json` of a run whose results are in a file, not in memory (a
+    file sent in parts): its outcome, and its rows by error code."""
     summary: dict[str, Any] = {
         "input": source,
         "results": str(target),
         "rows": outcome.rows,
         "status": dict(outcome.counts),
-        "error_codes": {str(r.error_code): int(r.rows) for r in codes.itertuples(index=False)},
+        "error_codes": codes,
         "exit_code": outcome.exit_code,
         "next_step": in_flags(outcome.next_step) if outcome.next_step else None,
         "interrupted": outcome.interrupted,

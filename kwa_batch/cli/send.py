@@ -89,6 +89,7 @@ class _Options:
     now: datetime | None
     rate_card: str | None
     receipts: str | None
+    chunk_rows: int | None
 
 
 @click.command("send", short_help="Validate a file, send every valid row, write the results.")
@@ -149,6 +150,14 @@ class _Options:
     is_flag=True,
     help="Validate and print the planned requests (key masked); send nothing.",
 )
+@click.option(
+    "--chunk-rows",
+    type=int,
+    metavar="N",
+    help="Send FILE in parts of N rows (100000 is a good size): read, validated, journaled, "
+    "sent and written part by part, so memory stays flat whatever FILE's size; results to "
+    ".parquet (default) or .csv. For files of more than a million rows.",
+)
 @summary_json_option
 @account_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary; only errors.")
@@ -185,9 +194,15 @@ def send_command(**options: Any) -> None:
         and not Path(o.receipts).is_file()
     ):
         fail(f"--receipts {o.receipts}: no such file (the store `kwa-batch receive` writes)")
-    target = o.out or _default_target(o.file)
     sender, source = resolve_sender(o.sender, o.region, emulator=o.emulator)
     echo: Callable[[str], None] = (lambda text: None) if o.quiet else click.echo
+    if o.chunk_rows is not None:  # issue #21: a file larger than memory
+        from .send_parts import default_parts_target, send_in_parts
+
+        target = o.out or default_parts_target(o.file)
+        send_in_parts(o, target, sender, lambda stack: _client(stack, o, sender, source, echo)[0],
+                      echo)  # fmt: skip
+    target = o.out or _default_target(o.file)
     df, report = load_and_validate(
         o.file,
         encoding=o.encoding,

@@ -34,6 +34,7 @@ import csv
 import io
 import logging
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,14 @@ import pyarrow.csv as pa_csv
 from ..errors import InputError
 from .files import FileKind, open_regular_file, read_open_file
 
-__all__ = ["WORKBOOK_SUFFIXES", "EmptyTableError", "Table", "read_table", "read_tables"]
+__all__ = [
+    "WORKBOOK_SUFFIXES",
+    "EmptyTableError",
+    "Table",
+    "read_table",
+    "read_table_parts",
+    "read_tables",
+]
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +175,261 @@ def read_tables(
     return _read(Path(path), kind, sheet, None, None, False, empty, every=sheet is None)
 
 
+#: How much of a file :func:`read_table_parts` reads at a time.
+PART_BLOCK_BYTES = 1 << 20
+#: The longest record (line, or lines inside quotes) a file read in parts may hold.
+MAX_RECORD_BYTES = 64 << 20
+
+
+def read_table_parts(
+    path: str | Path,
+    kind: FileKind,
+    rows: int,
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+) -> Iterator[Table]:
+    """A CSV file's table in parts of at most ``rows`` rows, read as it goes: what is in
+    memory is one part, whatever the file's size.
+
+    Each part is parsed by the reader of :func:`read_table` (the header, then the part's
+    lines), so its cells, its malformed rows and their messages are the same, and each
+    row's line is its line in the file. The file is split only between records (a line
+    break inside double quotes is part of its value). The encoding is detected from the
+    file's start (a byte-order mark, UTF-16 without one, else UTF-8, else the code page
+    :func:`read_table` would guess, with the same warning); a file whose later lines are
+    not in that encoding is refused naming the first such line.
+
+    Raises:
+        InputError: as :func:`read_table` (:class:`EmptyTableError` for a file without a
+            header or rows), part by part; a record longer than
+            :data:`MAX_RECORD_BYTES` (an unclosed quote).
+    """
+    file = Path(path)
+    if file.suffix.lower() in (*WORKBOOK_SUFFIXES, ".xls"):
+        raise InputError(f"{file}: a workbook is read whole (read_table), not in parts")
+    if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise InputError(f"delimiter {delimiter!r}: use one character such as , ; or a tab")
+    with open_regular_file(file, kind) as handle:
+        first = True
+        for table in _parts(file, _utf8_blocks(file, handle, encoding), rows, delimiter):
+            _refuse_wide(table, kind)
+            if first:
+                _refuse_empty(table, kind)
+            first = False
+            yield table
+
+
+def _utf8_blocks(
+    file: Path, handle: IO[bytes], encoding: str | None
+) -> Iterator[tuple[str, bytes]]:
+    """The file's text as UTF-8 bytes, block by block, each with the encoding's name."""
+    head = handle.read(_SNIFF_BYTES)
+    codec = encoding
+    if codec is None:
+        if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+            codec = "utf-32"
+        elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            codec = "utf-16"
+        elif head.startswith(codecs.BOM_UTF8):
+            codec = "utf-8-sig"
+        elif b"\x00" in head:
+            codec = _utf16_without_bom(head)
+            if codec is None:
+                raise InputError(f"{file}: is a binary file, not a CSV")
+        else:
+            codec = _scan_utf8(file, handle, head)
+    try:
+        decoder = codecs.getincrementaldecoder(codec)()
+    except LookupError:
+        raise InputError(f"{file}: cannot be read as {codec}: unknown encoding") from None
+    utf8 = codecs.lookup(codec).name == "utf-8"  # the bytes are checked, not copied
+    lines = 1
+    block = head
+    first = True
+    while True:
+        final = len(block) < (_SNIFF_BYTES if first else PART_BLOCK_BYTES)
+        try:
+            text = decoder.decode(block, final=final)
+        except UnicodeDecodeError as exc:
+            line = lines + block[: max(exc.start, 0)].count(b"\n")
+            raise InputError(
+                f"{file}: line {line} is not {codec} (the file is read in parts, in the "
+                "encoding of its start): save the file as CSV UTF-8, or pass "
+                "encoding=/--encoding"
+            ) from None
+        if first:
+            text = text.lstrip("\ufeff")
+            _refuse_binary(file, text)
+        data = block if utf8 and codec != "utf-8-sig" else _utf8(file, text)
+        lines += block.count(b"\n")
+        yield codec, data
+        if final:
+            return
+        first = False
+        try:
+            block = handle.read(PART_BLOCK_BYTES)
+        except OSError as exc:
+            raise InputError(f"{file}: cannot be read: {exc.strerror or exc}") from None
+
+
+def _scan_utf8(file: Path, handle: IO[bytes], head: bytes) -> str:
+    """The encoding of a file without a byte-order mark, decided as :func:`_decode` decides
+    it for the whole file, reading it once (a block at a time) from ``handle``, which is
+    left at the end of ``head``: UTF-8, else refused if it mixes encodings, else the code
+    page its start and the first line that is not UTF-8 read best in (with a warning)."""
+    for magic, what in _BINARY_MAGIC.items():
+        if head.startswith(magic):
+            raise InputError(f"{file}: is {what}, not a CSV file")
+    if head.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        _decode(file, head, None)  # the messages of a workbook given as CSV
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    bad: int | None = None
+    block = head
+    while block:
+        try:
+            decoder.decode(block, final=False)
+        except UnicodeDecodeError as exc:
+            bad = offset + max(exc.start, 0)
+            break
+        offset += len(block)
+        block = handle.read(PART_BLOCK_BYTES)
+    if bad is None and decoder.getstate()[0]:
+        bad = offset - len(decoder.getstate()[0])  # a character cut off at the end
+    if bad is None:
+        handle.seek(len(head))
+        return "utf-8"
+    handle.seek(0)
+    lines_bad: list[int] = []
+    utf8_text = False
+    number, rest = 0, b""
+    while block := handle.read(PART_BLOCK_BYTES):
+        text = rest + block
+        cut = text.rfind(b"\n") + 1
+        found, utf8 = _lines_not_utf8(text[:cut] if cut else b"")
+        lines_bad += [number + n for n in found if cut]
+        utf8_text |= utf8
+        number += text[:cut].count(b"\n")
+        rest = text[cut:]
+    found, utf8 = _lines_not_utf8(rest)
+    lines_bad += [number + n for n in found if rest]
+    _refuse_mixed_lines(file, lines_bad, utf8_text or utf8)
+    handle.seek(max(bad - _SNIFF_BYTES // 2, 0))
+    around = handle.read(_SNIFF_BYTES)
+    sample = head if bad < _SNIFF_BYTES else head + b"\n" + around
+    guess = _legacy_guess(sample)
+    log.warning(
+        "%s is not UTF-8; read it as %s. Check accented names in the results, or save the "
+        "file as 'CSV UTF-8' and load it again (or pass encoding=/--encoding).",
+        file,
+        guess,
+    )
+    handle.seek(len(head))
+    return guess
+
+
+def _parts(
+    file: Path, blocks: Iterator[tuple[str, bytes]], rows: int, delimiter: str | None
+) -> Iterator[Table]:
+    """Cut the text into parts of ``rows`` records (the first: and its header), and parse
+    each with the header in front of it."""
+    pieces: list[bytes] = []
+    size = 0
+    found = 0  # records ended in ``pieces``
+    inside = False  # within double quotes at the end of ``pieces``
+    line = 1  # the file's line where ``pieces`` starts
+    header: _Header | None = None
+    codec = "utf-8"
+    yielded = False
+    for codec, block in blocks:
+        start = 0
+        while start < len(block):
+            want = rows + (1 if header is None else 0) - found
+            cut, ended, inside = _record_ends(block, start, want, inside)
+            found += ended
+            if cut is None:
+                pieces.append(block[start:])
+                size += len(block) - start
+                if size > MAX_RECORD_BYTES and found == 0:
+                    raise InputError(
+                        f"{file}: line {line} starts a record longer than "
+                        f"{MAX_RECORD_BYTES >> 20} MiB (a quote that is never closed?): add "
+                        'the missing closing quote ("), or remove the stray one'
+                    )
+                break
+            pieces.append(block[start:cut])
+            start = cut
+            data = b"".join(pieces)
+            table, header = _part(file, data, codec, delimiter, header, line)
+            if table is not None:
+                yielded = True
+                yield table
+            if header is None:  # only blank lines so far: keep them, read on
+                found = 0
+                continue
+            line += data.count(b"\n")
+            pieces, size, found = [], 0, 0
+    data = b"".join(pieces)
+    table, header = _part(file, data, codec, delimiter, header, line)
+    if table is not None:
+        yield table
+    elif header is None:
+        yield _read_text(file, data, codec, delimiter, False)  # no header: refused by the caller
+    elif not yielded:
+        yield _read_text(file, header.text, codec, header.delimiter, False)  # no rows: too
+
+
+@dataclass(frozen=True)
+class _Header:
+    """A file's header, as found in its first part, to put in front of the others."""
+
+    cells: list[str]
+    text: bytes
+    delimiter: str
+
+
+def _record_ends(block: bytes, start: int, want: int, inside: bool) -> tuple[int | None, int, bool]:
+    """Where the ``want``-th record ending in ``block[start:]`` ends (after its line
+    break), or None; how many records end before that; whether that spot is inside
+    double quotes."""
+    buf = np.frombuffer(block, dtype=np.uint8)[start:]
+    quotes = np.flatnonzero(buf == ord('"'))
+    newlines = np.flatnonzero(buf == ord("\n"))
+    outside = (np.searchsorted(quotes, newlines) + int(inside)) % 2 == 0
+    ends = newlines[outside]
+    if len(ends) >= want:
+        end = int(ends[want - 1]) + 1
+        return start + end, want, False
+    return None, len(ends), (len(quotes) + int(inside)) % 2 == 1
+
+
+def _part(
+    file: Path,
+    data: bytes,
+    codec: str,
+    delimiter: str | None,
+    header: _Header | None,
+    line: int,
+) -> tuple[Table | None, _Header | None]:
+    """One part's table (None when it holds no rows), and the header, found in the first
+    part that has one (until then the text is kept for the next part)."""
+    if header is None:
+        table = _read_text(file, data, codec, delimiter, False)
+        if not table.header:
+            return None, None
+        found = table.delimiter or ","
+        written = io.StringIO()
+        csv.writer(written, delimiter=found, lineterminator="\n").writerow(table.header)
+        header = _Header(table.header, written.getvalue().encode(), found)
+        return (table if len(table) else None), header
+    if _is_empty(data):
+        return None, header
+    offset = line - 1 - header.text.count(b"\n")
+    table = _read_text(file, header.text + data, codec, header.delimiter, False, offset)
+    return (table if len(table) else None), header
+
+
 def _read(
     file: Path,
     kind: FileKind,
@@ -251,18 +514,25 @@ _COMMENT = re.compile(rb"#[^\r\n]*")
 
 
 def _read_text(
-    file: Path, data: bytes, found_encoding: str, delimiter: str | None, comments: bool
+    file: Path,
+    data: bytes,
+    found_encoding: str,
+    delimiter: str | None,
+    comments: bool,
+    offset: int = 0,
 ) -> Table:
-    """A CSV file's table, from its text as UTF-8 bytes (see :func:`_decode`)."""
+    """A CSV file's table, from its text as UTF-8 bytes (see :func:`_decode`); ``offset``
+    is added to the line of every row after the header (a part of a file read after its
+    header: see :func:`read_table_parts`)."""
     if comments:
         data = _COMMENT.sub(b"", data)
     if _is_empty(data):
         empty = np.zeros(0, dtype=np.int64)
         return Table(file, [], [], empty, encoding=found_encoding, delimiter=delimiter)
     found = delimiter or _sniff_delimiter(data[:_SNIFF_BYTES].decode("utf-8", "ignore"))
-    parsed = _read_csv_fast(file, data, found)
+    parsed = _read_csv_fast(file, data, found, offset)
     if parsed is None:
-        parsed = _read_csv(file, data.decode("utf-8"), found)
+        parsed = _read_csv(file, data.decode("utf-8"), found, offset)
     header, columns, lines, malformed, header_line = parsed
     return Table(
         file,
@@ -368,7 +638,12 @@ def _refuse_mixed(file: Path, raw: bytes) -> None:
     the others would. Which code page a lone line is in cannot be told from a name or two,
     so the file is refused with the lines that are not UTF-8, rather than guessed.
     """
-    bad, utf8_text = _lines_not_utf8(raw)
+    _refuse_mixed_lines(file, *_lines_not_utf8(raw))
+
+
+def _refuse_mixed_lines(file: Path, bad: list[int], utf8_text: bool) -> None:
+    """:func:`_refuse_mixed`, from the lines that are not UTF-8 and whether some other line
+    holds non-ASCII UTF-8 text."""
     if bad and utf8_text:
         raise InputError(
             f"{file}: mixes encodings: its accented text is UTF-8 but {_shown_lines(bad)} "
@@ -453,6 +728,18 @@ def _decode_legacy(raw: bytes, bad: int) -> tuple[str, str]:
     sample = raw[:_SNIFF_BYTES]
     if bad >= _SNIFF_BYTES:
         sample += b"\n" + raw[max(bad - _SNIFF_BYTES // 2, 0) : bad + _SNIFF_BYTES // 2]
+    guess = _legacy_guess(sample)
+    for candidate in (guess, "latin-1"):
+        try:
+            return raw.decode(candidate), candidate
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
+
+
+def _legacy_guess(sample: bytes) -> str:
+    """The code page :func:`_decode_legacy` reads a file in, from its ``sample`` (the
+    start, and around the first byte that is not UTF-8)."""
     scores: dict[str, float] = {}
     for candidate in _LEGACY:
         try:
@@ -482,12 +769,7 @@ def _decode_legacy(raw: bytes, bad: int) -> tuple[str, str]:
                 guess = top.encoding
     if guess != "cp1252" and "cp1252" in scores and sample.decode("cp1252") == sample.decode(guess):
         guess = "cp1252"  # the same text either way: name the common one
-    for candidate in (guess, "latin-1"):
-        try:
-            return raw.decode(candidate), candidate
-        except UnicodeDecodeError:
-            continue
-    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
+    return guess
 
 
 _VISIBLE = re.compile(rb"[^ \t\r\n\f\v]")
@@ -538,7 +820,7 @@ def _sniff_delimiter(text: str) -> str:
 _Parsed = tuple[list[str], list[Any], np.ndarray[Any, Any], dict[int, str], int]
 
 
-def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
+def _read_csv_fast(file: Path, data: bytes, delimiter: str, offset: int = 0) -> _Parsed | None:
     """Parse with pyarrow, or return None where Python's csv module must decide."""
     if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
         return None  # a bare carriage return ends a line for csv, not for this path
@@ -581,7 +863,7 @@ def _read_csv_fast(file: Path, data: bytes, delimiter: str) -> _Parsed | None:
     if not keep.all():
         mask = pa.array(keep)
         columns = [c.filter(mask) for c in columns]
-    row_lines = lines[rows][keep]
+    row_lines = lines[rows][keep] + offset
     out = [pd.array(c, dtype="str") for c in columns]
     return header, out, row_lines, {}, int(lines[first])
 
@@ -697,8 +979,9 @@ def _large_fields() -> Any:
         csv.field_size_limit(previous)
 
 
-def _read_csv(file: Path, text: str, delimiter: str) -> _Parsed:
-    """Parse with Python's csv module: the reference, and the path for ragged files."""
+def _read_csv(file: Path, text: str, delimiter: str, offset: int = 0) -> _Parsed:
+    """Parse with Python's csv module: the reference, and the path for ragged files
+    (``offset``: added to the lines after the header)."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     rows: list[list[str]] = []
@@ -725,15 +1008,18 @@ def _read_csv(file: Path, text: str, delimiter: str) -> _Parsed:
                         else "a field is missing"
                     )
                     malformed[len(rows)] = (
-                        f"line {start} has {_fields(len(record))} but the header has "
+                        f"line {start + offset} has {_fields(len(record))} but the header has "
                         f"{_fields(len(header))} ({why})"
                     )
                     record = (record + [""] * len(header))[: len(header)]
                 rows.append(record)
-                lines.append(start)
+                lines.append(start + offset)
                 start = reader.line_num + 1
         except csv.Error as exc:
-            raise _unparsable(file, exc, start, reader.line_num, delimiter) from None
+            shift = offset if header is not None else 0
+            raise _unparsable(
+                file, exc, start + shift, reader.line_num + shift, delimiter
+            ) from None
     if header is None:
         return [], [], np.zeros(0, dtype=np.int64), {}, 0
     columns = [

@@ -40,6 +40,7 @@ from .compose import (
     resolve_column,
     strings,
 )
+from .duplicates import EarlierMessages, message_hashes
 from .phones import check_region, normalize_phones
 from .report import Problems, ValidationReport, assemble, file_lines, row_reasons
 from .rich import check_api_version, check_rich, gather
@@ -81,6 +82,7 @@ def validate(
     templates: Any = None,
     suppress: Any = None,
     api_version: str = "v1",
+    earlier: EarlierMessages | None = None,
 ) -> ValidationReport:
     """Check every row before sending; return which rows are valid and why others are not.
 
@@ -114,6 +116,9 @@ def validate(
             lists, carousels, template buttons, ``reply_to``, ``message_json``) is refused
             with ``KWA035``; on v2, with a catalogue, each template row carries its
             template's button order (``template_buttons``), which places its buttons.
+        earlier: the messages of the earlier parts of the same file, for a file validated
+            in parts (:func:`kwa_batch.send_file`): a row that repeats one of them is
+            refused (``KWA007``, naming its line), and the valid rows are added to it.
 
     Returns:
         ValidationReport with ``.valid`` (normalised), ``.invalid``, ``.errors``, ``.ok``.
@@ -178,7 +183,11 @@ def validate(
         )
     if templates is not None or suppress is not None:  # the catalogue and the opt-outs
         _campaign(prepared, df, problems, arguments, region)
+    if earlier is not None:  # first: a repeat names the file's first row, in any part
+        keyed = _mark_earlier(prepared, problems, earlier)
     _mark_duplicates(prepared, problems, df)
+    if earlier is not None:
+        _remember(keyed, problems, df, earlier)
     report = _verdict(df, prepared, problems, region, arguments)
     if suppress is not None:  # receipts stores: read again while sending (see send())
         from .campaign import live_sources
@@ -513,6 +522,48 @@ def _mark_duplicates(prepared: pd.DataFrame, problems: Problems, df: pd.DataFram
         message,
         prepared["to"].iloc[dup_positions],
     )
+
+
+def _mark_earlier(
+    prepared: pd.DataFrame, problems: Problems, earlier: EarlierMessages
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Refuse the rows that repeat a message of an earlier part (as :func:`_mark_duplicates`
+    refuses those that repeat one of this part); the positions and hashes of the others."""
+    positions = np.flatnonzero(~problems.mask(len(prepared)))
+    hashes = message_hashes([prepared[name].iloc[positions] for name in ("to", *MESSAGE_COLUMNS)])
+    found = earlier.find(hashes)
+    repeat = found >= 0
+    if repeat.any():
+        message = pd.Series(
+            [
+                "the same message to the same recipient appears earlier "
+                f"({f'line {line}' if line else 'an earlier part'}): remove this row"
+                for line in found[repeat]
+            ],
+            dtype="str",
+        )
+        problems.add(
+            positions[repeat],
+            "to",
+            "duplicate",
+            Code.DUPLICATE_ROW,
+            message,
+            prepared["to"].iloc[positions[repeat]],
+        )
+    return positions[~repeat], hashes[~repeat]
+
+
+def _remember(
+    keyed: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    problems: Problems,
+    df: pd.DataFrame,
+    earlier: EarlierMessages,
+) -> None:
+    """Add this part's valid rows to the messages of the earlier parts."""
+    positions, hashes = keyed
+    valid = ~problems.mask(len(df))[positions]
+    lines = file_lines(df, df.index[positions[valid]])
+    earlier.add(hashes[valid], pd.array(lines, dtype="Int64").fillna(0).to_numpy(np.int64))
 
 
 def _rows(df: pd.DataFrame, mask: np.ndarray[Any, Any]) -> pd.DataFrame:

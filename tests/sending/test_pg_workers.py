@@ -245,3 +245,41 @@ def test_the_account_rate_holds_across_processes_and_numbers(
     assert max_in_any_window(list(seconds)) <= 26  # 25, a few percent aside (as above)
     for number in (A, B):
         assert max_in_any_window(list(seconds[ledger["from"] == number])) <= 21
+
+
+def test_processes_sending_a_file_in_parts_share_the_campaign(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """``--chunk-rows`` (a file larger than memory) with several processes on one journal:
+    each part is claimed as the whole file is, none twice, every row settled."""
+    file = write_campaign(tmp_path / "campaign.csv", numbers(600))
+    with Emulator(latency=0.01) as emu:
+        outputs = finish(
+            [
+                start(
+                    [
+                        str(file),
+                        "--journal",
+                        postgres_url,
+                        "--campaign",
+                        "july",
+                        "--quiet",
+                        "--rate",
+                        "300",
+                        "--chunk-rows",
+                        "100",
+                        "--out",
+                        f"results{i}.parquet",
+                    ],
+                    emu,
+                    tmp_path,
+                )
+                for i in range(2)
+            ]
+        )
+        assert len(emu.messages) == 600, outputs
+        assert twice(emu) == 0
+    states = journal_rows(postgres_url)
+    assert len(states) == 600
+    assert (states["state"] == "sent").all()
+    assert states["run_id"].nunique() >= 2, outputs  # they worked together
