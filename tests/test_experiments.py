@@ -489,3 +489,14 @@ def test_an_arm_cell_is_stripped_and_the_holdout_matched_in_any_case(
     assert sent[df.loc[3, "to"]] == "promo_b"
     compared = kb.compare(df.assign(status="sent", converted=[1, 0, 0, 1]), "converted")
     assert list(compared.index) == ["A", "B", "holdout"]
+
+
+@pytest.mark.parametrize("name", ["Arm", "ARM", " arm"])
+def test_an_arm_column_named_almost_arm_is_refused_not_sent(name: str) -> None:
+    """ "Arm" from a spreadsheet would be an unknown column: its holdout sent to. Refused."""
+    df = recipients(2).assign(body="Hi", **{name: ["A", "holdout"]})
+    with pytest.raises(
+        kb.InputError, match=f"column {name!r} looks like an experiment's arm"
+    ) as caught:
+        kb.validate(df, sender=SENDER)
+    assert "\n" not in str(caught.value)
