@@ -1,8 +1,8 @@
 """assign() on a large list: a million recipients into two arms and a holdout.
 
 The list: ``--rows`` Indian numbers (default 1,000,000), one in four written nationally
-(``098…``, read with ``default_region="IN"``). Timed best of 3, balanced (the default) and
-by hash alone (``balanced=False``), against the baseline every assignment pays first: the
+(``098…``, read with ``default_region="IN"``). Timed best of 3, balanced (``balanced=True``) and
+by hash alone (the default), against the baseline every assignment pays first: the
 numbers normalised (``normalize_phones``) in the same run, so the ratio says what the
 hashing and the cutting add. The shares are printed, so that a run that assigns wrongly
 is seen.

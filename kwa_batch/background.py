@@ -53,6 +53,12 @@ FUNNEL_EVERY = 5.0
 #: Seconds a job still running at exit is given to finish its requests in flight.
 EXIT_GRACE = 5.0
 _PREPARING = "not sent yet: the job is still validating the rows and reading the journal"
+_STOPPED_PREPARING = (
+    "stopped before sending: the job was still validating the rows; it ends once it has, "
+    "sending nothing (job.wait() gives its results; start again to send them)"
+)
+#: Seconds :meth:`Job.stop` waits for a job still validating before it returns.
+STOP_WAIT = 1.0
 
 # The jobs of this process still sending: by journal (one job a journal), else by id.
 _running: dict[object, Job] = {}
@@ -96,8 +102,11 @@ class Job:
         self._started = time.monotonic()
         self._ended: float | None = None
         self._meter = RateMeter()
-        self._funnel: dict[str, int] | None = None
-        self._funnel_at = 0.0
+        self._funnel: tuple[dict[str, int], float] | None = None  # the last count, and when
+        self._funnel_at = 0.0  # when a count was last asked for
+        self._funnel_lock = threading.Lock()
+        self._counting = False
+        self._held: dict[str, tuple[int, str]] | None = None  # once ended: as the rows say
         self._display: LiveDisplay | None = None
         self._slot: object = _journal_key(journal) if journal is not None else id(self)
         self._thread = threading.Thread(
@@ -125,6 +134,7 @@ class Job:
                     progress=False,  # the dashboard is the progress bar
                     **options,
                 )
+            self._held = held_in(self._results)  # counted once, here, not on each render
         except BaseException as exc:  # raised again by wait() and results, never lost
             self._error = exc
         finally:
@@ -162,7 +172,7 @@ class Job:
         """
         while not self.done:
             if self._progress.view().phase == "preparing":
-                return self._not_yet()
+                return self._not_yet(_STOPPED_PREPARING if self._progress.stops else _PREPARING)
             so_far = self._progress.results_so_far(timeout=0.5)
             if so_far is not None:
                 return so_far
@@ -187,15 +197,23 @@ class Job:
     def stop(self, timeout: float | None = None) -> pd.DataFrame:
         """Stop sending, as Ctrl-C stops :func:`kwa_batch.send`, and return the results.
 
-        No new request leaves; those in flight are awaited (up to 10 s; calling ``stop``
-        again stops waiting, and rows still in flight become ``unknown``); the rows left
-        are ``not_sent`` with ``NOTSENT``. Starting again with the same journal sends them.
+        No new request leaves from the moment it is asked; those in flight are awaited (up
+        to 10 s; calling ``stop`` again stops waiting, and rows still in flight become
+        ``unknown``); the rows left are ``not_sent`` with ``NOTSENT``. Starting again with
+        the same journal sends them. A job still validating its rows is not waited for
+        beyond :data:`STOP_WAIT` seconds: ``stop`` returns every row ``not_sent`` and the
+        job ends in the background once validated, sending nothing (:meth:`wait` gives its
+        results then).
 
         Raises:
             TimeoutError: not stopped after ``timeout`` seconds.
         """
         if not self.done:
             self._progress.stop()
+            if self._progress.view().phase == "preparing":  # validating: may take long
+                grace = STOP_WAIT if timeout is None else min(timeout, STOP_WAIT)
+                if not self._done.wait(grace) and self._progress.view().phase == "preparing":
+                    return self._not_yet(_STOPPED_PREPARING)
         return self.wait(timeout)
 
     def _final(self) -> pd.DataFrame:
@@ -206,13 +224,14 @@ class Job:
         assert self._results is not None
         return self._results
 
-    def _not_yet(self) -> pd.DataFrame:
-        """Every row ``not_sent``, before the run has validated them."""
+    def _not_yet(self, message: str) -> pd.DataFrame:
+        """Every row ``not_sent`` with ``message``, before the run has validated them."""
         data = self._data.data if isinstance(self._data, ValidationReport) else self._data
         builder = ResultsBuilder(data.index)
         code, _ = NOT_YET
-        row = {"status": Status.NOT_SENT.value, "error_code": code.value}
-        builder.fill(list(data.index), [{**row, "error_message": _PREPARING}] * len(data))
+        row = {"status": Status.NOT_SENT.value, "error_code": code.value, "error_message": message}
+        for name, value in row.items():  # whole columns at once: a big list stops quickly
+            builder.data[name] = [value] * len(data)
         frame = builder.frame()
         if "to" in data.columns:
             frame["to"] = data["to"].astype("string")
@@ -221,40 +240,57 @@ class Job:
     # -- the dashboard --------------------------------------------------------------------
 
     def board(self) -> Board:
-        """The dashboard's content now."""
+        """The dashboard's content now: cheap whatever the campaign's size (the counts
+        are kept as rows finish; the funnel is the last one counted, with its age)."""
         view = self._progress.view()
         ended = self._ended if self.done else None
-        elapsed = (ended or time.monotonic()) - self._started
+        now = time.monotonic()
+        elapsed = (ended or now) - self._started
+        self._funnel_now()
+        counted = self._funnel  # one read: the counts and their time go together
+        shown, age = (counted[0], now - counted[1]) if counted is not None else (None, None)
         if self.done and self._error is not None:
             error = str(self._error) or type(self._error).__name__
-            return Board("failed", view, elapsed=elapsed, error=error, funnel=self._funnel)
+            return Board("failed", view, elapsed=elapsed, error=error, funnel=shown, funnel_age=age)
         outcome = self.outcome
         state = "finished" if outcome is not None else view.phase
-        if outcome is not None and self._results is not None:  # the rows as they ended
-            view = dataclasses.replace(view, held=held_in(self._results))
-        self._funnel_now(self._results if outcome is not None else None)
+        if outcome is not None and self._held is not None:  # the rows as they ended
+            view = dataclasses.replace(view, held=self._held)
         rate = self._meter.rate(view) if state in ("sending", "stopping") else None
-        return Board(state, view, rate, elapsed, outcome, funnel=self._funnel)
+        return Board(state, view, rate, elapsed, outcome, funnel=shown, funnel_age=age)
 
-    def _funnel_now(self, results: pd.DataFrame | None) -> None:
-        """Count the funnel again, every :data:`FUNNEL_EVERY` seconds (and once the job
-        ended: callbacks keep coming after the last message left)."""
+    def _funnel_now(self) -> None:
+        """Have the funnel counted again in a thread of its own, off the rendering path,
+        at most every :data:`FUNNEL_EVERY` seconds (and once the job ended: callbacks keep
+        coming after the last message left); one count at a time."""
         if not isinstance(self._receipts, CallbackStore):
             return
         now = time.monotonic()
-        ended = self._ended is not None and self._funnel_at < self._ended
-        if not ended and now - self._funnel_at < FUNNEL_EVERY:
-            return
-        self._funnel_at = now
-        frame = results if results is not None else self._progress.results_so_far(0.5)
-        if frame is None:
-            return
+        with self._funnel_lock:
+            ended = self._ended is not None and self._funnel_at < self._ended
+            if self._counting or (not ended and now - self._funnel_at < FUNNEL_EVERY):
+                return
+            self._counting, self._funnel_at = True, now
+        threading.Thread(target=self._count_funnel, name="kwa-funnel", daemon=True).start()
+
+    def _count_funnel(self) -> None:
+        """Count the funnel of the rows so far (the results, once ended) and the store."""
         try:
-            counted = funnel(frame, self._receipts, by="country")
-        except KwaBatchError:
-            return  # a store it cannot read now: the send itself says why, if it matters
-        total = counted.loc[TOTAL]
-        self._funnel = {name: int(total[name]) for name in FUNNEL_STEPS}
+            ended = self.done
+            frame = self._results if ended else self._progress.results_so_far(0.5)
+            if frame is None or not isinstance(self._receipts, CallbackStore):
+                return
+            try:
+                counted = funnel(frame, self._receipts, by="country")
+            except KwaBatchError:
+                return  # a store it cannot read now: the send itself says why, if it matters
+            total = counted.loc[TOTAL]
+            self._funnel = ({name: int(total[name]) for name in FUNNEL_STEPS}, time.monotonic())
+        finally:
+            with self._funnel_lock:
+                self._counting = False
+        if ended and self._display is not None:
+            self._display.update()  # the saved notebook's last state has the last count
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return mimebundle(self.board())

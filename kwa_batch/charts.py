@@ -40,7 +40,7 @@ def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
 
     Args:
         results: a results frame from :func:`kwa_batch.send` or :func:`load_results`.
-        title: a title for the figure (default: the counts in words).
+        title: a title for the figure, drawn as written (default: the counts in words).
 
     Raises:
         KwaBatchError: matplotlib is not installed.
@@ -108,13 +108,13 @@ def plot_outcomes(results: pd.DataFrame, *, title: str | None = None) -> Any:
             f"{code}  {entry.meaning}" if (entry := lookup_code(code)) else code
             for code in by_code.index
         ]
-        right.set_yticks(range(len(by_code)), labels)
+        right.set_yticks(range(len(by_code)), [_literal(label) for label in labels])
         right.set_xlabel("rows")
         right.set_title("by error code")
         right.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
         right.spines[["top", "right"]].set_visible(False)
     total = int(counts.sum())
-    figure.suptitle(title or f"{int(counts['sent'])} of {total} rows sent")
+    figure.suptitle(_literal(title or f"{int(counts['sent'])} of {total} rows sent"))
     return figure
 
 
@@ -144,7 +144,8 @@ def plot_funnel(funnel: pd.DataFrame, *, title: str | None = None) -> Any:
 
     Args:
         funnel: the frame :func:`kwa_batch.funnel` returns (its total row is drawn left).
-        title: a title for the figure (default: the counts and the costs in words).
+        title: a title for the figure, drawn as written (default: the counts and the
+            costs in words).
 
     Raises:
         KwaBatchError: matplotlib is not installed, or ``funnel`` has no total row.
@@ -188,7 +189,7 @@ def plot_funnel(funnel: pd.DataFrame, *, title: str | None = None) -> Any:
         *(f"{v}" for v in values[len(FUNNEL_STAGES) :]),
     ]
     left.bar_label(bars, shares, padding=3)
-    left.set_yticks(positions, [_code_label(label) for label in labels])
+    left.set_yticks(positions, [_literal(_code_label(label)) for label in labels])
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlim(0, max(1, max(values)) * 1.45)  # room for the labels
     left.set_xlabel("rows")
@@ -206,14 +207,14 @@ def plot_funnel(funnel: pd.DataFrame, *, title: str | None = None) -> Any:
                 color=plt.get_cmap("Blues")(0.35 + 0.6 * n / max(len(stages) - 1, 1)),
             )  # fmt: skip
             right.bar_label(drawn, padding=2, fontsize=8)
-        right.set_yticks(range(len(names))[::-1], names)
+        right.set_yticks(range(len(names))[::-1], [_literal(name) for name in names])
         right.xaxis.set_major_locator(MaxNLocator(integer=True))
         right.set_xlim(0, max(1, int(first["sent"].max())) * 1.2)
         right.set_xlabel("rows")
-        right.set_title(f"by {groups[0]}")
+        right.set_title(_literal(f"by {groups[0]}"))
         right.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
         right.spines[["top", "right"]].set_visible(False)
-    figure.suptitle(title or _funnel_title(total))
+    figure.suptitle(_literal(title or _funnel_title(total)))
     return figure
 
 
@@ -259,7 +260,8 @@ def plot_compare(comparison: pd.DataFrame, *, title: str | None = None) -> Any:
 
     Args:
         comparison: the frame :func:`kwa_batch.compare` returns.
-        title: a title for the figure (default: the metric and the best arm).
+        title: a title for the figure, drawn as written (default: the metric and the
+            best arm when it is clearly the best, at p < 0.05; else "no clear winner").
 
     Raises:
         KwaBatchError: matplotlib is not installed, or ``comparison`` is not such a frame.
@@ -295,11 +297,11 @@ def plot_compare(comparison: pd.DataFrame, *, title: str | None = None) -> Any:
                 label += f", {float(lift):+.0%} over the holdout"
             labels.append(label)
     left.bar_label(bars, labels, padding=3)
-    left.set_yticks(positions, arms)
+    left.set_yticks(positions, [_literal(arm) for arm in arms])
     left.set_xlim(0, max(0.01, float(rates.max())) * 1.6)
     left.xaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
-    left.set_xlabel(f"{metric} rate")
-    left.set_title(f"{metric}, by arm")
+    left.set_xlabel(_literal(f"{metric} rate"))
+    left.set_title(_literal(f"{metric}, by arm"))
     left.spines[["top", "right"]].set_visible(False)
     tested = comparison.loc[comparison["ci_low"].notna()]
     names = [str(a) for a in tested.index]
@@ -320,7 +322,7 @@ def plot_compare(comparison: pd.DataFrame, *, title: str | None = None) -> Any:
                 textcoords="offset points",
                 va="center",
             )
-        right.set_yticks(where, names)
+        right.set_yticks(where, [_literal(name) for name in names])
         span = max(abs(float(tested["ci_low"].min())), abs(float(tested["ci_high"].max())))
         right.set_xlim(-span * 1.3 if span else -0.01, span * 2.2 if span else 0.01)
         right.set_ylim(-0.8, len(names) - 0.2)
@@ -329,15 +331,44 @@ def plot_compare(comparison: pd.DataFrame, *, title: str | None = None) -> Any:
         right.set_yticks([])
     right.axvline(0, color="#8c959f", linewidth=1)
     right.xaxis.set_major_formatter(lambda value, _: f"{value:+.0%}")
-    right.set_xlabel(f"difference from {arms[0]} (95% interval)")
-    right.set_title(f"against {arms[0]}")
+    right.set_xlabel(_literal(f"difference from {arms[0]} (95% interval)"))
+    right.set_title(_literal(f"against {arms[0]}"))
     right.spines[["top", "right"]].set_visible(False)
-    best = max((a for a in arms if a != Status.HOLDOUT), key=lambda a: rates[a])
-    figure.suptitle(title or f"{metric}: {best} has the highest rate ({rates[best]:.1%})")
+    figure.suptitle(_literal(title or _compare_title(comparison, metric, rates)))
     return figure
 
 
+#: The p-value below which a difference from the control is clear enough to name a winner.
+CLEAR_P = 0.05
+
+
+def _compare_title(comparison: pd.DataFrame, metric: str, rates: pd.Series) -> str:
+    """The arm with the highest rate, when it is clearly the best: a challenger above the
+    control at p < :data:`CLEAR_P`, or the control with every challenger clearly below it;
+    otherwise no clear winner."""
+    arms = [str(a) for a in comparison.index if a != Status.HOLDOUT]
+    control, challengers = arms[0], arms[1:]
+    best = max(arms, key=lambda a: rates[a])
+
+    def clear(arm: str, sign: int) -> bool:
+        diff, p = comparison.loc[arm, "diff"], comparison.loc[arm, "p_value"]
+        return not pd.isna(diff) and not pd.isna(p) and sign * diff > 0 and p < CLEAR_P
+
+    if (best != control and clear(best, 1)) or (
+        best == control and all(clear(arm, -1) for arm in challengers)
+    ):
+        return f"{metric}: {best} has the highest rate ({rates[best]:.1%})"
+    return f"{metric}: no clear winner (no arm is clearly the best at p < {CLEAR_P:g})"
+
+
 _ARM_COLORS = ("#8c959f", "#2da44e", "#bf8700", "#8250df")
+
+
+def _literal(text: object) -> str:
+    """``text`` drawn as written: its ``$`` escaped, so that matplotlib reads no mathtext
+    in a template's or an arm's name (``Save $5 or $10`` in italics, ``$\\frac$`` an
+    error when the figure is drawn)."""
+    return str(text).replace("$", r"\$")
 
 
 def _p_text(p: Any) -> str:

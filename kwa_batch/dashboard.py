@@ -49,6 +49,8 @@ class Board:
         error: why the job failed, in its one line.
         funnel: the funnel's total counts (``sent``, ``delivered``, ``read``...), when a
             receipts store was given.
+        funnel_age: seconds since the funnel was counted (it is counted every few
+            seconds, off the rendering path).
     """
 
     state: str
@@ -58,6 +60,7 @@ class Board:
     outcome: RunOutcome | None = None
     error: str | None = None
     funnel: Mapping[str, int] | None = field(default=None)
+    funnel_age: float | None = None
 
 
 class RateMeter:
@@ -123,6 +126,8 @@ def _lines(board: Board) -> list[tuple[str, str]]:
         lines.append(("error", f"{said} → {fix}" if fix else said))
     if board.funnel is not None:
         steps = " → ".join(f"{step} {board.funnel.get(step, 0):,}" for step in FUNNEL_STEPS)
+        if board.funnel_age is not None:
+            steps += f" (counted {board.funnel_age:,.0f} s ago)"
         lines.append(("funnel", steps))
     if board.error:
         lines.append(("error", board.error))

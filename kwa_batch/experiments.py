@@ -4,18 +4,21 @@ compared on what became of their messages (:func:`compare`).
 **Assignment.** Each recipient gets a number ``u`` in [0, 1) from the SHA-256 of the seed
 and its normalised number (E.164; the value as written for a number validation would
 refuse), so the same recipient draws the same ``u`` whatever the row order, in every run
-with the same seed; rows of one recipient share their arm. With ``balanced=True`` (the
-default) the recipients of each stratum (all of them, or one country or value of ``by``)
-are ranked by ``u`` and cut into consecutive blocks of the shares asked, from a start the
-seed and the stratum draw: each arm gets its share of every stratum to within one
-recipient. The arm of a recipient then depends on who else is in the list (adding
-recipients shifts a few neighbours). ``balanced=False`` reads each arm from ``u`` alone
-(a recipient keeps its arm as the list grows; the shares hold on average, as a binomial
-draw): the choice for a list assigned in parts (a file read in chunks, a list that grows
-between campaigns), where each part must give a recipient the arm the whole would.
+with the same seed; rows of one recipient share their arm. By default each arm is read from
+``u`` alone: a recipient's arm depends only on the seed, its number and the arms and
+shares asked, so it keeps its arm as the list grows, when the list is assigned in parts
+(a file read in chunks) and when a run resumes; the shares hold statistically, as a
+binomial draw (10,000 recipients in 45/45/10 land within a point or two). ``balanced=True``
+is for a fixed list: the recipients of each stratum (all of them, or one country or value
+of ``by``) are ranked by ``u`` and cut into consecutive blocks of the shares asked, from a
+start the seed and the stratum draw, so each arm gets its share of every stratum to within
+one recipient; the arm of a recipient then depends on who else is in the list (adding
+recipients may move others to another arm).
 
 **Comparison.** :func:`compare` counts, per arm, its rows ``n`` (rejected rows left out:
-their data would have been refused in any arm) and ``successes`` of a metric, and tests
+their data would have been refused in any arm; for ``delivered``, ``read`` and ``replied``
+the rows sent alone, as a message not sent or of unknown fate cannot be read) and
+``successes`` of a metric, and tests
 each arm against the first (the control): ``diff`` of the rates, its 95% interval and
 ``p_value``. The rule: when every expected count of the 2×2 table (arm and control,
 success and not) is at least 5, the two-proportion z test (pooled; the same p as
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +50,7 @@ from .receipts.delivery import merge_receipts
 from .receipts.replies import replies
 from .receipts.store import CallbackStore
 from .results import ARM_COLUMN, HOLDOUT_ARM, Status, require_columns
+from .validation.arms import arm_cells
 from .validation.phones import normalize_phones
 
 __all__ = ["COMPARE_COLUMNS", "MESSAGE_METRICS", "assign", "compare"]
@@ -69,7 +74,7 @@ def assign(
     holdout: float = 0.1,
     seed: int | str = 7,
     by: str | None = None,
-    balanced: bool = True,
+    balanced: bool = False,
     default_region: str | None = None,
 ) -> pd.DataFrame:
     """Split the recipients into arms and a holdout: ``df`` with an ``arm`` column.
@@ -77,15 +82,18 @@ def assign(
     Args:
         df: the recipients (a ``to`` column), as :func:`kwa_batch.load_recipients` reads
             them.
-        arms: the arms' names (equal shares), or a mapping of name to weight
-            (``{"A": 2, "B": 1}``: A twice B's share of what the holdout leaves).
+        arms: the arms' names, as text (equal shares), or a mapping of name to weight
+            (``{"A": 2, "B": 1}``: A twice B's share of what the holdout leaves; numpy's
+            numbers too).
         holdout: the share of recipients never sent anything (status ``holdout``), in
             [0, 1); 0 for none.
-        seed: the experiment's seed: the same seed gives every recipient the same arm.
-        by: stratify: ``"country"`` (each number's ISO region) or a column of ``df``;
-            each stratum is split in the shares asked.
-        balanced: cut each stratum exactly in its shares (the default), or read each
-            recipient's arm from its hash alone (see the module).
+        seed: the experiment's seed (a whole number, ``7.0`` read as ``7``, or a text):
+            the same seed gives every recipient the same arm.
+        by: stratify (with ``balanced=True``): ``"country"`` (each number's ISO region)
+            or a column of ``df``; each stratum is cut exactly in the shares asked.
+        balanced: cut each stratum exactly in its shares, for a fixed list (adding
+            recipients may move others); the default reads each recipient's arm from its
+            hash alone, stable across runs and a growing list (see the module).
         default_region: how to read numbers written without ``+``, as for
             :func:`kwa_batch.validate`.
 
@@ -100,9 +108,15 @@ def assign(
     Example:
         >>> df = pd.DataFrame({"to": [f"+9198765{i:05d}" for i in range(1000)]})
         >>> assign(df, ["A", "B"], holdout=0.1, seed=7)["arm"].value_counts().to_dict()
-        {'A': 450, 'B': 450, 'holdout': 100}
+        {'A': 442, 'B': 440, 'holdout': 118}
     """
     names, shares = _shares(arms, holdout)
+    seed = _seed(seed)
+    if by is not None and not balanced:
+        raise ConfigurationError(
+            f"assign: by={by!r} cuts each stratum exactly: pass balanced=True as well (for a "
+            "fixed list: adding recipients may then move others), or leave by out"
+        )
     if "to" not in df.columns:
         raise InputError(
             f"assign: no 'to' column (columns: {', '.join(map(str, df.columns))}): name "
@@ -144,25 +158,30 @@ def _shares(arms: Sequence[str] | Mapping[str, float], holdout: float) -> tuple[
             f"arms={arms!r}: give a list of names (arms=['A', 'B']) or name → weight"
         )
     weights = dict(arms) if isinstance(arms, Mapping) else dict.fromkeys(arms, 1.0)
-    names = [str(name) for name in weights]
+    for name in weights:
+        if not isinstance(name, str):
+            raise ConfigurationError(
+                f"arms: {name!r} is not text: name each arm with text, e.g. {str(name)!r}"
+            )
+    names = list(weights)
     if not names:
         raise ConfigurationError("arms=[]: give at least one arm, e.g. arms=['A', 'B']")
     if len(set(names)) < len(names) or len(names) < len(list(arms)):
         raise ConfigurationError(f"arms={list(arms)!r}: each arm's name once")
     for name in names:
-        if not name.strip() or name == HOLDOUT_ARM:
+        if not name.strip() or name.strip().lower() == HOLDOUT_ARM or name != name.strip():
             raise ConfigurationError(
                 f"arms: {name!r} cannot name an arm (the holdout is asked with holdout=): "
                 "give each arm a name of its own"
             )
-    values = []
+    values: list[float] = []
     for name, weight in weights.items():
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
+        if isinstance(weight, bool | np.bool_) or not isinstance(weight, numbers.Real):
             raise ConfigurationError(f"arms: weight {weight!r} of {name!r} is not a number")
         if not math.isfinite(weight) or weight <= 0:
             raise ConfigurationError(f"arms: weight {weight!r} of {name!r}: give a positive number")
         values.append(float(weight))
-    if isinstance(holdout, bool) or not isinstance(holdout, int | float):
+    if isinstance(holdout, bool | np.bool_) or not isinstance(holdout, numbers.Real):
         raise ConfigurationError(f"holdout={holdout!r}: give a share in [0, 1), e.g. 0.1")
     if not 0 <= holdout < 1:
         raise ConfigurationError(
@@ -174,6 +193,21 @@ def _shares(arms: Sequence[str] | Mapping[str, float], holdout: float) -> tuple[
         names.append(HOLDOUT_ARM)
         shares.append(float(holdout))
     return names, np.array(shares)
+
+
+def _seed(seed: object) -> int | str:
+    """The seed as its hash reads it: ``7``, ``7.0`` and ``np.int64(7)`` are one seed."""
+    if isinstance(seed, str):
+        return seed
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool | np.bool_):
+        return int(seed)
+    if isinstance(seed, numbers.Real) and not isinstance(seed, bool | np.bool_):
+        whole = float(seed)
+        if whole.is_integer():
+            return int(whole)
+    raise ConfigurationError(
+        f"seed={seed!r}: give a whole number or a text (seed=7, seed='spring-2026')"
+    )
 
 
 def _recipients(to: pd.Series, region: str | None) -> pd.Series:
@@ -219,11 +253,13 @@ def compare(
         results: the results of a send of :func:`assign`'s frame (an ``arm`` column), with
             the receipts merged (:func:`kwa_batch.merge_receipts`; :func:`kwa_batch.replies`
             joined for ``replied``), or give ``receipts=``.
-        metric: ``delivered`` (read ones included), ``read``, ``replied``, or a boolean
-            column of ``results`` (``converted``: a fact from elsewhere, joined in).
+        metric: ``delivered`` (read ones included), ``read``, ``replied``, or a yes/no
+            column of ``results`` (``converted``: a fact from elsewhere, joined in): bool,
+            0/1 ints or 1.0/0.0 floats, or true/false (yes/no) text; a missing value is
+            refused (fill it: ``fillna(0)`` where missing means no conversion).
         receipts: the callback store, to merge the receipts (and the replies) here.
-        arms: the arms in order, the first the control (default: the arms' names sorted,
-            the holdout last).
+        arms: the arms in order, the first the control, never the holdout (default: the
+            arms' names sorted, the holdout last).
 
     Returns:
         A frame indexed by arm with :data:`COMPARE_COLUMNS`: ``n``, ``successes``, ``rate``,
@@ -232,8 +268,9 @@ def compare(
         ``lift`` (over the holdout) and ``note`` (why a value is NA).
 
     Raises:
-        KwaBatchError: no ``arm`` column, an unknown metric, a metric column that is not
-            boolean, or receipts that were not merged.
+        KwaBatchError: no ``arm`` column, an unknown metric, a metric column with a value
+            that is no yes or no, or none, receipts that were not merged, or the holdout
+            asked as the control.
 
     Example:
         >>> merged = kb.merge_receipts(results, "receipts.db")  # doctest: +SKIP
@@ -246,14 +283,17 @@ def compare(
             "kb.assign(df) before sending (results of that frame carry it)"
         )
     frame = _with_metric(results, metric, receipts)
-    success = _successes(frame, metric)
-    counted = frame["status"].astype("string").ne(Status.REJECTED).fillna(True)
-    arm = frame[ARM_COLUMN].astype("string")
+    status = frame["status"].astype("string")
+    arm = arm_cells(frame[ARM_COLUMN])
+    counted = status.ne(Status.REJECTED).fillna(True)
+    message_only = metric in MESSAGE_METRICS
+    if message_only:  # a message's fate: of the rows sent (the holdout's rows as they are)
+        counted = counted & (status.eq(Status.SENT) | arm.eq(HOLDOUT_ARM)).fillna(False)
+    success = _successes(frame, metric, counted)
     order = _order(arm, arms)
     out = pd.DataFrame(index=pd.Index(order, name=ARM_COLUMN))
     n = [int((counted & arm.eq(a).fillna(False)).sum()) for a in order]
     k = [int((success & counted & arm.eq(a).fillna(False)).sum()) for a in order]
-    message_only = metric in MESSAGE_METRICS
     rates = [k_i / n_i if n_i else math.nan for k_i, n_i in zip(k, n, strict=True)]
     notes = ["" for _ in order]
     shown_k: list[Any] = list(k)
@@ -276,6 +316,11 @@ def compare(
         out[column] = pd.array([row[position] for row in rows], dtype="Float64")
     out["test"] = pd.array([row[4] for row in rows], dtype="string")
     out["lift"] = pd.array(_lifts(order, rates, notes, metric), dtype="Float64")
+    if message_only:
+        for i, name in enumerate(order):
+            if name != HOLDOUT_ARM:
+                said = f"n: the rows sent ({metric} needs a message; not sent, unknown left out)"
+                notes[i] = f"{notes[i]}; {said}" if notes[i] else said
     out["note"] = pd.array([note or pd.NA for note in notes], dtype="string")
     out.attrs["metric"] = metric
     return out
@@ -307,13 +352,15 @@ def _with_metric(
         return results
     if metric not in results.columns:
         raise KwaBatchError(
-            f"compare(metric={metric!r}): give delivered, read, replied, or a boolean column "
+            f"compare(metric={metric!r}): give delivered, read, replied, or a yes/no column "
             f"of the results (columns: {', '.join(map(str, results.columns))})"
         )
     return results
 
 
-def _successes(frame: pd.DataFrame, metric: str) -> pd.Series:
+def _successes(frame: pd.DataFrame, metric: str, counted: pd.Series) -> pd.Series:
+    """Each row's success on ``metric``; a value that is no yes or no, or none, in a row
+    ``counted`` is refused in one line."""
     if metric == "delivered":  # read ones included, and a "failed" after "delivered"
         delivered = frame["delivery_status"].isin(("delivered", "read")).fillna(False)
         for name in ("delivered_at", "read_at"):
@@ -326,22 +373,44 @@ def _successes(frame: pd.DataFrame, metric: str) -> pd.Series:
             read = read | frame["read_at"].notna()
         return read.astype(bool)
     column = frame[metric]
-    if pd.api.types.is_bool_dtype(column.dtype):
-        return column.fillna(False).astype(bool)
-    text = column.astype("string").str.strip().str.lower()
-    known = text.isin(("true", "false", "1", "0", "yes", "no")) | text.isna() | text.eq("")
-    if not bool(known.all()):
-        bad = column[~known.to_numpy(dtype=bool)]
+    if pd.api.types.is_bool_dtype(column.dtype) or pd.api.types.is_numeric_dtype(column.dtype):
+        values = column.astype("Float64")  # bool, 0/1 ints, 1.0/0.0 floats (a left join's)
+        missing = values.isna()
+        bad = ~missing & ~values.isin((0.0, 1.0))
+        success = values.eq(1.0)
+    else:
+        text = column.astype("string").str.strip().str.lower()
+        missing = text.isna() | text.eq("")
+        bad = ~missing & ~text.isin(_YES + _NO)
+        success = text.isin(_YES)
+    mask = counted.to_numpy(dtype=bool)
+    if bool((bad.to_numpy(dtype=bool, na_value=False) & mask).any()):
+        row = column[bad.to_numpy(dtype=bool, na_value=False) & mask]
         raise KwaBatchError(
-            f"compare(metric={metric!r}): the column is not boolean (row {bad.index[0]!r}: "
-            f"{bad.iloc[0]!r}): give True/False (or 1/0, yes/no) in it"
+            f"compare(metric={metric!r}): row {row.index[0]!r} holds {row.tolist()[0]!r}, not a "
+            "yes or no: give True/False (or 1/0, yes/no) in the column"
         )
-    return text.isin(("true", "1", "yes")).fillna(False).astype(bool)
+    if bool((missing.to_numpy(dtype=bool, na_value=True) & mask).any()):
+        row = column[missing.to_numpy(dtype=bool, na_value=True) & mask]
+        raise KwaBatchError(
+            f"compare(metric={metric!r}): row {row.index[0]!r} has no value: fill the column "
+            f"first, e.g. results[{metric!r}].fillna(0) where missing means no conversion"
+        )
+    return success.fillna(False).astype(bool)
+
+
+_YES = ("true", "1", "1.0", "yes")
+_NO = ("false", "0", "0.0", "no")
 
 
 def _order(arm: pd.Series, arms: Sequence[str] | None) -> list[str]:
     present = [str(a) for a in arm.dropna().unique()]
     if arms is not None:
+        if len(arms) and str(arms[0]) == HOLDOUT_ARM:
+            raise KwaBatchError(
+                "compare(arms=[...]): the holdout cannot be the control (it is the baseline of "
+                "lift): put an arm first, e.g. arms=['A', 'B']"
+            )
         missing = [a for a in arms if a not in present]
         if missing:
             raise KwaBatchError(

@@ -6,10 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -172,8 +174,38 @@ def test_the_funnel_of_the_receipts_store(tmp_path: Path) -> None:
         job = kb.start(data, emu.client(sender=SENDER), receipts=store)
         job.wait()
         assert emu.wait_for_callbacks(10)
-        shown = text(job.board())
-    assert "funnel sent 5 → delivered 5 → read 5 → replied 0 → failed 0" in shown
+        steps = "funnel sent 5 → delivered 5 → read 5 → replied 0 → failed 0 (counted"
+        until(lambda: steps in text(job.board()))  # counted in a thread of its own
+
+
+def test_the_funnel_is_counted_off_the_rendering_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering the board only asks for a count: it never waits for one (a million rows
+    took 44 s), and shows the last count with its age."""
+    from kwa_batch import background
+
+    caller, release = threading.current_thread(), threading.Event()
+    counted_in: list[threading.Thread] = []
+    real = background.funnel
+
+    def slow_funnel(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        counted_in.append(threading.current_thread())
+        if threading.current_thread() is not caller:
+            release.wait(60)  # a big campaign's count, held until the board has returned
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(background, "funnel", slow_funnel)
+    with Emulator() as emu, kb.CallbackStore(tmp_path / "receipts.db") as store:
+        job = kb.start(frame(5), emu.client(sender=SENDER), receipts=store, progress=False)
+        job.wait()
+        first = text(job.board())
+        until(lambda: bool(counted_in))
+        assert caller not in counted_in
+        assert "funnel" not in first  # not counted yet: nothing to show
+        release.set()
+        until(lambda: "funnel sent 5 →" in text(job.board()))
+        assert "(counted 0 s ago)" in text(job.board())
 
 
 def test_nobody_watches_a_run_by_default_and_watching_is_undone() -> None:
@@ -212,3 +244,57 @@ def test_a_job_still_sending_at_exit_is_stopped_cleanly(
     again = "sending again (failed or not sent before)"  # the rows stopped: not_sent
     assert results.attrs["run"].resume == {"already sent": sent, again: 300 - sent}
     assert emu.messages["to"].value_counts().max() == 1
+
+
+def test_stop_during_validation_returns_at_once_and_nothing_is_sent(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big list validates for seconds: stop() returns without waiting for it, every row
+    not_sent; once validated the job ends, sending nothing."""
+    from kwa_batch.sending import run
+
+    validating, release, returned = threading.Event(), threading.Event(), threading.Event()
+    real = run._validated
+
+    def slow_validation(*args: Any, **kwargs: Any) -> Any:
+        validating.set()
+        release.wait(20)  # 300,000 rows took 4.3 s
+        assert returned.is_set(), "stop() waited for the validation"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run, "_validated", slow_validation)
+    at_start = emulator.message_count
+    job = kb.start(frame(50), emulator.client(sender=SENDER), progress=False)
+    until(validating.is_set)
+    stopped = job.stop()
+    returned.set()
+    assert not job.done
+    assert stopped["status"].eq("not_sent").all()
+    assert len(stopped) == 50
+    assert stopped["error_message"].str.startswith("stopped before sending").all()
+    release.set()
+    results = job.wait(60)
+    assert results["status"].eq("not_sent").all()
+    assert results.attrs["run"].stopped_by == "SIGINT"
+    assert emulator.message_count == at_start
+
+
+def test_a_base_urls_userinfo_never_shows(tmp_path: Path) -> None:
+    """Credentials written into base_url (``https://user:token@host``) show nowhere: not
+    in the client's repr, the rows' errors, the dashboard, the run's settings, the journal."""
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    client = kb.KaleyraClient(
+        "HX1", "key-0123456789", sender=SENDER, base_url=f"http://me:s3cret@127.0.0.1:{port}"
+    )
+    job = kb.start(frame(1), client, journal=tmp_path / "j.db", progress=False, max_attempts=1)
+    results = job.wait(60)
+    journal = [path.read_bytes().decode("latin-1") for path in tmp_path.glob("j.db*")]
+    said = [repr(client), text(job.board()), str(results["error_message"].tolist())]
+    shown = " ".join([*said, str(results.attrs["run"].settings), *journal])
+    assert "could not connect to http://***@127.0.0.1" in shown
+    assert "s3cret" not in shown
+    assert "me:" not in shown

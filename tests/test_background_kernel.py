@@ -97,11 +97,17 @@ def test_start_returns_while_sending_goes_on_stop_stops_and_a_new_kernel_resumes
     )
     client = _run(first, tmp_path)
     with client.setup_kernel():
-        for index in range(3):
-            client.execute_cell(first.cells[index], index)
+        client.execute_cell(first.cells[0], 0)
+        client.execute_cell(first.cells[1], 1)
+        # The cell that called start has finished executing (the kernel answered): start
+        # returned without sending the campaign, which goes on after (ordering, not time).
+        cell_done = pd.Timestamp.now(tz="UTC")
+        assert (_arrivals(emu) <= cell_done).sum() < ROWS
+        client.execute_cell(first.cells[2], 2)
         returned = _at(_stdout(first.cells[1]), "returned")
+        assert returned <= cell_done
         # Sending goes on after start returned: the emulator keeps receiving.
-        _until(lambda: (_arrivals(emu) > returned).sum() >= 30)
+        _until(lambda: (_arrivals(emu) > cell_done).sum() >= 30)
         client.execute_cell(first.cells[3], 3)
     # The second start on the same journal, while the first ran: one line, nothing sent.
     refusal = _stdout(first.cells[2]).strip()

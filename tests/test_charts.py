@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib
 import pandas as pd
 import pytest
+from matplotlib.text import Text
 
 from kwa_batch import plot_outcomes
 from kwa_batch.results import STATUSES
@@ -104,3 +105,97 @@ def test_the_comparison_chart_draws_each_arms_rate_and_the_difference() -> None:
     assert figure._suptitle.get_text() == "converted: B has the highest rate (30.0%)"
     with pytest.raises(kb.KwaBatchError, match="plot_compare"):
         kb.plot_compare(frame)
+
+
+def _drawn(figure) -> list[tuple[str, bool]]:
+    """Each text of a drawn figure as matplotlib lays it out: (text, read as mathtext)."""
+    figure.canvas.draw()  # mathtext is parsed here: a bad formula raises
+    return [text._preprocess_math(text.get_text()) for text in figure.findobj(Text)]
+
+
+@pytest.mark.parametrize("name", ["Save $5 or $10", r"$\frac$ off"])
+def test_a_dollar_in_an_arm_template_or_code_is_drawn_as_written(tmp_path, name: str) -> None:
+    """A ``$`` from the campaign's data is no mathtext: drawn as written (not in italics),
+    and a name matplotlib cannot parse breaks neither the chart nor the report."""
+    import kwa_batch as kb
+
+    frame = pd.DataFrame(
+        {
+            "to": [f"+9198765{i:05d}" for i in range(40)],
+            "arm": ["A"] * 20 + [name] * 20,
+            "status": ["sent"] * 39 + ["failed"],
+            "message_id": [f"m{i}" for i in range(40)],
+            "error_code": pd.array([pd.NA] * 39 + [name], dtype="string"),
+            "template_name": ["promo"] * 20 + [name] * 20,
+            "converted": [True, False] * 20,
+            "sent_at": pd.Timestamp("2026-12-01 10:00", tz="UTC"),
+        }
+    )
+    compared = kb.compare(frame.rename(columns={"converted": name}), name)
+    for figure in (
+        kb.plot_compare(compared, title=name),
+        plot_outcomes(frame),
+        kb.plot_funnel(kb.funnel(frame, kb.CallbackStore(tmp_path / "s.db"))),
+    ):
+        drawn = _drawn(figure)
+        assert not [text for text, math in drawn if math]
+        assert any(name in text for text, _ in drawn), drawn
+    kb.report_html(frame, metric="converted", path=tmp_path / "r.html")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "title"),
+    [
+        ((10, 100), (30, 100), "converted: B has the highest rate (30.0%)"),
+        ((30, 100), (10, 100), "converted: A has the highest rate (30.0%)"),  # B clearly worse
+        (
+            (30, 100),
+            (31, 100),
+            "converted: no clear winner (no arm is clearly the best at p < 0.05)",
+        ),
+    ],
+)
+def test_the_comparison_title_names_a_winner_only_when_clear(a, b, title: str) -> None:
+    import kwa_batch as kb
+
+    frame = pd.DataFrame(
+        {
+            "arm": ["A"] * a[1] + ["B"] * b[1],
+            "status": "sent",
+            "converted": [True] * a[0]
+            + [False] * (a[1] - a[0])
+            + [True] * b[0]
+            + [False] * (b[1] - b[0]),
+        }
+    )
+    assert kb.plot_compare(kb.compare(frame, "converted"))._suptitle.get_text() == title
+
+
+def test_the_notebooks_winner_is_better_than_the_control_and_clearly_so() -> None:
+    """The experiment notebook's decision (its cell c1a0e014, run here on set comparisons):
+    a challenger clearly worse than the control is no winner, however small its p."""
+    import json
+    from pathlib import Path
+
+    import kwa_batch as kb
+
+    notebook = Path(__file__).parents[1] / "notebooks" / "experiment.ipynb"
+    cell = next(c for c in json.loads(notebook.read_text())["cells"] if c["id"] == "c1a0e014")
+    decision = "".join(cell["source"]).split("print(")[0]
+
+    def winner(b: int) -> str:
+        frame = pd.DataFrame(
+            {
+                "arm": ["A"] * 200 + ["B"] * 200 + ["holdout"] * 20,
+                "status": "sent",
+                "converted": [True] * 60 + [False] * 140 + [True] * b + [False] * (200 - b)
+                + [False] * 20,
+            }
+        )  # fmt: skip
+        scope = {"comparison": kb.compare(frame, "converted")}
+        exec(decision, scope)  # the notebook's own lines
+        return str(scope["winner"])
+
+    assert winner(20) == "A"  # B far worse: p < 0.001, yet no winner
+    assert winner(64) == "A"  # B a little better, not clearly
+    assert winner(100) == "B"

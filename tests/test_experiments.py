@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,17 @@ def test_the_hash_is_pinned_so_a_running_experiment_keeps_its_arms() -> None:
     assert arms.tolist() == ["B", "holdout", "A"]
 
 
+def test_numpys_weights_and_a_whole_float_seed_are_read_as_numbers() -> None:
+    df = recipients(300)
+    plain = kb.assign(df, {"A": 2, "B": 1}, seed=7)["arm"]
+    assert kb.assign(df, {"A": np.int64(2), "B": np.float64(1)}, seed=7)["arm"].equals(plain)
+    assert kb.assign(df, {"A": 2, "B": 1}, seed=7.0)["arm"].equals(plain)
+    assert kb.assign(df, {"A": 2, "B": 1}, seed=np.int64(7))["arm"].equals(plain)
+    for seed in (7.5, True):
+        with pytest.raises(ConfigurationError, match=f"seed={seed!r}: give a whole number"):
+            kb.assign(df, seed=seed)
+
+
 def test_a_recipient_written_two_ways_gets_one_arm() -> None:
     df = pd.DataFrame({"to": ["+91 98765 43210", "919876543210", "+919876543211"]})
     assigned = kb.assign(df, ["A", "B", "C"], holdout=0.0, seed=1)
@@ -65,7 +77,7 @@ def test_stratified_by_country_each_country_is_split_in_the_shares() -> None:
     india = recipients(301)
     uk = pd.DataFrame({"to": [f"+4479111{i:05d}" for i in range(97)]})
     df = pd.concat([india, uk], ignore_index=True)
-    assigned = kb.assign(df, ["A", "B"], holdout=0.2, seed=5, by="country")
+    assigned = kb.assign(df, ["A", "B"], holdout=0.2, seed=5, by="country", balanced=True)
     for rows in (slice(0, 301), slice(301, None)):
         counts = assigned["arm"].iloc[rows].value_counts()
         n = int(counts.sum())
@@ -80,6 +92,9 @@ def test_stratified_by_country_each_country_is_split_in_the_shares() -> None:
         ([], 0.1, None, "at least one arm"),
         (["A", "A"], 0.1, None, "each arm's name once"),
         (["A", "holdout"], 0.1, None, "cannot name an arm"),
+        (["A", "Holdout "], 0.1, None, "cannot name an arm"),
+        ([1, 2], 0.1, None, "arms: 1 is not text: name each arm with text, e.g. '1'"),
+        (["A", "B"], 0.1, "country", "by='country' cuts each stratum exactly: pass balanced=True"),
         ({"A": 1, "B": 0}, 0.1, None, "weight 0 of 'B': give a positive number"),
         (["A", "B"], 1.0, None, r"holdout=1.0: give a share in \[0, 1\)"),
         (["A", "B"], 0.1, "region", "by='region': no such column"),
@@ -87,7 +102,7 @@ def test_stratified_by_country_each_country_is_split_in_the_shares() -> None:
 )
 def test_unusable_arguments_are_refused_in_one_line(arms, holdout, by, message) -> None:
     with pytest.raises(ConfigurationError, match=message) as caught:
-        kb.assign(recipients(10), arms, holdout=holdout, by=by)
+        kb.assign(recipients(10), arms, holdout=holdout, by=by, balanced=by == "region")
     assert "\n" not in str(caught.value)
 
 
@@ -177,6 +192,49 @@ def test_a_message_metric_has_no_holdout_rate_and_says_why() -> None:
     assert "needs a message" in compared.loc["B", "note"]
 
 
+@pytest.mark.parametrize(
+    "converted",
+    [
+        [1.0, 0.0, 1.0, 1.0, 0.0],  # a left join's float column, filled with 0
+        [1, 0, 1, 1, 0],
+        [True, False, True, True, False],
+        pd.array([True, False, True, True, False], dtype="boolean"),
+        ["True", " false", "TRUE ", "yes", "0"],
+    ],
+)
+def test_a_yes_or_no_column_of_floats_ints_bools_or_text_is_read(converted: list[Any]) -> None:
+    results = pd.DataFrame(
+        {"arm": ["A", "A", "B", "B", "B"], "status": "sent", "converted": converted}
+    )
+    compared = kb.compare(results, "converted")
+    assert compared["successes"].tolist() == [1, 2]
+    assert compared["n"].tolist() == [2, 3]
+
+
+def test_a_rejected_rows_missing_value_is_not_asked_for() -> None:
+    results = pd.DataFrame(
+        {
+            "arm": ["A", "A", "B"],
+            "status": ["sent", "rejected", "sent"],
+            "converted": [1.0, None, 0.0],
+        }
+    )
+    assert kb.compare(results, "converted")["n"].tolist() == [1, 1]
+
+
+def test_a_message_metric_counts_the_rows_sent_alone() -> None:
+    """read needs a message: a row not sent (stopped, held) or of unknown fate is no
+    unread message, so it is left out of n, and the note says so."""
+    results = read_results((5, 10), (5, 10))
+    results.loc[results.index[-3:], ["status", "delivery_status"]] = ["not_sent", pd.NA]
+    results.loc[results.index[-4], ["status", "delivery_status"]] = ["unknown", pd.NA]
+    compared = kb.compare(results, "read")
+    assert compared["n"].tolist() == [10, 6]
+    assert "n: the rows sent" in str(compared.loc["B", "note"])
+    converted = results.assign(converted=False)
+    assert kb.compare(converted, "converted")["n"].tolist() == [10, 10]  # not a message's
+
+
 def test_rejected_rows_are_not_counted() -> None:
     results = read_results((5, 10), (5, 10))
     results.loc[0, "status"] = "rejected"
@@ -194,7 +252,27 @@ def test_rejected_rows_are_not_counted() -> None:
         (
             pd.DataFrame({"status": ["sent"], "arm": ["A"], "converted": ["maybe"]}),
             "converted",
-            "not boolean",
+            "row 0 holds 'maybe', not a yes or no",
+        ),
+        (
+            pd.DataFrame({"status": ["sent"] * 2, "arm": ["A"] * 2, "converted": [1, 2]}),
+            "converted",
+            "row 1 holds 2, not a yes or no",
+        ),
+        (
+            pd.DataFrame({"status": ["sent"] * 2, "arm": ["A"] * 2, "converted": [1.0, None]}),
+            "converted",
+            r"row 1 has no value: .*\.fillna\(0\) where missing means no conversion",
+        ),
+        (
+            pd.DataFrame({"status": ["sent"] * 2, "arm": ["A"] * 2, "converted": [True, None]}),
+            "converted",
+            "row 1 has no value",
+        ),
+        (
+            pd.DataFrame({"status": ["sent"] * 2, "arm": ["A"] * 2, "converted": ["yes", " "]}),
+            "converted",
+            "row 1 has no value",
         ),
     ],
 )
@@ -207,7 +285,9 @@ def test_compare_refuses_in_one_line(frame: pd.DataFrame, metric: str, message: 
 def test_a_holdout_row_is_never_sent(fresh_emulator: kb.Emulator, tmp_path: Path) -> None:
     """Counted at the emulator; the holdout's status is holdout, the run exits 0, the
     journal never holds a holdout row (a second run sends nothing), estimate skips it."""
-    df = kb.assign(recipients(60).assign(name="Ana"), ["A", "B"], holdout=0.25, seed=11)
+    df = kb.assign(
+        recipients(60).assign(name="Ana"), ["A", "B"], holdout=0.25, seed=11, balanced=True
+    )
     held = df.index[df["arm"] == "holdout"]
     assert len(held) == 15
     journal = tmp_path / "run.db"
@@ -301,7 +381,9 @@ def test_the_command_line_sends_a_file_with_an_arm_column(
     from kwa_batch.cli import cli
 
     monkeypatch.chdir(tmp_path)
-    df = kb.assign(recipients(20).assign(body="Hello"), ["A", "B"], holdout=0.2, seed=4)
+    df = kb.assign(
+        recipients(20).assign(body="Hello"), ["A", "B"], holdout=0.2, seed=4, balanced=True
+    )
     df.to_csv("assigned.csv", index=False)
     outcome = runner.invoke(cli, ["send", "assigned.csv", "--emulator", "--out", "r.xlsx"])
     assert outcome.exit_code == 0, outcome.output
@@ -337,10 +419,84 @@ def test_the_control_is_the_first_arm_asked() -> None:
         kb.compare(results, "read", arms=["C"])
 
 
+@pytest.mark.parametrize("metric", ["read", "converted"])
+def test_the_holdout_cannot_be_the_control(metric: str) -> None:
+    """The holdout is the baseline of lift: as the control, read's diffs would be taken
+    against a rate it has not got."""
+    with pytest.raises(KwaBatchError, match="the holdout cannot be the control") as caught:
+        kb.compare(experiment_with_holdout(), metric, arms=["holdout", "A", "B"])
+    assert "\n" not in str(caught.value)
+
+
 def test_stratified_by_a_column_of_the_frame() -> None:
     df = recipients(200).assign(tier=["gold"] * 50 + ["silver"] * 150)
-    assigned = kb.assign(df, ["A", "B"], holdout=0.0, seed=9, by="tier")
+    assigned = kb.assign(df, ["A", "B"], holdout=0.0, seed=9, by="tier", balanced=True)
     counts = assigned.groupby("tier")["arm"].value_counts().to_dict()
     assert counts == {
         ("gold", "A"): 25, ("gold", "B"): 25, ("silver", "A"): 75, ("silver", "B"): 75,
     }  # fmt: skip
+
+
+def test_a_row_the_journal_records_as_sent_is_never_reported_held_out(
+    fresh_emulator: kb.Emulator, tmp_path: Path
+) -> None:
+    """A list assigned again (other shares, another seed) may put a row sent before in the
+    holdout: the journal wins, the row comes back sent with its message_id, from_journal."""
+    journal = tmp_path / "run.db"
+    first = recipients(4).assign(body="hi", arm=["A", "B", "A", "B"])
+    sent = kb.send(first, fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
+    assert (sent["status"] == "sent").all()
+    again = first.assign(arm=["holdout", "B", "A", "holdout"])
+    resumed = kb.send(again, fresh_emulator.client(sender=SENDER), journal=journal, progress=False)
+    assert fresh_emulator.message_count == 4
+    assert resumed["status"].tolist() == ["sent"] * 4
+    assert resumed["message_id"].equals(sent["message_id"])
+    assert resumed["from_journal"].all()
+    assert "in the holdout now" in " ".join(resumed.attrs["run"].resume)
+
+
+def test_the_default_arm_depends_on_the_recipient_alone_as_the_list_grows() -> None:
+    """The default is the hash alone: adding recipients moves no one already assigned; the
+    shares of 10,000 still hold (45/45/10 within 2 points, the first test)."""
+    before = kb.assign(recipients(200), ["A", "B"], holdout=0.1, seed=7)
+    grown = kb.assign(
+        pd.concat([recipients(200), recipients(40, start=500)], ignore_index=True),
+        ["A", "B"],
+        holdout=0.1,
+        seed=7,
+    )
+    assert grown["arm"].iloc[:200].equals(before["arm"])
+    alone = kb.assign(recipients(200), ["A", "B"], holdout=0.1, seed=7, balanced=False)
+    assert before["arm"].equals(alone["arm"])
+
+
+def test_an_arm_cell_is_stripped_and_the_holdout_matched_in_any_case(
+    fresh_emulator: kb.Emulator,
+) -> None:
+    """A spreadsheet's "Holdout" or "holdout " is the holdout: never sent; "B " is arm B."""
+    df = recipients(4).assign(name="Ana", arm=["A", "Holdout", "holdout ", "B "])
+    results = kb.send(
+        df,
+        fresh_emulator.client(sender=SENDER),
+        template_name={"A": "promo_a", "B": "promo_b"},
+        params_from="name",
+        progress=False,
+    )
+    assert fresh_emulator.message_count == 2
+    assert results["status"].tolist() == ["sent", "holdout", "holdout", "sent"]
+    assert results["arm"].tolist() == ["A", "holdout", "holdout", "B"]
+    sent = fresh_emulator.messages.set_index("to")["template_name"]
+    assert sent[df.loc[3, "to"]] == "promo_b"
+    compared = kb.compare(df.assign(status="sent", converted=[1, 0, 0, 1]), "converted")
+    assert list(compared.index) == ["A", "B", "holdout"]
+
+
+@pytest.mark.parametrize("name", ["Arm", "ARM", " arm"])
+def test_an_arm_column_named_almost_arm_is_refused_not_sent(name: str) -> None:
+    """ "Arm" from a spreadsheet would be an unknown column: its holdout sent to. Refused."""
+    df = recipients(2).assign(body="Hi", **{name: ["A", "holdout"]})
+    with pytest.raises(
+        kb.InputError, match=f"column {name!r} looks like an experiment's arm"
+    ) as caught:
+        kb.validate(df, sender=SENDER)
+    assert "\n" not in str(caught.value)

@@ -35,7 +35,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             "name": "Ana",
         }
     )
-    df = kb.assign(df, ["A", "B"], holdout=0.1, seed=7)
+    df = kb.assign(df, ["A", "B"], holdout=0.1, seed=7, balanced=True)
     names = {"A": "promo_a", "B": "promo_b"}
     with (
         kb.Receiver(store) as receiver,

@@ -179,6 +179,8 @@ class KaleyraClient:
         self.sid = str(sid).strip()
         self.sender = sender
         self.base_url = normalize_base_url(base_url)
+        #: ``base_url`` as errors, reprs and the run's settings quote it: no userinfo.
+        self.shown_url = shown_url(self.base_url)
         self.api_version = check_api_version(api_version)
         self.timeout = timeout
         self.pool_size = pool_size
@@ -233,7 +235,7 @@ class KaleyraClient:
         version = "" if self.api_version == DEFAULT_API_VERSION else ", api_version='v2'"
         return (
             f"KaleyraClient(sid={self.sid!r}, api_key=<hidden>, sender={self.sender!r}, "
-            f"base_url={self.base_url!r}{version})"
+            f"base_url={self.shown_url!r}{version})"
         )
 
     # -- sessions -----------------------------------------------------------------------
@@ -396,27 +398,27 @@ class KaleyraClient:
             )
         except requests.exceptions.ConnectTimeout:
             raise ConnectError(
-                f"could not connect to {self.base_url} in time: nothing was sent"
+                f"could not connect to {self.shown_url} in time: nothing was sent"
             ) from None
         except requests.exceptions.ReadTimeout:
             raise AmbiguousSendError(
-                f"no answer from {self.base_url} within the timeout: the message may have been "
+                f"no answer from {self.shown_url} within the timeout: the message may have been "
                 "sent",
                 code=Code.TIMEOUT,
             ) from None
         except requests.exceptions.ConnectionError as exc:
             if _never_connected(exc):
                 raise ConnectError(
-                    f"could not connect to {self.base_url}: nothing was sent ({_reason(exc)})"
+                    f"could not connect to {self.shown_url}: nothing was sent ({_reason(exc)})"
                 ) from None
             raise AmbiguousSendError(
-                f"the connection to {self.base_url} broke after the request was sent: the "
+                f"the connection to {self.shown_url} broke after the request was sent: the "
                 f"message may have been sent ({_reason(exc)})",
                 code=Code.DROPPED,
             ) from None
         except requests.exceptions.RequestException as exc:
             raise AmbiguousSendError(
-                f"the request to {self.base_url} failed: {_reason(exc)}", code=Code.DROPPED
+                f"the request to {self.shown_url} failed: {_reason(exc)}", code=Code.DROPPED
             ) from None
         return parse_response(
             response.status_code,
@@ -571,18 +573,18 @@ class KaleyraClient:
                 allow_redirects=False,
             )
         except requests.exceptions.ConnectTimeout:
-            raise ConnectError(f"could not connect to {self.base_url} in time") from None
+            raise ConnectError(f"could not connect to {self.shown_url} in time") from None
         except requests.exceptions.ReadTimeout:
             raise AmbiguousSendError(
-                f"no answer from {self.base_url} within the timeout", code=Code.TIMEOUT
+                f"no answer from {self.shown_url} within the timeout", code=Code.TIMEOUT
             ) from None
         except requests.exceptions.RequestException as exc:
             if isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc):
                 raise ConnectError(
-                    f"could not connect to {self.base_url} ({_reason(exc)})"
+                    f"could not connect to {self.shown_url} ({_reason(exc)})"
                 ) from None
             raise AmbiguousSendError(
-                f"the request to {self.base_url} failed: {_reason(exc)}", code=Code.DROPPED
+                f"the request to {self.shown_url} failed: {_reason(exc)}", code=Code.DROPPED
             ) from None
         if not 200 <= response.status_code < 300:
             parse_response(response.status_code, response.text, response.headers, [])
@@ -626,6 +628,24 @@ def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
         stack.extend([getattr(err, "reason", None), err.__cause__, err.__context__])
         stack.extend(a for a in getattr(err, "args", ()) if isinstance(a, BaseException))
     return False
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its userinfo (``https://user:token@host`` → ``https://***@host``):
+    what an error or a log may quote.
+
+    The userinfo ends at the last ``@`` (a password may hold ``#``, ``?`` or ``/``, which a
+    URL parser takes for the end of the authority), as :func:`kwa_batch.database.redact`
+    reads it: where in doubt, more is hidden.
+
+    >>> shown_url("https://me:s3cret@api.in.kaleyra.io")
+    'https://***@api.in.kaleyra.io'
+    >>> shown_url("https://me:pa#ss?w/rd@api.in.kaleyra.io")
+    'https://***@api.in.kaleyra.io'
+    """
+    scheme, sep, rest = url.partition("://")
+    _, at, after = rest.rpartition("@")
+    return f"{scheme}://***@{after}" if sep and at else url
 
 
 def _reason(exc: BaseException) -> str:

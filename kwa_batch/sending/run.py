@@ -77,6 +77,7 @@ from ..loading.recipients import line_numbers
 from ..outcome import RunOutcome
 from ..results import ARM_COLUMN, OUTCOME_FIELDS, STATUSES, ResultsBuilder, Status
 from ..validation import ValidationReport, validate
+from ..validation.arms import arm_cells
 from ..validation.sender import choose_sender, joined_senders, read_sender, same_sender
 from . import clock
 from .client import KaleyraClient, SendResult
@@ -614,7 +615,7 @@ def send(
     holds = Holds.make(schedule)
     pacer = Pacer(pacing)
     settings = {
-        "base_url": client.base_url,
+        "base_url": client.shown_url,  # no userinfo: the journal records it
         "sid": client.sid,
         "concurrency": pacing.concurrency,
         "rate_limit": pacing.rate_limit,  # per sender number
@@ -639,6 +640,7 @@ def send(
     results.hold_out(list(report.holdout))  # an experiment's holdout: never sent
     current_watcher().began(results, lambda builder: _finished(builder, report))
     messages = message_frame(report.to_send)  # the one message frame of this run
+    held_out = message_frame(report.valid.loc[report.holdout]) if journal is not None else None
     pacer.expect(messages["from"].dropna().unique())  # one limit per sender number
     run = _Run(
         client,
@@ -668,7 +670,7 @@ def send(
             watch.start()
         size = pacing.size_for(client.api_version)  # v2: one recipient per request
         done = _send_rows(run, messages, results, holds, (live, watch), size,
-                          progress=progress)  # fmt: skip
+                          progress=progress, held_out=held_out)  # fmt: skip
     finally:
         if live is not None:
             live.stop()
@@ -754,6 +756,7 @@ def _send_rows(
     max_recipients: int,
     *,
     progress: bool,
+    held_out: pd.DataFrame | None = None,
 ) -> _Sent:
     """Settle what the journal knows, hold back what must wait, plan the requests and
     send them, each decided again when it leaves; the results are filled in place."""
@@ -761,6 +764,8 @@ def _send_rows(
     if run.journal is not None:
         resend = run.retries.resend_unknown
         messages, keys, resume, elsewhere = _resume(run.journal, messages, results, resend)
+        if held_out is not None and len(held_out):
+            _unhold(run.journal, held_out, results, resume)
         run.taken.extend(elsewhere)
     else:
         keys = pd.Series("", index=messages.index, dtype="str")
@@ -955,6 +960,7 @@ _RESUME_COUNTS = (
     "new",
     "expired, never sent",
 )
+_UNHELD = "in the holdout now, but sent (or maybe sent) before: as the journal says"
 
 
 def _resume(
@@ -970,6 +976,10 @@ def _resume(
     records = journal.lookup(keys.array)  # sliced by position, converted chunk by chunk
     in_flight = [key for key, record in records.items() if record.state == IN_FLIGHT]
     elsewhere = journal.held_elsewhere(in_flight) if in_flight else frozenset()
+    if len(elsewhere) < len(in_flight):
+        # Read again what is not held by a live process: one that was may have settled the
+        # row between the two reads (the first would call a sent row a dead run's).
+        records.update(journal.lookup([key for key in in_flight if key not in elsewhere]))
     others: list[Request] = []
     counts = dict.fromkeys(_RESUME_COUNTS, 0)
     send_labels = []
@@ -1017,6 +1027,31 @@ def _resume(
     return messages, keys, resume, others
 
 
+def _unhold(
+    journal: RunJournal, held_out: pd.DataFrame, results: ResultsBuilder, resume: dict[str, int]
+) -> None:
+    """Give a holdout row the journal records as sent, in flight or unknown its outcome
+    from the journal (``from_journal``): a message that may have left is never reported as
+    held back (a list assigned again with other shares may put a sent row in the holdout)."""
+    keys = row_keys(held_out)
+    records = journal.lookup(keys.array)
+    labels: list[Hashable] = []
+    rows: list[dict[str, Any]] = []
+    for label, key in zip(keys.index, keys, strict=True):
+        record = records.get(key)
+        if record is None or record.state not in (Status.SENT, Status.UNKNOWN, IN_FLIGHT):
+            continue
+        row = _from_record(record)
+        if record.state == IN_FLIGHT:
+            row.update(status=Status.UNKNOWN, error_code=_IN_FLIGHT[0], error_message=_IN_FLIGHT[1])
+        labels.append(label)
+        rows.append(row)
+    results.fill(labels, rows)
+    if labels:
+        resume[_UNHELD] = len(labels)
+        log.info("journal %s: %s %d", journal.path, _UNHELD, len(labels))
+
+
 def _journal_name(journal: str | Path | None) -> str | None:
     """The journal as the run's settings record it: a URL without its password."""
     if journal is None:
@@ -1042,7 +1077,7 @@ def _finished(results: ResultsBuilder, report: ValidationReport) -> pd.DataFrame
     if "from" in report.valid.columns:
         frame.loc[report.valid.index, "sender"] = report.valid["from"].astype("string")
     if ARM_COLUMN in report.data.columns:  # an experiment's arm, for kb.compare
-        frame[ARM_COLUMN] = report.data[ARM_COLUMN].astype("string")
+        frame[ARM_COLUMN] = arm_cells(report.data[ARM_COLUMN])
     return frame
 
 

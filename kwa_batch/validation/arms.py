@@ -18,7 +18,7 @@ import pandas as pd
 from ..errors import ConfigurationError
 from ..results import ARM_COLUMN, HOLDOUT_ARM
 
-__all__: list[str] = []
+__all__ = ["arm_cells"]
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ def by_arm(
             f"{setting} is given per arm ({', '.join(map(repr, value))}), but the frame has no "
             "arm column: split it with kb.assign(df) first"
         )
-    arms = df[ARM_COLUMN].astype("string").fillna("").to_numpy(dtype=object)
+    arms = arm_cells(df[ARM_COLUMN]).fillna("").to_numpy(dtype=object)
     present = [a for a in dict.fromkeys(arms) if a != HOLDOUT_ARM]
     missing = [a for a in present if a not in value]
     if missing:
@@ -57,6 +57,17 @@ def by_arm(
     held = value.get(HOLDOUT_ARM, next(iter(value.values())))
     pairs.append((arms == HOLDOUT_ARM, held))
     return pairs
+
+
+def arm_cells(column: pd.Series) -> pd.Series:
+    """An ``arm`` column as read: each cell stripped, and the holdout whatever its case
+    (``"Holdout "`` is the holdout, never sent).
+
+    >>> arm_cells(pd.Series(["A ", "Holdout", " holdout ", None])).tolist()
+    ['A', 'holdout', 'holdout', <NA>]
+    """
+    arms = column.astype("string").str.strip()
+    return arms.mask(arms.str.lower().eq(HOLDOUT_ARM).fillna(False), HOLDOUT_ARM)
 
 
 def shown(value: Any) -> Any:

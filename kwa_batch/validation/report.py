@@ -21,6 +21,7 @@ from ..fields import API_COLUMNS
 from ..loading.recipients import LineNumbers
 from ..results import ARM_COLUMN, HOLDOUT_ARM
 from ..tables import Sheet, write_csv, write_xlsx
+from .arms import arm_cells
 
 __all__ = ["ValidationReport"]
 
@@ -100,10 +101,11 @@ class ValidationReport:
     @property
     def holdout(self) -> pd.Index:
         """The valid rows of an experiment's holdout (an ``arm`` column saying
-        ``holdout``, :func:`kwa_batch.assign`): checked as the others, never sent."""
+        ``holdout``, in any case, :func:`kwa_batch.assign`): checked as the others, never
+        sent."""
         if ARM_COLUMN not in self.valid.columns:
             return self.valid.index[:0]
-        held = self.valid[ARM_COLUMN].astype("string").eq(HOLDOUT_ARM).fillna(False)
+        held = arm_cells(self.valid[ARM_COLUMN]).eq(HOLDOUT_ARM).fillna(False)
         return self.valid.index[held.to_numpy(dtype=bool)]
 
     @property

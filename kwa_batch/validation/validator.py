@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from ..errors import Code, ConfigurationError, InputError
 from ..fields import API_COLUMNS, MESSAGE_COLUMNS
+from ..results import ARM_COLUMN
 from .arms import by_arm, shown
 from .compose import (
     build_body,
@@ -231,6 +232,14 @@ def _check_frame(df: pd.DataFrame) -> None:
             "no 'to' column: name the column of phone numbers 'to' "
             f"(columns: {', '.join(map(str, df.columns))})"
         )
+    if ARM_COLUMN not in df.columns:  # an experiment's holdout must never be sent by a typo
+        near = [str(c) for c in df.columns if str(c).strip().lower() == ARM_COLUMN]
+        if near:
+            raise InputError(
+                f"column {near[0]!r} looks like an experiment's arm column, which must be named "
+                f"exactly {ARM_COLUMN!r} (else its holdout would be sent): rename it "
+                f"(df.rename(columns={{{near[0]!r}: {ARM_COLUMN!r}}}))"
+            )
     repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()] if c in API_COLUMNS})
     if repeated:
         raise InputError(

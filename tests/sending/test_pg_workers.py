@@ -126,7 +126,7 @@ def test_three_processes_send_2000_rows_none_twice(postgres_url: str, tmp_path: 
         assert twice(emu) == 0
     results = [pd.read_csv(tmp_path / f"results{i}.csv") for i in range(3)]
     for frame in results:
-        assert (frame["status"] == "sent").all(), outputs
+        assert frame["status"].eq("sent").all(), (outputs, frame[frame["status"] != "sent"])
     own = [frame.loc[~frame["from_journal"], "to"] for frame in results]
     assert sum(len(rows) for rows in own) == 2000  # each row sent by exactly one process
     assert len(set().union(*(set(rows) for rows in own))) == 2000
