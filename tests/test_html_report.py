@@ -198,3 +198,30 @@ def test_compare_merges_the_receipts_it_is_given(campaign) -> None:
     replied = kb.compare(results, "replied", receipts=store)
     tied = results.join(kb.replies(results, store)[["replied"]])
     pd.testing.assert_frame_equal(replied, kb.compare(tied, "replied"))
+
+
+@pytest.mark.slow  # a campaign with its callbacks into PostgreSQL: seconds
+def test_the_report_reads_a_store_on_postgresql(runner, tmp_path: Path, postgres_url: str) -> None:
+    """Every reader takes the store's URL as it takes its path (issue #21): the report too."""
+    url = postgres_url.replace("postgresql://postgres@", "postgresql://postgres:S3CRET@")
+    df = pd.DataFrame({"to": [f"+9198765{i:05d}" for i in range(6)], "body": "Hi"})
+    with (
+        kb.Receiver(url) as receiver,
+        kb.Emulator(callbacks={"delay": 0.01, "read": 1.0}, seed=3) as emu,
+    ):
+        results = kb.send(
+            df, emu.client(), sender=SENDER, callback_url=receiver.callback_url, progress=False
+        )
+        assert emu.wait_for_callbacks(20)
+    path = kb.export_results(results, tmp_path / "results.xlsx")
+    page = tmp_path / "report.html"
+    outcome = runner.invoke(cli, ["report", str(path), "--receipts", url, "--html", str(page)])
+    assert outcome.exit_code == 0, outcome.output
+    assert "S3CRET" not in outcome.output
+    text = page.read_text()
+    assert "S3CRET" not in text
+    bare = tmp_path / "bare.html"
+    assert runner.invoke(cli, ["report", str(path), "--html", str(bare)]).exit_code == 0
+    six = re.compile(r"<td[^>]*>\s*6\s*</td>")
+    # Six delivered and six read, from the database, beside the six rows and six sent.
+    assert len(six.findall(text)) > len(six.findall(bare.read_text()))

@@ -28,9 +28,9 @@ __all__ = ["report_command", "status_command"]
     "--receipts",
     "store",
     metavar="STORE",
-    type=click.Path(dir_okay=False),
-    help="The SQLite store `kwa-batch receive` writes: the funnel, costs and delivery "
-    "metrics of --html.",
+    type=StoreParam(),
+    help="The store `kwa-batch receive` writes (a SQLite file or a postgresql:// URL): the "
+    "funnel, costs and delivery metrics of --html.",
 )
 @click.option(
     "--rate-card",
