@@ -197,12 +197,12 @@ def send_command(**options: Any) -> None:
     sender, source = resolve_sender(o.sender, o.region, emulator=o.emulator)
     echo: Callable[[str], None] = (lambda text: None) if o.quiet else click.echo
     if o.chunk_rows is not None:  # issue #21: a file larger than memory
-        from .send_parts import default_parts_target, send_in_parts
+        from .send_parts import send_in_parts
 
-        target = o.out or default_parts_target(o.file)
+        target = o.out or _default_target(o.file, ".results.parquet")
         send_in_parts(o, target, sender, lambda stack: _client(stack, o, sender, source, echo)[0],
                       echo)  # fmt: skip
-    target = o.out or _default_target(o.file)
+    target = o.out or _default_target(o.file, ".results.xlsx")
     df, report = load_and_validate(
         o.file,
         encoding=o.encoding,
@@ -244,10 +244,12 @@ def _check_campaign(o: _Options) -> None:
         fail(str(exc))
 
 
-def _default_target(file: str) -> Path:
+def _default_target(file: str, suffix: str) -> Path:
+    """Where the results of FILE go without ``--out``: its name with ``suffix``, here (a
+    workbook; a ``.parquet`` file for a file sent in parts, too large for a workbook)."""
     from .common import check_writable
 
-    target = Path(Path(file).stem + ".results.xlsx")
+    target = Path(Path(file).stem + suffix)
     check_writable(target, "--out")
     return target
 

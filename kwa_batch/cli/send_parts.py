@@ -24,16 +24,7 @@ if TYPE_CHECKING:
     from ..sending.client import KaleyraClient
     from ..streaming import PartSent
 
-__all__ = ["default_parts_target", "send_in_parts"]
-
-
-def default_parts_target(file: str) -> Path:
-    """Where the results of FILE go without ``--out``: ``FILE's name.results.parquet``."""
-    from .common import check_writable
-
-    target = Path(Path(file).stem + ".results.parquet")
-    check_writable(target, "--out")
-    return target
+__all__ = ["send_in_parts"]
 
 
 def send_in_parts(

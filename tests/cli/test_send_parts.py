@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from send_process import run_cli
 
 import kwa_batch as kb
 from kwa_batch import Emulator
@@ -29,24 +28,6 @@ def write_campaign(path: Path, rows: int = ROWS) -> Path:
         }
     ).to_csv(path, index=False)
     return path
-
-
-def run_cli(args: list[str], emu: Emulator, cwd: Path) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "KALEYRA_SID": emu.sid,
-        "KALEYRA_API_KEY": emu.api_key,
-        "KALEYRA_BASE_URL": emu.url,
-        "KALEYRA_FROM": "+911234567890",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "kwa_batch", "send", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def wait_for_messages(emu: Emulator, count: int) -> None:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from send_process import run_cli
 
 from kwa_batch import Emulator
 from kwa_batch.sending.journal import Journal
@@ -21,24 +20,6 @@ pytestmark = pytest.mark.slow  # real processes and filesystems: seconds each
 
 ROWS = 160  # 2 s at the default rate: a kill after a quarter lands mid-run
 CONCURRENCY = 4
-
-
-def run_cli(args: list[str], emu: Emulator, cwd: Path) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "KALEYRA_SID": emu.sid,
-        "KALEYRA_API_KEY": emu.api_key,
-        "KALEYRA_BASE_URL": emu.url,
-        "KALEYRA_FROM": "+911234567890",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "kwa_batch", "send", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def write_campaign(path: Path, rows: int = ROWS) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ import pandas as pd
 import psycopg
 import pytest
 from postgres_server import PostgresServer
+from send_process import run_cli
 
 from kwa_batch import Emulator
 from kwa_batch.errors import Code
@@ -56,22 +56,7 @@ def _as_senders() -> None:
 
 
 def start(args: list[str], emu: Emulator, cwd: Path) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "KALEYRA_SID": emu.sid,
-        "KALEYRA_API_KEY": emu.api_key,
-        "KALEYRA_BASE_URL": emu.url,
-        "KALEYRA_FROM": SENDER,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "kwa_batch", "send", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_as_senders,
-    )
+    return run_cli(args, emu, cwd, preexec_fn=_as_senders)
 
 
 def write_campaign(path: Path, numbers: list[str]) -> Path:
